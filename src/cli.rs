@@ -1,0 +1,89 @@
+//! Command-line surface. Flags are parsed by clap into plain `Option`s; defaults and environment
+//! fallbacks are resolved in [`crate::config`], where they can be tested without a process
+//! environment.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshprobe",
+    version,
+    about = "Which pods cannot reach which, and why: continuous mesh probing for Kubernetes"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MESHPROBE_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `meshprobe=debug`.
+    #[arg(long, global = true, default_value = "info", env = "MESHPROBE_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the probe agent: probe every peer and target continuously, serve metrics and results.
+    Agent(AgentArgs),
+    /// Serve a small HTTP target (what the lab's target pods run).
+    Serve(crate::serve::ServeArgs),
+    /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.
+    Lab(crate::lab::LabArgs),
+}
+
+/// `meshprobe agent` flags. Every flag may also come from the environment variable named in
+/// its help (the downward API sets them in Kubernetes); a flag wins over its variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// This node's name [env: MESHPROBE_NODE_NAME] (required).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This node's zone [env: MESHPROBE_ZONE].
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Address to serve HTTP on [env: MESHPROBE_LISTEN] [default: 0.0.0.0:9464].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Peers file (YAML or JSON), re-read when it changes [env: MESHPROBE_PEERS_FILE] (required).
+    #[arg(long)]
+    pub peers_file: Option<PathBuf>,
+    /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Per-probe timeout, below the interval [env: MESHPROBE_TIMEOUT] [default: 1s].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Span of the sliding window statistics are computed over [env: MESHPROBE_WINDOW] [default: 60s].
+    #[arg(long)]
+    pub window: Option<String>,
+    /// ICMP echoes per ICMP probe (packet-level loss needs more than one) [env: MESHPROBE_ICMP_COUNT] [default: 3].
+    #[arg(long)]
+    pub icmp_count: Option<String>,
+    /// ICMP echo payload bytes [env: MESHPROBE_ICMP_SIZE] [default: 56].
+    #[arg(long)]
+    pub icmp_size: Option<String>,
+    /// Ceiling on probes started per second by this agent [env: MESHPROBE_MAX_RATE] [default: 500].
+    #[arg(long)]
+    pub max_rate: Option<String>,
+    /// Ceiling on probes in flight at once [env: MESHPROBE_MAX_IN_FLIGHT] [default: 256].
+    #[arg(long)]
+    pub max_in_flight: Option<String>,
+    /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
+    /// [env: MESHPROBE_PAIR_METRICS] [default: all].
+    #[arg(long)]
+    pub pair_metrics: Option<String>,
+}

@@ -1,0 +1,388 @@
+//! Agent configuration: flags first, then environment variables, then defaults, validated.
+//!
+//! The environment is read through the [`Env`] trait so tests resolve configurations without
+//! touching the process environment (after linkerd2-proxy).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::AgentArgs;
+use crate::error::{Error, Result};
+
+/// A source of environment variables.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+/// Which per-pair series the agent exports (aggregates are always exported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairMetrics {
+    All,
+    Failing,
+    None,
+}
+
+/// A resolved, validated agent configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub zone: Option<String>,
+    pub listen: SocketAddr,
+    pub peers_file: PathBuf,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub window: Duration,
+    pub icmp_count: u16,
+    pub icmp_size: u16,
+    pub max_rate: u32,
+    pub max_in_flight: usize,
+    pub pair_metrics: PairMetrics,
+}
+
+pub const DEFAULT_PORT: u16 = 9464;
+
+impl AgentConfig {
+    /// Resolve flags, falling back to `env`, then to defaults. Every error names the flag and
+    /// its environment variable.
+    pub fn resolve(args: &AgentArgs, env: &dyn Env) -> Result<AgentConfig> {
+        let get = |flag: &Option<String>, var: &str| flag.clone().or_else(|| env.var(var));
+
+        let node_name = get(&args.node_name, "MESHPROBE_NODE_NAME").ok_or_else(|| {
+            Error::Config("--node-name (or MESHPROBE_NODE_NAME) is required".into())
+        })?;
+        validate_name(&node_name)
+            .map_err(|e| Error::Config(format!("--node-name {node_name:?}: {e}")))?;
+        let zone = get(&args.zone, "MESHPROBE_ZONE");
+        if let Some(z) = &zone {
+            validate_name(z).map_err(|e| Error::Config(format!("--zone {z:?}: {e}")))?;
+        }
+        let listen_s = get(&args.listen, "MESHPROBE_LISTEN")
+            .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            Error::Config(format!(
+                "--listen {listen_s:?}: expected IP:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}"
+            ))
+        })?;
+        let peers_file = args
+            .peers_file
+            .clone()
+            .or_else(|| env.var("MESHPROBE_PEERS_FILE").map(PathBuf::from))
+            .ok_or_else(|| {
+                Error::Config("--peers-file (or MESHPROBE_PEERS_FILE) is required".into())
+            })?;
+
+        let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| match get(
+            flag, var,
+        ) {
+            None => Ok(default),
+            Some(s) => parse_duration(&s)
+                .map_err(|e| Error::Config(format!("--{name} (or {var}) {s:?}: {e}"))),
+        };
+        let interval = duration(
+            &args.interval,
+            "interval",
+            "MESHPROBE_INTERVAL",
+            Duration::from_secs(5),
+        )?;
+        let timeout = duration(
+            &args.timeout,
+            "timeout",
+            "MESHPROBE_TIMEOUT",
+            Duration::from_secs(1),
+        )?;
+        let window = duration(
+            &args.window,
+            "window",
+            "MESHPROBE_WINDOW",
+            Duration::from_secs(60),
+        )?;
+
+        fn number<T: std::str::FromStr>(
+            value: Option<String>,
+            name: &str,
+            var: &str,
+            default: T,
+            range: std::ops::RangeInclusive<T>,
+        ) -> Result<T>
+        where
+            T: PartialOrd + std::fmt::Display + Copy,
+        {
+            let Some(s) = value else { return Ok(default) };
+            let v: T = s.trim().parse().map_err(|_| {
+                Error::Config(format!("--{name} (or {var}) {s:?}: not a whole number"))
+            })?;
+            if !range.contains(&v) {
+                return Err(Error::Config(format!(
+                    "--{name} (or {var}) {v}: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                )));
+            }
+            Ok(v)
+        }
+        let icmp_count = number(
+            get(&args.icmp_count, "MESHPROBE_ICMP_COUNT"),
+            "icmp-count",
+            "MESHPROBE_ICMP_COUNT",
+            3u16,
+            1..=20,
+        )?;
+        let icmp_size = number(
+            get(&args.icmp_size, "MESHPROBE_ICMP_SIZE"),
+            "icmp-size",
+            "MESHPROBE_ICMP_SIZE",
+            56u16,
+            8..=1472,
+        )?;
+        let max_rate = number(
+            get(&args.max_rate, "MESHPROBE_MAX_RATE"),
+            "max-rate",
+            "MESHPROBE_MAX_RATE",
+            500u32,
+            1..=100_000,
+        )?;
+        let max_in_flight = number(
+            get(&args.max_in_flight, "MESHPROBE_MAX_IN_FLIGHT"),
+            "max-in-flight",
+            "MESHPROBE_MAX_IN_FLIGHT",
+            256usize,
+            1..=10_000,
+        )?;
+        let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
+            None | Some("all") => PairMetrics::All,
+            Some("failing") => PairMetrics::Failing,
+            Some("none") => PairMetrics::None,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "--pair-metrics (or MESHPROBE_PAIR_METRICS) {other:?}: expected all, failing or none"
+                )))
+            }
+        };
+
+        if interval < Duration::from_millis(100) {
+            return Err(Error::Config(format!(
+                "--interval {}: must be at least 100ms",
+                fmt_duration(interval)
+            )));
+        }
+        if timeout.is_zero() || timeout >= interval {
+            return Err(Error::Config(format!(
+                "--timeout {} must be above zero and below --interval {}",
+                fmt_duration(timeout),
+                fmt_duration(interval)
+            )));
+        }
+        if window < interval {
+            return Err(Error::Config(format!(
+                "--window {} must be at least one --interval ({})",
+                fmt_duration(window),
+                fmt_duration(interval)
+            )));
+        }
+        Ok(AgentConfig {
+            node_name,
+            zone,
+            listen,
+            peers_file,
+            interval,
+            timeout,
+            window,
+            icmp_count,
+            icmp_size,
+            max_rate,
+            max_in_flight,
+            pair_metrics,
+        })
+    }
+}
+
+/// Names (nodes, zones, targets) end up in metric labels and URLs: keep them to what Kubernetes
+/// allows for object names and label values.
+pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err("must be at most 253 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err("may only contain letters, digits, '-', '.' and '_'".into());
+    }
+    Ok(())
+}
+
+/// Parse `500ms`, `5s`, `1.5s`, `2m`, `1h`. A bare number is refused: units are not guessed.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| "missing unit (ms, s, m or h)".to_string())?;
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{num:?} is not a number"))?;
+    let factor = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    let secs = value * factor;
+    if !secs.is_finite() || secs > 7.0 * 86400.0 {
+        return Err("too large".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Format a duration the way [`parse_duration`] reads it.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            node_name: Some("node-1".into()),
+            peers_file: Some("/etc/meshprobe/peers.yaml".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = AgentConfig::resolve(&args(), &env(&[])).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(5));
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.window, Duration::from_secs(60));
+        assert_eq!(c.listen, "0.0.0.0:9464".parse().unwrap());
+        assert_eq!(c.pair_metrics, PairMetrics::All);
+        assert_eq!(c.icmp_count, 3);
+    }
+
+    #[test]
+    fn environment_fills_missing_flags_and_flags_win() {
+        let e = env(&[
+            ("MESHPROBE_NODE_NAME", "from-env"),
+            ("MESHPROBE_ZONE", "zone-a"),
+            ("MESHPROBE_PEERS_FILE", "/p.json"),
+            ("MESHPROBE_INTERVAL", "2s"),
+            ("MESHPROBE_LISTEN", "127.0.0.1:1234"),
+        ]);
+        let c = AgentConfig::resolve(&AgentArgs::default(), &e).unwrap();
+        assert_eq!(c.node_name, "from-env");
+        assert_eq!(c.zone.as_deref(), Some("zone-a"));
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.listen, "127.0.0.1:1234".parse().unwrap());
+        let mut a = args();
+        a.interval = Some("10s".into());
+        let c = AgentConfig::resolve(&a, &e).unwrap();
+        assert_eq!(c.node_name, "node-1");
+        assert_eq!(c.interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_flag_and_variable() {
+        let table: &[(fn(&mut AgentArgs), &str)] = &[
+            (
+                |a| a.node_name = None,
+                "--node-name (or MESHPROBE_NODE_NAME) is required",
+            ),
+            (|a| a.peers_file = None, "--peers-file"),
+            (
+                |a| a.interval = Some("5".into()),
+                "--interval (or MESHPROBE_INTERVAL) \"5\": missing unit",
+            ),
+            (
+                |a| a.timeout = Some("5s".into()),
+                "--timeout 5s must be above zero and below --interval 5s",
+            ),
+            (
+                |a| a.listen = Some("localhost".into()),
+                "--listen \"localhost\"",
+            ),
+            (
+                |a| a.icmp_count = Some("0".into()),
+                "--icmp-count (or MESHPROBE_ICMP_COUNT) 0: must be between 1 and 20",
+            ),
+            (
+                |a| a.max_rate = Some("lots".into()),
+                "--max-rate (or MESHPROBE_MAX_RATE) \"lots\": not a whole number",
+            ),
+            (
+                |a| a.pair_metrics = Some("some".into()),
+                "expected all, failing or none",
+            ),
+            (
+                |a| a.window = Some("1s".into()),
+                "--window 1s must be at least one --interval",
+            ),
+            (
+                |a| a.node_name = Some("node 1".into()),
+                "--node-name \"node 1\"",
+            ),
+        ];
+        for (mutate, want) in table {
+            let mut a = args();
+            mutate(&mut a);
+            let err = AgentConfig::resolve(&a, &env(&[])).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(msg.contains(want), "{msg:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("500ms", 500),
+            ("5s", 5000),
+            ("1.5s", 1500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+        }
+        for bad in ["", "5", "s", "5x", "-1s", "1e99h", "..s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
+    }
+}

@@ -1,0 +1,28 @@
+//! meshprobe: which pods cannot reach which, and why.
+//!
+//! # Layout
+//!
+//! * [`model`]: the shared vocabulary — layers, checks, probe results, classified errors.
+//! * [`config`]: agent configuration from flags, environment ([`config::Env`]) and defaults.
+//! * [`peers`]: the peers file schema, parsed and validated (pure).
+//! * [`discovery`]: sources of peer-set updates (today: the peers file, polled).
+//! * [`schedule`]: probe planning — spreading a round's probes over the interval (pure).
+//! * [`window`]: sliding-window statistics per destination and layer (pure).
+//! * [`probe`]: one prober per file behind one signature; failure classification (pure).
+//! * [`store`]: the results store every reader (metrics, API, diagnosis) reads.
+//! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
+//! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
+//! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
+//! * [`agent`]: wires discovery → schedule → probers → store, and the server.
+//! * [`serve`]: `meshprobe serve`, a small HTTP target.
+//! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lab;
+pub mod model;
+pub mod probe;
+pub mod serve;
+pub mod server;

@@ -1,0 +1,1 @@
+//! http prober (being built).

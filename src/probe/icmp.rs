@@ -1,0 +1,1 @@
+//! icmp prober (being built).

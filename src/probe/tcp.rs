@@ -1,0 +1,1 @@
+//! tcp prober (being built).
