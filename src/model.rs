@@ -292,3 +292,12 @@ impl fmt::Display for ErrorClass {
         }
     }
 }
+
+/// The body of an agent's `GET /ping`, the endpoint its peers probe over HTTP. Naming the node
+/// lets a prober notice a recycled pod IP answering for another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PingBody {
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
