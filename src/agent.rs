@@ -97,9 +97,16 @@ pub async fn run(
         status.clone(),
     )?;
 
+    // Our zone: the flag, else what the peers file says of us.
+    let zone = config.zone.clone().or_else(|| {
+        peers_rx
+            .borrow()
+            .peer(&config.node_name)
+            .and_then(|p| p.zone.clone())
+    });
     let identity = Identity {
         node: config.node_name.clone(),
-        zone: config.zone.clone(),
+        zone,
     };
     let store = Arc::new(Mutex::new(Store::new(
         config.node_name.clone(),
@@ -126,7 +133,7 @@ pub async fn run(
     });
     tracing::info!(
         node = %config.node_name,
-        zone = config.zone.as_deref().unwrap_or(""),
+        zone = shared.identity.zone.as_deref().unwrap_or(""),
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         peers = peers_rx.borrow().peers.len(),
         targets = peers_rx.borrow().targets.len(),
