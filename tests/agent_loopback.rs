@@ -18,9 +18,11 @@ const INTERVAL: Duration = Duration::from_millis(1000);
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).to_string();
@@ -28,11 +30,16 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
         Some((status, body))
     };
-    tokio::time::timeout(Duration::from_secs(3), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn results(addr: SocketAddr) -> Value {
-    let (status, body) = get(addr, "/api/v1/results").await.expect("results answered");
+    let (status, body) = get(addr, "/api/v1/results")
+        .await
+        .expect("results answered");
     assert_eq!(status, 200);
     serde_json::from_str(&body).expect("results are JSON")
 }
@@ -159,7 +166,9 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     std::fs::write(&peers, &all).unwrap();
 
     let addr = |last| SocketAddr::new(ip(last), port);
-    let Some(a) = start("a", addr(41), &peers).await else { return };
+    let Some(a) = start("a", addr(41), &peers).await else {
+        return;
+    };
     let b = start("b", addr(42), &peers).await.unwrap();
     let c = start("c", addr(43), &peers).await.unwrap();
 
@@ -176,7 +185,12 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     let r = results(addr(41)).await;
     assert_eq!(r["node"], "a");
-    let peer_names: Vec<_> = r["peers"].as_array().unwrap().iter().map(|p| p["node"].clone()).collect();
+    let peer_names: Vec<_> = r["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node"].clone())
+        .collect();
     assert_eq!(peer_names, ["b", "c"], "an agent does not probe itself");
     for peer in ["b", "c"] {
         for l in ["icmp_pod", "icmp_node", "http"] {
@@ -192,7 +206,10 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         );
         assert!(connect <= fb && fb <= total, "phases in order: {ph}");
         let icmp = layer(&r, "peers", peer, "icmp_pod");
-        assert_eq!(icmp["sent"].as_u64(), Some(icmp["received"].as_u64().unwrap()));
+        assert_eq!(
+            icmp["sent"].as_u64(),
+            Some(icmp["received"].as_u64().unwrap())
+        );
         assert_eq!(icmp["loss_ratio"], 0.0);
     }
     // The closed port is refused, not timed out; the web target answers.
@@ -209,19 +226,28 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     // Stop c: within two intervals a sees c's agent refuse HTTP.
     c.stop().await;
-    eventually(INTERVAL * 2 + Duration::from_millis(600), "a sees c down", async || {
-        let r = results(addr(41)).await;
-        let w = layer(&r, "peers", "c", "http");
-        w["reachable"] == false && w["last_error"]["kind"] == "refused"
-    })
+    eventually(
+        INTERVAL * 2 + Duration::from_millis(600),
+        "a sees c down",
+        async || {
+            let r = results(addr(41)).await;
+            let w = layer(&r, "peers", "c", "http");
+            w["reachable"] == false && w["last_error"]["kind"] == "refused"
+        },
+    )
     .await;
-    assert_eq!(layer(&results(addr(41)).await, "peers", "b", "http")["reachable"], true);
+    assert_eq!(
+        layer(&results(addr(41)).await, "peers", "b", "http")["reachable"],
+        true
+    );
 
     // Restart c: reachable again.
     let c = start("c", addr(43), &peers).await.unwrap();
-    eventually(INTERVAL * 2 + Duration::from_millis(600), "a sees c back", async || {
-        layer(&results(addr(41)).await, "peers", "c", "http")["reachable"] == true
-    })
+    eventually(
+        INTERVAL * 2 + Duration::from_millis(600),
+        "a sees c back",
+        async || layer(&results(addr(41)).await, "peers", "c", "http")["reachable"] == true,
+    )
     .await;
 
     // A bad edit keeps the last good set; removing c takes c and its series away.
@@ -230,8 +256,15 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         results(addr(41)).await["discovery"]["last_error"].is_string()
     })
     .await;
-    assert_eq!(results(addr(41)).await["peers"].as_array().unwrap().len(), 2);
-    let without_c = format!("peers:\n{}{}{targets}", peer_line("a", 41), peer_line("b", 42));
+    assert_eq!(
+        results(addr(41)).await["peers"].as_array().unwrap().len(),
+        2
+    );
+    let without_c = format!(
+        "peers:\n{}{}{targets}",
+        peer_line("a", 41),
+        peer_line("b", 42)
+    );
     std::fs::write(&peers, without_c).unwrap();
     eventually(INTERVAL * 3, "c removed", async || {
         let r = results(addr(41)).await;
@@ -239,7 +272,10 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     })
     .await;
     let (_, metrics) = get(addr(41), "/metrics").await.unwrap();
-    assert!(!metrics.contains(r#"dst="c""#), "series of a departed peer must go");
+    assert!(
+        !metrics.contains(r#"dst="c""#),
+        "series of a departed peer must go"
+    );
     assert!(metrics.contains(r#"dst="b""#));
 
     for agent in [a, b, c] {
