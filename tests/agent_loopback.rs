@@ -2,7 +2,7 @@
 //! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use meshprobe::config::{AgentConfig, PairMetrics};
@@ -82,12 +82,12 @@ impl Running {
     }
 }
 
-fn config(node: &str, listen: SocketAddr, peers: &PathBuf) -> AgentConfig {
+fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
     AgentConfig {
         node_name: node.into(),
         zone: Some(format!("zone-{node}")),
         listen,
-        peers_file: peers.clone(),
+        peers_file: peers.to_path_buf(),
         interval: INTERVAL,
         timeout: Duration::from_millis(500),
         window: Duration::from_secs(10),
@@ -99,7 +99,7 @@ fn config(node: &str, listen: SocketAddr, peers: &PathBuf) -> AgentConfig {
     }
 }
 
-async fn start(node: &str, listen: SocketAddr, peers: &PathBuf) -> Option<Running> {
+async fn start(node: &str, listen: SocketAddr, peers: &Path) -> Option<Running> {
     let listener = TcpListener::bind(listen).await.expect("bind agent");
     let probers = match meshprobe::agent::default_probers() {
         Ok(p) => p,
