@@ -371,3 +371,89 @@ impl Collector for StoreCollector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorClass;
+    use crate::peers::parse;
+    use crate::schedule::{tasks, TaskParams};
+    use std::time::Duration;
+
+    fn encode(mode: PairMetrics) -> String {
+        let set = Arc::new(
+            parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, zone: z1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n")
+                .unwrap(),
+        );
+        let t = tasks(
+            &set,
+            "a",
+            TaskParams {
+                default_port: 9464,
+                icmp_count: 1,
+                icmp_size: 56,
+            },
+        );
+        let mut store = Store::new("a", Duration::from_secs(60));
+        store.set_peers(set, &t);
+        let now = Instant::now();
+        for task in &t {
+            let failed = task.key.name == "c" && task.key.layer == Layer::Http;
+            let r = if failed {
+                ProbeResult::failed(1, ErrorClass::Refused)
+            } else {
+                ProbeResult::ok(Duration::from_millis(2), None)
+            };
+            store.record(&task.key, now, &r);
+        }
+        let m = Metrics::new(StoreCollector {
+            identity: Identity {
+                node: "a".into(),
+                zone: Some("z1".into()),
+            },
+            store: Arc::new(Mutex::new(store)),
+            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+            ready: Arc::new(AtomicBool::new(true)),
+            pair_metrics: mode,
+            icmp_socket: "raw",
+        });
+        m.encode().unwrap()
+    }
+
+    fn count(text: &str, prefix: &str) -> usize {
+        text.lines().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    #[test]
+    fn pair_series_follow_the_selected_mode_and_aggregates_always_exist() {
+        let all = encode(PairMetrics::All);
+        // 2 peers × 3 layers.
+        assert_eq!(count(&all, "meshprobe_pair_reachable{"), 6);
+        assert_eq!(
+            count(&all, "meshprobe_pair_rtt_seconds{"),
+            5 * 4,
+            "no RTT for the refused pair"
+        );
+        assert!(all.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 0"#), "{all}");
+
+        let failing = encode(PairMetrics::Failing);
+        assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 1);
+        assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+
+        let none = encode(PairMetrics::None);
+        assert_eq!(count(&none, "meshprobe_pair_"), 0);
+        for text in [&all, &failing, &none] {
+            assert!(
+                text.contains(
+                    r#"meshprobe_destinations{dst_kind="peer",layer="http",state="unreachable"} 1"#
+                ),
+                "{text}"
+            );
+            assert!(text.contains(
+                r#"meshprobe_destinations{dst_kind="peer",layer="http",state="reachable"} 1"#
+            ));
+            assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
+            assert!(text.ends_with("# EOF\n"));
+        }
+    }
+}
