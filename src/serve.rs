@@ -3,7 +3,8 @@
 //! Routes:
 //! * `GET /`, `GET /healthz`: `200 ok\n`;
 //! * `GET /bytes/{n}`: `n` bytes of body, `n` ≤ 1 MiB (large bodies for path-MTU tests);
-//! * `GET /status/{code}`: answers with that status, 100..=599 (application failures).
+//! * `GET /status/{code}`: answers with that status, 200..=599 (application failures); 1xx
+//!   and anything else outside 100..=599 is a 400 saying why.
 //!
 //! Every answer carries `x-meshprobe-name: NAME` when `--name` is given.
 
@@ -149,12 +150,15 @@ async fn status(Path(code): Path<String>) -> Response {
             "/status/{{code}}: {code:?} is not an HTTP status between 100 and 599"
         ));
     };
-    // hyper does not send an informational (1xx) status as a final answer: it turns it into
-    // a 500. 204 and 304 carry no body.
-    if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    // An informational (1xx) status cannot be a final answer: hyper would send a 500 instead,
+    // which would mislead whoever asked. Say so.
+    if status.is_informational() {
+        return bad_request(format!(
+            "/status/{{code}}: {code} is informational (1xx) and cannot be a final answer; use 200..=599"
+        ));
+    }
+    // 204 and 304 carry no body.
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return status.into_response();
     }
     (status, format!("status {}\n", status.as_u16())).into_response()
@@ -200,6 +204,9 @@ mod tests {
             ("/status/503", 503, None),
             ("/status/404", 404, None),
             ("/status/204", 204, Some(b"")),
+            ("/status/304", 304, Some(b"")),
+            ("/status/100", 400, None),
+            ("/status/101", 400, None),
             ("/status/599", 599, None),
             ("/status/99", 400, None),
             ("/status/600", 400, None),

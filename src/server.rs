@@ -357,6 +357,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn silent_client_is_cut_at_header_read_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        let server = Running::start(limits).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let start = Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        let took = start.elapsed();
+        assert!(read.is_ok(), "silent connection still open after 3 s");
+        assert!(took < Duration::from_millis(1000), "cut after {took:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn connection_is_cut_at_connection_timeout() {
         let limits = ServerLimits {
             header_read_timeout: Duration::from_secs(30),
