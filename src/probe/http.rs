@@ -142,7 +142,6 @@ async fn exchange(
 ) -> Result<(), ErrorClass> {
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_header_size(MAX_HEAD)
-        .max_headers(100)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_error(&e))?;
