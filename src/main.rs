@@ -7,11 +7,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = cli.log_format == LogFormat::Json;
     init_logging(cli.log_format, &cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // The agent and the target server are I/O-bound: one thread does the work with no
+    // cross-thread wake-ups (measured: markedly less CPU per probe than two workers). The lab
+    // supervises many processes and proxies and gets two.
+    let builder = match cli.command {
+        Command::Lab(_) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match { builder }.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshprobe: cannot start the runtime: {e}");
