@@ -1,9 +1,253 @@
-//! The agent (being built).
-use crate::cli::AgentArgs;
-use crate::error::Result;
+//! `meshprobe agent`: wires discovery → schedule → probers → store, and serves the API.
+//!
+//! The probe loop is the only writer of the [`Store`]; it takes the latest peer set at the start
+//! of every round, spreads the round's probes over the interval ([`schedule::plan_round`]),
+//! starts each at its time under a bounded number in flight, and records each result. The HTTP
+//! server only reads.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{sleep_until, Instant};
+
+use crate::cli::AgentArgs;
+use crate::config::{AgentConfig, ProcessEnv};
+use crate::discovery::{DiscoveryStatus, FileDiscovery};
+use crate::error::{Error, Result};
+use crate::metrics::{Identity, Metrics, StoreCollector};
+use crate::peers::PeerSet;
+use crate::probe::http::HttpProber;
+use crate::probe::icmp::IcmpProber;
+use crate::probe::tcp::TcpProber;
+use crate::probe::Probers;
+use crate::schedule::{self, Task, TaskParams};
+use crate::server::{self, ServerLimits};
+use crate::store::Store;
+
+/// State shared between the probe loop (writer) and the HTTP handlers (readers).
+pub struct Shared {
+    pub identity: Identity,
+    pub config: AgentConfig,
+    pub store: Arc<Mutex<Store>>,
+    pub discovery: Arc<Mutex<DiscoveryStatus>>,
+    pub ready: Arc<AtomicBool>,
+    pub rounds: AtomicU64,
+    pub metrics: Metrics,
+    pub icmp_socket: &'static str,
+}
+
+/// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
 pub async fn run_from_args(args: AgentArgs) -> Result<u8> {
-    let config = crate::config::AgentConfig::resolve(&args, &crate::config::ProcessEnv)?;
-    tracing::info!(?config, "agent not built yet");
+    let config = AgentConfig::resolve(&args, &ProcessEnv)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Socket(format!("cannot listen on {}: {e}", config.listen)))?;
+    let probers = default_probers()?;
+    run(config, listener, probers, shutdown_signal()).await?;
     Ok(0)
+}
+
+/// The production probers. ICMP needs CAP_NET_RAW or the ping sysctl: the error says which.
+pub fn default_probers() -> Result<(Probers, &'static str)> {
+    let icmp = IcmpProber::new()?;
+    let kind = icmp.socket_kind();
+    Ok((
+        Probers {
+            icmp: Arc::new(icmp),
+            tcp: Arc::new(TcpProber),
+            http: Arc::new(HttpProber::new()),
+        },
+        kind,
+    ))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Run an agent on `listener` until `shutdown` resolves. Tests call this with a listener on a
+/// loopback address and their own shutdown future.
+pub async fn run(
+    config: AgentConfig,
+    listener: TcpListener,
+    (probers, icmp_socket): (Probers, &'static str),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
+    let (discovery, peers_tx, peers_rx) = FileDiscovery::start(
+        config.peers_file.clone(),
+        Duration::from_secs(1),
+        status.clone(),
+    )?;
+
+    // Our zone: the flag, else what the peers file says of us.
+    let zone = config.zone.clone().or_else(|| {
+        peers_rx
+            .borrow()
+            .peer(&config.node_name)
+            .and_then(|p| p.zone.clone())
+    });
+    let identity = Identity {
+        node: config.node_name.clone(),
+        zone,
+    };
+    let store = Arc::new(Mutex::new(Store::new(
+        config.node_name.clone(),
+        config.window,
+    )));
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Metrics::new(StoreCollector {
+        identity: identity.clone(),
+        store: store.clone(),
+        discovery: status.clone(),
+        ready: ready.clone(),
+        pair_metrics: config.pair_metrics,
+        icmp_socket,
+    });
+    let shared = Arc::new(Shared {
+        identity,
+        config: config.clone(),
+        store,
+        discovery: status,
+        ready,
+        rounds: AtomicU64::new(0),
+        metrics,
+        icmp_socket,
+    });
+    tracing::info!(
+        node = %config.node_name,
+        zone = shared.identity.zone.as_deref().unwrap_or(""),
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        peers = peers_rx.borrow().peers.len(),
+        targets = peers_rx.borrow().targets.len(),
+        icmp_socket,
+        "agent starting"
+    );
+
+    let discovery_task = tokio::spawn(discovery.run(peers_tx));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let loop_task = tokio::spawn(probe_loop(shared.clone(), probers, peers_rx, stop_rx));
+
+    let served = server::serve(
+        listener,
+        crate::api::router(shared.clone()),
+        ServerLimits::default(),
+        shutdown,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    discovery_task.abort();
+    let _ = loop_task.await;
+    tracing::info!("agent stopped");
+    served.map_err(|e| Error::Socket(format!("HTTP server failed: {e}")))
+}
+
+async fn probe_loop(
+    shared: Arc<Shared>,
+    probers: Probers,
+    mut peers_rx: watch::Receiver<Arc<PeerSet>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = &shared.config;
+    let params = TaskParams {
+        default_port: cfg.listen.port(),
+        icmp_count: cfg.icmp_count,
+        icmp_size: cfg.icmp_size,
+    };
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+    let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight));
+    let mut current: Option<Arc<PeerSet>> = None;
+    let mut tasks: Vec<Arc<Task>> = Vec::new();
+    let mut warned_stretch = false;
+
+    loop {
+        let latest = peers_rx.borrow_and_update().clone();
+        if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest)) {
+            let mut t = schedule::tasks(&latest, &cfg.node_name, params);
+            schedule::order(&mut t, seed);
+            if let Ok(mut store) = shared.store.lock() {
+                store.set_peers(latest.clone(), &t);
+            }
+            tasks = t.into_iter().map(Arc::new).collect();
+            current = Some(latest);
+        }
+
+        let plan = schedule::plan_round(tasks.len(), cfg.interval, cfg.max_rate, &mut rng);
+        if plan.stretched {
+            shared.metrics.rounds_stretched.inc();
+            if !warned_stretch {
+                tracing::warn!(
+                    probes = tasks.len(),
+                    max_rate = cfg.max_rate,
+                    round_seconds = plan.round_len.as_secs_f64(),
+                    "--max-rate cannot fit a round in --interval; rounds are stretched"
+                );
+                warned_stretch = true;
+            }
+        }
+        let start = Instant::now();
+        for (task, offset) in tasks.iter().zip(&plan.offsets) {
+            let at = start + *offset;
+            tokio::select! {
+                _ = sleep_until(at) => {}
+                _ = stop.changed() => return,
+            }
+            let permit = tokio::select! {
+                p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = stop.changed() => return,
+            };
+            shared
+                .metrics
+                .lateness
+                .observe(Instant::now().saturating_duration_since(at).as_secs_f64());
+            let (task, probers, shared) = (task.clone(), probers.clone(), shared.clone());
+            tokio::spawn(async move {
+                let result = probers.run(&task.check, shared.config.timeout).await;
+                shared.metrics.observe(task.key.layer, &result);
+                if let Ok(mut store) = shared.store.lock() {
+                    store.record(&task.key, Instant::now(), &result);
+                }
+                drop(permit);
+            });
+        }
+        tokio::select! {
+            _ = sleep_until(start + plan.round_len) => {}
+            _ = stop.changed() => return,
+        }
+        if !shared.ready.load(Ordering::Relaxed) {
+            // Ready once every probe of the first round has reported: wait for the in-flight
+            // probes to drain (bounded by the timeout) before saying so.
+            let all = u32::try_from(cfg.max_in_flight).unwrap_or(u32::MAX);
+            if let Ok(Ok(permits)) = tokio::time::timeout(
+                cfg.timeout + Duration::from_millis(500),
+                in_flight.acquire_many(all),
+            )
+            .await
+            {
+                drop(permits);
+            }
+            shared.ready.store(true, Ordering::Relaxed);
+            tracing::info!(probes = tasks.len(), "first probe round complete: ready");
+        }
+        shared.rounds.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.rounds.inc();
+    }
 }

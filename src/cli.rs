@@ -38,7 +38,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the probe agent: probe every peer and target continuously, serve metrics and results.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Serve a small HTTP target (what the lab's target pods run).
     Serve(crate::serve::ServeArgs),
     /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.

@@ -114,7 +114,7 @@ impl AgentConfig {
             Duration::from_secs(60),
         )?;
 
-        fn number<T: std::str::FromStr>(
+        fn number<T>(
             value: Option<String>,
             name: &str,
             var: &str,
@@ -122,7 +122,7 @@ impl AgentConfig {
             range: std::ops::RangeInclusive<T>,
         ) -> Result<T>
         where
-            T: PartialOrd + std::fmt::Display + Copy,
+            T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
         {
             let Some(s) = value else { return Ok(default) };
             let v: T = s.trim().parse().map_err(|_| {
@@ -318,7 +318,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_flag_and_variable() {
-        let table: &[(fn(&mut AgentArgs), &str)] = &[
+        type Case = (fn(&mut AgentArgs), &'static str);
+        let table: &[Case] = &[
             (
                 |a| a.node_name = None,
                 "--node-name (or MESHPROBE_NODE_NAME) is required",

@@ -18,11 +18,18 @@
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod lab;
+pub mod metrics;
 pub mod model;
+pub mod peers;
 pub mod probe;
+pub mod schedule;
 pub mod serve;
 pub mod server;
+pub mod store;
+pub mod window;

@@ -5,6 +5,7 @@ use meshprobe::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_logs = cli.log_format == LogFormat::Json;
     init_logging(cli.log_format, &cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Agent(args) => meshprobe::agent::run_from_args(args).await,
+            Command::Agent(args) => meshprobe::agent::run_from_args(*args).await,
             Command::Serve(args) => meshprobe::serve::run(args).await,
             Command::Lab(args) => meshprobe::lab::run(args).await,
         }
@@ -27,8 +28,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!(kind = e.metric_label(), "{e}");
-            eprintln!("meshprobe: {e}");
+            if json_logs {
+                tracing::error!(kind = e.metric_label(), "{e}");
+            } else {
+                eprintln!("meshprobe: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -39,7 +43,8 @@ fn init_logging(format: LogFormat, filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Benchmark: one meshprobe agent against N loopback peers for a fixed time.
+#
+#   bench/agent.sh [PEERS=1000] [SECONDS=60] [INTERVAL=5s] [ICMP_COUNT=3]
+#
+# Every peer is a 127.x.y.z address (the loopback answers ICMP for all of 127/8); its "agent"
+# HTTP port is served by ONE `meshprobe serve` bound to 0.0.0.0 (so every HTTP probe is a real
+# new TCP connection and HTTP exchange; the answer is a 404 since `serve` is no agent, which costs
+# the prober the same work). Node IPs are 127.0.0.1. Needs root (raw ICMP socket).
+# Prints CPU-seconds per 1,000 probes, CPU as % of one core, and peak RSS (VmHWM) of the agent.
+set -euo pipefail
+peers=${1:-1000}; secs=${2:-60}; interval=${3:-5s}; count=${4:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${MESHPROBE_BIN:-$root/target/release/meshprobe}
+[ -x "$bin" ] || (cd "$root" && cargo build --release --quiet)
+work=$(mktemp -d)
+trap 'kill $agent $server 2>/dev/null || true; rm -rf "$work"' EXIT
+port=19464
+
+{
+  echo "peers:"
+  echo "  - {node: bench-self, node_ip: 127.0.0.1, pod_ip: 127.0.0.1, port: 19999}"
+  for i in $(seq 1 "$peers"); do
+    echo "  - {node: peer-$i, node_ip: 127.0.0.1, pod_ip: 127.1.$((i / 250)).$((i % 250 + 1)), port: $port}"
+  done
+} > "$work/peers.yaml"
+
+"$bin" serve --listen "0.0.0.0:$port" > "$work/serve.log" 2>&1 & server=$!
+"$bin" agent --node-name bench-self --listen 127.0.0.1:19999 --peers-file "$work/peers.yaml" \
+  --interval "$interval" --timeout 1s --icmp-count "$count" --max-rate 100000 --max-in-flight 1024 \
+  --pair-metrics all > "$work/agent.log" 2>&1 & agent=$!
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
+probes() {
+  curl -s --max-time 10 http://127.0.0.1:19999/metrics \
+    | awk '/^meshprobe_probes_total/ {s += $2} END {printf "%d\n", s}'
+}
+# Warm up one full round plus a bit, so the first-round start-up cost is excluded.
+sleep "$(( ${interval%s} * 2 + 2 ))"
+c0=$(cpu); p0=$(probes); t0=$(date +%s.%N)
+sleep "$secs"
+c1=$(cpu); p1=$(probes); t1=$(date +%s.%N)
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+scrape_bytes=$(curl -s --max-time 10 http://127.0.0.1:19999/metrics | wc -c)
+awk -v c0="$c0" -v c1="$c1" -v p0="$p0" -v p1="$p1" -v t0="$t0" -v t1="$t1" -v hz="$ticks" \
+    -v hwm="$hwm" -v rss="$rss" -v peers="$peers" -v iv="$interval" -v n="$count" -v sb="$scrape_bytes" 'BEGIN {
+  cpu = (c1 - c0) / hz; wall = t1 - t0; probes = p1 - p0
+  printf "peers=%d interval=%s icmp_count=%d wall=%.1fs\n", peers, iv, n, wall
+  printf "probes=%d (%.1f/s)  cpu=%.2fs  => %.4f CPU-s per 1000 probes, %.2f%% of one core\n", probes, probes / wall, cpu, cpu / probes * 1000, cpu / wall * 100
+  printf "peak RSS (VmHWM) %.1f MiB, RSS now %.1f MiB, /metrics %d bytes\n", hwm / 1024, rss / 1024, sb
+}'

@@ -1,0 +1,214 @@
+//! The agent's HTTP routes. Handlers only read [`Shared`]: the probe loop is the only writer.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus/OpenMetrics text |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 once a first full probe round is done, else 503 |
+//! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
+//! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
+//! | `GET /` | a small HTML overview |
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::agent::Shared;
+use crate::discovery::DiscoveryStatus;
+use crate::model::{Layer, PingBody};
+use crate::store::{PeerResults, TargetResults};
+use crate::window::WindowStats;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/ping", get(ping))
+        .route("/api/v1/results", get(results))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": "no such route; try /, /metrics, /api/v1/results, /healthz, /readyz, /ping"})),
+            )
+        })
+        .with_state(shared)
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    match s.metrics.encode() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first probe round is still running\n",
+        )
+            .into_response()
+    }
+}
+
+async fn ping(State(s): State<Arc<Shared>>) -> Json<PingBody> {
+    Json(PingBody {
+        node: s.identity.node.clone(),
+        zone: s.identity.zone.clone(),
+    })
+}
+
+/// The `/api/v1/results` document.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub node: String,
+    pub zone: Option<String>,
+    pub version: &'static str,
+    pub ready: bool,
+    pub rounds: u64,
+    pub interval_seconds: f64,
+    pub timeout_seconds: f64,
+    pub window_seconds: f64,
+    pub icmp_socket: &'static str,
+    pub discovery: DiscoveryStatus,
+    pub peers: Vec<PeerResults>,
+    pub targets: Vec<TargetResults>,
+}
+
+pub fn results_of(s: &Shared) -> Results {
+    let snap = s
+        .store
+        .lock()
+        .map(|st| st.snapshot(Instant::now()))
+        .unwrap_or_else(|p| p.into_inner().snapshot(Instant::now()));
+    Results {
+        node: s.identity.node.clone(),
+        zone: s.identity.zone.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        ready: s.ready.load(Ordering::Relaxed),
+        rounds: s.rounds.load(Ordering::Relaxed),
+        interval_seconds: s.config.interval.as_secs_f64(),
+        timeout_seconds: s.config.timeout.as_secs_f64(),
+        window_seconds: s.config.window.as_secs_f64(),
+        icmp_socket: s.icmp_socket,
+        discovery: s.discovery.lock().map(|d| d.clone()).unwrap_or_default(),
+        peers: snap.peers,
+        targets: snap.targets,
+    }
+}
+
+async fn results(State(s): State<Arc<Shared>>) -> Json<Results> {
+    Json(results_of(&s))
+}
+
+fn cell(stats: Option<&WindowStats>) -> String {
+    let Some(st) = stats else {
+        return r#"<td class="none">–</td>"#.to_string();
+    };
+    let (class, text) = match (st.reachable, st.loss_ratio) {
+        (None, _) => ("none", "…".to_string()),
+        (Some(false), _) => (
+            "down",
+            st.last_error
+                .as_ref()
+                .map_or("failed".to_string(), |e| e.label().to_string()),
+        ),
+        (Some(true), Some(loss)) if loss > 0.0 => ("lossy", format!("{:.0}% loss", loss * 100.0)),
+        (Some(true), _) => (
+            "up",
+            st.rtt_seconds
+                .map_or("ok".to_string(), |q| format!("{:.2} ms", q.p50 * 1000.0)),
+        ),
+    };
+    let title = st
+        .last_error
+        .as_ref()
+        .map(|e| escape(&e.to_string()))
+        .unwrap_or_default();
+    format!(
+        r#"<td class="{class}" title="{title}">{}</td>"#,
+        escape(&text)
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A server-rendered overview, readable without JavaScript; refreshes itself every interval.
+async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
+    let r = results_of(&s);
+    let refresh = r.interval_seconds.ceil().max(1.0) as u64;
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content={refresh}>\
+<title>meshprobe {node}</title><style>body{{font:14px sans-serif;margin:1.5em}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:center}}.up{{background:#c8f0c8}}.lossy{{background:#f7e59b}}\
+.down{{background:#f4a6a6}}.none{{color:#888}}</style></head><body><h1>meshprobe agent on {node}</h1>\
+<p>zone {zone} · {ready} · {rounds} rounds · interval {iv}s · window {win}s · ICMP socket {sock} · \
+<a href=/metrics>metrics</a> · <a href=/api/v1/results>results JSON</a></p>",
+        node = escape(&r.node),
+        zone = escape(r.zone.as_deref().unwrap_or("-")),
+        ready = if r.ready { "ready" } else { "first round running" },
+        rounds = r.rounds,
+        iv = r.interval_seconds,
+        win = r.window_seconds,
+        sock = r.icmp_socket,
+    );
+    if let Some(e) = &r.discovery.last_error {
+        html.push_str(&format!(
+            "<p class=down>discovery failing, last good peer set kept: {}</p>",
+            escape(e)
+        ));
+    }
+    html.push_str("<h2>Peers</h2><table><tr><th>node</th><th>zone</th><th>ICMP pod IP</th><th>ICMP node IP</th><th>HTTP</th></tr>");
+    for p in &r.peers {
+        html.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td>{}{}{}</tr>",
+            escape(&p.node),
+            escape(p.zone.as_deref().unwrap_or("-")),
+            cell(p.layers.get(&Layer::IcmpPod)),
+            cell(p.layers.get(&Layer::IcmpNode)),
+            cell(p.layers.get(&Layer::Http)),
+        ));
+    }
+    html.push_str("</table><h2>Targets</h2><table><tr><th>target</th><th>address</th><th>ICMP</th><th>TCP / HTTP</th></tr>");
+    for t in &r.targets {
+        let app = t.layers.get(&Layer::Http).or(t.layers.get(&Layer::Tcp));
+        html.push_str(&format!(
+            "<tr><th>{}</th><td>{}:{} ({})</td>{}{}</tr>",
+            escape(&t.name),
+            t.ip,
+            t.port,
+            t.protocol,
+            cell(t.layers.get(&Layer::IcmpPod)),
+            cell(app),
+        ));
+    }
+    html.push_str("</table></body></html>");
+    Html(html)
+}

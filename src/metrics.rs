@@ -1,0 +1,459 @@
+//! Prometheus exposition. Hot-path counters are registered metrics with bounded labels; every
+//! per-destination figure is rendered at scrape time from the [`Store`] by [`StoreCollector`],
+//! so a departed peer's series vanish with its windows and nothing stale lingers.
+//!
+//! Metric names, types and labels are documented in README.md ("Metrics"); keep them in step.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+use crate::config::PairMetrics;
+use crate::discovery::DiscoveryStatus;
+use crate::model::{DestKind, Layer, ProbeResult};
+use crate::store::Store;
+use crate::window::WindowStats;
+
+type LayerResult = [(&'static str, &'static str); 2];
+type LayerOnly = [(&'static str, &'static str); 1];
+
+/// Who this agent is, as labels.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node: String,
+    pub zone: Option<String>,
+}
+
+/// The agent's registry and its hot-path instruments.
+pub struct Metrics {
+    registry: Registry,
+    probes: Family<LayerResult, Counter>,
+    packets_sent: Family<LayerOnly, Counter>,
+    packets_received: Family<LayerOnly, Counter>,
+    rtt: Family<LayerOnly, Histogram, fn() -> Histogram>,
+    pub lateness: Histogram,
+    pub rounds: Counter,
+    pub rounds_stretched: Counter,
+}
+
+impl Metrics {
+    pub fn new(collector: StoreCollector) -> Self {
+        let mut registry = Registry::default();
+        let probes = Family::<LayerResult, Counter>::default();
+        registry.register(
+            "meshprobe_probes",
+            "Probes completed, by layer and result (ok, or the classified error)",
+            probes.clone(),
+        );
+        let packets_sent = Family::<LayerOnly, Counter>::default();
+        registry.register(
+            "meshprobe_packets_sent",
+            "Probe packets (ICMP echoes) or exchanges (TCP/HTTP) sent, by layer",
+            packets_sent.clone(),
+        );
+        let packets_received = Family::<LayerOnly, Counter>::default();
+        registry.register(
+            "meshprobe_packets_received",
+            "Probe answers received, by layer",
+            packets_received.clone(),
+        );
+        let rtt: Family<LayerOnly, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)));
+        registry.register(
+            "meshprobe_rtt_seconds",
+            "Round-trip times of successful probes to all destinations, by layer",
+            rtt.clone(),
+        );
+        let lateness = Histogram::new(exponential_buckets(0.000_5, 2.0, 14));
+        registry.register(
+            "meshprobe_schedule_lateness_seconds",
+            "How late probes started compared with their planned time",
+            lateness.clone(),
+        );
+        let rounds = Counter::default();
+        registry.register("meshprobe_rounds", "Probe rounds completed", rounds.clone());
+        let rounds_stretched = Counter::default();
+        registry.register(
+            "meshprobe_rounds_stretched",
+            "Rounds made longer than --interval by the --max-rate ceiling",
+            rounds_stretched.clone(),
+        );
+        registry.register_collector(Box::new(collector));
+        Metrics {
+            registry,
+            probes,
+            packets_sent,
+            packets_received,
+            rtt,
+            lateness,
+            rounds,
+            rounds_stretched,
+        }
+    }
+
+    /// Count one completed probe.
+    pub fn observe(&self, layer: Layer, result: &ProbeResult) {
+        let outcome = if result.success() {
+            "ok"
+        } else {
+            result.error.as_ref().map_or("failed", |e| e.label())
+        };
+        let l = layer.as_str();
+        self.probes
+            .get_or_create(&[("layer", l), ("result", outcome)])
+            .inc();
+        self.packets_sent
+            .get_or_create(&[("layer", l)])
+            .inc_by(u64::from(result.sent));
+        self.packets_received
+            .get_or_create(&[("layer", l)])
+            .inc_by(u64::from(result.received.min(result.sent)));
+        if !result.rtts.is_empty() {
+            let h = self.rtt.get_or_create(&[("layer", l)]);
+            for r in &result.rtts {
+                h.observe(r.as_secs_f64());
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Renders the store's current content on every scrape.
+#[derive(Debug)]
+pub struct StoreCollector {
+    pub identity: Identity,
+    pub store: Arc<Mutex<Store>>,
+    pub discovery: Arc<Mutex<DiscoveryStatus>>,
+    pub ready: Arc<AtomicBool>,
+    pub pair_metrics: PairMetrics,
+    pub icmp_socket: &'static str,
+}
+
+struct Row {
+    kind: DestKind,
+    dst: String,
+    dst_zone: String,
+    layer: Layer,
+    stats: WindowStats,
+}
+
+impl StoreCollector {
+    /// Copy what we need out of the store under its lock; encode afterwards.
+    fn rows(&self, now: Instant) -> (Vec<Row>, usize, usize) {
+        let Ok(store) = self.store.lock() else {
+            return (Vec::new(), 0, 0);
+        };
+        let snap = store.snapshot(now);
+        let (n_peers, n_targets) = (snap.peers.len(), snap.targets.len());
+        let mut rows = Vec::new();
+        for p in snap.peers {
+            for (layer, stats) in p.layers {
+                rows.push(Row {
+                    kind: DestKind::Peer,
+                    dst: p.node.clone(),
+                    dst_zone: p.zone.clone().unwrap_or_default(),
+                    layer,
+                    stats,
+                });
+            }
+        }
+        for t in snap.targets {
+            for (layer, stats) in t.layers {
+                rows.push(Row {
+                    kind: DestKind::Target,
+                    dst: t.name.clone(),
+                    dst_zone: String::new(),
+                    layer,
+                    stats,
+                });
+            }
+        }
+        (rows, n_peers, n_targets)
+    }
+}
+
+fn gauge<V>(enc: &mut DescriptorEncoder, name: &str, help: &str, series: V) -> std::fmt::Result
+where
+    V: IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
+{
+    let mut m = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let now = Instant::now();
+        let (rows, n_peers, n_targets) = self.rows(now);
+        let src_node = self.identity.node.clone();
+        let src_zone = self.identity.zone.clone().unwrap_or_default();
+
+        gauge(
+            &mut enc,
+            "meshprobe_agent_info",
+            "Always 1: this agent's identity and ICMP socket kind (raw or dgram)",
+            [(
+                vec![
+                    ("node", src_node.clone()),
+                    ("zone", src_zone.clone()),
+                    ("version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("icmp_socket", self.icmp_socket.to_string()),
+                ],
+                1.0,
+            )],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_agent_ready",
+            "1 once the agent has completed a full probe round",
+            [(
+                vec![],
+                f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
+            )],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_discovered",
+            "Destinations in the current peer set (this agent excluded), by kind",
+            [
+                (vec![("dst_kind", "peer".to_string())], n_peers as f64),
+                (vec![("dst_kind", "target".to_string())], n_targets as f64),
+            ],
+        )?;
+        let status = self.discovery.lock().map(|s| s.clone()).unwrap_or_default();
+        {
+            let mut m = enc.encode_descriptor(
+                "meshprobe_discovery_reloads",
+                "Peer-set reloads by the discovery source, by result",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            ConstCounter::new(status.reloads_ok).encode(m.encode_family(&[("result", "ok")])?)?;
+            ConstCounter::new(status.reloads_failed)
+                .encode(m.encode_family(&[("result", "error")])?)?;
+        }
+        gauge(
+            &mut enc,
+            "meshprobe_discovery_healthy",
+            "0 while the discovery source is failing (the last good peer set is kept)",
+            [(
+                vec![],
+                if status.last_error.is_some() {
+                    0.0
+                } else {
+                    1.0
+                },
+            )],
+        )?;
+
+        // Aggregates, always exported: destinations by kind, layer and state.
+        let mut counts: std::collections::BTreeMap<(DestKind, Layer, &'static str), u32> =
+            Default::default();
+        for r in &rows {
+            let state = match r.stats.reachable {
+                Some(true) => "reachable",
+                Some(false) => "unreachable",
+                None => "unknown",
+            };
+            for s in ["reachable", "unreachable", "unknown"] {
+                counts.entry((r.kind, r.layer, s)).or_insert(0);
+            }
+            *counts.entry((r.kind, r.layer, state)).or_insert(0) += 1;
+        }
+        gauge(
+            &mut enc,
+            "meshprobe_destinations",
+            "Destinations by kind, layer and state of their last probe (reachable, unreachable, unknown)",
+            counts.iter().map(|((kind, layer, state), n)| {
+                (
+                    vec![
+                        ("dst_kind", kind.as_str().to_string()),
+                        ("layer", layer.as_str().to_string()),
+                        ("state", state.to_string()),
+                    ],
+                    f64::from(*n),
+                )
+            }),
+        )?;
+
+        // Per-pair series, as selected by --pair-metrics.
+        let pairs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| match self.pair_metrics {
+                PairMetrics::All => true,
+                PairMetrics::Failing => r.stats.has_failures(),
+                PairMetrics::None => false,
+            })
+            .collect();
+        let labels = |r: &Row| {
+            vec![
+                ("src_node", src_node.clone()),
+                ("src_zone", src_zone.clone()),
+                ("dst_kind", r.kind.as_str().to_string()),
+                ("dst", r.dst.clone()),
+                ("dst_zone", r.dst_zone.clone()),
+                ("layer", r.layer.as_str().to_string()),
+            ]
+        };
+        gauge(
+            &mut enc,
+            "meshprobe_pair_reachable",
+            "1 if the last probe from this agent to the destination on this layer succeeded, else 0",
+            pairs
+                .iter()
+                .filter_map(|r| r.stats.reachable.map(|ok| (labels(r), f64::from(u8::from(ok))))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_success_ratio",
+            "Successful probes / probes over the sliding window",
+            pairs
+                .iter()
+                .filter_map(|r| r.stats.success_ratio.map(|v| (labels(r), v))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_loss_ratio",
+            "Lost packets / sent packets over the sliding window",
+            pairs
+                .iter()
+                .filter_map(|r| r.stats.loss_ratio.map(|v| (labels(r), v))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_consecutive_failures",
+            "Probes failed in a row (0 after any success)",
+            pairs
+                .iter()
+                .map(|r| (labels(r), f64::from(r.stats.consecutive_failures))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_rtt_seconds",
+            "Round-trip time quantiles over the sliding window (quantile 1 is the maximum)",
+            pairs.iter().flat_map(|r| {
+                r.stats.rtt_seconds.into_iter().flat_map(move |q| {
+                    [
+                        ("0.5", q.p50),
+                        ("0.9", q.p90),
+                        ("0.99", q.p99),
+                        ("1", q.max),
+                    ]
+                    .map(|(quantile, v)| {
+                        let mut l = labels(r);
+                        l.push(("quantile", quantile.to_string()));
+                        (l, v)
+                    })
+                })
+            }),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorClass;
+    use crate::peers::parse;
+    use crate::schedule::{tasks, TaskParams};
+    use std::time::Duration;
+
+    fn encode(mode: PairMetrics) -> String {
+        let set = Arc::new(
+            parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, zone: z1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n")
+                .unwrap(),
+        );
+        let t = tasks(
+            &set,
+            "a",
+            TaskParams {
+                default_port: 9464,
+                icmp_count: 1,
+                icmp_size: 56,
+            },
+        );
+        let mut store = Store::new("a", Duration::from_secs(60));
+        store.set_peers(set, &t);
+        let now = Instant::now();
+        for task in &t {
+            let failed = task.key.name == "c" && task.key.layer == Layer::Http;
+            let r = if failed {
+                ProbeResult::failed(1, ErrorClass::Refused)
+            } else {
+                ProbeResult::ok(Duration::from_millis(2), None)
+            };
+            store.record(&task.key, now, &r);
+        }
+        let m = Metrics::new(StoreCollector {
+            identity: Identity {
+                node: "a".into(),
+                zone: Some("z1".into()),
+            },
+            store: Arc::new(Mutex::new(store)),
+            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+            ready: Arc::new(AtomicBool::new(true)),
+            pair_metrics: mode,
+            icmp_socket: "raw",
+        });
+        m.encode().unwrap()
+    }
+
+    fn count(text: &str, prefix: &str) -> usize {
+        text.lines().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    #[test]
+    fn pair_series_follow_the_selected_mode_and_aggregates_always_exist() {
+        let all = encode(PairMetrics::All);
+        // 2 peers × 3 layers.
+        assert_eq!(count(&all, "meshprobe_pair_reachable{"), 6);
+        assert_eq!(
+            count(&all, "meshprobe_pair_rtt_seconds{"),
+            5 * 4,
+            "no RTT for the refused pair"
+        );
+        assert!(all.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 0"#), "{all}");
+
+        let failing = encode(PairMetrics::Failing);
+        assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 1);
+        assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+
+        let none = encode(PairMetrics::None);
+        assert_eq!(count(&none, "meshprobe_pair_"), 0);
+        for text in [&all, &failing, &none] {
+            assert!(
+                text.contains(
+                    r#"meshprobe_destinations{dst_kind="peer",layer="http",state="unreachable"} 1"#
+                ),
+                "{text}"
+            );
+            assert!(text.contains(
+                r#"meshprobe_destinations{dst_kind="peer",layer="http",state="reachable"} 1"#
+            ));
+            assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
+            assert!(text.ends_with("# EOF\n"));
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Probe planning (pure): which probes an agent runs each round, in what order, and when.
+//!
+//! * [`tasks`] turns a peer set into probes: for every other agent, ICMP to its pod IP and to
+//!   its node IP and HTTP `GET /ping` to the agent; for every target, ICMP and TCP or HTTP.
+//! * [`order`] sorts them by a per-agent hash, so agents do not probe the same destination in
+//!   lock-step and adding a peer does not reshuffle the others.
+//! * [`plan_round`] spreads a round's start times evenly over the interval with random jitter
+//!   inside each slot, stretching the round only when the probes-per-second ceiling demands it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngExt;
+
+use crate::model::{Check, DestKind, Layer, ProbeKey};
+use crate::peers::{PeerSet, Protocol};
+
+/// One probe to run every round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub key: ProbeKey,
+    pub check: Check,
+}
+
+/// Probe parameters that do not come from the peer set.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskParams {
+    /// The agent HTTP port to assume for peers that do not name one.
+    pub default_port: u16,
+    pub icmp_count: u16,
+    pub icmp_size: u16,
+}
+
+/// Every probe this agent (`me`) runs in a round. Our own entry is skipped: an agent does not
+/// probe itself.
+pub fn tasks(set: &PeerSet, me: &str, params: TaskParams) -> Vec<Task> {
+    let icmp = |ip| Check::Icmp {
+        ip,
+        count: params.icmp_count,
+        size: params.icmp_size,
+    };
+    let mut out = Vec::with_capacity(set.peers.len() * 3 + set.targets.len() * 2);
+    for p in set.peers.iter().filter(|p| p.node != me) {
+        let key = |layer| ProbeKey {
+            kind: DestKind::Peer,
+            name: p.node.clone(),
+            layer,
+        };
+        out.push(Task {
+            key: key(Layer::IcmpPod),
+            check: icmp(p.pod_ip),
+        });
+        out.push(Task {
+            key: key(Layer::IcmpNode),
+            check: icmp(p.node_ip),
+        });
+        out.push(Task {
+            key: key(Layer::Http),
+            check: Check::Http {
+                addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(params.default_port)),
+                path: "/ping".into(),
+                expect_node: Some(p.node.clone()),
+            },
+        });
+    }
+    for t in &set.targets {
+        let key = |layer| ProbeKey {
+            kind: DestKind::Target,
+            name: t.name.clone(),
+            layer,
+        };
+        out.push(Task {
+            key: key(Layer::IcmpPod),
+            check: icmp(t.ip),
+        });
+        let addr = SocketAddr::new(t.ip, t.port);
+        out.push(match t.protocol {
+            Protocol::Http => Task {
+                key: key(Layer::Http),
+                check: Check::Http {
+                    addr,
+                    path: t.http_path().to_string(),
+                    expect_node: None,
+                },
+            },
+            Protocol::Tcp => Task {
+                key: key(Layer::Tcp),
+                check: Check::Tcp { addr },
+            },
+        });
+    }
+    out
+}
+
+/// Sort tasks by a hash of (agent seed, key): a stable order per agent, different between
+/// agents, in which a new task takes its place without moving the others relative to each other.
+pub fn order(tasks: &mut [Task], seed: u64) {
+    tasks.sort_by_cached_key(|t| {
+        let mut h = DefaultHasher::new();
+        seed.hash(&mut h);
+        t.key.hash(&mut h);
+        (h.finish(), t.key.clone())
+    });
+}
+
+/// When each of a round's probes starts, relative to the round's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundPlan {
+    /// The round's length: the interval, or longer when the rate ceiling stretches it.
+    pub round_len: Duration,
+    /// Start offset of task `i`, non-decreasing, each inside its own slot.
+    pub offsets: Vec<Duration>,
+    /// Whether the rate ceiling stretched the round beyond the interval.
+    pub stretched: bool,
+}
+
+/// Spread `n` probes over `interval`: probe `i` starts at a random point of slot `i` (slots of
+/// `round_len / n`). At most `max_rate` probes start per second: beyond it the round grows.
+pub fn plan_round(
+    n: usize,
+    interval: Duration,
+    max_rate: u32,
+    rng: &mut impl rand::Rng,
+) -> RoundPlan {
+    let min_len = Duration::from_secs_f64(n as f64 / f64::from(max_rate.max(1)));
+    let stretched = min_len > interval;
+    let round_len = interval.max(min_len);
+    if n == 0 {
+        return RoundPlan {
+            round_len,
+            offsets: Vec::new(),
+            stretched,
+        };
+    }
+    let slot = round_len.as_secs_f64() / n as f64;
+    let offsets = (0..n)
+        .map(|i| {
+            let jitter: f64 = rng.random::<f64>();
+            Duration::from_secs_f64(slot * (i as f64 + jitter))
+        })
+        .collect();
+    RoundPlan {
+        round_len,
+        offsets,
+        stretched,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::parse;
+    use rand::SeedableRng;
+
+    const SET: &str = r#"
+peers:
+  - {node: n1, node_ip: 198.18.1.11, pod_ip: 198.19.1.10, zone: a}
+  - {node: n2, node_ip: 198.18.1.12, pod_ip: 198.19.2.10, zone: a, port: 9000}
+  - {node: n3, node_ip: 198.18.2.13, pod_ip: 198.19.3.10, zone: b}
+targets:
+  - {name: web, ip: 198.19.3.11, port: 8080, protocol: http, path: /healthz}
+  - {name: db, ip: 198.19.2.12, port: 5432, protocol: tcp}
+"#;
+
+    fn params() -> TaskParams {
+        TaskParams {
+            default_port: 9464,
+            icmp_count: 3,
+            icmp_size: 56,
+        }
+    }
+
+    #[test]
+    fn tasks_cover_every_other_peer_and_every_target() {
+        let set = parse(SET).unwrap();
+        let t = tasks(&set, "n1", params());
+        let keys: Vec<String> = t
+            .iter()
+            .map(|t| format!("{}/{}/{}", t.key.kind.as_str(), t.key.name, t.key.layer))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "peer/n2/icmp_pod",
+                "peer/n2/icmp_node",
+                "peer/n2/http",
+                "peer/n3/icmp_pod",
+                "peer/n3/icmp_node",
+                "peer/n3/http",
+                "target/web/icmp_pod",
+                "target/web/http",
+                "target/db/icmp_pod",
+                "target/db/tcp",
+            ]
+        );
+        // The peer's own port wins over ours; the HTTP probe expects the peer's name back.
+        assert_eq!(
+            t[2].check,
+            Check::Http {
+                addr: "198.19.2.10:9000".parse().unwrap(),
+                path: "/ping".into(),
+                expect_node: Some("n2".into())
+            }
+        );
+        assert_eq!(
+            t[5].check,
+            Check::Http {
+                addr: "198.19.3.10:9464".parse().unwrap(),
+                path: "/ping".into(),
+                expect_node: Some("n3".into())
+            }
+        );
+        assert_eq!(
+            t[1].check,
+            Check::Icmp {
+                ip: "198.18.1.12".parse().unwrap(),
+                count: 3,
+                size: 56
+            }
+        );
+        assert_eq!(
+            t[9].check,
+            Check::Tcp {
+                addr: "198.19.2.12:5432".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn an_agent_not_in_the_file_probes_everyone() {
+        let set = parse(SET).unwrap();
+        assert_eq!(tasks(&set, "elsewhere", params()).len(), 3 * 3 + 4);
+    }
+
+    #[test]
+    fn order_is_stable_per_agent_differs_between_agents_and_survives_additions() {
+        let set = parse(SET).unwrap();
+        let mut a = tasks(&set, "n1", params());
+        let mut b = a.clone();
+        order(&mut a, 1);
+        order(&mut b, 1);
+        assert_eq!(a, b);
+        let mut c = a.clone();
+        order(&mut c, 2);
+        assert_ne!(
+            a.iter().map(|t| &t.key).collect::<Vec<_>>(),
+            c.iter().map(|t| &t.key).collect::<Vec<_>>()
+        );
+        // Adding a peer keeps the relative order of everything that was there.
+        let mut bigger = set.clone();
+        bigger.peers.push(crate::peers::Peer {
+            node: "n4".into(),
+            node_ip: "198.18.2.14".parse().unwrap(),
+            pod_ip: "198.19.4.10".parse().unwrap(),
+            zone: None,
+            port: None,
+        });
+        let mut d = tasks(&bigger, "n1", params());
+        order(&mut d, 1);
+        let old: Vec<_> = d
+            .iter()
+            .filter(|t| t.key.name != "n4")
+            .map(|t| &t.key)
+            .collect();
+        assert_eq!(old, a.iter().map(|t| &t.key).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn probes_are_spread_over_the_interval_one_per_slot() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let interval = Duration::from_secs(5);
+        for n in [1usize, 2, 7, 100, 3000] {
+            let plan = plan_round(n, interval, 1000, &mut rng);
+            assert_eq!(plan.round_len, interval);
+            assert!(!plan.stretched);
+            assert_eq!(plan.offsets.len(), n);
+            let slot = interval.as_secs_f64() / n as f64;
+            for (i, off) in plan.offsets.iter().enumerate() {
+                let o = off.as_secs_f64();
+                assert!(
+                    o >= slot * i as f64 - 1e-9 && o <= slot * (i + 1) as f64 + 1e-9,
+                    "n={n} i={i} offset {o} outside its slot"
+                );
+            }
+            assert!(plan.offsets.windows(2).all(|w| w[0] <= w[1]));
+        }
+    }
+
+    #[test]
+    fn jitter_differs_between_rounds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let a = plan_round(10, Duration::from_secs(5), 1000, &mut rng);
+        let b = plan_round(10, Duration::from_secs(5), 1000, &mut rng);
+        assert_ne!(a.offsets, b.offsets);
+    }
+
+    #[test]
+    fn the_rate_ceiling_stretches_the_round() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // 3000 probes at most 500/s: the round lasts 6 s, not 5.
+        let plan = plan_round(3000, Duration::from_secs(5), 500, &mut rng);
+        assert!(plan.stretched);
+        assert_eq!(plan.round_len, Duration::from_secs(6));
+        // No second holds more than the ceiling (plus one for slot edges).
+        let mut per_second = std::collections::HashMap::new();
+        for o in &plan.offsets {
+            *per_second.entry(o.as_secs()).or_insert(0) += 1;
+        }
+        assert!(per_second.values().all(|c| *c <= 501), "{per_second:?}");
+        let empty = plan_round(0, Duration::from_secs(5), 500, &mut rng);
+        assert!(empty.offsets.is_empty());
+    }
+}

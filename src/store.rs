@@ -1,0 +1,214 @@
+//! The results store: one sliding [`Window`] per (destination, layer), for the current peer set
+//! only. Everything that reports (metrics, `/api/v1/results`, later the diagnosis) reads it;
+//! only the agent's probe loop writes it. No I/O here, and no lock is held across an await:
+//! callers wrap it in a `std::sync::Mutex` and keep critical sections short.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::model::{DestKind, Layer, ProbeKey, ProbeResult};
+use crate::peers::PeerSet;
+use crate::schedule::Task;
+use crate::window::{Window, WindowStats};
+
+#[derive(Debug)]
+pub struct Store {
+    span: Duration,
+    me: String,
+    peers: Arc<PeerSet>,
+    active: HashSet<ProbeKey>,
+    windows: HashMap<ProbeKey, Window>,
+}
+
+/// One destination's figures, per layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerResults {
+    pub node: String,
+    pub zone: Option<String>,
+    pub node_ip: IpAddr,
+    pub pod_ip: IpAddr,
+    pub layers: BTreeMap<Layer, WindowStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResults {
+    pub name: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub protocol: &'static str,
+    pub layers: BTreeMap<Layer, WindowStats>,
+}
+
+/// Everything the store knows at one instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub peers: Vec<PeerResults>,
+    pub targets: Vec<TargetResults>,
+}
+
+impl Store {
+    pub fn new(me: impl Into<String>, span: Duration) -> Self {
+        Store {
+            span,
+            me: me.into(),
+            peers: Arc::new(PeerSet::default()),
+            active: HashSet::new(),
+            windows: HashMap::new(),
+        }
+    }
+
+    /// Adopt a new peer set and the tasks derived from it: windows of destinations or layers
+    /// that are gone are dropped at once (their metric series go with them).
+    pub fn set_peers(&mut self, peers: Arc<PeerSet>, tasks: &[Task]) {
+        self.active = tasks.iter().map(|t| t.key.clone()).collect();
+        self.windows.retain(|k, _| self.active.contains(k));
+        self.peers = peers;
+    }
+
+    pub fn peers(&self) -> &Arc<PeerSet> {
+        &self.peers
+    }
+
+    /// Record a probe's result. Results for keys no longer active (a probe that was in flight
+    /// when its peer left) are dropped, so departed peers do not come back.
+    pub fn record(&mut self, key: &ProbeKey, at: Instant, result: &ProbeResult) -> bool {
+        if !self.active.contains(key) {
+            return false;
+        }
+        let span = self.span;
+        self.windows
+            .entry(key.clone())
+            .or_insert_with(|| Window::new(span))
+            .record(at, result);
+        true
+    }
+
+    pub fn stats(&self, key: &ProbeKey, now: Instant) -> Option<WindowStats> {
+        self.windows.get(key).map(|w| w.stats(now))
+    }
+
+    fn layers(&self, kind: DestKind, name: &str, now: Instant) -> BTreeMap<Layer, WindowStats> {
+        Layer::ALL
+            .iter()
+            .filter_map(|layer| {
+                let key = ProbeKey {
+                    kind,
+                    name: name.to_string(),
+                    layer: *layer,
+                };
+                self.stats(&key, now).map(|s| (*layer, s))
+            })
+            .collect()
+    }
+
+    /// Every destination of the current peer set (ourselves excluded), in file order.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let peers = self
+            .peers
+            .peers
+            .iter()
+            .filter(|p| p.node != self.me)
+            .map(|p| PeerResults {
+                node: p.node.clone(),
+                zone: p.zone.clone(),
+                node_ip: p.node_ip,
+                pod_ip: p.pod_ip,
+                layers: self.layers(DestKind::Peer, &p.node, now),
+            })
+            .collect();
+        let targets = self
+            .peers
+            .targets
+            .iter()
+            .map(|t| TargetResults {
+                name: t.name.clone(),
+                ip: t.ip,
+                port: t.port,
+                protocol: t.protocol.as_str(),
+                layers: self.layers(DestKind::Target, &t.name, now),
+            })
+            .collect();
+        Snapshot { peers, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorClass;
+    use crate::peers::parse;
+    use crate::schedule::{tasks, TaskParams};
+
+    const PARAMS: TaskParams = TaskParams {
+        default_port: 9464,
+        icmp_count: 1,
+        icmp_size: 56,
+    };
+
+    fn setup(text: &str) -> (Store, Vec<Task>) {
+        let set = Arc::new(parse(text).unwrap());
+        let t = tasks(&set, "a", PARAMS);
+        let mut s = Store::new("a", Duration::from_secs(60));
+        s.set_peers(set, &t);
+        (s, t)
+    }
+
+    const ABC: &str = "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n";
+
+    #[test]
+    fn snapshot_lists_every_other_peer_with_its_layers() {
+        let (mut s, t) = setup(ABC);
+        let now = Instant::now();
+        for task in &t {
+            s.record(
+                &task.key,
+                now,
+                &ProbeResult::ok(Duration::from_millis(1), None),
+            );
+        }
+        let snap = s.snapshot(now);
+        let names: Vec<_> = snap.peers.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(snap.peers[0].zone.as_deref(), Some("z"));
+        let layers: Vec<_> = snap.peers[0].layers.keys().copied().collect();
+        assert_eq!(layers, [Layer::IcmpPod, Layer::IcmpNode, Layer::Http]);
+        assert_eq!(snap.peers[1].layers[&Layer::Http].reachable, Some(true));
+    }
+
+    #[test]
+    fn a_departed_peer_takes_its_windows_and_late_results_are_dropped() {
+        let (mut s, t) = setup(ABC);
+        let now = Instant::now();
+        for task in &t {
+            s.record(&task.key, now, &ProbeResult::failed(1, ErrorClass::Timeout));
+        }
+        let c_key = t.iter().find(|t| t.key.name == "c").unwrap().key.clone();
+        let fewer = Arc::new(parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2}\n").unwrap());
+        let t2 = tasks(&fewer, "a", PARAMS);
+        s.set_peers(fewer, &t2);
+        assert!(s.stats(&c_key, now).is_none());
+        // A probe that was in flight when c left reports late: it must not resurrect c.
+        assert!(!s.record(
+            &c_key,
+            now,
+            &ProbeResult::ok(Duration::from_millis(1), None)
+        ));
+        assert!(s.stats(&c_key, now).is_none());
+        let snap = s.snapshot(now);
+        assert_eq!(snap.peers.len(), 1);
+        assert_eq!(snap.peers[0].layers.len(), 3);
+    }
+
+    #[test]
+    fn peers_not_yet_probed_have_no_layers() {
+        let (s, _) = setup(ABC);
+        let snap = s.snapshot(Instant::now());
+        assert_eq!(snap.peers.len(), 2);
+        assert!(snap.peers.iter().all(|p| p.layers.is_empty()));
+    }
+}

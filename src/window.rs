@@ -1,0 +1,345 @@
+//! Sliding-window statistics for one (destination, layer): pure, clock passed in.
+//!
+//! The window keeps the probes of the last `span` (bounded in count too) and answers: how many
+//! probes and packets, the success and loss ratios, RTT quantiles, whether the last probe
+//! succeeded, how many failed in a row, and the last classified error.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::model::{ErrorClass, Phases, ProbeResult};
+
+/// Hard bounds per window, whatever the interval and span.
+const MAX_PROBES: usize = 1024;
+const MAX_RTTS: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    ok: bool,
+    sent: u16,
+    received: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Window {
+    span: Duration,
+    probes: VecDeque<Sample>,
+    rtts: VecDeque<(Instant, f64)>,
+    consecutive_failures: u32,
+    last_ok: Option<bool>,
+    last_at: Option<Instant>,
+    last_error: Option<(Instant, ErrorClass)>,
+    last_phases: Option<Phases>,
+}
+
+/// RTT quantiles in seconds (nearest-rank).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// What a window says at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// Whether the last probe succeeded; `None` before the first probe.
+    pub reachable: Option<bool>,
+    pub consecutive_failures: u32,
+    pub probes: u32,
+    pub successes: u32,
+    pub sent: u32,
+    pub received: u32,
+    /// Successful probes ÷ probes in the window; `None` when the window is empty.
+    pub success_ratio: Option<f64>,
+    /// Lost packets ÷ sent packets in the window; `None` when nothing was sent.
+    pub loss_ratio: Option<f64>,
+    pub rtt_seconds: Option<Quantiles>,
+    /// The last error seen inside the window.
+    pub last_error: Option<ErrorClass>,
+    pub last_error_age_seconds: Option<f64>,
+    pub last_probe_age_seconds: Option<f64>,
+    /// Per-phase timings of the last TCP/HTTP probe.
+    pub last_phases: Option<PhasesSeconds>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PhasesSeconds {
+    pub resolve: f64,
+    pub connect: f64,
+    pub first_byte: Option<f64>,
+    pub total: f64,
+}
+
+impl From<Phases> for PhasesSeconds {
+    fn from(p: Phases) -> Self {
+        PhasesSeconds {
+            resolve: p.resolve.as_secs_f64(),
+            connect: p.connect.as_secs_f64(),
+            first_byte: p.first_byte.map(|d| d.as_secs_f64()),
+            total: p.total.as_secs_f64(),
+        }
+    }
+}
+
+impl WindowStats {
+    /// Whether anything failed in the window (a lost packet, a failed probe, an error).
+    pub fn has_failures(&self) -> bool {
+        self.reachable == Some(false)
+            || self.successes < self.probes
+            || self.received < self.sent
+            || self.last_error.is_some()
+    }
+}
+
+impl Window {
+    pub fn new(span: Duration) -> Self {
+        Window {
+            span,
+            probes: VecDeque::new(),
+            rtts: VecDeque::new(),
+            consecutive_failures: 0,
+            last_ok: None,
+            last_at: None,
+            last_error: None,
+            last_phases: None,
+        }
+    }
+
+    /// Add one probe's result, observed at `at`.
+    pub fn record(&mut self, at: Instant, result: &ProbeResult) {
+        let ok = result.success();
+        self.probes.push_back(Sample {
+            at,
+            ok,
+            sent: result.sent,
+            received: result.received,
+        });
+        for rtt in &result.rtts {
+            self.rtts.push_back((at, rtt.as_secs_f64()));
+        }
+        self.consecutive_failures = if ok {
+            0
+        } else {
+            self.consecutive_failures.saturating_add(1)
+        };
+        self.last_ok = Some(ok);
+        self.last_at = Some(at);
+        if let Some(e) = &result.error {
+            self.last_error = Some((at, e.clone()));
+        }
+        if result.phases.is_some() {
+            self.last_phases = result.phases;
+        }
+        self.prune(at);
+    }
+
+    /// Drop what fell out of the window (by age or count).
+    pub fn prune(&mut self, now: Instant) {
+        let horizon = now.checked_sub(self.span);
+        let old = |t: Instant| horizon.is_some_and(|h| t < h);
+        while self.probes.front().is_some_and(|s| old(s.at)) || self.probes.len() > MAX_PROBES {
+            self.probes.pop_front();
+        }
+        while self.rtts.front().is_some_and(|(t, _)| old(*t)) || self.rtts.len() > MAX_RTTS {
+            self.rtts.pop_front();
+        }
+        if self.last_error.as_ref().is_some_and(|(t, _)| old(*t)) {
+            self.last_error = None;
+        }
+    }
+
+    pub fn stats(&self, now: Instant) -> WindowStats {
+        let horizon = now.checked_sub(self.span);
+        let inside = |t: Instant| horizon.is_none_or(|h| t >= h);
+        let (mut probes, mut successes, mut sent, mut received) = (0u32, 0u32, 0u32, 0u32);
+        for s in self.probes.iter().filter(|s| inside(s.at)) {
+            probes += 1;
+            successes += u32::from(s.ok);
+            sent += u32::from(s.sent);
+            received += u32::from(s.received.min(s.sent));
+        }
+        let mut rtts: Vec<f64> = self
+            .rtts
+            .iter()
+            .filter(|(t, _)| inside(*t))
+            .map(|(_, r)| *r)
+            .collect();
+        let last_error = self.last_error.as_ref().filter(|(t, _)| inside(*t));
+        WindowStats {
+            reachable: self.last_ok,
+            consecutive_failures: self.consecutive_failures,
+            probes,
+            successes,
+            sent,
+            received,
+            success_ratio: (probes > 0).then(|| f64::from(successes) / f64::from(probes)),
+            loss_ratio: (sent > 0).then(|| f64::from(sent - received) / f64::from(sent)),
+            rtt_seconds: quantiles(&mut rtts),
+            last_error: last_error.map(|(_, e)| e.clone()),
+            last_error_age_seconds: last_error.map(|(t, _)| age(now, *t)),
+            last_probe_age_seconds: self.last_at.map(|t| age(now, t)),
+            last_phases: self.last_phases.map(PhasesSeconds::from),
+        }
+    }
+}
+
+fn age(now: Instant, then: Instant) -> f64 {
+    now.saturating_duration_since(then).as_secs_f64()
+}
+
+/// Nearest-rank quantiles of `values` (sorted in place); `None` when empty.
+pub fn quantiles(values: &mut [f64]) -> Option<Quantiles> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = |q: f64| {
+        let n = values.len();
+        let idx = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        values[idx]
+    };
+    Some(Quantiles {
+        p50: rank(0.5),
+        p90: rank(0.9),
+        p99: rank(0.99),
+        max: values[values.len() - 1],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn icmp(sent: u16, rtts: &[u64], error: Option<ErrorClass>) -> ProbeResult {
+        ProbeResult {
+            sent,
+            received: rtts.len() as u16,
+            rtts: rtts.iter().map(|r| ms(*r)).collect(),
+            phases: None,
+            error,
+        }
+    }
+
+    #[test]
+    fn empty_window_says_nothing() {
+        let w = Window::new(ms(60_000));
+        let s = w.stats(Instant::now());
+        assert_eq!(s.reachable, None);
+        assert_eq!(s.success_ratio, None);
+        assert_eq!(s.loss_ratio, None);
+        assert_eq!(s.rtt_seconds, None);
+        assert!(!s.has_failures());
+    }
+
+    #[test]
+    fn loss_and_success_are_different_figures() {
+        // Three echoes per probe: one probe loses one echo (success, 1/3 loss), one loses all.
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(60_000));
+        w.record(t0, &icmp(3, &[1, 2, 3], None));
+        w.record(t0 + ms(1000), &icmp(3, &[4, 5], Some(ErrorClass::Timeout)));
+        w.record(t0 + ms(2000), &icmp(3, &[], Some(ErrorClass::Timeout)));
+        let s = w.stats(t0 + ms(2000));
+        assert_eq!((s.probes, s.successes, s.sent, s.received), (3, 2, 9, 5));
+        assert!((s.success_ratio.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        assert!((s.loss_ratio.unwrap() - 4.0 / 9.0).abs() < 1e-9);
+        assert_eq!(s.reachable, Some(false));
+        assert_eq!(s.consecutive_failures, 1);
+        assert_eq!(s.last_error, Some(ErrorClass::Timeout));
+        assert!(s.has_failures());
+    }
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        type Case = (&'static [f64], (f64, f64, f64, f64));
+        let table: &[Case] = &[
+            (&[5.0], (5.0, 5.0, 5.0, 5.0)),
+            (&[1.0, 2.0], (1.0, 2.0, 2.0, 2.0)),
+            (&[4.0, 1.0, 3.0, 2.0], (2.0, 4.0, 4.0, 4.0)),
+            (
+                &[10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+                (5.0, 9.0, 10.0, 10.0),
+            ),
+        ];
+        for (values, (p50, p90, p99, max)) in table {
+            let mut v = values.to_vec();
+            let q = quantiles(&mut v).unwrap();
+            assert_eq!(
+                (q.p50, q.p90, q.p99, q.max),
+                (*p50, *p90, *p99, *max),
+                "{values:?}"
+            );
+        }
+        assert!(quantiles(&mut []).is_none());
+    }
+
+    #[test]
+    fn old_samples_leave_the_window() {
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(10_000));
+        w.record(t0, &icmp(1, &[], Some(ErrorClass::Refused)));
+        for i in 1..=5 {
+            w.record(t0 + ms(i * 1000), &icmp(1, &[1], None));
+        }
+        let s = w.stats(t0 + ms(5000));
+        assert_eq!((s.probes, s.successes), (6, 5));
+        assert_eq!(s.last_error, Some(ErrorClass::Refused));
+        // 10.5 s after the failure it is gone, error included; the last five remain.
+        let s = w.stats(t0 + ms(10_500));
+        assert_eq!((s.probes, s.successes), (5, 5));
+        assert_eq!(s.last_error, None);
+        assert_eq!(s.consecutive_failures, 0);
+        assert_eq!(s.reachable, Some(true));
+        assert!(!s.has_failures());
+        assert!((s.last_probe_age_seconds.unwrap() - 5.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failures_in_a_row_reset_on_success() {
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(60_000));
+        for i in 0..3 {
+            w.record(t0 + ms(i), &icmp(1, &[], Some(ErrorClass::Timeout)));
+        }
+        assert_eq!(w.stats(t0).consecutive_failures, 3);
+        w.record(t0 + ms(5), &icmp(1, &[1], None));
+        let s = w.stats(t0 + ms(5));
+        assert_eq!(s.consecutive_failures, 0);
+        // The error stays as evidence while it is inside the window.
+        assert_eq!(s.last_error, Some(ErrorClass::Timeout));
+    }
+
+    #[test]
+    fn http_status_fails_a_probe_that_got_an_answer() {
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(60_000));
+        let mut r = ProbeResult::ok(ms(3), None);
+        r.error = Some(ErrorClass::HttpStatus { code: 503 });
+        w.record(t0, &r);
+        let s = w.stats(t0);
+        assert_eq!(s.reachable, Some(false));
+        assert_eq!(s.successes, 0);
+    }
+
+    #[test]
+    fn count_is_bounded() {
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(3_600_000));
+        for i in 0..(MAX_PROBES as u64 + 100) {
+            w.record(t0 + ms(i), &icmp(3, &[1, 1, 1], None));
+        }
+        let s = w.stats(t0 + ms(MAX_PROBES as u64 + 100));
+        assert_eq!(s.probes as usize, MAX_PROBES);
+        assert!(w.rtts.len() <= MAX_RTTS);
+    }
+}

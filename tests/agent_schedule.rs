@@ -1,0 +1,172 @@
+//! The probe loop driven with fake probers under tokio's paused clock: how often each
+//! destination is probed, how starts are spread, and the in-flight bound. No network.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshprobe::config::{AgentConfig, PairMetrics};
+use meshprobe::model::{Check, ProbeResult};
+use meshprobe::probe::{BoxFuture, Prober, Probers};
+use tokio::time::Instant;
+
+/// Records (destination IP, check kind, start time) and answers after `delay`.
+struct Fake {
+    log: Mutex<Vec<(String, Instant)>>,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Fake {
+    fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(Fake {
+            log: Mutex::new(Vec::new()),
+            delay,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+}
+
+fn describe(check: &Check) -> String {
+    match check {
+        Check::Icmp { ip, .. } => format!("icmp {ip}"),
+        Check::Tcp { addr } => format!("tcp {addr}"),
+        Check::Http { addr, .. } => format!("http {addr}"),
+    }
+}
+
+impl Prober for Fake {
+    fn probe<'a>(&'a self, check: &'a Check, _timeout: Duration) -> BoxFuture<'a, ProbeResult> {
+        Box::pin(async move {
+            self.log
+                .lock()
+                .unwrap()
+                .push((describe(check), Instant::now()));
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            ProbeResult::ok(Duration::from_millis(1), None)
+        })
+    }
+}
+
+fn peers_file(name: &str, peers: usize) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshprobe-sched-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("peers.yaml");
+    let mut text = String::from("peers:\n");
+    for i in 0..peers {
+        text.push_str(&format!(
+            "  - {{node: n{i}, node_ip: 198.18.0.{}, pod_ip: 198.19.{i}.10}}\n",
+            i + 10
+        ));
+    }
+    text.push_str("targets:\n  - {name: db, ip: 198.19.9.11, port: 5432, protocol: tcp}\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
+    AgentConfig {
+        node_name: "n0".into(),
+        zone: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        peers_file: path,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(950),
+        window: Duration::from_secs(10),
+        icmp_count: 1,
+        icmp_size: 56,
+        max_rate: 1000,
+        max_in_flight,
+        pair_metrics: PairMetrics::All,
+    }
+}
+
+async fn run_for(fake: Arc<Fake>, cfg: AgentConfig, secs: u64) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let probers = Probers {
+        icmp: fake.clone(),
+        tcp: fake.clone(),
+        http: fake.clone(),
+    };
+    let agent = tokio::spawn(meshprobe::agent::run(
+        cfg,
+        listener,
+        (probers, "fake"),
+        tokio::time::sleep(Duration::from_secs(secs)),
+    ));
+    agent.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_destination_is_probed_once_per_interval_with_spread_starts() {
+    let fake = Fake::new(Duration::from_millis(2));
+    let start = Instant::now();
+    // n0 (us) + 4 peers + 1 tcp target: 4×3 + 2 = 14 probes a round.
+    run_for(fake.clone(), config(peers_file("spread", 5), 64), 10).await;
+    let log = fake.log.lock().unwrap().clone();
+
+    let mut by_dest: HashMap<String, Vec<Instant>> = HashMap::new();
+    for (d, t) in &log {
+        by_dest.entry(d.clone()).or_default().push(*t);
+    }
+    assert_eq!(by_dest.len(), 14, "{:?}", by_dest.keys());
+    assert!(
+        !by_dest
+            .keys()
+            .any(|d| d.contains("198.19.0.10") || d.contains("198.18.0.10")),
+        "never ourselves"
+    );
+    for (dest, times) in &by_dest {
+        // 10 s at 1 s: 9 or 10 probes (the last round may be cut by the shutdown).
+        assert!(
+            (9..=10).contains(&times.len()),
+            "{dest}: {} probes",
+            times.len()
+        );
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap > Duration::from_millis(0) && gap < Duration::from_secs(2),
+                "{dest}: gap {gap:?} between two probes"
+            );
+        }
+    }
+    // Starts are spread: no 100 ms bucket of the run holds more than a third of a round.
+    let mut buckets: HashMap<u128, usize> = HashMap::new();
+    for (_, t) in &log {
+        *buckets.entry((*t - start).as_millis() / 100).or_default() += 1;
+    }
+    let worst = buckets.values().max().copied().unwrap_or(0);
+    assert!(
+        worst <= 5,
+        "bursty: {worst} probes started within one 100 ms bucket"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_in_flight_never_exceed_the_bound() {
+    // Slow answers (900 ms) and a bound of 3: the loop waits for permits instead of piling up.
+    let fake = Fake::new(Duration::from_millis(900));
+    run_for(fake.clone(), config(peers_file("bound", 5), 3), 6).await;
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
+    assert!(
+        fake.log.lock().unwrap().len() >= 6 * 3 / 2,
+        "still probing, slower"
+    );
+    // The loop does not touch addresses outside the peer set.
+    let ips: Vec<IpAddr> = fake
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(d, _)| d.split(' ').nth(1)?.split(':').next()?.parse().ok())
+        .collect();
+    assert!(ips.iter().all(|ip| ip.to_string().starts_with("198.1")));
+}
