@@ -21,6 +21,14 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
+/// `println!` into a String.
+macro_rules! outln {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
 use crate::error::{Error, Result};
 use fault::Fault;
 use plan::{Topology, AGENT_PORT, WEB_PORT};
@@ -42,13 +50,13 @@ pub struct LabArgs {
     #[command(subcommand)]
     pub command: Option<LabCommand>,
     #[command(flatten)]
-    pub up: UpArgs,
+    pub up: Box<UpArgs>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build the lab, start agents and targets, serve the live view; Ctrl-C tears it all down.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Inject a fault: KIND ARGS… (without KIND: list the kinds).
     Fault {
         kind: Option<String>,
@@ -108,8 +116,8 @@ pub async fn run(args: LabArgs) -> Result<u8> {
     }
     let prefix = args.prefix.clone();
     match args.command {
-        None => up(&prefix, args.up).await,
-        Some(LabCommand::Up(up_args)) => up(&prefix, up_args).await,
+        None => up(&prefix, *args.up).await,
+        Some(LabCommand::Up(up_args)) => up(&prefix, *up_args).await,
         Some(LabCommand::Fault { kind: None, .. }) => {
             println!("Fault kinds (meshprobe lab fault KIND ARGS…):");
             for (k, a, what) in fault::KINDS {
@@ -548,6 +556,7 @@ fn print_guidance(
 // fault, clear
 
 async fn inject(prefix: &str, kind: &str, args: &[String]) -> Result<u8> {
+    State::require(prefix)?; // before locking: the lock file lives in the state dir
     let _lock = state::lock(prefix)?;
     let mut st = State::require(prefix)?;
     let topo = st.topology.clone();
@@ -581,6 +590,7 @@ async fn inject(prefix: &str, kind: &str, args: &[String]) -> Result<u8> {
 }
 
 async fn clear(prefix: &str, kind: Option<&str>, args: &[String]) -> Result<u8> {
+    State::require(prefix)?;
     let _lock = state::lock(prefix)?;
     let mut st = State::require(prefix)?;
     let topo = st.topology.clone();
@@ -645,6 +655,15 @@ async fn clear(prefix: &str, kind: Option<&str>, args: &[String]) -> Result<u8> 
 // status
 
 async fn status(prefix: &str, json: bool) -> Result<u8> {
+    let mut o = String::new();
+    let code = status_into(&mut o, prefix, json).await;
+    // One write, its error ignored: `lab status | head` must not panic on a closed pipe.
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(o.as_bytes());
+    code
+}
+
+async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
     let st = State::load(prefix)?;
     let namespaces: Vec<String> = run::list_namespaces()
         .await?
@@ -653,14 +672,15 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
         .collect();
     let Some(st) = st else {
         if json {
-            println!(
+            outln!(
+                o,
                 "{}",
                 serde_json::json!({"prefix": prefix, "state": null, "namespaces": namespaces})
             );
         } else if namespaces.is_empty() {
-            println!("no lab with prefix {prefix:?}");
+            outln!(o, "no lab with prefix {prefix:?}");
         } else {
-            println!(
+            outln!(o,
                 "no lab state for prefix {prefix:?}, but namespaces are left over: {} (`meshprobe lab --prefix {prefix} down` removes them)",
                 namespaces.join(", ")
             );
@@ -696,7 +716,8 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
                 v
             })
             .collect();
-        println!(
+        outln!(
+            o,
             "{}",
             serde_json::json!({
                 "prefix": prefix, "state": st, "lab_alive": lab_alive, "namespaces": namespaces,
@@ -705,7 +726,7 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
         );
         return Ok(0);
     }
-    println!(
+    outln!(o,
         "lab {prefix:?}: {} nodes in {} zones, {} (lab process {}), agents every {} (timeout {}, window {})",
         topo.nodes,
         topo.zones,
@@ -719,12 +740,14 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
         st.timeout,
         st.window
     );
-    println!(
+    outln!(
+        o,
         "namespaces: {}/{} present",
         namespaces.len(),
         topo.namespaces().len()
     );
-    println!(
+    outln!(
+        o,
         "router: {} (zone legs {})",
         topo.router_ns(),
         (1..=topo.zones)
@@ -756,7 +779,8 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
                 )
             })
             .collect();
-        println!(
+        outln!(
+            o,
             "  {} {} node {} pods {} | {} | {view}",
             n.name,
             n.zone_name,
@@ -766,18 +790,18 @@ async fn status(prefix: &str, json: bool) -> Result<u8> {
         );
     }
     if st.faults.is_empty() {
-        println!("faults: none");
+        outln!(o, "faults: none");
     } else {
-        println!("faults:");
+        outln!(o, "faults:");
         for f in &st.faults {
-            println!("  {}", f.join(" "));
+            outln!(o, "  {}", f.join(" "));
         }
     }
-    println!("agents:");
+    outln!(o, "agents:");
     for (node, v) in &agents {
-        println!("  {node}: {}", summary::one_line(v));
+        outln!(o, "  {node}: {}", summary::one_line(v));
         for line in summary::failing(v).iter().take(12) {
-            println!("      {line}");
+            outln!(o, "      {line}");
         }
     }
     Ok(0)

@@ -15,6 +15,9 @@ pub fn describe_error(e: &Value) -> String {
     if let Some(code) = e["code"].as_u64() {
         s.push_str(&format!(" {code}"));
     }
+    if let Some(detail) = e["detail"].as_str() {
+        s.push_str(&format!(" ({detail})"));
+    }
     s
 }
 
