@@ -310,7 +310,7 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
     let exe_s = exe.display().to_string();
     for n in topo.all_nodes() {
         let listen = format!("{}:{WEB_PORT}", n.web_ip);
-        let args = ["serve", "--listen", &listen];
+        let args = ["serve", "--listen", &listen, "--name", &n.web_name];
         let p = spawn_in(
             &n.web_ns,
             &exe_s,
