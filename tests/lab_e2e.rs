@@ -60,7 +60,7 @@ impl Lab {
             .stderr(out)
             .spawn()
             .expect("spawn meshprobe lab up");
-        let lab = Lab {
+        let mut lab = Lab {
             prefix: prefix.to_string(),
             nodes,
             zones,
@@ -73,6 +73,9 @@ impl Lab {
             let text = std::fs::read_to_string(&lab.log).unwrap_or_default();
             if text.contains("Ctrl-C here tears the lab down") {
                 break;
+            }
+            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("lab up exited ({status}):\n{text}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -522,6 +525,12 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         Instant::now(),
         &all_up,
     );
+
+    // A second lab with the same prefix is refused, and leaves the first alone.
+    let again = lab.cli(&["up", "--port-base", "0"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
 
     // Wrong invocations are refused with status 2 and change nothing.
     for bad in [

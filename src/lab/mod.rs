@@ -813,6 +813,11 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
 async fn down(prefix: &str) -> Result<u8> {
     let st = State::load(prefix)?;
     let me = std::process::id();
+    let before = run::list_namespaces()
+        .await?
+        .into_iter()
+        .filter(|ns| Topology::owns_namespace(prefix, ns))
+        .count();
     // A running `lab up` tears down on SIGTERM; give it a moment, then make sure.
     if let Some(lab) = st.as_ref().and_then(|s| s.lab.clone()) {
         if lab.pid != me && state::is_alive(&lab) {
@@ -827,12 +832,11 @@ async fn down(prefix: &str) -> Result<u8> {
         }
     }
     let removed = remove_everything(prefix, st.as_ref(), Some(me)).await?;
-    if removed.namespaces == 0 && removed.processes == 0 && st.is_none() {
+    if before == 0 && removed.processes == 0 && st.is_none() {
         println!("nothing to remove for prefix {prefix:?}");
     } else {
         println!(
-            "lab {prefix:?} removed: {} namespaces, {} processes, state {}",
-            removed.namespaces,
+            "lab {prefix:?} removed: {before} namespaces, {} stray processes, state {}",
             removed.processes,
             state::state_dir(prefix).display()
         );
@@ -841,7 +845,6 @@ async fn down(prefix: &str) -> Result<u8> {
 }
 
 struct Removed {
-    namespaces: usize,
     processes: usize,
 }
 
@@ -909,7 +912,6 @@ async fn remove_everything(prefix: &str, st: Option<&State>, skip: Option<u32>) 
         )));
     }
     Ok(Removed {
-        namespaces: namespaces.len(),
         processes: pids.len(),
     })
 }

@@ -77,3 +77,29 @@ pub async fn namespace_pids(ns: &str) -> Vec<u32> {
         Err(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_names_the_command_and_its_stderr() {
+        let cmd = Cmd::new("sh", &["-c", "echo out; echo boom >&2; exit 3"]);
+        let err = run(&cmd).await.unwrap_err().to_string();
+        assert!(
+            err.contains("`sh -c 'echo out; echo boom >&2; exit 3'` failed"),
+            "{err}"
+        );
+        assert!(
+            err.contains("exit status: 3") && err.contains("boom"),
+            "{err}"
+        );
+        assert_eq!(run(&cmd.tolerant()).await.unwrap(), "out\n");
+        let missing = Cmd::new("/nonexistent/meshprobe-lab-tool", &[]);
+        assert!(run(&missing)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("cannot start"));
+    }
+}
