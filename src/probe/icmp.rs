@@ -452,6 +452,7 @@ fn open_client(kind: ICMP) -> Result<(Client, SockType), OpenError> {
             if sock_type == SockType::RAW {
                 install_icmp_filter(socket.get_native_sock(), kind);
             }
+            grow_receive_buffer(socket.get_native_sock());
             Ok((client, sock_type))
         }
         Err(_) => {
@@ -468,6 +469,25 @@ fn open_client(kind: ICMP) -> Result<(Client, SockType), OpenError> {
                 dgram: dgram.unwrap_or_else(other),
             })
         }
+    }
+}
+
+/// One socket receives the replies of every probe: ask for 1 MiB of receive buffer (the kernel
+/// caps it at net.core.rmem_max) so a burst of replies is not dropped. Best effort.
+fn grow_receive_buffer(fd: std::os::fd::RawFd) {
+    let size: libc::c_int = 1 << 20;
+    // SAFETY: fd is a live socket owned by the client; the option value is a c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not grow the ICMP receive buffer");
     }
 }
 
@@ -743,6 +763,80 @@ mod tests {
         assert_eq!((r.sent, r.received, &r.error), (3, 3, &None), "{r:?}");
         assert_eq!(r.rtts.len(), 3);
         assert!(r.success());
+        if prober.socket_kind() == "raw" {
+            // The kernel type filter is in place on the raw socket.
+            let fd = prober.v4.client.get_socket().get_native_sock();
+            let mut mask = 0u32;
+            let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+            // SAFETY: a live socket fd; a u32 buffer and its length.
+            let rc =
+                unsafe { libc::getsockopt(fd, libc::SOL_RAW, 1, (&raw mut mask).cast(), &mut len) };
+            assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+            assert_eq!([mask], icmp_filter_mask::<1>(&V4_WANTED));
+        }
+    }
+
+    /// CPU cost at the agent's target rate: 400 probes/s of 3 echoes to 127.0.0.1 for 10 s, on
+    /// a current-thread runtime. Loopback charges the kernel's echo replies to this process
+    /// too, so this is an upper bound. Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore = "a 10 s measurement"]
+    fn bench_cpu_at_400_probes_per_second() {
+        /// (user, system) CPU time of this process.
+        fn cpu() -> (Duration, Duration) {
+            // SAFETY: getrusage fills the struct it is given.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            (tv(ru.ru_utime), tv(ru.ru_stime))
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let Some(prober) = prober_or_skip() else {
+                return;
+            };
+            let prober = std::sync::Arc::new(prober);
+            let (rate, secs) = (400u32, 10u32);
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut received = 0u64;
+            let mut errors = std::collections::BTreeMap::new();
+            let mut tally = |r: ProbeResult| {
+                received += u64::from(r.received);
+                if let Some(e) = r.error {
+                    *errors.entry(e.to_string()).or_insert(0u32) += 1;
+                }
+            };
+            let (cpu0, wall0) = (cpu(), std::time::Instant::now());
+            for _ in 0..rate * secs {
+                tick.tick().await;
+                let p = prober.clone();
+                tasks.spawn(async move {
+                    p.probe(&icmp(LOOPBACK, 3, 56), Duration::from_secs(1))
+                        .await
+                });
+                while let Some(r) = tasks.try_join_next() {
+                    tally(r.unwrap());
+                }
+            }
+            while let Some(r) = tasks.join_next().await {
+                tally(r.unwrap());
+            }
+            let ((user1, sys1), wall) = (cpu(), wall0.elapsed());
+            let (user, sys) = (user1 - cpu0.0, sys1 - cpu0.1);
+            eprintln!(
+                "{} probes in {wall:?}: user {user:?} + sys {sys:?} = {:.2}% of one core; \
+                 {received} echoes answered, {:.1} µs CPU per echo; errors {errors:?}",
+                rate * secs,
+                100.0 * (user + sys).as_secs_f64() / wall.as_secs_f64(),
+                (user + sys).as_secs_f64() * 1e6 / f64::from(rate * secs * 3),
+            );
+        });
     }
 
     #[tokio::test]
@@ -1004,7 +1098,7 @@ mod tests {
         let Some((_lab, a)) = two_namespaces("raw") else {
             return;
         };
-        let timeout = Duration::from_millis(400);
+        let timeout = Duration::from_secs(1);
         let (kind, results) = in_netns(&a, false, move || async move {
             let prober = IcmpProber::new().expect("root opens a raw socket");
             // The kernel sends at most 5 route errors (net/host unreachable, prohibited) to
@@ -1039,7 +1133,7 @@ mod tests {
         for ((r, elapsed), want) in results.iter().zip(want) {
             assert_eq!(r.error, want, "{r:?}");
             assert!(
-                *elapsed < timeout + Duration::from_millis(100),
+                *elapsed < timeout + Duration::from_millis(250),
                 "{r:?} took {elapsed:?}"
             );
         }
@@ -1049,7 +1143,7 @@ mod tests {
         // echoes are fragmented locally, then dropped) wait for the deadline.
         for i in [1, 2, 4] {
             assert!(
-                results[i].1 < Duration::from_millis(200),
+                results[i].1 < Duration::from_millis(500),
                 "{:?}",
                 results[i]
             );
@@ -1085,7 +1179,10 @@ mod tests {
             Some(ErrorClass::Timeout),
             "{unreachable:?}"
         );
-        assert!(*elapsed < timeout + Duration::from_millis(100));
+        assert!(
+            *elapsed < timeout + Duration::from_millis(250),
+            "{elapsed:?}"
+        );
     }
 
     /// Without CAP_NET_RAW and with the default sysctl, `new` fails with a Privilege error that
