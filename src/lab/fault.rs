@@ -1,0 +1,535 @@
+//! Faults: parsing `KIND ARGS…`, and the commands that apply and undo each one (pure).
+
+use std::fmt;
+
+use super::plan::{Cmd, Topology, NFT_PREFIX, WEB_PORT};
+
+pub const DEFAULT_MTU: u32 = 1400;
+pub const BASE_MTU: u32 = 1500;
+
+/// Every fault kind, with its argument synopsis and what it does (for help and errors).
+pub const KINDS: &[(&str, &str, &str)] = &[
+    (
+        "route",
+        "NODE-A NODE-B",
+        "delete node A's route to node B's pod subnet",
+    ),
+    (
+        "mtu",
+        "NODE [MTU=1400]",
+        "lower the node's underlay MTU (pods keep 1500)",
+    ),
+    (
+        "pmtu-blackhole",
+        "NODE [MTU=1400]",
+        "lower the underlay MTU and drop ICMP fragmentation-needed",
+    ),
+    (
+        "policy",
+        "NODE|web-node-N [PORT=8080]",
+        "drop TCP to the node's target pod port (a NetworkPolicy)",
+    ),
+    (
+        "reject",
+        "NODE|web-node-N [PORT=8080]",
+        "answer TCP to the target pod port with a reset",
+    ),
+    (
+        "loss",
+        "NODE PERCENT",
+        "drop PERCENT% of the node's underlay packets each way",
+    ),
+    (
+        "cni",
+        "NODE",
+        "break pod networking on the node (the node stays up)",
+    ),
+    ("node-down", "NODE", "cut the node off the underlay"),
+    (
+        "partition",
+        "ZONE-A ZONE-B",
+        "block traffic between two zones at the router",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    Route { from: u16, to: u16 },
+    Mtu { node: u16, mtu: u32 },
+    PmtuBlackhole { node: u16, mtu: u32 },
+    Policy { node: u16, port: u16 },
+    Reject { node: u16, port: u16 },
+    Loss { node: u16, percent: u8 },
+    Cni { node: u16 },
+    NodeDown { node: u16 },
+    Partition { a: u16, b: u16 },
+}
+
+fn usage(kind: &str) -> String {
+    match KINDS.iter().find(|(k, _, _)| *k == kind) {
+        Some((k, args, _)) => format!("usage: meshprobe lab fault {k} {args}"),
+        None => format!(
+            "unknown fault kind {kind:?}: expected one of {}",
+            KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+impl Fault {
+    /// Parse `KIND ARGS…` against a topology.
+    pub fn parse(topo: &Topology, kind: &str, args: &[String]) -> Result<Fault, String> {
+        let u = || usage(kind);
+        let arity = |min: usize, max: usize| {
+            if args.len() < min || args.len() > max {
+                Err(u())
+            } else {
+                Ok(())
+            }
+        };
+        let node = |i: usize| topo.parse_node(&args[i]);
+        let target_node = |i: usize| {
+            let s = args[i].strip_prefix("web-").unwrap_or(&args[i]);
+            topo.parse_node(s)
+        };
+        let mtu = |i: usize| match args.get(i) {
+            None => Ok(DEFAULT_MTU),
+            Some(s) => match s.parse::<u32>() {
+                Ok(m) if (576..BASE_MTU).contains(&m) => Ok(m),
+                _ => Err(format!("MTU {s:?}: expected 576 to {}", BASE_MTU - 1)),
+            },
+        };
+        let port = |i: usize| match args.get(i) {
+            None => Ok(WEB_PORT),
+            Some(s) => s
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {s:?}: expected 1 to 65535")),
+        };
+        let fault = match kind {
+            "route" => {
+                arity(2, 2)?;
+                let (from, to) = (node(0)?, node(1)?);
+                if from == to {
+                    return Err("route: the two nodes must differ".into());
+                }
+                Fault::Route { from, to }
+            }
+            "mtu" => {
+                arity(1, 2)?;
+                Fault::Mtu {
+                    node: node(0)?,
+                    mtu: mtu(1)?,
+                }
+            }
+            "pmtu-blackhole" => {
+                arity(1, 2)?;
+                Fault::PmtuBlackhole {
+                    node: node(0)?,
+                    mtu: mtu(1)?,
+                }
+            }
+            "policy" => {
+                arity(1, 2)?;
+                Fault::Policy {
+                    node: target_node(0)?,
+                    port: port(1)?,
+                }
+            }
+            "reject" => {
+                arity(1, 2)?;
+                Fault::Reject {
+                    node: target_node(0)?,
+                    port: port(1)?,
+                }
+            }
+            "loss" => {
+                arity(2, 2)?;
+                let s = args[1].trim_end_matches('%');
+                let percent = match s.parse::<u8>() {
+                    Ok(p) if (1..=100).contains(&p) => p,
+                    _ => return Err(format!("loss percent {:?}: expected 1 to 100", args[1])),
+                };
+                Fault::Loss {
+                    node: node(0)?,
+                    percent,
+                }
+            }
+            "cni" => {
+                arity(1, 1)?;
+                Fault::Cni { node: node(0)? }
+            }
+            "node-down" => {
+                arity(1, 1)?;
+                Fault::NodeDown { node: node(0)? }
+            }
+            "partition" => {
+                arity(2, 2)?;
+                let (a, b) = (topo.parse_zone(&args[0])?, topo.parse_zone(&args[1])?);
+                if a == b {
+                    return Err("partition: the two zones must differ".into());
+                }
+                Fault::Partition {
+                    a: a.min(b),
+                    b: a.max(b),
+                }
+            }
+            _ => return Err(u()),
+        };
+        Ok(fault)
+    }
+
+    /// The canonical `KIND ARGS…` words (what the state file records; parses back to `self`).
+    pub fn words(&self) -> Vec<String> {
+        let n = |i: &u16| format!("node-{i}");
+        let z = |i: &u16| super::plan::zone_name(*i);
+        match self {
+            Fault::Route { from, to } => vec!["route".into(), n(from), n(to)],
+            Fault::Mtu { node, mtu } => vec!["mtu".into(), n(node), mtu.to_string()],
+            Fault::PmtuBlackhole { node, mtu } => {
+                vec!["pmtu-blackhole".into(), n(node), mtu.to_string()]
+            }
+            Fault::Policy { node, port } => {
+                vec![
+                    "policy".into(),
+                    format!("web-node-{node}"),
+                    port.to_string(),
+                ]
+            }
+            Fault::Reject { node, port } => {
+                vec![
+                    "reject".into(),
+                    format!("web-node-{node}"),
+                    port.to_string(),
+                ]
+            }
+            Fault::Loss { node, percent } => vec!["loss".into(), n(node), percent.to_string()],
+            Fault::Cni { node } => vec!["cni".into(), n(node)],
+            Fault::NodeDown { node } => vec!["node-down".into(), n(node)],
+            Fault::Partition { a, b } => vec!["partition".into(), z(a), z(b)],
+        }
+    }
+
+    /// What the fault occupies: two faults with the same slot cannot be active together
+    /// (they would fight over the same route, MTU or nftables table).
+    pub fn slot(&self) -> String {
+        match self {
+            Fault::Route { from, to } => format!("route {from} {to}"),
+            Fault::Mtu { node, .. } | Fault::PmtuBlackhole { node, .. } => format!("mtu {node}"),
+            Fault::Policy { node, .. } | Fault::Reject { node, .. } => format!("policy {node}"),
+            Fault::Loss { node, .. } => format!("loss {node}"),
+            Fault::Cni { node } => format!("cni {node}"),
+            Fault::NodeDown { node } => format!("node-down {node}"),
+            Fault::Partition { a, b } => format!("partition {a} {b}"),
+        }
+    }
+
+    /// The commands that inject the fault.
+    pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        let t = NFT_PREFIX;
+        match *self {
+            Fault::Route { from, to } => {
+                vec![Cmd::ip(
+                    &topo.node(from).ns,
+                    &format!("route del {}", topo.node(to).pod_subnet),
+                )]
+            }
+            Fault::Mtu { node, mtu } => {
+                vec![Cmd::ip(&topo.node(node).ns, &format!("link set eth0 mtu {mtu}"))]
+            }
+            Fault::PmtuBlackhole { node, mtu } => {
+                let ns = topo.node(node).ns;
+                let rule = "icmp type destination-unreachable icmp code frag-needed drop";
+                vec![
+                    Cmd::nft(
+                        &ns,
+                        &format!(
+                            "add table inet {t}pmtu; \
+                             add chain inet {t}pmtu output {{ type filter hook output priority 0 ; }} ; \
+                             add chain inet {t}pmtu forward {{ type filter hook forward priority 0 ; }} ; \
+                             add rule inet {t}pmtu output {rule}; \
+                             add rule inet {t}pmtu forward {rule}"
+                        ),
+                    ),
+                    Cmd::ip(&ns, &format!("link set eth0 mtu {mtu}")),
+                ]
+            }
+            Fault::Policy { node, port } | Fault::Reject { node, port } => {
+                let verdict = if matches!(self, Fault::Reject { .. }) {
+                    "reject with tcp reset"
+                } else {
+                    "drop"
+                };
+                vec![Cmd::nft(
+                    &topo.node(node).web_ns,
+                    &format!(
+                        "add table inet {t}policy; \
+                         add chain inet {t}policy input {{ type filter hook input priority 0 ; }} ; \
+                         add rule inet {t}policy input tcp dport {port} {verdict}"
+                    ),
+                )]
+            }
+            Fault::Loss { node, percent } => {
+                let rule = format!("numgen random mod 100 < {percent} counter drop");
+                vec![Cmd::nft(
+                    &topo.node(node).ns,
+                    &format!(
+                        "add table netdev {t}loss; \
+                         add chain netdev {t}loss rx {{ type filter hook ingress device \"eth0\" priority 0 ; }} ; \
+                         add chain netdev {t}loss tx {{ type filter hook egress device \"eth0\" priority 0 ; }} ; \
+                         add rule netdev {t}loss rx {rule}; \
+                         add rule netdev {t}loss tx {rule}"
+                    ),
+                )]
+            }
+            Fault::Cni { node } => {
+                let n = topo.node(node);
+                let s = &n.pod_subnet;
+                vec![Cmd::nft(
+                    &n.ns,
+                    &format!(
+                        "add table inet {t}cni; \
+                         add chain inet {t}cni forward {{ type filter hook forward priority 0 ; }} ; \
+                         add rule inet {t}cni forward ip saddr {s} drop; \
+                         add rule inet {t}cni forward ip daddr {s} drop"
+                    ),
+                )]
+            }
+            Fault::NodeDown { node } => vec![Cmd::ip(
+                &topo.fabric_ns(),
+                &format!("link set {} down", topo.node(node).fabric_port),
+            )],
+            Fault::Partition { a, b } => vec![Cmd::nft(
+                &topo.router_ns(),
+                &format!(
+                    "add table inet {t}partition_{a}_{b}; \
+                     add chain inet {t}partition_{a}_{b} forward {{ type filter hook forward priority 0 ; }} ; \
+                     add rule inet {t}partition_{a}_{b} forward iifname \"z{a}\" oifname \"z{b}\" drop; \
+                     add rule inet {t}partition_{a}_{b} forward iifname \"z{b}\" oifname \"z{a}\" drop"
+                ),
+            )],
+        }
+    }
+
+    /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
+    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        let t = NFT_PREFIX;
+        let del = |ns: &str, family: &str, table: &str| {
+            Cmd::exec(
+                ns,
+                "nft",
+                &["delete", "table", family, &format!("{t}{table}")],
+            )
+            .tolerant()
+        };
+        match *self {
+            Fault::Route { from, to } => vec![Cmd::ip(
+                &topo.node(from).ns,
+                &format!(
+                    "route replace {} via {}",
+                    topo.node(to).pod_subnet,
+                    topo.next_hop(from, to)
+                ),
+            )],
+            Fault::Mtu { node, .. } => vec![Cmd::ip(
+                &topo.node(node).ns,
+                &format!("link set eth0 mtu {BASE_MTU}"),
+            )],
+            Fault::PmtuBlackhole { node, .. } => {
+                let ns = topo.node(node).ns;
+                vec![
+                    Cmd::ip(&ns, &format!("link set eth0 mtu {BASE_MTU}")),
+                    del(&ns, "inet", "pmtu"),
+                ]
+            }
+            Fault::Policy { node, .. } | Fault::Reject { node, .. } => {
+                vec![del(&topo.node(node).web_ns, "inet", "policy")]
+            }
+            Fault::Loss { node, .. } => vec![del(&topo.node(node).ns, "netdev", "loss")],
+            Fault::Cni { node } => vec![del(&topo.node(node).ns, "inet", "cni")],
+            Fault::NodeDown { node } => vec![Cmd::ip(
+                &topo.fabric_ns(),
+                &format!("link set {} up", topo.node(node).fabric_port),
+            )],
+            Fault::Partition { a, b } => {
+                vec![del(
+                    &topo.router_ns(),
+                    "inet",
+                    &format!("partition_{a}_{b}"),
+                )]
+            }
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.words().join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        Topology::new("mp", 4, 2).unwrap()
+    }
+
+    fn parse(line: &str) -> Result<Fault, String> {
+        let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        Fault::parse(&topo(), &words[0], &words[1..])
+    }
+
+    fn lines(cmds: Vec<Cmd>) -> Vec<String> {
+        cmds.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn apply_and_clear_commands() {
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                &["ip -n mp-n1 route del 198.19.3.0/24"],
+                &["ip -n mp-n1 route replace 198.19.3.0/24 via 198.18.1.13"],
+            ),
+            (
+                "route n1 n2",
+                &["ip -n mp-n1 route del 198.19.2.0/24"],
+                &["ip -n mp-n1 route replace 198.19.2.0/24 via 198.18.1.1"],
+            ),
+            (
+                "mtu node-2",
+                &["ip -n mp-n2 link set eth0 mtu 1400"],
+                &["ip -n mp-n2 link set eth0 mtu 1500"],
+            ),
+            (
+                "mtu node-2 1280",
+                &["ip -n mp-n2 link set eth0 mtu 1280"],
+                &["ip -n mp-n2 link set eth0 mtu 1500"],
+            ),
+            (
+                "node-down node-4",
+                &["ip -n mp-fabric link set n4 down"],
+                &["ip -n mp-fabric link set n4 up"],
+            ),
+            (
+                "loss node-1 30",
+                &["ip netns exec mp-n1 nft 'add table netdev mplab_loss; add chain netdev mplab_loss rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss rx numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss tx numgen random mod 100 < 30 counter drop'"],
+                &["ip netns exec mp-n1 nft delete table netdev mplab_loss"],
+            ),
+            (
+                "partition zone-b zone-a",
+                &["ip netns exec mp-router nft 'add table inet mplab_partition_1_2; add chain inet mplab_partition_1_2 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_partition_1_2 forward iifname \"z1\" oifname \"z2\" drop; add rule inet mplab_partition_1_2 forward iifname \"z2\" oifname \"z1\" drop'"],
+                &["ip netns exec mp-router nft delete table inet mplab_partition_1_2"],
+            ),
+            (
+                "policy web-node-2",
+                &["ip netns exec mp-n2-web nft 'add table inet mplab_policy; add chain inet mplab_policy input { type filter hook input priority 0 ; } ; add rule inet mplab_policy input tcp dport 8080 drop'"],
+                &["ip netns exec mp-n2-web nft delete table inet mplab_policy"],
+            ),
+            (
+                "reject node-3 9000",
+                &["ip netns exec mp-n3-web nft 'add table inet mplab_policy; add chain inet mplab_policy input { type filter hook input priority 0 ; } ; add rule inet mplab_policy input tcp dport 9000 reject with tcp reset'"],
+                &["ip netns exec mp-n3-web nft delete table inet mplab_policy"],
+            ),
+            (
+                "cni node-2",
+                &["ip netns exec mp-n2 nft 'add table inet mplab_cni; add chain inet mplab_cni forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni forward ip saddr 198.19.2.0/24 drop; add rule inet mplab_cni forward ip daddr 198.19.2.0/24 drop'"],
+                &["ip netns exec mp-n2 nft delete table inet mplab_cni"],
+            ),
+        ];
+        for (line, apply, clear) in table {
+            let f = parse(line).unwrap();
+            assert_eq!(lines(f.apply_cmds(&topo())), *apply, "{line}");
+            assert_eq!(lines(f.clear_cmds(&topo())), *clear, "{line}");
+        }
+    }
+
+    #[test]
+    fn pmtu_blackhole_lowers_mtu_and_drops_frag_needed() {
+        let f = parse("pmtu-blackhole node-1").unwrap();
+        let a = lines(f.apply_cmds(&topo()));
+        assert!(a[0].contains("icmp type destination-unreachable icmp code frag-needed drop"));
+        assert!(a[0].contains("hook output") && a[0].contains("hook forward"));
+        assert_eq!(a[1], "ip -n mp-n1 link set eth0 mtu 1400");
+        let c = lines(f.clear_cmds(&topo()));
+        assert_eq!(
+            c,
+            [
+                "ip -n mp-n1 link set eth0 mtu 1500",
+                "ip netns exec mp-n1 nft delete table inet mplab_pmtu"
+            ]
+        );
+    }
+
+    #[test]
+    fn clear_tolerates_already_removed_tables() {
+        for line in ["loss n1 5", "cni n1", "policy n1", "partition a b"] {
+            assert!(parse(line)
+                .unwrap()
+                .clear_cmds(&topo())
+                .iter()
+                .all(|c| c.tolerate_failure));
+        }
+        assert!(!parse("route n1 n2").unwrap().apply_cmds(&topo())[0].tolerate_failure);
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for line in [
+            "route node-1 node-3",
+            "mtu n2 1300",
+            "pmtu-blackhole 3",
+            "policy node-2",
+            "reject web-node-4 81",
+            "loss node-1 25%",
+            "cni node-2",
+            "node-down node-4",
+            "partition b a",
+        ] {
+            let f = parse(line).unwrap();
+            let w = f.words();
+            assert_eq!(Fault::parse(&topo(), &w[0], &w[1..]).unwrap(), f, "{line}");
+        }
+        assert_eq!(
+            parse("partition b a").unwrap().to_string(),
+            "partition zone-a zone-b"
+        );
+    }
+
+    #[test]
+    fn validation_errors() {
+        let table = [
+            ("route node-1 node-9", "unknown node \"node-9\""),
+            ("route node-1 node-1", "must differ"),
+            (
+                "route node-1",
+                "usage: meshprobe lab fault route NODE-A NODE-B",
+            ),
+            ("mtu node-1 9000", "MTU \"9000\""),
+            ("loss node-1 0", "expected 1 to 100"),
+            ("loss node-1 abc", "expected 1 to 100"),
+            ("loss node-1", "usage"),
+            ("partition zone-a zone-q", "unknown zone \"zone-q\""),
+            ("partition zone-a a", "must differ"),
+            ("policy node-2 0", "port \"0\""),
+            ("cni node-1 extra", "usage"),
+            ("flood node-1", "unknown fault kind \"flood\""),
+        ];
+        for (line, want) in table {
+            let err = parse(line).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn slots_conflict_where_faults_would_fight() {
+        let s = |l: &str| parse(l).unwrap().slot();
+        assert_eq!(s("mtu n1"), s("pmtu-blackhole n1 1300"));
+        assert_eq!(s("policy n2"), s("reject web-node-2"));
+        assert_eq!(s("partition a b"), s("partition b a"));
+        assert_ne!(s("route n1 n2"), s("route n2 n1"));
+        assert_ne!(s("loss n1 5"), s("loss n2 5"));
+    }
+}

@@ -1,0 +1,621 @@
+//! The lab's address plan and the commands that build and remove it: pure functions, no I/O.
+//!
+//! Layout (defaults: 4 nodes, 2 zones, prefix `mp`):
+//!
+//! ```text
+//!  mp-fabric: br-z1 (zone-a underlay 198.18.1.0/24)   br-z2 (zone-b underlay 198.18.2.0/24)
+//!               |  n1  n3  r-z1                          |  n2  n4  r-z2
+//!  mp-router:  z1 198.18.1.1  <---- forwards ---->  z2 198.18.2.1   (routes to every pod subnet)
+//!  mp-nI:      eth0 198.18.Z.(10+I)/24, cni0 198.19.I.1/24, forwarding on, NO default route:
+//!              same-zone pod subnets via the node IP (host-gw), everything else via the zone router
+//!  mp-nI-probe: eth0 198.19.I.10/24 (meshprobe agent on :9464), default via 198.19.I.1
+//!  mp-nI-web:   eth0 198.19.I.11/24 (meshprobe serve on :8080), default via 198.19.I.1
+//! ```
+//!
+//! Node I is in zone ((I-1) mod zones)+1, so zones alternate: node-1 zone-a, node-2 zone-b, ...
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Largest number of nodes (pod subnets 198.19.I.0/24, node IPs 198.18.Z.(10+I)).
+pub const MAX_NODES: u16 = 200;
+/// Largest number of zones (zone names zone-a .. zone-z).
+pub const MAX_ZONES: u16 = 26;
+/// The agent's port in every probe pod.
+pub const AGENT_PORT: u16 = 9464;
+/// The target server's port in every web pod.
+pub const WEB_PORT: u16 = 8080;
+/// Every nftables table the lab creates starts with this.
+pub const NFT_PREFIX: &str = "mplab_";
+
+/// One command: a program and its arguments. `tolerate_failure` marks best-effort steps
+/// (removing something that may already be gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+    pub tolerate_failure: bool,
+}
+
+impl Cmd {
+    pub fn new(program: &str, args: &[&str]) -> Cmd {
+        Cmd {
+            program: program.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            tolerate_failure: false,
+        }
+    }
+
+    /// `ip -n NS <words…>` (words split on whitespace).
+    pub fn ip(ns: &str, words: &str) -> Cmd {
+        let mut args = vec!["-n".to_string(), ns.to_string()];
+        args.extend(words.split_whitespace().map(str::to_string));
+        Cmd {
+            program: "ip".into(),
+            args,
+            tolerate_failure: false,
+        }
+    }
+
+    /// `ip netns exec NS <program> <args…>`.
+    pub fn exec(ns: &str, program: &str, args: &[&str]) -> Cmd {
+        let mut all = vec!["netns", "exec", ns, program];
+        all.extend_from_slice(args);
+        Cmd::new("ip", &all)
+    }
+
+    /// `ip netns exec NS sysctl -qw KEY=VALUE`.
+    pub fn sysctl(ns: &str, key_value: &str) -> Cmd {
+        Cmd::exec(ns, "sysctl", &["-qw", key_value])
+    }
+
+    /// `ip netns exec NS nft SCRIPT` (one argument: nft runs the `;`-separated script atomically).
+    pub fn nft(ns: &str, script: &str) -> Cmd {
+        Cmd::exec(ns, "nft", &[script])
+    }
+
+    pub fn tolerant(mut self) -> Cmd {
+        self.tolerate_failure = true;
+        self
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for a in &self.args {
+            if a.is_empty()
+                || a.chars()
+                    .any(|c| c.is_whitespace() || "\"'{};<>|&$*?()".contains(c))
+            {
+                write!(f, " '{}'", a.replace('\'', r"'\''"))?;
+            } else {
+                write!(f, " {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The lab's shape: everything else is derived from these three values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Topology {
+    pub prefix: String,
+    pub nodes: u16,
+    pub zones: u16,
+}
+
+/// One node and everything on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// 1-based.
+    pub index: u16,
+    /// 1-based zone number.
+    pub zone: u16,
+    pub name: String,
+    pub zone_name: String,
+    pub ns: String,
+    pub probe_ns: String,
+    pub web_ns: String,
+    pub node_ip: Ipv4Addr,
+    pub pod_subnet: String,
+    pub pod_gateway: Ipv4Addr,
+    pub probe_ip: Ipv4Addr,
+    pub web_ip: Ipv4Addr,
+    /// The fabric-side end of the node's uplink (in the fabric namespace).
+    pub fabric_port: String,
+    pub web_name: String,
+}
+
+/// Validate a namespace prefix: 1-12 characters, lowercase letters and digits, starting with a letter.
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 12
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--prefix {prefix:?}: expected 1-12 lowercase letters or digits, starting with a letter"
+        ))
+    }
+}
+
+pub fn zone_name(zone: u16) -> String {
+    format!("zone-{}", (b'a' + (zone - 1) as u8) as char)
+}
+
+impl Topology {
+    pub fn new(prefix: &str, nodes: u16, zones: u16) -> Result<Topology, String> {
+        validate_prefix(prefix)?;
+        if !(1..=MAX_NODES).contains(&nodes) {
+            return Err(format!("--nodes {nodes}: expected 1 to {MAX_NODES}"));
+        }
+        if !(1..=MAX_ZONES).contains(&zones) || zones > nodes {
+            return Err(format!(
+                "--zones {zones}: expected 1 to {}, and no more zones than nodes",
+                MAX_ZONES.min(nodes)
+            ));
+        }
+        Ok(Topology {
+            prefix: prefix.to_string(),
+            nodes,
+            zones,
+        })
+    }
+
+    pub fn fabric_ns(&self) -> String {
+        format!("{}-fabric", self.prefix)
+    }
+
+    pub fn router_ns(&self) -> String {
+        format!("{}-router", self.prefix)
+    }
+
+    pub fn zone_of(&self, node: u16) -> u16 {
+        (node - 1) % self.zones + 1
+    }
+
+    pub fn router_ip(&self, zone: u16) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, zone as u8, 1)
+    }
+
+    pub fn underlay(&self, zone: u16) -> String {
+        format!("198.18.{zone}.0/24")
+    }
+
+    pub fn node(&self, index: u16) -> Node {
+        let zone = self.zone_of(index);
+        let i = index as u8;
+        let ns = format!("{}-n{index}", self.prefix);
+        Node {
+            index,
+            zone,
+            name: format!("node-{index}"),
+            zone_name: zone_name(zone),
+            probe_ns: format!("{ns}-probe"),
+            web_ns: format!("{ns}-web"),
+            ns,
+            node_ip: Ipv4Addr::new(198, 18, zone as u8, 10 + i),
+            pod_subnet: format!("198.19.{index}.0/24"),
+            pod_gateway: Ipv4Addr::new(198, 19, i, 1),
+            probe_ip: Ipv4Addr::new(198, 19, i, 10),
+            web_ip: Ipv4Addr::new(198, 19, i, 11),
+            fabric_port: format!("n{index}"),
+            web_name: format!("web-node-{index}"),
+        }
+    }
+
+    pub fn all_nodes(&self) -> Vec<Node> {
+        (1..=self.nodes).map(|i| self.node(i)).collect()
+    }
+
+    /// Every namespace of the lab, in creation order.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v = vec![self.fabric_ns(), self.router_ns()];
+        for n in self.all_nodes() {
+            v.extend([n.ns, n.probe_ns, n.web_ns]);
+        }
+        v
+    }
+
+    /// The next hop node `from` uses for node `to`'s pod subnet: `to`'s node IP in the same
+    /// zone (host-gw), the zone router otherwise.
+    pub fn next_hop(&self, from: u16, to: u16) -> Ipv4Addr {
+        let (a, b) = (self.node(from), self.node(to));
+        if a.zone == b.zone {
+            b.node_ip
+        } else {
+            self.router_ip(a.zone)
+        }
+    }
+
+    /// Resolve `node-3`, `n3` or `3` to a node index.
+    pub fn parse_node(&self, s: &str) -> Result<u16, String> {
+        let digits = s
+            .strip_prefix("node-")
+            .or_else(|| s.strip_prefix('n'))
+            .unwrap_or(s);
+        match digits.parse::<u16>() {
+            Ok(i) if (1..=self.nodes).contains(&i) => Ok(i),
+            _ => Err(format!(
+                "unknown node {s:?}: the lab has node-1 .. node-{}",
+                self.nodes
+            )),
+        }
+    }
+
+    /// Resolve `zone-b` or `b` to a zone number.
+    pub fn parse_zone(&self, s: &str) -> Result<u16, String> {
+        let letter = s.strip_prefix("zone-").unwrap_or(s);
+        let mut chars = letter.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_lowercase() => {
+                let z = (c as u8 - b'a') as u16 + 1;
+                if z <= self.zones {
+                    return Ok(z);
+                }
+            }
+            _ => {}
+        }
+        Err(format!(
+            "unknown zone {s:?}: the lab has {}",
+            (1..=self.zones)
+                .map(zone_name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+
+    /// Whether `ns` is a namespace this prefix's lab could have made (whatever its size).
+    pub fn owns_namespace(prefix: &str, ns: &str) -> bool {
+        let Some(rest) = ns.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
+            return false;
+        };
+        if rest == "fabric" || rest == "router" {
+            return true;
+        }
+        let Some(rest) = rest.strip_prefix('n') else {
+            return false;
+        };
+        let digits = rest
+            .strip_suffix("-probe")
+            .or_else(|| rest.strip_suffix("-web"))
+            .unwrap_or(rest);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    }
+
+    /// The commands that build the whole network (namespaces, links, addresses, routes).
+    pub fn up_cmds(&self) -> Vec<Cmd> {
+        let fabric = self.fabric_ns();
+        let router = self.router_ns();
+        let mut c = Vec::new();
+        for ns in self.namespaces() {
+            c.push(Cmd::new("ip", &["netns", "add", &ns]));
+            c.push(Cmd::ip(&ns, "link set lo up"));
+        }
+        // Fabric: one bridge per zone.
+        for z in 1..=self.zones {
+            c.push(Cmd::ip(&fabric, &format!("link add br-z{z} type bridge")));
+            c.push(Cmd::ip(&fabric, &format!("link set br-z{z} up")));
+        }
+        // Router: one leg per zone.
+        c.push(Cmd::sysctl(&router, "net.ipv4.ip_forward=1"));
+        for z in 1..=self.zones {
+            c.push(Cmd::ip(
+                &fabric,
+                &format!("link add r-z{z} type veth peer name z{z} netns {router}"),
+            ));
+            c.push(Cmd::ip(
+                &fabric,
+                &format!("link set r-z{z} master br-z{z} up"),
+            ));
+            c.push(Cmd::ip(
+                &router,
+                &format!("addr add {}/24 dev z{z}", self.router_ip(z)),
+            ));
+            c.push(Cmd::ip(&router, &format!("link set z{z} up")));
+        }
+        for n in self.all_nodes() {
+            let ns = &n.ns;
+            c.push(Cmd::sysctl(ns, "net.ipv4.ip_forward=1"));
+            c.push(Cmd::ip(
+                &fabric,
+                &format!(
+                    "link add {} type veth peer name eth0 netns {ns}",
+                    n.fabric_port
+                ),
+            ));
+            c.push(Cmd::ip(
+                &fabric,
+                &format!("link set {} master br-z{} up", n.fabric_port, n.zone),
+            ));
+            c.push(Cmd::ip(ns, &format!("addr add {}/24 dev eth0", n.node_ip)));
+            c.push(Cmd::ip(ns, "link set eth0 up"));
+            c.push(Cmd::ip(ns, "link add cni0 type bridge"));
+            c.push(Cmd::ip(
+                ns,
+                &format!("addr add {}/24 dev cni0", n.pod_gateway),
+            ));
+            c.push(Cmd::ip(ns, "link set cni0 up"));
+            for (pod_ns, veth, ip) in [
+                (&n.probe_ns, "veth-probe", n.probe_ip),
+                (&n.web_ns, "veth-web", n.web_ip),
+            ] {
+                c.push(Cmd::ip(
+                    ns,
+                    &format!("link add {veth} type veth peer name eth0 netns {pod_ns}"),
+                ));
+                c.push(Cmd::ip(ns, &format!("link set {veth} master cni0 up")));
+                c.push(Cmd::ip(pod_ns, &format!("addr add {ip}/24 dev eth0")));
+                c.push(Cmd::ip(pod_ns, "link set eth0 up"));
+                c.push(Cmd::ip(
+                    pod_ns,
+                    &format!("route add default via {}", n.pod_gateway),
+                ));
+                // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow.
+                c.push(Cmd::sysctl(
+                    pod_ns,
+                    "net.ipv4.ping_group_range=0 2147483647",
+                ));
+            }
+        }
+        // Routes, once every link is up.
+        for n in self.all_nodes() {
+            c.push(Cmd::ip(
+                &router,
+                &format!("route add {} via {}", n.pod_subnet, n.node_ip),
+            ));
+        }
+        for a in self.all_nodes() {
+            for z in (1..=self.zones).filter(|&z| z != a.zone) {
+                c.push(Cmd::ip(
+                    &a.ns,
+                    &format!(
+                        "route add {} via {}",
+                        self.underlay(z),
+                        self.router_ip(a.zone)
+                    ),
+                ));
+            }
+            for b in self.all_nodes().into_iter().filter(|b| b.index != a.index) {
+                c.push(Cmd::ip(
+                    &a.ns,
+                    &format!(
+                        "route add {} via {}",
+                        b.pod_subnet,
+                        self.next_hop(a.index, b.index)
+                    ),
+                ));
+            }
+        }
+        c
+    }
+
+    /// `ip route flush cache` in every namespace (forgets learned path MTUs).
+    pub fn flush_cache_cmds(&self) -> Vec<Cmd> {
+        self.namespaces()
+            .iter()
+            .map(|ns| Cmd::ip(ns, "route flush cache").tolerant())
+            .collect()
+    }
+}
+
+/// The commands that delete the given namespaces (those this prefix owns; others are ignored).
+/// Deleting a namespace removes every link, address, route and nftables table in it.
+pub fn down_cmds(prefix: &str, existing: &[String]) -> Vec<Cmd> {
+    existing
+        .iter()
+        .filter(|ns| Topology::owns_namespace(prefix, ns))
+        .map(|ns| Cmd::new("ip", &["netns", "del", ns]).tolerant())
+        .collect()
+}
+
+/// The peers file every agent reads (JSON): every agent as a peer, every web pod as a target.
+pub fn peers_file(topo: &Topology) -> serde_json::Value {
+    let nodes = topo.all_nodes();
+    serde_json::json!({
+        "peers": nodes.iter().map(|n| serde_json::json!({
+            "node": n.name, "node_ip": n.node_ip.to_string(), "pod_ip": n.probe_ip.to_string(),
+            "zone": n.zone_name, "port": AGENT_PORT,
+        })).collect::<Vec<_>>(),
+        "targets": nodes.iter().map(|n| serde_json::json!({
+            "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
+            "protocol": "http", "path": "/healthz",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        Topology::new("mp", 4, 2).unwrap()
+    }
+
+    fn has(cmds: &[Cmd], line: &str) -> bool {
+        cmds.iter().any(|c| c.to_string() == line)
+    }
+
+    #[test]
+    fn address_plan() {
+        let t = topo();
+        let table = [
+            (
+                1,
+                "zone-a",
+                "198.18.1.11",
+                "198.19.1.10",
+                "198.19.1.11",
+                "mp-n1",
+            ),
+            (
+                2,
+                "zone-b",
+                "198.18.2.12",
+                "198.19.2.10",
+                "198.19.2.11",
+                "mp-n2",
+            ),
+            (
+                3,
+                "zone-a",
+                "198.18.1.13",
+                "198.19.3.10",
+                "198.19.3.11",
+                "mp-n3",
+            ),
+            (
+                4,
+                "zone-b",
+                "198.18.2.14",
+                "198.19.4.10",
+                "198.19.4.11",
+                "mp-n4",
+            ),
+        ];
+        for (i, zone, node_ip, probe, web, ns) in table {
+            let n = t.node(i);
+            assert_eq!(n.zone_name, zone);
+            assert_eq!(n.node_ip.to_string(), node_ip);
+            assert_eq!(n.probe_ip.to_string(), probe);
+            assert_eq!(n.web_ip.to_string(), web);
+            assert_eq!(n.ns, ns);
+            assert_eq!(n.probe_ns, format!("{ns}-probe"));
+        }
+        assert_eq!(t.namespaces().len(), 2 + 4 * 3);
+    }
+
+    #[test]
+    fn every_address_is_in_the_benchmarking_range() {
+        let t = Topology::new("mp", MAX_NODES, MAX_ZONES).unwrap();
+        for c in t.up_cmds() {
+            for a in &c.args {
+                for word in a.split(|ch: char| ch == '/' || ch.is_whitespace()) {
+                    if let Ok(ip) = word.parse::<Ipv4Addr>() {
+                        let o = ip.octets();
+                        assert!(o[0] == 198 && (o[1] == 18 || o[1] == 19), "{c}");
+                    }
+                }
+            }
+            // Nothing runs in the host's namespace except creating namespaces.
+            assert!(
+                c.args[0] == "-n"
+                    || c.args[..2] == ["netns", "exec"]
+                    || c.args[..2] == ["netns", "add"],
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_are_host_gw_in_zone_and_via_router_across() {
+        let c = topo().up_cmds();
+        for line in [
+            "ip -n mp-n1 route add 198.19.3.0/24 via 198.18.1.13",
+            "ip -n mp-n1 route add 198.19.2.0/24 via 198.18.1.1",
+            "ip -n mp-n1 route add 198.19.4.0/24 via 198.18.1.1",
+            "ip -n mp-n1 route add 198.18.2.0/24 via 198.18.1.1",
+            "ip -n mp-n4 route add 198.19.2.0/24 via 198.18.2.12",
+            "ip -n mp-router route add 198.19.3.0/24 via 198.18.1.13",
+            "ip -n mp-n2-probe route add default via 198.19.2.1",
+            "ip -n mp-fabric link set n3 master br-z1 up",
+        ] {
+            assert!(has(&c, line), "missing {line}");
+        }
+        assert!(!c
+            .iter()
+            .any(|c| c.to_string().contains("mp-n1 route add default")));
+    }
+
+    #[test]
+    fn node_and_zone_names() {
+        let t = topo();
+        assert_eq!(t.parse_node("node-3"), Ok(3));
+        assert_eq!(t.parse_node("n2"), Ok(2));
+        assert_eq!(t.parse_node("4"), Ok(4));
+        assert!(t
+            .parse_node("node-5")
+            .unwrap_err()
+            .contains("node-1 .. node-4"));
+        assert!(t.parse_node("node-0").is_err());
+        assert!(t.parse_node("web").is_err());
+        assert_eq!(t.parse_zone("zone-b"), Ok(2));
+        assert_eq!(t.parse_zone("a"), Ok(1));
+        assert!(t
+            .parse_zone("zone-c")
+            .unwrap_err()
+            .contains("zone-a, zone-b"));
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert!(Topology::new("mp", 0, 1).is_err());
+        assert!(Topology::new("mp", 2, 3).is_err());
+        assert!(Topology::new("mp", 201, 2).is_err());
+        assert!(Topology::new("MP", 2, 1).is_err());
+        assert!(Topology::new("m-p", 2, 1).is_err());
+        assert!(Topology::new("", 2, 1).is_err());
+    }
+
+    #[test]
+    fn down_removes_only_this_prefix() {
+        let existing: Vec<String> = [
+            "mp-fabric",
+            "mp-router",
+            "mp-n1",
+            "mp-n12-probe",
+            "mp-n3-web",
+            "mpt1-n1",
+            "mp-other",
+            "mp-n",
+            "mp-nx",
+            "user-ns",
+            "mp-n1-webx",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let got: Vec<String> = down_cmds("mp", &existing)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "ip netns del mp-fabric",
+                "ip netns del mp-router",
+                "ip netns del mp-n1",
+                "ip netns del mp-n12-probe",
+                "ip netns del mp-n3-web",
+            ]
+        );
+        assert!(down_cmds("mpt1", &existing).len() == 1);
+    }
+
+    #[test]
+    fn peers_file_lists_every_agent_and_target() {
+        let v = peers_file(&topo());
+        assert_eq!(v["peers"].as_array().unwrap().len(), 4);
+        assert_eq!(v["peers"][1]["node_ip"], "198.18.2.12");
+        assert_eq!(v["peers"][1]["zone"], "zone-b");
+        assert_eq!(v["targets"][2]["ip"], "198.19.3.11");
+        assert_eq!(v["targets"][2]["port"], 8080);
+    }
+
+    #[test]
+    fn display_quotes_arguments_with_spaces() {
+        let c = Cmd::nft(
+            "mp-n1",
+            "add table inet x; add chain inet x c { type filter hook input priority 0 ; }",
+        );
+        assert_eq!(
+            c.to_string(),
+            "ip netns exec mp-n1 nft 'add table inet x; add chain inet x c { type filter hook input priority 0 ; }'"
+        );
+    }
+}

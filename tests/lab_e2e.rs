@@ -1,0 +1,908 @@
+//! End-to-end: build a real lab through the binary (`meshprobe lab up`, then `fault`, `clear`,
+//! `status`, `down` as separate invocations, as a user would), inject every fault kind in turn
+//! and assert what the packets do and what the agents report, then clear and assert recovery.
+//!
+//! Needs root (network namespaces); without it every test prints why and returns.
+//!
+//! Agent assertions are made per layer: a layer whose prober is still a stub in this build
+//! (every check fails with `local_error` "stub" on a clean lab) is reported and skipped; any
+//! other failure on a clean lab fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use meshprobe::lab::netns;
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
+/// "Within two probe intervals (1 s each), plus a little slack" (a timed-out probe takes 500 ms to fail).
+const DEADLINE: Duration = Duration::from_millis(2 * 1000 + 2500);
+const WINDOW_SECS: u64 = 8;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipping: the lab end-to-end suite needs root (network namespaces)");
+            return;
+        }
+    };
+}
+
+/// A running lab; `lab down` on drop, whatever happened.
+struct Lab {
+    prefix: String,
+    nodes: u16,
+    zones: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Lab {
+    fn up(prefix: &str, nodes: u16, zones: u16) -> Lab {
+        let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let started = Instant::now();
+        let child = Command::new(EXE)
+            .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
+            .args(["--nodes", &nodes.to_string(), "--zones", &zones.to_string()])
+            .args(["--interval", "1s", "--timeout", "500ms"])
+            .args(["--window", &format!("{WINDOW_SECS}s"), "--icmp-count", "3"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn meshprobe lab up");
+        let mut lab = Lab {
+            prefix: prefix.to_string(),
+            nodes,
+            zones,
+            child: Some(child),
+            log,
+        };
+        // Running once the guidance is printed (after the agents' readiness wait).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&lab.log).unwrap_or_default();
+            if text.contains("Ctrl-C here tears the lab down") {
+                break;
+            }
+            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("lab up exited ({status}):\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lab up did not finish in 60s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "lab {prefix} up ({nodes} nodes, {zones} zones) in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        lab
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(EXE)
+            .args(["lab", "--prefix", &self.prefix])
+            .args(args)
+            .output()
+            .expect("run meshprobe lab")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "meshprobe lab {}: {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status --json")
+    }
+
+    fn ns(&self, node: u16, pod: &str) -> String {
+        if pod.is_empty() {
+            format!("{}-n{node}", self.prefix)
+        } else {
+            format!("{}-n{node}-{pod}", self.prefix)
+        }
+    }
+
+    /// Every agent's `/api/v1/results`, fetched through the lab's 127.0.0.1 live-view proxies.
+    fn results(&self, proxies: &BTreeMap<String, SocketAddr>) -> BTreeMap<u16, Value> {
+        let mut out = BTreeMap::new();
+        for i in 1..=self.nodes {
+            let addr = proxies[&format!("node-{i}")];
+            let v = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .and_then(|s| {
+                    netns::http_get_blocking(s, "lab", "/api/v1/results", Duration::from_secs(3))
+                })
+                .ok()
+                .filter(|(code, _)| *code == 200)
+                .and_then(|(_, body)| serde_json::from_str(&body).ok())
+                .unwrap_or(Value::Null);
+            out.insert(i, v);
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.cli(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn lab_namespaces(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| ns.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packet-level checks, from inside the pods' namespaces.
+
+#[derive(Debug, PartialEq)]
+enum Ping {
+    Ok,
+    /// An ICMP error line, e.g. "From 198.19.1.1 icmp_seq=1 Destination Net Unreachable".
+    Error(String),
+    Timeout,
+}
+
+fn ping(ns: &str, ip: &str, size: u16, dont_fragment: bool) -> Ping {
+    let size = size.to_string();
+    let mut args = vec![
+        "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", "-s", &size,
+    ];
+    if dont_fragment {
+        args.extend(["-M", "do"]);
+    }
+    args.push(ip);
+    let out = Command::new("ip").args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        return Ping::Ok;
+    }
+    match text
+        .lines()
+        .find(|l| l.starts_with("From ") || l.contains("ping: "))
+    {
+        Some(l) => Ping::Error(l.to_string()),
+        None => Ping::Timeout,
+    }
+}
+
+fn ping_loss_percent(ns: &str, ip: &str, count: u32) -> f64 {
+    let count = count.to_string();
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-n", "-q", "-c", &count, "-i", "0.01", "-W", "1", ip,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pct = text
+        .split(',')
+        .find(|s| s.contains("packet loss"))
+        .and_then(|s| s.trim().split('%').next())
+        .and_then(|s| s.parse().ok());
+    pct.unwrap_or_else(|| panic!("no loss figure in ping output: {text}"))
+}
+
+#[derive(Debug, PartialEq)]
+enum Tcp {
+    Ok,
+    Refused,
+    Timeout,
+    Other(String),
+}
+
+fn tcp(ns: &str, addr: &str) -> Tcp {
+    match netns::connect_in_blocking(ns, addr.parse().unwrap(), Duration::from_secs(1)) {
+        Ok(_) => Tcp::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Tcp::Refused,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            Tcp::Timeout
+        }
+        Err(e) => Tcp::Other(e.to_string()),
+    }
+}
+
+/// Every probe pod reaches every other probe pod and node IP (ICMP, small and 1472-byte DF).
+fn assert_all_pairs_ping(lab: &Lab) {
+    let mut bad = Vec::new();
+    for a in 1..=lab.nodes {
+        let ns = lab.ns(a, "probe");
+        for b in (1..=lab.nodes).filter(|&b| b != a) {
+            let zone = (b - 1) % lab.zones + 1;
+            let node_ip = format!("198.18.{zone}.{}", 10 + b);
+            for (ip, size, df) in [
+                (format!("198.19.{b}.10"), 56, false),
+                (node_ip, 56, false),
+                (format!("198.19.{b}.10"), 1472, true),
+            ] {
+                // A path that just came back may need a moment (neighbour re-resolution).
+                let mut r = ping(&ns, &ip, size, df);
+                for _ in 0..3 {
+                    if r == Ping::Ok {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                    r = ping(&ns, &ip, size, df);
+                }
+                if r != Ping::Ok {
+                    bad.push(format!("node-{a} → {ip} ({size} bytes): {r:?}"));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "clean lab, yet:\n{}", bad.join("\n"));
+}
+
+/// While `meshprobe serve` is not built (its stub exits), answer HTTP on every target pod's
+/// port from this test, so targets have something listening.
+fn ensure_targets_listen(lab: &Lab) {
+    for i in 1..=lab.nodes {
+        let addr: SocketAddr = format!("198.19.{i}.11:8080").parse().unwrap();
+        if tcp(&lab.ns(i, "probe"), &addr.to_string()) == Tcp::Ok {
+            continue;
+        }
+        eprintln!(
+            "note: nothing listens on {addr} (meshprobe serve not built yet?): the test serves it"
+        );
+        let listener = netns::listen_in(&lab.ns(i, "web"), addr).expect("listen in web pod");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = [0u8; 2048];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
+                    );
+                });
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent-level expectations.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dest {
+    Peer(u16),
+    Target(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Exp {
+    /// The last probe succeeded.
+    Up,
+    /// The last probe failed with one of these kinds (empty: any kind).
+    Down(&'static [&'static str]),
+    /// Not asserted.
+    Any,
+}
+
+const TIMEOUT: &[&str] = &["timeout"];
+const ANY_FAILURE: &[&str] = &[];
+
+/// (source node, destination, layer) → what the source's agent reports.
+fn layers_of(results: &Value) -> Vec<(Dest, String, Value)> {
+    let mut out = Vec::new();
+    for (list, key, make) in [
+        ("peers", "node", Dest::Peer as fn(u16) -> Dest),
+        ("targets", "name", Dest::Target as fn(u16) -> Dest),
+    ] {
+        for d in results[list].as_array().into_iter().flatten() {
+            let name = d[key].as_str().unwrap_or_default();
+            let Some(n) = name.rsplit('-').next().and_then(|s| s.parse::<u16>().ok()) else {
+                continue;
+            };
+            for (layer, l) in d["layers"].as_object().into_iter().flatten() {
+                out.push((make(n), layer.clone(), l.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Which layers have a real prober: on a clean lab every check of the layer comes up. A layer
+/// whose every failure is `local_error` "stub" is not built yet: skipped, loudly.
+fn usable_layers(lab: &Lab, proxies: &BTreeMap<String, SocketAddr>) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = lab.results(proxies);
+        let mut up: BTreeMap<String, bool> = BTreeMap::new();
+        let mut stub: BTreeMap<String, bool> = BTreeMap::new();
+        let mut complete = true;
+        for (src, r) in &all {
+            if r.is_null() {
+                complete = false;
+                continue;
+            }
+            let layers = layers_of(r);
+            let dests: BTreeSet<Dest> = layers.iter().map(|(d, _, _)| *d).collect();
+            // Every other agent (an agent may or may not probe itself) and every target.
+            if dests.len() < 2 * lab.nodes as usize - 1 {
+                complete = false;
+            }
+            for (dest, layer, l) in layers {
+                let ok = l["reachable"] == Value::Bool(true);
+                let is_stub = l["last_error"]["detail"] == "stub";
+                *up.entry(layer.clone()).or_insert(true) &= ok;
+                *stub.entry(layer.clone()).or_insert(false) |= is_stub;
+                if !ok && !is_stub && Instant::now() >= deadline {
+                    panic!(
+                        "clean lab: node-{src} → {dest:?} {layer} is not reachable: {}",
+                        l
+                    );
+                }
+            }
+        }
+        if complete && up.iter().all(|(layer, ok)| *ok || stub[layer]) {
+            let usable: BTreeSet<String> = up
+                .iter()
+                .filter(|(_, ok)| **ok)
+                .map(|(l, _)| l.clone())
+                .collect();
+            for layer in up.keys().filter(|l| !usable.contains(*l)) {
+                eprintln!(
+                    "NOTE: the agent's {layer} prober is a stub in this build: its assertions are skipped"
+                );
+            }
+            return usable;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agents did not report a clean lab within 20s: {}",
+            serde_json::to_string(&all)
+                .unwrap_or_default()
+                .chars()
+                .take(3000)
+                .collect::<String>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Poll every agent until each (source, destination, layer) matches `expect`, or panic after
+/// `DEADLINE` with every mismatch.
+fn assert_agents(
+    lab: &Lab,
+    proxies: &BTreeMap<String, SocketAddr>,
+    usable: &BTreeSet<String>,
+    what: &str,
+    t0: Instant,
+    expect: &dyn Fn(u16, Dest, &str) -> Exp,
+) -> Duration {
+    loop {
+        let all = lab.results(proxies);
+        let mut bad = Vec::new();
+        for (&src, r) in &all {
+            if r.is_null() {
+                bad.push(format!("node-{src}: no results"));
+                continue;
+            }
+            for (dest, layer, l) in layers_of(r) {
+                if !usable.contains(&layer) {
+                    continue;
+                }
+                let kind = l["last_error"]["kind"].as_str().unwrap_or("none");
+                let reachable = &l["reachable"];
+                match expect(src, dest, &layer) {
+                    Exp::Any => {}
+                    Exp::Up if *reachable == Value::Bool(true) => {}
+                    Exp::Down(kinds)
+                        if *reachable == Value::Bool(false)
+                            && (kinds.is_empty() || kinds.contains(&kind)) => {}
+                    e => bad.push(format!(
+                        "node-{src} → {dest:?} {layer}: want {e:?}, got reachable={reachable} last_error={}",
+                        l["last_error"]
+                    )),
+                }
+            }
+        }
+        if bad.is_empty() {
+            eprintln!(
+                "  agents agree ({what}) {:.1}s after the command",
+                t0.elapsed().as_secs_f64()
+            );
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "{what}: agents disagree after {:.1}s:\n{}",
+            t0.elapsed().as_secs_f64(),
+            bad.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pod_layer(layer: &str) -> bool {
+    layer != "icmp_node"
+}
+
+fn zone(n: u16) -> u16 {
+    (n - 1) % 2 + 1
+}
+
+fn dest_node(d: Dest) -> u16 {
+    match d {
+        Dest::Peer(n) | Dest::Target(n) => n,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_fault_is_seen_by_packets_and_agents_then_clears() {
+    require_root!();
+    let suite = Instant::now();
+    let prefix = format!("mpt{}", std::process::id() % 100_000);
+    let lab = Lab::up(&prefix, 4, 2);
+    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
+
+    let st = lab.status();
+    assert_eq!(st["state"]["phase"], "running");
+    let proxies: BTreeMap<String, SocketAddr> = st["state"]["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["node"].as_str().unwrap().to_string(),
+                p["listen"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(proxies.len(), 4);
+    for p in st["processes"].as_array().unwrap() {
+        if p["role"] == "agent" {
+            assert_eq!(p["alive"], true, "agent died: {p}");
+        }
+    }
+
+    // The live view: node-1's page and metrics through 127.0.0.1.
+    for path in ["/", "/metrics", "/readyz"] {
+        let s = TcpStream::connect(proxies["node-1"]).unwrap();
+        let (code, body) =
+            netns::http_get_blocking(s, "lab", path, Duration::from_secs(3)).unwrap();
+        assert_eq!(code, 200, "GET {path} via the live view: {body}");
+    }
+
+    ensure_targets_listen(&lab);
+    assert_all_pairs_ping(&lab);
+    let usable = usable_layers(&lab, &proxies);
+    let all_up = |_: u16, _: Dest, _: &str| Exp::Up;
+    assert_agents(
+        &lab,
+        &proxies,
+        &usable,
+        "clean lab",
+        Instant::now(),
+        &all_up,
+    );
+
+    // A second lab with the same prefix is refused, and leaves the first alone.
+    let again = lab.cli(&["up", "--port-base", "0"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
+
+    // Wrong invocations are refused with status 2 and change nothing.
+    for bad in [
+        &["fault", "flood", "node-1"][..],
+        &["fault", "route", "node-1", "node-9"],
+        &["fault", "partition", "zone-a", "zone-a"],
+        &["clear", "cni", "node-1"],
+    ] {
+        let out = lab.cli(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+
+    // Packet checks start in the target pods, so a path MTU they learn never fools an agent.
+    let p1 = lab.ns(1, "web");
+    let p2 = lab.ns(2, "web");
+    let p3 = lab.ns(3, "web");
+    let mut timings = Vec::new();
+    let mut step = |name: &str,
+                    fault: &[&str],
+                    early: &dyn Fn(),
+                    packets: &dyn Fn(),
+                    expect: &dyn Fn(u16, Dest, &str) -> Exp| {
+        eprintln!("fault {}", fault.join(" "));
+        let mut args = vec!["fault"];
+        args.extend_from_slice(fault);
+        let injected = Instant::now();
+        lab.ok(&args);
+        early();
+        let seen = assert_agents(&lab, &proxies, &usable, name, injected, expect);
+        packets();
+        let st = lab.status();
+        let active = st["state"]["faults"].as_array().unwrap();
+        assert_eq!(active.len(), 1, "{st}");
+        assert_eq!(active[0][0], fault[0], "{st}");
+        let cleared = Instant::now();
+        lab.ok(&["clear"]);
+        let what = format!("{name} cleared");
+        let recovered = assert_agents(&lab, &proxies, &usable, &what, cleared, &all_up);
+        assert!(lab.status()["state"]["faults"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert_all_pairs_ping(&lab);
+        timings.push((name.to_string(), seen, recovered));
+    };
+
+    // route: node-1 loses its route to node-3's pods (same zone, host-gw).
+    step(
+        "route node-1 node-3",
+        &["route", "node-1", "node-3"],
+        // At once, before the agents' probes use up node-1's ICMP error rate limit (1/s,
+        // burst 6, per destination): later, "net unreachable" answers are suppressed.
+        &|| match ping(&p1, "198.19.3.10", 56, false) {
+            Ping::Error(l) => assert!(
+                l.contains("From 198.19.1.1") && l.contains("Net Unreachable"),
+                "{l}"
+            ),
+            r => panic!("node-1 → node-3 pod: {r:?}"),
+        },
+        &|| {
+            assert_eq!(ping(&p3, "198.19.1.10", 56, false), Ping::Timeout);
+            assert_eq!(ping(&p3, "198.18.1.11", 56, false), Ping::Timeout);
+            assert_eq!(ping(&p1, "198.18.1.13", 56, false), Ping::Ok);
+            assert_eq!(ping(&p1, "198.19.2.10", 56, false), Ping::Ok);
+        },
+        &|src, d, layer| match (src, dest_node(d)) {
+            (1, 3) if pod_layer(layer) => Exp::Down(&["net_unreachable", "timeout"]),
+            // node-1's pod reaches node-3's node IP: node-3 answers through its own routes.
+            (1, 3) => Exp::Up,
+            // Whatever node-3's pod sends node-1 (its pods or the node itself), the answer
+            // is addressed to node-3's pod subnet, which node-1 no longer routes: silence.
+            (3, 1) => Exp::Down(TIMEOUT),
+            _ => Exp::Up,
+        },
+    );
+
+    // node-down: node-4's uplink is cut at the fabric.
+    step(
+        "node-down node-4",
+        &["node-down", "node-4"],
+        &|| {},
+        &|| {
+            assert_ne!(ping(&p1, "198.19.4.10", 56, false), Ping::Ok);
+            assert_ne!(ping(&p1, "198.18.2.14", 56, false), Ping::Ok);
+            assert_eq!(ping(&p1, "198.19.2.10", 56, false), Ping::Ok);
+        },
+        &|src, d, _| match (src, dest_node(d)) {
+            (4, 4) => Exp::Any,
+            (_, 4) => Exp::Down(&["timeout", "host_unreachable"]),
+            (4, _) => Exp::Down(ANY_FAILURE),
+            _ => Exp::Up,
+        },
+    );
+
+    // cni: node-3's pod network is broken, the node itself answers.
+    step(
+        "cni node-3",
+        &["cni", "node-3"],
+        &|| {},
+        &|| {
+            assert_eq!(ping(&p1, "198.19.3.10", 56, false), Ping::Timeout);
+            assert_eq!(ping(&p1, "198.18.1.13", 56, false), Ping::Ok);
+        },
+        &|src, d, layer| match (src, dest_node(d)) {
+            (3, 3) => Exp::Any,
+            (_, 3) if pod_layer(layer) => Exp::Down(TIMEOUT),
+            (_, 3) => Exp::Up,
+            (3, _) => Exp::Down(ANY_FAILURE),
+            _ => Exp::Up,
+        },
+    );
+
+    // policy: TCP to web-node-2:8080 dropped; ICMP to it fine.
+    step(
+        "policy web-node-2",
+        &["policy", "web-node-2"],
+        &|| {},
+        &|| {
+            assert_eq!(tcp(&p1, "198.19.2.11:8080"), Tcp::Timeout);
+            assert_eq!(ping(&p1, "198.19.2.11", 56, false), Ping::Ok);
+            assert_eq!(tcp(&p1, "198.19.4.11:8080"), Tcp::Ok);
+        },
+        &|_, d, layer| match d {
+            Dest::Target(2) if layer == "http" || layer == "tcp" => Exp::Down(TIMEOUT),
+            _ => Exp::Up,
+        },
+    );
+
+    // reject: the same, answered with a reset.
+    step(
+        "reject web-node-2",
+        &["reject", "web-node-2"],
+        &|| {},
+        &|| {
+            assert_eq!(tcp(&p1, "198.19.2.11:8080"), Tcp::Refused);
+            assert_eq!(ping(&p1, "198.19.2.11", 56, false), Ping::Ok);
+        },
+        &|_, d, layer| match d {
+            Dest::Target(2) if layer == "http" || layer == "tcp" => Exp::Down(&["refused"]),
+            _ => Exp::Up,
+        },
+    );
+
+    // partition: zone-a and zone-b cannot talk; inside each zone all is well.
+    step(
+        "partition zone-a zone-b",
+        &["partition", "zone-a", "zone-b"],
+        &|| {},
+        &|| {
+            assert_eq!(ping(&p1, "198.19.2.10", 56, false), Ping::Timeout);
+            assert_eq!(ping(&p1, "198.18.2.12", 56, false), Ping::Timeout);
+            assert_eq!(ping(&p1, "198.19.3.10", 56, false), Ping::Ok);
+        },
+        &|src, d, _| {
+            if zone(src) == zone(dest_node(d)) {
+                Exp::Up
+            } else {
+                Exp::Down(TIMEOUT)
+            }
+        },
+    );
+
+    // mtu: node-2's underlay at 1400, pods at 1500. The agents' small probes pass (path-MTU
+    // probing is a later issue); the packets show it: oversized DF pings die, small ones pass.
+    step(
+        "mtu node-2 1400",
+        &["mtu", "node-2", "1400"],
+        &|| {},
+        &|| {
+            assert_eq!(ping(&p1, "198.19.2.10", 56, false), Ping::Ok);
+            // Inbound oversize: dropped silently at node-2's veth.
+            assert_eq!(ping(&p1, "198.19.2.10", 1472, true), Ping::Timeout);
+            // Outbound oversize: node-2 says frag-needed, then the cached PMTU says too long.
+            match ping(&p2, "198.19.1.10", 1472, true) {
+                Ping::Error(l) => {
+                    assert!(l.contains("Frag needed") || l.contains("too long"), "{l}")
+                }
+                r => panic!("node-2 → node-1 1472 DF: {r:?}"),
+            }
+            assert_eq!(ping(&p2, "198.19.1.10", 1372, true), Ping::Ok);
+        },
+        &|_, _, _| Exp::Up,
+    );
+
+    // pmtu-blackhole: the same, but frag-needed never comes back: oversized just times out.
+    step(
+        "pmtu-blackhole node-2 1400",
+        &["pmtu-blackhole", "node-2", "1400"],
+        &|| {},
+        &|| {
+            assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
+            assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
+            assert_eq!(ping(&p2, "198.19.1.10", 56, false), Ping::Ok);
+        },
+        &|_, _, _| Exp::Up,
+    );
+
+    // loss: 30% of node-2's packets each way. Wait one full window so the ratios only hold
+    // the fault, then: clearly lossy, clearly not dead.
+    eprintln!("fault loss node-2 30");
+    lab.ok(&["fault", "loss", "node-2", "30"]);
+    let loss = ping_loss_percent(&p1, "198.19.2.10", 100);
+    assert!((15.0..=85.0).contains(&loss), "ping loss {loss}%");
+    assert_eq!(ping_loss_percent(&p1, "198.19.3.10", 20), 0.0);
+    let icmp: Vec<&str> = ["icmp_pod", "icmp_node"]
+        .into_iter()
+        .filter(|l| usable.contains(*l))
+        .collect();
+    if !icmp.is_empty() {
+        std::thread::sleep(Duration::from_secs(WINDOW_SECS + 1));
+        let all = lab.results(&proxies);
+        for src in [1u16, 3, 4] {
+            let (mut sent, mut received) = (0u64, 0u64);
+            for (dest, layer, l) in layers_of(&all[&src]) {
+                if dest == Dest::Peer(2) && icmp.contains(&layer.as_str()) {
+                    sent += l["sent"].as_u64().unwrap_or(0);
+                    received += l["received"].as_u64().unwrap_or(0);
+                }
+            }
+            let ratio = 1.0 - received as f64 / sent.max(1) as f64;
+            eprintln!(
+                "  node-{src} → node-2 ICMP loss over the window: {ratio:.2} ({received}/{sent})"
+            );
+            assert!(sent >= 20, "node-{src}: only {sent} packets to node-2");
+            assert!(
+                (0.1..0.95).contains(&ratio),
+                "node-{src} → node-2 ICMP loss ratio {ratio}"
+            );
+            // Pairs without node-2 lose nothing.
+            for (dest, layer, l) in layers_of(&all[&src]) {
+                if dest == Dest::Peer(if src == 1 { 3 } else { 1 })
+                    && icmp.contains(&layer.as_str())
+                {
+                    assert_eq!(
+                        l["loss_ratio"].as_f64(),
+                        Some(0.0),
+                        "node-{src} → {dest:?} {layer}"
+                    );
+                }
+            }
+        }
+    }
+    let cleared = Instant::now();
+    lab.ok(&["clear"]);
+    assert_agents(&lab, &proxies, &usable, "loss cleared", cleared, &all_up);
+    assert_all_pairs_ping(&lab);
+
+    // Two faults at once, cleared together; a duplicate is refused.
+    lab.ok(&["fault", "route", "node-2", "node-1"]);
+    lab.ok(&["fault", "cni", "node-4"]);
+    assert_eq!(
+        lab.cli(&["fault", "route", "node-2", "node-1"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let text = lab.ok(&["status"]);
+    assert!(
+        text.contains("route node-2 node-1") && text.contains("cni node-4"),
+        "{text}"
+    );
+    lab.ok(&["clear"]);
+    assert_all_pairs_ping(&lab);
+
+    for (name, seen, recovered) in &timings {
+        eprintln!(
+            "  {name:<28} seen after {:.1}s, recovered after {:.1}s",
+            seen.as_secs_f64(),
+            recovered.as_secs_f64()
+        );
+    }
+
+    let t = Instant::now();
+    drop(lab);
+    eprintln!("lab down in {:.1}s", t.elapsed().as_secs_f64());
+    assert!(lab_namespaces(&prefix).is_empty(), "namespaces left behind");
+    assert!(!PathBuf::from(format!("/run/meshprobe-lab/{prefix}")).exists());
+    eprintln!("suite: {:.1}s", suite.elapsed().as_secs_f64());
+}
+
+#[test]
+fn down_after_kill_9_removes_every_namespace_and_process() {
+    require_root!();
+    let prefix = format!("mpk{}", std::process::id() % 100_000);
+    let mut lab = Lab::up(&prefix, 2, 1);
+    let st = lab.status();
+    let pids: Vec<u32> = st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    // A stray process in a lab namespace must go too.
+    let mut stray = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-n1-web"), "sleep", "300"])
+        .spawn()
+        .unwrap();
+    lab.ok(&["fault", "loss", "node-1", "10"]);
+
+    // kill -9 the lab process: nothing gets a chance to clean up.
+    let mut child = lab.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        lab_namespaces(&prefix).len(),
+        2 + 2 * 3,
+        "namespaces survive the crash"
+    );
+    let status = lab.cli(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("gone"));
+
+    let out = lab.cli(&["down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lab_namespaces(&prefix).is_empty(), "namespaces left behind");
+    assert!(!PathBuf::from(format!("/run/meshprobe-lab/{prefix}")).exists());
+    let stray_status = stray.wait().unwrap();
+    assert!(!stray_status.success(), "stray process was not killed");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "pid {pid} still alive: {stat}"
+        );
+    }
+    // Nothing left: status says so (exit 1), a second down is a no-op.
+    assert_eq!(lab.cli(&["status"]).status.code(), Some(1));
+    assert!(lab.cli(&["down"]).status.success());
+}
+
+#[test]
+fn refuses_without_root_and_with_bad_flags() {
+    require_root!();
+    // Not root: exit 2 with a reason (run as nobody).
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            EXE,
+            "lab",
+            "status",
+        ])
+        .output();
+    match out {
+        Ok(out) => {
+            assert_eq!(out.status.code(), Some(2), "{out:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
+        }
+        Err(e) => eprintln!("setpriv unavailable ({e}): not-root check skipped"),
+    }
+    for args in [
+        &["lab", "--prefix", "Bad-Prefix", "status"][..],
+        &["lab", "--prefix", "mpz", "up", "--nodes", "0"],
+        &[
+            "lab", "--prefix", "mpz", "up", "--zones", "5", "--nodes", "4",
+        ],
+        &["lab", "--prefix", "mpz", "up", "--interval", "soon"],
+    ] {
+        let out = Command::new(EXE).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+    assert!(lab_namespaces("mpz").is_empty());
+    // Faults against a lab that does not exist: a clear error.
+    let out = Command::new(EXE)
+        .args(["lab", "--prefix", "mpz", "fault", "cni", "node-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lab"));
+}
