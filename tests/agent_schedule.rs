@@ -127,8 +127,12 @@ async fn every_destination_is_probed_once_per_interval_with_spread_starts() {
         // 10 s at 1 s: 9 or 10 probes (the last round may be cut by the shutdown).
         assert!(
             (9..=10).contains(&times.len()),
-            "{dest}: {} probes",
-            times.len()
+            "{dest}: {} probes; all counts: {:?}",
+            times.len(),
+            by_dest
+                .iter()
+                .map(|(d, t)| (d.as_str(), t.len()))
+                .collect::<Vec<_>>()
         );
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
