@@ -15,6 +15,7 @@ use crate::model::{ErrorClass, Phases, ProbeResult};
 /// Hard bounds per window, whatever the interval and span.
 const MAX_PROBES: usize = 1024;
 const MAX_RTTS: usize = 4096;
+const MAX_ERRORS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Sample {
@@ -32,8 +33,19 @@ pub struct Window {
     consecutive_failures: u32,
     last_ok: Option<bool>,
     last_at: Option<Instant>,
-    last_error: Option<(Instant, ErrorClass)>,
+    errors: VecDeque<(Instant, ErrorClass)>,
     last_phases: Option<Phases>,
+}
+
+/// How often one kind of error occurred in the window, and its latest instance. The latest
+/// error alone can hide the evidence: routers rate-limit ICMP errors (1/s per destination by
+/// default), so a "net unreachable from 198.19.1.1" is soon followed by plain timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorCount {
+    pub kind: &'static str,
+    pub count: u32,
+    pub last: ErrorClass,
+    pub last_age_seconds: f64,
 }
 
 /// RTT quantiles in seconds (nearest-rank).
@@ -63,6 +75,8 @@ pub struct WindowStats {
     /// The last error seen inside the window.
     pub last_error: Option<ErrorClass>,
     pub last_error_age_seconds: Option<f64>,
+    /// Every kind of error seen inside the window, most frequent first.
+    pub errors: Vec<ErrorCount>,
     pub last_probe_age_seconds: Option<f64>,
     /// Per-phase timings of the last TCP/HTTP probe.
     pub last_phases: Option<PhasesSeconds>,
@@ -106,7 +120,7 @@ impl Window {
             consecutive_failures: 0,
             last_ok: None,
             last_at: None,
-            last_error: None,
+            errors: VecDeque::new(),
             last_phases: None,
         }
     }
@@ -131,7 +145,7 @@ impl Window {
         self.last_ok = Some(ok);
         self.last_at = Some(at);
         if let Some(e) = &result.error {
-            self.last_error = Some((at, e.clone()));
+            self.errors.push_back((at, e.clone()));
         }
         if result.phases.is_some() {
             self.last_phases = result.phases;
@@ -149,8 +163,8 @@ impl Window {
         while self.rtts.front().is_some_and(|(t, _)| old(*t)) || self.rtts.len() > MAX_RTTS {
             self.rtts.pop_front();
         }
-        if self.last_error.as_ref().is_some_and(|(t, _)| old(*t)) {
-            self.last_error = None;
+        while self.errors.front().is_some_and(|(t, _)| old(*t)) || self.errors.len() > MAX_ERRORS {
+            self.errors.pop_front();
         }
     }
 
@@ -170,7 +184,25 @@ impl Window {
             .filter(|(t, _)| inside(*t))
             .map(|(_, r)| *r)
             .collect();
-        let last_error = self.last_error.as_ref().filter(|(t, _)| inside(*t));
+        let in_window = || self.errors.iter().filter(|(t, _)| inside(*t));
+        let last_error = in_window().next_back();
+        let mut errors: Vec<ErrorCount> = Vec::new();
+        for (t, e) in in_window() {
+            match errors.iter_mut().find(|c| c.kind == e.label()) {
+                Some(c) => {
+                    c.count += 1;
+                    c.last = e.clone();
+                    c.last_age_seconds = age(now, *t);
+                }
+                None => errors.push(ErrorCount {
+                    kind: e.label(),
+                    count: 1,
+                    last: e.clone(),
+                    last_age_seconds: age(now, *t),
+                }),
+            }
+        }
+        errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(b.kind)));
         WindowStats {
             reachable: self.last_ok,
             consecutive_failures: self.consecutive_failures,
@@ -183,6 +215,7 @@ impl Window {
             rtt_seconds: quantiles(&mut rtts),
             last_error: last_error.map(|(_, e)| e.clone()),
             last_error_age_seconds: last_error.map(|(t, _)| age(now, *t)),
+            errors,
             last_probe_age_seconds: self.last_at.map(|t| age(now, t)),
             last_phases: self.last_phases.map(PhasesSeconds::from),
         }
@@ -317,6 +350,34 @@ mod tests {
         assert_eq!(s.consecutive_failures, 0);
         // The error stays as evidence while it is inside the window.
         assert_eq!(s.last_error, Some(ErrorClass::Timeout));
+    }
+
+    #[test]
+    fn a_precise_error_survives_later_timeouts_in_the_error_counts() {
+        let t0 = Instant::now();
+        let gw: std::net::IpAddr = "198.19.1.1".parse().unwrap();
+        let unreachable = ErrorClass::NetUnreachable { from: Some(gw) };
+        let mut w = Window::new(ms(10_000));
+        w.record(t0, &icmp(3, &[], Some(unreachable.clone())));
+        for i in 1..=4 {
+            w.record(t0 + ms(i * 1000), &icmp(3, &[], Some(ErrorClass::Timeout)));
+        }
+        let s = w.stats(t0 + ms(4000));
+        assert_eq!(s.last_error, Some(ErrorClass::Timeout));
+        assert_eq!(s.errors.len(), 2);
+        assert_eq!((s.errors[0].kind, s.errors[0].count), ("timeout", 4));
+        assert_eq!(
+            (s.errors[1].kind, s.errors[1].count),
+            ("net_unreachable", 1)
+        );
+        assert_eq!(s.errors[1].last, unreachable);
+        assert!((s.errors[1].last_age_seconds - 4.0).abs() < 1e-9);
+        // Out of the window, it is gone.
+        let s = w.stats(t0 + ms(10_500));
+        assert_eq!(
+            s.errors.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            ["timeout"]
+        );
     }
 
     #[test]

@@ -597,6 +597,9 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             assert_eq!(ping(&p1, "198.19.2.10", 56, false), Ping::Ok);
         },
         &|src, d, layer| match (src, dest_node(d)) {
+            // Mostly `timeout`: node-1 answers "net unreachable" at most about once a second
+            // per source, and node-3's probes' replies use up that budget (measured: 4 errors
+            // sent, 87 rate-limited in 30 s). The window's `errors` keep it when it comes.
             (1, 3) if pod_layer(layer) => Exp::Down(&["net_unreachable", "timeout"]),
             // node-1's pod reaches node-3's node IP: node-3 answers through its own routes.
             (1, 3) => Exp::Up,
