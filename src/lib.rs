@@ -14,6 +14,7 @@
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
 //! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
+//! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod gather;
 pub mod lab;
 pub mod metrics;
 pub mod model;

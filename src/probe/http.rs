@@ -17,7 +17,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes};
 use hyper::header::{HeaderValue, CONNECTION, HOST, USER_AGENT};
-use hyper::{Method, Request};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
@@ -68,10 +68,23 @@ impl HttpProber {
         };
         let outcome = tokio::time::timeout_at(
             deadline,
-            exchange(stream, request, expect_node, start, &mut phases),
+            exchange(stream, request, start, &mut phases, MAX_BODY),
         )
         .await
-        .unwrap_or(Err(ErrorClass::Timeout));
+        .unwrap_or(Err(ErrorClass::Timeout))
+        .and_then(|(status, body)| {
+            if !status.is_success() {
+                // The status says more than a broken body would.
+                return Err(ErrorClass::HttpStatus {
+                    code: status.as_u16(),
+                });
+            }
+            let body = body?;
+            match expect_node {
+                None => Ok(()),
+                Some(expected) => check_peer(&body, expected),
+            }
+        });
         phases.total = start.elapsed();
         match outcome {
             Ok(()) => ProbeResult::ok(phases.total, Some(phases)),
@@ -131,15 +144,17 @@ impl Prober for HttpProber {
     }
 }
 
-/// One request/response on a connected stream, filling `phases.first_byte`. The caller bounds
-/// it in time; the connection is driven here and closed when this returns or is dropped.
+/// One request/response on a connected stream, filling `phases.first_byte`; the body is read up
+/// to `max_body` bytes (its own error is kept apart, so a status can be reported even when the
+/// body is broken). The caller bounds it in time; the connection is driven here and closed when
+/// this returns or is dropped.
 async fn exchange(
     stream: tokio::net::TcpStream,
     request: Request<Empty<Bytes>>,
-    expect_node: Option<&str>,
     start: Instant,
     phases: &mut Phases,
-) -> Result<(), ErrorClass> {
+    max_body: usize,
+) -> Result<(StatusCode, Result<Bytes, ErrorClass>), ErrorClass> {
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_header_size(MAX_HEAD)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -153,19 +168,8 @@ async fn exchange(
             .map_err(|e| hyper_error(&e))?;
         phases.first_byte = Some(start.elapsed());
         let status = response.status();
-        let body = response.into_body();
-        let body = read_body(body).await;
-        if !status.is_success() {
-            // The status says more than a broken body would.
-            return Err(ErrorClass::HttpStatus {
-                code: status.as_u16(),
-            });
-        }
-        let body = body?;
-        match expect_node {
-            None => Ok(()),
-            Some(expected) => check_peer(&body, expected),
-        }
+        let body = read_body(response.into_body(), max_body).await;
+        Ok((status, body))
     };
 
     // Drive the connection alongside the request. If the connection ends first, the request
@@ -186,16 +190,16 @@ async fn exchange(
     }
 }
 
-/// Read a body, at most [`MAX_BODY`] bytes.
-async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ErrorClass> {
-    if body.size_hint().lower() > MAX_BODY as u64 {
-        return Err(body_too_long());
+/// Read a body, at most `max` bytes.
+async fn read_body(body: hyper::body::Incoming, max: usize) -> Result<Bytes, ErrorClass> {
+    if body.size_hint().lower() > max as u64 {
+        return Err(body_too_long(max));
     }
-    match Limited::new(body, MAX_BODY).collect().await {
+    match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<LengthLimitError>().is_some() {
-                Err(body_too_long())
+                Err(body_too_long(max))
             } else if let Some(h) = e.downcast_ref::<hyper::Error>() {
                 Err(hyper_error(h))
             } else {
@@ -207,10 +211,37 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ErrorClass> {
     }
 }
 
-fn body_too_long() -> ErrorClass {
+fn body_too_long(max: usize) -> ErrorClass {
     ErrorClass::Protocol {
-        detail: format!("response body longer than {MAX_BODY} bytes"),
+        detail: format!("response body longer than {max} bytes"),
     }
+}
+
+/// `GET path` from `addr` on a new connection, within `timeout`, body capped at `max_body`:
+/// what the mesh view uses to gather other agents' results. Non-2xx is `HttpStatus`.
+pub async fn fetch(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ErrorClass> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let request = HttpProber::new().request(addr, path)?;
+    let (stream, _) = connect_timed(addr, deadline).await?;
+    let mut phases = Phases::default();
+    let (status, body) = tokio::time::timeout_at(
+        deadline,
+        exchange(stream, request, start, &mut phases, max_body),
+    )
+    .await
+    .unwrap_or(Err(ErrorClass::Timeout))?;
+    if !status.is_success() {
+        return Err(ErrorClass::HttpStatus {
+            code: status.as_u16(),
+        });
+    }
+    body
 }
 
 /// The body must be a meshprobe `/ping` answer naming `expected`.
