@@ -88,83 +88,38 @@ impl AgentConfig {
                 Error::Config("--peers-file (or MESHPROBE_PEERS_FILE) is required".into())
             })?;
 
-        let duration = |flag: &Option<String>, name: &str, var: &str, default: Duration| match get(
-            flag, var,
-        ) {
-            None => Ok(default),
-            Some(s) => parse_duration(&s)
-                .map_err(|e| Error::Config(format!("--{name} (or {var}) {s:?}: {e}"))),
-        };
-        let interval = duration(
+        let duration = |s: &str| parse_duration(s).map_err(|e| format!("{s:?}: {e}"));
+        let interval = lookup(
+            env,
             &args.interval,
             "interval",
-            "MESHPROBE_INTERVAL",
             Duration::from_secs(5),
+            duration,
         )?;
-        let timeout = duration(
+        let timeout = lookup(
+            env,
             &args.timeout,
             "timeout",
-            "MESHPROBE_TIMEOUT",
             Duration::from_secs(1),
+            duration,
         )?;
-        let window = duration(
+        let window = lookup(
+            env,
             &args.window,
             "window",
-            "MESHPROBE_WINDOW",
             Duration::from_secs(60),
+            duration,
         )?;
-
-        fn number<T>(
-            value: Option<String>,
-            name: &str,
-            var: &str,
-            default: T,
-            range: std::ops::RangeInclusive<T>,
-        ) -> Result<T>
-        where
-            T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-        {
-            let Some(s) = value else { return Ok(default) };
-            let v: T = s.trim().parse().map_err(|_| {
-                Error::Config(format!("--{name} (or {var}) {s:?}: not a whole number"))
-            })?;
-            if !range.contains(&v) {
-                return Err(Error::Config(format!(
-                    "--{name} (or {var}) {v}: must be between {} and {}",
-                    range.start(),
-                    range.end()
-                )));
-            }
-            Ok(v)
-        }
-        let icmp_count = number(
-            get(&args.icmp_count, "MESHPROBE_ICMP_COUNT"),
-            "icmp-count",
-            "MESHPROBE_ICMP_COUNT",
-            3u16,
-            1..=20,
-        )?;
-        let icmp_size = number(
-            get(&args.icmp_size, "MESHPROBE_ICMP_SIZE"),
-            "icmp-size",
-            "MESHPROBE_ICMP_SIZE",
-            56u16,
-            8..=1472,
-        )?;
-        let max_rate = number(
-            get(&args.max_rate, "MESHPROBE_MAX_RATE"),
-            "max-rate",
-            "MESHPROBE_MAX_RATE",
-            500u32,
-            1..=100_000,
-        )?;
-        let max_in_flight = number(
-            get(&args.max_in_flight, "MESHPROBE_MAX_IN_FLIGHT"),
-            "max-in-flight",
-            "MESHPROBE_MAX_IN_FLIGHT",
-            256usize,
-            1..=10_000,
-        )?;
+        let icmp_count = lookup(env, &args.icmp_count, "icmp-count", 3, |s| whole(s, 1..=20))?;
+        let icmp_size = lookup(env, &args.icmp_size, "icmp-size", 56, |s| {
+            whole(s, 8..=1472)
+        })?;
+        let max_rate = lookup(env, &args.max_rate, "max-rate", 500, |s| {
+            whole(s, 1..=100_000)
+        })?;
+        let max_in_flight = lookup(env, &args.max_in_flight, "max-in-flight", 256, |s| {
+            whole(s, 1..=10_000)
+        })?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
             None | Some("all") => PairMetrics::All,
             Some("failing") => PairMetrics::Failing,
@@ -211,6 +166,41 @@ impl AgentConfig {
             pair_metrics,
         })
     }
+}
+
+/// `--NAME`, else `MESHPROBE_NAME` (dashes as underscores), else `default`; `parse` returns
+/// the tail of an error message that this prefixes with the flag and variable.
+fn lookup<T>(
+    env: &dyn Env,
+    flag: &Option<String>,
+    name: &str,
+    default: T,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<T> {
+    let var = format!("MESHPROBE_{}", name.to_uppercase().replace('-', "_"));
+    match flag.clone().or_else(|| env.var(&var)) {
+        None => Ok(default),
+        Some(s) => parse(&s).map_err(|tail| Error::Config(format!("--{name} (or {var}) {tail}"))),
+    }
+}
+
+/// A whole number within `range`; the error is the tail of a message naming the flag.
+fn whole<T>(s: &str, range: std::ops::RangeInclusive<T>) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let v: T = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: not a whole number"))?;
+    if !range.contains(&v) {
+        return Err(format!(
+            "{v}: must be between {} and {}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(v)
 }
 
 /// Names (nodes, zones, targets) end up in metric labels and URLs: keep them to what Kubernetes
