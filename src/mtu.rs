@@ -4,8 +4,9 @@
 //!
 //! # The search (RFC 4821 / RFC 8899 style)
 //!
-//! Sizes are IP packet sizes (IPv4: 20 header + 8 ICMP + payload). One probe is in flight at a
-//! time; search probes are spaced [`MtuParams::probe_gap`] apart.
+//! Sizes are IP packet sizes (IPv4: 20 header + 8 ICMP + payload), the unit interface MTUs and
+//! ICMP reports use: `ping -M do -s N` passes when N + 28 ≤ the path MTU. One probe is in flight
+//! at a time; search probes are spaced [`MtuParams::probe_gap`] apart.
 //!
 //! 1. **Base first**: the base size (1200 IPv4, 1280 IPv6) must pass; if it never does (three
 //!    tries lost) the destination is unreachable and the state is `unknown`.
@@ -95,7 +96,8 @@ pub struct MtuParams {
     /// The pause between two probes of one search or check (200 ms).
     pub probe_gap: Duration,
     /// A probe whose result never came back counts as lost after this long (10 s): a safety
-    /// net, the prober's own timeout should always answer first.
+    /// net, the prober's own timeout should always answer first (keep it above the probe
+    /// timeout).
     pub in_flight_limit: Duration,
     /// A search that has sent this many probes concludes with what it has (64).
     pub max_probes_per_search: u32,

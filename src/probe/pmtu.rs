@@ -915,7 +915,8 @@ mod tests {
 
     /// A — R — B: MTU 1500 on A–R, 1400 on R–B. From A, B's path MTU is 1400: `mismatch`
     /// (R's frag-needed names 1400); with frag-needed dropped in R, `blackhole` at 1400; with
-    /// ICMP back, `mismatch` again; with R–B back at 1500, `ok` at the next check.
+    /// ICMP back, `mismatch` again; with R–B back at 1500, `ok` at the next check; narrowed
+    /// again, `mismatch` at the next check.
     #[test]
     fn netns_mismatch_blackhole_and_recovery() {
         if let Some(why) = lab_skip_reason() {
@@ -1009,6 +1010,16 @@ mod tests {
                 })
                 .await,
             );
+
+            // The narrow link is back: the next check's probe at 1500 meets R's report and a
+            // new search concludes.
+            ipn(&r_ns, "link set w0 mtu 1400");
+            reports.push(
+                drive(&prober, &mut search, dest, timeout, limit, |r| {
+                    r.state == MtuState::Mismatch
+                })
+                .await,
+            );
             (local, direct, reports)
         });
         eprintln!("local: {local:?}");
@@ -1036,8 +1047,12 @@ mod tests {
                 (Some(1400), MtuState::Blackhole),
                 (Some(1400), MtuState::Mismatch),
                 (Some(1500), MtuState::Ok),
+                (Some(1400), MtuState::Mismatch),
             ]
         );
+        // Recovery and regression are seen by the periodic check (500 ms here).
+        assert!(reports[3].1 < Duration::from_secs(2), "{:?}", reports[3]);
+        assert!(reports[4].1 < Duration::from_secs(2), "{:?}", reports[4]);
         assert_eq!(reports[0].0.reported_by, Some(router));
         assert_eq!(reports[0].0.expected_mtu, 1500);
     }
