@@ -9,6 +9,8 @@
 //! * [`schedule`]: probe planning — spreading a round's probes over the interval (pure).
 //! * [`window`]: sliding-window statistics per destination and layer (pure).
 //! * [`probe`]: one prober per file behind one signature; failure classification (pure).
+//! * [`mtu`]: path-MTU discovery per destination, a pure state machine (the Don't-Fragment
+//!   prober it drives is [`probe::pmtu`]).
 //! * [`store`]: the results store every reader (metrics, API, diagnosis) reads.
 //! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
@@ -28,6 +30,7 @@ pub mod gather;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod mtu;
 pub mod peers;
 pub mod probe;
 pub mod schedule;

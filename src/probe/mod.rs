@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod http;
 pub mod icmp;
+pub mod pmtu;
 pub mod tcp;
 
 use std::future::Future;

@@ -1,0 +1,1422 @@
+//! Path-MTU discovery per destination, as a pure state machine (no I/O, no clock reads: the
+//! caller passes `now`). The Don't-Fragment prober that sends what it asks for is
+//! [`crate::probe::pmtu`].
+//!
+//! # The search (RFC 4821 / RFC 8899 style)
+//!
+//! Sizes are IP packet sizes (IPv4: 20 header + 8 ICMP + payload), the unit interface MTUs and
+//! ICMP reports use: `ping -M do -s N` passes when N + 28 ≤ the path MTU. One probe is in flight
+//! at a time; search probes are spaced [`MtuParams::probe_gap`] apart.
+//!
+//! 1. **Base first**: the base size (1200 IPv4, 1280 IPv6) must pass; if it never does (three
+//!    tries lost) the destination is unreachable and the state is `unknown`.
+//! 2. **Then the largest candidates, largest first**: the local interface MTU, then each common
+//!    size it allows (9001, 9000, 8500, 1500).
+//! 3. **Then binary search** between the largest confirmed size and the smallest failed one,
+//!    down to one byte.
+//! 4. **A size fails only when all its tries fail**: a lost probe is retried, up to
+//!    [`MtuParams::tries`] (3) in all, so random loss does not shrink the MTU. An ICMP
+//!    fragmentation-needed / packet-too-big fails the size at once (the router said so), and its
+//!    next-hop MTU `m` is trusted as an upper bound (`m + 1` fails) and probed next: when `m`
+//!    passes the search is over. `EMSGSIZE` from the local stack fails the size at once too.
+//! 5. **Conclusion**: the path MTU is the largest confirmed size, and the state is
+//!    * `ok` when it equals the local interface MTU;
+//!    * `mismatch` when it is smaller and the tightest failure was signalled (ICMP, or EMSGSIZE);
+//!    * `blackhole` when it is smaller and the tightest failure was silent (probes just lost
+//!      while smaller ones passed: an RFC 2923 PMTUD black hole);
+//!    * `unknown` when not even the base size passed;
+//!    * `searching` until the first search concludes (later searches keep the previous result,
+//!      with [`MtuReport::searching`] set).
+//!
+//! # Cadence
+//!
+//! A full search when the destination appears, and every [`MtuParams::search_interval`]
+//! (10 min) after the last one concluded. In between, every [`MtuParams::check_interval`]
+//! (30 s), a cheap check:
+//! * state `ok`: one probe at the path MTU (up to three tries if lost). If it fails, a new search
+//!   starts at once: a regression is concluded within one check interval plus one search.
+//! * state `mismatch`/`blackhole`: first one probe at the local MTU (recovery: if it passes the
+//!   path is whole again and the state is `ok` at once; an ICMP naming another MTU starts a new
+//!   search), then the regression probe at the path MTU as above.
+//! * state `unknown`: a new search (one base probe while the destination stays down, three
+//!   tries).
+//!
+//! # Cost, in probe packets sent per destination per hour (replies are as many, same size)
+//!
+//! Computed by the test `cost_per_destination_per_hour` at the defaults:
+//! * healthy path (`ok`, local MTU 1500): 6 searches × 2 probes (base + full size) + 6 × 19
+//!   checks = **126 probes/h**, about 189 kB/h each way (≈ 53 B/s): 1 probe every 29 s.
+//! * signalled mismatch (1500 local, 1400 path): each search is base, 1500 (ICMP), 1400 = 3
+//!   probes, each check 2 (recovery at 1500 answered by ICMP, 1400) → **246 probes/h**.
+//! * black hole (1500 local, 1400 path, ICMP filtered): each search is 19 probes (base, 1500
+//!   three times, then a binary search in which each failed size costs three lost tries; about
+//!   16 s at a 1 s probe timeout), each check 2 (the lost recovery probe is not retried) →
+//!   **336 probes/h**, a third of them lost.
+//! * unreachable destination: three base probes every ~33 s → **324 probes/h**.
+//! * jumbo: the same as 1500 (126/h healthy); a jumbo path silently limited to 1500 costs 11
+//!   probes per search (base, 9001, 9000, 8500 three times each, 1500).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::model::ErrorClass;
+
+/// The base size of an IPv4 search (RFC 8899 suggests 1200 as BASE_PLPMTU for IPv4).
+pub const BASE_V4: u32 = 1200;
+/// The base size of an IPv6 search: the IPv6 minimum link MTU.
+pub const BASE_V6: u32 = 1280;
+/// Common path MTUs probed (when below the local MTU) before the binary search: AWS in-VPC,
+/// the usual jumbo sizes, Ethernet.
+pub const PLATEAUS: [u32; 4] = [9001, 9000, 8500, 1500];
+/// The smallest next-hop MTU a router's report may name and be believed (IPv4's minimum
+/// reassembly size; IPv6 routers may not report less than 1280).
+pub const MIN_REPORTED_MTU: u32 = 576;
+/// The largest IP packet.
+pub const MAX_MTU: u32 = 65535;
+
+/// How a search runs and how often. Defaults via [`MtuParams::ipv4`] / [`MtuParams::ipv6`] /
+/// [`MtuParams::for_ip`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtuParams {
+    /// The size every search confirms first (1200 IPv4, 1280 IPv6).
+    pub base: u32,
+    /// The local interface MTU toward the destination: the largest size probed, and the
+    /// expected path MTU.
+    pub local_mtu: u32,
+    /// Common sizes probed (those below the local MTU) before the binary search.
+    pub plateaus: Vec<u32>,
+    /// Tries per size before a lost size counts as failed (3).
+    pub tries: u8,
+    /// A full search every this long (10 min).
+    pub search_interval: Duration,
+    /// A full-size check every this long (30 s).
+    pub check_interval: Duration,
+    /// The pause between two probes of one search or check (200 ms).
+    pub probe_gap: Duration,
+    /// A probe whose result never came back counts as lost after this long (10 s): a safety
+    /// net, the prober's own timeout should always answer first (keep it above the probe
+    /// timeout).
+    pub in_flight_limit: Duration,
+    /// A search that has sent this many probes concludes with what it has (64).
+    pub max_probes_per_search: u32,
+}
+
+impl MtuParams {
+    pub fn ipv4(local_mtu: u32) -> MtuParams {
+        MtuParams {
+            base: BASE_V4,
+            local_mtu,
+            plateaus: PLATEAUS.to_vec(),
+            tries: 3,
+            search_interval: Duration::from_secs(600),
+            check_interval: Duration::from_secs(30),
+            probe_gap: Duration::from_millis(200),
+            in_flight_limit: Duration::from_secs(10),
+            max_probes_per_search: 64,
+        }
+    }
+
+    pub fn ipv6(local_mtu: u32) -> MtuParams {
+        MtuParams {
+            base: BASE_V6,
+            ..MtuParams::ipv4(local_mtu)
+        }
+    }
+
+    /// The defaults for the destination's address family.
+    pub fn for_ip(ip: IpAddr, local_mtu: u32) -> MtuParams {
+        match ip {
+            IpAddr::V4(_) => MtuParams::ipv4(local_mtu),
+            IpAddr::V6(_) => MtuParams::ipv6(local_mtu),
+        }
+    }
+
+    /// The local MTU, bounded to what an IP packet can be and to at least 68 bytes.
+    fn max(&self) -> u32 {
+        self.local_mtu.clamp(68, MAX_MTU)
+    }
+
+    /// The base, never above the local MTU.
+    fn base(&self) -> u32 {
+        self.base.clamp(68, self.max())
+    }
+
+    fn tries(&self) -> u8 {
+        self.tries.max(1)
+    }
+}
+
+/// What the state machine asks for: one DF probe of `size` bytes (the IP packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSize {
+    pub size: u32,
+    pub kind: ProbeKind,
+}
+
+/// Why a probe is sent (for logs and counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// Part of a full search.
+    Search,
+    /// The periodic probe at the path MTU (regression).
+    Check,
+    /// The periodic probe at the local MTU while the path is smaller (recovery).
+    Recovery,
+}
+
+/// What one DF probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MtuOutcome {
+    /// The echo reply came back: this size passes.
+    Ok,
+    /// Nothing came back within the timeout.
+    Lost,
+    /// ICMP fragmentation needed / packet too big from `from`, with the next-hop MTU it
+    /// carried (when non-zero).
+    TooBig {
+        mtu: Option<u32>,
+        from: Option<IpAddr>,
+    },
+    /// EMSGSIZE: the local stack refused the size (above the interface MTU).
+    LocalTooBig,
+    /// Another failure (unreachable, prohibited, a local error): counts as a lost try.
+    Failed(ErrorClass),
+}
+
+impl MtuOutcome {
+    /// The failure as the rest of meshprobe names it, `None` for `Ok`.
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        match self {
+            MtuOutcome::Ok => None,
+            MtuOutcome::Lost => Some(ErrorClass::Timeout),
+            MtuOutcome::TooBig { mtu, from } => Some(ErrorClass::FragNeeded {
+                from: *from,
+                mtu: *mtu,
+            }),
+            MtuOutcome::LocalTooBig => Some(ErrorClass::MessageTooLong),
+            MtuOutcome::Failed(class) => Some(class.clone()),
+        }
+    }
+}
+
+/// The conclusion about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtuState {
+    /// The path carries the local interface MTU.
+    Ok,
+    /// The path is smaller than the local MTU and ICMP (or the local stack) said so.
+    Mismatch,
+    /// The path is smaller than the local MTU and larger probes vanish without an ICMP error.
+    Blackhole,
+    /// The first search has not concluded yet.
+    Searching,
+    /// Not even the base size passes (the destination is unreachable).
+    Unknown,
+}
+
+impl MtuState {
+    pub const ALL: [MtuState; 5] = [
+        MtuState::Ok,
+        MtuState::Mismatch,
+        MtuState::Blackhole,
+        MtuState::Searching,
+        MtuState::Unknown,
+    ];
+
+    /// The label value used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtuState::Ok => "ok",
+            MtuState::Mismatch => "mismatch",
+            MtuState::Blackhole => "blackhole",
+            MtuState::Searching => "searching",
+            MtuState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for MtuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known about one destination's path MTU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtuReport {
+    /// The largest IP packet that passes with Don't-Fragment (bytes), once a search found one.
+    pub path_mtu: Option<u32>,
+    /// The local interface MTU toward the destination (bytes).
+    pub expected_mtu: u32,
+    pub state: MtuState,
+    /// A search is running; `state` and `path_mtu` are the previous search's until it ends.
+    pub searching: bool,
+    /// The router whose ICMP report set the conclusion (state `mismatch`), when one did.
+    pub reported_by: Option<IpAddr>,
+    /// Probes sent since creation.
+    pub probes_sent: u64,
+    /// Searches concluded since creation.
+    pub searches: u64,
+}
+
+/// How a size failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailKind {
+    /// ICMP said so (or the local stack did).
+    Signalled,
+    /// All tries lost, nothing said.
+    Silent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fail {
+    size: u32,
+    kind: FailKind,
+    from: Option<IpAddr>,
+}
+
+/// One full search.
+#[derive(Debug, Clone)]
+struct Search {
+    confirmed: Option<u32>,
+    failed: Option<Fail>,
+    /// A next-hop MTU a router reported, to verify next.
+    hint: Option<u32>,
+    /// The size being tried and how many of its tries were lost.
+    current: Option<(u32, u8)>,
+    probes: u32,
+}
+
+/// One periodic check: the sizes still to probe, in order, and the tries lost of the first.
+#[derive(Debug, Clone)]
+struct Check {
+    steps: Vec<(u32, ProbeKind)>,
+    losses: u8,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Search(Search),
+    Check(Check),
+    Idle,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    size: u32,
+    sent_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conclusion {
+    path_mtu: Option<u32>,
+    state: MtuState,
+    reported_by: Option<IpAddr>,
+}
+
+/// The path-MTU state machine of one destination. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct MtuSearch {
+    params: MtuParams,
+    phase: Phase,
+    in_flight: Option<InFlight>,
+    /// No probe before this (the gap after the previous one).
+    not_before: Instant,
+    next_search_at: Instant,
+    next_check_at: Instant,
+    conclusion: Option<Conclusion>,
+    probes_sent: u64,
+    searches: u64,
+}
+
+impl MtuSearch {
+    /// A new destination: its first search starts at once.
+    pub fn new(params: MtuParams, now: Instant) -> MtuSearch {
+        MtuSearch {
+            params,
+            phase: Phase::Search(Search::new()),
+            in_flight: None,
+            not_before: now,
+            next_search_at: now,
+            next_check_at: now,
+            conclusion: None,
+            probes_sent: 0,
+            searches: 0,
+        }
+    }
+
+    pub fn params(&self) -> &MtuParams {
+        &self.params
+    }
+
+    /// The local interface MTU changed (re-read it before each search): a new search starts.
+    pub fn set_local_mtu(&mut self, local_mtu: u32) {
+        if local_mtu != self.params.local_mtu {
+            self.params.local_mtu = local_mtu;
+            self.start_search();
+        }
+    }
+
+    /// Start a full search now (e.g. the peer's pod was replaced). The probe in flight, if any,
+    /// is forgotten.
+    pub fn restart(&mut self) {
+        self.start_search();
+    }
+
+    /// The next probe to send, or `None` while a probe is in flight or nothing is due. The
+    /// caller sends it and reports with [`MtuSearch::on_result`].
+    pub fn next_probe(&mut self, now: Instant) -> Option<ProbeSize> {
+        if let Some(f) = self.in_flight {
+            if now.saturating_duration_since(f.sent_at) < self.params.in_flight_limit {
+                return None;
+            }
+            // The result never came: count the probe as lost.
+            self.on_result(f.size, MtuOutcome::Lost, now);
+        }
+        if now < self.not_before {
+            return None;
+        }
+        // A few rounds at most: idle → search/check → a conclusion → idle.
+        for _ in 0..4 {
+            let next = match &mut self.phase {
+                Phase::Idle => {
+                    if now >= self.next_search_at || (now >= self.next_check_at && self.unknown()) {
+                        self.start_search();
+                    } else if now >= self.next_check_at {
+                        self.start_check(now);
+                    } else {
+                        return None;
+                    }
+                    continue;
+                }
+                Phase::Check(check) => match check.steps.first() {
+                    Some(&(size, kind)) => Some(ProbeSize { size, kind }),
+                    None => {
+                        self.phase = Phase::Idle;
+                        None
+                    }
+                },
+                Phase::Search(search) => match search.next_size(&self.params) {
+                    Some(size) => Some(ProbeSize {
+                        size,
+                        kind: ProbeKind::Search,
+                    }),
+                    None => {
+                        self.conclude(now);
+                        None
+                    }
+                },
+            };
+            match next {
+                Some(probe) => {
+                    if let Phase::Search(search) = &mut self.phase {
+                        search.probes = search.probes.saturating_add(1);
+                    }
+                    self.in_flight = Some(InFlight {
+                        size: probe.size,
+                        sent_at: now,
+                    });
+                    self.probes_sent = self.probes_sent.saturating_add(1);
+                    return Some(probe);
+                }
+                None if matches!(self.phase, Phase::Idle) => return None,
+                None => continue,
+            }
+        }
+        None
+    }
+
+    /// When [`MtuSearch::next_probe`] will next have something to say (a probe due, or the
+    /// probe in flight expiring). The caller may sleep until then.
+    pub fn next_due(&self) -> Instant {
+        if let Some(f) = self.in_flight {
+            return f.sent_at + self.params.in_flight_limit;
+        }
+        match self.phase {
+            Phase::Search(_) | Phase::Check(_) => self.not_before,
+            Phase::Idle => self
+                .next_check_at
+                .min(self.next_search_at)
+                .max(self.not_before),
+        }
+    }
+
+    /// The result of the probe of `size` that [`MtuSearch::next_probe`] asked for. A result for
+    /// any other size (a stale answer) is ignored.
+    pub fn on_result(&mut self, size: u32, outcome: MtuOutcome, now: Instant) {
+        match self.in_flight {
+            Some(f) if f.size == size => {}
+            _ => return,
+        }
+        self.in_flight = None;
+        self.not_before = now + self.params.probe_gap;
+        let params = &self.params;
+        match &mut self.phase {
+            Phase::Search(search) => {
+                search.on_result(params, size, outcome);
+                // Conclude at once when nothing is left to probe (plans the next size
+                // otherwise, which next_probe then returns).
+                if search.next_size(params).is_none() {
+                    self.conclude(now);
+                }
+            }
+            Phase::Check(check) => {
+                let Some(&(_, kind)) = check.steps.first() else {
+                    self.phase = Phase::Idle;
+                    return;
+                };
+                self.on_check_result(size, kind, outcome, now);
+            }
+            Phase::Idle => {}
+        }
+    }
+
+    /// What is known now.
+    pub fn report(&self) -> MtuReport {
+        let searching = matches!(self.phase, Phase::Search(_));
+        let (path_mtu, state, reported_by) = match self.conclusion {
+            Some(c) => (c.path_mtu, c.state, c.reported_by),
+            None => (None, MtuState::Searching, None),
+        };
+        MtuReport {
+            path_mtu,
+            expected_mtu: self.params.local_mtu,
+            state,
+            searching,
+            reported_by,
+            probes_sent: self.probes_sent,
+            searches: self.searches,
+        }
+    }
+
+    fn unknown(&self) -> bool {
+        matches!(
+            self.conclusion,
+            Some(Conclusion {
+                state: MtuState::Unknown,
+                ..
+            })
+        )
+    }
+
+    fn start_search(&mut self) {
+        self.phase = Phase::Search(Search::new());
+        self.in_flight = None;
+    }
+
+    fn start_check(&mut self, now: Instant) {
+        self.next_check_at = now + self.params.check_interval;
+        let Some(Conclusion {
+            path_mtu: Some(path),
+            state,
+            ..
+        }) = self.conclusion
+        else {
+            self.start_search();
+            return;
+        };
+        let max = self.params.max();
+        let mut steps = Vec::with_capacity(2);
+        if path < max && matches!(state, MtuState::Mismatch | MtuState::Blackhole) {
+            steps.push((max, ProbeKind::Recovery));
+        }
+        steps.push((path, ProbeKind::Check));
+        self.phase = Phase::Check(Check { steps, losses: 0 });
+    }
+
+    fn on_check_result(&mut self, size: u32, kind: ProbeKind, outcome: MtuOutcome, now: Instant) {
+        let tries = self.params.tries();
+        let current = self.conclusion;
+        let Phase::Check(check) = &mut self.phase else {
+            return;
+        };
+        match (kind, outcome) {
+            (ProbeKind::Recovery, MtuOutcome::Ok) => {
+                // The whole local MTU passes again: nothing can be larger.
+                self.conclusion = Some(Conclusion {
+                    path_mtu: Some(size),
+                    state: MtuState::Ok,
+                    reported_by: None,
+                });
+                self.finish(now);
+            }
+            (ProbeKind::Recovery, MtuOutcome::TooBig { mtu, .. }) => {
+                let same = current.is_some_and(|c| {
+                    c.state == MtuState::Mismatch && mtu.is_some() && c.path_mtu == mtu
+                });
+                if same {
+                    check.steps.remove(0);
+                    check.losses = 0;
+                } else {
+                    // Another MTU, or ICMP where there was silence: the path changed.
+                    self.start_search();
+                }
+            }
+            (ProbeKind::Recovery, _) => {
+                // Lost (expected in a black hole) or another failure: go on to the regression
+                // probe. One try only: a lost recovery is retried at the next check.
+                check.steps.remove(0);
+                check.losses = 0;
+            }
+            (_, MtuOutcome::Ok) => {
+                check.steps.remove(0);
+                check.losses = 0;
+                if check.steps.is_empty() {
+                    self.phase = Phase::Idle;
+                }
+            }
+            (_, MtuOutcome::TooBig { .. } | MtuOutcome::LocalTooBig) => {
+                // The path shrank: a regression.
+                self.start_search();
+            }
+            (_, MtuOutcome::Lost | MtuOutcome::Failed(_)) => {
+                check.losses = check.losses.saturating_add(1);
+                if check.losses >= tries {
+                    self.start_search();
+                }
+            }
+        }
+    }
+
+    /// The running search has nothing more to probe: record its conclusion.
+    fn conclude(&mut self, now: Instant) {
+        let Phase::Search(search) = &self.phase else {
+            return;
+        };
+        let max = self.params.max();
+        let conclusion = match (search.confirmed, search.failed) {
+            (None, _) => Conclusion {
+                path_mtu: None,
+                state: MtuState::Unknown,
+                reported_by: None,
+            },
+            (Some(c), _) if c >= max => Conclusion {
+                path_mtu: Some(c),
+                state: MtuState::Ok,
+                reported_by: None,
+            },
+            (Some(c), Some(f)) => Conclusion {
+                path_mtu: Some(c),
+                state: match f.kind {
+                    FailKind::Signalled => MtuState::Mismatch,
+                    FailKind::Silent => MtuState::Blackhole,
+                },
+                reported_by: f.from,
+            },
+            // Cut short by the probe budget before any failure: the size is a lower bound.
+            (Some(c), None) => Conclusion {
+                path_mtu: Some(c),
+                state: MtuState::Unknown,
+                reported_by: None,
+            },
+        };
+        self.conclusion = Some(conclusion);
+        self.searches = self.searches.saturating_add(1);
+        self.next_search_at = now + self.params.search_interval;
+        self.finish(now);
+    }
+
+    fn finish(&mut self, now: Instant) {
+        self.phase = Phase::Idle;
+        self.next_check_at = now + self.params.check_interval;
+    }
+}
+
+impl Search {
+    fn new() -> Search {
+        Search {
+            confirmed: None,
+            failed: None,
+            hint: None,
+            current: None,
+            probes: 0,
+        }
+    }
+
+    /// The size to probe next, `None` when the search is over.
+    fn next_size(&mut self, params: &MtuParams) -> Option<u32> {
+        if self.probes >= params.max_probes_per_search {
+            return None;
+        }
+        if let Some((size, _)) = self.current {
+            return Some(size);
+        }
+        let max = params.max();
+        let upper = self.failed.map_or(max.saturating_add(1), |f| f.size);
+        let size = match self.confirmed {
+            None => {
+                let base = params.base();
+                match self.hint.take() {
+                    // The base itself failed with a smaller report: try the report.
+                    Some(h) if h < upper && upper <= base => h,
+                    _ if base < upper => base,
+                    _ => return None,
+                }
+            }
+            Some(c) => {
+                let between = |s: u32| c < s && s < upper;
+                if let Some(h) = self.hint.take().filter(|&h| between(h)) {
+                    h
+                } else if let Some(p) = std::iter::once(max)
+                    .chain(params.plateaus.iter().copied())
+                    .filter(|&p| p <= max)
+                    .find(|&p| between(p) && !self.plateau_skipped(p))
+                {
+                    p
+                } else if self.between_plateaus(params, c, upper) {
+                    // A jumbo plateau lost silently above a smaller plateau that passes: the
+                    // plateau is the answer (bisecting 1500..8500 through a black hole would
+                    // cost ~40 lost probes for a number nobody configures).
+                    return None;
+                } else if upper.saturating_sub(c) > 1 {
+                    c + (upper - c) / 2
+                } else {
+                    return None;
+                }
+            }
+        };
+        self.current = Some((size, 0));
+        Some(size)
+    }
+
+    /// Whether `c` (confirmed) is a plateau below the local MTU and `upper` the plateau (or the
+    /// local MTU) just above it, failed silently.
+    fn between_plateaus(&self, params: &MtuParams, c: u32, upper: u32) -> bool {
+        let max = params.max();
+        let silent = self.failed.is_some_and(|f| f.kind == FailKind::Silent);
+        let is_plateau = |s: u32| s < max && params.plateaus.contains(&s);
+        silent && is_plateau(c) && (upper == max || is_plateau(upper))
+    }
+
+    /// Plateaus are only tried while no report has narrowed the range: after an ICMP report the
+    /// hint is better than any table.
+    fn plateau_skipped(&self, _size: u32) -> bool {
+        self.failed.is_some_and(|f| f.kind == FailKind::Signalled)
+    }
+
+    fn on_result(&mut self, params: &MtuParams, size: u32, outcome: MtuOutcome) {
+        match outcome {
+            MtuOutcome::Ok => {
+                self.current = None;
+                self.confirmed = Some(self.confirmed.map_or(size, |c| c.max(size)));
+                if self.failed.is_some_and(|f| f.size <= size) {
+                    // A size that failed before passes now (a flapping path): forget it.
+                    self.failed = None;
+                }
+            }
+            MtuOutcome::Lost | MtuOutcome::Failed(_) => {
+                let lost = self.current.map_or(1, |(_, l)| l.saturating_add(1));
+                if lost < params.tries() {
+                    self.current = Some((size, lost));
+                } else {
+                    self.current = None;
+                    self.fail(Fail {
+                        size,
+                        kind: FailKind::Silent,
+                        from: None,
+                    });
+                }
+            }
+            MtuOutcome::TooBig { mtu, from } => {
+                self.current = None;
+                self.fail(Fail {
+                    size,
+                    kind: FailKind::Signalled,
+                    from,
+                });
+                // Believe a report below the size and not absurdly small: nothing above it
+                // passes that router.
+                if let Some(m) = mtu.filter(|&m| (MIN_REPORTED_MTU..size).contains(&m)) {
+                    self.fail(Fail {
+                        size: m + 1,
+                        kind: FailKind::Signalled,
+                        from,
+                    });
+                    self.hint = Some(m);
+                }
+            }
+            MtuOutcome::LocalTooBig => {
+                self.current = None;
+                self.fail(Fail {
+                    size,
+                    kind: FailKind::Signalled,
+                    from: None,
+                });
+            }
+        }
+    }
+
+    /// Record a failed size: the smallest failure bounds the search.
+    fn fail(&mut self, fail: Fail) {
+        if self.failed.is_none_or(|f| fail.size <= f.size) {
+            self.failed = Some(fail);
+        }
+        if self.confirmed.is_some_and(|c| c >= fail.size) {
+            // A size at or below one that passed now fails: the path shrank mid-search.
+            // Start over from the base (the probe budget bounds a path that keeps flapping).
+            self.confirmed = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ---- a simulated path -------------------------------------------------------------------
+
+    /// One hop of a simulated path: packets above `mtu` are dropped, with an ICMP report from
+    /// `router` when `signals`.
+    #[derive(Debug, Clone, Copy)]
+    struct Hop {
+        mtu: u32,
+        signals: bool,
+        router: IpAddr,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Path {
+        local_mtu: u32,
+        hops: Vec<Hop>,
+        /// Percent of probes lost at random.
+        loss: u32,
+        /// Everything lost (the destination is down).
+        down: bool,
+        rng: u64,
+    }
+
+    fn router(n: u8) -> IpAddr {
+        IpAddr::from([198, 18, 0, n])
+    }
+
+    impl Path {
+        fn clean(local_mtu: u32) -> Path {
+            Path {
+                local_mtu,
+                hops: Vec::new(),
+                loss: 0,
+                down: false,
+                rng: 0x9E37_79B9_7F4A_7C15,
+            }
+        }
+
+        fn hop(mut self, mtu: u32, signals: bool) -> Path {
+            let n = u8::try_from(self.hops.len() + 1).unwrap();
+            self.hops.push(Hop {
+                mtu,
+                signals,
+                router: router(n),
+            });
+            self
+        }
+
+        fn lossy(mut self, percent: u32) -> Path {
+            self.loss = percent;
+            self
+        }
+
+        fn random(&mut self) -> u32 {
+            // xorshift64*
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32 % 100
+        }
+
+        fn answer(&mut self, size: u32) -> MtuOutcome {
+            if size > self.local_mtu {
+                return MtuOutcome::LocalTooBig;
+            }
+            if self.down || self.random() < self.loss {
+                return MtuOutcome::Lost;
+            }
+            for hop in &self.hops {
+                if size > hop.mtu {
+                    return if hop.signals {
+                        MtuOutcome::TooBig {
+                            mtu: Some(hop.mtu),
+                            from: Some(hop.router),
+                        }
+                    } else {
+                        MtuOutcome::Lost
+                    };
+                }
+            }
+            MtuOutcome::Ok
+        }
+    }
+
+    const RTT: Duration = Duration::from_millis(1);
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// Drives a search against a path over simulated time.
+    struct Sim {
+        search: MtuSearch,
+        path: Path,
+        t0: Instant,
+        now: Instant,
+        sent: Vec<(Duration, ProbeSize, MtuOutcome)>,
+    }
+
+    impl Sim {
+        fn new(params: MtuParams, path: Path) -> Sim {
+            let t0 = Instant::now();
+            Sim {
+                search: MtuSearch::new(params, t0),
+                path,
+                t0,
+                now: t0,
+                sent: Vec::new(),
+            }
+        }
+
+        fn ipv4(path: Path) -> Sim {
+            Sim::new(MtuParams::ipv4(path.local_mtu), path)
+        }
+
+        fn at(&self) -> Duration {
+            self.now - self.t0
+        }
+
+        /// Run until `until` after the start.
+        fn run_until(&mut self, until: Duration) {
+            let end = self.t0 + until;
+            while self.now < end {
+                if let Some(probe) = self.search.next_probe(self.now) {
+                    let outcome = self.path.answer(probe.size);
+                    self.sent.push((self.at(), probe, outcome.clone()));
+                    self.now += match outcome {
+                        MtuOutcome::Ok => RTT,
+                        MtuOutcome::Lost | MtuOutcome::Failed(_) => TIMEOUT,
+                        MtuOutcome::TooBig { .. } => RTT / 2,
+                        MtuOutcome::LocalTooBig => Duration::ZERO,
+                    };
+                    self.search.on_result(probe.size, outcome, self.now);
+                } else {
+                    let due = self.search.next_due();
+                    assert!(
+                        due > self.now,
+                        "next_due {due:?} not after now {:?}",
+                        self.now
+                    );
+                    self.now = due.min(end);
+                }
+            }
+        }
+
+        /// Run until the running search concludes (at most `limit`); returns how long it took.
+        fn run_search(&mut self, limit: Duration) -> Duration {
+            let start = self.at();
+            let before = self.search.report().searches;
+            while self.search.report().searches == before {
+                assert!(self.at() - start < limit, "no conclusion in {limit:?}");
+                let step = self.at() + Duration::from_millis(100);
+                self.run_until(step);
+            }
+            self.at() - start
+        }
+
+        /// Run until the report satisfies `f`; returns when (since the start of the wait).
+        fn run_until_report(
+            &mut self,
+            limit: Duration,
+            f: impl Fn(&MtuReport) -> bool,
+        ) -> Duration {
+            let start = self.at();
+            while !f(&self.search.report()) {
+                assert!(
+                    self.at() - start < limit,
+                    "not reached in {limit:?}: {:?}",
+                    self.search.report()
+                );
+                let step = self.at() + Duration::from_millis(100);
+                self.run_until(step);
+            }
+            self.at() - start
+        }
+
+        fn sizes(&self) -> Vec<u32> {
+            self.sent.iter().map(|(_, p, _)| p.size).collect()
+        }
+    }
+
+    /// Drive one search to its conclusion with `answer` deciding each probe's fate; returns
+    /// the report and the sizes probed.
+    fn one_search(
+        params: MtuParams,
+        mut answer: impl FnMut(u32, usize) -> MtuOutcome,
+    ) -> (MtuReport, Vec<u32>) {
+        let t0 = Instant::now();
+        let mut search = MtuSearch::new(params, t0);
+        let mut now = t0;
+        let mut sizes = Vec::new();
+        while search.report().searches == 0 {
+            assert!(sizes.len() <= 64, "budget exceeded: {sizes:?}");
+            now += Duration::from_millis(250);
+            if let Some(p) = search.next_probe(now) {
+                let outcome = answer(p.size, sizes.len());
+                sizes.push(p.size);
+                search.on_result(p.size, outcome, now);
+            }
+        }
+        (search.report(), sizes)
+    }
+
+    fn concluded(r: &MtuReport) -> (Option<u32>, MtuState) {
+        (r.path_mtu, r.state)
+    }
+
+    // ---- the search against simulated paths -------------------------------------------------
+
+    #[test]
+    fn searches_against_simulated_paths() {
+        struct Case {
+            name: &'static str,
+            path: Path,
+            want: (Option<u32>, MtuState),
+            /// Most probes the search may send.
+            max_probes: usize,
+        }
+        let cases = [
+            Case {
+                name: "clean 1500",
+                path: Path::clean(1500),
+                want: (Some(1500), MtuState::Ok),
+                max_probes: 2,
+            },
+            Case {
+                name: "signalled 1400 (overlay overhead not subtracted)",
+                path: Path::clean(1500).hop(1500, true).hop(1400, true),
+                want: (Some(1400), MtuState::Mismatch),
+                max_probes: 3,
+            },
+            Case {
+                name: "signalled 1450 then a silent 1420 further on",
+                path: Path::clean(1500).hop(1450, true).hop(1420, false),
+                want: (Some(1420), MtuState::Blackhole),
+                max_probes: 30,
+            },
+            Case {
+                name: "black hole 1400",
+                path: Path::clean(1500).hop(1400, false),
+                want: (Some(1400), MtuState::Blackhole),
+                max_probes: 40,
+            },
+            Case {
+                name: "black hole 1460 (GCP)",
+                path: Path::clean(1500).hop(1460, false),
+                want: (Some(1460), MtuState::Blackhole),
+                max_probes: 40,
+            },
+            Case {
+                name: "jumbo 9001 clean (AWS in a VPC)",
+                path: Path::clean(9001),
+                want: (Some(9001), MtuState::Ok),
+                max_probes: 2,
+            },
+            Case {
+                name: "jumbo 9001 local, 1500 across a gateway, signalled",
+                path: Path::clean(9001).hop(1500, true),
+                want: (Some(1500), MtuState::Mismatch),
+                max_probes: 3,
+            },
+            Case {
+                name: "jumbo 9001 local, 1500 across a gateway, silent",
+                path: Path::clean(9001).hop(1500, false),
+                // base, 9001×3, 9000×3, 8500×3, 1500: the plateaus find it without bisecting.
+                want: (Some(1500), MtuState::Blackhole),
+                max_probes: 11,
+            },
+            Case {
+                name: "jumbo 9001 local, 9000 path, silent",
+                path: Path::clean(9001).hop(9000, false),
+                want: (Some(9000), MtuState::Blackhole),
+                max_probes: 5,
+            },
+            Case {
+                name: "destination down",
+                path: Path {
+                    down: true,
+                    ..Path::clean(1500)
+                },
+                want: (None, MtuState::Unknown),
+                max_probes: 3,
+            },
+            Case {
+                name: "local MTU below the base",
+                path: Path::clean(1000),
+                want: (Some(1000), MtuState::Ok),
+                max_probes: 1,
+            },
+        ];
+        for case in cases {
+            let mut sim = Sim::ipv4(case.path);
+            assert_eq!(sim.search.report().state, MtuState::Searching);
+            let took = sim.run_search(Duration::from_secs(120));
+            let r = sim.search.report();
+            assert_eq!(concluded(&r), case.want, "{}: {:?}", case.name, sim.sizes());
+            assert_eq!(r.expected_mtu, sim.path.local_mtu, "{}", case.name);
+            assert!(!r.searching, "{}", case.name);
+            assert!(
+                sim.sent.len() <= case.max_probes,
+                "{}: {} probes {:?}",
+                case.name,
+                sim.sent.len(),
+                sim.sizes()
+            );
+            eprintln!(
+                "{:55} {:>3} probes in {:>5.1} s: {:?}",
+                case.name,
+                sim.sent.len(),
+                took.as_secs_f64(),
+                sim.sizes()
+            );
+        }
+    }
+
+    #[test]
+    fn a_signalled_mtu_is_jumped_to_and_names_the_router() {
+        let mut sim = Sim::ipv4(Path::clean(1500).hop(1500, true).hop(1400, true));
+        sim.run_search(Duration::from_secs(10));
+        assert_eq!(sim.sizes(), [1200, 1500, 1400]);
+        let r = sim.search.report();
+        assert_eq!(r.reported_by, Some(router(2)));
+    }
+
+    #[test]
+    fn a_report_without_an_mtu_bisects() {
+        let (r, sizes) = one_search(MtuParams::ipv4(1500), |size, _| {
+            if size > 1400 {
+                MtuOutcome::TooBig {
+                    mtu: None,
+                    from: Some(router(1)),
+                }
+            } else {
+                MtuOutcome::Ok
+            }
+        });
+        assert_eq!(concluded(&r), (Some(1400), MtuState::Mismatch), "{sizes:?}");
+        assert_eq!(r.reported_by, Some(router(1)));
+        // Binary search over 1200..1500: about log2(300) probes after base and top.
+        assert!(sizes.len() <= 12, "{sizes:?}");
+    }
+
+    /// Bogus reports (an MTU at or above the probe size, or absurdly small) do not poison the
+    /// search.
+    #[test]
+    fn bogus_reported_mtus_are_not_believed() {
+        for bogus in [0, 1, 68, 575, 1500, 1600, u32::MAX] {
+            let (r, sizes) = one_search(MtuParams::ipv4(1500), |size, _| {
+                if size > 1300 {
+                    MtuOutcome::TooBig {
+                        mtu: Some(bogus),
+                        from: None,
+                    }
+                } else {
+                    MtuOutcome::Ok
+                }
+            });
+            assert_eq!(
+                concluded(&r),
+                (Some(1300), MtuState::Mismatch),
+                "bogus {bogus}: {sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_searches_from_1280() {
+        let path = Path::clean(1500).hop(1280, false);
+        let mut sim = Sim::new(MtuParams::ipv6(1500), path);
+        sim.run_search(Duration::from_secs(60));
+        assert_eq!(sim.sizes()[0], 1280);
+        assert_eq!(
+            concluded(&sim.search.report()),
+            (Some(1280), MtuState::Blackhole)
+        );
+        let mut sim = Sim::new(
+            MtuParams::for_ip("2001:db8::1".parse().unwrap(), 1500),
+            Path::clean(1500).hop(1480, true),
+        );
+        sim.run_search(Duration::from_secs(60));
+        assert_eq!(sim.sizes(), [1280, 1500, 1480]);
+        assert_eq!(
+            concluded(&sim.search.report()),
+            (Some(1480), MtuState::Mismatch)
+        );
+    }
+
+    /// 30 % random loss on a clean path, many seeds: the MTU never shrinks below the truth
+    /// unless a size loses all three tries (probability 2.7 % per size), and the state is never
+    /// a false black hole more often than that allows.
+    #[test]
+    fn random_loss_does_not_shrink_the_mtu() {
+        let mut exact = 0u64;
+        let runs: u64 = 200;
+        for seed in 1..=runs {
+            let mut path = Path::clean(1500).lossy(30);
+            path.rng = seed.wrapping_mul(0x1234_5678_9ABC_DEF1);
+            let mut sim = Sim::ipv4(path);
+            sim.run_search(Duration::from_secs(300));
+            let r = sim.search.report();
+            if concluded(&r) == (Some(1500), MtuState::Ok) {
+                exact += 1;
+            }
+        }
+        // A clean search fails only if base or 1500 loses three tries in a row: ≈ 5.3 %.
+        assert!(exact >= runs * 88 / 100, "{exact}/{runs} exact");
+        eprintln!("30 % loss: {exact}/{runs} searches exact");
+
+        // With one try per size (no retries) the same paths are wrong far more often.
+        let mut exact_one_try = 0u64;
+        for seed in 1..=runs {
+            let mut path = Path::clean(1500).lossy(30);
+            path.rng = seed.wrapping_mul(0x1234_5678_9ABC_DEF1);
+            let params = MtuParams {
+                tries: 1,
+                ..MtuParams::ipv4(1500)
+            };
+            let mut sim = Sim::new(params, path);
+            sim.run_search(Duration::from_secs(300));
+            if concluded(&sim.search.report()) == (Some(1500), MtuState::Ok) {
+                exact_one_try += 1;
+            }
+        }
+        assert!(exact_one_try < exact, "{exact_one_try} vs {exact}");
+        eprintln!("30 % loss, one try: {exact_one_try}/{runs} searches exact");
+    }
+
+    /// A signalled 1400 path with 20 % loss still finds 1400, mismatch.
+    #[test]
+    fn lossy_signalled_path_finds_the_reported_mtu() {
+        let mut wrong = Vec::new();
+        for seed in 1..=100u64 {
+            let mut path = Path::clean(1500).hop(1400, true).lossy(20);
+            path.rng = seed.wrapping_mul(0x1234_5678_9ABC_DEF1);
+            let mut sim = Sim::ipv4(path);
+            sim.run_search(Duration::from_secs(300));
+            let got = concluded(&sim.search.report());
+            if got != (Some(1400), MtuState::Mismatch) {
+                wrong.push((seed, got));
+            }
+        }
+        // Each size needs all three tries lost to fail wrongly: 0.8 % per size.
+        assert!(wrong.len() <= 5, "{wrong:?}");
+    }
+
+    /// A path that flaps between 1500 and 1400 mid-search still concludes (bounded probes).
+    #[test]
+    fn flapping_path_concludes_within_the_budget() {
+        let (r, sizes) = one_search(MtuParams::ipv4(1500), |size, n| {
+            let limit = if n % 2 == 0 { 1500 } else { 1400 };
+            if size > limit {
+                MtuOutcome::Lost
+            } else {
+                MtuOutcome::Ok
+            }
+        });
+        assert_eq!(r.searches, 1);
+        assert!(matches!(r.path_mtu, Some(1400..=1500)), "{r:?} {sizes:?}");
+    }
+
+    /// The periodic full-size probe sees a regression within 60 s, and the path's recovery is
+    /// seen at the next check.
+    #[test]
+    fn regression_is_seen_within_a_minute_and_recovery_after_the_fault_clears() {
+        for signals in [true, false] {
+            let mut sim = Sim::ipv4(Path::clean(1500));
+            sim.run_search(Duration::from_secs(5));
+            assert_eq!(concluded(&sim.search.report()), (Some(1500), MtuState::Ok));
+            // Healthy for a while: only checks.
+            sim.run_until(Duration::from_secs(100));
+            assert_eq!(sim.search.report().searches, 1);
+
+            // The fault: a 1400 hop.
+            sim.path = sim.path.clone().hop(1400, signals);
+            let want_state = if signals {
+                MtuState::Mismatch
+            } else {
+                MtuState::Blackhole
+            };
+            let seen = sim.run_until_report(Duration::from_secs(120), |r| {
+                concluded(r) == (Some(1400), want_state)
+            });
+            assert!(
+                seen <= Duration::from_secs(60),
+                "signals {signals}: regression seen after {seen:?}"
+            );
+            eprintln!("signals {signals}: regression to 1400 concluded after {seen:?}");
+
+            // Stays put across later checks and searches.
+            sim.run_until(sim.at() + Duration::from_secs(700));
+            assert_eq!(concluded(&sim.search.report()), (Some(1400), want_state));
+
+            // The fault clears.
+            sim.path.hops.clear();
+            let healed = sim.run_until_report(Duration::from_secs(120), |r| {
+                concluded(r) == (Some(1500), MtuState::Ok)
+            });
+            assert!(
+                healed <= Duration::from_secs(31),
+                "signals {signals}: recovery seen after {healed:?}"
+            );
+            eprintln!("signals {signals}: recovery concluded after {healed:?}");
+        }
+    }
+
+    /// A mismatch that turns into a black hole (someone starts filtering ICMP) and back.
+    #[test]
+    fn a_mismatch_becomes_a_blackhole_and_back() {
+        let mut sim = Sim::ipv4(Path::clean(1500).hop(1400, true));
+        sim.run_search(Duration::from_secs(5));
+        assert_eq!(
+            concluded(&sim.search.report()),
+            (Some(1400), MtuState::Mismatch)
+        );
+        sim.path.hops[0].signals = false;
+        // The check at 1400 still passes and the recovery probe is merely lost: the state
+        // changes at the next full search (10 min).
+        sim.run_until_report(Duration::from_secs(660), |r| r.state == MtuState::Blackhole);
+        assert_eq!(sim.search.report().path_mtu, Some(1400));
+        sim.path.hops[0].signals = true;
+        let t = sim.run_until_report(Duration::from_secs(60), |r| r.state == MtuState::Mismatch);
+        assert!(t <= Duration::from_secs(31), "{t:?}");
+    }
+
+    /// The destination goes down and comes back: unknown, then ok again within a check.
+    #[test]
+    fn an_unreachable_destination_is_unknown_and_retried() {
+        let mut sim = Sim::ipv4(Path::clean(1500));
+        sim.run_search(Duration::from_secs(5));
+        sim.path.down = true;
+        sim.run_until_report(Duration::from_secs(120), |r| r.state == MtuState::Unknown);
+        assert_eq!(sim.search.report().path_mtu, None);
+        sim.path.down = false;
+        let t = sim.run_until_report(Duration::from_secs(60), |r| r.state == MtuState::Ok);
+        assert!(t <= Duration::from_secs(31), "{t:?}");
+    }
+
+    #[test]
+    fn local_mtu_change_restarts_the_search() {
+        let mut sim = Sim::ipv4(Path::clean(1500));
+        sim.run_search(Duration::from_secs(5));
+        sim.path.local_mtu = 9000;
+        sim.search.set_local_mtu(9000);
+        assert!(sim.search.report().searching);
+        sim.run_search(Duration::from_secs(5));
+        assert_eq!(concluded(&sim.search.report()), (Some(9000), MtuState::Ok));
+        assert_eq!(sim.search.report().expected_mtu, 9000);
+        // The interface shrinks without us being told: EMSGSIZE at the check, a new search
+        // finds the new size, signalled (locally).
+        sim.path.local_mtu = 1500;
+        sim.run_until_report(Duration::from_secs(60), |r| r.path_mtu == Some(1500));
+        assert_eq!(sim.search.report().state, MtuState::Mismatch);
+    }
+
+    #[test]
+    fn stale_and_unexpected_results_are_ignored() {
+        let t0 = Instant::now();
+        let mut search = MtuSearch::new(MtuParams::ipv4(1500), t0);
+        // A result before any probe.
+        search.on_result(1500, MtuOutcome::Ok, t0);
+        let p = search.next_probe(t0).unwrap();
+        assert_eq!(
+            p,
+            ProbeSize {
+                size: 1200,
+                kind: ProbeKind::Search
+            }
+        );
+        // Nothing else while it is in flight.
+        assert_eq!(search.next_probe(t0), None);
+        // A result for another size.
+        search.on_result(1500, MtuOutcome::Ok, t0);
+        assert_eq!(search.next_probe(t0), None);
+        // The result never comes: lost after the in-flight limit, retried after the gap.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(search.next_due(), later);
+        assert_eq!(search.next_probe(later), None);
+        let p = search
+            .next_probe(later + Duration::from_millis(200))
+            .unwrap();
+        assert_eq!(p.size, 1200);
+    }
+
+    #[test]
+    fn no_panic_on_odd_parameters() {
+        for local in [0, 1, 67, 68, 576, 1199, 1200, 1201, 65535, 65536, u32::MAX] {
+            for base in [0, 1, 1200, 70000, u32::MAX] {
+                for tries in [0, 1, 3, 255] {
+                    let params = MtuParams {
+                        base,
+                        tries,
+                        probe_gap: Duration::ZERO,
+                        ..MtuParams::ipv4(local)
+                    };
+                    let t0 = Instant::now();
+                    let mut s = MtuSearch::new(params, t0);
+                    let mut now = t0;
+                    let mut n = 0;
+                    while let Some(p) = s.next_probe(now) {
+                        let outcome = match n % 4 {
+                            0 => MtuOutcome::Ok,
+                            1 => MtuOutcome::Lost,
+                            2 => MtuOutcome::TooBig {
+                                mtu: Some(p.size / 2),
+                                from: None,
+                            },
+                            _ => MtuOutcome::LocalTooBig,
+                        };
+                        now += Duration::from_millis(1);
+                        s.on_result(p.size, outcome, now);
+                        n += 1;
+                        assert!(n <= 64, "local {local} base {base} tries {tries}");
+                    }
+                    let r = s.report();
+                    assert!(r.path_mtu.is_none_or(|m| m <= MAX_MTU));
+                }
+            }
+        }
+    }
+
+    // ---- cost ---------------------------------------------------------------------------------
+
+    fn probes_in_an_hour(path: Path) -> (usize, u64) {
+        let mut sim = Sim::ipv4(path);
+        sim.run_until(Duration::from_secs(3600));
+        let bytes = sim.sent.iter().map(|(_, p, _)| u64::from(p.size)).sum();
+        (sim.sent.len(), bytes)
+    }
+
+    /// The figures quoted in the module documentation.
+    #[test]
+    fn cost_per_destination_per_hour() {
+        let (healthy, bytes) = probes_in_an_hour(Path::clean(1500));
+        eprintln!("healthy 1500: {healthy} probes/h, {bytes} bytes/h each way");
+        assert_eq!(healthy, 126);
+        assert_eq!(bytes, 6 * (1200 + 1500) + 114 * 1500);
+
+        let (mismatch, _) = probes_in_an_hour(Path::clean(1500).hop(1400, true));
+        eprintln!("signalled mismatch 1400: {mismatch} probes/h");
+        assert_eq!(mismatch, 246);
+
+        let (blackhole, _) = probes_in_an_hour(Path::clean(1500).hop(1400, false));
+        eprintln!("black hole 1400: {blackhole} probes/h");
+        assert!((320..=350).contains(&blackhole), "{blackhole}");
+
+        let (down, _) = probes_in_an_hour(Path {
+            down: true,
+            ..Path::clean(1500)
+        });
+        eprintln!("destination down: {down} probes/h");
+        assert!((300..=340).contains(&down), "{down}");
+
+        let (jumbo, _) = probes_in_an_hour(Path::clean(9001));
+        eprintln!("healthy 9001: {jumbo} probes/h");
+        assert_eq!(jumbo, 126);
+    }
+}

@@ -1,0 +1,1059 @@
+//! The Don't-Fragment prober that [`crate::mtu`] drives: one ICMP echo of exactly `size` bytes
+//! (the IP packet: 20 IPv4 header + 8 ICMP header + payload) with DF set, within a timeout.
+//!
+//! Why a socket of its own: surge-ping has no DF knob and does not expose the next-hop MTU of a
+//! "fragmentation needed". Here:
+//!
+//! * **A raw ICMPv4 socket per probe** (CAP_NET_RAW), non-blocking in a tokio [`AsyncFd`].
+//!   Path-MTU probes are rare (about two a minute per destination), so a socket per probe keeps
+//!   the prober stateless (no receive task, no waiter table) and its lifetime bounded by the
+//!   probe's. A raw socket sees a copy of every ICMP packet the host receives: a kernel type
+//!   filter passes only echo replies and the errors that can quote our request (types 0, 3,
+//!   11), and each packet is matched on identifier, sequence, an 8-byte random cookie in the
+//!   payload and the destination (directly for a reply, in the quoted original for an error).
+//!   The socket is never `connect`ed: that would filter out the router's error.
+//! * **`IP_MTU_DISCOVER = IP_PMTUDISC_PROBE`**: DF is set and the kernel's cached path MTU is
+//!   ignored, so every probe asks the path again (with `IP_PMTUDISC_DO` the second oversize probe
+//!   fails locally with EMSGSIZE from the cache, and a DGRAM socket never sees the router's
+//!   report: see `shared/notes/machine-facts.md`). Only the egress device's MTU still limits the
+//!   send: EMSGSIZE → [`MtuOutcome::LocalTooBig`].
+//! * A router's type 3 code 4 carries the next-hop MTU in bytes 6–7 of its ICMP header →
+//!   [`MtuOutcome::TooBig`] with the router as `from`.
+//!
+//! IPv4 only for now: an IPv6 destination gets `MtuOutcome::Failed(LocalError)` at once (the
+//! state machine supports IPv6; the prober would need an ICMPv6 raw socket with
+//! `IPV6_MTU_DISCOVER = IPV6_PMTUDISC_PROBE` and packet-too-big parsing).
+//!
+//! [`local_mtu`] reads the expected MTU toward a destination (see its documentation for why it
+//! reads the egress device's MTU rather than `IP_MTU`).
+
+use std::ffi::CStr;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::model::ErrorClass;
+use crate::mtu::{MtuOutcome, MtuSearch, ProbeSize, MAX_MTU};
+use crate::probe::classify::{icmpv4_error, io_error, truncate};
+use crate::probe::icmp::icmp_filter_mask;
+
+/// IPv4 header (no options, as the kernel builds it) + ICMP echo header.
+pub const V4_OVERHEAD: u32 = 28;
+/// The random cookie at the start of every probe's payload.
+const COOKIE_LEN: usize = 8;
+/// The smallest probe: headers and the cookie.
+pub const MIN_PROBE_SIZE: u32 = V4_OVERHEAD + COOKIE_LEN as u32;
+/// Receive buffer: the largest IP packet.
+const RECV_BUF: usize = 65536;
+/// ICMPv4 types the probe socket lets through: echo reply, destination unreachable, time
+/// exceeded.
+const WANTED: [u8; 3] = [0, 3, 11];
+
+/// What one DF probe found, and how long the answer took (replies and ICMP errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PmtuProbe {
+    pub outcome: MtuOutcome,
+    pub rtt: Option<Duration>,
+}
+
+impl PmtuProbe {
+    fn at_once(outcome: MtuOutcome) -> PmtuProbe {
+        PmtuProbe { outcome, rtt: None }
+    }
+}
+
+/// The DF prober. Holds no socket between probes; cheap to share.
+#[derive(Debug)]
+pub struct PmtuProber {
+    _private: (),
+}
+
+impl PmtuProber {
+    /// Check that a raw ICMP socket can be opened (CAP_NET_RAW): a Privilege error naming the
+    /// fix otherwise. Must be called inside a Tokio runtime with I/O enabled (probes need it).
+    pub fn new() -> Result<PmtuProber, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Socket(
+                "the path-MTU prober must be created inside a Tokio runtime".into(),
+            ));
+        }
+        match open_socket() {
+            Ok(_) => Ok(PmtuProber { _private: () }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                Err(Error::Privilege(format!(
+                    "path-MTU discovery needs a raw ICMP socket ({e}): grant CAP_NET_RAW (add \
+                     NET_RAW to the container's securityContext.capabilities)"
+                )))
+            }
+            Err(e) => Err(Error::Socket(format!(
+                "cannot open a raw ICMP socket for path-MTU discovery: {e}"
+            ))),
+        }
+    }
+
+    /// Send one echo of exactly `size` bytes (IP packet) with Don't-Fragment to `dest`, and
+    /// wait up to `timeout` for the reply or an ICMP error about it. Never panics; completes
+    /// within `timeout` (plus scheduling noise).
+    pub async fn probe(&self, dest: IpAddr, size: u32, timeout: Duration) -> PmtuProbe {
+        let dest = match dest {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => {
+                return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
+                    detail: "path-MTU probes to IPv6 destinations are not supported yet".into(),
+                }))
+            }
+        };
+        if !(MIN_PROBE_SIZE..=MAX_MTU).contains(&size) {
+            return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
+                detail: format!("probe size {size} outside {MIN_PROBE_SIZE}..={MAX_MTU}"),
+            }));
+        }
+        let deadline = Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.exchange(dest, size, deadline)).await {
+            Ok(probe) => probe,
+            Err(_) => PmtuProbe::at_once(MtuOutcome::Lost),
+        }
+    }
+
+    async fn exchange(&self, dest: Ipv4Addr, size: u32, deadline: Instant) -> PmtuProbe {
+        let socket = match open_socket().and_then(|s| {
+            // SAFETY: the socket owns its fd, which stays open and the same until the
+            // AsyncFd (which owns the socket) is dropped.
+            unsafe { AsyncFd::register(s) }.map_err(io::Error::from)
+        }) {
+            Ok(s) => s,
+            Err(e) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
+        };
+        let echo = Echo {
+            ident: rand::random(),
+            seq: rand::random(),
+            cookie: rand::random(),
+        };
+        let Some(packet) = echo.build(size) else {
+            return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
+                detail: format!("cannot build a {size}-byte probe"),
+            }));
+        };
+        let to = SockAddr::from(SocketAddrV4::new(dest, 0));
+        let sent_at = Instant::now();
+        loop {
+            let mut guard = match socket.writable().await {
+                Ok(g) => g,
+                Err(e) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
+            };
+            match guard.try_io(|s| s.get_ref().send_to(&packet, &to)) {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    return PmtuProbe::at_once(MtuOutcome::LocalTooBig)
+                }
+                Ok(Err(e)) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
+                Err(_would_block) => continue,
+            }
+        }
+        let mut buf = vec![0u8; RECV_BUF];
+        // On a raw socket an ICMP error may also surface as a pending socket error (sk_err):
+        // remembered, in case the packet itself never shows up.
+        let mut socket_error: Option<io::Error> = None;
+        loop {
+            let mut guard = match tokio::time::timeout_at(deadline, socket.readable()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(g)) => g,
+                Ok(Err(e)) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
+            };
+            let n = match guard.try_io(|s| {
+                let mut sock: &Socket = s.get_ref();
+                sock.read(&mut buf)
+            }) {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    socket_error = Some(e);
+                    continue;
+                }
+                Err(_would_block) => continue,
+            };
+            let Some(reply) = buf.get(..n).and_then(|p| echo.parse(p, dest)) else {
+                continue;
+            };
+            let rtt = Some(sent_at.elapsed());
+            let outcome = match reply {
+                Reply::Echo => MtuOutcome::Ok,
+                Reply::TooBig { from, mtu } => MtuOutcome::TooBig {
+                    mtu,
+                    from: Some(IpAddr::V4(from)),
+                },
+                Reply::Error(class) => MtuOutcome::Failed(class),
+            };
+            return PmtuProbe { outcome, rtt };
+        }
+        let outcome = match socket_error {
+            Some(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => MtuOutcome::TooBig {
+                mtu: None,
+                from: None,
+            },
+            _ => MtuOutcome::Lost,
+        };
+        PmtuProbe::at_once(outcome)
+    }
+}
+
+/// Open one probe socket: raw ICMPv4, non-blocking, DF with `IP_PMTUDISC_PROBE`, type filter.
+fn open_socket() -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+    socket.set_nonblocking(true)?;
+    set_int(
+        &socket,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    )?;
+    // <linux/icmp.h> ICMP_FILTER at level SOL_RAW: a set bit drops that type. Best effort.
+    const ICMP_FILTER: libc::c_int = 1;
+    let mask: [u32; 1] = icmp_filter_mask(&WANTED);
+    // SAFETY: a live socket; the option value is a u32 of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_RAW,
+            ICMP_FILTER,
+            mask.as_ptr().cast(),
+            std::mem::size_of_val(&mask) as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "no ICMP type filter on the path-MTU socket");
+    }
+    Ok(socket)
+}
+
+fn set_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a live socket; the option value is a c_int of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn get_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a live socket; a c_int buffer and its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The echo request and its answers (pure).
+
+/// One probe's identity: what its answer must quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    pub ident: u16,
+    pub seq: u16,
+    pub cookie: [u8; COOKIE_LEN],
+}
+
+/// What a received packet says about our echo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The destination's echo reply.
+    Echo,
+    /// Fragmentation needed (type 3 code 4) from router `from`, with its next-hop MTU.
+    TooBig { from: Ipv4Addr, mtu: Option<u32> },
+    /// Another ICMP error quoting our request.
+    Error(ErrorClass),
+}
+
+impl Echo {
+    /// The ICMP message (header + payload) whose IPv4 packet is `size` bytes: type 8, our
+    /// identifier and sequence, the cookie then zeros, checksummed. `None` if `size` is outside
+    /// [`MIN_PROBE_SIZE`]..=65535.
+    pub fn build(&self, size: u32) -> Option<Vec<u8>> {
+        if !(MIN_PROBE_SIZE..=MAX_MTU).contains(&size) {
+            return None;
+        }
+        let len = usize::try_from(size - (V4_OVERHEAD - 8)).ok()?;
+        let mut msg = vec![0u8; len];
+        msg[0] = 8;
+        msg[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        msg[6..8].copy_from_slice(&self.seq.to_be_bytes());
+        msg[8..8 + COOKIE_LEN].copy_from_slice(&self.cookie);
+        let sum = checksum(&msg);
+        msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        Some(msg)
+    }
+
+    /// Read one packet from the raw socket (IPv4 header included). `None` when it is not
+    /// about this echo to `dest`. Bounds-checked throughout: any byte string is safe.
+    pub fn parse(&self, packet: &[u8], dest: Ipv4Addr) -> Option<Reply> {
+        let (source, icmp) = ipv4_payload(packet)?;
+        let icmp_type = *icmp.first()?;
+        let code = *icmp.get(1)?;
+        match icmp_type {
+            0 => {
+                let ours = source == dest
+                    && code == 0
+                    && self.matches_echo(icmp, 0)
+                    && icmp.get(8..8 + COOKIE_LEN)? == self.cookie;
+                ours.then_some(Reply::Echo)
+            }
+            3 | 11 => {
+                // The quoted original: IPv4 header + at least 8 bytes of our request.
+                let (_, inner_dst, quoted) = quoted_ipv4(icmp.get(8..)?)?;
+                if inner_dst != dest || !self.matches_echo(quoted, 8) {
+                    return None;
+                }
+                // Routers quote at least 8 bytes; Linux quotes up to 576: check the cookie
+                // when it is there.
+                if let Some(cookie) = quoted.get(8..8 + COOKIE_LEN) {
+                    if cookie != self.cookie {
+                        return None;
+                    }
+                }
+                if (icmp_type, code) == (3, 4) {
+                    let mtu = u16::from_be_bytes([*icmp.get(6)?, *icmp.get(7)?]);
+                    Some(Reply::TooBig {
+                        from: source,
+                        mtu: (mtu > 0).then_some(u32::from(mtu)),
+                    })
+                } else {
+                    Some(Reply::Error(icmpv4_error(
+                        icmp_type,
+                        code,
+                        IpAddr::V4(source),
+                        None,
+                    )))
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `icmp` is an echo of type `want_type` carrying our identifier and sequence.
+    fn matches_echo(&self, icmp: &[u8], want_type: u8) -> bool {
+        icmp.len() >= 8
+            && icmp[0] == want_type
+            && icmp[4..6] == self.ident.to_be_bytes()
+            && icmp[6..8] == self.seq.to_be_bytes()
+    }
+}
+
+/// An IPv4 packet carrying ICMP: (source, ICMP message). Total length is not trusted beyond the
+/// bytes received.
+fn ipv4_payload(packet: &[u8]) -> Option<(Ipv4Addr, &[u8])> {
+    let first = *packet.first()?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || *packet.get(9)? != 1 {
+        return None;
+    }
+    let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+    Some((Ipv4Addr::from(src), packet.get(ihl..)?))
+}
+
+/// The original packet quoted in an ICMP error: (source, destination, its ICMP bytes).
+fn quoted_ipv4(quoted: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, &[u8])> {
+    let first = *quoted.first()?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || *quoted.get(9)? != 1 {
+        return None;
+    }
+    let src: [u8; 4] = quoted.get(12..16)?.try_into().ok()?;
+    let dst: [u8; 4] = quoted.get(16..20)?.try_into().ok()?;
+    Some((Ipv4Addr::from(src), Ipv4Addr::from(dst), quoted.get(ihl..)?))
+}
+
+/// The Internet checksum (RFC 1071).
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for pair in &mut chunks {
+        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([pair[0], pair[1]])));
+    }
+    if let [last] = chunks.remainder() {
+        sum = sum.wrapping_add(u32::from(*last) << 8);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The expected MTU.
+
+/// The local side of the path toward a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMtu {
+    /// The source address the kernel picks for the destination.
+    pub source: IpAddr,
+    /// The device holding that address, when one does.
+    pub device: Option<String>,
+    /// That device's MTU (SIOCGIFMTU).
+    pub device_mtu: Option<u32>,
+    /// `getsockopt(IP_MTU)` on a UDP socket connected to the destination: the route's MTU,
+    /// which includes any path MTU the kernel has cached from an ICMP report.
+    pub route_mtu: Option<u32>,
+}
+
+impl LocalMtu {
+    /// The expected path MTU: the device's, else the route's; at most 65535.
+    pub fn expected(&self) -> Option<u32> {
+        self.device_mtu.or(self.route_mtu).map(|m| m.min(MAX_MTU))
+    }
+}
+
+/// The local interface MTU toward `dest` (no packet is sent).
+///
+/// Route lookup without netlink: a UDP socket `connect`ed to the destination makes the kernel
+/// choose the route and the source address; the device holding that source address
+/// (`getifaddrs`) is the egress device in the usual layouts (a pod's `eth0`, a node's uplink,
+/// `flannel.1`, `tunl0`), and its MTU comes from `SIOCGIFMTU` on that socket.
+///
+/// Why not `getsockopt(IP_MTU)` alone: it returns the route's current MTU, which *includes the
+/// path MTU the kernel cached from a fragmentation-needed* (for ~10 minutes) — after our own
+/// probes have met a 1400 hop it says 1400, and a mismatch would look "as expected". It is
+/// returned as `route_mtu` for diagnosis and used only when no device holds the source.
+/// Why not `/sys/class/net/<dev>/mtu`: sysfs shows the network namespace of whoever mounted
+/// it, not the caller's; the ioctl and `getifaddrs` (netlink) answer for the caller's
+/// namespace.
+///
+/// Limitation: a route with a `src` hint naming another device's address (some CNIs do) makes
+/// the device guess wrong; RTM_GETROUTE over netlink (RTA_OIF) would be exact.
+pub fn local_mtu(dest: IpAddr) -> io::Result<LocalMtu> {
+    let bind: SocketAddr = match dest {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let udp = UdpSocket::bind(bind)?;
+    udp.connect((dest, 9))?;
+    let source = udp.local_addr()?.ip();
+    let (level, name) = match dest {
+        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
+        IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    let route_mtu = get_int(&udp, level, name)
+        .ok()
+        .and_then(|m| u32::try_from(m).ok())
+        .filter(|&m| m > 0);
+    let device = device_of(source);
+    let device_mtu = device
+        .as_deref()
+        .and_then(|d| device_mtu(&udp, d).ok())
+        .filter(|&m| m > 0);
+    Ok(LocalMtu {
+        source,
+        device,
+        device_mtu,
+        route_mtu,
+    })
+}
+
+/// The name of the device holding `addr`, from `getifaddrs`.
+fn device_of(addr: IpAddr) -> Option<String> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cursor = head;
+    // Bounded walk: a host has far fewer addresses than this.
+    for _ in 0..100_000 {
+        if cursor.is_null() {
+            break;
+        }
+        // SAFETY: a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*cursor };
+        cursor = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let here = match family {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
+                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                IpAddr::V6(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => continue,
+        };
+        if here == addr {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
+            found = Some(truncate(&name.to_string_lossy()));
+            break;
+        }
+    }
+    // SAFETY: the list getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found
+}
+
+/// The MTU of device `name` (SIOCGIFMTU on any socket of the caller's namespace).
+fn device_mtu(socket: &impl AsRawFd, name: &str) -> io::Result<u32> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad device name",
+        ));
+    }
+    // SAFETY: ifreq is plain old data; all zeros is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a live socket and an ifreq naming the device; the kernel fills ifru_mtu.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU wrote the mtu member of the union.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::other("negative MTU"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving a search.
+
+/// Send the search's next probe if one is due, and feed its result back. Returns what was
+/// probed, or `None` when nothing was due (sleep until [`MtuSearch::next_due`]).
+pub async fn step(
+    prober: &PmtuProber,
+    search: &mut MtuSearch,
+    dest: IpAddr,
+    timeout: Duration,
+) -> Option<(ProbeSize, PmtuProbe)> {
+    let probe = search.next_probe(std::time::Instant::now())?;
+    let result = prober.probe(dest, probe.size, timeout).await;
+    search.on_result(
+        probe.size,
+        result.outcome.clone(),
+        std::time::Instant::now(),
+    );
+    Some((probe, result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mtu::{MtuParams, MtuReport, MtuState};
+
+    const DEST: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 6);
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 2);
+    const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 1);
+
+    fn echo() -> Echo {
+        Echo {
+            ident: 0xBEEF,
+            seq: 7,
+            cookie: *b"meshprob",
+        }
+    }
+
+    fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p[0] = 0x45;
+        let total = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = 1;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&dst.octets());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn reply_to(request: &[u8]) -> Vec<u8> {
+        let mut r = request.to_vec();
+        r[0] = 0;
+        r[2..4].fill(0);
+        let sum = checksum(&r);
+        r[2..4].copy_from_slice(&sum.to_be_bytes());
+        r
+    }
+
+    /// An ICMP error from `from` quoting `quote_len` bytes of our request's ICMP message.
+    fn error_about(icmp_type: u8, code: u8, mtu: u16, request: &[u8], quote_len: usize) -> Vec<u8> {
+        let mut icmp = vec![icmp_type, code, 0, 0, 0, 0];
+        icmp.extend_from_slice(&mtu.to_be_bytes());
+        let original = ipv4(ME, DEST, request);
+        icmp.extend_from_slice(&original[..(20 + quote_len).min(original.len())]);
+        ipv4(ROUTER, ME, &icmp)
+    }
+
+    #[test]
+    fn echo_requests_have_the_exact_size_and_a_valid_checksum() {
+        let e = echo();
+        for size in [MIN_PROBE_SIZE, 1200, 1399, 1400, 1500, 9001, MAX_MTU] {
+            let msg = e.build(size).unwrap();
+            assert_eq!(msg.len() as u32 + 20, size);
+            assert_eq!(checksum(&msg), 0, "size {size}");
+            assert_eq!(&msg[..2], &[8, 0]);
+            assert_eq!(&msg[8..16], b"meshprob");
+        }
+        for size in [0, 27, 28, MIN_PROBE_SIZE - 1, MAX_MTU + 1, u32::MAX] {
+            assert_eq!(e.build(size), None, "size {size}");
+        }
+    }
+
+    #[test]
+    fn checksum_matches_rfc1071_examples() {
+        // RFC 1071 §3: the sum of 0001 f203 f4f5 f6f7 is ddf2 (one's complement 220d).
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
+        assert_eq!(checksum(&[]), 0xffff);
+        assert_eq!(checksum(&[0xff]), !0xff00);
+    }
+
+    #[test]
+    fn replies_and_errors_are_matched_and_read() {
+        let e = echo();
+        let request = e.build(1500).unwrap();
+        let reply = ipv4(DEST, ME, &reply_to(&request));
+        assert_eq!(e.parse(&reply, DEST), Some(Reply::Echo));
+        // From someone else, to another destination, another probe: not ours.
+        assert_eq!(e.parse(&ipv4(ROUTER, ME, &reply_to(&request)), DEST), None);
+        assert_eq!(e.parse(&reply, ROUTER), None);
+        for other in [
+            Echo { ident: 1, ..e },
+            Echo { seq: 8, ..e },
+            Echo {
+                cookie: *b"someone.",
+                ..e
+            },
+        ] {
+            assert_eq!(other.parse(&reply, DEST), None, "{other:?}");
+        }
+        // Our own request looped back is not a reply.
+        assert_eq!(e.parse(&ipv4(ME, DEST, &request), DEST), None);
+
+        // Fragmentation needed, quoting 8 bytes (RFC 792 minimum) or 548 (Linux).
+        for quote in [8, 548] {
+            let err = error_about(3, 4, 1400, &request, quote);
+            assert_eq!(
+                e.parse(&err, DEST),
+                Some(Reply::TooBig {
+                    from: ROUTER,
+                    mtu: Some(1400)
+                }),
+                "quote {quote}"
+            );
+            // Quoting someone else's probe, or another destination.
+            assert_eq!(Echo { seq: 9, ..e }.parse(&err, DEST), None);
+            assert_eq!(e.parse(&err, ROUTER), None);
+        }
+        // The quoted cookie, when present, must match.
+        let err = error_about(3, 4, 1400, &request, 548);
+        assert_eq!(
+            Echo {
+                cookie: [0; 8],
+                ..e
+            }
+            .parse(&err, DEST),
+            None
+        );
+        // An MTU of zero: unknown.
+        assert_eq!(
+            e.parse(&error_about(3, 4, 0, &request, 8), DEST),
+            Some(Reply::TooBig {
+                from: ROUTER,
+                mtu: None
+            })
+        );
+        // Other errors are named.
+        assert_eq!(
+            e.parse(&error_about(3, 1, 0, &request, 8), DEST),
+            Some(Reply::Error(ErrorClass::HostUnreachable {
+                from: Some(IpAddr::V4(ROUTER))
+            }))
+        );
+        assert_eq!(
+            e.parse(&error_about(11, 0, 0, &request, 8), DEST),
+            Some(Reply::Error(ErrorClass::TtlExceeded {
+                from: Some(IpAddr::V4(ROUTER))
+            }))
+        );
+        // Quoting fewer than 8 bytes of the request: cannot be matched.
+        assert_eq!(e.parse(&error_about(3, 4, 1400, &request, 4), DEST), None);
+    }
+
+    /// Every truncation and a pseudo-random corpus of mutations parse without panicking.
+    #[test]
+    fn no_panic_on_any_input() {
+        let e = echo();
+        let request = e.build(600).unwrap();
+        let samples = [
+            ipv4(DEST, ME, &reply_to(&request)),
+            error_about(3, 4, 1400, &request, 548),
+            error_about(11, 0, 0, &request, 8),
+        ];
+        for sample in &samples {
+            for len in 0..=sample.len() {
+                let _ = e.parse(&sample[..len], DEST);
+            }
+        }
+        let mut x: u64 = 0x243F_6A88_85A3_08D3;
+        for i in 0..20_000 {
+            let mut p = samples[i % samples.len()].clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x as usize) % p.len();
+                p[at] = (x >> 32) as u8;
+            }
+            let len = (x >> 40) as usize % (p.len() + 1);
+            let _ = e.parse(&p[..len], DEST);
+        }
+        // IHL pointing past the end, version 6, empty.
+        let _ = e.parse(&[0x4f; 30], DEST);
+        let _ = e.parse(&[0x60; 60], DEST);
+        let _ = e.parse(&[], DEST);
+    }
+
+    // ---- real sockets -----------------------------------------------------------------------
+
+    fn prober_or_skip() -> Option<PmtuProber> {
+        match PmtuProber::new() {
+            Ok(p) => Some(p),
+            Err(Error::Privilege(why)) => {
+                eprintln!("skipped: {why}");
+                None
+            }
+            Err(e) => panic!("unexpected error opening the path-MTU prober: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_answers_and_oversize_is_local_too_big() {
+        let Some(prober) = prober_or_skip() else {
+            return;
+        };
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let local = local_mtu(lo).unwrap();
+        assert_eq!(local.device.as_deref(), Some("lo"), "{local:?}");
+        assert_eq!(local.expected(), Some(65535), "{local:?}");
+        let t = Duration::from_secs(1);
+        let r = prober.probe(lo, 1500, t).await;
+        assert_eq!(r.outcome, MtuOutcome::Ok, "{r:?}");
+        assert!(r.rtt.is_some());
+        let r = prober.probe(lo, 65535, t).await;
+        assert_eq!(r.outcome, MtuOutcome::Ok, "{r:?}");
+        for bad in [0, 35, 65536] {
+            let r = prober.probe(lo, bad, t).await;
+            assert!(matches!(r.outcome, MtuOutcome::Failed(_)), "{bad}: {r:?}");
+        }
+        let r = prober.probe("::1".parse().unwrap(), 1500, t).await;
+        assert!(matches!(
+            r.outcome,
+            MtuOutcome::Failed(ErrorClass::LocalError { .. })
+        ));
+    }
+
+    // ---- network namespaces: A — R — B ------------------------------------------------------
+
+    /// Namespaces created by a test, deleted on drop (also when the test fails).
+    struct Lab {
+        names: Vec<String>,
+    }
+
+    impl Lab {
+        fn ns(&mut self, tag: &str) -> String {
+            let name = format!("mpt-mtu-{}-{tag}", std::process::id());
+            // Registered before creation, so a half-built lab is still torn down.
+            self.names.push(name.clone());
+            name
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            for name in &self.names {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", name])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+
+    fn sh(args: &[&str]) {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ip -n NS <args>`, the arguments split on whitespace.
+    fn ipn(ns: &str, args: &str) {
+        let mut argv = vec!["ip", "-n", ns];
+        argv.extend(args.split_whitespace());
+        sh(&argv);
+    }
+
+    /// A command run inside namespace `ns`.
+    fn in_ns(ns: &str, args: &str) {
+        let mut argv = vec!["ip", "netns", "exec", ns];
+        argv.extend(args.split_whitespace());
+        sh(&argv);
+    }
+
+    fn lab_skip_reason() -> Option<String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Some("not root".into());
+        }
+        for tool in ["ip", "iptables"] {
+            let ok = std::process::Command::new(tool)
+                .arg("-V")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                return Some(format!("`{tool}` is missing"));
+            }
+        }
+        None
+    }
+
+    /// Run `f` on a thread moved into namespace `ns`, in a current-thread runtime there: every
+    /// socket it opens lives in `ns`.
+    fn in_netns<T, F, Fut>(ns: &str, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: a valid namespace fd; only this thread moves.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f())
+        })
+        .join()
+        .expect("namespace thread panicked")
+    }
+
+    /// Drive `search` until `done` says so or `limit` passes; returns the report and the time.
+    async fn drive(
+        prober: &PmtuProber,
+        search: &mut MtuSearch,
+        dest: IpAddr,
+        timeout: Duration,
+        limit: Duration,
+        done: impl Fn(&MtuReport) -> bool,
+    ) -> (MtuReport, Duration) {
+        let start = std::time::Instant::now();
+        while !done(&search.report()) && start.elapsed() < limit {
+            if step(prober, search, dest, timeout).await.is_none() {
+                let due = search.next_due();
+                let now = std::time::Instant::now();
+                let wait = due
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(50));
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            }
+        }
+        (search.report(), start.elapsed())
+    }
+
+    /// A — R — B: MTU 1500 on A–R, 1400 on R–B. From A, B's path MTU is 1400: `mismatch`
+    /// (R's frag-needed names 1400); with frag-needed dropped in R, `blackhole` at 1400; with
+    /// ICMP back, `mismatch` again; with R–B back at 1500, `ok` at the next check; narrowed
+    /// again, `mismatch` at the next check.
+    #[test]
+    fn netns_mismatch_blackhole_and_recovery() {
+        if let Some(why) = lab_skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut lab = Lab { names: Vec::new() };
+        let a = lab.ns("a");
+        let r = lab.ns("r");
+        let b = lab.ns("b");
+        for ns in [&a, &r, &b] {
+            sh(&["ip", "netns", "add", ns]);
+        }
+        ipn(&a, &format!("link add v0 type veth peer name v1 netns {r}"));
+        ipn(
+            &r,
+            &format!("link add w0 mtu 1400 type veth peer name w1 netns {b}"),
+        );
+        ipn(&b, "link set w1 mtu 1400");
+        ipn(&a, "addr add 198.18.20.1/30 dev v0");
+        ipn(&r, "addr add 198.18.20.2/30 dev v1");
+        ipn(&r, "addr add 198.18.20.5/30 dev w0");
+        ipn(&b, "addr add 198.18.20.6/30 dev w1");
+        for (ns, dev) in [
+            (&a, "v0"),
+            (&a, "lo"),
+            (&r, "v1"),
+            (&r, "w0"),
+            (&r, "lo"),
+            (&b, "w1"),
+            (&b, "lo"),
+        ] {
+            ipn(ns, &format!("link set {dev} up"));
+        }
+        ipn(&a, "route add 198.18.20.4/30 via 198.18.20.2");
+        ipn(&b, "route add 198.18.20.0/30 via 198.18.20.5");
+        in_ns(&r, "sysctl -qw net.ipv4.ip_forward=1");
+        // No ICMP rate limit in R: the search sends several oversize probes a second.
+        in_ns(&r, "sysctl -qw net.ipv4.icmp_ratelimit=0");
+
+        let dest = IpAddr::V4(Ipv4Addr::new(198, 18, 20, 6));
+        let router = IpAddr::V4(ROUTER);
+        let timeout = Duration::from_millis(200);
+        let rules = [
+            "FORWARD -p icmp --icmp-type fragmentation-needed -j DROP",
+            "OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+        ];
+        let (r_ns, a_ns, b_ns) = (r.clone(), a.clone(), b.clone());
+        let (local, direct, reports) = in_netns(&a, move || async move {
+            let prober = PmtuProber::new().expect("root opens a raw socket");
+            let local = local_mtu(dest).expect("a route to B");
+            let direct = [
+                prober.probe(dest, 1400, timeout).await,
+                prober.probe(dest, 1401, timeout).await,
+                prober.probe(dest, 1500, timeout).await,
+                prober.probe(dest, 1501, timeout).await,
+            ];
+            let params = MtuParams {
+                probe_gap: Duration::from_millis(5),
+                check_interval: Duration::from_millis(500),
+                ..MtuParams::ipv4(local.expected().expect("expected MTU"))
+            };
+            let mut search = MtuSearch::new(params, std::time::Instant::now());
+            let limit = Duration::from_secs(20);
+            let mut reports = Vec::new();
+            let concluded = |r: &MtuReport| !r.searching && r.searches > 0;
+            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+
+            // ICMP frag-needed dropped in R, caches flushed: a true black hole.
+            for rule in rules {
+                in_ns(&r_ns, &format!("iptables -A {rule}"));
+            }
+            ipn(&a_ns, "route flush cache");
+            search.restart();
+            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+
+            // ICMP back.
+            for rule in rules {
+                in_ns(&r_ns, &format!("iptables -D {rule}"));
+            }
+            ipn(&a_ns, "route flush cache");
+            search.restart();
+            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+
+            // The narrow link is widened: the next check's recovery probe sees it.
+            ipn(&r_ns, "link set w0 mtu 1500");
+            ipn(&b_ns, "link set w1 mtu 1500");
+            reports.push(
+                drive(&prober, &mut search, dest, timeout, limit, |r| {
+                    r.state == MtuState::Ok
+                })
+                .await,
+            );
+
+            // The narrow link is back: the next check's probe at 1500 meets R's report and a
+            // new search concludes.
+            ipn(&r_ns, "link set w0 mtu 1400");
+            reports.push(
+                drive(&prober, &mut search, dest, timeout, limit, |r| {
+                    r.state == MtuState::Mismatch
+                })
+                .await,
+            );
+            (local, direct, reports)
+        });
+        eprintln!("local: {local:?}");
+        assert_eq!(local.device.as_deref(), Some("v0"));
+        assert_eq!(local.expected(), Some(1500));
+
+        eprintln!("direct probes: {direct:?}");
+        assert_eq!(direct[0].outcome, MtuOutcome::Ok);
+        let too_big = MtuOutcome::TooBig {
+            mtu: Some(1400),
+            from: Some(router),
+        };
+        assert_eq!(direct[1].outcome, too_big);
+        assert_eq!(direct[2].outcome, too_big);
+        assert_eq!(direct[3].outcome, MtuOutcome::LocalTooBig);
+
+        for (r, took) in &reports {
+            eprintln!("{r:?} after {took:?}");
+        }
+        let got: Vec<_> = reports.iter().map(|(r, _)| (r.path_mtu, r.state)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(1400), MtuState::Mismatch),
+                (Some(1400), MtuState::Blackhole),
+                (Some(1400), MtuState::Mismatch),
+                (Some(1500), MtuState::Ok),
+                (Some(1400), MtuState::Mismatch),
+            ]
+        );
+        // Recovery and regression are seen by the periodic check (500 ms here).
+        assert!(reports[3].1 < Duration::from_secs(2), "{:?}", reports[3]);
+        assert!(reports[4].1 < Duration::from_secs(2), "{:?}", reports[4]);
+        assert_eq!(reports[0].0.reported_by, Some(router));
+        assert_eq!(reports[0].0.expected_mtu, 1500);
+    }
+}
