@@ -21,8 +21,10 @@ use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, StoreCollector};
 use crate::peers::PeerSet;
+use crate::pmtud::MtuDriver;
 use crate::probe::http::HttpProber;
 use crate::probe::icmp::IcmpProber;
+use crate::probe::pmtu::PmtuProber;
 use crate::probe::tcp::TcpProber;
 use crate::probe::Probers;
 use crate::schedule::{self, Task, TaskParams};
@@ -143,7 +145,23 @@ pub async fn run(
 
     let discovery_task = tokio::spawn(discovery.run(peers_tx));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let loop_task = tokio::spawn(probe_loop(shared.clone(), probers, peers_rx, stop_rx));
+    let mtu = config
+        .mtu_interval
+        .and_then(|check| match PmtuProber::new() {
+            Ok(prober) => Some(MtuDriver::new(
+                prober,
+                shared.store.clone(),
+                shared.metrics.mtu_probes.clone(),
+                check,
+                config.mtu_search_interval,
+                config.timeout,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "path-MTU discovery is off: {e}");
+                None
+            }
+        });
+    let loop_task = tokio::spawn(probe_loop(shared.clone(), probers, mtu, peers_rx, stop_rx));
 
     let served = server::serve(
         listener,
@@ -165,6 +183,7 @@ const COALESCE: Duration = Duration::from_millis(5);
 async fn probe_loop(
     shared: Arc<Shared>,
     probers: Probers,
+    mut mtu: Option<MtuDriver>,
     mut peers_rx: watch::Receiver<Arc<PeerSet>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -190,6 +209,9 @@ async fn probe_loop(
                 store.set_peers(latest.clone(), &t);
             }
             tasks = t.into_iter().map(Arc::new).collect();
+            if let Some(m) = mtu.as_mut() {
+                m.sync(&tasks);
+            }
             current = Some(latest);
         }
 

@@ -82,6 +82,13 @@ pub struct AgentArgs {
     /// Ceiling on probes in flight at once [env: MESHPROBE_MAX_IN_FLIGHT] [default: 256].
     #[arg(long)]
     pub max_in_flight: Option<String>,
+    /// Time between two cheap full-size Don't-Fragment checks of each destination's path MTU;
+    /// `0s` turns path-MTU discovery off [env: MESHPROBE_MTU_INTERVAL] [default: 30s].
+    #[arg(long)]
+    pub mtu_interval: Option<String>,
+    /// Time between two full path-MTU searches of a destination [env: MESHPROBE_MTU_SEARCH_INTERVAL] [default: 10m].
+    #[arg(long)]
+    pub mtu_search_interval: Option<String>,
     /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
     /// [env: MESHPROBE_PAIR_METRICS] [default: all].
     #[arg(long)]

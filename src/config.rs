@@ -54,6 +54,9 @@ pub struct AgentConfig {
     pub max_rate: u32,
     pub max_in_flight: usize,
     pub pair_metrics: PairMetrics,
+    /// Path-MTU check interval; `None` when discovery is off.
+    pub mtu_interval: Option<Duration>,
+    pub mtu_search_interval: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 9464;
@@ -120,6 +123,20 @@ impl AgentConfig {
         let max_in_flight = lookup(env, &args.max_in_flight, "max-in-flight", 256, |s| {
             whole(s, 1..=10_000)
         })?;
+        let mtu_interval = lookup(
+            env,
+            &args.mtu_interval,
+            "mtu-interval",
+            Duration::from_secs(30),
+            duration,
+        )?;
+        let mtu_search_interval = lookup(
+            env,
+            &args.mtu_search_interval,
+            "mtu-search-interval",
+            Duration::from_secs(600),
+            duration,
+        )?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
             None | Some("all") => PairMetrics::All,
             Some("failing") => PairMetrics::Failing,
@@ -144,6 +161,16 @@ impl AgentConfig {
                 fmt_duration(interval)
             )));
         }
+        let mtu_interval = (!mtu_interval.is_zero()).then_some(mtu_interval);
+        if let Some(m) = mtu_interval {
+            if m < Duration::from_secs(1) || mtu_search_interval < m {
+                return Err(Error::Config(format!(
+                    "--mtu-interval {} must be at least 1s (or 0s for off) and at most --mtu-search-interval {}",
+                    fmt_duration(m),
+                    fmt_duration(mtu_search_interval)
+                )));
+            }
+        }
         if window < interval {
             return Err(Error::Config(format!(
                 "--window {} must be at least one --interval ({})",
@@ -164,6 +191,8 @@ impl AgentConfig {
             max_rate,
             max_in_flight,
             pair_metrics,
+            mtu_interval,
+            mtu_search_interval,
         })
     }
 }
@@ -283,6 +312,14 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9464".parse().unwrap());
         assert_eq!(c.pair_metrics, PairMetrics::All);
         assert_eq!(c.icmp_count, 3);
+        assert_eq!(c.mtu_interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
+        let mut off = args();
+        off.mtu_interval = Some("0s".into());
+        assert_eq!(
+            AgentConfig::resolve(&off, &env(&[])).unwrap().mtu_interval,
+            None
+        );
     }
 
     #[test]
@@ -346,6 +383,14 @@ mod tests {
             (
                 |a| a.node_name = Some("node 1".into()),
                 "--node-name \"node 1\"",
+            ),
+            (
+                |a| a.mtu_interval = Some("500ms".into()),
+                "--mtu-interval 500ms must be at least 1s",
+            ),
+            (
+                |a| a.mtu_interval = Some("20m".into()),
+                "at most --mtu-search-interval 600s",
             ),
         ];
         for (mutate, want) in table {

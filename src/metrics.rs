@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::config::PairMetrics;
 use crate::discovery::DiscoveryStatus;
 use crate::model::{DestKind, Layer, ProbeResult};
+use crate::mtu::{MtuReport, MtuState};
 use crate::store::Store;
 use crate::window::WindowStats;
 
@@ -42,6 +43,7 @@ pub struct Metrics {
     pub lateness: Histogram,
     pub rounds: Counter,
     pub rounds_stretched: Counter,
+    pub mtu_probes: Counter,
 }
 
 impl Metrics {
@@ -86,6 +88,12 @@ impl Metrics {
             "Rounds made longer than --interval by the --max-rate ceiling",
             rounds_stretched.clone(),
         );
+        let mtu_probes = Counter::default();
+        registry.register(
+            "meshprobe_mtu_probes",
+            "Don't-Fragment path-MTU probes sent",
+            mtu_probes.clone(),
+        );
         registry.register_collector(Box::new(collector));
         Metrics {
             registry,
@@ -96,6 +104,7 @@ impl Metrics {
             lateness,
             rounds,
             rounds_stretched,
+            mtu_probes,
         }
     }
 
@@ -149,6 +158,19 @@ struct Row {
     dst_zone: String,
     layer: Layer,
     stats: WindowStats,
+    mtu: Option<MtuReport>,
+}
+
+impl Row {
+    /// Whether `--pair-metrics failing` exports this pair: a failure in the window, or a path
+    /// MTU below the interface's.
+    fn failing(&self) -> bool {
+        self.stats.has_failures()
+            || self
+                .mtu
+                .as_ref()
+                .is_some_and(|m| matches!(m.state, MtuState::Mismatch | MtuState::Blackhole))
+    }
 }
 
 impl StoreCollector {
@@ -160,7 +182,7 @@ impl StoreCollector {
         let snap = store.snapshot(now);
         let (n_peers, n_targets) = (snap.peers.len(), snap.targets.len());
         let mut rows = Vec::new();
-        for p in snap.peers {
+        for mut p in snap.peers {
             for (layer, stats) in p.layers {
                 rows.push(Row {
                     kind: DestKind::Peer,
@@ -168,10 +190,11 @@ impl StoreCollector {
                     dst_zone: p.zone.clone().unwrap_or_default(),
                     layer,
                     stats,
+                    mtu: p.mtu.remove(&layer),
                 });
             }
         }
-        for t in snap.targets {
+        for mut t in snap.targets {
             for (layer, stats) in t.layers {
                 rows.push(Row {
                     kind: DestKind::Target,
@@ -179,6 +202,7 @@ impl StoreCollector {
                     dst_zone: String::new(),
                     layer,
                     stats,
+                    mtu: t.mtu.remove(&layer),
                 });
             }
         }
@@ -297,12 +321,38 @@ impl Collector for StoreCollector {
             }),
         )?;
 
+        // Path-MTU states by layer, always exported.
+        let mut mtu_counts: std::collections::BTreeMap<(Layer, &'static str), u32> =
+            Default::default();
+        for r in &rows {
+            if let Some(m) = &r.mtu {
+                for s in MtuState::ALL {
+                    mtu_counts.entry((r.layer, s.as_str())).or_insert(0);
+                }
+                *mtu_counts.entry((r.layer, m.state.as_str())).or_insert(0) += 1;
+            }
+        }
+        gauge(
+            &mut enc,
+            "meshprobe_mtu_destinations",
+            "Destinations by ICMP layer and path-MTU state (ok, mismatch, blackhole, searching, unknown)",
+            mtu_counts.iter().map(|((layer, state), n)| {
+                (
+                    vec![
+                        ("layer", layer.as_str().to_string()),
+                        ("state", state.to_string()),
+                    ],
+                    f64::from(*n),
+                )
+            }),
+        )?;
+
         // Per-pair series, as selected by --pair-metrics.
         let pairs: Vec<&Row> = rows
             .iter()
             .filter(|r| match self.pair_metrics {
                 PairMetrics::All => true,
-                PairMetrics::Failing => r.stats.has_failures(),
+                PairMetrics::Failing => r.failing(),
                 PairMetrics::None => false,
             })
             .collect();
@@ -366,6 +416,29 @@ impl Collector for StoreCollector {
                         (l, v)
                     })
                 })
+            }),
+        )?;
+        let with_mtu = || pairs.iter().filter_map(|r| r.mtu.as_ref().map(|m| (*r, m)));
+        gauge(
+            &mut enc,
+            "meshprobe_pair_path_mtu_bytes",
+            "Largest IP packet that crosses the path with Don't-Fragment set, once measured",
+            with_mtu().filter_map(|(r, m)| m.path_mtu.map(|v| (labels(r), f64::from(v)))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_expected_mtu_bytes",
+            "MTU of the local interface toward the destination",
+            with_mtu().map(|(r, m)| (labels(r), f64::from(m.expected_mtu))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_mtu_state",
+            "Always 1, labelled with the path-MTU state: ok, mismatch (ICMP reported a smaller MTU), blackhole (large packets vanish silently), searching, unknown",
+            with_mtu().map(|(r, m)| {
+                let mut l = labels(r);
+                l.push(("state", m.state.as_str().to_string()));
+                (l, 1.0)
             }),
         )?;
         Ok(())

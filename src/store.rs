@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::model::{DestKind, Layer, ProbeKey, ProbeResult};
+use crate::mtu::MtuReport;
 use crate::peers::PeerSet;
 use crate::schedule::Task;
 use crate::window::{Window, WindowStats};
@@ -23,6 +24,8 @@ pub struct Store {
     peers: Arc<PeerSet>,
     active: HashSet<ProbeKey>,
     windows: HashMap<ProbeKey, Window>,
+    /// Path-MTU reports, keyed like the ICMP windows of the same address.
+    mtu: HashMap<ProbeKey, MtuReport>,
 }
 
 /// One destination's figures, per layer.
@@ -33,6 +36,8 @@ pub struct PeerResults {
     pub node_ip: IpAddr,
     pub pod_ip: IpAddr,
     pub layers: BTreeMap<Layer, WindowStats>,
+    /// Path MTU toward the pod IP (`icmp_pod`) and the node IP (`icmp_node`), once known.
+    pub mtu: BTreeMap<Layer, MtuReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +47,7 @@ pub struct TargetResults {
     pub port: u16,
     pub protocol: &'static str,
     pub layers: BTreeMap<Layer, WindowStats>,
+    pub mtu: BTreeMap<Layer, MtuReport>,
 }
 
 /// Everything the store knows at one instant.
@@ -59,6 +65,7 @@ impl Store {
             peers: Arc::new(PeerSet::default()),
             active: HashSet::new(),
             windows: HashMap::new(),
+            mtu: HashMap::new(),
         }
     }
 
@@ -67,6 +74,7 @@ impl Store {
     pub fn set_peers(&mut self, peers: Arc<PeerSet>, tasks: &[Task]) {
         self.active = tasks.iter().map(|t| t.key.clone()).collect();
         self.windows.retain(|k, _| self.active.contains(k));
+        self.mtu.retain(|k, _| self.active.contains(k));
         self.peers = peers;
     }
 
@@ -86,6 +94,29 @@ impl Store {
             .or_insert_with(|| Window::new(span))
             .record(at, result);
         true
+    }
+
+    /// Record a destination's path-MTU report (dropped, like results, once the key is gone).
+    pub fn set_mtu(&mut self, key: &ProbeKey, report: MtuReport) -> bool {
+        if !self.active.contains(key) {
+            return false;
+        }
+        self.mtu.insert(key.clone(), report);
+        true
+    }
+
+    fn mtu_of(&self, kind: DestKind, name: &str) -> BTreeMap<Layer, MtuReport> {
+        [Layer::IcmpPod, Layer::IcmpNode]
+            .into_iter()
+            .filter_map(|layer| {
+                let key = ProbeKey {
+                    kind,
+                    name: name.to_string(),
+                    layer,
+                };
+                self.mtu.get(&key).map(|r| (layer, r.clone()))
+            })
+            .collect()
     }
 
     pub fn stats(&self, key: &ProbeKey, now: Instant) -> Option<WindowStats> {
@@ -119,6 +150,7 @@ impl Store {
                 node_ip: p.node_ip,
                 pod_ip: p.pod_ip,
                 layers: self.layers(DestKind::Peer, &p.node, now),
+                mtu: self.mtu_of(DestKind::Peer, &p.node),
             })
             .collect();
         let targets = self
@@ -131,6 +163,7 @@ impl Store {
                 port: t.port,
                 protocol: t.protocol.as_str(),
                 layers: self.layers(DestKind::Target, &t.name, now),
+                mtu: self.mtu_of(DestKind::Target, &t.name),
             })
             .collect();
         Snapshot { peers, targets }

@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const INTERVAL: Duration = Duration::from_millis(1000);
+/// Path-MTU discovery on: loopback answers every size up to 65535.
+const MTU: Option<Duration> = Some(Duration::from_secs(1));
 
 /// GET a path over a fresh connection; returns (status, body).
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -96,6 +98,8 @@ fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         max_rate: 1000,
         max_in_flight: 64,
         pair_metrics: PairMetrics::All,
+        mtu_interval: MTU,
+        mtu_search_interval: Duration::from_secs(600),
     }
 }
 
@@ -219,10 +223,27 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     assert_eq!(layer(&r, "targets", "web", "http")["reachable"], true);
     assert_eq!(layer(&r, "targets", "web", "icmp_pod")["reachable"], true);
 
+    // Path MTU: loopback carries the largest packet there is.
+    eventually(Duration::from_secs(5), "path MTU to b known", async || {
+        let r = results(addr(41)).await;
+        let p = r["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == "b")
+            .cloned();
+        p.is_some_and(|p| {
+            p["mtu"]["icmp_pod"]["state"] == "ok" && p["mtu"]["icmp_pod"]["path_mtu"] == 65535
+        })
+    })
+    .await;
+
     // Metrics carry per-pair series with documented labels.
     let (_, metrics) = get(addr(41), "/metrics").await.unwrap();
     assert!(metrics.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_probes_total{layer="tcp",result="refused"}"#));
+    assert!(metrics.contains(r#"meshprobe_pair_path_mtu_bytes{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="icmp_pod"} 65535"#), "{metrics}");
+    assert!(metrics.contains(r#"meshprobe_mtu_destinations{layer="icmp_pod",state="ok"}"#));
 
     // Stop c: within two intervals a sees c's agent refuse HTTP.
     c.stop().await;

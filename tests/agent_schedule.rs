@@ -31,6 +31,9 @@ impl Fake {
     }
 }
 
+/// No path-MTU discovery here: no raw sockets in this test.
+const MTU: Option<Duration> = None;
+
 fn describe(check: &Check) -> String {
     match check {
         Check::Icmp { ip, .. } => format!("icmp {ip}"),
@@ -85,6 +88,8 @@ fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
         max_rate: 1000,
         max_in_flight,
         pair_metrics: PairMetrics::All,
+        mtu_interval: MTU,
+        mtu_search_interval: Duration::from_secs(600),
     }
 }
 
