@@ -55,6 +55,7 @@ impl Lab {
             .args(["--nodes", &nodes.to_string(), "--zones", &zones.to_string()])
             .args(["--interval", "1s", "--timeout", "500ms"])
             .args(["--window", &format!("{WINDOW_SECS}s"), "--icmp-count", "3"])
+            .args(["--mtu-interval", "2s"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -461,6 +462,63 @@ fn assert_agents(
     }
 }
 
+/// How long path-MTU discovery may take to see an MTU fault (the issue: within one minute).
+const MTU_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Poll every agent until the path MTU toward every peer (pod IP and node IP) matches
+/// `expect(source, destination) -> (MTU range, allowed states)`, or panic with every mismatch.
+fn assert_mtu(
+    lab: &Lab,
+    proxies: &BTreeMap<String, SocketAddr>,
+    what: &str,
+    expect: &dyn Fn(u16, u16) -> (std::ops::RangeInclusive<u64>, &'static [&'static str]),
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let mut bad = Vec::new();
+        for (&src, r) in &lab.results(proxies) {
+            let Some(peers) = r["peers"].as_array() else {
+                bad.push(format!("node-{src}: no results"));
+                continue;
+            };
+            for p in peers {
+                let dst: u16 = p["node"]
+                    .as_str()
+                    .and_then(|n| n.strip_prefix("node-"))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let (range, states) = expect(src, dst);
+                for layer in ["icmp_pod", "icmp_node"] {
+                    let m = &p["mtu"][layer];
+                    let mtu = m["path_mtu"].as_u64().unwrap_or(0);
+                    let state = m["state"].as_str().unwrap_or("none");
+                    if !range.contains(&mtu) || !states.contains(&state) || m["searching"] == true {
+                        bad.push(format!(
+                            "node-{src} → node-{dst} {layer}: want {range:?} {states:?}, got {m}"
+                        ));
+                    }
+                }
+            }
+        }
+        if bad.is_empty() {
+            eprintln!(
+                "  path MTUs agree ({what}) after {:.1}s",
+                t0.elapsed().as_secs_f64()
+            );
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < MTU_DEADLINE,
+            "{what}: path MTUs disagree after {:.1}s:\n{}",
+            t0.elapsed().as_secs_f64(),
+            bad.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+const NORMAL_MTU: (std::ops::RangeInclusive<u64>, &[&str]) = (1500..=1500, &["ok"]);
+
 fn pod_layer(layer: &str) -> bool {
     layer != "icmp_node"
 }
@@ -696,8 +754,8 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         },
     );
 
-    // mtu: node-2's underlay at 1400, pods at 1500. The agents' small probes pass (path-MTU
-    // probing is a later issue); the packets show it: oversized DF pings die, small ones pass.
+    // mtu: node-2's underlay at 1400, pods at 1500. The agents' small probes pass; the packets
+    // show it (oversized DF pings die, small ones pass) and so does path-MTU discovery.
     step(
         "mtu node-2 1400",
         &["mtu", "node-2", "1400"],
@@ -714,9 +772,23 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
                 r => panic!("node-2 → node-1 1472 DF: {r:?}"),
             }
             assert_eq!(ping(&p2, "198.19.1.10", 1372, true), Ping::Ok);
+            // Path-MTU discovery: node-2 itself reports 1400 on the way out (mismatch);
+            // on the way in, node-2's veth drops oversized frames silently (a black hole). A veth
+            // accepts MTU + 4 bytes (room for a VLAN tag): inbound reads 1404 (measured).
+            assert_mtu(
+                &lab,
+                &proxies,
+                "mtu node-2 1400",
+                &|src, dst| match (src, dst) {
+                    (2, _) => (1372..=1400, &["mismatch"]),
+                    (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
+                    _ => NORMAL_MTU,
+                },
+            );
         },
         &|_, _, _| Exp::Up,
     );
+    assert_mtu(&lab, &proxies, "mtu cleared", &|_, _| NORMAL_MTU);
 
     // pmtu-blackhole: the same, but frag-needed never comes back: oversized just times out.
     step(
@@ -727,9 +799,18 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
             assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
             assert_eq!(ping(&p2, "198.19.1.10", 56, false), Ping::Ok);
+            // No frag-needed anywhere now: large packets vanish both ways.
+            assert_mtu(&lab, &proxies, "pmtu-blackhole node-2 1400", &|src, dst| {
+                if src == 2 || dst == 2 {
+                    (1372..=1428, &["blackhole"])
+                } else {
+                    NORMAL_MTU
+                }
+            });
         },
         &|_, _, _| Exp::Up,
     );
+    assert_mtu(&lab, &proxies, "pmtu-blackhole cleared", &|_, _| NORMAL_MTU);
 
     // loss: 30% of node-2's packets each way. Wait one full window so the ratios only hold
     // the fault, then: clearly lossy, clearly not dead.

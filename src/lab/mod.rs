@@ -97,6 +97,10 @@ pub struct UpArgs {
     /// Agents' ICMP echoes per probe (agent default when unset).
     #[arg(long)]
     pub icmp_count: Option<u16>,
+    /// Agents' path-MTU check interval (`0s`: off); shorter than the agent's 30 s default so
+    /// MTU faults show within seconds.
+    #[arg(long, default_value = "10s")]
+    pub mtu_interval: String,
     /// Live view: node I's agent is served on 127.0.0.1:(PORT_BASE + I - 1); 0 picks free ports.
     #[arg(long, default_value_t = AGENT_PORT)]
     pub port_base: u16,
@@ -343,6 +347,8 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
             &a.timeout,
             "--window",
             &a.window,
+            "--mtu-interval",
+            &a.mtu_interval,
         ];
         let count = a.icmp_count.map(|c| c.to_string());
         if let Some(c) = &count {
