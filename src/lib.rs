@@ -13,6 +13,7 @@
 //! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
 //! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
+//! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
@@ -21,6 +22,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod lab;
