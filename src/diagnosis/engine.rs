@@ -245,6 +245,8 @@ impl Draft {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cand {
     Zone(usize, usize),
+    /// One zone cut off from every zone in `dead_zone_pairs` it appears in (≥ 2 of them).
+    ZoneIso(usize),
     NodeDown(usize),
     NodeCni(usize),
     Egress(usize),
@@ -565,12 +567,12 @@ impl<'a> Engine<'a> {
                 .collect();
             let counterparts: BTreeSet<usize> = fresh
                 .iter()
-                .filter_map(|&i| {
+                .map(|&i| {
                     let pc = &self.m.pairs[i];
                     if pc.src == x {
-                        Some(self.dst_node(i).unwrap_or(usize::MAX - i))
+                        self.dst_node(i).unwrap_or(usize::MAX - i)
                     } else {
-                        Some(pc.src)
+                        pc.src
                     }
                 })
                 .collect();
@@ -743,6 +745,31 @@ impl<'a> Engine<'a> {
                 cands.push((Cand::Zone(*za, *zb), cover.clone(), 1));
             }
         }
+        let dead_zone_pairs: Vec<(usize, usize)> = {
+            let mut v: Vec<(usize, usize)> = cands
+                .iter()
+                .filter_map(|(c, _, _)| match c {
+                    Cand::Zone(a, b) => Some((*a, *b)),
+                    _ => None,
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        for z in 0..self.zones.len() {
+            let mine: Vec<usize> = cands
+                .iter()
+                .filter(|(c, _, _)| matches!(c, Cand::Zone(a, b) if *a == z || *b == z))
+                .flat_map(|(_, cover, _)| cover.iter().copied())
+                .collect();
+            let n_pairs = dead_zone_pairs
+                .iter()
+                .filter(|(a, b)| *a == z || *b == z)
+                .count();
+            if n_pairs >= 2 {
+                cands.push((Cand::ZoneIso(z), mine, 1));
+            }
+        }
         // Per-node covers.
         let mut touching: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut egress: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -770,9 +797,9 @@ impl<'a> Engine<'a> {
                 None => {}
             }
         }
-        for x in 0..n {
+        for (x, touch) in touching.iter().enumerate() {
             let a = self.agg[x];
-            if touching[x].is_empty() {
+            if touch.is_empty() {
                 continue;
             }
             let agent = self.m.nodes[x].agent;
@@ -785,15 +812,20 @@ impl<'a> Engine<'a> {
                 } else {
                     0
                 };
-                cands.push((Cand::NodeDown(x), touching[x].clone(), prio));
+                cands.push((Cand::NodeDown(x), touch.clone(), prio));
             }
             let node_fine = (a.in_node.known > 0 && a.in_node.ratio() <= self.p.node_ip_fine_max)
                 || (a.in_node.known == 0 && agent == AgentStatus::Reporting);
             if node_fine && a.in_pod.known > 0 && a.in_pod.ratio() >= self.p.hit_ratio {
-                let cover: Vec<usize> = touching[x]
+                // Inbound: pod layers only (node IPs answer). Outbound: everything, since the
+                // agent itself lives on the broken pod network.
+                let cover: Vec<usize> = touch
                     .iter()
                     .copied()
-                    .filter(|&k| self.st[failing[k]][NODE] != St::Down)
+                    .filter(|&k| {
+                        let i = failing[k];
+                        self.m.pairs[i].src == x || self.st[i][NODE] != St::Down
+                    })
                     .collect();
                 if !cover.is_empty() {
                     cands.push((Cand::NodeCni(x), cover, 3));
@@ -833,7 +865,7 @@ impl<'a> Engine<'a> {
                 covered[k] = true;
             }
             let pairs: Vec<usize> = cover.iter().map(|&k| failing[k]).collect();
-            self.network_finding(*cand, &pairs, &router_names);
+            self.network_finding(*cand, &pairs, &router_names, &dead_zone_pairs);
         }
 
         // Leftovers.
@@ -863,19 +895,37 @@ impl<'a> Engine<'a> {
             if self.st[i][k] != St::Down {
                 return true;
             }
-            success_ratio(c) >= 0.3
+            c.consecutive_failures <= 2
+                && success_ratio(c) >= 0.5
                 && c.last_error
                     .as_ref()
                     .is_none_or(|e| e.kind() == ErrKind::Timeout)
         })
     }
 
-    fn network_finding(&mut self, cand: Cand, pairs: &[usize], routers: &[String]) {
+    fn network_finding(
+        &mut self,
+        cand: Cand,
+        pairs: &[usize],
+        routers: &[String],
+        dead_zone_pairs: &[(usize, usize)],
+    ) {
         let idx = self.drafts.len();
         let d = match cand {
             Cand::Zone(za, zb) => {
                 self.zone_finding.insert(zkey(za, zb), idx);
-                self.zone_draft(za, zb, pairs)
+                self.zone_draft(&[(za, zb)], pairs)
+            }
+            Cand::ZoneIso(z) => {
+                let zp: Vec<(usize, usize)> = dead_zone_pairs
+                    .iter()
+                    .copied()
+                    .filter(|(a, b)| *a == z || *b == z)
+                    .collect();
+                for &(a, b) in &zp {
+                    self.zone_finding.insert(zkey(a, b), idx);
+                }
+                self.zone_draft(&zp, pairs)
             }
             Cand::NodeDown(x) => {
                 self.node_finding.insert(x, idx);
@@ -901,19 +951,19 @@ impl<'a> Engine<'a> {
         self.drafts.push(d);
     }
 
-    fn zone_draft(&self, za: usize, zb: usize, pairs: &[usize]) -> Draft {
-        let (na, nb) = (&self.zones[za], &self.zones[zb]);
+    fn zone_draft(&self, zp: &[(usize, usize)], pairs: &[usize]) -> Draft {
+        let keys: BTreeSet<(usize, usize)> = zp.iter().map(|&(a, b)| zkey(a, b)).collect();
+        let involved: BTreeSet<usize> = zp.iter().flat_map(|&(a, b)| [a, b]).collect();
         let mut node_l = Agg::default();
         let mut pod_l = Agg::default();
         let mut http_l = Agg::default();
-        let mut missing = BTreeSet::new();
-        let in_zone = |n: usize, z: usize| self.zone_id[n] == Some(z);
         for &i in &self.peer {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
-            let cross =
-                (in_zone(pc.src, za) && in_zone(d, zb)) || (in_zone(pc.src, zb) && in_zone(d, za));
-            if !cross {
+            let (Some(za), Some(zb)) = (self.zone_id[pc.src], self.zone_id[d]) else {
+                continue;
+            };
+            if za == zb || !keys.contains(&zkey(za, zb)) {
                 continue;
             }
             let s = self.st[i];
@@ -921,41 +971,89 @@ impl<'a> Engine<'a> {
             pod_l.add(s[POD].known(), s[POD] == St::Down);
             http_l.add(s[HTTP].known(), s[HTTP] == St::Down);
         }
-        for (x, n) in self.m.nodes.iter().enumerate() {
-            if (self.zone_id[x] == Some(za) || self.zone_id[x] == Some(zb))
-                && n.agent != AgentStatus::Reporting
-            {
-                missing.insert(n.name.clone());
+        let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for x in 0..self.m.nodes.len() {
+            if let Some(z) = self.zone_id[x].filter(|z| involved.contains(z)) {
+                members.entry(z).or_default().push(x);
             }
         }
+        let missing: Vec<&str> = members
+            .values()
+            .flatten()
+            .filter(|&&x| self.m.nodes[x].agent != AgentStatus::Reporting)
+            .map(|&x| self.name(x))
+            .collect();
+        // The zone common to every pair, when there are several.
+        let hub = involved
+            .iter()
+            .copied()
+            .find(|z| zp.iter().all(|&(a, b)| a == *z || b == *z));
+        let zname = |z: usize| self.zones.get(z).map_or("?", String::as_str);
+        let (head, others): (String, Vec<&str>) = match (zp.len(), hub) {
+            (1, _) | (_, None) => (
+                zname(zp[0].0).to_string(),
+                zp.iter()
+                    .flat_map(|&(a, b)| [a, b])
+                    .filter(|&z| z != zp[0].0)
+                    .map(zname)
+                    .collect(),
+            ),
+            (_, Some(h)) => (
+                zname(h).to_string(),
+                involved
+                    .iter()
+                    .copied()
+                    .filter(|&z| z != h)
+                    .map(zname)
+                    .collect(),
+            ),
+        };
+        let others_s = others.join(", ");
         let hit = node_l.ratio().max(pod_l.ratio());
         let mut d = Draft::new(
             Cause::Vpc,
-            format!("{na} and {nb} cannot reach each other (cloud network / VPC partition between zones); traffic inside each zone works"),
+            if zp.len() == 1 {
+                format!("{head} and {others_s} cannot reach each other (cloud network / VPC partition between zones); traffic inside each zone works")
+            } else {
+                format!("{head} is cut off from {others_s} (cloud network / VPC partition); traffic inside each zone works")
+            },
             (0.55 + 0.35 * hit).min(0.95),
         );
-        d.zones.insert(na.clone());
-        d.zones.insert(nb.clone());
+        for z in &involved {
+            d.zones.insert(zname(*z).to_string());
+        }
         d.evidence.push(format!(
-            "between {na} and {nb}: node IPs unreachable by ICMP on {} directed pairs, pod IPs by ICMP on {}{}",
+            "between {head} and {others_s}: node IPs unreachable by ICMP on {} directed pairs, pod IPs by ICMP on {}{}",
             node_l.frac(),
             pod_l.frac(),
             if http_l.known > 0 { format!(", HTTP on {}", http_l.frac()) } else { String::new() }
         ));
         d.evidence.push(format!(
-            "inside {na} and inside {nb} the same probes succeed ({} directed pairs failing across zones)",
+            "inside each zone the same probes succeed ({} directed pairs failing across zones)",
             pairs.len()
         ));
+        for (z, xs) in &members {
+            if let [x] = xs.as_slice() {
+                if self.m.nodes[*x].agent == AgentStatus::Reporting {
+                    d.evidence.push(format!(
+                        "{} holds only {}, whose agent still reports (it reaches nobody outside its zone): a partition, not a dead node",
+                        zname(*z),
+                        self.name(*x)
+                    ));
+                }
+            }
+        }
         if !missing.is_empty() {
             d.evidence.push(format!(
                 "agents that did not report: {}",
-                missing.into_iter().collect::<Vec<_>>().join(", ")
+                missing.join(", ")
             ));
         }
         d.evidence.push(self.error_summary(pairs));
+        let far = others.first().copied().unwrap_or("the other zone");
         d.next_steps = vec![
-            format!("Runbook, last section (cloud provider networking): from a node in {na}, `ping -c3 <node IP in {nb}>` and `traceroute -n <node IP in {nb}>` to see where packets stop"),
-            format!("Check the cloud network between {na} and {nb}: VPC/subnet route tables, security groups / NACLs / firewall rules, peering or transit attachments (e.g. `aws ec2 describe-route-tables`, `gcloud compute firewall-rules list`)"),
+            format!("Runbook, last section (cloud provider networking): from a node in {head}, `ping -c3 <node IP in {far}>` and `traceroute -n <node IP in {far}>` to see where packets stop"),
+            format!("Check the cloud network between {head} and {others_s}: VPC/subnet route tables, security groups / NACLs / firewall rules, peering or transit attachments (e.g. `aws ec2 describe-route-tables`, `gcloud compute firewall-rules list`)"),
             "`kubectl get nodes -L topology.kubernetes.io/zone` to confirm which nodes sit in each zone".into(),
         ];
         d
@@ -1785,7 +1883,7 @@ impl<'a> Engine<'a> {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             let known = self.pair_loss_known(i);
-            let bad = self.pair_lossy(i) || (net_failing(&self.st[i]) && self.weak_failure(i));
+            let bad = self.pair_lossy(i);
             inn[d].add(known, bad);
             out[pc.src].add(known, bad);
         }
@@ -2012,8 +2110,13 @@ fn mtu_steps(node: Option<&str>) -> Vec<String> {
 }
 
 fn loss_steps(a: &str, b: &str) -> Vec<String> {
+    let target = if b.starts_with('<') {
+        "<peer IP>".to_string()
+    } else {
+        format!("<{b} IP>")
+    };
     vec![
-        format!("Confirm: from {a}, `ping -c 200 -i 0.05 <{b} IP>` (or `fping -c 200`) and compare with a pair not touching {a}"),
+        format!("Confirm: from {a}, `ping -c 200 -i 0.05 {target}` (or `fping -c 200`) and compare with a pair not touching {a}"),
         format!("On {a}: `ip -s link show` and `ethtool -S <uplink>` (drops, errors), `tc qdisc show`, `nft list ruleset` / `iptables -S` for random-drop rules, `conntrack -S`"),
     ]
 }
