@@ -1399,19 +1399,21 @@ impl<'a> Engine<'a> {
                 star.entry(pc.src).or_default().insert(d);
                 star.entry(d).or_default().insert(pc.src);
             }
+            let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+            for &i in &pairs {
+                let pc = &self.m.pairs[i];
+                let Dest::Node(d) = pc.dst else { continue };
+                by_node.entry(pc.src).or_default().push(i);
+                by_node.entry(d).or_default().push(i);
+            }
             let mut order: Vec<(usize, usize)> = star.iter().map(|(n, s)| (*n, s.len())).collect();
             order.sort_by_key(|(n, c)| (Reverse(*c), *n));
             let mut done: BTreeSet<usize> = BTreeSet::new();
             for (x, _) in order {
-                let mine: Vec<usize> = pairs
-                    .iter()
-                    .copied()
-                    .filter(|i| !done.contains(i))
-                    .filter(|&i| {
-                        let pc = &self.m.pairs[i];
-                        pc.src == x || pc.dst == Dest::Node(x)
-                    })
-                    .collect();
+                let mine: Vec<usize> = by_node
+                    .get(&x)
+                    .map(|v| v.iter().copied().filter(|i| !done.contains(i)).collect())
+                    .unwrap_or_default();
                 let others: BTreeSet<usize> = mine
                     .iter()
                     .filter_map(|&i| {
@@ -1875,7 +1877,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Nodes with partial loss on at least `loss_node_ratio` of their inbound or outbound pairs.
-    fn lossy_nodes(&self) -> BTreeSet<usize> {
+    /// Per node, inbound and outbound: pairs with ICMP figures, and how many of them are lossy.
+    fn loss_aggs(&self) -> (Vec<Agg>, Vec<Agg>) {
         let n = self.m.nodes.len();
         let mut inn = vec![Agg::default(); n];
         let mut out = vec![Agg::default(); n];
@@ -1887,6 +1890,12 @@ impl<'a> Engine<'a> {
             inn[d].add(known, bad);
             out[pc.src].add(known, bad);
         }
+        (inn, out)
+    }
+
+    fn lossy_nodes(&self) -> BTreeSet<usize> {
+        let n = self.m.nodes.len();
+        let (inn, out) = self.loss_aggs();
         (0..n)
             .filter(|&x| {
                 (inn[x].bad >= 2 && inn[x].ratio() >= self.p.loss_node_ratio)
@@ -1907,22 +1916,23 @@ impl<'a> Engine<'a> {
             return;
         }
         let nodes = self.lossy_nodes();
+        let (inn, out) = self.loss_aggs();
         let mut covered: BTreeSet<usize> = BTreeSet::new();
         // Greedy by node: most lossy pairs first.
-        let mut order: Vec<(usize, Vec<usize>)> = nodes
-            .iter()
-            .map(|&x| {
-                let v: Vec<usize> = lossy
-                    .iter()
-                    .copied()
-                    .filter(|&i| {
-                        let pc = &self.m.pairs[i];
-                        pc.src == x || pc.dst == Dest::Node(x)
-                    })
-                    .collect();
-                (x, v)
-            })
-            .collect();
+        let mut per_node: BTreeMap<usize, Vec<usize>> =
+            nodes.iter().map(|&x| (x, Vec::new())).collect();
+        for &i in &lossy {
+            let pc = &self.m.pairs[i];
+            if let Some(v) = per_node.get_mut(&pc.src) {
+                v.push(i);
+            }
+            if let Dest::Node(d) = pc.dst {
+                if let Some(v) = per_node.get_mut(&d) {
+                    v.push(i);
+                }
+            }
+        }
+        let mut order: Vec<(usize, Vec<usize>)> = per_node.into_iter().collect();
         order.sort_by_key(|(x, v)| (Reverse(v.len()), *x));
         for (x, v) in order {
             let fresh: Vec<usize> = v.into_iter().filter(|i| !covered.contains(i)).collect();
@@ -1930,7 +1940,8 @@ impl<'a> Engine<'a> {
                 continue;
             }
             covered.extend(fresh.iter().copied());
-            let d = self.loss_node_draft(x, &fresh);
+            let known = (inn[x].known, out[x].known);
+            let d = self.loss_node_draft(x, &fresh, known);
             self.push_pairs(d, &fresh);
         }
         let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
@@ -1990,7 +2001,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn loss_node_draft(&self, x: usize, pairs: &[usize]) -> Draft {
+    fn loss_node_draft(&self, x: usize, pairs: &[usize], known: (u32, u32)) -> Draft {
         let name = self.name(x).to_string();
         let (mut lost, mut sent) = (0u64, 0u64);
         for &i in pairs {
@@ -2005,20 +2016,15 @@ impl<'a> Engine<'a> {
         } else {
             0.0
         };
-        let mut inn = Agg::default();
-        let mut out = Agg::default();
-        let set: BTreeSet<usize> = pairs.iter().copied().collect();
-        for &i in &self.peer {
-            let pc = &self.m.pairs[i];
-            if !self.pair_loss_known(i) {
-                continue;
-            }
-            if pc.src == x {
-                out.add(true, set.contains(&i));
-            } else if pc.dst == Dest::Node(x) {
-                inn.add(true, set.contains(&i));
-            }
-        }
+        let n_out = pairs.iter().filter(|&&i| self.m.pairs[i].src == x).count() as u32;
+        let inn = Agg {
+            bad: (pairs.len() as u32 - n_out).min(known.0),
+            known: known.0,
+        };
+        let out = Agg {
+            bad: n_out.min(known.1),
+            known: known.1,
+        };
         let mut d = Draft::new(
             Cause::PacketLoss,
             format!("{name} drops packets: about {pct:.0}% loss on its paths while probes mostly succeed"),
