@@ -1033,7 +1033,14 @@ impl<'a> Engine<'a> {
             pairs.len()
         ));
         for (z, xs) in &members {
+            let cut_off = match hub {
+                Some(h) if zp.len() > 1 => h == *z,
+                _ => true,
+            };
             if let [x] = xs.as_slice() {
+                if !cut_off {
+                    continue;
+                }
                 if self.m.nodes[*x].agent == AgentStatus::Reporting {
                     d.evidence.push(format!(
                         "{} holds only {}, whose agent still reports (it reaches nobody outside its zone): a partition, not a dead node",
@@ -1293,7 +1300,12 @@ impl<'a> Engine<'a> {
                         let ni = &self.m.nodes[n];
                         ni.pod_cidr
                             .map(|c| format!("{}/{}", c.addr, c.len))
-                            .or_else(|| ni.pod_ip.map(|ip| format!("the subnet of {ip}")))
+                            .or_else(|| {
+                                ni.pod_ip.map(|ip| {
+                                    let c = super::matrix::Cidr::around(ip);
+                                    format!("{}/{} (assumed)", c.addr, c.len)
+                                })
+                            })
                             .unwrap_or_else(|| format!("{}'s pod subnet", ni.name))
                     })
                     .collect();
@@ -1318,7 +1330,7 @@ impl<'a> Engine<'a> {
                 let fwd = pairs.iter().filter(|&&i| self.m.pairs[i].src == x).count();
                 let back = pairs.len() - fwd;
                 d.evidence.push(format!(
-                    "pod probes from {name} answered \"net unreachable\" by {name} itself on {fwd} pairs; {back} pairs toward {name} time out (its replies have no route); node IPs answer"
+                    "pod probes from {name} answered \"net unreachable\" by {name} itself on {fwd} {}; {back} {} toward {name} time out (its replies have no route); node IPs answer", plural(fwd, "pair"), plural(back, "pair")
                 ));
                 d.evidence.extend(examples);
                 d.evidence.push(self.error_summary(pairs));
@@ -1618,7 +1630,13 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 if let Some(f) = self.network_explains(self.m.pairs[i].src, node, None) {
-                    self.drafts[f].targets.insert(t);
+                    // A node-level finding lists the targets on that node; the others show
+                    // up in its pairs (its own agent cannot reach them).
+                    let node_level = matches!(self.drafts[f].cause, Cause::NodeDown | Cause::Cni)
+                        && !self.drafts[f].nodes.is_empty();
+                    if !node_level || node.is_some_and(|n| self.drafts[f].nodes.contains(&n)) {
+                        self.drafts[f].targets.insert(t);
+                    }
                     self.drafts[f]
                         .pairs
                         .insert((self.m.pairs[i].src, Dest::Target(t)));
@@ -2103,6 +2121,14 @@ impl<'a> Engine<'a> {
                 .then(a.targets.cmp(&b.targets))
         });
         out
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
     }
 }
 

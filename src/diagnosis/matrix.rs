@@ -145,7 +145,7 @@ impl Cidr {
     }
 
     /// The /24 (IPv4) or /64 (IPv6) around `ip`: the assumed pod subnet.
-    fn around(ip: IpAddr) -> Cidr {
+    pub fn around(ip: IpAddr) -> Cidr {
         let len = if ip.is_ipv4() { 24 } else { 64 };
         Cidr {
             addr: mask(ip, len),

@@ -1132,3 +1132,29 @@ fn scales_roughly_linearly() {
     assert_eq!(d.findings[0].nodes, ["n7"]);
     assert!(took.as_secs_f64() < 10.0, "took {took:?}");
 }
+
+/// `cargo test --lib diagnosis::tests::show -- --ignored --nocapture` prints every scenario's text.
+#[test]
+#[ignore]
+fn show() {
+    let table: Vec<(&str, Scenario)> = vec![
+        ("node down", node3_down),
+        ("cni", node3_cni),
+        ("route", route_1_to_3),
+        ("one way", one_way_1_to_3),
+        ("no routes", node2_no_routes),
+        ("zone", zone_partition),
+        ("lone zone", lone_zone_partition),
+        ("lone zone down", lone_zone_node_down),
+        ("mtu states", mtu_node3_states),
+        ("mtu errors", mtu_node3_errors),
+        ("loss", loss_node2),
+        ("policy", policy_web2),
+        ("app", app_web2),
+    ];
+    for (label, f) in table {
+        let mut m = Mesh::new();
+        f(&mut m);
+        println!("==== {label}\n{}", m.diagnose());
+    }
+}
