@@ -16,6 +16,7 @@
 //! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
 //! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
+//! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod gather;

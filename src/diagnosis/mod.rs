@@ -1,0 +1,33 @@
+//! Diagnosis: from the probe matrix (plus optional Kubernetes facts) to the cause — what is
+//! broken, where, how sure, the evidence and the command that confirms it. Pure: no I/O, no
+//! clock reads; ages come in the data.
+//!
+//! ```no_run
+//! use meshprobe::diagnosis::{diagnose, Matrix};
+//! let docs: Vec<String> = vec![/* each agent's GET /api/v1/results body */];
+//! let matrix = Matrix::from_json_documents(&docs).expect("valid documents");
+//! let d = diagnose(&matrix);
+//! println!("{d}");                                   // plain text
+//! println!("{}", serde_json::to_string(&d).unwrap()); // the stable JSON schema
+//! ```
+//!
+//! * [`input`]: lenient `Deserialize` structs for agents' documents, node metadata, Kubernetes facts.
+//! * [`matrix`]: the indexed matrix of (source, destination, layer) cells.
+//! * [`engine`]: cleaning, MTU, greedy network localisation, policy/application, loss.
+//! * [`report`]: [`Diagnosis`] / [`Finding`] / [`Cause`] and the text rendering.
+
+pub mod engine;
+pub mod input;
+pub mod matrix;
+pub mod report;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{cell_state, diagnose, diagnose_with, Params, St};
+pub use input::{
+    AgentReport, CniPodFacts, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState, NodeFacts,
+    NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,
+};
+pub use matrix::{Cell, Matrix};
+pub use report::{Cause, Diagnosis, Finding};
