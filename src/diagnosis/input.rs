@@ -43,8 +43,9 @@ pub struct PeerReport {
     /// Path MTU toward this peer's pod IP (issue 4), when measured.
     pub path_mtu: Option<u32>,
     pub mtu_state: Option<MtuState>,
-    /// The same two figures nested, as a later schema may carry them.
-    pub mtu: Option<MtuReport>,
+    /// Path MTU per ICMP layer, as agents serve it: `{"icmp_pod": {"path_mtu", "state", …},
+    /// "icmp_node": {…}}`. The worst state of the two is the pair's.
+    pub mtu: BTreeMap<String, MtuReport>,
 }
 
 /// One selected target as seen from the reporting node.
@@ -58,7 +59,7 @@ pub struct TargetReport {
     pub layers: BTreeMap<String, LayerStats>,
     pub path_mtu: Option<u32>,
     pub mtu_state: Option<MtuState>,
-    pub mtu: Option<MtuReport>,
+    pub mtu: BTreeMap<String, MtuReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -244,6 +245,7 @@ impl AgentReport {
                     node_ip: Some(p.node_ip),
                     pod_ip: Some(p.pod_ip),
                     layers: layers_of(&p.layers),
+                    mtu: mtu_reports(&p.mtu),
                     ..PeerReport::default()
                 })
                 .collect(),
@@ -256,6 +258,7 @@ impl AgentReport {
                     port: Some(t.port),
                     protocol: Some(t.protocol.to_string()),
                     layers: layers_of(&t.layers),
+                    mtu: mtu_reports(&t.mtu),
                     ..TargetReport::default()
                 })
                 .collect(),
@@ -274,6 +277,27 @@ impl AgentReport {
         a.window_seconds = Some(r.window_seconds);
         a
     }
+}
+
+/// The agent's own path-MTU reports, in the engine's terms.
+fn mtu_reports(m: &BTreeMap<Layer, crate::mtu::MtuReport>) -> BTreeMap<String, MtuReport> {
+    m.iter()
+        .map(|(layer, r)| {
+            let state = match r.state {
+                crate::mtu::MtuState::Ok => MtuState::Ok,
+                crate::mtu::MtuState::Mismatch => MtuState::Mismatch,
+                crate::mtu::MtuState::Blackhole => MtuState::Blackhole,
+                _ => MtuState::Unknown,
+            };
+            (
+                layer.as_str().to_string(),
+                MtuReport {
+                    path_mtu: r.path_mtu,
+                    state: Some(state),
+                },
+            )
+        })
+        .collect()
 }
 
 /// What is known about a node besides its agent's report. Anything missing is taken from the

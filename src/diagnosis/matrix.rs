@@ -297,7 +297,7 @@ impl Matrix {
                 if dst == src {
                     continue;
                 }
-                let (path_mtu, mtu_state) = mtu_of(p.path_mtu, p.mtu_state, p.mtu.as_ref());
+                let (path_mtu, mtu_state) = mtu_of(p.path_mtu, p.mtu_state, &p.mtu);
                 m.add_pair(
                     &mut pair_index,
                     src,
@@ -316,7 +316,7 @@ impl Matrix {
                 ts.ip = ts.ip.or(t.ip);
                 ts.port = ts.port.or(t.port);
                 ts.protocol = ts.protocol.take().or(t.protocol.clone());
-                let (path_mtu, mtu_state) = mtu_of(t.path_mtu, t.mtu_state, t.mtu.as_ref());
+                let (path_mtu, mtu_state) = mtu_of(t.path_mtu, t.mtu_state, &t.mtu);
                 m.add_pair(
                     &mut pair_index,
                     src,
@@ -503,13 +503,24 @@ impl Matrix {
     }
 }
 
+/// The pair's path MTU: flat fields when given, else the worst of the per-layer reports
+/// (black hole over mismatch over ok).
 fn mtu_of(
     path_mtu: Option<u32>,
     state: Option<MtuState>,
-    nested: Option<&super::input::MtuReport>,
+    per_layer: &std::collections::BTreeMap<String, super::input::MtuReport>,
 ) -> (Option<u32>, Option<MtuState>) {
-    (
-        path_mtu.or(nested.and_then(|n| n.path_mtu)),
-        state.or(nested.and_then(|n| n.state)),
-    )
+    if path_mtu.is_some() || state.is_some() {
+        return (path_mtu, state);
+    }
+    let rank = |s: Option<MtuState>| match s {
+        Some(MtuState::Blackhole) => 3,
+        Some(MtuState::Mismatch) => 2,
+        Some(MtuState::Ok) => 1,
+        _ => 0,
+    };
+    per_layer
+        .values()
+        .max_by_key(|r| rank(r.state))
+        .map_or((None, None), |r| (r.path_mtu, r.state))
 }

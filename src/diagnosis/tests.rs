@@ -223,7 +223,7 @@ impl Mesh {
                             layers,
                             path_mtu,
                             mtu_state,
-                            mtu: None,
+                            mtu: Default::default(),
                         }
                     })
                     .collect();
@@ -914,7 +914,8 @@ const RESULTS_DOC: &str = r#"{
        "icmp_node": {"reachable": null, "consecutive_failures": 0, "probes": 0, "successes": 0,
                      "sent": 0, "received": 0, "success_ratio": null, "loss_ratio": null, "last_error": null}
      },
-     "mtu": {"path_mtu": 1500, "state": "something-new"}}
+     "mtu": {"icmp_pod": {"path_mtu": 1500, "state": "something-new", "searching": false},
+             "icmp_node": {"path_mtu": 1500, "expected_mtu": 1500, "state": "also-new"}}}
   ],
   "targets": [
     {"name": "web-node-2", "ip": "198.19.2.11", "port": 8080, "protocol": "http",
