@@ -41,6 +41,8 @@ pub struct Shared {
     pub rounds: AtomicU64,
     pub metrics: Metrics,
     pub icmp_socket: &'static str,
+    /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
+    pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
 }
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
@@ -132,6 +134,7 @@ pub async fn run(
         rounds: AtomicU64::new(0),
         metrics,
         icmp_socket,
+        mesh_cache: tokio::sync::Mutex::new(None),
     });
     tracing::info!(
         node = %config.node_name,

@@ -6,6 +6,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a first full probe round is done, else 503 |
 //! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
+//! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
 //! | `GET /` | a small HTML overview |
 
@@ -21,7 +22,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::agent::Shared;
+use crate::diagnosis::{diagnose, AgentReport, Matrix};
 use crate::discovery::DiscoveryStatus;
+use crate::mesh::{self, MeshDiagnosis};
 use crate::model::{Layer, PingBody};
 use crate::store::{PeerResults, TargetResults};
 use crate::window::WindowStats;
@@ -34,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/ping", get(ping))
         .route("/api/v1/results", get(results))
+        .route("/api/v1/diagnosis", get(diagnosis))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -121,6 +125,43 @@ pub fn results_of(s: &Shared) -> Results {
 
 async fn results(State(s): State<Arc<Shared>>) -> Json<Results> {
     Json(results_of(&s))
+}
+
+/// How long the mesh view may take to gather peers' results.
+const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Peers asked at once when gathering.
+const GATHER_CONCURRENCY: usize = 16;
+
+/// The mesh view, computed at most once per probe interval: concurrent callers wait for the one
+/// fan-out in progress instead of starting their own.
+pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
+    let mut cache = s.mesh_cache.lock().await;
+    if let Some((at, d)) = cache.as_ref() {
+        if at.elapsed() < s.config.interval {
+            return d.clone();
+        }
+    }
+    let set = s
+        .store
+        .lock()
+        .map(|st| st.peers().clone())
+        .unwrap_or_default();
+    let agents = mesh::peer_agents(&set, &s.identity.node, s.config.listen.port());
+    let gathered = crate::gather::gather(agents, GATHER_TIMEOUT, GATHER_CONCURRENCY).await;
+    let own = AgentReport::from_results(&results_of(s));
+    let (inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    let d = Arc::new(MeshDiagnosis {
+        node: s.identity.node.clone(),
+        agents_answered,
+        agents_unreachable,
+        diagnosis: diagnose(&Matrix::build(&inputs)),
+    });
+    *cache = Some((Instant::now(), d.clone()));
+    d
+}
+
+async fn diagnosis(State(s): State<Arc<Shared>>) -> Json<MeshDiagnosis> {
+    Json(mesh_diagnosis(&s).await.as_ref().clone())
 }
 
 fn cell(stats: Option<&WindowStats>) -> String {

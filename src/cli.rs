@@ -41,6 +41,8 @@ pub enum Command {
     Agent(Box<AgentArgs>),
     /// Serve a small HTTP target (what the lab's target pods run).
     Serve(crate::serve::ServeArgs),
+    /// Which pods cannot reach which, and why: diagnose the mesh from the agents' results.
+    Diagnose(crate::diagnose::DiagnoseArgs),
     /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.
     Lab(crate::lab::LabArgs),
 }

@@ -27,6 +27,10 @@ pub enum Error {
     #[error("lab: {0}")]
     Lab(String),
 
+    /// A command that asks agents got no usable answer from any of them.
+    #[error("{0}")]
+    NoAnswer(String),
+
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -39,15 +43,20 @@ impl Error {
             Error::Socket(_) => "socket",
             Error::Privilege(_) => "privilege",
             Error::Lab(_) => "lab",
+            Error::NoAnswer(_) => "no_answer",
             Error::Io(_) => "io",
         }
     }
 
     /// The process exit status this error maps to: 2 for anything the user must fix in their
-    /// invocation or files (bad config, missing privilege), 1 for runtime failures.
+    /// invocation or files (bad config, missing privilege) and for "nobody answered" (a
+    /// question that could not be asked), 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::PeersFile { .. } | Error::Privilege(_) => 2,
+            Error::Config(_)
+            | Error::PeersFile { .. }
+            | Error::Privilege(_)
+            | Error::NoAnswer(_) => 2,
             Error::Socket(_) | Error::Lab(_) | Error::Io(_) => 1,
         }
     }

@@ -19,6 +19,8 @@
 //! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
+//! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
+//! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
 
@@ -26,11 +28,13 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod gather;
 pub mod lab;
+pub mod mesh;
 pub mod metrics;
 pub mod model;
 pub mod mtu;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Agent(args) => meshprobe::agent::run_from_args(*args).await,
             Command::Serve(args) => meshprobe::serve::run(args).await,
+            Command::Diagnose(args) => meshprobe::diagnose::run(args).await,
             Command::Lab(args) => meshprobe::lab::run(args).await,
         }
     });

@@ -164,10 +164,15 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
     }
     let loss = f64::from(lost) / f64::from(sent);
     if lost >= p.lossy_min_lost && loss >= p.lossy_min_ratio {
-        // Recovering: the last failures are older than a few intervals and the path answers now.
+        // Recovering: the path answers now and has been quiet for longer than a few intervals
+        // and than three times the mean spacing of its losses in the window. Steady loss keeps
+        // its last error recent; a fault that was cleared leaves a burst that ages out.
+        let quiet_enough = |age: f64, i: f64| {
+            let spacing = window.map_or(0.0, |w| w / f64::from(lost.max(1)));
+            age > 3.0 * i && age > 3.0 * spacing
+        };
         let recovered = c.reachable == Some(true)
-            && ratio < 0.5
-            && matches!((c.last_error_age_seconds, interval), (Some(a), Some(i)) if a > 3.0 * i);
+            && matches!((c.last_error_age_seconds, interval), (Some(a), Some(i)) if quiet_enough(a, i));
         return if recovered { St::Unknown } else { St::Lossy };
     }
     St::Ok

@@ -1083,6 +1083,22 @@ fn cleaning_rules() {
             },
             St::Unknown,
         ),
+        (
+            "a cleared outage: 8 of 10 probes fine, quiet for 4 s (loss spaced 1.1 s)",
+            LayerStats {
+                last_error_age_seconds: Some(4.0),
+                ..lossy(9)
+            },
+            St::Unknown,
+        ),
+        (
+            "steady loss, quiet for 4 s between sparse losses (spaced 3.3 s)",
+            LayerStats {
+                last_error_age_seconds: Some(4.0),
+                ..lossy(3)
+            },
+            St::Lossy,
+        ),
     ];
     for (label, s, want) in table {
         assert_eq!(st(s), want, "{label}");

@@ -1,0 +1,147 @@
+//! `meshprobe diagnose`: which pods cannot reach which, and why — from the command line.
+//!
+//! * `--agent URL`: ask one agent for its mesh view (`GET /api/v1/diagnosis`): it gathers its
+//!   peers' results from inside the cluster network. The usual way in.
+//! * `--agents URL,URL,…`: gather `/api/v1/results` from each agent here and diagnose locally
+//!   (when this machine can reach every agent).
+//!
+//! Exit status: 0 healthy, 1 findings, 2 error (bad arguments, no agent answered). Agents that
+//! do not answer are evidence, not an error, as long as one does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::config::parse_duration;
+use crate::diagnosis::{diagnose, AgentReport, Inputs, Matrix};
+use crate::error::{Error, Result};
+use crate::gather::{gather, parse_agent_addr, MAX_RESULTS_BYTES};
+use crate::mesh::{MeshDiagnosis, Unanswered};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiagnoseArgs {
+    /// One agent to ask for its mesh view, e.g. http://127.0.0.1:9464.
+    #[arg(long, conflicts_with = "agents", required_unless_present = "agents")]
+    pub agent: Option<String>,
+    /// Agents to gather results from directly, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub agents: Vec<String>,
+    /// Output: text for people, json for machines.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// How long to wait for each agent.
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub async fn run(args: DiagnoseArgs) -> Result<u8> {
+    let timeout = parse_duration(&args.timeout)
+        .map_err(|e| Error::Config(format!("--timeout {:?}: {e}", args.timeout)))?;
+    let d = match &args.agent {
+        Some(a) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
+        None => {
+            let addrs = args
+                .agents
+                .iter()
+                .map(|a| parse_agent_addr(a).map_err(Error::Config))
+                .collect::<Result<Vec<_>>>()?;
+            gather_here(addrs, timeout).await?
+        }
+    };
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&d).map_err(|e| Error::Config(e.to_string()))?
+        ),
+        Output::Text => print!("{}", render(&d)),
+    }
+    Ok(if d.diagnosis.healthy { 0 } else { 1 })
+}
+
+async fn ask_one(addr: SocketAddr, timeout: Duration) -> Result<MeshDiagnosis> {
+    let body = crate::probe::http::fetch(addr, "/api/v1/diagnosis", timeout, MAX_RESULTS_BYTES)
+        .await
+        .map_err(|e| Error::NoAnswer(format!("agent {addr}: {e}")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::NoAnswer(format!("agent {addr}: not a diagnosis document: {e}")))
+}
+
+async fn gather_here(addrs: Vec<SocketAddr>, timeout: Duration) -> Result<MeshDiagnosis> {
+    let asked = addrs.iter().map(|a| (a.to_string(), *a)).collect();
+    let gathered = gather(asked, timeout, 16).await;
+    let mut agents = Vec::new();
+    let mut failed = Vec::new();
+    for g in &gathered {
+        match g
+            .result
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|t| AgentReport::from_json(t).map_err(|e| format!("bad results JSON: {e}")))
+        {
+            Ok(r) => agents.push(r),
+            Err(e) => failed.push((g.addr, e)),
+        }
+    }
+    if agents.is_empty() {
+        let why: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+        return Err(Error::NoAnswer(format!(
+            "no agent answered ({})",
+            why.join("; ")
+        )));
+    }
+    // Name the silent agents by the pod IP their peers know them by.
+    let mut unanswered = Vec::new();
+    for (addr, error) in failed {
+        let node = agents
+            .iter()
+            .flat_map(|a| &a.peers)
+            .find(|p| p.pod_ip == Some(addr.ip()))
+            .map(|p| p.node.clone());
+        match node {
+            Some(node) => unanswered.push(Unanswered { node, error }),
+            None => eprintln!(
+                "meshprobe: agent {addr} did not answer ({error}) and no peer knows it; left out"
+            ),
+        }
+    }
+    let agents_answered = agents.iter().map(|a| a.node.clone()).collect();
+    let inputs = Inputs {
+        agents,
+        unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),
+        nodes: Vec::new(),
+        kube: None,
+    };
+    Ok(MeshDiagnosis {
+        node: "this machine".into(),
+        agents_answered,
+        agents_unreachable: unanswered,
+        diagnosis: diagnose(&Matrix::build(&inputs)),
+    })
+}
+
+/// Text for people: who answered, then the findings.
+pub fn render(d: &MeshDiagnosis) -> String {
+    let mut out = format!(
+        "mesh view from {}: {} agent(s) answered",
+        d.node,
+        d.agents_answered.len()
+    );
+    if !d.agents_unreachable.is_empty() {
+        let silent: Vec<String> = d
+            .agents_unreachable
+            .iter()
+            .map(|u| format!("{} ({})", u.node, u.error))
+            .collect();
+        out.push_str(&format!(", no answer from {}", silent.join(", ")));
+    }
+    out.push_str("\n\n");
+    out.push_str(&d.diagnosis.to_text());
+    out
+}
