@@ -194,6 +194,24 @@ fn cell(stats: Option<&WindowStats>) -> String {
     )
 }
 
+fn mtu_cell(m: Option<&crate::mtu::MtuReport>) -> String {
+    use crate::mtu::MtuState;
+    let Some(m) = m else {
+        return r#"<td class="none">–</td>"#.to_string();
+    };
+    let class = match m.state {
+        MtuState::Ok => "up",
+        MtuState::Mismatch | MtuState::Blackhole => "down",
+        MtuState::Searching | MtuState::Unknown => "none",
+    };
+    let size = m.path_mtu.map_or("?".to_string(), |v| v.to_string());
+    format!(
+        r#"<td class="{class}" title="expected {}">{size} {}</td>"#,
+        m.expected_mtu,
+        m.state.as_str()
+    )
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -226,15 +244,16 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:center}}.up{{background:
             escape(e)
         ));
     }
-    html.push_str("<h2>Peers</h2><table><tr><th>node</th><th>zone</th><th>ICMP pod IP</th><th>ICMP node IP</th><th>HTTP</th></tr>");
+    html.push_str("<h2>Peers</h2><table><tr><th>node</th><th>zone</th><th>ICMP pod IP</th><th>ICMP node IP</th><th>HTTP</th><th>path MTU (pod)</th></tr>");
     for p in &r.peers {
         html.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td>{}{}{}</tr>",
+            "<tr><th>{}</th><td>{}</td>{}{}{}{}</tr>",
             escape(&p.node),
             escape(p.zone.as_deref().unwrap_or("-")),
             cell(p.layers.get(&Layer::IcmpPod)),
             cell(p.layers.get(&Layer::IcmpNode)),
             cell(p.layers.get(&Layer::Http)),
+            mtu_cell(p.mtu.get(&Layer::IcmpPod)),
         ));
     }
     html.push_str("</table><h2>Targets</h2><table><tr><th>target</th><th>address</th><th>ICMP</th><th>TCP / HTTP</th></tr>");
@@ -250,6 +269,41 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:center}}.up{{background:
             cell(app),
         ));
     }
-    html.push_str("</table></body></html>");
+    html.push_str("</table>");
+    let mesh = mesh_diagnosis(&s).await;
+    html.push_str(&format!(
+        "<h2>Diagnosis</h2><p>mesh view from {} agent(s){}</p>",
+        mesh.agents_answered.len(),
+        if mesh.agents_unreachable.is_empty() {
+            String::new()
+        } else {
+            let silent: Vec<String> = mesh
+                .agents_unreachable
+                .iter()
+                .map(|u| escape(&format!("{} ({})", u.node, u.error)))
+                .collect();
+            format!("; no answer from {}", silent.join(", "))
+        }
+    ));
+    if mesh.diagnosis.findings.is_empty() {
+        html.push_str("<p class=up>healthy: no findings</p>");
+    }
+    for f in &mesh.diagnosis.findings {
+        let cause = serde_json::to_value(f.cause)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        html.push_str(&format!(
+            "<div class=down style=padding:4px;margin:6px0><b>[{}]</b> {} ({:.0}%)<ul>",
+            escape(&cause),
+            escape(&f.summary),
+            f.confidence * 100.0
+        ));
+        for e in f.evidence.iter().chain(f.next_steps.iter()) {
+            html.push_str(&format!("<li>{}</li>", escape(e)));
+        }
+        html.push_str("</ul></div>");
+    }
+    html.push_str("</body></html>");
     Html(html)
 }

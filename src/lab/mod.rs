@@ -525,6 +525,15 @@ fn print_guidance(
             "  http://{}/api/v1/results    what it sees, as JSON",
             p.listen
         );
+        println!(
+            "  http://{}/api/v1/diagnosis  what is broken and why (the whole mesh, gathered from every agent)",
+            p.listen
+        );
+        println!(
+            "  {} diagnose --agent http://{}   the same, in the terminal",
+            st.exe.display(),
+            p.listen
+        );
     }
     let nodes = topo.nodes;
     let other_zone = (2..=nodes)
