@@ -21,7 +21,7 @@ use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, StoreCollector};
 use crate::peers::PeerSet;
-use crate::pmtud::MtuDriver;
+use crate::pmtud::{MtuDriver, MtuSettings};
 use crate::probe::http::HttpProber;
 use crate::probe::icmp::IcmpProber;
 use crate::probe::pmtu::PmtuProber;
@@ -151,13 +151,15 @@ pub async fn run(
     let mtu = config
         .mtu_interval
         .and_then(|check| match PmtuProber::new() {
-            Ok(prober) => Some(MtuDriver::new(
+            Ok(prober) => Some(MtuDriver::start(
                 prober,
                 shared.store.clone(),
                 shared.metrics.mtu_probes.clone(),
-                check,
-                config.mtu_search_interval,
-                config.timeout,
+                MtuSettings {
+                    check_interval: check,
+                    search_interval: config.mtu_search_interval,
+                    timeout: config.timeout,
+                },
             )),
             Err(e) => {
                 tracing::warn!(error = %e, "path-MTU discovery is off: {e}");
@@ -186,7 +188,7 @@ const COALESCE: Duration = Duration::from_millis(5);
 async fn probe_loop(
     shared: Arc<Shared>,
     probers: Probers,
-    mut mtu: Option<MtuDriver>,
+    mtu: Option<MtuDriver>,
     mut peers_rx: watch::Receiver<Arc<PeerSet>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -212,7 +214,7 @@ async fn probe_loop(
                 store.set_peers(latest.clone(), &t);
             }
             tasks = t.into_iter().map(Arc::new).collect();
-            if let Some(m) = mtu.as_mut() {
+            if let Some(m) = &mtu {
                 m.sync(&tasks);
             }
             current = Some(latest);

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub rounds: Counter,
     pub rounds_stretched: Counter,
     pub mtu_probes: Counter,
+    /// Size of the last exposition, to size the next one's buffer at once (a 3.5 MB scrape
+    /// grown by doubling holds old and new buffers together: several MB of peak RSS).
+    last_size: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -105,6 +108,7 @@ impl Metrics {
             rounds,
             rounds_stretched,
             mtu_probes,
+            last_size: std::sync::atomic::AtomicUsize::new(16 * 1024),
         }
     }
 
@@ -135,8 +139,10 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(16 * 1024);
+        let hint = self.last_size.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.last_size.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 }
