@@ -3,17 +3,19 @@
 #
 #   bench/agent.sh [PEERS=1000] [SECONDS=60] [INTERVAL=5s] [ICMP_COUNT=3]
 #
-# Every peer is a 127.x.y.z address (the loopback answers ICMP for all of 127/8); its "agent"
-# HTTP port is served by ONE `meshprobe serve` bound to 0.0.0.0 (so every HTTP probe is a real
-# new TCP connection and HTTP exchange; the answer is a 404 since `serve` is no agent, which costs
-# the prober the same work). Node IPs are 127.0.0.1. Needs root (raw ICMP socket).
+# The agent runs with its defaults (--pair-metrics all); BENCH_AGENT_ARGS adds flags, e.g.
+# BENCH_AGENT_ARGS="--pair-metrics failing" for the setting recommended on large meshes.
+#
+# Every peer is a 127.x.y.z address (the loopback answers ICMP for all of 127/8) named after that
+# address; its agent HTTP port is served by ONE `meshprobe serve` bound to 0.0.0.0, whose /ping
+# answers as the address it was asked at — so every HTTP probe is a real new TCP connection and a
+# successful exchange. Node IPs are 127.0.0.1. Needs root (raw ICMP socket).
 # Everything runs in a network namespace of its own whose loopback has a 1500-byte MTU, as a pod
 # interface would (the host's lo has 65536, which would make every path-MTU probe 64 KiB); the
 # host's network is not touched.
 # Prints CPU-seconds per 1,000 probes, CPU as % of one core, and peak RSS (VmHWM) of the agent.
 # Steady state: the measurement starts after the first path-MTU check interval (30 s), when the
 # initial MTU searches are done; the start-up figures are printed too.
-# Extra agent flags: BENCH_AGENT_ARGS="--mtu-interval 0s" bench/agent.sh …
 set -euo pipefail
 peers=${1:-1000}; secs=${2:-60}; interval=${3:-5s}; count=${4:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,14 +33,15 @@ port=19464
   echo "peers:"
   echo "  - {node: bench-self, node_ip: 127.0.0.1, pod_ip: 127.0.0.1, port: 19999}"
   for i in $(seq 1 "$peers"); do
-    echo "  - {node: peer-$i, node_ip: 127.0.0.1, pod_ip: 127.1.$((i / 250)).$((i % 250 + 1)), port: $port}"
+    ip="127.1.$((i / 250)).$((i % 250 + 1))"
+    echo "  - {node: $ip, node_ip: 127.0.0.1, pod_ip: $ip, port: $port}"
   done
 } > "$work/peers.yaml"
 
 ip netns exec "$ns" "$bin" serve --listen "0.0.0.0:$port" > "$work/serve.log" 2>&1 & server=$!
 ip netns exec "$ns" "$bin" agent --node-name bench-self --listen 127.0.0.1:19999 --peers-file "$work/peers.yaml" \
   --interval "$interval" --timeout 1s --icmp-count "$count" --max-rate 100000 --max-in-flight 1024 \
-  --pair-metrics all ${BENCH_AGENT_ARGS:-} > "$work/agent.log" 2>&1 & agent=$!
+  ${BENCH_AGENT_ARGS:-} > "$work/agent.log" 2>&1 & agent=$!
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
@@ -55,7 +58,12 @@ sleep "$secs"
 c1=$(cpu); p1=$(probes); t1=$(date +%s.%N)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
-scrape_bytes=$(inns curl -s --max-time 10 http://127.0.0.1:19999/metrics | wc -c)
+inns curl -s --max-time 10 http://127.0.0.1:19999/metrics > "$work/metrics.txt"
+scrape_bytes=$(wc -c < "$work/metrics.txt")
+echo "last probe per destination and layer (sanity: the probes succeed):"
+grep '^meshprobe_destinations{' "$work/metrics.txt" | grep -Ev ' 0(\.0)?$' | sed 's/^/  /'
+grep '^meshprobe_mtu_destinations{' "$work/metrics.txt" | grep -Ev ' 0(\.0)?$' | sed 's/^/  /'
+grep -c '^meshprobe_pair_' "$work/metrics.txt" | sed 's/^/  per-pair series: /' 
 awk -v c0="$c0" -v c1="$c1" -v p0="$p0" -v p1="$p1" -v t0="$t0" -v t1="$t1" -v hz="$ticks" \
     -v hwm="$hwm" -v rss="$rss" -v peers="$peers" -v iv="$interval" -v n="$count" -v sb="$scrape_bytes" -v cs="$cs" -v hs="$hs" -v warm="$warm" 'BEGIN {
   cpu = (c1 - c0) / hz; wall = t1 - t0; probes = p1 - p0

@@ -92,7 +92,8 @@ pub fn router(name: Option<String>) -> axum::Router {
         .route("/", get(ok))
         .route("/healthz", get(ok))
         .route("/bytes/{n}", get(bytes))
-        .route("/status/{code}", get(status));
+        .route("/status/{code}", get(status))
+        .route("/ping", get(ping_as_host));
     // A name that is not a valid header value is not echoed rather than refused.
     match name.and_then(|n| HeaderValue::from_str(&n).ok()) {
         None => router,
@@ -110,6 +111,25 @@ pub fn router(name: Option<String>) -> axum::Router {
 
 async fn ok() -> &'static str {
     "ok\n"
+}
+
+/// `GET /ping` answered as an agent named after the address it was asked at (the Host header
+/// without its port): one `meshprobe serve` can stand in for many agents whose node names are
+/// their pod IPs — what `bench/agent.sh` does.
+async fn ping_as_host(headers: axum::http::HeaderMap) -> Response {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let node = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    axum::Json(crate::model::PingBody {
+        node: node.to_string(),
+        zone: None,
+    })
+    .into_response()
 }
 
 fn bad_request(message: String) -> Response {
@@ -186,6 +206,31 @@ mod tests {
             .await
             .unwrap();
         (status, body.to_vec(), name)
+    }
+
+    #[tokio::test]
+    async fn ping_answers_as_the_host_it_was_asked_at() {
+        let app = router(None);
+        for (host, node) in [
+            ("127.1.0.2:19464", "127.1.0.2"),
+            ("[::1]:9464", "::1"),
+            ("web", "web"),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::get("/ping")
+                        .header(header::HOST, host)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            let ping: crate::model::PingBody = serde_json::from_slice(&body).unwrap();
+            assert_eq!(ping.node, node, "{host}");
+        }
     }
 
     #[tokio::test]
