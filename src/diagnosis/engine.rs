@@ -174,16 +174,15 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
     St::Ok
 }
 
-/// An outage that ended, not loss: the path answers now, and every lost packet in the window
-/// belongs to a probe that failed whole (random loss on `--icmp-count` echoes leaves partial
-/// losses in answered probes; a node that was down, cut off or unrouted for a while does not).
-/// Real data: the residue of `node-down node-4` read as "packet_loss node-4 ~7%" for a few
-/// seconds after the node came back.
+/// An outage, not loss: every lost packet in the window belongs to a probe that failed whole
+/// (random loss on `--icmp-count` echoes leaves partial losses in answered probes; a node that
+/// is or was down, cut off or unrouted does not). Such a cell is down when the down rules say
+/// so, else unknown: an outage that just began or just ended. Real data: the residue of
+/// `node-down node-4` read as "packet_loss node-4 ~7%" for a few seconds after the node came
+/// back, and its first failed probe as loss for a second.
 fn outage_residue(c: &Cell) -> bool {
     let failed = c.probes.saturating_sub(c.successes);
-    c.reachable == Some(true)
-        && c.consecutive_failures == 0
-        && c.probes > 0
+    c.probes > 0
         && failed > 0
         && c.sent > 0
         && c.sent % c.probes == 0
@@ -1663,7 +1662,26 @@ impl<'a> Engine<'a> {
             ]
         } else {
             vec![
-                format!("Runbook diagnosis 5: on {}, `ip route get <pod IP on {}>`; on {}, `ip route get <pod IP on {}>`", self.name(s), self.name(t), self.name(t), self.name(s)),
+                {
+                    // The failing source first: its table is the usual culprit (a deleted
+                    // host-gw route); the destination's return route second.
+                    let pod = |n: usize| {
+                        self.m.nodes[n]
+                            .pod_ip
+                            .map_or(format!("<pod IP on {}>", self.name(n)), |ip| ip.to_string())
+                    };
+                    let via = self.m.nodes[t]
+                        .node_ip
+                        .map_or(String::new(), |ip| format!(" via {ip}"));
+                    format!(
+                        "Runbook diagnosis 5: on {}, `ip route get {}` and `ip route show` — expect a route to {}'s pod subnet{via}; then on {}, `ip route get {}` (the return path)",
+                        self.name(s),
+                        pod(t),
+                        self.name(t),
+                        self.name(t),
+                        pod(s)
+                    )
+                },
                 format!("Check filters on both nodes: `nft list ruleset`, `iptables -S FORWARD`"),
             ]
         };
