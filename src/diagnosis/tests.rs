@@ -1262,6 +1262,20 @@ fn loss_node2_real(m: &mut Mesh) {
     m.t(1, 2, &["http"], http_dead.clone());
     m.t(3, 2, &["http"], http_dead);
     m.t(4, 2, &["http"], http_flaky);
+    // Bad luck: all 3 echoes of 2 probes in a row lost, node-2 -> web-node-1.
+    m.t(
+        2,
+        1,
+        &["icmp_pod"],
+        LayerStats {
+            consecutive_failures: 2,
+            successes: 8,
+            success_ratio: Some(0.8),
+            sent: 30,
+            received: 14,
+            ..down(err("timeout"))
+        },
+    );
 }
 
 #[test]
