@@ -143,6 +143,20 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// node-1's `GET /api/v1/diagnosis` (its mesh view), through the live-view proxy.
+    fn diagnosis(&self, proxies: &BTreeMap<String, SocketAddr>) -> Value {
+        TcpStream::connect_timeout(&proxies["node-1"], Duration::from_secs(2))
+            .and_then(|s| {
+                netns::http_get_blocking(s, "lab", "/api/v1/diagnosis", Duration::from_secs(5))
+            })
+            .ok()
+            .filter(|(code, _)| *code == 200)
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let out = self.cli(&["down"]);
@@ -533,6 +547,166 @@ fn dest_node(d: Dest) -> u16 {
     }
 }
 
+// ---- diagnosis ------------------------------------------------------------------------------
+
+/// What node-1's diagnosis must say: exactly one finding of `cause` whose `nodes` equal
+/// `nodes` (or, with `nodes_include`, contain them), with these zones / targets / pairs among its
+/// own; `None`: healthy, no finding.
+struct Want {
+    cause: &'static str,
+    nodes: &'static [&'static str],
+    nodes_include: bool,
+    zones: &'static [&'static str],
+    targets: &'static [&'static str],
+    pairs: &'static [[&'static str; 2]],
+}
+
+const fn want(cause: &'static str, nodes: &'static [&'static str]) -> Want {
+    Want {
+        cause,
+        nodes,
+        nodes_include: false,
+        zones: &[],
+        targets: &[],
+        pairs: &[],
+    }
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| match x {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn short(d: &Value) -> String {
+    let f: Vec<String> = d["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{} nodes={:?} zones={:?} targets={:?} pairs={} — {}",
+                f["cause"].as_str().unwrap_or("?"),
+                strs(&f["nodes"]),
+                strs(&f["zones"]),
+                strs(&f["targets"]),
+                f["pairs"],
+                f["summary"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    format!(
+        "answered={:?} unreachable={} findings=[{}]",
+        strs(&d["agents_answered"]),
+        d["agents_unreachable"],
+        f.join(" | ")
+    )
+}
+
+fn diagnosis_matches(d: &Value, w: Option<&Want>) -> Result<(), String> {
+    if d.is_null() {
+        return Err("no diagnosis".into());
+    }
+    let findings = d["findings"].as_array().cloned().unwrap_or_default();
+    let Some(w) = w else {
+        return if findings.is_empty() && d["healthy"] == true {
+            Ok(())
+        } else {
+            Err(format!("want healthy, got {}", short(d)))
+        };
+    };
+    let bad = || Err(format!("want {} {:?}, got {}", w.cause, w.nodes, short(d)));
+    let [f] = findings.as_slice() else {
+        return bad();
+    };
+    let nodes = strs(&f["nodes"]);
+    let nodes_ok = if w.nodes_include {
+        w.nodes.iter().all(|n| nodes.iter().any(|x| x == n))
+    } else {
+        nodes == w.nodes
+    };
+    let zones = strs(&f["zones"]);
+    let targets = strs(&f["targets"]);
+    let pairs: Vec<Vec<String>> = f["pairs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(strs)
+        .collect();
+    let ok = f["cause"] == w.cause
+        && nodes_ok
+        && w.zones.iter().all(|z| zones.iter().any(|x| x == z))
+        && (w.zones.is_empty() || zones.len() == w.zones.len())
+        && w.targets.iter().all(|t| targets.iter().any(|x| x == t))
+        && w.pairs
+            .iter()
+            .all(|[a, b]| pairs.iter().any(|p| p == &[*a, *b]))
+        && !strs(&f["evidence"]).is_empty()
+        && !strs(&f["next_steps"]).is_empty();
+    if ok {
+        Ok(())
+    } else {
+        bad()
+    }
+}
+
+/// Poll node-1's diagnosis until it matches `w`, or panic at `deadline` with the last answer.
+fn assert_diagnosis(
+    lab: &Lab,
+    proxies: &BTreeMap<String, SocketAddr>,
+    what: &str,
+    t0: Instant,
+    deadline: Instant,
+    w: Option<&Want>,
+) -> (Duration, Value) {
+    loop {
+        let d = lab.diagnosis(proxies);
+        match diagnosis_matches(&d, w) {
+            Ok(()) => {
+                eprintln!(
+                    "  diagnosis right ({what}) {:.1}s after the command",
+                    t0.elapsed().as_secs_f64()
+                );
+                return (t0.elapsed(), d);
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{what}: diagnosis still wrong after {:.1}s: {e}",
+                t0.elapsed().as_secs_f64()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// After agents agree: two probe intervals, plus the agent's one-interval cache, plus slack.
+const DIAG_AFTER_AGREE: Duration = Duration::from_millis(2 * 1000 + 1000 + 500);
+/// After a clear: the window ages out, plus a few intervals.
+const DIAG_CLEAR: Duration = Duration::from_secs(WINDOW_SECS + 4);
+
+/// Poll the diagnosis for `secs` seconds: healthy at every poll.
+fn assert_clean_run(lab: &Lab, proxies: &BTreeMap<String, SocketAddr>, secs: u64) {
+    let t0 = Instant::now();
+    let mut polls = 0u32;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let d = lab.diagnosis(proxies);
+        if let Err(e) = diagnosis_matches(&d, None) {
+            panic!(
+                "clean lab: finding after {:.1}s ({polls} healthy polls before): {e}",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("  clean run: {polls} polls over {secs}s, zero findings at every poll");
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -584,6 +758,15 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         &all_up,
     );
 
+    // The diagnosis of a clean lab: healthy, and stays so.
+    let t = Instant::now();
+    assert_diagnosis(&lab, &proxies, "clean lab", t, t + DIAG_CLEAR, None);
+    let clean_secs = std::env::var("MESHPROBE_E2E_CLEAN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    assert_clean_run(&lab, &proxies, clean_secs);
+
     // A second lab with the same prefix is refused, and leaves the first alone.
     let again = lab.cli(&["up", "--port-base", "0"]);
     assert_eq!(again.status.code(), Some(1));
@@ -606,11 +789,13 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let p2 = lab.ns(2, "web");
     let p3 = lab.ns(3, "web");
     let mut timings = Vec::new();
+    let mut diag_timings: Vec<(String, Duration, Duration, Duration)> = Vec::new();
     let mut step = |name: &str,
                     fault: &[&str],
                     early: &dyn Fn(),
                     packets: &dyn Fn(),
-                    expect: &dyn Fn(u16, Dest, &str) -> Exp| {
+                    expect: &dyn Fn(u16, Dest, &str) -> Exp,
+                    diag: &Want| {
         eprintln!("fault {}", fault.join(" "));
         let mut args = vec!["fault"];
         args.extend_from_slice(fault);
@@ -618,6 +803,14 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         lab.ok(&args);
         early();
         let seen = assert_agents(&lab, &proxies, &usable, name, injected, expect);
+        // MTU faults: path-MTU discovery has one minute; the others: two intervals after the
+        // agents agree.
+        let deadline = if diag.cause == "mtu" {
+            injected + MTU_DEADLINE
+        } else {
+            injected + seen + DIAG_AFTER_AGREE
+        };
+        let (diagnosed, _) = assert_diagnosis(&lab, &proxies, name, injected, deadline, Some(diag));
         packets();
         let st = lab.status();
         let active = st["state"]["faults"].as_array().unwrap();
@@ -631,8 +824,11 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             .as_array()
             .unwrap()
             .is_empty());
+        let (healthy, _) =
+            assert_diagnosis(&lab, &proxies, &what, cleared, cleared + DIAG_CLEAR, None);
         assert_all_pairs_ping(&lab);
         timings.push((name.to_string(), seen, recovered));
+        diag_timings.push((name.to_string(), seen, diagnosed, healthy));
     };
 
     // route: node-1 loses its route to node-3's pods (same zone, host-gw).
@@ -666,6 +862,11 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             (3, 1) => Exp::Down(TIMEOUT),
             _ => Exp::Up,
         },
+        &Want {
+            nodes_include: true,
+            pairs: &[["node-1", "node-3"]],
+            ..want("routing", &["node-1"])
+        },
     );
 
     // node-down: node-4's uplink is cut at the fabric.
@@ -683,6 +884,10 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             (_, 4) => Exp::Down(&["timeout", "host_unreachable"]),
             (4, _) => Exp::Down(ANY_FAILURE),
             _ => Exp::Up,
+        },
+        &Want {
+            zones: &["zone-b"],
+            ..want("node_down", &["node-4"])
         },
     );
 
@@ -702,6 +907,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             (3, _) => Exp::Down(ANY_FAILURE),
             _ => Exp::Up,
         },
+        &want("cni", &["node-3"]),
     );
 
     // policy: TCP to web-node-2:8080 dropped; ICMP to it fine.
@@ -718,6 +924,10 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             Dest::Target(2) if layer == "http" || layer == "tcp" => Exp::Down(TIMEOUT),
             _ => Exp::Up,
         },
+        &Want {
+            targets: &["web-node-2"],
+            ..want("policy", &["node-2"])
+        },
     );
 
     // reject: the same, answered with a reset.
@@ -732,6 +942,10 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         &|_, d, layer| match d {
             Dest::Target(2) if layer == "http" || layer == "tcp" => Exp::Down(&["refused"]),
             _ => Exp::Up,
+        },
+        &Want {
+            targets: &["web-node-2"],
+            ..want("application", &["node-2"])
         },
     );
 
@@ -751,6 +965,10 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             } else {
                 Exp::Down(TIMEOUT)
             }
+        },
+        &Want {
+            zones: &["zone-a", "zone-b"],
+            ..want("vpc", &[])
         },
     );
 
@@ -787,6 +1005,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             );
         },
         &|_, _, _| Exp::Up,
+        &want("mtu", &["node-2"]),
     );
     assert_mtu(&lab, &proxies, "mtu cleared", &|_, _| NORMAL_MTU);
 
@@ -809,13 +1028,24 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             });
         },
         &|_, _, _| Exp::Up,
+        &want("mtu", &["node-2"]),
     );
     assert_mtu(&lab, &proxies, "pmtu-blackhole cleared", &|_, _| NORMAL_MTU);
 
     // loss: 30% of node-2's packets each way. Wait one full window so the ratios only hold
     // the fault, then: clearly lossy, clearly not dead.
     eprintln!("fault loss node-2 30");
+    let injected = Instant::now();
     lab.ok(&["fault", "loss", "node-2", "30"]);
+    let loss_want = want("packet_loss", &["node-2"]);
+    let (loss_seen, _) = assert_diagnosis(
+        &lab,
+        &proxies,
+        "loss node-2 30",
+        injected,
+        injected + Duration::from_secs(WINDOW_SECS),
+        Some(&loss_want),
+    );
     let loss = ping_loss_percent(&p1, "198.19.2.10", 100);
     assert!((15.0..=85.0).contains(&loss), "ping loss {loss}%");
     assert_eq!(ping_loss_percent(&p1, "198.19.3.10", 20), 0.0);
@@ -857,9 +1087,31 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             }
         }
     }
+    // Steady loss: still exactly that, poll after poll (no timeouts read as policy, no MTU).
+    for _ in 0..6 {
+        let d = lab.diagnosis(&proxies);
+        if let Err(e) = diagnosis_matches(&d, Some(&loss_want)) {
+            panic!("loss node-2 30, steady: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let cleared = Instant::now();
     lab.ok(&["clear"]);
     assert_agents(&lab, &proxies, &usable, "loss cleared", cleared, &all_up);
+    let (loss_healthy, _) = assert_diagnosis(
+        &lab,
+        &proxies,
+        "loss cleared",
+        cleared,
+        cleared + DIAG_CLEAR,
+        None,
+    );
+    diag_timings.push((
+        "loss node-2 30".into(),
+        Duration::ZERO,
+        loss_seen,
+        loss_healthy,
+    ));
     assert_all_pairs_ping(&lab);
 
     // Two faults at once, cleared together; a duplicate is refused.
@@ -884,6 +1136,16 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             "  {name:<28} seen after {:.1}s, recovered after {:.1}s",
             seen.as_secs_f64(),
             recovered.as_secs_f64()
+        );
+    }
+
+    eprintln!("diagnosis (node-1's view): time from the command to the right finding");
+    for (name, agree, diagnosed, healthy) in &diag_timings {
+        eprintln!(
+            "  {name:<28} agents agree {:>4.1}s, right finding {:>4.1}s, healthy {:>4.1}s after clear",
+            agree.as_secs_f64(),
+            diagnosed.as_secs_f64(),
+            healthy.as_secs_f64()
         );
     }
 

@@ -164,18 +164,83 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
     }
     let loss = f64::from(lost) / f64::from(sent);
     if lost >= p.lossy_min_lost && loss >= p.lossy_min_ratio {
-        // Recovering: the path answers now and has been quiet for longer than a few intervals
-        // and than three times the mean spacing of its losses in the window. Steady loss keeps
-        // its last error recent; a fault that was cleared leaves a burst that ages out.
-        let quiet_enough = |age: f64, i: f64| {
-            let spacing = window.map_or(0.0, |w| w / f64::from(lost.max(1)));
-            age > 3.0 * i && age > 3.0 * spacing
-        };
+        if outage_residue(c) {
+            return St::Unknown;
+        }
         let recovered = c.reachable == Some(true)
-            && matches!((c.last_error_age_seconds, interval), (Some(a), Some(i)) if quiet_enough(a, i));
+            && quiet_since(c.last_error_age_seconds, loss_events(c), interval, window);
         return if recovered { St::Unknown } else { St::Lossy };
     }
     St::Ok
+}
+
+/// An outage, not loss: every lost packet in the window belongs to a probe that failed whole
+/// (random loss on `--icmp-count` echoes leaves partial losses in answered probes; a node that
+/// is or was down, cut off or unrouted does not). Such a cell is down when the down rules say
+/// so, else unknown: an outage that just began or just ended. Real data: the residue of
+/// `node-down node-4` read as "packet_loss node-4 ~7%" for a few seconds after the node came
+/// back, and its first failed probe as loss for a second.
+fn outage_residue(c: &Cell) -> bool {
+    let failed = c.probes.saturating_sub(c.successes);
+    c.probes > 0
+        && failed > 0
+        && c.sent > 0
+        && c.sent % c.probes == 0
+        && c.sent.saturating_sub(c.received) == failed * (c.sent / c.probes)
+}
+
+/// Loss events in a cell's window: its error count (per kind), else its lost packets.
+fn loss_events(c: &Cell) -> u32 {
+    if c.errors.is_empty() {
+        lost_of(c).0.max(u32::from(c.last_error.is_some()))
+    } else {
+        c.error_count()
+    }
+}
+
+/// Has the trouble stopped? The newest error is `age` old and `events` errors fell in the
+/// window before it, i.e. within `window - age` seconds: quiet for more than 3 probe intervals
+/// and more than 4 times the mean spacing of those errors. The estimate of the spacing uses the
+/// active part of the window only, so it does not grow as a cleared burst ages out (the older
+/// rule, `window / lost`, flipped back to "lossy" as the count fell: real data, 8 s after
+/// clearing `loss node-2 30`). Steady loss is caught again at once (age resets); rare errors
+/// (≥ window/4 apart) keep a cell lossy until they age out of the window.
+fn quiet_since(age: Option<f64>, events: u32, interval: Option<f64>, window: Option<f64>) -> bool {
+    let (Some(age), Some(i)) = (age, interval) else {
+        return false;
+    };
+    let active = window.map_or(age, |w| (w - age).max(i));
+    let gap = active / f64::from(events.max(1));
+    age > 3.0 * i && age > 4.0 * gap
+}
+
+/// A pair recovering from loss: every layer answers now and the pair as a whole (all its
+/// layers' errors together: more events, a better clock) has been quiet long enough. Its lossy
+/// cells become unknown. Needed because partial ICMP loss leaves few errors of its own while
+/// the HTTP probe on the same path fails often (real data: after clearing `loss node-2 30`,
+/// node-2↔node-3 stayed "lossy" on ICMP while its HTTP had been quiet for seconds).
+fn pair_recovery(
+    pc: &super::matrix::PairCells,
+    s: &mut [St; 4],
+    interval: Option<f64>,
+    window: Option<f64>,
+) {
+    if !s.contains(&St::Lossy) {
+        return;
+    }
+    let cells = || pc.layers.iter().flatten();
+    if cells().any(|c| c.reachable == Some(false)) {
+        return;
+    }
+    let age = cells()
+        .filter_map(|c| c.last_error_age_seconds)
+        .min_by(f64::total_cmp);
+    let events: u32 = cells().map(loss_events).sum();
+    if quiet_since(age, events, interval, window) {
+        for x in s.iter_mut().filter(|x| **x == St::Lossy) {
+            *x = St::Unknown;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -279,6 +344,11 @@ struct Engine<'a> {
     zone_finding: HashMap<(usize, usize), usize>,
     /// Peer pairs left failing by the network stage whose failure looks like heavy loss.
     deferred_loss: Vec<usize>,
+    /// Per `m.pairs` index: its ICMP cells lost packets in the window (random loss, not an
+    /// outage's residue), whatever the cleaning made of them.
+    raw_loss: Vec<bool>,
+    /// Target / agent HTTP pairs whose timeouts the packet loss on their path explains.
+    deferred_app_loss: Vec<usize>,
 }
 
 fn zkey(a: usize, b: usize) -> (usize, usize) {
@@ -325,18 +395,28 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let mut st = Vec::with_capacity(m.pairs.len());
+        let mut raw_loss = Vec::with_capacity(m.pairs.len());
         let mut peer = Vec::new();
         let mut tpairs = Vec::new();
         let mut pair_of = HashMap::new();
         for (i, pc) in m.pairs.iter().enumerate() {
             let src = &m.nodes[pc.src];
             let mut s = [St::Unknown; 4];
+            let mut loss = false;
             if usable.get(pc.src).copied().unwrap_or(false) {
                 for (k, c) in pc.layers.iter().enumerate() {
                     if let Some(c) = c {
                         s[k] = cell_state(c, src.interval_seconds, src.window_seconds, p);
                     }
                 }
+                pair_recovery(pc, &mut s, src.interval_seconds, src.window_seconds);
+                loss = pc.layers[..2].iter().flatten().any(|c| {
+                    let (lost, sent) = lost_of(c);
+                    sent > 0
+                        && lost >= p.lossy_min_lost
+                        && f64::from(lost) / f64::from(sent) >= p.lossy_min_ratio
+                        && !outage_residue(c)
+                });
                 match pc.dst {
                     Dest::Node(d) => {
                         if restarting.get(d).copied().unwrap_or(false) {
@@ -349,6 +429,7 @@ impl<'a> Engine<'a> {
                 }
             }
             st.push(s);
+            raw_loss.push(loss);
         }
         let mut zones: Vec<String> = m
             .nodes
@@ -384,6 +465,8 @@ impl<'a> Engine<'a> {
             node_finding: HashMap::new(),
             zone_finding: HashMap::new(),
             deferred_loss: Vec::new(),
+            raw_loss,
+            deferred_app_loss: Vec::new(),
         };
         e.aggregate();
         e
@@ -410,12 +493,14 @@ impl<'a> Engine<'a> {
             if s[k] != St::Down {
                 continue;
             }
-            let Some(e) = pc.layers[k].as_ref().and_then(|c| c.last_error.as_ref()) else {
+            // The window's per-kind list too: the gateway rate-limits its ICMP errors, so a
+            // "net unreachable" is usually followed by plain timeouts (real data, `route`).
+            let Some(e) = pc.layers[k]
+                .as_ref()
+                .and_then(|c| c.error_of(ErrKind::NetUnreachable))
+            else {
                 continue;
             };
-            if e.kind() != ErrKind::NetUnreachable {
-                continue;
-            }
             return Some(match (e.from.as_deref(), e.from_ip()) {
                 (None, _) => Ok((pc.src, None)),
                 (Some(_), Some(ip)) => match self.m.owner_of(ip) {
@@ -473,7 +558,12 @@ impl<'a> Engine<'a> {
             }
         }
         let small_ok = pod_state(s) != St::Down && s[NODE] != St::Down;
+        // Under packet loss, large DF probes vanish like small ones: a "black hole" verdict
+        // is then loss, not MTU (real data: `loss node-2 30` gave node-1 -> node-2 "black
+        // hole (1405)"). A true black hole loses no small packet.
+        let blackhole_ok = !self.raw_loss[i] && s[POD] != St::Lossy && s[NODE] != St::Lossy;
         match pc.mtu_state {
+            Some(MtuState::Blackhole) if !blackhole_ok => None,
             Some(MtuState::Mismatch | MtuState::Blackhole) if small_ok => Some(format!(
                 "path MTU {}{}",
                 match pc.mtu_state {
@@ -1277,8 +1367,7 @@ impl<'a> Engine<'a> {
                             .layers
                             .iter()
                             .flatten()
-                            .filter_map(|c| c.last_error.as_ref())
-                            .find(|e| e.kind() == ErrKind::NetUnreachable);
+                            .find_map(|c| c.error_of(ErrKind::NetUnreachable));
                         examples.push(format!(
                             "{}: {}{}",
                             self.pair_label(i),
@@ -1573,7 +1662,26 @@ impl<'a> Engine<'a> {
             ]
         } else {
             vec![
-                format!("Runbook diagnosis 5: on {}, `ip route get <pod IP on {}>`; on {}, `ip route get <pod IP on {}>`", self.name(s), self.name(t), self.name(t), self.name(s)),
+                {
+                    // The failing source first: its table is the usual culprit (a deleted
+                    // host-gw route); the destination's return route second.
+                    let pod = |n: usize| {
+                        self.m.nodes[n]
+                            .pod_ip
+                            .map_or(format!("<pod IP on {}>", self.name(n)), |ip| ip.to_string())
+                    };
+                    let via = self.m.nodes[t]
+                        .node_ip
+                        .map_or(String::new(), |ip| format!(" via {ip}"));
+                    format!(
+                        "Runbook diagnosis 5: on {}, `ip route get {}` and `ip route show` — expect a route to {}'s pod subnet{via}; then on {}, `ip route get {}` (the return path)",
+                        self.name(s),
+                        pod(t),
+                        self.name(t),
+                        self.name(t),
+                        pod(s)
+                    )
+                },
                 format!("Check filters on both nodes: `nft list ruleset`, `iptables -S FORWARD`"),
             ]
         };
@@ -1609,7 +1717,32 @@ impl<'a> Engine<'a> {
         None
     }
 
+    /// Timeouts on a path that loses packets: the loss explains them (a lost SYN or SYN-ACK
+    /// outlasts a probe timeout below the 1 s SYN retransmission). Real data: `loss node-2 30`
+    /// (about half the round trips lost) made HTTP to web-node-2 and to node-2's agent time out
+    /// from several sources, which read as five `policy` findings.
+    fn loss_explains_app(&self, i: usize, lossy: &BTreeSet<usize>) -> bool {
+        let pc = &self.m.pairs[i];
+        // A dead pod IP is the network's, unless it is bad luck under heavy loss (at 50%
+        // round-trip loss, 3 echoes all vanish one probe in 8: real data, node-2 ->
+        // web-node-1 read as `cni` "from 1 of 4 sources only").
+        if self.st[i][POD] == St::Down && !self.weak_failure(i) {
+            return false;
+        }
+        let timeouts_only = [HTTP, TCP].iter().all(|&k| {
+            self.st[i][k] != St::Down
+                || pc.layers[k]
+                    .as_ref()
+                    .and_then(|c| c.last_error.as_ref())
+                    .is_none_or(|e| e.kind() == ErrKind::Timeout)
+        });
+        let on_lossy_node =
+            lossy.contains(&pc.src) || self.dst_node(i).is_some_and(|d| lossy.contains(&d));
+        timeouts_only && (self.raw_loss[i] || self.pair_lossy(i) || on_lossy_node)
+    }
+
     fn app_stage(&mut self) {
+        let lossy = self.lossy_nodes();
         // Targets.
         let mut per_target: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &i in &self.tpairs {
@@ -1647,11 +1780,16 @@ impl<'a> Engine<'a> {
                         .insert((self.m.pairs[i].src, Dest::Target(t)));
                     continue;
                 }
+                if self.loss_explains_app(i, &lossy) {
+                    self.deferred_app_loss.push(i);
+                    continue;
+                }
                 fails.push(i);
             }
             if !fails.is_empty() {
-                let d = self.app_draft(Some(t), node, &fails, known);
-                self.push_pairs(d, &fails);
+                if let Some(d) = self.app_draft(Some(t), node, &fails, known) {
+                    self.push_pairs(d, &fails);
+                }
             }
         }
         // Agents' own HTTP endpoint, with the pod IP answering.
@@ -1674,14 +1812,19 @@ impl<'a> Engine<'a> {
             {
                 continue;
             }
+            if self.loss_explains_app(i, &lossy) {
+                self.deferred_app_loss.push(i);
+                continue;
+            }
             e.0.push(i);
         }
         for (x, (fails, known)) in per_node {
             if fails.is_empty() || self.restarting[x] {
                 continue;
             }
-            let d = self.app_draft(None, Some(x), &fails, known);
-            self.push_pairs(d, &fails);
+            if let Some(d) = self.app_draft(None, Some(x), &fails, known) {
+                self.push_pairs(d, &fails);
+            }
         }
     }
 
@@ -1691,7 +1834,7 @@ impl<'a> Engine<'a> {
         node: Option<usize>,
         fails: &[usize],
         known: u32,
-    ) -> Draft {
+    ) -> Option<Draft> {
         let tname = match target {
             Some(t) => self
                 .m
@@ -1791,6 +1934,18 @@ impl<'a> Engine<'a> {
             } else {
                 (Cause::Cni, 0.5, format!("{tname}'s pod IP does not answer while its node's other pods do: the pod's network (CNI) or the pod is gone"))
             }
+        } else if !wide && !policy_blocks && timeouts >= rejects && timeouts > 0 {
+            // A NetworkPolicy treats every meshprobe agent alike: timeouts from a minority of
+            // sources are no policy. Intermittent ones (most probes pass) are noise; persistent
+            // ones point at those sources' paths.
+            if fails.iter().all(|&i| self.weak_failure(i)) {
+                return None;
+            }
+            (
+                Cause::Application,
+                0.4,
+                format!("connections to {tname} ({addr}) time out from some sources only while it answers ICMP and other sources connect: not a NetworkPolicy (it would drop them all); look at those sources' nodes (host firewall, conntrack)"),
+            )
         } else if policy_blocks || (timeouts >= rejects && timeouts > 0 && !pod_not_ready) {
             let mut c = 0.65 + 0.2 * ratio;
             if policy_blocks {
@@ -1886,7 +2041,7 @@ impl<'a> Engine<'a> {
                 "Runbook diagnosis 2: check the CNI pod on that node in kube-system (Ready, restarts, logs)".into(),
             ],
         };
-        d
+        Some(d)
     }
 
     // ---------------------------------------------------------------- loss
@@ -1935,6 +2090,7 @@ impl<'a> Engine<'a> {
             .filter(|&i| !self.explained.contains_key(&i) && self.pair_lossy(i))
             .collect();
         lossy.extend(self.deferred_loss.iter().copied());
+        let apps = std::mem::take(&mut self.deferred_app_loss);
         if lossy.is_empty() {
             return;
         }
@@ -1964,8 +2120,31 @@ impl<'a> Engine<'a> {
             }
             covered.extend(fresh.iter().copied());
             let known = (inn[x].known, out[x].known);
-            let d = self.loss_node_draft(x, &fresh, known);
-            self.push_pairs(d, &fresh);
+            let mut d = self.loss_node_draft(x, &fresh, known);
+            let absorbed: Vec<usize> = apps
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    !covered.contains(&i)
+                        && (self.m.pairs[i].src == x || self.dst_node(i) == Some(x))
+                })
+                .collect();
+            if !absorbed.is_empty() {
+                d.evidence.push(format!(
+                    "HTTP/TCP probes on {} of its paths time out ({}): lost SYNs and replies, explained by this loss",
+                    absorbed.len(),
+                    absorbed
+                        .iter()
+                        .take(4)
+                        .map(|&i| self.pair_label(i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            covered.extend(absorbed.iter().copied());
+            let mut all = fresh;
+            all.extend(absorbed);
+            self.push_pairs(d, &all);
         }
         let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
         for &i in &lossy {
@@ -1984,6 +2163,16 @@ impl<'a> Engine<'a> {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             groups.entry(zkey(pc.src, d)).or_default().push(i);
+        }
+        for &i in &apps {
+            if covered.contains(&i) {
+                continue;
+            }
+            let pc = &self.m.pairs[i];
+            let Some(d) = self.dst_node(i) else { continue };
+            if let Some(g) = groups.get_mut(&zkey(pc.src, d)) {
+                g.push(i);
+            }
         }
         for ((a, b), g) in groups {
             let mut d = Draft::new(

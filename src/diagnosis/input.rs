@@ -96,6 +96,19 @@ pub struct LayerStats {
     pub last_error: Option<ErrorInfo>,
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
+    /// Every kind of error seen inside the window, with its count and latest instance (the
+    /// last error alone hides a rate-limited "net unreachable" behind later timeouts).
+    pub errors: Vec<ErrorCountInfo>,
+}
+
+/// One kind of error in a window: how often, the latest instance and its age.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ErrorCountInfo {
+    pub kind: String,
+    pub count: u32,
+    pub last: Option<ErrorInfo>,
+    pub last_age_seconds: Option<f64>,
 }
 
 /// A classified error as `ErrorClass` serializes it: `{"kind": "...", ...}`. Only the fields the
@@ -205,6 +218,16 @@ impl From<&WindowStats> for LayerStats {
             last_error: w.last_error.as_ref().map(ErrorInfo::from),
             last_error_age_seconds: w.last_error_age_seconds,
             last_probe_age_seconds: w.last_probe_age_seconds,
+            errors: w
+                .errors
+                .iter()
+                .map(|e| ErrorCountInfo {
+                    kind: e.kind.to_string(),
+                    count: e.count,
+                    last: Some(ErrorInfo::from(&e.last)),
+                    last_age_seconds: Some(e.last_age_seconds),
+                })
+                .collect(),
         }
     }
 }

@@ -39,6 +39,27 @@ pub struct Cell {
     pub last_error: Option<ErrorInfo>,
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
+    /// Error kinds in the window: (kind's latest instance, count, age of the latest).
+    pub errors: Vec<(ErrorInfo, u32, Option<f64>)>,
+}
+
+impl Cell {
+    /// Errors recorded in the window (the per-kind counts; the last error alone if absent).
+    pub fn error_count(&self) -> u32 {
+        if self.errors.is_empty() {
+            u32::from(self.last_error.is_some())
+        } else {
+            self.errors.iter().map(|e| e.1).sum()
+        }
+    }
+
+    /// The latest error of a kind in the window: the last error, or the per-kind list.
+    pub fn error_of(&self, kind: super::input::ErrKind) -> Option<&ErrorInfo> {
+        self.last_error
+            .as_ref()
+            .filter(|e| e.kind() == kind)
+            .or_else(|| self.errors.iter().map(|e| &e.0).find(|e| e.kind() == kind))
+    }
 }
 
 impl From<&LayerStats> for Cell {
@@ -56,6 +77,17 @@ impl From<&LayerStats> for Cell {
             last_error: s.last_error.clone(),
             last_error_age_seconds: s.last_error_age_seconds.filter(|x| x.is_finite()),
             last_probe_age_seconds: s.last_probe_age_seconds.filter(|x| x.is_finite()),
+            errors: s
+                .errors
+                .iter()
+                .map(|e| {
+                    let last = e.last.clone().unwrap_or_else(|| ErrorInfo {
+                        kind: e.kind.clone(),
+                        ..ErrorInfo::default()
+                    });
+                    (last, e.count, e.last_age_seconds.filter(|x| x.is_finite()))
+                })
+                .collect(),
         }
     }
 }

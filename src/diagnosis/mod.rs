@@ -26,8 +26,8 @@ mod tests;
 
 pub use engine::{cell_state, diagnose, diagnose_with, Params, St};
 pub use input::{
-    AgentReport, CniPodFacts, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState, NodeFacts,
-    NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,
+    AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
+    NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,
 };
 pub use matrix::{Cell, Matrix};
 pub use report::{Cause, Diagnosis, Finding};

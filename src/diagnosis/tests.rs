@@ -38,6 +38,7 @@ fn ok() -> LayerStats {
         last_error: None,
         last_error_age_seconds: None,
         last_probe_age_seconds: Some(0.4),
+        errors: Vec::new(),
     }
 }
 
@@ -1216,4 +1217,246 @@ fn sampled_plan_at_scale() {
     );
     assert!(took.as_secs_f64() < 10.0, "took {took:?}");
     println!("2000 nodes, 40k pairs: {took:?}");
+}
+
+// ---- real-data problems from the lab (each pinned by a synthetic case) ----------------------
+
+fn timeout_count(n: u32, age: f64) -> ErrorCountInfo {
+    ErrorCountInfo {
+        kind: "timeout".into(),
+        count: n,
+        last: Some(err("timeout")),
+        last_age_seconds: Some(age),
+    }
+}
+
+/// `loss node-2 30` as the agents saw it: ~50% of round trips lost on every path touching
+/// node-2, so HTTP to node-2's agent and to web-node-2 mostly times out (1/10 succeeded).
+fn loss_node2_real(m: &mut Mesh) {
+    loss_node2(m);
+    let http_dead = LayerStats {
+        reachable: Some(false),
+        consecutive_failures: 2,
+        successes: 1,
+        received: 1,
+        success_ratio: Some(0.1),
+        loss_ratio: Some(0.9),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(0.9),
+        errors: vec![timeout_count(9, 0.9)],
+        ..ok()
+    };
+    let http_flaky = LayerStats {
+        successes: 4,
+        received: 4,
+        success_ratio: Some(0.4),
+        loss_ratio: Some(0.6),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(1.5),
+        errors: vec![timeout_count(6, 1.5)],
+        ..ok()
+    };
+    m.p(1, 2, &["http"], http_dead.clone());
+    m.p(4, 2, &["http"], http_dead.clone());
+    m.p(3, 2, &["http"], http_flaky.clone());
+    m.t(1, 2, &["http"], http_dead.clone());
+    m.t(3, 2, &["http"], http_dead);
+    m.t(4, 2, &["http"], http_flaky);
+    // Bad luck: all 3 echoes of 2 probes in a row lost, node-2 -> web-node-1.
+    m.t(
+        2,
+        1,
+        &["icmp_pod"],
+        LayerStats {
+            consecutive_failures: 2,
+            successes: 8,
+            success_ratio: Some(0.8),
+            sent: 30,
+            received: 14,
+            ..down(err("timeout"))
+        },
+    );
+}
+
+#[test]
+fn real_data_problems_stay_fixed() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        (
+            // Was: packet_loss node-2 plus 5 `policy` findings ("from 1 of 4 sources only").
+            "loss: timeouts on the lossy node's paths are the loss, not policy",
+            loss_node2_real,
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            // Was: an extra `mtu` finding for node-1 -> node-2 (agent's verdict "black hole").
+            "loss: a path-MTU black hole verdict on a lossy path is the loss",
+            |m| {
+                loss_node2_real(m);
+                m.mtu.insert((1, 2), (1405, MtuState::Blackhole));
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "a timeout to a target from 1 of 4 sources, intermittent: noise, not policy",
+            |m| {
+                m.t(
+                    1,
+                    2,
+                    &["http"],
+                    LayerStats {
+                        consecutive_failures: 2,
+                        ..down(err("timeout"))
+                    },
+                );
+            },
+            vec![],
+        ),
+        (
+            "a persistent timeout from 1 of 4 sources is no NetworkPolicy",
+            |m| {
+                m.t(
+                    1,
+                    2,
+                    &["http"],
+                    LayerStats {
+                        consecutive_failures: 10,
+                        successes: 0,
+                        success_ratio: Some(0.0),
+                        ..down(err("timeout"))
+                    },
+                );
+            },
+            vec![ex(Application, &["node-2"])],
+        ),
+        (
+            // Was: two stale pair findings 6 s after `clear` (ICMP partial loss leaves no
+            // error of its own; the pair's HTTP had been quiet for seconds).
+            "cleared loss: ICMP lossy without errors, the pair quiet for 5 s",
+            |m| {
+                let icmp = LayerStats {
+                    sent: 30,
+                    received: 24,
+                    loss_ratio: Some(0.2),
+                    ..ok()
+                };
+                let http = LayerStats {
+                    successes: 6,
+                    received: 6,
+                    success_ratio: Some(0.6),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(5.0),
+                    errors: vec![timeout_count(4, 5.0)],
+                    ..ok()
+                };
+                for (a, b) in [(2, 3), (3, 2), (2, 4), (4, 2)] {
+                    m.p(a, b, &["icmp_pod", "icmp_node"], icmp.clone());
+                    m.p(a, b, &["http"], http.clone());
+                }
+            },
+            vec![],
+        ),
+        (
+            // The old rule (window / lost) flipped back to lossy as the count fell.
+            "cleared loss: 3 errors left, the newest 8 s old",
+            |m| {
+                let st = LayerStats {
+                    last_error_age_seconds: Some(8.0),
+                    errors: vec![timeout_count(3, 8.0)],
+                    ..lossy(3)
+                };
+                m.around(2, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            // Was: "packet_loss node-4 ~7%" right after `node-down node-4` was cleared.
+            "a node that came back: whole probes failed, none partially, answering now",
+            |m| {
+                let st = LayerStats {
+                    successes: 7,
+                    sent: 30,
+                    received: 21,
+                    success_ratio: Some(0.7),
+                    loss_ratio: Some(0.3),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(1.5),
+                    errors: vec![timeout_count(3, 1.5)],
+                    ..ok()
+                };
+                m.around(4, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            "a node going down: its first whole-probe failure is no loss",
+            |m| {
+                let st = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 1,
+                    successes: 9,
+                    sent: 30,
+                    received: 27,
+                    success_ratio: Some(0.9),
+                    loss_ratio: Some(0.1),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.3),
+                    ..ok()
+                };
+                m.around(4, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            // The gateway rate-limits its "net unreachable": the last error is a timeout,
+            // the window's per-kind list keeps the one from 198.19.1.1.
+            "route: net unreachable only in the window's error list names node-1",
+            |m| {
+                let st = LayerStats {
+                    errors: vec![
+                        timeout_count(5, 0.4),
+                        ErrorCountInfo {
+                            kind: "net_unreachable".into(),
+                            count: 1,
+                            last: Some(err_from("net_unreachable", "198.19.1.1")),
+                            last_age_seconds: Some(4.0),
+                        },
+                    ],
+                    ..timeout()
+                };
+                m.p(1, 3, &["icmp_pod", "http"], st.clone());
+                m.t(1, 3, &TARGET_LAYERS, st);
+                m.missing.insert(3);
+            },
+            vec![ex(Routing, &["node-1"])],
+        ),
+    ];
+    for (label, f, want) in table {
+        let mut m = Mesh::new();
+        f(&mut m);
+        check(label, &m.diagnose(), &want);
+    }
+}
+
+#[test]
+fn route_without_its_icmp_error_points_at_the_source_table() {
+    // node-3's agent unreachable from node-1, net unreachable aged out: the one-way pair.
+    let mut m = Mesh::new();
+    one_way_1_to_3(&mut m);
+    m.missing.insert(3);
+    let d = m.diagnose();
+    check(
+        "one way, node-3 silent",
+        &d,
+        &[ex(Cause::Routing, &["node-1", "node-3"])],
+    );
+    let f = &d.findings[0];
+    assert!(f
+        .pairs
+        .contains(&["node-1".to_string(), "node-3".to_string()]));
+    assert!(
+        f.next_steps[0].starts_with("Runbook diagnosis 5: on node-1, `ip route get 198.19.3.10`"),
+        "{}",
+        f.next_steps[0]
+    );
 }
