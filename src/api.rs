@@ -127,8 +127,12 @@ async fn results(State(s): State<Arc<Shared>>) -> Json<Results> {
     Json(results_of(&s))
 }
 
-/// How long the mesh view may take to gather peers' results.
-const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the mesh view waits for a peer's results: twice the probe timeout (2 s by default).
+/// A peer agent that does not answer within that is evidence; waiting longer only delays the
+/// answer for everyone else.
+fn gather_timeout(s: &Shared) -> std::time::Duration {
+    s.config.timeout * 2
+}
 /// Peers asked at once when gathering.
 const GATHER_CONCURRENCY: usize = 16;
 
@@ -147,7 +151,7 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         .map(|st| st.peers().clone())
         .unwrap_or_default();
     let agents = mesh::peer_agents(&set, &s.identity.node, s.config.listen.port());
-    let gathered = crate::gather::gather(agents, GATHER_TIMEOUT, GATHER_CONCURRENCY).await;
+    let gathered = crate::gather::gather(agents, gather_timeout(s), GATHER_CONCURRENCY).await;
     let own = AgentReport::from_results(&results_of(s));
     let (inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
     let d = Arc::new(MeshDiagnosis {

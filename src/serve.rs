@@ -227,7 +227,9 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK);
-            let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
             let ping: crate::model::PingBody = serde_json::from_slice(&body).unwrap();
             assert_eq!(ping.node, node, "{host}");
         }

@@ -1289,6 +1289,42 @@ fn real_data_problems_stay_fixed() {
             vec![ex(PacketLoss, &["node-2"])],
         ),
         (
+            // Was: an extra `routing` node-2 -> node-3 (e2e run): two ICMP probes in a row lost
+            // on the lossy node's path and its HTTP mostly timing out, ICMP still delivering.
+            "loss: a pair of the lossy node with two failed ICMP probes in a row is the loss",
+            |m| {
+                loss_node2_real(m);
+                let icmp_unlucky = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 2,
+                    successes: 8,
+                    received: 15,
+                    sent: 30,
+                    success_ratio: Some(0.8),
+                    loss_ratio: Some(0.5),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.5),
+                    errors: vec![timeout_count(15, 0.5)],
+                    ..ok()
+                };
+                let http_dead = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 4,
+                    successes: 1,
+                    received: 1,
+                    success_ratio: Some(0.1),
+                    loss_ratio: Some(0.9),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.7),
+                    errors: vec![timeout_count(9, 0.7)],
+                    ..ok()
+                };
+                m.p(2, 3, &["icmp_pod"], icmp_unlucky);
+                m.p(2, 3, &["http"], http_dead);
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
             // Was: an extra `mtu` finding for node-1 -> node-2 (agent's verdict "black hole").
             "loss: a path-MTU black hole verdict on a lossy path is the loss",
             |m| {

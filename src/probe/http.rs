@@ -303,7 +303,7 @@ mod tests {
         })
         .unwrap();
         let app = crate::serve::router(Some("t".into()))
-            .route("/ping", get(move || async move { body }))
+            .route("/named-ping", get(move || async move { body }))
             .route("/notjson", get(|| async { "hello" }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(listener, app, ServerLimits::default(), async {
@@ -450,9 +450,13 @@ mod tests {
     async fn expect_node_matches_or_is_wrong_peer() {
         let (addr, _stop) = target("node-a").await;
         let prober = HttpProber::new();
-        let r = prober.probe(&check(addr, "/ping", Some("node-a")), T).await;
+        let r = prober
+            .probe(&check(addr, "/named-ping", Some("node-a")), T)
+            .await;
         assert!(r.success(), "{r:?}");
-        let r = prober.probe(&check(addr, "/ping", Some("node-b")), T).await;
+        let r = prober
+            .probe(&check(addr, "/named-ping", Some("node-b")), T)
+            .await;
         assert_eq!(
             r.error,
             Some(ErrorClass::WrongPeer {
