@@ -63,7 +63,7 @@ scrape_bytes=$(wc -c < "$work/metrics.txt")
 echo "last probe per destination and layer (sanity: the probes succeed):"
 grep '^meshprobe_destinations{' "$work/metrics.txt" | grep -Ev ' 0(\.0)?$' | sed 's/^/  /'
 grep '^meshprobe_mtu_destinations{' "$work/metrics.txt" | grep -Ev ' 0(\.0)?$' | sed 's/^/  /'
-grep -c '^meshprobe_pair_' "$work/metrics.txt" | sed 's/^/  per-pair series: /' 
+{ grep -c '^meshprobe_pair_' "$work/metrics.txt" || true; } | sed 's/^/  per-pair series: /'
 awk -v c0="$c0" -v c1="$c1" -v p0="$p0" -v p1="$p1" -v t0="$t0" -v t1="$t1" -v hz="$ticks" \
     -v hwm="$hwm" -v rss="$rss" -v peers="$peers" -v iv="$interval" -v n="$count" -v sb="$scrape_bytes" -v cs="$cs" -v hs="$hs" -v warm="$warm" 'BEGIN {
   cpu = (c1 - c0) / hz; wall = t1 - t0; probes = p1 - p0
