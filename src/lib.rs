@@ -11,7 +11,7 @@
 //! * [`probe`]: one prober per file behind one signature; failure classification (pure).
 //! * [`mtu`]: path-MTU discovery per destination, a pure state machine (the Don't-Fragment
 //!   prober it drives is [`probe::pmtu`]).
-//! * [`pmtud`]: the agent's path-MTU tasks, one per ICMP destination, driving [`mtu`].
+//! * [`pmtud`]: the agent's path-MTU scheduler: one task holding a [`mtu`] search per ICMP destination.
 //! * [`store`]: the results store every reader (metrics, API, diagnosis) reads.
 //! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
