@@ -45,4 +45,6 @@ pub mod schedule;
 pub mod serve;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod testnet;
 pub mod window;

@@ -908,68 +908,20 @@ mod tests {
 
     // ---- network namespaces -----------------------------------------------------------------
 
-    /// Namespaces created by a test, deleted on drop (also when the test fails).
-    struct Lab {
-        names: Vec<String>,
-    }
-
-    impl Lab {
-        fn ns(&mut self, tag: &str) -> String {
-            let name = format!("mpt-icmp-{}-{tag}", std::process::id());
-            // Registered before creation, so a half-built lab is still torn down.
-            self.names.push(name.clone());
-            name
-        }
-    }
-
-    impl Drop for Lab {
-        fn drop(&mut self) {
-            for name in &self.names {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "del", name])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
-    }
-
-    fn sh(args: &[&str]) {
-        let out = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn lab_skip_reason() -> Option<String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Some("not root".into());
-        }
-        match std::process::Command::new("ip").arg("-V").output() {
-            Ok(o) if o.status.success() => None,
-            _ => Some("`ip` (iproute2) is missing".into()),
-        }
-    }
+    use crate::testnet::{in_netns, ipn, ns_sh, skip_reason, TestNetns};
 
     /// A, the prober's namespace, joined to a router R by a veth. A routes 198.18.251-255.x via
     /// R. In R: no route to .251 (net unreachable), `prohibit` .252, `blackhole` .253 (silence),
     /// `unreachable` .254 (host unreachable), .255 via a dummy link of MTU 1280 (frag needed).
     /// R forwards and does not rate-limit ICMP errors. Returns (lab, A).
-    fn two_namespaces(tag: &str) -> Option<(Lab, String)> {
-        if let Some(why) = lab_skip_reason() {
+    fn two_namespaces(tag: &str) -> Option<(TestNetns, String)> {
+        if let Some(why) = skip_reason(&["ip"]) {
             eprintln!("skipped: {why}");
             return None;
         }
-        let mut lab = Lab { names: Vec::new() };
-        let a = lab.ns(&format!("{tag}-a"));
-        let r = lab.ns(&format!("{tag}-r"));
-        sh(&["ip", "netns", "add", &a]);
-        sh(&["ip", "netns", "add", &r]);
+        let mut lab = TestNetns::new("mpt-icmp");
+        let a = lab.add(&format!("{tag}-a"));
+        let r = lab.add(&format!("{tag}-r"));
         ipn(&a, &format!("link add v0 type veth peer name v1 netns {r}"));
         ipn(&a, "addr add 198.18.250.2/30 dev v0");
         ipn(&r, "addr add 198.18.250.1/30 dev v1");
@@ -991,46 +943,6 @@ mod tests {
                        && echo 0 > /proc/sys/net/ipv4/icmp_ratelimit";
         ns_sh(&r, sysctls);
         Some((lab, a))
-    }
-
-    /// A shell command run in namespace `ns` (sysctls under /proc/sys/net are per namespace).
-    fn ns_sh(ns: &str, script: &str) {
-        sh(&["ip", "netns", "exec", ns, "sh", "-c", script]);
-    }
-
-    /// `ip -n NS <args>`, the arguments split on whitespace.
-    fn ipn(ns: &str, args: &str) {
-        let mut argv = vec!["ip", "-n", ns];
-        argv.extend(args.split_whitespace());
-        sh(&argv);
-    }
-
-    /// Run `f` on a thread moved into namespace `ns`, inside a current-thread runtime there:
-    /// every socket it opens lives in `ns`. `drop_net_raw` removes CAP_NET_RAW from that thread.
-    fn in_netns<T, F, Fut>(ns: &str, drop_net_raw: bool, f: F) -> T
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-    {
-        use std::os::fd::AsRawFd;
-        let path = format!("/var/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: a valid namespace fd; only this thread moves.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
-            if drop_net_raw {
-                drop_cap_net_raw();
-            }
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f())
-        })
-        .join()
-        .expect("namespace thread panicked")
     }
 
     /// Clear CAP_NET_RAW from the calling thread's effective and permitted sets (capabilities
@@ -1099,24 +1011,28 @@ mod tests {
             return;
         };
         let timeout = Duration::from_secs(1);
-        let (kind, results) = in_netns(&a, false, move || async move {
-            let prober = IcmpProber::new().expect("root opens a raw socket");
-            // The kernel sends at most 5 route errors (net/host unreachable, prohibited) to
-            // one source, then 1/s (net.ipv4.route.error_cost/error_burst, global sysctls we
-            // leave alone): 4 here. Frag-needed is limited by icmp_ratelimit, off in R.
-            let checks = [
-                ("198.18.250.1", 3, 56),
-                ("198.18.251.5", 2, 56),
-                ("198.18.252.5", 1, 56),
-                ("198.18.253.5", 3, 56),
-                ("198.18.254.5", 1, 56),
-                ("198.18.255.5", 3, 1400),
-            ];
-            (
-                prober.socket_kind(),
-                run_all(&prober, &checks, timeout).await,
-            )
-        });
+        let (kind, results) = in_netns(
+            &a,
+            || {},
+            move || async move {
+                let prober = IcmpProber::new().expect("root opens a raw socket");
+                // The kernel sends at most 5 route errors (net/host unreachable, prohibited) to
+                // one source, then 1/s (net.ipv4.route.error_cost/error_burst, global sysctls we
+                // leave alone): 4 here. Frag-needed is limited by icmp_ratelimit, off in R.
+                let checks = [
+                    ("198.18.250.1", 3, 56),
+                    ("198.18.251.5", 2, 56),
+                    ("198.18.252.5", 1, 56),
+                    ("198.18.253.5", 3, 56),
+                    ("198.18.254.5", 1, 56),
+                    ("198.18.255.5", 3, 1400),
+                ];
+                (
+                    prober.socket_kind(),
+                    run_all(&prober, &checks, timeout).await,
+                )
+            },
+        );
         assert_eq!(kind, "raw");
         let router = Some(ip4("198.18.250.1"));
         let want = [
@@ -1162,7 +1078,7 @@ mod tests {
             "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range",
         );
         let timeout = Duration::from_millis(300);
-        let (kind, results) = in_netns(&a, true, move || async move {
+        let (kind, results) = in_netns(&a, drop_cap_net_raw, move || async move {
             let prober = IcmpProber::new().expect("the sysctl allows a datagram socket");
             let checks = [("198.18.250.1", 3, 56), ("198.18.251.5", 3, 56)];
             (
@@ -1189,15 +1105,14 @@ mod tests {
     /// says what is missing and how to fix it.
     #[test]
     fn netns_without_privilege_the_error_says_what_is_missing() {
-        if let Some(why) = lab_skip_reason() {
+        if let Some(why) = skip_reason(&["ip"]) {
             eprintln!("skipped: {why}");
             return;
         }
-        let mut lab = Lab { names: Vec::new() };
-        let a = lab.ns("priv");
-        sh(&["ip", "netns", "add", &a]);
+        let mut lab = TestNetns::new("mpt-icmp");
+        let a = lab.add("priv");
         ns_sh(&a, "echo 1 0 > /proc/sys/net/ipv4/ping_group_range");
-        let err = in_netns(&a, true, || async { IcmpProber::new().err() });
+        let err = in_netns(&a, drop_cap_net_raw, || async { IcmpProber::new().err() });
         let Some(Error::Privilege(msg)) = err else {
             panic!("expected a Privilege error, got {err:?}");
         };

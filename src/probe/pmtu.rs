@@ -798,97 +798,7 @@ mod tests {
 
     // ---- network namespaces: A — R — B ------------------------------------------------------
 
-    /// Namespaces created by a test, deleted on drop (also when the test fails).
-    struct Lab {
-        names: Vec<String>,
-    }
-
-    impl Lab {
-        fn ns(&mut self, tag: &str) -> String {
-            let name = format!("mpt-mtu-{}-{tag}", std::process::id());
-            // Registered before creation, so a half-built lab is still torn down.
-            self.names.push(name.clone());
-            name
-        }
-    }
-
-    impl Drop for Lab {
-        fn drop(&mut self) {
-            for name in &self.names {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "del", name])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
-    }
-
-    fn sh(args: &[&str]) {
-        let out = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `ip -n NS <args>`, the arguments split on whitespace.
-    fn ipn(ns: &str, args: &str) {
-        let mut argv = vec!["ip", "-n", ns];
-        argv.extend(args.split_whitespace());
-        sh(&argv);
-    }
-
-    /// A command run inside namespace `ns`.
-    fn in_ns(ns: &str, args: &str) {
-        let mut argv = vec!["ip", "netns", "exec", ns];
-        argv.extend(args.split_whitespace());
-        sh(&argv);
-    }
-
-    fn lab_skip_reason() -> Option<String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Some("not root".into());
-        }
-        for tool in ["ip", "iptables"] {
-            let ok = std::process::Command::new(tool)
-                .arg("-V")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !ok {
-                return Some(format!("`{tool}` is missing"));
-            }
-        }
-        None
-    }
-
-    /// Run `f` on a thread moved into namespace `ns`, in a current-thread runtime there: every
-    /// socket it opens lives in `ns`.
-    fn in_netns<T, F, Fut>(ns: &str, f: F) -> T
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T>,
-    {
-        let path = format!("/var/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: a valid namespace fd; only this thread moves.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(f())
-        })
-        .join()
-        .expect("namespace thread panicked")
-    }
+    use crate::testnet::{in_netns, in_ns, ipn, skip_reason, TestNetns};
 
     /// Drive `search` until `done` says so or `limit` passes; returns the report and the time.
     async fn drive(
@@ -919,17 +829,14 @@ mod tests {
     /// again, `mismatch` at the next check.
     #[test]
     fn netns_mismatch_blackhole_and_recovery() {
-        if let Some(why) = lab_skip_reason() {
+        if let Some(why) = skip_reason(&["ip", "iptables"]) {
             eprintln!("skipped: {why}");
             return;
         }
-        let mut lab = Lab { names: Vec::new() };
-        let a = lab.ns("a");
-        let r = lab.ns("r");
-        let b = lab.ns("b");
-        for ns in [&a, &r, &b] {
-            sh(&["ip", "netns", "add", ns]);
-        }
+        let mut lab = TestNetns::new("mpt-mtu");
+        let a = lab.add("a");
+        let r = lab.add("r");
+        let b = lab.add("b");
         ipn(&a, &format!("link add v0 type veth peer name v1 netns {r}"));
         ipn(
             &r,
@@ -965,63 +872,67 @@ mod tests {
             "OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
         ];
         let (r_ns, a_ns, b_ns) = (r.clone(), a.clone(), b.clone());
-        let (local, direct, reports) = in_netns(&a, move || async move {
-            let prober = PmtuProber::new().expect("root opens a raw socket");
-            let local = local_mtu(dest).expect("a route to B");
-            let direct = [
-                prober.probe(dest, 1400, timeout).await,
-                prober.probe(dest, 1401, timeout).await,
-                prober.probe(dest, 1500, timeout).await,
-                prober.probe(dest, 1501, timeout).await,
-            ];
-            let params = MtuParams {
-                probe_gap: Duration::from_millis(5),
-                check_interval: Duration::from_millis(500),
-                ..MtuParams::ipv4(local.expected().expect("expected MTU"))
-            };
-            let mut search = MtuSearch::new(params, std::time::Instant::now());
-            let limit = Duration::from_secs(20);
-            let mut reports = Vec::new();
-            let concluded = |r: &MtuReport| !r.searching && r.searches > 0;
-            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+        let (local, direct, reports) = in_netns(
+            &a,
+            || {},
+            move || async move {
+                let prober = PmtuProber::new().expect("root opens a raw socket");
+                let local = local_mtu(dest).expect("a route to B");
+                let direct = [
+                    prober.probe(dest, 1400, timeout).await,
+                    prober.probe(dest, 1401, timeout).await,
+                    prober.probe(dest, 1500, timeout).await,
+                    prober.probe(dest, 1501, timeout).await,
+                ];
+                let params = MtuParams {
+                    probe_gap: Duration::from_millis(5),
+                    check_interval: Duration::from_millis(500),
+                    ..MtuParams::ipv4(local.expected().expect("expected MTU"))
+                };
+                let mut search = MtuSearch::new(params, std::time::Instant::now());
+                let limit = Duration::from_secs(20);
+                let mut reports = Vec::new();
+                let concluded = |r: &MtuReport| !r.searching && r.searches > 0;
+                reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
 
-            // ICMP frag-needed dropped in R, caches flushed: a true black hole.
-            for rule in rules {
-                in_ns(&r_ns, &format!("iptables -A {rule}"));
-            }
-            ipn(&a_ns, "route flush cache");
-            search.restart();
-            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+                // ICMP frag-needed dropped in R, caches flushed: a true black hole.
+                for rule in rules {
+                    in_ns(&r_ns, &format!("iptables -A {rule}"));
+                }
+                ipn(&a_ns, "route flush cache");
+                search.restart();
+                reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
 
-            // ICMP back.
-            for rule in rules {
-                in_ns(&r_ns, &format!("iptables -D {rule}"));
-            }
-            ipn(&a_ns, "route flush cache");
-            search.restart();
-            reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+                // ICMP back.
+                for rule in rules {
+                    in_ns(&r_ns, &format!("iptables -D {rule}"));
+                }
+                ipn(&a_ns, "route flush cache");
+                search.restart();
+                reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
 
-            // The narrow link is widened: the next check's recovery probe sees it.
-            ipn(&r_ns, "link set w0 mtu 1500");
-            ipn(&b_ns, "link set w1 mtu 1500");
-            reports.push(
-                drive(&prober, &mut search, dest, timeout, limit, |r| {
-                    r.state == MtuState::Ok
-                })
-                .await,
-            );
+                // The narrow link is widened: the next check's recovery probe sees it.
+                ipn(&r_ns, "link set w0 mtu 1500");
+                ipn(&b_ns, "link set w1 mtu 1500");
+                reports.push(
+                    drive(&prober, &mut search, dest, timeout, limit, |r| {
+                        r.state == MtuState::Ok
+                    })
+                    .await,
+                );
 
-            // The narrow link is back: the next check's probe at 1500 meets R's report and a
-            // new search concludes.
-            ipn(&r_ns, "link set w0 mtu 1400");
-            reports.push(
-                drive(&prober, &mut search, dest, timeout, limit, |r| {
-                    r.state == MtuState::Mismatch
-                })
-                .await,
-            );
-            (local, direct, reports)
-        });
+                // The narrow link is back: the next check's probe at 1500 meets R's report and a
+                // new search concludes.
+                ipn(&r_ns, "link set w0 mtu 1400");
+                reports.push(
+                    drive(&prober, &mut search, dest, timeout, limit, |r| {
+                        r.state == MtuState::Mismatch
+                    })
+                    .await,
+                );
+                (local, direct, reports)
+            },
+        );
         eprintln!("local: {local:?}");
         assert_eq!(local.device.as_deref(), Some("v0"));
         assert_eq!(local.expected(), Some(1500));
