@@ -150,9 +150,36 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         .lock()
         .map(|st| st.peers().clone())
         .unwrap_or_default();
-    let agents = mesh::peer_agents(&set, &s.identity.node, s.config.listen.port());
-    let gathered = crate::gather::gather(agents, gather_timeout(s), GATHER_CONCURRENCY).await;
-    let own = AgentReport::from_results(&results_of(s));
+    let results = results_of(s);
+    // Peers whose agent our own HTTP probes find down (two failures in a row) are not asked:
+    // waiting out the timeout for them would only delay the answer. Their silence is evidence.
+    let down: std::collections::HashSet<&str> = results
+        .peers
+        .iter()
+        .filter(|p| {
+            p.layers
+                .get(&Layer::Http)
+                .is_some_and(|w| w.reachable == Some(false) && w.consecutive_failures >= 2)
+        })
+        .map(|p| p.node.as_str())
+        .collect();
+    let (skipped, ask): (Vec<_>, Vec<_>) =
+        mesh::peer_agents(&set, &s.identity.node, s.config.listen.port())
+            .into_iter()
+            .partition(|(node, _)| down.contains(node.as_str()));
+    let mut gathered = crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY).await;
+    gathered.extend(
+        skipped
+            .into_iter()
+            .map(|(source, addr)| crate::gather::Gathered {
+                source,
+                addr,
+                result: Err(crate::model::ErrorClass::LocalError {
+                    detail: "not asked: this agent's own HTTP probes to it fail".into(),
+                }),
+            }),
+    );
+    let own = AgentReport::from_results(&results);
     let (inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
     let d = Arc::new(MeshDiagnosis {
         node: s.identity.node.clone(),
