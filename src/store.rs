@@ -88,11 +88,16 @@ impl Store {
         if !self.active.contains(key) {
             return false;
         }
-        let span = self.span;
-        self.windows
-            .entry(key.clone())
-            .or_insert_with(|| Window::new(span))
-            .record(at, result);
+        // Look up before inserting: the probe loop's hot path clones the key only once per
+        // destination, not once per probe.
+        match self.windows.get_mut(key) {
+            Some(w) => w.record(at, result),
+            None => {
+                let mut w = Window::new(self.span);
+                w.record(at, result);
+                self.windows.insert(key.clone(), w);
+            }
+        }
         true
     }
 

@@ -301,6 +301,27 @@ async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
 }
 
 /// Build the network, write the peers file, start targets and agents (recorded in `st`).
+/// Start one of the lab's processes in namespace `ns`, logging to `<logs>/<node>-<role>.log`,
+/// and record it in the state at once (so `down` finds it even if the next start fails).
+fn start(
+    st: &mut State,
+    ns: &str,
+    exe: &str,
+    args: &[&str],
+    logs: &std::path::Path,
+    role: &str,
+    node: &str,
+) -> Result<()> {
+    let p = spawn_in(ns, exe, args, &logs.join(format!("{node}-{role}.log")))?;
+    st.processes.push(Proc {
+        role: role.into(),
+        node: node.to_string(),
+        ..p
+    });
+    st.save()?;
+    Ok(())
+}
+
 async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut State) -> Result<()> {
     run::run_all(&topo.up_cmds()).await?;
     let dir = state::state_dir(&topo.prefix);
@@ -315,18 +336,7 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
     for n in topo.all_nodes() {
         let listen = format!("{}:{WEB_PORT}", n.web_ip);
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
-        let p = spawn_in(
-            &n.web_ns,
-            &exe_s,
-            &args,
-            &logs.join(format!("{}-web.log", n.name)),
-        )?;
-        st.processes.push(Proc {
-            role: "web".into(),
-            node: n.name.clone(),
-            ..p
-        });
-        st.save()?;
+        start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name)?;
     }
     for n in topo.all_nodes() {
         let listen = format!("{}:{AGENT_PORT}", n.probe_ip);
@@ -354,18 +364,7 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
         if let Some(c) = &count {
             args.extend(["--icmp-count", c.as_str()]);
         }
-        let p = spawn_in(
-            &n.probe_ns,
-            &exe_s,
-            &args,
-            &logs.join(format!("{}-agent.log", n.name)),
-        )?;
-        st.processes.push(Proc {
-            role: "agent".into(),
-            node: n.name.clone(),
-            ..p
-        });
-        st.save()?;
+        start(st, &n.probe_ns, &exe_s, &args, &logs, "agent", &n.name)?;
     }
     Ok(())
 }
