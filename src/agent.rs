@@ -147,6 +147,8 @@ pub async fn run(
                 }),
             },
             requests: metrics.ondemand_requests.clone(),
+            // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
+            pods: None,
         }
     };
     let shared = Arc::new(Shared {

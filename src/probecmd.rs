@@ -185,6 +185,13 @@ pub async fn run(args: ProbeArgs) -> Result<u8> {
             Line::Verdict(v) => answer.verdict = Some(v),
         }
     }
+    // The table in the order the sources were listed, whatever order they answered in.
+    if let Some(acc) = &answer.accepted {
+        let order = &acc.sources;
+        answer
+            .sources
+            .sort_by_key(|s| order.iter().position(|n| *n == s.node));
+    }
     let Some(v) = &answer.verdict else {
         return Err(Error::NoAnswer(format!(
             "agent {addr}: the answer ended before the verdict"
@@ -261,7 +268,12 @@ pub fn progress(s: &SourceLine) -> String {
 
 fn outcome_label(c: &CheckOutcome) -> String {
     match c.check.as_str() {
-        "tcp" | "http" => format!("{} :{}", c.check, c.port.unwrap_or(0)),
+        "tcp" | "http" => format!(
+            "{} :{}{}",
+            c.check,
+            c.port.unwrap_or(0),
+            c.path.as_deref().unwrap_or("")
+        ),
         "icmp" => format!("icmp ×{}", c.sent),
         other => other.to_string(),
     }

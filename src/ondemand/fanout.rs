@@ -22,9 +22,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::limits::{check_token, Limits};
+use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
 use super::run::{local_deadline, run_local, Runner};
-use super::{client, Accepted, Line, SourceLine, FORWARDED_HEADER};
+use super::{client, Accepted, Line, PodResolver, ResolvedPod, SourceLine, FORWARDED_HEADER};
 use crate::agent::Shared;
 use crate::diagnosis::matrix::Cidr;
 use crate::peers::PeerSet;
@@ -46,7 +47,16 @@ pub struct OnDemand {
     pub runner: Runner,
     /// `meshprobe_ondemand_requests_total{outcome}`.
     pub requests: OutcomeCounter,
+    /// Resolves `pod/NAMESPACE/NAME` targets; `None` in this build (refused with 501).
+    pub pods: Option<Arc<dyn PodResolver>>,
 }
+
+/// Longest wait for the pod resolver.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peer agents asked at once.
+pub const FANOUT_CONCURRENCY: usize = 32;
+/// Longest any answer may take, however many waves of peers.
+const MAX_ANSWER_TIME: Duration = Duration::from_secs(60);
 
 fn refuse(s: &Shared, r: Refusal) -> Response {
     s.ondemand
@@ -116,11 +126,32 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return refuse(&s, r),
     };
+    let pod: Option<ResolvedPod> = match (&parsed.target, &s.ondemand.pods) {
+        (TargetSpec::Pod { namespace, name }, Some(r)) => {
+            match tokio::time::timeout(RESOLVE_TIMEOUT, r.resolve(namespace, name)).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(502, "kubernetes_error", format!("target pod/{namespace}/{name}: {e}")),
+                    )
+                }
+                Err(_) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(504, "kubernetes_error", format!("target pod/{namespace}/{name}: the Kubernetes API did not answer within 5s")),
+                    )
+                }
+            }
+        }
+        _ => None,
+    };
     let cx = Context {
         me: &s.identity.node,
         peers: &peers,
         extra_allowed: &s.ondemand.extra_allowed,
         default_port: s.config.listen.port(),
+        pod: pod.as_ref(),
     };
     let plan = match validate(&parsed, &cx) {
         Ok(p) => p,
@@ -148,10 +179,18 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let shared = s.clone();
-    let target_text = parsed.target_text.clone();
+    // Peers get what they can resolve themselves: a pod as its address.
+    let target_text = match &pod {
+        Some(p) => match plan.target.port {
+            Some(port) => SocketAddr::new(p.ip, port).to_string(),
+            None => p.ip.to_string(),
+        },
+        None => parsed.target_text.clone(),
+    };
+    let kube = pod.map(|p| p.facts);
     tokio::spawn(async move {
         let _slot = slot;
-        stream(shared, plan, peers, target_text, auth, &mut tx).await;
+        stream(shared, plan, peers, target_text, auth, kube, &mut tx).await;
     });
     (ndjson_type, Body::new(body)).into_response()
 }
@@ -163,24 +202,27 @@ async fn stream(
     peers: Arc<PeerSet>,
     target_text: String,
     auth: Option<String>,
+    kube: Option<crate::diagnosis::KubeFacts>,
     tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
 ) {
     let started = Instant::now();
     let local = local_deadline(&plan, s.config.timeout);
-    let deadline = started + local + FORWARD_SLACK;
+    let per_source = local + FORWARD_SLACK;
+    // Peers are asked FANOUT_CONCURRENCY at once: one wave's time per wave, capped.
+    let waves = plan.sources.len().div_ceil(FANOUT_CONCURRENCY).max(1) as u32;
+    let overall = (per_source * waves).min(MAX_ANSWER_TIME.max(per_source));
+    let deadline = started + overall;
+    let hard_stop = deadline + Duration::from_secs(1);
     let accepted = Accepted {
         target: plan.target.clone(),
         checks: plan.checks.clone(),
         sources: plan.sources.iter().map(|x| x.node.clone()).collect(),
-        deadline_seconds: (local + FORWARD_SLACK).as_secs_f64(),
+        deadline_seconds: overall.as_secs_f64(),
     };
-    if tx
-        .send(Frame::data(ndjson(&Line::Accepted(accepted))))
-        .await
-        .is_err()
-    {
+    if !send(tx, &Line::Accepted(accepted), hard_stop).await {
         return;
     }
+    let permits = Arc::new(tokio::sync::Semaphore::new(FANOUT_CONCURRENCY));
     let plan = Arc::new(plan);
     let mut set: JoinSet<SourceLine> = JoinSet::new();
     for src in plan.sources.clone() {
@@ -206,60 +248,26 @@ async fn stream(
         if let Some(a) = &auth {
             headers.push(("authorization", a.clone()));
         }
+        let permits = permits.clone();
         set.spawn(async move {
             let t0 = Instant::now();
             let silent = |e: String| {
                 SourceLine::silent(&src.node, src.zone.clone(), e, t0.elapsed().as_secs_f64())
             };
-            let mut answer = match client::post(
-                src.addr,
-                "/api/v1/probe",
-                &headers,
-                body.to_string().into_bytes(),
-                deadline,
-            )
-            .await
-            {
-                Ok(a) => a,
-                Err(e) => return silent(format!("agent at {} did not answer: {e}", src.addr)),
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return silent("not asked".into());
             };
-            let text = match answer.text(MAX_FORWARD_ANSWER).await {
-                Ok(t) => t,
-                Err(e) => return silent(format!("agent at {}: {e}", src.addr)),
-            };
-            if answer.status != 200 {
-                let why = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| text.chars().take(200).collect());
-                return silent(format!(
-                    "agent at {} refused ({}): {why}",
-                    src.addr, answer.status
-                ));
-            }
-            match serde_json::from_str::<Line>(text.trim()) {
-                Ok(Line::Source(mut l)) if l.node == src.node => {
-                    l.zone = l.zone.or(src.zone.clone());
-                    l
-                }
-                Ok(Line::Source(l)) => silent(format!(
-                    "agent at {} answered as node {:?}, expected {:?}",
-                    src.addr, l.node, src.node
-                )),
-                _ => silent(format!("agent at {}: not a source line", src.addr)),
-            }
+            let my_deadline = deadline.min(Instant::now() + per_source);
+            forward(&src, &headers, body, my_deadline)
+                .await
+                .unwrap_or_else(silent)
         });
     }
     let mut lines: Vec<SourceLine> = Vec::new();
-    let hard_stop = deadline + Duration::from_secs(1);
     loop {
         match tokio::time::timeout_at(hard_stop, set.join_next()).await {
             Ok(Some(Ok(line))) => {
-                if tx
-                    .send(Frame::data(ndjson(&Line::Source(line.clone()))))
-                    .await
-                    .is_err()
-                {
+                if !send(tx, &Line::Source(line.clone()), hard_stop).await {
                     set.abort_all();
                     return;
                 }
@@ -282,12 +290,69 @@ async fn stream(
                 "no answer within the deadline".into(),
                 started.elapsed().as_secs_f64(),
             );
-            let _ = tx.send(Frame::data(ndjson(&Line::Source(l.clone())))).await;
+            if !send(tx, &Line::Source(l.clone()), hard_stop).await {
+                return;
+            }
             lines.push(l);
         }
     }
     let order: Vec<&str> = plan.sources.iter().map(|x| x.node.as_str()).collect();
     lines.sort_by_key(|l| order.iter().position(|n| *n == l.node));
-    let v = super::verdict::verdict(&plan.target, &lines, &peers);
-    let _ = tx.send(Frame::data(ndjson(&Line::Verdict(v)))).await;
+    let v = super::verdict::verdict(&plan.target, &lines, &peers, kube);
+    let _ = send(tx, &Line::Verdict(v), hard_stop + Duration::from_secs(1)).await;
+}
+
+/// Ask one peer agent to run the checks; its one `source` line, or why there is none.
+async fn forward(
+    src: &request::Source,
+    headers: &[(&str, String)],
+    body: serde_json::Value,
+    deadline: Instant,
+) -> Result<SourceLine, String> {
+    let mut answer = client::post(
+        src.addr,
+        "/api/v1/probe",
+        headers,
+        body.to_string().into_bytes(),
+        deadline,
+    )
+    .await
+    .map_err(|e| format!("agent at {} did not answer: {e}", src.addr))?;
+    let text = answer
+        .text(MAX_FORWARD_ANSWER)
+        .await
+        .map_err(|e| format!("agent at {}: {e}", src.addr))?;
+    if answer.status != 200 {
+        let why = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        return Err(format!(
+            "agent at {} refused ({}): {why}",
+            src.addr, answer.status
+        ));
+    }
+    match serde_json::from_str::<Line>(text.trim()) {
+        Ok(Line::Source(mut l)) if l.node == src.node => {
+            l.zone = l.zone.or(src.zone.clone());
+            Ok(l)
+        }
+        Ok(Line::Source(l)) => Err(format!(
+            "agent at {} answered as node {:?}, expected {:?}",
+            src.addr, l.node, src.node
+        )),
+        _ => Err(format!("agent at {}: not a source line", src.addr)),
+    }
+}
+
+/// Send one line, unless the client is gone or does not read before `by`.
+async fn send(
+    tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
+    line: &Line,
+    by: Instant,
+) -> bool {
+    matches!(
+        tokio::time::timeout_at(by, tx.send(Frame::data(ndjson(line)))).await,
+        Ok(Ok(()))
+    )
 }

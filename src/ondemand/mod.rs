@@ -27,14 +27,26 @@ pub use request::{CheckSpec, Plan, Refusal, Resolved};
 /// Marks a request one agent forwards to another: run here, do not fan out again.
 pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
 
-/// The resolver seam for `pod/NAMESPACE/NAME` targets: a pod to its IP, node and facts. The
-/// Kubernetes support (src/k8s) implements it; this build has none and refuses pod targets.
+/// A pod, as Kubernetes knows it: where to probe it and the facts the diagnosis reads (pod
+/// Ready and events, NetworkPolicies selecting it, the CNI pod on its node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPod {
+    pub ip: IpAddr,
+    /// The node it runs on.
+    pub node: Option<String>,
+    pub facts: crate::diagnosis::KubeFacts,
+}
+
+/// The seam for `pod/NAMESPACE/NAME` targets. The Kubernetes support (src/k8s) implements it
+/// and sets [`fanout::OnDemand::pods`]; without one (this build) pod targets are refused with
+/// 501 "needs Kubernetes support". Implementations bound their own waits; the handler also
+/// gives up after [`fanout::RESOLVE_TIMEOUT`].
 pub trait PodResolver: Send + Sync {
-    fn resolve(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(IpAddr, Option<String>, crate::diagnosis::KubeFacts), String>;
+    fn resolve<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>>;
 }
 
 /// What one check found from one source.
@@ -48,6 +60,9 @@ pub struct CheckOutcome {
     pub ip: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// HTTP checks: the path asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub ok: bool,
     pub sent: u32,
     pub received: u32,

@@ -88,6 +88,7 @@ pub const OUTCOMES: &[&str] = &[
     "target_not_allowed",
     "unknown_node",
     "kubernetes_unavailable",
+    "kubernetes_error",
     "unauthorized",
     "forbidden",
     "rate_limited",
@@ -362,6 +363,8 @@ pub struct Context<'a> {
     pub extra_allowed: &'a [Cidr],
     /// The agent port of peers that do not name one.
     pub default_port: u16,
+    /// A `pod/…` target as Kubernetes resolved it (`None`: no Kubernetes support, refused).
+    pub pod: Option<&'a super::ResolvedPod>,
 }
 
 /// The target, resolved to an address.
@@ -455,15 +458,18 @@ pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
 /// Validate and resolve a parsed request. `forwarded`: another agent sent it (run here only).
 pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
     let (ip, port, named_node) = match &req.target {
-        TargetSpec::Pod { namespace, name } => {
-            return Err(Refusal::new(
-                501,
-                "kubernetes_unavailable",
-                format!(
-                    "target pod/{namespace}/{name}: resolving pods needs Kubernetes support (not in this build yet); give the pod's IP or IP:PORT"
-                ),
-            ))
-        }
+        TargetSpec::Pod { namespace, name } => match cx.pod {
+            Some(p) => (p.ip, None, p.node.clone()),
+            None => {
+                return Err(Refusal::new(
+                    501,
+                    "kubernetes_unavailable",
+                    format!(
+                        "target pod/{namespace}/{name}: resolving pods needs Kubernetes support (not in this build yet); give the pod's IP or IP:PORT"
+                    ),
+                ))
+            }
+        },
         TargetSpec::Node(n) => {
             let p = cx.peers.peer(n).ok_or_else(|| {
                 Refusal::new(
@@ -577,7 +583,7 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         }
     };
     let owner = match &named_node {
-        Some(n) => cx.peers.peer(n),
+        Some(n) => cx.peers.peer(n).or_else(|| owner_of(cx.peers, ip)),
         None => owner_of(cx.peers, ip),
     };
     let mut context = Vec::new();
@@ -602,7 +608,7 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
             label: req.target_text.clone(),
             ip,
             port,
-            node: owner.map(|o| o.node.clone()),
+            node: owner.map(|o| o.node.clone()).or(named_node),
         },
         checks,
         sources,
@@ -628,6 +634,7 @@ mod tests {
                 peers: &set,
                 extra_allowed: &extra,
                 default_port: 9000,
+                pod: None,
             },
         )
     }
@@ -921,6 +928,38 @@ mod tests {
         // No owner: no context.
         let p = plan(r#"{"target":"10.1.2.3"}"#, &["10.0.0.0/8"]).unwrap();
         assert!(p.context.is_empty() && p.target.node.is_none());
+    }
+
+    #[test]
+    fn pod_targets_through_the_resolver_seam() {
+        let set = parse(SET).unwrap();
+        let req =
+            parse_body(br#"{"target":"pod/shop/web-7","checks":[{"kind":"tcp","port":8080}]}"#)
+                .unwrap();
+        let pod = |ip: &str| super::super::ResolvedPod {
+            ip: ip.parse().unwrap(),
+            node: Some("node-2".into()),
+            facts: Default::default(),
+        };
+        let cx = |p| Context {
+            me: "node-1",
+            peers: &set,
+            extra_allowed: &[],
+            default_port: 9000,
+            pod: p,
+        };
+        let inside = pod("198.19.2.33");
+        let p = validate(&req, &cx(Some(&inside))).unwrap();
+        assert_eq!(p.target.label, "pod/shop/web-7");
+        assert_eq!(p.target.ip, "198.19.2.33".parse::<IpAddr>().unwrap());
+        assert_eq!(p.target.node.as_deref(), Some("node-2"));
+        assert_eq!(p.context.len(), 2);
+        // A resolved pod is fenced like any address.
+        let outside = pod("10.0.0.7");
+        let r = validate(&req, &cx(Some(&outside))).unwrap_err();
+        assert_eq!(r.code, "target_not_allowed");
+        let r = validate(&req, &cx(None)).unwrap_err();
+        assert_eq!((r.status, r.code), (501, "kubernetes_unavailable"));
     }
 
     #[test]

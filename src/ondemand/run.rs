@@ -65,6 +65,7 @@ pub fn outcome_of(
         layer: layer.map(str::to_string),
         ip,
         port,
+        path: None,
         ok,
         sent: u32::from(r.sent),
         received: u32::from(r.received.min(r.sent)),
@@ -85,6 +86,7 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
         layer: None,
         ip,
         port: None,
+        path: None,
         ok: false,
         sent: 0,
         received: 0,
@@ -213,13 +215,16 @@ pub async fn run_local(
                         path: path.clone(),
                         expect_node: None,
                     };
-                    outcome_of(
-                        "http",
-                        None,
-                        ip,
-                        Some(*port),
-                        &r.probers.run(&check, r.timeout).await,
-                    )
+                    CheckOutcome {
+                        path: Some(path.clone()),
+                        ..outcome_of(
+                            "http",
+                            None,
+                            ip,
+                            Some(*port),
+                            &r.probers.run(&check, r.timeout).await,
+                        )
+                    }
                 }
                 CheckSpec::Mtu => mtu_check(r.pmtu.clone(), ip, r.timeout).await,
             };

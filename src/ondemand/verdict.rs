@@ -162,8 +162,13 @@ pub fn inputs(
 }
 
 /// The verdict for these answers.
-pub fn verdict(target: &Resolved, lines: &[SourceLine], peers: &PeerSet) -> Verdict {
-    let inp = inputs(target, lines, peers, None);
+pub fn verdict(
+    target: &Resolved,
+    lines: &[SourceLine],
+    peers: &PeerSet,
+    kube: Option<KubeFacts>,
+) -> Verdict {
+    let inp = inputs(target, lines, peers, kube);
     let diagnosis = diagnose_with(&Matrix::build(&inp), &params());
     let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
     Verdict {
@@ -191,6 +196,7 @@ mod tests {
             layer: layer.map(str::to_string),
             ip: "198.19.3.11".parse().unwrap(),
             port: (!icmp).then_some(8080),
+            path: None,
             ok,
             sent: if icmp { 3 } else { 1 },
             received: match (icmp, ok) {
@@ -326,7 +332,7 @@ mod tests {
             ),
         ];
         for (name, lines, reachable, want) in table {
-            let v = verdict(&target(), &lines, &set);
+            let v = verdict(&target(), &lines, &set, None);
             assert_eq!(v.reachable, reachable, "{name}");
             assert_eq!(causes(&v), want, "{name}: {}", v.diagnosis);
             assert_eq!(v.diagnosis.healthy, want.is_empty(), "{name}");
@@ -345,17 +351,60 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_facts_sharpen_the_verdict() {
+        use crate::diagnosis::{PodEvent, PodFacts};
+        let set = parse(SET).unwrap();
+        let all = ["node-1", "node-2", "node-4"];
+        // The pod IP is dead from everywhere while node-3's other pods answer.
+        let dead: Vec<SourceLine> = all
+            .iter()
+            .map(|n| line(n, false, Some("timeout"), true, true))
+            .collect();
+        let pod = |ready: bool, events: Vec<PodEvent>| KubeFacts {
+            pods: vec![PodFacts {
+                namespace: "shop".into(),
+                name: "web-7".into(),
+                node: Some("node-3".into()),
+                ip: Some("198.19.3.11".parse().unwrap()),
+                phase: Some("Running".into()),
+                ready: Some(ready),
+                target: None,
+                events,
+            }],
+            ..KubeFacts::default()
+        };
+        let sandbox = vec![PodEvent {
+            reason: "FailedCreatePodSandbox".into(),
+            message: Some("failed to set up pod network".into()),
+            count: Some(4),
+        }];
+        for (facts, want, text) in [
+            (None, "cni", "pod IP does not answer"),
+            (Some(pod(true, sandbox)), "cni", "sandbox creation failed"),
+            (Some(pod(false, vec![])), "application", "not running/Ready"),
+        ] {
+            let v = verdict(&target(), &dead, &set, facts);
+            assert_eq!(causes(&v), [want], "{}", v.diagnosis);
+            assert!(
+                v.diagnosis.findings[0].summary.contains(text),
+                "{}",
+                v.diagnosis
+            );
+        }
+    }
+
+    #[test]
     fn partial_answers_are_not_reachable() {
         let set = parse(SET).unwrap();
         let lines = vec![
             line("node-1", true, None, true, true),
             SourceLine::silent("node-2", None, "refused".into(), 0.0),
         ];
-        let v = verdict(&target(), &lines, &set);
+        let v = verdict(&target(), &lines, &set, None);
         assert!(!v.reachable);
         assert_eq!(v.reachable_from, ["node-1"]);
         assert_eq!(v.unreachable_from, ["node-2"]);
         assert_eq!(v.agents_unreachable, ["node-2"]);
-        assert!(!verdict(&target(), &[], &set).reachable);
+        assert!(!verdict(&target(), &[], &set, None).reachable);
     }
 }
