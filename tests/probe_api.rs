@@ -186,6 +186,14 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Loopback targets need an explicit --allow-cidr (the peer set never opens them).
+fn allow_loopback() -> ProbeConfig {
+    ProbeConfig {
+        allow_cidrs: vec![meshprobe::diagnosis::matrix::Cidr::parse("127.0.0.0/24").unwrap()],
+        ..ProbeConfig::default()
+    }
+}
+
 /// Two agents (node-a on 127.0.0.1, node-b on 127.0.0.2) sharing one peers file.
 async fn pair(name: &str, probe: ProbeConfig) -> (Agent, Agent, Arc<Fake>, Arc<Fake>) {
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -205,7 +213,7 @@ async fn pair(name: &str, probe: ProbeConfig) -> (Agent, Agent, Arc<Fake>, Arc<F
 
 #[tokio::test]
 async fn streams_one_line_per_source_then_the_verdict() {
-    let (a, b, fa, fb) = pair("stream", ProbeConfig::default()).await;
+    let (a, b, fa, fb) = pair("stream", allow_loopback()).await;
     let body = format!(
         r#"{{"target":"{TARGET}:8080","checks":[{{"kind":"icmp","count":4}},{{"kind":"http","path":"/healthz"}}]}}"#
     );
@@ -276,7 +284,7 @@ async fn streams_one_line_per_source_then_the_verdict() {
 
 #[tokio::test]
 async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
-    let (a, b, fa, fb) = pair("refuse", ProbeConfig::default()).await;
+    let (a, b, fa, fb) = pair("refuse", allow_loopback()).await;
     let big = format!(r#"{{"target":"{TARGET}","pad":"{}"}}"#, "x".repeat(20_000));
     let cases: Vec<(String, u16, &str, &str)> = vec![
         ("not json".into(), 400, "bad_request", "127.0.0.9"),
@@ -316,6 +324,13 @@ async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
             "target_not_allowed",
             "224.0.0.1",
         ),
+        (
+            // Outside the allowed 127.0.0.0/24: loopback is never derived from the peer set.
+            r#"{"target":"127.0.2.9:10250"}"#.into(),
+            403,
+            "target_not_allowed",
+            "127.0.2.9",
+        ),
         (big, 413, "too_large", TARGET),
     ];
     for (body, status, code, ip) in &cases {
@@ -330,7 +345,7 @@ async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
     assert_eq!(sum(&m, "meshprobe_ondemand_probes_total"), 0.0, "{m:?}");
     assert_eq!(
         m["meshprobe_ondemand_requests_total{outcome=\"target_not_allowed\"}"],
-        3.0
+        4.0
     );
     assert_eq!(
         m["meshprobe_ondemand_requests_total{outcome=\"bad_request\"}"],
@@ -356,7 +371,7 @@ async fn token_and_rate_limit() {
         token: Some("s3cret".into()),
         rate_per_minute: 3,
         burst: 3,
-        ..ProbeConfig::default()
+        ..allow_loopback()
     };
     let (a, b, fa, _fb) = pair("token", probe).await;
     let body = format!(
@@ -415,7 +430,7 @@ async fn a_silent_peer_agent_is_a_line_saying_so() {
         ],
     );
     let fa = Arc::new(Fake::default());
-    let a = start("node-a", la, file, ProbeConfig::default(), fa).await;
+    let a = start("node-a", la, file, allow_loopback(), fa).await;
     let (s, lines) = post(a.addr, &format!(r#"{{"target":"{TARGET}"}}"#), &[]).await;
     assert_eq!(s, 200);
     let c = lines

@@ -408,12 +408,15 @@ pub struct Plan {
 
 /// The CIDRs a target must fall in by default: the /24 (IPv4) or /64 (IPv6) around every
 /// peer's pod IP and node IP and every target's IP — the pod and node subnets meshprobe knows.
+/// Loopback never comes from the peer set (a GET to the agent's own localhost is an SSRF):
+/// only an explicit `--allow-cidr` admits it.
 pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
     let ips = peers
         .peers
         .iter()
         .flat_map(|p| [p.pod_ip, p.node_ip])
-        .chain(peers.targets.iter().map(|t| t.ip));
+        .chain(peers.targets.iter().map(|t| t.ip))
+        .filter(|ip| !ip.is_loopback());
     let mut out: Vec<Cidr> = Vec::new();
     for ip in ips {
         let c = Cidr::around(ip);
@@ -430,8 +433,12 @@ fn never(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V4(v) if v.is_unspecified() => Some("the unspecified address"),
         IpAddr::V4(v) if v.is_broadcast() => Some("the broadcast address"),
         IpAddr::V4(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v) if v.octets() == [169, 254, 169, 254] => Some("the cloud metadata address"),
         IpAddr::V6(v) if v.is_unspecified() => Some("the unspecified address"),
         IpAddr::V6(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v) if v.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => {
+            Some("the cloud metadata address")
+        }
         _ => None,
     }
 }
@@ -851,7 +858,14 @@ mod tests {
             assert!(OUTCOMES.contains(&r.code));
         }
         // Even an explicit --allow-cidr 0.0.0.0/0 never admits these.
-        for ip in ["0.0.0.0", "255.255.255.255", "239.1.1.1", "ff02::1"] {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "239.1.1.1",
+            "ff02::1",
+            "169.254.169.254",
+            "fd00:ec2::254",
+        ] {
             let r = plan(&format!(r#"{{"target":"{ip}"}}"#), &["0.0.0.0/0", "::/0"]).unwrap_err();
             assert_eq!(r.code, "target_not_allowed", "{ip}");
         }
@@ -928,6 +942,27 @@ mod tests {
         // No owner: no context.
         let p = plan(r#"{"target":"10.1.2.3"}"#, &["10.0.0.0/8"]).unwrap();
         assert!(p.context.is_empty() && p.target.node.is_none());
+    }
+
+    #[test]
+    fn loopback_needs_an_explicit_allow_cidr() {
+        // Agents on loopback (a test bed): their peer set does not open 127.0.0.0/8.
+        let set = parse("peers:\n  - {node: a, node_ip: 127.0.1.1, pod_ip: 127.0.0.1}\n").unwrap();
+        assert!(derived_cidrs(&set).is_empty());
+        let req = parse_body(br#"{"target":"127.0.0.1:10250"}"#).unwrap();
+        let cx = |extra| Context {
+            me: "a",
+            peers: &set,
+            extra_allowed: extra,
+            default_port: 9464,
+            pod: None,
+        };
+        assert_eq!(
+            validate(&req, &cx(&[])).unwrap_err().code,
+            "target_not_allowed"
+        );
+        let lo = [Cidr::parse("127.0.0.0/8").unwrap()];
+        assert!(validate(&req, &cx(&lo)).is_ok());
     }
 
     #[test]
