@@ -19,7 +19,7 @@ use crate::ondemand::{client, Accepted, CheckOutcome, Line, SourceLine, Verdict}
 pub struct ProbeArgs {
     /// What to probe: IP, IP:PORT, a node name, or pod/NAMESPACE/NAME (with --kube).
     pub target: String,
-    /// The agent to ask [env: MESHPROBE_AGENT].
+    /// The agent to ask.
     #[arg(long, env = "MESHPROBE_AGENT", default_value = "http://127.0.0.1:9464")]
     pub agent: String,
     /// ICMP echoes per source (0: no ICMP; ICMP lets the verdict tell the network from the service).
@@ -40,7 +40,7 @@ pub struct ProbeArgs {
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
-    /// Bearer token, when the agents require one [env: MESHPROBE_PROBE_TOKEN].
+    /// Bearer token, when the agents require one.
     #[arg(long, env = "MESHPROBE_PROBE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Resolve pod/NAMESPACE/NAME targets through the Kubernetes API.

@@ -22,7 +22,8 @@ const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
 /// The target every accepted request probes; refused ones name others.
 const TARGET: &str = "127.0.0.50";
 
-/// Records every probe by destination IP; TCP/HTTP to port 9 are refused, the rest succeed.
+/// Records every probe by destination IP; TCP/HTTP to port 9 are refused, TCP to port 7 takes
+/// 400 ms, the rest succeed at once.
 #[derive(Default)]
 struct Fake {
     log: Mutex<Vec<(IpAddr, String)>>,
@@ -62,6 +63,11 @@ impl Prober for Fake {
                 },
                 Check::Tcp { addr } | Check::Http { addr, .. } if addr.port() == 9 => {
                     ProbeResult::failed(1, ErrorClass::Refused)
+                }
+                Check::Tcp { addr } if addr.port() == 7 => {
+                    // A slow service: holds its in-flight slot for a while.
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    ProbeResult::ok(Duration::from_millis(400), None)
                 }
                 _ => ProbeResult::ok(Duration::from_micros(500), None),
             }
@@ -509,5 +515,105 @@ async fn a_silent_peer_agent_is_a_line_saying_so() {
         .unwrap();
     assert_eq!(code, Some(2));
     assert!(err.contains("not in this build yet"), "{err}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_requests_do_not_fan_out_and_slots_are_bounded() {
+    let probe = ProbeConfig {
+        max_concurrent: 1,
+        ..allow_loopback()
+    };
+    let (a, b, fa, fb) = pair("forwarded", probe).await;
+    // Marked as forwarded: node-a runs it itself and answers one line, asking nobody.
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":2}}],"from":["node-b"]}}"#
+    );
+    let (s, lines) = post(
+        a.addr,
+        &body,
+        &[(meshprobe::ondemand::FORWARDED_HEADER, "node-b".into())],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["type"], "source");
+    assert_eq!(lines[0]["node"], "node-a");
+    assert_eq!((fa.to(TARGET), fb.to(TARGET)), (1, 0), "no recursion");
+
+    // One request at a time: a second one while a slow one runs is refused, and sends nothing.
+    let slow =
+        format!(r#"{{"target":"{TARGET}:7","checks":[{{"kind":"tcp"}}],"from":["node-a"]}}"#);
+    let addr = a.addr;
+    let first = tokio::spawn(async move { post(addr, &slow, &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = fa.to(TARGET);
+    let (s, lines) = post(a.addr, &body, &[]).await;
+    assert_eq!(
+        (s, lines[0]["code"].as_str()),
+        (429, Some("busy")),
+        "{lines:?}"
+    );
+    assert_eq!(fa.to(TARGET), before, "the refused request sent nothing");
+    let (s, lines) = first.await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(lines.last().unwrap()["reachable"], true);
+    // The slot is free again.
+    let (s, _) = post(a.addr, &body, &[]).await;
+    assert_eq!(s, 200);
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"busy\"}"],
+        1.0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_agent_that_hangs_is_cut_off_at_the_deadline() {
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // node-h's agent accepts connections and never answers.
+    let hang = TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let file = peers_file(
+        "hang",
+        &[
+            ("node-a", "127.0.0.1", la.local_addr().unwrap().port()),
+            ("node-h", "127.0.0.4", hang_port),
+        ],
+    );
+    let a = start(
+        "node-a",
+        la,
+        file,
+        allow_loopback(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    let (s, lines) = post(a.addr, &format!(r#"{{"target":"{TARGET}"}}"#), &[]).await;
+    let took = t0.elapsed();
+    assert_eq!(s, 200);
+    let deadline = lines[0]["deadline_seconds"].as_f64().unwrap();
+    // Probe timeout 500 ms: the local part is bounded by 1.25 s, a peer gets 2 s more.
+    assert!((3.0..=4.0).contains(&deadline), "{deadline}");
+    assert!(took.as_secs_f64() < deadline + 1.5, "took {took:?}");
+    let h = lines
+        .iter()
+        .find(|l| l["node"] == "node-h")
+        .expect("a line for node-h");
+    assert_eq!(h["answered"], false);
+    assert!(h["error"].as_str().unwrap().contains("timeout"), "{h}");
+    // node-a's own line came first, without waiting for node-h.
+    assert_eq!(lines[1]["node"], "node-a");
+    assert_eq!(lines.last().unwrap()["reachable"], false);
+    holder.abort();
     a.stop().await;
 }
