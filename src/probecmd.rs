@@ -458,4 +458,103 @@ mod tests {
             assert!(e.contains(want), "{v:?}: {e}");
         }
     }
+
+    #[test]
+    fn table_and_verdict_text() {
+        use crate::diagnosis::{Diagnosis, ErrorInfo};
+        use crate::ondemand::Resolved;
+        let ok = CheckOutcome {
+            check: "icmp".into(),
+            layer: None,
+            ip: "198.19.3.11".parse().unwrap(),
+            port: None,
+            path: None,
+            ok: true,
+            sent: 3,
+            received: 3,
+            rtt_seconds: Some(0.000_21),
+            loss_ratio: Some(0.0),
+            path_mtu: None,
+            expected_mtu: None,
+            mtu_state: None,
+            error: None,
+            error_text: None,
+        };
+        let failed = CheckOutcome {
+            check: "http".into(),
+            port: Some(8080),
+            path: Some("/healthz".into()),
+            ok: false,
+            sent: 1,
+            received: 0,
+            rtt_seconds: None,
+            loss_ratio: Some(1.0),
+            error: Some(ErrorInfo {
+                kind: "timeout".into(),
+                ..ErrorInfo::default()
+            }),
+            error_text: Some("timeout".into()),
+            ..ok.clone()
+        };
+        let sources = vec![
+            SourceLine {
+                node: "node-1".into(),
+                zone: None,
+                answered: true,
+                error: None,
+                ok: false,
+                elapsed_seconds: 0.5,
+                checks: vec![ok, failed],
+                context: vec![],
+            },
+            SourceLine::silent(
+                "node-3",
+                None,
+                "agent at 198.19.3.10:9464 did not answer: timeout".into(),
+                3.2,
+            ),
+        ];
+        let t = table(&sources);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "SOURCE  CHECK               RESULT     RTT      LOSS  MTU  ERROR"
+        );
+        assert_eq!(
+            lines[1],
+            "node-1  icmp ×3             ok         0.21 ms  0%    -"
+        );
+        assert_eq!(
+            lines[2],
+            "node-1  http :8080/healthz  FAIL       -        100%  -    timeout"
+        );
+        assert!(
+            lines[3].starts_with("node-3  -                   no answer"),
+            "{t}"
+        );
+        assert!(progress(&sources[0]).contains("FAIL       http: timeout"));
+        assert!(progress(&sources[1]).contains("NO ANSWER"));
+        let v = Verdict {
+            target: Resolved {
+                label: "198.19.3.11:8080".into(),
+                ip: "198.19.3.11".parse().unwrap(),
+                port: Some(8080),
+                node: Some("node-3".into()),
+            },
+            reachable: false,
+            reachable_from: vec![],
+            unreachable_from: vec!["node-1".into(), "node-3".into()],
+            agents_unreachable: vec!["node-3".into()],
+            diagnosis: Diagnosis::new(vec![]),
+        };
+        let text = verdict_text(&v);
+        assert!(
+            text.starts_with(
+                "verdict: 198.19.3.11:8080 is NOT reachable from node-1, node-3 (2 of 2 sources)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("did not answer (evidence, e.g. node down): node-3"));
+        assert!(text.contains("names no single cause"));
+    }
 }
