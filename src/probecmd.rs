@@ -368,6 +368,9 @@ pub fn verdict_text(v: &Verdict) -> String {
             );
         }
     }
+    if let Some(c) = &v.caution {
+        let _ = writeln!(out, "  CAUTION: {c}");
+    }
     if v.diagnosis.findings.is_empty() {
         if !v.reachable {
             out.push_str(
@@ -545,6 +548,7 @@ mod tests {
             reachable_from: vec![],
             unreachable_from: vec!["node-1".into(), "node-3".into()],
             agents_unreachable: vec!["node-3".into()],
+            caution: None,
             diagnosis: Diagnosis::new(vec![]),
         };
         let text = verdict_text(&v);

@@ -1,8 +1,8 @@
 //! End-to-end on the real lab (root): `meshprobe probe` through node-1's agent against the
 //! lab's target pod on node-3 (`web-node-3`, 198.19.3.11:8080, see src/lab/plan.rs) — green
 //! from every node on a clean lab; `policy` behind a `policy` fault; `application` behind
-//! `reject`; `cni` with a `cni` fault on its node; and a refused target sends nothing (every
-//! agent's on-demand counters).
+//! `reject`; `cni` with a `cni` fault on its node; a caution when the asked agent's own node is
+//! cut off; and a refused target sends nothing (every agent's on-demand counters).
 //!
 //! Needs root (network namespaces); without it the test prints why and returns.
 
@@ -241,6 +241,17 @@ fn on_demand_probe_on_the_lab() {
         }
         lab.ok(&["clear"]);
     }
+    // The asked agent's own pod network broken: it reaches nobody, and says its view is suspect.
+    lab.ok(&["fault", "cni", "node-1"]);
+    let (code, doc, err) = probe(n1, &[WEB3, http[0], http[1]]);
+    assert_eq!(code, Some(1), "{doc:#}\n{err}");
+    let caution = doc["verdict"]["caution"].as_str().unwrap_or("");
+    assert!(
+        caution.contains("the fault may be on node-1 itself"),
+        "{doc:#}"
+    );
+    lab.ok(&["clear"]);
+
     // Cleared: green again.
     let (code, doc, _) = probe(n1, &[WEB3, http[0], http[1]]);
     assert_eq!(code, Some(0), "after clear: {doc:#}");

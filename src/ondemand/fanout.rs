@@ -298,7 +298,7 @@ async fn stream(
     }
     let order: Vec<&str> = plan.sources.iter().map(|x| x.node.as_str()).collect();
     lines.sort_by_key(|l| order.iter().position(|n| *n == l.node));
-    let v = super::verdict::verdict(&plan.target, &lines, &peers, kube);
+    let v = super::verdict::verdict(&plan.target, &lines, &peers, kube, &s.identity.node);
     let _ = send(tx, &Line::Verdict(v), hard_stop + Duration::from_secs(1)).await;
 }
 

@@ -140,6 +140,10 @@ pub struct Verdict {
     pub unreachable_from: Vec<String>,
     /// Sources whose agent did not answer.
     pub agents_unreachable: Vec<String>,
+    /// Set when the findings rest on a view that may itself be the problem (the asked agent
+    /// reached no other agent and its own checks fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caution: Option<String>,
     #[serde(flatten)]
     pub diagnosis: Diagnosis,
 }

@@ -161,17 +161,35 @@ pub fn inputs(
     }
 }
 
-/// The verdict for these answers.
+/// The asked agent (`me`) answered but reached none of the other sources (at least two), and
+/// its own checks fail: from its view alone "everyone else is down" and "I am cut off" look the
+/// same, and the second is far likelier. Real data: `cni node-1` asked through node-1 read as
+/// "node_down node-3" at 95%.
+pub fn caution(me: &str, lines: &[SourceLine]) -> Option<String> {
+    let own = lines.iter().find(|l| l.node == me && l.answered)?;
+    let others: Vec<&SourceLine> = lines.iter().filter(|l| l.node != me).collect();
+    if own.ok || others.len() < 2 || others.iter().any(|l| l.answered) {
+        return None;
+    }
+    Some(format!(
+        "{me}, the agent asked, reached none of the {} other agents and its own checks fail: the fault may be on {me} itself (its pod network or uplink), and the findings rest on its view alone. Ask an agent on another node (--agent).",
+        others.len()
+    ))
+}
+
+/// The verdict for these answers; `me` is the agent that fanned out.
 pub fn verdict(
     target: &Resolved,
     lines: &[SourceLine],
     peers: &PeerSet,
     kube: Option<KubeFacts>,
+    me: &str,
 ) -> Verdict {
     let inp = inputs(target, lines, peers, kube);
     let diagnosis = diagnose_with(&Matrix::build(&inp), &params());
     let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
     Verdict {
+        caution: caution(me, lines),
         target: target.clone(),
         reachable: !lines.is_empty() && bad.is_empty(),
         reachable_from: good.iter().map(|l| l.node.clone()).collect(),
@@ -332,7 +350,7 @@ mod tests {
             ),
         ];
         for (name, lines, reachable, want) in table {
-            let v = verdict(&target(), &lines, &set, None);
+            let v = verdict(&target(), &lines, &set, None, "node-1");
             assert_eq!(v.reachable, reachable, "{name}");
             assert_eq!(causes(&v), want, "{name}: {}", v.diagnosis);
             assert_eq!(v.diagnosis.healthy, want.is_empty(), "{name}");
@@ -383,12 +401,43 @@ mod tests {
             (Some(pod(true, sandbox)), "cni", "sandbox creation failed"),
             (Some(pod(false, vec![])), "application", "not running/Ready"),
         ] {
-            let v = verdict(&target(), &dead, &set, facts);
+            let v = verdict(&target(), &dead, &set, facts, "node-1");
             assert_eq!(causes(&v), [want], "{}", v.diagnosis);
             assert!(
                 v.diagnosis.findings[0].summary.contains(text),
                 "{}",
                 v.diagnosis
+            );
+        }
+    }
+
+    #[test]
+    fn an_isolated_asked_agent_says_so() {
+        let set = parse(SET).unwrap();
+        let silent = |n: &str| SourceLine::silent(n, None, "timeout".into(), 3.0);
+        // cni on node-1, asked through node-1: it reaches nothing, nobody answers it.
+        let cut_off = vec![
+            line("node-1", false, Some("timeout"), false, false),
+            silent("node-2"),
+            silent("node-3"),
+            silent("node-4"),
+        ];
+        let v = verdict(&target(), &cut_off, &set, None, "node-1");
+        assert!(
+            v.caution
+                .as_deref()
+                .is_some_and(|c| c.contains("the fault may be on node-1 itself")),
+            "{v:?}"
+        );
+        // Not when another agent answered, when node-1's own checks pass, or with one other source.
+        let mut one_answers = cut_off.clone();
+        one_answers[1] = line("node-2", false, Some("timeout"), false, false);
+        let mut own_ok = cut_off.clone();
+        own_ok[0] = line("node-1", true, None, true, true);
+        for lines in [one_answers, own_ok, cut_off[..2].to_vec()] {
+            assert_eq!(
+                verdict(&target(), &lines, &set, None, "node-1").caution,
+                None
             );
         }
     }
@@ -400,11 +449,11 @@ mod tests {
             line("node-1", true, None, true, true),
             SourceLine::silent("node-2", None, "refused".into(), 0.0),
         ];
-        let v = verdict(&target(), &lines, &set, None);
+        let v = verdict(&target(), &lines, &set, None, "node-1");
         assert!(!v.reachable);
         assert_eq!(v.reachable_from, ["node-1"]);
         assert_eq!(v.unreachable_from, ["node-2"]);
         assert_eq!(v.agents_unreachable, ["node-2"]);
-        assert!(!verdict(&target(), &[], &set, None).reachable);
+        assert!(!verdict(&target(), &[], &set, None, "node-1").reachable);
     }
 }
