@@ -177,6 +177,31 @@ pub fn caution(me: &str, lines: &[SourceLine]) -> Option<String> {
     ))
 }
 
+/// Every agent of the other zone(s) is silent while every agent of the asked agent's zone
+/// answered: the per-target checks cannot show it, but the silence itself points at a zone
+/// partition. Real data: `partition zone-a zone-b` asked through node-1 gave no finding.
+pub fn zone_silence(me: &str, lines: &[SourceLine], peers: &PeerSet) -> Option<String> {
+    let zone = |n: &str| peers.peer(n).and_then(|p| p.zone.clone());
+    let mine = zone(me)?;
+    let silent: Vec<&SourceLine> = lines.iter().filter(|l| !l.answered).collect();
+    if silent.len() < 2
+        || lines
+            .iter()
+            .any(|l| l.answered != (zone(&l.node).as_deref() == Some(&mine)))
+    {
+        return None;
+    }
+    let mut zones: Vec<String> = silent.iter().filter_map(|l| zone(&l.node)).collect();
+    zones.sort();
+    zones.dedup();
+    let names: Vec<&str> = silent.iter().map(|l| l.node.as_str()).collect();
+    Some(format!(
+        "every agent in {} ({}) is silent while every agent in {mine} answered: the zones may be cut off from each other (VPC routes, security groups, a zone partition); `meshprobe diagnose` shows the whole mesh",
+        zones.join(", "),
+        names.join(", ")
+    ))
+}
+
 /// The verdict for these answers; `me` is the agent that fanned out.
 pub fn verdict(
     target: &Resolved,
@@ -189,7 +214,7 @@ pub fn verdict(
     let diagnosis = diagnose_with(&Matrix::build(&inp), &params());
     let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
     Verdict {
-        caution: caution(me, lines),
+        caution: caution(me, lines).or_else(|| zone_silence(me, lines, peers)),
         target: target.clone(),
         reachable: !lines.is_empty() && bad.is_empty(),
         reachable_from: good.iter().map(|l| l.node.clone()).collect(),
@@ -438,6 +463,34 @@ mod tests {
             assert_eq!(
                 verdict(&target(), &lines, &set, None, "node-1").caution,
                 None
+            );
+        }
+    }
+
+    #[test]
+    fn a_silent_zone_is_pointed_out() {
+        let set = parse(SET).unwrap();
+        let silent = |n: &str| SourceLine::silent(n, None, "timeout".into(), 3.0);
+        // zone-a: node-1, node-3; zone-b: node-2, node-4.
+        let partition = vec![
+            line("node-1", true, None, true, true),
+            silent("node-2"),
+            line("node-3", true, None, true, true),
+            silent("node-4"),
+        ];
+        let v = verdict(&target(), &partition, &set, None, "node-1");
+        let c = v.caution.expect("a caution");
+        assert!(c.contains("every agent in zone-b (node-2, node-4) is silent while every agent in zone-a answered"), "{c}");
+        // One zone-b agent answering, or a zone-a agent silent: no such note.
+        let mut one = partition.clone();
+        one[1] = line("node-2", true, None, true, true);
+        let mut mate = partition.clone();
+        mate[2] = silent("node-3");
+        for lines in [one, mate] {
+            let v = verdict(&target(), &lines, &set, None, "node-1");
+            assert!(
+                v.caution.as_deref().is_none_or(|c| !c.contains("zones")),
+                "{v:?}"
             );
         }
     }
