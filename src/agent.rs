@@ -43,6 +43,8 @@ pub struct Shared {
     pub icmp_socket: &'static str,
     /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
+    /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
+    pub ondemand: crate::ondemand::fanout::OnDemand,
 }
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
@@ -125,7 +127,32 @@ pub async fn run(
         pair_metrics: config.pair_metrics,
         icmp_socket,
     });
+    let ondemand = {
+        let counter = metrics.ondemand_probes.clone();
+        let p = &config.probe;
+        crate::ondemand::fanout::OnDemand {
+            limits: crate::ondemand::limits::Limits::new(
+                p.token.clone(),
+                p.rate_per_minute,
+                p.burst,
+                p.max_concurrent,
+            ),
+            extra_allowed: p.allow_cidrs.clone(),
+            runner: crate::ondemand::run::Runner {
+                probers: probers.clone(),
+                pmtu: PmtuProber::new().ok().map(Arc::new),
+                timeout: config.timeout,
+                on_probe: Arc::new(move |check: &'static str| {
+                    counter.get_or_create(&[("check", check)]).inc();
+                }),
+            },
+            requests: metrics.ondemand_requests.clone(),
+            // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
+            pods: None,
+        }
+    };
     let shared = Arc::new(Shared {
+        ondemand,
         identity,
         config: config.clone(),
         store,

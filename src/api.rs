@@ -7,6 +7,7 @@
 //! | `GET /readyz` | 200 once a first full probe round is done, else 503 |
 //! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
 //! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval) |
+//! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
 //! | `GET /` | a small HTML overview |
 
@@ -38,6 +39,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/ping", get(ping))
         .route("/api/v1/results", get(results))
         .route("/api/v1/diagnosis", get(diagnosis))
+        .route(
+            "/api/v1/probe",
+            axum::routing::post(crate::ondemand::fanout::handle),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

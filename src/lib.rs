@@ -21,6 +21,8 @@
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
 //! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
+//! * [`ondemand`]: `POST /api/v1/probe` — probe one target from every agent now, with a verdict.
+//! * [`probecmd`]: `meshprobe probe`, the on-demand probe from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
 
@@ -38,9 +40,11 @@ pub mod mesh;
 pub mod metrics;
 pub mod model;
 pub mod mtu;
+pub mod ondemand;
 pub mod peers;
 pub mod pmtud;
 pub mod probe;
+pub mod probecmd;
 pub mod schedule;
 pub mod serve;
 pub mod server;

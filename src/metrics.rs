@@ -45,6 +45,10 @@ pub struct Metrics {
     pub rounds: Counter,
     pub rounds_stretched: Counter,
     pub mtu_probes: Counter,
+    /// `meshprobe_ondemand_requests_total{outcome}`: on-demand probe requests by outcome.
+    pub ondemand_requests: Family<[(&'static str, &'static str); 1], Counter>,
+    /// `meshprobe_ondemand_probes_total{check}`: on-demand checks started by this agent.
+    pub ondemand_probes: Family<[(&'static str, &'static str); 1], Counter>,
     /// Size of the last exposition, to size the next one's buffer at once (a 3.5 MB scrape
     /// grown by doubling holds old and new buffers together: several MB of peak RSS).
     last_size: std::sync::atomic::AtomicUsize,
@@ -98,6 +102,25 @@ impl Metrics {
             "Don't-Fragment path-MTU probes sent",
             mtu_probes.clone(),
         );
+        let ondemand_requests = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_requests",
+            "POST /api/v1/probe requests, by outcome (accepted, or why refused)",
+            ondemand_requests.clone(),
+        );
+        let ondemand_probes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_probes",
+            "On-demand checks started by this agent (icmp, tcp, http, mtu)",
+            ondemand_probes.clone(),
+        );
+        // Always exported, so a scrape shows zero rather than nothing.
+        for outcome in crate::ondemand::request::OUTCOMES {
+            let _ = ondemand_requests.get_or_create(&[("outcome", outcome)]);
+        }
+        for check in ["icmp", "tcp", "http", "mtu"] {
+            let _ = ondemand_probes.get_or_create(&[("check", check)]);
+        }
         registry.register_collector(Box::new(collector));
         Metrics {
             registry,
@@ -109,6 +132,8 @@ impl Metrics {
             rounds,
             rounds_stretched,
             mtu_probes,
+            ondemand_requests,
+            ondemand_probes,
             last_size: std::sync::atomic::AtomicUsize::new(16 * 1024),
         }
     }

@@ -100,6 +100,7 @@ fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         pair_metrics: PairMetrics::All,
         mtu_interval: MTU,
         mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
     }
 }
 

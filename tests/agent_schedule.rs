@@ -90,6 +90,7 @@ fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
         pair_metrics: PairMetrics::All,
         mtu_interval: MTU,
         mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
     }
 }
 
