@@ -236,6 +236,7 @@ async fn probe_loop(
         let latest = peers_rx.borrow_and_update().clone();
         if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest)) {
             let mut t = schedule::tasks(&latest, &cfg.node_name, params);
+            t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);
             if let Ok(mut store) = shared.store.lock() {
                 store.set_peers(latest.clone(), &t);

@@ -94,6 +94,10 @@ pub struct AgentArgs {
     /// Time between two full path-MTU searches of a destination [env: MESHPROBE_MTU_SEARCH_INTERVAL] [default: 10m].
     #[arg(long)]
     pub mtu_search_interval: Option<String>,
+    /// Which probes to run, comma-separated: icmp_pod, icmp_node, http (peers' agents and http
+    /// targets), tcp (tcp targets), or all [env: MESHPROBE_LAYERS] [default: all].
+    #[arg(long)]
+    pub layers: Option<String>,
     /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
     /// [env: MESHPROBE_PAIR_METRICS] [default: all].
     #[arg(long)]

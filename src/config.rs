@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cli::AgentArgs;
 use crate::error::{Error, Result};
+use crate::model::Layers;
 
 /// A source of environment variables.
 pub trait Env {
@@ -54,6 +55,8 @@ pub struct AgentConfig {
     pub max_rate: u32,
     pub max_in_flight: usize,
     pub pair_metrics: PairMetrics,
+    /// The kinds of probe to run (`--layers`).
+    pub layers: Layers,
     /// Path-MTU check interval; `None` when discovery is off.
     pub mtu_interval: Option<Duration>,
     pub mtu_search_interval: Duration,
@@ -226,6 +229,7 @@ impl AgentConfig {
             Duration::from_secs(600),
             duration,
         )?;
+        let layers = lookup(env, &args.layers, "layers", Layers::ALL, Layers::parse)?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
             None | Some("all") => PairMetrics::All,
             Some("failing") => PairMetrics::Failing,
@@ -282,6 +286,7 @@ impl AgentConfig {
             max_rate,
             max_in_flight,
             pair_metrics,
+            layers,
             mtu_interval,
             mtu_search_interval,
         })
@@ -378,6 +383,7 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Layer;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -420,6 +426,15 @@ mod tests {
             !format!("{c:?}").contains("s3cret"),
             "the token never shows in Debug"
         );
+        let mut icmp_only = args();
+        icmp_only.layers = Some("icmp_node, icmp_pod".into());
+        let l = AgentConfig::resolve(&icmp_only, &env(&[])).unwrap().layers;
+        assert!(l.contains(Layer::IcmpPod) && l.contains(Layer::IcmpNode));
+        assert!(!l.contains(Layer::Http) && !l.contains(Layer::Tcp));
+        let l = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_LAYERS", "tcp")]))
+            .unwrap()
+            .layers;
+        assert!(l.contains(Layer::Tcp) && !l.contains(Layer::IcmpPod));
         let mut off = args();
         off.mtu_interval = Some("0s".into());
         assert_eq!(
@@ -486,6 +501,11 @@ mod tests {
                 |a| a.window = Some("1s".into()),
                 "--window 1s must be at least one --interval",
             ),
+            (
+                |a| a.layers = Some("icmp,http".into()),
+                "--layers (or MESHPROBE_LAYERS) \"icmp,http\": unknown layer \"icmp\", expected",
+            ),
+            (|a| a.layers = Some(",".into()), "--layers (or MESHPROBE_LAYERS) \",\": no layer given"),
             (
                 |a| a.node_name = Some("node 1".into()),
                 "--node-name \"node 1\"",
