@@ -20,6 +20,7 @@
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
+//! * [`heatmap`]: the agent page's source × destination matrices (SVG, pure).
 //! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
@@ -33,6 +34,7 @@ pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod gather;
+pub mod heatmap;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;
