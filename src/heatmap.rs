@@ -6,7 +6,8 @@
 //! Three steps, each tested on its own: [`matrix`] (reports → cells with a state), [`layout`]
 //! (names → positions; labels never overlap, at 5 nodes or 200), [`svg`] / [`page`] (text).
 //! Every cell carries `data-dst` and `data-state` (`ok`, `lossy`, `down`, `unknown`, `nodata`,
-//! `self`, `mismatch`, `blackhole`) inside a row `<g data-src=…>`, for tests and scripts.
+//! `self`, `mismatch`, `blackhole`) inside a row `<g data-src=…>`, for tests and scripts; cells of
+//! pairs named in a finding have class `finding`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -389,7 +390,7 @@ pub fn describe(st: &LayerStats) -> String {
     if let Some(l) = st.loss_ratio {
         let _ = write!(
             s,
-            "\nloss {:.1}% ({} of {} lost)",
+            "\nloss {:.1}% ({}/{} lost)",
             l * 100.0,
             st.sent.saturating_sub(st.received),
             st.sent
@@ -398,7 +399,7 @@ pub fn describe(st: &LayerStats) -> String {
     if let Some(r) = st.success_ratio {
         let _ = write!(
             s,
-            " · {} of {} probes ok ({:.0}%)",
+            " · probes ok {}/{} ({:.0}%)",
             st.successes,
             st.probes,
             r * 100.0
@@ -407,7 +408,7 @@ pub fn describe(st: &LayerStats) -> String {
     if let Some(q) = st.rtt_seconds {
         let _ = write!(
             s,
-            "\nRTT p50 {} · p90 {} · p99 {} · max {}",
+            "\nRTT p50 {} p90 {} p99 {} max {}",
             ms(q.p50),
             ms(q.p90),
             ms(q.p99),
@@ -424,7 +425,7 @@ pub fn describe(st: &LayerStats) -> String {
 }
 
 fn ms(secs: f64) -> String {
-    format!("{:.2} ms", secs * 1000.0)
+    format!("{:.2}ms", secs * 1000.0)
 }
 
 // ---- layout ---------------------------------------------------------------------------------
@@ -630,14 +631,40 @@ pub fn layout(rows: &[Head], cols: &[Head]) -> Layout {
         zone_labels,
         col_bands,
         row_bands,
-        width: (x0 + grid_w + PAD).max(LEGEND_W),
+        width: x0 + grid_w + PAD,
         height: y0 + grid_h + PAD + LEGEND_H,
         grid,
     }
 }
 
-const LEGEND_W: f64 = 560.0;
 const LEGEND_H: f64 = 44.0;
+const NOTE: &str = "rows: source agent · columns: destination · outlined: named in a finding · hover a cell for figures";
+
+/// The legend of a view: (label, fill).
+fn legend(view: View) -> Vec<(&'static str, &'static str)> {
+    if view == View::Mtu {
+        return vec![
+            ("path MTU ok", "#1a9850"),
+            ("MTU mismatch", "#f46d43"),
+            ("MTU black hole", "#8b0000"),
+            ("unknown", "#d9d9d9"),
+            ("no data from source", "#ffffff"),
+        ];
+    }
+    LEGEND
+        .into_iter()
+        .filter(|(_, fill)| *fill != "#f46d43")
+        .collect()
+}
+
+/// Width the legend and the note below it need.
+fn legend_width(view: View) -> f64 {
+    let items: f64 = legend(view)
+        .iter()
+        .map(|(l, _)| 13.0 + l.chars().count() as f64 * char_w(10.0) + 10.0)
+        .sum();
+    items.max(NOTE.chars().count() as f64 * char_w(10.0)) + PAD
+}
 
 // ---- rendering ------------------------------------------------------------------------------
 
@@ -698,12 +725,13 @@ fn text_el(out: &mut String, l: &Label, font: f64, class: &str) {
 /// One matrix as a standalone SVG document (also embedded inline in the page).
 pub fn svg(m: &Matrix) -> String {
     let lay = layout(&m.rows, &m.cols);
+    let width = lay.width.max(legend_width(m.view) + PAD);
     let mut o = String::with_capacity(256 + m.rows.len() * m.cols.len() * 160);
     let _ = write!(
         o,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" data-view="{v}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans Mono, monospace"><title>meshprobe {v}: source (rows) × destination (columns)</title>"#,
         v = m.view.as_str(),
-        w = num(lay.width),
+        w = num(width),
         h = num(lay.height),
     );
     // Zone bands behind the grid, alternating shades.
@@ -756,12 +784,16 @@ pub fn svg(m: &Matrix) -> String {
         for ((col, x), c) in m.cols.iter().zip(&lay.col_x).zip(cells) {
             let _ = write!(
                 o,
-                r#"<rect x="{x}" y="{y}" width="{size}" height="{size}" fill="{fill}" class="c {state}{f}" data-dst="{dst}" data-state="{state}"{loss}><title>{tip}</title></rect>"#,
+                r#"<rect x="{x}" y="{y}" width="{size}" height="{size}" fill="{fill}"{f} data-dst="{dst}" data-state="{state}"{loss}><title>{tip}</title></rect>"#,
                 x = num(*x),
                 y = num(*y),
                 fill = c.fill,
                 state = c.state.as_str(),
-                f = if c.in_finding { " finding" } else { "" },
+                f = if c.in_finding {
+                    r#" class="finding""#
+                } else {
+                    ""
+                },
                 dst = escape(&col.name),
                 loss = c
                     .loss
@@ -775,22 +807,7 @@ pub fn svg(m: &Matrix) -> String {
     // Legend.
     let ly = lay.grid.y + lay.grid.h + PAD + 8.0;
     let mut lx = PAD;
-    for (label, fill) in LEGEND {
-        if m.view == View::Mtu
-            && fill != "#1a9850"
-            && fill != "#f46d43"
-            && fill != "#8b0000"
-            && fill != "#d9d9d9"
-            && fill != "#ffffff"
-        {
-            continue;
-        }
-        let label = match (m.view, fill) {
-            (View::Mtu, "#1a9850") => "path MTU ok",
-            (View::Mtu, "#8b0000") => "MTU black hole",
-            (_, "#f46d43") if m.view != View::Mtu => continue,
-            _ => label,
-        };
+    for (label, fill) in legend(m.view) {
         let _ = write!(
             o,
             r##"<rect x="{}" y="{}" width="10" height="10" fill="{fill}" stroke="#999"/><text font-size="10" x="{}" y="{}" dominant-baseline="central">{}</text>"##,
@@ -804,11 +821,11 @@ pub fn svg(m: &Matrix) -> String {
     }
     let _ = write!(
         o,
-        r##"<text font-size="10" x="{}" y="{}" dominant-baseline="central" fill="#555">rows: source agent · columns: destination · outlined: named in a finding · hover a cell for figures</text>"##,
+        r##"<text font-size="10" x="{}" y="{}" dominant-baseline="central" fill="#555">{NOTE}</text>"##,
         num(PAD),
         num(ly + 24.0)
     );
-    o.push_str(r#"<style>.c.finding{stroke:#000;stroke-width:2}.suspect{fill:#b2182b;font-weight:bold}.zone{font-weight:bold;fill:#345}</style>"#);
+    o.push_str(r#"<style>.finding{stroke:#000;stroke-width:2}[data-state=nodata]{stroke:#aaa;stroke-dasharray:2 2}.suspect{fill:#b2182b;font-weight:bold}.zone{font-weight:bold;fill:#345}</style>"#);
     o.push_str("</svg>");
     o
 }
