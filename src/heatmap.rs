@@ -979,11 +979,12 @@ h2 small{font-weight:normal;color:#666}.meta{color:#444}.scroll{overflow:auto;ma
 .finding ul{margin:2px 0}nav a.sel{font-weight:bold}";
 
 fn script(refresh: u64) -> String {
-    // Fetch the page again and swap the live part; keep the matrices' scroll positions.
+    // Fetch the page again and swap the live part; keep the matrices' scroll positions; count
+    // the swaps in <body data-refreshed> (the browser test reads it).
     format!(
         "(function(){{var ms={ms};function tick(){{var sc=[].map.call(document.querySelectorAll('.scroll'),function(e){{return[e.scrollLeft,e.scrollTop]}});\
 fetch(location.href,{{cache:'no-store'}}).then(function(r){{return r.text()}}).then(function(t){{var d=new DOMParser().parseFromString(t,'text/html');\
-var n=d.getElementById('live');if(n){{document.getElementById('live').replaceWith(n);[].forEach.call(document.querySelectorAll('.scroll'),function(e,i){{if(sc[i]){{e.scrollLeft=sc[i][0];e.scrollTop=sc[i][1]}}}})}}}})\
+var n=d.getElementById('live');if(n){{document.getElementById('live').replaceWith(n);var b=document.body;b.setAttribute('data-refreshed',(+b.getAttribute('data-refreshed')||0)+1);[].forEach.call(document.querySelectorAll('.scroll'),function(e,i){{if(sc[i]){{e.scrollLeft=sc[i][0];e.scrollTop=sc[i][1]}}}})}}}})\
 .catch(function(){{}}).then(function(){{setTimeout(tick,ms)}})}}setTimeout(tick,ms)}})();",
         ms = refresh * 1000
     )

@@ -113,7 +113,7 @@ fn the_page_in_chromium_marks_the_failing_cells_of_a_cni_fault() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let out = chromium(&["--virtual-time-budget=3000", "--dump-dom", &url]);
+    let out = chromium(&["--virtual-time-budget=5000", "--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("<svg"),
@@ -155,6 +155,21 @@ fn the_page_in_chromium_marks_the_failing_cells_of_a_cni_fault() {
     assert!(
         dom.contains("data-cause=\"cni\""),
         "finding missing from the DOM"
+    );
+    // The embedded script refreshed the live part in place at least once (1 s interval).
+    assert!(
+        dom.contains("data-refreshed=\""),
+        "the refresh script never swapped the page"
+    );
+    // Hover text: figures on a healthy cell, the error on a failing one.
+    assert!(
+        dom.contains("node-1 → node-2 · icmp_pod\nlast probe ok\nloss "),
+        "no figures in the hover text"
+    );
+    assert!(dom.contains("RTT p50 "), "no RTT in the hover text");
+    assert!(
+        dom.contains("node-1 → node-3 · icmp_pod\nlast probe FAILED"),
+        "no failure in the hover text"
     );
     assert!(
         dom.contains("class=\"finding\" data-dst=\"node-3\" data-state=\"down\""),
