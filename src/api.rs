@@ -203,8 +203,8 @@ struct LayerQuery {
     layer: Option<String>,
 }
 
-/// The page's input from the mesh view: the peer set's nodes, the gathered documents, findings.
-fn heatmap_input<'a>(s: &Shared, mesh: &'a MeshDiagnosis) -> heatmap::Input<'a> {
+/// The peer set's nodes (this one included), for the page's rows and columns.
+fn heatmap_nodes(s: &Shared) -> Vec<(String, Option<String>)> {
     let set = s
         .store
         .lock()
@@ -218,12 +218,29 @@ fn heatmap_input<'a>(s: &Shared, mesh: &'a MeshDiagnosis) -> heatmap::Input<'a> 
     if !nodes.iter().any(|(n, _)| *n == s.identity.node) {
         nodes.push((s.identity.node.clone(), s.identity.zone.clone()));
     }
+    nodes
+}
+
+/// The page's input from the mesh view: nodes, the gathered documents, findings.
+fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> heatmap::Input<'_> {
     heatmap::Input {
         nodes,
         reports: &mesh.reports,
         silent: &mesh.agents_unreachable,
         findings: &mesh.diagnosis.findings,
     }
+}
+
+/// Render off the async workers: a 200-node matrix takes long enough to delay probes that
+/// share the runtime (and so distort their RTTs).
+async fn render<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering the page failed\n",
+        )
+            .into_response()
+    })
 }
 
 fn parse_layer(q: &LayerQuery) -> Result<Option<heatmap::View>, (StatusCode, String)> {
@@ -244,17 +261,25 @@ async fn index(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Res
     };
     let r = results_of(&s);
     let mesh = mesh_diagnosis(&s).await;
-    let header = heatmap::Header {
-        node: &r.node,
-        zone: r.zone.as_deref(),
-        ready: r.ready,
-        rounds: r.rounds,
-        interval_seconds: r.interval_seconds,
-        window_seconds: r.window_seconds,
-        icmp_socket: r.icmp_socket,
-        discovery_error: r.discovery.last_error.as_deref(),
-    };
-    Html(heatmap::page(&header, &heatmap_input(&s, &mesh), only)).into_response()
+    let nodes = heatmap_nodes(&s);
+    let html = render(move || {
+        let header = heatmap::Header {
+            node: &r.node,
+            zone: r.zone.as_deref(),
+            ready: r.ready,
+            rounds: r.rounds,
+            interval_seconds: r.interval_seconds,
+            window_seconds: r.window_seconds,
+            icmp_socket: r.icmp_socket,
+            discovery_error: r.discovery.last_error.as_deref(),
+        };
+        heatmap::page(&header, &heatmap_input(nodes, &mesh), only)
+    })
+    .await;
+    match html {
+        Ok(h) => Html(h).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// `GET /heatmap.svg?layer=icmp_pod|icmp_node|http|mtu` (default icmp_pod): one matrix.
@@ -264,13 +289,16 @@ async fn heatmap_svg(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) 
         Err(r) => return r.into_response(),
     };
     let mesh = mesh_diagnosis(&s).await;
-    let m = heatmap::matrix(&heatmap_input(&s, &mesh), view);
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        heatmap::svg(&m),
-    )
-        .into_response()
+    let nodes = heatmap_nodes(&s);
+    match render(move || heatmap::svg(&heatmap::matrix(&heatmap_input(nodes, &mesh), view))).await {
+        Ok(svg) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            svg,
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }

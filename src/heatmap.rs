@@ -180,6 +180,12 @@ const TARGETS: &str = "targets";
 /// Build one view's matrix. Nodes are grouped by zone (zones and names sorted); a node known
 /// only from a report still gets its row and column.
 pub fn matrix(input: &Input, view: View) -> Matrix {
+    let nodes = node_heads(input);
+    matrix_of(input, view, nodes)
+}
+
+/// Every node of the mesh (peer set and reports), grouped by zone, sorted.
+fn node_heads(input: &Input) -> Vec<Head> {
     let mut zone_of: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (n, z) in &input.nodes {
         zone_of.insert(n.clone(), z.clone());
@@ -200,12 +206,6 @@ pub fn matrix(input: &Input, view: View) -> Matrix {
         .flat_map(|f| f.nodes.iter().chain(f.targets.iter()))
         .map(String::as_str)
         .collect();
-    let pairs: HashSet<(&str, &str)> = input
-        .findings
-        .iter()
-        .flat_map(|f| f.pairs.iter())
-        .map(|[a, b]| (a.as_str(), b.as_str()))
-        .collect();
     let mut nodes: Vec<Head> = zone_of
         .into_iter()
         .map(|(name, zone)| Head {
@@ -215,6 +215,22 @@ pub fn matrix(input: &Input, view: View) -> Matrix {
         })
         .collect();
     nodes.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+    nodes
+}
+
+fn matrix_of(input: &Input, view: View, nodes: Vec<Head>) -> Matrix {
+    let suspects: HashSet<&str> = input
+        .findings
+        .iter()
+        .flat_map(|f| f.nodes.iter().chain(f.targets.iter()))
+        .map(String::as_str)
+        .collect();
+    let pairs: HashSet<(&str, &str)> = input
+        .findings
+        .iter()
+        .flat_map(|f| f.pairs.iter())
+        .map(|[a, b]| (a.as_str(), b.as_str()))
+        .collect();
     let rows = nodes.clone();
     let mut cols = nodes;
     if view != View::IcmpNode {
@@ -851,7 +867,7 @@ pub const ALL_LAYERS_UP_TO: usize = 50;
 /// (`<noscript>` refresh); a small script refreshes the live part in place, keeping scroll positions.
 pub fn page(h: &Header, input: &Input, only: Option<View>) -> String {
     let refresh = h.interval_seconds.ceil().max(1.0) as u64;
-    let node_count = matrix(input, View::IcmpNode).rows.len();
+    let node_count = node_heads(input).len();
     let views: Vec<View> = match only {
         Some(v) => vec![v],
         None if node_count <= ALL_LAYERS_UP_TO => View::ALL.to_vec(),
