@@ -39,6 +39,7 @@ pub fn layer_stats(o: &CheckOutcome) -> LayerStats {
         received: o.received,
         success_ratio: Some(if o.ok { 1.0 } else { 0.0 }),
         loss_ratio: o.loss_ratio,
+        rtt_seconds: None,
         last_error: o.error.clone(),
         last_error_age_seconds: o.error.as_ref().map(|_| 0.0),
         last_probe_age_seconds: Some(0.0),
