@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod model;
 pub mod mtu;
 pub mod peers;
+pub mod plan;
 pub mod pmtud;
 pub mod probe;
 pub mod schedule;
