@@ -45,6 +45,8 @@ pub enum Command {
     Diagnose(crate::diagnose::DiagnoseArgs),
     /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.
     Lab(crate::lab::LabArgs),
+    /// Probe planning at scale: `--simulate` a cluster's load, coverage, series and diagnosis.
+    Plan(crate::plan::cmd::PlanArgs),
 }
 
 /// `meshprobe agent` flags. Every flag may also come from the environment variable named in

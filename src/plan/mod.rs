@@ -21,6 +21,8 @@
 //! its assignments (tested as a property). All hashing is our own (FNV-1a + a SplitMix64
 //! finaliser), so every agent — of any build — computes the same plan from the same peer set.
 
+pub mod cmd;
+pub mod simulate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -272,8 +274,10 @@ impl Plan {
         // Level 5: rotation over a global ring.
         let mut out = edges;
         if p.rotate > 0 && n > 1 {
-            let mut ring: Vec<usize> = (0..n).collect();
-            ring.sort_by_key(|&i| (mix(h[i] ^ SALT_RING), i));
+            let mut ring = vec![0; n];
+            for (i, pos) in ring_positions(&plan.names).into_iter().enumerate() {
+                ring[pos] = i;
+            }
             for off in rotation_offsets(n, p.rotate, epoch) {
                 for pos in 0..n {
                     add(&mut out, ring[pos], ring[(pos + off) % n]);
@@ -359,6 +363,17 @@ impl Plan {
     pub fn probes(&self, s: usize, d: usize) -> bool {
         self.out[s].binary_search(&(d as u32)).is_ok()
     }
+}
+
+/// Each node's position (by index into the sorted `names`) on the rotation's global ring.
+fn ring_positions(names: &[String]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| (mix(hash_str(&names[i]) ^ SALT_RING), i));
+    let mut pos = vec![0; names.len()];
+    for (p, &i) in order.iter().enumerate() {
+        pos[i] = p;
+    }
+    pos
 }
 
 /// The ring offsets probed in `epoch`: `rotate` consecutive offsets in `1..n`, advancing by
