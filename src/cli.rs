@@ -93,8 +93,13 @@ pub struct AgentArgs {
     /// Time between two full path-MTU searches of a destination [env: MESHPROBE_MTU_SEARCH_INTERVAL] [default: 10m].
     #[arg(long)]
     pub mtu_search_interval: Option<String>,
-    /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
-    /// [env: MESHPROBE_PAIR_METRICS] [default: all].
+    /// Per-pair metric series: auto (all on a full mesh, failing on a sampled plan), all,
+    /// failing (only pairs with failures in the window) or none
+    /// [env: MESHPROBE_PAIR_METRICS] [default: auto].
     #[arg(long)]
     pub pair_metrics: Option<String>,
+    /// Full mesh up to this many nodes; beyond it each agent probes its share of a sampled,
+    /// zone-aware plan [env: MESHPROBE_FULL_MESH_MAX] [default: 200].
+    #[arg(long)]
+    pub full_mesh_max: Option<String>,
 }

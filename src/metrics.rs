@@ -4,7 +4,7 @@
 //!
 //! Metric names, types and labels are documented in README.md ("Metrics"); keep them in step.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
@@ -147,6 +147,15 @@ impl Metrics {
     }
 }
 
+/// The probe plan as the probe loop last computed it (written there, read at scrape time).
+#[derive(Debug, Default)]
+pub struct PlanStatus {
+    /// The plan is sampled: this agent probes its share of the peers, not all of them.
+    pub sampled: AtomicBool,
+    /// Peers this agent probes in the current epoch.
+    pub peers: AtomicUsize,
+}
+
 /// Renders the store's current content on every scrape.
 #[derive(Debug)]
 pub struct StoreCollector {
@@ -156,6 +165,7 @@ pub struct StoreCollector {
     pub ready: Arc<AtomicBool>,
     pub pair_metrics: PairMetrics,
     pub icmp_socket: &'static str,
+    pub plan: Arc<PlanStatus>,
 }
 
 struct Row {
@@ -283,6 +293,19 @@ impl Collector for StoreCollector {
             ConstCounter::new(status.reloads_failed)
                 .encode(m.encode_family(&[("result", "error")])?)?;
         }
+        let sampled = self.plan.sampled.load(Ordering::Relaxed);
+        gauge(
+            &mut enc,
+            "meshprobe_plan_sampled",
+            "1 when the peer set exceeds --full-mesh-max and this agent probes its share of a sampled plan",
+            [(vec![], f64::from(u8::from(sampled)))],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_plan_peers",
+            "Peers this agent probes in the current plan epoch",
+            [(vec![], self.plan.peers.load(Ordering::Relaxed) as f64)],
+        )?;
         gauge(
             &mut enc,
             "meshprobe_discovery_healthy",
@@ -353,11 +376,12 @@ impl Collector for StoreCollector {
             }),
         )?;
 
-        // Per-pair series, as selected by --pair-metrics.
+        // Per-pair series, as selected by --pair-metrics (auto: failing ones on a sampled plan).
         let pairs: Vec<&Row> = rows
             .iter()
             .filter(|r| match self.pair_metrics {
                 PairMetrics::All => true,
+                PairMetrics::Auto => !sampled || r.failing(),
                 PairMetrics::Failing => r.failing(),
                 PairMetrics::None => false,
             })
@@ -460,6 +484,10 @@ mod tests {
     use std::time::Duration;
 
     fn encode(mode: PairMetrics) -> String {
+        encode_with(mode, false)
+    }
+
+    fn encode_with(mode: PairMetrics, sampled: bool) -> String {
         let set = Arc::new(
             parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, zone: z1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n")
                 .unwrap(),
@@ -495,6 +523,10 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: mode,
             icmp_socket: "raw",
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(sampled),
+                peers: AtomicUsize::new(2),
+            }),
         });
         m.encode().unwrap()
     }
@@ -534,5 +566,25 @@ mod tests {
             assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
             assert!(text.ends_with("# EOF\n"));
         }
+    }
+
+    #[test]
+    fn auto_exports_every_pair_on_a_full_mesh_and_failing_pairs_on_a_sampled_plan() {
+        let full = encode_with(PairMetrics::Auto, false);
+        assert_eq!(count(&full, "meshprobe_pair_reachable{"), 6);
+        assert!(full.contains("meshprobe_plan_sampled 0"), "{full}");
+        let sampled = encode_with(PairMetrics::Auto, true);
+        assert_eq!(count(&sampled, "meshprobe_pair_reachable{"), 1);
+        assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+        assert!(sampled.contains("meshprobe_plan_sampled 1"));
+        assert!(sampled.contains("meshprobe_plan_peers 2"));
+        // An explicit choice wins over the plan.
+        assert_eq!(
+            count(
+                &encode_with(PairMetrics::All, true),
+                "meshprobe_pair_reachable{"
+            ),
+            6
+        );
     }
 }

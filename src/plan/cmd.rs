@@ -14,7 +14,7 @@ use crate::config::{parse_duration, PairMetrics};
 use crate::diagnose::Output;
 use crate::discovery::DiscoveryStatus;
 use crate::error::{Error, Result};
-use crate::metrics::{Identity, Metrics, StoreCollector};
+use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
 use crate::model::{ErrorClass, ProbeResult};
 use crate::mtu::{MtuReport, MtuState};
 use crate::peers::{Peer, PeerSet};
@@ -150,12 +150,12 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
             store: Arc::new(Mutex::new(store)),
             discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
             ready: Arc::new(AtomicBool::new(true)),
-            pair_metrics: if sampled {
-                PairMetrics::Failing
-            } else {
-                PairMetrics::All
-            },
+            pair_metrics: PairMetrics::Auto,
             icmp_socket: "raw",
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(sampled),
+                peers: std::sync::atomic::AtomicUsize::new(peers),
+            }),
         })
     };
     let now = Instant::now();

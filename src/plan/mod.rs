@@ -365,6 +365,15 @@ impl Plan {
     }
 }
 
+/// The rotation epoch at wall-clock time `now`: agents agree on it through their clocks.
+pub fn epoch_at(now: std::time::SystemTime, epoch_len: std::time::Duration) -> u64 {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (secs / epoch_len.as_secs_f64().max(1.0)) as u64
+}
+
 /// Each node's position (by index into the sorted `names`) on the rotation's global ring.
 fn ring_positions(names: &[String]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..names.len()).collect();
