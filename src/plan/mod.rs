@@ -13,9 +13,9 @@
 //! 4. **top-up**: a node still probed by fewer than `min_probers` others (a small group) gets
 //!    watchers from its zone by rendezvous hashing, each watcher taking at most `min_probers`
 //!    such duties;
-//! 5. **rotation**: every agent also probes `rotate` peers at rotating offsets of a global
-//!    hash ring; the offsets advance every epoch, so every directed pair is probed within
-//!    [`Plan::coverage_epochs`] epochs.
+//! 5. **rotation**: every agent also probes `rotate` peers at rotating offsets ±c of a global
+//!    hash ring (both directions of a pair in the same epoch); the offsets advance every
+//!    epoch, so every directed pair is probed within [`Plan::coverage_epochs`] epochs.
 //!
 //! Levels 1–4 are the stable core: a node joining or leaving changes only a small share of
 //! its assignments (tested as a property). All hashing is our own (FNV-1a + a SplitMix64
@@ -37,7 +37,8 @@ pub struct PlanParams {
     pub group_size: usize,
     /// Representatives per zone, and pairs per ordered zone pair (level 3).
     pub zone_reps: usize,
-    /// Rotating peers per agent per epoch (level 5); 0 turns rotation off.
+    /// Rotating peers per agent per epoch (level 5; rounded down to even, at least 2); 0 turns
+    /// rotation off.
     pub rotate: usize,
 }
 
@@ -48,8 +49,31 @@ impl Default for PlanParams {
             min_probers: 3,
             group_size: 8,
             zone_reps: 3,
-            rotate: 4,
+            rotate: 8,
         }
+    }
+}
+
+impl PlanParams {
+    /// Peers the rotation adds to each agent per epoch.
+    pub fn rotating_peers(&self) -> usize {
+        if self.rotate == 0 {
+            0
+        } else {
+            2 * classes_per_epoch(self.rotate) as usize
+        }
+    }
+
+    /// The most peers one agent can be given by a sampled plan over `zones` zones, whatever
+    /// the number of nodes: its group ring, one peer in the next group, the representatives
+    /// of the other zones, its top-up duties and the rotation. Fallback top-ups beyond the
+    /// duty cap (when no watcher in the cluster has spare capacity) would come on top.
+    pub fn max_peers(&self, zones: usize) -> usize {
+        (2 * self.group_size.max(2) - 1)
+            + 1
+            + zones.saturating_sub(1) * self.zone_reps.max(1)
+            + self.min_probers.max(1)
+            + self.rotating_peers()
     }
 }
 
@@ -355,7 +379,7 @@ impl Plan {
         } else if self.rotate == 0 {
             None
         } else {
-            Some((n as u64 - 1).div_ceil(self.rotate as u64))
+            Some(offset_classes(n).div_ceil(classes_per_epoch(self.rotate)))
         }
     }
 
@@ -385,14 +409,36 @@ fn ring_positions(names: &[String]) -> Vec<usize> {
     pos
 }
 
-/// The ring offsets probed in `epoch`: `rotate` consecutive offsets in `1..n`, advancing by
-/// `rotate` every epoch and wrapping, so every offset comes up within `⌈(n−1)/rotate⌉` epochs.
+/// Offset classes of a ring of `n`: `{c, n − c}` for `c` in `1..=⌊n/2⌋` (one offset when
+/// `c = n − c`); together they hold every offset `1..n` once.
+fn offset_classes(n: usize) -> u64 {
+    (n / 2) as u64
+}
+
+/// Rotating classes per epoch: `rotate / 2` (at least one), so an epoch adds at most `rotate`
+/// peers, and both directions of a rotated pair are probed in the same epoch.
+fn classes_per_epoch(rotate: usize) -> u64 {
+    (rotate / 2).max(1) as u64
+}
+
+/// The ring offsets probed in `epoch`: consecutive offset classes, advancing every epoch and
+/// wrapping, so every offset comes up within [`Plan::coverage_epochs`] epochs.
 fn rotation_offsets(n: usize, rotate: usize, epoch: u64) -> Vec<usize> {
-    let m = (n - 1) as u64;
-    let start = (epoch % m) * (rotate as u64 % m) % m;
-    (0..rotate.min(n - 1) as u64)
-        .map(|j| 1 + ((start + j) % m) as usize)
-        .collect()
+    let k = offset_classes(n);
+    if rotate == 0 || k == 0 {
+        return Vec::new();
+    }
+    let per = classes_per_epoch(rotate).min(k);
+    let start = (epoch % k) * (per % k) % k;
+    let mut out = Vec::new();
+    for j in 0..per {
+        let c = 1 + ((start + j) % k) as usize;
+        out.push(c);
+        if n - c != c {
+            out.push(n - c);
+        }
+    }
+    out
 }
 
 /// The share of `old`'s stable assignments (core pairs between nodes present in both plans)

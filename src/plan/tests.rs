@@ -38,10 +38,6 @@ fn cluster(n: usize, zones: usize, seed: u64) -> Vec<NodeSpec> {
         .collect()
 }
 
-fn load_bound(p: &PlanParams, zones: usize) -> usize {
-    (2 * p.group_size - 1) + 1 + zones.saturating_sub(1) * p.zone_reps + p.min_probers + p.rotate
-}
-
 fn check_properties(nodes: &[NodeSpec], p: &PlanParams, epoch: u64) -> Plan {
     let plan = Plan::build(nodes, p, epoch);
     let n = plan.names.len();
@@ -83,7 +79,7 @@ fn check_properties(nodes: &[NodeSpec], p: &PlanParams, epoch: u64) -> Plan {
     }
     // Per-agent load bounded, independently of n.
     if plan.sampled {
-        let bound = load_bound(p, plan.zones.len());
+        let bound = p.max_peers(plan.zones.len());
         let max = plan.out.iter().map(Vec::len).max().unwrap_or(0);
         assert!(
             max <= bound,
@@ -183,7 +179,8 @@ fn rotation_covers_every_pair_within_the_coverage_time() {
         let nodes = cluster(n, zones, n as u64);
         let first = Plan::build(&nodes, &p, 0);
         let epochs = first.coverage_epochs().unwrap();
-        assert_eq!(epochs, (n as u64 - 1).div_ceil(5));
+        // 5 rotating peers: 2 offset classes (4 offsets) per epoch, ⌊n/2⌋ classes.
+        assert_eq!(epochs, (n as u64 / 2).div_ceil(2));
         let mut seen = vec![vec![false; n]; n];
         for e in 0..epochs {
             let plan = Plan::build(&nodes, &p, e);
@@ -292,4 +289,12 @@ fn hashes_are_stable_across_builds() {
     assert_eq!(hash_str("node-1"), hash_str("node-1"));
     assert_ne!(hash_str("node-1"), hash_str("node-2"));
     assert_eq!(mix(0), 0xe220_a839_7b1d_cdaf);
+}
+
+#[test]
+fn the_default_plan_bounds_an_agent_below_20_probes_per_second_at_3_zones() {
+    // 3 probes per peer every 5 s.
+    let p = PlanParams::default();
+    assert_eq!(p.max_peers(3), 33);
+    assert!(p.max_peers(3) as f64 * 3.0 / 5.0 <= 20.0);
 }
