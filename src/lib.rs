@@ -7,6 +7,7 @@
 //! * [`peers`]: the peers file schema, parsed and validated (pure).
 //! * [`discovery`]: sources of peer-set updates (today: the peers file, polled).
 //! * [`schedule`]: probe planning — spreading a round's probes over the interval (pure).
+//! * [`plan`]: which peers each agent probes above `--full-mesh-max`, and the scale simulator (pure).
 //! * [`window`]: sliding-window statistics per destination and layer (pure).
 //! * [`probe`]: one prober per file behind one signature; failure classification (pure).
 //! * [`mtu`]: path-MTU discovery per destination, a pure state machine (the Don't-Fragment

@@ -377,3 +377,64 @@ pub fn render(r: &SimReport, took: Duration) -> String {
     o.push_str(&format!("\nsimulated in {:.2} s\n", took.as_secs_f64()));
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sampled_agent_stays_within_200_series_and_failing_peers_add_their_own() {
+        let bound = PlanParams::default().max_peers(3);
+        let steady = count_series(bound, true, false);
+        assert!(steady <= 200, "{steady} series at {bound} peers");
+        // Independent of the number of peers when all are healthy.
+        assert_eq!(count_series(5, true, false), steady);
+        let failing = count_series(bound, true, true);
+        assert!(
+            failing > steady && failing <= steady + 30,
+            "{steady} -> {failing}"
+        );
+        // The same agent on a full mesh exports every pair.
+        assert!(count_series(bound, false, false) > bound * 3 * 8);
+    }
+
+    #[test]
+    fn plan_without_simulate_is_a_configuration_error() {
+        let args = PlanArgs {
+            simulate: false,
+            nodes: 10,
+            zones: 1,
+            seed: 1,
+            interval: "5s".into(),
+            epoch: "60s".into(),
+            full_mesh_max: 200,
+            rotate: 8,
+            faults: 1,
+            output: Output::Text,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for a in [
+            args.clone(),
+            PlanArgs {
+                simulate: true,
+                nodes: 0,
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                interval: "5".into(),
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                zones: 11,
+                ..args
+            },
+        ] {
+            let e = rt.block_on(run(a)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
+    }
+}
