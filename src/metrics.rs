@@ -196,7 +196,14 @@ impl StoreCollector {
             return (Vec::new(), 0, 0);
         };
         let snap = store.snapshot(now);
-        let (n_peers, n_targets) = (snap.peers.len(), snap.targets.len());
+        // The peer set, not the snapshot: on a sampled plan it lists only the probed peers.
+        let n_peers = store
+            .peers()
+            .peers
+            .iter()
+            .filter(|p| p.node != self.identity.node)
+            .count();
+        let n_targets = snap.targets.len();
         let mut rows = Vec::new();
         for mut p in snap.peers {
             for (layer, stats) in p.layers {
@@ -586,5 +593,44 @@ mod tests {
             ),
             6
         );
+    }
+
+    #[test]
+    fn discovered_counts_the_peer_set_even_when_the_plan_probes_a_share() {
+        let set = Arc::new(
+            parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n").unwrap(),
+        );
+        let params = TaskParams {
+            default_port: 9464,
+            icmp_count: 1,
+            icmp_size: 56,
+        };
+        let t: Vec<_> = tasks(&set, "a", params)
+            .into_iter()
+            .filter(|t| t.key.name == "c")
+            .collect();
+        let mut store = Store::new("a", Duration::from_secs(60));
+        store.set_peers(set, &t);
+        let m = Metrics::new(StoreCollector {
+            identity: Identity {
+                node: "a".into(),
+                zone: None,
+            },
+            store: Arc::new(Mutex::new(store)),
+            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+            ready: Arc::new(AtomicBool::new(true)),
+            pair_metrics: PairMetrics::Auto,
+            icmp_socket: "raw",
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(true),
+                peers: AtomicUsize::new(1),
+            }),
+        });
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(r#"meshprobe_discovered{dst_kind="peer"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("meshprobe_plan_peers 1"));
     }
 }
