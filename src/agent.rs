@@ -48,6 +48,8 @@ pub struct Shared {
     pub plan: Arc<PlanStatus>,
     /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
+    /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
+    pub ondemand: crate::ondemand::fanout::OnDemand,
 }
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
@@ -132,7 +134,32 @@ pub async fn run(
         icmp_socket,
         plan: plan.clone(),
     });
+    let ondemand = {
+        let counter = metrics.ondemand_probes.clone();
+        let p = &config.probe;
+        crate::ondemand::fanout::OnDemand {
+            limits: crate::ondemand::limits::Limits::new(
+                p.token.clone(),
+                p.rate_per_minute,
+                p.burst,
+                p.max_concurrent,
+            ),
+            extra_allowed: p.allow_cidrs.clone(),
+            runner: crate::ondemand::run::Runner {
+                probers: probers.clone(),
+                pmtu: PmtuProber::new().ok().map(Arc::new),
+                timeout: config.timeout,
+                on_probe: Arc::new(move |check: &'static str| {
+                    counter.get_or_create(&[("check", check)]).inc();
+                }),
+            },
+            requests: metrics.ondemand_requests.clone(),
+            // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
+            pods: None,
+        }
+    };
     let shared = Arc::new(Shared {
+        ondemand,
         identity,
         config: config.clone(),
         store,
@@ -251,6 +278,7 @@ async fn probe_loop(
             shared.plan.sampled.store(plan.sampled, Ordering::Relaxed);
             shared.plan.peers.store(mine.len(), Ordering::Relaxed);
             planned_epoch = plan.sampled.then_some(epoch);
+            t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);
             if let Ok(mut store) = shared.store.lock() {
                 store.set_peers(latest.clone(), &t);

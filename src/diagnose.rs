@@ -123,6 +123,7 @@ async fn gather_here(addrs: Vec<SocketAddr>, timeout: Duration) -> Result<MeshDi
         agents_answered,
         agents_unreachable: unanswered,
         diagnosis: diagnose(&Matrix::build(&inputs)),
+        reports: inputs.agents,
     })
 }
 

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             Command::Diagnose(args) => meshprobe::diagnose::run(args).await,
             Command::Lab(args) => meshprobe::lab::run(args).await,
             Command::Plan(args) => meshprobe::plan::cmd::run(args).await,
+            Command::Probe(args) => meshprobe::probecmd::run(args).await,
         }
     });
     match result {

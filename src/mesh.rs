@@ -23,6 +23,10 @@ pub struct MeshDiagnosis {
     pub agents_unreachable: Vec<Unanswered>,
     #[serde(flatten)]
     pub diagnosis: Diagnosis,
+    /// The result documents the view rests on, one per answering agent (for the agent page's
+    /// matrix; not part of the JSON).
+    #[serde(skip)]
+    pub reports: Vec<AgentReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

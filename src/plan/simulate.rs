@@ -258,6 +258,7 @@ fn ok() -> LayerStats {
         last_error_age_seconds: None,
         last_probe_age_seconds: Some(0.4),
         errors: Vec::new(),
+        ..LayerStats::default()
     }
 }
 
