@@ -16,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::AgentArgs;
-use crate::config::{AgentConfig, ProcessEnv};
+use crate::config::{AgentConfig, Discovery, ProcessEnv};
 use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, StoreCollector};
@@ -43,6 +43,8 @@ pub struct Shared {
     pub icmp_socket: &'static str,
     /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
+    /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
+    pub kube_facts: Option<crate::k8s::FactsSource>,
 }
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
@@ -55,6 +57,9 @@ pub async fn run_from_args(args: AgentArgs) -> Result<u8> {
     run(config, listener, probers, shutdown_signal()).await?;
     Ok(0)
 }
+
+/// How long the agent waits at start for its first complete Kubernetes list.
+const KUBE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The production probers. ICMP needs CAP_NET_RAW or the ping sysctl: the error says which.
 pub fn default_probers() -> Result<(Probers, &'static str)> {
@@ -95,11 +100,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
-    let (discovery, peers_tx, peers_rx) = FileDiscovery::start(
-        config.peers_file.clone(),
-        Duration::from_secs(1),
-        status.clone(),
-    )?;
+    // One seam: every source publishes whole peer sets on the same watch channel.
+    let mut kube_facts = None;
+    let (discovery_task, peers_rx) = match &config.discovery {
+        Discovery::File => {
+            let (d, tx, rx) = FileDiscovery::start(
+                config.peers_file.clone(),
+                Duration::from_secs(1),
+                status.clone(),
+            )?;
+            (tokio::spawn(d.run(tx)), rx)
+        }
+        Discovery::Kubernetes(settings) => {
+            let client = crate::k8s::client(settings.api_url.as_deref()).await?;
+            kube_facts = Some(crate::k8s::FactsSource::new(
+                client.clone(),
+                settings.selector.clone(),
+                settings.namespace.clone(),
+            ));
+            let (d, tx, rx) = crate::k8s::watch::KubeDiscovery::start(
+                client,
+                settings.clone(),
+                status.clone(),
+                KUBE_START_TIMEOUT,
+            )
+            .await?;
+            (tokio::spawn(d.run(tx)), rx)
+        }
+    };
 
     // Our zone: the flag, else what the peers file says of us.
     let zone = config.zone.clone().or_else(|| {
@@ -135,6 +163,7 @@ pub async fn run(
         metrics,
         icmp_socket,
         mesh_cache: tokio::sync::Mutex::new(None),
+        kube_facts,
     });
     tracing::info!(
         node = %config.node_name,
@@ -146,7 +175,6 @@ pub async fn run(
         "agent starting"
     );
 
-    let discovery_task = tokio::spawn(discovery.run(peers_tx));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mtu = config
         .mtu_interval

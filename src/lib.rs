@@ -33,6 +33,7 @@ pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod gather;
+pub mod k8s;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;

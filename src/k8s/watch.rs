@@ -1,0 +1,345 @@
+//! The thin kube-rs layer of discovery: three watchers (agent pods by label selector, target
+//! pods by label selector, Nodes) feeding reflector stores; after every change the pure
+//! [`peer_set`] runs over the stores and a changed set is published on the same `watch`
+//! channel the peers file feeds. Never a LIST loop: a list at start (and after a 410 Gone),
+//! then watches resumed from their resourceVersion with bookmarks. When the API server goes
+//! away the last set is kept, and [`DiscoveryStatus`] says so.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use super::peers::{node_info, peer_set, KubePeers};
+use crate::discovery::DiscoveryStatus;
+use crate::error::Error;
+use crate::peers::PeerSet;
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// API server URL; `None`: in-cluster service account, else kubeconfig.
+    pub api_url: Option<String>,
+    /// Label selector of the meshprobe agent pods.
+    pub selector: String,
+    /// Label selector of pods that may carry a `meshprobe.io/probe` annotation; `None`: no targets.
+    pub target_selector: Option<String>,
+    /// Namespace of the agent pods; `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// A freshly Ready agent is held (probed, no alarm) this long.
+    pub grace: Duration,
+}
+
+enum Ev {
+    Agent(Result<Event<Pod>, watcher::Error>),
+    Target(Result<Event<Pod>, watcher::Error>),
+    Node(Result<Event<Node>, watcher::Error>),
+    Tick,
+}
+
+type Events = Pin<Box<dyn Stream<Item = Ev> + Send>>;
+
+/// Kubernetes discovery, synced once, ready to [`run`](Self::run).
+pub struct KubeDiscovery {
+    events: Events,
+    agents: (Store<Pod>, Writer<Pod>),
+    targets: (Store<Pod>, Writer<Pod>),
+    nodes: (Store<Node>, Writer<Node>),
+    synced: [bool; 3],
+    status: Arc<Mutex<DiscoveryStatus>>,
+    settings: KubeSettings,
+    last: Option<KubePeers>,
+    failing: bool,
+}
+
+pub type Started = (
+    KubeDiscovery,
+    watch::Sender<Arc<PeerSet>>,
+    watch::Receiver<Arc<PeerSet>>,
+);
+
+/// A readable error for a watcher failure; RBAC refusals say which permission is missing.
+pub fn explain(what: &str, e: &watcher::Error) -> String {
+    let inner = match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => k,
+        watcher::Error::WatchError(s) => {
+            return format!("kubernetes API, watching {what}: {} {}", s.code, s.message)
+        }
+        watcher::Error::NoResourceVersion => {
+            return format!("kubernetes API, watching {what}: {e}")
+        }
+    };
+    super::explain_client_error(&format!("list/watch {what}"), inner)
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 401 || s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 401 || s.code == 403,
+        _ => false,
+    }
+}
+
+fn is_gone(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchError(s) if s.code == 410)
+}
+
+impl KubeDiscovery {
+    /// Start the watchers and wait (at most `timeout`) until every one has listed once, so
+    /// the agent starts with the real peer set. RBAC refusals are configuration errors (exit 2)
+    /// naming the permission; an unreachable API server at start is a runtime error.
+    pub async fn start(
+        client: Client,
+        settings: KubeSettings,
+        status: Arc<Mutex<DiscoveryStatus>>,
+        timeout: Duration,
+    ) -> Result<Started, Error> {
+        let pods: Api<Pod> = match &settings.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let agent_cfg = watcher::Config::default().labels(&settings.selector);
+        let mut streams: Vec<Events> = vec![
+            watcher::watcher(pods, agent_cfg)
+                .default_backoff()
+                .map(Ev::Agent)
+                .boxed(),
+            watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .map(Ev::Node)
+                .boxed(),
+        ];
+        let mut synced = [false, true, false];
+        if let Some(sel) = &settings.target_selector {
+            synced[1] = false;
+            streams.push(
+                watcher::watcher(
+                    Api::<Pod>::all(client.clone()),
+                    watcher::Config::default().labels(sel),
+                )
+                .default_backoff()
+                .map(Ev::Target)
+                .boxed(),
+            );
+        }
+        // Held peers leave their grace with time, not with an event: re-evaluate now and then.
+        let tick = settings
+            .grace
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        streams.push(
+            futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(tick).await;
+                Some((Ev::Tick, ()))
+            })
+            .boxed(),
+        );
+        if let Ok(mut s) = status.lock() {
+            s.source = format!(
+                "kubernetes:pods {}{}",
+                settings.selector,
+                settings
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!(" in {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        let (ar, aw) = reflector::store();
+        let (tr, tw) = reflector::store();
+        let (nr, nw) = reflector::store();
+        let mut d = KubeDiscovery {
+            events: futures::stream::select_all(streams).boxed(),
+            agents: (ar, aw),
+            targets: (tr, tw),
+            nodes: (nr, nw),
+            synced,
+            status,
+            settings,
+            last: None,
+            failing: false,
+        };
+        let sync = async {
+            while !d.synced.iter().all(|s| *s) {
+                match d.events.next().await {
+                    None => return Err(Error::Socket("kubernetes watch ended".into())),
+                    Some(Ev::Tick) => {}
+                    Some(ev) => {
+                        if let Err((what, e)) = d.apply(ev) {
+                            if is_forbidden(&e) {
+                                return Err(Error::Config(explain(what, &e)));
+                            }
+                            tracing::warn!(error = %explain(what, &e), "waiting for the Kubernetes API");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, sync).await {
+            Err(_) => {
+                let why = d
+                    .status
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.last_error.clone())
+                    .unwrap_or_else(|| "no answer".into());
+                return Err(Error::Socket(format!(
+                    "kubernetes discovery: no complete list within {}s: {why}",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(r) => r?,
+        }
+        let first = d.compute();
+        d.report(&first);
+        let (tx, rx) = watch::channel(Arc::new(first.set.clone()));
+        d.last = Some(first);
+        d.clear_failure();
+        Ok((d, tx, rx))
+    }
+
+    /// Apply one event to the stores; a watcher error comes back with what was watched.
+    fn apply(&mut self, ev: Ev) -> Result<(), (&'static str, watcher::Error)> {
+        let r = match ev {
+            Ev::Agent(r) => self.apply_to(0, r, "agent pods"),
+            Ev::Target(r) => self.apply_to(1, r, "target pods"),
+            Ev::Node(r) => match r {
+                Ok(e) => {
+                    if matches!(e, Event::InitDone) {
+                        self.synced[2] = true;
+                    }
+                    self.nodes.1.apply_watcher_event(&e);
+                    Ok(())
+                }
+                Err(e) => Err(("nodes", e)),
+            },
+            Ev::Tick => Ok(()),
+        };
+        if let Err((what, e)) = &r {
+            if is_gone(e) {
+                // The watcher relists by itself: expected, not a failure.
+                tracing::debug!(what, "watch expired (410 Gone): relisting");
+                return Ok(());
+            }
+            self.fail(explain(what, e));
+        } else {
+            self.clear_failure();
+        }
+        r
+    }
+
+    fn apply_to(
+        &mut self,
+        i: usize,
+        r: Result<Event<Pod>, watcher::Error>,
+        what: &'static str,
+    ) -> Result<(), (&'static str, watcher::Error)> {
+        let e = r.map_err(|e| (what, e))?;
+        if matches!(e, Event::InitDone) {
+            self.synced[i] = true;
+        }
+        let w = if i == 0 {
+            &mut self.agents.1
+        } else {
+            &mut self.targets.1
+        };
+        w.apply_watcher_event(&e);
+        Ok(())
+    }
+
+    fn fail(&mut self, message: String) {
+        let kept = self.last.as_ref().map_or(0, |l| l.set.peers.len());
+        if let Ok(mut s) = self.status.lock() {
+            if !self.failing {
+                s.reloads_failed += 1;
+                tracing::warn!(error = %message, peers = kept, "Kubernetes API failing; keeping the last known peer set");
+            }
+            s.last_error = Some(format!(
+                "{message} (keeping the last known peer set: {kept} peers)"
+            ));
+        }
+        self.failing = true;
+    }
+
+    fn clear_failure(&mut self) {
+        if self.failing {
+            tracing::info!("Kubernetes API answering again");
+        }
+        self.failing = false;
+        if let Ok(mut s) = self.status.lock() {
+            s.last_error = None;
+        }
+    }
+
+    fn compute(&self) -> KubePeers {
+        let nodes: BTreeMap<String, _> = self
+            .nodes
+            .0
+            .state()
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, node_info(n))))
+            .collect();
+        let agents = self.agents.0.state();
+        let targets = self.targets.0.state();
+        let a: Vec<&Pod> = agents.iter().map(|p| p.as_ref()).collect();
+        let t: Vec<&Pod> = targets.iter().map(|p| p.as_ref()).collect();
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        peer_set(&a, &t, &nodes, now, self.settings.grace.as_secs() as i64)
+    }
+
+    fn report(&self, p: &KubePeers) {
+        if let Ok(mut s) = self.status.lock() {
+            s.held = p.held.clone();
+            s.bad_targets = p.bad_annotations.clone();
+        }
+    }
+
+    /// Follow the watches until the receiver side is gone (the agent stopped).
+    pub async fn run(mut self, tx: watch::Sender<Arc<PeerSet>>) {
+        while let Some(ev) = self.events.next().await {
+            if tx.is_closed() {
+                return;
+            }
+            let _ = self.apply(ev);
+            if !self.synced.iter().all(|s| *s) {
+                continue;
+            }
+            let next = self.compute();
+            if self.last.as_ref() == Some(&next) {
+                continue;
+            }
+            let prev = self.last.take().unwrap_or_default();
+            for b in &next.bad_annotations {
+                if !prev.bad_annotations.contains(b) {
+                    tracing::warn!(pod = %b.pod, error = %b.error, "ignoring a bad probe annotation");
+                }
+            }
+            self.report(&next);
+            if next.set != prev.set {
+                if let Ok(mut s) = self.status.lock() {
+                    s.reloads_ok += 1;
+                }
+                tracing::info!(
+                    peers = next.set.peers.len(),
+                    targets = next.set.targets.len(),
+                    held = next.held.len(),
+                    "peer set changed (kubernetes)"
+                );
+                tx.send_replace(Arc::new(next.set.clone()));
+            }
+            self.last = Some(next);
+        }
+    }
+}
