@@ -32,6 +32,8 @@ struct State {
     generation: u64,
     forbidden: HashSet<String>,
     down: bool,
+    /// Answer lists this late (a slow API server).
+    slow: Option<Duration>,
     /// Request lines seen: "GET /api/v1/pods?watch=1&…".
     requests: Vec<String>,
     /// Bodies of POSTs.
@@ -115,6 +117,10 @@ impl FakeApi {
         };
         self.state.lock().unwrap().down = false;
         self.serve(listener);
+    }
+
+    pub fn slow(&self, delay: Option<Duration>) {
+        self.state.lock().unwrap().slow = delay;
     }
 
     pub fn forbid(&self, plural: &str) {
@@ -207,6 +213,10 @@ impl FakeApi {
                 });
                 return (StatusCode::CREATED, axum::Json(v)).into_response();
             }
+        }
+        let delay = self.state.lock().unwrap().slow;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
         let labels = q.get("labelSelector").cloned().unwrap_or_default();
         let fields = q.get("fieldSelector").cloned().unwrap_or_default();
