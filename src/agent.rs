@@ -102,6 +102,7 @@ pub async fn run(
     let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
     // One seam: every source publishes whole peer sets on the same watch channel.
     let mut kube_facts = None;
+    let mut publisher = None;
     let (discovery_task, peers_rx) = match &config.discovery {
         Discovery::File => {
             let (d, tx, rx) = FileDiscovery::start(
@@ -113,6 +114,9 @@ pub async fn run(
         }
         Discovery::Kubernetes(settings) => {
             let client = crate::k8s::client(settings.api_url.as_deref()).await?;
+            if settings.publish_events {
+                publisher = Some(client.clone());
+            }
             kube_facts = Some(crate::k8s::FactsSource::new(
                 client.clone(),
                 settings.selector.clone(),
@@ -194,6 +198,13 @@ pub async fn run(
                 None
             }
         });
+    let events_task = publisher.map(|client| {
+        tokio::spawn(crate::k8s::events::run(
+            shared.clone(),
+            client,
+            config.timeout * 2,
+        ))
+    });
     let loop_task = tokio::spawn(probe_loop(shared.clone(), probers, mtu, peers_rx, stop_rx));
 
     let served = server::serve(
@@ -205,6 +216,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     discovery_task.abort();
+    if let Some(t) = events_task {
+        t.abort();
+    }
     let _ = loop_task.await;
     tracing::info!("agent stopped");
     served.map_err(|e| Error::Socket(format!("HTTP server failed: {e}")))

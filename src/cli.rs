@@ -83,6 +83,11 @@ pub struct AgentArgs {
     /// (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`) [env: MESHPROBE_KUBE_API].
     #[arg(long)]
     pub kube_api: Option<String>,
+    /// Kubernetes: post the mesh view's findings as Events on the Node or Pod concerned
+    /// (one agent publishes; deduplicated, at most 10 a minute); needs create on events
+    /// (deploy/components/publish-events) [env: MESHPROBE_PUBLISH_EVENTS=true].
+    #[arg(long)]
+    pub publish_events: bool,
     /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
     #[arg(long)]
     pub interval: Option<String>,

@@ -105,6 +105,13 @@ impl AgentConfig {
                 "--listen {listen_s:?}: expected IP:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}"
             ))
         })?;
+        if args.publish_events
+            && get(&args.discovery, "MESHPROBE_DISCOVERY").as_deref() != Some("kubernetes")
+        {
+            return Err(Error::Config(
+                "--publish-events needs --discovery kubernetes".into(),
+            ));
+        }
         let kubernetes = match get(&args.discovery, "MESHPROBE_DISCOVERY").as_deref() {
             None | Some("file") => false,
             Some("kubernetes") => true,
@@ -235,6 +242,16 @@ impl AgentConfig {
             if let Some(ns) = &namespace {
                 validate_name(ns).map_err(|e| Error::Config(format!("--namespace {ns:?}: {e}")))?;
             }
+            let publish_events = args.publish_events
+                || match env.var("MESHPROBE_PUBLISH_EVENTS").as_deref() {
+                    None | Some("false") | Some("0") => false,
+                    Some("true") | Some("1") => true,
+                    Some(other) => {
+                        return Err(Error::Config(format!(
+                            "MESHPROBE_PUBLISH_EVENTS {other:?}: expected true or false"
+                        )))
+                    }
+                };
             let api_url = get(&args.kube_api, "MESHPROBE_KUBE_API");
             if let Some(u) = &api_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -250,6 +267,7 @@ impl AgentConfig {
                 namespace,
                 // A freshly Ready agent is held for one window: until its cells could fill.
                 grace: window,
+                publish_events,
             })
         } else {
             Discovery::File
@@ -495,6 +513,9 @@ mod tests {
         assert_eq!(k.target_selector.as_deref(), Some(DEFAULT_TARGET_SELECTOR));
         assert_eq!(k.namespace, None);
         assert_eq!(k.grace, Duration::from_secs(60));
+        assert!(!k.publish_events);
+        let on = AgentConfig::resolve(&a, &env(&[("MESHPROBE_PUBLISH_EVENTS", "true")])).unwrap();
+        assert!(matches!(on.discovery, Discovery::Kubernetes(ref k) if k.publish_events));
         let e = env(&[
             ("MESHPROBE_SELECTOR", "app=mp"),
             ("MESHPROBE_TARGET_SELECTOR", "none"),
@@ -531,6 +552,13 @@ mod tests {
                 "--target-selector",
             ),
             (|a| a.namespace = Some("a/b".into()), "--namespace \"a/b\""),
+            (
+                |a| {
+                    a.discovery = None;
+                    a.publish_events = true;
+                },
+                "--publish-events needs --discovery kubernetes",
+            ),
         ];
         for (mutate, want) in bad {
             let mut b = a.clone();

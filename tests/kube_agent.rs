@@ -80,6 +80,7 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
             target_selector: Some("meshprobe.io/probe".into()),
             namespace: Some("meshprobe".into()),
             grace: Duration::from_secs(2),
+            publish_events: false,
         }),
         interval: Duration::from_millis(1000),
         timeout: Duration::from_millis(500),

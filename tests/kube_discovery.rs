@@ -39,6 +39,7 @@ fn settings() -> KubeSettings {
         target_selector: Some("meshprobe.io/probe".into()),
         namespace: Some("meshprobe".into()),
         grace: Duration::from_secs(1),
+        publish_events: false,
     }
 }
 

@@ -208,3 +208,44 @@ async fn a_slow_api_server_never_blocks_the_view_and_facts_are_cached() {
     assert_eq!(again.nodes.len(), 3);
     assert_eq!(api.requests().len(), asked);
 }
+
+#[tokio::test]
+async fn findings_are_posted_as_events_and_a_refusal_names_the_permission() {
+    use meshprobe::diagnosis::Finding;
+    use meshprobe::k8s::events::{drafts, post};
+    let api = cluster().await;
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let f = Finding {
+        cause: Cause::Cni,
+        summary: "pod IPs on node-2 unreachable from 2/2 nodes".into(),
+        nodes: vec!["node-2".into()],
+        pairs: vec![],
+        zones: vec![],
+        targets: vec![],
+        confidence: 0.9,
+        evidence: vec![],
+        next_steps: vec![],
+    };
+    let d = &drafts(&[f])[0];
+    post(&client, d, "node-1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let posted = api.posted();
+    assert_eq!(posted.len(), 1);
+    let (path, ev) = &posted[0];
+    assert_eq!(path, "/api/v1/namespaces/default/events");
+    assert_eq!(ev["involvedObject"]["kind"], "Node");
+    assert_eq!(ev["involvedObject"]["name"], "node-2");
+    assert_eq!(ev["reason"], "MeshprobeCni");
+    assert_eq!(
+        ev["message"],
+        "pod IPs on node-2 unreachable from 2/2 nodes"
+    );
+    assert_eq!(ev["type"], "Warning");
+
+    api.forbid("events");
+    let e = post(&client, d, "node-1", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(e.contains("forbidden to create events in default"), "{e}");
+}

@@ -38,13 +38,17 @@ PY
 targets=(deploy/base)
 for c in deploy/components/*/; do
   [ -f "$c/kustomization.yaml" ] || continue
+  if ! command -v kubectl >/dev/null 2>&1; then
+    echo "warning: no kubectl: component $c not validated (the fallback renders resources only)" >&2
+    continue
+  fi
   # A component is validated on top of the base.
   mkdir -p "$out/with-$(basename "$c")"
   cat > "$out/with-$(basename "$c")/kustomization.yaml" <<K
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: [$(realpath deploy/base)]
-components: [$(realpath "$c")]
+resources: [$(realpath --relative-to="$out/with-$(basename "$c")" deploy/base)]
+components: [$(realpath --relative-to="$out/with-$(basename "$c")" "$c")]
 K
   targets+=("$out/with-$(basename "$c")")
 done

@@ -1,7 +1,9 @@
 //! Kubernetes: discovery of the agents and annotated targets, facts for the diagnosis, events.
 //! Pure functions over typed k8s-openapi objects ([`peers`], [`targets`], [`facts`],
-//! [`policy`]) and a thin kube-rs layer ([`watch`], [`fetch`]).
+//! [`policy`], the planning in [`events`]) and a thin kube-rs layer ([`watch`], [`fetch`],
+//! [`events::run`]).
 
+pub mod events;
 pub mod facts;
 pub mod fetch;
 pub mod peers;

@@ -36,6 +36,8 @@ pub struct KubeSettings {
     pub namespace: Option<String>,
     /// A freshly Ready agent is held (probed, no alarm) this long.
     pub grace: Duration,
+    /// Post findings as Kubernetes Events (`--publish-events`).
+    pub publish_events: bool,
 }
 
 enum Ev {
