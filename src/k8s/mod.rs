@@ -148,6 +148,16 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn an_https_client_builds_with_the_one_crypto_provider() {
+        // rustls picks its provider from the crate features: two would panic in-cluster.
+        super::client(Some("https://127.0.0.1:1")).await.unwrap();
+        match super::client(Some("not a url")).await {
+            Ok(_) => panic!("a bad URL was accepted"),
+            Err(e) => assert_eq!(e.exit_code(), 2),
+        }
+    }
+
     #[test]
     fn findings_about_held_peers_only_are_set_apart() {
         let held = [Held {
