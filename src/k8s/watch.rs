@@ -94,6 +94,19 @@ fn is_forbidden(e: &watcher::Error) -> bool {
     }
 }
 
+/// Whether the stores may have changed: not during a (re)list, whose objects the reflector
+/// buffers until `InitDone`, and not on an error. Time passing (held peers) counts.
+fn settles(ev: &Ev) -> bool {
+    fn ok<K>(r: &Result<Event<K>, watcher::Error>) -> bool {
+        matches!(r, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone))
+    }
+    match ev {
+        Ev::Agent(r) | Ev::Target(r) => ok(r),
+        Ev::Node(r) => ok(r),
+        Ev::Tick => true,
+    }
+}
+
 fn is_gone(e: &watcher::Error) -> bool {
     matches!(e, watcher::Error::WatchError(s) if s.code == 410)
 }
@@ -314,8 +327,9 @@ impl KubeDiscovery {
             if tx.is_closed() {
                 return;
             }
+            let settles = settles(&ev);
             let _ = self.apply(ev);
-            if !self.synced.iter().all(|s| *s) {
+            if !settles || !self.synced.iter().all(|s| *s) {
                 continue;
             }
             let next = self.compute();
