@@ -230,6 +230,36 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         "no facts fetched"
     );
 
+    // `meshprobe diagnose --agents … --kube` from "a workstation": gathers here, adds facts.
+    let before = api.requests().len();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshprobe"))
+        .args([
+            "diagnose",
+            "--agents",
+            &format!("{},{}", a1, SocketAddr::new(ip(62), port)),
+            "--kube",
+            "--kube-api",
+            &api.url(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        doc["agents_answered"].as_array().map(Vec::len),
+        Some(2),
+        "{doc}"
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let asked: Vec<String> = api.requests()[before..].to_vec();
+    assert!(
+        asked.iter().any(|r| r.starts_with("GET /api/v1/nodes?")),
+        "{asked:#?}"
+    );
+
     // The API server goes away: probing goes on with the last set, and the results say so.
     api.down();
     eventually(
