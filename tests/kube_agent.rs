@@ -18,6 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 async fn get(addr: SocketAddr, path: &str) -> Option<Value> {
+    serde_json::from_str(&get_text(addr, path).await?).ok()
+}
+
+async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(
@@ -28,7 +32,7 @@ async fn get(addr: SocketAddr, path: &str) -> Option<Value> {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).to_string();
-        serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+        Some(text.split_once("\r\n\r\n")?.1.to_string())
     };
     tokio::time::timeout(Duration::from_secs(5), fut)
         .await
