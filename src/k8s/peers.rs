@@ -82,6 +82,48 @@ pub fn node_info(n: &Node) -> NodeInfo {
     }
 }
 
+/// Keep of a Pod only what [`peer_set`] reads, so the watch stores stay small however large
+/// the objects are (managed fields, container specs, other annotations are dropped).
+pub fn slim_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.metadata.owner_references = None;
+    if let Some(a) = p.metadata.annotations.as_mut() {
+        a.retain(|k, _| k == PROBE_ANNOTATION);
+    }
+    p.spec = p.spec.take().map(|s| k8s_openapi::api::core::v1::PodSpec {
+        node_name: s.node_name,
+        ..Default::default()
+    });
+    if let Some(st) = p.status.as_mut() {
+        *st = k8s_openapi::api::core::v1::PodStatus {
+            phase: st.phase.take(),
+            pod_ip: st.pod_ip.take(),
+            host_ip: st.host_ip.take(),
+            conditions: st
+                .conditions
+                .take()
+                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
+            ..Default::default()
+        };
+    }
+}
+
+/// Keep of a Node only what [`node_info`] reads (a Node's image list alone can be tens of KiB).
+pub fn slim_node(n: &mut Node) {
+    n.metadata.managed_fields = None;
+    n.metadata.annotations = None;
+    if let Some(st) = n.status.as_mut() {
+        *st = k8s_openapi::api::core::v1::NodeStatus {
+            addresses: st.addresses.take(),
+            conditions: st
+                .conditions
+                .take()
+                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
+            ..Default::default()
+        };
+    }
+}
+
 /// Running, Ready, with an IP, not terminating: a pod worth probing. Returns its IP and when
 /// it became Ready (Unix seconds), when known.
 pub fn probe_ready(p: &Pod) -> Option<(IpAddr, Option<i64>)> {
@@ -249,6 +291,40 @@ mod tests {
         list.iter()
             .map(|n| (n.metadata.name.clone().unwrap(), node_info(n)))
             .collect()
+    }
+
+    #[test]
+    fn slimming_keeps_what_the_peer_set_reads() {
+        let full: Pod =
+            serde_json::from_str(include_str!("../../tests/fixtures/k8s/pod-target.json")).unwrap();
+        let mut slim = full.clone();
+        slim_pod(&mut slim);
+        assert!(slim.spec.as_ref().unwrap().containers.is_empty());
+        assert_eq!(
+            slim.status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            serde_json::to_string(&slim).unwrap().len()
+                < serde_json::to_string(&full).unwrap().len() / 2
+        );
+        let ns = nodes(&[node("node-2", "10.0.0.2", None, true, false)]);
+        assert_eq!(
+            peer_set(&[&full], &[&full], &ns, 0, 0),
+            peer_set(&[&slim], &[&slim], &ns, 0, 0)
+        );
+        let full_node: Node =
+            serde_json::from_str(include_str!("../../tests/fixtures/k8s/node.json")).unwrap();
+        let mut slim_n = full_node.clone();
+        slim_node(&mut slim_n);
+        assert_eq!(node_info(&full_node), node_info(&slim_n));
+        assert!(slim_n.status.as_ref().unwrap().node_info.is_none());
     }
 
     #[test]

@@ -128,10 +128,12 @@ impl KubeDiscovery {
         let agent_cfg = watcher::Config::default().labels(&settings.selector);
         let mut streams: Vec<Events> = vec![
             watcher::watcher(pods, agent_cfg)
+                .modify(super::peers::slim_pod)
                 .default_backoff()
                 .map(Ev::Agent)
                 .boxed(),
             watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+                .modify(super::peers::slim_node)
                 .default_backoff()
                 .map(Ev::Node)
                 .boxed(),
@@ -144,6 +146,7 @@ impl KubeDiscovery {
                     Api::<Pod>::all(client.clone()),
                     watcher::Config::default().labels(sel),
                 )
+                .modify(super::peers::slim_pod)
                 .default_backoff()
                 .map(Ev::Target)
                 .boxed(),
