@@ -334,6 +334,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:center}}.up{{background:
     if mesh.diagnosis.findings.is_empty() {
         html.push_str("<p class=up>healthy: no findings</p>");
     }
+    for f in &mesh.held {
+        html.push_str(&format!(
+            "<p class=none>held, no alarm (the peer has not had its chance yet: node NotReady, cordoned or just joined): {}</p>",
+            escape(&f.summary)
+        ));
+    }
     for f in &mesh.diagnosis.findings {
         let cause = serde_json::to_value(f.cause)
             .ok()

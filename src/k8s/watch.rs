@@ -59,8 +59,13 @@ pub struct KubeDiscovery {
     status: Arc<Mutex<DiscoveryStatus>>,
     settings: KubeSettings,
     last: Option<KubePeers>,
-    failing: bool,
+    /// Per watcher (agents, targets, nodes): the last error, while failing.
+    failing: [Option<String>; 3],
+    client: Client,
 }
+
+/// Bound on the check that a failed watcher's resource answers again.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Started = (
     KubeDiscovery,
@@ -186,7 +191,8 @@ impl KubeDiscovery {
             status,
             settings,
             last: None,
-            failing: false,
+            failing: Default::default(),
+            client,
         };
         let sync = async {
             while !d.synced.iter().all(|s| *s) {
@@ -224,37 +230,44 @@ impl KubeDiscovery {
         d.report(&first);
         let (tx, rx) = watch::channel(Arc::new(first.set.clone()));
         d.last = Some(first);
-        d.clear_failure();
+        d.failing = Default::default();
+        d.publish_failure();
         Ok((d, tx, rx))
     }
 
     /// Apply one event to the stores; a watcher error comes back with what was watched.
     fn apply(&mut self, ev: Ev) -> Result<(), (&'static str, watcher::Error)> {
-        let r = match ev {
-            Ev::Agent(r) => self.apply_to(0, r, "agent pods"),
-            Ev::Target(r) => self.apply_to(1, r, "target pods"),
-            Ev::Node(r) => match r {
-                Ok(e) => {
-                    if matches!(e, Event::InitDone) {
-                        self.synced[2] = true;
+        // `Init` comes before the list request is even made: only a real answer clears a failure.
+        let answered = settles(&ev);
+        let (i, r) = match ev {
+            Ev::Agent(r) => (0, self.apply_to(0, r, "agent pods")),
+            Ev::Target(r) => (1, self.apply_to(1, r, "target pods")),
+            Ev::Node(r) => (
+                2,
+                match r {
+                    Ok(e) => {
+                        if matches!(e, Event::InitDone) {
+                            self.synced[2] = true;
+                        }
+                        self.nodes.1.apply_watcher_event(&e);
+                        Ok(())
                     }
-                    self.nodes.1.apply_watcher_event(&e);
-                    Ok(())
-                }
-                Err(e) => Err(("nodes", e)),
-            },
-            Ev::Tick => Ok(()),
+                    Err(e) => Err(("nodes", e)),
+                },
+            ),
+            Ev::Tick => return Ok(()),
         };
-        if let Err((what, e)) = &r {
-            if is_gone(e) {
+        match &r {
+            Err((what, e)) if is_gone(e) => {
                 // The watcher relists by itself: expected, not a failure.
                 tracing::debug!(what, "watch expired (410 Gone): relisting");
                 return Ok(());
             }
-            self.fail(explain(what, e));
-        } else {
-            self.clear_failure();
+            Err((what, e)) => self.failing[i] = Some(explain(what, e)),
+            Ok(()) if answered => self.failing[i] = None,
+            Ok(()) => {}
         }
+        self.publish_failure();
         r
     }
 
@@ -277,27 +290,79 @@ impl KubeDiscovery {
         Ok(())
     }
 
-    fn fail(&mut self, message: String) {
-        let kept = self.last.as_ref().map_or(0, |l| l.set.peers.len());
-        if let Ok(mut s) = self.status.lock() {
-            if !self.failing {
-                s.reloads_failed += 1;
-                tracing::warn!(error = %message, peers = kept, "Kubernetes API failing; keeping the last known peer set");
+    /// A watcher that reconnected in a quiet cluster sends no event: while one is failing,
+    /// each tick asks its resource for one object (same selector, same permission) and clears
+    /// the failure when that answers. Only while failing; bounded in time.
+    async fn recheck(&mut self) {
+        let one = |sel: Option<&str>| {
+            let lp = kube::api::ListParams::default().limit(1);
+            match sel {
+                Some(s) => lp.labels(s),
+                None => lp,
             }
-            s.last_error = Some(format!(
-                "{message} (keeping the last known peer set: {kept} peers)"
-            ));
+        };
+        for i in 0..3 {
+            if self.failing[i].is_none() {
+                continue;
+            }
+            let c = self.client.clone();
+            let ok = match i {
+                0 => {
+                    let api: Api<Pod> = match &self.settings.namespace {
+                        Some(ns) => Api::namespaced(c, ns),
+                        None => Api::all(c),
+                    };
+                    let lp = one(Some(&self.settings.selector));
+                    tokio::time::timeout(RECHECK_TIMEOUT, api.list_metadata(&lp))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                1 => {
+                    let lp = one(self.settings.target_selector.as_deref());
+                    tokio::time::timeout(RECHECK_TIMEOUT, Api::<Pod>::all(c).list_metadata(&lp))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                _ => tokio::time::timeout(
+                    RECHECK_TIMEOUT,
+                    Api::<Node>::all(c).list_metadata(&one(None)),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            };
+            if ok {
+                self.failing[i] = None;
+            }
         }
-        self.failing = true;
+        self.publish_failure();
     }
 
-    fn clear_failure(&mut self) {
-        if self.failing {
-            tracing::info!("Kubernetes API answering again");
-        }
-        self.failing = false;
-        if let Ok(mut s) = self.status.lock() {
-            s.last_error = None;
+    /// Reflect the watchers' failures in the status: the first failing one's error, counted
+    /// once per outage.
+    fn publish_failure(&mut self) {
+        let kept = self.last.as_ref().map_or(0, |l| l.set.peers.len());
+        let now = self.failing.iter().flatten().next().cloned();
+        let Ok(mut s) = self.status.lock() else {
+            return;
+        };
+        match (&s.last_error, now) {
+            (None, Some(m)) => {
+                s.reloads_failed += 1;
+                tracing::warn!(error = %m, peers = kept, "Kubernetes API failing; keeping the last known peer set");
+                s.last_error = Some(format!(
+                    "{m} (keeping the last known peer set: {kept} peers)"
+                ));
+            }
+            (Some(_), Some(m)) => {
+                s.last_error = Some(format!(
+                    "{m} (keeping the last known peer set: {kept} peers)"
+                ));
+            }
+            (Some(_), None) => {
+                tracing::info!("Kubernetes API answering again");
+                s.last_error = None;
+            }
+            (None, None) => {}
         }
     }
 
@@ -331,7 +396,11 @@ impl KubeDiscovery {
                 return;
             }
             let settles = settles(&ev);
+            let tick = matches!(ev, Ev::Tick);
             let _ = self.apply(ev);
+            if tick && self.failing.iter().any(Option::is_some) {
+                self.recheck().await;
+            }
             if !settles || !self.synced.iter().all(|s| *s) {
                 continue;
             }
