@@ -5,6 +5,8 @@
 #
 # The agent runs with its defaults (--pair-metrics all); BENCH_AGENT_ARGS adds flags, e.g.
 # BENCH_AGENT_ARGS="--pair-metrics failing" for the setting recommended on large meshes.
+# BENCH_RSS_TRACE=FILE records the agent's RSS every 0.2 s during the measurement.
+# BENCH_PERF=FILE records a CPU profile (perf record -g) of the agent during the measurement.
 #
 # Every peer is a 127.x.y.z address (the loopback answers ICMP for all of 127/8) named after that
 # address; its agent HTTP port is served by ONE `meshprobe serve` bound to 0.0.0.0, whose /ping
@@ -54,8 +56,21 @@ warm=$(( ${interval%s} * 2 + 2 )); [ "$warm" -lt 35 ] && warm=35
 sleep "$warm"
 cs=$(cpu); hs=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 c0=$(cpu); p0=$(probes); t0=$(date +%s.%N)
-sleep "$secs"
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -q -g -o "$BENCH_PERF" -p "$agent" -- sleep "$secs" >/dev/null 2>&1 & perfpid=$!
+fi
+if [ -n "${BENCH_RSS_TRACE:-}" ]; then
+  # One line per 0.2 s: seconds since the measurement began, RSS in KiB.
+  end=$(( $(date +%s) + secs )); : > "$BENCH_RSS_TRACE"
+  while [ "$(date +%s)" -lt "$end" ]; do
+    echo "$(date +%s.%N | awk -v t0="$t0" '{printf "%.1f", $1 - t0}') $(awk '/VmRSS/ {print $2}' "/proc/$agent/status")" >> "$BENCH_RSS_TRACE"
+    sleep 0.2
+  done
+else
+  sleep "$secs"
+fi
 c1=$(cpu); p1=$(probes); t1=$(date +%s.%N)
+[ -n "${BENCH_PERF:-}" ] && wait "$perfpid"
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
 inns curl -s --max-time 10 http://127.0.0.1:19999/metrics > "$work/metrics.txt"

@@ -45,6 +45,8 @@ pub struct Shared {
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
     /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
     pub kube_facts: Option<crate::k8s::FactsSource>,
+    /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
+    pub ondemand: crate::ondemand::fanout::OnDemand,
 }
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
@@ -157,7 +159,32 @@ pub async fn run(
         pair_metrics: config.pair_metrics,
         icmp_socket,
     });
+    let ondemand = {
+        let counter = metrics.ondemand_probes.clone();
+        let p = &config.probe;
+        crate::ondemand::fanout::OnDemand {
+            limits: crate::ondemand::limits::Limits::new(
+                p.token.clone(),
+                p.rate_per_minute,
+                p.burst,
+                p.max_concurrent,
+            ),
+            extra_allowed: p.allow_cidrs.clone(),
+            runner: crate::ondemand::run::Runner {
+                probers: probers.clone(),
+                pmtu: PmtuProber::new().ok().map(Arc::new),
+                timeout: config.timeout,
+                on_probe: Arc::new(move |check: &'static str| {
+                    counter.get_or_create(&[("check", check)]).inc();
+                }),
+            },
+            requests: metrics.ondemand_requests.clone(),
+            // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
+            pods: None,
+        }
+    };
     let shared = Arc::new(Shared {
+        ondemand,
         identity,
         config: config.clone(),
         store,
@@ -251,6 +278,7 @@ async fn probe_loop(
         let latest = peers_rx.borrow_and_update().clone();
         if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest)) {
             let mut t = schedule::tasks(&latest, &cfg.node_name, params);
+            t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);
             if let Ok(mut store) = shared.store.lock() {
                 store.set_peers(latest.clone(), &t);

@@ -7,13 +7,15 @@
 //! | `GET /readyz` | 200 once a first full probe round is done, else 503 |
 //! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
 //! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval) |
+//! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
-//! | `GET /` | a small HTML overview |
+//! | `GET /` | the live page: source × destination matrices per layer and the findings ([`heatmap`]); `?layer=` one layer |
+//! | `GET /heatmap.svg` | one matrix as SVG, `?layer=icmp_pod` (default), `icmp_node`, `http`, `mtu` |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,24 +26,29 @@ use tokio::time::Instant;
 use crate::agent::Shared;
 use crate::diagnosis::{diagnose, AgentReport, Matrix};
 use crate::discovery::DiscoveryStatus;
+use crate::heatmap;
 use crate::mesh::{self, MeshDiagnosis};
 use crate::model::{Layer, PingBody};
 use crate::store::{PeerResults, TargetResults};
-use crate::window::WindowStats;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/heatmap.svg", get(heatmap_svg))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ping", get(ping))
         .route("/api/v1/results", get(results))
         .route("/api/v1/diagnosis", get(diagnosis))
+        .route(
+            "/api/v1/probe",
+            axum::routing::post(crate::ondemand::fanout::handle),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                Json(serde_json::json!({"error": "no such route; try /, /metrics, /api/v1/results, /healthz, /readyz, /ping"})),
+                Json(serde_json::json!({"error": "no such route; try /, /heatmap.svg, /metrics, /api/v1/results, /api/v1/diagnosis, /healthz, /readyz, /ping"})),
             )
         })
         .with_state(shared)
@@ -201,6 +208,7 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         agents_unreachable,
         diagnosis,
         held,
+        reports: inputs.agents,
     });
     *cache = Some((Instant::now(), d.clone()));
     d
@@ -210,152 +218,107 @@ async fn diagnosis(State(s): State<Arc<Shared>>) -> Json<MeshDiagnosis> {
     Json(mesh_diagnosis(&s).await.as_ref().clone())
 }
 
-fn cell(stats: Option<&WindowStats>) -> String {
-    let Some(st) = stats else {
-        return r#"<td class="none">–</td>"#.to_string();
-    };
-    let (class, text) = match (st.reachable, st.loss_ratio) {
-        (None, _) => ("none", "…".to_string()),
-        (Some(false), _) => (
-            "down",
-            st.last_error
-                .as_ref()
-                .map_or("failed".to_string(), |e| e.label().to_string()),
-        ),
-        (Some(true), Some(loss)) if loss > 0.0 => ("lossy", format!("{:.0}% loss", loss * 100.0)),
-        (Some(true), _) => (
-            "up",
-            st.rtt_seconds
-                .map_or("ok".to_string(), |q| format!("{:.2} ms", q.p50 * 1000.0)),
-        ),
-    };
-    let title = st
-        .last_error
-        .as_ref()
-        .map(|e| escape(&e.to_string()))
+#[derive(Debug, serde::Deserialize)]
+struct LayerQuery {
+    layer: Option<String>,
+}
+
+/// The peer set's nodes (this one included), for the page's rows and columns.
+fn heatmap_nodes(s: &Shared) -> Vec<(String, Option<String>)> {
+    let set = s
+        .store
+        .lock()
+        .map(|st| st.peers().clone())
         .unwrap_or_default();
-    format!(
-        r#"<td class="{class}" title="{title}">{}</td>"#,
-        escape(&text)
-    )
+    let mut nodes: Vec<(String, Option<String>)> = set
+        .peers
+        .iter()
+        .map(|p| (p.node.clone(), p.zone.clone()))
+        .collect();
+    if !nodes.iter().any(|(n, _)| *n == s.identity.node) {
+        nodes.push((s.identity.node.clone(), s.identity.zone.clone()));
+    }
+    nodes
 }
 
-fn mtu_cell(m: Option<&crate::mtu::MtuReport>) -> String {
-    use crate::mtu::MtuState;
-    let Some(m) = m else {
-        return r#"<td class="none">–</td>"#.to_string();
+/// The page's input from the mesh view: nodes, the gathered documents, findings.
+fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> heatmap::Input<'_> {
+    heatmap::Input {
+        nodes,
+        reports: &mesh.reports,
+        silent: &mesh.agents_unreachable,
+        findings: &mesh.diagnosis.findings,
+    }
+}
+
+/// Render off the async workers: a 200-node matrix takes long enough to delay probes that
+/// share the runtime (and so distort their RTTs).
+async fn render<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering the page failed\n",
+        )
+            .into_response()
+    })
+}
+
+fn parse_layer(q: &LayerQuery) -> Result<Option<heatmap::View>, (StatusCode, String)> {
+    q.layer
+        .as_deref()
+        .filter(|l| !l.is_empty() && *l != "all")
+        .map(heatmap::View::parse)
+        .transpose()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
+}
+
+/// The live page: source × destination matrices per layer from the mesh view, and the findings.
+/// Server-rendered (reads without JavaScript); a small script refreshes it every interval.
+async fn index(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Response {
+    let only = match parse_layer(&q) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
     };
-    let class = match m.state {
-        MtuState::Ok => "up",
-        MtuState::Mismatch | MtuState::Blackhole => "down",
-        MtuState::Searching | MtuState::Unknown => "none",
-    };
-    let size = m.path_mtu.map_or("?".to_string(), |v| v.to_string());
-    format!(
-        r#"<td class="{class}" title="expected {}">{size} {}</td>"#,
-        m.expected_mtu,
-        m.state.as_str()
-    )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A server-rendered overview, readable without JavaScript; refreshes itself every interval.
-async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
     let r = results_of(&s);
-    let refresh = r.interval_seconds.ceil().max(1.0) as u64;
-    let mut html = format!(
-        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content={refresh}>\
-<title>meshprobe {node}</title><style>body{{font:14px sans-serif;margin:1.5em}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:center}}.up{{background:#c8f0c8}}.lossy{{background:#f7e59b}}\
-.down{{background:#f4a6a6}}.none{{color:#888}}</style></head><body><h1>meshprobe agent on {node}</h1>\
-<p>zone {zone} · {ready} · {rounds} rounds · interval {iv}s · window {win}s · ICMP socket {sock} · \
-<a href=/metrics>metrics</a> · <a href=/api/v1/results>results JSON</a></p>",
-        node = escape(&r.node),
-        zone = escape(r.zone.as_deref().unwrap_or("-")),
-        ready = if r.ready { "ready" } else { "first round running" },
-        rounds = r.rounds,
-        iv = r.interval_seconds,
-        win = r.window_seconds,
-        sock = r.icmp_socket,
-    );
-    if let Some(e) = &r.discovery.last_error {
-        html.push_str(&format!(
-            "<p class=down>discovery failing, last good peer set kept: {}</p>",
-            escape(e)
-        ));
-    }
-    html.push_str("<h2>Peers</h2><table><tr><th>node</th><th>zone</th><th>ICMP pod IP</th><th>ICMP node IP</th><th>HTTP</th><th>path MTU (pod)</th></tr>");
-    for p in &r.peers {
-        html.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td>{}{}{}{}</tr>",
-            escape(&p.node),
-            escape(p.zone.as_deref().unwrap_or("-")),
-            cell(p.layers.get(&Layer::IcmpPod)),
-            cell(p.layers.get(&Layer::IcmpNode)),
-            cell(p.layers.get(&Layer::Http)),
-            mtu_cell(p.mtu.get(&Layer::IcmpPod)),
-        ));
-    }
-    html.push_str("</table><h2>Targets</h2><table><tr><th>target</th><th>address</th><th>ICMP</th><th>TCP / HTTP</th></tr>");
-    for t in &r.targets {
-        let app = t.layers.get(&Layer::Http).or(t.layers.get(&Layer::Tcp));
-        html.push_str(&format!(
-            "<tr><th>{}</th><td>{}:{} ({})</td>{}{}</tr>",
-            escape(&t.name),
-            t.ip,
-            t.port,
-            t.protocol,
-            cell(t.layers.get(&Layer::IcmpPod)),
-            cell(app),
-        ));
-    }
-    html.push_str("</table>");
     let mesh = mesh_diagnosis(&s).await;
-    html.push_str(&format!(
-        "<h2>Diagnosis</h2><p>mesh view from {} agent(s){}</p>",
-        mesh.agents_answered.len(),
-        if mesh.agents_unreachable.is_empty() {
-            String::new()
-        } else {
-            let silent: Vec<String> = mesh
-                .agents_unreachable
-                .iter()
-                .map(|u| escape(&format!("{} ({})", u.node, u.error)))
-                .collect();
-            format!("; no answer from {}", silent.join(", "))
-        }
-    ));
-    if mesh.diagnosis.findings.is_empty() {
-        html.push_str("<p class=up>healthy: no findings</p>");
+    let nodes = heatmap_nodes(&s);
+    let html = render(move || {
+        let header = heatmap::Header {
+            node: &r.node,
+            zone: r.zone.as_deref(),
+            ready: r.ready,
+            rounds: r.rounds,
+            interval_seconds: r.interval_seconds,
+            window_seconds: r.window_seconds,
+            icmp_socket: r.icmp_socket,
+            discovery_error: r.discovery.last_error.as_deref(),
+        };
+        heatmap::page(&header, &heatmap_input(nodes, &mesh), only)
+    })
+    .await;
+    match html {
+        Ok(h) => Html(h).into_response(),
+        Err(r) => r,
     }
-    for f in &mesh.held {
-        html.push_str(&format!(
-            "<p class=none>held, no alarm (the peer has not had its chance yet: node NotReady, cordoned or just joined): {}</p>",
-            escape(&f.summary)
-        ));
+}
+
+/// `GET /heatmap.svg?layer=icmp_pod|icmp_node|http|mtu` (default icmp_pod): one matrix.
+async fn heatmap_svg(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Response {
+    let view = match parse_layer(&q) {
+        Ok(v) => v.unwrap_or(heatmap::View::IcmpPod),
+        Err(r) => return r.into_response(),
+    };
+    let mesh = mesh_diagnosis(&s).await;
+    let nodes = heatmap_nodes(&s);
+    match render(move || heatmap::svg(&heatmap::matrix(&heatmap_input(nodes, &mesh), view))).await {
+        Ok(svg) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            svg,
+        )
+            .into_response(),
+        Err(r) => r,
     }
-    for f in &mesh.diagnosis.findings {
-        let cause = serde_json::to_value(f.cause)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        html.push_str(&format!(
-            "<div class=down style=padding:4px;margin:6px0><b>[{}]</b> {} ({:.0}%)<ul>",
-            escape(&cause),
-            escape(&f.summary),
-            f.confidence * 100.0
-        ));
-        for e in f.evidence.iter().chain(f.next_steps.iter()) {
-            html.push_str(&format!("<li>{}</li>", escape(e)));
-        }
-        html.push_str("</ul></div>");
-    }
-    html.push_str("</body></html>");
-    Html(html)
 }

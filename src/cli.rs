@@ -45,6 +45,9 @@ pub enum Command {
     Diagnose(crate::diagnose::DiagnoseArgs),
     /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.
     Lab(crate::lab::LabArgs),
+    /// Is this target reachable from every node — and if not, why? Asks one agent to probe it
+    /// from every agent now.
+    Probe(crate::probecmd::ProbeArgs),
 }
 
 /// `meshprobe agent` flags. Every flag may also come from the environment variable named in
@@ -116,8 +119,26 @@ pub struct AgentArgs {
     /// Time between two full path-MTU searches of a destination [env: MESHPROBE_MTU_SEARCH_INTERVAL] [default: 10m].
     #[arg(long)]
     pub mtu_search_interval: Option<String>,
+    /// Which probes to run, comma-separated: icmp_pod, icmp_node, http (peers' agents and http
+    /// targets), tcp (tcp targets), or all [env: MESHPROBE_LAYERS] [default: all].
+    #[arg(long)]
+    pub layers: Option<String>,
     /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
     /// [env: MESHPROBE_PAIR_METRICS] [default: all].
     #[arg(long)]
     pub pair_metrics: Option<String>,
+    /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
+    /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
+    #[arg(long)]
+    pub allow_cidr: Option<String>,
+    /// Bearer token `POST /api/v1/probe` requires (prefer the variable: flags show in `ps`)
+    /// [env: MESHPROBE_PROBE_TOKEN] [default: none, open].
+    #[arg(long)]
+    pub probe_token: Option<String>,
+    /// On-demand probe requests running at once on this agent [env: MESHPROBE_PROBE_MAX_CONCURRENT] [default: 4].
+    #[arg(long)]
+    pub probe_max_concurrent: Option<String>,
+    /// On-demand probe requests per client per minute (bursts of up to 10) [env: MESHPROBE_PROBE_RATE] [default: 30].
+    #[arg(long)]
+    pub probe_rate: Option<String>,
 }

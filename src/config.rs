@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cli::AgentArgs;
 use crate::error::{Error, Result};
+use crate::model::Layers;
 
 /// A source of environment variables.
 pub trait Env {
@@ -56,9 +57,100 @@ pub struct AgentConfig {
     pub max_rate: u32,
     pub max_in_flight: usize,
     pub pair_metrics: PairMetrics,
+    /// The kinds of probe to run (`--layers`).
+    pub layers: Layers,
     /// Path-MTU check interval; `None` when discovery is off.
     pub mtu_interval: Option<Duration>,
     pub mtu_search_interval: Duration,
+    /// `POST /api/v1/probe` fences.
+    pub probe: ProbeConfig,
+}
+
+/// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
+/// `--probe-rate`).
+#[derive(Clone, PartialEq)]
+pub struct ProbeConfig {
+    /// Allowed besides the peer set's pod and node subnets.
+    pub allow_cidrs: Vec<crate::diagnosis::matrix::Cidr>,
+    pub token: Option<String>,
+    pub max_concurrent: usize,
+    pub rate_per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            allow_cidrs: Vec::new(),
+            token: None,
+            max_concurrent: 4,
+            rate_per_minute: 30,
+            burst: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProbeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeConfig")
+            .field("allow_cidrs", &self.allow_cidrs)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_concurrent", &self.max_concurrent)
+            .field("rate_per_minute", &self.rate_per_minute)
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
+    let d = ProbeConfig::default();
+    let allow_cidrs = match args.allow_cidr.clone().or_else(|| env.var("MESHPROBE_ALLOW_CIDR")) {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                crate::diagnosis::matrix::Cidr::parse(s).ok_or_else(|| {
+                    Error::Config(format!(
+                        "--allow-cidr (or MESHPROBE_ALLOW_CIDR) {s:?}: expected a CIDR like 10.0.0.0/8"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let token = args
+        .probe_token
+        .clone()
+        .or_else(|| env.var("MESHPROBE_PROBE_TOKEN"));
+    if let Some(t) = &token {
+        if t.is_empty() || t.len() > 256 || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable ASCII characters, no spaces".into(),
+            ));
+        }
+    }
+    let max_concurrent = lookup(
+        env,
+        &args.probe_max_concurrent,
+        "probe-max-concurrent",
+        d.max_concurrent,
+        |s| whole(s, 1..=64),
+    )?;
+    let rate_per_minute = lookup(
+        env,
+        &args.probe_rate,
+        "probe-rate",
+        d.rate_per_minute,
+        |s| whole(s, 1..=6000),
+    )?;
+    Ok(ProbeConfig {
+        allow_cidrs,
+        token,
+        max_concurrent,
+        rate_per_minute,
+        burst: d.burst.min(rate_per_minute),
+    })
 }
 
 pub const DEFAULT_PORT: u16 = 9464;
@@ -185,6 +277,7 @@ impl AgentConfig {
             Duration::from_secs(600),
             duration,
         )?;
+        let layers = lookup(env, &args.layers, "layers", Layers::ALL, Layers::parse)?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
             None | Some("all") => PairMetrics::All,
             Some("failing") => PairMetrics::Failing,
@@ -272,7 +365,9 @@ impl AgentConfig {
         } else {
             Discovery::File
         };
+        let probe = probe_config(args, env)?;
         Ok(AgentConfig {
+            probe,
             node_name,
             zone,
             listen,
@@ -286,6 +381,7 @@ impl AgentConfig {
             max_rate,
             max_in_flight,
             pair_metrics,
+            layers,
             mtu_interval,
             mtu_search_interval,
         })
@@ -382,6 +478,7 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Layer;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -409,6 +506,30 @@ mod tests {
         assert_eq!(c.icmp_count, 3);
         assert_eq!(c.mtu_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
+        assert_eq!(c.probe, ProbeConfig::default());
+        let e = env(&[
+            ("MESHPROBE_PROBE_TOKEN", "s3cret"),
+            ("MESHPROBE_ALLOW_CIDR", "10.0.0.0/8, 192.0.2.0/24"),
+        ]);
+        let mut a = args();
+        a.probe_rate = Some("6".into());
+        let c = AgentConfig::resolve(&a, &e).unwrap();
+        assert_eq!(c.probe.token.as_deref(), Some("s3cret"));
+        assert_eq!(c.probe.allow_cidrs.len(), 2);
+        assert_eq!((c.probe.rate_per_minute, c.probe.burst), (6, 6));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token never shows in Debug"
+        );
+        let mut icmp_only = args();
+        icmp_only.layers = Some("icmp_node, icmp_pod".into());
+        let l = AgentConfig::resolve(&icmp_only, &env(&[])).unwrap().layers;
+        assert!(l.contains(Layer::IcmpPod) && l.contains(Layer::IcmpNode));
+        assert!(!l.contains(Layer::Http) && !l.contains(Layer::Tcp));
+        let l = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_LAYERS", "tcp")]))
+            .unwrap()
+            .layers;
+        assert!(l.contains(Layer::Tcp) && !l.contains(Layer::IcmpPod));
         let mut off = args();
         off.mtu_interval = Some("0s".into());
         assert_eq!(
@@ -476,6 +597,11 @@ mod tests {
                 "--window 1s must be at least one --interval",
             ),
             (
+                |a| a.layers = Some("icmp,http".into()),
+                "--layers (or MESHPROBE_LAYERS) \"icmp,http\": unknown layer \"icmp\", expected",
+            ),
+            (|a| a.layers = Some(",".into()), "--layers (or MESHPROBE_LAYERS) \",\": no layer given"),
+            (
                 |a| a.node_name = Some("node 1".into()),
                 "--node-name \"node 1\"",
             ),
@@ -486,6 +612,22 @@ mod tests {
             (
                 |a| a.mtu_interval = Some("20m".into()),
                 "at most --mtu-search-interval 600s",
+            ),
+            (
+                |a| a.allow_cidr = Some("10.0.0.0/8,10.1.2.3".into()),
+                "--allow-cidr (or MESHPROBE_ALLOW_CIDR) \"10.1.2.3\": expected a CIDR",
+            ),
+            (
+                |a| a.probe_token = Some("two words".into()),
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable",
+            ),
+            (
+                |a| a.probe_max_concurrent = Some("0".into()),
+                "--probe-max-concurrent (or MESHPROBE_PROBE_MAX_CONCURRENT) 0: must be between 1 and 64",
+            ),
+            (
+                |a| a.probe_rate = Some("fast".into()),
+                "--probe-rate (or MESHPROBE_PROBE_RATE) \"fast\": not a whole number",
             ),
         ];
         for (mutate, want) in table {

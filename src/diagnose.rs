@@ -162,6 +162,7 @@ async fn gather_here(
         agents_unreachable: unanswered,
         diagnosis: diagnose(&Matrix::build(&inputs)),
         held: Vec::new(),
+        reports: inputs.agents,
     })
 }
 

@@ -20,7 +20,10 @@
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
+//! * [`heatmap`]: the agent page's source × destination matrices (SVG, pure).
 //! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
+//! * [`ondemand`]: `POST /api/v1/probe` — probe one target from every agent now, with a verdict.
+//! * [`probecmd`]: `meshprobe probe`, the on-demand probe from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
 
@@ -33,15 +36,18 @@ pub mod diagnosis;
 pub mod discovery;
 pub mod error;
 pub mod gather;
+pub mod heatmap;
 pub mod k8s;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;
 pub mod model;
 pub mod mtu;
+pub mod ondemand;
 pub mod peers;
 pub mod pmtud;
 pub mod probe;
+pub mod probecmd;
 pub mod schedule;
 pub mod serve;
 pub mod server;

@@ -27,6 +27,10 @@ pub struct MeshDiagnosis {
     /// (Kubernetes: node NotReady or cordoned, agent just Ready). Not alarms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<crate::diagnosis::Finding>,
+    /// The result documents the view rests on, one per answering agent (for the agent page's
+    /// matrix; not part of the JSON).
+    #[serde(skip)]
+    pub reports: Vec<AgentReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //!
 //! Metric names, types and labels are documented in README.md ("Metrics"); keep them in step.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +45,10 @@ pub struct Metrics {
     pub rounds: Counter,
     pub rounds_stretched: Counter,
     pub mtu_probes: Counter,
+    /// `meshprobe_ondemand_requests_total{outcome}`: on-demand probe requests by outcome.
+    pub ondemand_requests: Family<[(&'static str, &'static str); 1], Counter>,
+    /// `meshprobe_ondemand_probes_total{check}`: on-demand checks started by this agent.
+    pub ondemand_probes: Family<[(&'static str, &'static str); 1], Counter>,
     /// Size of the last exposition, to size the next one's buffer at once (a 3.5 MB scrape
     /// grown by doubling holds old and new buffers together: several MB of peak RSS).
     last_size: std::sync::atomic::AtomicUsize,
@@ -97,6 +102,25 @@ impl Metrics {
             "Don't-Fragment path-MTU probes sent",
             mtu_probes.clone(),
         );
+        let ondemand_requests = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_requests",
+            "POST /api/v1/probe requests, by outcome (accepted, or why refused)",
+            ondemand_requests.clone(),
+        );
+        let ondemand_probes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_probes",
+            "On-demand checks started by this agent (icmp, tcp, http, mtu)",
+            ondemand_probes.clone(),
+        );
+        // Always exported, so a scrape shows zero rather than nothing.
+        for outcome in crate::ondemand::request::OUTCOMES {
+            let _ = ondemand_requests.get_or_create(&[("outcome", outcome)]);
+        }
+        for check in ["icmp", "tcp", "http", "mtu"] {
+            let _ = ondemand_probes.get_or_create(&[("check", check)]);
+        }
         registry.register_collector(Box::new(collector));
         Metrics {
             registry,
@@ -108,6 +132,8 @@ impl Metrics {
             rounds,
             rounds_stretched,
             mtu_probes,
+            ondemand_requests,
+            ondemand_probes,
             last_size: std::sync::atomic::AtomicUsize::new(16 * 1024),
         }
     }
@@ -167,52 +193,77 @@ struct Row {
     mtu: Option<MtuReport>,
 }
 
-impl Row {
-    /// Whether `--pair-metrics failing` exports this pair: a failure in the window, or a path
-    /// MTU below the interface's.
-    fn failing(&self) -> bool {
-        self.stats.has_failures()
-            || self
-                .mtu
-                .as_ref()
-                .is_some_and(|m| matches!(m.state, MtuState::Mismatch | MtuState::Blackhole))
-    }
+/// Whether `--pair-metrics failing` exports a pair: a failure in the window, or a path MTU
+/// below the interface's.
+fn failing(stats: &WindowStats, mtu: Option<&MtuReport>) -> bool {
+    stats.has_failures()
+        || mtu.is_some_and(|m| matches!(m.state, MtuState::Mismatch | MtuState::Blackhole))
+}
+
+/// What one scrape renders: the aggregates over every window, and the pairs selected for
+/// per-pair series. Only the selected pairs are copied out of the store, so with
+/// `--pair-metrics failing` a healthy 1,000-peer mesh copies nothing.
+#[derive(Default)]
+struct Rows {
+    peers: usize,
+    targets: usize,
+    /// (kind, layer, state of the last probe) → destinations.
+    states: BTreeMap<(DestKind, Layer, &'static str), u32>,
+    /// (layer, path-MTU state) → destinations.
+    mtu_states: BTreeMap<(Layer, &'static str), u32>,
+    pairs: Vec<Row>,
 }
 
 impl StoreCollector {
-    /// Copy what we need out of the store under its lock; encode afterwards.
-    fn rows(&self, now: Instant) -> (Vec<Row>, usize, usize) {
+    /// Count and select under the store's lock; encode afterwards.
+    fn rows(&self, now: Instant) -> Rows {
+        let mut rows = Rows::default();
         let Ok(store) = self.store.lock() else {
-            return (Vec::new(), 0, 0);
+            return rows;
         };
-        let snap = store.snapshot(now);
-        let (n_peers, n_targets) = (snap.peers.len(), snap.targets.len());
-        let mut rows = Vec::new();
-        for mut p in snap.peers {
-            for (layer, stats) in p.layers {
-                rows.push(Row {
-                    kind: DestKind::Peer,
-                    dst: p.node.clone(),
-                    dst_zone: p.zone.clone().unwrap_or_default(),
-                    layer,
-                    stats,
-                    mtu: p.mtu.remove(&layer),
+        rows.peers = store
+            .peers()
+            .peers
+            .iter()
+            .filter(|p| p.node != self.identity.node)
+            .count();
+        rows.targets = store.peers().targets.len();
+        store.visit(now, |v| {
+            let state = match v.stats.reachable {
+                Some(true) => "reachable",
+                Some(false) => "unreachable",
+                None => "unknown",
+            };
+            for s in ["reachable", "unreachable", "unknown"] {
+                rows.states.entry((v.kind, v.layer, s)).or_insert(0);
+            }
+            *rows.states.entry((v.kind, v.layer, state)).or_insert(0) += 1;
+            if let Some(m) = v.mtu {
+                for s in MtuState::ALL {
+                    rows.mtu_states.entry((v.layer, s.as_str())).or_insert(0);
+                }
+                *rows
+                    .mtu_states
+                    .entry((v.layer, m.state.as_str()))
+                    .or_insert(0) += 1;
+            }
+            let selected = match self.pair_metrics {
+                PairMetrics::All => true,
+                PairMetrics::Failing => failing(&v.stats, v.mtu),
+                PairMetrics::None => false,
+            };
+            if selected {
+                rows.pairs.push(Row {
+                    kind: v.kind,
+                    dst: v.name.to_string(),
+                    dst_zone: v.zone.unwrap_or_default().to_string(),
+                    layer: v.layer,
+                    stats: v.stats,
+                    mtu: v.mtu.cloned(),
                 });
             }
-        }
-        for mut t in snap.targets {
-            for (layer, stats) in t.layers {
-                rows.push(Row {
-                    kind: DestKind::Target,
-                    dst: t.name.clone(),
-                    dst_zone: String::new(),
-                    layer,
-                    stats,
-                    mtu: t.mtu.remove(&layer),
-                });
-            }
-        }
-        (rows, n_peers, n_targets)
+        });
+        rows
     }
 }
 
@@ -235,7 +286,8 @@ where
 impl Collector for StoreCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let now = Instant::now();
-        let (rows, n_peers, n_targets) = self.rows(now);
+        let rows = self.rows(now);
+        let (n_peers, n_targets) = (rows.peers, rows.targets);
         let src_node = self.identity.node.clone();
         let src_zone = self.identity.zone.clone().unwrap_or_default();
 
@@ -310,19 +362,7 @@ impl Collector for StoreCollector {
         )?;
 
         // Aggregates, always exported: destinations by kind, layer and state.
-        let mut counts: std::collections::BTreeMap<(DestKind, Layer, &'static str), u32> =
-            Default::default();
-        for r in &rows {
-            let state = match r.stats.reachable {
-                Some(true) => "reachable",
-                Some(false) => "unreachable",
-                None => "unknown",
-            };
-            for s in ["reachable", "unreachable", "unknown"] {
-                counts.entry((r.kind, r.layer, s)).or_insert(0);
-            }
-            *counts.entry((r.kind, r.layer, state)).or_insert(0) += 1;
-        }
+        let counts = &rows.states;
         gauge(
             &mut enc,
             "meshprobe_destinations",
@@ -340,16 +380,7 @@ impl Collector for StoreCollector {
         )?;
 
         // Path-MTU states by layer, always exported.
-        let mut mtu_counts: std::collections::BTreeMap<(Layer, &'static str), u32> =
-            Default::default();
-        for r in &rows {
-            if let Some(m) = &r.mtu {
-                for s in MtuState::ALL {
-                    mtu_counts.entry((r.layer, s.as_str())).or_insert(0);
-                }
-                *mtu_counts.entry((r.layer, m.state.as_str())).or_insert(0) += 1;
-            }
-        }
+        let mtu_counts = &rows.mtu_states;
         gauge(
             &mut enc,
             "meshprobe_mtu_destinations",
@@ -366,14 +397,7 @@ impl Collector for StoreCollector {
         )?;
 
         // Per-pair series, as selected by --pair-metrics.
-        let pairs: Vec<&Row> = rows
-            .iter()
-            .filter(|r| match self.pair_metrics {
-                PairMetrics::All => true,
-                PairMetrics::Failing => r.failing(),
-                PairMetrics::None => false,
-            })
-            .collect();
+        let pairs: Vec<&Row> = rows.pairs.iter().collect();
         let labels = |r: &Row| {
             vec![
                 ("src_node", src_node.clone()),

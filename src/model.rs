@@ -37,6 +37,45 @@ impl Layer {
     }
 }
 
+/// A set of layers (`--layers`): which kinds of probe the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers(u8);
+
+impl Layers {
+    pub const ALL: Layers = Layers(0b1111);
+
+    fn bit(layer: Layer) -> u8 {
+        1 << (layer as u8)
+    }
+
+    pub fn contains(self, layer: Layer) -> bool {
+        self.0 & Self::bit(layer) != 0
+    }
+
+    /// Parse `icmp_pod,icmp_node,http,tcp` (any non-empty subset, any order; `all`).
+    pub fn parse(s: &str) -> Result<Layers, String> {
+        let mut set = 0u8;
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                set |= Self::ALL.0;
+                continue;
+            }
+            let Some(layer) = Layer::ALL.into_iter().find(|l| l.as_str() == name) else {
+                return Err(format!(
+                    "{s:?}: unknown layer {name:?}, expected a comma-separated subset of icmp_pod, icmp_node, http, tcp (or all)"
+                ));
+            };
+            set |= Self::bit(layer);
+        }
+        if set == 0 {
+            return Err(format!(
+                "{s:?}: no layer given, expected e.g. icmp_pod,icmp_node,http"
+            ));
+        }
+        Ok(Layers(set))
+    }
+}
+
 impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -217,7 +217,16 @@ struct Connection {
 impl Connection {
     async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(self.app);
+        // The client's address, for handlers that need it (the on-demand probe's rate limit).
+        let app = tower::ServiceExt::map_request(
+            self.app,
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = TowerToHyperService::new(app);
         let mut conn = pin!(self.builder.serve_connection(TokioIo::new(stream), service));
         let mut cutoff = pin!(tokio::time::sleep(self.connection_timeout));
         let mut stopping = false;

@@ -50,6 +50,17 @@ pub struct TargetResults {
     pub mtu: BTreeMap<Layer, MtuReport>,
 }
 
+/// One window as [`Store::visit`] shows it.
+#[derive(Debug)]
+pub struct Visit<'a> {
+    pub kind: DestKind,
+    pub name: &'a str,
+    pub zone: Option<&'a str>,
+    pub layer: Layer,
+    pub stats: WindowStats,
+    pub mtu: Option<&'a MtuReport>,
+}
+
 /// Everything the store knows at one instant.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -140,6 +151,41 @@ impl Store {
                 self.stats(&key, now).map(|s| (*layer, s))
             })
             .collect()
+    }
+
+    /// Visit every (destination, layer) window of the current peer set (ourselves excluded), in
+    /// file order, with its figures and path-MTU report: what [`Store::snapshot`] holds, one
+    /// window at a time, so a scrape need not copy the whole store.
+    pub fn visit(&self, now: Instant, mut f: impl FnMut(Visit<'_>)) {
+        let peers = self.peers.peers.iter().filter(|p| p.node != self.me);
+        let dests = peers
+            .map(|p| (DestKind::Peer, p.node.as_str(), p.zone.as_deref()))
+            .chain(
+                self.peers
+                    .targets
+                    .iter()
+                    .map(|t| (DestKind::Target, t.name.as_str(), None)),
+            );
+        for (kind, name, zone) in dests {
+            let mut key = ProbeKey {
+                kind,
+                name: name.to_string(),
+                layer: Layer::IcmpPod,
+            };
+            for layer in Layer::ALL {
+                key.layer = layer;
+                if let Some(w) = self.windows.get(&key) {
+                    f(Visit {
+                        kind,
+                        name,
+                        zone,
+                        layer,
+                        stats: w.stats(now),
+                        mtu: self.mtu.get(&key),
+                    });
+                }
+            }
+        }
     }
 
     /// Every destination of the current peer set (ourselves excluded), in file order.

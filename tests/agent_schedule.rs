@@ -89,8 +89,10 @@ fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
         max_rate: 1000,
         max_in_flight,
         pair_metrics: PairMetrics::All,
+        layers: meshprobe::model::Layers::ALL,
         mtu_interval: MTU,
         mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
     }
 }
 

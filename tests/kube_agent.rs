@@ -94,8 +94,10 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
         max_rate: 1000,
         max_in_flight: 64,
         pair_metrics: PairMetrics::All,
+        layers: meshprobe::model::Layers::ALL,
         mtu_interval: None,
         mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
     }
 }
 

@@ -93,12 +93,24 @@ pub struct LayerStats {
     pub received: u32,
     pub success_ratio: Option<f64>,
     pub loss_ratio: Option<f64>,
+    /// RTT quantiles over the window (read by the agent page, not by the engine).
+    pub rtt_seconds: Option<RttSeconds>,
     pub last_error: Option<ErrorInfo>,
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
     /// Every kind of error seen inside the window, with its count and latest instance (the
     /// last error alone hides a rate-limited "net unreachable" behind later timeouts).
     pub errors: Vec<ErrorCountInfo>,
+}
+
+/// RTT quantiles of a window, as `WindowStats` serializes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RttSeconds {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 /// One kind of error in a window: how often, the latest instance and its age.
@@ -215,6 +227,12 @@ impl From<&WindowStats> for LayerStats {
             received: w.received,
             success_ratio: w.success_ratio,
             loss_ratio: w.loss_ratio,
+            rtt_seconds: w.rtt_seconds.map(|q| RttSeconds {
+                p50: q.p50,
+                p90: q.p90,
+                p99: q.p99,
+                max: q.max,
+            }),
             last_error: w.last_error.as_ref().map(ErrorInfo::from),
             last_error_age_seconds: w.last_error_age_seconds,
             last_probe_age_seconds: w.last_probe_age_seconds,

@@ -35,6 +35,7 @@ fn ok() -> LayerStats {
         received: 10,
         success_ratio: Some(1.0),
         loss_ratio: Some(0.0),
+        rtt_seconds: None,
         last_error: None,
         last_error_age_seconds: None,
         last_probe_age_seconds: Some(0.4),

@@ -533,6 +533,14 @@ fn print_guidance(
             st.exe.display(),
             p.listen
         );
+        let last = topo.node(topo.nodes);
+        println!(
+            "  {} probe {}:{WEB_PORT} --http {WEB_PORT}/healthz --agent http://{}   is {}'s target reachable from every node, and if not, why?",
+            st.exe.display(),
+            last.web_ip,
+            p.listen,
+            last.name
+        );
     }
     let nodes = topo.nodes;
     let other_zone = (2..=nodes)

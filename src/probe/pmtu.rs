@@ -456,6 +456,39 @@ impl LocalMtu {
 /// Limitation: a route with a `src` hint naming another device's address (some CNIs do) makes
 /// the device guess wrong; RTM_GETROUTE over netlink (RTA_OIF) would be exact.
 pub fn local_mtu(dest: IpAddr) -> io::Result<LocalMtu> {
+    local_mtu_with(dest, &mut DeviceNames::default())
+}
+
+/// Which device holds which local address, remembered for [`DeviceNames::TTL`]: `getifaddrs`
+/// dumps every address over netlink, and at 2,000 destinations checked every 30 s that dump
+/// was most of the path-MTU driver's CPU. The MTU itself is still read on every call.
+#[derive(Debug, Default)]
+pub struct DeviceNames {
+    known: std::collections::HashMap<IpAddr, (Option<String>, std::time::Instant)>,
+}
+
+impl DeviceNames {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn device_of(&mut self, source: IpAddr) -> Option<String> {
+        let now = std::time::Instant::now();
+        if let Some((name, at)) = self.known.get(&source) {
+            if now.duration_since(*at) < Self::TTL {
+                return name.clone();
+            }
+        }
+        let name = device_of(source);
+        // A host has few local addresses; the bound is for safety only.
+        if self.known.len() >= 256 {
+            self.known.clear();
+        }
+        self.known.insert(source, (name.clone(), now));
+        name
+    }
+}
+
+/// [`local_mtu`] with the device-name lookups remembered in `names`.
+pub fn local_mtu_with(dest: IpAddr, names: &mut DeviceNames) -> io::Result<LocalMtu> {
     let bind: SocketAddr = match dest {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -471,7 +504,7 @@ pub fn local_mtu(dest: IpAddr) -> io::Result<LocalMtu> {
         .ok()
         .and_then(|m| u32::try_from(m).ok())
         .filter(|&m| m > 0);
-    let device = device_of(source);
+    let device = names.device_of(source);
     let device_mtu = device
         .as_deref()
         .and_then(|d| device_mtu(&udp, d).ok())

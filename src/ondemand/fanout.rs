@@ -1,0 +1,358 @@
+//! The `POST /api/v1/probe` handler: fence, validate, fan out, stream.
+//!
+//! Order matters for "a refused request sends no packet": token, rate, body, validation and the
+//! in-flight slot are all checked before the first check or forward starts. A forwarded request
+//! (marked with [`FORWARDED_HEADER`]) runs here only and answers one `source` line; the original
+//! answers NDJSON: `accepted`, one `source` per node as it arrives, `verdict`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Frame};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::limits::{check_token, Limits};
+use super::request::TargetSpec;
+use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
+use super::run::{local_deadline, run_local, Runner};
+use super::{client, Accepted, Line, PodResolver, ResolvedPod, SourceLine, FORWARDED_HEADER};
+use crate::agent::Shared;
+use crate::diagnosis::matrix::Cidr;
+use crate::peers::PeerSet;
+
+/// Time allowed to read a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra time a forwarding agent waits for a peer beyond the peer's own deadline.
+const FORWARD_SLACK: Duration = Duration::from_secs(2);
+/// Largest forwarded answer (one source line).
+const MAX_FORWARD_ANSWER: usize = 256 * 1024;
+
+pub type OutcomeCounter = Family<[(&'static str, &'static str); 1], Counter>;
+
+/// The on-demand state of an agent.
+pub struct OnDemand {
+    pub limits: Limits,
+    /// `--allow-cidr`: allowed besides the peer set's subnets.
+    pub extra_allowed: Vec<Cidr>,
+    pub runner: Runner,
+    /// `meshprobe_ondemand_requests_total{outcome}`.
+    pub requests: OutcomeCounter,
+    /// Resolves `pod/NAMESPACE/NAME` targets; `None` in this build (refused with 501).
+    pub pods: Option<Arc<dyn PodResolver>>,
+}
+
+/// Longest wait for the pod resolver.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peer agents asked at once.
+pub const FANOUT_CONCURRENCY: usize = 32;
+/// Longest any answer may take, however many waves of peers.
+const MAX_ANSWER_TIME: Duration = Duration::from_secs(60);
+
+fn refuse(s: &Shared, r: Refusal) -> Response {
+    s.ondemand
+        .requests
+        .get_or_create(&[("outcome", r.code)])
+        .inc();
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = (status, axum::Json(&r)).into_response();
+    if r.status == 429 {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+fn ndjson(line: &Line) -> Bytes {
+    let mut v = serde_json::to_vec(line).unwrap_or_else(|_| b"{}".to_vec());
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// `POST /api/v1/probe`.
+pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let client_ip: Option<IpAddr> = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let headers = req.headers().clone();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
+        return refuse(&s, r);
+    }
+    let peers: Arc<PeerSet> = match s.store.lock() {
+        Ok(st) => st.peers().clone(),
+        Err(p) => p.into_inner().peers().clone(),
+    };
+    // Forwarded requests from a peer agent were rate-limited where they came in.
+    let from_peer = client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip == ip));
+    if !(forwarded && from_peer) {
+        let key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(r) = s.ondemand.limits.rate(key) {
+            return refuse(&s, r);
+        }
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES);
+    let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => return refuse(&s, Refusal::bad("request body not received within 5s")),
+        Ok(Err(e)) => {
+            let r = if e.is::<http_body_util::LengthLimitError>() {
+                Refusal::new(
+                    413,
+                    "too_large",
+                    format!("request body larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                Refusal::bad(format!("request body: {e}"))
+            };
+            return refuse(&s, r);
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    let parsed = match parse_body(&body) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, r),
+    };
+    let pod: Option<ResolvedPod> = match (&parsed.target, &s.ondemand.pods) {
+        (TargetSpec::Pod { namespace, name }, Some(r)) => {
+            match tokio::time::timeout(RESOLVE_TIMEOUT, r.resolve(namespace, name)).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(502, "kubernetes_error", format!("target pod/{namespace}/{name}: {e}")),
+                    )
+                }
+                Err(_) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(504, "kubernetes_error", format!("target pod/{namespace}/{name}: the Kubernetes API did not answer within 5s")),
+                    )
+                }
+            }
+        }
+        _ => None,
+    };
+    let cx = Context {
+        me: &s.identity.node,
+        peers: &peers,
+        extra_allowed: &s.ondemand.extra_allowed,
+        default_port: s.config.listen.port(),
+        pod: pod.as_ref(),
+    };
+    let plan = match validate(&parsed, &cx) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, r),
+    };
+    let slot = match s.ondemand.limits.slot() {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, r),
+    };
+    s.ondemand
+        .requests
+        .get_or_create(&[("outcome", "accepted")])
+        .inc();
+    let ndjson_type = [(header::CONTENT_TYPE, "application/x-ndjson")];
+    if forwarded {
+        let line = run_local(
+            &plan,
+            &s.ondemand.runner,
+            &s.identity.node,
+            s.identity.zone.clone(),
+        )
+        .await;
+        drop(slot);
+        return (ndjson_type, ndjson(&Line::Source(line))).into_response();
+    }
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
+    let shared = s.clone();
+    // Peers get what they can resolve themselves: a pod as its address.
+    let target_text = match &pod {
+        Some(p) => match plan.target.port {
+            Some(port) => SocketAddr::new(p.ip, port).to_string(),
+            None => p.ip.to_string(),
+        },
+        None => parsed.target_text.clone(),
+    };
+    let kube = pod.map(|p| p.facts);
+    tokio::spawn(async move {
+        let _slot = slot;
+        stream(shared, plan, peers, target_text, auth, kube, &mut tx).await;
+    });
+    (ndjson_type, Body::new(body)).into_response()
+}
+
+/// Fan out, send each source's line as it arrives, then the verdict.
+async fn stream(
+    s: Arc<Shared>,
+    plan: Plan,
+    peers: Arc<PeerSet>,
+    target_text: String,
+    auth: Option<String>,
+    kube: Option<crate::diagnosis::KubeFacts>,
+    tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
+) {
+    let started = Instant::now();
+    let local = local_deadline(&plan, s.config.timeout);
+    let per_source = local + FORWARD_SLACK;
+    // Peers are asked FANOUT_CONCURRENCY at once: one wave's time per wave, capped.
+    let waves = plan.sources.len().div_ceil(FANOUT_CONCURRENCY).max(1) as u32;
+    let overall = (per_source * waves).min(MAX_ANSWER_TIME.max(per_source));
+    let deadline = started + overall;
+    let hard_stop = deadline + Duration::from_secs(1);
+    let accepted = Accepted {
+        target: plan.target.clone(),
+        checks: plan.checks.clone(),
+        sources: plan.sources.iter().map(|x| x.node.clone()).collect(),
+        deadline_seconds: overall.as_secs_f64(),
+    };
+    if !send(tx, &Line::Accepted(accepted), hard_stop).await {
+        return;
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(FANOUT_CONCURRENCY));
+    let plan = Arc::new(plan);
+    let mut set: JoinSet<SourceLine> = JoinSet::new();
+    for src in plan.sources.clone() {
+        let (s, plan) = (s.clone(), plan.clone());
+        if src.me {
+            set.spawn(async move {
+                run_local(
+                    &plan,
+                    &s.ondemand.runner,
+                    &s.identity.node,
+                    s.identity.zone.clone(),
+                )
+                .await
+            });
+            continue;
+        }
+        let body = request::body(
+            &target_text,
+            &plan.checks,
+            Some(std::slice::from_ref(&src.node)),
+        );
+        let mut headers = vec![(FORWARDED_HEADER, s.identity.node.clone())];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.clone()));
+        }
+        let permits = permits.clone();
+        set.spawn(async move {
+            let t0 = Instant::now();
+            let silent = |e: String| {
+                SourceLine::silent(&src.node, src.zone.clone(), e, t0.elapsed().as_secs_f64())
+            };
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return silent("not asked".into());
+            };
+            let my_deadline = deadline.min(Instant::now() + per_source);
+            forward(&src, &headers, body, my_deadline)
+                .await
+                .unwrap_or_else(silent)
+        });
+    }
+    let mut lines: Vec<SourceLine> = Vec::new();
+    loop {
+        match tokio::time::timeout_at(hard_stop, set.join_next()).await {
+            Ok(Some(Ok(line))) => {
+                if !send(tx, &Line::Source(line.clone()), hard_stop).await {
+                    set.abort_all();
+                    return;
+                }
+                lines.push(line);
+            }
+            Ok(Some(Err(_))) => {}
+            Ok(None) => break,
+            Err(_) => {
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    // Sources with no line (a task that failed or overran): evidence too.
+    for src in &plan.sources {
+        if !lines.iter().any(|l| l.node == src.node) {
+            let l = SourceLine::silent(
+                &src.node,
+                src.zone.clone(),
+                "no answer within the deadline".into(),
+                started.elapsed().as_secs_f64(),
+            );
+            if !send(tx, &Line::Source(l.clone()), hard_stop).await {
+                return;
+            }
+            lines.push(l);
+        }
+    }
+    let order: Vec<&str> = plan.sources.iter().map(|x| x.node.as_str()).collect();
+    lines.sort_by_key(|l| order.iter().position(|n| *n == l.node));
+    let v = super::verdict::verdict(&plan.target, &lines, &peers, kube, &s.identity.node);
+    let _ = send(tx, &Line::Verdict(v), hard_stop + Duration::from_secs(1)).await;
+}
+
+/// Ask one peer agent to run the checks; its one `source` line, or why there is none.
+async fn forward(
+    src: &request::Source,
+    headers: &[(&str, String)],
+    body: serde_json::Value,
+    deadline: Instant,
+) -> Result<SourceLine, String> {
+    let mut answer = client::post(
+        src.addr,
+        "/api/v1/probe",
+        headers,
+        body.to_string().into_bytes(),
+        deadline,
+    )
+    .await
+    .map_err(|e| format!("agent at {} did not answer: {e}", src.addr))?;
+    let text = answer
+        .text(MAX_FORWARD_ANSWER)
+        .await
+        .map_err(|e| format!("agent at {}: {e}", src.addr))?;
+    if answer.status != 200 {
+        let why = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        return Err(format!(
+            "agent at {} refused ({}): {why}",
+            src.addr, answer.status
+        ));
+    }
+    match serde_json::from_str::<Line>(text.trim()) {
+        Ok(Line::Source(mut l)) if l.node == src.node => {
+            l.zone = l.zone.or(src.zone.clone());
+            Ok(l)
+        }
+        Ok(Line::Source(l)) => Err(format!(
+            "agent at {} answered as node {:?}, expected {:?}",
+            src.addr, l.node, src.node
+        )),
+        _ => Err(format!("agent at {}: not a source line", src.addr)),
+    }
+}
+
+/// Send one line, unless the client is gone or does not read before `by`.
+async fn send(
+    tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
+    line: &Line,
+    by: Instant,
+) -> bool {
+    matches!(
+        tokio::time::timeout_at(by, tx.send(Frame::data(ndjson(line)))).await,
+        Ok(Ok(()))
+    )
+}

@@ -1,0 +1,275 @@
+//! Run a plan's checks here, now, with the agent's own probers (ICMP through its pinger), and
+//! the path-MTU search with a Don't-Fragment prober. Every check is bounded by the probe
+//! timeout (the MTU search by [`MTU_BUDGET`]); the checks of one request run concurrently.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use super::request::{CheckSpec, ContextCheck, Plan, CONTEXT_ECHOES};
+use super::{CheckOutcome, SourceLine};
+use crate::diagnosis::ErrorInfo;
+use crate::model::{Check, ProbeResult};
+use crate::mtu::{MtuParams, MtuSearch, MtuState};
+use crate::probe::pmtu::{local_mtu, PmtuProber};
+use crate::probe::Probers;
+
+/// Longest a path-MTU check may take.
+pub const MTU_BUDGET: Duration = Duration::from_secs(10);
+/// Probes of one path-MTU check, at most.
+const MTU_MAX_PROBES: u32 = 30;
+
+/// What a source needs to run checks.
+#[derive(Clone)]
+pub struct Runner {
+    pub probers: Probers,
+    /// `None` without CAP_NET_RAW: the `mtu` check then says so.
+    pub pmtu: Option<Arc<PmtuProber>>,
+    pub timeout: Duration,
+    /// Called once per check started (the probes-sent counter), with the check's name.
+    pub on_probe: Arc<dyn Fn(&'static str) + Send + Sync>,
+}
+
+/// The longest [`run_local`] can take for `plan`.
+pub fn local_deadline(plan: &Plan, timeout: Duration) -> Duration {
+    let grace = timeout + Duration::from_millis(250);
+    if plan.checks.iter().any(|c| matches!(c, CheckSpec::Mtu)) {
+        MTU_BUDGET.max(grace) + Duration::from_millis(500)
+    } else {
+        grace + Duration::from_millis(500)
+    }
+}
+
+fn median(v: &mut [Duration]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort();
+    Some(v[v.len() / 2].as_secs_f64())
+}
+
+/// A prober result as an outcome.
+pub fn outcome_of(
+    check: &str,
+    layer: Option<&str>,
+    ip: IpAddr,
+    port: Option<u16>,
+    r: &ProbeResult,
+) -> CheckOutcome {
+    let mut rtts = r.rtts.clone();
+    let ok = r.success();
+    CheckOutcome {
+        check: check.to_string(),
+        layer: layer.map(str::to_string),
+        ip,
+        port,
+        path: None,
+        ok,
+        sent: u32::from(r.sent),
+        received: u32::from(r.received.min(r.sent)),
+        rtt_seconds: median(&mut rtts),
+        loss_ratio: (r.sent > 0)
+            .then(|| f64::from(r.sent.saturating_sub(r.received)) / f64::from(r.sent)),
+        path_mtu: None,
+        expected_mtu: None,
+        mtu_state: None,
+        error: r.error.as_ref().map(ErrorInfo::from),
+        error_text: r.error.as_ref().map(|e| e.to_string()),
+    }
+}
+
+async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duration) -> CheckOutcome {
+    let mut out = CheckOutcome {
+        check: "mtu".into(),
+        layer: None,
+        ip,
+        port: None,
+        path: None,
+        ok: false,
+        sent: 0,
+        received: 0,
+        rtt_seconds: None,
+        loss_ratio: None,
+        path_mtu: None,
+        expected_mtu: None,
+        mtu_state: None,
+        error: None,
+        error_text: None,
+    };
+    let Some(prober) = prober else {
+        let e = crate::model::ErrorClass::LocalError {
+            detail: "path-MTU checks need a raw ICMP socket (CAP_NET_RAW) on this agent".into(),
+        };
+        out.error = Some(ErrorInfo::from(&e));
+        out.error_text = Some(e.to_string());
+        return out;
+    };
+    let expected = local_mtu(ip)
+        .ok()
+        .and_then(|l| l.expected())
+        .unwrap_or(1500);
+    let params = MtuParams {
+        tries: 2,
+        probe_gap: Duration::from_millis(10),
+        max_probes_per_search: MTU_MAX_PROBES,
+        ..MtuParams::for_ip(ip, expected)
+    };
+    let start = Instant::now();
+    let mut search = MtuSearch::new(params, start);
+    let mut last_error = None;
+    while search.report().searches == 0 && start.elapsed() < MTU_BUDGET {
+        let now = Instant::now();
+        let Some(p) = search.next_probe(now) else {
+            let wait = search.next_due().saturating_duration_since(now);
+            tokio::time::sleep(wait.clamp(Duration::from_millis(1), Duration::from_millis(50)))
+                .await;
+            continue;
+        };
+        let left = MTU_BUDGET.saturating_sub(start.elapsed());
+        let r = prober.probe(ip, p.size, timeout.min(left)).await;
+        out.sent += 1;
+        if let Some(e) = r.outcome.error_class() {
+            last_error = Some(e);
+        } else {
+            out.received += 1;
+        }
+        search.on_result(p.size, r.outcome, Instant::now());
+    }
+    let report = search.report();
+    out.path_mtu = report.path_mtu;
+    out.expected_mtu = Some(report.expected_mtu);
+    let state = if report.searches == 0 {
+        "unknown"
+    } else {
+        report.state.as_str()
+    };
+    out.mtu_state = Some(state.to_string());
+    out.ok = report.searches > 0 && report.state == MtuState::Ok;
+    if !out.ok {
+        let e = last_error.unwrap_or(crate::model::ErrorClass::Timeout);
+        out.error = Some(ErrorInfo::from(&e));
+        out.error_text = Some(if report.searches == 0 {
+            format!(
+                "path-MTU search did not conclude within {}s",
+                MTU_BUDGET.as_secs()
+            )
+        } else {
+            format!(
+                "path MTU {} below the interface MTU {} ({}); last error: {e}",
+                report.path_mtu.map_or("?".into(), |m| m.to_string()),
+                report.expected_mtu,
+                report.state
+            )
+        });
+    }
+    out
+}
+
+/// Run `plan`'s checks and context checks from here. `node`/`zone`: this agent.
+pub async fn run_local(
+    plan: &Plan,
+    runner: &Runner,
+    node: &str,
+    zone: Option<String>,
+) -> SourceLine {
+    let start = Instant::now();
+    let ip = plan.target.ip;
+    let mut set: JoinSet<(usize, bool, CheckOutcome)> = JoinSet::new();
+    for (i, c) in plan.checks.iter().enumerate() {
+        let r = runner.clone();
+        let c = c.clone();
+        (r.on_probe)(c.name());
+        set.spawn(async move {
+            let o = match &c {
+                CheckSpec::Icmp { count, size } => {
+                    let check = Check::Icmp {
+                        ip,
+                        count: *count,
+                        size: *size,
+                    };
+                    outcome_of(
+                        "icmp",
+                        None,
+                        ip,
+                        None,
+                        &r.probers.run(&check, r.timeout).await,
+                    )
+                }
+                CheckSpec::Tcp { port } => {
+                    let check = Check::Tcp {
+                        addr: SocketAddr::new(ip, *port),
+                    };
+                    outcome_of(
+                        "tcp",
+                        None,
+                        ip,
+                        Some(*port),
+                        &r.probers.run(&check, r.timeout).await,
+                    )
+                }
+                CheckSpec::Http { port, path } => {
+                    let check = Check::Http {
+                        addr: SocketAddr::new(ip, *port),
+                        path: path.clone(),
+                        expect_node: None,
+                    };
+                    CheckOutcome {
+                        path: Some(path.clone()),
+                        ..outcome_of(
+                            "http",
+                            None,
+                            ip,
+                            Some(*port),
+                            &r.probers.run(&check, r.timeout).await,
+                        )
+                    }
+                }
+                CheckSpec::Mtu => mtu_check(r.pmtu.clone(), ip, r.timeout).await,
+            };
+            (i, false, o)
+        });
+    }
+    for (i, ContextCheck { layer, ip, .. }) in plan.context.iter().cloned().enumerate() {
+        let r = runner.clone();
+        (r.on_probe)("icmp");
+        set.spawn(async move {
+            let check = Check::Icmp {
+                ip,
+                count: CONTEXT_ECHOES,
+                size: 56,
+            };
+            let res = r.probers.run(&check, r.timeout).await;
+            (
+                i,
+                true,
+                outcome_of("icmp", Some(layer.as_str()), ip, None, &res),
+            )
+        });
+    }
+    let mut checks: Vec<(usize, CheckOutcome)> = Vec::new();
+    let mut context: Vec<(usize, CheckOutcome)> = Vec::new();
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, is_context, o)) = done {
+            if is_context {
+                context.push((i, o));
+            } else {
+                checks.push((i, o));
+            }
+        }
+    }
+    checks.sort_by_key(|(i, _)| *i);
+    context.sort_by_key(|(i, _)| *i);
+    let checks: Vec<CheckOutcome> = checks.into_iter().map(|(_, o)| o).collect();
+    SourceLine {
+        node: node.to_string(),
+        zone,
+        answered: true,
+        error: None,
+        ok: !checks.is_empty() && checks.iter().all(|c| c.ok),
+        elapsed_seconds: start.elapsed().as_secs_f64(),
+        checks,
+        context: context.into_iter().map(|(_, o)| o).collect(),
+    }
+}

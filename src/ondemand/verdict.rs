@@ -1,0 +1,513 @@
+//! From the sources' answers to the verdict: reachable from every source or not, and the
+//! diagnosis engine's findings for this target. Pure.
+//!
+//! Each answering source becomes one agent report: the target as a target (its ICMP, TCP and
+//! HTTP checks as one-probe windows, the MTU check as its path-MTU report) and the target
+//! node's node IP and agent pod IP (the context checks) as a peer. Silent sources are
+//! unreachable agents. The engine runs with one-shot thresholds ([`params`]): one failed probe
+//! is a down cell, since the checks ran just now.
+
+use std::collections::BTreeMap;
+
+use super::{CheckOutcome, Resolved, SourceLine, Verdict};
+use crate::diagnosis::input::MtuReport;
+use crate::diagnosis::{
+    diagnose_with, AgentReport, ErrorCountInfo, Inputs, KubeFacts, LayerStats, Matrix, MtuState,
+    NodeMeta, Params, PeerReport, TargetReport,
+};
+use crate::peers::PeerSet;
+
+/// The engine's thresholds for one-shot results.
+pub fn params() -> Params {
+    Params {
+        min_probes: 1,
+        min_consecutive_failures: 1,
+        min_ratio_probes: 1,
+        min_rounds: 0,
+        ..Params::default()
+    }
+}
+
+/// One check's outcome as a one-probe window.
+pub fn layer_stats(o: &CheckOutcome) -> LayerStats {
+    LayerStats {
+        reachable: Some(o.ok),
+        consecutive_failures: u32::from(!o.ok),
+        probes: 1,
+        successes: u32::from(o.ok),
+        sent: o.sent,
+        received: o.received,
+        success_ratio: Some(if o.ok { 1.0 } else { 0.0 }),
+        loss_ratio: o.loss_ratio,
+        rtt_seconds: None,
+        last_error: o.error.clone(),
+        last_error_age_seconds: o.error.as_ref().map(|_| 0.0),
+        last_probe_age_seconds: Some(0.0),
+        errors: o
+            .error
+            .iter()
+            .map(|e| ErrorCountInfo {
+                kind: e.kind.clone(),
+                count: 1,
+                last: Some(e.clone()),
+                last_age_seconds: Some(0.0),
+            })
+            .collect(),
+    }
+}
+
+fn mtu_state(s: &str) -> MtuState {
+    match s {
+        "ok" => MtuState::Ok,
+        "mismatch" => MtuState::Mismatch,
+        "blackhole" => MtuState::Blackhole,
+        _ => MtuState::Unknown,
+    }
+}
+
+/// The worst outcome of a kind of check (a failing one, else the first).
+fn pick<'a>(checks: &'a [CheckOutcome], kind: &str) -> Option<&'a CheckOutcome> {
+    let mut of_kind = checks.iter().filter(|c| c.check == kind);
+    let first = of_kind.clone().next();
+    of_kind.find(|c| !c.ok).or(first)
+}
+
+/// The engine's input for these answers.
+pub fn inputs(
+    target: &Resolved,
+    lines: &[SourceLine],
+    peers: &PeerSet,
+    kube: Option<KubeFacts>,
+) -> Inputs {
+    let mut agents = Vec::new();
+    let mut unreachable = Vec::new();
+    for l in lines {
+        if !l.answered {
+            unreachable.push(l.node.clone());
+            continue;
+        }
+        let mut layers = BTreeMap::new();
+        for (kind, layer) in [("icmp", "icmp_pod"), ("tcp", "tcp"), ("http", "http")] {
+            if let Some(o) = pick(&l.checks, kind) {
+                layers.insert(layer.to_string(), layer_stats(o));
+            }
+        }
+        let mut mtu = BTreeMap::new();
+        if let Some(m) = pick(&l.checks, "mtu") {
+            mtu.insert(
+                "icmp_pod".to_string(),
+                MtuReport {
+                    path_mtu: m.path_mtu,
+                    state: m.mtu_state.as_deref().map(mtu_state),
+                },
+            );
+        }
+        let protocol = if layers.contains_key("http") {
+            Some("http".to_string())
+        } else if layers.contains_key("tcp") {
+            Some("tcp".to_string())
+        } else {
+            None
+        };
+        let mut ctx: BTreeMap<String, BTreeMap<String, LayerStats>> = BTreeMap::new();
+        if let Some(n) = &target.node {
+            for c in &l.context {
+                if let Some(layer) = &c.layer {
+                    ctx.entry(n.clone())
+                        .or_default()
+                        .insert(layer.clone(), layer_stats(c));
+                }
+            }
+        }
+        agents.push(AgentReport {
+            node: l.node.clone(),
+            zone: l.zone.clone(),
+            ready: Some(true),
+            peers: ctx
+                .into_iter()
+                .map(|(node, layers)| PeerReport {
+                    node,
+                    layers,
+                    ..PeerReport::default()
+                })
+                .collect(),
+            targets: vec![TargetReport {
+                name: target.label.clone(),
+                ip: Some(target.ip),
+                port: target.port,
+                protocol,
+                layers,
+                mtu,
+                ..TargetReport::default()
+            }],
+            ..AgentReport::default()
+        });
+    }
+    Inputs {
+        agents,
+        unreachable_agents: unreachable,
+        nodes: peers
+            .peers
+            .iter()
+            .map(|p| NodeMeta {
+                name: p.node.clone(),
+                zone: p.zone.clone(),
+                node_ip: Some(p.node_ip),
+                pod_ip: Some(p.pod_ip),
+                pod_gateway: None,
+                pod_cidr: None,
+            })
+            .collect(),
+        kube,
+    }
+}
+
+/// The asked agent (`me`) answered but reached none of the other sources (at least two), and
+/// its own checks fail: from its view alone "everyone else is down" and "I am cut off" look the
+/// same, and the second is far likelier. Real data: `cni node-1` asked through node-1 read as
+/// "node_down node-3" at 95%.
+pub fn caution(me: &str, lines: &[SourceLine]) -> Option<String> {
+    let own = lines.iter().find(|l| l.node == me && l.answered)?;
+    let others: Vec<&SourceLine> = lines.iter().filter(|l| l.node != me).collect();
+    if own.ok || others.len() < 2 || others.iter().any(|l| l.answered) {
+        return None;
+    }
+    Some(format!(
+        "{me}, the agent asked, reached none of the {} other agents and its own checks fail: the fault may be on {me} itself (its pod network or uplink), and the findings rest on its view alone. Ask an agent on another node (--agent).",
+        others.len()
+    ))
+}
+
+/// Every agent of the other zone(s) is silent while every agent of the asked agent's zone
+/// answered: the per-target checks cannot show it, but the silence itself points at a zone
+/// partition. Real data: `partition zone-a zone-b` asked through node-1 gave no finding.
+pub fn zone_silence(me: &str, lines: &[SourceLine], peers: &PeerSet) -> Option<String> {
+    let zone = |n: &str| peers.peer(n).and_then(|p| p.zone.clone());
+    let mine = zone(me)?;
+    let silent: Vec<&SourceLine> = lines.iter().filter(|l| !l.answered).collect();
+    if silent.len() < 2
+        || lines
+            .iter()
+            .any(|l| l.answered != (zone(&l.node).as_deref() == Some(&mine)))
+    {
+        return None;
+    }
+    let mut zones: Vec<String> = silent.iter().filter_map(|l| zone(&l.node)).collect();
+    zones.sort();
+    zones.dedup();
+    let names: Vec<&str> = silent.iter().map(|l| l.node.as_str()).collect();
+    Some(format!(
+        "every agent in {} ({}) is silent while every agent in {mine} answered: the zones may be cut off from each other (VPC routes, security groups, a zone partition); `meshprobe diagnose` shows the whole mesh",
+        zones.join(", "),
+        names.join(", ")
+    ))
+}
+
+/// The verdict for these answers; `me` is the agent that fanned out.
+pub fn verdict(
+    target: &Resolved,
+    lines: &[SourceLine],
+    peers: &PeerSet,
+    kube: Option<KubeFacts>,
+    me: &str,
+) -> Verdict {
+    let inp = inputs(target, lines, peers, kube);
+    let diagnosis = diagnose_with(&Matrix::build(&inp), &params());
+    let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
+    Verdict {
+        caution: caution(me, lines).or_else(|| zone_silence(me, lines, peers)),
+        target: target.clone(),
+        reachable: !lines.is_empty() && bad.is_empty(),
+        reachable_from: good.iter().map(|l| l.node.clone()).collect(),
+        unreachable_from: bad.iter().map(|l| l.node.clone()).collect(),
+        agents_unreachable: inp.unreachable_agents.clone(),
+        diagnosis,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::ErrorInfo;
+    use crate::peers::parse;
+
+    const SET: &str = "peers:\n  - {node: node-1, node_ip: 198.18.1.11, pod_ip: 198.19.1.10, zone: zone-a}\n  - {node: node-2, node_ip: 198.18.2.12, pod_ip: 198.19.2.10, zone: zone-b}\n  - {node: node-3, node_ip: 198.18.1.13, pod_ip: 198.19.3.10, zone: zone-a}\n  - {node: node-4, node_ip: 198.18.2.14, pod_ip: 198.19.4.10, zone: zone-b}\n";
+
+    fn o(check: &str, layer: Option<&str>, ok: bool, err: Option<&str>) -> CheckOutcome {
+        let icmp = check == "icmp";
+        CheckOutcome {
+            check: check.into(),
+            layer: layer.map(str::to_string),
+            ip: "198.19.3.11".parse().unwrap(),
+            port: (!icmp).then_some(8080),
+            path: None,
+            ok,
+            sent: if icmp { 3 } else { 1 },
+            received: match (icmp, ok) {
+                (true, true) => 3,
+                (false, true) => 1,
+                _ => 0,
+            },
+            rtt_seconds: ok.then_some(0.0002),
+            loss_ratio: Some(if ok { 0.0 } else { 1.0 }),
+            path_mtu: None,
+            expected_mtu: None,
+            mtu_state: None,
+            error: err.map(|k| ErrorInfo {
+                kind: k.into(),
+                ..ErrorInfo::default()
+            }),
+            error_text: err.map(str::to_string),
+        }
+    }
+
+    /// A source's line: ICMP and HTTP to the target, ICMP to node-3's pod IP and node IP.
+    fn line(
+        node: &str,
+        icmp: bool,
+        http: Option<&str>,
+        ctx_pod: bool,
+        ctx_node: bool,
+    ) -> SourceLine {
+        let checks = vec![
+            o("icmp", None, icmp, (!icmp).then_some("timeout")),
+            o("http", None, http.is_none(), http),
+        ];
+        SourceLine {
+            node: node.into(),
+            zone: None,
+            answered: true,
+            error: None,
+            ok: checks.iter().all(|c| c.ok),
+            elapsed_seconds: 0.1,
+            checks,
+            context: vec![
+                o(
+                    "icmp",
+                    Some("icmp_pod"),
+                    ctx_pod,
+                    (!ctx_pod).then_some("timeout"),
+                ),
+                o(
+                    "icmp",
+                    Some("icmp_node"),
+                    ctx_node,
+                    (!ctx_node).then_some("timeout"),
+                ),
+            ],
+        }
+    }
+
+    fn target() -> Resolved {
+        Resolved {
+            label: "198.19.3.11:8080".into(),
+            ip: "198.19.3.11".parse().unwrap(),
+            port: Some(8080),
+            node: Some("node-3".into()),
+        }
+    }
+
+    fn causes(v: &Verdict) -> Vec<String> {
+        v.diagnosis
+            .findings
+            .iter()
+            .map(|f| f.cause.as_str().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_lab_faults_from_one_shot_answers() {
+        let set = parse(SET).unwrap();
+        let all = ["node-1", "node-2", "node-3", "node-4"];
+        // (name, lines, reachable, causes)
+        type Case = (&'static str, Vec<SourceLine>, bool, Vec<&'static str>);
+        let table: Vec<Case> = vec![
+            (
+                "healthy",
+                all.iter()
+                    .map(|n| line(n, true, None, true, true))
+                    .collect(),
+                true,
+                vec![],
+            ),
+            (
+                "policy: SYN dropped, ICMP fine, from every node",
+                all.iter()
+                    .map(|n| line(n, true, Some("timeout"), true, true))
+                    .collect(),
+                false,
+                vec!["policy"],
+            ),
+            (
+                "reject: refused from every node",
+                all.iter()
+                    .map(|n| line(n, true, Some("refused"), true, true))
+                    .collect(),
+                false,
+                vec!["application"],
+            ),
+            (
+                "cni on node-3: pods there dead, its node IP fine, its agent silent",
+                all.iter()
+                    .map(|n| {
+                        if *n == "node-3" {
+                            SourceLine::silent(n, None, "timeout".into(), 2.0)
+                        } else {
+                            line(n, false, Some("timeout"), false, true)
+                        }
+                    })
+                    .collect(),
+                false,
+                vec!["cni"],
+            ),
+            (
+                "node-3 down: everything on it dead",
+                all.iter()
+                    .map(|n| {
+                        if *n == "node-3" {
+                            SourceLine::silent(n, None, "timeout".into(), 2.0)
+                        } else {
+                            line(n, false, Some("timeout"), false, false)
+                        }
+                    })
+                    .collect(),
+                false,
+                vec!["node_down"],
+            ),
+        ];
+        for (name, lines, reachable, want) in table {
+            let v = verdict(&target(), &lines, &set, None, "node-1");
+            assert_eq!(v.reachable, reachable, "{name}");
+            assert_eq!(causes(&v), want, "{name}: {}", v.diagnosis);
+            assert_eq!(v.diagnosis.healthy, want.is_empty(), "{name}");
+            for f in &v.diagnosis.findings {
+                assert!(!f.evidence.is_empty() && !f.next_steps.is_empty(), "{name}");
+            }
+            if !want.is_empty() {
+                let f = &v.diagnosis.findings[0];
+                assert!(
+                    f.targets.contains(&"198.19.3.11:8080".to_string())
+                        || f.nodes.contains(&"node-3".to_string()),
+                    "{name}: {f:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kubernetes_facts_sharpen_the_verdict() {
+        use crate::diagnosis::{PodEvent, PodFacts};
+        let set = parse(SET).unwrap();
+        let all = ["node-1", "node-2", "node-4"];
+        // The pod IP is dead from everywhere while node-3's other pods answer.
+        let dead: Vec<SourceLine> = all
+            .iter()
+            .map(|n| line(n, false, Some("timeout"), true, true))
+            .collect();
+        let pod = |ready: bool, events: Vec<PodEvent>| KubeFacts {
+            pods: vec![PodFacts {
+                namespace: "shop".into(),
+                name: "web-7".into(),
+                node: Some("node-3".into()),
+                ip: Some("198.19.3.11".parse().unwrap()),
+                phase: Some("Running".into()),
+                ready: Some(ready),
+                target: None,
+                events,
+            }],
+            ..KubeFacts::default()
+        };
+        let sandbox = vec![PodEvent {
+            reason: "FailedCreatePodSandbox".into(),
+            message: Some("failed to set up pod network".into()),
+            count: Some(4),
+        }];
+        for (facts, want, text) in [
+            (None, "cni", "pod IP does not answer"),
+            (Some(pod(true, sandbox)), "cni", "sandbox creation failed"),
+            (Some(pod(false, vec![])), "application", "not running/Ready"),
+        ] {
+            let v = verdict(&target(), &dead, &set, facts, "node-1");
+            assert_eq!(causes(&v), [want], "{}", v.diagnosis);
+            assert!(
+                v.diagnosis.findings[0].summary.contains(text),
+                "{}",
+                v.diagnosis
+            );
+        }
+    }
+
+    #[test]
+    fn an_isolated_asked_agent_says_so() {
+        let set = parse(SET).unwrap();
+        let silent = |n: &str| SourceLine::silent(n, None, "timeout".into(), 3.0);
+        // cni on node-1, asked through node-1: it reaches nothing, nobody answers it.
+        let cut_off = vec![
+            line("node-1", false, Some("timeout"), false, false),
+            silent("node-2"),
+            silent("node-3"),
+            silent("node-4"),
+        ];
+        let v = verdict(&target(), &cut_off, &set, None, "node-1");
+        assert!(
+            v.caution
+                .as_deref()
+                .is_some_and(|c| c.contains("the fault may be on node-1 itself")),
+            "{v:?}"
+        );
+        // Not when another agent answered, when node-1's own checks pass, or with one other source.
+        let mut one_answers = cut_off.clone();
+        one_answers[1] = line("node-2", false, Some("timeout"), false, false);
+        let mut own_ok = cut_off.clone();
+        own_ok[0] = line("node-1", true, None, true, true);
+        for lines in [one_answers, own_ok, cut_off[..2].to_vec()] {
+            assert_eq!(
+                verdict(&target(), &lines, &set, None, "node-1").caution,
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn a_silent_zone_is_pointed_out() {
+        let set = parse(SET).unwrap();
+        let silent = |n: &str| SourceLine::silent(n, None, "timeout".into(), 3.0);
+        // zone-a: node-1, node-3; zone-b: node-2, node-4.
+        let partition = vec![
+            line("node-1", true, None, true, true),
+            silent("node-2"),
+            line("node-3", true, None, true, true),
+            silent("node-4"),
+        ];
+        let v = verdict(&target(), &partition, &set, None, "node-1");
+        let c = v.caution.expect("a caution");
+        assert!(c.contains("every agent in zone-b (node-2, node-4) is silent while every agent in zone-a answered"), "{c}");
+        // One zone-b agent answering, or a zone-a agent silent: no such note.
+        let mut one = partition.clone();
+        one[1] = line("node-2", true, None, true, true);
+        let mut mate = partition.clone();
+        mate[2] = silent("node-3");
+        for lines in [one, mate] {
+            let v = verdict(&target(), &lines, &set, None, "node-1");
+            assert!(
+                v.caution.as_deref().is_none_or(|c| !c.contains("zones")),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_answers_are_not_reachable() {
+        let set = parse(SET).unwrap();
+        let lines = vec![
+            line("node-1", true, None, true, true),
+            SourceLine::silent("node-2", None, "refused".into(), 0.0),
+        ];
+        let v = verdict(&target(), &lines, &set, None, "node-1");
+        assert!(!v.reachable);
+        assert_eq!(v.reachable_from, ["node-1"]);
+        assert_eq!(v.unreachable_from, ["node-2"]);
+        assert_eq!(v.agents_unreachable, ["node-2"]);
+        assert!(!verdict(&target(), &[], &set, None, "node-1").reachable);
+    }
+}

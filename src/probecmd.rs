@@ -1,0 +1,564 @@
+//! `meshprobe probe TARGET`: ask one agent to probe a target from every agent now.
+//!
+//! Argument handling is pure ([`request_of`]); [`run`] sends the request, prints one progress
+//! line per source node as its answer arrives, then the table (source × check) and the verdict
+//! with evidence and next steps — or, with `-o json`, one JSON document. Exit status: 0
+//! reachable from every source, 1 not, 2 on error (bad arguments, agent unreachable, refused).
+
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
+
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::gather::parse_agent_addr;
+use crate::ondemand::request::{body, parse_target, CheckSpec, TargetSpec, MAX_ICMP_COUNT};
+use crate::ondemand::{client, Accepted, CheckOutcome, Line, SourceLine, Verdict};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// What to probe: IP, IP:PORT, a node name, or pod/NAMESPACE/NAME (with --kube).
+    pub target: String,
+    /// The agent to ask.
+    #[arg(long, env = "MESHPROBE_AGENT", default_value = "http://127.0.0.1:9464")]
+    pub agent: String,
+    /// ICMP echoes per source (0: no ICMP; ICMP lets the verdict tell the network from the service).
+    #[arg(long, default_value_t = 3)]
+    pub icmp: u16,
+    /// TCP connect to this port.
+    #[arg(long)]
+    pub tcp: Option<u16>,
+    /// HTTP GET: PORT/PATH, e.g. 8080/healthz (PORT alone: path /).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Path-MTU search with Don't-Fragment probes.
+    #[arg(long)]
+    pub mtu: bool,
+    /// Source nodes, comma-separated (default: every node).
+    #[arg(long, value_delimiter = ',')]
+    pub from: Vec<String>,
+    /// Output: text for people, json for machines.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Bearer token, when the agents require one.
+    #[arg(long, env = "MESHPROBE_PROBE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Resolve pod/NAMESPACE/NAME targets through the Kubernetes API.
+    #[arg(long)]
+    pub kube: bool,
+    /// Longest wait for the whole answer.
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// The request body the arguments mean, or what is wrong with them.
+pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, String> {
+    match parse_target(&a.target)? {
+        TargetSpec::Pod { .. } if !a.kube => {
+            return Err(format!(
+                "target {:?}: pod targets are resolved through the Kubernetes API: add --kube",
+                a.target
+            ))
+        }
+        TargetSpec::Pod { .. } => {
+            return Err(format!(
+                "target {:?}: --kube needs Kubernetes support (not in this build yet); give the pod's IP or IP:PORT",
+                a.target
+            ))
+        }
+        _ => {}
+    }
+    if a.icmp > MAX_ICMP_COUNT {
+        return Err(format!("--icmp {}: at most {MAX_ICMP_COUNT}", a.icmp));
+    }
+    let mut checks = Vec::new();
+    if a.icmp > 0 {
+        checks.push(CheckSpec::Icmp {
+            count: a.icmp,
+            size: 56,
+        });
+    }
+    if let Some(port) = a.tcp {
+        if port == 0 {
+            return Err("--tcp 0: port must be 1-65535".into());
+        }
+        checks.push(CheckSpec::Tcp { port });
+    }
+    if let Some(h) = &a.http {
+        let (port, path) = match h.split_once('/') {
+            Some((p, rest)) => (p, format!("/{rest}")),
+            None => (h.as_str(), "/".to_string()),
+        };
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("--http {h:?}: expected PORT/PATH, e.g. 8080/healthz"))?;
+        checks.push(CheckSpec::Http { port, path });
+    }
+    if a.mtu {
+        checks.push(CheckSpec::Mtu);
+    }
+    if checks.is_empty() {
+        return Err("no checks: --icmp 0 and no --tcp, --http or --mtu".into());
+    }
+    let from = (!a.from.is_empty()).then_some(a.from.as_slice());
+    Ok(body(a.target.trim(), &checks, from))
+}
+
+/// Everything the agent answered.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Answer {
+    pub accepted: Option<Accepted>,
+    pub sources: Vec<SourceLine>,
+    pub verdict: Option<Verdict>,
+}
+
+pub async fn run(args: ProbeArgs) -> Result<u8> {
+    let req = request_of(&args).map_err(Error::Config)?;
+    let addr = parse_agent_addr(&args.agent).map_err(Error::Config)?;
+    let timeout = parse_duration(&args.timeout)
+        .map_err(|e| Error::Config(format!("--timeout {:?}: {e}", args.timeout)))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut headers = Vec::new();
+    if let Some(t) = &args.token {
+        headers.push(("authorization", format!("Bearer {t}")));
+    }
+    let mut a = client::post(
+        addr,
+        "/api/v1/probe",
+        &headers,
+        req.to_string().into_bytes(),
+        deadline,
+    )
+    .await
+    .map_err(|e| Error::NoAnswer(format!("agent {addr}: {e}")))?;
+    if a.status != 200 {
+        let text = a.text(64 * 1024).await.unwrap_or_default();
+        let why = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        return Err(Error::NoAnswer(format!(
+            "agent {addr} refused the probe (HTTP {}): {why}",
+            a.status
+        )));
+    }
+    let json = args.output == Output::Json;
+    let mut answer = Answer::default();
+    loop {
+        let line = a
+            .next_line()
+            .await
+            .map_err(|e| Error::NoAnswer(format!("agent {addr}: {e}")))?;
+        let Some(line) = line else { break };
+        let parsed: Line = serde_json::from_str(&line).map_err(|e| {
+            Error::NoAnswer(format!(
+                "agent {addr}: unexpected answer line ({e}): {line:.200}"
+            ))
+        })?;
+        match parsed {
+            Line::Accepted(acc) => {
+                let msg = accepted_text(&acc);
+                if json {
+                    eprintln!("{msg}");
+                } else {
+                    println!("{msg}");
+                }
+                answer.accepted = Some(acc);
+            }
+            Line::Source(s) => {
+                let msg = progress(&s);
+                if json {
+                    eprintln!("{msg}");
+                } else {
+                    println!("{msg}");
+                }
+                answer.sources.push(s);
+            }
+            Line::Verdict(v) => answer.verdict = Some(v),
+        }
+    }
+    // The table in the order the sources were listed, whatever order they answered in.
+    if let Some(acc) = &answer.accepted {
+        let order = &acc.sources;
+        answer
+            .sources
+            .sort_by_key(|s| order.iter().position(|n| *n == s.node));
+    }
+    let Some(v) = &answer.verdict else {
+        return Err(Error::NoAnswer(format!(
+            "agent {addr}: the answer ended before the verdict"
+        )));
+    };
+    let code = if v.reachable { 0 } else { 1 };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        print!("\n{}\n{}", table(&answer.sources), verdict_text(v));
+    }
+    Ok(code)
+}
+
+fn check_label(c: &CheckSpec) -> String {
+    match c {
+        CheckSpec::Icmp { count, .. } => format!("icmp ×{count}"),
+        CheckSpec::Tcp { port } => format!("tcp :{port}"),
+        CheckSpec::Http { port, path } => format!("http :{port}{path}"),
+        CheckSpec::Mtu => "path MTU".into(),
+    }
+}
+
+pub fn accepted_text(a: &Accepted) -> String {
+    let checks: Vec<String> = a.checks.iter().map(check_label).collect();
+    format!(
+        "probing {} ({}{}) from {} node(s): {}; answers within {:.0}s",
+        a.target.label,
+        a.target.ip,
+        a.target
+            .node
+            .as_ref()
+            .map_or(String::new(), |n| format!(", on {n}")),
+        a.sources.len(),
+        checks.join(", "),
+        a.deadline_seconds.ceil()
+    )
+}
+
+fn ms(s: Option<f64>) -> String {
+    s.map_or("-".into(), |v| format!("{:.2} ms", v * 1000.0))
+}
+
+/// One line per source as it answers.
+pub fn progress(s: &SourceLine) -> String {
+    if !s.answered {
+        return format!(
+            "  {:<12} NO ANSWER  {}",
+            s.node,
+            s.error.as_deref().unwrap_or("")
+        );
+    }
+    let failed: Vec<String> = s
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.check,
+                c.error_text.as_deref().unwrap_or("failed")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        format!("  {:<12} ok         ({:.2}s)", s.node, s.elapsed_seconds)
+    } else {
+        format!("  {:<12} FAIL       {}", s.node, failed.join("; "))
+    }
+}
+
+fn outcome_label(c: &CheckOutcome) -> String {
+    match c.check.as_str() {
+        "tcp" | "http" => format!(
+            "{} :{}{}",
+            c.check,
+            c.port.unwrap_or(0),
+            c.path.as_deref().unwrap_or("")
+        ),
+        "icmp" => format!("icmp ×{}", c.sent),
+        other => other.to_string(),
+    }
+}
+
+/// Source node × check: result, RTT, loss, MTU, error.
+pub fn table(sources: &[SourceLine]) -> String {
+    let mut rows = vec![[
+        "SOURCE".to_string(),
+        "CHECK".into(),
+        "RESULT".into(),
+        "RTT".into(),
+        "LOSS".into(),
+        "MTU".into(),
+        "ERROR".into(),
+    ]];
+    for s in sources {
+        if !s.answered {
+            rows.push([
+                s.node.clone(),
+                "-".into(),
+                "no answer".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                s.error.clone().unwrap_or_default(),
+            ]);
+            continue;
+        }
+        for c in &s.checks {
+            rows.push([
+                s.node.clone(),
+                outcome_label(c),
+                if c.ok { "ok" } else { "FAIL" }.into(),
+                ms(c.rtt_seconds),
+                c.loss_ratio
+                    .map_or("-".into(), |l| format!("{:.0}%", l * 100.0)),
+                match (c.path_mtu, &c.mtu_state) {
+                    (Some(m), Some(st)) => format!("{m} {st}"),
+                    (None, Some(st)) => st.clone(),
+                    _ => "-".into(),
+                },
+                c.error_text.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    let mut width = [0usize; 7];
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i == 6 {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = width[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The verdict with its evidence and next steps.
+pub fn verdict_text(v: &Verdict) -> String {
+    let mut out = String::new();
+    let total = v.reachable_from.len() + v.unreachable_from.len();
+    if v.reachable {
+        let _ = writeln!(
+            out,
+            "verdict: {} is reachable from every source ({total} of {total})",
+            v.target.label
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "verdict: {} is NOT reachable from {} ({} of {total} sources)",
+            v.target.label,
+            v.unreachable_from.join(", "),
+            v.unreachable_from.len()
+        );
+        if !v.agents_unreachable.is_empty() {
+            let _ = writeln!(
+                out,
+                "  agents that did not answer (evidence, e.g. node down): {}",
+                v.agents_unreachable.join(", ")
+            );
+        }
+    }
+    if let Some(c) = &v.caution {
+        let _ = writeln!(out, "  CAUTION: {c}");
+    }
+    if v.diagnosis.findings.is_empty() {
+        if !v.reachable {
+            out.push_str(
+                "  the diagnosis engine names no single cause for these answers (too few sources fail the same way); see the table\n",
+            );
+        }
+        return out;
+    }
+    for f in &v.diagnosis.findings {
+        let _ = writeln!(
+            out,
+            "\n[{}] {} (confidence {:.0}%)",
+            f.cause,
+            f.summary,
+            f.confidence * 100.0
+        );
+        for e in &f.evidence {
+            let _ = writeln!(out, "  evidence: {e}");
+        }
+        for n in &f.next_steps {
+            let _ = writeln!(out, "  next: {n}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        a: ProbeArgs,
+    }
+
+    fn args(v: &[&str]) -> ProbeArgs {
+        P::try_parse_from(std::iter::once("probe").chain(v.iter().copied()))
+            .unwrap()
+            .a
+    }
+
+    #[test]
+    fn arguments_to_requests() {
+        let r = request_of(&args(&[
+            "198.19.3.11:8080",
+            "--http",
+            "8080/healthz",
+            "--from",
+            "node-1,node-2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"target": "198.19.3.11:8080", "checks": [
+                {"kind": "icmp", "count": 3, "size": 56},
+                {"kind": "http", "port": 8080, "path": "/healthz"}],
+                "from": ["node-1", "node-2"]})
+        );
+        let r = request_of(&args(&["node-2", "--icmp", "0", "--tcp", "22", "--mtu"])).unwrap();
+        assert_eq!(
+            r["checks"],
+            serde_json::json!([{"kind": "tcp", "port": 22}, {"kind": "mtu"}])
+        );
+        assert!(r.get("from").is_none());
+        let r = request_of(&args(&["10.0.0.1", "--http", "80"])).unwrap();
+        assert_eq!(r["checks"][1]["path"], "/");
+        // Errors name the argument.
+        let bad: &[(&[&str], &str)] = &[
+            (&["pod/default/web"], "add --kube"),
+            (
+                &["pod/default/web", "--kube"],
+                "needs Kubernetes support (not in this build yet)",
+            ),
+            (&["10.0.0.1", "--icmp", "21"], "--icmp 21: at most 20"),
+            (&["10.0.0.1", "--icmp", "0"], "no checks"),
+            (
+                &["10.0.0.1", "--http", "web/x"],
+                "--http \"web/x\": expected PORT/PATH",
+            ),
+            (&["10.0.0.1", "--tcp", "0"], "--tcp 0"),
+            (&["1.2.3"], "not an IP"),
+            (&["a b"], "as a node name"),
+        ];
+        for (v, want) in bad {
+            let e = request_of(&args(v)).unwrap_err();
+            assert!(e.contains(want), "{v:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn table_and_verdict_text() {
+        use crate::diagnosis::{Diagnosis, ErrorInfo};
+        use crate::ondemand::Resolved;
+        let ok = CheckOutcome {
+            check: "icmp".into(),
+            layer: None,
+            ip: "198.19.3.11".parse().unwrap(),
+            port: None,
+            path: None,
+            ok: true,
+            sent: 3,
+            received: 3,
+            rtt_seconds: Some(0.000_21),
+            loss_ratio: Some(0.0),
+            path_mtu: None,
+            expected_mtu: None,
+            mtu_state: None,
+            error: None,
+            error_text: None,
+        };
+        let failed = CheckOutcome {
+            check: "http".into(),
+            port: Some(8080),
+            path: Some("/healthz".into()),
+            ok: false,
+            sent: 1,
+            received: 0,
+            rtt_seconds: None,
+            loss_ratio: Some(1.0),
+            error: Some(ErrorInfo {
+                kind: "timeout".into(),
+                ..ErrorInfo::default()
+            }),
+            error_text: Some("timeout".into()),
+            ..ok.clone()
+        };
+        let sources = vec![
+            SourceLine {
+                node: "node-1".into(),
+                zone: None,
+                answered: true,
+                error: None,
+                ok: false,
+                elapsed_seconds: 0.5,
+                checks: vec![ok, failed],
+                context: vec![],
+            },
+            SourceLine::silent(
+                "node-3",
+                None,
+                "agent at 198.19.3.10:9464 did not answer: timeout".into(),
+                3.2,
+            ),
+        ];
+        let t = table(&sources);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "SOURCE  CHECK               RESULT     RTT      LOSS  MTU  ERROR"
+        );
+        assert_eq!(
+            lines[1],
+            "node-1  icmp ×3             ok         0.21 ms  0%    -"
+        );
+        assert_eq!(
+            lines[2],
+            "node-1  http :8080/healthz  FAIL       -        100%  -    timeout"
+        );
+        assert!(
+            lines[3].starts_with("node-3  -                   no answer"),
+            "{t}"
+        );
+        assert!(progress(&sources[0]).contains("FAIL       http: timeout"));
+        assert!(progress(&sources[1]).contains("NO ANSWER"));
+        let v = Verdict {
+            target: Resolved {
+                label: "198.19.3.11:8080".into(),
+                ip: "198.19.3.11".parse().unwrap(),
+                port: Some(8080),
+                node: Some("node-3".into()),
+            },
+            reachable: false,
+            reachable_from: vec![],
+            unreachable_from: vec!["node-1".into(), "node-3".into()],
+            agents_unreachable: vec!["node-3".into()],
+            caution: None,
+            diagnosis: Diagnosis::new(vec![]),
+        };
+        let text = verdict_text(&v);
+        assert!(
+            text.starts_with(
+                "verdict: 198.19.3.11:8080 is NOT reachable from node-1, node-3 (2 of 2 sources)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("did not answer (evidence, e.g. node down): node-3"));
+        assert!(text.contains("names no single cause"));
+    }
+}

@@ -1,0 +1,621 @@
+//! `POST /api/v1/probe` on real agents (HTTP server, fan-out, streaming) on 127.0.0.x, with fake
+//! probers that record every probe they are asked for: refusals (and that they send nothing),
+//! the token, 429, the NDJSON shape, an unreachable peer agent, and the `meshprobe probe` CLI's
+//! output and exit codes. No root needed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshprobe::config::{AgentConfig, PairMetrics, ProbeConfig};
+use meshprobe::model::{Check, ErrorClass, ProbeResult};
+use meshprobe::ondemand::client;
+use meshprobe::probe::{BoxFuture, Prober, Probers};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
+/// The target every accepted request probes; refused ones name others.
+const TARGET: &str = "127.0.0.50";
+
+/// Records every probe by destination IP; TCP/HTTP to port 9 are refused, TCP to port 7 takes
+/// 400 ms, the rest succeed at once.
+#[derive(Default)]
+struct Fake {
+    log: Mutex<Vec<(IpAddr, String)>>,
+}
+
+impl Fake {
+    fn to(&self, ip: &str) -> usize {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, _)| *d == ip)
+            .count()
+    }
+}
+
+impl Prober for Fake {
+    fn probe<'a>(&'a self, check: &'a Check, _timeout: Duration) -> BoxFuture<'a, ProbeResult> {
+        Box::pin(async move {
+            let kind = match check {
+                Check::Icmp { .. } => "icmp",
+                Check::Tcp { .. } => "tcp",
+                Check::Http { .. } => "http",
+            };
+            self.log
+                .lock()
+                .unwrap()
+                .push((check.destination_ip(), kind.to_string()));
+            match check {
+                Check::Icmp { count, .. } => ProbeResult {
+                    sent: *count,
+                    received: *count,
+                    rtts: vec![Duration::from_micros(200); usize::from(*count)],
+                    phases: None,
+                    error: None,
+                },
+                Check::Tcp { addr } | Check::Http { addr, .. } if addr.port() == 9 => {
+                    ProbeResult::failed(1, ErrorClass::Refused)
+                }
+                Check::Tcp { addr } if addr.port() == 7 => {
+                    // A slow service: holds its in-flight slot for a while.
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    ProbeResult::ok(Duration::from_millis(400), None)
+                }
+                _ => ProbeResult::ok(Duration::from_micros(500), None),
+            }
+        })
+    }
+}
+
+struct Agent {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+/// A peers file: each (node, pod IP, port) with node IP 127.0.1.N.
+fn peers_file(name: &str, agents: &[(&str, &str, u16)]) -> PathBuf {
+    let peers: Vec<Value> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (node, ip, port))| {
+            serde_json::json!({"node": node, "node_ip": format!("127.0.1.{}", i + 1), "pod_ip": ip, "port": port})
+        })
+        .collect();
+    let path =
+        std::env::temp_dir().join(format!("mp-probe-api-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, serde_json::json!({"peers": peers}).to_string()).unwrap();
+    path
+}
+
+async fn start(
+    node: &str,
+    listener: TcpListener,
+    peers: PathBuf,
+    probe: ProbeConfig,
+    fake: Arc<Fake>,
+) -> Agent {
+    let addr = listener.local_addr().unwrap();
+    let cfg = AgentConfig {
+        node_name: node.into(),
+        zone: None,
+        listen: addr,
+        peers_file: peers,
+        discovery: meshprobe::config::Discovery::File,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        window: Duration::from_secs(10),
+        icmp_count: 1,
+        icmp_size: 56,
+        max_rate: 1000,
+        max_in_flight: 16,
+        pair_metrics: PairMetrics::All,
+        layers: meshprobe::model::Layers::ALL,
+        mtu_interval: None,
+        mtu_search_interval: Duration::from_secs(600),
+        probe,
+    };
+    let probers = Probers {
+        icmp: fake.clone(),
+        tcp: fake.clone(),
+        http: fake,
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        meshprobe::agent::run(cfg, listener, (probers, "fake"), async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("agent runs");
+    });
+    Agent {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// POST a body; (status, NDJSON lines parsed).
+async fn post(addr: SocketAddr, body: &str, headers: &[(&str, String)]) -> (u16, Vec<Value>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut a = client::post(
+        addr,
+        "/api/v1/probe",
+        headers,
+        body.as_bytes().to_vec(),
+        deadline,
+    )
+    .await
+    .expect("agent answers");
+    let text = a.text(1 << 20).await.expect("answer read");
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (a.status, lines)
+}
+
+/// `meshprobe_ondemand_*` samples from /metrics: name{labels} → value.
+async fn ondemand_metrics(addr: SocketAddr) -> HashMap<String, f64> {
+    let body = meshprobe::probe::http::fetch(addr, "/metrics", Duration::from_secs(5), 1 << 22)
+        .await
+        .expect("metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("meshprobe_ondemand_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Loopback targets need an explicit --allow-cidr (the peer set never opens them).
+fn allow_loopback() -> ProbeConfig {
+    ProbeConfig {
+        allow_cidrs: vec![meshprobe::diagnosis::matrix::Cidr::parse("127.0.0.0/24").unwrap()],
+        ..ProbeConfig::default()
+    }
+}
+
+/// Two agents (node-a on 127.0.0.1, node-b on 127.0.0.2) sharing one peers file.
+async fn pair(name: &str, probe: ProbeConfig) -> (Agent, Agent, Arc<Fake>, Arc<Fake>) {
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let file = peers_file(
+        name,
+        &[
+            ("node-a", "127.0.0.1", la.local_addr().unwrap().port()),
+            ("node-b", "127.0.0.2", lb.local_addr().unwrap().port()),
+        ],
+    );
+    let (fa, fb) = (Arc::new(Fake::default()), Arc::new(Fake::default()));
+    let a = start("node-a", la, file.clone(), probe.clone(), fa.clone()).await;
+    let b = start("node-b", lb, file, probe, fb.clone()).await;
+    (a, b, fa, fb)
+}
+
+#[tokio::test]
+async fn streams_one_line_per_source_then_the_verdict() {
+    let (a, b, fa, fb) = pair("stream", allow_loopback()).await;
+    let body = format!(
+        r#"{{"target":"{TARGET}:8080","checks":[{{"kind":"icmp","count":4}},{{"kind":"http","path":"/healthz"}}]}}"#
+    );
+    let (status, lines) = post(a.addr, &body, &[]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["accepted", "source", "source", "verdict"],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["sources"], serde_json::json!(["node-a", "node-b"]));
+    assert_eq!(
+        lines[0]["target"]["node"], "node-a",
+        "127.0.0.50 is in node-a's /24"
+    );
+    let mut nodes: Vec<&str> = lines[1..3]
+        .iter()
+        .map(|l| l["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node-a", "node-b"]);
+    for l in &lines[1..3] {
+        assert_eq!(l["answered"], true);
+        assert_eq!(l["ok"], true, "{l}");
+        let checks: Vec<&str> = l["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["check"].as_str().unwrap())
+            .collect();
+        assert_eq!(checks, ["icmp", "http"]);
+        assert_eq!(l["checks"][0]["sent"], 4);
+        assert_eq!(l["checks"][1]["port"], 8080);
+    }
+    let v = &lines[3];
+    assert_eq!(v["reachable"], true, "{v}");
+    assert_eq!(v["healthy"], true, "{v}");
+    assert_eq!(v["reachable_from"], serde_json::json!(["node-a", "node-b"]));
+    // Each agent probed the target itself: ICMP and HTTP once each.
+    assert_eq!(fa.to(TARGET), 2);
+    assert_eq!(fb.to(TARGET), 2);
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"accepted\"}"],
+        1.0
+    );
+    assert_eq!(m["meshprobe_ondemand_probes_total{check=\"http\"}"], 1.0);
+    // node-b got the forwarded request (and counts it as accepted there).
+    let m = ondemand_metrics(b.addr).await;
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"accepted\"}"],
+        1.0
+    );
+
+    // A failing service: refused from both sources reads as `application`, not reachable.
+    let body = format!(
+        r#"{{"target":"{TARGET}:9","checks":[{{"kind":"icmp","count":3}},{{"kind":"tcp"}}]}}"#
+    );
+    let (status, lines) = post(a.addr, &body, &[]).await;
+    assert_eq!(status, 200);
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    assert_eq!(v["findings"][0]["cause"], "application", "{v}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
+    let (a, b, fa, fb) = pair("refuse", allow_loopback()).await;
+    let big = format!(r#"{{"target":"{TARGET}","pad":"{}"}}"#, "x".repeat(20_000));
+    let cases: Vec<(String, u16, &str, &str)> = vec![
+        ("not json".into(), 400, "bad_request", "127.0.0.9"),
+        (
+            r#"{"target":"10.9.8.7"}"#.into(),
+            403,
+            "target_not_allowed",
+            "10.9.8.7",
+        ),
+        (
+            r#"{"target":"198.51.100.7:80"}"#.into(),
+            403,
+            "target_not_allowed",
+            "198.51.100.7",
+        ),
+        (
+            r#"{"target":"127.0.0.9","checks":[{"kind":"icmp","count":50}]}"#.into(),
+            400,
+            "bad_request",
+            "127.0.0.9",
+        ),
+        (
+            r#"{"target":"127.0.0.9","from":["node-z"]}"#.into(),
+            404,
+            "unknown_node",
+            "127.0.0.9",
+        ),
+        (
+            r#"{"target":"pod/default/web"}"#.into(),
+            501,
+            "kubernetes_unavailable",
+            "127.0.0.9",
+        ),
+        (
+            r#"{"target":"224.0.0.1"}"#.into(),
+            403,
+            "target_not_allowed",
+            "224.0.0.1",
+        ),
+        (
+            // Outside the allowed 127.0.0.0/24: loopback is never derived from the peer set.
+            r#"{"target":"127.0.2.9:10250"}"#.into(),
+            403,
+            "target_not_allowed",
+            "127.0.2.9",
+        ),
+        (big, 413, "too_large", TARGET),
+    ];
+    for (body, status, code, ip) in &cases {
+        let (got, lines) = post(a.addr, body, &[]).await;
+        assert_eq!(got, *status, "{body:.80}: {lines:?}");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["code"], *code, "{lines:?}");
+        assert!(lines[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(fa.to(ip) + fb.to(ip), 0, "{code}: probes were sent to {ip}");
+    }
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(sum(&m, "meshprobe_ondemand_probes_total"), 0.0, "{m:?}");
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"target_not_allowed\"}"],
+        4.0
+    );
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"bad_request\"}"],
+        2.0
+    );
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"accepted\"}"],
+        0.0
+    );
+    let mb = ondemand_metrics(b.addr).await;
+    assert_eq!(
+        sum(&mb, "meshprobe_ondemand_requests_total"),
+        0.0,
+        "nothing forwarded"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn token_and_rate_limit() {
+    let probe = ProbeConfig {
+        token: Some("s3cret".into()),
+        rate_per_minute: 3,
+        burst: 3,
+        ..allow_loopback()
+    };
+    let (a, b, fa, _fb) = pair("token", probe).await;
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
+    );
+    let (s, l) = post(a.addr, &body, &[]).await;
+    assert_eq!((s, l[0]["code"].as_str()), (401, Some("unauthorized")));
+    let (s, l) = post(a.addr, &body, &[("authorization", "Bearer nope".into())]).await;
+    assert_eq!((s, l[0]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(fa.to(TARGET), 0);
+    let good = [("authorization", "Bearer s3cret".to_string())];
+    // Three requests per minute: the refusals above did not spend any (they stop at the token).
+    for _ in 0..3 {
+        let (s, l) = post(a.addr, &body, &good).await;
+        assert_eq!(s, 200, "{l:?}");
+        assert_eq!(l.last().unwrap()["reachable"], true);
+    }
+    let (s, l) = post(a.addr, &body, &good).await;
+    assert_eq!(
+        (s, l[0]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{l:?}"
+    );
+    assert!(l[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("at most 3 per minute"));
+    assert_eq!(fa.to(TARGET), 3, "the 429 sent nothing");
+    // The token is passed on when fanning out: node-a accepts the request node-b forwards
+    // (forwarded requests from a peer agent are not rate-limited again).
+    let body_a = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
+    );
+    let (s, l) = post(b.addr, &body_a, &good).await;
+    assert_eq!(s, 200);
+    assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
+    assert_eq!(fa.to(TARGET), 4);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_agent_is_a_line_saying_so() {
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // node-c's agent: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = peers_file(
+        "silent",
+        &[
+            ("node-a", "127.0.0.1", la.local_addr().unwrap().port()),
+            ("node-c", "127.0.0.3", closed),
+        ],
+    );
+    let fa = Arc::new(Fake::default());
+    let a = start("node-a", la, file, allow_loopback(), fa).await;
+    let (s, lines) = post(a.addr, &format!(r#"{{"target":"{TARGET}"}}"#), &[]).await;
+    assert_eq!(s, 200);
+    let c = lines
+        .iter()
+        .find(|l| l["node"] == "node-c")
+        .expect("a line for node-c");
+    assert_eq!(c["answered"], false);
+    assert!(
+        c["error"].as_str().unwrap().contains("did not answer"),
+        "{c}"
+    );
+    let v = lines.last().unwrap();
+    assert_eq!(v["type"], "verdict");
+    assert_eq!(v["reachable"], false);
+    assert_eq!(v["agents_unreachable"], serde_json::json!(["node-c"]));
+
+    // The CLI: progress lines, the table, the verdict; exit 1 (not reachable from node-c).
+    let url = format!("http://{}", a.addr);
+    let run = |args: &[&str]| {
+        let out = Command::new(EXE).arg("probe").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&[TARGET, "--agent", &url, "--tcp", "8080"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "{out}{err}");
+    for want in [
+        "probing 127.0.0.50",
+        "node-a",
+        "NO ANSWER",
+        "SOURCE",
+        "RTT",
+        "LOSS",
+        "MTU",
+        "tcp :8080",
+        "verdict: 127.0.0.50 is NOT reachable from node-c",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    // From node-a alone: reachable, exit 0; -o json is one document.
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&[TARGET, "--agent", &url, "--from", "node-a", "-o", "json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(doc["verdict"]["reachable"], true);
+    assert_eq!(doc["sources"][0]["node"], "node-a");
+    // Refused, bad arguments, no agent: exit 2 with the reason.
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&["10.1.1.1", "--agent", &url])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(err.contains("outside the allowed CIDRs"), "{err}");
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        run(&[TARGET, "--agent", &format!("http://127.0.0.3:{closed}")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(err.contains("127.0.0.3"), "{err}");
+    let (code, _, err) = tokio::task::spawn_blocking(move || run(&["pod/default/web", "--kube"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not in this build yet"), "{err}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_requests_do_not_fan_out_and_slots_are_bounded() {
+    let probe = ProbeConfig {
+        max_concurrent: 1,
+        ..allow_loopback()
+    };
+    let (a, b, fa, fb) = pair("forwarded", probe).await;
+    // Marked as forwarded: node-a runs it itself and answers one line, asking nobody.
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":2}}],"from":["node-b"]}}"#
+    );
+    let (s, lines) = post(
+        a.addr,
+        &body,
+        &[(meshprobe::ondemand::FORWARDED_HEADER, "node-b".into())],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["type"], "source");
+    assert_eq!(lines[0]["node"], "node-a");
+    assert_eq!((fa.to(TARGET), fb.to(TARGET)), (1, 0), "no recursion");
+
+    // One request at a time: a second one while a slow one runs is refused, and sends nothing.
+    let slow =
+        format!(r#"{{"target":"{TARGET}:7","checks":[{{"kind":"tcp"}}],"from":["node-a"]}}"#);
+    let addr = a.addr;
+    let first = tokio::spawn(async move { post(addr, &slow, &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = fa.to(TARGET);
+    let (s, lines) = post(a.addr, &body, &[]).await;
+    assert_eq!(
+        (s, lines[0]["code"].as_str()),
+        (429, Some("busy")),
+        "{lines:?}"
+    );
+    assert_eq!(fa.to(TARGET), before, "the refused request sent nothing");
+    let (s, lines) = first.await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(lines.last().unwrap()["reachable"], true);
+    // The slot is free again.
+    let (s, _) = post(a.addr, &body, &[]).await;
+    assert_eq!(s, 200);
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(
+        m["meshprobe_ondemand_requests_total{outcome=\"busy\"}"],
+        1.0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_agent_that_hangs_is_cut_off_at_the_deadline() {
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // node-h's agent accepts connections and never answers.
+    let hang = TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let file = peers_file(
+        "hang",
+        &[
+            ("node-a", "127.0.0.1", la.local_addr().unwrap().port()),
+            ("node-h", "127.0.0.4", hang_port),
+        ],
+    );
+    let a = start(
+        "node-a",
+        la,
+        file,
+        allow_loopback(),
+        Arc::new(Fake::default()),
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    let (s, lines) = post(a.addr, &format!(r#"{{"target":"{TARGET}"}}"#), &[]).await;
+    let took = t0.elapsed();
+    assert_eq!(s, 200);
+    let deadline = lines[0]["deadline_seconds"].as_f64().unwrap();
+    // Probe timeout 500 ms: the local part is bounded by 1.25 s, a peer gets 2 s more.
+    assert!((3.0..=4.0).contains(&deadline), "{deadline}");
+    assert!(took.as_secs_f64() < deadline + 1.5, "took {took:?}");
+    let h = lines
+        .iter()
+        .find(|l| l["node"] == "node-h")
+        .expect("a line for node-h");
+    assert_eq!(h["answered"], false);
+    assert!(h["error"].as_str().unwrap().contains("timeout"), "{h}");
+    // node-a's own line came first, without waiting for node-h.
+    assert_eq!(lines[1]["node"], "node-a");
+    assert_eq!(lines.last().unwrap()["reachable"], false);
+    holder.abort();
+    a.stop().await;
+}

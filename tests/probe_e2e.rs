@@ -1,0 +1,289 @@
+//! End-to-end on the real lab (root): `meshprobe probe` through node-1's agent against the
+//! lab's target pod on node-3 (`web-node-3`, 198.19.3.11:8080, see src/lab/plan.rs) — green
+//! from every node on a clean lab; `policy` behind a `policy` fault; `application` behind
+//! `reject`; `cni` with a `cni` fault on its node; a caution when the asked agent's own node is
+//! cut off; and a refused target sends nothing (every agent's on-demand counters).
+//!
+//! Needs root (network namespaces); without it the test prints why and returns.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use meshprobe::lab::netns;
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
+const WEB3: &str = "198.19.3.11:8080";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A running lab; `lab down` on drop, whatever happened.
+struct Lab {
+    prefix: String,
+    child: Option<Child>,
+}
+
+impl Lab {
+    fn up(prefix: &str) -> Lab {
+        let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(EXE)
+            .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
+            .args(["--nodes", "4", "--zones", "2"])
+            .args(["--interval", "1s", "--timeout", "500ms", "--window", "8s"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn meshprobe lab up");
+        let mut lab = Lab {
+            prefix: prefix.to_string(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Ctrl-C here tears the lab down") {
+                break;
+            }
+            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("lab up exited ({status}):\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lab up did not finish in 60s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        lab
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(EXE)
+            .args(["lab", "--prefix", &self.prefix])
+            .args(args)
+            .output()
+            .expect("run meshprobe lab")
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "meshprobe lab {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn proxies(&self) -> BTreeMap<String, SocketAddr> {
+        let out = self.cli(&["status", "--json"]);
+        let st: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        st["state"]["proxies"]
+            .as_array()
+            .expect("proxies")
+            .iter()
+            .map(|p| {
+                (
+                    p["node"].as_str().unwrap().to_string(),
+                    p["listen"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.cli(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `meshprobe probe ARGS -o json` against `agent`: (exit code, the JSON document, stderr).
+fn probe(agent: SocketAddr, args: &[&str]) -> (Option<i32>, Value, String) {
+    let t = Instant::now();
+    let out = Command::new(EXE)
+        .arg("probe")
+        .args(args)
+        .args([
+            "--agent",
+            &format!("http://{agent}"),
+            "-o",
+            "json",
+            "--timeout",
+            "30s",
+        ])
+        .output()
+        .expect("run meshprobe probe");
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    eprintln!(
+        "  probe {} -> exit {:?} in {:.2}s",
+        args.join(" "),
+        out.status.code(),
+        t.elapsed().as_secs_f64()
+    );
+    (
+        out.status.code(),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn causes(doc: &Value) -> Vec<String> {
+    doc["verdict"]["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| x["cause"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sum of an agent's `meshprobe_ondemand_*` samples whose name starts with `prefix`.
+fn counter(agent: SocketAddr, prefix: &str) -> f64 {
+    let s = TcpStream::connect_timeout(&agent, Duration::from_secs(2)).expect("agent proxy");
+    let (code, body) =
+        netns::http_get_blocking(s, "lab", "/metrics", Duration::from_secs(3)).expect("metrics");
+    assert_eq!(code, 200);
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn on_demand_probe_on_the_lab() {
+    if !is_root() {
+        eprintln!("skipping: the on-demand probe end-to-end test needs root (network namespaces)");
+        return;
+    }
+    let prefix = format!("mpo{}", std::process::id() % 100_000);
+    let lab = Lab::up(&prefix);
+    let proxies = lab.proxies();
+    assert_eq!(proxies.len(), 4);
+    let n1 = proxies["node-1"];
+    let http = ["--http", "8080/healthz"];
+
+    // Healthy: green from every node, exit 0, no finding.
+    let (code, doc, err) = probe(n1, &[WEB3, http[0], http[1]]);
+    assert_eq!(code, Some(0), "{doc:#}\n{err}");
+    let sources = doc["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 4, "{doc:#}");
+    for s in sources {
+        assert_eq!(s["ok"], true, "{s:#}");
+        assert_eq!(
+            s["checks"].as_array().map(Vec::len),
+            Some(2),
+            "icmp and http: {s:#}"
+        );
+    }
+    assert_eq!(doc["verdict"]["reachable"], true);
+    assert_eq!(doc["verdict"]["healthy"], true, "{doc:#}");
+    assert_eq!(doc["accepted"]["target"]["node"], "node-3");
+    // Progress: one line per source node as it answered.
+    for n in ["node-1", "node-2", "node-3", "node-4"] {
+        assert!(
+            err.contains(&format!("  {n}")),
+            "no progress line for {n}: {err}"
+        );
+    }
+
+    // A node name resolves through the peer set.
+    let (code, doc, _) = probe(n1, &["node-2"]);
+    assert_eq!(code, Some(0), "{doc:#}");
+
+    // Faults on node-3's target pod, then on node-3's pod network.
+    for (fault, want) in [
+        (&["policy", "node-3"][..], "policy"),
+        (&["reject", "node-3"][..], "application"),
+        (&["cni", "node-3"][..], "cni"),
+    ] {
+        let mut args = vec!["fault"];
+        args.extend_from_slice(fault);
+        lab.ok(&args);
+        let (code, doc, err) = probe(n1, &[WEB3, http[0], http[1]]);
+        assert_eq!(code, Some(1), "{}: {doc:#}\n{err}", fault.join(" "));
+        assert_eq!(doc["verdict"]["reachable"], false);
+        let c = causes(&doc);
+        assert_eq!(
+            c.first().map(String::as_str),
+            Some(want),
+            "{}: {c:?}\n{doc:#}",
+            fault.join(" ")
+        );
+        let f = &doc["verdict"]["findings"][0];
+        assert!(!f["evidence"].as_array().unwrap().is_empty());
+        assert!(!f["next_steps"].as_array().unwrap().is_empty());
+        if want == "cni" {
+            // node-3's agent sits on the broken pod network: its silence is a line, not an error.
+            assert_eq!(
+                doc["verdict"]["agents_unreachable"],
+                serde_json::json!(["node-3"])
+            );
+            assert_eq!(f["nodes"], serde_json::json!(["node-3"]));
+        }
+        lab.ok(&["clear"]);
+    }
+    // The asked agent's own pod network broken: it reaches nobody, and says its view is suspect.
+    lab.ok(&["fault", "cni", "node-1"]);
+    let (code, doc, err) = probe(n1, &[WEB3, http[0], http[1]]);
+    assert_eq!(code, Some(1), "{doc:#}\n{err}");
+    let caution = doc["verdict"]["caution"].as_str().unwrap_or("");
+    assert!(
+        caution.contains("the fault may be on node-1 itself"),
+        "{doc:#}"
+    );
+    lab.ok(&["clear"]);
+
+    // Cleared: green again.
+    let (code, doc, _) = probe(n1, &[WEB3, http[0], http[1]]);
+    assert_eq!(code, Some(0), "after clear: {doc:#}");
+
+    // Refused targets send nothing: no on-demand check starts on any agent.
+    let before: Vec<f64> = proxies
+        .values()
+        .map(|a| counter(*a, "meshprobe_ondemand_probes_total"))
+        .collect();
+    let refused_before = counter(
+        n1,
+        "meshprobe_ondemand_requests_total{outcome=\"target_not_allowed\"}",
+    );
+    for target in ["198.18.200.5:80", "10.1.2.3"] {
+        let (code, _, err) = probe(n1, &[target, "--tcp", "80"]);
+        assert_eq!(code, Some(2), "{target}: {err}");
+        assert!(err.contains("outside the allowed CIDRs"), "{err}");
+    }
+    let after: Vec<f64> = proxies
+        .values()
+        .map(|a| counter(*a, "meshprobe_ondemand_probes_total"))
+        .collect();
+    assert_eq!(before, after, "a refused request started checks");
+    assert!(
+        before.iter().all(|c| *c > 0.0),
+        "the counter counts: {before:?}"
+    );
+    assert_eq!(
+        counter(
+            n1,
+            "meshprobe_ondemand_requests_total{outcome=\"target_not_allowed\"}"
+        ),
+        refused_before + 2.0
+    );
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Generates deploy/prometheus/meshprobe-rules.test.yaml, the promtool unit tests of the rules.
+
+Each scenario describes a 4-node, 2-zone mesh (node-1, node-3 in zone-a; node-2, node-4 in
+zone-b, like the lab) as functions of time; the series the agents would export are sampled
+from them every 15 s. Expected alerts are written here by hand, per scenario; only the
+annotation text is rendered from the rules' templates (a tiny renderer for the few template
+forms the rules use), so a wrong label in a template still fails.
+
+Run: python3 tests/prometheus/gen_rule_tests.py > deploy/prometheus/meshprobe-rules.test.yaml
+(tests/prometheus_e2e.rs checks the committed file is what this prints).
+"""
+import os
+import re
+import sys
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RULES = os.path.join(HERE, "..", "..", "deploy", "prometheus", "meshprobe-rules.yaml")
+STEP = 15  # seconds between samples (the scrape interval)
+NODES = {"node-1": "zone-a", "node-2": "zone-b", "node-3": "zone-a", "node-4": "zone-b"}
+LAYERS = ["icmp_pod", "icmp_node", "http"]
+ALERTS = [r["alert"] for g in yaml.safe_load(open(RULES))["groups"] for r in g["rules"] if "alert" in r]
+RULE_BY_NAME = {r["alert"]: r for g in yaml.safe_load(open(RULES))["groups"] for r in g["rules"] if "alert" in r}
+
+
+def steps(minutes):
+    return int(minutes * 60 // STEP) + 1
+
+
+def compress(values):
+    """[v, v, v, None, ...] -> promtool's expanding notation ('_' = no sample, 'stale' ends a series)."""
+    out, i = [], 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[i]:
+            j += 1
+        v = values[i]
+        tok = "_" if v is None else ("stale" if v == "stale" else fmt(v))
+        n = j - i
+        if tok == "stale":
+            out.extend(["stale"] * (n + 1))
+        else:
+            out.append(tok if n == 0 else f"{tok}x{n}")
+        i = j + 1
+    return " ".join(out)
+
+
+def with_stale(values):
+    """A sample of None right after a real one becomes a staleness marker (the series ended)."""
+    out = list(values)
+    for i in range(1, len(out)):
+        if out[i] is None and values[i - 1] is not None:
+            out[i] = "stale"
+    return out
+
+
+def fmt(v):
+    if isinstance(v, float) and not v.is_integer():
+        return repr(v)
+    return str(int(v))
+
+
+def labels(d):
+    # Prometheus drops empty labels on ingestion (a target's dst_zone="").
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items() if v != "") + "}"
+
+
+def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES):
+    return {
+        "job": "meshprobe",
+        "instance": f"{src}:9464",
+        "src_node": src,
+        "src_zone": nodes[src],
+        "dst_kind": dst_kind,
+        "dst": dst,
+        "dst_zone": nodes.get(dst, "") if dst_kind == "peer" else "",
+        "layer": layer,
+    }
+
+
+class Scenario:
+    """A mesh over `minutes`; `fails(t, src, dst, layer)` gives consecutive failures or None."""
+
+    def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None):
+        self.name, self.minutes, self.nodes = name, minutes, nodes
+        self.fails = fails or (lambda t, s, d, l: 0)
+        self.agent_up = agent_up or (lambda t, n: True)
+        self.extra = extra or []
+        self.checks = []
+        self.exprs = []
+
+    def series(self):
+        n = steps(self.minutes)
+        out = []
+        for src in self.nodes:
+            # agent_up: True (scraped), False (target there, scrape failing), None (no target yet).
+            up = [self.agent_up(i * STEP, src) for i in range(n)]
+            out.append((f'up{labels({"job": "meshprobe", "instance": f"{src}:9464"})}',
+                        with_stale([None if u is None else (1 if u else 0) for u in up])))
+            out.append((f'meshprobe_agent_info{labels({"job": "meshprobe", "instance": f"{src}:9464", "node": src, "zone": self.nodes[src], "version": "0.1.0", "icmp_socket": "raw"})}',
+                        with_stale([1 if u else None for u in up])))
+            for dst in self.nodes:
+                if dst == src:
+                    continue
+                for layer in LAYERS:
+                    vals = []
+                    for i in range(n):
+                        t = i * STEP
+                        vals.append(self.fails(t, src, dst, layer) if up[i] else None)
+                    out.append((f"meshprobe_pair_consecutive_failures{labels(pair_labels(src, dst, layer, nodes=self.nodes))}",
+                                with_stale(vals)))
+        for name, fn in self.extra:
+            vals = with_stale([fn(i * STEP) for i in range(n)])
+            out.append((name, vals))
+        return [{"series": s, "values": compress(v)} for s, v in out]
+
+    def expect(self, at, alert, alerts):
+        """At `at` (e.g. '3m'), `alert` has exactly `alerts`: a list of (labels, $value)."""
+        self.checks.append((at, alert, alerts))
+        return self
+
+    def quiet(self, at, except_=()):
+        for a in ALERTS:
+            if a not in except_:
+                self.expect(at, a, [])
+        return self
+
+    def test(self):
+        rules = []
+        for at, alert, alerts in self.checks:
+            exp = []
+            for lbls, value in alerts:
+                rule = RULE_BY_NAME[alert]
+                full = dict(lbls)
+                full.update(rule.get("labels", {}))
+                exp.append({
+                    "exp_labels": full,
+                    "exp_annotations": {k: render(v, lbls, value) for k, v in rule["annotations"].items()},
+                })
+            rules.append({"eval_time": at, "alertname": alert, "exp_alerts": exp})
+        t = {"name": self.name, "interval": f"{STEP}s", "input_series": self.series(),
+             "alert_rule_test": rules}
+        if self.exprs:
+            t["promql_expr_test"] = self.exprs
+        return t
+
+
+def humanize(v):
+    # Prometheus's humanize: %.4g with SI prefixes; the rules only feed it values in 0..100.
+    return ("%.4g" % v)
+
+
+def render(text, lbls, value):
+    """The template forms the rules use: {{ $labels.x }}, {{ $value }}, with humanizePercentage or printf."""
+    def sub(m):
+        e = m.group(1).strip()
+        if e.startswith("$labels."):
+            return str(lbls.get(e[len("$labels."):], ""))
+        if e == "$value":
+            return fmt(float(value))
+        if e == "$value | humanizePercentage":
+            return humanize(float(value) * 100) + "%"
+        pm = re.fullmatch(r'\$value \| printf "([^"]+)"', e)
+        if pm:
+            return pm.group(1) % float(value)
+        raise SystemExit(f"template form not understood by the generator: {e}")
+    return re.sub(r"\{\{(.*?)\}\}", sub, text)
+
+
+def pair_alert(src, dst, layer, nodes=NODES, dst_kind="peer"):
+    return pair_labels(src, dst, layer, dst_kind=dst_kind, nodes=nodes)
+
+
+def zone(n):
+    return NODES[n]
+
+
+scenarios = []
+
+# Healthy mesh: nothing fires.
+scenarios.append(Scenario("healthy mesh: no alert", 12).quiet("5m").quiet("11m"))
+
+# A single failed probe, and two in a row for 30 s: neither fires (for: 1m and >= 2 in a row).
+def blips(t, s, d, l):
+    if (s, d, l) == ("node-1", "node-2", "icmp_pod") and 60 <= t < 75:
+        return 1
+    if (s, d, l) == ("node-3", "node-4", "http") and 120 <= t < 150:
+        return 2 if t < 135 else 3
+    return 0
+scenarios.append(Scenario("a single failed probe and a 30 s blip do not fire", 8, blips)
+                 .quiet("1m15s").quiet("2m15s").quiet("4m"))
+
+# One directed pair down on icmp_pod (a routing fault on one path).
+def one_pair(t, s, d, l):
+    return (2 + (t - 60) // 5) if (s, d, l) == ("node-1", "node-2", "icmp_pod") and t >= 60 else 0
+sc = Scenario("one pair down: MeshprobePodToPodUnreachable for that pair only", 6, one_pair)
+sc.quiet("1m30s")
+sc.expect("1m30s", "MeshprobePodToPodUnreachable", [])  # pending, not firing yet
+sc.quiet("3m", except_=["MeshprobePodToPodUnreachable"])
+sc.expect("3m", "MeshprobePodToPodUnreachable",
+          [(pair_alert("node-1", "node-2", "icmp_pod"), 2 + (180 - 60) // 5)])
+scenarios.append(sc)
+
+# CNI on node-3: its pod IP dead both ways (ICMP pod and HTTP), its node IP fine.
+def cni(t, s, d, l):
+    if t >= 60 and l in ("icmp_pod", "http") and "node-3" in (s, d):
+        return 3
+    return 0
+sc = Scenario("CNI broken on node-3: MeshprobeNodePodNetworkIsolated, no per-pair noise", 6, cni)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-3", "dst_kind": "peer", "dst_zone": "zone-a", "layer": "icmp_pod"}, 1.0)])
+sc.exprs.append({"expr": 'meshprobe:src_down_peers:ratio{layer="icmp_pod"} > 0.5', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:src_down_peers:ratio",
+                                                    "layer": "icmp_pod", "src_node": "node-3", "src_zone": "zone-a"}),
+                                  "value": 1}]})
+scenarios.append(sc)
+
+# node-4 down: every layer to it dead, its agent gone (no series, up 0).
+def node4_down(t, s, d, l):
+    return 4 if t >= 60 and d == "node-4" else 0
+sc = Scenario("node-4 down: MeshprobeNodeDown, then MeshprobeAgentDown/Missing; no partition",
+              10, node4_down, agent_up=lambda t, n: not (n == "node-4" and t >= 60))
+sc.quiet("2m", except_=["MeshprobeNodeDown"])
+sc.expect("2m", "MeshprobeNodeDown", [({"dst": "node-4", "dst_zone": "zone-b"}, 1.0)])
+sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-4:9464"}, 0)])
+sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-4", "dst_zone": "zone-b"}, 3)])
+sc.expect("9m", "MeshprobeZonePartition", [])
+sc.expect("9m", "MeshprobePodToPodUnreachable", [])
+scenarios.append(sc)
+
+# Zone partition: every cross-zone pair dead on every layer.
+def partition(t, s, d, l):
+    return 3 if t >= 60 and zone(s) != zone(d) else 0
+sc = Scenario("zone-a | zone-b partition: MeshprobeZonePartition both ways, no node alerts", 6, partition)
+sc.quiet("3m", except_=["MeshprobeZonePartition"])
+sc.expect("3m", "MeshprobeZonePartition", [
+    ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
+    ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+scenarios.append(sc)
+
+# Agent restart: node-2's agent is gone for 45 s (up 0, no series), then back with fresh windows.
+sc = Scenario("an agent restart does not fire", 8,
+              agent_up=lambda t, n: not (n == "node-2" and 120 <= t < 165))
+sc.quiet("2m30s").quiet("3m").quiet("5m").quiet("7m")
+scenarios.append(sc)
+
+# A node joining: node-5 appears in the peer sets at 2m; its agent starts 45 s later, so its
+# peers fail to reach it for 45 s (consecutive failures 2..4), then it answers.
+JOIN = dict(NODES, **{"node-5": "zone-a"})
+def joining_fails(t, s, d, l):
+    if "node-5" in (s, d) and t < 120:
+        return None
+    if d == "node-5" and t < 165:
+        return 2 + (t - 120) // 15
+    return 0
+sc = Scenario("a node joining does not fire", 8, joining_fails, nodes=JOIN,
+              agent_up=lambda t, n: None if (n == "node-5" and t < 120) else not (n == "node-5" and t < 165))
+sc.quiet("2m30s").quiet("3m").quiet("4m").quiet("7m")
+scenarios.append(sc)
+
+# Path MTU: node-1 -> node-2 mismatch at 1400, node-3 -> node-4 black hole (1200 found).
+def mtu_series():
+    out = []
+    for src, dst, state, mtu in [("node-1", "node-2", "mismatch", 1400),
+                                 ("node-3", "node-4", "blackhole", 1200),
+                                 ("node-2", "node-1", "ok", 1500)]:
+        lb = pair_labels(src, dst, "icmp_pod")
+        out.append((f"meshprobe_pair_path_mtu_bytes{labels(lb)}",
+                    lambda t, mtu=mtu: 1500 if t < 60 else mtu))
+        out.append((f"meshprobe_pair_expected_mtu_bytes{labels(lb)}", lambda t: 1500))
+        for st in ["ok", state]:
+            out.append((f"meshprobe_pair_mtu_state{labels(dict(lb, state=st))}",
+                        lambda t, st=st, state=state: (1 if (st == "ok") == (t < 60) else None)
+                        if state != "ok" else 1))
+    return out
+sc = Scenario("path MTU: a mismatch and a black hole, each its own alert", 6, extra=mtu_series())
+sc.quiet("2m")
+sc.quiet("4m", except_=["MeshprobePathMtuBelowExpected", "MeshprobeMtuBlackHole"])
+sc.expect("4m", "MeshprobePathMtuBelowExpected", [(pair_alert("node-1", "node-2", "icmp_pod"), 1400)])
+sc.expect("4m", "MeshprobeMtuBlackHole", [(dict(pair_alert("node-3", "node-4", "icmp_pod"), state="blackhole"), 1)])
+scenarios.append(sc)
+
+# Packet loss: node-2 -> node-4 at 10% for 10 min fires; 2.8% (one echo in 36) never; a failed
+# probe's 8% for the 60 s it stays in the window never.
+def loss_series():
+    out = []
+    for src, dst, f in [("node-2", "node-4", lambda t: 0.1 if t >= 60 else 0.0),
+                        ("node-1", "node-3", lambda t: 0.028),
+                        ("node-3", "node-1", lambda t: 0.083 if 120 <= t < 180 else 0.0)]:
+        out.append((f"meshprobe_pair_loss_ratio{labels(pair_labels(src, dst, 'icmp_pod'))}", f))
+    return out
+sc = Scenario("packet loss: 10% for 5 min fires, 2.8% and one failed probe do not", 10, extra=loss_series())
+sc.quiet("3m").quiet("5m")
+sc.quiet("7m", except_=["MeshprobePacketLoss"])
+sc.expect("7m", "MeshprobePacketLoss", [(pair_alert("node-2", "node-4", "icmp_pod"), 0.1)])
+scenarios.append(sc)
+
+# A selected target unreachable from 2 of the 4 agents over HTTP.
+def target_series():
+    out = []
+    for src in NODES:
+        bad = src in ("node-1", "node-2")
+        out.append((f"meshprobe_pair_consecutive_failures{labels(pair_labels(src, 'web-1', 'http', dst_kind='target'))}",
+                    lambda t, bad=bad: 5 if bad and t >= 60 else 0))
+        out.append((f"meshprobe_pair_consecutive_failures{labels(pair_labels(src, 'web-1', 'icmp_pod', dst_kind='target'))}",
+                    lambda t: 0))
+    return out
+sc = Scenario("target unreachable from half the agents", 5, extra=target_series())
+sc.quiet("1m30s")
+sc.quiet("3m", except_=["MeshprobeTargetUnreachable"])
+sc.expect("3m", "MeshprobeTargetUnreachable", [(
+    {"dst": "web-1", "dst_kind": "target", "layer": "http"}, 0.5)])
+scenarios.append(sc)
+
+# No agent at all: only AgentsAbsent, after 10 minutes.
+absent = Scenario("no agent scraped at all: MeshprobeAgentsAbsent after 10 min", 12,
+                  nodes={})
+absent.extra = [('some_other_metric{job="node"}', lambda t: 1)]
+absent.quiet("9m")
+absent.quiet("11m", except_=["MeshprobeAgentsAbsent"])
+absent.expect("11m", "MeshprobeAgentsAbsent", [({}, 1)])
+scenarios.append(absent)
+
+doc = {
+    "rule_files": ["meshprobe-rules.yaml"],
+    "evaluation_interval": f"{STEP}s",
+    "tests": [s.test() for s in scenarios],
+}
+sys.stdout.write("# GENERATED by tests/prometheus/gen_rule_tests.py — edit that, not this.\n")
+sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, width=200, allow_unicode=True))

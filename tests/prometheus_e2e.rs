@@ -1,0 +1,949 @@
+//! The alert rules, their PrometheusRule twin, their runbooks and the Grafana dashboards.
+//!
+//! Static part (any user): the PrometheusRule holds exactly the rules of
+//! deploy/prometheus/meshprobe-rules.yaml; every alert has a severity, a `for:`, templated
+//! summary/description and a runbook that exists; `promtool check rules` and `promtool test
+//! rules` pass (skipped with a message when promtool is missing); the dashboard is current
+//! Grafana JSON with the datasource and `$zone`/`$node` as variables.
+//!
+//! Live part (root, Debian's `prometheus`): a real Prometheus on a loopback port scrapes a real
+//! lab's agents (through the lab's 127.0.0.1 live-view ports) and evaluates the real rules.
+//! Every PromQL expression of the rules and dashboard must parse; every selector in them and
+//! every dashboard expression must return data (on the healthy lab or under one of the injected
+//! faults); under each fault the relevant expressions must name the failing node/pair/zone and
+//! the relevant alert must go pending (the CNI one also firing, after its real `for: 1m`).
+
+#[path = "support/lab.rs"]
+mod lab;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use serde_yaml_ng::Value as Yaml;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const RULES: &str = "deploy/prometheus/meshprobe-rules.yaml";
+const RULE_TESTS: &str = "deploy/prometheus/meshprobe-rules.test.yaml";
+const PROMETHEUS_RULE: &str = "deploy/base/prometheusrule.yaml";
+
+fn yaml(path: &str) -> Yaml {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn have_cmd(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Every rule of every group, with its group name.
+fn rules() -> Vec<(String, Yaml)> {
+    let doc = yaml(RULES);
+    let mut out = Vec::new();
+    for g in doc["groups"].as_sequence().expect("groups") {
+        let name = g["name"].as_str().unwrap().to_string();
+        for r in g["rules"].as_sequence().expect("rules") {
+            out.push((name.clone(), r.clone()));
+        }
+    }
+    out
+}
+
+fn seconds(d: &str) -> u64 {
+    let (n, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("duration {d:?}"));
+    match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => panic!("duration {d:?}: unit {unit:?}"),
+    }
+}
+
+#[test]
+fn prometheus_rule_holds_exactly_the_plain_rules() {
+    let pr = yaml(PROMETHEUS_RULE);
+    assert_eq!(pr["apiVersion"], Yaml::from("monitoring.coreos.com/v1"));
+    assert_eq!(pr["kind"], Yaml::from("PrometheusRule"));
+    assert_eq!(pr["metadata"]["namespace"], Yaml::from("meshprobe"));
+    assert_eq!(
+        pr["spec"]["groups"],
+        yaml(RULES)["groups"],
+        "{PROMETHEUS_RULE} spec.groups differs from {RULES}: copy the groups block over"
+    );
+}
+
+#[test]
+fn every_alert_has_severity_for_templated_text_and_an_existing_runbook() {
+    let alerts: Vec<Yaml> = rules()
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.get("alert").is_some())
+        .collect();
+    assert!(alerts.len() >= 8, "{} alerts", alerts.len());
+    for a in &alerts {
+        let name = a["alert"].as_str().unwrap();
+        let sev = a["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["warning", "critical"].contains(&sev),
+            "{name}: severity {sev:?}"
+        );
+        let f = a["for"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no for:"));
+        // Rides out at least one lost probe at the default 5 s interval and one failed scrape.
+        assert!(seconds(f) >= 60, "{name}: for {f}");
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                a["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: annotation {key}"
+            );
+        }
+        let url = a["annotations"]["runbook_url"].as_str().unwrap();
+        assert!(url.starts_with("docs/runbooks/"), "{name}: {url}");
+        let page = std::fs::read_to_string(root().join(url))
+            .unwrap_or_else(|e| panic!("{name}: runbook {url}: {e}"));
+        assert!(page.contains(name), "{url} does not mention {name}");
+        for section in ["## Meaning", "## Impact", "## Playbook", "## Diagnosis"] {
+            assert!(page.contains(section), "{url}: no {section}");
+        }
+        let text = a["annotations"]["summary"].as_str().unwrap();
+        assert!(
+            text.contains("{{ $labels.") || name == "MeshprobeAgentsAbsent",
+            "{name}: summary not templated with the nodes/pair/zone: {text}"
+        );
+    }
+}
+
+#[test]
+fn promtool_checks_the_rules_and_their_unit_tests_pass() {
+    if !have_cmd("promtool") {
+        eprintln!("skipping: promtool not installed (Debian package prometheus; tests/run.sh installs it as root)");
+        return;
+    }
+    let check = Command::new("promtool")
+        .args(["check", "rules", RULES])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = Command::new("promtool")
+        .args([
+            "test",
+            "rules",
+            Path::new(RULE_TESTS).file_name().unwrap().to_str().unwrap(),
+        ])
+        .current_dir(root().join("deploy/prometheus"))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+#[test]
+fn rule_unit_tests_are_what_the_generator_prints() {
+    let ok = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping: python3 with PyYAML not installed (Debian package python3-yaml)");
+        return;
+    }
+    let out = Command::new("python3")
+        .arg("tests/prometheus/gen_rule_tests.py")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Compared as data, so another PyYAML version's formatting does not matter.
+    let committed = yaml(RULE_TESTS);
+    let fresh: Yaml = serde_yaml_ng::from_slice(&out.stdout).expect("generator output is YAML");
+    assert!(
+        fresh == committed,
+        "{RULE_TESTS} is stale: python3 tests/prometheus/gen_rule_tests.py > {RULE_TESTS}"
+    );
+}
+
+#[test]
+fn dashboard_json_is_current_schema_with_variables_and_what_the_generator_writes() {
+    let text = std::fs::read_to_string(root().join(DASHBOARD)).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    assert!(d["schemaVersion"].as_u64().unwrap() >= 39);
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["datasource", "zone", "node"]);
+    assert_eq!(d["templating"]["list"][0]["type"], "datasource");
+    let mut ids = std::collections::BTreeSet::new();
+    for p in d["panels"].as_array().unwrap() {
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id");
+        if p["type"] != "row" {
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{}: datasource is not the variable",
+                p["title"]
+            );
+            for t in p["targets"].as_array().unwrap() {
+                assert_eq!(t["datasource"]["uid"], "${datasource}");
+            }
+        }
+    }
+    let titles: Vec<&str> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for want in [
+        "Reachability: ICMP to pod IPs",
+        "Reachability: ICMP to node IPs",
+        "Reachability: HTTP to agents",
+        "Path MTU (pod IPs), bytes",
+        "Worst pairs by loss",
+        "RTT percentiles (all destinations)",
+        "Probes per second by layer and result",
+        "Alerts firing or pending",
+        "Scrape up",
+    ] {
+        assert!(titles.contains(&want), "no panel {want:?}");
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import json"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping the generator check: no python3");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("mp-dash-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(
+        root().join("dashboards/generate.py"),
+        tmp.join("generate.py"),
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .arg(tmp.join("generate.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = std::fs::read_to_string(tmp.join("meshprobe.json")).unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fresh: serde_json::Value = serde_json::from_str(&fresh).unwrap();
+    assert!(
+        fresh == d,
+        "{DASHBOARD} is stale: run python3 dashboards/generate.py"
+    );
+}
+
+// ---- PromQL: extraction ---------------------------------------------------------------------
+
+const DASHBOARD: &str = "dashboards/meshprobe.json";
+
+/// Grafana's variables, as "All" and a 30 s rate window (scrapes every 2 s here).
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "30s")
+        .replace("$__interval", "2s")
+        .replace("$zone", ".*")
+        .replace("$node", ".*")
+}
+
+/// Every PromQL expression of the rules and the dashboard: (where, expression).
+fn expressions() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (group, r) in rules() {
+        let name = r
+            .get("alert")
+            .or_else(|| r.get("record"))
+            .and_then(Yaml::as_str)
+            .unwrap()
+            .to_string();
+        out.push((
+            format!("rule {group}/{name}"),
+            r["expr"].as_str().unwrap().to_string(),
+        ));
+    }
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(DASHBOARD)).unwrap()).unwrap();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push((
+                format!("panel {:?} {}", p["title"].as_str().unwrap(), t["refId"]),
+                substitute(t["expr"].as_str().unwrap()),
+            ));
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        let Some(q) = v["query"]["query"].as_str() else {
+            continue;
+        };
+        // label_values(SELECTOR, LABEL) is Grafana's; its PromQL is `group by (LABEL) (SELECTOR)`.
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|s| s.strip_suffix(')'))
+            .expect("label_values(...)");
+        let (sel, label) = inner.rsplit_once(',').unwrap();
+        out.push((
+            format!("variable {}", v["name"].as_str().unwrap()),
+            substitute(&format!("group by ({}) ({sel})", label.trim())),
+        ));
+    }
+    out
+}
+
+/// The vector selectors of an expression (metric name and matchers), by a small scanner:
+/// skips strings, numbers and durations, function and aggregation names, keywords and the
+/// label lists after by/without/on/ignoring/group_left/group_right.
+fn selectors(expr: &str) -> Vec<String> {
+    const KEYWORDS: [&str; 7] = ["and", "or", "unless", "bool", "offset", "inf", "nan"];
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let c: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_ws = |mut j: usize| {
+        while j < c.len() && c[j].is_whitespace() {
+            j += 1;
+        }
+        j
+    };
+    let close = |open: usize, o: char, e: char| {
+        let (mut depth, mut j, mut in_str) = (0, open, false);
+        while j < c.len() {
+            match c[j] {
+                '"' if j == 0 || c[j - 1] != '\\' => in_str = !in_str,
+                x if x == o && !in_str => depth += 1,
+                x if x == e && !in_str => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return j;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        panic!("unbalanced {o} in {expr}");
+    };
+    while i < c.len() {
+        let ch = c[i];
+        if ch == '"' {
+            i += 1;
+            while i < c.len() && !(c[i] == '"' && c[i - 1] != '\\') {
+                i += 1;
+            }
+            i += 1;
+        } else if ch == '[' {
+            i = close(i, '[', ']') + 1;
+        } else if ch.is_ascii_digit() {
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.' || c[i] == '_') {
+                i += 1;
+            }
+        } else if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' {
+            let start = i;
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_' || c[i] == ':') {
+                i += 1;
+            }
+            let ident: String = c[start..i].iter().collect();
+            let next = skip_ws(i);
+            if LABEL_LISTS.contains(&ident.as_str()) {
+                if next < c.len() && c[next] == '(' {
+                    i = close(next, '(', ')') + 1;
+                }
+            } else if KEYWORDS.contains(&ident.as_str())
+                || (next < c.len() && c[next] == '(')
+                || c[next..].starts_with(&['b', 'y', ' '])
+                || c[next..].starts_with(&['b', 'y', '('])
+                || c[next..].starts_with(&['w', 'i', 't', 'h', 'o', 'u', 't'])
+            {
+                // a keyword, or a function / aggregation name (`sum by (…) (…)`)
+            } else if next < c.len() && c[next] == '{' {
+                let end = close(next, '{', '}');
+                out.push(format!(
+                    "{ident}{}",
+                    c[next..=end].iter().collect::<String>()
+                ));
+                i = end + 1;
+            } else {
+                out.push(ident);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn selector_scanner_finds_metrics_not_labels_or_functions() {
+    assert_eq!(
+        selectors(
+            r#"sum by (le, layer) (rate(a_bucket{x=~"y|z"}[30s]) * on (instance, job) group_left (node) b{q="}"}) > bool 2 unless c"#
+        ),
+        [r#"a_bucket{x=~"y|z"}"#, r#"b{q="}"}"#, "c"]
+    );
+    assert_eq!(
+        selectors(
+            r#"label_replace(meshprobe:x{dst_kind="peer"}, "dst", "$1", "node", "(.*)") or vector(0)"#
+        ),
+        [r#"meshprobe:x{dst_kind="peer"}"#]
+    );
+    assert_eq!(selectors("histogram_quantile(0.99, x)"), ["x"]);
+    // Every expression we ship has at least one selector (nothing is a constant).
+    for (what, e) in expressions() {
+        assert!(!selectors(&e).is_empty(), "{what}: {e}");
+    }
+}
+
+// ---- PromQL: against a real Prometheus scraping the lab -------------------------------------
+
+/// A Prometheus started by the test on 127.0.0.1, killed (by its PID) on drop.
+struct Prom {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Prom {
+    fn start(targets: &[SocketAddr]) -> Prom {
+        let dir = std::env::temp_dir().join(format!("mp-prom-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = format!(
+            "global: {{scrape_interval: 2s, scrape_timeout: 1500ms, evaluation_interval: 2s}}\n\
+             rule_files: [\"{}\"]\n\
+             scrape_configs:\n  - job_name: meshprobe\n    static_configs:\n      - targets: [{}]\n",
+            root().join(RULES).display(),
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let mut p = Prom { child, addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while p.get("/-/ready").map(|(c, _)| c) != Some(200) {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!(
+                    "prometheus exited ({st}): {}",
+                    std::fs::read_to_string(p.dir.join("prometheus.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "prometheus not ready in 30s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).ok()?;
+        meshprobe::lab::netns::http_get_blocking(s, "prometheus", path, Duration::from_secs(10))
+            .ok()
+    }
+
+    /// An instant query: the result vector, or Prometheus's error (a parse error names the spot).
+    fn query(&self, q: &str) -> Result<Vec<Value>, String> {
+        let (code, body) = self
+            .get(&format!("/api/v1/query?query={}", urlencode(q)))
+            .ok_or("no answer from prometheus")?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+        if v["status"] != "success" {
+            return Err(format!("{code}: {} {}", v["errorType"], v["error"]));
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    fn must(&self, q: &str) -> Vec<Value> {
+        self.query(q).unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+
+    /// Poll `q` until `ok(result)` or panic after `limit` with the last result.
+    fn wait(
+        &self,
+        what: &str,
+        q: &str,
+        limit: Duration,
+        ok: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let t0 = Instant::now();
+        loop {
+            let r = self.must(q);
+            if ok(&r) {
+                eprintln!("  {what}: after {:.1}s", t0.elapsed().as_secs_f64());
+                return r;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "{what}: not after {limit:?}; {q} = {}",
+                serde_json::to_string(&r).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+    }
+}
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn label<'a>(s: &'a Value, l: &str) -> &'a str {
+    s["metric"][l].as_str().unwrap_or("")
+}
+
+fn value(s: &Value) -> f64 {
+    s["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// (src_node, dst) → value, from a source × destination matrix query.
+fn cells(r: &[Value]) -> BTreeMap<(String, String), f64> {
+    r.iter()
+        .map(|s| {
+            (
+                (
+                    label(s, "src_node").to_string(),
+                    label(s, "dst").to_string(),
+                ),
+                value(s),
+            )
+        })
+        .collect()
+}
+
+/// Whether a series' pair involves `node`: as source, as destination, or through its target pod
+/// (`web-node-N` runs on node-N).
+fn touches(s: &Value, node: &str) -> bool {
+    label(s, "src_node") == node
+        || label(s, "dst") == node
+        || label(s, "dst") == format!("web-{node}")
+}
+
+fn alerts(p: &Prom, name: &str) -> Vec<Value> {
+    p.must(&format!("ALERTS{{alertname=\"{name}\"}}"))
+}
+
+/// What each expression and selector returned so far: expression → returned data once.
+#[derive(Default)]
+struct Seen {
+    exprs: BTreeMap<String, (String, bool)>,
+    selectors: BTreeMap<String, bool>,
+}
+
+impl Seen {
+    fn evaluate(&mut self, p: &Prom, phase: &str) {
+        let mut empty = 0;
+        for (what, e) in expressions() {
+            let r = p
+                .query(&e)
+                .unwrap_or_else(|err| panic!("{phase}: {what} does not evaluate: {err}\n{e}"));
+            empty += usize::from(r.is_empty());
+            let entry = self.exprs.entry(e.clone()).or_insert((what, false));
+            entry.1 |= !r.is_empty();
+            for s in selectors(&e) {
+                let has = !p.must(&s).is_empty();
+                *self.selectors.entry(s).or_insert(false) |= has;
+            }
+        }
+        eprintln!(
+            "  {phase}: {} expressions evaluated, {empty} empty",
+            self.exprs.len()
+        );
+    }
+}
+
+fn agent_pid(lab: &lab::Lab, node: &str) -> u32 {
+    let st: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+    st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "agent" && p["node"] == node)
+        .and_then(|p| p["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no agent process for {node}: {st}")) as u32
+}
+
+const PHASE: Duration = Duration::from_secs(45);
+
+#[test]
+fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() {
+    if !lab::is_root() {
+        eprintln!("skipping: the live Prometheus test needs root (it builds a lab)");
+        return;
+    }
+    if !lab::have("prometheus") {
+        eprintln!("skipping: prometheus not installed (Debian package prometheus; tests/run.sh installs it as root)");
+        return;
+    }
+    let suite = Instant::now();
+    let lab = lab::Lab::up(&format!("mpq{}", std::process::id() % 100_000));
+    let targets: Vec<SocketAddr> = lab.proxies.values().copied().collect();
+    let prom = Prom::start(&targets);
+    let mut seen = Seen::default();
+
+    // Healthy: all four agents scraped, 36 pair series, rates over 30 s.
+    prom.wait("4 agents up", "sum(up)", PHASE, |r| {
+        r.len() == 1 && value(&r[0]) == 4.0
+    });
+    prom.wait(
+        "36 peer pairs with a success ratio",
+        r#"count(meshprobe_pair_success_ratio{dst_kind="peer"})"#,
+        PHASE,
+        |r| r.len() == 1 && value(&r[0]) == 36.0,
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let m = cells(&prom.must(r#"min by (src_node, dst) (meshprobe_pair_success_ratio{layer="icmp_pod", dst_kind="peer"})"#));
+    assert_eq!(m.len(), 12, "{m:?}");
+    assert!(m.values().all(|v| *v >= 0.75), "healthy lab: {m:?}");
+    seen.evaluate(&prom, "healthy");
+    let noisy = prom.must(r#"ALERTS{alertname=~"Meshprobe.*"}"#);
+    assert!(
+        noisy.is_empty(),
+        "alerts on the healthy lab: {}",
+        serde_json::to_string(&noisy).unwrap()
+    );
+
+    // CNI on node-3: its pod IP dead for everyone, its node IP fine.
+    lab.ok(&["fault", "cni", "node-3"]);
+    prom.wait(
+        "cni node-3: pod-IP down ratio names node-3 only",
+        r#"meshprobe:dst_down_sources:ratio{dst_kind="peer", layer="icmp_pod"} > 0.5"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-3",
+    );
+    prom.wait(
+        "cni node-3: the pod-IP matrix is red exactly in node-3's row and column",
+        r#"min by (src_node, dst) (meshprobe_pair_success_ratio{layer="icmp_pod", dst_kind="peer", src_zone=~".*", src_node=~".*"})"#,
+        PHASE,
+        |r| {
+            let m = cells(r);
+            m.len() == 12
+                && m.iter().all(|((s, d), v)| {
+                    if s == "node-3" || d == "node-3" {
+                        *v < 0.5
+                    } else {
+                        *v >= 0.75
+                    }
+                })
+        },
+    );
+    // Node-3's node IP still answers everyone (node-3's own agent sits in a pod, so its row fails).
+    let node_ip = cells(&prom.must(r#"min by (src_node, dst) (meshprobe_pair_success_ratio{layer="icmp_node", dst_kind="peer"})"#));
+    assert!(
+        node_ip
+            .iter()
+            .all(|((s, _), v)| s == "node-3" || *v >= 0.75),
+        "cni: node IPs must stay up: {node_ip:?}"
+    );
+    prom.wait(
+        "cni node-3: MeshprobeNodePodNetworkIsolated pending",
+        r#"ALERTS{alertname="MeshprobeNodePodNetworkIsolated"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-3",
+    );
+    prom.wait(
+        "cni node-3: MeshprobeNodePodNetworkIsolated firing (for: 1m)",
+        r#"ALERTS{alertname="MeshprobeNodePodNetworkIsolated", alertstate="firing"}"#,
+        Duration::from_secs(90),
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-3",
+    );
+    seen.evaluate(&prom, "cni node-3");
+    for quiet in [
+        "MeshprobeNodeDown",
+        "MeshprobeZonePartition",
+        "MeshprobePodToPodUnreachable",
+    ] {
+        assert!(
+            alerts(&prom, quiet).is_empty(),
+            "cni: {quiet} must not fire: {:?}",
+            alerts(&prom, quiet)
+        );
+    }
+    lab.ok(&["clear"]);
+    prom.wait(
+        "cleared: no pair down",
+        "sum(meshprobe:pair_down:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
+    // Zone partition: cross-zone blocks dead on every layer, inside each zone fine.
+    lab.ok(&["fault", "partition", "zone-a", "zone-b"]);
+    prom.wait(
+        "partition: both zone pairs down",
+        r#"meshprobe:zone_pair_down:ratio{layer="icmp_node"} > 0.8"#,
+        PHASE,
+        |r| {
+            let z: BTreeSet<(&str, &str)> = r
+                .iter()
+                .map(|s| (label(s, "src_zone"), label(s, "dst_zone")))
+                .collect();
+            z == BTreeSet::from([("zone-a", "zone-b"), ("zone-b", "zone-a")])
+        },
+    );
+    prom.wait(
+        "partition: the node-IP matrix is red off the zone diagonal only",
+        r#"min by (src_node, dst) (meshprobe_pair_success_ratio{layer="icmp_node", dst_kind="peer", src_zone=~".*", src_node=~".*"})"#,
+        PHASE,
+        |r| {
+            let zone = |n: &str| n.strip_prefix("node-").and_then(|i| i.parse::<u8>().ok()).map(|i| i % 2);
+            let m = cells(r);
+            m.len() == 12 && m.iter().all(|((s, d), v)| if zone(s) != zone(d) { *v < 0.5 } else { *v >= 0.75 })
+        },
+    );
+    prom.wait(
+        "partition: MeshprobeZonePartition pending both ways",
+        r#"ALERTS{alertname="MeshprobeZonePartition"}"#,
+        PHASE,
+        |r| r.len() == 2,
+    );
+    seen.evaluate(&prom, "partition zone-a zone-b");
+    for quiet in ["MeshprobeNodeDown", "MeshprobeNodePodNetworkIsolated"] {
+        assert!(
+            alerts(&prom, quiet).is_empty(),
+            "partition: {quiet} must not fire: {:?}",
+            alerts(&prom, quiet)
+        );
+    }
+    lab.ok(&["clear"]);
+    prom.wait(
+        "cleared: no pair down",
+        "sum(meshprobe:pair_down:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
+    // One routed pair: node-1 has no route to node-2's pods.
+    lab.ok(&["fault", "route", "node-1", "node-2"]);
+    prom.wait(
+        "route node-1 node-2: MeshprobePodToPodUnreachable pending for that pair",
+        r#"ALERTS{alertname="MeshprobePodToPodUnreachable", layer="icmp_pod"}"#,
+        PHASE,
+        |r| {
+            !r.is_empty()
+                && r.iter().all(|s| {
+                    let pair = (label(s, "src_node"), label(s, "dst"));
+                    pair == ("node-1", "node-2") || pair == ("node-2", "node-1")
+                })
+        },
+    );
+    seen.evaluate(&prom, "route node-1 node-2");
+    lab.ok(&["clear"]);
+
+    // A target refusing connections: web-node-2 unreachable over HTTP from every agent.
+    lab.ok(&["fault", "reject", "web-node-2"]);
+    prom.wait(
+        "reject web-node-2: MeshprobeTargetUnreachable pending",
+        r#"ALERTS{alertname="MeshprobeTargetUnreachable"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "dst") == "web-node-2",
+    );
+    seen.evaluate(&prom, "reject web-node-2");
+    lab.ok(&["clear"]);
+
+    // Loss: 30% of node-2's underlay packets.
+    lab.ok(&["fault", "loss", "node-2", "30"]);
+    prom.wait(
+        "loss node-2 30: the worst-pairs-by-loss panel shows node-2's pairs",
+        r#"topk(10, max by (src_node, dst, layer) (meshprobe_pair_loss_ratio{layer=~"icmp_pod|icmp_node", src_zone=~".*", src_node=~".*"})) > 0.1"#,
+        PHASE,
+        |r| r.len() >= 3 && r.iter().all(|s| touches(s, "node-2")),
+    );
+    prom.wait(
+        "loss node-2 30: MeshprobePacketLoss pending on node-2's pairs",
+        r#"ALERTS{alertname="MeshprobePacketLoss"}"#,
+        PHASE,
+        |r| !r.is_empty() && r.iter().all(|s| touches(s, "node-2")),
+    );
+    seen.evaluate(&prom, "loss node-2 30");
+    lab.ok(&["clear"]);
+
+    // MTU: node-2's underlay at 1400 — a mismatch out of node-2, a black hole into it.
+    lab.ok(&["fault", "mtu", "node-2", "1400"]);
+    prom.wait(
+        "mtu node-2 1400: the path-MTU matrix is below 1500 exactly on node-2's pairs",
+        r#"min by (src_node, dst) (meshprobe_pair_path_mtu_bytes{layer="icmp_pod", dst_kind="peer", src_zone=~".*", src_node=~".*"})"#,
+        Duration::from_secs(90),
+        |r| {
+            let m = cells(r);
+            m.len() == 12
+                && m.iter().all(|((s, d), v)| if s == "node-2" || d == "node-2" { *v < 1500.0 && *v >= 1372.0 } else { *v == 1500.0 })
+        },
+    );
+    prom.wait(
+        "mtu node-2 1400: MeshprobePathMtuBelowExpected and MeshprobeMtuBlackHole pending",
+        r#"count by (alertname) (ALERTS{alertname=~"MeshprobePathMtuBelowExpected|MeshprobeMtuBlackHole"})"#,
+        PHASE,
+        |r| r.len() == 2,
+    );
+    let mtu_alerts =
+        prom.must(r#"ALERTS{alertname=~"MeshprobePathMtuBelowExpected|MeshprobeMtuBlackHole"}"#);
+    assert!(
+        mtu_alerts.iter().all(|s| touches(s, "node-2")),
+        "{}",
+        serde_json::to_string(&mtu_alerts).unwrap()
+    );
+    seen.evaluate(&prom, "mtu node-2 1400");
+    lab.ok(&["clear"]);
+
+    // node-4 down: cut off the underlay, everything to it dead from both zones.
+    lab.ok(&["fault", "node-down", "node-4"]);
+    prom.wait(
+        "node-down node-4: MeshprobeNodeDown pending for node-4",
+        r#"ALERTS{alertname="MeshprobeNodeDown"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-4",
+    );
+    seen.evaluate(&prom, "node-down node-4");
+    for quiet in ["MeshprobeZonePartition", "MeshprobeNodePodNetworkIsolated"] {
+        assert!(
+            alerts(&prom, quiet).is_empty(),
+            "node-down: {quiet} must not fire: {:?}",
+            alerts(&prom, quiet)
+        );
+    }
+    lab.ok(&["clear"]);
+    prom.wait(
+        "cleared: no pair down",
+        "sum(meshprobe:pair_down:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
+    // An agent gone: node-4's agent process stopped (by its PID, from lab status).
+    let pid = agent_pid(&lab, "node-4");
+    // SAFETY: kill(2) on a PID the lab started and reports; no memory is involved.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    prom.wait(
+        "agent node-4 stopped: its scrape is down",
+        r#"up{job=~".*meshprobe.*"} == 0"#,
+        PHASE,
+        |r| r.len() == 1,
+    );
+    prom.wait(
+        "agent node-4 stopped: MeshprobeAgentDown pending",
+        r#"ALERTS{alertname="MeshprobeAgentDown"}"#,
+        PHASE,
+        |r| r.len() == 1,
+    );
+    prom.wait(
+        "agent node-4 stopped: its peers still probe it, no agent_info (the AgentMissing expression)",
+        r#"count by (dst, dst_zone) (meshprobe_pair_consecutive_failures{dst_kind="peer", layer="icmp_node"}) unless on (dst) label_replace(meshprobe_agent_info, "dst", "$1", "node", "(.*)")"#,
+        Duration::from_secs(400),
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-4",
+    );
+    seen.evaluate(&prom, "agent node-4 stopped");
+
+    // Every dashboard expression returned data at some point; every selector too.
+    let never: Vec<String> = seen
+        .exprs
+        .iter()
+        .filter(|(_, (what, had))| {
+            !had && ["panel", "variable", "rule meshprobe.rules"]
+                .iter()
+                .any(|p| what.starts_with(p))
+        })
+        .map(|(e, (what, _))| format!("{what}: {e}"))
+        .collect();
+    assert!(
+        never.is_empty(),
+        "expressions that never returned data:\n{}",
+        never.join("\n")
+    );
+    let alert_exprs_empty: Vec<&String> = seen
+        .exprs
+        .values()
+        .filter(|(what, had)| !had && what.starts_with("rule meshprobe.alerts"))
+        .map(|(what, _)| what)
+        .collect();
+    eprintln!("  alert expressions never true in these phases: {alert_exprs_empty:?}");
+    let dead: Vec<&String> = seen
+        .selectors
+        .iter()
+        .filter(|(_, had)| !**had)
+        .map(|(s, _)| s)
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "selectors that never returned data: {dead:?}"
+    );
+    eprintln!(
+        "  {} expressions, {} selectors checked in {:.0}s",
+        seen.exprs.len(),
+        seen.selectors.len(),
+        suite.elapsed().as_secs_f64()
+    );
+}
