@@ -249,3 +249,30 @@ async fn findings_are_posted_as_events_and_a_refusal_names_the_permission() {
         .unwrap_err();
     assert!(e.contains("forbidden to create events in default"), "{e}");
 }
+
+#[tokio::test]
+async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
+    use meshprobe::k8s::fetch::KubePodResolver;
+    use meshprobe::ondemand::PodResolver;
+    let api = cluster().await;
+    let r = KubePodResolver {
+        client: meshprobe::k8s::client(Some(&api.url())).await.unwrap(),
+    };
+    let p = r.resolve("shop", "web-5f7d9c-abcde").await.unwrap();
+    assert_eq!(p.ip.to_string(), "198.19.2.11");
+    assert_eq!(p.node.as_deref(), Some("node-2"));
+    assert_eq!(
+        p.facts.pods[0].target.as_deref(),
+        Some("pod/shop/web-5f7d9c-abcde")
+    );
+    assert_eq!(p.facts.pods[0].events[0].reason, "FailedCreatePodSandbox");
+    assert_eq!(p.facts.network_policies[0].name, "default-deny-ingress");
+    assert_eq!(p.facts.network_policies[0].admits_port, None);
+    assert_eq!(p.facts.nodes.len(), 1);
+    assert_eq!(p.facts.nodes[0].cordoned, Some(true));
+    assert_eq!(p.facts.cni_pods.len(), 1);
+    assert_eq!(p.facts.cni_pods[0].crash_loop, Some(true));
+    assert!(p.facts.errors.is_empty(), "{:?}", p.facts.errors);
+    let e = r.resolve("shop", "nope").await.unwrap_err();
+    assert!(e.contains("get pod shop/nope") && e.contains("404"), "{e}");
+}

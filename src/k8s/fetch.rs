@@ -158,3 +158,98 @@ fn fail<T>(facts: &mut KubeFacts, action: &str, e: &kube::Error) -> Vec<T> {
     facts.errors.push(msg);
     Vec::new()
 }
+
+/// `pod/NAMESPACE/NAME` targets of `POST /api/v1/probe`: where the pod is and the facts the
+/// verdict reads (the pod and its events, the NetworkPolicies selecting it, its node and the
+/// CNI pod there). A handful of bounded calls per request; the handler bounds the whole.
+pub struct KubePodResolver {
+    pub client: Client,
+}
+
+impl crate::ondemand::PodResolver for KubePodResolver {
+    fn resolve<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> crate::probe::BoxFuture<'a, Result<crate::ondemand::ResolvedPod, String>> {
+        Box::pin(async move {
+            let c = self.client.clone();
+            let pod = Api::<Pod>::namespaced(c.clone(), namespace)
+                .get(name)
+                .await
+                .map_err(|e| explain_client_error(&format!("get pod {namespace}/{name}"), &e))?;
+            let ip: IpAddr = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "pod {namespace}/{name} has no IP yet (phase {})",
+                        pod.status
+                            .as_ref()
+                            .and_then(|s| s.phase.as_deref())
+                            .unwrap_or("unknown")
+                    )
+                })?;
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            let label = format!("pod/{namespace}/{name}");
+            let mut facts = KubeFacts::default();
+            let ev_lp = ListParams::default()
+                .limit(EVENTS_LIMIT)
+                .fields(&format!("involvedObject.name={name}"));
+            let events = match Api::<Event>::namespaced(c.clone(), namespace)
+                .list(&ev_lp)
+                .await
+            {
+                Ok(l) => l.items,
+                Err(e) => fail(
+                    &mut facts,
+                    &format!("list events of pod {namespace}/{name}"),
+                    &e,
+                ),
+            };
+            facts.pods.push(pod_facts(&pod, Some(&label), &events));
+            let lp = ListParams::default().limit(LIST_LIMIT);
+            let policies = match Api::<NetworkPolicy>::namespaced(c.clone(), namespace)
+                .list(&lp)
+                .await
+            {
+                Ok(l) => l.items,
+                Err(e) => fail(
+                    &mut facts,
+                    &format!("list networkpolicies in {namespace}"),
+                    &e,
+                ),
+            };
+            // The probe's port is the request's, not known here: the policies are named, the
+            // verdict on the port is left open.
+            facts.network_policies = policy_facts(&policies, &pod, &label, 0, &[])
+                .into_iter()
+                .map(|mut p| {
+                    p.admits_port = None;
+                    p
+                })
+                .collect();
+            if let Some(n) = &node {
+                let on_node = lp.clone().fields(&format!("spec.nodeName={n}"));
+                let nodes_api = Api::<Node>::all(c.clone());
+                let system_api = Api::<Pod>::namespaced(c.clone(), "kube-system");
+                let (node_obj, system) = tokio::join!(nodes_api.get(n), system_api.list(&on_node));
+                let nodes = match node_obj {
+                    Ok(x) => vec![x],
+                    Err(e) => fail(&mut facts, &format!("get node {n}"), &e),
+                };
+                let system = match system {
+                    Ok(l) => l.items,
+                    Err(e) => fail(&mut facts, &format!("list pods in kube-system on {n}"), &e),
+                };
+                let involved = BTreeSet::from([n.clone()]);
+                let (nf, cf) = node_and_cni_facts(&nodes, &system, &involved);
+                facts.nodes = nf;
+                facts.cni_pods = cf;
+            }
+            Ok(crate::ondemand::ResolvedPod { ip, node, facts })
+        })
+    }
+}

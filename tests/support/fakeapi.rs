@@ -185,7 +185,7 @@ impl FakeApi {
         body: axum::body::Bytes,
     ) -> Response {
         let q: BTreeMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
-        let (plural, ns) = match parse_path(uri.path()) {
+        let (plural, ns, one) = match parse_path(uri.path()) {
             Some(x) => x,
             None => return status(404, "NotFound", &format!("no route {}", uri.path())),
         };
@@ -217,6 +217,14 @@ impl FakeApi {
         let delay = self.state.lock().unwrap().slow;
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+        }
+        if let Some(name) = one {
+            let s = self.state.lock().unwrap();
+            let key = (plural.clone(), ns.clone().unwrap_or_default(), name.clone());
+            return match s.objects.get(&key) {
+                Some(o) => axum::Json(o.clone()).into_response(),
+                None => status(404, "NotFound", &format!("{plural} \"{name}\" not found")),
+            };
         }
         let labels = q.get("labelSelector").cloned().unwrap_or_default();
         let fields = q.get("fieldSelector").cloned().unwrap_or_default();
@@ -343,7 +351,7 @@ fn key_of(plural: &str, obj: &Value) -> (String, String, String) {
 }
 
 /// `/api/v1/pods`, `/api/v1/namespaces/NS/pods`, `/apis/networking.k8s.io/v1/namespaces/NS/networkpolicies`, ...
-fn parse_path(path: &str) -> Option<(String, Option<String>)> {
+fn parse_path(path: &str) -> Option<(String, Option<String>, Option<String>)> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let rest = match *parts.first()? {
         "api" => parts.get(2..)?,
@@ -351,8 +359,14 @@ fn parse_path(path: &str) -> Option<(String, Option<String>)> {
         _ => return None,
     };
     match rest {
-        [plural] => Some((plural.to_string(), None)),
-        ["namespaces", ns, plural] => Some((plural.to_string(), Some(ns.to_string()))),
+        [plural] => Some((plural.to_string(), None, None)),
+        ["namespaces", ns, plural] => Some((plural.to_string(), Some(ns.to_string()), None)),
+        ["namespaces", ns, plural, name] => Some((
+            plural.to_string(),
+            Some(ns.to_string()),
+            Some(name.to_string()),
+        )),
+        [plural, name] => Some((plural.to_string(), None, Some(name.to_string()))),
         _ => None,
     }
 }
