@@ -3,7 +3,8 @@
 #
 #   bench/agent.sh [PEERS=1000] [SECONDS=60] [INTERVAL=5s] [ICMP_COUNT=3]
 #
-# The agent runs with its defaults (--pair-metrics all); BENCH_AGENT_ARGS adds flags, e.g.
+# The agent probes every peer (MESHPROBE_FULL_MESH_MAX=1000000: no sampled plan) with
+# MESHPROBE_PAIR_METRICS=all; BENCH_AGENT_ARGS adds flags (a flag wins over its variable), e.g.
 # BENCH_AGENT_ARGS="--pair-metrics failing" for the setting recommended on large meshes.
 # BENCH_RSS_TRACE=FILE records the agent's RSS every 0.2 s during the measurement.
 # BENCH_PERF=FILE records a CPU profile (perf record -g) of the agent during the measurement.
@@ -41,7 +42,8 @@ port=19464
 } > "$work/peers.yaml"
 
 ip netns exec "$ns" "$bin" serve --listen "0.0.0.0:$port" > "$work/serve.log" 2>&1 & server=$!
-ip netns exec "$ns" "$bin" agent --node-name bench-self --listen 127.0.0.1:19999 --peers-file "$work/peers.yaml" \
+MESHPROBE_FULL_MESH_MAX=1000000 MESHPROBE_PAIR_METRICS=all \
+  ip netns exec "$ns" "$bin" agent --node-name bench-self --listen 127.0.0.1:19999 --peers-file "$work/peers.yaml" \
   --interval "$interval" --timeout 1s --icmp-count "$count" --max-rate 100000 --max-in-flight 1024 \
   ${BENCH_AGENT_ARGS:-} > "$work/agent.log" 2>&1 & agent=$!
 

@@ -1,7 +1,8 @@
 //! `meshprobe agent`: wires discovery → schedule → probers → store, and serves the API.
 //!
 //! The probe loop is the only writer of the [`Store`]; it takes the latest peer set at the start
-//! of every round, spreads the round's probes over the interval ([`schedule::plan_round`]),
+//! of every round (a new set cuts the current round short), keeps only its assigned peers when
+//! the set exceeds `--full-mesh-max` ([`crate::plan`], recomputed every rotation epoch), spreads the round's probes over the interval ([`schedule::plan_round`]),
 //! starts each at its time under a bounded number in flight, and records each result. The HTTP
 //! server only reads.
 
@@ -19,8 +20,10 @@ use crate::cli::AgentArgs;
 use crate::config::{AgentConfig, Discovery, ProcessEnv};
 use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
-use crate::metrics::{Identity, Metrics, StoreCollector};
+use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
+use crate::model::DestKind;
 use crate::peers::PeerSet;
+use crate::plan::{Plan, PlanParams};
 use crate::pmtud::{MtuDriver, MtuSettings};
 use crate::probe::http::HttpProber;
 use crate::probe::icmp::IcmpProber;
@@ -41,6 +44,8 @@ pub struct Shared {
     pub rounds: AtomicU64,
     pub metrics: Metrics,
     pub icmp_socket: &'static str,
+    /// Whether the probe plan is sampled, and this agent's share of it.
+    pub plan: Arc<PlanStatus>,
     /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
     /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
@@ -151,6 +156,7 @@ pub async fn run(
         config.window,
     )));
     let ready = Arc::new(AtomicBool::new(false));
+    let plan = Arc::new(PlanStatus::default());
     let metrics = Metrics::new(StoreCollector {
         identity: identity.clone(),
         store: store.clone(),
@@ -158,6 +164,7 @@ pub async fn run(
         ready: ready.clone(),
         pair_metrics: config.pair_metrics,
         icmp_socket,
+        plan: plan.clone(),
     });
     let ondemand = {
         let counter = metrics.ondemand_probes.clone();
@@ -197,6 +204,7 @@ pub async fn run(
         rounds: AtomicU64::new(0),
         metrics,
         icmp_socket,
+        plan,
         mesh_cache: tokio::sync::Mutex::new(None),
         kube_facts,
     });
@@ -277,11 +285,45 @@ async fn probe_loop(
     let mut current: Option<Arc<PeerSet>> = None;
     let mut tasks: Vec<Arc<Task>> = Vec::new();
     let mut warned_stretch = false;
+    let plan_params = PlanParams {
+        full_mesh_max: cfg.full_mesh_max,
+        ..PlanParams::default()
+    };
+    // Rotating peers stay one window (so their windows fill), and all agents agree on the
+    // epoch through their clocks.
+    let epoch_len = cfg.window.max(cfg.interval);
+    let mut planned_epoch: Option<u64> = None;
+    let mut watching = true;
 
-    loop {
+    'round: loop {
         let latest = peers_rx.borrow_and_update().clone();
-        if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest)) {
+        let epoch = crate::plan::epoch_at(std::time::SystemTime::now(), epoch_len);
+        let new_set = current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest));
+        if new_set || planned_epoch.is_some_and(|e| e != epoch) {
             let mut t = schedule::tasks(&latest, &cfg.node_name, params);
+            let plan = Plan::for_peer_set(
+                &latest,
+                &cfg.node_name,
+                shared.identity.zone.as_deref(),
+                &plan_params,
+                epoch,
+            );
+            let mine: std::collections::HashSet<&str> =
+                plan.peers_of(&cfg.node_name).into_iter().collect();
+            if plan.sampled {
+                t.retain(|t| t.key.kind != DestKind::Peer || mine.contains(t.key.name.as_str()));
+                if planned_epoch.is_none() {
+                    tracing::info!(
+                        nodes = plan.names.len(),
+                        full_mesh_max = cfg.full_mesh_max,
+                        peers = mine.len(),
+                        "peer set above --full-mesh-max: probing this agent's share of a sampled plan"
+                    );
+                }
+            }
+            shared.plan.sampled.store(plan.sampled, Ordering::Relaxed);
+            shared.plan.peers.store(mine.len(), Ordering::Relaxed);
+            planned_epoch = plan.sampled.then_some(epoch);
             t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);
             if let Ok(mut store) = shared.store.lock() {
@@ -313,9 +355,17 @@ async fn probe_loop(
             // Probes due within COALESCE of now start with this wake-up instead of their own:
             // fewer timer wake-ups, at most COALESCE early.
             if at > Instant::now() + COALESCE {
-                tokio::select! {
-                    _ = sleep_until(at) => {}
-                    _ = stop.changed() => return,
+                loop {
+                    tokio::select! {
+                        _ = sleep_until(at) => break,
+                        // A new peer set starts a new round at once: departed peers' windows
+                        // (and series) go within one interval.
+                        r = peers_rx.changed(), if watching => match r {
+                            Ok(()) => continue 'round,
+                            Err(_) => watching = false,
+                        },
+                        _ = stop.changed() => return,
+                    }
                 }
             }
             let permit = tokio::select! {
@@ -336,9 +386,15 @@ async fn probe_loop(
                 drop(permit);
             });
         }
-        tokio::select! {
-            _ = sleep_until(start + plan.round_len) => {}
-            _ = stop.changed() => return,
+        loop {
+            tokio::select! {
+                _ = sleep_until(start + plan.round_len) => break,
+                r = peers_rx.changed(), if watching => match r {
+                    Ok(()) => continue 'round,
+                    Err(_) => watching = false,
+                },
+                _ = stop.changed() => return,
+            }
         }
         if !shared.ready.load(Ordering::Relaxed) {
             // Ready once every probe of the first round has reported: wait for the in-flight

@@ -45,6 +45,8 @@ pub enum Command {
     Diagnose(crate::diagnose::DiagnoseArgs),
     /// Build a multi-node network from namespaces on this machine, run agents in it, inject faults.
     Lab(crate::lab::LabArgs),
+    /// Probe planning at scale: `--simulate` a cluster's load, coverage, series and diagnosis.
+    Plan(crate::plan::cmd::PlanArgs),
     /// Is this target reachable from every node — and if not, why? Asks one agent to probe it
     /// from every agent now.
     Probe(crate::probecmd::ProbeArgs),
@@ -123,10 +125,15 @@ pub struct AgentArgs {
     /// targets), tcp (tcp targets), or all [env: MESHPROBE_LAYERS] [default: all].
     #[arg(long)]
     pub layers: Option<String>,
-    /// Per-pair metric series: all, failing (only pairs with failures in the window) or none
-    /// [env: MESHPROBE_PAIR_METRICS] [default: all].
+    /// Per-pair metric series: auto (all on a full mesh, failing on a sampled plan), all,
+    /// failing (only pairs with failures in the window) or none
+    /// [env: MESHPROBE_PAIR_METRICS] [default: auto].
     #[arg(long)]
     pub pair_metrics: Option<String>,
+    /// Full mesh up to this many nodes; beyond it each agent probes its share of a sampled,
+    /// zone-aware plan [env: MESHPROBE_FULL_MESH_MAX] [default: 200].
+    #[arg(long)]
+    pub full_mesh_max: Option<String>,
     /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
     /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
     #[arg(long)]

@@ -35,6 +35,8 @@ impl Env for HashMap<String, String> {
 /// Which per-pair series the agent exports (aggregates are always exported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairMetrics {
+    /// `All` while the agent probes a full mesh, `Failing` once its plan is sampled.
+    Auto,
     All,
     Failing,
     None,
@@ -57,6 +59,9 @@ pub struct AgentConfig {
     pub max_rate: u32,
     pub max_in_flight: usize,
     pub pair_metrics: PairMetrics,
+    /// Full mesh up to this many nodes; beyond it the agent probes its share of a sampled
+    /// plan ([`crate::plan`]).
+    pub full_mesh_max: usize,
     /// The kinds of probe to run (`--layers`).
     pub layers: Layers,
     /// Path-MTU check interval; `None` when discovery is off.
@@ -277,14 +282,18 @@ impl AgentConfig {
             Duration::from_secs(600),
             duration,
         )?;
+        let full_mesh_max = lookup(env, &args.full_mesh_max, "full-mesh-max", 200, |s| {
+            whole(s, 0..=1_000_000)
+        })?;
         let layers = lookup(env, &args.layers, "layers", Layers::ALL, Layers::parse)?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
-            None | Some("all") => PairMetrics::All,
+            None | Some("auto") => PairMetrics::Auto,
+            Some("all") => PairMetrics::All,
             Some("failing") => PairMetrics::Failing,
             Some("none") => PairMetrics::None,
             Some(other) => {
                 return Err(Error::Config(format!(
-                    "--pair-metrics (or MESHPROBE_PAIR_METRICS) {other:?}: expected all, failing or none"
+                    "--pair-metrics (or MESHPROBE_PAIR_METRICS) {other:?}: expected auto, all, failing or none"
                 )))
             }
         };
@@ -381,6 +390,7 @@ impl AgentConfig {
             max_rate,
             max_in_flight,
             pair_metrics,
+            full_mesh_max,
             layers,
             mtu_interval,
             mtu_search_interval,
@@ -502,7 +512,8 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.window, Duration::from_secs(60));
         assert_eq!(c.listen, "0.0.0.0:9464".parse().unwrap());
-        assert_eq!(c.pair_metrics, PairMetrics::All);
+        assert_eq!(c.pair_metrics, PairMetrics::Auto);
+        assert_eq!(c.full_mesh_max, 200);
         assert_eq!(c.icmp_count, 3);
         assert_eq!(c.mtu_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
@@ -590,7 +601,11 @@ mod tests {
             ),
             (
                 |a| a.pair_metrics = Some("some".into()),
-                "expected all, failing or none",
+                "expected auto, all, failing or none",
+            ),
+            (
+                |a| a.full_mesh_max = Some("many".into()),
+                "--full-mesh-max (or MESHPROBE_FULL_MESH_MAX) \"many\": not a whole number",
             ),
             (
                 |a| a.window = Some("1s".into()),

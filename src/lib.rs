@@ -7,6 +7,7 @@
 //! * [`peers`]: the peers file schema, parsed and validated (pure).
 //! * [`discovery`]: sources of peer-set updates (today: the peers file, polled).
 //! * [`schedule`]: probe planning — spreading a round's probes over the interval (pure).
+//! * [`plan`]: which peers each agent probes above `--full-mesh-max`, and the scale simulator (pure).
 //! * [`window`]: sliding-window statistics per destination and layer (pure).
 //! * [`probe`]: one prober per file behind one signature; failure classification (pure).
 //! * [`mtu`]: path-MTU discovery per destination, a pure state machine (the Don't-Fragment
@@ -45,6 +46,7 @@ pub mod model;
 pub mod mtu;
 pub mod ondemand;
 pub mod peers;
+pub mod plan;
 pub mod pmtud;
 pub mod probe;
 pub mod probecmd;

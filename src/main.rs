@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => meshprobe::serve::run(args).await,
             Command::Diagnose(args) => meshprobe::diagnose::run(args).await,
             Command::Lab(args) => meshprobe::lab::run(args).await,
+            Command::Plan(args) => meshprobe::plan::cmd::run(args).await,
             Command::Probe(args) => meshprobe::probecmd::run(args).await,
         }
     });

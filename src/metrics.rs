@@ -5,7 +5,7 @@
 //! Metric names, types and labels are documented in README.md ("Metrics"); keep them in step.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
@@ -173,6 +173,15 @@ impl Metrics {
     }
 }
 
+/// The probe plan as the probe loop last computed it (written there, read at scrape time).
+#[derive(Debug, Default)]
+pub struct PlanStatus {
+    /// The plan is sampled: this agent probes its share of the peers, not all of them.
+    pub sampled: AtomicBool,
+    /// Peers this agent probes in the current epoch.
+    pub peers: AtomicUsize,
+}
+
 /// Renders the store's current content on every scrape.
 #[derive(Debug)]
 pub struct StoreCollector {
@@ -182,6 +191,7 @@ pub struct StoreCollector {
     pub ready: Arc<AtomicBool>,
     pub pair_metrics: PairMetrics,
     pub icmp_socket: &'static str,
+    pub plan: Arc<PlanStatus>,
 }
 
 struct Row {
@@ -218,6 +228,7 @@ impl StoreCollector {
     /// Count and select under the store's lock; encode afterwards.
     fn rows(&self, now: Instant) -> Rows {
         let mut rows = Rows::default();
+        let sampled = self.plan.sampled.load(Ordering::Relaxed);
         let Ok(store) = self.store.lock() else {
             return rows;
         };
@@ -249,6 +260,8 @@ impl StoreCollector {
             }
             let selected = match self.pair_metrics {
                 PairMetrics::All => true,
+                // Auto: every pair on a full mesh, failing ones on a sampled plan.
+                PairMetrics::Auto => !sampled || failing(&v.stats, v.mtu),
                 PairMetrics::Failing => failing(&v.stats, v.mtu),
                 PairMetrics::None => false,
             };
@@ -335,6 +348,19 @@ impl Collector for StoreCollector {
             ConstCounter::new(status.reloads_failed)
                 .encode(m.encode_family(&[("result", "error")])?)?;
         }
+        let sampled = self.plan.sampled.load(Ordering::Relaxed);
+        gauge(
+            &mut enc,
+            "meshprobe_plan_sampled",
+            "1 when the peer set exceeds --full-mesh-max and this agent probes its share of a sampled plan",
+            [(vec![], f64::from(u8::from(sampled)))],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_plan_peers",
+            "Peers this agent probes in the current plan epoch",
+            [(vec![], self.plan.peers.load(Ordering::Relaxed) as f64)],
+        )?;
         gauge(
             &mut enc,
             "meshprobe_discovery_healthy",
@@ -396,7 +422,7 @@ impl Collector for StoreCollector {
             }),
         )?;
 
-        // Per-pair series, as selected by --pair-metrics.
+        // Per-pair series, as selected by --pair-metrics (in `rows`).
         let pairs: Vec<&Row> = rows.pairs.iter().collect();
         let labels = |r: &Row| {
             vec![
@@ -496,6 +522,10 @@ mod tests {
     use std::time::Duration;
 
     fn encode(mode: PairMetrics) -> String {
+        encode_with(mode, false)
+    }
+
+    fn encode_with(mode: PairMetrics, sampled: bool) -> String {
         let set = Arc::new(
             parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, zone: z1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n")
                 .unwrap(),
@@ -531,6 +561,10 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: mode,
             icmp_socket: "raw",
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(sampled),
+                peers: AtomicUsize::new(2),
+            }),
         });
         m.encode().unwrap()
     }
@@ -570,5 +604,64 @@ mod tests {
             assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
             assert!(text.ends_with("# EOF\n"));
         }
+    }
+
+    #[test]
+    fn auto_exports_every_pair_on_a_full_mesh_and_failing_pairs_on_a_sampled_plan() {
+        let full = encode_with(PairMetrics::Auto, false);
+        assert_eq!(count(&full, "meshprobe_pair_reachable{"), 6);
+        assert!(full.contains("meshprobe_plan_sampled 0"), "{full}");
+        let sampled = encode_with(PairMetrics::Auto, true);
+        assert_eq!(count(&sampled, "meshprobe_pair_reachable{"), 1);
+        assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+        assert!(sampled.contains("meshprobe_plan_sampled 1"));
+        assert!(sampled.contains("meshprobe_plan_peers 2"));
+        // An explicit choice wins over the plan.
+        assert_eq!(
+            count(
+                &encode_with(PairMetrics::All, true),
+                "meshprobe_pair_reachable{"
+            ),
+            6
+        );
+    }
+
+    #[test]
+    fn discovered_counts_the_peer_set_even_when_the_plan_probes_a_share() {
+        let set = Arc::new(
+            parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n").unwrap(),
+        );
+        let params = TaskParams {
+            default_port: 9464,
+            icmp_count: 1,
+            icmp_size: 56,
+        };
+        let t: Vec<_> = tasks(&set, "a", params)
+            .into_iter()
+            .filter(|t| t.key.name == "c")
+            .collect();
+        let mut store = Store::new("a", Duration::from_secs(60));
+        store.set_peers(set, &t);
+        let m = Metrics::new(StoreCollector {
+            identity: Identity {
+                node: "a".into(),
+                zone: None,
+            },
+            store: Arc::new(Mutex::new(store)),
+            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+            ready: Arc::new(AtomicBool::new(true)),
+            pair_metrics: PairMetrics::Auto,
+            icmp_socket: "raw",
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(true),
+                peers: AtomicUsize::new(1),
+            }),
+        });
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(r#"meshprobe_discovered{dst_kind="peer"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("meshprobe_plan_peers 1"));
     }
 }

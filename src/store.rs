@@ -23,6 +23,8 @@ pub struct Store {
     me: String,
     peers: Arc<PeerSet>,
     active: HashSet<ProbeKey>,
+    /// Peers with at least one task: on a sampled plan, the ones this agent probes.
+    active_peers: HashSet<String>,
     windows: HashMap<ProbeKey, Window>,
     /// Path-MTU reports, keyed like the ICMP windows of the same address.
     mtu: HashMap<ProbeKey, MtuReport>,
@@ -75,6 +77,7 @@ impl Store {
             me: me.into(),
             peers: Arc::new(PeerSet::default()),
             active: HashSet::new(),
+            active_peers: HashSet::new(),
             windows: HashMap::new(),
             mtu: HashMap::new(),
         }
@@ -84,6 +87,11 @@ impl Store {
     /// that are gone are dropped at once (their metric series go with them).
     pub fn set_peers(&mut self, peers: Arc<PeerSet>, tasks: &[Task]) {
         self.active = tasks.iter().map(|t| t.key.clone()).collect();
+        self.active_peers = tasks
+            .iter()
+            .filter(|t| t.key.kind == DestKind::Peer)
+            .map(|t| t.key.name.clone())
+            .collect();
         self.windows.retain(|k, _| self.active.contains(k));
         self.mtu.retain(|k, _| self.active.contains(k));
         self.peers = peers;
@@ -194,7 +202,9 @@ impl Store {
             .peers
             .peers
             .iter()
-            .filter(|p| p.node != self.me)
+            // Only peers this agent probes: on a sampled plan the others would be thousands
+            // of empty entries in every results document.
+            .filter(|p| p.node != self.me && self.active_peers.contains(&p.node))
             .map(|p| PeerResults {
                 node: p.node.clone(),
                 zone: p.zone.clone(),
@@ -243,6 +253,36 @@ mod tests {
     }
 
     const ABC: &str = "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n";
+
+    #[test]
+    fn snapshot_lists_only_the_peers_this_agent_probes() {
+        // A sampled plan: tasks for c only. b is in the peer set but not probed.
+        let set = Arc::new(parse(ABC).unwrap());
+        let mut t = tasks(&set, "a", PARAMS);
+        t.retain(|t| t.key.name != "b");
+        let mut s = Store::new("a", Duration::from_secs(60));
+        s.set_peers(set.clone(), &t);
+        let names: Vec<_> = s
+            .snapshot(Instant::now())
+            .peers
+            .into_iter()
+            .map(|p| p.node)
+            .collect();
+        assert_eq!(names, ["c"]);
+        // The next epoch assigns b instead: c leaves the documents at once.
+        let t2: Vec<Task> = tasks(&set, "a", PARAMS)
+            .into_iter()
+            .filter(|t| t.key.name != "c")
+            .collect();
+        s.set_peers(set, &t2);
+        let names: Vec<_> = s
+            .snapshot(Instant::now())
+            .peers
+            .into_iter()
+            .map(|p| p.node)
+            .collect();
+        assert_eq!(names, ["b"]);
+    }
 
     #[test]
     fn snapshot_lists_every_other_peer_with_its_layers() {

@@ -99,6 +99,7 @@ fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         max_rate: 1000,
         max_in_flight: 64,
         pair_metrics: PairMetrics::All,
+        full_mesh_max: 200,
         layers: meshprobe::model::Layers::ALL,
         mtu_interval: MTU,
         mtu_search_interval: Duration::from_secs(600),

@@ -89,6 +89,7 @@ fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
         max_rate: 1000,
         max_in_flight,
         pair_metrics: PairMetrics::All,
+        full_mesh_max: 200,
         layers: meshprobe::model::Layers::ALL,
         mtu_interval: MTU,
         mtu_search_interval: Duration::from_secs(600),
@@ -181,4 +182,54 @@ async fn probes_in_flight_never_exceed_the_bound() {
         .filter_map(|(d, _)| d.split(' ').nth(1)?.split(':').next()?.parse().ok())
         .collect();
     assert!(ips.iter().all(|ip| ip.to_string().starts_with("198.1")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn above_full_mesh_max_the_agent_probes_only_its_share_of_the_plan() {
+    use meshprobe::plan::{epoch_at, Plan, PlanParams};
+    let fake = Fake::new(Duration::from_millis(2));
+    let path = peers_file("sampled", 40);
+    let mut cfg = config(path.clone(), 64);
+    cfg.full_mesh_max = 10;
+    let set = meshprobe::peers::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let params = PlanParams {
+        full_mesh_max: 10,
+        ..PlanParams::default()
+    };
+    // The agent's rotation epoch comes from the wall clock: allow for crossing one boundary.
+    let e = epoch_at(std::time::SystemTime::now(), cfg.window);
+    let plans: Vec<Plan> = [e, e + 1]
+        .iter()
+        .map(|&e| Plan::for_peer_set(&set, "n0", None, &params, e))
+        .collect();
+    assert!(plans[0].sampled);
+    let ip_of = |node: &str| set.peer(node).unwrap().pod_ip.to_string();
+    run_for(fake.clone(), cfg, 5).await;
+    let log = fake.log.lock().unwrap().clone();
+    let probed: std::collections::BTreeSet<String> = log
+        .iter()
+        .filter(|(d, _)| d.starts_with("http "))
+        .map(|(d, _)| d.trim_start_matches("http ").to_string())
+        .collect();
+    // The listener is on port 0 in this config: HTTP probes go to the peers' port 0.
+    let allowed: std::collections::BTreeSet<String> = plans
+        .iter()
+        .flat_map(|p| p.peers_of("n0"))
+        .map(|n| format!("{}:0", ip_of(n)))
+        .collect();
+    let core: Vec<String> = plans[0].core[plans[0].index("n0").unwrap()]
+        .iter()
+        .map(|&d| format!("{}:0", ip_of(&plans[0].names[d as usize])))
+        .collect();
+    assert!(probed.is_subset(&allowed), "{probed:?} vs {allowed:?}");
+    for c in &core {
+        assert!(probed.contains(c), "core peer {c} not probed: {probed:?}");
+    }
+    assert!(
+        probed.len() < 39 && probed.len() >= 3,
+        "{} of 39 peers probed",
+        probed.len()
+    );
+    // Targets are not sampled.
+    assert!(log.iter().any(|(d, _)| d == "tcp 198.19.9.11:5432"));
 }

@@ -95,6 +95,7 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
         max_in_flight: 64,
         pair_metrics: PairMetrics::All,
         layers: meshprobe::model::Layers::ALL,
+        full_mesh_max: 200,
         mtu_interval: None,
         mtu_search_interval: Duration::from_secs(600),
         probe: Default::default(),

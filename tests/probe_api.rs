@@ -127,6 +127,7 @@ async fn start(
         max_rate: 1000,
         max_in_flight: 16,
         pair_metrics: PairMetrics::All,
+        full_mesh_max: 200,
         layers: meshprobe::model::Layers::ALL,
         mtu_interval: None,
         mtu_search_interval: Duration::from_secs(600),

@@ -1776,7 +1776,45 @@ impl<'a> Engine<'a> {
         timeouts_only && (self.raw_loss[i] || self.pair_lossy(i) || on_lossy_node)
     }
 
+    /// A source whose own stack or pod gateway says "net unreachable" to a target's pod is
+    /// missing a route, as on peer pairs. On a sampled plan the source may probe the target
+    /// (targets are never sampled) but not the agent on the target's node, so the network
+    /// stage had no peer pair to see it from; the targets on the source's node, probed from the
+    /// target's node, time out (the replies have no route) and go with it.
+    fn target_routing(&mut self) {
+        let mut by_src: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &i in &self.tpairs {
+            let src = self.m.pairs[i].src;
+            if self.explained.contains_key(&i) || self.st[i][POD] != St::Down {
+                continue;
+            }
+            let Some(Ok((owner, _))) = self.netunreach_owner(i) else {
+                continue;
+            };
+            if owner == src && self.network_explains(src, self.dst_node(i), None).is_none() {
+                by_src.entry(src).or_default().push(i);
+            }
+        }
+        for (x, mut pairs) in by_src {
+            let far: BTreeSet<usize> = pairs.iter().filter_map(|&i| self.dst_node(i)).collect();
+            for &j in &self.tpairs {
+                let pc = &self.m.pairs[j];
+                let s = self.st[j];
+                if far.contains(&pc.src)
+                    && self.dst_node(j) == Some(x)
+                    && !self.explained.contains_key(&j)
+                    && (s[POD] == St::Down || worst_app(&s) == St::Down)
+                {
+                    pairs.push(j);
+                }
+            }
+            let d = self.egress_draft(Some(x), None, &pairs);
+            self.push_pairs(d, &pairs);
+        }
+    }
+
     fn app_stage(&mut self) {
+        self.target_routing();
         let lossy = self.lossy_nodes();
         // Targets.
         let mut per_target: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

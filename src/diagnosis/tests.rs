@@ -129,6 +129,8 @@ struct Mesh {
     target: HashMap<(usize, usize, &'static str), LayerStats>,
     mtu: HashMap<(usize, usize), (u32, MtuState)>,
     missing: BTreeSet<usize>,
+    /// Node pairs (src, dst) the plan does not probe (a sampled plan); targets always are.
+    unprobed: BTreeSet<(usize, usize)>,
     not_ready: BTreeSet<usize>,
     rounds: HashMap<usize, u64>,
     kube: Option<KubeFacts>,
@@ -151,6 +153,7 @@ impl Mesh {
             target: HashMap::new(),
             mtu: HashMap::new(),
             missing: BTreeSet::new(),
+            unprobed: BTreeSet::new(),
             not_ready: BTreeSet::new(),
             rounds: HashMap::new(),
             kube: None,
@@ -202,7 +205,7 @@ impl Mesh {
             .filter(|i| !self.missing.contains(i))
             .map(|s| {
                 let peers: Vec<PeerReport> = (1..=N)
-                    .filter(|&d| d != s)
+                    .filter(|&d| d != s && !self.unprobed.contains(&(s, d)))
                     .map(|d| {
                         let layers = PEER_LAYERS
                             .iter()
@@ -1495,5 +1498,55 @@ fn route_without_its_icmp_error_points_at_the_source_table() {
         f.next_steps[0].starts_with("Runbook diagnosis 5: on node-1, `ip route get 198.19.3.10`"),
         "{}",
         f.next_steps[0]
+    );
+}
+
+/// A sampled plan (issue 9): node pairs nobody probes, in both directions; targets are always
+/// probed. Node-level faults and partitions are localised from the pairs that remain; a lost
+/// route whose peer pairs are unprobed is still pinned on its node through the targets.
+#[test]
+fn on_a_sampled_plan_faults_are_still_localised() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        ("healthy", |_| {}, vec![]),
+        (
+            "route to node-3's pods deleted on node-1, seen through the targets only",
+            route_1_to_3,
+            vec![Expect {
+                targets: &["web-node-3", "web-node-1"],
+                ..ex(Routing, &["node-1"])
+            }],
+        ),
+        ("node down", node3_down, vec![ex(NodeDown, &["node-3"])]),
+        ("CNI on node-3", node3_cni, vec![ex(Cni, &["node-3"])]),
+        (
+            "node-2 lost all its pod routes",
+            node2_no_routes,
+            vec![ex(Routing, &["node-2"])],
+        ),
+        (
+            "zone partition",
+            zone_partition,
+            vec![Expect {
+                zones: &["zone-a", "zone-b"],
+                ..ex(Vpc, &[])
+            }],
+        ),
+    ];
+    for (label, scenario, want) in table {
+        let mut m = Mesh::new();
+        m.unprobed.extend([(1, 3), (3, 1), (2, 4), (4, 2)]);
+        scenario(&mut m);
+        check(label, &m.diagnose(), &want);
+    }
+    // Without the target probes a route lost on an unprobed pair is invisible: nothing to say.
+    let mut m = Mesh::new();
+    m.unprobed.extend([(1, 3), (3, 1)]);
+    let nu = down(err_from("net_unreachable", "198.19.1.1"));
+    m.p(1, 3, &["icmp_pod", "http"], nu);
+    check(
+        "route on an unprobed pair, targets fine",
+        &m.diagnose(),
+        &[],
     );
 }
