@@ -104,7 +104,8 @@ impl FactsSource {
 
 /// Findings that only concern held peers (node NotReady or cordoned, agent just Ready) are set
 /// apart, not raised: such a peer has not had its chance yet. Pure. A finding is held when all
-/// its nodes are held, or it names no node and every pair touches a held node.
+/// its nodes are held, or every pair it names touches a held node (`node-2 cannot reach
+/// node-3` while node-3 goes NotReady).
 pub fn hold_findings(
     mut d: crate::diagnosis::Diagnosis,
     held: &[peers::Held],
@@ -114,11 +115,10 @@ pub fn hold_findings(
     }
     let is_held = |n: &str| held.iter().any(|h| h.node == n);
     let (kept, set_apart): (Vec<_>, Vec<_>) = d.findings.into_iter().partition(|f| {
-        let only_held = if f.nodes.is_empty() {
-            !f.pairs.is_empty() && f.pairs.iter().all(|[a, b]| is_held(a) || is_held(b))
-        } else {
-            f.nodes.iter().all(|n| is_held(n))
-        };
+        let pairs_held =
+            !f.pairs.is_empty() && f.pairs.iter().all(|[a, b]| is_held(a) || is_held(b));
+        let nodes_held = !f.nodes.is_empty() && f.nodes.iter().all(|n| is_held(n));
+        let only_held = nodes_held || pairs_held;
         !only_held
     });
     d.findings = kept;
@@ -171,6 +171,8 @@ mod tests {
             (f(&[], &[("n1", "n3"), ("n1", "n2")]), false),
             (f(&[], &[]), false),
             (f(&["n1"], &[]), false),
+            (f(&["n2", "n3"], &[("n2", "n3")]), true),
+            (f(&["n1", "n2"], &[("n1", "n2")]), false),
         ];
         for (i, (finding, want_held)) in table.into_iter().enumerate() {
             let d = Diagnosis {
