@@ -1329,6 +1329,29 @@ fn real_data_problems_stay_fixed() {
             vec![ex(PacketLoss, &["node-2"])],
         ),
         (
+            // Was: an extra `cni` for web-node-2 "from 1 of 3 sources" (e2e run under load):
+            // one source's last three probes to the target's pod IP lost, its HTTP dead.
+            "loss: a target on the lossy node unanswered by one source for a while is the loss",
+            |m| {
+                loss_node2_real(m);
+                let icmp_unlucky = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 3,
+                    successes: 6,
+                    received: 14,
+                    sent: 30,
+                    success_ratio: Some(0.6),
+                    loss_ratio: Some(0.53),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.5),
+                    errors: vec![timeout_count(16, 0.5)],
+                    ..ok()
+                };
+                m.t(3, 2, &["icmp_pod"], icmp_unlucky);
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
             // Was: an extra `mtu` finding for node-1 -> node-2 (agent's verdict "black hole").
             "loss: a path-MTU black hole verdict on a lossy path is the loss",
             |m| {
