@@ -9,6 +9,7 @@ for pair in ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables promtoo
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
