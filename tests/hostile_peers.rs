@@ -247,7 +247,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         ("h", 88, Hostile::EndlessResults("h")),
     ];
     let mut peers_text = String::from(
-        "peers:\n  - {{node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.81}}\n  - {{node: g, node_ip: 127.0.0.1, pod_ip: 127.0.0.87}}\n"
+        "peers:\n  - {node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.81}\n  - {node: g, node_ip: 127.0.0.1, pod_ip: 127.0.0.87}\n"
     );
     let mut written = Vec::new();
     for (node, last, how) in table {
