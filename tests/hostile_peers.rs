@@ -1,6 +1,6 @@
 //! A real agent among hostile peers on 127.0.0.0/8: peers that accept TCP and never answer,
 //! answer garbage, an endless body, an endless header; and peers that answer `/ping` properly
-//! but serve garbage or endless JSON at `/api/v1/results`. The agent classifies each within its
+//! but serve garbage, endless or no JSON at `/api/v1/results`. The agent classifies each within its
 //! timeout and keeps its rounds; the mesh view (`/api/v1/diagnosis`) answers in bounded time,
 //! names the bad peers and still uses the good one; no hostile peer gets more than the caps
 //! read from it, and RSS stays bounded. Prints what it measured.
@@ -47,6 +47,8 @@ enum Hostile {
     GarbageResults(&'static str),
     /// `/ping` answered as node `NAME` would; `/api/v1/results` is JSON that never ends.
     EndlessResults(&'static str),
+    /// `/ping` answered as node `NAME` would; `/api/v1/results` never answered.
+    SilentResults(&'static str),
 }
 
 /// Write `chunk` until the client stops reading (a write fails) or 60 s pass; count the bytes.
@@ -103,7 +105,11 @@ async fn answer(mut s: TcpStream, how: Hostile, written: Arc<AtomicU64>) {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nx-big: ").await;
             endless(&mut s, &[b'a'; 4096], &written).await;
         }
-        Hostile::GarbageResults(node) | Hostile::EndlessResults(node) if path == "/ping" => {
+        Hostile::GarbageResults(node)
+        | Hostile::EndlessResults(node)
+        | Hostile::SilentResults(node)
+            if path == "/ping" =>
+        {
             let body = format!("{{\"node\":\"{node}\"}}");
             let _ = s
                 .write_all(
@@ -115,6 +121,7 @@ async fn answer(mut s: TcpStream, how: Hostile, written: Arc<AtomicU64>) {
                 )
                 .await;
         }
+        Hostile::SilentResults(_) => tokio::time::sleep(Duration::from_secs(120)).await,
         Hostile::GarbageResults(_) => {
             let body = "{\"node\": \"f\", \"peers\": [ this is not json";
             let _ = s
@@ -238,13 +245,14 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         let l = std::net::TcpListener::bind((ip(81), 0)).unwrap();
         l.local_addr().unwrap().port()
     };
-    let table: [(&str, u8, Hostile); 6] = [
+    let table: [(&str, u8, Hostile); 7] = [
         ("b", 82, Hostile::Silent),
         ("c", 83, Hostile::Garbage),
         ("d", 84, Hostile::EndlessBody),
         ("e", 85, Hostile::EndlessHeader),
         ("f", 86, Hostile::GarbageResults("f")),
         ("h", 88, Hostile::EndlessResults("h")),
+        ("i", 89, Hostile::SilentResults("i")),
     ];
     let mut peers_text = String::from(
         "peers:\n  - {node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.81}\n  - {node: g, node_ip: 127.0.0.1, pod_ip: 127.0.0.87}\n"
@@ -304,7 +312,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         assert_eq!(w["reachable"], false, "{node}: {w}");
         assert_eq!(w["last_error"]["kind"], kind, "{node}: {w}");
     }
-    for node in ["f", "g", "h"] {
+    for node in ["f", "g", "h", "i"] {
         let w = http_layer(&r, node);
         assert_eq!(w["reachable"], true, "{node} answers /ping: {w}");
     }
@@ -326,7 +334,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         .collect();
     assert_eq!(answered, ["a", "g"], "{}", d["agents_answered"]);
     let unreachable = d["agents_unreachable"].as_array().unwrap();
-    for node in ["b", "c", "d", "e", "f", "h"] {
+    for node in ["b", "c", "d", "e", "f", "h", "i"] {
         let u = unreachable
             .iter()
             .find(|u| u["node"] == node)
@@ -340,6 +348,9 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
                 why.contains("longer than") || why.contains("timeout"),
                 "{node}: {why}"
             );
+        }
+        if node == "i" {
+            assert!(why.contains("timeout"), "{node}: {why}");
         }
     }
     // Within the gather timeout (2 × probe timeout) plus slack, endless JSON included.
