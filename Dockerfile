@@ -1,12 +1,27 @@
-# Build: docker build -t meshprobe .
+# meshprobe: multi-stage build, the binary only on a distroless runtime, non-root.
+#   docker build -t meshprobe:0.1.0 .
+# (No Docker engine runs on the development machines: this file is kept plain and is not
+# built by the test suite.)
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Dependencies first, so a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked && rm -rf src
 COPY src ./src
-RUN cargo build --release --locked && strip target/release/meshprobe
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked \
+    && strip target/release/meshprobe
+# CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets (router errors,
+# path-MTU discovery) only this way, when the pod adds NET_RAW to its bounding set and allows
+# privilege escalation (see deploy/base/daemonset.yaml). Without it the agent falls back to
+# ICMP datagram sockets (net.ipv4.ping_group_range) and turns path-MTU discovery off.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libcap2-bin \
+    && setcap cap_net_raw+ep target/release/meshprobe
 
-# Runtime: distroless (glibc, CA bundle, no shell), non-root. ICMP needs CAP_NET_RAW (added in
-# the DaemonSet) or the pod sysctl net.ipv4.ping_group_range covering this GID.
+# glibc and libgcc (the binary links them dynamically), no shell, no package manager;
+# TLS is rustls, so no OpenSSL is needed.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/meshprobe /usr/local/bin/meshprobe
 USER 65532:65532

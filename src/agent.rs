@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::AgentArgs;
-use crate::config::{AgentConfig, ProcessEnv};
+use crate::config::{AgentConfig, Discovery, ProcessEnv};
 use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
@@ -48,6 +48,8 @@ pub struct Shared {
     pub plan: Arc<PlanStatus>,
     /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
     pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
+    /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
+    pub kube_facts: Option<crate::k8s::FactsSource>,
     /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
     pub ondemand: crate::ondemand::fanout::OnDemand,
 }
@@ -62,6 +64,9 @@ pub async fn run_from_args(args: AgentArgs) -> Result<u8> {
     run(config, listener, probers, shutdown_signal()).await?;
     Ok(0)
 }
+
+/// How long the agent waits at start for its first complete Kubernetes list.
+const KUBE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The production probers. ICMP needs CAP_NET_RAW or the ping sysctl: the error says which.
 pub fn default_probers() -> Result<(Probers, &'static str)> {
@@ -102,11 +107,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
-    let (discovery, peers_tx, peers_rx) = FileDiscovery::start(
-        config.peers_file.clone(),
-        Duration::from_secs(1),
-        status.clone(),
-    )?;
+    // One seam: every source publishes whole peer sets on the same watch channel.
+    let mut kube_facts = None;
+    let mut publisher = None;
+    let (discovery_task, peers_rx) = match &config.discovery {
+        Discovery::File => {
+            let (d, tx, rx) = FileDiscovery::start(
+                config.peers_file.clone(),
+                Duration::from_secs(1),
+                status.clone(),
+            )?;
+            (tokio::spawn(d.run(tx)), rx)
+        }
+        Discovery::Kubernetes(settings) => {
+            let client = crate::k8s::client(settings.api_url.as_deref()).await?;
+            if settings.publish_events {
+                publisher = Some(client.clone());
+            }
+            kube_facts = Some(crate::k8s::FactsSource::new(
+                client.clone(),
+                settings.selector.clone(),
+                settings.namespace.clone(),
+            ));
+            let (d, tx, rx) = crate::k8s::watch::KubeDiscovery::start(
+                client,
+                settings.clone(),
+                status.clone(),
+                KUBE_START_TIMEOUT,
+            )
+            .await?;
+            (tokio::spawn(d.run(tx)), rx)
+        }
+    };
 
     // Our zone: the flag, else what the peers file says of us.
     let zone = config.zone.clone().or_else(|| {
@@ -155,7 +187,11 @@ pub async fn run(
             },
             requests: metrics.ondemand_requests.clone(),
             // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
-            pods: None,
+            pods: kube_facts.as_ref().map(|f: &crate::k8s::FactsSource| {
+                Arc::new(crate::k8s::fetch::KubePodResolver {
+                    client: f.client.clone(),
+                }) as Arc<dyn crate::ondemand::PodResolver>
+            }),
         }
     };
     let shared = Arc::new(Shared {
@@ -170,6 +206,7 @@ pub async fn run(
         icmp_socket,
         plan,
         mesh_cache: tokio::sync::Mutex::new(None),
+        kube_facts,
     });
     tracing::info!(
         node = %config.node_name,
@@ -181,7 +218,6 @@ pub async fn run(
         "agent starting"
     );
 
-    let discovery_task = tokio::spawn(discovery.run(peers_tx));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mtu = config
         .mtu_interval
@@ -201,6 +237,13 @@ pub async fn run(
                 None
             }
         });
+    let events_task = publisher.map(|client| {
+        tokio::spawn(crate::k8s::events::run(
+            shared.clone(),
+            client,
+            config.timeout * 2,
+        ))
+    });
     let loop_task = tokio::spawn(probe_loop(shared.clone(), probers, mtu, peers_rx, stop_rx));
 
     let served = server::serve(
@@ -212,6 +255,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     discovery_task.abort();
+    if let Some(t) = events_task {
+        t.abort();
+    }
     let _ = loop_task.await;
     tracing::info!("agent stopped");
     served.map_err(|e| Error::Socket(format!("HTTP server failed: {e}")))

@@ -174,7 +174,19 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         mesh::peer_agents(&set, &s.identity.node, s.config.listen.port())
             .into_iter()
             .partition(|(node, _)| down.contains(node.as_str()));
-    let mut gathered = crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY).await;
+    let own = AgentReport::from_results(&results);
+    // Kubernetes facts (when discovery is kubernetes) are fetched alongside the gathering,
+    // within the same deadline, so a slow API server never delays the view.
+    let facts = async {
+        match &s.kube_facts {
+            Some(k) => k.facts(std::slice::from_ref(&own), gather_timeout(s)).await,
+            None => None,
+        }
+    };
+    let (mut gathered, facts) = tokio::join!(
+        crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY),
+        facts
+    );
     gathered.extend(
         skipped
             .into_iter()
@@ -186,13 +198,16 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
                 }),
             }),
     );
-    let own = AgentReport::from_results(&results);
-    let (inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    inputs.kube = facts.map(|f| f.as_ref().clone());
+    let (diagnosis, held) =
+        crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
     let d = Arc::new(MeshDiagnosis {
         node: s.identity.node.clone(),
         agents_answered,
         agents_unreachable,
-        diagnosis: diagnose(&Matrix::build(&inputs)),
+        diagnosis,
+        held,
         reports: inputs.agents,
     });
     *cache = Some((Instant::now(), d.clone()));

@@ -65,9 +65,34 @@ pub struct AgentArgs {
     /// Address to serve HTTP on [env: MESHPROBE_LISTEN] [default: 0.0.0.0:9464].
     #[arg(long)]
     pub listen: Option<String>,
-    /// Peers file (YAML or JSON), re-read when it changes [env: MESHPROBE_PEERS_FILE] (required).
+    /// Peers file (YAML or JSON), re-read when it changes [env: MESHPROBE_PEERS_FILE] (required
+    /// with `--discovery file`).
     #[arg(long)]
     pub peers_file: Option<PathBuf>,
+    /// Where peers come from: `file` (--peers-file) or `kubernetes` (watch the agent pods and
+    /// nodes, and annotated target pods) [env: MESHPROBE_DISCOVERY] [default: file].
+    #[arg(long)]
+    pub discovery: Option<String>,
+    /// Kubernetes: label selector of the agent pods [env: MESHPROBE_SELECTOR]
+    /// [default: app.kubernetes.io/name=meshprobe].
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Kubernetes: namespace of the agent pods [env: MESHPROBE_NAMESPACE] [default: all namespaces].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubernetes: label selector of pods whose `meshprobe.io/probe` annotation names a target;
+    /// `none` for no targets [env: MESHPROBE_TARGET_SELECTOR] [default: meshprobe.io/probe].
+    #[arg(long)]
+    pub target_selector: Option<String>,
+    /// Kubernetes: API server URL, instead of the in-cluster service account or kubeconfig
+    /// (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`) [env: MESHPROBE_KUBE_API].
+    #[arg(long)]
+    pub kube_api: Option<String>,
+    /// Kubernetes: post the mesh view's findings as Events on the Node or Pod concerned
+    /// (one agent publishes; deduplicated, at most 10 a minute); needs create on events
+    /// (deploy/components/publish-events) [env: MESHPROBE_PUBLISH_EVENTS=true].
+    #[arg(long)]
+    pub publish_events: bool,
     /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
     #[arg(long)]
     pub interval: Option<String>,

@@ -48,7 +48,9 @@ pub struct AgentConfig {
     pub node_name: String,
     pub zone: Option<String>,
     pub listen: SocketAddr,
+    /// Empty with `--discovery kubernetes`.
     pub peers_file: PathBuf,
+    pub discovery: Discovery,
     pub interval: Duration,
     pub timeout: Duration,
     pub window: Duration,
@@ -157,6 +159,26 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
 }
 
 pub const DEFAULT_PORT: u16 = 9464;
+pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=meshprobe";
+pub const DEFAULT_TARGET_SELECTOR: &str = "meshprobe.io/probe";
+
+/// Where the peer set comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Discovery {
+    File,
+    Kubernetes(crate::k8s::watch::KubeSettings),
+}
+
+/// A label selector as the API accepts it: bounded, no spaces, no control characters (the
+/// API server checks the grammar; a refusal names the flag there too).
+fn check_selector(flag: &str, s: &str) -> Result<()> {
+    if s.is_empty() || s.len() > 1024 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Config(format!(
+            "{flag} {s:?}: expected a label selector like app.kubernetes.io/name=meshprobe"
+        )));
+    }
+    Ok(())
+}
 
 impl AgentConfig {
     /// Resolve flags, falling back to `env`, then to defaults. Every error names the flag and
@@ -180,13 +202,39 @@ impl AgentConfig {
                 "--listen {listen_s:?}: expected IP:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}"
             ))
         })?;
+        if args.publish_events
+            && get(&args.discovery, "MESHPROBE_DISCOVERY").as_deref() != Some("kubernetes")
+        {
+            return Err(Error::Config(
+                "--publish-events needs --discovery kubernetes".into(),
+            ));
+        }
+        let kubernetes = match get(&args.discovery, "MESHPROBE_DISCOVERY").as_deref() {
+            None | Some("file") => false,
+            Some("kubernetes") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "--discovery (or MESHPROBE_DISCOVERY) {other:?}: expected file or kubernetes"
+                )))
+            }
+        };
         let peers_file = args
             .peers_file
             .clone()
-            .or_else(|| env.var("MESHPROBE_PEERS_FILE").map(PathBuf::from))
-            .ok_or_else(|| {
-                Error::Config("--peers-file (or MESHPROBE_PEERS_FILE) is required".into())
-            })?;
+            .or_else(|| env.var("MESHPROBE_PEERS_FILE").map(PathBuf::from));
+        let peers_file = match (kubernetes, peers_file) {
+            (false, Some(p)) => p,
+            (false, None) => return Err(Error::Config(
+                "--peers-file (or MESHPROBE_PEERS_FILE) is required (or --discovery kubernetes)"
+                    .into(),
+            )),
+            (true, Some(_)) => {
+                return Err(Error::Config(
+                    "--peers-file and --discovery kubernetes exclude each other".into(),
+                ))
+            }
+            (true, None) => PathBuf::new(),
+        };
 
         let duration = |s: &str| parse_duration(s).map_err(|e| format!("{s:?}: {e}"));
         let interval = lookup(
@@ -280,6 +328,52 @@ impl AgentConfig {
                 fmt_duration(interval)
             )));
         }
+        let discovery = if kubernetes {
+            let selector = get(&args.selector, "MESHPROBE_SELECTOR")
+                .unwrap_or_else(|| DEFAULT_SELECTOR.into());
+            check_selector("--selector (or MESHPROBE_SELECTOR)", &selector)?;
+            let target_selector = match get(&args.target_selector, "MESHPROBE_TARGET_SELECTOR") {
+                Some(s) if s == "none" => None,
+                Some(s) => Some(s),
+                None => Some(DEFAULT_TARGET_SELECTOR.into()),
+            };
+            if let Some(t) = &target_selector {
+                check_selector("--target-selector (or MESHPROBE_TARGET_SELECTOR)", t)?;
+            }
+            let namespace = get(&args.namespace, "MESHPROBE_NAMESPACE");
+            if let Some(ns) = &namespace {
+                validate_name(ns).map_err(|e| Error::Config(format!("--namespace {ns:?}: {e}")))?;
+            }
+            let publish_events = args.publish_events
+                || match env.var("MESHPROBE_PUBLISH_EVENTS").as_deref() {
+                    None | Some("false") | Some("0") => false,
+                    Some("true") | Some("1") => true,
+                    Some(other) => {
+                        return Err(Error::Config(format!(
+                            "MESHPROBE_PUBLISH_EVENTS {other:?}: expected true or false"
+                        )))
+                    }
+                };
+            let api_url = get(&args.kube_api, "MESHPROBE_KUBE_API");
+            if let Some(u) = &api_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(Error::Config(format!(
+                        "--kube-api (or MESHPROBE_KUBE_API) {u:?}: expected an http:// or https:// URL"
+                    )));
+                }
+            }
+            Discovery::Kubernetes(crate::k8s::watch::KubeSettings {
+                api_url,
+                selector,
+                target_selector,
+                namespace,
+                // A freshly Ready agent is held for one window: until its cells could fill.
+                grace: window,
+                publish_events,
+            })
+        } else {
+            Discovery::File
+        };
         let probe = probe_config(args, env)?;
         Ok(AgentConfig {
             probe,
@@ -287,6 +381,7 @@ impl AgentConfig {
             zone,
             listen,
             peers_file,
+            discovery,
             interval,
             timeout,
             window,
@@ -558,6 +653,85 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(want), "{msg:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn kubernetes_discovery_flags() {
+        let mut a = AgentArgs {
+            node_name: Some("node-1".into()),
+            discovery: Some("kubernetes".into()),
+            ..Default::default()
+        };
+        let c = AgentConfig::resolve(&a, &env(&[])).unwrap();
+        let Discovery::Kubernetes(k) = &c.discovery else {
+            panic!("{c:?}")
+        };
+        assert_eq!(k.selector, DEFAULT_SELECTOR);
+        assert_eq!(k.target_selector.as_deref(), Some(DEFAULT_TARGET_SELECTOR));
+        assert_eq!(k.namespace, None);
+        assert_eq!(k.grace, Duration::from_secs(60));
+        assert!(!k.publish_events);
+        let on = AgentConfig::resolve(&a, &env(&[("MESHPROBE_PUBLISH_EVENTS", "true")])).unwrap();
+        assert!(matches!(on.discovery, Discovery::Kubernetes(ref k) if k.publish_events));
+        let e = env(&[
+            ("MESHPROBE_SELECTOR", "app=mp"),
+            ("MESHPROBE_TARGET_SELECTOR", "none"),
+            ("MESHPROBE_NAMESPACE", "meshprobe"),
+        ]);
+        let c = AgentConfig::resolve(&a, &e).unwrap();
+        let Discovery::Kubernetes(k) = &c.discovery else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (
+                k.selector.as_str(),
+                k.target_selector.clone(),
+                k.namespace.as_deref()
+            ),
+            ("app=mp", None, Some("meshprobe"))
+        );
+        type Case = (fn(&mut AgentArgs), &'static str);
+        let bad: &[Case] = &[
+            (
+                |a| a.discovery = Some("dns".into()),
+                "--discovery (or MESHPROBE_DISCOVERY) \"dns\": expected file or kubernetes",
+            ),
+            (
+                |a| a.peers_file = Some("/p.yaml".into()),
+                "exclude each other",
+            ),
+            (
+                |a| a.selector = Some("app = x".into()),
+                "--selector (or MESHPROBE_SELECTOR) \"app = x\"",
+            ),
+            (
+                |a| a.target_selector = Some(String::new()),
+                "--target-selector",
+            ),
+            (|a| a.namespace = Some("a/b".into()), "--namespace \"a/b\""),
+            (
+                |a| {
+                    a.discovery = None;
+                    a.publish_events = true;
+                },
+                "--publish-events needs --discovery kubernetes",
+            ),
+        ];
+        for (mutate, want) in bad {
+            let mut b = a.clone();
+            mutate(&mut b);
+            let err = AgentConfig::resolve(&b, &env(&[])).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+        a.discovery = Some("file".into());
+        assert!(AgentConfig::resolve(&a, &env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("--peers-file (or MESHPROBE_PEERS_FILE) is required"));
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub struct DiagnoseArgs {
     /// How long to wait for each agent.
     #[arg(long, default_value = "5s")]
     pub timeout: String,
+    /// Add Kubernetes facts (node conditions, CNI pods, target pods and their events,
+    /// NetworkPolicies) from the cluster of the current kubeconfig (with --agents; an agent
+    /// running --discovery kubernetes adds them to its own view).
+    #[arg(long, requires = "agents")]
+    pub kube: bool,
+    /// With --kube: the API server URL instead of the kubeconfig (e.g. behind `kubectl proxy`).
+    #[arg(long, requires = "kube")]
+    pub kube_api: Option<String>,
+    /// With --kube: label selector of the agent pods (the sources NetworkPolicies must admit).
+    #[arg(long, default_value = crate::config::DEFAULT_SELECTOR)]
+    pub selector: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,7 +63,12 @@ pub async fn run(args: DiagnoseArgs) -> Result<u8> {
                 .iter()
                 .map(|a| parse_agent_addr(a).map_err(Error::Config))
                 .collect::<Result<Vec<_>>>()?;
-            gather_here(addrs, timeout).await?
+            let kube = if args.kube {
+                Some(crate::k8s::client(args.kube_api.as_deref()).await?)
+            } else {
+                None
+            };
+            gather_here(addrs, timeout, kube.map(|c| (c, args.selector.clone()))).await?
         }
     };
     match args.output {
@@ -73,7 +89,11 @@ async fn ask_one(addr: SocketAddr, timeout: Duration) -> Result<MeshDiagnosis> {
         .map_err(|e| Error::NoAnswer(format!("agent {addr}: not a diagnosis document: {e}")))
 }
 
-async fn gather_here(addrs: Vec<SocketAddr>, timeout: Duration) -> Result<MeshDiagnosis> {
+async fn gather_here(
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+    kube: Option<(kube::Client, String)>,
+) -> Result<MeshDiagnosis> {
     let asked = addrs.iter().map(|a| (a.to_string(), *a)).collect();
     let gathered = gather(asked, timeout, 16).await;
     let mut agents = Vec::new();
@@ -112,17 +132,36 @@ async fn gather_here(addrs: Vec<SocketAddr>, timeout: Duration) -> Result<MeshDi
         }
     }
     let agents_answered = agents.iter().map(|a| a.node.clone()).collect();
+    let kube = match kube {
+        Some((client, selector)) => {
+            let q = crate::k8s::fetch::query_from_reports(&agents, &selector, None);
+            match tokio::time::timeout(timeout, crate::k8s::fetch::fetch_facts(&client, &q)).await {
+                Ok(f) => {
+                    for e in &f.errors {
+                        eprintln!("meshprobe: {e}");
+                    }
+                    Some(f)
+                }
+                Err(_) => {
+                    eprintln!("meshprobe: kubernetes facts: no answer within {timeout:?}; diagnosing without them");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let inputs = Inputs {
         agents,
         unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),
         nodes: Vec::new(),
-        kube: None,
+        kube,
     };
     Ok(MeshDiagnosis {
         node: "this machine".into(),
         agents_answered,
         agents_unreachable: unanswered,
         diagnosis: diagnose(&Matrix::build(&inputs)),
+        held: Vec::new(),
         reports: inputs.agents,
     })
 }

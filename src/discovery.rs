@@ -1,7 +1,8 @@
 //! Discovery: where the peer set comes from. Every source publishes whole, validated peer sets
 //! into a `tokio::sync::watch` channel; the probe loop takes the latest at each round.
 //!
-//! Today's source is the peers file, polled (stat every second, re-parse when its content
+//! Sources: the peers file (here) and Kubernetes ([`crate::k8s::watch`]), chosen by
+//! `--discovery`. The peers file is polled (stat every second, re-parse when its content
 //! changes; this also follows Kubernetes ConfigMap symlink swaps, which inotify watches miss).
 //! A bad edit keeps the last good set and is reported in logs, metrics and `/api/v1/results`.
 
@@ -26,6 +27,13 @@ pub struct DiscoveryStatus {
     pub reloads_failed: u64,
     /// Why the last reload failed, while the file is still bad.
     pub last_error: Option<String>,
+    /// Kubernetes discovery: peers probed without alarm for now (node NotReady or cordoned,
+    /// agent Ready only for a moment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<crate::k8s::peers::Held>,
+    /// Kubernetes discovery: pods whose `meshprobe.io/probe` annotation was ignored, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_targets: Vec<crate::k8s::peers::BadAnnotation>,
 }
 
 /// Read and parse a peers file; errors name the file and the line or field.

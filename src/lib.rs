@@ -38,6 +38,7 @@ pub mod discovery;
 pub mod error;
 pub mod gather;
 pub mod heatmap;
+pub mod k8s;
 pub mod lab;
 pub mod mesh;
 pub mod metrics;

@@ -23,6 +23,10 @@ pub struct MeshDiagnosis {
     pub agents_unreachable: Vec<Unanswered>,
     #[serde(flatten)]
     pub diagnosis: Diagnosis,
+    /// Findings set apart because they only concern peers that have not had their chance yet
+    /// (Kubernetes: node NotReady or cordoned, agent just Ready). Not alarms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<crate::diagnosis::Finding>,
     /// The result documents the view rests on, one per answering agent (for the agent page's
     /// matrix; not part of the JSON).
     #[serde(skip)]

@@ -375,6 +375,18 @@ impl Collector for StoreCollector {
             )],
         )?;
 
+        gauge(
+            &mut enc,
+            "meshprobe_discovery_held",
+            "Kubernetes discovery: 1 per peer probed without alarm for now (reason: node_not_ready, node_cordoned, just_ready, node_unknown); alert rules can exclude them",
+            status.held.iter().map(|h| {
+                (
+                    vec![("dst", h.node.clone()), ("reason", h.reason.to_string())],
+                    1.0,
+                )
+            }),
+        )?;
+
         // Aggregates, always exported: destinations by kind, layer and state.
         let counts = &rows.states;
         gauge(

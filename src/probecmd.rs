@@ -66,12 +66,8 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
                 a.target
             ))
         }
-        TargetSpec::Pod { .. } => {
-            return Err(format!(
-                "target {:?}: --kube needs Kubernetes support (not in this build yet); give the pod's IP or IP:PORT",
-                a.target
-            ))
-        }
+        // The agent resolves it (an agent running --discovery kubernetes).
+        TargetSpec::Pod { .. } => {}
         _ => {}
     }
     if a.icmp > MAX_ICMP_COUNT {
@@ -439,13 +435,12 @@ mod tests {
         assert!(r.get("from").is_none());
         let r = request_of(&args(&["10.0.0.1", "--http", "80"])).unwrap();
         assert_eq!(r["checks"][1]["path"], "/");
+        // A pod target goes to the agent as written; it resolves it.
+        let r = request_of(&args(&["pod/default/web", "--kube"])).unwrap();
+        assert_eq!(r["target"], "pod/default/web");
         // Errors name the argument.
         let bad: &[(&[&str], &str)] = &[
             (&["pod/default/web"], "add --kube"),
-            (
-                &["pod/default/web", "--kube"],
-                "needs Kubernetes support (not in this build yet)",
-            ),
             (&["10.0.0.1", "--icmp", "21"], "--icmp 21: at most 20"),
             (&["10.0.0.1", "--icmp", "0"], "no checks"),
             (

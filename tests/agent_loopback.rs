@@ -90,6 +90,7 @@ fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         zone: Some(format!("zone-{node}")),
         listen,
         peers_file: peers.to_path_buf(),
+        discovery: meshprobe::config::Discovery::File,
         interval: INTERVAL,
         timeout: Duration::from_millis(500),
         window: Duration::from_secs(10),

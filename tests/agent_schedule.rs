@@ -80,6 +80,7 @@ fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
         zone: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         peers_file: path,
+        discovery: meshprobe::config::Discovery::File,
         interval: Duration::from_secs(1),
         timeout: Duration::from_millis(950),
         window: Duration::from_secs(10),

@@ -118,6 +118,7 @@ async fn start(
         zone: None,
         listen: addr,
         peers_file: peers,
+        discovery: meshprobe::config::Discovery::File,
         interval: Duration::from_secs(1),
         timeout: Duration::from_millis(500),
         window: Duration::from_secs(10),
@@ -512,11 +513,15 @@ async fn a_silent_peer_agent_is_a_line_saying_so() {
     .unwrap();
     assert_eq!(code, Some(2));
     assert!(err.contains("127.0.0.3"), "{err}");
-    let (code, _, err) = tokio::task::spawn_blocking(move || run(&["pod/default/web", "--kube"]))
-        .await
-        .unwrap();
+    // A pod target goes to the agent, which needs Kubernetes discovery to resolve it.
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&["pod/default/web", "--kube", "--agent", &url])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, Some(2));
-    assert!(err.contains("not in this build yet"), "{err}");
+    assert!(err.contains("--discovery kubernetes"), "{err}");
     a.stop().await;
 }
 

@@ -19,6 +19,17 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Kubernetes manifests, offline: kubectl kustomize + kubernetes-validate (pip).
+if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  echo "installing: kubernetes-validate (pip)"
+  python3 -m pip install -q kubernetes-validate || python3 -m pip install -q --break-system-packages kubernetes-validate || true
+fi
+if python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
+  tests/validate-manifests.sh
+else
+  echo "warning: kubernetes-validate missing (run as root to install it with pip); manifests not validated" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --all-targets

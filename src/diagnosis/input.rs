@@ -367,6 +367,9 @@ pub struct KubeFacts {
     /// Pods behind targets (matched by IP, or by `target` name).
     pub pods: Vec<PodFacts>,
     pub network_policies: Vec<PolicyFacts>,
+    /// Requests for facts that failed (RBAC, timeouts): the facts above may be incomplete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

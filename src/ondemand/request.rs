@@ -472,7 +472,7 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
                     501,
                     "kubernetes_unavailable",
                     format!(
-                        "target pod/{namespace}/{name}: resolving pods needs Kubernetes support (not in this build yet); give the pod's IP or IP:PORT"
+                        "target pod/{namespace}/{name}: resolving pods needs an agent running with --discovery kubernetes; give the pod's IP or IP:PORT"
                     ),
                 ))
             }
@@ -813,7 +813,7 @@ mod tests {
                 r#"{"target":"pod/default/web"}"#,
                 501,
                 "kubernetes_unavailable",
-                "needs Kubernetes support (not in this build yet)",
+                "needs an agent running with --discovery kubernetes",
             ),
             (
                 r#"{"target":"10.0.0.1"}"#,

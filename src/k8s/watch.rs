@@ -1,0 +1,433 @@
+//! The thin kube-rs layer of discovery: three watchers (agent pods by label selector, target
+//! pods by label selector, Nodes) feeding reflector stores; after every change the pure
+//! [`peer_set`] runs over the stores and a changed set is published on the same `watch`
+//! channel the peers file feeds. Never a LIST loop: a list at start (and after a 410 Gone),
+//! then watches resumed from their resourceVersion with bookmarks. When the API server goes
+//! away the last set is kept, and [`DiscoveryStatus`] says so.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use super::peers::{node_info, peer_set, KubePeers};
+use crate::discovery::DiscoveryStatus;
+use crate::error::Error;
+use crate::peers::PeerSet;
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// API server URL; `None`: in-cluster service account, else kubeconfig.
+    pub api_url: Option<String>,
+    /// Label selector of the meshprobe agent pods.
+    pub selector: String,
+    /// Label selector of pods that may carry a `meshprobe.io/probe` annotation; `None`: no targets.
+    pub target_selector: Option<String>,
+    /// Namespace of the agent pods; `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// A freshly Ready agent is held (probed, no alarm) this long.
+    pub grace: Duration,
+    /// Post findings as Kubernetes Events (`--publish-events`).
+    pub publish_events: bool,
+}
+
+enum Ev {
+    Agent(Result<Event<Pod>, watcher::Error>),
+    Target(Result<Event<Pod>, watcher::Error>),
+    Node(Result<Event<Node>, watcher::Error>),
+    Tick,
+}
+
+type Events = Pin<Box<dyn Stream<Item = Ev> + Send>>;
+
+/// Kubernetes discovery, synced once, ready to [`run`](Self::run).
+pub struct KubeDiscovery {
+    events: Events,
+    agents: (Store<Pod>, Writer<Pod>),
+    targets: (Store<Pod>, Writer<Pod>),
+    nodes: (Store<Node>, Writer<Node>),
+    synced: [bool; 3],
+    status: Arc<Mutex<DiscoveryStatus>>,
+    settings: KubeSettings,
+    last: Option<KubePeers>,
+    /// Per watcher (agents, targets, nodes): the last error, while failing.
+    failing: [Option<String>; 3],
+    client: Client,
+}
+
+/// Bound on the check that a failed watcher's resource answers again.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub type Started = (
+    KubeDiscovery,
+    watch::Sender<Arc<PeerSet>>,
+    watch::Receiver<Arc<PeerSet>>,
+);
+
+/// A readable error for a watcher failure; RBAC refusals say which permission is missing.
+pub fn explain(what: &str, e: &watcher::Error) -> String {
+    let inner = match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => k,
+        watcher::Error::WatchError(s) => {
+            return format!("kubernetes API, watching {what}: {} {}", s.code, s.message)
+        }
+        watcher::Error::NoResourceVersion => {
+            return format!("kubernetes API, watching {what}: {e}")
+        }
+    };
+    super::explain_client_error(&format!("list/watch {what}"), inner)
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 401 || s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 401 || s.code == 403,
+        _ => false,
+    }
+}
+
+/// Whether the stores may have changed: not during a (re)list, whose objects the reflector
+/// buffers until `InitDone`, and not on an error. Time passing (held peers) counts.
+fn settles(ev: &Ev) -> bool {
+    fn ok<K>(r: &Result<Event<K>, watcher::Error>) -> bool {
+        matches!(r, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone))
+    }
+    match ev {
+        Ev::Agent(r) | Ev::Target(r) => ok(r),
+        Ev::Node(r) => ok(r),
+        Ev::Tick => true,
+    }
+}
+
+fn is_gone(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchError(s) if s.code == 410)
+}
+
+impl KubeDiscovery {
+    /// Start the watchers and wait (at most `timeout`) until every one has listed once, so
+    /// the agent starts with the real peer set. RBAC refusals are configuration errors (exit 2)
+    /// naming the permission; an unreachable API server at start is a runtime error.
+    pub async fn start(
+        client: Client,
+        settings: KubeSettings,
+        status: Arc<Mutex<DiscoveryStatus>>,
+        timeout: Duration,
+    ) -> Result<Started, Error> {
+        let pods: Api<Pod> = match &settings.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let agent_cfg = watcher::Config::default().labels(&settings.selector);
+        let mut streams: Vec<Events> = vec![
+            watcher::watcher(pods, agent_cfg)
+                .modify(super::peers::slim_pod)
+                .default_backoff()
+                .map(Ev::Agent)
+                .boxed(),
+            watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+                .modify(super::peers::slim_node)
+                .default_backoff()
+                .map(Ev::Node)
+                .boxed(),
+        ];
+        let mut synced = [false, true, false];
+        if let Some(sel) = &settings.target_selector {
+            synced[1] = false;
+            streams.push(
+                watcher::watcher(
+                    Api::<Pod>::all(client.clone()),
+                    watcher::Config::default().labels(sel),
+                )
+                .modify(super::peers::slim_pod)
+                .default_backoff()
+                .map(Ev::Target)
+                .boxed(),
+            );
+        }
+        // Held peers leave their grace with time, not with an event: re-evaluate now and then.
+        let tick = settings
+            .grace
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        streams.push(
+            futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(tick).await;
+                Some((Ev::Tick, ()))
+            })
+            .boxed(),
+        );
+        if let Ok(mut s) = status.lock() {
+            s.source = format!(
+                "kubernetes:pods {}{}",
+                settings.selector,
+                settings
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!(" in {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        let (ar, aw) = reflector::store();
+        let (tr, tw) = reflector::store();
+        let (nr, nw) = reflector::store();
+        let mut d = KubeDiscovery {
+            events: futures::stream::select_all(streams).boxed(),
+            agents: (ar, aw),
+            targets: (tr, tw),
+            nodes: (nr, nw),
+            synced,
+            status,
+            settings,
+            last: None,
+            failing: Default::default(),
+            client,
+        };
+        let sync = async {
+            while !d.synced.iter().all(|s| *s) {
+                match d.events.next().await {
+                    None => return Err(Error::Socket("kubernetes watch ended".into())),
+                    Some(Ev::Tick) => {}
+                    Some(ev) => {
+                        if let Err((what, e)) = d.apply(ev) {
+                            if is_forbidden(&e) {
+                                return Err(Error::Config(explain(what, &e)));
+                            }
+                            tracing::warn!(error = %explain(what, &e), "waiting for the Kubernetes API");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, sync).await {
+            Err(_) => {
+                let why = d
+                    .status
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.last_error.clone())
+                    .unwrap_or_else(|| "no answer".into());
+                return Err(Error::Socket(format!(
+                    "kubernetes discovery: no complete list within {}s: {why}",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(r) => r?,
+        }
+        let first = d.compute();
+        d.report(&first);
+        let (tx, rx) = watch::channel(Arc::new(first.set.clone()));
+        d.last = Some(first);
+        d.failing = Default::default();
+        d.publish_failure();
+        Ok((d, tx, rx))
+    }
+
+    /// Apply one event to the stores; a watcher error comes back with what was watched.
+    fn apply(&mut self, ev: Ev) -> Result<(), (&'static str, watcher::Error)> {
+        // `Init` comes before the list request is even made: only a real answer clears a failure.
+        let answered = settles(&ev);
+        let (i, r) = match ev {
+            Ev::Agent(r) => (0, self.apply_to(0, r, "agent pods")),
+            Ev::Target(r) => (1, self.apply_to(1, r, "target pods")),
+            Ev::Node(r) => (
+                2,
+                match r {
+                    Ok(e) => {
+                        if matches!(e, Event::InitDone) {
+                            self.synced[2] = true;
+                        }
+                        self.nodes.1.apply_watcher_event(&e);
+                        Ok(())
+                    }
+                    Err(e) => Err(("nodes", e)),
+                },
+            ),
+            Ev::Tick => return Ok(()),
+        };
+        match &r {
+            Err((what, e)) if is_gone(e) => {
+                // The watcher relists by itself: expected, not a failure.
+                tracing::debug!(what, "watch expired (410 Gone): relisting");
+                return Ok(());
+            }
+            Err((what, e)) => self.failing[i] = Some(explain(what, e)),
+            Ok(()) if answered => self.failing[i] = None,
+            Ok(()) => {}
+        }
+        self.publish_failure();
+        r
+    }
+
+    fn apply_to(
+        &mut self,
+        i: usize,
+        r: Result<Event<Pod>, watcher::Error>,
+        what: &'static str,
+    ) -> Result<(), (&'static str, watcher::Error)> {
+        let e = r.map_err(|e| (what, e))?;
+        if matches!(e, Event::InitDone) {
+            self.synced[i] = true;
+        }
+        let w = if i == 0 {
+            &mut self.agents.1
+        } else {
+            &mut self.targets.1
+        };
+        w.apply_watcher_event(&e);
+        Ok(())
+    }
+
+    /// A watcher that reconnected in a quiet cluster sends no event: while one is failing,
+    /// each tick asks its resource for one object (same selector, same permission) and clears
+    /// the failure when that answers. Only while failing; bounded in time.
+    async fn recheck(&mut self) {
+        let one = |sel: Option<&str>| {
+            let lp = kube::api::ListParams::default().limit(1);
+            match sel {
+                Some(s) => lp.labels(s),
+                None => lp,
+            }
+        };
+        for i in 0..3 {
+            if self.failing[i].is_none() {
+                continue;
+            }
+            let c = self.client.clone();
+            let ok = match i {
+                0 => {
+                    let api: Api<Pod> = match &self.settings.namespace {
+                        Some(ns) => Api::namespaced(c, ns),
+                        None => Api::all(c),
+                    };
+                    let lp = one(Some(&self.settings.selector));
+                    tokio::time::timeout(RECHECK_TIMEOUT, api.list_metadata(&lp))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                1 => {
+                    let lp = one(self.settings.target_selector.as_deref());
+                    tokio::time::timeout(RECHECK_TIMEOUT, Api::<Pod>::all(c).list_metadata(&lp))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                _ => tokio::time::timeout(
+                    RECHECK_TIMEOUT,
+                    Api::<Node>::all(c).list_metadata(&one(None)),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            };
+            if ok {
+                self.failing[i] = None;
+            }
+        }
+        self.publish_failure();
+    }
+
+    /// Reflect the watchers' failures in the status: the first failing one's error, counted
+    /// once per outage.
+    fn publish_failure(&mut self) {
+        let kept = self.last.as_ref().map_or(0, |l| l.set.peers.len());
+        let now = self.failing.iter().flatten().next().cloned();
+        let Ok(mut s) = self.status.lock() else {
+            return;
+        };
+        match (&s.last_error, now) {
+            (None, Some(m)) => {
+                s.reloads_failed += 1;
+                tracing::warn!(error = %m, peers = kept, "Kubernetes API failing; keeping the last known peer set");
+                s.last_error = Some(format!(
+                    "{m} (keeping the last known peer set: {kept} peers)"
+                ));
+            }
+            (Some(_), Some(m)) => {
+                s.last_error = Some(format!(
+                    "{m} (keeping the last known peer set: {kept} peers)"
+                ));
+            }
+            (Some(_), None) => {
+                tracing::info!("Kubernetes API answering again");
+                s.last_error = None;
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn compute(&self) -> KubePeers {
+        let nodes: BTreeMap<String, _> = self
+            .nodes
+            .0
+            .state()
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, node_info(n))))
+            .collect();
+        let agents = self.agents.0.state();
+        let targets = self.targets.0.state();
+        let a: Vec<&Pod> = agents.iter().map(|p| p.as_ref()).collect();
+        let t: Vec<&Pod> = targets.iter().map(|p| p.as_ref()).collect();
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        peer_set(&a, &t, &nodes, now, self.settings.grace.as_secs() as i64)
+    }
+
+    fn report(&self, p: &KubePeers) {
+        if let Ok(mut s) = self.status.lock() {
+            s.held = p.held.clone();
+            s.bad_targets = p.bad_annotations.clone();
+        }
+    }
+
+    /// Follow the watches until the receiver side is gone (the agent stopped).
+    pub async fn run(mut self, tx: watch::Sender<Arc<PeerSet>>) {
+        while let Some(ev) = self.events.next().await {
+            if tx.is_closed() {
+                return;
+            }
+            let settles = settles(&ev);
+            let tick = matches!(ev, Ev::Tick);
+            let _ = self.apply(ev);
+            if tick && self.failing.iter().any(Option::is_some) {
+                self.recheck().await;
+            }
+            if !settles || !self.synced.iter().all(|s| *s) {
+                continue;
+            }
+            let next = self.compute();
+            if self.last.as_ref() == Some(&next) {
+                continue;
+            }
+            let prev = self.last.take().unwrap_or_default();
+            for b in &next.bad_annotations {
+                if !prev.bad_annotations.contains(b) {
+                    tracing::warn!(pod = %b.pod, error = %b.error, "ignoring a bad probe annotation");
+                }
+            }
+            self.report(&next);
+            if next.set != prev.set {
+                if let Ok(mut s) = self.status.lock() {
+                    s.reloads_ok += 1;
+                }
+                tracing::info!(
+                    peers = next.set.peers.len(),
+                    targets = next.set.targets.len(),
+                    held = next.held.len(),
+                    "peer set changed (kubernetes)"
+                );
+                tx.send_replace(Arc::new(next.set.clone()));
+            }
+            self.last = Some(next);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Real agents on loopback addresses with `--discovery kubernetes` against the fake API server:
+//! the watchers feed the probe loop through the same seam as the peers file; the results say
+//! where peers come from; an annotated pod is probed; a NotReady node's troubles are held, not
+//! raised; the API server going away keeps the probing going. ICMP needs CAP_NET_RAW or the
+//! ping sysctl: without either the test says why and skips.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use meshprobe::config::{AgentConfig, Discovery, PairMetrics};
+use meshprobe::k8s::watch::KubeSettings;
+use serde_json::{json, Value};
+use support::fakeapi::{fixture, FakeApi};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+async fn get(addr: SocketAddr, path: &str) -> Option<Value> {
+    serde_json::from_str(&get_text(addr, path).await?).ok()
+}
+
+async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        Some(text.split_once("\r\n\r\n")?.1.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn eventually(within: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not true within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+fn node(name: &str, addr: IpAddr, ready: bool) -> Value {
+    let mut n = fixture("node.json");
+    n["metadata"]["name"] = json!(name);
+    n["status"]["addresses"][0]["address"] = json!(addr.to_string());
+    n["status"]["conditions"][3]["status"] = json!(if ready { "True" } else { "Unknown" });
+    n
+}
+
+fn agent_pod(i: u8, addr: IpAddr) -> Value {
+    let mut a = fixture("pod-meshprobe.json");
+    a["metadata"]["name"] = json!(format!("meshprobe-{i}"));
+    a["spec"]["nodeName"] = json!(format!("node-{i}"));
+    a["status"]["podIP"] = json!(addr.to_string());
+    a["status"]["hostIP"] = json!(addr.to_string());
+    a
+}
+
+fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
+    AgentConfig {
+        node_name: format!("node-{i}"),
+        zone: None,
+        listen,
+        peers_file: Default::default(),
+        discovery: Discovery::Kubernetes(KubeSettings {
+            api_url: Some(api.url()),
+            selector: "app.kubernetes.io/name=meshprobe".into(),
+            target_selector: Some("meshprobe.io/probe".into()),
+            namespace: Some("meshprobe".into()),
+            grace: Duration::from_secs(2),
+            publish_events: false,
+        }),
+        interval: Duration::from_millis(1000),
+        timeout: Duration::from_millis(500),
+        window: Duration::from_secs(10),
+        icmp_count: 2,
+        icmp_size: 56,
+        max_rate: 1000,
+        max_in_flight: 64,
+        pair_metrics: PairMetrics::All,
+        layers: meshprobe::model::Layers::ALL,
+        full_mesh_max: 200,
+        mtu_interval: None,
+        mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_discover_each_other_through_the_kubernetes_api() {
+    let port = {
+        let l = std::net::TcpListener::bind((ip(61), 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let api = FakeApi::start().await;
+    for i in 1..=3u8 {
+        api.put("nodes", node(&format!("node-{i}"), ip(60 + i), true));
+        api.put("pods", agent_pod(i, ip(60 + i)));
+    }
+    // A target: a plain HTTP server on 127.0.0.64, annotated for probing.
+    let web = TcpListener::bind((ip(64), 0)).await.unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = web.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let mut target = fixture("pod-target.json");
+    target["status"]["podIP"] = json!(ip(64).to_string());
+    target["metadata"]["annotations"]["meshprobe.io/probe"] =
+        json!(format!("http:{web_port}/healthz"));
+    api.put("pods", target);
+
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 1..=3u8 {
+        let listen = SocketAddr::new(ip(60 + i), port);
+        let listener = TcpListener::bind(listen).await.expect("bind agent");
+        let probers = match meshprobe::agent::default_probers() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
+                return;
+            }
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let cfg = config(i, listen, &api);
+        stops.push(tx);
+        tasks.push(tokio::spawn(async move {
+            meshprobe::agent::run(cfg, listener, probers, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("agent runs");
+        }));
+    }
+    let a1 = SocketAddr::new(ip(61), port);
+
+    // Peers and the target, from the API, probed over HTTP.
+    eventually(
+        Duration::from_secs(20),
+        "node-1 reaches node-2, node-3 and the target",
+        async || {
+            let Some(r) = get(a1, "/api/v1/results").await else {
+                return false;
+            };
+            let up = |list: &str, key: &str, name: &str| {
+                r[list]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d[key] == name && d["layers"]["http"]["reachable"] == true)
+            };
+            up("peers", "node", "node-2")
+                && up("peers", "node", "node-3")
+                && up("targets", "name", "web-5f7d9c-abcde.shop")
+        },
+    )
+    .await;
+    let r = get(a1, "/api/v1/results").await.unwrap();
+    assert!(
+        r["discovery"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubernetes:"),
+        "{r}"
+    );
+
+    // node-3 goes NotReady and its agent stops: its troubles are held, not raised.
+    api.put("nodes", node("node-3", ip(63), false));
+    let _ = stops.pop().unwrap().send(());
+    eventually(Duration::from_secs(20), "node-3 held", async || {
+        get(a1, "/api/v1/results").await.is_some_and(|r| {
+            r["discovery"]["held"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|h| h["node"] == "node-3" && h["reason"] == "node_not_ready")
+        })
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "a finding about node-3, set apart",
+        async || {
+            let Some(d) = get(a1, "/api/v1/diagnosis").await else {
+                return false;
+            };
+            let about_3 = |f: &Value| {
+                f["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|x| x == "node-3"))
+            };
+            let raised = d["findings"].as_array().into_iter().flatten().any(about_3);
+            assert!(!raised, "a held node raised an alarm: {d}");
+            let ok =
+                d["held"].as_array().into_iter().flatten().any(about_3) && d["healthy"] == true;
+            if ok {
+                eprintln!("held: {}", d["held"]);
+            }
+            ok
+        },
+    )
+    .await;
+    // The mesh view asked the API server for facts.
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.contains("/api/v1/namespaces/kube-system/pods")),
+        "no facts fetched"
+    );
+
+    // `meshprobe diagnose --agents … --kube` from "a workstation": gathers here, adds facts.
+    let before = api.requests().len();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshprobe"))
+        .args([
+            "diagnose",
+            "--agents",
+            &format!("{},{}", a1, SocketAddr::new(ip(62), port)),
+            "--kube",
+            "--kube-api",
+            &api.url(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        doc["agents_answered"].as_array().map(Vec::len),
+        Some(2),
+        "{doc}"
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let asked: Vec<String> = api.requests()[before..].to_vec();
+    assert!(
+        asked.iter().any(|r| r.starts_with("GET /api/v1/nodes?")),
+        "{asked:#?}"
+    );
+
+    // The API server goes away: probing goes on with the last set, and the results say so.
+    api.down();
+    eventually(
+        Duration::from_secs(30),
+        "discovery reports the outage",
+        async || {
+            get(a1, "/api/v1/results").await.is_some_and(|r| {
+                r["discovery"]["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("keeping the last known peer set"))
+                    && r["peers"].as_array().is_some_and(|p| p.len() == 2)
+            })
+        },
+    )
+    .await;
+
+    for s in stops {
+        let _ = s.send(());
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+}

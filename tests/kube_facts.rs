@@ -1,0 +1,278 @@
+//! Kubernetes facts on demand against the fake API server: node conditions, CNI pods, the
+//! target's pod and events, NetworkPolicies and their verdict; RBAC refusals reported, a slow
+//! API server bounded by the deadline and the cache.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use meshprobe::diagnosis::{diagnose, AgentReport, Cause, Inputs, Matrix};
+use meshprobe::k8s::fetch::{fetch_facts, query_from_reports};
+use meshprobe::k8s::FactsSource;
+use serde_json::json;
+use support::fakeapi::{fixture, FakeApi};
+
+fn node(name: &str, ready: &str, cordoned: bool) -> serde_json::Value {
+    let mut n = fixture("node.json");
+    n["metadata"]["name"] = json!(name);
+    n["spec"]["unschedulable"] = json!(cordoned);
+    n["status"]["conditions"][3]["status"] = json!(ready);
+    n
+}
+
+/// Three agents; every one finds the target web.shop timing out on TCP 8080 (ICMP fine).
+fn reports() -> Vec<AgentReport> {
+    let layer = |ok: bool| {
+        json!({"reachable": ok, "consecutive_failures": if ok {0} else {10}, "probes": 10,
+               "successes": if ok {10} else {0}, "sent": 10, "received": if ok {10} else {0},
+               "success_ratio": if ok {1.0} else {0.0}, "loss_ratio": if ok {0.0} else {1.0},
+               "last_error": if ok { json!(null) } else { json!({"kind": "timeout"}) }})
+    };
+    let nodes = ["node-1", "node-2", "node-3"];
+    nodes
+        .iter()
+        .map(|me| {
+            let peers: Vec<_> = nodes
+                .iter()
+                .filter(|n| *n != me)
+                .map(|n| json!({"node": n, "layers": {"icmp_pod": layer(true), "icmp_node": layer(true), "http": layer(true)}}))
+                .collect();
+            let doc = json!({"node": me, "ready": true, "rounds": 20, "peers": peers,
+                "targets": [{"name": "web-5f7d9c-abcde.shop", "ip": "198.19.2.11", "port": 8080, "protocol": "tcp",
+                             "layers": {"icmp_pod": layer(true), "tcp": layer(false)}}]});
+            AgentReport::from_json(&doc.to_string()).unwrap()
+        })
+        .collect()
+}
+
+async fn cluster() -> FakeApi {
+    let api = FakeApi::start().await;
+    api.put("nodes", node("node-1", "True", false));
+    api.put("nodes", node("node-2", "True", true));
+    api.put("nodes", node("node-3", "Unknown", false));
+    api.put("nodes", node("node-9", "True", false)); // not involved
+    api.put("pods", fixture("pod-calico-node.json"));
+    let mut coredns = fixture("pod-target.json");
+    coredns["metadata"]["name"] = json!("coredns-7db6d8ff4d-abcde");
+    coredns["metadata"]["namespace"] = json!("kube-system");
+    coredns["status"]["podIP"] = json!("198.19.1.3");
+    api.put("pods", coredns);
+    for (i, n) in ["node-1", "node-2", "node-3"].iter().enumerate() {
+        let mut a = fixture("pod-meshprobe.json");
+        a["metadata"]["name"] = json!(format!("meshprobe-{i}"));
+        a["spec"]["nodeName"] = json!(n);
+        a["status"]["podIP"] = json!(format!("198.19.{}.10", i + 1));
+        api.put("pods", a);
+    }
+    api.put("pods", fixture("pod-target.json"));
+    api.put("events", fixture("event-sandbox.json"));
+    api.put("networkpolicies", fixture("networkpolicy-deny.json"));
+    api
+}
+
+#[tokio::test]
+async fn facts_for_the_nodes_and_targets_involved() {
+    let api = cluster().await;
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let q = query_from_reports(
+        &reports(),
+        "app.kubernetes.io/name=meshprobe",
+        Some("meshprobe"),
+    );
+    assert_eq!(q.targets.len(), 1);
+    let f = fetch_facts(&client, &q).await;
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+
+    let nodes: Vec<(&str, Option<bool>, Option<bool>)> = f
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.ready, n.cordoned))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("node-1", Some(true), Some(false)),
+            ("node-2", Some(true), Some(true)),
+            ("node-3", Some(false), Some(false))
+        ]
+    );
+    assert_eq!(
+        f.cni_pods.len(),
+        1,
+        "coredns is no CNI pod: {:?}",
+        f.cni_pods
+    );
+    let c = &f.cni_pods[0];
+    assert_eq!(
+        (
+            c.node.as_str(),
+            c.name.as_str(),
+            c.ready,
+            c.restarts,
+            c.crash_loop
+        ),
+        (
+            "node-2",
+            "calico-node-x7k2p",
+            Some(false),
+            Some(14),
+            Some(true)
+        )
+    );
+    assert_eq!(f.pods.len(), 1);
+    let p = &f.pods[0];
+    assert_eq!(p.target.as_deref(), Some("web-5f7d9c-abcde.shop"));
+    assert_eq!(
+        (p.namespace.as_str(), p.node.as_deref()),
+        ("shop", Some("node-2"))
+    );
+    assert_eq!(p.events[0].reason, "FailedCreatePodSandbox");
+    assert_eq!(p.events[0].count, Some(9));
+    assert_eq!(f.network_policies.len(), 1);
+    let np = &f.network_policies[0];
+    assert_eq!(
+        (np.name.as_str(), np.admits_port),
+        ("default-deny-ingress", Some(false))
+    );
+
+    // The facts reach the engine: the target's timeouts are the policy, named.
+    let inputs = Inputs {
+        agents: reports(),
+        kube: Some(f.clone()),
+        ..Inputs::default()
+    };
+    let d = diagnose(&Matrix::build(&inputs));
+    assert_eq!(d.findings.len(), 1, "{d}");
+    assert_eq!(d.findings[0].cause, Cause::Policy, "{d}");
+    assert!(
+        d.findings[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("default-deny-ingress")),
+        "{d}"
+    );
+
+    // An allow rule for the agents on 8080 adds up: the policies now admit the probe.
+    api.put(
+        "networkpolicies",
+        fixture("networkpolicy-allow-probes.json"),
+    );
+    let f = fetch_facts(&client, &q).await;
+    assert_eq!(f.network_policies.len(), 2);
+    assert!(
+        f.network_policies
+            .iter()
+            .all(|p| p.admits_port == Some(true)),
+        "{:?}",
+        f.network_policies
+    );
+}
+
+#[tokio::test]
+async fn a_forbidden_list_is_reported_and_the_rest_still_counts() {
+    let api = cluster().await;
+    api.forbid("networkpolicies");
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let q = query_from_reports(&reports(), "app.kubernetes.io/name=meshprobe", None);
+    let f = fetch_facts(&client, &q).await;
+    assert_eq!(f.errors.len(), 1, "{:?}", f.errors);
+    assert!(
+        f.errors[0].contains("forbidden to list networkpolicies in shop"),
+        "{}",
+        f.errors[0]
+    );
+    assert!(f.network_policies.is_empty());
+    assert_eq!(f.nodes.len(), 3);
+    assert_eq!(f.pods.len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_api_server_never_blocks_the_view_and_facts_are_cached() {
+    let api = cluster().await;
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let src = FactsSource::new(client, "app.kubernetes.io/name=meshprobe".into(), None);
+    let r = reports();
+
+    api.slow(Some(Duration::from_secs(5)));
+    let t = Instant::now();
+    let f = src.facts(&r, Duration::from_millis(300)).await;
+    assert!(f.is_none(), "nothing cached yet");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    api.slow(None);
+    let f = src.facts(&r, Duration::from_secs(5)).await.expect("facts");
+    assert_eq!(f.nodes.len(), 3);
+    let asked = api.requests().len();
+    // Within the TTL: the cache answers, the API server is not asked again.
+    let again = src.facts(&r, Duration::from_secs(5)).await.expect("cached");
+    assert_eq!(again.nodes.len(), 3);
+    assert_eq!(api.requests().len(), asked);
+}
+
+#[tokio::test]
+async fn findings_are_posted_as_events_and_a_refusal_names_the_permission() {
+    use meshprobe::diagnosis::Finding;
+    use meshprobe::k8s::events::{drafts, post};
+    let api = cluster().await;
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let f = Finding {
+        cause: Cause::Cni,
+        summary: "pod IPs on node-2 unreachable from 2/2 nodes".into(),
+        nodes: vec!["node-2".into()],
+        pairs: vec![],
+        zones: vec![],
+        targets: vec![],
+        confidence: 0.9,
+        evidence: vec![],
+        next_steps: vec![],
+    };
+    let d = &drafts(&[f])[0];
+    post(&client, d, "node-1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let posted = api.posted();
+    assert_eq!(posted.len(), 1);
+    let (path, ev) = &posted[0];
+    assert_eq!(path, "/api/v1/namespaces/default/events");
+    assert_eq!(ev["involvedObject"]["kind"], "Node");
+    assert_eq!(ev["involvedObject"]["name"], "node-2");
+    assert_eq!(ev["reason"], "MeshprobeCni");
+    assert_eq!(
+        ev["message"],
+        "pod IPs on node-2 unreachable from 2/2 nodes"
+    );
+    assert_eq!(ev["type"], "Warning");
+
+    api.forbid("events");
+    let e = post(&client, d, "node-1", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(e.contains("forbidden to create events in default"), "{e}");
+}
+
+#[tokio::test]
+async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
+    use meshprobe::k8s::fetch::KubePodResolver;
+    use meshprobe::ondemand::PodResolver;
+    let api = cluster().await;
+    let r = KubePodResolver {
+        client: meshprobe::k8s::client(Some(&api.url())).await.unwrap(),
+    };
+    let p = r.resolve("shop", "web-5f7d9c-abcde").await.unwrap();
+    assert_eq!(p.ip.to_string(), "198.19.2.11");
+    assert_eq!(p.node.as_deref(), Some("node-2"));
+    assert_eq!(
+        p.facts.pods[0].target.as_deref(),
+        Some("pod/shop/web-5f7d9c-abcde")
+    );
+    assert_eq!(p.facts.pods[0].events[0].reason, "FailedCreatePodSandbox");
+    assert_eq!(p.facts.network_policies[0].name, "default-deny-ingress");
+    assert_eq!(p.facts.network_policies[0].admits_port, None);
+    assert_eq!(p.facts.nodes.len(), 1);
+    assert_eq!(p.facts.nodes[0].cordoned, Some(true));
+    assert_eq!(p.facts.cni_pods.len(), 1);
+    assert_eq!(p.facts.cni_pods[0].crash_loop, Some(true));
+    assert!(p.facts.errors.is_empty(), "{:?}", p.facts.errors);
+    let e = r.resolve("shop", "nope").await.unwrap_err();
+    assert!(e.contains("get pod shop/nope") && e.contains("404"), "{e}");
+}
