@@ -188,6 +188,7 @@ fn config(node: &str, listen: SocketAddr, peers: &std::path::Path) -> AgentConfi
         zone: None,
         listen,
         peers_file: peers.to_path_buf(),
+        discovery: meshprobe::config::Discovery::File,
         interval: INTERVAL,
         timeout: TIMEOUT,
         window: Duration::from_secs(10),

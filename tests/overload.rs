@@ -207,6 +207,7 @@ fn config(listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
         zone: Some("zone-a".into()),
         listen,
         peers_file: peers.to_path_buf(),
+        discovery: meshprobe::config::Discovery::File,
         interval: INTERVAL,
         timeout: Duration::from_millis(200),
         window: Duration::from_secs(10),
