@@ -1,0 +1,394 @@
+//! A real agent among hostile peers on 127.0.0.0/8: peers that accept TCP and never answer,
+//! answer garbage, an endless body, an endless header; and peers that answer `/ping` properly
+//! but serve garbage, endless or no JSON at `/api/v1/results`. The agent classifies each within its
+//! timeout and keeps its rounds; the mesh view (`/api/v1/diagnosis`) answers in bounded time,
+//! names the bad peers and still uses the good one; no hostile peer gets more than the caps
+//! read from it, and RSS stays bounded. Prints what it measured.
+//! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshprobe::config::{AgentConfig, PairMetrics};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+const INTERVAL: Duration = Duration::from_millis(1000);
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// How a hostile peer answers a request for a path.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// Accept, read the request, never answer (hold the connection).
+    Silent,
+    /// Bytes that are not HTTP, then close.
+    Garbage,
+    /// A 200 head, then a chunked body that never ends.
+    EndlessBody,
+    /// A status line, then one header line that never ends.
+    EndlessHeader,
+    /// `/ping` answered as node `NAME` would; `/api/v1/results` is not JSON.
+    GarbageResults(&'static str),
+    /// `/ping` answered as node `NAME` would; `/api/v1/results` is JSON that never ends.
+    EndlessResults(&'static str),
+    /// `/ping` answered as node `NAME` would; `/api/v1/results` never answered.
+    SilentResults(&'static str),
+}
+
+/// Write `chunk` until the client stops reading (a write fails) or 60 s pass; count the bytes.
+async fn endless(s: &mut TcpStream, chunk: &[u8], written: &AtomicU64) {
+    let mut n = 0u64;
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while s.write_all(chunk).await.is_ok() {
+            n += chunk.len() as u64;
+        }
+    })
+    .await;
+    written.fetch_max(n, Ordering::Relaxed);
+}
+
+fn endless_chunk(unit: &str) -> Vec<u8> {
+    let data = unit.repeat(4096 / unit.len());
+    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+async fn answer(mut s: TcpStream, how: Hostile, written: Arc<AtomicU64>) {
+    // Read the request head (bounded), to learn the path.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(read, Ok(true)) {
+        return;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split(' ').nth(1).unwrap_or("").to_string();
+    let ok_json = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n";
+    match how {
+        Hostile::Silent => tokio::time::sleep(Duration::from_secs(120)).await,
+        Hostile::Garbage => {
+            let _ = s
+                .write_all(b"\x16\x03\x01\x02\x00 this is not http\r\n\r\n")
+                .await;
+        }
+        Hostile::EndlessBody => {
+            let _ = s
+                .write_all(format!("{ok_json}transfer-encoding: chunked\r\n\r\n").as_bytes())
+                .await;
+            endless(&mut s, &endless_chunk("A"), &written).await;
+        }
+        Hostile::EndlessHeader => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nx-big: ").await;
+            endless(&mut s, &[b'a'; 4096], &written).await;
+        }
+        Hostile::GarbageResults(node)
+        | Hostile::EndlessResults(node)
+        | Hostile::SilentResults(node)
+            if path == "/ping" =>
+        {
+            let body = format!("{{\"node\":\"{node}\"}}");
+            let _ = s
+                .write_all(
+                    format!(
+                        "{ok_json}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+        Hostile::SilentResults(_) => tokio::time::sleep(Duration::from_secs(120)).await,
+        Hostile::GarbageResults(_) => {
+            let body = "{\"node\": \"f\", \"peers\": [ this is not json";
+            let _ = s
+                .write_all(
+                    format!(
+                        "{ok_json}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+        Hostile::EndlessResults(node) => {
+            let start = format!("{{\"node\":\"{node}\",\"peers\":[");
+            let _ = s
+                .write_all(
+                    format!(
+                        "{ok_json}transfer-encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n",
+                        start.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            endless(&mut s, &endless_chunk("[1,2,3],"), &written).await;
+        }
+    }
+}
+
+/// A hostile peer on `ip`; returns its port and the most bytes it wrote to one connection.
+async fn hostile(ip: IpAddr, how: Hostile) -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let written = Arc::new(AtomicU64::new(0));
+    let w = written.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(answer(s, how, w.clone()));
+        }
+    });
+    (port, written)
+}
+
+async fn get(addr: SocketAddr, path: &str, within: Duration) -> Option<(u16, String)> {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    };
+    tokio::time::timeout(within, fut).await.ok().flatten()
+}
+
+fn config(node: &str, listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        node_name: node.into(),
+        zone: None,
+        listen,
+        peers_file: peers.to_path_buf(),
+        discovery: meshprobe::config::Discovery::File,
+        interval: INTERVAL,
+        timeout: TIMEOUT,
+        window: Duration::from_secs(10),
+        icmp_count: 1,
+        icmp_size: 56,
+        max_rate: 1000,
+        max_in_flight: 64,
+        pair_metrics: PairMetrics::All,
+        full_mesh_max: 200,
+        layers: meshprobe::model::Layers::ALL,
+        mtu_interval: None,
+        mtu_search_interval: Duration::from_secs(600),
+        probe: Default::default(),
+    }
+}
+
+async fn start(
+    node: &str,
+    listen: SocketAddr,
+    peers: &std::path::Path,
+) -> Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen).await.expect("bind agent");
+    let probers = match meshprobe::agent::default_probers() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
+            return None;
+        }
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let cfg = config(node, listen, peers);
+    let task = tokio::spawn(async move {
+        meshprobe::agent::run(cfg, listener, probers, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("agent runs");
+    });
+    Some((tx, task))
+}
+
+fn http_layer(r: &Value, node: &str) -> Value {
+    r["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["node"] == node)
+        .map(|p| p["layers"]["http"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
+    let port = {
+        let l = std::net::TcpListener::bind((ip(81), 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let table: [(&str, u8, Hostile); 7] = [
+        ("b", 82, Hostile::Silent),
+        ("c", 83, Hostile::Garbage),
+        ("d", 84, Hostile::EndlessBody),
+        ("e", 85, Hostile::EndlessHeader),
+        ("f", 86, Hostile::GarbageResults("f")),
+        ("h", 88, Hostile::EndlessResults("h")),
+        ("i", 89, Hostile::SilentResults("i")),
+    ];
+    let mut peers_text = String::from(
+        "peers:\n  - {node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.81}\n  - {node: g, node_ip: 127.0.0.1, pod_ip: 127.0.0.87}\n"
+    );
+    let mut written = Vec::new();
+    for (node, last, how) in table {
+        let (p, w) = hostile(ip(last), how).await;
+        peers_text += &format!(
+            "  - {{node: {node}, node_ip: 127.0.0.1, pod_ip: 127.0.0.{last}, port: {p}}}\n"
+        );
+        written.push((node, w));
+    }
+    let dir = std::env::temp_dir().join(format!("meshprobe-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peers = dir.join("peers.yaml");
+    std::fs::write(&peers, peers_text).unwrap();
+
+    let rss0 = rss_kib();
+    let a_addr = SocketAddr::new(ip(81), port);
+    let Some((stop_a, task_a)) = start("a", a_addr, &peers).await else {
+        return;
+    };
+    let (stop_g, task_g) = start("g", SocketAddr::new(ip(87), port), &peers)
+        .await
+        .unwrap();
+
+    // A round with every hostile peer in it completes (so no probe hung past its timeout).
+    let t0 = Instant::now();
+    while !matches!(
+        get(a_addr, "/readyz", Duration::from_secs(2)).await,
+        Some((200, _))
+    ) {
+        assert!(
+            t0.elapsed() < INTERVAL * 3,
+            "agent a not ready: a probe hung?"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("a ready after {:?}", t0.elapsed());
+    // Two more rounds, so every peer has been probed at least twice.
+    tokio::time::sleep(INTERVAL * 2 + TIMEOUT).await;
+
+    let (status, body) = get(a_addr, "/api/v1/results", Duration::from_secs(3))
+        .await
+        .expect("results answered");
+    assert_eq!(status, 200);
+    let r: Value = serde_json::from_str(&body).unwrap();
+    let expect = [
+        ("b", "timeout"),
+        ("c", "protocol"),
+        ("d", "protocol"),
+        ("e", "protocol"),
+    ];
+    for (node, kind) in expect {
+        let w = http_layer(&r, node);
+        println!("a -> {node} http: {}", w["last_error"]);
+        assert_eq!(w["reachable"], false, "{node}: {w}");
+        assert_eq!(w["last_error"]["kind"], kind, "{node}: {w}");
+    }
+    for node in ["f", "g", "h", "i"] {
+        let w = http_layer(&r, node);
+        assert_eq!(w["reachable"], true, "{node} answers /ping: {w}");
+    }
+
+    // The mesh view: bounded in time; g used; the hostile peers named, with a reason.
+    let t = Instant::now();
+    let (status, body) = get(a_addr, "/api/v1/diagnosis", Duration::from_secs(5))
+        .await
+        .expect("diagnosis answered within 5 s");
+    let took = t.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let d: Value = serde_json::from_str(&body).expect("diagnosis is JSON");
+    println!("diagnosis in {took:?}; answered {}", d["agents_answered"]);
+    let answered: Vec<&str> = d["agents_answered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(answered, ["a", "g"], "{}", d["agents_answered"]);
+    let unreachable = d["agents_unreachable"].as_array().unwrap();
+    for node in ["b", "c", "d", "e", "f", "h", "i"] {
+        let u = unreachable
+            .iter()
+            .find(|u| u["node"] == node)
+            .unwrap_or_else(|| panic!("{node} not among agents_unreachable: {unreachable:?}"));
+        let why = u["error"].as_str().unwrap_or("");
+        println!("mesh view: {node} unanswered: {why}");
+        assert!(!why.is_empty(), "{node}: {u}");
+        if node == "h" {
+            // Endless JSON: cut at the size cap, or at the gather timeout.
+            assert!(
+                why.contains("longer than") || why.contains("timeout"),
+                "{node}: {why}"
+            );
+        }
+        if node == "i" {
+            assert!(why.contains("timeout"), "{node}: {why}");
+        }
+    }
+    // Within the gather timeout (2 × probe timeout) plus slack, endless JSON included.
+    assert!(took < TIMEOUT * 2 + Duration::from_secs(1), "took {took:?}");
+
+    // The caps held: no hostile peer got far more than the largest cap (8 MiB results) read,
+    // socket buffers aside; and RSS stayed bounded.
+    for (node, w) in &written {
+        let n = w.load(Ordering::Relaxed);
+        println!("most bytes {node} wrote to one connection: {n}");
+        assert!(n <= 24 << 20, "{node} wrote {n} bytes to one connection");
+    }
+    let rss1 = rss_kib();
+    println!("RSS {rss0} KiB -> {rss1} KiB");
+    assert!(rss1 <= rss0 + 96 * 1024, "RSS {rss0} -> {rss1} KiB");
+
+    // Still probing on schedule: rounds keep completing.
+    let rounds = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("meshprobe_rounds_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("meshprobe_rounds_total")
+    };
+    let (_, m0) = get(a_addr, "/metrics", Duration::from_secs(3))
+        .await
+        .unwrap();
+    tokio::time::sleep(INTERVAL * 3).await;
+    let (_, m1) = get(a_addr, "/metrics", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let done = rounds(&m1) - rounds(&m0);
+    println!("rounds in 3 intervals: {done}");
+    assert!(done >= 2, "{done} rounds in 3 intervals");
+
+    for (stop, task) in [(stop_a, task_a), (stop_g, task_g)] {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
