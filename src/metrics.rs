@@ -423,7 +423,7 @@ impl Collector for StoreCollector {
         )?;
 
         // Per-pair series, as selected by --pair-metrics (in `rows`).
-        let pairs: Vec<&Row> = rows.pairs.iter().collect();
+        let pairs = &rows.pairs;
         let labels = |r: &Row| {
             vec![
                 ("src_node", src_node.clone()),
@@ -486,7 +486,7 @@ impl Collector for StoreCollector {
                 })
             }),
         )?;
-        let with_mtu = || pairs.iter().filter_map(|r| r.mtu.as_ref().map(|m| (*r, m)));
+        let with_mtu = || pairs.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)));
         gauge(
             &mut enc,
             "meshprobe_pair_path_mtu_bytes",
