@@ -248,6 +248,7 @@ fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> 
         reports: &mesh.reports,
         silent: &mesh.agents_unreachable,
         findings: &mesh.diagnosis.findings,
+        held: &mesh.held,
     }
 }
 
