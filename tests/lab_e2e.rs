@@ -1136,6 +1136,7 @@ fn refuses_without_root_and_with_bad_flags() {
             "lab", "--prefix", "mpz", "up", "--zones", "5", "--nodes", "4",
         ],
         &["lab", "--prefix", "mpz", "up", "--interval", "soon"],
+        &["lab", "--prefix", "mpz", "up", "--interval", "1s"],
     ] {
         let out = Command::new(EXE).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
