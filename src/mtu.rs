@@ -87,8 +87,8 @@ pub const BASE_V6: u32 = 1280;
 /// Common path MTUs probed (when below the local MTU) before the binary search: AWS in-VPC,
 /// the usual jumbo sizes, Ethernet.
 pub const PLATEAUS: [u32; 4] = [9001, 9000, 8500, 1500];
-/// The smallest next-hop MTU a router's report may name and be believed (IPv4's minimum
-/// reassembly size; IPv6 routers may not report less than 1280).
+/// The smallest next-hop MTU a router's report may name and be believed over IPv4 (its minimum
+/// reassembly size); over IPv6 it is 1280 (see `MtuParams::min_reported`).
 pub const MIN_REPORTED_MTU: u32 = 576;
 /// The largest IP packet.
 pub const MAX_MTU: u32 = 65535;
@@ -167,6 +167,17 @@ impl MtuParams {
 
     fn tries(&self) -> u8 {
         self.tries.max(1)
+    }
+
+    /// The smallest next-hop MTU a report may name and be believed: 576, or 1280 for IPv6
+    /// (base 1280: RFC 8201 §4 — a Packet Too Big below the IPv6 minimum link MTU is never
+    /// acted on).
+    fn min_reported(&self) -> u32 {
+        if self.base >= BASE_V6 {
+            BASE_V6
+        } else {
+            MIN_REPORTED_MTU
+        }
     }
 }
 
@@ -951,7 +962,7 @@ impl Search {
                 });
                 // Believe a report below the size and not absurdly small: nothing above it
                 // passes that router.
-                if let Some(m) = mtu.filter(|&m| (MIN_REPORTED_MTU..size).contains(&m)) {
+                if let Some(m) = mtu.filter(|&m| (params.min_reported()..size).contains(&m)) {
                     self.fail(Fail {
                         size: m + 1,
                         kind: FailKind::Signalled,
@@ -1352,6 +1363,28 @@ mod tests {
                 "bogus {bogus}: {sizes:?}"
             );
         }
+    }
+
+    /// IPv6: a Packet Too Big naming less than 1280 is not believed (the base still passes);
+    /// IPv4 believes down to 576.
+    #[test]
+    fn ipv6_ignores_reports_below_1280() {
+        let lying = |size: u32, _| {
+            if size > 1300 {
+                MtuOutcome::TooBig {
+                    mtu: Some(1000),
+                    from: Some(router(1)),
+                }
+            } else {
+                MtuOutcome::Ok
+            }
+        };
+        let (r, sizes) = one_search(MtuParams::ipv6(1500), lying);
+        assert_eq!(concluded(&r), (Some(1300), MtuState::Mismatch), "{sizes:?}");
+        assert!(!sizes.contains(&1000), "{sizes:?}");
+        // The same report over IPv4 is believed (576 ≤ 1000): the path "shrank" to 1000.
+        let (r, sizes) = one_search(MtuParams::ipv4(1500), lying);
+        assert_eq!(concluded(&r), (Some(1000), MtuState::Mismatch), "{sizes:?}");
     }
 
     #[test]
