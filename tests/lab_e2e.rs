@@ -959,7 +959,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     }
     // Random loss is not a path-MTU black hole: large probes lost by chance are weighed
     // against small ones, which lose as often (`loss`, or `ok` when the large ones got through).
-    for (src, r) in &lab.results(&proxies) {
+    for (src, r) in &lab.results() {
         for p in r["peers"].as_array().into_iter().flatten() {
             for layer in ["icmp_pod", "icmp_node"] {
                 let state = p["mtu"][layer]["state"].as_str().unwrap_or("none");
