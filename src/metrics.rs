@@ -216,7 +216,12 @@ struct Row {
 /// below the interface's.
 fn failing(stats: &WindowStats, mtu: Option<&MtuReport>) -> bool {
     stats.has_failures()
-        || mtu.is_some_and(|m| matches!(m.state, MtuState::Mismatch | MtuState::Blackhole))
+        || mtu.is_some_and(|m| {
+            matches!(
+                m.state,
+                MtuState::Mismatch | MtuState::Blackhole | MtuState::Loss
+            )
+        })
 }
 
 /// What one scrape renders: the aggregates over every window, and the pairs selected for

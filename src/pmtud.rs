@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::{Check, ProbeKey};
 use crate::mtu::{MtuOutcome, MtuParams, MtuReport, MtuSearch};
-use crate::probe::pmtu::{local_mtu_with, DeviceNames, PmtuProber};
+use crate::probe::pmtu::{local_mtu_with, PmtuProber, RouteCache};
 use crate::schedule::Task;
 use crate::store::Store;
 
@@ -90,7 +90,7 @@ struct Dest {
     published: Option<MtuReport>,
 }
 
-fn expected_mtu(ip: IpAddr, names: &mut DeviceNames) -> u32 {
+fn expected_mtu(ip: IpAddr, names: &mut RouteCache) -> u32 {
     local_mtu_with(ip, names)
         .ok()
         .and_then(|l| l.expected())
@@ -176,7 +176,7 @@ async fn schedule(
 ) {
     let (results_tx, mut results) = mpsc::channel::<(u64, u32, MtuOutcome)>(MAX_IN_FLIGHT);
     let mut q = Queue::default();
-    let mut names = DeviceNames::default();
+    let mut names = RouteCache::default();
     let mut in_flight = 0usize;
     let params = |ip: IpAddr, local| MtuParams {
         check_interval: settings.check_interval,

@@ -957,6 +957,20 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Random loss is not a path-MTU black hole: large probes lost by chance are weighed
+    // against small ones, which lose as often (`loss`, or `ok` when the large ones got through).
+    for (src, r) in &lab.results() {
+        for p in r["peers"].as_array().into_iter().flatten() {
+            for layer in ["icmp_pod", "icmp_node"] {
+                let state = p["mtu"][layer]["state"].as_str().unwrap_or("none");
+                assert_ne!(
+                    state, "blackhole",
+                    "loss node-2 30: node-{src} → {}",
+                    p["node"]
+                );
+            }
+        }
+    }
     let cleared = Instant::now();
     lab.ok(&["clear"]);
     assert_agents(&lab, &usable, "loss cleared", cleared, &all_up);

@@ -6,6 +6,8 @@ pub mod classify;
 pub mod http;
 pub mod icmp;
 pub mod pmtu;
+pub mod pmtu6;
+pub mod route;
 pub mod tcp;
 
 use std::future::Future;

@@ -20,16 +20,14 @@
 //! * A router's type 3 code 4 carries the next-hop MTU in bytes 6–7 of its ICMP header →
 //!   [`MtuOutcome::TooBig`] with the router as `from`.
 //!
-//! IPv4 only for now: an IPv6 destination gets `MtuOutcome::Failed(LocalError)` at once (the
-//! state machine supports IPv6; the prober would need an ICMPv6 raw socket with
-//! `IPV6_MTU_DISCOVER = IPV6_PMTUDISC_PROBE` and packet-too-big parsing).
+//! IPv6 destinations go to [`crate::probe::pmtu6`] (ICMPv6, `IPV6_PMTUDISC_PROBE` and
+//! `IPV6_DONTFRAG`, Packet Too Big), through the same [`PmtuProber::probe`].
 //!
-//! [`local_mtu`] reads the expected MTU toward a destination (see its documentation for why it
-//! reads the egress device's MTU rather than `IP_MTU`).
+//! [`local_mtu`] reads the expected MTU toward a destination: the egress device's, found by
+//! the kernel's route lookup over netlink ([`crate::probe::route`]).
 
-use std::ffi::CStr;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -42,6 +40,8 @@ use crate::model::ErrorClass;
 use crate::mtu::{MtuOutcome, MtuSearch, ProbeSize, MAX_MTU};
 use crate::probe::classify::{icmpv4_error, io_error, truncate};
 use crate::probe::icmp::icmp_filter_mask;
+use crate::probe::pmtu6;
+use crate::probe::route::{Route, RouteSocket};
 
 /// IPv4 header (no options, as the kernel builds it) + ICMP echo header.
 pub const V4_OVERHEAD: u32 = 28;
@@ -63,7 +63,7 @@ pub struct PmtuProbe {
 }
 
 impl PmtuProbe {
-    fn at_once(outcome: MtuOutcome) -> PmtuProbe {
+    pub(crate) fn at_once(outcome: MtuOutcome) -> PmtuProbe {
         PmtuProbe { outcome, rtt: None }
     }
 }
@@ -101,21 +101,23 @@ impl PmtuProber {
     /// wait up to `timeout` for the reply or an ICMP error about it. Never panics; completes
     /// within `timeout` (plus scheduling noise).
     pub async fn probe(&self, dest: IpAddr, size: u32, timeout: Duration) -> PmtuProbe {
-        let dest = match dest {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(_) => {
-                return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
-                    detail: "path-MTU probes to IPv6 destinations are not supported yet".into(),
-                }))
-            }
+        let min = match dest {
+            IpAddr::V4(_) => MIN_PROBE_SIZE,
+            IpAddr::V6(_) => pmtu6::MIN_PROBE_SIZE_V6,
         };
-        if !(MIN_PROBE_SIZE..=MAX_MTU).contains(&size) {
+        if !(min..=MAX_MTU).contains(&size) {
             return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
-                detail: format!("probe size {size} outside {MIN_PROBE_SIZE}..={MAX_MTU}"),
+                detail: format!("probe size {size} outside {min}..={MAX_MTU}"),
             }));
         }
         let deadline = Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.exchange(dest, size, deadline)).await {
+        let exchange = async {
+            match dest {
+                IpAddr::V4(v4) => self.exchange(v4, size, deadline).await,
+                IpAddr::V6(v6) => pmtu6::exchange(v6, size, deadline).await,
+            }
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
             Ok(probe) => probe,
             Err(_) => PmtuProbe::at_once(MtuOutcome::Lost),
         }
@@ -231,7 +233,7 @@ fn open_socket() -> io::Result<Socket> {
     Ok(socket)
 }
 
-fn set_int(
+pub(crate) fn set_int(
     socket: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -249,30 +251,6 @@ fn set_int(
     };
     if rc == 0 {
         Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn get_int(
-    socket: &impl AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: a live socket; a c_int buffer and its length.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
     } else {
         Err(io::Error::last_os_error())
     }
@@ -421,13 +399,13 @@ pub fn checksum(data: &[u8]) -> u16 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalMtu {
     /// The source address the kernel picks for the destination.
-    pub source: IpAddr,
-    /// The device holding that address, when one does.
+    pub source: Option<IpAddr>,
+    /// The egress device.
     pub device: Option<String>,
-    /// That device's MTU (SIOCGIFMTU).
+    /// That device's MTU.
     pub device_mtu: Option<u32>,
-    /// `getsockopt(IP_MTU)` on a UDP socket connected to the destination: the route's MTU,
-    /// which includes any path MTU the kernel has cached from an ICMP report.
+    /// The route's MTU metric: a configured `mtu`, or the path MTU the kernel cached from an
+    /// ICMP report.
     pub route_mtu: Option<u32>,
 }
 
@@ -440,152 +418,92 @@ impl LocalMtu {
 
 /// The local interface MTU toward `dest` (no packet is sent).
 ///
-/// Route lookup without netlink: a UDP socket `connect`ed to the destination makes the kernel
-/// choose the route and the source address; the device holding that source address
-/// (`getifaddrs`) is the egress device in the usual layouts (a pod's `eth0`, a node's uplink,
-/// `flannel.1`, `tunl0`), and its MTU comes from `SIOCGIFMTU` on that socket.
+/// The kernel's route lookup over netlink ([`crate::probe::route`]: `RTM_GETROUTE`, as `ip
+/// route get`) names the egress device, so multiple interfaces, policy routing and `src`
+/// hints naming another device's address are all honoured; the device's MTU comes from
+/// `RTM_GETLINK`.
 ///
-/// Why not `getsockopt(IP_MTU)` alone: it returns the route's current MTU, which *includes the
-/// path MTU the kernel cached from a fragmentation-needed* (for ~10 minutes) — after our own
-/// probes have met a 1400 hop it says 1400, and a mismatch would look "as expected". It is
-/// returned as `route_mtu` for diagnosis and used only when no device holds the source.
+/// Why not `getsockopt(IP_MTU)`: it returns the route's current MTU, which *includes the path
+/// MTU the kernel cached from a fragmentation-needed* (for ~10 minutes) — after our own probes
+/// have met a 1400 hop it says 1400, and a mismatch would look "as expected". The route's MTU
+/// metric is returned as `route_mtu` for diagnosis and used only when the device's is unknown.
 /// Why not `/sys/class/net/<dev>/mtu`: sysfs shows the network namespace of whoever mounted
-/// it, not the caller's; the ioctl and `getifaddrs` (netlink) answer for the caller's
-/// namespace.
-///
-/// Limitation: a route with a `src` hint naming another device's address (some CNIs do) makes
-/// the device guess wrong; RTM_GETROUTE over netlink (RTA_OIF) would be exact.
+/// it, not the caller's; netlink answers for the caller's namespace.
 pub fn local_mtu(dest: IpAddr) -> io::Result<LocalMtu> {
-    local_mtu_with(dest, &mut DeviceNames::default())
+    local_mtu_with(dest, &mut RouteCache::default())
 }
 
-/// Which device holds which local address, remembered for [`DeviceNames::TTL`]: `getifaddrs`
-/// dumps every address over netlink, and at 2,000 destinations checked every 30 s that dump
-/// was most of the path-MTU driver's CPU. The MTU itself is still read on every call.
-#[derive(Debug, Default)]
-pub struct DeviceNames {
-    known: std::collections::HashMap<IpAddr, (Option<String>, std::time::Instant)>,
+/// Route lookups remembered for [`RouteCache::TTL`] per destination (at 2,000 destinations
+/// checked every 30 s the lookups were most of the path-MTU driver's CPU), and the netlink
+/// socket kept open between calls. The device's MTU is still read on every call.
+#[derive(Default)]
+pub struct RouteCache {
+    known: std::collections::HashMap<IpAddr, (Route, std::time::Instant)>,
+    socket: Option<RouteSocket>,
 }
 
-impl DeviceNames {
+impl RouteCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Destinations remembered at most (a bound for safety; expired entries go first).
+    const MAX: usize = 8192;
 
-    fn device_of(&mut self, source: IpAddr) -> Option<String> {
-        let now = std::time::Instant::now();
-        if let Some((name, at)) = self.known.get(&source) {
+    fn socket(&mut self) -> io::Result<&mut RouteSocket> {
+        if self.socket.is_none() {
+            self.socket = Some(RouteSocket::open()?);
+        }
+        Ok(self.socket.as_mut().expect("just opened"))
+    }
+
+    fn route(&mut self, dest: IpAddr, now: std::time::Instant) -> io::Result<Route> {
+        if let Some((route, at)) = self.known.get(&dest) {
             if now.duration_since(*at) < Self::TTL {
-                return name.clone();
+                return Ok(route.clone());
             }
         }
-        let name = device_of(source);
-        // A host has few local addresses; the bound is for safety only.
-        if self.known.len() >= 256 {
-            self.known.clear();
+        let route = self.ask(|s| s.route(dest))?;
+        if self.known.len() >= Self::MAX {
+            self.known
+                .retain(|_, (_, at)| now.duration_since(*at) < Self::TTL);
+            if self.known.len() >= Self::MAX {
+                self.known.clear();
+            }
         }
-        self.known.insert(source, (name.clone(), now));
-        name
+        self.known.insert(dest, (route.clone(), now));
+        Ok(route)
+    }
+
+    /// One request; a socket that failed is dropped (a new one is opened next time).
+    fn ask<T>(&mut self, f: impl FnOnce(&mut RouteSocket) -> io::Result<T>) -> io::Result<T> {
+        let r = f(self.socket()?);
+        if let Err(e) = &r {
+            if e.raw_os_error().is_none() || e.kind() == io::ErrorKind::WouldBlock {
+                // A timeout or a garbled answer: the socket may hold a late reply.
+                self.socket = None;
+            }
+        }
+        r
     }
 }
 
-/// [`local_mtu`] with the device-name lookups remembered in `names`.
-pub fn local_mtu_with(dest: IpAddr, names: &mut DeviceNames) -> io::Result<LocalMtu> {
-    let bind: SocketAddr = match dest {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+/// [`local_mtu`] with route lookups remembered in `cache`.
+pub fn local_mtu_with(dest: IpAddr, cache: &mut RouteCache) -> io::Result<LocalMtu> {
+    let now = std::time::Instant::now();
+    let mut route = cache.route(dest, now)?;
+    let link = match cache.ask(|s| s.link(route.oif)) {
+        Ok(link) => link,
+        Err(_) => {
+            // The device went away since the route was cached: look the route up again.
+            cache.known.remove(&dest);
+            route = cache.route(dest, now)?;
+            cache.ask(|s| s.link(route.oif))?
+        }
     };
-    let udp = UdpSocket::bind(bind)?;
-    udp.connect((dest, 9))?;
-    let source = udp.local_addr()?.ip();
-    let (level, name) = match dest {
-        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
-        IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
-    };
-    let route_mtu = get_int(&udp, level, name)
-        .ok()
-        .and_then(|m| u32::try_from(m).ok())
-        .filter(|&m| m > 0);
-    let device = names.device_of(source);
-    let device_mtu = device
-        .as_deref()
-        .and_then(|d| device_mtu(&udp, d).ok())
-        .filter(|&m| m > 0);
     Ok(LocalMtu {
-        source,
-        device,
-        device_mtu,
-        route_mtu,
+        source: route.source,
+        device: link.name.map(|n| truncate(&n)),
+        device_mtu: link.mtu,
+        route_mtu: route.mtu,
     })
-}
-
-/// The name of the device holding `addr`, from `getifaddrs`.
-fn device_of(addr: IpAddr) -> Option<String> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return None;
-    }
-    let mut found = None;
-    let mut cursor = head;
-    // Bounded walk: a host has far fewer addresses than this.
-    for _ in 0..100_000 {
-        if cursor.is_null() {
-            break;
-        }
-        // SAFETY: a node of the list getifaddrs returned, alive until freeifaddrs.
-        let ifa = unsafe { &*cursor };
-        cursor = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        let here = match family {
-            libc::AF_INET => {
-                // SAFETY: an AF_INET sockaddr is a sockaddr_in.
-                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
-                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
-                IpAddr::V6(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => continue,
-        };
-        if here == addr {
-            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-            let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
-            found = Some(truncate(&name.to_string_lossy()));
-            break;
-        }
-    }
-    // SAFETY: the list getifaddrs returned, freed once.
-    unsafe { libc::freeifaddrs(head) };
-    found
-}
-
-/// The MTU of device `name` (SIOCGIFMTU on any socket of the caller's namespace).
-fn device_mtu(socket: &impl AsRawFd, name: &str) -> io::Result<u32> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad device name",
-        ));
-    }
-    // SAFETY: ifreq is plain old data; all zeros is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: a live socket and an ifreq naming the device; the kernel fills ifru_mtu.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: SIOCGIFMTU wrote the mtu member of the union.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    u32::try_from(mtu).map_err(|_| io::Error::other("negative MTU"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -822,11 +740,18 @@ mod tests {
             let r = prober.probe(lo, bad, t).await;
             assert!(matches!(r.outcome, MtuOutcome::Failed(_)), "{bad}: {r:?}");
         }
-        let r = prober.probe("::1".parse().unwrap(), 1500, t).await;
-        assert!(matches!(
-            r.outcome,
-            MtuOutcome::Failed(ErrorClass::LocalError { .. })
-        ));
+        // IPv6 over loopback: the same.
+        let lo6: IpAddr = "::1".parse().unwrap();
+        let local6 = local_mtu(lo6).unwrap();
+        assert_eq!(local6.device.as_deref(), Some("lo"), "{local6:?}");
+        for size in [1280, 1500, 65535] {
+            let r = prober.probe(lo6, size, t).await;
+            assert_eq!(r.outcome, MtuOutcome::Ok, "{size}: {r:?}");
+        }
+        for bad in [0, 55, 65536] {
+            let r = prober.probe(lo6, bad, t).await;
+            assert!(matches!(r.outcome, MtuOutcome::Failed(_)), "{bad}: {r:?}");
+        }
     }
 
     // ---- network namespaces: A — R — B ------------------------------------------------------
@@ -999,5 +924,182 @@ mod tests {
         assert!(reports[4].1 < Duration::from_secs(2), "{:?}", reports[4]);
         assert_eq!(reports[0].0.reported_by, Some(router));
         assert_eq!(reports[0].0.expected_mtu, 1500);
+    }
+
+    /// A — R — B over IPv6 (2001:2::/48, RFC 5180's benchmarking prefix): MTU 1500 on A–R,
+    /// 1400 on R–B. From A, B's path MTU is 1400, `mismatch` (R's Packet Too Big names 1400);
+    /// with Packet Too Big dropped in R (ip6tables), `blackhole` at 1400.
+    #[test]
+    fn netns_ipv6_mismatch_and_blackhole() {
+        if let Some(why) = skip_reason(&["ip", "ip6tables"]) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut lab = TestNetns::new("mpt-mtu6");
+        let a = lab.add("a");
+        let r = lab.add("r");
+        let b = lab.add("b");
+        for ns in [&a, &r, &b] {
+            // No duplicate-address detection: addresses are usable at once.
+            crate::testnet::ns_sh(
+                ns,
+                "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0",
+            );
+        }
+        ipn(&a, &format!("link add v0 type veth peer name v1 netns {r}"));
+        ipn(
+            &r,
+            &format!("link add w0 mtu 1400 type veth peer name w1 netns {b}"),
+        );
+        ipn(&b, "link set w1 mtu 1400");
+        ipn(&a, "addr add 2001:2:0:1::1/64 dev v0 nodad");
+        ipn(&r, "addr add 2001:2:0:1::2/64 dev v1 nodad");
+        ipn(&r, "addr add 2001:2:0:2::1/64 dev w0 nodad");
+        ipn(&b, "addr add 2001:2:0:2::2/64 dev w1 nodad");
+        for (ns, dev) in [
+            (&a, "v0"),
+            (&a, "lo"),
+            (&r, "v1"),
+            (&r, "w0"),
+            (&r, "lo"),
+            (&b, "w1"),
+            (&b, "lo"),
+        ] {
+            ipn(ns, &format!("link set {dev} up"));
+        }
+        ipn(&a, "-6 route add 2001:2:0:2::/64 via 2001:2:0:1::2");
+        ipn(&b, "-6 route add 2001:2:0:1::/64 via 2001:2:0:2::1");
+        in_ns(&r, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+        // No ICMPv6 rate limit in R: the search sends several oversize probes a second.
+        in_ns(&r, "sysctl -qw net.ipv6.icmp.ratelimit=0");
+
+        let dest: IpAddr = "2001:2:0:2::2".parse().unwrap();
+        let router: IpAddr = "2001:2:0:1::2".parse().unwrap();
+        let timeout = Duration::from_millis(300);
+        let rules = [
+            "FORWARD -p icmpv6 --icmpv6-type packet-too-big -j DROP",
+            "OUTPUT -p icmpv6 --icmpv6-type packet-too-big -j DROP",
+        ];
+        let (r_ns, a_ns) = (r.clone(), a.clone());
+        let (local, direct, reports) = in_netns(
+            &a,
+            || {},
+            move || async move {
+                let prober = PmtuProber::new().expect("root opens a raw socket");
+                // Neighbour discovery on both links before anything is measured.
+                let mut warm = prober.probe(dest, 1280, timeout).await;
+                for _ in 0..20 {
+                    if warm.outcome == MtuOutcome::Ok {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    warm = prober.probe(dest, 1280, timeout).await;
+                }
+                assert_eq!(warm.outcome, MtuOutcome::Ok, "B never answered");
+                let local = local_mtu(dest).expect("a route to B");
+                let direct = [
+                    prober.probe(dest, 1400, timeout).await,
+                    prober.probe(dest, 1401, timeout).await,
+                    prober.probe(dest, 1500, timeout).await,
+                    prober.probe(dest, 1501, timeout).await,
+                ];
+                let params = MtuParams {
+                    probe_gap: Duration::from_millis(5),
+                    check_interval: Duration::from_millis(500),
+                    ..MtuParams::for_ip(dest, local.expected().expect("expected MTU"))
+                };
+                let mut search = MtuSearch::new(params, std::time::Instant::now());
+                let limit = Duration::from_secs(30);
+                let mut reports = Vec::new();
+                let concluded = |r: &MtuReport| !r.searching && r.searches > 0;
+                reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+
+                // Packet Too Big dropped in R, cached path MTUs flushed: a true black hole.
+                for rule in rules {
+                    in_ns(&r_ns, &format!("ip6tables -A {rule}"));
+                }
+                ipn(&a_ns, "-6 route flush cache");
+                search.restart();
+                reports.push(drive(&prober, &mut search, dest, timeout, limit, concluded).await);
+                (local, direct, reports)
+            },
+        );
+        eprintln!("local: {local:?}");
+        assert_eq!(local.device.as_deref(), Some("v0"));
+        assert_eq!(local.expected(), Some(1500));
+        assert_eq!(local.source, Some("2001:2:0:1::1".parse().unwrap()));
+
+        eprintln!("direct probes: {direct:?}");
+        assert_eq!(direct[0].outcome, MtuOutcome::Ok);
+        let too_big = MtuOutcome::TooBig {
+            mtu: Some(1400),
+            from: Some(router),
+        };
+        assert_eq!(direct[1].outcome, too_big);
+        assert_eq!(direct[2].outcome, too_big);
+        assert_eq!(direct[3].outcome, MtuOutcome::LocalTooBig);
+
+        for (r, took) in &reports {
+            eprintln!("{r:?} after {took:?}");
+        }
+        let got: Vec<_> = reports.iter().map(|(r, _)| (r.path_mtu, r.state)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(1400), MtuState::Mismatch),
+                (Some(1400), MtuState::Blackhole),
+            ]
+        );
+        assert_eq!(reports[0].0.reported_by, Some(router));
+        assert_eq!(reports[0].0.expected_mtu, 1500);
+    }
+
+    /// The egress device comes from the kernel's route lookup: a route whose `src` names
+    /// another device's address, and a policy-routing rule sending one prefix out of a second
+    /// device, both give that second device's MTU (the source-address guess gave the first's).
+    #[test]
+    fn netns_egress_device_follows_src_hints_and_policy_routing() {
+        if let Some(why) = skip_reason(&["ip"]) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut lab = TestNetns::new("mpt-route");
+        let n = lab.add("n");
+        ipn(&n, "link add a0 mtu 1500 type veth peer name a1");
+        ipn(&n, "link add b0 mtu 1450 type veth peer name b1 mtu 1450");
+        ipn(&n, "addr add 198.18.30.1/24 dev a0");
+        ipn(&n, "addr add 198.18.31.1/24 dev b0");
+        for dev in ["a0", "a1", "b0", "b1", "lo"] {
+            ipn(&n, &format!("link set {dev} up"));
+        }
+        // A `src` hint naming a0's address on a route out of b0.
+        ipn(&n, "route add 198.18.40.0/24 dev b0 src 198.18.30.1");
+        // Policy routing: the main table says a0, a rule's table says b0.
+        ipn(&n, "route add 198.18.41.0/24 dev a0");
+        ipn(&n, "route add 198.18.41.0/24 dev b0 table 100");
+        ipn(&n, "rule add to 198.18.41.0/24 table 100 priority 100");
+        let got = in_netns(
+            &n,
+            || {},
+            || async {
+                let mut cache = RouteCache::default();
+                ["198.18.30.7", "198.18.31.7", "198.18.40.7", "198.18.41.7"]
+                    .map(|d| local_mtu_with(d.parse().unwrap(), &mut cache).unwrap())
+            },
+        );
+        let summary: Vec<_> = got
+            .iter()
+            .map(|l| (l.device.as_deref(), l.expected(), l.source))
+            .collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            summary,
+            [
+                (Some("a0"), Some(1500), ip("198.18.30.1")),
+                (Some("b0"), Some(1450), ip("198.18.31.1")),
+                (Some("b0"), Some(1450), ip("198.18.30.1")),
+                (Some("b0"), Some(1450), ip("198.18.31.1")),
+            ]
+        );
     }
 }
