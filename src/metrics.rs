@@ -209,6 +209,20 @@ struct Row {
     errors: Vec<(&'static str, u32, f64, &'static str)>,
 }
 
+/// The node whose pod IP is `ip`, or whose pod subnet (the /24 or /64 around its pod IP, the
+/// diagnosis engine's rule) holds it; "" when none.
+pub fn target_node(ip: IpAddr, set: &PeerSet) -> &str {
+    set.peers
+        .iter()
+        .find(|p| p.pod_ip == ip)
+        .or_else(|| {
+            set.peers
+                .iter()
+                .find(|p| Cidr::around(p.pod_ip).contains(ip))
+        })
+        .map_or("", |p| p.node.as_str())
+}
+
 /// The address an ICMP error came from, if the error carries one.
 fn error_sender(e: &ErrorClass) -> Option<IpAddr> {
     match e {
@@ -271,6 +285,8 @@ struct Rows {
     /// (layer, path-MTU state) → destinations.
     mtu_states: BTreeMap<(Layer, &'static str), u32>,
     pairs: Vec<Row>,
+    /// (target, the node whose pod subnet holds it, or "").
+    target_nodes: Vec<(String, String)>,
 }
 
 impl StoreCollector {
@@ -288,6 +304,12 @@ impl StoreCollector {
             .filter(|p| p.node != self.identity.node)
             .count();
         rows.targets = store.peers().targets.len();
+        rows.target_nodes = store
+            .peers()
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), target_node(t.ip, store.peers()).to_string()))
+            .collect();
         store.visit(now, |v| {
             let state = match v.stats.reachable {
                 Some(true) => "reachable",
@@ -454,6 +476,15 @@ impl Collector for StoreCollector {
                     vec![("dst", h.node.clone()), ("reason", h.reason.to_string())],
                     1.0,
                 )
+            }),
+        )?;
+
+        gauge(
+            &mut enc,
+            "meshprobe_target_info",
+            "Always 1 per target: the node whose pod subnet holds it (dst_node empty when none does)",
+            rows.target_nodes.iter().map(|(t, n)| {
+                (vec![("dst", t.clone()), ("dst_node", n.clone())], 1.0)
             }),
         )?;
 
