@@ -709,8 +709,12 @@ fn same_diagnosis(
     let agents = agents.join(",");
     let t0 = Instant::now();
     loop {
+        let t = Instant::now();
         let (pc, pd, perr) = diagnose(&["--prometheus", &url]);
+        let took_prom = t.elapsed();
+        let t = Instant::now();
         let (ac, ad, aerr) = diagnose(&["--agents", &agents]);
+        let took_agents = t.elapsed();
         let (pv, av) = (verdict(&pd, pair), verdict(&ad, pair));
         let good = |code: i32, v: &[(String, Vec<String>, bool)]| {
             if cause.is_empty() {
@@ -724,8 +728,10 @@ fn same_diagnosis(
         };
         if good(pc, &pv) && good(ac, &av) && pv == av {
             eprintln!(
-                "  diagnose --prometheus = --agents = {pv:?}: after {:.1}s",
-                t0.elapsed().as_secs_f64()
+                "  diagnose --prometheus = --agents = {pv:?}: after {:.1}s (one run: --prometheus {:.0} ms, --agents {:.0} ms)",
+                t0.elapsed().as_secs_f64(),
+                took_prom.as_secs_f64() * 1000.0,
+                took_agents.as_secs_f64() * 1000.0
             );
             return pd;
         }
