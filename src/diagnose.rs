@@ -4,6 +4,8 @@
 //!   peers' results from inside the cluster network. The usual way in.
 //! * `--agents URL,URL,…`: gather `/api/v1/results` from each agent here and diagnose locally
 //!   (when this machine can reach every agent).
+//! * `--prometheus URL`: build the same input from meshprobe's metrics in Prometheus
+//!   ([`crate::promsource`]): one server answers for every agent (large clusters).
 //!
 //! Exit status: 0 healthy, 1 findings, 2 error (bad arguments, no agent answered). Agents that
 //! do not answer are evidence, not an error, as long as one does.
@@ -18,25 +20,39 @@ use crate::diagnosis::{diagnose, AgentReport, Inputs, Matrix};
 use crate::error::{Error, Result};
 use crate::gather::{gather, parse_agent_addr, MAX_RESULTS_BYTES};
 use crate::mesh::{MeshDiagnosis, Unanswered};
+use crate::promclient::{self, PromUrl};
+use crate::promsource;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiagnoseArgs {
     /// One agent to ask for its mesh view, e.g. http://127.0.0.1:9464.
-    #[arg(long, conflicts_with = "agents", required_unless_present = "agents")]
+    #[arg(
+        long,
+        conflicts_with_all = ["agents", "prometheus"],
+        required_unless_present_any = ["agents", "prometheus"]
+    )]
     pub agent: Option<String>,
     /// Agents to gather results from directly, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "prometheus")]
     pub agents: Vec<String>,
+    /// Build the matrix from meshprobe's metrics in this Prometheus (http://HOST:PORT[/PREFIX]).
+    /// Auth from the environment: MESHPROBE_PROMETHEUS_TOKEN (bearer), or
+    /// MESHPROBE_PROMETHEUS_USER and MESHPROBE_PROMETHEUS_PASSWORD (basic).
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// With --prometheus: extra label matchers for every query, e.g. 'cluster="prod"'.
+    #[arg(long, requires = "prometheus")]
+    pub prometheus_match: Option<String>,
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
-    /// How long to wait for each agent.
+    /// How long to wait for each agent (or each Prometheus query).
     #[arg(long, default_value = "5s")]
     pub timeout: String,
     /// Add Kubernetes facts (node conditions, CNI pods, target pods and their events,
     /// NetworkPolicies) from the cluster of the current kubeconfig (with --agents; an agent
-    /// running --discovery kubernetes adds them to its own view).
-    #[arg(long, requires = "agents")]
+    /// running --discovery kubernetes adds them to its own view; or with --prometheus).
+    #[arg(long)]
     pub kube: bool,
     /// With --kube: the API server URL instead of the kubeconfig (e.g. behind `kubectl proxy`).
     #[arg(long, requires = "kube")]
@@ -55,19 +71,37 @@ pub enum Output {
 pub async fn run(args: DiagnoseArgs) -> Result<u8> {
     let timeout = parse_duration(&args.timeout)
         .map_err(|e| Error::Config(format!("--timeout {:?}: {e}", args.timeout)))?;
-    let d = match &args.agent {
-        Some(a) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
-        None => {
+    if args.kube && args.agent.is_some() {
+        return Err(Error::Config(
+            "--kube works with --agents or --prometheus (an agent adds Kubernetes facts itself)"
+                .into(),
+        ));
+    }
+    let kube = if args.kube {
+        Some(crate::k8s::client(args.kube_api.as_deref()).await?)
+    } else {
+        None
+    };
+    let d = match (&args.agent, &args.prometheus) {
+        (Some(a), _) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
+        (None, Some(url)) => {
+            let mut u = crate::promclient::PromUrl::parse(url).map_err(Error::Config)?;
+            u.auth = crate::promclient::auth_from_env(|k| std::env::var(k).ok())
+                .map_err(Error::Config)?;
+            from_prometheus(
+                &u,
+                args.prometheus_match.as_deref(),
+                timeout,
+                kube.map(|c| (c, args.selector.clone())),
+            )
+            .await?
+        }
+        (None, None) => {
             let addrs = args
                 .agents
                 .iter()
                 .map(|a| parse_agent_addr(a).map_err(Error::Config))
                 .collect::<Result<Vec<_>>>()?;
-            let kube = if args.kube {
-                Some(crate::k8s::client(args.kube_api.as_deref()).await?)
-            } else {
-                None
-            };
             gather_here(addrs, timeout, kube.map(|c| (c, args.selector.clone()))).await?
         }
     };
@@ -132,24 +166,7 @@ async fn gather_here(
         }
     }
     let agents_answered = agents.iter().map(|a| a.node.clone()).collect();
-    let kube = match kube {
-        Some((client, selector)) => {
-            let q = crate::k8s::fetch::query_from_reports(&agents, &selector, None);
-            match tokio::time::timeout(timeout, crate::k8s::fetch::fetch_facts(&client, &q)).await {
-                Ok(f) => {
-                    for e in &f.errors {
-                        eprintln!("meshprobe: {e}");
-                    }
-                    Some(f)
-                }
-                Err(_) => {
-                    eprintln!("meshprobe: kubernetes facts: no answer within {timeout:?}; diagnosing without them");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let kube = kube_facts(kube, &agents, timeout).await;
     let inputs = Inputs {
         agents,
         unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),
@@ -164,6 +181,101 @@ async fn gather_here(
         held: Vec::new(),
         reports: inputs.agents,
     })
+}
+
+/// Kubernetes facts for the nodes and targets of `agents`, within `timeout` (absent: none).
+async fn kube_facts(
+    kube: Option<(kube::Client, String)>,
+    agents: &[AgentReport],
+    timeout: Duration,
+) -> Option<crate::diagnosis::KubeFacts> {
+    let (client, selector) = kube?;
+    let q = crate::k8s::fetch::query_from_reports(agents, &selector, None);
+    match tokio::time::timeout(timeout, crate::k8s::fetch::fetch_facts(&client, &q)).await {
+        Ok(f) => {
+            for e in &f.errors {
+                eprintln!("meshprobe: {e}");
+            }
+            Some(f)
+        }
+        Err(_) => {
+            eprintln!(
+                "meshprobe: kubernetes facts: no answer within {timeout:?}; diagnosing without them"
+            );
+            None
+        }
+    }
+}
+
+/// `--prometheus`: every query of [`promsource::QUERIES`] in turn (each within `timeout`),
+/// then the pure build and the engine. Unreachable Prometheus, a query error, or no meshprobe
+/// series at all: an error naming the URL and the query (exit 2).
+async fn from_prometheus(
+    url: &PromUrl,
+    matchers: Option<&str>,
+    timeout: Duration,
+    kube: Option<(kube::Client, String)>,
+) -> Result<MeshDiagnosis> {
+    let mut answers = promsource::Answers::new();
+    for &metric in &promsource::QUERIES {
+        let q = promsource::query_for(metric, matchers);
+        let body = promclient::query(url, &q, timeout, promclient::MAX_ANSWER_BYTES)
+            .await
+            .map_err(Error::NoAnswer)?;
+        let samples = promsource::parse_response(&q, &body, promsource::MAX_SERIES)
+            .map_err(|e| Error::NoAnswer(format!("Prometheus at {}: {e}", url.display())))?;
+        answers.insert(metric, samples);
+    }
+    if let Ok(dir) = std::env::var("MESHPROBE_RECORD_PROM") {
+        record(&dir, &answers);
+    }
+    let mut built = promsource::build(&answers, matchers)
+        .map_err(|e| Error::NoAnswer(format!("Prometheus at {}: {e}", url.display())))?;
+    for n in &built.notes {
+        eprintln!("meshprobe: Prometheus data: {n}");
+    }
+    let real = kube_facts(kube, &built.inputs.agents, timeout).await;
+    promsource::merge_kube(&mut built.inputs, real);
+    let mut diagnosis = diagnose(&Matrix::build(&built.inputs));
+    promsource::finish(&mut diagnosis, &url.display());
+    Ok(MeshDiagnosis {
+        node: format!("Prometheus at {}", url.display()),
+        agents_answered: built.answered,
+        agents_unreachable: built.unanswered,
+        diagnosis,
+        held: Vec::new(),
+        reports: built.inputs.agents,
+    })
+}
+
+/// Test support (`MESHPROBE_RECORD_PROM=DIR`): the answers as one JSON document, for fixtures.
+fn record(dir: &str, answers: &promsource::Answers) {
+    let doc: serde_json::Map<String, serde_json::Value> = answers
+        .iter()
+        .map(|(m, samples)| {
+            let result: Vec<serde_json::Value> = samples
+                .iter()
+                .map(|s| {
+                    let v = if s.value.is_nan() {
+                        "NaN".to_string()
+                    } else if s.value.is_infinite() {
+                        if s.value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+                    } else {
+                        s.value.to_string()
+                    };
+                    serde_json::json!({"metric": s.labels, "value": [0, v]})
+                })
+                .collect();
+            (
+                m.to_string(),
+                serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}}),
+            )
+        })
+        .collect();
+    let path = std::path::Path::new(dir).join(format!("prom-{}.json", std::process::id()));
+    if let Err(e) = std::fs::write(&path, serde_json::Value::Object(doc).to_string()) {
+        eprintln!("meshprobe: MESHPROBE_RECORD_PROM: {}: {e}", path.display());
+    }
 }
 
 /// Text for people: who answered, then the findings.

@@ -24,6 +24,7 @@
 //! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
 //! * [`heatmap`]: the agent page's source × destination matrices (SVG, pure).
 //! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
+//! * [`promsource`], [`promclient`]: `diagnose --prometheus` — meshprobe's metrics as the engine's input.
 //! * [`ondemand`]: `POST /api/v1/probe` — probe one target from every agent now, with a verdict.
 //! * [`probecmd`]: `meshprobe probe`, the on-demand probe from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
@@ -52,6 +53,8 @@ pub mod plan;
 pub mod pmtud;
 pub mod probe;
 pub mod probecmd;
+pub mod promclient;
+pub mod promsource;
 pub mod schedule;
 pub mod serve;
 pub mod server;

@@ -19,8 +19,12 @@ use tokio::time::Instant;
 
 use crate::config::PairMetrics;
 use crate::discovery::DiscoveryStatus;
-use crate::model::{DestKind, Layer, ProbeResult};
+use std::net::IpAddr;
+
+use crate::diagnosis::matrix::Cidr;
+use crate::model::{DestKind, ErrorClass, Layer, ProbeResult};
 use crate::mtu::{MtuReport, MtuState};
+use crate::peers::PeerSet;
 use crate::store::Store;
 use crate::window::WindowStats;
 
@@ -210,6 +214,65 @@ struct Row {
     layer: Layer,
     stats: WindowStats,
     mtu: Option<MtuReport>,
+    /// Per error kind in the window: (kind, count, age of the latest, who sent the latest).
+    errors: Vec<(&'static str, u32, f64, &'static str)>,
+}
+
+/// The node whose pod IP is `ip`, or whose pod subnet (the /24 or /64 around its pod IP, the
+/// diagnosis engine's rule) holds it; "" when none.
+pub fn target_node(ip: IpAddr, set: &PeerSet) -> &str {
+    set.peers
+        .iter()
+        .find(|p| p.pod_ip == ip)
+        .or_else(|| {
+            set.peers
+                .iter()
+                .find(|p| Cidr::around(p.pod_ip).contains(ip))
+        })
+        .map_or("", |p| p.node.as_str())
+}
+
+/// The address an ICMP error came from, if the error carries one.
+fn error_sender(e: &ErrorClass) -> Option<IpAddr> {
+    match e {
+        ErrorClass::NetUnreachable { from }
+        | ErrorClass::HostUnreachable { from }
+        | ErrorClass::AdminProhibited { from }
+        | ErrorClass::PortUnreachable { from }
+        | ErrorClass::FragNeeded { from, .. }
+        | ErrorClass::TtlExceeded { from }
+        | ErrorClass::Icmp { from, .. } => *from,
+        _ => None,
+    }
+}
+
+/// The `reporter` label: who sent an error, in bounded words instead of an address.
+/// `none`: no ICMP sender (a timeout, a refusal, the local stack's own error); `source`: an
+/// address of the probing node (node IP, pod IP, or its pod subnet, the /24 or /64 around the
+/// pod IP, which holds its pod gateway — the diagnosis engine's rule too); `destination`: the
+/// destination's own address or its node's; `peer`: another node of the peer set; `other`: an
+/// address outside the peer set (a router).
+pub fn reporter(
+    from: Option<IpAddr>,
+    me: &str,
+    dst: &str,
+    dst_ip: Option<IpAddr>,
+    set: &PeerSet,
+) -> &'static str {
+    let Some(ip) = from else { return "none" };
+    let owns = |p: &crate::peers::Peer| {
+        p.node_ip == ip || p.pod_ip == ip || Cidr::around(p.pod_ip).contains(ip)
+    };
+    if set.peer(me).is_some_and(owns) {
+        return "source";
+    }
+    if dst_ip == Some(ip) || set.peer(dst).is_some_and(owns) {
+        return "destination";
+    }
+    if set.peers.iter().any(owns) {
+        return "peer";
+    }
+    "other"
 }
 
 /// Whether `--pair-metrics failing` exports a pair: a failure in the window, or a path MTU
@@ -236,6 +299,8 @@ struct Rows {
     /// (layer, path-MTU state) → destinations.
     mtu_states: BTreeMap<(Layer, &'static str), u32>,
     pairs: Vec<Row>,
+    /// (target, the node whose pod subnet holds it, or "").
+    target_nodes: Vec<(String, String)>,
 }
 
 impl StoreCollector {
@@ -253,6 +318,12 @@ impl StoreCollector {
             .filter(|p| p.node != self.identity.node)
             .count();
         rows.targets = store.peers().targets.len();
+        rows.target_nodes = store
+            .peers()
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), target_node(t.ip, store.peers()).to_string()))
+            .collect();
         store.visit(now, |v| {
             let state = match v.stats.reachable {
                 Some(true) => "reachable",
@@ -280,7 +351,28 @@ impl StoreCollector {
                 PairMetrics::None => false,
             };
             if selected {
+                let set = store.peers();
+                let dst_ip = match v.kind {
+                    DestKind::Target => set.targets.iter().find(|t| t.name == v.name).map(|t| t.ip),
+                    _ => None,
+                };
+                let errors = v
+                    .stats
+                    .errors
+                    .iter()
+                    .map(|e| {
+                        let who = reporter(
+                            error_sender(&e.last),
+                            &self.identity.node,
+                            v.name,
+                            dst_ip,
+                            set,
+                        );
+                        (e.kind, e.count, e.last_age_seconds, who)
+                    })
+                    .collect();
                 rows.pairs.push(Row {
+                    errors,
                     kind: v.kind,
                     dst: v.name.to_string(),
                     dst_zone: v.zone.unwrap_or_default().to_string(),
@@ -401,6 +493,15 @@ impl Collector for StoreCollector {
             }),
         )?;
 
+        gauge(
+            &mut enc,
+            "meshprobe_target_info",
+            "Always 1 per target: the node whose pod subnet holds it (dst_node empty when none does)",
+            rows.target_nodes.iter().map(|(t, n)| {
+                (vec![("dst", t.clone()), ("dst_node", n.clone())], 1.0)
+            }),
+        )?;
+
         // Aggregates, always exported: destinations by kind, layer and state.
         let counts = &rows.states;
         gauge(
@@ -499,6 +600,40 @@ impl Collector for StoreCollector {
                     })
                 })
             }),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_window_probes",
+            "Probes over the sliding window",
+            pairs.iter().map(|r| (labels(r), f64::from(r.stats.probes))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_window_packets_sent",
+            "Packets (ICMP echoes) or exchanges (TCP/HTTP) sent over the sliding window",
+            pairs.iter().map(|r| (labels(r), f64::from(r.stats.sent))),
+        )?;
+        let with_errors = || {
+            pairs.iter().flat_map(move |r| {
+                r.errors.iter().map(move |&(kind, count, age, who)| {
+                    let mut l = labels(r);
+                    l.push(("kind", kind.to_string()));
+                    l.push(("reporter", who.to_string()));
+                    (l, count, age)
+                })
+            })
+        };
+        gauge(
+            &mut enc,
+            "meshprobe_pair_window_errors",
+            "Failed probes over the sliding window by error kind, labelled with who sent the latest (reporter: none, source, destination, peer, other)",
+            with_errors().map(|(l, count, _)| (l, f64::from(count))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_error_age_seconds",
+            "Age of the latest error of this kind in the sliding window (the smallest is the last error)",
+            with_errors().map(|(l, _, age)| (l, age)),
         )?;
         let with_mtu = || pairs.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)));
         gauge(
@@ -617,6 +752,46 @@ mod tests {
             ));
             assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
             assert!(text.ends_with("# EOF\n"));
+        }
+    }
+
+    #[test]
+    fn window_figures_and_error_kinds_per_pair() {
+        let all = encode(PairMetrics::All);
+        assert_eq!(count(&all, "meshprobe_pair_window_probes{"), 6);
+        assert_eq!(count(&all, "meshprobe_pair_window_packets_sent{"), 6);
+        assert!(all.contains(r#"meshprobe_pair_window_probes{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 1"#), "{all}");
+        // Only the failing cell has error series: one kind, sent by nobody (a TCP refusal).
+        assert_eq!(count(&all, "meshprobe_pair_window_errors{"), 1);
+        assert!(all.contains(r#"meshprobe_pair_window_errors{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",kind="refused",reporter="none"} 1"#), "{all}");
+        assert_eq!(count(&all, "meshprobe_pair_error_age_seconds{"), 1);
+        assert_eq!(
+            count(&encode(PairMetrics::None), "meshprobe_pair_window_"),
+            0
+        );
+    }
+
+    #[test]
+    fn reporter_names_the_sender_in_bounded_words() {
+        let set = parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.1.10}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.2.10}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.3.10}\ntargets:\n  - {name: web, ip: 10.1.2.11, port: 80, protocol: http}\n").unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        for (from, dst, dst_ip, want) in [
+            (None, "b", None, "none"),
+            (ip("10.1.1.1"), "b", None, "source"), // a's pod gateway
+            (ip("10.0.0.1"), "b", None, "source"),
+            (ip("10.1.2.10"), "b", None, "destination"),
+            (ip("10.0.0.2"), "b", None, "destination"),
+            (ip("10.0.0.3"), "b", None, "peer"),
+            (ip("10.1.3.1"), "b", None, "peer"),
+            (ip("198.18.1.1"), "b", None, "other"),
+            (ip("10.1.2.11"), "web", ip("10.1.2.11"), "destination"),
+            (ip("10.0.0.2"), "web", ip("10.1.2.11"), "peer"),
+        ] {
+            assert_eq!(
+                reporter(from, "a", dst, dst_ip, &set),
+                want,
+                "{from:?} → {dst}"
+            );
         }
     }
 

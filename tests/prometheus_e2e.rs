@@ -12,6 +12,8 @@
 //! every dashboard expression must return data (on the healthy lab or under one of the injected
 //! faults); under each fault the relevant expressions must name the failing node/pair/zone and
 //! the relevant alert must go pending (the CNI one also firing, after its real `for: 1m`).
+//! `meshprobe diagnose --prometheus` must agree with `diagnose --agents` (healthy, cni, route),
+//! count a stopped agent as unreachable, and exit 2 naming URL and query on errors.
 
 #[path = "support/lab.rs"]
 mod lab;
@@ -561,6 +563,14 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn label<'a>(s: &'a Value, l: &str) -> &'a str {
     s["metric"][l].as_str().unwrap_or("")
 }
@@ -636,6 +646,104 @@ fn agent_pid(lab: &lab::Lab, node: &str) -> u32 {
         .unwrap_or_else(|| panic!("no agent process for {node}: {st}")) as u32
 }
 
+/// `meshprobe diagnose ARGS -o json`: exit status, the document (Null when none), stderr.
+fn diagnose(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(lab::EXE)
+        .arg("diagnose")
+        .args(args)
+        .args(["-o", "json", "--timeout", "5s"])
+        .output()
+        .expect("run meshprobe diagnose");
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each finding's cause and nodes, and whether it names the directed pair `pair`.
+fn verdict(d: &Value, pair: Option<[&str; 2]>) -> Vec<(String, Vec<String>, bool)> {
+    d["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let nodes = f["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            let has_pair = pair.is_none_or(|[a, b]| {
+                f["pairs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p[0] == a && p[1] == b)
+            });
+            (
+                f["cause"].as_str().unwrap_or("?").to_string(),
+                nodes,
+                has_pair,
+            )
+        })
+        .collect()
+}
+
+/// Poll `diagnose --prometheus` and `diagnose --agents` until both give the same findings
+/// (cause, nodes, whether they name `pair`) and these include one of `cause` naming `node` (and
+/// `pair`) — the only one when `only`; or no finding and exit 0 when `cause` is empty. Panics
+/// after `limit` with both answers.
+fn same_diagnosis(
+    prom: &Prom,
+    lab: &lab::Lab,
+    cause: &str,
+    node: &str,
+    pair: Option<[&str; 2]>,
+    only: bool,
+    limit: Duration,
+) -> Value {
+    let url = format!("http://{}", prom.addr);
+    let agents: Vec<String> = lab.proxies.values().map(|a| a.to_string()).collect();
+    let agents = agents.join(",");
+    let t0 = Instant::now();
+    loop {
+        let t = Instant::now();
+        let (pc, pd, perr) = diagnose(&["--prometheus", &url]);
+        let took_prom = t.elapsed();
+        let t = Instant::now();
+        let (ac, ad, aerr) = diagnose(&["--agents", &agents]);
+        let took_agents = t.elapsed();
+        let (pv, av) = (verdict(&pd, pair), verdict(&ad, pair));
+        let good = |code: i32, v: &[(String, Vec<String>, bool)]| {
+            if cause.is_empty() {
+                code == 0 && v.is_empty()
+            } else {
+                code == 1
+                    && (v.len() == 1 || !only)
+                    && v.iter()
+                        .any(|f| f.0 == cause && f.1.iter().any(|n| n == node) && f.2)
+            }
+        };
+        if good(pc, &pv) && good(ac, &av) && pv == av {
+            eprintln!(
+                "  diagnose --prometheus = --agents = {pv:?}: after {:.1}s (one run: --prometheus {:.0} ms, --agents {:.0} ms)",
+                t0.elapsed().as_secs_f64(),
+                took_prom.as_secs_f64() * 1000.0,
+                took_agents.as_secs_f64() * 1000.0
+            );
+            return pd;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "want {cause:?} on {node} from both within {limit:?}\n--prometheus (exit {pc}): {pv:?}\n{perr}{}\n--agents (exit {ac}): {av:?}\n{aerr}",
+            serde_json::to_string_pretty(&pd).unwrap()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 const PHASE: Duration = Duration::from_secs(45);
 
 #[test]
@@ -669,6 +777,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
     assert_eq!(m.len(), 12, "{m:?}");
     assert!(m.values().all(|v| *v >= 0.75), "healthy lab: {m:?}");
     seen.evaluate(&prom, "healthy");
+    same_diagnosis(&prom, &lab, "", "", None, true, PHASE);
     let noisy = prom.must(r#"ALERTS{alertname=~"Meshprobe.*"}"#);
     assert!(
         noisy.is_empty(),
@@ -721,6 +830,18 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         |r| r.len() == 1 && label(&r[0], "dst") == "node-3",
     );
     seen.evaluate(&prom, "cni node-3");
+    let d = same_diagnosis(&prom, &lab, "cni", "node-3", None, true, PHASE);
+    assert!(
+        d["findings"][0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e
+                .as_str()
+                .unwrap()
+                .starts_with("from Prometheus at http://")),
+        "{d}"
+    );
     for quiet in [
         "MeshprobeNodeDown",
         "MeshprobeZonePartition",
@@ -801,6 +922,17 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         },
     );
     seen.evaluate(&prom, "route node-1 node-2");
+    // Not `only`: the engine also reads node-2 → node-1 (whose replies node-1 cannot route)
+    // as a one-way `vpc` pair, from the agents' documents as from the metrics.
+    same_diagnosis(
+        &prom,
+        &lab,
+        "routing",
+        "node-1",
+        Some(["node-1", "node-2"]),
+        false,
+        PHASE,
+    );
     lab.ok(&["clear"]);
 
     // A target refusing connections: web-node-2 unreachable over HTTP from every agent.
@@ -893,6 +1025,38 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         PHASE,
         |r| r.len() == 1,
     );
+    // Its series are stale: for --prometheus an unreachable agent (evidence), not an error.
+    let url = format!("http://{}", prom.addr);
+    let (code, d, err) = diagnose(&["--prometheus", &url]);
+    assert!(code == 0 || code == 1, "exit {code}: {err}");
+    assert_eq!(d["agents_unreachable"][0]["node"], "node-4", "{d}");
+    assert_eq!(
+        strs(&d["agents_answered"]),
+        ["node-1", "node-2", "node-3"],
+        "{d}"
+    );
+    // Errors that are the user's to fix: exit 2, naming the URL and the query.
+    let (code, _, err) = diagnose(&["--prometheus", &url, "--prometheus-match", "job=~"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&url)
+            && err.contains("meshprobe_agent_info{job=~}")
+            && err.contains("bad_data"),
+        "{err}"
+    );
+    let (code, _, err) = diagnose(&[
+        "--prometheus",
+        &url,
+        "--prometheus-match",
+        r#"job="nothing""#,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&url)
+            && err.contains("no meshprobe series")
+            && err.contains(r#"meshprobe_agent_info{job="nothing"}"#),
+        "{err}"
+    );
     prom.wait(
         "agent node-4 stopped: MeshprobeAgentDown pending",
         r#"ALERTS{alertname="MeshprobeAgentDown"}"#,
@@ -949,4 +1113,53 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         seen.selectors.len(),
         suite.elapsed().as_secs_f64()
     );
+}
+
+/// `diagnose --prometheus` errors without a lab: nobody listening, a server that is no
+/// Prometheus. Exit 2, the message naming the URL and the query.
+#[test]
+fn diagnose_prometheus_errors_exit_2_naming_url_and_query() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, _, err) = diagnose(&["--prometheus", &url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&url)
+            && err.contains("\"meshprobe_agent_info\"")
+            && err.contains("cannot connect"),
+        "{err}"
+    );
+
+    // An HTTP server answering HTML.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let body = "<html>login</html>";
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let (code, _, err) = diagnose(&["--prometheus", &url]);
+    server.join().unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&url)
+            && err.contains("meshprobe_agent_info")
+            && err.contains("not a Prometheus API answer"),
+        "{err}"
+    );
+
+    let (code, _, err) = diagnose(&["--prometheus", "https://127.0.0.1:9090"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("https is not supported"), "{err}");
 }

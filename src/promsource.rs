@@ -1,0 +1,581 @@
+//! `meshprobe diagnose --prometheus URL`, the pure part: meshprobe's metrics, as instant
+//! queries of the Prometheus HTTP API answer them, → the diagnosis engine's [`Inputs`] — the
+//! same input `--agents` builds from `/api/v1/results`. The path for large clusters: one
+//! Prometheus answers for every agent.
+//!
+//! The per-pair gauges already are sliding-window figures, so each query is a plain instant
+//! selector ([`QUERIES`]). What the metrics cannot say: the address that sent an ICMP error
+//! (labels carry no addresses; `reporter` says `source`, `destination`, `peer`, `other` or
+//! `none` instead), agents' interval and window, the last-probe age. A node that peers probe but
+//! whose agent has no `meshprobe_agent_info` (not scraped, its series stale) is an unreachable
+//! agent: evidence, not an error. I/O lives in [`crate::promclient`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Deserialize;
+
+use crate::diagnosis::input::MtuReport;
+use crate::diagnosis::{
+    AgentReport, Diagnosis, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
+    PeerReport, PodFacts, TargetReport,
+};
+use crate::mesh::Unanswered;
+
+/// Agents: identity (`node`, `zone`) — its absence is "no meshprobe series".
+pub const AGENT_INFO: &str = "meshprobe_agent_info";
+pub const AGENT_READY: &str = "meshprobe_agent_ready";
+pub const ROUNDS: &str = "meshprobe_rounds_total";
+pub const REACHABLE: &str = "meshprobe_pair_reachable";
+pub const SUCCESS_RATIO: &str = "meshprobe_pair_success_ratio";
+pub const LOSS_RATIO: &str = "meshprobe_pair_loss_ratio";
+pub const CONSECUTIVE: &str = "meshprobe_pair_consecutive_failures";
+pub const PROBES: &str = "meshprobe_pair_window_probes";
+pub const SENT: &str = "meshprobe_pair_window_packets_sent";
+pub const ERRORS: &str = "meshprobe_pair_window_errors";
+pub const ERROR_AGE: &str = "meshprobe_pair_error_age_seconds";
+pub const MTU_STATE: &str = "meshprobe_pair_mtu_state";
+pub const PATH_MTU: &str = "meshprobe_pair_path_mtu_bytes";
+/// Targets → the node whose pod subnet holds them (the engine places targets by address).
+pub const TARGET_INFO: &str = "meshprobe_target_info";
+
+/// Every metric asked for, one instant query each (a selector, see [`query_for`]).
+pub const QUERIES: [&str; 14] = [
+    AGENT_INFO,
+    AGENT_READY,
+    ROUNDS,
+    REACHABLE,
+    SUCCESS_RATIO,
+    LOSS_RATIO,
+    CONSECUTIVE,
+    PROBES,
+    SENT,
+    ERRORS,
+    ERROR_AGE,
+    MTU_STATE,
+    PATH_MTU,
+    TARGET_INFO,
+];
+
+/// Ceiling on the series one query may return (beyond it: an error naming the query).
+pub const MAX_SERIES: usize = 2_000_000;
+
+/// The PromQL for `metric`, scoped by optional extra label matchers (e.g. `cluster="prod"`).
+pub fn query_for(metric: &str, matchers: Option<&str>) -> String {
+    match matchers.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m) => format!("{metric}{{{m}}}"),
+        None => metric.to_string(),
+    }
+}
+
+/// One sample of an instant vector: its labels and its value (NaN and ±Inf kept as such).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<R> {
+    status: String,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+    data: Option<R>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "resultType")]
+    result_type: String,
+}
+
+#[derive(Deserialize)]
+struct VectorData {
+    result: Vec<RawSample>,
+}
+
+#[derive(Deserialize)]
+struct RawSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (serde_json::Value, String),
+}
+
+/// Parse the body of `GET /api/v1/query` for `query`: its instant vector, or an error that names
+/// the query (Prometheus's own error, a non-vector result, garbage, too many series, a value
+/// that is no number).
+pub fn parse_response(query: &str, body: &[u8], max_series: usize) -> Result<Vec<Sample>, String> {
+    let fail = |what: String| format!("query {query:?}: {what}");
+    let head: Envelope<Head> = match serde_json::from_slice(body) {
+        Ok(h) => h,
+        Err(e) => {
+            let start = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+            return Err(fail(format!(
+                "not a Prometheus API answer ({e}); it starts with {start:?}"
+            )));
+        }
+    };
+    if head.status != "success" {
+        return Err(fail(format!(
+            "Prometheus answered {} {}: {}",
+            head.status,
+            head.error_type.unwrap_or_default(),
+            head.error.unwrap_or_default()
+        )));
+    }
+    match head.data {
+        Some(h) if h.result_type == "vector" => {}
+        Some(h) => {
+            return Err(fail(format!(
+                "a {} result, not an instant vector",
+                h.result_type
+            )))
+        }
+        None => return Err(fail("no data in a success answer".into())),
+    }
+    let full: Envelope<VectorData> =
+        serde_json::from_slice(body).map_err(|e| fail(format!("malformed vector result: {e}")))?;
+    let raw = full.data.map(|d| d.result).unwrap_or_default();
+    if raw.len() > max_series {
+        return Err(fail(format!(
+            "{} series, more than the {max_series} allowed",
+            raw.len()
+        )));
+    }
+    raw.into_iter()
+        .map(|r| {
+            // Prometheus writes NaN, +Inf and -Inf as such; Rust's parser reads "inf", not "+Inf".
+            let value = match r.value.1.as_str() {
+                "+Inf" | "Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                "NaN" => f64::NAN,
+                v => v
+                    .parse::<f64>()
+                    .map_err(|_| fail(format!("sample value {v:?} is not a number")))?,
+            };
+            Ok(Sample {
+                labels: r.metric,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// What the queries answered: metric → samples (a metric absent from the map was not asked).
+pub type Answers = BTreeMap<&'static str, Vec<Sample>>;
+
+/// The engine's input built from the answers, and what it rests on.
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    pub inputs: Inputs,
+    /// Agents with `meshprobe_agent_info`.
+    pub answered: Vec<String>,
+    /// Nodes probed by their peers whose agent has no series (evidence for the engine).
+    pub unanswered: Vec<Unanswered>,
+    /// What was odd in the data (skipped samples, duplicates), one line each.
+    pub notes: Vec<String>,
+}
+
+const OWN_INFO_LABELS: [&str; 5] = ["__name__", "node", "zone", "version", "icmp_socket"];
+
+/// A scrape target's identity: every label but the metric's own (`instance`, `job`, and what a
+/// ServiceMonitor adds); used to join an agent's unlabelled gauges to its `agent_info`.
+fn target_key(s: &Sample, own: &[&str]) -> Vec<(String, String)> {
+    s.labels
+        .iter()
+        .filter(|(k, _)| !own.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A finite value in `lo..=hi`, else `None`.
+fn finite(v: f64, lo: f64, hi: f64) -> Option<f64> {
+    (v.is_finite() && v >= lo && v <= hi).then_some(v)
+}
+
+fn count(v: f64) -> Option<u32> {
+    finite(v, 0.0, f64::from(u32::MAX)).map(|x| x.round() as u32)
+}
+
+/// The text standing in for an ICMP sender's address in the engine's input. `source` (and no
+/// sender) read as the source's own stack — the engine's owner of a "net unreachable" is then
+/// the source node, as it is when the address is the source's pod gateway.
+fn reporter_text(reporter: &str, dst: &str) -> Option<String> {
+    match reporter {
+        "" | "none" | "source" => None,
+        "destination" => Some(format!("an address of {dst} (from metrics)")),
+        "peer" => Some("another node's address (from metrics)".into()),
+        _ => Some("a router outside the peer set (from metrics)".into()),
+    }
+}
+
+type CellKey = (String, String, String, String); // src_node, dst_kind, dst, layer
+
+#[derive(Default)]
+struct CellAcc {
+    dst_zone: Option<String>,
+    reachable: Option<bool>,
+    success_ratio: Option<f64>,
+    loss_ratio: Option<f64>,
+    consecutive: Option<u32>,
+    probes: Option<u32>,
+    sent: Option<u32>,
+    errors: BTreeMap<String, (u32, Option<f64>, String)>, // kind → (count, age, reporter)
+    mtu_state: Option<MtuState>,
+    path_mtu: Option<u32>,
+}
+
+impl CellAcc {
+    fn stats(&self, dst: &str) -> LayerStats {
+        let probes = self.probes.unwrap_or(0);
+        let sent = self.sent.unwrap_or(0);
+        let ratio_of =
+            |r: Option<f64>, n: u32| r.map(|r| ((r * f64::from(n)).round() as u32).min(n));
+        let successes = ratio_of(self.success_ratio, probes).unwrap_or_else(|| {
+            if self.consecutive.unwrap_or(0) > 0 {
+                0
+            } else {
+                probes
+            }
+        });
+        let lost = ratio_of(self.loss_ratio, sent).unwrap_or(0);
+        let errors: Vec<ErrorCountInfo> = self
+            .errors
+            .iter()
+            .map(|(kind, (count, age, reporter))| ErrorCountInfo {
+                kind: kind.clone(),
+                count: *count,
+                last: Some(ErrorInfo {
+                    kind: kind.clone(),
+                    from: reporter_text(reporter, dst),
+                    ..ErrorInfo::default()
+                }),
+                last_age_seconds: *age,
+            })
+            .collect();
+        // The last error: the kind whose latest instance is the youngest.
+        let last = errors
+            .iter()
+            .filter(|e| e.last_age_seconds.is_some())
+            .min_by(|a, b| {
+                a.last_age_seconds
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.last_age_seconds.unwrap_or(0.0))
+            })
+            .or_else(|| errors.iter().max_by_key(|e| e.count));
+        LayerStats {
+            reachable: self.reachable,
+            consecutive_failures: self.consecutive.unwrap_or(0),
+            probes,
+            successes,
+            sent,
+            received: sent - lost,
+            success_ratio: self.success_ratio,
+            loss_ratio: self.loss_ratio,
+            last_error: last.and_then(|e| e.last.clone()),
+            last_error_age_seconds: last.and_then(|e| e.last_age_seconds),
+            errors,
+            ..LayerStats::default()
+        }
+    }
+}
+
+/// Build the engine's input from the answers. `Err` when there is nothing to diagnose: no
+/// `meshprobe_agent_info` at all (the message names the query).
+pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String> {
+    let empty = Vec::new();
+    let get = |m: &str| answers.get(m).unwrap_or(&empty);
+    let mut notes = Vec::new();
+
+    // Agents.
+    let mut agents: BTreeMap<String, AgentReport> = BTreeMap::new();
+    let mut by_target: HashMap<Vec<(String, String)>, String> = HashMap::new();
+    for s in get(AGENT_INFO) {
+        let node = s.label("node");
+        if node.is_empty() {
+            notes.push(format!(
+                "{AGENT_INFO}: a series without a node label was skipped"
+            ));
+            continue;
+        }
+        by_target.insert(target_key(s, &OWN_INFO_LABELS), node.to_string());
+        let a = agents
+            .entry(node.to_string())
+            .or_insert_with(|| AgentReport {
+                node: node.to_string(),
+                ..AgentReport::default()
+            });
+        let zone = s.label("zone");
+        if a.zone.is_none() && !zone.is_empty() {
+            a.zone = Some(zone.to_string());
+        }
+    }
+    if agents.is_empty() {
+        return Err(format!(
+            "no meshprobe series: query `{}` returned nothing (are the agents scraped by this Prometheus?)",
+            query_for(AGENT_INFO, matchers)
+        ));
+    }
+    for s in get(AGENT_READY) {
+        if let Some(a) = by_target
+            .get(&target_key(s, &["__name__"]))
+            .and_then(|n| agents.get_mut(n))
+        {
+            a.ready = finite(s.value, 0.0, 1.0).map(|v| v >= 0.5);
+        }
+    }
+    for s in get(ROUNDS) {
+        if let Some(a) = by_target
+            .get(&target_key(s, &["__name__"]))
+            .and_then(|n| agents.get_mut(n))
+        {
+            a.rounds = finite(s.value, 0.0, 1e15).map(|v| v as u64);
+        }
+    }
+
+    // Cells.
+    let mut cells: BTreeMap<CellKey, CellAcc> = BTreeMap::new();
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut duplicates: BTreeSet<&str> = BTreeSet::new();
+    for metric in [
+        REACHABLE,
+        SUCCESS_RATIO,
+        LOSS_RATIO,
+        CONSECUTIVE,
+        PROBES,
+        SENT,
+        ERRORS,
+        ERROR_AGE,
+        MTU_STATE,
+        PATH_MTU,
+    ] {
+        for s in get(metric) {
+            let key = (
+                s.label("src_node").to_string(),
+                s.label("dst_kind").to_string(),
+                s.label("dst").to_string(),
+                s.label("layer").to_string(),
+            );
+            if key.0.is_empty()
+                || key.2.is_empty()
+                || key.3.is_empty()
+                || !matches!(key.1.as_str(), "peer" | "target")
+            {
+                *skipped.entry(metric).or_default() += 1;
+                continue;
+            }
+            let v = s.value;
+            let c = cells.entry(key).or_default();
+            if c.dst_zone.is_none() && !s.label("dst_zone").is_empty() {
+                c.dst_zone = Some(s.label("dst_zone").to_string());
+            }
+            let ok = match metric {
+                REACHABLE => set(&mut c.reachable, finite(v, 0.0, 1.0).map(|x| x >= 0.5)),
+                SUCCESS_RATIO => set(&mut c.success_ratio, finite(v, 0.0, 1.0)),
+                LOSS_RATIO => set(&mut c.loss_ratio, finite(v, 0.0, 1.0)),
+                CONSECUTIVE => set(&mut c.consecutive, count(v)),
+                PROBES => set(&mut c.probes, count(v)),
+                SENT => set(&mut c.sent, count(v)),
+                PATH_MTU => set(&mut c.path_mtu, count(v)),
+                MTU_STATE => {
+                    let st: MtuState =
+                        serde_json::from_value(serde_json::Value::from(s.label("state")))
+                            .unwrap_or(MtuState::Unknown);
+                    set(&mut c.mtu_state, (v == 1.0).then_some(st))
+                }
+                ERRORS | ERROR_AGE => {
+                    let kind = s.label("kind");
+                    if kind.is_empty() {
+                        Some(false)
+                    } else {
+                        let e = c
+                            .errors
+                            .entry(kind.to_string())
+                            .or_insert_with(|| (0, None, s.label("reporter").to_string()));
+                        if metric == ERRORS {
+                            count(v).map(|n| {
+                                e.0 = e.0.saturating_add(n);
+                                true
+                            })
+                        } else {
+                            finite(v, 0.0, 1e9).map(|age| {
+                                e.1 = Some(e.1.map_or(age, |a: f64| a.min(age)));
+                                true
+                            })
+                        }
+                    }
+                }
+                _ => Some(true),
+            };
+            match ok {
+                Some(true) => {}
+                Some(false) => {
+                    duplicates.insert(metric);
+                }
+                None => *skipped.entry(metric).or_default() += 1,
+            }
+        }
+    }
+    for (metric, n) in &skipped {
+        notes.push(format!(
+            "{metric}: {n} series skipped (missing labels, or a NaN/Inf/out-of-range value)"
+        ));
+    }
+    for metric in &duplicates {
+        notes.push(format!(
+            "{metric}: the same pair came more than once (scraped by two jobs?); the first was used"
+        ));
+    }
+    let without_probes = cells.values().filter(|c| c.probes.is_none()).count();
+    if without_probes > 0 {
+        notes.push(format!(
+            "{without_probes} (source, destination, layer) cells have no {PROBES} (an older agent?): they count as unknown"
+        ));
+    }
+
+    // Reports: one per agent with series of its own; cells of sources without agent_info too
+    // (their identity series can lag a scrape behind).
+    for ((src, kind, dst, layer), c) in &cells {
+        let a = agents.entry(src.clone()).or_insert_with(|| AgentReport {
+            node: src.clone(),
+            ..AgentReport::default()
+        });
+        let stats = c.stats(dst);
+        let mtu = c.mtu_state.map(|st| {
+            (
+                layer.clone(),
+                MtuReport {
+                    path_mtu: c.path_mtu,
+                    state: Some(st),
+                },
+            )
+        });
+        if kind == "peer" {
+            let p = match a.peers.iter().position(|p| &p.node == dst) {
+                Some(i) => &mut a.peers[i],
+                None => {
+                    a.peers.push(PeerReport {
+                        node: dst.clone(),
+                        zone: c.dst_zone.clone(),
+                        ..PeerReport::default()
+                    });
+                    a.peers.last_mut().expect("just pushed")
+                }
+            };
+            p.layers.insert(layer.clone(), stats);
+            p.mtu.extend(mtu);
+        } else {
+            let t = match a.targets.iter().position(|t| &t.name == dst) {
+                Some(i) => &mut a.targets[i],
+                None => {
+                    a.targets.push(TargetReport {
+                        name: dst.clone(),
+                        ..TargetReport::default()
+                    });
+                    a.targets.last_mut().expect("just pushed")
+                }
+            };
+            t.layers.insert(layer.clone(), stats);
+            t.mtu.extend(mtu);
+        }
+    }
+    let answered: Vec<String> = get(AGENT_INFO)
+        .iter()
+        .map(|s| s.label("node").to_string())
+        .filter(|n| !n.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let probed: BTreeSet<&String> = cells
+        .keys()
+        .filter(|k| k.1 == "peer")
+        .map(|k| &k.2)
+        .collect();
+    let unanswered: Vec<Unanswered> = probed
+        .into_iter()
+        .filter(|n| !answered.contains(n))
+        .map(|n| Unanswered {
+            node: n.clone(),
+            error: format!(
+                "no {AGENT_INFO} series in Prometheus: its agent is not scraped (down, cut off, or not running)"
+            ),
+        })
+        .collect();
+    // Where the targets run: the engine takes that from Kubernetes pod facts (or addresses,
+    // which metrics do not carry), so each becomes a pod fact naming only target and node —
+    // the namespace stays empty, and [`finish`] drops the engine's line about such a pod.
+    let mut pods: BTreeMap<String, PodFacts> = BTreeMap::new();
+    for s in get(TARGET_INFO) {
+        let (t, n) = (s.label("dst"), s.label("dst_node"));
+        if !t.is_empty() && !n.is_empty() {
+            pods.entry(t.to_string()).or_insert_with(|| PodFacts {
+                name: t.to_string(),
+                node: Some(n.to_string()),
+                target: Some(t.to_string()),
+                ..PodFacts::default()
+            });
+        }
+    }
+    let kube = (!pods.is_empty()).then(|| KubeFacts {
+        pods: pods.into_values().collect(),
+        ..KubeFacts::default()
+    });
+    let inputs = Inputs {
+        agents: agents.into_values().collect(),
+        unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),
+        nodes: Vec::new(),
+        kube,
+    };
+    Ok(Built {
+        inputs,
+        answered,
+        unanswered,
+        notes,
+    })
+}
+
+/// Set `slot` once: `Some(true)` when set, `Some(false)` for a duplicate, `None` for no value.
+fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<bool> {
+    let v = v?;
+    if slot.is_some() {
+        return Some(false);
+    }
+    *slot = Some(v);
+    Some(true)
+}
+
+/// Add Kubernetes facts from `--kube` to the built input: real pod facts win over the
+/// placement-only ones from [`TARGET_INFO`].
+pub fn merge_kube(inputs: &mut Inputs, real: Option<KubeFacts>) {
+    let Some(mut real) = real else { return };
+    if let Some(placed) = inputs.kube.take() {
+        for p in placed.pods {
+            if !real.pods.iter().any(|r| r.target == p.target) {
+                real.pods.push(p);
+            }
+        }
+    }
+    inputs.kube = Some(real);
+}
+
+/// The finishing touch on a diagnosis built from metrics: the engine's line about a
+/// placement-only pod fact (empty namespace: no real pod) goes, and every finding says where
+/// its figures come from.
+pub fn finish(d: &mut Diagnosis, url: &str) {
+    let line = format!(
+        "from Prometheus at {url}: window figures as last scraped; senders of ICMP errors are known only as source, destination, peer or other (metrics carry no addresses)"
+    );
+    for f in &mut d.findings {
+        f.evidence.retain(|e| !e.starts_with("Kubernetes: pod /"));
+        f.evidence.push(line.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,560 @@
+use super::*;
+use crate::diagnosis::{diagnose, Diagnosis, Matrix};
+
+/// One probed cell of a synthetic mesh: `None` healthy, `Some((kind, reporter))` down.
+type Fault = Option<(&'static str, &'static str)>;
+
+const NODES: [(&str, &str); 4] = [
+    ("node-1", "zone-a"),
+    ("node-2", "zone-b"),
+    ("node-3", "zone-a"),
+    ("node-4", "zone-b"),
+];
+const LAYERS: [&str; 3] = ["icmp_pod", "icmp_node", "http"];
+
+fn series(metric: &str, labels: &[(&str, &str)], value: &str) -> String {
+    let mut l = vec![format!(r#""__name__":"{metric}""#)];
+    l.extend(labels.iter().map(|(k, v)| format!(r#""{k}":"{v}""#)));
+    format!(
+        r#"{{"metric":{{{}}},"value":[1764300000.123,"{value}"]}}"#,
+        l.join(",")
+    )
+}
+
+fn vector(series: &[String]) -> String {
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+        series.join(",")
+    )
+}
+
+/// Prometheus answers for a 4-node mesh whose agents run (but those in `silent`), with the
+/// cells `fault(src, dst, layer)` says are down.
+fn mesh_answers(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) -> Answers {
+    let mut bodies: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (i, (node, zone)) in NODES.iter().enumerate() {
+        if silent.contains(node) {
+            continue;
+        }
+        let instance = format!("127.0.0.1:{}", 9464 + i);
+        let target = [("instance", instance.as_str()), ("job", "meshprobe")];
+        let mut info = target.to_vec();
+        info.extend([
+            ("node", *node),
+            ("zone", *zone),
+            ("version", "0.1.0"),
+            ("icmp_socket", "raw"),
+        ]);
+        bodies
+            .entry(AGENT_INFO)
+            .or_default()
+            .push(series(AGENT_INFO, &info, "1"));
+        bodies
+            .entry(AGENT_READY)
+            .or_default()
+            .push(series(AGENT_READY, &target, "1"));
+        bodies
+            .entry(ROUNDS)
+            .or_default()
+            .push(series(ROUNDS, &target, "42"));
+        for (dst, dst_zone) in NODES {
+            if dst == *node {
+                continue;
+            }
+            for layer in LAYERS {
+                let mut l = target.to_vec();
+                l.extend([
+                    ("src_node", *node),
+                    ("src_zone", *zone),
+                    ("dst_kind", "peer"),
+                    ("dst", dst),
+                    ("dst_zone", dst_zone),
+                    ("layer", layer),
+                ]);
+                let f = fault(node, dst, layer);
+                let down = f.is_some();
+                let sent = if layer == "http" { "15" } else { "45" };
+                for (m, v) in [
+                    (REACHABLE, if down { "0" } else { "1" }),
+                    (SUCCESS_RATIO, if down { "0" } else { "1" }),
+                    (LOSS_RATIO, if down { "1" } else { "0" }),
+                    (CONSECUTIVE, if down { "15" } else { "0" }),
+                    (PROBES, "15"),
+                    (SENT, sent),
+                ] {
+                    bodies.entry(m).or_default().push(series(m, &l, v));
+                }
+                if let Some((kind, reporter)) = f {
+                    l.extend([("kind", kind), ("reporter", reporter)]);
+                    bodies
+                        .entry(ERRORS)
+                        .or_default()
+                        .push(series(ERRORS, &l, "15"));
+                    bodies
+                        .entry(ERROR_AGE)
+                        .or_default()
+                        .push(series(ERROR_AGE, &l, "0.7"));
+                }
+            }
+        }
+        for (dst_node, dst_zone) in NODES {
+            let dst = format!("web-{dst_node}");
+            let mut info = target.to_vec();
+            info.extend([("dst", dst.as_str()), ("dst_node", dst_node)]);
+            bodies
+                .entry(TARGET_INFO)
+                .or_default()
+                .push(series(TARGET_INFO, &info, "1"));
+            let mut l = target.to_vec();
+            l.extend([
+                ("src_node", *node),
+                ("src_zone", *zone),
+                ("dst_kind", "target"),
+                ("dst", dst.as_str()),
+                ("dst_zone", dst_zone),
+                ("layer", "http"),
+            ]);
+            let f = fault(node, &dst, "http");
+            let down = f.is_some();
+            for (m, v) in [
+                (REACHABLE, if down { "0" } else { "1" }),
+                (SUCCESS_RATIO, if down { "0" } else { "1" }),
+                (LOSS_RATIO, if down { "1" } else { "0" }),
+                (CONSECUTIVE, if down { "15" } else { "0" }),
+                (PROBES, "15"),
+                (SENT, "15"),
+            ] {
+                bodies.entry(m).or_default().push(series(m, &l, v));
+            }
+            if let Some((kind, reporter)) = f {
+                l.extend([("kind", kind), ("reporter", reporter)]);
+                bodies
+                    .entry(ERRORS)
+                    .or_default()
+                    .push(series(ERRORS, &l, "15"));
+                bodies
+                    .entry(ERROR_AGE)
+                    .or_default()
+                    .push(series(ERROR_AGE, &l, "0.7"));
+            }
+        }
+    }
+    QUERIES
+        .iter()
+        .map(|&q| {
+            let body = vector(bodies.get(q).map_or(&[][..], Vec::as_slice));
+            (q, parse_response(q, body.as_bytes(), MAX_SERIES).unwrap())
+        })
+        .collect()
+}
+
+/// The same mesh as `/api/v1/results` documents: what `--agents` would diagnose.
+fn mesh_documents(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) -> Inputs {
+    let mut agents = Vec::new();
+    for (node, zone) in NODES {
+        if silent.contains(&node) {
+            continue;
+        }
+        let mut peers = Vec::new();
+        for (dst, dst_zone) in NODES {
+            if dst == node {
+                continue;
+            }
+            let layers: Vec<String> = LAYERS
+                .iter()
+                .map(|layer| {
+                    let f = fault(node, dst, layer);
+                    let sent = if *layer == "http" { 15 } else { 45 };
+                    let (ok, err) = match f {
+                        None => (true, "null".to_string()),
+                        Some((kind, "source")) if kind == "net_unreachable" => {
+                            // The source's pod gateway (the /24 of its pod IP).
+                            let i = &node[5..];
+                            (false, format!(r#"{{"kind":"{kind}","from":"198.19.{i}.1"}}"#))
+                        }
+                        Some((kind, _)) => (false, format!(r#"{{"kind":"{kind}"}}"#)),
+                    };
+                    format!(
+                        r#""{layer}":{{"reachable":{ok},"consecutive_failures":{cf},"probes":15,"successes":{s},"sent":{sent},"received":{r},"success_ratio":{sr},"loss_ratio":{lr},"last_error":{err},"last_error_age_seconds":{age}}}"#,
+                        cf = if ok { 0 } else { 15 },
+                        s = if ok { 15 } else { 0 },
+                        r = if ok { sent } else { 0 },
+                        sr = if ok { 1.0 } else { 0.0 },
+                        lr = if ok { 0.0 } else { 1.0 },
+                        age = if ok { "null" } else { "0.7" },
+                    )
+                })
+                .collect();
+            let i = &dst[5..];
+            peers.push(format!(
+                r#"{{"node":"{dst}","zone":"{dst_zone}","node_ip":"198.18.0.{i}","pod_ip":"198.19.{i}.10","layers":{{{}}}}}"#,
+                layers.join(",")
+            ));
+        }
+        let targets: Vec<String> = NODES
+            .iter()
+            .map(|(dst_node, _)| {
+                let i = &dst_node[5..];
+                let name = format!("web-{dst_node}");
+                let (ok, err) = match fault(node, &name, "http") {
+                    None => (true, "null".to_string()),
+                    Some((kind, _)) => (false, format!(r#"{{"kind":"{kind}"}}"#)),
+                };
+                format!(
+                    r#"{{"name":"{name}","ip":"198.19.{i}.11","port":8080,"protocol":"http","layers":{{"http":{{"reachable":{ok},"consecutive_failures":{cf},"probes":15,"successes":{s},"sent":15,"received":{s},"success_ratio":{sr},"loss_ratio":{lr},"last_error":{err},"last_error_age_seconds":{age}}}}}}}"#,
+                    cf = if ok { 0 } else { 15 },
+                    s = if ok { 15 } else { 0 },
+                    sr = if ok { 1.0 } else { 0.0 },
+                    lr = if ok { 0.0 } else { 1.0 },
+                    age = if ok { "null" } else { "0.7" },
+                )
+            })
+            .collect();
+        let doc = format!(
+            r#"{{"node":"{node}","zone":"{zone}","ready":true,"rounds":42,"peers":[{}],"targets":[{}]}}"#,
+            peers.join(","),
+            targets.join(",")
+        );
+        agents.push(AgentReport::from_json(&doc).unwrap());
+    }
+    Inputs {
+        agents,
+        unreachable_agents: silent.iter().map(|s| s.to_string()).collect(),
+        ..Inputs::default()
+    }
+}
+
+fn summary(d: &Diagnosis) -> Vec<(String, Vec<String>, Vec<[String; 2]>)> {
+    d.findings
+        .iter()
+        .map(|f| (f.cause.to_string(), f.nodes.clone(), f.pairs.clone()))
+        .collect()
+}
+
+fn from_prom(answers: &Answers) -> Diagnosis {
+    let built = build(answers, None).unwrap();
+    let mut d = diagnose(&Matrix::build(&built.inputs));
+    finish(&mut d, "http://prom:9090");
+    d
+}
+
+/// The node a destination (node or `web-NODE` target) lives on.
+fn on(d: &str) -> &str {
+    d.strip_prefix("web-").unwrap_or(d)
+}
+
+#[test]
+fn the_same_cause_and_location_as_from_the_agents() {
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        fn(&str, &str, &str) -> Fault,
+        &'static str,
+        &'static [&'static str],
+    );
+    let cases: [Case; 6] = [
+        ("healthy", &[], |_, _, _| None, "", &[]),
+        (
+            "cni node-3: pod layers to and from node-3 dead, node IPs answer",
+            &[],
+            |s, d, l| {
+                let pod = l != "icmp_node";
+                ((on(d) == "node-3" && pod) || s == "node-3").then_some(("timeout", "none"))
+            },
+            "cni",
+            &["node-3"],
+        ),
+        (
+            "route node-1 node-3: node-1's gateway answers net unreachable, replies lost",
+            &[],
+            |s, d, l| match (s, d, l) {
+                ("node-1", "node-3", "icmp_pod" | "http") => Some(("net_unreachable", "source")),
+                ("node-3", "node-1", _) => Some(("timeout", "none")),
+                _ => None,
+            },
+            "routing",
+            &["node-1"],
+        ),
+        (
+            "node-4 down and its agent gone: no series of its own",
+            &["node-4"],
+            |_, d, _| (on(d) == "node-4").then_some(("timeout", "none")),
+            "node_down",
+            &["node-4"],
+        ),
+        (
+            "reject web-node-2: HTTP refused from every source",
+            &[],
+            |_, d, _| (d == "web-node-2").then_some(("refused", "none")),
+            "application",
+            &["node-2"],
+        ),
+        (
+            "policy web-node-2: HTTP times out from every source, ICMP fine",
+            &[],
+            |_, d, _| (d == "web-node-2").then_some(("timeout", "none")),
+            "policy",
+            &["node-2"],
+        ),
+    ];
+    for (what, silent, fault, cause, nodes) in cases {
+        let prom = from_prom(&mesh_answers(silent, fault));
+        let agents = diagnose(&Matrix::build(&mesh_documents(silent, fault)));
+        let (p, a) = (summary(&prom), summary(&agents));
+        assert_eq!(p, a, "{what}: prometheus\n{prom}\nagents\n{agents}");
+        if cause.is_empty() {
+            assert!(prom.healthy, "{what}: {prom}");
+        } else {
+            assert_eq!(p.len(), 1, "{what}: {prom}");
+            assert_eq!(p[0].0, cause, "{what}: {prom}");
+            assert_eq!(p[0].1, *nodes, "{what}: {prom}");
+            // Placement-only pod facts leave no "Kubernetes:" line; the source is named.
+            let ev = &prom.findings[0].evidence;
+            assert!(
+                !ev.iter().any(|e| e.starts_with("Kubernetes:")),
+                "{what}: {ev:?}"
+            );
+            assert!(
+                ev.last()
+                    .unwrap()
+                    .starts_with("from Prometheus at http://prom:9090"),
+                "{ev:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stale_agent_is_evidence_not_an_error() {
+    let answers = mesh_answers(&["node-4"], |_, d, _| {
+        (on(d) == "node-4").then_some(("timeout", "none"))
+    });
+    let built = build(&answers, None).unwrap();
+    assert_eq!(built.answered, ["node-1", "node-2", "node-3"]);
+    assert_eq!(built.unanswered.len(), 1);
+    assert_eq!(built.unanswered[0].node, "node-4");
+    assert!(built.unanswered[0].error.contains("meshprobe_agent_info"));
+    assert_eq!(built.inputs.unreachable_agents, ["node-4"]);
+}
+
+#[test]
+fn no_meshprobe_series_is_an_error_naming_the_query() {
+    let answers: Answers = QUERIES.iter().map(|&q| (q, Vec::new())).collect();
+    let e = build(&answers, Some(r#"cluster="prod""#)).unwrap_err();
+    assert!(e.contains(r#"meshprobe_agent_info{cluster="prod"}"#), "{e}");
+    assert!(e.contains("no meshprobe series"), "{e}");
+}
+
+#[test]
+fn responses_parse_or_fail_naming_the_query() {
+    let ok = vector(&[
+        series("m", &[("a", "1")], "NaN"),
+        series("m", &[("a", "2")], "+Inf"),
+        series("m", &[("a", "3")], "-Inf"),
+        series("m", &[("a", "4")], "0.25"),
+    ]);
+    let s = parse_response("m", ok.as_bytes(), 10).unwrap();
+    assert!(s[0].value.is_nan());
+    assert_eq!(s[1].value, f64::INFINITY);
+    assert_eq!(s[2].value, f64::NEG_INFINITY);
+    assert_eq!(s[3].value, 0.25);
+    assert_eq!(s[3].labels["a"], "4");
+
+    let cases: [(&str, String, &str); 7] = [
+        (
+            "Prometheus's error",
+            r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected"}"#
+                .into(),
+            "bad_data: 1:5: parse error",
+        ),
+        (
+            "garbage",
+            "<html><body>502 Bad Gateway</body></html>".into(),
+            "not a Prometheus API answer",
+        ),
+        ("empty body", String::new(), "not a Prometheus API answer"),
+        (
+            "a range result",
+            r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into(),
+            "a matrix result, not an instant vector",
+        ),
+        (
+            "a vector that is not one",
+            r#"{"status":"success","data":{"resultType":"vector","result":{"x":1}}}"#.into(),
+            "malformed vector result",
+        ),
+        (
+            "too many series",
+            vector(&vec![series("m", &[], "1"); 11]),
+            "11 series, more than the 10 allowed",
+        ),
+        (
+            "a value that is no number",
+            vector(&[series("m", &[], "lots")]),
+            "\"lots\" is not a number",
+        ),
+    ];
+    for (what, body, want) in cases {
+        let e = parse_response("meshprobe_pair_reachable", body.as_bytes(), 10).unwrap_err();
+        assert!(
+            e.starts_with("query \"meshprobe_pair_reachable\": "),
+            "{what}: {e}"
+        );
+        assert!(e.contains(want), "{what}: {e}");
+    }
+}
+
+#[test]
+fn nan_inf_and_unlabelled_series_are_skipped_with_a_note() {
+    let mut answers = mesh_answers(&[], |_, _, _| None);
+    let pairs = answers.get_mut(SUCCESS_RATIO).unwrap();
+    pairs[0].value = f64::NAN;
+    pairs[1].value = f64::INFINITY;
+    pairs[2].value = -0.5;
+    pairs[3].labels.remove("src_node");
+    let built = build(&answers, None).unwrap();
+    assert!(
+        built
+            .notes
+            .iter()
+            .any(|n| n.starts_with(&format!("{SUCCESS_RATIO}: 4 series skipped"))),
+        "{:?}",
+        built.notes
+    );
+    // The cells themselves stay (their other figures say they are fine): still healthy.
+    assert!(diagnose(&Matrix::build(&built.inputs)).healthy);
+}
+
+#[test]
+fn partial_data_missing_window_probes_leaves_cells_unknown_and_says_so() {
+    let mut answers = mesh_answers(&[], |s, d, l| {
+        (on(d) == "node-3" && l != "icmp_node" || s == "node-3").then_some(("timeout", "none"))
+    });
+    answers.insert(PROBES, Vec::new());
+    let built = build(&answers, None).unwrap();
+    assert!(
+        built.notes.iter().any(|n| n.contains(
+            "52 (source, destination, layer) cells have no meshprobe_pair_window_probes"
+        )),
+        "{:?}",
+        built.notes
+    );
+    // Without probe counts nothing is known: no finding rather than a guess.
+    assert!(diagnose(&Matrix::build(&built.inputs)).healthy);
+}
+
+#[test]
+fn window_figures_are_rebuilt_exactly() {
+    let answers = mesh_answers(&[], |s, d, l| {
+        (s == "node-1" && d == "node-2" && l == "http").then_some(("refused", "none"))
+    });
+    let built = build(&answers, None).unwrap();
+    let a = built
+        .inputs
+        .agents
+        .iter()
+        .find(|a| a.node == "node-1")
+        .unwrap();
+    assert_eq!(a.zone.as_deref(), Some("zone-a"));
+    assert_eq!(a.ready, Some(true));
+    assert_eq!(a.rounds, Some(42));
+    let p = a.peers.iter().find(|p| p.node == "node-2").unwrap();
+    assert_eq!(p.zone.as_deref(), Some("zone-b"));
+    let http = &p.layers["http"];
+    assert_eq!(
+        (http.probes, http.successes, http.sent, http.received),
+        (15, 0, 15, 0)
+    );
+    assert_eq!(http.reachable, Some(false));
+    assert_eq!(http.consecutive_failures, 15);
+    assert_eq!(http.last_error.as_ref().unwrap().kind, "refused");
+    assert_eq!(http.last_error_age_seconds, Some(0.7));
+    assert_eq!(http.errors[0].count, 15);
+    let pod = &p.layers["icmp_pod"];
+    assert_eq!(
+        (pod.probes, pod.successes, pod.sent, pod.received),
+        (15, 15, 45, 45)
+    );
+    assert!(pod.last_error.is_none());
+}
+
+#[test]
+fn the_last_error_is_the_youngest_kind_and_reporters_become_text() {
+    let c = CellAcc {
+        probes: Some(10),
+        sent: Some(30),
+        success_ratio: Some(0.5),
+        loss_ratio: Some(0.5),
+        errors: BTreeMap::from([
+            ("timeout".to_string(), (4, Some(1.5), "none".to_string())),
+            (
+                "net_unreachable".to_string(),
+                (1, Some(9.0), "other".to_string()),
+            ),
+        ]),
+        ..CellAcc::default()
+    };
+    let s = c.stats("node-2");
+    assert_eq!((s.successes, s.received), (5, 15));
+    assert_eq!(s.last_error.as_ref().unwrap().kind, "timeout");
+    let nu = s
+        .errors
+        .iter()
+        .find(|e| e.kind == "net_unreachable")
+        .unwrap();
+    assert_eq!(
+        nu.last.as_ref().unwrap().from.as_deref(),
+        Some("a router outside the peer set (from metrics)")
+    );
+    assert_eq!(reporter_text("source", "node-2"), None);
+    assert_eq!(
+        reporter_text("destination", "node-2").as_deref(),
+        Some("an address of node-2 (from metrics)")
+    );
+}
+
+#[test]
+fn recorded_answers_from_a_real_prometheus() {
+    // tests/fixtures/prom/*.json: {"expect": {…}, "answers": {metric: body}} recorded from a
+    // real Prometheus scraping the lab (tests/prometheus_e2e.rs, MESHPROBE_RECORD_PROM=DIR).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prom");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut answers = Answers::new();
+        for &q in &QUERIES {
+            let body = doc["answers"][q].to_string();
+            answers.insert(q, parse_response(q, body.as_bytes(), MAX_SERIES).unwrap());
+        }
+        let d = from_prom(&answers);
+        let name = path.display();
+        // expect: {"findings": [{"cause", "nodes"|"nodes_include"}], "only": bool}: each listed finding is
+        // there; with `only`, nothing else.
+        let want = doc["expect"]["findings"].as_array().unwrap();
+        if doc["expect"]["only"] == true {
+            assert_eq!(d.findings.len(), want.len(), "{name}: {d}");
+        }
+        // "nodes": exactly these; "nodes_include": at least these.
+        for w in want {
+            let list =
+                |k: &str| -> Option<Vec<String>> { serde_json::from_value(w[k].clone()).ok() };
+            let (exact, include) = (list("nodes"), list("nodes_include"));
+            assert!(exact.is_some() || include.is_some(), "{name}: {w}");
+            assert!(
+                d.findings.iter().any(|f| f.cause.as_str() == w["cause"]
+                    && exact.as_ref().is_none_or(|n| &f.nodes == n)
+                    && include
+                        .as_ref()
+                        .is_none_or(|n| n.iter().all(|x| f.nodes.contains(x)))),
+                "{name}: want {w}: {d}"
+            );
+        }
+        n += 1;
+    }
+    assert!(n >= 1, "no recorded fixtures in {}", dir.display());
+}
