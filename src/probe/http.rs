@@ -159,30 +159,38 @@ pub async fn judge_reply(
     expect_node: Option<&str>,
     timeout: Duration,
 ) -> Result<(), ErrorClass> {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let start = Instant::now();
     let addr = SocketAddr::from(([127, 0, 0, 1], 9464));
     let request = HttpProber::new().request(addr, "/ping")?;
     // Room for the whole reply and our request: neither side waits for the other to read.
     let (client, mut server) = tokio::io::duplex(reply.len() + 64 * 1024);
-    server
-        .write_all(reply)
-        .await
-        .map_err(|e| classify::io_error(&e))?;
-    server
-        .shutdown()
-        .await
-        .map_err(|e| classify::io_error(&e))?;
+    // The peer answers once it has our request's head, as a server on a socket would.
+    let peer = async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match server.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = server.write_all(reply).await;
+        let _ = server.shutdown().await;
+        server
+    };
     let mut phases = Phases::default();
-    let outcome = tokio::time::timeout_at(
-        start + timeout,
-        exchange(client, request, start, &mut phases, MAX_BODY),
-    )
-    .await
-    .unwrap_or(Err(ErrorClass::Timeout))
-    .and_then(|(status, body)| judge(status, body, expect_node));
-    drop(server);
-    outcome
+    let work = async {
+        let (outcome, _server) = tokio::join!(
+            exchange(client, request, start, &mut phases, MAX_BODY),
+            peer
+        );
+        outcome
+    };
+    tokio::time::timeout_at(start + timeout, work)
+        .await
+        .unwrap_or(Err(ErrorClass::Timeout))
+        .and_then(|(status, body)| judge(status, body, expect_node))
 }
 
 /// One request/response on a connected stream, filling `phases.first_byte`; the body is read up
