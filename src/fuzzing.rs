@@ -400,6 +400,7 @@ pub fn ondemand(data: &[u8]) {
                                     path.starts_with('/') && path.len() <= request::MAX_PATH_LEN
                                 );
                                 assert!(path.bytes().all(|b| b.is_ascii_graphic()));
+                                assert!(path.parse::<hyper::Uri>().is_ok(), "{path:?}");
                             }
                             CheckSpec::Mtu => {}
                         }

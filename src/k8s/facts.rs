@@ -73,7 +73,7 @@ pub fn cni_pod_facts(p: &Pod) -> Option<CniPodFacts> {
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True"),
         // Saturating: counts come from the API server (three containers near i32::MAX
-        // overflowed a plain sum: caught under the fuzz targets).
+        // overflowed a plain sum; found writing the k8s_objects fuzz target).
         restarts: statuses.map(|cs| {
             cs.iter().fold(0u32, |sum, c| {
                 sum.saturating_add(u32::try_from(c.restart_count).unwrap_or(0))

@@ -152,7 +152,7 @@ pub fn probe_ready(p: &Pod) -> Option<(IpAddr, Option<i64>)> {
 }
 
 /// An address a peer or target can have: what [`crate::peers::validate`] accepts (a pod or
-/// node claiming `0.0.0.0` or a multicast address is not probed: a fuzz-target invariant caught it).
+/// node claiming `0.0.0.0` or a multicast address is not probed: found writing the k8s_objects fuzz target).
 fn usable(ip: IpAddr) -> bool {
     !(ip.is_unspecified() || ip.is_multicast())
 }
