@@ -7,8 +7,9 @@
 # go to a work corpus under $FUZZ_OUT (default /tmp/meshprobe-fuzz), seeded from the checked-in
 # fuzz/corpus/<target>; logs in $FUZZ_OUT/<target>.log, crashes in fuzz/artifacts/<target>/.
 # Afterwards `fuzz/run-all.sh merge [TARGET...]` minimises work + checked-in corpus back into
-# fuzz/corpus/<target> (cargo fuzz cmin). Sanitizer: $SANITIZER (default none: safe Rust; the
-# point is panics, overflows, hangs and allocation blow-ups); target dir: $FUZZ_TARGET_DIR.
+# fuzz/corpus/<target>: a greedy edge cover (edgecover.py), at most $CAP (195) files a target.
+# Sanitizer: $SANITIZER (default none: safe Rust; the point is panics, overflows, hangs and
+# allocation blow-ups); target dir: $FUZZ_TARGET_DIR.
 set -u
 cd "$(dirname "$0")"
 out=${FUZZ_OUT:-/tmp/meshprobe-fuzz}
@@ -21,12 +22,23 @@ targets() { if [ $# -gt 0 ]; then echo "$@"; else ls fuzz_targets | sed 's/\.rs$
 
 if [ "${1:-}" = merge ]; then
   shift
+  nice -n 19 cargo +nightly fuzz build "${flags[@]}" >"$out/build.log" 2>&1 || {
+    echo "build failed: $out/build.log"; exit 1; }
+  bin="$tdir/$(rustc -vV | sed -n 's/^host: //p')/release"
   for t in $(targets "$@"); do
-    [ -d "$out/corpus/$t" ] && cp -n "$out/corpus/$t"/* "corpus/$t/" 2>/dev/null
+    m="$out/merge/$t"; rm -rf "$m"; mkdir -p "$m/out" "$m/new"
     before=$(ls "corpus/$t" | wc -l)
-    nice -n 19 cargo +nightly fuzz cmin "${flags[@]}" "$t" "corpus/$t" -- -rss_limit_mb=2048 -timeout=10 \
-      > "$out/$t.cmin.log" 2>&1
-    echo "$t: $before -> $(ls "corpus/$t" | wc -l) files"
+    # One pass over seeds + found inputs records each input's new edges; keep a greedy edge
+    # cover of at most $CAP files (named seeds and regress-* inputs always stay).
+    nice -n 19 "$bin/$t" -merge=1 -merge_control_file="$m/control" -rss_limit_mb=2048 -timeout=10 \
+      "$m/out" "corpus/$t" "$out/corpus/$t" >"$m/merge.log" 2>&1
+    python3 edgecover.py "$m/control" "${CAP:-195}" >"$m/chosen" 2>"$m/cover"
+    while read -r f; do cp "$f" "$m/new/$(sha1sum "$f" | cut -c1-40)"; done <"$m/chosen"
+    for f in "corpus/$t"/*; do
+      n=$(basename "$f"); [[ $n =~ ^[0-9a-f]{40}$ ]] || cp "$f" "$m/new/"
+    done
+    rm -rf "corpus/$t" && cp -r "$m/new" "corpus/$t"
+    echo "$t: $before -> $(ls "corpus/$t" | wc -l) files; $(cat "$m/cover")"
   done
   exit 0
 fi
