@@ -97,6 +97,10 @@ pub struct UpArgs {
     /// Agents' ICMP echoes per probe (agent default when unset).
     #[arg(long)]
     pub icmp_count: Option<u16>,
+    /// Agents' `--full-mesh-max`: above this many nodes they probe a sampled plan (agent
+    /// default when unset), e.g. `--nodes 12 --full-mesh-max 8` to watch the plan at work.
+    #[arg(long)]
+    pub full_mesh_max: Option<u32>,
     /// Agents' path-MTU check interval (`0s`: off); shorter than the agent's 30 s default so
     /// MTU faults show within seconds.
     #[arg(long, default_value = "10s")]
@@ -163,6 +167,14 @@ async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
             .map_err(|e| Error::Config(format!("--{flag} {v:?}: {e}")))?;
     }
     let interval = crate::config::parse_duration(&a.interval).unwrap_or(Duration::from_secs(2));
+    // The agents would refuse it one by one after the network is built: say so now.
+    let timeout = crate::config::parse_duration(&a.timeout).unwrap_or(Duration::from_secs(1));
+    if timeout.is_zero() || timeout >= interval {
+        return Err(Error::Config(format!(
+            "--timeout {} must be above zero and below --interval {}",
+            a.timeout, a.interval
+        )));
+    }
     let exe = match a.exe.clone() {
         Some(p) => p,
         None => std::env::current_exe()?,
@@ -363,6 +375,10 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
         let count = a.icmp_count.map(|c| c.to_string());
         if let Some(c) = &count {
             args.extend(["--icmp-count", c.as_str()]);
+        }
+        let fmm = a.full_mesh_max.map(|m| m.to_string());
+        if let Some(m) = &fmm {
+            args.extend(["--full-mesh-max", m.as_str()]);
         }
         start(st, &n.probe_ns, &exe_s, &args, &logs, "agent", &n.name)?;
     }
