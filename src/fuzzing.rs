@@ -192,6 +192,7 @@ pub fn results(data: &[u8]) {
         reports: &inputs.agents,
         silent: &unanswered,
         findings: &d.findings,
+        held: &[],
     };
     let header = Header {
         node: "node-1",
