@@ -29,6 +29,7 @@
 //! * [`probecmd`]: `meshprobe probe`, the on-demand probe from the command line.
 //! * [`serve`]: `meshprobe serve`, a small HTTP target.
 //! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
+//! * `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_corpus.rs`.
 
 pub mod agent;
 pub mod api;
@@ -39,6 +40,8 @@ pub mod diagnose;
 pub mod diagnosis;
 pub mod discovery;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gather;
 pub mod heatmap;
 pub mod k8s;

@@ -158,10 +158,13 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
             (Protocol::Http, Some(path))
                 if !path.starts_with('/')
                     || path.len() > MAX_PATH_LEN
-                    || path.chars().any(|c| c.is_control() || c == ' ') =>
+                    || path.chars().any(|c| c.is_control() || c == ' ')
+                    // What the HTTP prober can send (a backtick passed the checks above and
+                    // failed every probe; found by fuzzing).
+                    || path.parse::<hyper::Uri>().is_err() =>
             {
                 return Err(format!(
-                    "{at}.path {path:?}: must start with '/', have no spaces or control characters, at most {MAX_PATH_LEN} bytes"
+                    "{at}.path {path:?}: must start with '/', be a valid request target (no spaces, control characters, or characters such as ` \" < > {{ }} unencoded), at most {MAX_PATH_LEN} bytes"
                 ));
             }
             _ => {}
@@ -255,6 +258,10 @@ targets:
             (
                 "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http, path: x}\n",
                 "targets[0].path \"x\"",
+            ),
+            (
+                "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http, path: /he`-lthz}\n",
+                "targets[0].path \"/he`-lthz\": must start with '/', be a valid request target",
             ),
             (
                 "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http}\n  - {name: t, ip: 10.0.0.2, port: 80, protocol: http}\n",

@@ -72,10 +72,12 @@ pub fn cni_pod_facts(p: &Pod) -> Option<CniPodFacts> {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True"),
+        // Saturating: counts come from the API server (three containers near i32::MAX
+        // overflowed a plain sum; found writing the k8s_objects fuzz target).
         restarts: statuses.map(|cs| {
-            cs.iter()
-                .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
-                .sum()
+            cs.iter().fold(0u32, |sum, c| {
+                sum.saturating_add(u32::try_from(c.restart_count).unwrap_or(0))
+            })
         }),
         crash_loop: statuses.map(|cs| {
             cs.iter().any(|c| {
@@ -231,6 +233,27 @@ mod tests {
             let got = got.map(|c| (c.node.clone(), c.ready, c.restarts, c.crash_loop));
             let want = want.map(|(n, r, x, c)| (n.to_string(), r, x, c));
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn restart_counts_saturate() {
+        let status = |n: i64| json!({"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": n});
+        for (counts, want) in [
+            (vec![1, 2], 3),
+            (vec![i64::from(i32::MAX); 3], u32::MAX),
+            (vec![-5, 7], 7),
+        ] {
+            let cs: Vec<_> = counts.iter().map(|n| status(*n)).collect();
+            let p = pod(
+                json!({"metadata": {"name": "calico-node-x"}, "spec": {"nodeName": "n1", "containers": []},
+                "status": {"containerStatuses": cs}}),
+            );
+            assert_eq!(
+                cni_pod_facts(&p).unwrap().restarts,
+                Some(want),
+                "{counts:?}"
+            );
         }
     }
 

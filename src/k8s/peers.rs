@@ -58,7 +58,7 @@ pub fn node_info(n: &Node) -> NodeInfo {
         addrs.and_then(|a| {
             a.iter()
                 .filter(|x| x.type_ == kind)
-                .find_map(|x| x.address.parse::<IpAddr>().ok())
+                .find_map(|x| x.address.parse::<IpAddr>().ok().filter(|ip| usable(*ip)))
         })
     };
     NodeInfo {
@@ -139,11 +139,22 @@ pub fn probe_ready(p: &Pod) -> Option<(IpAddr, Option<i64>)> {
         .as_ref()?
         .iter()
         .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    let ip = st.pod_ip.as_deref()?.parse().ok()?;
+    let ip = st
+        .pod_ip
+        .as_deref()?
+        .parse()
+        .ok()
+        .filter(|ip| usable(*ip))?;
     Some((
         ip,
         ready.last_transition_time.as_ref().map(|t| t.0.as_second()),
     ))
+}
+
+/// An address a peer or target can have: what [`crate::peers::validate`] accepts (a pod or
+/// node claiming `0.0.0.0` or a multicast address is not probed: found writing the k8s_objects fuzz target).
+fn usable(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast())
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -186,6 +197,7 @@ pub fn peer_set(
                 .as_ref()
                 .and_then(|s| s.host_ip.as_deref())
                 .and_then(|s| s.parse().ok())
+                .filter(|ip| usable(*ip))
         });
         let Some(node_ip) = node_ip else {
             out.skipped += 1;
@@ -291,6 +303,37 @@ mod tests {
         list.iter()
             .map(|n| (n.metadata.name.clone().unwrap(), node_info(n)))
             .collect()
+    }
+
+    /// Addresses `peers::validate` refuses never reach the published set (pod IP, node
+    /// address, hostIP fallback, target pod IP).
+    #[test]
+    fn unusable_addresses_are_skipped() {
+        for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1"] {
+            let mut target = pod("web", "n1", Some(bad), "Running", true);
+            crate::k8s::testobj::annotate(&mut target, "tcp:80");
+            let got = peer_set(
+                &[&pod("a", "n1", Some(bad), "Running", true)],
+                &[&target],
+                &nodes(&[node("n1", "198.18.1.11", None, true, false)]),
+                0,
+                0,
+            );
+            assert!(
+                got.set.peers.is_empty() && got.set.targets.is_empty(),
+                "{bad}"
+            );
+            assert_eq!(got.skipped, 1);
+            let got = peer_set(
+                &[&pod("a", "n1", Some("198.19.1.10"), "Running", true)],
+                &[],
+                &nodes(&[node("n1", bad, None, true, false)]),
+                0,
+                0,
+            );
+            assert!(got.set.peers.is_empty(), "node address {bad}");
+            crate::peers::validate(&got.set).unwrap();
+        }
     }
 
     #[test]

@@ -72,6 +72,11 @@ fn parse_one(s: &str) -> Result<ProbeSpec, String> {
         if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("path {p:?}: no spaces or control characters"));
         }
+        if p.parse::<hyper::Uri>().is_err() {
+            return Err(format!(
+                "path {p:?}: not a valid request target (percent-encode characters such as ` \" < > {{ }})"
+            ));
+        }
     }
     Ok(ProbeSpec {
         protocol,
@@ -123,6 +128,7 @@ mod tests {
             ("tcp:-1", "port \"-1\""),
             ("tcp:5432/x", "only meaningful for http"),
             ("http:80/a b", "no spaces"),
+            ("http:80/he`-lthz", "not a valid request target"),
             ("tcp:1,", "empty entry"),
             ("tcp:1,http:1", "listed twice"),
             (&long, "longer than 1024"),

@@ -244,7 +244,7 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
                     "{at}.path: must start with '/' and be at most {MAX_PATH_LEN} characters"
                 )));
             }
-            if !path.chars().all(|c| c.is_ascii_graphic()) {
+            if !path.chars().all(|c| c.is_ascii_graphic()) || path.parse::<hyper::Uri>().is_err() {
                 return Err(Refusal::bad(format!(
                     "{at}.path: only printable ASCII without spaces (percent-encode the rest)"
                 )));
@@ -768,6 +768,12 @@ mod tests {
             ),
             (
                 r#"{"target":"198.19.1.11","checks":[{"kind":"http","port":80,"path":"/a b"}]}"#,
+                400,
+                "bad_request",
+                "printable ASCII",
+            ),
+            (
+                r#"{"target":"198.19.1.11","checks":[{"kind":"http","port":80,"path":"/he`-lthz"}]}"#,
                 400,
                 "bad_request",
                 "printable ASCII",

@@ -72,19 +72,7 @@ impl HttpProber {
         )
         .await
         .unwrap_or(Err(ErrorClass::Timeout))
-        .and_then(|(status, body)| {
-            if !status.is_success() {
-                // The status says more than a broken body would.
-                return Err(ErrorClass::HttpStatus {
-                    code: status.as_u16(),
-                });
-            }
-            let body = body?;
-            match expect_node {
-                None => Ok(()),
-                Some(expected) => check_peer(&body, expected),
-            }
-        });
+        .and_then(|(status, body)| judge(status, body, expect_node));
         phases.total = start.elapsed();
         match outcome {
             Ok(()) => ProbeResult::ok(phases.total, Some(phases)),
@@ -144,17 +132,81 @@ impl Prober for HttpProber {
     }
 }
 
+/// A probe's verdict on an answer: the status first (it says more than a broken body would),
+/// then the body, then (peers) whose `/ping` answer it is.
+fn judge(
+    status: StatusCode,
+    body: Result<Bytes, ErrorClass>,
+    expect_node: Option<&str>,
+) -> Result<(), ErrorClass> {
+    if !status.is_success() {
+        return Err(ErrorClass::HttpStatus {
+            code: status.as_u16(),
+        });
+    }
+    let body = body?;
+    match expect_node {
+        None => Ok(()),
+        Some(expected) => check_peer(&body, expected),
+    }
+}
+
+/// The fuzzing seam: `reply` (the bytes a peer sends back) read by the code a probe runs —
+/// hyper's client over an in-memory stream, [`read_body`], [`judge`] — within `timeout`.
+#[doc(hidden)]
+pub async fn judge_reply(
+    reply: &[u8],
+    expect_node: Option<&str>,
+    timeout: Duration,
+) -> Result<(), ErrorClass> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9464));
+    let request = HttpProber::new().request(addr, "/ping")?;
+    // Room for the whole reply and our request: neither side waits for the other to read.
+    let (client, mut server) = tokio::io::duplex(reply.len() + 64 * 1024);
+    // The peer answers once it has our request's head, as a server on a socket would.
+    let peer = async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match server.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = server.write_all(reply).await;
+        let _ = server.shutdown().await;
+        server
+    };
+    let mut phases = Phases::default();
+    let work = async {
+        let (outcome, _server) = tokio::join!(
+            exchange(client, request, start, &mut phases, MAX_BODY),
+            peer
+        );
+        outcome
+    };
+    tokio::time::timeout_at(start + timeout, work)
+        .await
+        .unwrap_or(Err(ErrorClass::Timeout))
+        .and_then(|(status, body)| judge(status, body, expect_node))
+}
+
 /// One request/response on a connected stream, filling `phases.first_byte`; the body is read up
 /// to `max_body` bytes (its own error is kept apart, so a status can be reported even when the
 /// body is broken). The caller bounds it in time; the connection is driven here and closed when
 /// this returns or is dropped.
-async fn exchange(
-    stream: tokio::net::TcpStream,
+async fn exchange<S>(
+    stream: S,
     request: Request<Empty<Bytes>>,
     start: Instant,
     phases: &mut Phases,
     max_body: usize,
-) -> Result<(StatusCode, Result<Bytes, ErrorClass>), ErrorClass> {
+) -> Result<(StatusCode, Result<Bytes, ErrorClass>), ErrorClass>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_header_size(MAX_HEAD)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
