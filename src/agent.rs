@@ -378,10 +378,24 @@ async fn probe_loop(
                 .observe(Instant::now().saturating_duration_since(at).as_secs_f64());
             let (task, probers, shared) = (task.clone(), probers.clone(), shared.clone());
             tokio::spawn(async move {
-                let result = probers.run(&task.check, shared.config.timeout).await;
-                shared.metrics.observe(task.key.layer, &result);
-                if let Ok(mut store) = shared.store.lock() {
-                    store.record(&task.key, Instant::now(), &result);
+                let timeout = shared.config.timeout;
+                let mut result = probers.run(&task.check, timeout).await;
+                // A first failure is confirmed at once (one probe per failure streak, under
+                // the same in-flight permit), so a fault is two failures old within about one
+                // timeout instead of one interval.
+                for confirming in [false, true] {
+                    if confirming {
+                        shared.metrics.confirmations.inc();
+                        result = probers.run(&task.check, timeout).await;
+                    }
+                    shared.metrics.observe(task.key.layer, &result);
+                    let failures = shared.store.lock().ok().and_then(|mut store| {
+                        store.record(&task.key, Instant::now(), &result);
+                        store.consecutive_failures(&task.key)
+                    });
+                    if confirming || !schedule::confirm_now(&result, failures) {
+                        break;
+                    }
                 }
                 drop(permit);
             });

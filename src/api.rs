@@ -16,14 +16,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::agent::Shared;
+use crate::compress;
 use crate::diagnosis::{diagnose, AgentReport, Matrix};
 use crate::discovery::DiscoveryStatus;
 use crate::heatmap;
@@ -54,21 +55,72 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    match s.metrics.encode() {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => (
+async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let gzip = accepts_gzip(&headers);
+    // Encoding (and compressing) a large scrape runs off the async workers.
+    let body = render(move || {
+        s.metrics
+            .encode()
+            .map(|text| compressed(text.into_bytes(), gzip))
+    })
+    .await;
+    match body {
+        Ok(Ok(body)) => body.into_response(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            &[],
+        ),
+        Ok(Err(_)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding metrics failed\n",
         )
             .into_response(),
+        Err(r) => r,
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    compress::accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// A body, gzip-compressed when the client accepts it and it is worth it.
+struct Body {
+    bytes: Vec<u8>,
+    gzip: bool,
+}
+
+fn compressed(bytes: Vec<u8>, accepts_gzip: bool) -> Body {
+    if accepts_gzip && bytes.len() >= compress::MIN_BYTES {
+        Body {
+            bytes: compress::gzip(&bytes),
+            gzip: true,
+        }
+    } else {
+        Body { bytes, gzip: false }
+    }
+}
+
+impl Body {
+    fn into_response(
+        self,
+        content_type: &'static str,
+        extra: &[(header::HeaderName, &'static str)],
+    ) -> Response {
+        let mut r = self.bytes.into_response();
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Caches must not hand a gzip body to a client that did not ask for one.
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if self.gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        for (k, v) in extra {
+            h.insert(k.clone(), HeaderValue::from_static(v));
+        }
+        r
     }
 }
 
@@ -258,6 +310,7 @@ fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> 
         reports: &mesh.reports,
         silent: &mesh.agents_unreachable,
         findings: &mesh.diagnosis.findings,
+        held: &mesh.held,
     }
 }
 
@@ -284,7 +337,12 @@ fn parse_layer(q: &LayerQuery) -> Result<Option<heatmap::View>, (StatusCode, Str
 
 /// The live page: source × destination matrices per layer from the mesh view, and the findings.
 /// Server-rendered (reads without JavaScript); a small script refreshes it every interval.
-async fn index(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Response {
+async fn index(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<LayerQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let gzip = accepts_gzip(&headers);
     let only = match parse_layer(&q) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -303,32 +361,39 @@ async fn index(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Res
             icmp_socket: r.icmp_socket,
             discovery_error: r.discovery.last_error.as_deref(),
         };
-        heatmap::page(&header, &heatmap_input(nodes, &mesh), only)
+        let page = heatmap::page(&header, &heatmap_input(nodes, &mesh), only);
+        compressed(page.into_bytes(), gzip)
     })
     .await;
     match html {
-        Ok(h) => Html(h).into_response(),
+        Ok(h) => h.into_response("text/html; charset=utf-8", &[]),
         Err(r) => r,
     }
 }
 
 /// `GET /heatmap.svg?layer=icmp_pod|icmp_node|http|mtu` (default icmp_pod): one matrix.
-async fn heatmap_svg(State(s): State<Arc<Shared>>, Query(q): Query<LayerQuery>) -> Response {
+async fn heatmap_svg(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<LayerQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let gzip = accepts_gzip(&headers);
     let view = match parse_layer(&q) {
         Ok(v) => v.unwrap_or(heatmap::View::IcmpPod),
         Err(r) => return r.into_response(),
     };
     let mesh = mesh_diagnosis(&s).await;
     let nodes = heatmap_nodes(&s);
-    match render(move || heatmap::svg(&heatmap::matrix(&heatmap_input(nodes, &mesh), view))).await {
-        Ok(svg) => (
-            [
-                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            svg,
-        )
-            .into_response(),
+    let svg = render(move || {
+        let svg = heatmap::svg(&heatmap::matrix(&heatmap_input(nodes, &mesh), view));
+        compressed(svg.into_bytes(), gzip)
+    })
+    .await;
+    match svg {
+        Ok(svg) => svg.into_response(
+            "image/svg+xml; charset=utf-8",
+            &[(header::CACHE_CONTROL, "no-store")],
+        ),
         Err(r) => r,
     }
 }

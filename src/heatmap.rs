@@ -172,6 +172,9 @@ pub struct Input<'a> {
     /// Agents that did not answer, and why.
     pub silent: &'a [Unanswered],
     pub findings: &'a [Finding],
+    /// Findings about held peers (Kubernetes: node NotReady or cordoned, agent just Ready):
+    /// shown apart, not as alarms.
+    pub held: &'a [Finding],
 }
 
 const NO_ZONE: &str = "(no zone)";
@@ -931,6 +934,7 @@ ICMP socket {sock} · <a href=/metrics>metrics</a> · <a href=/api/v1/results>re
     }
     o.push_str("</p>");
     findings(&mut o, input.findings);
+    held(&mut o, input.held);
     for v in views {
         let m = matrix(input, v);
         let failing = m
@@ -962,10 +966,25 @@ fn findings(o: &mut String, fs: &[Finding]) {
     if fs.is_empty() {
         o.push_str("<p class=good>healthy: no findings</p>");
     }
+    finding_list(o, fs, "finding");
+    o.push_str("</section>");
+}
+
+/// Findings about held peers, when there are any: what is wrong, but not an alarm yet.
+fn held(o: &mut String, fs: &[Finding]) {
+    if fs.is_empty() {
+        return;
+    }
+    o.push_str("<section id=held><h2>Held <small>peers on NotReady or cordoned nodes, or just Ready: not alarms</small></h2>");
+    finding_list(o, fs, "held");
+    o.push_str("</section>");
+}
+
+fn finding_list(o: &mut String, fs: &[Finding], class: &str) {
     for f in fs {
         let _ = write!(
             o,
-            "<div class=finding data-cause=\"{c}\"><b>[{c}]</b> {s} <small>({conf:.0}% confidence)</small>",
+            "<div class={class} data-cause=\"{c}\"><b>[{c}]</b> {s} <small>({conf:.0}% confidence)</small>",
             c = escape(f.cause.as_str()),
             s = escape(&f.summary),
             conf = f.confidence * 100.0
@@ -986,13 +1005,12 @@ fn findings(o: &mut String, fs: &[Finding]) {
         }
         o.push_str("</div>");
     }
-    o.push_str("</section>");
 }
 
 const CSS: &str = "body{font:14px sans-serif;margin:1em 1.5em;color:#222}h2{font-size:16px;margin:1em 0 .3em}\
 h2 small{font-weight:normal;color:#666}.meta{color:#444}.scroll{overflow:auto;max-width:100%;max-height:85vh;border:1px solid #ddd}\
 .bad{color:#8b0000}.good{color:#1a6b35}.finding{background:#fdecea;border-left:4px solid #b2182b;padding:4px 8px;margin:6px 0}\
-.finding ul{margin:2px 0}nav a.sel{font-weight:bold}";
+.finding ul,.held ul{margin:2px 0}.held{background:#f3f3f3;border-left:4px solid #999;padding:4px 8px;margin:6px 0}nav a.sel{font-weight:bold}";
 
 fn script(refresh: u64) -> String {
     // Fetch the page again and swap the live part; keep the matrices' scroll positions; count

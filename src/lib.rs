@@ -16,6 +16,7 @@
 //! * [`store`]: the results store every reader (metrics, API, diagnosis) reads.
 //! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
+//! * [`compress`]: gzip for large answers when the client accepts it (pure).
 //! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
 //! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
@@ -31,6 +32,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod diagnose;
 pub mod diagnosis;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub lateness: Histogram,
     pub rounds: Counter,
     pub rounds_stretched: Counter,
+    /// `meshprobe_confirmation_probes_total`: probes sent at once to confirm a first failure.
+    pub confirmations: Counter,
     pub mtu_probes: Counter,
     /// `meshprobe_ondemand_requests_total{outcome}`: on-demand probe requests by outcome.
     pub ondemand_requests: Family<[(&'static str, &'static str); 1], Counter>,
@@ -96,6 +98,12 @@ impl Metrics {
             "Rounds made longer than --interval by the --max-rate ceiling",
             rounds_stretched.clone(),
         );
+        let confirmations = Counter::default();
+        registry.register(
+            "meshprobe_confirmation_probes",
+            "Probes sent at once to confirm a destination's first failure (one per failure streak)",
+            confirmations.clone(),
+        );
         let mtu_probes = Counter::default();
         registry.register(
             "meshprobe_mtu_probes",
@@ -131,6 +139,7 @@ impl Metrics {
             lateness,
             rounds,
             rounds_stretched,
+            confirmations,
             mtu_probes,
             ondemand_requests,
             ondemand_probes,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 
-use crate::model::{Check, DestKind, Layer, ProbeKey};
+use crate::model::{Check, DestKind, ErrorClass, Layer, ProbeKey, ProbeResult};
 use crate::peers::{PeerSet, Protocol};
 
 /// One probe to run every round.
@@ -146,6 +146,20 @@ pub fn plan_round(
         offsets,
         stretched,
     }
+}
+
+/// Whether a probe's result calls for one more probe at once: the first failure after a
+/// success (or on a fresh destination) is confirmed right away, so a real fault is two failures
+/// old — what the diagnosis and the alerts ask for — about one timeout after it shows, not one
+/// interval. The second failure in a row, and the prober's own trouble (a local error), wait
+/// for the next round. Cost: one probe per failure streak.
+pub fn confirm_now(result: &ProbeResult, consecutive_failures: Option<u32>) -> bool {
+    !result.success()
+        && consecutive_failures == Some(1)
+        && !matches!(
+            result.error,
+            Some(ErrorClass::LocalError { .. } | ErrorClass::Io { .. })
+        )
 }
 
 #[cfg(test)]
@@ -311,5 +325,31 @@ targets:
         assert!(per_second.values().all(|c| *c <= 501), "{per_second:?}");
         let empty = plan_round(0, Duration::from_secs(5), 500, &mut rng);
         assert!(empty.offsets.is_empty());
+    }
+
+    #[test]
+    fn a_first_failure_is_confirmed_at_once_and_only_the_first() {
+        use crate::model::ErrorClass as E;
+        let ok = ProbeResult::ok(Duration::from_millis(1), None);
+        let timeout = ProbeResult::failed(1, E::Timeout);
+        let refused = ProbeResult::failed(1, E::Refused);
+        let local = ProbeResult::failed(
+            1,
+            E::LocalError {
+                detail: "no socket".into(),
+            },
+        );
+        let table: [(&ProbeResult, Option<u32>, bool); 7] = [
+            (&timeout, Some(1), true),
+            (&refused, Some(1), true),
+            (&timeout, Some(2), false),
+            (&timeout, Some(7), false),
+            (&timeout, None, false),
+            (&ok, Some(0), false),
+            (&local, Some(1), false),
+        ];
+        for (r, n, want) in table {
+            assert_eq!(confirm_now(r, n), want, "{:?} after {n:?}", r.error);
+        }
     }
 }

@@ -120,6 +120,11 @@ impl Store {
         true
     }
 
+    /// Failed probes in a row for `key` (None: not an active destination, or no probe yet).
+    pub fn consecutive_failures(&self, key: &ProbeKey) -> Option<u32> {
+        self.windows.get(key).map(Window::consecutive_failures)
+    }
+
     /// Record a destination's path-MTU report (dropped, like results, once the key is gone).
     pub fn set_mtu(&mut self, key: &ProbeKey, report: MtuReport) -> bool {
         if !self.active.contains(key) {

@@ -123,6 +123,11 @@ impl WindowStats {
 }
 
 impl Window {
+    /// Failed probes since the last success (0 after a success).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
     pub fn new(span: Duration) -> Self {
         Window {
             span,

@@ -1,6 +1,7 @@
 //! Several real agents on loopback addresses (127.0.0.0/8), one peers file, real probers.
 //! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -36,6 +37,47 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .await
         .ok()
         .flatten()
+}
+
+/// GET with `Accept-Encoding: gzip`: (lower-cased head, raw body bytes).
+async fn get_gzip(addr: SocketAddr, path: &str) -> Option<(String, Vec<u8>)> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        let body = buf[end + 4..].to_vec();
+        // A chunked body: join the chunks.
+        let body = if head.contains("transfer-encoding: chunked") {
+            dechunk(&body)?
+        } else {
+            body
+        };
+        Some((head, body))
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.trim(), 16).ok()?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
 }
 
 async fn results(addr: SocketAddr) -> Value {
@@ -248,6 +290,32 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     assert!(metrics.contains(r#"meshprobe_probes_total{layer="tcp",result="refused"}"#));
     assert!(metrics.contains(r#"meshprobe_pair_path_mtu_bytes{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="icmp_pod"} 65535"#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_mtu_destinations{layer="icmp_pod",state="ok"}"#));
+
+    // Asked for gzip (as Prometheus and browsers do), /metrics and the page come compressed
+    // and decompress to the same documents; a small answer stays plain.
+    for path in ["/metrics", "/"] {
+        let (head, body) = get_gzip(addr(41), path).await.expect("gzip answer");
+        assert!(head.contains("content-encoding: gzip"), "{path}: {head}");
+        assert!(head.contains("vary: accept-encoding"), "{path}: {head}");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .expect("valid gzip");
+        if path == "/metrics" {
+            assert!(text.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http"} 1"#), "{text}");
+            assert!(text.ends_with("# EOF\n"));
+        } else {
+            assert!(text.contains("<section id=findings>") && text.ends_with("</html>"));
+        }
+        assert!(
+            body.len() * 3 < text.len(),
+            "{path}: {} -> {}",
+            text.len(),
+            body.len()
+        );
+    }
+    let (head, _) = get_gzip(addr(41), "/healthz").await.unwrap();
+    assert!(!head.contains("content-encoding"), "{head}");
 
     // Stop c: within two intervals a sees c's agent refuse HTTP.
     c.stop().await;

@@ -18,6 +18,8 @@ struct Fake {
     delay: Duration,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Destinations (as `describe` names them) that time out, from when to when.
+    failing: Mutex<Vec<(String, Instant, Instant)>>,
 }
 
 impl Fake {
@@ -27,6 +29,7 @@ impl Fake {
             delay,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            failing: Mutex::new(Vec::new()),
         })
     }
 }
@@ -45,15 +48,23 @@ fn describe(check: &Check) -> String {
 impl Prober for Fake {
     fn probe<'a>(&'a self, check: &'a Check, _timeout: Duration) -> BoxFuture<'a, ProbeResult> {
         Box::pin(async move {
-            self.log
-                .lock()
-                .unwrap()
-                .push((describe(check), Instant::now()));
+            let (name, at) = (describe(check), Instant::now());
+            self.log.lock().unwrap().push((name.clone(), at));
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            ProbeResult::ok(Duration::from_millis(1), None)
+            let fails = self
+                .failing
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(n, from, to)| *n == name && (*from..*to).contains(&at));
+            if fails {
+                ProbeResult::failed(1, meshprobe::model::ErrorClass::Timeout)
+            } else {
+                ProbeResult::ok(Duration::from_millis(1), None)
+            }
         })
     }
 }
@@ -232,4 +243,52 @@ async fn above_full_mesh_max_the_agent_probes_only_its_share_of_the_plan() {
     );
     // Targets are not sampled.
     assert!(log.iter().any(|(d, _)| d == "tcp 198.19.9.11:5432"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_failure_is_confirmed_at_once_then_the_interval_resumes() {
+    let fake = Fake::new(Duration::from_millis(2));
+    let t0 = Instant::now();
+    let db = "tcp 198.19.9.11:5432".to_string();
+    // The target fails from 3.0 s to 6.0 s, and again from 8.0 s on: two failure streaks.
+    fake.failing.lock().unwrap().extend([
+        (
+            db.clone(),
+            t0 + Duration::from_secs(3),
+            t0 + Duration::from_secs(6),
+        ),
+        (
+            db.clone(),
+            t0 + Duration::from_secs(8),
+            t0 + Duration::from_secs(60),
+        ),
+    ]);
+    run_for(fake.clone(), config(peers_file("confirm", 2), 64), 12).await;
+    let times: Vec<f64> = fake
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| *d == db)
+        .map(|(_, t)| (*t - t0).as_secs_f64())
+        .collect();
+    // Gaps: one interval (1 s) between rounds, one probe delay (2 ms) for a confirmation.
+    let quick: Vec<f64> = times
+        .windows(2)
+        .filter(|w| w[1] - w[0] < 0.1)
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(
+        quick.len(),
+        2,
+        "one confirmation per failure streak: {times:?}"
+    );
+    assert!((3.0..4.1).contains(&quick[0]), "{times:?}");
+    assert!((8.0..9.1).contains(&quick[1]), "{times:?}");
+    // Outside the confirmations, still once per interval.
+    assert!(
+        (11..=14).contains(&(times.len() - quick.len())),
+        "{} round probes in 12 s: {times:?}",
+        times.len() - quick.len()
+    );
 }

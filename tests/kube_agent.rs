@@ -206,6 +206,23 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         })
     })
     .await;
+    // The alert rules exclude held peers through this series (prometheus_e2e's lab has no
+    // Kubernetes, so it is checked here).
+    let m = get_text(a1, "/metrics").await.unwrap_or_default();
+    let held = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("meshprobe_discovery_held{dst=\"node-3\",reason=\"node_not_ready\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        held == Some(1.0),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("discovery"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     eventually(
         Duration::from_secs(30),
         "a finding about node-3, set apart",

@@ -8,24 +8,23 @@
 //! (every check fails with `local_error` "stub" on a clean lab) is reported and skipped; any
 //! other failure on a clean lab fails the test.
 
+#[path = "support/lab.rs"]
+mod lab;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab::{is_root, Lab, EXE};
 use meshprobe::lab::netns;
 use serde_json::Value;
 
-const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
 /// "Within two probe intervals (1 s each), plus a little slack" (a timed-out probe takes 500 ms to fail).
 const DEADLINE: Duration = Duration::from_millis(2 * 1000 + 2500);
+/// The window `Lab::up_with` gives the agents.
 const WINDOW_SECS: u64 = 8;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 macro_rules! require_root {
     () => {
@@ -34,144 +33,6 @@ macro_rules! require_root {
             return;
         }
     };
-}
-
-/// A running lab; `lab down` on drop, whatever happened.
-struct Lab {
-    prefix: String,
-    nodes: u16,
-    zones: u16,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Lab {
-    fn up(prefix: &str, nodes: u16, zones: u16) -> Lab {
-        let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let started = Instant::now();
-        let child = Command::new(EXE)
-            .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
-            .args(["--nodes", &nodes.to_string(), "--zones", &zones.to_string()])
-            .args(["--interval", "1s", "--timeout", "500ms"])
-            .args(["--window", &format!("{WINDOW_SECS}s"), "--icmp-count", "3"])
-            .args(["--mtu-interval", "2s"])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn meshprobe lab up");
-        let mut lab = Lab {
-            prefix: prefix.to_string(),
-            nodes,
-            zones,
-            child: Some(child),
-            log,
-        };
-        // Running once the guidance is printed (after the agents' readiness wait).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&lab.log).unwrap_or_default();
-            if text.contains("Ctrl-C here tears the lab down") {
-                break;
-            }
-            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("lab up exited ({status}):\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lab up did not finish in 60s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!(
-            "lab {prefix} up ({nodes} nodes, {zones} zones) in {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        lab
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(EXE)
-            .args(["lab", "--prefix", &self.prefix])
-            .args(args)
-            .output()
-            .expect("run meshprobe lab")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "meshprobe lab {}: {}\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn status(&self) -> Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status --json")
-    }
-
-    fn ns(&self, node: u16, pod: &str) -> String {
-        if pod.is_empty() {
-            format!("{}-n{node}", self.prefix)
-        } else {
-            format!("{}-n{node}-{pod}", self.prefix)
-        }
-    }
-
-    /// Every agent's `/api/v1/results`, fetched through the lab's 127.0.0.1 live-view proxies.
-    fn results(&self, proxies: &BTreeMap<String, SocketAddr>) -> BTreeMap<u16, Value> {
-        let mut out = BTreeMap::new();
-        for i in 1..=self.nodes {
-            let addr = proxies[&format!("node-{i}")];
-            let v = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-                .and_then(|s| {
-                    netns::http_get_blocking(s, "lab", "/api/v1/results", Duration::from_secs(3))
-                })
-                .ok()
-                .filter(|(code, _)| *code == 200)
-                .and_then(|(_, body)| serde_json::from_str(&body).ok())
-                .unwrap_or(Value::Null);
-            out.insert(i, v);
-        }
-        out
-    }
-}
-
-impl Lab {
-    /// node-1's `GET /api/v1/diagnosis` (its mesh view), through the live-view proxy.
-    fn diagnosis(&self, proxies: &BTreeMap<String, SocketAddr>) -> Value {
-        TcpStream::connect_timeout(&proxies["node-1"], Duration::from_secs(2))
-            .and_then(|s| {
-                netns::http_get_blocking(s, "lab", "/api/v1/diagnosis", Duration::from_secs(5))
-            })
-            .ok()
-            .filter(|(code, _)| *code == 200)
-            .and_then(|(_, body)| serde_json::from_str(&body).ok())
-            .unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.cli(&["down"]);
-        if !out.status.success() {
-            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn lab_namespaces(prefix: &str) -> Vec<String> {
@@ -365,10 +226,10 @@ fn layers_of(results: &Value) -> Vec<(Dest, String, Value)> {
 
 /// Which layers have a real prober: on a clean lab every check of the layer comes up. A layer
 /// whose every failure is `local_error` "stub" is not built yet: skipped, loudly.
-fn usable_layers(lab: &Lab, proxies: &BTreeMap<String, SocketAddr>) -> BTreeSet<String> {
+fn usable_layers(lab: &Lab) -> BTreeSet<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let all = lab.results(proxies);
+        let all = lab.results();
         let mut up: BTreeMap<String, bool> = BTreeMap::new();
         let mut stub: BTreeMap<String, bool> = BTreeMap::new();
         let mut complete = true;
@@ -426,14 +287,13 @@ fn usable_layers(lab: &Lab, proxies: &BTreeMap<String, SocketAddr>) -> BTreeSet<
 /// `DEADLINE` with every mismatch.
 fn assert_agents(
     lab: &Lab,
-    proxies: &BTreeMap<String, SocketAddr>,
     usable: &BTreeSet<String>,
     what: &str,
     t0: Instant,
     expect: &dyn Fn(u16, Dest, &str) -> Exp,
 ) -> Duration {
     loop {
-        let all = lab.results(proxies);
+        let all = lab.results();
         let mut bad = Vec::new();
         for (&src, r) in &all {
             if r.is_null() {
@@ -483,14 +343,13 @@ const MTU_DEADLINE: Duration = Duration::from_secs(60);
 /// `expect(source, destination) -> (MTU range, allowed states)`, or panic with every mismatch.
 fn assert_mtu(
     lab: &Lab,
-    proxies: &BTreeMap<String, SocketAddr>,
     what: &str,
     expect: &dyn Fn(u16, u16) -> (std::ops::RangeInclusive<u64>, &'static [&'static str]),
 ) -> Duration {
     let t0 = Instant::now();
     loop {
         let mut bad = Vec::new();
-        for (&src, r) in &lab.results(proxies) {
+        for (&src, r) in &lab.results() {
             let Some(peers) = r["peers"].as_array() else {
                 bad.push(format!("node-{src}: no results"));
                 continue;
@@ -609,21 +468,37 @@ fn short(d: &Value) -> String {
 }
 
 fn diagnosis_matches(d: &Value, w: Option<&Want>) -> Result<(), String> {
+    diagnosis_matches_all(d, w.map(std::slice::from_ref).unwrap_or_default())
+}
+
+/// Exactly one finding per `Want`, each matching it; no wants = healthy.
+fn diagnosis_matches_all(d: &Value, ws: &[Want]) -> Result<(), String> {
     if d.is_null() {
         return Err("no diagnosis".into());
     }
     let findings = d["findings"].as_array().cloned().unwrap_or_default();
-    let Some(w) = w else {
+    if ws.is_empty() {
         return if findings.is_empty() && d["healthy"] == true {
             Ok(())
         } else {
             Err(format!("want healthy, got {}", short(d)))
         };
-    };
-    let bad = || Err(format!("want {} {:?}, got {}", w.cause, w.nodes, short(d)));
-    let [f] = findings.as_slice() else {
-        return bad();
-    };
+    }
+    let wanted: Vec<String> = ws
+        .iter()
+        .map(|w| format!("{} {:?}", w.cause, w.nodes))
+        .collect();
+    let all_found = ws
+        .iter()
+        .all(|w| findings.iter().filter(|f| finding_matches(f, w)).count() == 1);
+    if findings.len() == ws.len() && all_found {
+        Ok(())
+    } else {
+        Err(format!("want {}, got {}", wanted.join(" + "), short(d)))
+    }
+}
+
+fn finding_matches(f: &Value, w: &Want) -> bool {
     let nodes = strs(&f["nodes"]);
     let nodes_ok = if w.nodes_include {
         w.nodes.iter().all(|n| nodes.iter().any(|x| x == n))
@@ -638,7 +513,7 @@ fn diagnosis_matches(d: &Value, w: Option<&Want>) -> Result<(), String> {
         .flatten()
         .map(strs)
         .collect();
-    let ok = f["cause"] == w.cause
+    f["cause"] == w.cause
         && nodes_ok
         && w.zones.iter().all(|z| zones.iter().any(|x| x == z))
         && (w.zones.is_empty() || zones.len() == w.zones.len())
@@ -647,26 +522,32 @@ fn diagnosis_matches(d: &Value, w: Option<&Want>) -> Result<(), String> {
             .iter()
             .all(|[a, b]| pairs.iter().any(|p| p == &[*a, *b]))
         && !strs(&f["evidence"]).is_empty()
-        && !strs(&f["next_steps"]).is_empty();
-    if ok {
-        Ok(())
-    } else {
-        bad()
-    }
+        && !strs(&f["next_steps"]).is_empty()
 }
 
 /// Poll node-1's diagnosis until it matches `w`, or panic at `deadline` with the last answer.
 fn assert_diagnosis(
     lab: &Lab,
-    proxies: &BTreeMap<String, SocketAddr>,
     what: &str,
     t0: Instant,
     deadline: Instant,
     w: Option<&Want>,
 ) -> (Duration, Value) {
+    let ws = w.map(std::slice::from_ref).unwrap_or_default();
+    assert_diagnosis_all(lab, what, t0, deadline, ws)
+}
+
+/// Poll node-1's diagnosis until it has exactly the findings `ws` (none: healthy).
+fn assert_diagnosis_all(
+    lab: &Lab,
+    what: &str,
+    t0: Instant,
+    deadline: Instant,
+    ws: &[Want],
+) -> (Duration, Value) {
     loop {
-        let d = lab.diagnosis(proxies);
-        match diagnosis_matches(&d, w) {
+        let d = lab.diagnosis();
+        match diagnosis_matches_all(&d, ws) {
             Ok(()) => {
                 eprintln!(
                     "  diagnosis right ({what}) {:.1}s after the command",
@@ -690,11 +571,11 @@ const DIAG_AFTER_AGREE: Duration = Duration::from_millis(2 * 1000 + 1000 + 500);
 const DIAG_CLEAR: Duration = Duration::from_secs(WINDOW_SECS + 4);
 
 /// Poll the diagnosis for `secs` seconds: healthy at every poll.
-fn assert_clean_run(lab: &Lab, proxies: &BTreeMap<String, SocketAddr>, secs: u64) {
+fn assert_clean_run(lab: &Lab, secs: u64) {
     let t0 = Instant::now();
     let mut polls = 0u32;
     while t0.elapsed() < Duration::from_secs(secs) {
-        let d = lab.diagnosis(proxies);
+        let d = lab.diagnosis();
         if let Err(e) = diagnosis_matches(&d, None) {
             panic!(
                 "clean lab: finding after {:.1}s ({polls} healthy polls before): {e}",
@@ -714,22 +595,17 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     require_root!();
     let suite = Instant::now();
     let prefix = format!("mpt{}", std::process::id() % 100_000);
-    let lab = Lab::up(&prefix, 4, 2);
+    let lab = Lab::up_with(
+        &prefix,
+        4,
+        2,
+        &["--icmp-count", "3", "--mtu-interval", "2s"],
+    );
     assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
 
     let st = lab.status();
     assert_eq!(st["state"]["phase"], "running");
-    let proxies: BTreeMap<String, SocketAddr> = st["state"]["proxies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["node"].as_str().unwrap().to_string(),
-                p["listen"].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+    let proxies = lab.proxies.clone();
     assert_eq!(proxies.len(), 4);
     for p in st["processes"].as_array().unwrap() {
         if p["role"] == "agent" {
@@ -747,25 +623,18 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
 
     ensure_targets_listen(&lab);
     assert_all_pairs_ping(&lab);
-    let usable = usable_layers(&lab, &proxies);
+    let usable = usable_layers(&lab);
     let all_up = |_: u16, _: Dest, _: &str| Exp::Up;
-    assert_agents(
-        &lab,
-        &proxies,
-        &usable,
-        "clean lab",
-        Instant::now(),
-        &all_up,
-    );
+    assert_agents(&lab, &usable, "clean lab", Instant::now(), &all_up);
 
     // The diagnosis of a clean lab: healthy, and stays so.
     let t = Instant::now();
-    assert_diagnosis(&lab, &proxies, "clean lab", t, t + DIAG_CLEAR, None);
+    assert_diagnosis(&lab, "clean lab", t, t + DIAG_CLEAR, None);
     let clean_secs = std::env::var("MESHPROBE_E2E_CLEAN_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    assert_clean_run(&lab, &proxies, clean_secs);
+    assert_clean_run(&lab, clean_secs);
 
     // A second lab with the same prefix is refused, and leaves the first alone.
     let again = lab.cli(&["up", "--port-base", "0"]);
@@ -785,6 +654,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     }
 
     // Packet checks start in the target pods, so a path MTU they learn never fools an agent.
+    let n1 = lab.ns(1, "");
     let p1 = lab.ns(1, "web");
     let p2 = lab.ns(2, "web");
     let p3 = lab.ns(3, "web");
@@ -802,7 +672,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         let injected = Instant::now();
         lab.ok(&args);
         early();
-        let seen = assert_agents(&lab, &proxies, &usable, name, injected, expect);
+        let seen = assert_agents(&lab, &usable, name, injected, expect);
         // MTU faults: path-MTU discovery has one minute; the others: two intervals after the
         // agents agree.
         let deadline = if diag.cause == "mtu" {
@@ -810,7 +680,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         } else {
             injected + seen + DIAG_AFTER_AGREE
         };
-        let (diagnosed, _) = assert_diagnosis(&lab, &proxies, name, injected, deadline, Some(diag));
+        let (diagnosed, _) = assert_diagnosis(&lab, name, injected, deadline, Some(diag));
         packets();
         let st = lab.status();
         let active = st["state"]["faults"].as_array().unwrap();
@@ -819,13 +689,12 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         let cleared = Instant::now();
         lab.ok(&["clear"]);
         let what = format!("{name} cleared");
-        let recovered = assert_agents(&lab, &proxies, &usable, &what, cleared, &all_up);
+        let recovered = assert_agents(&lab, &usable, &what, cleared, &all_up);
         assert!(lab.status()["state"]["faults"]
             .as_array()
             .unwrap()
             .is_empty());
-        let (healthy, _) =
-            assert_diagnosis(&lab, &proxies, &what, cleared, cleared + DIAG_CLEAR, None);
+        let (healthy, _) = assert_diagnosis(&lab, &what, cleared, cleared + DIAG_CLEAR, None);
         assert_all_pairs_ping(&lab);
         timings.push((name.to_string(), seen, recovered));
         diag_timings.push((name.to_string(), seen, diagnosed, healthy));
@@ -835,13 +704,12 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     step(
         "route node-1 node-3",
         &["route", "node-1", "node-3"],
-        // At once, before the agents' probes use up node-1's ICMP error rate limit (1/s,
-        // burst 6, per destination): later, "net unreachable" answers are suppressed.
-        &|| match ping(&p1, "198.19.3.10", 56, false) {
-            Ping::Error(l) => assert!(
-                l.contains("From 198.19.1.1") && l.contains("Net Unreachable"),
-                "{l}"
-            ),
+        // From node-1 itself: its own stack refuses (no route). A pod on node-1 would get
+        // node-1's "net unreachable" only while node-1's ICMP error budget toward it lasts
+        // (1/s, burst 6), and node-3's probes of that pod spend it (their replies have no
+        // route either): a race, so the pod's view is left to the agents' windows.
+        &|| match ping(&n1, "198.19.3.10", 56, false) {
+            Ping::Error(l) => assert!(l.contains("Network is unreachable"), "{l}"),
             r => panic!("node-1 → node-3 pod: {r:?}"),
         },
         &|| {
@@ -993,21 +861,16 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             // Path-MTU discovery: node-2 itself reports 1400 on the way out (mismatch);
             // on the way in, node-2's veth drops oversized frames silently (a black hole). A veth
             // accepts MTU + 4 bytes (room for a VLAN tag): inbound reads 1404 (measured).
-            assert_mtu(
-                &lab,
-                &proxies,
-                "mtu node-2 1400",
-                &|src, dst| match (src, dst) {
-                    (2, _) => (1372..=1400, &["mismatch"]),
-                    (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
-                    _ => NORMAL_MTU,
-                },
-            );
+            assert_mtu(&lab, "mtu node-2 1400", &|src, dst| match (src, dst) {
+                (2, _) => (1372..=1400, &["mismatch"]),
+                (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
+                _ => NORMAL_MTU,
+            });
         },
         &|_, _, _| Exp::Up,
         &want("mtu", &["node-2"]),
     );
-    assert_mtu(&lab, &proxies, "mtu cleared", &|_, _| NORMAL_MTU);
+    assert_mtu(&lab, "mtu cleared", &|_, _| NORMAL_MTU);
 
     // pmtu-blackhole: the same, but frag-needed never comes back: oversized just times out.
     step(
@@ -1019,7 +882,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
             assert_eq!(ping(&p2, "198.19.1.10", 56, false), Ping::Ok);
             // No frag-needed anywhere now: large packets vanish both ways.
-            assert_mtu(&lab, &proxies, "pmtu-blackhole node-2 1400", &|src, dst| {
+            assert_mtu(&lab, "pmtu-blackhole node-2 1400", &|src, dst| {
                 if src == 2 || dst == 2 {
                     (1372..=1428, &["blackhole"])
                 } else {
@@ -1030,7 +893,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         &|_, _, _| Exp::Up,
         &want("mtu", &["node-2"]),
     );
-    assert_mtu(&lab, &proxies, "pmtu-blackhole cleared", &|_, _| NORMAL_MTU);
+    assert_mtu(&lab, "pmtu-blackhole cleared", &|_, _| NORMAL_MTU);
 
     // loss: 30% of node-2's packets each way. Wait one full window so the ratios only hold
     // the fault, then: clearly lossy, clearly not dead.
@@ -1040,7 +903,6 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let loss_want = want("packet_loss", &["node-2"]);
     let (loss_seen, _) = assert_diagnosis(
         &lab,
-        &proxies,
         "loss node-2 30",
         injected,
         injected + Duration::from_secs(WINDOW_SECS),
@@ -1055,7 +917,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         .collect();
     if !icmp.is_empty() {
         std::thread::sleep(Duration::from_secs(WINDOW_SECS + 1));
-        let all = lab.results(&proxies);
+        let all = lab.results();
         for src in [1u16, 3, 4] {
             let (mut sent, mut received) = (0u64, 0u64);
             for (dest, layer, l) in layers_of(&all[&src]) {
@@ -1089,7 +951,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     }
     // Steady loss: still exactly that, poll after poll (no timeouts read as policy, no MTU).
     for _ in 0..6 {
-        let d = lab.diagnosis(&proxies);
+        let d = lab.diagnosis();
         if let Err(e) = diagnosis_matches(&d, Some(&loss_want)) {
             panic!("loss node-2 30, steady: {e}");
         }
@@ -1097,15 +959,9 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     }
     let cleared = Instant::now();
     lab.ok(&["clear"]);
-    assert_agents(&lab, &proxies, &usable, "loss cleared", cleared, &all_up);
-    let (loss_healthy, _) = assert_diagnosis(
-        &lab,
-        &proxies,
-        "loss cleared",
-        cleared,
-        cleared + DIAG_CLEAR,
-        None,
-    );
+    assert_agents(&lab, &usable, "loss cleared", cleared, &all_up);
+    let (loss_healthy, _) =
+        assert_diagnosis(&lab, "loss cleared", cleared, cleared + DIAG_CLEAR, None);
     diag_timings.push((
         "loss node-2 30".into(),
         Duration::ZERO,
@@ -1114,21 +970,57 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     ));
     assert_all_pairs_ping(&lab);
 
-    // Two faults at once, cleared together; a duplicate is refused.
-    lab.ok(&["fault", "route", "node-2", "node-1"]);
-    lab.ok(&["fault", "cni", "node-4"]);
+    // Two faults at once, each found with its own cause and place, cleared together; a
+    // duplicate is refused. (Real data: node-2's rate-limited "net unreachable" toward node-4
+    // missing from the windows once split the route into `routing` one way + `vpc` the other.)
+    let injected = Instant::now();
+    lab.ok(&["fault", "route", "node-2", "node-4"]);
+    lab.ok(&["fault", "cni", "node-3"]);
+    let (two_seen, _) = assert_diagnosis_all(
+        &lab,
+        "route node-2 node-4 + cni node-3",
+        injected,
+        injected + Duration::from_secs(2 * WINDOW_SECS),
+        &[want("routing", &["node-2"]), want("cni", &["node-3"])],
+    );
+    // Steady: both findings, poll after poll, once the windows hold no ICMP error any more.
+    std::thread::sleep(Duration::from_secs(WINDOW_SECS));
+    for _ in 0..6 {
+        let d = lab.diagnosis();
+        if let Err(e) = diagnosis_matches_all(
+            &d,
+            &[want("routing", &["node-2"]), want("cni", &["node-3"])],
+        ) {
+            panic!("route node-2 node-4 + cni node-3, steady: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(
-        lab.cli(&["fault", "route", "node-2", "node-1"])
+        lab.cli(&["fault", "route", "node-2", "node-4"])
             .status
             .code(),
         Some(2)
     );
     let text = lab.ok(&["status"]);
     assert!(
-        text.contains("route node-2 node-1") && text.contains("cni node-4"),
+        text.contains("route node-2 node-4") && text.contains("cni node-3"),
         "{text}"
     );
+    let cleared = Instant::now();
     lab.ok(&["clear"]);
+    let (two_healthy, _) = assert_diagnosis(
+        &lab,
+        "two faults cleared",
+        cleared,
+        cleared + DIAG_CLEAR,
+        None,
+    );
+    diag_timings.push((
+        "route 2→4 + cni node-3".into(),
+        Duration::ZERO,
+        two_seen,
+        two_healthy,
+    ));
     assert_all_pairs_ping(&lab);
 
     for (name, seen, recovered) in &timings {
@@ -1161,7 +1053,12 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
 fn down_after_kill_9_removes_every_namespace_and_process() {
     require_root!();
     let prefix = format!("mpk{}", std::process::id() % 100_000);
-    let mut lab = Lab::up(&prefix, 2, 1);
+    let mut lab = Lab::up_with(
+        &prefix,
+        2,
+        1,
+        &["--icmp-count", "3", "--mtu-interval", "2s"],
+    );
     let st = lab.status();
     let pids: Vec<u32> = st["processes"]
         .as_array()
@@ -1177,7 +1074,7 @@ fn down_after_kill_9_removes_every_namespace_and_process() {
     lab.ok(&["fault", "loss", "node-1", "10"]);
 
     // kill -9 the lab process: nothing gets a chance to clean up.
-    let mut child = lab.child.take().unwrap();
+    let mut child = lab.take_child().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));

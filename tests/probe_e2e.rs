@@ -6,114 +6,17 @@
 //!
 //! Needs root (network namespaces); without it the test prints why and returns.
 
-use std::collections::BTreeMap;
+#[path = "support/lab.rs"]
+mod lab;
+
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab::{is_root, Lab, EXE};
 use meshprobe::lab::netns;
 use serde_json::Value;
-
-const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
 const WEB3: &str = "198.19.3.11:8080";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A running lab; `lab down` on drop, whatever happened.
-struct Lab {
-    prefix: String,
-    child: Option<Child>,
-}
-
-impl Lab {
-    fn up(prefix: &str) -> Lab {
-        let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(EXE)
-            .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
-            .args(["--nodes", "4", "--zones", "2"])
-            .args(["--interval", "1s", "--timeout", "500ms", "--window", "8s"])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn meshprobe lab up");
-        let mut lab = Lab {
-            prefix: prefix.to_string(),
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Ctrl-C here tears the lab down") {
-                break;
-            }
-            if let Some(status) = lab.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("lab up exited ({status}):\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lab up did not finish in 60s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        lab
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(EXE)
-            .args(["lab", "--prefix", &self.prefix])
-            .args(args)
-            .output()
-            .expect("run meshprobe lab")
-    }
-
-    fn ok(&self, args: &[&str]) {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "meshprobe lab {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn proxies(&self) -> BTreeMap<String, SocketAddr> {
-        let out = self.cli(&["status", "--json"]);
-        let st: Value = serde_json::from_slice(&out.stdout).expect("status --json");
-        st["state"]["proxies"]
-            .as_array()
-            .expect("proxies")
-            .iter()
-            .map(|p| {
-                (
-                    p["node"].as_str().unwrap().to_string(),
-                    p["listen"].as_str().unwrap().parse().unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let out = self.cli(&["down"]);
-        if !out.status.success() {
-            eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// `meshprobe probe ARGS -o json` against `agent`: (exit code, the JSON document, stderr).
 fn probe(agent: SocketAddr, args: &[&str]) -> (Option<i32>, Value, String) {
@@ -175,8 +78,8 @@ fn on_demand_probe_on_the_lab() {
         return;
     }
     let prefix = format!("mpo{}", std::process::id() % 100_000);
-    let lab = Lab::up(&prefix);
-    let proxies = lab.proxies();
+    let lab = Lab::up_with(&prefix, 4, 2, &[]);
+    let proxies = lab.proxies.clone();
     assert_eq!(proxies.len(), 4);
     let n1 = proxies["node-1"];
     let http = ["--http", "8080/healthz"];

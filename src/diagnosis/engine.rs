@@ -341,6 +341,9 @@ struct Engine<'a> {
     explained: HashMap<usize, usize>,
     /// Node → node-level network finding (node down, CNI, node routing).
     node_finding: HashMap<usize, usize>,
+    /// Node → (draft, pairs) of its missing-route finding from the network stage, so target
+    /// evidence of the same fault joins it instead of raising a second finding.
+    egress_finding: HashMap<usize, (usize, Vec<usize>)>,
     zone_finding: HashMap<(usize, usize), usize>,
     /// Peer pairs left failing by the network stage whose failure looks like heavy loss.
     deferred_loss: Vec<usize>,
@@ -463,6 +466,7 @@ impl<'a> Engine<'a> {
             drafts: Vec::new(),
             explained: HashMap::new(),
             node_finding: HashMap::new(),
+            egress_finding: HashMap::new(),
             zone_finding: HashMap::new(),
             deferred_loss: Vec::new(),
             raw_loss,
@@ -889,7 +893,16 @@ impl<'a> Engine<'a> {
                         v.push(r);
                     }
                 }
-                None => {}
+                None => {
+                    // No ICMP error (rate-limited, or aged out of the window): the shape alone.
+                    if let Some(r) = self.silent_route_reverse(i) {
+                        if let Some(&r) = fpos.get(&r) {
+                            let v = egress.entry(pc.src).or_default();
+                            v.push(k);
+                            v.push(r);
+                        }
+                    }
+                }
             }
         }
         for (x, touch) in touching.iter().enumerate() {
@@ -982,6 +995,23 @@ impl<'a> Engine<'a> {
         self.leftovers(&left);
     }
 
+    /// A's missing route to B's pod subnet without its "net unreachable": A's pods cannot reach
+    /// B's pod IPs while B's node IP answers them, and B's pods reach nothing of A — not even
+    /// A's node IP, because A's replies to B's pod subnet have no route. Returns the reverse
+    /// pair (B → A). A CNI fault on B has the same shape from each single source; it is told
+    /// apart by its cover (every pair touching B), which the set cover prefers.
+    fn silent_route_reverse(&self, i: usize) -> Option<usize> {
+        let pc = &self.m.pairs[i];
+        let Dest::Node(b) = pc.dst else { return None };
+        let s = &self.st[i];
+        if pod_state(s) != St::Down || s[NODE] != St::Ok {
+            return None;
+        }
+        let r = *self.pair_of.get(&(b, pc.src))?;
+        let rs = &self.st[r];
+        (rs[NODE] == St::Down && pod_state(rs) == St::Down).then_some(r)
+    }
+
     /// A failure that could be bad luck under heavy loss: most probes of the window succeeded
     /// and nothing but timeouts was seen.
     fn weak_failure(&self, i: usize) -> bool {
@@ -1065,7 +1095,10 @@ impl<'a> Engine<'a> {
                 self.node_finding.insert(x, idx);
                 self.cni_draft(x, pairs)
             }
-            Cand::Egress(x) => self.egress_draft(Some(x), None, pairs),
+            Cand::Egress(x) => {
+                self.egress_finding.insert(x, (idx, pairs.to_vec()));
+                self.egress_draft(Some(x), None, pairs)
+            }
             Cand::Router(r) => self.egress_draft(None, routers.get(r).map(String::as_str), pairs),
         };
         self.push_pairs(d, pairs);
@@ -1390,13 +1423,20 @@ impl<'a> Engine<'a> {
     fn egress_draft(&self, node: Option<usize>, router: Option<&str>, pairs: &[usize]) -> Draft {
         let mut dsts = BTreeSet::new();
         let mut examples = Vec::new();
+        let mut signalled = 0usize;
         for &i in pairs {
             let pc = &self.m.pairs[i];
+            if Some(pc.src) == node {
+                if let Some(dn) = self.dst_node(i) {
+                    dsts.insert(dn);
+                }
+            }
             if let Some(Ok((owner, role))) = self.netunreach_owner(i) {
                 if Some(owner) == node {
                     if let Some(dn) = self.dst_node(i) {
                         dsts.insert(dn);
                     }
+                    signalled += 1;
                     if examples.len() < 3 {
                         let e = pc
                             .layers
@@ -1453,14 +1493,22 @@ impl<'a> Engine<'a> {
                             dst_names.join(", ")
                         )
                     },
-                    0.9,
+                    if signalled > 0 { 0.9 } else { 0.75 },
                 );
                 d.nodes.insert(x);
                 let fwd = pairs.iter().filter(|&&i| self.m.pairs[i].src == x).count();
                 let back = pairs.len() - fwd;
-                d.evidence.push(format!(
-                    "pod probes from {name} answered \"net unreachable\" by {name} itself on {fwd} {}; {back} {} toward {name} time out (its replies have no route); node IPs answer", plural(fwd, "pair"), plural(back, "pair")
-                ));
+                if signalled > 0 {
+                    d.evidence.push(format!(
+                        "pod probes from {name} answered \"net unreachable\" by {name} itself on {signalled} of {fwd} {}; {back} {} toward {name} time out (its replies have no route); node IPs answer", plural(fwd, "pair"), plural(back, "pair")
+                    ));
+                } else {
+                    d.evidence.push(format!(
+                        "pod IPs fail from {name} on {fwd} {} while those nodes' node IPs answer {name}; from their pods, {name}'s node IP and pod IPs fail alike ({back} {}) — {name}'s replies to their pod subnets have no route. No \"net unreachable\" in the windows (rate-limited or aged out); an ingress filter on {name} dropping their pod subnets looks the same",
+                        plural(fwd, "pair"),
+                        plural(back, "pair")
+                    ));
+                }
                 d.evidence.extend(examples);
                 d.evidence.push(self.error_summary(pairs));
                 let probe_ip = dsts
@@ -1472,6 +1520,9 @@ impl<'a> Engine<'a> {
                     format!("Runbook playbook 6 / diagnosis 5: on {name}, `ip route get {probe_ip}` and `ip route show` — expect a route to {} via that node's IP", subnets.first().cloned().unwrap_or_else(|| "each pod subnet".into())),
                     format!("Runbook diagnosis 6: CNI logs on {name} for route programming errors: `kubectl logs -n kube-system <cni-pod-on-{name}> | grep -i route`; restarting the CNI pod usually reprograms the routes"),
                 ];
+                if signalled == 0 {
+                    d.next_steps.push(format!("If the routes are there: filters on {name} dropping those pod subnets, `nft list ruleset`, `iptables -S INPUT`, `iptables -S FORWARD`"));
+                }
             }
             None => {
                 let r = router.unwrap_or("?");
@@ -1808,8 +1859,21 @@ impl<'a> Engine<'a> {
                     pairs.push(j);
                 }
             }
-            let d = self.egress_draft(Some(x), None, &pairs);
-            self.push_pairs(d, &pairs);
+            if let Some((idx, mut all)) = self.egress_finding.get(&x).cloned() {
+                all.extend(pairs);
+                let mut d = self.egress_draft(Some(x), None, &all);
+                for &i in &all {
+                    let pc = &self.m.pairs[i];
+                    d.pairs.insert((pc.src, pc.dst));
+                    self.explained.entry(i).or_insert(idx);
+                }
+                d.targets.extend(self.drafts[idx].targets.iter().copied());
+                self.drafts[idx] = d;
+                self.egress_finding.insert(x, (idx, all));
+            } else {
+                let d = self.egress_draft(Some(x), None, &pairs);
+                self.push_pairs(d, &pairs);
+            }
         }
     }
 

@@ -374,7 +374,18 @@ fn route_1_to_3(m: &mut Mesh) {
     let nu = down(err_from("net_unreachable", "198.19.1.1"));
     m.p(1, 3, &["icmp_pod", "http"], nu.clone());
     m.t(1, 3, &TARGET_LAYERS, nu);
-    m.p(3, 1, &["icmp_pod", "http"], timeout());
+    // node-3's agent lives on a pod: node-1's replies to it have no route, node IP included.
+    m.p(3, 1, &["icmp_pod", "icmp_node", "http"], timeout());
+    m.t(3, 1, &TARGET_LAYERS, timeout());
+}
+
+/// The same route fault when node-1's rate-limited "net unreachable" is not in the windows
+/// (real data, lab `route node-2 node-4` while `cni node-3`: read as `routing` one way plus a
+/// `vpc` the other way for > 16 s).
+fn route_1_to_3_silent(m: &mut Mesh) {
+    m.p(1, 3, &["icmp_pod", "http"], timeout());
+    m.t(1, 3, &TARGET_LAYERS, timeout());
+    m.p(3, 1, &["icmp_pod", "icmp_node", "http"], timeout());
     m.t(3, 1, &TARGET_LAYERS, timeout());
 }
 
@@ -388,7 +399,7 @@ fn node2_no_routes(m: &mut Mesh) {
     for o in [1, 3, 4] {
         m.p(2, o, &["icmp_pod", "http"], nu.clone());
         m.t(2, o, &TARGET_LAYERS, nu.clone());
-        m.p(o, 2, &["icmp_pod", "http"], timeout());
+        m.p(o, 2, &["icmp_pod", "icmp_node", "http"], timeout());
         m.t(o, 2, &TARGET_LAYERS, timeout());
     }
 }
@@ -554,6 +565,26 @@ fn signatures_and_look_alikes() {
             }],
         ),
         (
+            "route to node-3's pods deleted on node-1, no \"net unreachable\" seen",
+            route_1_to_3_silent,
+            vec![Expect {
+                targets: &["web-node-3", "web-node-1"],
+                ..ex(Routing, &["node-1"])
+            }],
+        ),
+        (
+            "node-2 lost all its pod routes, no \"net unreachable\" seen",
+            |m| {
+                for o in [1, 3, 4] {
+                    m.p(2, o, &["icmp_pod", "http"], timeout());
+                    m.t(2, o, &TARGET_LAYERS, timeout());
+                    m.p(o, 2, &["icmp_pod", "icmp_node", "http"], timeout());
+                    m.t(o, 2, &TARGET_LAYERS, timeout());
+                }
+            },
+            vec![ex(Routing, &["node-2"])],
+        ),
+        (
             "one-way pod failure node-1 -> node-3",
             one_way_1_to_3,
             vec![ex(Routing, &["node-1", "node-3"])],
@@ -664,6 +695,28 @@ fn signatures_and_look_alikes() {
                 m.around(4, &["icmp_pod", "icmp_node"], &[], lossy(8));
             },
             vec![ex(Routing, &["node-1"]), ex(PacketLoss, &["node-4"])],
+        ),
+        (
+            "two faults: silent route node-1 -> node-3 and CNI on node-2",
+            |m| {
+                route_1_to_3_silent(m);
+                m.around(2, &["icmp_pod", "http"], &TARGET_LAYERS, timeout());
+                for o in [1, 3, 4] {
+                    m.p(2, o, &["icmp_node"], timeout());
+                }
+            },
+            vec![ex(Routing, &["node-1"]), ex(Cni, &["node-2"])],
+        ),
+        (
+            "two faults: silent route node-2 -> node-4 and CNI on node-3 (the lab's pair)",
+            |m| {
+                m.p(2, 4, &["icmp_pod", "http"], timeout());
+                m.t(2, 4, &TARGET_LAYERS, timeout());
+                m.p(4, 2, &["icmp_pod", "icmp_node", "http"], timeout());
+                m.t(4, 2, &TARGET_LAYERS, timeout());
+                node3_cni(m);
+            },
+            vec![ex(Routing, &["node-2"]), ex(Cni, &["node-3"])],
         ),
         (
             "two faults: CNI on node-2 and MTU on node-3",

@@ -121,6 +121,7 @@ fn matrix_groups_by_zone_and_marks_states_silence_and_findings() {
         reports: &reports,
         silent: &silent,
         findings: &fs,
+        held: &[],
     };
     let m = matrix(&input, View::IcmpPod);
     let names: Vec<&str> = m.rows.iter().map(|h| h.name.as_str()).collect();
@@ -321,6 +322,7 @@ fn names_are_escaped_everywhere() {
         reports: &reports,
         silent: &[],
         findings: &fs,
+        held: &[],
     };
     let svg_text = svg(&matrix(&input, View::IcmpPod));
     assert!(!svg_text.contains("<script"), "{svg_text}");
@@ -348,6 +350,7 @@ fn svg_marks_failing_cells_and_is_balanced() {
         reports: &reports,
         silent: &[],
         findings: &fs,
+        held: &[],
     };
     let s = svg(&matrix(&input, View::IcmpPod));
     assert!(s.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
@@ -474,4 +477,27 @@ fn a_full_200_node_mesh_renders_one_layer_in_bounded_size_and_time() {
     eprintln!("200-node page: {} bytes in {took:?}", p.len());
     assert_eq!(p.matches("data-state=\"lossy\"").count(), 200 * 199);
     assert!(p.len() < 12 * 1024 * 1024, "{} bytes", p.len());
+}
+
+#[test]
+fn held_findings_are_shown_apart_and_not_as_alarms() {
+    let reports = [report("node-a", "z1", &[("node-b", "down", "down")])];
+    let held = [finding(&[["node-a", "node-b"]], &["node-b"])];
+    let input = Input {
+        nodes: nodes(&[("node-a", "z1"), ("node-b", "z2")]),
+        reports: &reports,
+        held: &held,
+        ..Input::default()
+    };
+    let html = page(&Header::default(), &input, None);
+    assert!(html.contains("healthy: no findings"), "{html}");
+    assert!(html.contains("<section id=held>"), "{html}");
+    assert!(
+        html.contains("<div class=held data-cause=\"cni\">"),
+        "{html}"
+    );
+    assert!(!html.contains("<div class=finding"), "{html}");
+    // Without held findings, no section at all.
+    let none = page(&Header::default(), &Input { held: &[], ..input }, None);
+    assert!(!none.contains("id=held"));
 }

@@ -231,6 +231,21 @@ sc.expect("9m", "MeshprobeZonePartition", [])
 sc.expect("9m", "MeshprobePodToPodUnreachable", [])
 scenarios.append(sc)
 
+# node-4 goes NotReady in Kubernetes (held by every agent 30 s after its probes start failing,
+# well inside the alerts' for:), then dies: no node, pair or agent-missing alert from the mesh;
+# only the scrape alert for its own agent.
+def held_series():
+    return [(f'meshprobe_discovery_held{labels({"job": "meshprobe", "instance": f"{src}:9464", "dst": "node-4", "reason": "node_not_ready"})}',
+             lambda t: 1 if t >= 90 else None)
+            for src in NODES if src != "node-4"]
+sc = Scenario("node-4 NotReady (held) and down: no mesh alert, only its agent's scrape", 10, node4_down,
+              agent_up=lambda t, n: not (n == "node-4" and t >= 60), extra=held_series())
+sc.quiet("2m")
+for at in ["4m", "9m"]:
+    sc.quiet(at, except_=["MeshprobeAgentDown"])
+    sc.expect(at, "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-4:9464"}, 0)])
+scenarios.append(sc)
+
 # Zone partition: every cross-zone pair dead on every layer.
 def partition(t, s, d, l):
     return 3 if t >= 60 and zone(s) != zone(d) else 0

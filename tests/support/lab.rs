@@ -1,5 +1,5 @@
-//! A lab brought up through the binary for the viz e2e tests (shared by prometheus_e2e.rs and
-//! heatmap_e2e.rs): `lab --prefix P up --port-base 0`, the live-view ports from
+//! A lab brought up through the binary for the end-to-end tests (lab_e2e, probe_e2e,
+//! prometheus_e2e, heatmap_e2e): `lab --prefix P up --port-base 0`, the live-view ports from
 //! `lab status --json`, `lab down` on drop whatever happened.
 #![allow(dead_code)]
 
@@ -27,6 +27,8 @@ pub fn have(cmd: &str) -> bool {
 
 pub struct Lab {
     pub prefix: String,
+    pub nodes: u16,
+    pub zones: u16,
     child: Option<Child>,
     pub log: PathBuf,
     /// node name → its agent's live view on 127.0.0.1.
@@ -36,13 +38,20 @@ pub struct Lab {
 impl Lab {
     /// 4 nodes in 2 zones (node-1, node-3: zone-a; node-2, node-4: zone-b), 1 s interval, 8 s window.
     pub fn up(prefix: &str) -> Lab {
+        Lab::up_with(prefix, 4, 2, &["--mtu-interval", "2s"])
+    }
+
+    /// `nodes` nodes in `zones` zones, 1 s interval, 500 ms timeout, 8 s window, plus `extra`
+    /// flags of `lab up`.
+    pub fn up_with(prefix: &str, nodes: u16, zones: u16, extra: &[&str]) -> Lab {
         let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
         let out = std::fs::File::create(&log).unwrap();
+        let started = Instant::now();
         let child = Command::new(EXE)
             .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
-            .args(["--nodes", "4", "--zones", "2"])
+            .args(["--nodes", &nodes.to_string(), "--zones", &zones.to_string()])
             .args(["--interval", "1s", "--timeout", "500ms", "--window", "8s"])
-            .args(["--mtu-interval", "2s"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -50,6 +59,8 @@ impl Lab {
             .expect("spawn meshprobe lab up");
         let mut lab = Lab {
             prefix: prefix.to_string(),
+            nodes,
+            zones,
             child: Some(child),
             log,
             proxies: BTreeMap::new(),
@@ -82,8 +93,58 @@ impl Lab {
                 )
             })
             .collect();
-        assert_eq!(lab.proxies.len(), 4, "{st}");
+        assert_eq!(lab.proxies.len(), usize::from(nodes), "{st}");
+        eprintln!(
+            "lab {prefix} up ({nodes} nodes, {zones} zones) in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
         lab
+    }
+
+    /// The `lab up` process, for a test that kills it itself.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    /// `lab status --json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status --json")
+    }
+
+    /// The namespace of `node`'s `pod` ("" for the node itself).
+    pub fn ns(&self, node: u16, pod: &str) -> String {
+        if pod.is_empty() {
+            format!("{}-n{node}", self.prefix)
+        } else {
+            format!("{}-n{node}-{pod}", self.prefix)
+        }
+    }
+
+    /// GET `path` from `node`'s agent as JSON (Null when it does not answer 200 with JSON).
+    pub fn get_json(&self, node: &str, path: &str, timeout: Duration) -> Value {
+        self.get(node, path, timeout)
+            .filter(|(code, _)| *code == 200)
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Every agent's `/api/v1/results`, by node number.
+    pub fn results(&self) -> BTreeMap<u16, Value> {
+        (1..=self.nodes)
+            .map(|i| {
+                let v = self.get_json(
+                    &format!("node-{i}"),
+                    "/api/v1/results",
+                    Duration::from_secs(3),
+                );
+                (i, v)
+            })
+            .collect()
+    }
+
+    /// node-1's `GET /api/v1/diagnosis` (its mesh view).
+    pub fn diagnosis(&self) -> Value {
+        self.get_json("node-1", "/api/v1/diagnosis", Duration::from_secs(5))
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
