@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus/OpenMetrics text |
 //! | `GET /healthz` | 200 while the process serves |
-//! | `GET /readyz` | 200 once a first full probe round is done, else 503 |
+//! | `GET /readyz` | 200 once a first full probe round is done (the body says when discovery is failing), else 503 |
 //! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
 //! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval) |
 //! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
@@ -126,7 +126,17 @@ impl Body {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n").into_response()
+        // Still ready while discovery fails (probing goes on with the last good set: marking
+        // every agent unready during an API outage would take the whole mesh out), but said.
+        let degraded = s.discovery.lock().ok().and_then(|d| d.last_error.clone());
+        match degraded {
+            Some(e) => (
+                StatusCode::OK,
+                format!("ready, degraded: discovery failing: {e}\n"),
+            )
+                .into_response(),
+            None => (StatusCode::OK, "ready\n").into_response(),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -42,16 +42,53 @@ pub fn load_peers_file(path: &Path) -> Result<(PeerSet, u64), Error> {
         path: path.to_path_buf(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| err(format!("cannot read: {e}")))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(err(format!("larger than {MAX_FILE_BYTES} bytes")));
+    let bytes = read_bounded(path).map_err(|e| err(e.message()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
+    let set = peers::parse(text).map_err(err)?;
+    Ok((set, fingerprint_bytes(&bytes)))
+}
+
+/// Why a peers file could not be read.
+#[derive(Debug)]
+enum ReadError {
+    /// Missing, not a regular file (a FIFO would block the reader forever), unreadable.
+    Io(String),
+    /// Larger than [`MAX_FILE_BYTES`]: refused without reading it; the size and modification
+    /// time fingerprint it, so it is reported once.
+    TooLarge(u64),
+}
+
+impl ReadError {
+    fn message(&self) -> String {
+        match self {
+            ReadError::Io(m) => m.clone(),
+            ReadError::TooLarge(_) => format!("larger than {MAX_FILE_BYTES} bytes"),
+        }
     }
-    let set = peers::parse(&text).map_err(err)?;
-    Ok((set, fingerprint_bytes(text.as_bytes())))
+}
+
+/// Read at most [`MAX_FILE_BYTES`] of a regular file (symlinks followed).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let meta = std::fs::metadata(path).map_err(|e| ReadError::Io(format!("cannot open: {e}")))?;
+    if !meta.is_file() {
+        return Err(ReadError::Io("cannot open: not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        let mtime = meta.modified().ok().map(|t| format!("{t:?}"));
+        return Err(ReadError::TooLarge(fingerprint_bytes(
+            format!("{}:{mtime:?}", meta.len()).as_bytes(),
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| ReadError::Io(format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        // Grew between the stat and the read.
+        return Err(ReadError::TooLarge(fingerprint_bytes(&bytes)));
+    }
+    Ok(bytes)
 }
 
 /// A source ready to run, the sender it publishes on, and a receiver holding the first set.
@@ -98,18 +135,15 @@ impl FileDiscovery {
 
     /// Check the file once; publish when its content changed and is valid.
     pub fn poll_once(&mut self, tx: &watch::Sender<Arc<PeerSet>>) {
-        let text = match std::fs::read(&self.path) {
-            Ok(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => {
-                self.fail(
-                    fingerprint_bytes(&bytes),
-                    format!("larger than {MAX_FILE_BYTES} bytes"),
-                );
+        let text = match read_bounded(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e @ ReadError::TooLarge(fp)) => {
+                self.fail(fp, e.message());
                 return;
             }
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // Deleted or unreadable: keep probing the last good set, say so once.
-                self.fail(0, format!("cannot read: {e}"));
+            Err(e @ ReadError::Io(_)) => {
+                // Deleted, not a file or unreadable: keep probing the last good set, say so once.
+                self.fail(0, e.message());
                 return;
             }
         };
@@ -258,12 +292,64 @@ mod tests {
             .last_error
             .as_deref()
             .unwrap()
-            .contains("cannot read"));
+            .contains("cannot open: No such file"));
         assert_eq!(rx2.borrow().peers.len(), 2);
 
         std::fs::write(&path, ONE).unwrap();
         d.poll_once(&tx);
         assert_eq!(rx2.borrow().peers.len(), 1);
+        assert_eq!(status.lock().unwrap().last_error, None);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn fifos_directories_and_huge_files_are_refused_without_blocking_or_reading() {
+        let path = tmp("special");
+        std::fs::write(&path, ONE).unwrap();
+        let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
+        let (mut d, tx, rx) =
+            FileDiscovery::start(path.clone(), Duration::from_secs(1), status.clone()).unwrap();
+        let err = || {
+            status
+                .lock()
+                .unwrap()
+                .last_error
+                .clone()
+                .unwrap_or_default()
+        };
+
+        // A FIFO with no writer: opening it would block this thread forever.
+        std::fs::remove_file(&path).unwrap();
+        let fifo = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        d.poll_once(&tx);
+        assert!(err().contains("not a regular file"), "{}", err());
+        assert!(load_peers_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        std::fs::remove_file(&path).unwrap();
+
+        std::fs::create_dir(&path).unwrap();
+        d.poll_once(&tx);
+        assert!(err().contains("not a regular file"), "{}", err());
+        std::fs::remove_dir(&path).unwrap();
+
+        // Sparse: 1 GiB long, nothing allocated; refused from its size, reported once.
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let failed = status.lock().unwrap().reloads_failed;
+        for _ in 0..3 {
+            d.poll_once(&tx);
+        }
+        assert!(err().contains("larger than"), "{}", err());
+        assert_eq!(status.lock().unwrap().reloads_failed, failed + 1);
+        assert_eq!(rx.borrow().peers.len(), 1, "last good set kept");
+
+        std::fs::write(&path, TWO).unwrap();
+        d.poll_once(&tx);
+        assert_eq!(rx.borrow().peers.len(), 2);
         assert_eq!(status.lock().unwrap().last_error, None);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }

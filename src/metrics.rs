@@ -433,6 +433,15 @@ impl Collector for StoreCollector {
                 f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
             )],
         )?;
+        // Tokio's stable runtime metrics: a task leak shows as a climbing count (bench/soak.sh).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            gauge(
+                &mut enc,
+                "meshprobe_runtime_tasks",
+                "Tasks alive in the agent's Tokio runtime",
+                [(vec![], rt.metrics().num_alive_tasks() as f64)],
+            )?;
+        }
         gauge(
             &mut enc,
             "meshprobe_discovered",

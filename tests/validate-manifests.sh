@@ -87,6 +87,20 @@ for i, d in enumerate(docs):
         open(os.path.join(sys.argv[2], f"rules-{i}.yaml"), "w").write(yaml.safe_dump(d["spec"]))
     else:
         open(os.path.join(sys.argv[2], f"{i:02d}-{kind}.yaml"), "w").write(yaml.safe_dump(d))
+# A NetworkPolicy for the agents must select the DaemonSet's pods, admit the agents
+# themselves on every port (ICMP included) and admit its container port to someone else.
+ds = [d for d in docs if d.get("kind") == "DaemonSet"]
+for d in docs:
+    if d.get("kind") != "NetworkPolicy" or not ds:
+        continue
+    pod_labels = ds[0]["spec"]["template"]["metadata"]["labels"]
+    ports = {p["containerPort"] for c in ds[0]["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+    s = d.get("spec", {})
+    sel = s.get("podSelector", {}).get("matchLabels", {})
+    need(d, "spec.podSelector", sel and sel.items() <= pod_labels.items(), f"{sel} does not select the DaemonSet's pods {pod_labels}")
+    rules = s.get("ingress") or []
+    need(d, "spec.ingress", any("ports" not in r and any(f.get("podSelector", {}).get("matchLabels") == sel and "namespaceSelector" not in f for f in r.get("from", [])) for r in rules), "no rule admitting the agents themselves on every port")
+    need(d, "spec.ingress[].ports", any(p.get("port") in ports for r in rules for p in r.get("ports", [])), f"no rule for the agent port {ports}")
 print(f"{sys.argv[1]}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
 for e in errors:
     print("error:", e)

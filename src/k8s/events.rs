@@ -107,7 +107,10 @@ impl Limiter {
             self.minute = now / 60;
             self.sent = 0;
         }
-        self.last.retain(|_, t| now - *t < REPEAT_SECS);
+        // An entry from the "future" (the clock went back) has expired too: else a step back
+        // would mute a finding for as long as the step.
+        self.last
+            .retain(|_, t| (0..REPEAT_SECS).contains(&(now - *t)));
         let mut out = Vec::new();
         for d in drafts {
             let k = d.key();
@@ -172,6 +175,8 @@ pub fn to_event(d: &Draft, host: &str, now: k8s_openapi::jiff::Timestamp) -> Eve
 /// and by `timeout` here; failures are logged, never fatal.
 pub async fn run(shared: Arc<crate::agent::Shared>, client: Client, timeout: Duration) {
     let mut limiter = Limiter::default();
+    // The limiter counts monotonic seconds: a wall-clock step changes nothing.
+    let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -192,8 +197,8 @@ pub async fn run(shared: Arc<crate::agent::Shared>, client: Client, timeout: Dur
             continue;
         }
         let view = crate::api::mesh_diagnosis(&shared).await;
-        let now = k8s_openapi::jiff::Timestamp::now();
-        for d in limiter.admit(drafts(&view.diagnosis.findings), now.as_second()) {
+        let now = started.elapsed().as_secs() as i64;
+        for d in limiter.admit(drafts(&view.diagnosis.findings), now) {
             match post(&client, &d, &shared.identity.node, timeout).await {
                 Ok(()) => {
                     tracing::info!(object = %d.name, reason = %d.reason, "published a Kubernetes event")
@@ -293,6 +298,43 @@ mod tests {
             MAX_PER_MINUTE as usize,
             "next minute, the rest"
         );
+    }
+
+    #[test]
+    fn a_stepped_clock_neither_mutes_nor_floods() {
+        let one = || drafts(&[finding(Cause::Cni, &["n3"], &[])]);
+        // (step after the first post, posted again at once?)
+        for (step, again) in [
+            (0, false),
+            (60, false),
+            (3_600, true),
+            (-3_600, true),
+            (-60, true),
+        ] {
+            let mut l = Limiter::default();
+            assert_eq!(l.admit(one(), 100_000).len(), 1);
+            assert_eq!(
+                l.admit(one(), 100_000 + step).len(),
+                usize::from(again),
+                "step {step}"
+            );
+            // Then the usual period applies from the new clock: not again within REPEAT_SECS.
+            assert_eq!(l.admit(one(), 100_000 + step + 1).len(), 0, "step {step}");
+        }
+        let many: Vec<String> = (0..30).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let burst = drafts(&[finding(Cause::NodeDown, &refs, &[])]);
+        let mut l = Limiter::default();
+        assert_eq!(
+            l.admit(burst.clone(), 100_000).len(),
+            MAX_PER_MINUTE as usize
+        );
+        // Stepping back starts a new minute: one more budget, not unbounded.
+        assert_eq!(
+            l.admit(burst.clone(), 96_400).len(),
+            MAX_PER_MINUTE as usize
+        );
+        assert_eq!(l.admit(burst, 96_401).len(), 0);
     }
 
     #[test]

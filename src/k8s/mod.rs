@@ -28,8 +28,23 @@ pub fn explain_client_error(action: &str, e: &kube::Error) -> String {
     }
 }
 
+/// Longest wait for one read from the API server. kube-rs sets none by default, so a list or
+/// watch request to an API server that accepts the connection and never answers (or whose
+/// connection silently died) would hang the watcher forever, its failure unseen. Above the
+/// watches' own server-side timeout (kube-rs: 290 s), so a quiet watch is never cut.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(295);
+
+/// Bound every read and write of a client configuration (see [`READ_TIMEOUT`]).
+pub fn bounded(mut config: kube::Config) -> kube::Config {
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.write_timeout = Some(READ_TIMEOUT);
+    // Count from the request, not from when a pooled connection went idle.
+    config.reset_reader_on_write = true;
+    config
+}
+
 /// A client: `url` (tests, a local fake API server) or the in-cluster / kubeconfig
-/// configuration. Every request is bounded in time by the client's timeouts.
+/// configuration. Every request is bounded in time by the client's timeouts ([`bounded`]).
 pub async fn client(url: Option<&str>) -> Result<kube::Client, crate::error::Error> {
     use crate::error::Error;
     let config = match url {
@@ -43,7 +58,8 @@ pub async fn client(url: Option<&str>) -> Result<kube::Client, crate::error::Err
             ))
         })?,
     };
-    kube::Client::try_from(config).map_err(|e| Error::Config(format!("kubernetes client: {e}")))
+    kube::Client::try_from(bounded(config))
+        .map_err(|e| Error::Config(format!("kubernetes client: {e}")))
 }
 
 /// How long fetched facts are reused: a dashboard refreshing every few seconds costs the API
@@ -56,6 +72,8 @@ pub struct FactsSource {
     pub client: kube::Client,
     pub selector: String,
     pub namespace: Option<String>,
+    /// The last fetch missed its deadline (for logging once per outage).
+    failing: std::sync::atomic::AtomicBool,
     cache: tokio::sync::Mutex<
         Option<(
             tokio::time::Instant,
@@ -70,6 +88,7 @@ impl FactsSource {
             client,
             selector,
             namespace,
+            failing: Default::default(),
             cache: tokio::sync::Mutex::new(None),
         }
     }
@@ -88,14 +107,30 @@ impl FactsSource {
         let q = fetch::query_from_reports(reports, &self.selector, self.namespace.as_deref());
         match tokio::time::timeout(timeout, fetch::fetch_facts(&self.client, &q)).await {
             Ok(f) => {
+                if self
+                    .failing
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!("kubernetes facts: answering again");
+                }
                 let f = std::sync::Arc::new(f);
                 *cache = Some((tokio::time::Instant::now(), f.clone()));
                 Some(f)
             }
             Err(_) => {
-                tracing::debug!(
-                    "kubernetes facts: no answer within {timeout:?}; using the last ones"
-                );
+                // Said once per outage (the view may be asked every few seconds).
+                if self
+                    .failing
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::debug!(
+                        "kubernetes facts: no answer within {timeout:?}; using the last ones"
+                    );
+                } else {
+                    tracing::warn!(
+                        "kubernetes facts: no answer within {timeout:?}; using the last ones"
+                    );
+                }
                 cache.as_ref().map(|(_, f)| f.clone())
             }
         }
@@ -146,6 +181,17 @@ mod tests {
             evidence: vec![],
             next_steps: vec![],
         }
+    }
+
+    #[test]
+    fn every_read_and_write_is_bounded_above_the_watch_timeout() {
+        let c = super::bounded(kube::Config::new("http://127.0.0.1:1".parse().unwrap()));
+        assert_eq!(c.read_timeout, Some(super::READ_TIMEOUT));
+        assert_eq!(c.write_timeout, Some(super::READ_TIMEOUT));
+        assert!(c.connect_timeout.is_some());
+        assert!(c.reset_reader_on_write);
+        // kube-rs watches ask the server to close after 290 s: a quiet watch is never cut.
+        assert!(super::READ_TIMEOUT > std::time::Duration::from_secs(290));
     }
 
     #[tokio::test]

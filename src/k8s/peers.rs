@@ -228,7 +228,12 @@ pub fn peer_set(
             None => Some("node_unknown"),
             Some(n) if n.ready != Some(true) => Some("node_not_ready"),
             Some(n) if n.cordoned => Some("node_cordoned"),
-            _ if since.is_some_and(|s| now_unix - s < grace_secs) => Some("just_ready"),
+            // A Ready time more than one grace in the future is this clock (or the API
+            // server's) stepped or skewed, not a fresh pod: holding it would hide the peer for
+            // as long as the skew lasts.
+            _ if since.is_some_and(|s| (-grace_secs..grace_secs).contains(&(now_unix - s))) => {
+                Some("just_ready")
+            }
             _ => None,
         };
         if let Some(reason) = reason {
@@ -466,6 +471,35 @@ mod tests {
         u.status.as_mut().unwrap().host_ip = Some("10.0.0.5".into());
         let got = peer_set(&[&u], &[], &ns, 10_000, 30);
         assert_eq!(got.held[0].reason, "node_unknown");
+    }
+
+    #[test]
+    fn a_stepped_wall_clock_holds_a_fresh_pod_for_one_grace_at_most() {
+        let ns = nodes(&[node("n1", "10.0.0.1", None, true, false)]);
+        let mut p = pod("mp-1", "n1", Some("10.1.0.5"), "Running", true);
+        crate::k8s::testobj::ready_since(&mut p, 100_000);
+        // (agent's clock minus the Ready time, held?)
+        let table: &[(i64, bool)] = &[
+            (0, true),
+            (29, true),
+            (30, false),
+            (3_600, false), // clock stepped forward 1 h: not held (as after the grace)
+            (-5, true),     // a few seconds of skew: still held
+            (-29, true),
+            (-30, true),
+            (-31, false),    // clock more than one grace behind: not held ...
+            (-3_600, false), // ... not for the hour the clock was stepped back
+            (-86_400, false),
+        ];
+        for &(age, held) in table {
+            let got = peer_set(&[&p], &[], &ns, 100_000 + age, 30);
+            assert_eq!(got.set.peers.len(), 1, "age {age}: always probed");
+            assert_eq!(
+                got.held.iter().any(|h| h.reason == "just_ready"),
+                held,
+                "age {age}"
+            );
+        }
     }
 
     #[test]

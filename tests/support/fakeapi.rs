@@ -34,6 +34,8 @@ struct State {
     down: bool,
     /// Answer lists this late (a slow API server).
     slow: Option<Duration>,
+    /// Answer every request with this status (an API server failing, e.g. 500).
+    fail: Option<u16>,
     /// Request lines seen: "GET /api/v1/pods?watch=1&…".
     requests: Vec<String>,
     /// Bodies of POSTs.
@@ -119,8 +121,19 @@ impl FakeApi {
         self.serve(listener);
     }
 
+    /// Requests are answered after `delay` (or when `slow(None)` comes first).
     pub fn slow(&self, delay: Option<Duration>) {
         self.state.lock().unwrap().slow = delay;
+    }
+
+    /// Every request gets `code` (e.g. 500) until `fail(None)`; open watches end at once.
+    pub fn fail(&self, code: Option<u16>) {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.fail = code;
+            s.generation += 1;
+        }
+        self.changed.notify_waiters();
     }
 
     pub fn forbid(&self, plural: &str) {
@@ -195,6 +208,9 @@ impl FakeApi {
             if s.down {
                 return status(503, "ServiceUnavailable", "apiserver is shutting down");
             }
+            if let Some(code) = s.fail {
+                return status(code, "InternalError", "etcdserver: request timed out");
+            }
             if s.forbidden.contains(&plural) {
                 return status(
                     403,
@@ -216,7 +232,11 @@ impl FakeApi {
         }
         let delay = self.state.lock().unwrap().slow;
         if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+            // Answered after `d`, or as soon as the server is no longer slow.
+            let until = tokio::time::Instant::now() + d;
+            while tokio::time::Instant::now() < until && self.state.lock().unwrap().slow.is_some() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         if let Some(name) = one {
             let s = self.state.lock().unwrap();
