@@ -205,12 +205,24 @@ fn gather_timeout(s: &Shared) -> std::time::Duration {
 /// Peers asked at once when gathering.
 const GATHER_CONCURRENCY: usize = 16;
 
-/// The mesh view, computed at most once per probe interval: concurrent callers wait for the one
-/// fan-out in progress instead of starting their own.
+/// How long a computed mesh view is served again: a quarter of the probe interval, between
+/// 100 ms and 1 s. Short enough that the cache adds little to the time from a fault to its
+/// finding (a whole interval did: up to 1 s of a 2-interval budget at `--interval 1s`), long
+/// enough that pollers, the page, the event publisher and on-demand probes share one fan-out:
+/// an agent asks its peers at most 4 times per interval, and never more than 10 times a second.
+pub fn mesh_cache_ttl(interval: std::time::Duration) -> std::time::Duration {
+    (interval / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    )
+}
+
+/// The mesh view, computed at most once per [`mesh_cache_ttl`]: concurrent callers wait for
+/// the one fan-out in progress instead of starting their own.
 pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
     let mut cache = s.mesh_cache.lock().await;
     if let Some((at, d)) = cache.as_ref() {
-        if at.elapsed() < s.config.interval {
+        if at.elapsed() < mesh_cache_ttl(s.config.interval) {
             return d.clone();
         }
     }
@@ -395,5 +407,26 @@ async fn heatmap_svg(
             &[(header::CACHE_CONTROL, "no-store")],
         ),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mesh_cache_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn the_mesh_view_is_cached_a_quarter_interval_within_bounds() {
+        let ms = Duration::from_millis;
+        for (interval, ttl) in [
+            (ms(100), ms(100)),   // floor: at most 10 fan-outs a second
+            (ms(400), ms(100)),   // a quarter
+            (ms(1000), ms(250)),  // the lab's suite
+            (ms(2000), ms(500)),  // the lab's default
+            (ms(5000), ms(1000)), // the agent's default: capped
+            (ms(60_000), ms(1000)),
+        ] {
+            assert_eq!(mesh_cache_ttl(interval), ttl, "interval {interval:?}");
+        }
     }
 }
