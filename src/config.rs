@@ -370,6 +370,9 @@ impl AgentConfig {
                 // A freshly Ready agent is held for one window: until its cells could fill.
                 grace: window,
                 publish_events,
+                // A silent API server is noticed within a window (30–60 s), not at the
+                // watches' read timeout (295 s).
+                liveness: window.clamp(Duration::from_secs(30), Duration::from_secs(60)),
             })
         } else {
             Discovery::File
@@ -670,6 +673,7 @@ mod tests {
         assert_eq!(k.target_selector.as_deref(), Some(DEFAULT_TARGET_SELECTOR));
         assert_eq!(k.namespace, None);
         assert_eq!(k.grace, Duration::from_secs(60));
+        assert_eq!(k.liveness, Duration::from_secs(60));
         assert!(!k.publish_events);
         let on = AgentConfig::resolve(&a, &env(&[("MESHPROBE_PUBLISH_EVENTS", "true")])).unwrap();
         assert!(matches!(on.discovery, Discovery::Kubernetes(ref k) if k.publish_events));

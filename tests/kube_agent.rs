@@ -85,6 +85,7 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
             namespace: Some("meshprobe".into()),
             grace: Duration::from_secs(2),
             publish_events: false,
+            liveness: Duration::from_secs(30),
         }),
         interval: Duration::from_millis(1000),
         timeout: Duration::from_millis(500),

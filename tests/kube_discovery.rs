@@ -40,6 +40,7 @@ fn settings() -> KubeSettings {
         namespace: Some("meshprobe".into()),
         grace: Duration::from_secs(1),
         publish_events: false,
+        liveness: Duration::from_secs(2),
     }
 }
 
@@ -239,6 +240,89 @@ async fn api_server_down_keeps_the_last_set_and_says_so() {
     }
     assert_eq!(status.lock().unwrap().reloads_failed, 1);
     task.abort();
+}
+
+/// Wait until the status's error satisfies `pred`.
+async fn wait_status(
+    status: &Mutex<DiscoveryStatus>,
+    what: &str,
+    pred: impl Fn(Option<&str>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = status.lock().unwrap().last_error.clone();
+        if pred(err.as_deref()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}; last error {err:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_api_server_that_goes_silent_is_noticed_by_the_liveness_check() {
+    let api = cluster().await;
+    let (rx, status, task) = start(&api).await;
+    // Quiet but answering: the liveness checks (every 2 s here) find it alive.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = status.lock().unwrap();
+        assert_eq!(
+            s.last_error, None,
+            "a quiet, answering API server reported failing"
+        );
+    }
+    // It stops answering: open watches stay open and silent, new requests hang. The watches'
+    // read timeout is 295 s; the liveness check notices within 2 s + a tick + its 5 s bound.
+    api.slow(Some(Duration::from_secs(3600)));
+    let silent = tokio::time::Instant::now();
+    wait_status(&status, "the silent API server reported", |e| e.is_some()).await;
+    let took = silent.elapsed();
+    let err = status.lock().unwrap().last_error.clone().unwrap();
+    assert!(
+        err.contains("no answer within 5s to a one-node list")
+            && err.contains("keeping the last known peer set: 2 peers"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "noticed after {took:?}");
+    eprintln!("silent API server noticed after {:.1}s", took.as_secs_f64());
+    // Reported until it answers, counted once; then cleared.
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = status.lock().unwrap();
+        assert!(s.last_error.is_some(), "the outage flapped away");
+        assert_eq!(s.reloads_failed, 1);
+    }
+    assert_eq!(
+        nodes_of(&rx.borrow()),
+        ["node-1", "node-2"],
+        "last set kept"
+    );
+    api.slow(None);
+    wait_status(&status, "recovery", |e| e.is_none()).await;
+    assert_eq!(status.lock().unwrap().reloads_failed, 1);
+    task.abort();
+}
+
+#[test]
+fn the_liveness_check_runs_only_when_quiet_and_not_already_failing() {
+    let s = Duration::from_secs;
+    for (quiet, failing, due) in [
+        (s(0), false, false),
+        (s(59), false, false),
+        (s(60), false, true),
+        (s(300), false, true),
+        (s(300), true, false), // the recheck runs instead
+    ] {
+        assert_eq!(
+            meshprobe::k8s::watch::liveness_due(quiet, failing, s(60)),
+            due,
+            "quiet {quiet:?} failing {failing}"
+        );
+    }
 }
 
 #[tokio::test]

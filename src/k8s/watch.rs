@@ -38,6 +38,9 @@ pub struct KubeSettings {
     pub grace: Duration,
     /// Post findings as Kubernetes Events (`--publish-events`).
     pub publish_events: bool,
+    /// Watches quiet this long get a one-object list to tell a quiet cluster from an API
+    /// server that stopped answering (see [`liveness_due`]).
+    pub liveness: Duration,
 }
 
 enum Ev {
@@ -62,10 +65,23 @@ pub struct KubeDiscovery {
     /// Per watcher (agents, targets, nodes): the last error, while failing.
     failing: [Option<String>; 3],
     client: Client,
+    /// When the API server last answered: a watch event or a liveness check.
+    heard: tokio::time::Instant,
 }
 
 /// Bound on the check that a failed watcher's resource answers again.
 const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether to check that a quiet API server still answers. An open watch that the API server
+/// (or a dead connection) stops feeding looks like a quiet cluster: nothing arrives, no error
+/// either, until the read timeout (295 s) cuts it. So after `liveness` without a word from the
+/// API server — and only then, and not while a watcher already fails (the recheck runs then) —
+/// one one-object list of nodes asks (within 5 s). An agent thus costs the API server at most
+/// one tiny list per `liveness` (60 s by default: ≤ 84 a second from 5,000 agents), none in a
+/// cluster where watch events flow.
+pub fn liveness_due(quiet: Duration, failing: bool, liveness: Duration) -> bool {
+    !failing && quiet >= liveness
+}
 
 pub type Started = (
     KubeDiscovery,
@@ -193,6 +209,7 @@ impl KubeDiscovery {
             last: None,
             failing: Default::default(),
             client,
+            heard: tokio::time::Instant::now(),
         };
         let sync = async {
             while !d.synced.iter().all(|s| *s) {
@@ -264,11 +281,39 @@ impl KubeDiscovery {
                 return Ok(());
             }
             Err((what, e)) => self.failing[i] = Some(explain(what, e)),
-            Ok(()) if answered => self.failing[i] = None,
+            Ok(()) if answered => {
+                self.failing[i] = None;
+                self.heard = tokio::time::Instant::now();
+            }
             Ok(()) => {}
         }
         self.publish_failure();
         r
+    }
+
+    /// The API server said nothing for a while: ask it for one node. No answer within the
+    /// bound (or an error) marks the nodes watcher failing, which the tick's recheck clears
+    /// when the API server answers again.
+    async fn liveness(&mut self) {
+        let lp = kube::api::ListParams::default().limit(1);
+        let api = Api::<Node>::all(self.client.clone());
+        match tokio::time::timeout(RECHECK_TIMEOUT, api.list_metadata(&lp)).await {
+            Ok(Ok(_)) => self.heard = tokio::time::Instant::now(),
+            Ok(Err(e)) => {
+                self.failing[2] = Some(super::explain_client_error(
+                    "list nodes (liveness check)",
+                    &e,
+                ));
+            }
+            Err(_) => {
+                self.failing[2] = Some(format!(
+                    "kubernetes API: no answer within {}s to a one-node list (the watches went quiet {}s ago)",
+                    RECHECK_TIMEOUT.as_secs(),
+                    self.heard.elapsed().as_secs()
+                ));
+            }
+        }
+        self.publish_failure();
     }
 
     fn apply_to(
@@ -332,6 +377,7 @@ impl KubeDiscovery {
             };
             if ok {
                 self.failing[i] = None;
+                self.heard = tokio::time::Instant::now();
             }
         }
         self.publish_failure();
@@ -398,8 +444,11 @@ impl KubeDiscovery {
             let settles = settles(&ev);
             let tick = matches!(ev, Ev::Tick);
             let _ = self.apply(ev);
-            if tick && self.failing.iter().any(Option::is_some) {
+            let failing = self.failing.iter().any(Option::is_some);
+            if tick && failing {
                 self.recheck().await;
+            } else if tick && liveness_due(self.heard.elapsed(), failing, self.settings.liveness) {
+                self.liveness().await;
             }
             if !settles || !self.synced.iter().all(|s| *s) {
                 continue;
