@@ -223,6 +223,12 @@ impl AgentConfig {
             .clone()
             .or_else(|| env.var("MESHPROBE_PEERS_FILE").map(PathBuf::from));
         let peers_file = match (kubernetes, peers_file) {
+            (false, Some(p)) if p.as_os_str().is_empty() => {
+                return Err(Error::Config(
+                    "--peers-file (or MESHPROBE_PEERS_FILE) is empty: expected the path of the peers file"
+                        .into(),
+                ))
+            }
             (false, Some(p)) => p,
             (false, None) => return Err(Error::Config(
                 "--peers-file (or MESHPROBE_PEERS_FILE) is required (or --discovery kubernetes)"
@@ -582,6 +588,10 @@ mod tests {
                 "--node-name (or MESHPROBE_NODE_NAME) is required",
             ),
             (|a| a.peers_file = None, "--peers-file"),
+            (
+                |a| a.peers_file = Some("".into()),
+                "--peers-file (or MESHPROBE_PEERS_FILE) is empty",
+            ),
             (
                 |a| a.interval = Some("5".into()),
                 "--interval (or MESHPROBE_INTERVAL) \"5\": missing unit",

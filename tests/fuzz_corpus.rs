@@ -105,3 +105,126 @@ fn seeds_reach_the_accepting_paths() {
         assert!(!r.peers.is_empty());
     }
 }
+
+/// SplitMix64: a seeded, dependency-free source for the mutator (runs are reproducible).
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Bytes that matter to the parsers (JSON, YAML, HTTP, numbers, addresses).
+const INTERESTING: &[u8] = b"\0\xff\x7f\x80\"'{}[]:,-. \n\r\t0129/%\\";
+
+/// One libFuzzer-style mutation (up to 4 stacked) of a corpus input, optionally spliced with
+/// another.
+fn mutate(rng: &mut Mix, input: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let len = v.len();
+        match rng.below(7) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                v[i] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            2 if len > 0 => {
+                let a = rng.below(len);
+                let b = (a + 1 + rng.below(16)).min(len);
+                v.drain(a..b);
+            }
+            3 if len > 0 => {
+                let a = rng.below(len);
+                let b = (a + 1 + rng.below(64)).min(len);
+                let chunk = v[a..b].to_vec();
+                let at = rng.below(len + 1);
+                v.splice(at..at, chunk);
+            }
+            4 => {
+                let at = rng.below(len + 1);
+                let n = 1 + rng.below(8);
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                v.splice(at..at, bytes);
+            }
+            5 if !other.is_empty() => {
+                let cut = rng.below(len + 1);
+                let from = rng.below(other.len());
+                v.truncate(cut);
+                v.extend_from_slice(&other[from..]);
+            }
+            _ => {
+                let at = rng.below(len + 1);
+                v.truncate(at);
+            }
+        }
+    }
+    v
+}
+
+/// The test command's fuzz smoke run, on stable: every target gets seeded mutations of its
+/// corpus (bit flips, interesting bytes, deletions, duplications, insertions, splices,
+/// truncations). libFuzzer (nightly, `fuzz/run-all.sh`) explores far more; this catches a
+/// regression that the checked-in corpus alone would not. MESHPROBE_FUZZ_SMOKE_ITERS (default
+/// 1,500) inputs per target, MESHPROBE_FUZZ_SMOKE_SEED (default 1). A failing input is written
+/// to the temp directory and named.
+#[test]
+fn mutated_corpus_inputs_pass_their_targets() {
+    let iters: usize = std::env::var("MESHPROBE_FUZZ_SMOKE_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    let seed: u64 = std::env::var("MESHPROBE_FUZZ_SMOKE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut failures = Vec::new();
+    for (name, body) in meshprobe::fuzzing::TARGETS {
+        let dir = root.join(name);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let corpus: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        let mut rng = Mix(seed ^ name.len() as u64 ^ (name.as_bytes()[0] as u64) << 8);
+        let started = std::time::Instant::now();
+        for i in 0..iters {
+            let a = &corpus[rng.below(corpus.len())];
+            let b = &corpus[rng.below(corpus.len())];
+            let input = mutate(&mut rng, a, b);
+            if std::panic::catch_unwind(|| body(&input)).is_err() {
+                let out =
+                    std::env::temp_dir().join(format!("meshprobe-fuzz-smoke-{name}-{seed}-{i}"));
+                std::fs::write(&out, &input).expect("write the failing input");
+                failures.push(format!(
+                    "{name}: input {i} (seed {seed}) → {}",
+                    out.display()
+                ));
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {iters} mutated inputs in {secs:.2}s ({:.0}/s)",
+            iters as f64 / secs
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "mutated inputs that fail (replay: cargo +nightly fuzz run TARGET FILE): {failures:#?}"
+    );
+}
