@@ -165,6 +165,8 @@ pub async fn run(
         pair_metrics: config.pair_metrics,
         icmp_socket,
         plan: plan.clone(),
+        interval: config.interval,
+        window: config.window,
     });
     let ondemand = {
         let counter = metrics.ondemand_probes.clone();

@@ -205,6 +205,10 @@ pub struct StoreCollector {
     pub pair_metrics: PairMetrics,
     pub icmp_socket: &'static str,
     pub plan: Arc<PlanStatus>,
+    /// `--interval` and `--window`, exported so `diagnose --prometheus` judges staleness and
+    /// recovery as `--agents` does.
+    pub interval: std::time::Duration,
+    pub window: std::time::Duration,
 }
 
 struct Row {
@@ -432,6 +436,18 @@ impl Collector for StoreCollector {
                 vec![],
                 f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
             )],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_probe_interval_seconds",
+            "Time between two probes of the same destination and layer (--interval)",
+            [(vec![], self.interval.as_secs_f64())],
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_window_seconds",
+            "Length of the sliding window the per-pair figures cover (--window)",
+            [(vec![], self.window.as_secs_f64())],
         )?;
         // Tokio's stable runtime metrics: a task leak shows as a climbing count (bench/soak.sh).
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -719,6 +735,8 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: mode,
             icmp_socket: "raw",
+            interval: std::time::Duration::from_secs(5),
+            window: std::time::Duration::from_secs(60),
             plan: Arc::new(PlanStatus {
                 sampled: AtomicBool::new(sampled),
                 peers: AtomicUsize::new(2),
@@ -850,6 +868,8 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: PairMetrics::Auto,
             icmp_socket: "raw",
+            interval: std::time::Duration::from_secs(5),
+            window: std::time::Duration::from_secs(60),
             plan: Arc::new(PlanStatus {
                 sampled: AtomicBool::new(true),
                 peers: AtomicUsize::new(1),

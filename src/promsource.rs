@@ -6,7 +6,7 @@
 //! The per-pair gauges already are sliding-window figures, so each query is a plain instant
 //! selector ([`QUERIES`]). What the metrics cannot say: the address that sent an ICMP error
 //! (labels carry no addresses; `reporter` says `source`, `destination`, `peer`, `other` or
-//! `none` instead), agents' interval and window, the last-probe age. A node that peers probe but
+//! `none` instead), the last-probe age (a series no longer probed goes stale instead). A node that peers probe but
 //! whose agent has no `meshprobe_agent_info` (not scraped, its series stale) is an unreachable
 //! agent: evidence, not an error. I/O lives in [`crate::promclient`].
 
@@ -25,6 +25,10 @@ use crate::mesh::Unanswered;
 pub const AGENT_INFO: &str = "meshprobe_agent_info";
 pub const AGENT_READY: &str = "meshprobe_agent_ready";
 pub const ROUNDS: &str = "meshprobe_rounds_total";
+/// Agents' `--interval` and `--window` (absent from agents before 0.1's metrics had them:
+/// then unknown, as before).
+pub const INTERVAL: &str = "meshprobe_probe_interval_seconds";
+pub const WINDOW: &str = "meshprobe_window_seconds";
 pub const REACHABLE: &str = "meshprobe_pair_reachable";
 pub const SUCCESS_RATIO: &str = "meshprobe_pair_success_ratio";
 pub const LOSS_RATIO: &str = "meshprobe_pair_loss_ratio";
@@ -39,10 +43,12 @@ pub const PATH_MTU: &str = "meshprobe_pair_path_mtu_bytes";
 pub const TARGET_INFO: &str = "meshprobe_target_info";
 
 /// Every metric asked for, one instant query each (a selector, see [`query_for`]).
-pub const QUERIES: [&str; 14] = [
+pub const QUERIES: [&str; 16] = [
     AGENT_INFO,
     AGENT_READY,
     ROUNDS,
+    INTERVAL,
+    WINDOW,
     REACHABLE,
     SUCCESS_RATIO,
     LOSS_RATIO,
@@ -336,6 +342,22 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             .and_then(|n| agents.get_mut(n))
         {
             a.rounds = finite(s.value, 0.0, 1e15).map(|v| v as u64);
+        }
+    }
+    for s in get(INTERVAL) {
+        if let Some(a) = by_target
+            .get(&target_key(s, &["__name__"]))
+            .and_then(|n| agents.get_mut(n))
+        {
+            a.interval_seconds = finite(s.value, 0.001, 86_400.0);
+        }
+    }
+    for s in get(WINDOW) {
+        if let Some(a) = by_target
+            .get(&target_key(s, &["__name__"]))
+            .and_then(|n| agents.get_mut(n))
+        {
+            a.window_seconds = finite(s.value, 0.001, 86_400.0 * 7.0);
         }
     }
 

@@ -57,6 +57,14 @@ fn mesh_answers(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) -> A
             .entry(ROUNDS)
             .or_default()
             .push(series(ROUNDS, &target, "42"));
+        bodies
+            .entry(INTERVAL)
+            .or_default()
+            .push(series(INTERVAL, &target, "5"));
+        bodies
+            .entry(WINDOW)
+            .or_default()
+            .push(series(WINDOW, &target, "60"));
         for (dst, dst_zone) in NODES {
             if dst == *node {
                 continue;
@@ -458,6 +466,10 @@ fn window_figures_are_rebuilt_exactly() {
     assert_eq!(a.zone.as_deref(), Some("zone-a"));
     assert_eq!(a.ready, Some(true));
     assert_eq!(a.rounds, Some(42));
+    assert_eq!(
+        (a.interval_seconds, a.window_seconds),
+        (Some(5.0), Some(60.0))
+    );
     let p = a.peers.iter().find(|p| p.node == "node-2").unwrap();
     assert_eq!(p.zone.as_deref(), Some("zone-b"));
     let http = &p.layers["http"];
@@ -528,6 +540,11 @@ fn recorded_answers_from_a_real_prometheus() {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut answers = Answers::new();
         for &q in &QUERIES {
+            // Metrics added after the recording are absent, as from older agents.
+            if doc["answers"][q].is_null() {
+                answers.insert(q, Vec::new());
+                continue;
+            }
             let body = doc["answers"][q].to_string();
             answers.insert(q, parse_response(q, body.as_bytes(), MAX_SERIES).unwrap());
         }
@@ -557,4 +574,40 @@ fn recorded_answers_from_a_real_prometheus() {
         n += 1;
     }
     assert!(n >= 1, "no recorded fixtures in {}", dir.display());
+}
+
+/// Interval and window come from the agents' gauges; without them (agents older than those
+/// gauges) they stay unknown, and out-of-range values are not believed.
+#[test]
+fn interval_and_window_per_agent_from_their_gauges() {
+    let healthy = |_: &str, _: &str, _: &str| None;
+    let mut answers = mesh_answers(&[], healthy);
+    let node1 = |answers: &Answers| {
+        let built = build(answers, None).unwrap();
+        let a = built
+            .inputs
+            .agents
+            .iter()
+            .find(|a| a.node == "node-1")
+            .cloned()
+            .unwrap();
+        (a.interval_seconds, a.window_seconds)
+    };
+    assert_eq!(node1(&answers), (Some(5.0), Some(60.0)));
+    for (interval, window, want) in [
+        ("NaN", "60", (None, Some(60.0))),
+        ("0", "-1", (None, None)),
+        ("1e12", "+Inf", (None, None)),
+        ("0.5", "8", (Some(0.5), Some(8.0))),
+    ] {
+        for (q, v) in [(INTERVAL, interval), (WINDOW, window)] {
+            let target = [("instance", "127.0.0.1:9464"), ("job", "meshprobe")];
+            let body = vector(&[series(q, &target, v)]);
+            answers.insert(q, parse_response(q, body.as_bytes(), MAX_SERIES).unwrap());
+        }
+        assert_eq!(node1(&answers), want, "interval {interval} window {window}");
+    }
+    answers.insert(INTERVAL, Vec::new());
+    answers.insert(WINDOW, Vec::new());
+    assert_eq!(node1(&answers), (None, None));
 }
