@@ -1023,7 +1023,7 @@ pub struct OnDemandParams {
 
 impl OnDemandParams {
     /// How many rounds fit in `budget` at `per_try` each (a round lasts one per-try timeout at
-    /// most), between 1 and [`MAX_ON_DEMAND_ROUNDS`].
+    /// most, plus the spacing of its sends), between 1 and [`MAX_ON_DEMAND_ROUNDS`].
     pub fn rounds_within(budget: Duration, per_try: Duration) -> u32 {
         let n = budget.as_micros() / per_try.as_micros().max(1);
         u32::try_from(n)
@@ -1063,8 +1063,11 @@ struct SizeStat {
 
 /// A path-MTU search for one on-demand check: pure, round by round. The caller asks
 /// [`OnDemandSearch::next_round`] for a batch of probes, sends them all at once (each with the
-/// per-try timeout), and hands every result back to [`OnDemandSearch::on_results`]; `None`
-/// means the search has concluded ([`OnDemandSearch::report`], [`OnDemandSearch::evidence`]).
+/// per-try timeout), and hands the results back ([`OnDemandSearch::on_results`], or one by one
+/// with [`OnDemandSearch::on_result`], stopping early once [`OnDemandSearch::settled`], then
+/// [`OnDemandSearch::end_round`]); `None` means the search has concluded
+/// ([`OnDemandSearch::report`], [`OnDemandSearch::evidence`]); [`OnDemandSearch::give_up`]
+/// concludes at once when the caller's time is up.
 ///
 /// 1. **Round 0**: the base size, the local MTU and every plateau between them, each
 ///    [`MtuParams::tries`] times. A healthy path concludes `ok` here, in one round trip; an ICMP
@@ -1179,35 +1182,54 @@ impl OnDemandSearch {
     /// The results of the round [`OnDemandSearch::next_round`] asked for (in any order; a
     /// result for a size not asked is ignored, a probe without a result counts as lost).
     pub fn on_results(&mut self, results: &[(u32, MtuOutcome)]) {
-        let mut asked = std::mem::take(&mut self.asked);
-        let min_reported = self.params.search.min_reported();
         for (size, outcome) in results {
-            let Some(i) = asked.iter().position(|s| s == size) else {
-                continue;
-            };
-            asked.swap_remove(i);
-            let stat = self.stat(*size);
-            match outcome {
-                MtuOutcome::Ok => stat.passed = stat.passed.saturating_add(1),
-                MtuOutcome::Lost | MtuOutcome::Failed(_) => stat.lost = stat.lost.saturating_add(1),
-                MtuOutcome::LocalTooBig => stat.signalled = true,
-                MtuOutcome::TooBig { mtu, from } => {
-                    stat.signalled = true;
-                    stat.from = stat.from.or(*from);
-                    if let Some(m) = mtu.filter(|&m| (min_reported..*size).contains(&m)) {
-                        // Nothing above m passes that router: m + 1 fails, m is tried next.
-                        let bound = self.stat(m + 1);
-                        bound.signalled = true;
-                        bound.from = bound.from.or(*from);
-                        self.hint = Some(m);
-                    }
+            self.on_result(*size, outcome);
+        }
+        self.end_round();
+    }
+
+    /// One result of the round in flight, as it comes (then [`OnDemandSearch::end_round`]).
+    pub fn on_result(&mut self, size: u32, outcome: &MtuOutcome) {
+        let Some(i) = self.asked.iter().position(|s| *s == size) else {
+            return;
+        };
+        self.asked.swap_remove(i);
+        let min_reported = self.params.search.min_reported();
+        let stat = self.stat(size);
+        match outcome {
+            MtuOutcome::Ok => stat.passed = stat.passed.saturating_add(1),
+            MtuOutcome::Lost | MtuOutcome::Failed(_) => stat.lost = stat.lost.saturating_add(1),
+            MtuOutcome::LocalTooBig => stat.signalled = true,
+            MtuOutcome::TooBig { mtu, from } => {
+                stat.signalled = true;
+                stat.from = stat.from.or(*from);
+                if let Some(m) = mtu.filter(|&m| (min_reported..size).contains(&m)) {
+                    // Nothing above m passes that router: m + 1 fails, m is tried next.
+                    let bound = self.stat(m + 1);
+                    bound.signalled = true;
+                    bound.from = bound.from.or(*from);
+                    self.hint = Some(m);
                 }
             }
         }
-        // Asked but never answered: lost.
-        for size in asked {
-            let stat = self.stat(size);
-            stat.lost = stat.lost.saturating_add(1);
+    }
+
+    /// Whether the outcome is already certain, whatever the round's other results: the local
+    /// MTU passed (nothing can be larger). The caller may stop waiting for the rest.
+    pub fn settled(&self) -> bool {
+        self.confirmed()
+            .is_some_and(|c| c >= self.params.search.max())
+    }
+
+    /// The round is over: the probes asked for without a result count as lost (unless the
+    /// outcome was already [`OnDemandSearch::settled`]).
+    pub fn end_round(&mut self) {
+        let asked = std::mem::take(&mut self.asked);
+        if !self.settled() {
+            for size in asked {
+                let stat = self.stat(size);
+                stat.lost = stat.lost.saturating_add(1);
+            }
         }
         self.after_verification();
     }
@@ -2372,7 +2394,9 @@ mod tests {
                     MtuOutcome::LocalTooBig => Duration::ZERO,
                 })
                 .max()
-                .unwrap_or_default();
+                .unwrap_or_default()
+                // The driver spaces a round's sends 1 ms apart.
+                + Duration::from_millis(u64::try_from(round.len()).unwrap_or(0));
             search.on_results(&results);
         }
         assert!(search.concluded());
@@ -2385,15 +2409,16 @@ mod tests {
         }
     }
 
-    /// The on-demand budget and per-try timeout the agent uses (src/ondemand/run.rs: 10 s, the
-    /// agent's probe timeout of 1 s).
+    /// The on-demand budget the agent gives its rounds (src/ondemand/run.rs: 10 s less a
+    /// 500 ms margin; a round lasts the per-try timeout, the agent's probe timeout up to 1 s,
+    /// plus 1 ms per probe sent).
     const OD_BUDGET: Duration = Duration::from_millis(9500);
 
     fn od_params(local: u32, per_try: Duration) -> OnDemandParams {
         OnDemandParams::for_ip(
             IpAddr::from([198, 19, 2, 10]),
             local,
-            OnDemandParams::rounds_within(OD_BUDGET, per_try),
+            OnDemandParams::rounds_within(OD_BUDGET, per_try + Duration::from_millis(21)),
         )
     }
 

@@ -22,6 +22,10 @@ pub const MTU_BUDGET: Duration = Duration::from_secs(10);
 /// The per-try timeout of a path-MTU check: the agent's probe timeout, at most this (an echo
 /// inside a cluster comes back in milliseconds; a longer wait only costs rounds).
 pub const MTU_PER_TRY_MAX: Duration = Duration::from_secs(1);
+/// The spacing of a round's sends.
+const MTU_SEND_GAP: Duration = Duration::from_millis(1);
+/// The most probes one round sends with the defaults (7 sizes × 3 tries).
+const MTU_MAX_ROUND_PROBES: u32 = 21;
 /// Budget kept back from the rounds (the last round's stragglers, spawning, the answer).
 const MTU_MARGIN: Duration = Duration::from_millis(500);
 
@@ -118,7 +122,8 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
     // rounds that fit the budget (less a margin for the last round's stragglers) bound the
     // search.
     let per_try = timeout.clamp(Duration::from_millis(50), MTU_PER_TRY_MAX);
-    let rounds = OnDemandParams::rounds_within(MTU_BUDGET.saturating_sub(MTU_MARGIN), per_try);
+    let round_max = per_try + MTU_SEND_GAP * MTU_MAX_ROUND_PROBES;
+    let rounds = OnDemandParams::rounds_within(MTU_BUDGET.saturating_sub(MTU_MARGIN), round_max);
     let mut search = OnDemandSearch::new(OnDemandParams::for_ip(ip, expected, rounds));
     let start = Instant::now();
     let stop = start + MTU_BUDGET;
@@ -132,11 +137,16 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
         }
         let t = per_try.min(left);
         let mut set = JoinSet::new();
-        for p in round {
+        for (i, p) in round.into_iter().enumerate() {
             let prober = prober.clone();
-            set.spawn(async move { (p.size, prober.probe(ip, p.size, t).await) });
+            // Sends MTU_SEND_GAP apart: every raw ICMP socket receives a copy of every echo
+            // reply, and a burst of large replies would overflow the sockets' receive buffers.
+            let gap = MTU_SEND_GAP * u32::try_from(i).unwrap_or(u32::MAX);
+            set.spawn(async move {
+                tokio::time::sleep(gap).await;
+                (p.size, prober.probe(ip, p.size, t).await)
+            });
         }
-        let mut results = Vec::new();
         // The prober answers within `t`; the outer deadline only guards against a stuck task
         // (its probe then counts as lost).
         let guard = tokio::time::Instant::from_std(stop + Duration::from_millis(250));
@@ -150,10 +160,14 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
                     rtts.extend(r.rtt);
                 }
             }
-            results.push((size, r.outcome));
+            search.on_result(size, &r.outcome);
+            if search.settled() {
+                // The interface MTU passed: the rest of the round cannot change the answer.
+                break;
+            }
         }
         set.abort_all();
-        search.on_results(&results);
+        search.end_round();
     }
     if !search.concluded() {
         search.give_up();
