@@ -191,8 +191,11 @@ fn on_demand_probe_on_the_lab() {
     );
 }
 
-/// The MTU check of each source in `doc`: node → (state, path MTU, error text).
-fn mtu_checks(doc: &Value) -> Vec<(String, String, Option<u64>, String)> {
+/// One source's MTU check: (node, state, path MTU, error text).
+type MtuLine = (String, String, Option<u64>, String);
+
+/// The MTU check of each source in `doc`.
+fn mtu_checks(doc: &Value) -> Vec<MtuLine> {
     doc["sources"]
         .as_array()
         .map(|s| {
@@ -216,11 +219,7 @@ fn mtu_checks(doc: &Value) -> Vec<(String, String, Option<u64>, String)> {
 }
 
 /// `meshprobe probe TARGET --icmp 0 --mtu --from FROM`, timed: (the MTU checks, seconds).
-fn mtu_probe(
-    agent: SocketAddr,
-    target: &str,
-    from: &str,
-) -> (Vec<(String, String, Option<u64>, String)>, f64) {
+fn mtu_probe(agent: SocketAddr, target: &str, from: &str) -> (Vec<MtuLine>, f64) {
     let t = Instant::now();
     let (code, doc, err) = probe(agent, &[target, "--icmp", "0", "--mtu", "--from", from]);
     let took = t.elapsed().as_secs_f64();
