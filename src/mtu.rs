@@ -42,6 +42,18 @@
 //!    * `searching` until the first search concludes (later searches keep the previous result,
 //!      with [`MtuReport::searching`] set).
 //!
+//! # On demand
+//!
+//! `meshprobe probe --mtu` ([`crate::ondemand`]) cannot wait the 14–19 s a black hole costs this
+//! search (one probe at a time, every lost try a full timeout). [`OnDemandSearch`] asks the same
+//! questions in rounds of concurrent probes — base, local MTU and plateaus at once, then seven
+//! sizes per bisection round, every try of a size in the same round, and the black-hole
+//! verification as rounds of large and small probes interleaved — so a round costs one timeout
+//! at most and a clean black hole is called after 5 rounds, with the same evidence bar
+//! ([`random_loss_explains`] ≤ [`BLACKHOLE_EVIDENCE`]). The number of rounds is a parameter
+//! (the caller's budget over the round's length); when they run out, an unverified silent
+//! failure is `loss`, never `blackhole`.
+//!
 //! # Cadence
 //!
 //! A full search when the destination appears, and every [`MtuParams::search_interval`]
