@@ -31,7 +31,8 @@ pub struct ProbeArgs {
     /// HTTP GET: PORT/PATH, e.g. 8080/healthz (PORT alone: path /).
     #[arg(long)]
     pub http: Option<String>,
-    /// Path-MTU search with Don't-Fragment probes.
+    /// Path-MTU search with Don't-Fragment probes (at most 10 s per source: ok, mismatch,
+    /// blackhole with the largest size that passed, loss or unknown).
     #[arg(long)]
     pub mtu: bool,
     /// Source nodes, comma-separated (default: every node).

@@ -190,3 +190,127 @@ fn on_demand_probe_on_the_lab() {
         refused_before + 2.0
     );
 }
+
+/// One source's MTU check: (node, state, path MTU, error text).
+type MtuLine = (String, String, Option<u64>, String);
+
+/// The MTU check of each source in `doc`.
+fn mtu_checks(doc: &Value) -> Vec<MtuLine> {
+    doc["sources"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|src| {
+                    let c = src["checks"]
+                        .as_array()
+                        .and_then(|c| c.iter().find(|c| c["check"] == "mtu"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    (
+                        src["node"].as_str().unwrap_or("?").to_string(),
+                        c["mtu_state"].as_str().unwrap_or("none").to_string(),
+                        c["path_mtu"].as_u64(),
+                        c["error_text"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `meshprobe probe TARGET --icmp 0 --mtu --from FROM`, timed: (the MTU checks, seconds).
+fn mtu_probe(agent: SocketAddr, target: &str, from: &str) -> (Vec<MtuLine>, f64) {
+    let t = Instant::now();
+    let (code, doc, err) = probe(agent, &[target, "--icmp", "0", "--mtu", "--from", from]);
+    let took = t.elapsed().as_secs_f64();
+    assert!(matches!(code, Some(0 | 1)), "{doc:#}\n{err}");
+    let checks = mtu_checks(&doc);
+    assert_eq!(
+        checks.len(),
+        from.split(',').count(),
+        "one line per source: {doc:#}"
+    );
+    for (node, state, mtu, text) in &checks {
+        eprintln!("    {node} -> {target}: {state} {mtu:?} {text}");
+    }
+    (checks, took)
+}
+
+/// The on-demand path-MTU check concludes within its budget against the lab's MTU faults:
+/// `pmtu-blackhole node-2 1400` reads `blackhole` (largest size that passed, and why) toward
+/// and from node-2; `mtu node-2 1400` reads `mismatch` 1400 from node-2 (node-2 itself says
+/// frag-needed), and toward node-2 its veth drops oversized frames silently (a black hole at
+/// 1404: a veth accepts MTU + 4 bytes).
+#[test]
+fn on_demand_mtu_check_on_the_lab() {
+    if !is_root() {
+        eprintln!("skipping: the on-demand MTU end-to-end test needs root (network namespaces)");
+        return;
+    }
+    // The budget of one MTU check (src/ondemand/run.rs MTU_BUDGET), plus the CLI's start-up.
+    let budget = meshprobe::ondemand::run::MTU_BUDGET.as_secs_f64() + 1.0;
+    let prefix = format!("mpu{}", std::process::id() % 100_000);
+    let lab = Lab::up_with(&prefix, 4, 2, &[]);
+    let n1 = lab.proxies["node-1"];
+    let pod1 = "198.19.1.10";
+    let pod2 = "198.19.2.10";
+    let others = "node-1,node-3,node-4";
+    let mut timings = Vec::new();
+
+    // Clean: ok at 1500, in a round trip.
+    let (checks, took) = mtu_probe(n1, pod2, others);
+    for (node, state, mtu, _) in &checks {
+        assert_eq!((state.as_str(), *mtu), ("ok", Some(1500)), "{node}");
+    }
+    timings.push(("clean, toward node-2's pod", took));
+
+    lab.ok(&["fault", "pmtu-blackhole", "node-2", "1400"]);
+    for (target, from, what) in [
+        (pod2, others, "pmtu-blackhole, toward node-2's pod"),
+        (pod1, "node-2", "pmtu-blackhole, from node-2"),
+    ] {
+        let (checks, took) = mtu_probe(n1, target, from);
+        for (node, state, mtu, text) in &checks {
+            assert_eq!(state, "blackhole", "{what}, {node}: {text}");
+            assert!(
+                mtu.is_some_and(|m| (1372..=1428).contains(&m)),
+                "{what}, {node}: {mtu:?}"
+            );
+            assert!(text.contains("no ICMP error"), "{what}, {node}: {text}");
+        }
+        assert!(took < budget, "{what}: {took:.1}s");
+        timings.push((what, took));
+    }
+    lab.ok(&["clear"]);
+
+    lab.ok(&["fault", "mtu", "node-2", "1400"]);
+    let (checks, took) = mtu_probe(n1, pod1, "node-2");
+    assert_eq!(
+        (checks[0].1.as_str(), checks[0].2),
+        ("mismatch", Some(1400)),
+        "{checks:?}"
+    );
+    assert!(checks[0].3.contains("said too big"), "{checks:?}");
+    assert!(took < budget, "mtu, from node-2: {took:.1}s");
+    timings.push(("mtu, from node-2", took));
+    let (checks, took) = mtu_probe(n1, pod2, others);
+    for (node, state, mtu, text) in &checks {
+        assert!(
+            ["blackhole", "mismatch"].contains(&state.as_str()),
+            "mtu, toward node-2, {node}: {state} {text}"
+        );
+        assert!(mtu.is_some_and(|m| (1372..=1428).contains(&m)), "{node}");
+    }
+    assert!(took < budget, "mtu, toward node-2: {took:.1}s");
+    timings.push(("mtu, toward node-2's pod", took));
+    lab.ok(&["clear"]);
+
+    let (checks, _) = mtu_probe(n1, pod2, others);
+    assert!(
+        checks.iter().all(|c| c.1 == "ok"),
+        "after clear: {checks:?}"
+    );
+    for (what, took) in timings {
+        eprintln!("on-demand MTU check, {what}: {took:.2}s");
+    }
+}

@@ -1,6 +1,7 @@
 //! Run a plan's checks here, now, with the agent's own probers (ICMP through its pinger), and
 //! the path-MTU search with a Don't-Fragment prober. Every check is bounded by the probe
-//! timeout (the MTU search by [`MTU_BUDGET`]); the checks of one request run concurrently.
+//! timeout (the MTU search by [`MTU_BUDGET`]: rounds of concurrent probes, see
+//! [`crate::mtu::OnDemandSearch`]); the checks of one request run concurrently.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,14 +13,21 @@ use super::request::{CheckSpec, ContextCheck, Plan, CONTEXT_ECHOES};
 use super::{CheckOutcome, SourceLine};
 use crate::diagnosis::ErrorInfo;
 use crate::model::{Check, ProbeResult};
-use crate::mtu::{MtuParams, MtuSearch, MtuState};
+use crate::mtu::{MtuState, OnDemandParams, OnDemandSearch};
 use crate::probe::pmtu::{local_mtu, PmtuProber};
 use crate::probe::Probers;
 
 /// Longest a path-MTU check may take.
 pub const MTU_BUDGET: Duration = Duration::from_secs(10);
-/// Probes of one path-MTU check, at most.
-const MTU_MAX_PROBES: u32 = 30;
+/// The per-try timeout of a path-MTU check: the agent's probe timeout, at most this (an echo
+/// inside a cluster comes back in milliseconds; a longer wait only costs rounds).
+pub const MTU_PER_TRY_MAX: Duration = Duration::from_secs(1);
+/// The spacing of a round's sends.
+const MTU_SEND_GAP: Duration = Duration::from_millis(1);
+/// The most probes one round sends with the defaults (7 sizes × 3 tries).
+const MTU_MAX_ROUND_PROBES: u32 = 21;
+/// Budget kept back from the rounds (the last round's stragglers, spawning, the answer).
+const MTU_MARGIN: Duration = Duration::from_millis(500);
 
 /// What a source needs to run checks.
 #[derive(Clone)]
@@ -110,59 +118,80 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
         .ok()
         .and_then(|l| l.expected())
         .unwrap_or(1500);
-    let params = MtuParams {
-        tries: 2,
-        probe_gap: Duration::from_millis(10),
-        max_probes_per_search: MTU_MAX_PROBES,
-        ..MtuParams::for_ip(ip, expected)
-    };
+    // Every try of a round is sent at once, so a round lasts one per-try timeout at most; the
+    // rounds that fit the budget (less a margin for the last round's stragglers) bound the
+    // search.
+    let per_try = timeout.clamp(Duration::from_millis(50), MTU_PER_TRY_MAX);
+    let round_max = per_try + MTU_SEND_GAP * MTU_MAX_ROUND_PROBES;
+    let rounds = OnDemandParams::rounds_within(MTU_BUDGET.saturating_sub(MTU_MARGIN), round_max);
+    let mut search = OnDemandSearch::new(OnDemandParams::for_ip(ip, expected, rounds));
     let start = Instant::now();
-    let mut search = MtuSearch::new(params, start);
+    let stop = start + MTU_BUDGET;
     let mut last_error = None;
-    while search.report().searches == 0 && start.elapsed() < MTU_BUDGET {
-        let now = Instant::now();
-        let Some(p) = search.next_probe(now) else {
-            let wait = search.next_due().saturating_duration_since(now);
-            tokio::time::sleep(wait.clamp(Duration::from_millis(1), Duration::from_millis(50)))
-                .await;
-            continue;
-        };
-        let left = MTU_BUDGET.saturating_sub(start.elapsed());
-        let r = prober.probe(ip, p.size, timeout.min(left)).await;
-        out.sent += 1;
-        if let Some(e) = r.outcome.error_class() {
-            last_error = Some(e);
-        } else {
-            out.received += 1;
+    let mut rtts = Vec::new();
+    while let Some(round) = search.next_round() {
+        let left = stop.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            search.give_up();
+            break;
         }
-        search.on_result(p.size, r.outcome, Instant::now());
+        let t = per_try.min(left);
+        let mut set = JoinSet::new();
+        for (i, p) in round.into_iter().enumerate() {
+            let prober = prober.clone();
+            // Sends MTU_SEND_GAP apart: every raw ICMP socket receives a copy of every echo
+            // reply, and a burst of large replies would overflow the sockets' receive buffers.
+            let gap = MTU_SEND_GAP * u32::try_from(i).unwrap_or(u32::MAX);
+            set.spawn(async move {
+                tokio::time::sleep(gap).await;
+                (p.size, prober.probe(ip, p.size, t).await)
+            });
+        }
+        // The prober answers within `t`; the outer deadline only guards against a stuck task
+        // (its probe then counts as lost).
+        let guard = tokio::time::Instant::from_std(stop + Duration::from_millis(250));
+        while let Ok(Some(done)) = tokio::time::timeout_at(guard, set.join_next()).await {
+            let Ok((size, r)) = done else { continue };
+            out.sent += 1;
+            match r.outcome.error_class() {
+                Some(e) => last_error = Some(e),
+                None => {
+                    out.received += 1;
+                    rtts.extend(r.rtt);
+                }
+            }
+            search.on_result(size, &r.outcome);
+            if search.settled() {
+                // The interface MTU passed: the rest of the round cannot change the answer.
+                break;
+            }
+        }
+        set.abort_all();
+        search.end_round();
+    }
+    if !search.concluded() {
+        search.give_up();
     }
     let report = search.report();
     out.path_mtu = report.path_mtu;
     out.expected_mtu = Some(report.expected_mtu);
-    let state = if report.searches == 0 {
-        "unknown"
-    } else {
-        report.state.as_str()
-    };
-    out.mtu_state = Some(state.to_string());
-    out.ok = report.searches > 0 && report.state == MtuState::Ok;
+    out.mtu_state = Some(report.state.as_str().to_string());
+    out.rtt_seconds = median(&mut rtts);
+    out.loss_ratio =
+        (out.sent > 0).then(|| f64::from(out.sent - out.received) / f64::from(out.sent));
+    out.ok = report.state == MtuState::Ok;
     if !out.ok {
         let e = last_error.unwrap_or(crate::model::ErrorClass::Timeout);
         out.error = Some(ErrorInfo::from(&e));
-        out.error_text = Some(if report.searches == 0 {
-            format!(
-                "path-MTU search did not conclude within {}s",
-                MTU_BUDGET.as_secs()
-            )
-        } else {
-            format!(
-                "path MTU {} below the interface MTU {} ({}); last error: {e}",
-                report.path_mtu.map_or("?".into(), |m| m.to_string()),
-                report.expected_mtu,
-                report.state
-            )
-        });
+        out.error_text = Some(format!(
+            "path MTU {} below the interface MTU {} ({}, {} rounds, {:.1}s): {}",
+            report.path_mtu.map_or("?".into(), |m| m.to_string()),
+            report.expected_mtu,
+            report.state,
+            search.rounds(),
+            start.elapsed().as_secs_f64(),
+            search.evidence()
+        ));
     }
     out
 }
