@@ -89,3 +89,10 @@ awk -v c0="$c0" -v c1="$c1" -v p0="$p0" -v p1="$p1" -v t0="$t0" -v t1="$t1" -v h
   printf "peak RSS (VmHWM) %.1f MiB, RSS now %.1f MiB, /metrics %d bytes\n", hwm / 1024, rss / 1024, sb
   printf "start-up (first %ds): %.2f CPU-s, peak RSS %.1f MiB\n", warm, cs / hz, hs / 1024
 }'
+# What the agent's pages cost on the wire, plain and gzip (sent when the client accepts it).
+echo "transfer sizes, plain / gzip (bytes) and gzip encode+transfer time:"
+for path in /metrics / "/heatmap.svg?layer=icmp_pod"; do
+  plain=$(inns curl -s --max-time 30 -o /dev/null -w '%{size_download}' "http://127.0.0.1:19999$path")
+  gz=$(inns curl -s --max-time 30 -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:19999$path")
+  printf "  %-28s %10s / %-10s %6.3fs\n" "$path" "$plain" "${gz% *}" "${gz#* }"
+done
