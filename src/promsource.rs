@@ -294,6 +294,9 @@ impl CellAcc {
 
 /// Build the engine's input from the answers. `Err` when there is nothing to diagnose: no
 /// `meshprobe_agent_info` at all (the message names the query).
+/// Sets one per-agent figure from a sample's value.
+type SetAgent = fn(&mut AgentReport, f64);
+
 pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String> {
     let empty = Vec::new();
     let get = |m: &str| answers.get(m).unwrap_or(&empty);
@@ -328,36 +331,29 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             query_for(AGENT_INFO, matchers)
         ));
     }
-    for s in get(AGENT_READY) {
-        if let Some(a) = by_target
-            .get(&target_key(s, &["__name__"]))
-            .and_then(|n| agents.get_mut(n))
-        {
-            a.ready = finite(s.value, 0.0, 1.0).map(|v| v >= 0.5);
-        }
-    }
-    for s in get(ROUNDS) {
-        if let Some(a) = by_target
-            .get(&target_key(s, &["__name__"]))
-            .and_then(|n| agents.get_mut(n))
-        {
-            a.rounds = finite(s.value, 0.0, 1e15).map(|v| v as u64);
-        }
-    }
-    for s in get(INTERVAL) {
-        if let Some(a) = by_target
-            .get(&target_key(s, &["__name__"]))
-            .and_then(|n| agents.get_mut(n))
-        {
-            a.interval_seconds = finite(s.value, 0.001, 86_400.0);
-        }
-    }
-    for s in get(WINDOW) {
-        if let Some(a) = by_target
-            .get(&target_key(s, &["__name__"]))
-            .and_then(|n| agents.get_mut(n))
-        {
-            a.window_seconds = finite(s.value, 0.001, 86_400.0 * 7.0);
+    // Per-agent gauges, matched to their agent by scrape target.
+    let per_agent: [(&str, SetAgent); 4] = [
+        (AGENT_READY, |a, v| {
+            a.ready = finite(v, 0.0, 1.0).map(|v| v >= 0.5)
+        }),
+        (ROUNDS, |a, v| {
+            a.rounds = finite(v, 0.0, 1e15).map(|v| v as u64)
+        }),
+        (INTERVAL, |a, v| {
+            a.interval_seconds = finite(v, 0.001, 86_400.0)
+        }),
+        (WINDOW, |a, v| {
+            a.window_seconds = finite(v, 0.001, 86_400.0 * 7.0)
+        }),
+    ];
+    for (metric, set) in per_agent {
+        for s in get(metric) {
+            if let Some(a) = by_target
+                .get(&target_key(s, &["__name__"]))
+                .and_then(|n| agents.get_mut(n))
+            {
+                set(a, s.value);
+            }
         }
     }
 

@@ -5,19 +5,25 @@
 
 use std::path::Path;
 
+/// A target's corpus files, sorted.
+fn corpus_files(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let dir = root.join(name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn every_corpus_file_passes_its_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut failures = Vec::new();
     for (name, body) in meshprobe::fuzzing::TARGETS {
-        let dir = root.join(name);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "{}: no corpus files", dir.display());
+        let files = corpus_files(&root, name);
+        assert!(!files.is_empty(), "fuzz/corpus/{name}: no corpus files");
         for f in &files {
             let data = std::fs::read(f).expect("read corpus file");
             if std::panic::catch_unwind(|| body(&data)).is_err() {
@@ -192,13 +198,7 @@ fn mutated_corpus_inputs_pass_their_targets() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut failures = Vec::new();
     for (name, body) in meshprobe::fuzzing::TARGETS {
-        let dir = root.join(name);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
+        let files = corpus_files(&root, name);
         let corpus: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
         let mut rng = Mix(seed ^ name.len() as u64 ^ (name.as_bytes()[0] as u64) << 8);
         let started = std::time::Instant::now();

@@ -211,12 +211,7 @@ async fn api_server_down_keeps_the_last_set_and_says_so() {
         "{err}"
     );
     // The outage stays reported through retries and ticks, and counts once.
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let s = status.lock().unwrap();
-        assert!(s.last_error.is_some(), "the outage flapped away");
-        assert_eq!(s.reloads_failed, 1);
-    }
+    assert_outage_holds(&status, 40).await;
     assert_eq!(
         nodes_of(&rx.borrow()),
         ["node-1", "node-2"],
@@ -240,6 +235,16 @@ async fn api_server_down_keeps_the_last_set_and_says_so() {
     }
     assert_eq!(status.lock().unwrap().reloads_failed, 1);
     task.abort();
+}
+
+/// For `ticks` × 100 ms the outage stays reported, counted once.
+async fn assert_outage_holds(status: &Mutex<DiscoveryStatus>, ticks: u32) {
+    for _ in 0..ticks {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = status.lock().unwrap();
+        assert!(s.last_error.is_some(), "the outage flapped away");
+        assert_eq!(s.reloads_failed, 1);
+    }
 }
 
 /// Wait until the status's error satisfies `pred`.
@@ -290,12 +295,7 @@ async fn an_api_server_that_goes_silent_is_noticed_by_the_liveness_check() {
     assert!(took < Duration::from_secs(10), "noticed after {took:?}");
     eprintln!("silent API server noticed after {:.1}s", took.as_secs_f64());
     // Reported until it answers, counted once; then cleared.
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let s = status.lock().unwrap();
-        assert!(s.last_error.is_some(), "the outage flapped away");
-        assert_eq!(s.reloads_failed, 1);
-    }
+    assert_outage_holds(&status, 30).await;
     assert_eq!(
         nodes_of(&rx.borrow()),
         ["node-1", "node-2"],
