@@ -1155,6 +1155,20 @@ impl<'a> Engine<'a> {
             cands.push((Cand::Router(r), cover, 5));
         }
 
+        // A pair a pending candidate would explain is explained by no other contrast-based
+        // candidate yet (real data: at `partition` onset, node-1 gathers no agent across the
+        // cut and node-2's node IP had failed from both zone-a sources while node-4's still
+        // showed successes from before: `node_down` node-2 for half a second). A "net
+        // unreachable" (egress, router) is positive evidence and not held back.
+        if !self.pending.is_empty() {
+            for (c, cover, _) in cands.iter_mut() {
+                if !matches!(c, Cand::Egress(_) | Cand::Router(_)) {
+                    cover.retain(|&k| !self.pending.contains(&failing[k]));
+                }
+            }
+            cands.retain(|(_, cover, _)| !cover.is_empty());
+        }
+
         // Lazy greedy set cover.
         let mut covered = vec![false; failing.len()];
         let mut heap: BinaryHeap<(usize, Reverse<u8>, Reverse<usize>)> = cands

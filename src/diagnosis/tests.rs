@@ -1687,6 +1687,18 @@ fn partition_onset(m: &mut Mesh) {
     m.t(1, 4, &["icmp_pod"], onset_timeout());
 }
 
+/// The same cut as the diagnosing agent in zone-a sees it: zone-b's agents no longer answer,
+/// node-3 fails from both zone-a sources, node-4 has not been probed since (real data: read as
+/// `node_down` node-2 — the lab's zone-b — for half a second).
+fn partition_onset_cut_off(m: &mut Mesh) {
+    for s in [1, 2] {
+        m.p(s, 3, &PEER_LAYERS, onset_timeout());
+        m.t(s, 3, &TARGET_LAYERS, onset_timeout());
+    }
+    m.missing.insert(3);
+    m.missing.insert(4);
+}
+
 /// node-4 down, 0.6 s in (its agent no longer answers): node-1 sees it all dead, node-2 its
 /// pod IP and target, node-3 nothing yet.
 fn node_down_onset(m: &mut Mesh) {
@@ -1786,6 +1798,15 @@ fn onset_partition() {
         ..ex(Cause::Vpc, &[])
     };
     onset_case("partition", partition_onset, &right);
+}
+
+#[test]
+fn onset_partition_seen_from_one_side() {
+    let right = Expect {
+        zones: &["zone-a", "zone-b"],
+        ..ex(Cause::Vpc, &[])
+    };
+    onset_case("partition, one side", partition_onset_cut_off, &right);
 }
 
 #[test]
