@@ -611,10 +611,26 @@ impl<'a> Engine<'a> {
         let s = &self.st[i];
         let pl = pod_layers(s);
         match (pod_state(s) == St::Down, s[NODE] == St::Down) {
-            (true, false) => self.good_predates(i, &[NODE], self.onset_in(i, pl)),
-            (false, true) => self.good_predates(i, pl, self.onset_in(i, &[NODE])),
+            (true, false) => {
+                let on = self.onset_in(i, pl);
+                self.good_predates(i, &[NODE], on) || (on.is_some() && self.unsettled(i, NODE))
+            }
+            (false, true) => {
+                let on = self.onset_in(i, &[NODE]);
+                self.good_predates(i, pl, on)
+                    || (on.is_some() && [POD, HTTP, TCP].iter().any(|&k| self.unsettled(i, k)))
+            }
             _ => false,
         }
+    }
+
+    /// A cell whose last probe failed but that is not down (yet): the first failure of a
+    /// streak, unconfirmed — no contrast either way.
+    fn unsettled(&self, i: usize, k: usize) -> bool {
+        self.st[i][k] == St::Unknown
+            && self.m.pairs[i].layers[k]
+                .as_ref()
+                .is_some_and(|c| c.reachable == Some(false) && c.probes >= self.p.min_probes)
     }
 
     fn dst_node(&self, i: usize) -> Option<usize> {
@@ -2208,7 +2224,8 @@ impl<'a> Engine<'a> {
         let s = self.st[i];
         let app_onset = self.onset_in(i, &[HTTP, TCP]);
         if worst_app(&s) == St::Down && s[POD] != St::Down {
-            return self.good_predates(i, &[POD], app_onset);
+            return self.good_predates(i, &[POD], app_onset)
+                || (app_onset.is_some() && self.unsettled(i, POD));
         }
         let Some(peer) = node.and_then(|n| self.pair_of.get(&(self.m.pairs[i].src, n))) else {
             return false;
@@ -2218,7 +2235,9 @@ impl<'a> Engine<'a> {
         }
         let ps = self.st[*peer];
         let onset = self.onset_in(i, &[POD, HTTP, TCP]);
-        !net_failing(&ps) && self.good_predates(*peer, pod_layers(&ps), onset)
+        !net_failing(&ps)
+            && (self.good_predates(*peer, pod_layers(&ps), onset)
+                || (onset.is_some() && [POD, NODE].iter().any(|&k| self.unsettled(*peer, k))))
     }
 
     /// A minority of failing sources (`fails`, with `pend` pending) that becomes the majority

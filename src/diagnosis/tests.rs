@@ -1869,3 +1869,34 @@ fn onset_settled_faults_read_as_before() {
         );
     }
 }
+
+#[test]
+fn onset_unconfirmed_contrast_is_no_contrast() {
+    // node-1 → node-3 (across the zones): the pod IP failed twice since 0.6 s, the node IP's
+    // first failure is 0.1 s old and not confirmed yet (unknown): "pod IP fails, node IP does
+    // not" is no routing fault yet (real data: `partition` read as `routing` node-1 → node-2).
+    let first_failure = LayerStats {
+        reachable: Some(false),
+        consecutive_failures: 1,
+        successes: 9,
+        sent: 30,
+        received: 27,
+        success_ratio: Some(0.9),
+        loss_ratio: Some(0.1),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(0.1),
+        last_probe_age_seconds: Some(0.1),
+        failing_for_seconds: Some(0.1),
+        ..ok()
+    };
+    for age in [0.9, 0.2] {
+        let mut m = Mesh::new();
+        all_ok_at(&mut m, age);
+        m.p(1, 3, &["icmp_pod", "http"], onset_timeout());
+        m.p(1, 3, &["icmp_node"], first_failure.clone());
+        check(&format!("ok age {age}"), &m.diagnose(), &[]);
+        let legacy = without_onsets(&m).diagnose();
+        assert_eq!(legacy.findings.len(), 1, "{}", legacy.to_text());
+        assert_eq!(legacy.findings[0].cause, Cause::Routing);
+    }
+}
