@@ -3,6 +3,11 @@
 //! Stages, in the runbook's spirit (the network first, then policy and application):
 //! 1. **Clean**: every cell becomes `Unknown`, `Ok`, `Lossy` or `Down` ([`Params`]); sources whose
 //!    agent is not ready or just started, and cells with too few probes, are `Unknown`.
+//!    **Onset**: a success last probed before a failure began (`failing_for_seconds`) is no
+//!    evidence against it. A failing pair whose contrast is such a success (or an unconfirmed
+//!    first failure), or that a zone / node-down / CNI candidate would explain once its stale
+//!    successes are probed again, is *pending*: no other contrast-based candidate takes it and
+//!    no finding reports it yet (likewise target and agent-HTTP pairs).
 //! 2. **MTU**: pairs with path-MTU evidence (frag-needed / message-too-long errors, or an
 //!    `mtu_state` of mismatch/blackhole while small probes pass), folded per node (star cover) or
 //!    cluster-wide. Their other failures (stalled HTTP) are explained by it.

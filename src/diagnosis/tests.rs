@@ -1732,6 +1732,24 @@ fn route_onset_answered(m: &mut Mesh) {
     m.t(1, 3, &TARGET_LAYERS, nu);
 }
 
+/// web-node-2's port dropped, 0.85 s in: connections from node-1 and node-3 have timed out
+/// three times (first failure, its confirmation, the next round); node-2 and node-4 have not
+/// tried since.
+fn policy_onset(m: &mut Mesh) {
+    let st = LayerStats {
+        consecutive_failures: 3,
+        successes: 7,
+        received: 7,
+        success_ratio: Some(0.7),
+        loss_ratio: Some(0.3),
+        failing_for_seconds: Some(0.85),
+        ..onset_timeout()
+    };
+    for s in [1, 3] {
+        m.t(s, 2, &["http"], st.clone());
+    }
+}
+
 /// The mesh with every `failing_for_seconds` removed: what Prometheus (or an older agent)
 /// gives the engine.
 fn without_onsets(m: &Mesh) -> Mesh {
@@ -1807,6 +1825,15 @@ fn onset_partition_seen_from_one_side() {
         ..ex(Cause::Vpc, &[])
     };
     onset_case("partition, one side", partition_onset_cut_off, &right);
+}
+
+#[test]
+fn onset_policy() {
+    let right = Expect {
+        targets: &["web-node-2"],
+        ..ex(Cause::Policy, &["node-2"])
+    };
+    onset_case("policy", policy_onset, &right);
 }
 
 #[test]
