@@ -305,11 +305,10 @@ impl Agg {
     /// The bad share once the stale good ones are probed again and fail too: what the ratio
     /// may become (a candidate that passes only with it is pending, not refuted).
     fn ratio_if_stale_fail(self) -> f64 {
-        let known = self.known - self.stale;
-        if known == 0 {
+        if self.known == 0 {
             0.0
         } else {
-            f64::from(self.bad) / f64::from(known)
+            f64::from(self.bad + self.stale) / f64::from(self.known)
         }
     }
     /// The bad share counting only failures whose contrast is fresh (stale good ones still
@@ -610,32 +609,56 @@ impl<'a> Engine<'a> {
     }
 
     /// A failing peer pair whose contrast — its node IP answering while its pod IP fails, or
-    /// the other way round — was last probed before the failure began: it may be failing too
-    /// by now, so the pair says neither `cni`/`routing` nor anything else yet.
+    /// the other way round — was last probed before the failure began, or is itself an
+    /// unconfirmed first failure: it may be failing too by now, so the pair says neither
+    /// `cni`/`routing` nor anything else yet. Needs the failure's onset age.
     fn stale_contrast(&self, i: usize) -> bool {
         let s = &self.st[i];
         let pl = pod_layers(s);
         match (pod_state(s) == St::Down, s[NODE] == St::Down) {
-            (true, false) => {
-                let on = self.onset_in(i, pl);
-                self.good_predates(i, &[NODE], on) || (on.is_some() && self.unsettled(i, NODE))
-            }
+            (true, false) => self.contrast_predates(i, &[NODE], self.onset_in(i, pl)),
             (false, true) => {
-                let on = self.onset_in(i, &[NODE]);
-                self.good_predates(i, pl, on)
-                    || (on.is_some() && [POD, HTTP, TCP].iter().any(|&k| self.unsettled(i, k)))
+                self.contrast_predates(i, &[POD, HTTP, TCP], self.onset_in(i, &[NODE]))
             }
             _ => false,
         }
     }
 
+    /// Pair `i`'s cells in `layers` that do not fail give no evidence since `onset`: none
+    /// answered since, and each one present predates it (also when unknown, e.g. a window
+    /// still holding an earlier outage's residue) or is an unconfirmed first failure.
+    fn contrast_predates(&self, i: usize, layers: &[usize], onset: Option<f64>) -> bool {
+        if onset.is_none() {
+            return false;
+        }
+        let mut any = false;
+        for &k in layers {
+            let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
+                continue;
+            };
+            if self.st[i][k] == St::Down {
+                continue;
+            }
+            if !(predates(c, onset) || self.unsettled(i, k)) {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
     /// A cell whose last probe failed but that is not down (yet): the first failure of a
-    /// streak, unconfirmed — no contrast either way.
+    /// streak, unconfirmed — no contrast either way. (Not the prober's own trouble.)
     fn unsettled(&self, i: usize, k: usize) -> bool {
         self.st[i][k] == St::Unknown
-            && self.m.pairs[i].layers[k]
-                .as_ref()
-                .is_some_and(|c| c.reachable == Some(false) && c.probes >= self.p.min_probes)
+            && self.m.pairs[i].layers[k].as_ref().is_some_and(|c| {
+                c.reachable == Some(false)
+                    && c.probes >= self.p.min_probes
+                    && !c
+                        .last_error
+                        .as_ref()
+                        .is_some_and(|e| matches!(e.kind(), ErrKind::LocalError | ErrKind::Io))
+            })
     }
 
     fn dst_node(&self, i: usize) -> Option<usize> {
@@ -688,7 +711,10 @@ impl<'a> Engine<'a> {
             let (a, b) = (pc.src, d);
             let pl = pod_layers(&s);
             let pend = self.stale_contrast(i);
-            let (ion, oon) = (self.in_onset[b], self.out_onset[a]);
+            // The oldest failure touching the node, either way (a node that went down still
+            // shows its own successes from before).
+            let ion = max_age(self.in_onset[b], self.out_onset[b]);
+            let oon = max_age(self.in_onset[a], self.out_onset[a]);
             let node_known = s[NODE].known();
             let node_bad = s[NODE] == St::Down;
             let (stale_in_node, stale_in_pod) = (
@@ -2229,8 +2255,7 @@ impl<'a> Engine<'a> {
         let s = self.st[i];
         let app_onset = self.onset_in(i, &[HTTP, TCP]);
         if worst_app(&s) == St::Down && s[POD] != St::Down {
-            return self.good_predates(i, &[POD], app_onset)
-                || (app_onset.is_some() && self.unsettled(i, POD));
+            return self.contrast_predates(i, &[POD], app_onset);
         }
         let Some(peer) = node.and_then(|n| self.pair_of.get(&(self.m.pairs[i].src, n))) else {
             return false;
@@ -2240,9 +2265,7 @@ impl<'a> Engine<'a> {
         }
         let ps = self.st[*peer];
         let onset = self.onset_in(i, &[POD, HTTP, TCP]);
-        !net_failing(&ps)
-            && (self.good_predates(*peer, pod_layers(&ps), onset)
-                || (onset.is_some() && [POD, NODE].iter().any(|&k| self.unsettled(*peer, k))))
+        !net_failing(&ps) && self.contrast_predates(*peer, &[POD, NODE, HTTP, TCP], onset)
     }
 
     /// A minority of failing sources (`fails`, with `pend` pending) that becomes the majority

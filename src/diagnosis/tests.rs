@@ -1699,6 +1699,33 @@ fn partition_onset_cut_off(m: &mut Mesh) {
     m.missing.insert(4);
 }
 
+/// The same while node-4's agent still answers with its last document (all its probes
+/// succeeded before the cut), and node-2's window still holds an earlier outage's residue on
+/// the node IP (unknown, last probe a success from before).
+fn node_down_onset_reporting(m: &mut Mesh) {
+    let age = m.peer[&(2, 4, "icmp_node")].last_probe_age_seconds;
+    m.p(1, 4, &PEER_LAYERS, onset_timeout());
+    m.p(2, 4, &["icmp_pod", "http"], onset_timeout());
+    m.p(
+        2,
+        4,
+        &["icmp_node"],
+        LayerStats {
+            successes: 7,
+            sent: 30,
+            received: 21,
+            success_ratio: Some(0.7),
+            loss_ratio: Some(0.3),
+            last_error: Some(err("timeout")),
+            last_error_age_seconds: Some(5.0),
+            last_probe_age_seconds: age,
+            ..ok()
+        },
+    );
+    m.t(1, 4, &TARGET_LAYERS, onset_timeout());
+    m.t(2, 4, &TARGET_LAYERS, onset_timeout());
+}
+
 /// node-4 down, 0.6 s in (its agent no longer answers): node-1 sees it all dead, node-2 its
 /// pod IP and target, node-3 nothing yet.
 fn node_down_onset(m: &mut Mesh) {
@@ -1841,6 +1868,15 @@ fn onset_node_down() {
     onset_case(
         "node-down",
         node_down_onset,
+        &ex(Cause::NodeDown, &["node-4"]),
+    );
+}
+
+#[test]
+fn onset_node_down_agent_still_answering() {
+    onset_case(
+        "node-down, agent answering",
+        node_down_onset_reporting,
         &ex(Cause::NodeDown, &["node-4"]),
     );
 }
