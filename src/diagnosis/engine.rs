@@ -2282,14 +2282,18 @@ impl<'a> Engine<'a> {
             .chain(pend)
             .map(|&i| self.onset_in(i, &[POD, HTTP, TCP]))
             .fold(None, max_age);
+        // Others whose connection (or pod IP) has not answered since: a success from before,
+        // or an unconfirmed first failure.
         let stale = all
             .iter()
             .filter(|i| !fails.contains(i) && !pend.contains(i))
-            .filter(|&&i| self.good_predates(i, &[POD, HTTP, TCP], onset))
+            .filter(|&&i| {
+                self.contrast_predates(i, &[HTTP, TCP], onset)
+                    || self.contrast_predates(i, &[POD], onset)
+            })
             .count() as u32;
-        let bad = bad + pend.len() as u32;
-        let known = known.max(bad).saturating_sub(stale);
-        known > 0 && f64::from(bad) / f64::from(known) >= hit
+        let known = known.max(bad);
+        known > 0 && f64::from(bad + pend.len() as u32 + stale) / f64::from(known) >= hit
     }
 
     fn app_draft(
