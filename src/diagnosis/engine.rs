@@ -131,6 +131,12 @@ fn predates(c: &Cell, onset: Option<f64>) -> bool {
     matches!((c.last_probe_age_seconds, onset), (Some(a), Some(o)) if a >= o)
 }
 
+/// The cell's last probe succeeded after the failure that began `onset` seconds ago (its last
+/// probe failing is no success, whenever it was).
+fn answered_since(c: &Cell, onset: Option<f64>) -> bool {
+    c.reachable != Some(false) && !predates(c, onset)
+}
+
 fn max_age(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
@@ -589,8 +595,12 @@ impl<'a> Engine<'a> {
         layers.iter().map(|&k| self.onset[i][k]).fold(None, max_age)
     }
 
-    /// Pair `i`'s known, not failing cells in `layers` all predate `onset` (at least one).
+    /// Pair `i`'s known, not failing cells in `layers` (at least one) have not answered since
+    /// `onset`: their last success predates it, or their last probe failed.
     fn good_predates(&self, i: usize, layers: &[usize], onset: Option<f64>) -> bool {
+        if onset.is_none() {
+            return false;
+        }
         let s = &self.st[i];
         let mut any = false;
         for &k in layers {
@@ -600,7 +610,7 @@ impl<'a> Engine<'a> {
             let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
                 continue;
             };
-            if !predates(c, onset) {
+            if answered_since(c, onset) {
                 return false;
             }
             any = true;
@@ -624,9 +634,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Pair `i`'s cells in `layers` that do not fail give no evidence since `onset`: none
-    /// answered since, and each one present predates it (also when unknown, e.g. a window
-    /// still holding an earlier outage's residue) or is an unconfirmed first failure.
+    /// Pair `i`'s cells in `layers` that are not down (at least one present) give no evidence
+    /// since `onset`: none answered since — a success from before (also in a window still
+    /// holding an earlier outage's residue), or a failure not confirmed yet. The prober's own
+    /// trouble (local errors) is no onset.
     fn contrast_predates(&self, i: usize, layers: &[usize], onset: Option<f64>) -> bool {
         if onset.is_none() {
             return false;
@@ -639,26 +650,16 @@ impl<'a> Engine<'a> {
             if self.st[i][k] == St::Down {
                 continue;
             }
-            if !(predates(c, onset) || self.unsettled(i, k)) {
+            let local = c.reachable == Some(false)
+                && c.last_error
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.kind(), ErrKind::LocalError | ErrKind::Io));
+            if local || answered_since(c, onset) {
                 return false;
             }
             any = true;
         }
         any
-    }
-
-    /// A cell whose last probe failed but that is not down (yet): the first failure of a
-    /// streak, unconfirmed — no contrast either way. (Not the prober's own trouble.)
-    fn unsettled(&self, i: usize, k: usize) -> bool {
-        self.st[i][k] == St::Unknown
-            && self.m.pairs[i].layers[k].as_ref().is_some_and(|c| {
-                c.reachable == Some(false)
-                    && c.probes >= self.p.min_probes
-                    && !c
-                        .last_error
-                        .as_ref()
-                        .is_some_and(|e| matches!(e.kind(), ErrKind::LocalError | ErrKind::Io))
-            })
     }
 
     fn dst_node(&self, i: usize) -> Option<usize> {

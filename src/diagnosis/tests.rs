@@ -1963,3 +1963,36 @@ fn onset_unconfirmed_contrast_is_no_contrast() {
         assert_eq!(legacy.findings[0].cause, Cause::Routing);
     }
 }
+
+#[test]
+fn onset_real_node_down() {
+    // Real data (lab `node-down node-4`, 2.4 s after the command): node-2's node IP to node-4
+    // is "lossy" with its last probe failed 0.4 s ago — no success since node-4 began to fail.
+    let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/onset/node-down-node-4.json"
+    )))
+    .unwrap();
+    let docs: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let m = Matrix::from_json_documents(&docs).unwrap();
+    let d = diagnose(&m);
+    assert!(d.findings.is_empty(), "{}", d.to_text());
+    // Without the onset ages: the wrong reading of that moment.
+    let stripped: Vec<String> = docs
+        .iter()
+        .map(|d| d.replace("\"failing_for_seconds\"", "\"x_failing_for_seconds\""))
+        .collect();
+    let legacy = diagnose(&Matrix::from_json_documents(&stripped).unwrap());
+    let causes: BTreeSet<Cause> = legacy.findings.iter().map(|f| f.cause).collect();
+    assert_eq!(
+        causes,
+        BTreeSet::from([Cause::Routing, Cause::Vpc]),
+        "{}",
+        legacy.to_text()
+    );
+}
