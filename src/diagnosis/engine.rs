@@ -2563,12 +2563,8 @@ impl<'a> Engine<'a> {
             .peer
             .iter()
             .copied()
-            .filter(|&i| {
-                !self.explained.contains_key(&i) && !self.pending.contains(&i) && self.pair_lossy(i)
-            })
+            .filter(|&i| !self.explained.contains_key(&i) && self.pair_lossy(i))
             .collect();
-        // A pending pair's lost packets are its outage's first (a probe cut in the middle),
-        // unless the loss already explains its failure.
         lossy.extend(self.deferred_loss.iter().copied());
         let apps = std::mem::take(&mut self.deferred_app_loss);
         if lossy.is_empty() {
