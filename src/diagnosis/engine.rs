@@ -2256,7 +2256,20 @@ impl<'a> Engine<'a> {
         let s = self.st[i];
         let app_onset = self.onset_in(i, &[HTTP, TCP]);
         if worst_app(&s) == St::Down && s[POD] != St::Down {
-            return self.contrast_predates(i, &[POD], app_onset);
+            // A refusal, reset or error status is the pod answering: no contrast needed.
+            let answered = [HTTP, TCP].iter().any(|&k| {
+                s[k] == St::Down
+                    && self.m.pairs[i].layers[k]
+                        .as_ref()
+                        .and_then(|c| c.last_error.as_ref())
+                        .is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                ErrKind::Refused | ErrKind::Reset | ErrKind::HttpStatus
+                            )
+                        })
+            });
+            return !answered && self.contrast_predates(i, &[POD], app_onset);
         }
         let Some(peer) = node.and_then(|n| self.pair_of.get(&(self.m.pairs[i].src, n))) else {
             return false;

@@ -1996,3 +1996,22 @@ fn onset_real_node_down() {
         legacy.to_text()
     );
 }
+
+#[test]
+fn onset_refusals_need_no_contrast() {
+    // web-node-2 refuses connections from every source since 0.6 s; the pod IP was last
+    // probed before that: the refusal is the pod answering — `application` at once.
+    let mut m = Mesh::new();
+    all_ok_at(&mut m, 0.9);
+    for s in 1..=N {
+        m.t(s, 2, &["http"], onset_down(err("refused")));
+    }
+    check(
+        "refused at onset",
+        &m.diagnose(),
+        &[Expect {
+            targets: &["web-node-2"],
+            ..ex(Cause::Application, &["node-2"])
+        }],
+    );
+}
