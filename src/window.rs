@@ -44,6 +44,8 @@ pub struct Window {
     consecutive_failures: u32,
     last_ok: Option<bool>,
     last_at: Option<Instant>,
+    /// When the current failure streak's first failure was recorded (`None` after a success).
+    failing_since: Option<Instant>,
     errors: VecDeque<(Ms, ErrorClass)>,
     last_phases: Option<Phases>,
 }
@@ -89,6 +91,11 @@ pub struct WindowStats {
     /// Every kind of error seen inside the window, most frequent first.
     pub errors: Vec<ErrorCount>,
     pub last_probe_age_seconds: Option<f64>,
+    /// Age of the current failure streak's first failure (`None` when the last probe
+    /// succeeded): a success on another path probed more recently than this contradicts the
+    /// failure; one probed before it says nothing about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_for_seconds: Option<f64>,
     /// Per-phase timings of the last TCP/HTTP probe.
     pub last_phases: Option<PhasesSeconds>,
 }
@@ -137,6 +144,7 @@ impl Window {
             consecutive_failures: 0,
             last_ok: None,
             last_at: None,
+            failing_since: None,
             errors: VecDeque::new(),
             last_phases: None,
         }
@@ -192,6 +200,11 @@ impl Window {
             0
         } else {
             self.consecutive_failures.saturating_add(1)
+        };
+        self.failing_since = match (ok, self.failing_since) {
+            (true, _) => None,
+            (false, Some(since)) => Some(since),
+            (false, None) => Some(at),
         };
         self.last_ok = Some(ok);
         self.last_at = Some(at);
@@ -276,6 +289,10 @@ impl Window {
             last_error_age_seconds: last_error.map(|(t, _)| age(now, self.instant(*t))),
             errors,
             last_probe_age_seconds: self.last_at.map(|t| age(now, t)),
+            failing_for_seconds: self
+                .failing_since
+                .filter(|_| self.last_ok == Some(false))
+                .map(|t| age(now, t)),
             last_phases: self.last_phases.map(PhasesSeconds::from),
         }
     }
@@ -409,6 +426,34 @@ mod tests {
         assert_eq!(s.consecutive_failures, 0);
         // The error stays as evidence while it is inside the window.
         assert_eq!(s.last_error, Some(ErrorClass::Timeout));
+    }
+
+    #[test]
+    fn failing_for_is_the_age_of_the_streaks_first_failure() {
+        let t0 = Instant::now();
+        let mut w = Window::new(ms(60_000));
+        w.record(t0, &icmp(1, &[1], None));
+        assert_eq!(w.stats(t0 + ms(300)).failing_for_seconds, None);
+        w.record(t0 + ms(1000), &icmp(1, &[], Some(ErrorClass::Timeout)));
+        w.record(t0 + ms(1500), &icmp(1, &[], Some(ErrorClass::Timeout)));
+        w.record(t0 + ms(2500), &icmp(1, &[], Some(ErrorClass::Refused)));
+        let s = w.stats(t0 + ms(3000));
+        assert!((s.failing_for_seconds.unwrap() - 2.0).abs() < 1e-9);
+        assert!((s.last_probe_age_seconds.unwrap() - 0.5).abs() < 1e-9);
+        // A success ends the streak; the next failure starts a new one.
+        w.record(t0 + ms(3500), &icmp(1, &[1], None));
+        assert_eq!(w.stats(t0 + ms(3600)).failing_for_seconds, None);
+        w.record(t0 + ms(4000), &icmp(1, &[], Some(ErrorClass::Timeout)));
+        let s = w.stats(t0 + ms(4250));
+        assert!((s.failing_for_seconds.unwrap() - 0.25).abs() < 1e-9);
+        // Serialized only while failing.
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["failing_for_seconds"].as_f64().is_some());
+        let json = serde_json::to_value(w.stats(t0)).unwrap();
+        assert!(json["failing_for_seconds"].as_f64().is_some());
+        w.record(t0 + ms(5000), &icmp(1, &[1], None));
+        let json = serde_json::to_value(w.stats(t0 + ms(5000))).unwrap();
+        assert!(json.get("failing_for_seconds").is_none());
     }
 
     #[test]

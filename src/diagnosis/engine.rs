@@ -3,6 +3,11 @@
 //! Stages, in the runbook's spirit (the network first, then policy and application):
 //! 1. **Clean**: every cell becomes `Unknown`, `Ok`, `Lossy` or `Down` ([`Params`]); sources whose
 //!    agent is not ready or just started, and cells with too few probes, are `Unknown`.
+//!    **Onset**: a success last probed before a failure began (`failing_for_seconds`) is no
+//!    evidence against it. A failing pair whose contrast is such a success (or an unconfirmed
+//!    first failure), or that a zone / node-down / CNI candidate would explain once its stale
+//!    successes are probed again, is *pending*: no other contrast-based candidate takes it and
+//!    no finding reports it yet (likewise target and agent-HTTP pairs).
 //! 2. **MTU**: pairs with path-MTU evidence (frag-needed / message-too-long errors, or an
 //!    `mtu_state` of mismatch/blackhole while small probes pass), folded per node (star cover) or
 //!    cluster-wide. Their other failures (stalled HTTP) are explained by it.
@@ -115,6 +120,39 @@ const POD: usize = 0;
 const NODE: usize = 1;
 const HTTP: usize = 2;
 const TCP: usize = 3;
+
+/// Onset: a success says nothing against a failure that began after it was probed. With
+/// `failing_for_seconds` (the age of a failing cell's streak), a good cell whose last probe is
+/// at least that old predates the failure: during the first second of a fault some paths have
+/// been probed since and fail, others still show their last success from before (real data:
+/// `partition` read as `cni` + `routing` for half a second). Without the age (Prometheus, older
+/// agents) nothing predates anything: today's reading.
+fn predates(c: &Cell, onset: Option<f64>) -> bool {
+    matches!((c.last_probe_age_seconds, onset), (Some(a), Some(o)) if a >= o)
+}
+
+/// The cell's last probe succeeded after the failure that began `onset` seconds ago (its last
+/// probe failing is no success, whenever it was).
+fn answered_since(c: &Cell, onset: Option<f64>) -> bool {
+    c.reachable != Some(false) && !predates(c, onset)
+}
+
+fn max_age(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The layers that make a pair's pod-IP verdict ([`pod_state`]).
+fn pod_layers(s: &[St; 4]) -> &'static [usize] {
+    if s[POD].known() {
+        &[POD]
+    } else {
+        &[HTTP, TCP]
+    }
+}
 
 /// Lost and sent packets (or failed and total probes when no packet figures).
 fn lost_of(c: &Cell) -> (u32, u32) {
@@ -247,6 +285,10 @@ fn pair_recovery(
 struct Agg {
     bad: u32,
     known: u32,
+    /// Good ones last probed before the failures they are counted against began (onset).
+    stale: u32,
+    /// Bad ones whose own contrast (the pair's other layer) predates their failure.
+    pend: u32,
 }
 
 impl Agg {
@@ -255,6 +297,40 @@ impl Agg {
             self.known += 1;
             self.bad += u32::from(bad);
         }
+    }
+    /// `add`, noting a good cell that predates the failures (`stale`) or a bad one whose
+    /// contrast does (`pend`).
+    fn add_cell(&mut self, known: bool, bad: bool, stale: bool, pend: bool) {
+        self.add(known, bad);
+        if known && bad {
+            self.pend += u32::from(pend);
+        } else if known {
+            self.stale += u32::from(stale);
+        }
+    }
+    /// The bad share once the stale good ones are probed again and fail too: what the ratio
+    /// may become (a candidate that passes only with it is pending, not refuted).
+    fn ratio_if_stale_fail(self) -> f64 {
+        if self.known == 0 {
+            0.0
+        } else {
+            f64::from(self.bad + self.stale) / f64::from(self.known)
+        }
+    }
+    /// The bad share counting only failures whose contrast is fresh (stale good ones still
+    /// count as good: they refute until probed again).
+    fn ratio_settled(self) -> f64 {
+        let known = self.known - self.pend;
+        if known == 0 {
+            0.0
+        } else {
+            f64::from(self.bad - self.pend) / f64::from(known)
+        }
+    }
+    /// The bad share among evidence probed since the failures began; `None` without any.
+    fn fresh_ratio(self) -> Option<f64> {
+        let known = self.known - self.stale;
+        (known > 0).then(|| f64::from(self.bad) / f64::from(known))
     }
     fn ratio(self) -> f64 {
         if self.known == 0 {
@@ -352,6 +428,14 @@ struct Engine<'a> {
     raw_loss: Vec<bool>,
     /// Target / agent HTTP pairs whose timeouts the packet loss on their path explains.
     deferred_app_loss: Vec<usize>,
+    /// Per `m.pairs` index and layer: the failure's onset (streak age) of a down cell.
+    onset: Vec<[Option<f64>; 4]>,
+    /// Per node: the oldest onset among failing cells toward it / from it.
+    in_onset: Vec<Option<f64>>,
+    out_onset: Vec<Option<f64>>,
+    /// Failing peer pairs a pending candidate would explain once its stale evidence is
+    /// probed again: not reported yet.
+    pending: BTreeSet<usize>,
 }
 
 fn zkey(a: usize, b: usize) -> (usize, usize) {
@@ -471,9 +555,111 @@ impl<'a> Engine<'a> {
             deferred_loss: Vec::new(),
             raw_loss,
             deferred_app_loss: Vec::new(),
+            onset: Vec::new(),
+            in_onset: vec![None; n],
+            out_onset: vec![None; n],
+            pending: BTreeSet::new(),
         };
+        e.onsets();
         e.aggregate();
         e
+    }
+
+    fn onsets(&mut self) {
+        self.onset = self
+            .m
+            .pairs
+            .iter()
+            .zip(&self.st)
+            .map(|(pc, s)| {
+                let mut o = [None; 4];
+                for (k, c) in pc.layers.iter().enumerate() {
+                    if s[k] == St::Down {
+                        o[k] = c.as_ref().and_then(|c| c.failing_for_seconds);
+                    }
+                }
+                o
+            })
+            .collect();
+        for &i in &self.peer {
+            let pc = &self.m.pairs[i];
+            let Dest::Node(d) = pc.dst else { continue };
+            let o = self.onset[i].iter().copied().fold(None, max_age);
+            self.in_onset[d] = max_age(self.in_onset[d], o);
+            self.out_onset[pc.src] = max_age(self.out_onset[pc.src], o);
+        }
+    }
+
+    /// The oldest onset among the failing cells of pair `i` in `layers`.
+    fn onset_in(&self, i: usize, layers: &[usize]) -> Option<f64> {
+        layers.iter().map(|&k| self.onset[i][k]).fold(None, max_age)
+    }
+
+    /// Pair `i`'s known, not failing cells in `layers` (at least one) have not answered since
+    /// `onset`: their last success predates it, or their last probe failed.
+    fn good_predates(&self, i: usize, layers: &[usize], onset: Option<f64>) -> bool {
+        if onset.is_none() {
+            return false;
+        }
+        let s = &self.st[i];
+        let mut any = false;
+        for &k in layers {
+            if !s[k].known() || s[k] == St::Down {
+                continue;
+            }
+            let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
+                continue;
+            };
+            if answered_since(c, onset) {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// A failing peer pair whose contrast — its node IP answering while its pod IP fails, or
+    /// the other way round — was last probed before the failure began, or is itself an
+    /// unconfirmed first failure: it may be failing too by now, so the pair says neither
+    /// `cni`/`routing` nor anything else yet. Needs the failure's onset age.
+    fn stale_contrast(&self, i: usize) -> bool {
+        let s = &self.st[i];
+        let pl = pod_layers(s);
+        match (pod_state(s) == St::Down, s[NODE] == St::Down) {
+            (true, false) => self.contrast_predates(i, &[NODE], self.onset_in(i, pl)),
+            (false, true) => {
+                self.contrast_predates(i, &[POD, HTTP, TCP], self.onset_in(i, &[NODE]))
+            }
+            _ => false,
+        }
+    }
+
+    /// Pair `i`'s cells in `layers` that are not down (at least one present) give no evidence
+    /// since `onset`: none answered since — a success from before (also in a window still
+    /// holding an earlier outage's residue), or a failure not confirmed yet. The prober's own
+    /// trouble (local errors) is no onset.
+    fn contrast_predates(&self, i: usize, layers: &[usize], onset: Option<f64>) -> bool {
+        if onset.is_none() {
+            return false;
+        }
+        let mut any = false;
+        for &k in layers {
+            let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
+                continue;
+            };
+            if self.st[i][k] == St::Down {
+                continue;
+            }
+            let local = c.reachable == Some(false)
+                && c.last_error
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.kind(), ErrKind::LocalError | ErrKind::Io));
+            if local || answered_since(c, onset) {
+                return false;
+            }
+            any = true;
+        }
+        any
     }
 
     fn dst_node(&self, i: usize) -> Option<usize> {
@@ -524,17 +710,37 @@ impl<'a> Engine<'a> {
             let s = self.st[i];
             let pod = pod_state(&s);
             let (a, b) = (pc.src, d);
+            let pl = pod_layers(&s);
+            let pend = self.stale_contrast(i);
+            // The oldest failure touching the node, either way (a node that went down still
+            // shows its own successes from before).
+            let ion = max_age(self.in_onset[b], self.out_onset[b]);
+            let oon = max_age(self.in_onset[a], self.out_onset[a]);
+            let node_known = s[NODE].known();
+            let node_bad = s[NODE] == St::Down;
+            let (stale_in_node, stale_in_pod) = (
+                self.good_predates(i, &[NODE], ion),
+                self.good_predates(i, pl, ion),
+            );
+            let (stale_out_node, stale_out_pod) = (
+                self.good_predates(i, &[NODE], oon),
+                self.good_predates(i, pl, oon),
+            );
             self.agg[b]
                 .in_node
-                .add(s[NODE].known(), s[NODE] == St::Down);
-            self.agg[b].in_pod.add(pod.known(), pod == St::Down);
+                .add_cell(node_known, node_bad, stale_in_node, pend);
+            self.agg[b]
+                .in_pod
+                .add_cell(pod.known(), pod == St::Down, stale_in_pod, pend);
             self.agg[b]
                 .in_http
                 .add(s[HTTP].known(), s[HTTP] == St::Down);
             self.agg[a]
                 .out_node
-                .add(s[NODE].known(), s[NODE] == St::Down);
-            self.agg[a].out_pod.add(pod.known(), pod == St::Down);
+                .add_cell(node_known, node_bad, stale_out_node, pend);
+            self.agg[a]
+                .out_pod
+                .add_cell(pod.known(), pod == St::Down, stale_out_pod, pend);
             if pod == St::Down {
                 if let Some(Ok((owner, _))) = self.netunreach_owner(i) {
                     if owner == a {
@@ -794,7 +1000,18 @@ impl<'a> Engine<'a> {
             })
             .collect();
 
-        // Zone blocks.
+        // Zone blocks; first the oldest onset in each cross-zone block.
+        let mut cross_onset: HashMap<(usize, usize), Option<f64>> = HashMap::new();
+        for &i in &self.peer {
+            let pc = &self.m.pairs[i];
+            let Dest::Node(d) = pc.dst else { continue };
+            if let (Some(za), Some(zb)) = (self.zone_id[pc.src], self.zone_id[d]) {
+                if za != zb && !self.explained.contains_key(&i) {
+                    let o = cross_onset.entry(zkey(za, zb)).or_default();
+                    *o = max_age(*o, self.onset_in(i, &[POD, NODE, HTTP, TCP]));
+                }
+            }
+        }
         let mut cross: HashMap<(usize, usize), (Agg, Agg, Vec<usize>)> = HashMap::new();
         let mut intra: HashMap<usize, Agg> = HashMap::new();
         for &i in &self.peer {
@@ -817,9 +1034,12 @@ impl<'a> Engine<'a> {
                     .or_default()
                     .add(s[NODE].known() || pod.known(), net_failing(&s));
             } else {
+                let on = cross_onset.get(&zkey(za, zb)).copied().flatten();
+                let stale_node = self.good_predates(i, &[NODE], on);
+                let stale_pod = self.good_predates(i, pod_layers(&s), on);
                 let e = cross.entry(zkey(za, zb)).or_default();
-                e.0.add(s[NODE].known(), s[NODE] == St::Down);
-                e.1.add(pod.known(), pod == St::Down);
+                e.0.add_cell(s[NODE].known(), s[NODE] == St::Down, stale_node, false);
+                e.1.add_cell(pod.known(), pod == St::Down, stale_pod, false);
                 if let Some(&k) = fpos.get(&i) {
                     e.2.push(k);
                 }
@@ -833,15 +1053,20 @@ impl<'a> Engine<'a> {
                     .get(&z)
                     .is_none_or(|a| a.ratio() <= self.p.zone_intra_max)
             };
-            let node_dead = node_l.known == 0 || node_l.ratio() >= self.p.zone_ratio;
-            if node_l.known + pod_l.known > 0
-                && node_dead
-                && pod_l.ratio() >= self.p.zone_ratio
+            let zr = self.p.zone_ratio;
+            let node_dead = node_l.known == 0 || node_l.ratio() >= zr;
+            let shape = node_l.known + pod_l.known > 0
                 && intra_ok(*za)
                 && intra_ok(*zb)
-                && !cover.is_empty()
-            {
+                && !cover.is_empty();
+            if shape && node_dead && pod_l.ratio() >= zr {
                 cands.push((Cand::Zone(*za, *zb), cover.clone(), 1));
+            } else if shape
+                && (node_l.known == 0 || node_l.ratio_if_stale_fail() >= zr)
+                && pod_l.ratio_if_stale_fail() >= zr
+            {
+                // The block's other pairs still show successes from before its failures began.
+                self.pending.extend(cover.iter().map(|&k| failing[k]));
             }
         }
         let dead_zone_pairs: Vec<(usize, usize)> = {
@@ -911,9 +1136,10 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let agent = self.m.nodes[x].agent;
-            let in_dead = a.in_node.known > 0 && a.in_node.ratio() >= self.p.node_down_ratio;
-            let pod_dead = a.in_pod.known == 0 || a.in_pod.ratio() >= self.p.node_down_ratio;
-            let isolated = a.out_node.known > 0 && a.out_node.ratio() >= self.p.node_down_ratio;
+            let ndr = self.p.node_down_ratio;
+            let in_dead = a.in_node.known > 0 && a.in_node.ratio() >= ndr;
+            let pod_dead = a.in_pod.known == 0 || a.in_pod.ratio() >= ndr;
+            let isolated = a.out_node.known > 0 && a.out_node.ratio() >= ndr;
             if in_dead && pod_dead && (agent != AgentStatus::Reporting || isolated) {
                 let prio = if agent == AgentStatus::Reporting {
                     2
@@ -921,23 +1147,48 @@ impl<'a> Engine<'a> {
                     0
                 };
                 cands.push((Cand::NodeDown(x), touch.clone(), prio));
+            } else if a.in_node.known > 0
+                && a.in_node.ratio_if_stale_fail() >= ndr
+                && (a.in_pod.known == 0 || a.in_pod.ratio_if_stale_fail() >= ndr)
+                && (agent != AgentStatus::Reporting
+                    || (a.out_node.known > 0 && a.out_node.ratio_if_stale_fail() >= ndr))
+            {
+                // Down, unless the successes from before its failures began still hold.
+                self.pending.extend(touch.iter().map(|&k| failing[k]));
             }
-            let node_fine = (a.in_node.known > 0 && a.in_node.ratio() <= self.p.node_ip_fine_max)
+            // "Node IP fine" needs successes probed since the pod IPs began to fail; pod
+            // failures count when their own node IP answered since.
+            let fine = self.p.node_ip_fine_max;
+            let node_fine = a.in_node.fresh_ratio().is_some_and(|r| r <= fine)
                 || (a.in_node.known == 0 && agent == AgentStatus::Reporting);
-            if node_fine && a.in_pod.known > 0 && a.in_pod.ratio() >= self.p.hit_ratio {
-                // Inbound: pod layers only (node IPs answer). Outbound: everything, since the
-                // agent itself lives on the broken pod network.
-                let cover: Vec<usize> = touch
-                    .iter()
-                    .copied()
-                    .filter(|&k| {
-                        let i = failing[k];
-                        self.m.pairs[i].src == x || self.st[i][NODE] != St::Down
-                    })
-                    .collect();
-                if !cover.is_empty() {
-                    cands.push((Cand::NodeCni(x), cover, 3));
-                }
+            let maybe_fine = (a.in_node.known > 0 && a.in_node.ratio() <= fine)
+                || (a.in_node.known == 0 && agent == AgentStatus::Reporting);
+            // Inbound: pod layers only (node IPs answer). Outbound: everything, since the
+            // agent itself lives on the broken pod network.
+            let cover: Vec<usize> = touch
+                .iter()
+                .copied()
+                .filter(|&k| {
+                    let i = failing[k];
+                    self.m.pairs[i].src == x || self.st[i][NODE] != St::Down
+                })
+                .collect();
+            let settled: Vec<usize> = cover
+                .iter()
+                .copied()
+                .filter(|&k| !self.stale_contrast(failing[k]))
+                .collect();
+            if node_fine
+                && a.in_pod.known > a.in_pod.pend
+                && a.in_pod.ratio_settled() >= self.p.hit_ratio
+                && !settled.is_empty()
+            {
+                cands.push((Cand::NodeCni(x), settled, 3));
+            } else if maybe_fine
+                && a.in_pod.known > 0
+                && a.in_pod.ratio_if_stale_fail() >= self.p.hit_ratio
+            {
+                self.pending.extend(cover.iter().map(|&k| failing[k]));
             }
         }
         for (x, mut cover) in egress {
@@ -950,6 +1201,20 @@ impl<'a> Engine<'a> {
             cover.sort_unstable();
             cover.dedup();
             cands.push((Cand::Router(r), cover, 5));
+        }
+
+        // A pair a pending candidate would explain is explained by no other contrast-based
+        // candidate yet (real data: at `partition` onset, node-1 gathers no agent across the
+        // cut and node-2's node IP had failed from both zone-a sources while node-4's still
+        // showed successes from before: `node_down` node-2 for half a second). A "net
+        // unreachable" (egress, router) is positive evidence and not held back.
+        if !self.pending.is_empty() {
+            for (c, cover, _) in cands.iter_mut() {
+                if !matches!(c, Cand::Egress(_) | Cand::Router(_)) {
+                    cover.retain(|&k| !self.pending.contains(&failing[k]));
+                }
+            }
+            cands.retain(|(_, cover, _)| !cover.is_empty());
         }
 
         // Lazy greedy set cover.
@@ -988,7 +1253,9 @@ impl<'a> Engine<'a> {
             if (lossy_nodes.contains(&pc.src) || lossy_nodes.contains(&d)) && self.loss_explains(i)
             {
                 self.deferred_loss.push(i);
-            } else {
+            } else if self.stale_contrast(i) {
+                self.pending.insert(i); // its contrast predates it: wait for the next probe
+            } else if !self.pending.contains(&i) {
                 left.push(i);
             }
         }
@@ -1004,7 +1271,7 @@ impl<'a> Engine<'a> {
         let pc = &self.m.pairs[i];
         let Dest::Node(b) = pc.dst else { return None };
         let s = &self.st[i];
-        if pod_state(s) != St::Down || s[NODE] != St::Ok {
+        if pod_state(s) != St::Down || s[NODE] != St::Ok || self.stale_contrast(i) {
             return None;
         }
         let r = *self.pair_of.get(&(b, pc.src))?;
@@ -1890,6 +2157,7 @@ impl<'a> Engine<'a> {
         for (t, pairs) in per_target {
             let node = self.m.targets.get(t).and_then(|x| x.node);
             let mut fails = Vec::new();
+            let mut pend = Vec::new();
             let mut known = 0u32;
             for &i in &pairs {
                 let s = self.st[i];
@@ -1921,22 +2189,29 @@ impl<'a> Engine<'a> {
                     self.deferred_app_loss.push(i);
                     continue;
                 }
+                if self.app_pending(i, node) {
+                    pend.push(i);
+                    continue;
+                }
                 fails.push(i);
             }
-            if !fails.is_empty() {
+            if !fails.is_empty() && !self.app_wide_pending(&pairs, &fails, &pend, known) {
                 if let Some(d) = self.app_draft(Some(t), node, &fails, known) {
                     self.push_pairs(d, &fails);
                 }
             }
         }
         // Agents' own HTTP endpoint, with the pod IP answering.
-        let mut per_node: BTreeMap<usize, (Vec<usize>, u32)> = BTreeMap::new();
+        // Per node: failing pairs, known pairs, pending pairs, all pairs.
+        type Group = (Vec<usize>, u32, Vec<usize>, Vec<usize>);
+        let mut per_node: BTreeMap<usize, Group> = BTreeMap::new();
         for &i in &self.peer {
             let Dest::Node(d) = self.m.pairs[i].dst else {
                 continue;
             };
             let s = self.st[i];
             let e = per_node.entry(d).or_default();
+            e.3.push(i);
             if worst_app(&s).known() {
                 e.1 += 1;
             }
@@ -1953,16 +2228,86 @@ impl<'a> Engine<'a> {
                 self.deferred_app_loss.push(i);
                 continue;
             }
+            let e = per_node.entry(d).or_default();
+            if self.app_pending(i, Some(d)) {
+                e.2.push(i);
+                continue;
+            }
             e.0.push(i);
         }
-        for (x, (fails, known)) in per_node {
-            if fails.is_empty() || self.restarting[x] {
+        for (x, (fails, known, pend, all)) in per_node {
+            if fails.is_empty()
+                || self.restarting[x]
+                || self.app_wide_pending(&all, &fails, &pend, known)
+            {
                 continue;
             }
             if let Some(d) = self.app_draft(None, Some(x), &fails, known) {
                 self.push_pairs(d, &fails);
             }
         }
+    }
+
+    /// A failing target (or agent HTTP) pair whose contrast predates its failure: HTTP/TCP
+    /// fails while the pod IP's last answer is older than that (policy? not yet), or the pod
+    /// IP fails while this source's last probe of the node's agent pod succeeded before that
+    /// (the network between them may be failing too: cni? not yet), or that peer pair waits.
+    fn app_pending(&self, i: usize, node: Option<usize>) -> bool {
+        let s = self.st[i];
+        let app_onset = self.onset_in(i, &[HTTP, TCP]);
+        if worst_app(&s) == St::Down && s[POD] != St::Down {
+            // A refusal, reset or error status is the pod answering: no contrast needed.
+            let answered = [HTTP, TCP].iter().any(|&k| {
+                s[k] == St::Down
+                    && self.m.pairs[i].layers[k]
+                        .as_ref()
+                        .and_then(|c| c.last_error.as_ref())
+                        .is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                ErrKind::Refused | ErrKind::Reset | ErrKind::HttpStatus
+                            )
+                        })
+            });
+            return !answered && self.contrast_predates(i, &[POD], app_onset);
+        }
+        let Some(peer) = node.and_then(|n| self.pair_of.get(&(self.m.pairs[i].src, n))) else {
+            return false;
+        };
+        if self.pending.contains(peer) {
+            return true;
+        }
+        let ps = self.st[*peer];
+        let onset = self.onset_in(i, &[POD, HTTP, TCP]);
+        !net_failing(&ps) && self.contrast_predates(*peer, &[POD, NODE, HTTP, TCP], onset)
+    }
+
+    /// A minority of failing sources (`fails`, with `pend` pending) that becomes the majority
+    /// if the other sources' successes from before these failures began fail too: the
+    /// verdict "from some sources only" waits for them to be probed again.
+    fn app_wide_pending(&self, all: &[usize], fails: &[usize], pend: &[usize], known: u32) -> bool {
+        let hit = self.p.hit_ratio;
+        let bad = fails.len() as u32;
+        if f64::from(bad) / f64::from(known.max(bad).max(1)) >= hit {
+            return false;
+        }
+        let onset = fails
+            .iter()
+            .chain(pend)
+            .map(|&i| self.onset_in(i, &[POD, HTTP, TCP]))
+            .fold(None, max_age);
+        // Others whose connection (or pod IP) has not answered since: a success from before,
+        // or an unconfirmed first failure.
+        let stale = all
+            .iter()
+            .filter(|i| !fails.contains(i) && !pend.contains(i))
+            .filter(|&&i| {
+                self.contrast_predates(i, &[HTTP, TCP], onset)
+                    || self.contrast_predates(i, &[POD], onset)
+            })
+            .count() as u32;
+        let known = known.max(bad);
+        known > 0 && f64::from(bad + pend.len() as u32 + stale) / f64::from(known) >= hit
     }
 
     fn app_draft(
@@ -2376,10 +2721,12 @@ impl<'a> Engine<'a> {
         let inn = Agg {
             bad: (pairs.len() as u32 - n_out).min(known.0),
             known: known.0,
+            ..Agg::default()
         };
         let out = Agg {
             bad: n_out.min(known.1),
             known: known.1,
+            ..Agg::default()
         };
         let mut d = Draft::new(
             Cause::PacketLoss,

@@ -98,6 +98,11 @@ pub struct LayerStats {
     pub last_error: Option<ErrorInfo>,
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
+    /// Age of the current failure streak's first failure; absent when the last probe succeeded
+    /// or the source cannot tell (older agents, Prometheus). Successes elsewhere probed before
+    /// it are no evidence against this failure (the onset of a fault).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_for_seconds: Option<f64>,
     /// Every kind of error seen inside the window, with its count and latest instance (the
     /// last error alone hides a rate-limited "net unreachable" behind later timeouts).
     pub errors: Vec<ErrorCountInfo>,
@@ -236,6 +241,7 @@ impl From<&WindowStats> for LayerStats {
             last_error: w.last_error.as_ref().map(ErrorInfo::from),
             last_error_age_seconds: w.last_error_age_seconds,
             last_probe_age_seconds: w.last_probe_age_seconds,
+            failing_for_seconds: w.failing_for_seconds,
             errors: w
                 .errors
                 .iter()

@@ -39,6 +39,8 @@ pub struct Cell {
     pub last_error: Option<ErrorInfo>,
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
+    /// Age of the current failure streak's first failure, when the source says.
+    pub failing_for_seconds: Option<f64>,
     /// Error kinds in the window: (kind's latest instance, count, age of the latest).
     pub errors: Vec<(ErrorInfo, u32, Option<f64>)>,
 }
@@ -77,6 +79,9 @@ impl From<&LayerStats> for Cell {
             last_error: s.last_error.clone(),
             last_error_age_seconds: s.last_error_age_seconds.filter(|x| x.is_finite()),
             last_probe_age_seconds: s.last_probe_age_seconds.filter(|x| x.is_finite()),
+            failing_for_seconds: s
+                .failing_for_seconds
+                .filter(|x| x.is_finite() && *x >= 0.0 && s.reachable == Some(false)),
             errors: s
                 .errors
                 .iter()

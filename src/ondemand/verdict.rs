@@ -43,6 +43,8 @@ pub fn layer_stats(o: &CheckOutcome) -> LayerStats {
         last_error: o.error.clone(),
         last_error_age_seconds: o.error.as_ref().map(|_| 0.0),
         last_probe_age_seconds: Some(0.0),
+        // One probe each, all at once: no success is older than a failure.
+        failing_for_seconds: None,
         errors: o
             .error
             .iter()

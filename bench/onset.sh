@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Onset benchmark (not a test, outside CI; root, Linux): how the diagnosis behaves during the
+# first seconds of a fault. It builds a 4-node, 2-zone lab (1 s interval, 500 ms timeout, 8 s
+# window), then for each fault kind, RUNS times: waits until node-1's diagnosis is healthy,
+# injects the fault, polls node-1's GET /api/v1/diagnosis every 100 ms for SECS seconds, records
+# every distinct findings set with the time it was first seen, clears the fault. Per fault kind
+# it reports:
+#   wrong   — onsets (of RUNS) during which any findings set other than "healthy", exactly
+#             the right finding, or a partial one was served, and the number of such distinct
+#             wrong sets; partial — the one right cause and place, some of its pairs not yet
+#             (e.g. `routing` node-1 with node-1 → web-node-3 before node-1 → node-3 joins);
+#   right   — time from the fault command to the first poll showing exactly the right finding
+#             (median, max; "-" when never within SECS);
+#   flips   — polls after the first right answer that were not right (stability, e.g. loss).
+# The right finding is the one tests/lab_e2e.rs asserts (cause and location).
+#
+#   sudo bench/onset.sh [BINARY] [RUNS] [SECS] [OUT]
+#   e.g. CARGO_TARGET_DIR=/work/target-onset cargo build && \
+#        sudo bench/onset.sh /work/target-onset/debug/meshprobe 5 8 /tmp/onset.json
+#
+# Uses lab prefix ONSET_PREFIX (default mpo) and port base ONSET_PORT (default 19300); the lab
+# is torn down at the end (also on Ctrl-C). Every onset's sequence is written to OUT as JSON.
+set -euo pipefail
+
+B=${1:-${CARGO_TARGET_DIR:-target}/debug/meshprobe}
+RUNS=${2:-5}
+SECS=${3:-8}
+OUT=${4:-/tmp/onset-$(date +%s).json}
+PREFIX=${ONSET_PREFIX:-mpo}
+PORT=${ONSET_PORT:-19300}
+FAULTS=${ONSET_FAULTS:-partition,node-down,cni,route,loss,policy}
+
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
+[ -x "$B" ] || { echo "no binary at $B" >&2; exit 2; }
+
+LOG=/tmp/$PREFIX-onset-lab.log
+"$B" lab --prefix "$PREFIX" down >/dev/null 2>&1 || true
+"$B" lab --prefix "$PREFIX" up --port-base "$PORT" --nodes 4 --zones 2 --interval 1s \
+    --timeout 500ms --window 8s --mtu-interval 2s >"$LOG" 2>&1 &
+LAB=$!
+cleanup() {
+    kill -INT "$LAB" 2>/dev/null || true
+    wait "$LAB" 2>/dev/null || true
+    "$B" lab --prefix "$PREFIX" down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+for _ in $(seq 120); do
+    grep -q "Ctrl-C here tears the lab down" "$LOG" && break
+    kill -0 "$LAB" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q "Ctrl-C here tears the lab down" "$LOG" || { echo "lab not up" >&2; exit 1; }
+
+python3 - "$B" "$PREFIX" "$PORT" "$RUNS" "$SECS" "$OUT" "$FAULTS" <<'PY'
+import json, statistics, subprocess, sys, time, urllib.request
+
+B, PREFIX, PORT, RUNS, SECS, OUT, FAULTS = sys.argv[1:8]
+RUNS, SECS = int(RUNS), float(SECS)
+URL = f"http://127.0.0.1:{PORT}/api/v1/diagnosis"
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# fault args, and the right finding: (cause, nodes exact or None, nodes included, zones, targets, pairs)
+KINDS = {
+    "partition": (["partition", "zone-a", "zone-b"], ("vpc", [], [], ["zone-a", "zone-b"], [], [])),
+    "node-down": (["node-down", "node-4"], ("node_down", ["node-4"], [], [], [], [])),
+    "cni": (["cni", "node-3"], ("cni", ["node-3"], [], [], [], [])),
+    "route": (["route", "node-1", "node-3"], ("routing", None, ["node-1"], [], [], [["node-1", "node-3"]])),
+    "loss": (["loss", "node-2", "30"], ("packet_loss", ["node-2"], [], [], [], [])),
+    "policy": (["policy", "web-node-2"], ("policy", ["node-2"], [], [], ["web-node-2"], [])),
+}
+
+
+def diag():
+    try:
+        with opener.open(URL, timeout=2) as r:
+            return json.load(r)
+    except Exception as e:  # noqa: BLE001
+        return {"error": str(e)}
+
+
+def key(d):
+    if "findings" not in d:
+        return ("error",)
+    return tuple(sorted(
+        (f.get("cause"), tuple(f.get("nodes", [])), tuple(f.get("zones", [])),
+         tuple(f.get("targets", [])), len(f.get("pairs", [])))
+        for f in d["findings"]))
+
+
+def right(d, want):
+    cause, nodes, incl, zones, targets, pairs = want
+    fs = d.get("findings")
+    if not isinstance(fs, list) or len(fs) != 1:
+        return False
+    f = fs[0]
+    ps = [list(p) for p in f.get("pairs", [])]
+    return (f.get("cause") == cause
+            and (nodes is None or f.get("nodes") == nodes)
+            and all(n in f.get("nodes", []) for n in incl)
+            and (not zones or sorted(f.get("zones", [])) == sorted(zones))
+            and all(t in f.get("targets", []) for t in targets)
+            and all(p in ps for p in pairs))
+
+
+def partial(d, want):
+    cause, nodes, incl, zones, targets, pairs = want
+    return right(d, (cause, nodes, incl, zones, [], []))
+
+
+def healthy(d):
+    return d.get("findings") == [] and d.get("healthy") is True
+
+
+def lab(*args):
+    subprocess.run([B, "lab", "--prefix", PREFIX, *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_healthy(limit=40.0, hold=3.0):
+    t0 = time.monotonic()
+    since = None
+    while time.monotonic() - t0 < limit:
+        if healthy(diag()):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= hold:
+                return True
+        else:
+            since = None
+        time.sleep(0.2)
+    return False
+
+
+records = []
+summary = {}
+for kind in FAULTS.split(","):
+    args, want = KINDS[kind]
+    stats = {"wrong_onsets": 0, "wrong_sets": 0, "partial_onsets": 0, "right_s": [],
+             "never": 0, "flips": 0}
+    for run in range(RUNS):
+        if not wait_healthy():
+            print(f"  {kind} #{run + 1}: lab not healthy before the fault", file=sys.stderr)
+        t0 = time.monotonic()
+        lab("fault", *args)
+        seq, seen, first_right, flips, wrong, part = [], set(), None, 0, set(), set()
+        while time.monotonic() - t0 < SECS:
+            d = diag()
+            t = time.monotonic() - t0
+            ok = right(d, want)
+            k = key(d)
+            if ok and first_right is None:
+                first_right = t
+            elif not ok and first_right is not None:
+                flips += 1
+            if not ok and not healthy(d) and not partial(d, want) and k != ("error",):
+                wrong.add(k)
+            if not ok and partial(d, want):
+                part.add(k)
+            if k not in seen:
+                seen.add(k)
+                seq.append({"t": round(t, 2), "right": ok, "findings": [list(x) for x in k]})
+            time.sleep(0.1)
+        lab("clear")
+        stats["wrong_onsets"] += bool(wrong)
+        stats["partial_onsets"] += bool(part)
+        stats["wrong_sets"] += len(wrong)
+        stats["flips"] += flips
+        if first_right is None:
+            stats["never"] += 1
+        else:
+            stats["right_s"].append(first_right)
+        records.append({"fault": kind, "run": run + 1, "first_right": first_right,
+                        "flips": flips, "wrong_sets": len(wrong), "sequence": seq})
+        print(f"  {kind} #{run + 1}: right at {first_right if first_right is None else round(first_right, 2)}, "
+              f"{len(wrong)} wrong sets, {flips} flips: "
+              + " ".join(f"{s['t']}{'*' if s['right'] else ''}{s['findings']}" for s in seq),
+              file=sys.stderr)
+    r = stats["right_s"]
+    summary[kind] = stats
+    head = (f"{kind:10} wrong {stats['wrong_onsets']}/{RUNS} onsets ({stats['wrong_sets']} sets)  "
+            f"partial {stats['partial_onsets']}/{RUNS}  ")
+    print(head + (f"right median {statistics.median(r):.2f}s max {max(r):.2f}s" if r else "right -"),
+          f" never {stats['never']}  flips {stats['flips']}")
+    sys.stdout.flush()
+with open(OUT, "w") as f:
+    json.dump({"summary": summary, "onsets": records}, f, indent=1)
+print(f"details: {OUT}")
+PY
