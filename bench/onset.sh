@@ -29,14 +29,19 @@ OUT=${4:-/tmp/onset-$(date +%s).json}
 PREFIX=${ONSET_PREFIX:-mpo}
 PORT=${ONSET_PORT:-19300}
 FAULTS=${ONSET_FAULTS:-partition,node-down,cni,route,loss,policy}
+# The agents' timing (the lab's fast defaults; ONSET_INTERVAL=5s ONSET_TIMEOUT=1s ONSET_WINDOW=60s
+# are the agent's own defaults: give SECS ≥ 20 then).
+INTERVAL=${ONSET_INTERVAL:-1s}
+TIMEOUT=${ONSET_TIMEOUT:-500ms}
+WINDOW=${ONSET_WINDOW:-8s}
 
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
 [ -x "$B" ] || { echo "no binary at $B" >&2; exit 2; }
 
 LOG=/tmp/$PREFIX-onset-lab.log
 "$B" lab --prefix "$PREFIX" down >/dev/null 2>&1 || true
-"$B" lab --prefix "$PREFIX" up --port-base "$PORT" --nodes 4 --zones 2 --interval 1s \
-    --timeout 500ms --window 8s --mtu-interval 2s >"$LOG" 2>&1 &
+"$B" lab --prefix "$PREFIX" up --port-base "$PORT" --nodes 4 --zones 2 --interval "$INTERVAL" \
+    --timeout "$TIMEOUT" --window "$WINDOW" --mtu-interval 2s >"$LOG" 2>&1 &
 LAB=$!
 cleanup() {
     kill -INT "$LAB" 2>/dev/null || true
@@ -51,11 +56,21 @@ for _ in $(seq 120); do
 done
 grep -q "Ctrl-C here tears the lab down" "$LOG" || { echo "lab not up" >&2; exit 1; }
 
-python3 - "$B" "$PREFIX" "$PORT" "$RUNS" "$SECS" "$OUT" "$FAULTS" <<'PY'
+python3 - "$B" "$PREFIX" "$PORT" "$RUNS" "$SECS" "$OUT" "$FAULTS" "$INTERVAL" "$WINDOW" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request
 
-B, PREFIX, PORT, RUNS, SECS, OUT, FAULTS = sys.argv[1:8]
+B, PREFIX, PORT, RUNS, SECS, OUT, FAULTS, INTERVAL, WINDOW = sys.argv[1:10]
 RUNS, SECS = int(RUNS), float(SECS)
+
+
+def seconds(d):
+    for unit, f in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if d.endswith(unit) and d[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(d[: -len(unit)]) * f
+    raise SystemExit(f"cannot read the duration {d!r} (ONSET_INTERVAL / ONSET_WINDOW: e.g. 500ms, 5s, 1m)")
+
+
+IV, WIN = seconds(INTERVAL), seconds(WINDOW)
 URL = f"http://127.0.0.1:{PORT}/api/v1/diagnosis"
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -116,7 +131,7 @@ def lab(*args):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_healthy(limit=40.0, hold=3.0):
+def wait_healthy(limit=WIN + 40.0, hold=3.0):
     t0 = time.monotonic()
     since = None
     while time.monotonic() - t0 < limit:
@@ -178,7 +193,8 @@ for kind in FAULTS.split(","):
     summary[kind] = stats
     head = (f"{kind:10} wrong {stats['wrong_onsets']}/{RUNS} onsets ({stats['wrong_sets']} sets)  "
             f"partial {stats['partial_onsets']}/{RUNS}  ")
-    print(head + (f"right median {statistics.median(r):.2f}s max {max(r):.2f}s" if r else "right -"),
+    print(head + (f"right median {statistics.median(r):.2f}s max {max(r):.2f}s"
+                  f" ({statistics.median(r) / IV:.2f} / {max(r) / IV:.2f} intervals)" if r else "right -"),
           f" never {stats['never']}  flips {stats['flips']}")
     sys.stdout.flush()
 with open(OUT, "w") as f:
