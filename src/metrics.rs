@@ -660,6 +660,23 @@ impl Collector for StoreCollector {
             "Age of the latest error of this kind in the sliding window (the smallest is the last error)",
             with_errors().map(|(l, _, age)| (l, age)),
         )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_last_probe_age_seconds",
+            "Age of the last probe from this agent to the destination on this layer (what diagnose --prometheus compares with a failure's onset)",
+            pairs
+                .iter()
+                .filter_map(|r| r.stats.last_probe_age_seconds.map(|v| (labels(r), v))),
+        )?;
+        gauge(
+            &mut enc,
+            "meshprobe_pair_failing_for_seconds",
+            "Age of the current failure streak's first failure; only while the last probe failed (absent otherwise)",
+            pairs
+                .iter()
+                .filter(|r| r.stats.reachable == Some(false))
+                .filter_map(|r| r.stats.failing_for_seconds.map(|v| (labels(r), v))),
+        )?;
         let with_mtu = || pairs.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)));
         gauge(
             &mut enc,
@@ -700,6 +717,16 @@ mod tests {
     }
 
     fn encode_with(mode: PairMetrics, sampled: bool) -> String {
+        encode_history(mode, sampled, &[])
+    }
+
+    /// The store after one round (at `now - 5 s`: c's HTTP refused, the rest answering), then
+    /// `later` results at `now - s` seconds for (destination, layer): `true` a success.
+    fn encode_history(
+        mode: PairMetrics,
+        sampled: bool,
+        later: &[(u64, &str, Layer, bool)],
+    ) -> String {
         let set = Arc::new(
             parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, zone: z1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, zone: z2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n")
                 .unwrap(),
@@ -716,14 +743,24 @@ mod tests {
         let mut store = Store::new("a", Duration::from_secs(60));
         store.set_peers(set, &t);
         let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s)).unwrap_or(now);
+        let result = |ok: bool| {
+            if ok {
+                ProbeResult::ok(Duration::from_millis(2), None)
+            } else {
+                ProbeResult::failed(1, ErrorClass::Refused)
+            }
+        };
         for task in &t {
             let failed = task.key.name == "c" && task.key.layer == Layer::Http;
-            let r = if failed {
-                ProbeResult::failed(1, ErrorClass::Refused)
-            } else {
-                ProbeResult::ok(Duration::from_millis(2), None)
-            };
-            store.record(&task.key, now, &r);
+            store.record(&task.key, ago(5), &result(!failed));
+        }
+        for &(s, name, layer, ok) in later {
+            let task = t
+                .iter()
+                .find(|t| t.key.name == name && t.key.layer == layer)
+                .unwrap();
+            store.record(&task.key, ago(s), &result(ok));
         }
         let m = Metrics::new(StoreCollector {
             identity: Identity {
@@ -796,6 +833,86 @@ mod tests {
             count(&encode(PairMetrics::None), "meshprobe_pair_window_"),
             0
         );
+    }
+
+    /// The value of the one series of `metric` for (dst, layer), if any.
+    fn pair_value(text: &str, metric: &str, dst: &str, layer: &str) -> Option<f64> {
+        let key = format!(r#"dst="{dst}","#);
+        let layer = format!(r#"layer="{layer}"}}"#);
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .find(|l| l.contains(&key) && l.contains(&layer))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn failing_for_exists_only_while_the_last_probe_failed() {
+        use Layer::{Http, IcmpPod};
+        const M: &str = "meshprobe_pair_failing_for_seconds";
+        // (what, --pair-metrics, later results, want: (dst, layer, streak began s ago)).
+        type Case = (
+            &'static str,
+            PairMetrics,
+            &'static [(u64, &'static str, Layer, bool)],
+            &'static [(&'static str, &'static str, u64)],
+        );
+        let cases: [Case; 6] = [
+            ("one failure", PairMetrics::All, &[], &[("c", "http", 5)]),
+            (
+                "a streak: its first failure",
+                PairMetrics::All,
+                &[(3, "c", Http, false), (1, "c", Http, false)],
+                &[("c", "http", 5)],
+            ),
+            (
+                "recovered: gone, though the window holds the failure",
+                PairMetrics::All,
+                &[(2, "c", Http, true)],
+                &[],
+            ),
+            (
+                "a new streak after a success",
+                PairMetrics::All,
+                &[(3, "c", Http, true), (2, "c", Http, false)],
+                &[("c", "http", 2)],
+            ),
+            (
+                "two failing pairs, `failing` exports both",
+                PairMetrics::Failing,
+                &[(1, "b", IcmpPod, false)],
+                &[("b", "icmp_pod", 1), ("c", "http", 5)],
+            ),
+            ("--pair-metrics none", PairMetrics::None, &[], &[]),
+        ];
+        for (what, mode, later, want) in cases {
+            let text = encode_history(mode, false, later);
+            assert_eq!(count(&text, &format!("{M}{{")), want.len(), "{what}\n{text}");
+            for &(dst, layer, began) in want {
+                let v = pair_value(&text, M, dst, layer).unwrap_or_else(|| panic!("{what}: {dst} {layer}\n{text}"));
+                // The age at scrape time: at least the streak's age when recorded.
+                assert!(v >= began as f64 && v < began as f64 + 30.0, "{what}: {v}");
+            }
+        }
+        // Same labels as the other per-pair series.
+        let text = encode(PairMetrics::All);
+        assert!(
+            text.contains(r#"meshprobe_pair_failing_for_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} "#),
+            "{text}"
+        );
+        assert!(text.contains("# HELP meshprobe_pair_failing_for_seconds "), "{text}");
+    }
+
+    #[test]
+    fn last_probe_age_for_every_exported_pair() {
+        const M: &str = "meshprobe_pair_last_probe_age_seconds";
+        let all = encode_history(PairMetrics::All, false, &[(2, "b", Layer::IcmpPod, true)]);
+        assert_eq!(count(&all, &format!("{M}{{")), 6, "{all}");
+        let b = pair_value(&all, M, "b", "icmp_pod").unwrap();
+        let c = pair_value(&all, M, "c", "http").unwrap();
+        assert!((2.0..30.0).contains(&b) && c >= 5.0 && c > b, "{b} {c}");
+        assert_eq!(count(&encode(PairMetrics::Failing), &format!("{M}{{")), 1);
+        assert_eq!(count(&encode(PairMetrics::None), &format!("{M}{{")), 0);
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! Prometheus answers for every agent.
 //!
 //! The per-pair gauges already are sliding-window figures, so each query is a plain instant
-//! selector ([`QUERIES`]). What the metrics cannot say: the address that sent an ICMP error
-//! (labels carry no addresses; `reporter` says `source`, `destination`, `peer`, `other` or
-//! `none` instead), the last-probe age (a series no longer probed goes stale instead). A node that peers probe but
-//! whose agent has no `meshprobe_agent_info` (not scraped, its series stale) is an unreachable
-//! agent: evidence, not an error. I/O lives in [`crate::promclient`].
+//! selector ([`QUERIES`]) — but for the ages ([`AGES`]): an age is exported as of the scrape, and
+//! is read as of the query (its value plus the time since the sample), so ages from agents
+//! scraped at different moments compare as `--agents`' do (the onset rule compares a failure's
+//! `failing_for_seconds` with other cells' last-probe ages). What the metrics cannot say: the
+//! address that sent an ICMP error (labels carry no addresses; `reporter` says `source`,
+//! `destination`, `peer`, `other` or `none` instead). A node that peers probe but whose agent
+//! has no `meshprobe_agent_info` (not scraped, its series stale) is an unreachable agent:
+//! evidence, not an error. I/O lives in [`crate::promclient`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -37,13 +40,18 @@ pub const PROBES: &str = "meshprobe_pair_window_probes";
 pub const SENT: &str = "meshprobe_pair_window_packets_sent";
 pub const ERRORS: &str = "meshprobe_pair_window_errors";
 pub const ERROR_AGE: &str = "meshprobe_pair_error_age_seconds";
+/// Age of a pair's last probe, and of its failure streak's first failure (only while its last
+/// probe failed); both absent from older agents: then unknown, and the onset rule does not
+/// apply (as with `--agents` on older agents).
+pub const LAST_PROBE_AGE: &str = "meshprobe_pair_last_probe_age_seconds";
+pub const FAILING_FOR: &str = "meshprobe_pair_failing_for_seconds";
 pub const MTU_STATE: &str = "meshprobe_pair_mtu_state";
 pub const PATH_MTU: &str = "meshprobe_pair_path_mtu_bytes";
 /// Targets → the node whose pod subnet holds them (the engine places targets by address).
 pub const TARGET_INFO: &str = "meshprobe_target_info";
 
 /// Every metric asked for, one instant query each (a selector, see [`query_for`]).
-pub const QUERIES: [&str; 16] = [
+pub const QUERIES: [&str; 18] = [
     AGENT_INFO,
     AGENT_READY,
     ROUNDS,
@@ -57,19 +65,32 @@ pub const QUERIES: [&str; 16] = [
     SENT,
     ERRORS,
     ERROR_AGE,
+    LAST_PROBE_AGE,
+    FAILING_FOR,
     MTU_STATE,
     PATH_MTU,
     TARGET_INFO,
 ];
 
+/// The ages among [`QUERIES`]: asked for as of the query's evaluation time (see [`query_for`]).
+pub const AGES: [&str; 3] = [ERROR_AGE, LAST_PROBE_AGE, FAILING_FOR];
+
 /// Ceiling on the series one query may return (beyond it: an error naming the query).
 pub const MAX_SERIES: usize = 2_000_000;
 
 /// The PromQL for `metric`, scoped by optional extra label matchers (e.g. `cluster="prod"`).
+/// An age ([`AGES`]) is the value as scraped plus the time since that sample, `time() -
+/// timestamp(…)`: its age at the query's evaluation time (the answer's series lose
+/// `__name__`, which nothing reads).
 pub fn query_for(metric: &str, matchers: Option<&str>) -> String {
-    match matchers.map(str::trim).filter(|m| !m.is_empty()) {
+    let selector = match matchers.map(str::trim).filter(|m| !m.is_empty()) {
         Some(m) => format!("{metric}{{{m}}}"),
         None => metric.to_string(),
+    };
+    if AGES.contains(&metric) {
+        format!("{selector} + (time() - timestamp({selector}))")
+    } else {
+        selector
     }
 }
 
@@ -233,6 +254,8 @@ struct CellAcc {
     probes: Option<u32>,
     sent: Option<u32>,
     errors: BTreeMap<String, (u32, Option<f64>, String)>, // kind → (count, age, reporter)
+    last_probe_age: Option<f64>,
+    failing_for: Option<f64>,
     mtu_state: Option<MtuState>,
     path_mtu: Option<u32>,
 }
@@ -286,6 +309,10 @@ impl CellAcc {
             loss_ratio: self.loss_ratio,
             last_error: last.and_then(|e| e.last.clone()),
             last_error_age_seconds: last.and_then(|e| e.last_age_seconds),
+            last_probe_age_seconds: self.last_probe_age,
+            failing_for_seconds: self
+                .failing_for
+                .filter(|_| self.reachable == Some(false)),
             errors,
             ..LayerStats::default()
         }
@@ -370,6 +397,8 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
         SENT,
         ERRORS,
         ERROR_AGE,
+        LAST_PROBE_AGE,
+        FAILING_FOR,
         MTU_STATE,
         PATH_MTU,
     ] {
@@ -401,6 +430,8 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
                 PROBES => set(&mut c.probes, count(v)),
                 SENT => set(&mut c.sent, count(v)),
                 PATH_MTU => set(&mut c.path_mtu, count(v)),
+                LAST_PROBE_AGE => set(&mut c.last_probe_age, finite(v, 0.0, 1e9)),
+                FAILING_FOR => set(&mut c.failing_for, finite(v, 0.0, 1e9)),
                 MTU_STATE => {
                     let st: MtuState =
                         serde_json::from_value(serde_json::Value::from(s.label("state")))

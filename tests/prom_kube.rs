@@ -25,10 +25,14 @@ async fn fake_prometheus(answers: Value) -> (String, Arc<Mutex<Vec<String>>>) {
     ) -> axum::Json<Value> {
         let q = q.get("query").cloned().unwrap_or_default();
         seen.lock().unwrap().push(q.clone());
-        let metric = q.split('{').next().unwrap_or_default();
+        // The metric: the query's leading name (ages are `M + (time() - timestamp(M))`).
+        let metric: String = q
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
         axum::Json(
             answers
-                .get(metric)
+                .get(&metric)
                 .cloned()
                 // As a real Prometheus: a metric it has no series of is an empty vector
                 // (the recording predates some metrics).
