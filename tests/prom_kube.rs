@@ -89,6 +89,13 @@ async fn prometheus_and_kubernetes_facts_together() {
         meshprobe::promsource::QUERIES.len(),
         "one query per metric"
     );
+    // Ages are asked for as of the query: the scraped value plus the time since the sample.
+    assert!(
+        seen.lock().unwrap().iter().any(|q| q
+            == "meshprobe_pair_failing_for_seconds + (time() - timestamp(meshprobe_pair_failing_for_seconds))"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
     let f = &doc["findings"];
     assert_eq!(f.as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(f[0]["cause"], "cni", "{doc}");

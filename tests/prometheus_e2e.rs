@@ -163,6 +163,62 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
     );
 }
 
+/// `diagnose --prometheus` reads an age as of the query's evaluation time: the scraped value
+/// plus the time since that sample (`promsource::query_for`), checked by promtool on series
+/// scraped every 15 s and last scraped 10 s before the evaluation.
+#[test]
+fn promsource_ages_are_read_as_of_the_query() {
+    if !have_cmd("promtool") {
+        eprintln!("skipping: promtool not installed (Debian package prometheus; tests/run.sh installs it as root)");
+        return;
+    }
+    use meshprobe::promsource::{query_for, AGES, REACHABLE};
+    let pair = r#"job="meshprobe",src_node="node-1",dst_kind="peer",dst="node-4",layer="http""#;
+    let mut series = String::new();
+    let mut exprs = String::new();
+    for (i, m) in AGES.iter().enumerate() {
+        // Scraped at 0, 15 and 30 s with ages 2, 17, 32 (+ i); evaluated at 40 s: 42 (+ i).
+        series.push_str(&format!(
+            "      - series: '{m}{{{pair}}}'\n        values: '{} {} {} _ _'\n",
+            2 + i,
+            17 + i,
+            32 + i
+        ));
+        exprs.push_str(&format!(
+            "      - expr: '{}'\n        eval_time: 40s\n        exp_samples:\n          - labels: '{{{pair}}}'\n            value: {}\n",
+            query_for(m, Some(r#"job="meshprobe""#)),
+            42 + i
+        ));
+    }
+    // Not an age: the value as scraped.
+    series.push_str(&format!(
+        "      - series: '{REACHABLE}{{{pair}}}'\n        values: '1 1 0 _ _'\n"
+    ));
+    exprs.push_str(&format!(
+        "      - expr: '{}'\n        eval_time: 40s\n        exp_samples:\n          - labels: '{REACHABLE}{{{pair}}}'\n            value: 0\n",
+        query_for(REACHABLE, Some(r#"job="meshprobe""#)),
+    ));
+    let doc = format!(
+        "rule_files: []\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n{series}    promql_expr_test:\n{exprs}"
+    );
+    let dir = std::env::temp_dir().join(format!("mp-ages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ages.test.yaml");
+    std::fs::write(&file, &doc).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{doc}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn rule_unit_tests_are_what_the_generator_prints() {
     let ok = Command::new("python3")
@@ -1000,6 +1056,15 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         |r| r.len() == 1 && label(&r[0], "dst") == "node-4",
     );
     seen.evaluate(&prom, "node-down node-4");
+    // The failure streaks' ages, as `diagnose --prometheus` asks for them: only pairs whose
+    // last probe failed, all of them node-4's.
+    let failing_for = meshprobe::promsource::query_for(meshprobe::promsource::FAILING_FOR, None);
+    prom.wait(
+        "node-down node-4: failure-streak ages exactly on node-4's pairs",
+        &failing_for,
+        PHASE,
+        |r| !r.is_empty() && r.iter().all(|s| touches(s, "node-4") && value(s) >= 0.0),
+    );
     for quiet in ["MeshprobeZonePartition", "MeshprobeNodePodNetworkIsolated"] {
         assert!(
             alerts(&prom, quiet).is_empty(),
@@ -1013,6 +1078,12 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         "sum(meshprobe:pair_down:bool) == 0",
         PHASE,
         |r| r.len() == 1,
+    );
+    prom.wait(
+        "cleared: no failure-streak age left (absent, not stale)",
+        &failing_for,
+        PHASE,
+        |r| r.is_empty(),
     );
 
     // An agent gone: node-4's agent process stopped (by its PID, from lab status).

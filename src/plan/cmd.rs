@@ -392,10 +392,11 @@ mod tests {
         // Independent of the number of peers when all are healthy.
         assert_eq!(count_series(5, true, false), steady);
         let failing = count_series(bound, true, true);
-        // One peer timing out on 3 layers: 11 series per layer (8 window gauges, probes and
-        // packets sent, errors and error age of its one kind).
+        // One peer timing out on 3 layers: 13 series per layer (8 window gauges, probes and
+        // packets sent, errors and error age of its one kind, last-probe and failure-streak
+        // ages).
         assert!(
-            failing > steady && failing <= steady + 35,
+            failing > steady && failing <= steady + 41,
             "{steady} -> {failing}"
         );
         // The same agent on a full mesh exports every pair.
