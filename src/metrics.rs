@@ -887,9 +887,14 @@ mod tests {
         ];
         for (what, mode, later, want) in cases {
             let text = encode_history(mode, false, later);
-            assert_eq!(count(&text, &format!("{M}{{")), want.len(), "{what}\n{text}");
+            assert_eq!(
+                count(&text, &format!("{M}{{")),
+                want.len(),
+                "{what}\n{text}"
+            );
             for &(dst, layer, began) in want {
-                let v = pair_value(&text, M, dst, layer).unwrap_or_else(|| panic!("{what}: {dst} {layer}\n{text}"));
+                let v = pair_value(&text, M, dst, layer)
+                    .unwrap_or_else(|| panic!("{what}: {dst} {layer}\n{text}"));
                 // The age at scrape time: at least the streak's age when recorded.
                 assert!(v >= began as f64 && v < began as f64 + 30.0, "{what}: {v}");
             }
@@ -900,7 +905,10 @@ mod tests {
             text.contains(r#"meshprobe_pair_failing_for_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} "#),
             "{text}"
         );
-        assert!(text.contains("# HELP meshprobe_pair_failing_for_seconds "), "{text}");
+        assert!(
+            text.contains("# HELP meshprobe_pair_failing_for_seconds "),
+            "{text}"
+        );
     }
 
     #[test]

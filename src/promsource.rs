@@ -310,9 +310,7 @@ impl CellAcc {
             last_error: last.and_then(|e| e.last.clone()),
             last_error_age_seconds: last.and_then(|e| e.last_age_seconds),
             last_probe_age_seconds: self.last_probe_age,
-            failing_for_seconds: self
-                .failing_for
-                .filter(|_| self.reachable == Some(false)),
+            failing_for_seconds: self.failing_for.filter(|_| self.reachable == Some(false)),
             errors,
             ..LayerStats::default()
         }

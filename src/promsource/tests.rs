@@ -624,7 +624,10 @@ fn ages_are_asked_for_as_of_the_query() {
                 format!(r#"{q}{{cluster="prod"}} + (time() - timestamp({q}{{cluster="prod"}}))"#)
             );
         } else {
-            assert_eq!((plain.as_str(), scoped), (q, format!(r#"{q}{{cluster="prod"}}"#)));
+            assert_eq!(
+                (plain.as_str(), scoped),
+                (q, format!(r#"{q}{{cluster="prod"}}"#))
+            );
         }
     }
     for q in [ERROR_AGE, LAST_PROBE_AGE, FAILING_FOR] {
@@ -664,7 +667,10 @@ fn failure_streak_and_last_probe_ages_are_carried() {
                 ("dst_zone", ""),
                 ("layer", l),
             ];
-            answers.entry(metric).or_default().push(pair_sample(&pair, v));
+            answers
+                .entry(metric)
+                .or_default()
+                .push(pair_sample(&pair, v));
         }
         build(&answers, None).unwrap()
     };
@@ -727,7 +733,11 @@ fn failure_streak_and_last_probe_ages_are_carried() {
         if note.is_empty() {
             assert!(b.notes.is_empty(), "{what}: {:?}", b.notes);
         } else {
-            assert!(b.notes.iter().any(|n| n.starts_with(note)), "{what}: {:?}", b.notes);
+            assert!(
+                b.notes.iter().any(|n| n.starts_with(note)),
+                "{what}: {:?}",
+                b.notes
+            );
         }
     }
 }
@@ -739,8 +749,10 @@ fn failure_streak_and_last_probe_ages_are_carried() {
 fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
     let mut answers: Answers = QUERIES.iter().map(|&q| (q, Vec::new())).collect();
     let mut push = |metric: &'static str, labels: Vec<(&str, String)>, v: f64| {
-        let mut l: BTreeMap<String, String> =
-            labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut l: BTreeMap<String, String> = labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         if !AGES.contains(&metric) {
             l.insert("__name__".into(), metric.to_string());
         }
@@ -769,12 +781,22 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
             ("icmp_socket", "raw".into()),
         ]);
         push(AGENT_INFO, info, 1.0);
-        push(AGENT_READY, target.clone(), if a.ready == Some(false) { 0.0 } else { 1.0 });
+        push(
+            AGENT_READY,
+            target.clone(),
+            if a.ready == Some(false) { 0.0 } else { 1.0 },
+        );
         push(ROUNDS, target.clone(), a.rounds.unwrap_or(0) as f64);
         push(INTERVAL, target.clone(), a.interval_seconds.unwrap());
         push(WINDOW, target.clone(), a.window_seconds.unwrap());
-        let peers = a.peers.iter().map(|p| ("peer", &p.node, p.zone.clone(), &p.layers, &p.mtu));
-        let targets = a.targets.iter().map(|t| ("target", &t.name, None, &t.layers, &t.mtu));
+        let peers = a
+            .peers
+            .iter()
+            .map(|p| ("peer", &p.node, p.zone.clone(), &p.layers, &p.mtu));
+        let targets = a
+            .targets
+            .iter()
+            .map(|t| ("target", &t.name, None, &t.layers, &t.mtu));
         for (kind, dst, dst_zone, layers, mtu) in peers.chain(targets) {
             for (layer, st) in layers {
                 let mut l = target.clone();
@@ -803,7 +825,10 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
                     let mut el = l.clone();
                     el.extend([
                         ("kind", e.kind.clone()),
-                        ("reporter", if from.is_some() { "other" } else { "none" }.into()),
+                        (
+                            "reporter",
+                            if from.is_some() { "other" } else { "none" }.into(),
+                        ),
                     ]);
                     push(ERRORS, el.clone(), f64::from(e.count));
                     push(ERROR_AGE, el, e.last_age_seconds.unwrap());
@@ -830,9 +855,7 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
         for t in &a.targets {
             let node = pod_ips
                 .iter()
-                .find(|(_, ip)| {
-                    crate::diagnosis::matrix::Cidr::around(*ip).contains(t.ip.unwrap())
-                })
+                .find(|(_, ip)| crate::diagnosis::matrix::Cidr::around(*ip).contains(t.ip.unwrap()))
                 .map_or(String::new(), |(n, _)| n.clone());
             let mut l = target.clone();
             l.extend([("dst", t.name.clone()), ("dst_node", node)]);
@@ -878,7 +901,12 @@ fn onset_prometheus_and_agents_say_the_same() {
     assert_eq!(built.inputs.unreachable_agents, ["node-4"]);
     // Every cell's figures come back, the ages included.
     for a in &reports {
-        let b = built.inputs.agents.iter().find(|b| b.node == a.node).unwrap();
+        let b = built
+            .inputs
+            .agents
+            .iter()
+            .find(|b| b.node == a.node)
+            .unwrap();
         for p in &a.peers {
             let q = b.peers.iter().find(|q| q.node == p.node).unwrap();
             for (layer, st) in &p.layers {
@@ -916,14 +944,74 @@ fn onset_prometheus_and_agents_say_the_same() {
         BTreeSet::from(["routing".to_string(), "vpc".to_string()]),
         "{legacy_agents}"
     );
-    assert_eq!(summary(&legacy_prom), summary(&legacy_agents), "{legacy_prom}");
+    assert_eq!(
+        summary(&legacy_prom),
+        summary(&legacy_agents),
+        "{legacy_prom}"
+    );
+}
 
-    // The streak's age alone is not enough: the successes' last-probe ages are what predate it.
+/// A fabricated onset (node-3's pod network broken 0.6 s ago, as `cni_onset` in the engine's
+/// tests): node-1 saw node-3's pod IP fail, node-3 failed to reach node-1 on every layer; every
+/// other cell's last success is from 0.9 s ago, before the failures began. The onset rule holds
+/// both paths back; it needs the successes' last-probe ages as much as the streaks' ages.
+#[test]
+fn onset_needs_the_last_probe_ages_too() {
+    let fault = |s: &str, d: &str, l: &str| {
+        let pod = l != "icmp_node";
+        ((s == "node-1" && d == "node-3" && pod) || (s == "node-3" && d == "node-1"))
+            .then_some(("timeout", "none"))
+    };
+    let mut agents_input = mesh_documents(&[], fault);
+    for a in &mut agents_input.agents {
+        a.interval_seconds = Some(1.0);
+        a.window_seconds = Some(8.0);
+        let layers = a
+            .peers
+            .iter_mut()
+            .flat_map(|p| p.layers.values_mut())
+            .chain(a.targets.iter_mut().flat_map(|t| t.layers.values_mut()));
+        for l in layers {
+            if l.reachable == Some(false) {
+                l.last_probe_age_seconds = Some(0.05);
+                l.failing_for_seconds = Some(0.6);
+                l.last_error_age_seconds = Some(0.05);
+                for e in &mut l.errors {
+                    e.last_age_seconds = Some(0.05);
+                }
+            } else {
+                l.last_probe_age_seconds = Some(0.9);
+            }
+        }
+    }
+    let agents = diagnose(&Matrix::build(&agents_input));
+    let answers = answers_from_reports(&agents_input.agents, true);
+    let prom = from_prom(&answers);
+    assert!(agents.findings.is_empty(), "agents:\n{agents}");
+    assert_eq!(summary(&prom), summary(&agents), "prometheus:\n{prom}");
+
+    // Without the last-probe ages every success counts as a contrast: the wrong reading, as
+    // from agents whose documents lack them.
     let mut no_probe_age = answers.clone();
     no_probe_age.insert(LAST_PROBE_AGE, Vec::new());
+    let prom = from_prom(&no_probe_age);
+    for a in &mut agents_input.agents {
+        for p in &mut a.peers {
+            for l in p.layers.values_mut() {
+                l.last_probe_age_seconds = None;
+            }
+        }
+        for t in &mut a.targets {
+            for l in t.layers.values_mut() {
+                l.last_probe_age_seconds = None;
+            }
+        }
+    }
+    let agents = diagnose(&Matrix::build(&agents_input));
     assert_eq!(
-        summary(&from_prom(&no_probe_age)),
-        summary(&legacy_agents),
-        "without last-probe ages"
+        causes(&agents),
+        BTreeSet::from(["routing".to_string()]),
+        "{agents}"
     );
+    assert_eq!(summary(&prom), summary(&agents), "prometheus:\n{prom}");
 }
