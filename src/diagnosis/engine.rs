@@ -125,8 +125,8 @@ const TCP: usize = 3;
 /// `failing_for_seconds` (the age of a failing cell's streak), a good cell whose last probe is
 /// at least that old predates the failure: during the first second of a fault some paths have
 /// been probed since and fail, others still show their last success from before (real data:
-/// `partition` read as `cni` + `routing` for half a second). Without the age (Prometheus, older
-/// agents) nothing predates anything: today's reading.
+/// `partition` read as `cni` + `routing` for half a second). Without the ages (older agents,
+/// directly or through Prometheus) nothing predates anything: today's reading.
 fn predates(c: &Cell, onset: Option<f64>) -> bool {
     matches!((c.last_probe_age_seconds, onset), (Some(a), Some(o)) if a >= o)
 }

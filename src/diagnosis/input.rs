@@ -99,8 +99,8 @@ pub struct LayerStats {
     pub last_error_age_seconds: Option<f64>,
     pub last_probe_age_seconds: Option<f64>,
     /// Age of the current failure streak's first failure; absent when the last probe succeeded
-    /// or the source cannot tell (older agents, Prometheus). Successes elsewhere probed before
-    /// it are no evidence against this failure (the onset of a fault).
+    /// or the source cannot tell (older agents, directly or through Prometheus). Successes
+    /// elsewhere probed before it are no evidence against this failure (the onset of a fault).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_for_seconds: Option<f64>,
     /// Every kind of error seen inside the window, with its count and latest instance (the

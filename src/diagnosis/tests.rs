@@ -1777,8 +1777,8 @@ fn policy_onset(m: &mut Mesh) {
     }
 }
 
-/// The mesh with every `failing_for_seconds` removed: what Prometheus (or an older agent)
-/// gives the engine.
+/// The mesh with every `failing_for_seconds` removed: what an older agent gives the engine
+/// (directly or through Prometheus).
 fn without_onsets(m: &Mesh) -> Mesh {
     let mut m = m.clone();
     for st in m.peer.values_mut().chain(m.target.values_mut()) {
