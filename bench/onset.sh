@@ -56,10 +56,10 @@ for _ in $(seq 120); do
 done
 grep -q "Ctrl-C here tears the lab down" "$LOG" || { echo "lab not up" >&2; exit 1; }
 
-python3 - "$B" "$PREFIX" "$PORT" "$RUNS" "$SECS" "$OUT" "$FAULTS" "$INTERVAL" "$WINDOW" <<'PY'
+python3 - "$B" "$PREFIX" "$PORT" "$RUNS" "$SECS" "$OUT" "$FAULTS" "$INTERVAL" "$WINDOW" "$TIMEOUT" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request
 
-B, PREFIX, PORT, RUNS, SECS, OUT, FAULTS, INTERVAL, WINDOW = sys.argv[1:10]
+B, PREFIX, PORT, RUNS, SECS, OUT, FAULTS, INTERVAL, WINDOW, TIMEOUT = sys.argv[1:11]
 RUNS, SECS = int(RUNS), float(SECS)
 
 
@@ -71,6 +71,9 @@ def seconds(d):
 
 
 IV, WIN = seconds(INTERVAL), seconds(WINDOW)
+# The mesh view waits up to twice the probe timeout for a peer agent that has not been seen
+# down yet: a poll waits longer than that (a timed-out poll is counted as "error").
+POLL_TIMEOUT = 2 * seconds(TIMEOUT) + 2.0
 URL = f"http://127.0.0.1:{PORT}/api/v1/diagnosis"
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -87,7 +90,7 @@ KINDS = {
 
 def diag():
     try:
-        with opener.open(URL, timeout=2) as r:
+        with opener.open(URL, timeout=POLL_TIMEOUT) as r:
             return json.load(r)
     except Exception as e:  # noqa: BLE001
         return {"error": str(e)}
