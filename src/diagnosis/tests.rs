@@ -1968,6 +1968,9 @@ fn onset_unconfirmed_contrast_is_no_contrast() {
 fn onset_real_node_down() {
     // Real data (lab `node-down node-4`, 2.4 s after the command): node-2's node IP to node-4
     // is "lossy" with its last probe failed 0.4 s ago — no success since node-4 began to fail.
+    // Its lost packets are that failed probe's 3 plus 1 echo earlier: no loss (`answered_loss`)
+    // but unknown, so node-3's dead node IP and every dead pod IP already say node_down; nothing
+    // (pending) would do too, any other reading is wrong.
     let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/onset/node-down-node-4.json"
@@ -1981,9 +1984,42 @@ fn onset_real_node_down() {
         .collect();
     let m = Matrix::from_json_documents(&docs).unwrap();
     let d = diagnose(&m);
+    assert!(
+        d.findings.is_empty()
+            || summary(&d)
+                == vec![(
+                    Cause::NodeDown,
+                    vec![name(4)],
+                    vec!["zone-b".to_string()],
+                    5
+                )],
+        "{}",
+        d.to_text()
+    );
+    // The same moment with one more echo lost earlier on node-2's node IP to node-4 (2 lost
+    // in 2 answered probes: a lossy cell, a contrast that predates the failure). The onset rule
+    // alone keeps it right; without the onset ages, the wrong reading of that moment.
+    let lossier: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d["node"] == "node-2" {
+                for p in d["peers"].as_array_mut().unwrap() {
+                    if p["node"] == "node-4" {
+                        let c = &mut p["layers"]["icmp_node"];
+                        c["received"] = 19.into();
+                        c["errors"][0]["count"] = 3.into();
+                    }
+                }
+            }
+            d.to_string()
+        })
+        .collect();
+    let d = diagnose(&Matrix::from_json_documents(&lossier).unwrap());
     assert!(d.findings.is_empty(), "{}", d.to_text());
-    // Without the onset ages: the wrong reading of that moment.
-    let stripped: Vec<String> = docs
+    let stripped: Vec<String> = lossier
         .iter()
         .map(|d| d.replace("\"failing_for_seconds\"", "\"x_failing_for_seconds\""))
         .collect();
