@@ -3,6 +3,9 @@
 //! Stages, in the runbook's spirit (the network first, then policy and application):
 //! 1. **Clean**: every cell becomes `Unknown`, `Ok`, `Lossy` or `Down` ([`Params`]); sources whose
 //!    agent is not ready or just started, and cells with too few probes, are `Unknown`.
+//!    `Lossy` counts only packets lost by answered probes, in at least two of them: probes that
+//!    failed whole are an outage's, and so is the one round an outage's edge cuts ([`Params`]'
+//!    `lossy_min_probes`, `random_loss`).
 //!    **Onset**: a success last probed before a failure began (`failing_for_seconds`) is no
 //!    evidence against it. A failing pair whose contrast is such a success (or an unconfirmed
 //!    first failure), or that a zone / node-down / CNI candidate would explain once its stale
