@@ -3,6 +3,9 @@
 //! Stages, in the runbook's spirit (the network first, then policy and application):
 //! 1. **Clean**: every cell becomes `Unknown`, `Ok`, `Lossy` or `Down` ([`Params`]); sources whose
 //!    agent is not ready or just started, and cells with too few probes, are `Unknown`.
+//!    `Lossy` counts only packets lost by answered probes, in at least two of them: probes that
+//!    failed whole are an outage's, and so is the one round an outage's edge cuts ([`Params`]'
+//!    `lossy_min_probes`, `random_loss`).
 //!    **Onset**: a success last probed before a failure began (`failing_for_seconds`) is no
 //!    evidence against it. A failing pair whose contrast is such a success (or an unconfirmed
 //!    first failure), or that a zone / node-down / CNI candidate would explain once its stale
@@ -45,6 +48,9 @@ pub struct Params {
     pub lossy_min_lost: u32,
     /// ... and they are at least this fraction of those sent.
     pub lossy_min_ratio: f64,
+    /// ... and they were lost in at least this many answered probes (when the window's error
+    /// counts say): one partial answer is one event, and the round an outage cut looks the same.
+    pub lossy_min_probes: u32,
     /// Loss not concentrated on a node is reported per pair only above these.
     pub pair_loss_min_ratio: f64,
     pub pair_loss_min_lost: u32,
@@ -74,6 +80,7 @@ impl Default for Params {
             min_rounds: 2,
             lossy_min_lost: 2,
             lossy_min_ratio: 0.05,
+            lossy_min_probes: 2,
             pair_loss_min_ratio: 0.2,
             pair_loss_min_lost: 3,
             hit_ratio: 0.6,
@@ -200,10 +207,9 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
     if sent == 0 {
         return St::Ok;
     }
-    let loss = f64::from(lost) / f64::from(sent);
-    if lost >= p.lossy_min_lost && loss >= p.lossy_min_ratio {
-        if outage_residue(c) {
-            return St::Unknown;
+    if lossy_figures(lost, sent, p) {
+        if !random_loss(c, p, p.lossy_min_lost, p.lossy_min_ratio) {
+            return St::Unknown; // an outage's marks, or one event: not loss (yet)
         }
         let recovered = c.reachable == Some(true)
             && quiet_since(c.last_error_age_seconds, loss_events(c), interval, window);
@@ -212,19 +218,52 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
     St::Ok
 }
 
-/// An outage, not loss: every lost packet in the window belongs to a probe that failed whole
-/// (random loss on `--icmp-count` echoes leaves partial losses in answered probes; a node that
-/// is or was down, cut off or unrouted does not). Such a cell is down when the down rules say
-/// so, else unknown: an outage that just began or just ended. Real data: the residue of
-/// `node-down node-4` read as "packet_loss node-4 ~7%" for a few seconds after the node came
-/// back, and its first failed probe as loss for a second.
-fn outage_residue(c: &Cell) -> bool {
-    let failed = c.probes.saturating_sub(c.successes);
-    c.probes > 0
-        && failed > 0
-        && c.sent > 0
-        && c.sent % c.probes == 0
-        && c.sent.saturating_sub(c.received) == failed * (c.sent / c.probes)
+/// `lost` of `sent` is loss worth a `Lossy` verdict.
+fn lossy_figures(lost: u32, sent: u32, p: &Params) -> bool {
+    sent > 0 && lost >= p.lossy_min_lost && f64::from(lost) / f64::from(sent) >= p.lossy_min_ratio
+}
+
+/// Loss, not an outage's marks: packets lost by probes that were answered, in at least
+/// `lossy_min_probes` of them, and at least `min_lost` packets and `min_ratio` of those sent.
+///
+/// Random loss on `--icmp-count` echoes leaves partial losses in answered probes, again and
+/// again. An outage leaves probes that failed whole — a node that is or was down, cut off or
+/// unrouted — plus, at each of its edges, at most one *cut round* per cell: the probe in flight
+/// when the path died (or came back), 1 or 2 of its 3 echoes answered. So whole failures count
+/// for the down rules, never as loss (a cell whose lost packets all belong to failed probes is
+/// down when the down rules say so, else unknown: an outage that just began or just ended), and
+/// one partial answer is one event, not yet a pattern: loss must show in two answered probes
+/// (counted from the window's errors: one per probe that lost anything, so the answered ones
+/// are the errors less the failed probes). Steady loss is hardly slowed: under `loss node-2 30`
+/// (about half the round trips lost) three probes in four lose some echoes but not all.
+///
+/// Real data: the residue of `node-down node-4` read as "packet_loss node-4 ~7%" for a few
+/// seconds after the node came back, and its first failed probe as loss for a second; at
+/// `partition` / `node-down` onsets (lab, 8 s window), a probe failed whole in the previous
+/// fault still in the window plus the cut round of this one (2 of 3 echoes lost) made 5/24 =
+/// 21% and a one-pair `packet_loss` for up to a second before the right finding, and two such
+/// cut rounds from one node a `packet_loss` on that node (`tests/fixtures/onset/`).
+///
+/// Without per-probe packet figures (`sent` not a multiple of `probes`, or no packets), every
+/// lost packet counts; without error counts, the number of probes is not asked.
+fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -> bool {
+    let (lost, sent) = lost_of(c);
+    if sent == 0 {
+        return false;
+    }
+    let (lost, probes) = if c.sent == 0 || c.probes == 0 || c.sent % c.probes != 0 {
+        (lost, None)
+    } else {
+        let failed = c.probes.saturating_sub(c.successes);
+        let answered_lossy = (!c.errors.is_empty()).then(|| c.error_count().saturating_sub(failed));
+        (
+            lost.saturating_sub(failed * (c.sent / c.probes)),
+            answered_lossy,
+        )
+    };
+    lost >= min_lost
+        && f64::from(lost) / f64::from(sent) >= min_ratio
+        && probes.is_none_or(|n| n >= p.lossy_min_probes)
 }
 
 /// Loss events in a cell's window: its error count (per kind), else its lost packets.
@@ -497,13 +536,10 @@ impl<'a> Engine<'a> {
                     }
                 }
                 pair_recovery(pc, &mut s, src.interval_seconds, src.window_seconds);
-                loss = pc.layers[..2].iter().flatten().any(|c| {
-                    let (lost, sent) = lost_of(c);
-                    sent > 0
-                        && lost >= p.lossy_min_lost
-                        && f64::from(lost) / f64::from(sent) >= p.lossy_min_ratio
-                        && !outage_residue(c)
-                });
+                loss = pc.layers[..2]
+                    .iter()
+                    .flatten()
+                    .any(|c| random_loss(c, p, p.lossy_min_lost, p.lossy_min_ratio));
                 match pc.dst {
                     Dest::Node(d) => {
                         if restarting.get(d).copied().unwrap_or(false) {
@@ -2641,10 +2677,12 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let strong = self.m.pairs[i].layers[..2].iter().flatten().any(|c| {
-                let (lost, sent) = lost_of(c);
-                sent > 0
-                    && lost >= self.p.pair_loss_min_lost
-                    && f64::from(lost) / f64::from(sent) >= self.p.pair_loss_min_ratio
+                random_loss(
+                    c,
+                    self.p,
+                    self.p.pair_loss_min_lost,
+                    self.p.pair_loss_min_ratio,
+                )
             });
             if !strong {
                 continue;

@@ -1968,6 +1968,9 @@ fn onset_unconfirmed_contrast_is_no_contrast() {
 fn onset_real_node_down() {
     // Real data (lab `node-down node-4`, 2.4 s after the command): node-2's node IP to node-4
     // is "lossy" with its last probe failed 0.4 s ago — no success since node-4 began to fail.
+    // Its lost packets are that failed probe's 3 plus 1 echo earlier: no loss (`answered_loss`)
+    // but unknown, so node-3's dead node IP and every dead pod IP already say node_down; nothing
+    // (pending) would do too, any other reading is wrong.
     let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/onset/node-down-node-4.json"
@@ -1981,9 +1984,42 @@ fn onset_real_node_down() {
         .collect();
     let m = Matrix::from_json_documents(&docs).unwrap();
     let d = diagnose(&m);
+    assert!(
+        d.findings.is_empty()
+            || summary(&d)
+                == vec![(
+                    Cause::NodeDown,
+                    vec![name(4)],
+                    vec!["zone-b".to_string()],
+                    5
+                )],
+        "{}",
+        d.to_text()
+    );
+    // The same moment with one more echo lost earlier on node-2's node IP to node-4 (2 lost
+    // in 2 answered probes: a lossy cell, a contrast that predates the failure). The onset rule
+    // alone keeps it right; without the onset ages, the wrong reading of that moment.
+    let lossier: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d["node"] == "node-2" {
+                for p in d["peers"].as_array_mut().unwrap() {
+                    if p["node"] == "node-4" {
+                        let c = &mut p["layers"]["icmp_node"];
+                        c["received"] = 19.into();
+                        c["errors"][0]["count"] = 3.into();
+                    }
+                }
+            }
+            d.to_string()
+        })
+        .collect();
+    let d = diagnose(&Matrix::from_json_documents(&lossier).unwrap());
     assert!(d.findings.is_empty(), "{}", d.to_text());
-    // Without the onset ages: the wrong reading of that moment.
-    let stripped: Vec<String> = docs
+    let stripped: Vec<String> = lossier
         .iter()
         .map(|d| d.replace("\"failing_for_seconds\"", "\"x_failing_for_seconds\""))
         .collect();
@@ -2014,4 +2050,231 @@ fn onset_refusals_need_no_contrast() {
             ..ex(Cause::Application, &["node-2"])
         }],
     );
+}
+
+// ---- loss vs an outage's cut round ------------------------------------------------------------
+
+/// Lab-like figures (8 probes of 3 echoes in the window): `failed` probes failed whole,
+/// `partial` answered probes lost `partial_lost` echoes between them; the last probe failed
+/// when `last_failed`.
+fn echo_cell(failed: u32, partial: u32, partial_lost: u32, last_failed: bool) -> LayerStats {
+    let lost = 3 * failed + partial_lost;
+    LayerStats {
+        reachable: Some(!last_failed),
+        consecutive_failures: u32::from(last_failed),
+        probes: 8,
+        successes: 8 - failed,
+        sent: 24,
+        received: 24 - lost,
+        success_ratio: Some(f64::from(8 - failed) / 8.0),
+        loss_ratio: Some(f64::from(lost) / 24.0),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(0.1),
+        last_probe_age_seconds: Some(0.1),
+        failing_for_seconds: last_failed.then_some(0.1),
+        errors: vec![timeout_count(failed + partial, 0.1)],
+        ..ok()
+    }
+}
+
+/// A probe failed whole in an earlier outage (still in the window), then this outage's cut
+/// round: 1 of 3 echoes answered just now. 5/24 lost.
+fn cut_after_residue() -> LayerStats {
+    echo_cell(1, 1, 2, false)
+}
+
+/// The cut round, then the first probe that failed whole. 5/24 lost.
+fn cut_then_failed() -> LayerStats {
+    echo_cell(1, 1, 2, true)
+}
+
+/// Steady loss on one path: 6 echoes lost in 4 answered probes (25%).
+fn steady_pair_loss() -> LayerStats {
+    echo_cell(0, 4, 6, false)
+}
+
+#[test]
+fn loss_needs_answered_probes_losing_packets() {
+    use super::engine::{cell_state, St};
+    use super::matrix::Cell;
+    let p = Params::default();
+    let st = |s: LayerStats| cell_state(&Cell::from(&s), Some(1.0), Some(8.0), &p);
+    let table: Vec<(&str, LayerStats, St)> = vec![
+        (
+            "an earlier outage's failed probe + a cut round",
+            cut_after_residue(),
+            St::Unknown,
+        ),
+        (
+            "a cut round, then a whole failure",
+            cut_then_failed(),
+            St::Unknown,
+        ),
+        (
+            "a whole failure + 1 echo lost before",
+            echo_cell(1, 1, 1, true),
+            St::Unknown,
+        ),
+        (
+            "two whole failures: down",
+            echo_cell(2, 1, 2, true).with_cf(2),
+            St::Down,
+        ),
+        ("steady loss", steady_pair_loss(), St::Lossy),
+        (
+            "steady loss with a whole failure too",
+            echo_cell(1, 3, 4, false),
+            St::Lossy,
+        ),
+        (
+            "loss onset: 1 echo lost in each of 2 probes",
+            echo_cell(0, 2, 2, false),
+            St::Lossy,
+        ),
+        (
+            "2 echoes lost in a single probe: one event",
+            echo_cell(0, 1, 2, false),
+            St::Unknown,
+        ),
+        (
+            "no error counts (older agents): the packets alone",
+            LayerStats {
+                errors: Vec::new(),
+                ..echo_cell(0, 1, 2, false)
+            },
+            St::Lossy,
+        ),
+    ];
+    for (label, s, want) in table {
+        assert_eq!(st(s), want, "{label}");
+    }
+}
+
+impl LayerStats {
+    fn with_cf(mut self, n: u32) -> LayerStats {
+        self.consecutive_failures = n;
+        self
+    }
+}
+
+#[test]
+fn cut_rounds_are_no_packet_loss() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        (
+            // Was: packet_loss node-3 <-> node-2, one pair, for up to a second (lab partition).
+            "a cut round after an earlier outage's failed probe, one pair",
+            |m| {
+                m.p(3, 2, &["icmp_node"], cut_after_residue());
+            },
+            vec![],
+        ),
+        (
+            "a cut round then a whole failure, one pair",
+            |m| {
+                m.p(1, 4, &["icmp_pod"], cut_then_failed());
+            },
+            vec![],
+        ),
+        (
+            // Was (answered packets without the probe count): packet_loss node-3.
+            "cut rounds on two of a node's outbound pairs",
+            |m| {
+                m.p(3, 2, &["icmp_node"], cut_after_residue());
+                m.p(3, 4, &["icmp_node"], cut_then_failed());
+            },
+            vec![],
+        ),
+        (
+            "steady loss on one pair, one direction, one layer",
+            |m| {
+                m.p(1, 2, &["icmp_pod"], steady_pair_loss());
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss on one pair, both layers",
+            |m| {
+                m.p(1, 2, &["icmp_pod", "icmp_node"], steady_pair_loss());
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss with a whole failure just now, one pair",
+            |m| {
+                m.p(1, 2, &["icmp_pod", "icmp_node"], echo_cell(1, 4, 6, true));
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss around node-2, with error counts",
+            |m| {
+                m.around(
+                    2,
+                    &["icmp_pod", "icmp_node"],
+                    &["icmp_pod"],
+                    steady_pair_loss(),
+                );
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "loss onset around node-2: one echo lost in each of two probes",
+            |m| {
+                m.around(
+                    2,
+                    &["icmp_pod", "icmp_node"],
+                    &[],
+                    echo_cell(0, 2, 2, false),
+                );
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+    ];
+    for (label, build, want) in table {
+        let mut m = Mesh::new();
+        build(&mut m);
+        let d = m.diagnose();
+        check(label, &d, &want);
+        if let Some(f) = d.findings.iter().find(|f| f.nodes.len() == 2) {
+            assert_eq!(f.pairs.len(), 1, "{label}: {}", d.to_text());
+        }
+    }
+    // Counting answered losses alone, not in how many probes: the two cut rounds of node-3
+    // read as loss on node-3.
+    let mut m = Mesh::new();
+    m.p(3, 2, &["icmp_node"], cut_after_residue());
+    m.p(3, 4, &["icmp_node"], cut_then_failed());
+    let p = Params {
+        lossy_min_probes: 1,
+        ..Params::default()
+    };
+    let d = super::diagnose_with(&m.matrix(), &p);
+    check("one probe enough", &d, &[ex(PacketLoss, &["node-3"])]);
+}
+
+/// Real data: `lab partition zone-a zone-b` onsets that read as packet_loss before the right
+/// `vpc` (see each fixture's `what`).
+#[test]
+fn onset_real_cut_rounds() {
+    for f in [
+        "partition-cut-round.json",
+        "partition-cut-rounds-node3.json",
+    ] {
+        let path = format!("{}/tests/fixtures/onset/{f}", env!("CARGO_MANIFEST_DIR"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let docs: Vec<String> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let d = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        assert!(
+            d.findings.iter().all(|x| x.cause == Cause::Vpc),
+            "{f}: {}",
+            d.to_text()
+        );
+    }
 }
