@@ -1132,7 +1132,18 @@ fn cleaning_rules() {
             St::Down,
         ),
         (
-            "recovered: old failures, answering now",
+            "recovering: an outage's failures, answering for 2.5 intervals",
+            LayerStats {
+                successes: 3,
+                received: 3,
+                success_ratio: Some(0.3),
+                last_error_age_seconds: Some(2.5),
+                ..ok()
+            },
+            St::Unknown,
+        ),
+        (
+            "recovered: an outage's failures, answering for over 3 intervals: a working path",
             LayerStats {
                 successes: 3,
                 received: 3,
@@ -1140,7 +1151,7 @@ fn cleaning_rules() {
                 last_error_age_seconds: Some(5.0),
                 ..ok()
             },
-            St::Unknown,
+            St::Ok,
         ),
         (
             "a cleared outage: 8 of 10 probes fine, quiet for 4 s (loss spaced 1.1 s)",
