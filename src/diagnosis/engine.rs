@@ -3,9 +3,9 @@
 //! Stages, in the runbook's spirit (the network first, then policy and application):
 //! 1. **Clean**: every cell becomes `Unknown`, `Ok`, `Lossy` or `Down` ([`Params`]); sources whose
 //!    agent is not ready or just started, and cells with too few probes, are `Unknown`.
-//!    `Lossy` counts only packets lost by answered probes, in at least two of them: probes that
-//!    failed whole are an outage's, and so is the one round an outage's edge cuts ([`Params`]'
-//!    `lossy_min_probes`, `random_loss`).
+//!    `Lossy` counts only packets lost by answered probes: probes that failed whole are an
+//!    outage's, and so is the one round an outage's edge cuts; a cell whose last probe failed
+//!    after a single partial answer waits for the next probe (`random_loss`).
 //!    **Onset**: a success last probed before a failure began (`failing_for_seconds`) is no
 //!    evidence against it. A failing pair whose contrast is such a success (or an unconfirmed
 //!    first failure), or that a zone / node-down / CNI candidate would explain once its stale
@@ -48,8 +48,9 @@ pub struct Params {
     pub lossy_min_lost: u32,
     /// ... and they are at least this fraction of those sent.
     pub lossy_min_ratio: f64,
-    /// ... and they were lost in at least this many answered probes (when the window's error
-    /// counts say): one partial answer is one event, and the round an outage cut looks the same.
+    /// ... and, when the last probe failed whole, they were lost in at least this many answered
+    /// probes (when the window's error counts say): one partial answer before a failure is
+    /// what the round an outage cut looks like.
     pub lossy_min_probes: u32,
     /// Loss not concentrated on a node is reported per pair only above these.
     pub pair_loss_min_ratio: f64,
@@ -241,26 +242,32 @@ fn lossy_figures(lost: u32, sent: u32, p: &Params) -> bool {
     sent > 0 && lost >= p.lossy_min_lost && f64::from(lost) / f64::from(sent) >= p.lossy_min_ratio
 }
 
-/// Loss, not an outage's marks: packets lost by probes that were answered, in at least
-/// `lossy_min_probes` of them, and at least `min_lost` packets and `min_ratio` of those sent.
+/// Loss, not an outage's marks: packets lost by probes that were answered, at least `min_lost`
+/// and `min_ratio` of those sent; and when the last probe failed whole, lost in at least
+/// `lossy_min_probes` answered probes.
 ///
 /// Random loss on `--icmp-count` echoes leaves partial losses in answered probes, again and
 /// again. An outage leaves probes that failed whole — a node that is or was down, cut off or
 /// unrouted — plus, at each of its edges, at most one *cut round* per cell: the probe in flight
 /// when the path died (or came back), 1 or 2 of its 3 echoes answered. So whole failures count
 /// for the down rules, never as loss (a cell whose lost packets all belong to failed probes is
-/// down when the down rules say so, else unknown: an outage that just began or just ended), and
-/// one partial answer is one event, not yet a pattern: loss must show in two answered probes
-/// (counted from the window's errors: one per probe that lost anything, so the answered ones
-/// are the errors less the failed probes). Steady loss is hardly slowed: under `loss node-2 30`
-/// (about half the round trips lost) three probes in four lose some echoes but not all.
+/// down when the down rules say so, else unknown: an outage that just began or just ended),
+/// and a cut round alone (≤ 2 packets) stays below the per-pair threshold
+/// (`pair_loss_min_lost`). A cell whose last probe failed whole, after one partial answer, is
+/// an outage that just began as much as loss: it waits for the next probe (unknown: the failure
+/// confirmed is down, an answer makes it lossy again). Answered probes that lost packets are
+/// the window's errors (one per probe that lost anything) less its failed probes. Steady loss
+/// is hardly slowed: under `loss node-2 30` (about half the round trips lost) three probes in
+/// four lose some echoes but not all, one in eight all of them.
 ///
 /// Real data: the residue of `node-down node-4` read as "packet_loss node-4 ~7%" for a few
 /// seconds after the node came back, and its first failed probe as loss for a second; at
 /// `partition` / `node-down` onsets (lab, 8 s window), a probe failed whole in the previous
 /// fault still in the window plus the cut round of this one (2 of 3 echoes lost) made 5/24 =
 /// 21% and a one-pair `packet_loss` for up to a second before the right finding, and two such
-/// cut rounds from one node a `packet_loss` on that node (`tests/fixtures/onset/`).
+/// cells from one node a `packet_loss` on that node (`tests/fixtures/onset/`). Requiring two
+/// lossy probes always also held those back but slowed `loss node-2 30` by 0.5–1 s and let its
+/// first failed pairs read as `routing` meanwhile (replayed lab data).
 ///
 /// Without per-probe packet figures (`sent` not a multiple of `probes`, or no packets), every
 /// lost packet counts; without error counts, the number of probes is not asked.
@@ -281,7 +288,7 @@ fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -> bool {
     };
     lost >= min_lost
         && f64::from(lost) / f64::from(sent) >= min_ratio
-        && probes.is_none_or(|n| n >= p.lossy_min_probes)
+        && (c.reachable != Some(false) || probes.is_none_or(|n| n >= p.lossy_min_probes))
 }
 
 /// Loss events in a cell's window: its error count (per kind), else its lost packets.

@@ -2105,7 +2105,7 @@ fn steady_pair_loss() -> LayerStats {
 }
 
 #[test]
-fn loss_needs_answered_probes_losing_packets() {
+fn loss_is_what_answered_probes_lost() {
     use super::engine::{cell_state, St};
     use super::matrix::Cell;
     let p = Params::default();
@@ -2114,7 +2114,7 @@ fn loss_needs_answered_probes_losing_packets() {
         (
             "an earlier outage's failed probe + a cut round",
             cut_after_residue(),
-            St::Unknown,
+            St::Lossy, // 2/24: below the per-pair threshold (3 packets, 20%)
         ),
         (
             "a cut round, then a whole failure",
@@ -2143,15 +2143,20 @@ fn loss_needs_answered_probes_losing_packets() {
             St::Lossy,
         ),
         (
-            "2 echoes lost in a single probe: one event",
+            "2 echoes lost in a single probe, answered",
             echo_cell(0, 1, 2, false),
-            St::Unknown,
+            St::Lossy,
+        ),
+        (
+            "... then an answer after a whole failure",
+            echo_cell(1, 2, 3, false),
+            St::Lossy,
         ),
         (
             "no error counts (older agents): the packets alone",
             LayerStats {
                 errors: Vec::new(),
-                ..echo_cell(0, 1, 2, false)
+                ..echo_cell(1, 1, 2, true)
             },
             St::Lossy,
         ),
