@@ -737,8 +737,14 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
     std::thread::sleep(Duration::from_secs(4)); // windows full
 
     for (step, secs) in [("-1h", -3600i64), ("+1h", 3600), ("+0", 0)] {
-        std::fs::write(&offset, format!("{step}\n")).unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Replaced whole (write, then rename): libfaketime reading a half-written file sees
+        // no offset and caches that for a second.
+        let tmp = dir.join("offset.tmp");
+        std::fs::write(&tmp, format!("{step}\n")).unwrap();
+        std::fs::rename(&tmp, &offset).unwrap();
+        // libfaketime rereads it once its cache (FAKETIME_CACHE_DURATION, whole seconds of
+        // real time) has run out: up to 2 s.
+        std::thread::sleep(Duration::from_millis(2500));
         // A reload now: logged with the agent's (stepped) wall time.
         let reloads = a.log_text().matches("peers file reloaded").count();
         set(step);
@@ -754,7 +760,7 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
         let skew = at.as_second() - k8s_openapi::jiff::Timestamp::now().as_second() - secs;
         assert!(
             skew.abs() < 10,
-            "clock {step}: the agent logged {at} ({line})"
+            "clock {step}: the agent logged {at}, {skew} s off the step ({line})"
         );
 
         let m0 = a.metrics();
