@@ -2152,7 +2152,34 @@ impl<'a> Engine<'a> {
         });
         let on_lossy_node =
             lossy.contains(&pc.src) || self.dst_node(i).is_some_and(|d| lossy.contains(&d));
-        timeouts_only && (self.raw_loss[i] || self.pair_lossy(i) || on_lossy_node)
+        let pair_loss = (self.raw_loss[i] || self.pair_lossy(i))
+            && self.loss_since(i, self.onset_in(i, &[HTTP, TCP]));
+        timeouts_only && (pair_loss || on_lossy_node)
+    }
+
+    /// May pair `i`'s ICMP paths still be losing packets since its connection failures began
+    /// `onset` seconds ago? No when an ICMP layer was probed since, answered, and its last lost
+    /// echo is older than the failures: loss that ended before them does not explain them
+    /// (real data, `tests/fixtures/onset/policy-after-loss.json`: a cleared `loss node-2 30`
+    /// still in the window excused three sources' HTTP timeouts under a NetworkPolicy drop, and
+    /// the fourth read as `application` "from 1 of 4 sources only" for the whole fault). A
+    /// node that is lossy now still explains them (a lucky probe proves little). Without the
+    /// onset (older agents) or an ICMP probe since, it may.
+    fn loss_since(&self, i: usize, onset: Option<f64>) -> bool {
+        let Some(onset) = onset else {
+            return true;
+        };
+        let mut probed_since = false;
+        for c in self.m.pairs[i].layers[..=NODE].iter().flatten() {
+            if !c.last_probe_age_seconds.is_some_and(|a| a < onset) {
+                continue;
+            }
+            if c.reachable != Some(true) || c.last_error_age_seconds.is_some_and(|a| a <= onset) {
+                return true; // lost something since
+            }
+            probed_since = true;
+        }
+        !probed_since
     }
 
     /// A source whose own stack or pod gateway says "net unreachable" to a target's pod is
@@ -2247,7 +2274,9 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 if self.loss_explains_app(i, &lossy) {
+                    // Loss's, or not yet known to be otherwise: no contrast for the others.
                     self.deferred_app_loss.push(i);
+                    pend.push(i);
                     continue;
                 }
                 if self.app_pending(i, node) {
@@ -2285,11 +2314,12 @@ impl<'a> Engine<'a> {
             {
                 continue;
             }
+            let e = per_node.entry(d).or_default();
             if self.loss_explains_app(i, &lossy) {
                 self.deferred_app_loss.push(i);
+                e.2.push(i);
                 continue;
             }
-            let e = per_node.entry(d).or_default();
             if self.app_pending(i, Some(d)) {
                 e.2.push(i);
                 continue;
@@ -2343,9 +2373,12 @@ impl<'a> Engine<'a> {
         !net_failing(&ps) && self.contrast_predates(*peer, &[POD, NODE, HTTP, TCP], onset)
     }
 
-    /// A minority of failing sources (`fails`, with `pend` pending) that becomes the majority
-    /// if the other sources' successes from before these failures began fail too: the
-    /// verdict "from some sources only" waits for them to be probed again.
+    /// A minority of failing sources (`fails`, with `pend` pending — waiting for a contrast, or
+    /// failing in a way loss may explain) that becomes the majority if the other sources'
+    /// successes from before these failures began fail too: the verdict "from some sources
+    /// only" waits for them to be probed again. (Real data: right after a cleared loss, a
+    /// NetworkPolicy's timeouts from three sources waited for their pod IPs' next ICMP answer
+    /// while the fourth's already read as `application` "from 1 of 4 sources only".)
     fn app_wide_pending(&self, all: &[usize], fails: &[usize], pend: &[usize], known: u32) -> bool {
         let hit = self.p.hit_ratio;
         let bad = fails.len() as u32;

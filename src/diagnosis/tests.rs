@@ -2294,3 +2294,41 @@ fn onset_real_cut_rounds() {
         );
     }
 }
+
+/// Real data (`tests/fixtures/onset/policy-after-loss*.json`): a NetworkPolicy drop right
+/// after a cleared loss fault. The loss's lost echoes still in the window are no excuse for
+/// HTTP timeouts that began after the path last lost anything and while it answered ICMP
+/// since: every source fails, so it is `policy`, not `application` "from 1 of 4 sources only";
+/// and while some sources' pod IPs have not answered since, their timeouts may be the loss's:
+/// they wait (pending), they are no contrast for the others.
+#[test]
+fn policy_right_after_a_cleared_loss_is_policy() {
+    for (f, may_wait) in [
+        ("policy-after-loss.json", false),
+        ("policy-after-loss-pending.json", true),
+    ] {
+        let path = format!("{}/tests/fixtures/onset/{f}", env!("CARGO_MANIFEST_DIR"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let docs: Vec<String> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let d = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        if may_wait && d.findings.is_empty() {
+            continue;
+        }
+        assert_eq!(d.findings.len(), 1, "{f}: {}", d.to_text());
+        let x = &d.findings[0];
+        assert_eq!(x.cause, Cause::Policy, "{f}: {}", d.to_text());
+        assert_eq!(
+            x.targets,
+            vec!["web-node-2".to_string()],
+            "{f}: {}",
+            d.to_text()
+        );
+        assert_eq!(x.pairs.len(), 4, "{f}: {}", d.to_text());
+    }
+}
