@@ -1975,6 +1975,21 @@ fn onset_unconfirmed_contrast_is_no_contrast() {
     }
 }
 
+/// The diagnosis of a recorded onset: `tests/fixtures/onset/NAME`, every agent's
+/// `/api/v1/results` document as served during a lab fault's first seconds.
+fn onset_fixture(name: &str) -> Diagnosis {
+    let docs: Vec<String> = onset_results(name).iter().map(|d| d.to_string()).collect();
+    diagnose(&Matrix::from_json_documents(&docs).unwrap())
+}
+
+/// The documents of a recorded onset (see [`onset_fixture`]), to edit before diagnosing.
+fn onset_results(name: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/tests/fixtures/onset/{name}", env!("CARGO_MANIFEST_DIR"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["results"].as_array().unwrap().clone()
+}
+
 #[test]
 fn onset_real_node_down() {
     // Real data (lab `node-down node-4`, 2.4 s after the command): node-2's node IP to node-4
@@ -1982,19 +1997,7 @@ fn onset_real_node_down() {
     // Its lost packets are that failed probe's 3 plus 1 echo earlier: no loss (`answered_loss`)
     // but unknown, so node-3's dead node IP and every dead pod IP already say node_down; nothing
     // (pending) would do too, any other reading is wrong.
-    let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/onset/node-down-node-4.json"
-    )))
-    .unwrap();
-    let docs: Vec<String> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    let m = Matrix::from_json_documents(&docs).unwrap();
-    let d = diagnose(&m);
+    let d = onset_fixture("node-down-node-4.json");
     assert!(
         d.findings.is_empty()
             || summary(&d)
@@ -2010,9 +2013,7 @@ fn onset_real_node_down() {
     // The same moment with one more echo lost earlier on node-2's node IP to node-4 (2 lost
     // in 2 answered probes: a lossy cell, a contrast that predates the failure). The onset rule
     // alone keeps it right; without the onset ages, the wrong reading of that moment.
-    let lossier: Vec<String> = v["results"]
-        .as_array()
-        .unwrap()
+    let lossier: Vec<String> = onset_results("node-down-node-4.json")
         .iter()
         .map(|d| {
             let mut d = d.clone();
@@ -2277,16 +2278,7 @@ fn onset_real_cut_rounds() {
         "partition-cut-round.json",
         "partition-cut-rounds-node3.json",
     ] {
-        let path = format!("{}/tests/fixtures/onset/{f}", env!("CARGO_MANIFEST_DIR"));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let docs: Vec<String> = v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        let d = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        let d = onset_fixture(f);
         assert!(
             d.findings.iter().all(|x| x.cause == Cause::Vpc),
             "{f}: {}",
@@ -2307,16 +2299,7 @@ fn policy_right_after_a_cleared_loss_is_policy() {
         ("policy-after-loss.json", false),
         ("policy-after-loss-pending.json", true),
     ] {
-        let path = format!("{}/tests/fixtures/onset/{f}", env!("CARGO_MANIFEST_DIR"));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let docs: Vec<String> = v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        let d = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        let d = onset_fixture(f);
         if may_wait && d.findings.is_empty() {
             continue;
         }
