@@ -156,15 +156,10 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
                 return Err(format!("{at}.path: only http targets take a path"));
             }
             (Protocol::Http, Some(path))
-                if !path.starts_with('/')
-                    || path.len() > MAX_PATH_LEN
-                    || path.chars().any(|c| c.is_control() || c == ' ')
-                    // What the HTTP prober can send (a backtick passed the checks above and
-                    // failed every probe; found by fuzzing).
-                    || path.parse::<hyper::Uri>().is_err() =>
+                if path.len() > MAX_PATH_LEN || !crate::probe::http::is_request_path(path) =>
             {
                 return Err(format!(
-                    "{at}.path {path:?}: must start with '/', be a valid request target (no spaces, control characters, or characters such as ` \" < > {{ }} unencoded), at most {MAX_PATH_LEN} bytes"
+                    "{at}.path {path:?}: must start with '/', be printable ASCII without spaces (percent-encode the rest, and ` \" < > {{ }}), at most {MAX_PATH_LEN} bytes"
                 ));
             }
             _ => {}
@@ -261,7 +256,17 @@ targets:
             ),
             (
                 "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http, path: /he`-lthz}\n",
-                "targets[0].path \"/he`-lthz\": must start with '/', be a valid request target",
+                "targets[0].path \"/he`-lthz\": must start with '/', be printable ASCII",
+            ),
+            (
+                // YAML's `\uFFFF` escape: accepted once, it did not survive the agent's own
+                // JSON form (a raw U+FFFF is not YAML) — found by fuzzing.
+                "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http, path: \"/a\\uFFFF\"}\n",
+                "percent-encode the rest",
+            ),
+            (
+                "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http, path: /caf\u{e9}}\n",
+                "percent-encode the rest",
             ),
             (
                 "targets:\n  - {name: t, ip: 10.0.0.1, port: 80, protocol: http}\n  - {name: t, ip: 10.0.0.2, port: 80, protocol: http}\n",

@@ -69,12 +69,9 @@ fn parse_one(s: &str) -> Result<ProbeSpec, String> {
         if protocol == Protocol::Tcp {
             return Err("a path is only meaningful for http".into());
         }
-        if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("path {p:?}: no spaces or control characters"));
-        }
-        if p.parse::<hyper::Uri>().is_err() {
+        if !crate::probe::http::is_request_path(p) {
             return Err(format!(
-                "path {p:?}: not a valid request target (percent-encode characters such as ` \" < > {{ }})"
+                "path {p:?}: not a valid request target (printable ASCII without spaces; percent-encode the rest and ` \" < > {{ }})"
             ));
         }
     }
@@ -127,8 +124,9 @@ mod tests {
             ("http:70000", "port \"70000\""),
             ("tcp:-1", "port \"-1\""),
             ("tcp:5432/x", "only meaningful for http"),
-            ("http:80/a b", "no spaces"),
+            ("http:80/a b", "not a valid request target"),
             ("http:80/he`-lthz", "not a valid request target"),
+            ("http:80/caf\u{e9}", "percent-encode the rest"),
             ("tcp:1,", "empty entry"),
             ("tcp:1,http:1", "listed twice"),
             (&long, "longer than 1024"),

@@ -244,7 +244,7 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
                     "{at}.path: must start with '/' and be at most {MAX_PATH_LEN} characters"
                 )));
             }
-            if !path.chars().all(|c| c.is_ascii_graphic()) || path.parse::<hyper::Uri>().is_err() {
+            if !crate::probe::http::is_request_path(&path) {
                 return Err(Refusal::bad(format!(
                     "{at}.path: only printable ASCII without spaces (percent-encode the rest)"
                 )));

@@ -21,6 +21,16 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+/// Whether `path` is a request target this prober sends as written: it starts with `/`, is
+/// printable ASCII without spaces (RFC 3986: everything else is percent-encoded; hyper would
+/// send raw UTF-8, and a raw U+FFFF did not survive the agent's own JSON → YAML round trip —
+/// found by fuzzing), and hyper parses it (no `` ` `` `"` `<` `>` `{` `}` unencoded).
+pub fn is_request_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.bytes().all(|b| b.is_ascii_graphic())
+        && path.parse::<hyper::Uri>().is_ok()
+}
+
 use super::tcp::{check_kind, connect_timed};
 use super::{classify, BoxFuture, Prober};
 use crate::model::{Check, ErrorClass, Phases, PingBody, ProbeResult};
