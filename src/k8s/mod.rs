@@ -3,6 +3,7 @@
 //! [`policy`], the planning in [`events`]) and a thin kube-rs layer ([`watch`], [`fetch`],
 //! [`events::run`]).
 
+pub mod cap;
 pub mod events;
 pub mod facts;
 pub mod fetch;
@@ -44,7 +45,8 @@ pub fn bounded(mut config: kube::Config) -> kube::Config {
 }
 
 /// A client: `url` (tests, a local fake API server) or the in-cluster / kubeconfig
-/// configuration. Every request is bounded in time by the client's timeouts ([`bounded`]).
+/// configuration. Every request is bounded in time by the client's timeouts ([`bounded`]) and
+/// every response in size ([`cap`]).
 pub async fn client(url: Option<&str>) -> Result<kube::Client, crate::error::Error> {
     use crate::error::Error;
     let config = match url {
@@ -58,8 +60,13 @@ pub async fn client(url: Option<&str>) -> Result<kube::Client, crate::error::Err
             ))
         })?,
     };
-    kube::Client::try_from(bounded(config))
-        .map_err(|e| Error::Config(format!("kubernetes client: {e}")))
+    let builder = kube::client::ClientBuilder::try_from(bounded(config))
+        .map_err(|e| Error::Config(format!("kubernetes client: {e}")))?;
+    Ok(builder
+        .with_layer(&cap::CapLayer {
+            max: cap::MAX_RESPONSE_BYTES,
+        })
+        .build())
 }
 
 /// How long fetched facts are reused: a dashboard refreshing every few seconds costs the API
