@@ -135,7 +135,9 @@ for node, rs in sorted(by.items()):
         half = [p for p in pts if p[0] >= (pts[0][0] + pts[-1][0]) / 2]
         s = slope([p[0] for p in half], [p[1] for p in half])
         ys = [p[1] for p in pts]
-        print(f"{node:7} {last_pid:>7} {len(pts):>4} {fig:8} {ys[0]:8.0f} {ys[-1]:8.0f} {max(ys):8.0f} {s:19.1f}")
+        # A restarted agent's last process may have lived a minute: no trend from a few points.
+        sl = f"{s:19.1f}" if len(half) >= 15 else f"{'- (few samples)':>19}"
+        print(f"{node:7} {last_pid:>7} {len(pts):>4} {fig:8} {ys[0]:8.0f} {ys[-1]:8.0f} {max(ys):8.0f} {sl}")
 d = [int(r["diag_ms"]) for r in rows if r["node"] == "node-1"]
 codes = {}
 for r in rows:
