@@ -13,10 +13,10 @@ COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
     && strip target/release/meshprobe
-# CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets (router errors,
-# path-MTU discovery) only this way, when the pod adds NET_RAW to its bounding set and allows
-# privilege escalation (see deploy/base/daemonset.yaml). Without it the agent falls back to
-# ICMP datagram sockets (net.ipv4.ping_group_range) and turns path-MTU discovery off.
+# CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets (routers' errors
+# on echo probes) only this way, when the pod adds NET_RAW to its bounding set and allows
+# privilege escalation (see deploy/base/daemonset.yaml). Without it the agent uses ICMP
+# datagram sockets (net.ipv4.ping_group_range) for echoes and path-MTU discovery.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libcap2-bin \
     && setcap cap_net_raw+ep target/release/meshprobe
 

@@ -157,6 +157,23 @@ pub async fn run(
     )));
     let ready = Arc::new(AtomicBool::new(false));
     let plan = Arc::new(PlanStatus::default());
+    // Path-MTU discovery: raw sockets, else ICMP datagram sockets, else off (said here once).
+    let pmtu_prober = match config.mtu_interval.map(|_| PmtuProber::new()) {
+        Some(Ok(prober)) => {
+            tracing::info!(
+                sockets = prober.kind().label(),
+                "path-MTU discovery on {} ICMP sockets",
+                prober.kind().label()
+            );
+            Some(prober)
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "path-MTU discovery is off: {e}");
+            None
+        }
+        None => None,
+    };
+    let pmtu_socket = pmtu_prober.as_ref().map_or("off", |p| p.kind().label());
     let metrics = Metrics::new(StoreCollector {
         identity: identity.clone(),
         store: store.clone(),
@@ -164,6 +181,7 @@ pub async fn run(
         ready: ready.clone(),
         pair_metrics: config.pair_metrics,
         icmp_socket,
+        pmtu_socket,
         plan: plan.clone(),
         interval: config.interval,
         window: config.window,
@@ -221,24 +239,18 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mtu = config
-        .mtu_interval
-        .and_then(|check| match PmtuProber::new() {
-            Ok(prober) => Some(MtuDriver::start(
-                prober,
-                shared.store.clone(),
-                shared.metrics.mtu_probes.clone(),
-                MtuSettings {
-                    check_interval: check,
-                    search_interval: config.mtu_search_interval,
-                    timeout: config.timeout,
-                },
-            )),
-            Err(e) => {
-                tracing::warn!(error = %e, "path-MTU discovery is off: {e}");
-                None
-            }
-        });
+    let mtu = config.mtu_interval.zip(pmtu_prober).map(|(check, prober)| {
+        MtuDriver::start(
+            prober,
+            shared.store.clone(),
+            shared.metrics.mtu_probes.clone(),
+            MtuSettings {
+                check_interval: check,
+                search_interval: config.mtu_search_interval,
+                timeout: config.timeout,
+            },
+        )
+    });
     let events_task = publisher.map(|client| {
         tokio::spawn(crate::k8s::events::run(
             shared.clone(),

@@ -204,6 +204,8 @@ pub struct StoreCollector {
     pub ready: Arc<AtomicBool>,
     pub pair_metrics: PairMetrics,
     pub icmp_socket: &'static str,
+    /// Path-MTU discovery's sockets: `raw`, `datagram` or `off`.
+    pub pmtu_socket: &'static str,
     pub plan: Arc<PlanStatus>,
     /// `--interval` and `--window`, exported so `diagnose --prometheus` judges staleness and
     /// recovery as `--agents` does.
@@ -417,13 +419,14 @@ impl Collector for StoreCollector {
         gauge(
             &mut enc,
             "meshprobe_agent_info",
-            "Always 1: this agent's identity and ICMP socket kind (raw or dgram)",
+            "Always 1: this agent's identity, its ICMP echo socket kind (raw or dgram) and its path-MTU discovery sockets (raw, datagram or off)",
             [(
                 vec![
                     ("node", src_node.clone()),
                     ("zone", src_zone.clone()),
                     ("version", env!("CARGO_PKG_VERSION").to_string()),
                     ("icmp_socket", self.icmp_socket.to_string()),
+                    ("pmtu_socket", self.pmtu_socket.to_string()),
                 ],
                 1.0,
             )],
@@ -772,6 +775,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: mode,
             icmp_socket: "raw",
+            pmtu_socket: "raw",
             interval: std::time::Duration::from_secs(5),
             window: std::time::Duration::from_secs(60),
             plan: Arc::new(PlanStatus {
@@ -815,6 +819,10 @@ mod tests {
                 r#"meshprobe_destinations{dst_kind="peer",layer="http",state="reachable"} 1"#
             ));
             assert!(text.contains(r#"meshprobe_agent_info{node="a",zone="z1",version="#));
+            assert!(
+                text.contains(r#",icmp_socket="raw",pmtu_socket="raw"} 1"#),
+                "{text}"
+            );
             assert!(text.ends_with("# EOF\n"));
         }
     }
@@ -993,6 +1001,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: PairMetrics::Auto,
             icmp_socket: "raw",
+            pmtu_socket: "raw",
             interval: std::time::Duration::from_secs(5),
             window: std::time::Duration::from_secs(60),
             plan: Arc::new(PlanStatus {

@@ -157,6 +157,7 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
             ready: Arc::new(AtomicBool::new(true)),
             pair_metrics: PairMetrics::Auto,
             icmp_socket: "raw",
+            pmtu_socket: "raw",
             interval: Duration::from_secs(5),
             window: Duration::from_secs(60),
             plan: Arc::new(PlanStatus {

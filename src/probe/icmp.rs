@@ -934,7 +934,7 @@ mod tests {
 
     // ---- network namespaces -----------------------------------------------------------------
 
-    use crate::testnet::{in_netns, ipn, ns_sh, skip_reason, TestNetns};
+    use crate::testnet::{drop_cap_net_raw, in_netns, ipn, ns_sh, skip_reason, TestNetns};
 
     /// A, the prober's namespace, joined to a router R by a veth. A routes 198.18.251-255.x via
     /// R. In R: no route to .251 (net unreachable), `prohibit` .252, `blackhole` .253 (silence),
@@ -969,45 +969,6 @@ mod tests {
                        && echo 0 > /proc/sys/net/ipv4/icmp_ratelimit";
         ns_sh(&r, sysctls);
         Some((lab, a))
-    }
-
-    /// Clear CAP_NET_RAW from the calling thread's effective and permitted sets (capabilities
-    /// are per thread for the raw syscall; glibc is not involved, so other threads keep theirs).
-    fn drop_cap_net_raw() {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: libc::c_int,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        const VERSION_3: u32 = 0x2008_0522;
-        const CAP_NET_RAW: u32 = 13;
-        let mut header = Header {
-            version: VERSION_3,
-            pid: 0,
-        };
-        let mut data = [Data::default(); 2];
-        // SAFETY: header and a two-element data array, as capget/capset v3 expect.
-        unsafe {
-            assert_eq!(
-                libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
-                0
-            );
-            data[0].effective &= !(1 << CAP_NET_RAW);
-            data[0].permitted &= !(1 << CAP_NET_RAW);
-            assert_eq!(
-                libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()),
-                0,
-                "capset: {}",
-                io::Error::last_os_error()
-            );
-        }
     }
 
     fn ip4(s: &str) -> IpAddr {

@@ -7,6 +7,7 @@ pub mod http;
 pub mod icmp;
 pub mod pmtu;
 pub mod pmtu6;
+pub mod pmtu_dgram;
 pub mod route;
 pub mod tcp;
 

@@ -20,6 +20,9 @@
 //! * A router's type 3 code 4 carries the next-hop MTU in bytes 6–7 of its ICMP header →
 //!   [`MtuOutcome::TooBig`] with the router as `from`.
 //!
+//! Without CAP_NET_RAW the prober uses ICMP datagram sockets instead
+//! ([`crate::probe::pmtu_dgram`], [`SocketKind::Datagram`]): same probes, same outcomes.
+//!
 //! IPv6 destinations go to [`crate::probe::pmtu6`] (ICMPv6, `IPV6_PMTUDISC_PROBE` and
 //! `IPV6_DONTFRAG`, Packet Too Big), through the same [`PmtuProber::probe`].
 //!
@@ -40,8 +43,8 @@ use crate::model::ErrorClass;
 use crate::mtu::{MtuOutcome, MtuSearch, ProbeSize, MAX_MTU};
 use crate::probe::classify::{icmpv4_error, io_error, truncate};
 use crate::probe::icmp::icmp_filter_mask;
-use crate::probe::pmtu6;
 use crate::probe::route::{Route, RouteSocket};
+use crate::probe::{pmtu6, pmtu_dgram};
 
 /// IPv4 header (no options, as the kernel builds it) + ICMP echo header.
 pub const V4_OVERHEAD: u32 = 28;
@@ -68,33 +71,92 @@ impl PmtuProbe {
     }
 }
 
+/// Which sockets the DF prober opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// Raw ICMP sockets (CAP_NET_RAW).
+    Raw,
+    /// ICMP datagram ("ping") sockets with the error queue ([`crate::probe::pmtu_dgram`]):
+    /// no capability, only `net.ipv4.ping_group_range` covering the process's group.
+    Datagram,
+}
+
+impl SocketKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            SocketKind::Raw => "raw",
+            SocketKind::Datagram => "datagram",
+        }
+    }
+}
+
 /// The DF prober. Holds no socket between probes; cheap to share.
 #[derive(Debug)]
 pub struct PmtuProber {
-    _private: (),
+    kind: SocketKind,
 }
 
 impl PmtuProber {
-    /// Check that a raw ICMP socket can be opened (CAP_NET_RAW): a Privilege error naming the
-    /// fix otherwise. Must be called inside a Tokio runtime with I/O enabled (probes need it).
+    /// A prober on raw sockets when they can be opened (CAP_NET_RAW), else on ICMP datagram
+    /// sockets (`net.ipv4.ping_group_range`); a Privilege error naming both fixes when neither
+    /// can. Must be called inside a Tokio runtime with I/O enabled (probes need it).
     pub fn new() -> Result<PmtuProber, Error> {
+        match PmtuProber::with_kind(SocketKind::Raw) {
+            Ok(p) => Ok(p),
+            Err(Error::Privilege(raw)) => {
+                PmtuProber::with_kind(SocketKind::Datagram).map_err(|e| match e {
+                    Error::Privilege(dgram) => Error::Privilege(format!(
+                        "path-MTU discovery needs a raw ICMP socket or an ICMP datagram socket: {raw}; {dgram}"
+                    )),
+                    other => other,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A prober on exactly this kind of socket (the agent takes [`PmtuProber::new`]'s choice;
+    /// tests take both).
+    pub fn with_kind(kind: SocketKind) -> Result<PmtuProber, Error> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Socket(
                 "the path-MTU prober must be created inside a Tokio runtime".into(),
             ));
         }
-        match open_socket() {
-            Ok(_) => Ok(PmtuProber { _private: () }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+        let opened = match kind {
+            SocketKind::Raw => open_socket().map(drop),
+            SocketKind::Datagram => pmtu_dgram::available(false),
+        };
+        match (opened, kind) {
+            (Ok(()), _) => Ok(PmtuProber { kind }),
+            (Err(e), SocketKind::Raw)
+                if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) =>
+            {
                 Err(Error::Privilege(format!(
-                    "path-MTU discovery needs a raw ICMP socket ({e}): grant CAP_NET_RAW (add \
-                     NET_RAW to the container's securityContext.capabilities)"
+                    "raw ICMP socket refused ({e}): grant CAP_NET_RAW (add NET_RAW to the \
+                     container's securityContext.capabilities)"
                 )))
             }
-            Err(e) => Err(Error::Socket(format!(
-                "cannot open a raw ICMP socket for path-MTU discovery: {e}"
+            (Err(e), SocketKind::Datagram)
+                if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) =>
+            {
+                // SAFETY: getegid has no preconditions and cannot fail.
+                let gid = unsafe { libc::getegid() };
+                Err(Error::Privilege(format!(
+                    "ICMP datagram socket refused ({e}): set the sysctl net.ipv4.ping_group_range \
+                     to a range covering group {gid} (the pod's securityContext.sysctls)"
+                )))
+            }
+            (Err(e), kind) => Err(Error::Socket(format!(
+                "cannot open a {} ICMP socket for path-MTU discovery: {e}",
+                kind.label()
             ))),
         }
+    }
+
+    /// The kind of socket the probes use.
+    pub fn kind(&self) -> SocketKind {
+        self.kind
     }
 
     /// Send one echo of exactly `size` bytes (IP packet) with Don't-Fragment to `dest`, and
@@ -112,9 +174,10 @@ impl PmtuProber {
         }
         let deadline = Instant::now() + timeout;
         let exchange = async {
-            match dest {
-                IpAddr::V4(v4) => self.exchange(v4, size, deadline).await,
-                IpAddr::V6(v6) => pmtu6::exchange(v6, size, deadline).await,
+            match (self.kind, dest) {
+                (SocketKind::Datagram, dest) => pmtu_dgram::exchange(dest, size, deadline).await,
+                (SocketKind::Raw, IpAddr::V4(v4)) => self.exchange(v4, size, deadline).await,
+                (SocketKind::Raw, IpAddr::V6(v6)) => pmtu6::exchange(v6, size, deadline).await,
             }
         };
         match tokio::time::timeout_at(deadline, exchange).await {
@@ -756,7 +819,7 @@ mod tests {
 
     // ---- network namespaces: A — R — B ------------------------------------------------------
 
-    use crate::testnet::{in_netns, in_ns, ipn, skip_reason, TestNetns};
+    use crate::testnet::{drop_cap_net_raw, in_netns, in_ns, ipn, ns_sh, skip_reason, TestNetns};
 
     /// Drive `search` until `done` says so or `limit` passes; returns the report and the time.
     async fn drive(
@@ -787,11 +850,22 @@ mod tests {
     /// again, `mismatch` at the next check.
     #[test]
     fn netns_mismatch_blackhole_and_recovery() {
+        mismatch_blackhole_and_recovery(SocketKind::Raw, "mpt-mtu");
+    }
+
+    /// The same path, found the same way by the prober without CAP_NET_RAW (ICMP datagram
+    /// sockets, the router's reports read from the error queue).
+    #[test]
+    fn netns_mismatch_blackhole_and_recovery_datagram() {
+        mismatch_blackhole_and_recovery(SocketKind::Datagram, "mpt-mtud");
+    }
+
+    fn mismatch_blackhole_and_recovery(kind: SocketKind, prefix: &'static str) {
         if let Some(why) = skip_reason(&["ip", "iptables"]) {
             eprintln!("skipped: {why}");
             return;
         }
-        let mut lab = TestNetns::new("mpt-mtu");
+        let mut lab = TestNetns::new(prefix);
         let a = lab.add("a");
         let r = lab.add("r");
         let b = lab.add("b");
@@ -819,6 +893,11 @@ mod tests {
         ipn(&a, "route add 198.18.20.4/30 via 198.18.20.2");
         ipn(&b, "route add 198.18.20.0/30 via 198.18.20.5");
         in_ns(&r, "sysctl -qw net.ipv4.ip_forward=1");
+        // Datagram: ICMP echo sockets for every group in A, and no CAP_NET_RAW on the probing
+        // thread (below), as in a pod without the capability.
+        if kind == SocketKind::Datagram {
+            ns_sh(&a, "sysctl -qw net.ipv4.ping_group_range='0 2147483647'");
+        }
         // No ICMP rate limit in R: the search sends several oversize probes a second.
         in_ns(&r, "sysctl -qw net.ipv4.icmp_ratelimit=0");
 
@@ -832,9 +911,16 @@ mod tests {
         let (r_ns, a_ns, b_ns) = (r.clone(), a.clone(), b.clone());
         let (local, direct, reports) = in_netns(
             &a,
-            || {},
+            move || {
+                if kind == SocketKind::Datagram {
+                    drop_cap_net_raw();
+                }
+            },
             move || async move {
-                let prober = PmtuProber::new().expect("root opens a raw socket");
+                let prober = PmtuProber::with_kind(kind).expect("root opens the socket");
+                assert_eq!(prober.kind(), kind);
+                // What the agent would pick here.
+                assert_eq!(PmtuProber::new().map(|p| p.kind()).ok(), Some(kind));
                 let local = local_mtu(dest).expect("a route to B");
                 let direct = [
                     prober.probe(dest, 1400, timeout).await,
@@ -931,11 +1017,21 @@ mod tests {
     /// with Packet Too Big dropped in R (ip6tables), `blackhole` at 1400.
     #[test]
     fn netns_ipv6_mismatch_and_blackhole() {
+        ipv6_mismatch_and_blackhole(SocketKind::Raw, "mpt-mtu6");
+    }
+
+    /// The same over ICMPv6 datagram sockets (Packet Too Big from the error queue).
+    #[test]
+    fn netns_ipv6_mismatch_and_blackhole_datagram() {
+        ipv6_mismatch_and_blackhole(SocketKind::Datagram, "mpt-mtu6d");
+    }
+
+    fn ipv6_mismatch_and_blackhole(kind: SocketKind, prefix: &'static str) {
         if let Some(why) = skip_reason(&["ip", "ip6tables"]) {
             eprintln!("skipped: {why}");
             return;
         }
-        let mut lab = TestNetns::new("mpt-mtu6");
+        let mut lab = TestNetns::new(prefix);
         let a = lab.add("a");
         let r = lab.add("r");
         let b = lab.add("b");
@@ -970,6 +1066,11 @@ mod tests {
         ipn(&a, "-6 route add 2001:2:0:2::/64 via 2001:2:0:1::2");
         ipn(&b, "-6 route add 2001:2:0:1::/64 via 2001:2:0:2::1");
         in_ns(&r, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+        // Datagram: ICMP echo sockets for every group in A, and no CAP_NET_RAW on the probing
+        // thread (below), as in a pod without the capability.
+        if kind == SocketKind::Datagram {
+            ns_sh(&a, "sysctl -qw net.ipv4.ping_group_range='0 2147483647'");
+        }
         // No ICMPv6 rate limit in R: the search sends several oversize probes a second.
         in_ns(&r, "sysctl -qw net.ipv6.icmp.ratelimit=0");
 
@@ -983,9 +1084,16 @@ mod tests {
         let (r_ns, a_ns) = (r.clone(), a.clone());
         let (local, direct, reports) = in_netns(
             &a,
-            || {},
+            move || {
+                if kind == SocketKind::Datagram {
+                    drop_cap_net_raw();
+                }
+            },
             move || async move {
-                let prober = PmtuProber::new().expect("root opens a raw socket");
+                let prober = PmtuProber::with_kind(kind).expect("root opens the socket");
+                assert_eq!(prober.kind(), kind);
+                // What the agent would pick here.
+                assert_eq!(PmtuProber::new().map(|p| p.kind()).ok(), Some(kind));
                 // Neighbour discovery on both links before anything is measured.
                 let mut warm = prober.probe(dest, 1280, timeout).await;
                 for _ in 0..20 {
