@@ -1084,6 +1084,62 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     eprintln!("suite: {:.1}s", suite.elapsed().as_secs_f64());
 }
 
+/// `lab up --unprivileged`: the agents run without CAP_NET_RAW (as under
+/// `deploy/components/restricted`), on ICMP datagram sockets, and path-MTU discovery still
+/// reads `mtu node-2 1400` as the privileged agents do (node-2's own report outbound, the
+/// black hole inbound), then goes back to 1500 after `clear`.
+#[test]
+fn unprivileged_agents_still_find_path_mtu_faults() {
+    require_root!();
+    let prefix = format!("mpu{}", std::process::id() % 100_000);
+    let lab = Lab::up_with(&prefix, 2, 2, &["--mtu-interval", "2s", "--unprivileged"]);
+    for p in lab.status()["processes"].as_array().unwrap() {
+        if p["role"] != "agent" {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p["pid"])).unwrap();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(
+            eff & (1 << 13),
+            0,
+            "{} holds CAP_NET_RAW: {status}",
+            p["node"]
+        );
+    }
+    for node in ["node-1", "node-2"] {
+        let (code, text) = lab.get(node, "/metrics", Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            text.contains(r#"icmp_socket="dgram",pmtu_socket="datagram"} 1"#),
+            "{node}: {}",
+            text.lines()
+                .find(|l| l.starts_with("meshprobe_agent_info"))
+                .unwrap_or("")
+        );
+    }
+    assert_mtu(&lab, "unprivileged, clean", &|_, _| NORMAL_MTU);
+    lab.ok(&["fault", "mtu", "node-2", "1400"]);
+    let took = assert_mtu(
+        &lab,
+        "unprivileged, mtu node-2 1400",
+        &|src, dst| match (src, dst) {
+            (2, _) => (1372..=1400, &["mismatch"]),
+            (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
+            _ => NORMAL_MTU,
+        },
+    );
+    eprintln!(
+        "unprivileged agents: mtu fault read in {:.1}s",
+        took.as_secs_f64()
+    );
+    lab.ok(&["clear"]);
+    assert_mtu(&lab, "unprivileged, cleared", &|_, _| NORMAL_MTU);
+}
+
 #[test]
 fn down_after_kill_9_removes_every_namespace_and_process() {
     require_root!();

@@ -111,6 +111,10 @@ pub struct UpArgs {
     /// The meshprobe binary to run in the pods [default: this executable].
     #[arg(long)]
     pub exe: Option<PathBuf>,
+    /// Run the agents without CAP_NET_RAW, as `deploy/components/restricted` does: ICMP
+    /// datagram sockets for echoes and path-MTU discovery (routers' errors on echoes unseen).
+    #[arg(long)]
+    pub unprivileged: bool,
 }
 
 pub async fn run(args: LabArgs) -> Result<u8> {
@@ -315,6 +319,7 @@ async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
 /// Build the network, write the peers file, start targets and agents (recorded in `st`).
 /// Start one of the lab's processes in namespace `ns`, logging to `<logs>/<node>-<role>.log`,
 /// and record it in the state at once (so `down` finds it even if the next start fails).
+#[allow(clippy::too_many_arguments)]
 fn start(
     st: &mut State,
     ns: &str,
@@ -323,8 +328,15 @@ fn start(
     logs: &std::path::Path,
     role: &str,
     node: &str,
+    without_net_raw: bool,
 ) -> Result<()> {
-    let p = spawn_in(ns, exe, args, &logs.join(format!("{node}-{role}.log")))?;
+    let p = spawn_in(
+        ns,
+        exe,
+        args,
+        &logs.join(format!("{node}-{role}.log")),
+        without_net_raw,
+    )?;
     st.processes.push(Proc {
         role: role.into(),
         node: node.to_string(),
@@ -348,7 +360,7 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
     for n in topo.all_nodes() {
         let listen = format!("{}:{WEB_PORT}", n.web_ip);
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
-        start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name)?;
+        start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name, false)?;
     }
     for n in topo.all_nodes() {
         let listen = format!("{}:{AGENT_PORT}", n.probe_ip);
@@ -380,25 +392,56 @@ async fn build(topo: &Topology, a: &UpArgs, exe: &std::path::Path, st: &mut Stat
         if let Some(m) = &fmm {
             args.extend(["--full-mesh-max", m.as_str()]);
         }
-        start(st, &n.probe_ns, &exe_s, &args, &logs, "agent", &n.name)?;
+        start(
+            st,
+            &n.probe_ns,
+            &exe_s,
+            &args,
+            &logs,
+            "agent",
+            &n.name,
+            a.unprivileged,
+        )?;
     }
     Ok(())
 }
 
 /// Start `ip netns exec NS exe args…` in its own process group, output appended to `log`.
-fn spawn_in(ns: &str, exe: &str, args: &[&str], log: &std::path::Path) -> Result<Proc> {
+/// `without_net_raw`: CAP_NET_RAW leaves the child's capability bounding set before it execs,
+/// so neither `ip` nor the program it runs can ever hold it (root included).
+fn spawn_in(
+    ns: &str,
+    exe: &str,
+    args: &[&str],
+    log: &std::path::Path,
+    without_net_raw: bool,
+) -> Result<Proc> {
     let out = std::fs::File::options()
         .create(true)
         .append(true)
         .open(log)?;
     let err = out.try_clone()?;
-    let child = tokio::process::Command::new("ip")
-        .args(["netns", "exec", ns, exe])
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["netns", "exec", ns, exe])
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
+        .process_group(0);
+    if without_net_raw {
+        // SAFETY: runs in the forked child before exec; prctl is a plain system call
+        // (async-signal-safe), and nothing is allocated or locked.
+        unsafe {
+            cmd.pre_exec(|| {
+                const CAP_NET_RAW: libc::c_ulong = 13;
+                if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd
         .spawn()
         .map_err(|e| Error::Lab(format!("start {exe} {} in {ns}: {e}", args.join(" "))))?;
     let pid = child
