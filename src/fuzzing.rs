@@ -435,7 +435,8 @@ pub fn ondemand(data: &[u8]) {
 }
 
 /// Raw ICMPv4 packets (IPv4 header included) as the Don't-Fragment prober's raw socket reads
-/// them → [`Echo::parse`]; and the ICMP type/code/source triple the echo prober reads.
+/// them → [`Echo::parse`]; the ICMP type/code/source triple the echo prober reads; and the
+/// datagram prober's error-queue readers (control messages, `sock_extended_err`, the quote).
 /// Input: 2 bytes identifier, 2 sequence, 8 cookie, 4 destination, then the packet.
 pub fn icmp_reply(data: &[u8]) {
     if data.len() < 16 {
@@ -483,6 +484,27 @@ pub fn icmp_reply(data: &[u8]) {
                 Answer::Echo => assert!(t == 0 && source == expected),
                 Answer::Error(e) => assert!(!e.to_string().is_empty()),
                 Answer::Stray => {}
+            }
+        }
+    }
+    // The datagram prober's error queue: the packet's bytes as a control buffer, as a
+    // sock_extended_err, and as the quoted request.
+    use crate::probe::pmtu_dgram::{parse_cmsgs, DgramEcho, ExtendedErr};
+    for (_, _, d) in parse_cmsgs(packet) {
+        assert!(d.len() <= packet.len());
+    }
+    if let Some(err) = ExtendedErr::parse(packet) {
+        for v6 in [false, true] {
+            let e = DgramEcho {
+                v6,
+                seq: echo.seq,
+                cookie: echo.cookie,
+            };
+            let quoted = packet.get(16..).unwrap_or(&[]);
+            if let Some(crate::mtu::MtuOutcome::TooBig { mtu, from }) = e.error(&err, quoted) {
+                // A report names its router and never a zero MTU.
+                assert_ne!(mtu, Some(0));
+                assert!(from.is_some() && from == err.offender);
             }
         }
     }
