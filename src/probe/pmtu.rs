@@ -30,7 +30,7 @@
 //! the kernel's route lookup over netlink ([`crate::probe::route`]).
 
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -200,27 +200,11 @@ impl PmtuProber {
             seq: rand::random(),
             cookie: rand::random(),
         };
-        let Some(packet) = echo.build(size) else {
-            return PmtuProbe::at_once(MtuOutcome::Failed(ErrorClass::LocalError {
-                detail: format!("cannot build a {size}-byte probe"),
-            }));
-        };
-        let to = SockAddr::from(SocketAddrV4::new(dest, 0));
-        let sent_at = Instant::now();
-        loop {
-            let mut guard = match socket.writable().await {
-                Ok(g) => g,
-                Err(e) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
+        let sent_at =
+            match send_probe(&socket, echo.build(size).as_deref(), size, IpAddr::V4(dest)).await {
+                Ok(t) => t,
+                Err(outcome) => return PmtuProbe::at_once(outcome),
             };
-            match guard.try_io(|s| s.get_ref().send_to(&packet, &to)) {
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    return PmtuProbe::at_once(MtuOutcome::LocalTooBig)
-                }
-                Ok(Err(e)) => return PmtuProbe::at_once(MtuOutcome::Failed(io_error(&e))),
-                Err(_would_block) => continue,
-            }
-        }
         let mut buf = vec![0u8; RECV_BUF];
         // On a raw socket an ICMP error may also surface as a pending socket error (sk_err):
         // remembered, in case the packet itself never shows up.
@@ -267,16 +251,65 @@ impl PmtuProber {
     }
 }
 
+/// Send one probe to `dest`, waiting until the socket takes it; the time it left. `Err` when
+/// the send already decides the probe: no packet (`size` cannot be built) or another local
+/// error → `Failed`, EMSGSIZE (above the egress device's MTU) → `LocalTooBig`. Shared by the
+/// raw IPv4 / IPv6 and datagram probers.
+pub(crate) async fn send_probe(
+    socket: &AsyncFd<Socket>,
+    packet: Option<&[u8]>,
+    size: u32,
+    dest: IpAddr,
+) -> Result<Instant, MtuOutcome> {
+    let packet = packet.ok_or_else(|| {
+        MtuOutcome::Failed(ErrorClass::LocalError {
+            detail: format!("cannot build a {size}-byte probe to {dest}"),
+        })
+    })?;
+    let to = SockAddr::from(std::net::SocketAddr::new(dest, 0));
+    let sent_at = Instant::now();
+    loop {
+        let mut guard = socket
+            .writable()
+            .await
+            .map_err(|e| MtuOutcome::Failed(io_error(&e)))?;
+        match guard.try_io(|s| s.get_ref().send_to(packet, &to)) {
+            Ok(Ok(_)) => return Ok(sent_at),
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                return Err(MtuOutcome::LocalTooBig)
+            }
+            Ok(Err(e)) => return Err(MtuOutcome::Failed(io_error(&e))),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Don't-Fragment without the kernel's cached path MTU: `IP_PMTUDISC_PROBE`, or for IPv6
+/// `IPV6_PMTUDISC_PROBE` and `IPV6_DONTFRAG` (the local stack may not fragment either).
+pub(crate) fn set_probe_mode(socket: &Socket, v6: bool) -> io::Result<()> {
+    if v6 {
+        set_int(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )?;
+        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    } else {
+        set_int(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    }
+}
+
 /// Open one probe socket: raw ICMPv4, non-blocking, DF with `IP_PMTUDISC_PROBE`, type filter.
 fn open_socket() -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
     socket.set_nonblocking(true)?;
-    set_int(
-        &socket,
-        libc::IPPROTO_IP,
-        libc::IP_MTU_DISCOVER,
-        libc::IP_PMTUDISC_PROBE,
-    )?;
+    set_probe_mode(&socket, false)?;
     // <linux/icmp.h> ICMP_FILTER at level SOL_RAW: a set bit drops that type. Best effort.
     const ICMP_FILTER: libc::c_int = 1;
     let mask: [u32; 1] = icmp_filter_mask(&WANTED);

@@ -18,17 +18,16 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
-use crate::model::ErrorClass;
 use crate::mtu::{MtuOutcome, MAX_MTU};
 use crate::probe::classify::{icmpv6_error, io_error};
 use crate::probe::icmp::icmp_filter_mask;
-use crate::probe::pmtu::{set_int, PmtuProbe};
+use crate::probe::pmtu::{send_probe, set_probe_mode, PmtuProbe};
 
 /// IPv6 header + ICMPv6 echo header.
 pub const V6_OVERHEAD: u32 = 48;
@@ -132,13 +131,7 @@ impl Echo6 {
 pub fn open_socket() -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
     socket.set_nonblocking(true)?;
-    set_int(
-        &socket,
-        libc::IPPROTO_IPV6,
-        libc::IPV6_MTU_DISCOVER,
-        libc::IPV6_PMTUDISC_PROBE,
-    )?;
-    set_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+    set_probe_mode(&socket, true)?;
     // <linux/icmpv6.h> ICMPV6_FILTER at level IPPROTO_ICMPV6: a set bit drops that type.
     const ICMPV6_FILTER: libc::c_int = 1;
     let mask: [u32; 8] = icmp_filter_mask(&WANTED);
@@ -176,27 +169,11 @@ pub async fn exchange(dest: Ipv6Addr, size: u32, deadline: Instant) -> PmtuProbe
         seq: rand::random(),
         cookie: rand::random(),
     };
-    let Some(packet) = echo.build(size) else {
-        return at_once(MtuOutcome::Failed(ErrorClass::LocalError {
-            detail: format!("cannot build a {size}-byte IPv6 probe"),
-        }));
-    };
-    let to = SockAddr::from(SocketAddrV6::new(dest, 0, 0, 0));
-    let sent_at = Instant::now();
-    loop {
-        let mut guard = match socket.writable().await {
-            Ok(g) => g,
-            Err(e) => return at_once(MtuOutcome::Failed(io_error(&e))),
+    let sent_at =
+        match send_probe(&socket, echo.build(size).as_deref(), size, IpAddr::V6(dest)).await {
+            Ok(t) => t,
+            Err(outcome) => return at_once(outcome),
         };
-        match guard.try_io(|s| s.get_ref().send_to(&packet, &to)) {
-            Ok(Ok(_)) => break,
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                return at_once(MtuOutcome::LocalTooBig)
-            }
-            Ok(Err(e)) => return at_once(MtuOutcome::Failed(io_error(&e))),
-            Err(_would_block) => continue,
-        }
-    }
     let mut buf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
     loop {
         let mut guard = match tokio::time::timeout_at(deadline, socket.readable()).await {

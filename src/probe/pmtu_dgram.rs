@@ -21,18 +21,17 @@
 //! [`DgramEcho::error`]; table tests below).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::time::Instant;
 
-use crate::model::ErrorClass;
 use crate::mtu::MtuOutcome;
 use crate::probe::classify::{icmpv4_error, icmpv6_error, io_error};
-use crate::probe::pmtu::{set_int, Echo, PmtuProbe};
+use crate::probe::pmtu::{send_probe, set_int, set_probe_mode, Echo, PmtuProbe};
 use crate::probe::pmtu6::Echo6;
 
 const COOKIE_LEN: usize = 8;
@@ -59,22 +58,10 @@ fn open_socket(v6: bool) -> io::Result<Socket> {
         Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?
     };
     socket.set_nonblocking(true)?;
+    set_probe_mode(&socket, v6)?;
     if v6 {
-        set_int(
-            &socket,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_PROBE,
-        )?;
-        set_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
         set_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
     } else {
-        set_int(
-            &socket,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_PROBE,
-        )?;
         set_int(&socket, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
     }
     Ok(socket)
@@ -317,27 +304,10 @@ pub async fn exchange(dest: IpAddr, size: u32, deadline: Instant) -> PmtuProbe {
         seq: rand::random(),
         cookie: rand::random(),
     };
-    let Some(packet) = echo.build(size) else {
-        return at_once(MtuOutcome::Failed(ErrorClass::LocalError {
-            detail: format!("cannot build a {size}-byte probe"),
-        }));
+    let sent_at = match send_probe(&socket, echo.build(size).as_deref(), size, dest).await {
+        Ok(t) => t,
+        Err(outcome) => return at_once(outcome),
     };
-    let to = SockAddr::from(SocketAddr::new(dest, 0));
-    let sent_at = Instant::now();
-    loop {
-        let mut guard = match socket.writable().await {
-            Ok(g) => g,
-            Err(e) => return at_once(MtuOutcome::Failed(io_error(&e))),
-        };
-        match guard.try_io(|s| s.get_ref().send_to(&packet, &to)) {
-            Ok(Ok(_)) => break,
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                return at_once(MtuOutcome::LocalTooBig)
-            }
-            Ok(Err(e)) => return at_once(MtuOutcome::Failed(io_error(&e))),
-            Err(_would_block) => continue,
-        }
-    }
     let mut buf = vec![0u8; RECV_BUF];
     let mut control = [0u8; CONTROL_BUF];
     let done = |outcome| PmtuProbe {
