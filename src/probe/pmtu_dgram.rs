@@ -233,7 +233,12 @@ pub fn parse_cmsgs(buf: &[u8]) -> Vec<(i32, i32, &[u8])> {
         if len < header {
             break;
         }
-        let Some(data) = buf.get(at + align(header)..at + len) else {
+        // A length past the buffer ends the walk; checked, since it may be near usize::MAX
+        // (found by fuzzing). Once `data` is in the buffer, `len` is small: `align` is safe.
+        let Some(data) = at
+            .checked_add(len)
+            .and_then(|end| buf.get(at + align(header)..end))
+        else {
             break;
         };
         out.push((level, kind, data));
@@ -450,9 +455,13 @@ mod tests {
         let mut lying = a.clone();
         lying[..8].copy_from_slice(&4usize.to_ne_bytes());
         assert!(parse_cmsgs(&lying).is_empty());
-        let mut lying = a;
+        let mut lying = a.clone();
         lying[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
         assert!(parse_cmsgs(&lying).is_empty());
+        // The same after a good message: the end would overflow (found by fuzzing).
+        let mut lying = [a.clone(), a.clone()].concat();
+        lying[a.len()..a.len() + 8].copy_from_slice(&(usize::MAX - 4).to_ne_bytes());
+        assert_eq!(parse_cmsgs(&lying).len(), 1);
         assert!(parse_cmsgs(&[]).is_empty());
     }
 
