@@ -20,6 +20,7 @@
 //! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
 //! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
 //! * [`agent`]: wires discovery → schedule → probers → store, and the server.
+//! * [`caps`]: CAP_NET_RAW from the binary's file capability into the effective set at start-up.
 //! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
 //! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
 //! * [`heatmap`]: the agent page's source × destination matrices (SVG, pure).
@@ -33,6 +34,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod caps;
 pub mod cli;
 pub mod compress;
 pub mod config;

@@ -7,6 +7,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = cli.log_format == LogFormat::Json;
     init_logging(cli.log_format, &cli.log_level);
+    // CAP_NET_RAW from the binary's file capability ("+p") into the effective set, before any
+    // thread exists so every thread has it (see caps.rs); without it: datagram sockets.
+    match meshprobe::caps::raise_net_raw() {
+        Ok(raw) => tracing::debug!(cap_net_raw = raw, "capabilities"),
+        Err(e) => tracing::debug!(error = %e, "capabilities not read"),
+    }
     // The agent and the target server are I/O-bound: one thread does the work with no
     // cross-thread wake-ups (measured: markedly less CPU per probe than two workers). The lab
     // supervises many processes and proxies and gets two.

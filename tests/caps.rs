@@ -1,0 +1,190 @@
+//! The image's file capability, end to end (root; needs `setcap` and `setpriv`): the binary
+//! gets exactly the capability the Dockerfile's `setcap` line gives it, then runs as the
+//! image's user (65532) the way the two shipped pod specs run it:
+//!
+//! * base DaemonSet (NET_RAW in the bounding set, privilege escalation allowed): the agent
+//!   raises CAP_NET_RAW itself (`caps::raise_net_raw`) and uses raw sockets for echoes and
+//!   path-MTU discovery;
+//! * `deploy/components/restricted` (empty bounding set, no_new_privs): the binary still
+//!   executes — a "+ep" file capability would make exec fail with EPERM here — and the agent
+//!   uses ICMP datagram sockets for both (the pod's ping_group_range sysctl, set in a network
+//!   namespace of its own).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The capability string of the Dockerfile's `setcap CAPS target/release/meshprobe`.
+fn dockerfile_caps() -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"))
+        .expect("Dockerfile");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == "setcap")
+        .expect("the Dockerfile runs setcap");
+    assert_eq!(
+        words[i + 2],
+        "target/release/meshprobe",
+        "{:?}",
+        &words[i..i + 3]
+    );
+    words[i + 1].to_string()
+}
+
+struct Netns(String);
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(st.success(), "{args:?}: {st}");
+}
+
+/// Run the agent as 65532 with `setpriv_extra`, optionally inside `ns`; its output until the
+/// "agent starting" line (or exit, or 20 s).
+fn agent_output(bin: &Path, dir: &Path, ns: Option<&str>, setpriv_extra: &[&str]) -> String {
+    let peers = dir.join("peers.yaml");
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(ns) = ns {
+        argv.extend(["ip", "netns", "exec", ns].map(String::from));
+    }
+    argv.extend(
+        [
+            "setpriv",
+            "--reuid",
+            "65532",
+            "--regid",
+            "65532",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ]
+        .map(String::from),
+    );
+    argv.extend(setpriv_extra.iter().map(|s| s.to_string()));
+    argv.push("--".into());
+    argv.push(bin.display().to_string());
+    argv.extend(
+        [
+            "agent",
+            "--node-name",
+            "a",
+            "--listen",
+            "127.0.0.1:0",
+            "--peers-file",
+            &peers.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let log = dir.join(format!("agent-{}.log", ns.unwrap_or("host")));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("MESHPROBE_LOG", "meshprobe=info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text.clear();
+        std::fs::File::open(&log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        if text.contains("agent starting") || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn the_images_file_capability_works_with_both_pod_specs() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("setcap") || !have("setpriv") || !have("ip") {
+        eprintln!("skipped: needs root, setcap, setpriv and ip");
+        return;
+    }
+    let caps = dockerfile_caps();
+    let dir = PathBuf::from(format!("/tmp/meshprobe-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    sh(&["chmod", "755", &dir.display().to_string()]);
+    let bin = dir.join("meshprobe");
+    std::fs::copy(EXE, &bin).unwrap();
+    sh(&["chmod", "755", &bin.display().to_string()]);
+    sh(&["setcap", &caps, &bin.display().to_string()]);
+    std::fs::write(
+        dir.join("peers.yaml"),
+        "peers:\n  - {node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.1}\n",
+    )
+    .unwrap();
+    sh(&[
+        "chmod",
+        "644",
+        &dir.join("peers.yaml").display().to_string(),
+    ]);
+
+    // The base DaemonSet: NET_RAW in the bounding set, privilege escalation allowed.
+    let base = agent_output(&bin, &dir, None, &[]);
+    eprintln!("base:\n{base}");
+    assert!(
+        base.contains("path-MTU discovery on raw ICMP sockets"),
+        "{base}"
+    );
+    assert!(base.contains(r#"icmp_socket="raw""#), "{base}");
+
+    // components/restricted: no capability at all, no_new_privs; the pod's sysctl allows
+    // ICMP datagram sockets.
+    let ns = Netns(format!("mpcaps-{}", std::process::id()));
+    sh(&["ip", "netns", "add", &ns.0]);
+    sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.0,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ping_group_range=0 2147483647",
+    ]);
+    let restricted = agent_output(
+        &bin,
+        &dir,
+        Some(&ns.0),
+        &["--bounding-set", "-all", "--no-new-privs"],
+    );
+    eprintln!("restricted:\n{restricted}");
+    assert!(
+        !restricted.contains("Operation not permitted"),
+        "the binary must execute without any capability (file capability {caps}): {restricted}"
+    );
+    assert!(
+        restricted.contains("path-MTU discovery on datagram ICMP sockets"),
+        "{restricted}"
+    );
+    assert!(
+        restricted.contains(r#"icmp_socket="dgram""#),
+        "{restricted}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
