@@ -13,13 +13,12 @@ COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
     && strip target/release/meshprobe
-# CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets (routers' errors
-# on echo probes) only this way, when the pod adds NET_RAW to its bounding set and allows
+# CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets only this way, when the pod adds NET_RAW to its bounding set and allows
 # privilege escalation (see deploy/base/daemonset.yaml). Permitted only ("+p", not "+ep"):
 # the agent raises it into its effective set itself (src/caps.rs), so the binary still runs
 # where the bounding set lacks it (deploy/components/restricted: a "+ep" binary fails at exec
 # with EPERM there); then it uses ICMP datagram sockets (net.ipv4.ping_group_range) for
-# echoes and path-MTU discovery. tests/caps.rs checks both with this very line.
+# echoes and path-MTU discovery, with the same results. tests/caps.rs checks both with this very line.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libcap2-bin \
     && setcap cap_net_raw+p target/release/meshprobe
 

@@ -112,7 +112,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub exe: Option<PathBuf>,
     /// Run the agents without CAP_NET_RAW, as `deploy/components/restricted` does: ICMP
-    /// datagram sockets for echoes and path-MTU discovery (routers' errors on echoes unseen).
+    /// datagram sockets for echoes and path-MTU discovery (routers' errors from the error queue).
     #[arg(long)]
     pub unprivileged: bool,
 }

@@ -2,8 +2,9 @@
 //!
 //! One surge-ping [`Client`] (one socket, one receive task) per address family, shared by every
 //! probe. IPv4 prefers a RAW socket (it sees the ICMP errors routers send back, naming the router)
-//! and falls back to an unprivileged DGRAM ("ping") socket, which only sees echo replies: there a
-//! router's "unreachable" shows up as a timeout. IPv6 is optional.
+//! and falls back to an unprivileged DGRAM ("ping") socket, which only receives echo replies:
+//! there the routers' errors come from the socket's error queue ([`crate::probe::icmp_errq`]),
+//! named the same way. IPv6 is optional.
 //!
 //! A probe sends `count` echo requests spaced [`echo_spacing`] apart, all in flight at once, each
 //! waiting until the probe's deadline (start + timeout). How a surge-ping answer is read is pure
@@ -34,6 +35,7 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::model::{Check, ErrorClass, ProbeResult};
 use crate::probe::classify::{icmpv4_error, icmpv6_error, io_error, truncate};
+use crate::probe::icmp_errq::ErrQueue;
 use crate::probe::{BoxFuture, Prober};
 
 const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
@@ -53,17 +55,31 @@ const V4_WANTED: [u8; 6] = [0, 3, 4, 5, 11, 12];
 /// ICMPv6 types a RAW socket lets through: the four error types and echo reply.
 const V6_WANTED: [u8; 5] = [1, 2, 3, 4, 129];
 
-/// One address family: its client and its sequence counter.
+/// One address family: its client, its sequence counter and, on a datagram socket, the reader
+/// of routers' errors ([`ErrQueue`]).
 struct Family {
     client: Client,
     seq: AtomicU16,
+    errq: Option<ErrQueue>,
 }
 
 impl Family {
-    fn new(client: Client) -> Self {
+    fn new(client: Client, sock_type: SockType, v6: bool) -> Self {
+        let errq = if sock_type == SockType::DGRAM {
+            match ErrQueue::start(client.get_socket().get_native_sock(), v6) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::warn!(error = %e, "routers' ICMP errors on echoes will read as timeouts");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Family {
             client,
             seq: AtomicU16::new(rand::random()),
+            errq,
         }
     }
 
@@ -109,7 +125,7 @@ impl IcmpProber {
             "dgram"
         };
         let v6 = match open_client(ICMP::V6) {
-            Ok((client, _)) => Ok(Family::new(client)),
+            Ok((client, t)) => Ok(Family::new(client, t, true)),
             Err(e) => {
                 let why = e.into_error(true).to_string();
                 tracing::warn!(reason = %why, "no ICMPv6 socket: ICMP probes to IPv6 addresses will fail");
@@ -117,7 +133,7 @@ impl IcmpProber {
             }
         };
         Ok(IcmpProber {
-            v4: Family::new(v4),
+            v4: Family::new(v4, sock_type, false),
             v6,
             ident: PingIdentifier(rand::random()),
             kind,
@@ -212,7 +228,18 @@ impl IcmpProber {
         pinger.timeout(remaining);
         let mut last = ErrorClass::Timeout;
         for _ in 0..SEQ_ATTEMPTS {
-            match timed_ping(&mut pinger, family.next_seq(), payload).await {
+            let seq = family.next_seq();
+            // A datagram socket: a router's error arrives through the error queue.
+            let mut routers = family.errq.as_ref().map(|q| q.wait(ip, seq.0));
+            let ping = timed_ping(&mut pinger, seq, payload);
+            let answer = match routers.as_mut() {
+                None => ping.await,
+                Some(w) => tokio::select! {
+                    answer = ping => answer,
+                    error = w.error() => return Err(error),
+                },
+            };
+            match answer {
                 Ok((packet, rtt)) => return read_packet(&packet, ip, rtt),
                 Err(SurgeError::IdenticalRequests { .. }) => {
                     last = ErrorClass::LocalError {
@@ -1054,9 +1081,10 @@ mod tests {
     }
 
     /// Without CAP_NET_RAW and with the ping sysctl open, the prober falls back to a datagram
-    /// socket: echoes work, router errors are invisible (timeouts).
+    /// socket, and routers' errors still come back named (from the socket's error queue): the
+    /// raw socket's table, with the next-hop MTU of the frag-needed known here too.
     #[test]
-    fn netns_dgram_fallback_with_the_sysctl() {
+    fn netns_dgram_fallback_names_router_errors_too() {
         let Some((_lab, a)) = two_namespaces("dgram") else {
             return;
         };
@@ -1064,28 +1092,52 @@ mod tests {
             &a,
             "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range",
         );
-        let timeout = Duration::from_millis(300);
-        let (kind, results) = in_netns(&a, drop_cap_net_raw, move || async move {
+        let timeout = Duration::from_secs(1);
+        let (kind, results, left) = in_netns(&a, drop_cap_net_raw, move || async move {
             let prober = IcmpProber::new().expect("the sysctl allows a datagram socket");
-            let checks = [("198.18.250.1", 3, 56), ("198.18.251.5", 3, 56)];
-            (
-                prober.socket_kind(),
-                run_all(&prober, &checks, timeout).await,
-            )
+            let checks = [
+                ("198.18.250.1", 3, 56),
+                ("198.18.251.5", 2, 56),
+                ("198.18.252.5", 1, 56),
+                ("198.18.253.5", 3, 56),
+                ("198.18.254.5", 1, 56),
+                ("198.18.255.5", 3, 1400),
+            ];
+            let results = run_all(&prober, &checks, timeout).await;
+            let left = prober.v4.errq.as_ref().map(|q| q.waiting());
+            (prober.socket_kind(), results, left)
         });
         assert_eq!(kind, "dgram");
-        let (ok, _) = &results[0];
-        assert_eq!((ok.received, &ok.error), (3, &None), "{ok:?}");
-        let (unreachable, elapsed) = &results[1];
-        assert_eq!(
-            unreachable.error,
+        let router = Some(ip4("198.18.250.1"));
+        let want = [
+            None,
+            Some(ErrorClass::NetUnreachable { from: router }),
+            Some(ErrorClass::AdminProhibited { from: router }),
             Some(ErrorClass::Timeout),
-            "{unreachable:?}"
-        );
-        assert!(
-            *elapsed < timeout + Duration::from_millis(250),
-            "{elapsed:?}"
-        );
+            Some(ErrorClass::HostUnreachable { from: router }),
+            Some(ErrorClass::FragNeeded {
+                from: router,
+                mtu: Some(1280),
+            }),
+        ];
+        for ((r, elapsed), want) in results.iter().zip(want) {
+            assert_eq!(r.error, want, "{r:?}");
+            assert!(
+                *elapsed < timeout + Duration::from_millis(250),
+                "{r:?} took {elapsed:?}"
+            );
+        }
+        assert_eq!(results[0].0.received, 3);
+        // An error ends its echo at once, as on the raw socket.
+        for i in [1, 2, 4] {
+            assert!(
+                results[i].1 < Duration::from_millis(500),
+                "{:?}",
+                results[i]
+            );
+        }
+        // Every echo unregistered itself.
+        assert_eq!(left, Some(0));
     }
 
     /// Without CAP_NET_RAW and with the default sysctl, `new` fails with a Privilege error that

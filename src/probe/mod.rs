@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod http;
 pub mod icmp;
+pub mod icmp_errq;
 pub mod pmtu;
 pub mod pmtu6;
 pub mod pmtu_dgram;

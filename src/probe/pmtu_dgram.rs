@@ -247,28 +247,32 @@ pub fn parse_cmsgs(buf: &[u8]) -> Vec<(i32, i32, &[u8])> {
     out
 }
 
-/// One `recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)`: (data length, control length), or WouldBlock
-/// when the queue is empty.
-fn recv_errqueue(
-    socket: &Socket,
+/// One `recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)` on `fd`: (data length, control length, the
+/// destination of the packet the error is about), or WouldBlock when the queue is empty.
+pub(crate) fn recv_errqueue(
+    fd: &impl AsRawFd,
     data: &mut [u8],
     control: &mut [u8],
-) -> io::Result<(usize, usize)> {
+) -> io::Result<(usize, usize, Option<IpAddr>)> {
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
     };
-    // SAFETY: msghdr is plain data; zeroed is a valid "no name, no flags" value.
+    // SAFETY: sockaddr_storage and msghdr are plain data; zeroed is a valid empty value.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut name).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = control.len() as _;
-    // SAFETY: a live socket; iov and control point to buffers of the given lengths that
-    // outlive the call.
+    // SAFETY: a live socket; name, iov and control point to buffers of the given lengths
+    // that outlive the call.
     let n = unsafe {
         libc::recvmsg(
-            socket.as_raw_fd(),
+            fd.as_raw_fd(),
             &raw mut msg,
             libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
         )
@@ -282,7 +286,34 @@ fn recv_errqueue(
     let c = usize::try_from(msg.msg_controllen)
         .unwrap_or(0)
         .min(control.len());
-    Ok((n, c))
+    let dest = match i32::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage, which
+            // is large and aligned enough for it.
+            let sin = unsafe { &*(&raw const name).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let sin6 = unsafe { &*(&raw const name).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    };
+    Ok((n, c, dest))
+}
+
+/// The `IP_RECVERR` / `IPV6_RECVERR` report among the control messages, if any.
+pub(crate) fn extended_err(control: &[u8]) -> Option<ExtendedErr> {
+    parse_cmsgs(control)
+        .into_iter()
+        .find_map(|(level, kind, data)| {
+            let ours = (level == libc::IPPROTO_IP && kind == libc::IP_RECVERR)
+                || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_RECVERR);
+            ours.then(|| ExtendedErr::parse(data)).flatten()
+        })
 }
 
 /// One datagram probe: send, then read replies and the error queue until our answer or
@@ -329,15 +360,8 @@ pub async fn exchange(dest: IpAddr, size: u32, deadline: Instant) -> PmtuProbe {
         // The error queue first: a router's report about our probe.
         loop {
             match recv_errqueue(guard.get_inner(), &mut buf, &mut control) {
-                Ok((n, c)) => {
-                    let err =
-                        parse_cmsgs(&control[..c])
-                            .into_iter()
-                            .find_map(|(level, kind, data)| {
-                                let ours = (level == libc::IPPROTO_IP && kind == libc::IP_RECVERR)
-                                    || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_RECVERR);
-                                ours.then(|| ExtendedErr::parse(data)).flatten()
-                            });
+                Ok((n, c, _)) => {
+                    let err = extended_err(&control[..c]);
                     if let Some(outcome) = err.and_then(|e| echo.error(&e, &buf[..n])) {
                         return done(outcome);
                     }
