@@ -506,6 +506,12 @@ pub fn icmp_reply(data: &[u8]) {
                 assert_ne!(mtu, Some(0));
                 assert!(from.is_some() && from == err.offender);
             }
+            // The echo prober's reading of the same report: only a router's, about a request.
+            if let Some((seq, class)) = crate::probe::icmp_errq::echo_error(&err, quoted, v6) {
+                assert!(err.offender.is_some() && quoted.len() >= 8);
+                assert_eq!(seq, u16::from_be_bytes([quoted[6], quoted[7]]));
+                assert!(!class.to_string().is_empty());
+            }
         }
     }
 }
