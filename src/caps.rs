@@ -41,6 +41,20 @@ const VERSION_3: u32 = 0x2008_0522;
 /// Raise CAP_NET_RAW into the calling thread's effective set if it is permitted. Returns
 /// whether it is effective afterwards.
 pub fn raise_net_raw() -> io::Result<bool> {
+    let bit = 1u32 << CAP_NET_RAW;
+    let (effective, _) = update(|effective, permitted| {
+        (
+            raised_effective(effective, permitted).unwrap_or(effective),
+            permitted,
+        )
+    })?;
+    Ok(effective & bit != 0)
+}
+
+/// Read the calling thread's (effective, permitted) sets (the first 32 capabilities), and
+/// install `f`'s answer when it differs (only ever dropping, or raising within permitted:
+/// the kernel refuses the rest). Returns the sets in force afterwards.
+pub(crate) fn update(f: impl FnOnce(u32, u32) -> (u32, u32)) -> io::Result<(u32, u32)> {
     let mut header = Header {
         version: VERSION_3,
         pid: 0,
@@ -50,16 +64,17 @@ pub fn raise_net_raw() -> io::Result<bool> {
     if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let Some(effective) = raised_effective(data[0].effective, data[0].permitted) else {
-        return Ok(data[0].effective & (1 << CAP_NET_RAW) != 0);
-    };
-    data[0].effective = effective;
-    // SAFETY: the same header and data, as capset expects; only the effective set grows,
-    // within the permitted set.
+    let now = (data[0].effective, data[0].permitted);
+    let want = f(now.0, now.1);
+    if want == now {
+        return Ok(now);
+    }
+    (data[0].effective, data[0].permitted) = want;
+    // SAFETY: the same header and data, as capset expects.
     if unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(true)
+    Ok(want)
 }
 
 #[cfg(test)]

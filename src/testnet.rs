@@ -119,38 +119,7 @@ where
 /// Clear CAP_NET_RAW from the calling thread's effective and permitted sets (capabilities
 /// are per thread for the raw syscall; glibc is not involved, so other threads keep theirs).
 pub fn drop_cap_net_raw() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const CAP_NET_RAW: u32 = 13;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: header and a two-element data array, as capget/capset v3 expect.
-    unsafe {
-        assert_eq!(
-            libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
-            0
-        );
-        data[0].effective &= !(1 << CAP_NET_RAW);
-        data[0].permitted &= !(1 << CAP_NET_RAW);
-        assert_eq!(
-            libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()),
-            0,
-            "capset: {}",
-            io::Error::last_os_error()
-        );
-    }
+    let bit = 1u32 << crate::caps::CAP_NET_RAW;
+    crate::caps::update(|effective, permitted| (effective & !bit, permitted & !bit))
+        .expect("capset");
 }

@@ -1017,6 +1017,59 @@ mod tests {
         out
     }
 
+    /// Probes through [`two_namespaces`]' router: (address, count, size). The kernel sends at
+    /// most 5 route errors (net/host unreachable, prohibited) to one source, then 1/s
+    /// (net.ipv4.route.error_cost/error_burst, global sysctls we leave alone): 4 here.
+    /// Frag-needed is limited by icmp_ratelimit, off in R.
+    const ROUTER_CHECKS: [(&str, u16, u16); 6] = [
+        ("198.18.250.1", 3, 56),
+        ("198.18.251.5", 2, 56),
+        ("198.18.252.5", 1, 56),
+        ("198.18.253.5", 3, 56),
+        ("198.18.254.5", 1, 56),
+        ("198.18.255.5", 3, 1400),
+    ];
+
+    /// What [`ROUTER_CHECKS`] must read: each router error named with the router, the
+    /// blackhole a timeout, each within the probe timeout; an error ends its echo at once
+    /// (only the blackhole and the frag-needed path — later echoes are fragmented locally,
+    /// then dropped — wait for the deadline).
+    fn assert_router_errors(
+        results: &[(ProbeResult, Duration)],
+        timeout: Duration,
+        frag_mtu: Option<u32>,
+    ) {
+        let router = Some(ip4("198.18.250.1"));
+        let want = [
+            None,
+            Some(ErrorClass::NetUnreachable { from: router }),
+            Some(ErrorClass::AdminProhibited { from: router }),
+            Some(ErrorClass::Timeout),
+            Some(ErrorClass::HostUnreachable { from: router }),
+            Some(ErrorClass::FragNeeded {
+                from: router,
+                mtu: frag_mtu,
+            }),
+        ];
+        assert_eq!(results.len(), want.len());
+        for ((r, elapsed), want) in results.iter().zip(want) {
+            assert_eq!(r.error, want, "{r:?}");
+            assert!(
+                *elapsed < timeout + Duration::from_millis(250),
+                "{r:?} took {elapsed:?}"
+            );
+        }
+        assert_eq!(results[0].0.received, 3);
+        assert!(results[1..].iter().all(|(r, _)| r.received == 0));
+        for i in [1, 2, 4] {
+            assert!(
+                results[i].1 < Duration::from_millis(500),
+                "{:?}",
+                results[i]
+            );
+        }
+    }
+
     /// With a RAW socket the router's ICMP errors come back named, with the router as `from`;
     /// a silent drop is a timeout that ends within the probe timeout.
     #[test]
@@ -1030,54 +1083,15 @@ mod tests {
             || {},
             move || async move {
                 let prober = IcmpProber::new().expect("root opens a raw socket");
-                // The kernel sends at most 5 route errors (net/host unreachable, prohibited) to
-                // one source, then 1/s (net.ipv4.route.error_cost/error_burst, global sysctls we
-                // leave alone): 4 here. Frag-needed is limited by icmp_ratelimit, off in R.
-                let checks = [
-                    ("198.18.250.1", 3, 56),
-                    ("198.18.251.5", 2, 56),
-                    ("198.18.252.5", 1, 56),
-                    ("198.18.253.5", 3, 56),
-                    ("198.18.254.5", 1, 56),
-                    ("198.18.255.5", 3, 1400),
-                ];
                 (
                     prober.socket_kind(),
-                    run_all(&prober, &checks, timeout).await,
+                    run_all(&prober, &ROUTER_CHECKS, timeout).await,
                 )
             },
         );
         assert_eq!(kind, "raw");
-        let router = Some(ip4("198.18.250.1"));
-        let want = [
-            None,
-            Some(ErrorClass::NetUnreachable { from: router }),
-            Some(ErrorClass::AdminProhibited { from: router }),
-            Some(ErrorClass::Timeout),
-            Some(ErrorClass::HostUnreachable { from: router }),
-            Some(ErrorClass::FragNeeded {
-                from: router,
-                mtu: None,
-            }),
-        ];
-        for ((r, elapsed), want) in results.iter().zip(want) {
-            assert_eq!(r.error, want, "{r:?}");
-            assert!(
-                *elapsed < timeout + Duration::from_millis(250),
-                "{r:?} took {elapsed:?}"
-            );
-        }
-        assert_eq!(results[0].0.received, 3);
-        assert!(results[1..].iter().all(|(r, _)| r.received == 0));
-        // An ICMP error ends its echo at once: only the blackhole and the frag-needed path (later
-        // echoes are fragmented locally, then dropped) wait for the deadline.
-        for i in [1, 2, 4] {
-            assert!(
-                results[i].1 < Duration::from_millis(500),
-                "{:?}",
-                results[i]
-            );
-        }
+        // surge-ping's packet types do not carry a frag-needed's next-hop MTU.
+        assert_router_errors(&results, timeout, None);
     }
 
     /// Without CAP_NET_RAW and with the ping sysctl open, the prober falls back to a datagram
@@ -1095,47 +1109,13 @@ mod tests {
         let timeout = Duration::from_secs(1);
         let (kind, results, left) = in_netns(&a, drop_cap_net_raw, move || async move {
             let prober = IcmpProber::new().expect("the sysctl allows a datagram socket");
-            let checks = [
-                ("198.18.250.1", 3, 56),
-                ("198.18.251.5", 2, 56),
-                ("198.18.252.5", 1, 56),
-                ("198.18.253.5", 3, 56),
-                ("198.18.254.5", 1, 56),
-                ("198.18.255.5", 3, 1400),
-            ];
-            let results = run_all(&prober, &checks, timeout).await;
+            let results = run_all(&prober, &ROUTER_CHECKS, timeout).await;
             let left = prober.v4.errq.as_ref().map(|q| q.waiting());
             (prober.socket_kind(), results, left)
         });
         assert_eq!(kind, "dgram");
-        let router = Some(ip4("198.18.250.1"));
-        let want = [
-            None,
-            Some(ErrorClass::NetUnreachable { from: router }),
-            Some(ErrorClass::AdminProhibited { from: router }),
-            Some(ErrorClass::Timeout),
-            Some(ErrorClass::HostUnreachable { from: router }),
-            Some(ErrorClass::FragNeeded {
-                from: router,
-                mtu: Some(1280),
-            }),
-        ];
-        for ((r, elapsed), want) in results.iter().zip(want) {
-            assert_eq!(r.error, want, "{r:?}");
-            assert!(
-                *elapsed < timeout + Duration::from_millis(250),
-                "{r:?} took {elapsed:?}"
-            );
-        }
-        assert_eq!(results[0].0.received, 3);
-        // An error ends its echo at once, as on the raw socket.
-        for i in [1, 2, 4] {
-            assert!(
-                results[i].1 < Duration::from_millis(500),
-                "{:?}",
-                results[i]
-            );
-        }
+        // The error queue carries the frag-needed's next-hop MTU.
+        assert_router_errors(&results, timeout, Some(1280));
         // Every echo unregistered itself.
         assert_eq!(left, Some(0));
     }
