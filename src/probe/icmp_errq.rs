@@ -11,7 +11,8 @@
 //! replies from the original; it ignores the one failed read a pending error causes), and hands
 //! each error to the echo waiting for (destination, sequence). The map of waiters holds only
 //! echoes in flight, each removing itself when it ends; the reader is one task, stopped with
-//! the prober. Parsing is pure ([`echo_error`], table tests below).
+//! the prober. Parsing is pure ([`echo_error`], shared with the datagram path-MTU prober; table tests
+//! below).
 
 use std::collections::HashMap;
 use std::io;
@@ -24,40 +25,11 @@ use tokio::io::{Interest, Ready};
 use tokio::sync::oneshot;
 
 use crate::model::ErrorClass;
-use crate::probe::classify::{icmpv4_error, icmpv6_error};
 use crate::probe::pmtu::set_int;
-use crate::probe::pmtu_dgram::{extended_err, recv_errqueue, ExtendedErr};
-
-/// `sock_extended_err.ee_origin` of an error an ICMP / ICMPv6 message reported.
-const ORIGIN_ICMP: u8 = 2;
-const ORIGIN_ICMP6: u8 = 3;
+pub use crate::probe::pmtu_dgram::echo_error;
+use crate::probe::pmtu_dgram::{extended_err, recv_errqueue};
 
 type Waiters = Arc<Mutex<HashMap<(IpAddr, u16), oneshot::Sender<ErrorClass>>>>;
-
-/// What an error-queue entry says about one of our echoes: its sequence number and the error,
-/// the reporting router as `from` (pure). `None` for what is not a router's report about an
-/// echo request (local errors, other origins, a quote that is not our request).
-pub fn echo_error(err: &ExtendedErr, quoted: &[u8], v6: bool) -> Option<(u16, ErrorClass)> {
-    let request = if v6 { 128 } else { 8 };
-    if quoted.len() < 8 || quoted[0] != request {
-        return None;
-    }
-    let seq = u16::from_be_bytes([quoted[6], quoted[7]]);
-    let from = err.offender?;
-    let class = match (err.origin, v6) {
-        (ORIGIN_ICMP, false) if matches!(err.icmp_type, 3 | 11 | 12) => {
-            let mtu = ((err.icmp_type, err.code) == (3, 4) && (1..=0xffff).contains(&err.info))
-                .then_some(err.info);
-            icmpv4_error(err.icmp_type, err.code, from, mtu)
-        }
-        (ORIGIN_ICMP6, true) if matches!(err.icmp_type, 1..=4) => {
-            let mtu = (err.icmp_type == 2 && err.info > 0).then_some(err.info);
-            icmpv6_error(err.icmp_type, err.code, from, mtu)
-        }
-        _ => return None,
-    };
-    Some((seq, class))
-}
 
 /// The reader of one datagram socket's error queue and the echoes waiting on it.
 pub struct ErrQueue {
@@ -174,6 +146,8 @@ async fn read(afd: AsyncFd<OwnedFd>, v6: bool, waiters: Waiters) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::classify::{icmpv4_error, icmpv6_error};
+    use crate::probe::pmtu_dgram::ExtendedErr;
     use std::net::Ipv4Addr;
     use std::os::fd::AsRawFd;
 

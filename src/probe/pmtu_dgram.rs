@@ -29,6 +29,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::time::Instant;
 
+use crate::model::ErrorClass;
 use crate::mtu::MtuOutcome;
 use crate::probe::classify::{icmpv4_error, icmpv6_error, io_error};
 use crate::probe::pmtu::{send_probe, set_int, set_probe_mode, Echo, PmtuProbe};
@@ -112,13 +113,6 @@ impl DgramEcho {
     /// the router sent back (ICMP header first). `None` when it is not about this probe or
     /// says nothing the search can use.
     pub fn error(&self, err: &ExtendedErr, quoted: &[u8]) -> Option<MtuOutcome> {
-        let request = if self.v6 { 128 } else { 8 };
-        let ours = quoted.len() >= 8
-            && quoted[0] == request
-            && quoted[6..8] == self.seq.to_be_bytes()
-            && quoted
-                .get(8..8 + COOKIE_LEN)
-                .is_none_or(|c| c == self.cookie);
         match err.origin {
             SO_EE_ORIGIN_LOCAL if err.errno == libc::EMSGSIZE as u32 => {
                 Some(MtuOutcome::LocalTooBig)
@@ -126,43 +120,50 @@ impl DgramEcho {
             SO_EE_ORIGIN_LOCAL => Some(MtuOutcome::Failed(io_error(
                 &io::Error::from_raw_os_error(i32::try_from(err.errno).unwrap_or(libc::EIO)),
             ))),
-            SO_EE_ORIGIN_ICMP if ours && !self.v6 => {
-                let from = err.offender?;
-                if (err.icmp_type, err.code) == (3, 4) {
-                    Some(MtuOutcome::TooBig {
-                        mtu: (err.info > 0 && err.info <= 0xffff).then_some(err.info),
-                        from: Some(from),
-                    })
-                } else if matches!(err.icmp_type, 3 | 11) {
-                    Some(MtuOutcome::Failed(icmpv4_error(
-                        err.icmp_type,
-                        err.code,
-                        from,
-                        None,
-                    )))
-                } else {
-                    None
+            _ => {
+                // The echo prober's reading of a router's report; here it must be about this
+                // probe (sequence, and the cookie when quoted), and like the raw prober only
+                // unreachable / time exceeded (IPv4) count.
+                let (seq, class) = echo_error(err, quoted, self.v6)?;
+                let cookie = quoted.get(8..8 + COOKIE_LEN);
+                if seq != self.seq
+                    || cookie.is_some_and(|c| c != self.cookie)
+                    || (!self.v6 && err.icmp_type == 12)
+                {
+                    return None;
                 }
+                Some(match class {
+                    ErrorClass::FragNeeded { from, mtu } => MtuOutcome::TooBig { mtu, from },
+                    other => MtuOutcome::Failed(other),
+                })
             }
-            SO_EE_ORIGIN_ICMP6 if ours && self.v6 => {
-                let from = err.offender?;
-                match err.icmp_type {
-                    2 => Some(MtuOutcome::TooBig {
-                        mtu: (err.info > 0).then_some(err.info),
-                        from: Some(from),
-                    }),
-                    1 | 3 | 4 => Some(MtuOutcome::Failed(icmpv6_error(
-                        err.icmp_type,
-                        err.code,
-                        from,
-                        None,
-                    ))),
-                    _ => None,
-                }
-            }
-            _ => None,
         }
     }
+}
+
+/// What an error-queue entry says about one of our echo requests: its sequence number and
+/// the error, the reporting router as `from` (pure). `None` for what is not a router's report
+/// about an echo request (local errors, other origins, a quote that is not our request).
+pub fn echo_error(err: &ExtendedErr, quoted: &[u8], v6: bool) -> Option<(u16, ErrorClass)> {
+    let request = if v6 { 128 } else { 8 };
+    if quoted.len() < 8 || quoted[0] != request {
+        return None;
+    }
+    let seq = u16::from_be_bytes([quoted[6], quoted[7]]);
+    let from = err.offender?;
+    let class = match (err.origin, v6) {
+        (SO_EE_ORIGIN_ICMP, false) if matches!(err.icmp_type, 3 | 11 | 12) => {
+            let mtu = ((err.icmp_type, err.code) == (3, 4) && (1..=0xffff).contains(&err.info))
+                .then_some(err.info);
+            icmpv4_error(err.icmp_type, err.code, from, mtu)
+        }
+        (SO_EE_ORIGIN_ICMP6, true) if matches!(err.icmp_type, 1..=4) => {
+            let mtu = (err.icmp_type == 2 && err.info > 0).then_some(err.info);
+            icmpv6_error(err.icmp_type, err.code, from, mtu)
+        }
+        _ => return None,
+    };
+    Some((seq, class))
 }
 
 /// A `sock_extended_err` and the offender address after it.
