@@ -54,39 +54,9 @@ modules:
     http:
       preferred_ip_protocol: ip4
 YML
-# The pacing client: THREADS workers share the addresses; each address is requested once per
-# interval, spread evenly; keep-alive connections to the exporter.
-cat > "$work/pace.py" <<'PY'
-import http.client, sys, threading, time
-addrs = open(sys.argv[1]).read().split()
-module, url_fmt, iv, secs = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
-threads = 16
-done = [0] * threads
-def worker(k):
-    mine = addrs[k::threads]
-    gap = iv / max(1, len(mine))
-    c = http.client.HTTPConnection("127.0.0.1", 9115, timeout=5)
-    t = time.monotonic() + gap * k / threads
-    end = time.monotonic() + secs
-    i = 0
-    while time.monotonic() < end:
-        a = mine[i % len(mine)]; i += 1
-        target = url_fmt.format(a)
-        try:
-            c.request("GET", f"/probe?module={module}&target={target}")
-            body = c.getresponse().read()
-            if b"probe_success 1" in body:
-                done[k] += 1
-        except Exception:
-            c = http.client.HTTPConnection("127.0.0.1", 9115, timeout=5)
-        t += gap
-        d = t - time.monotonic()
-        if d > 0:
-            time.sleep(d)
-ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(sum(done))
-PY
+# The pacing client (bench/compare_pace.py): 16 workers share the addresses; each address is
+# requested once per interval, spread evenly; keep-alive connections to the exporter.
+pace=$root/bench/compare_pace.py
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 meshprobe_probes() {
@@ -114,9 +84,9 @@ run_meshprobe() { # layer
 run_blackbox() { # module url_fmt
   ip netns exec "$ns" prometheus-blackbox-exporter --config.file="$work/blackbox.yml" --web.listen-address=127.0.0.1:9115 > "$work/bb.log" 2>&1 & local b=$!; pids+=("$b")
   sleep 2
-  inns python3 "$work/pace.py" "$work/addrs" "$1" "$2" "$iv" "$warm" > /dev/null
+  inns python3 "$pace" "$work/addrs" "$1" "$2" "$iv" "$warm" > /dev/null
   local c0 c1 ok; c0=$(cpu "$b")
-  ok=$(inns python3 "$work/pace.py" "$work/addrs" "$1" "$2" "$iv" "$secs")
+  ok=$(inns python3 "$pace" "$work/addrs" "$1" "$2" "$iv" "$secs")
   c1=$(cpu "$b")
   record "blackbox_exporter ($1)" "$ok" $((c1 - c0)) "$(hwm "$b")"
   kill "$b"; wait "$b" 2>/dev/null || true

@@ -12,7 +12,8 @@
 # node-1's agent is never restarted: its figures over the whole run are the leak test.
 # Prints per agent first/last/max of each figure and the least-squares slope per hour over the
 # second half of the run (the first minutes include start-up growth: allocator arenas, windows
-# filling). A restarted agent's figures restart with it; its row covers its last process.
+# filling; bench/soak_report.py). A restarted agent's figures restart with it; its row covers
+# its last process.
 # The agents' logs are copied to OUT_CSV.logs/ (the lab's state dir goes with `lab down`).
 # Env: MESHPROBE_BIN (default target/release/meshprobe, built if missing), SOAK_PREFIX (sk).
 set -euo pipefail
@@ -112,35 +113,4 @@ cp "$state/peers.full.json" "$peers"
 
 cp -r "$state/logs" "$out.logs"
 echo "soak: agent logs in $out.logs; panics: $(grep -l -i 'panicked' "$out.logs"/*agent.log 2>/dev/null | wc -l) files" >&2
-python3 - "$out" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-by = {}
-for r in rows:
-    by.setdefault(r["node"], []).append(r)
-def slope(xs, ys):
-    n = len(xs)
-    if n < 2: return float("nan")
-    mx, my = sum(xs) / n, sum(ys) / n
-    den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den * 3600 if den else 0.0
-print(f"soak: {len(rows)} samples in {sys.argv[1]}")
-print(f"{'node':7} {'pid':>7} {'n':>4} {'figure':8} {'first':>8} {'last':>8} {'max':>8} {'slope/h (2nd half)':>19}")
-for node, rs in sorted(by.items()):
-    last_pid = rs[-1]["pid"]
-    rs = [r for r in rs if r["pid"] == last_pid]
-    for fig in ("rss_kib", "fds", "threads", "tasks"):
-        pts = [(int(r["t_s"]), float(r[fig])) for r in rs if r[fig]]
-        if not pts: continue
-        half = [p for p in pts if p[0] >= (pts[0][0] + pts[-1][0]) / 2]
-        s = slope([p[0] for p in half], [p[1] for p in half])
-        ys = [p[1] for p in pts]
-        # A restarted agent's last process may have lived a minute: no trend from a few points.
-        sl = f"{s:19.1f}" if len(half) >= 15 else f"{'- (few samples)':>19}"
-        print(f"{node:7} {last_pid:>7} {len(pts):>4} {fig:8} {ys[0]:8.0f} {ys[-1]:8.0f} {max(ys):8.0f} {sl}")
-d = [int(r["diag_ms"]) for r in rows if r["node"] == "node-1"]
-codes = {}
-for r in rows:
-    if r["node"] == "node-1": codes[r["probe_status"]] = codes.get(r["probe_status"], 0) + 1
-if d: print(f"diagnosis on node-1: max {max(d)} ms, median {sorted(d)[len(d)//2]} ms; POST /api/v1/probe statuses: {codes}")
-PY
+python3 "$root/bench/soak_report.py" "$out"
