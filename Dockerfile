@@ -5,17 +5,25 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them.
+# Dependencies first, so a source change does not rebuild them: every workspace member as an
+# empty stub, built once.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/core/Cargo.toml crates/core/
+COPY crates/diagnosis/Cargo.toml crates/diagnosis/
+COPY crates/probe/Cargo.toml crates/probe/
+COPY crates/server/Cargo.toml crates/server/
+COPY crates/lab/Cargo.toml crates/lab/
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked && rm -rf src
+    && for c in core diagnosis probe server lab; do mkdir -p crates/$c/src && touch crates/$c/src/lib.rs; done \
+    && cargo build --release --locked && rm -rf src crates/*/src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+COPY crates ./crates
+RUN touch src/main.rs src/lib.rs crates/*/src/lib.rs \
     && cargo build --release --locked \
     && strip target/release/meshprobe
 # CAP_NET_RAW as a file capability: a non-root process gets raw ICMP sockets only this way, when the pod adds NET_RAW to its bounding set and allows
 # privilege escalation (see deploy/base/daemonset.yaml). Permitted only ("+p", not "+ep"):
-# the agent raises it into its effective set itself (src/caps.rs), so the binary still runs
+# the agent raises it into its effective set itself (crates/probe/src/caps.rs), so the binary still runs
 # where the bounding set lacks it (deploy/components/restricted: a "+ep" binary fails at exec
 # with EPERM there); then it uses ICMP datagram sockets (net.ipv4.ping_group_range) for
 # echoes and path-MTU discovery, with the same results. tests/caps.rs checks both with this very line.

@@ -16,8 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
-use crate::cli::AgentArgs;
-use crate::config::{AgentConfig, Discovery, ProcessEnv};
+use crate::config::{AgentArgs, AgentConfig, Discovery, ProcessEnv};
 use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
@@ -32,27 +31,8 @@ use crate::probe::tcp::TcpProber;
 use crate::probe::Probers;
 use crate::schedule::{self, Task, TaskParams};
 use crate::server::{self, ServerLimits};
+use crate::shared::Shared;
 use crate::store::Store;
-
-/// State shared between the probe loop (writer) and the HTTP handlers (readers).
-pub struct Shared {
-    pub identity: Identity,
-    pub config: AgentConfig,
-    pub store: Arc<Mutex<Store>>,
-    pub discovery: Arc<Mutex<DiscoveryStatus>>,
-    pub ready: Arc<AtomicBool>,
-    pub rounds: AtomicU64,
-    pub metrics: Metrics,
-    pub icmp_socket: &'static str,
-    /// Whether the probe plan is sampled, and this agent's share of it.
-    pub plan: Arc<PlanStatus>,
-    /// The last mesh diagnosis and when it was made (see [`crate::api::mesh_diagnosis`]).
-    pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
-    /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
-    pub kube_facts: Option<crate::k8s::FactsSource>,
-    /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
-    pub ondemand: crate::ondemand::fanout::OnDemand,
-}
 
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
 pub async fn run_from_args(args: AgentArgs) -> Result<u8> {
@@ -189,7 +169,7 @@ pub async fn run(
     let ondemand = {
         let counter = metrics.ondemand_probes.clone();
         let p = &config.probe;
-        crate::ondemand::fanout::OnDemand {
+        crate::ondemand::OnDemand {
             limits: crate::ondemand::limits::Limits::new(
                 p.token.clone(),
                 p.rate_per_minute,

@@ -20,17 +20,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
-use tokio::time::Instant;
 
-use crate::agent::Shared;
 use crate::compress;
-use crate::diagnosis::{diagnose, AgentReport, Matrix};
-use crate::discovery::DiscoveryStatus;
 use crate::heatmap;
-use crate::mesh::{self, MeshDiagnosis};
-use crate::model::{Layer, PingBody};
-use crate::store::{PeerResults, TargetResults};
+use crate::mesh::MeshDiagnosis;
+use crate::model::PingBody;
+use crate::shared::{mesh_diagnosis, results_of, Results, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -153,139 +148,8 @@ async fn ping(State(s): State<Arc<Shared>>) -> Json<PingBody> {
     })
 }
 
-/// The `/api/v1/results` document.
-#[derive(Debug, Serialize)]
-pub struct Results {
-    pub node: String,
-    pub zone: Option<String>,
-    pub version: &'static str,
-    pub ready: bool,
-    pub rounds: u64,
-    pub interval_seconds: f64,
-    pub timeout_seconds: f64,
-    pub window_seconds: f64,
-    pub icmp_socket: &'static str,
-    pub discovery: DiscoveryStatus,
-    pub peers: Vec<PeerResults>,
-    pub targets: Vec<TargetResults>,
-}
-
-pub fn results_of(s: &Shared) -> Results {
-    let snap = s
-        .store
-        .lock()
-        .map(|st| st.snapshot(Instant::now()))
-        .unwrap_or_else(|p| p.into_inner().snapshot(Instant::now()));
-    Results {
-        node: s.identity.node.clone(),
-        zone: s.identity.zone.clone(),
-        version: env!("CARGO_PKG_VERSION"),
-        ready: s.ready.load(Ordering::Relaxed),
-        rounds: s.rounds.load(Ordering::Relaxed),
-        interval_seconds: s.config.interval.as_secs_f64(),
-        timeout_seconds: s.config.timeout.as_secs_f64(),
-        window_seconds: s.config.window.as_secs_f64(),
-        icmp_socket: s.icmp_socket,
-        discovery: s.discovery.lock().map(|d| d.clone()).unwrap_or_default(),
-        peers: snap.peers,
-        targets: snap.targets,
-    }
-}
-
 async fn results(State(s): State<Arc<Shared>>) -> Json<Results> {
     Json(results_of(&s))
-}
-
-/// How long the mesh view waits for a peer's results: twice the probe timeout (2 s by default).
-/// A peer agent that does not answer within that is evidence; waiting longer only delays the
-/// answer for everyone else.
-fn gather_timeout(s: &Shared) -> std::time::Duration {
-    s.config.timeout * 2
-}
-/// Peers asked at once when gathering.
-const GATHER_CONCURRENCY: usize = 16;
-
-/// How long a computed mesh view is served again: a quarter of the probe interval, between
-/// 100 ms and 1 s. Short enough that the cache adds little to the time from a fault to its
-/// finding (a whole interval did: up to 1 s of a 2-interval budget at `--interval 1s`), long
-/// enough that pollers, the page, the event publisher and on-demand probes share one fan-out:
-/// an agent asks its peers at most 4 times per interval, and never more than 10 times a second.
-pub fn mesh_cache_ttl(interval: std::time::Duration) -> std::time::Duration {
-    (interval / 4).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(1),
-    )
-}
-
-/// The mesh view, computed at most once per [`mesh_cache_ttl`]: concurrent callers wait for
-/// the one fan-out in progress instead of starting their own.
-pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
-    let mut cache = s.mesh_cache.lock().await;
-    if let Some((at, d)) = cache.as_ref() {
-        if at.elapsed() < mesh_cache_ttl(s.config.interval) {
-            return d.clone();
-        }
-    }
-    let set = s
-        .store
-        .lock()
-        .map(|st| st.peers().clone())
-        .unwrap_or_default();
-    let results = results_of(s);
-    // Peers whose agent our own HTTP probes find down (two failures in a row) are not asked:
-    // waiting out the timeout for them would only delay the answer. Their silence is evidence.
-    let down: std::collections::HashSet<&str> = results
-        .peers
-        .iter()
-        .filter(|p| {
-            p.layers
-                .get(&Layer::Http)
-                .is_some_and(|w| w.reachable == Some(false) && w.consecutive_failures >= 2)
-        })
-        .map(|p| p.node.as_str())
-        .collect();
-    let (skipped, ask): (Vec<_>, Vec<_>) =
-        mesh::peer_agents(&set, &s.identity.node, s.config.listen.port())
-            .into_iter()
-            .partition(|(node, _)| down.contains(node.as_str()));
-    let own = AgentReport::from_results(&results);
-    // Kubernetes facts (when discovery is kubernetes) are fetched alongside the gathering,
-    // within the same deadline, so a slow API server never delays the view.
-    let facts = async {
-        match &s.kube_facts {
-            Some(k) => k.facts(std::slice::from_ref(&own), gather_timeout(s)).await,
-            None => None,
-        }
-    };
-    let (mut gathered, facts) = tokio::join!(
-        crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY),
-        facts
-    );
-    gathered.extend(
-        skipped
-            .into_iter()
-            .map(|(source, addr)| crate::gather::Gathered {
-                source,
-                addr,
-                result: Err(crate::model::ErrorClass::LocalError {
-                    detail: "not asked: this agent's own HTTP probes to it fail".into(),
-                }),
-            }),
-    );
-    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
-    inputs.kube = facts.map(|f| f.as_ref().clone());
-    let (diagnosis, held) =
-        crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
-    let d = Arc::new(MeshDiagnosis {
-        node: s.identity.node.clone(),
-        agents_answered,
-        agents_unreachable,
-        diagnosis,
-        held,
-        reports: inputs.agents,
-    });
-    *cache = Some((Instant::now(), d.clone()));
-    d
 }
 
 async fn diagnosis(State(s): State<Arc<Shared>>) -> Json<MeshDiagnosis> {
@@ -407,26 +271,5 @@ async fn heatmap_svg(
             &[(header::CACHE_CONTROL, "no-store")],
         ),
         Err(r) => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mesh_cache_ttl;
-    use std::time::Duration;
-
-    #[test]
-    fn the_mesh_view_is_cached_a_quarter_interval_within_bounds() {
-        let ms = Duration::from_millis;
-        for (interval, ttl) in [
-            (ms(100), ms(100)),   // floor: at most 10 fan-outs a second
-            (ms(400), ms(100)),   // a quarter
-            (ms(1000), ms(250)),  // the lab's suite
-            (ms(2000), ms(500)),  // the lab's default
-            (ms(5000), ms(1000)), // the agent's default: capped
-            (ms(60_000), ms(1000)),
-        ] {
-            assert_eq!(mesh_cache_ttl(interval), ttl, "interval {interval:?}");
-        }
     }
 }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::AgentArgs;
 use crate::error::{Error, Result};
 use crate::model::Layers;
+use meshprobe_core::parse::{fmt_duration, parse_duration, validate_name};
 
 /// A source of environment variables.
 pub trait Env {
@@ -76,7 +76,7 @@ pub struct AgentConfig {
 #[derive(Clone, PartialEq)]
 pub struct ProbeConfig {
     /// Allowed besides the peer set's pod and node subnets.
-    pub allow_cidrs: Vec<crate::diagnosis::matrix::Cidr>,
+    pub allow_cidrs: Vec<crate::net::Cidr>,
     pub token: Option<String>,
     pub max_concurrent: usize,
     pub rate_per_minute: u32,
@@ -116,7 +116,7 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                crate::diagnosis::matrix::Cidr::parse(s).ok_or_else(|| {
+                crate::net::Cidr::parse(s).ok_or_else(|| {
                     Error::Config(format!(
                         "--allow-cidr (or MESHPROBE_ALLOW_CIDR) {s:?}: expected a CIDR like 10.0.0.0/8"
                     ))
@@ -166,7 +166,7 @@ pub const DEFAULT_TARGET_SELECTOR: &str = "meshprobe.io/probe";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Discovery {
     File,
-    Kubernetes(crate::k8s::watch::KubeSettings),
+    Kubernetes(KubeSettings),
 }
 
 /// A label selector as the API accepts it: bounded, no spaces, no control characters (the
@@ -368,7 +368,7 @@ impl AgentConfig {
                     )));
                 }
             }
-            Discovery::Kubernetes(crate::k8s::watch::KubeSettings {
+            Discovery::Kubernetes(KubeSettings {
                 api_url,
                 selector,
                 target_selector,
@@ -440,58 +440,6 @@ where
         ));
     }
     Ok(v)
-}
-
-/// Names (nodes, zones, targets) end up in metric labels and URLs: keep them to what Kubernetes
-/// allows for object names and label values.
-pub fn validate_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 253 {
-        return Err("must be at most 253 characters".into());
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    {
-        return Err("may only contain letters, digits, '-', '.' and '_'".into());
-    }
-    Ok(())
-}
-
-/// Parse `500ms`, `5s`, `1.5s`, `2m`, `1h`. A bare number is refused: units are not guessed.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| "missing unit (ms, s, m or h)".to_string())?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{num:?} is not a number"))?;
-    let factor = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
-    };
-    let secs = value * factor;
-    if !secs.is_finite() || secs > 7.0 * 86400.0 {
-        return Err("too large".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Format a duration the way [`parse_duration`] reads it.
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 #[cfg(test)]
@@ -766,4 +714,122 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
     }
+}
+
+/// `meshprobe agent` flags. Every flag may also come from the environment variable named in
+/// its help (the downward API sets them in Kubernetes); a flag wins over its variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// This node's name [env: MESHPROBE_NODE_NAME] (required).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This node's zone [env: MESHPROBE_ZONE].
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Address to serve HTTP on [env: MESHPROBE_LISTEN] [default: 0.0.0.0:9464].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Peers file (YAML or JSON), re-read when it changes [env: MESHPROBE_PEERS_FILE] (required
+    /// with `--discovery file`).
+    #[arg(long)]
+    pub peers_file: Option<PathBuf>,
+    /// Where peers come from: `file` (--peers-file) or `kubernetes` (watch the agent pods and
+    /// nodes, and annotated target pods) [env: MESHPROBE_DISCOVERY] [default: file].
+    #[arg(long)]
+    pub discovery: Option<String>,
+    /// Kubernetes: label selector of the agent pods [env: MESHPROBE_SELECTOR]
+    /// [default: app.kubernetes.io/name=meshprobe].
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Kubernetes: namespace of the agent pods [env: MESHPROBE_NAMESPACE] [default: all namespaces].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubernetes: label selector of pods whose `meshprobe.io/probe` annotation names a target;
+    /// `none` for no targets [env: MESHPROBE_TARGET_SELECTOR] [default: meshprobe.io/probe].
+    #[arg(long)]
+    pub target_selector: Option<String>,
+    /// Kubernetes: API server URL, instead of the in-cluster service account or kubeconfig
+    /// (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`) [env: MESHPROBE_KUBE_API].
+    #[arg(long)]
+    pub kube_api: Option<String>,
+    /// Kubernetes: post the mesh view's findings as Events on the Node or Pod concerned
+    /// (one agent publishes; deduplicated, at most 10 a minute); needs create on events
+    /// (deploy/components/publish-events) [env: MESHPROBE_PUBLISH_EVENTS=true].
+    #[arg(long)]
+    pub publish_events: bool,
+    /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Per-probe timeout, below the interval [env: MESHPROBE_TIMEOUT] [default: 1s].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Span of the sliding window statistics are computed over [env: MESHPROBE_WINDOW] [default: 60s].
+    #[arg(long)]
+    pub window: Option<String>,
+    /// ICMP echoes per ICMP probe (packet-level loss needs more than one) [env: MESHPROBE_ICMP_COUNT] [default: 3].
+    #[arg(long)]
+    pub icmp_count: Option<String>,
+    /// ICMP echo payload bytes [env: MESHPROBE_ICMP_SIZE] [default: 56].
+    #[arg(long)]
+    pub icmp_size: Option<String>,
+    /// Ceiling on probes started per second by this agent [env: MESHPROBE_MAX_RATE] [default: 500].
+    #[arg(long)]
+    pub max_rate: Option<String>,
+    /// Ceiling on probes in flight at once [env: MESHPROBE_MAX_IN_FLIGHT] [default: 256].
+    #[arg(long)]
+    pub max_in_flight: Option<String>,
+    /// Time between two cheap full-size Don't-Fragment checks of each destination's path MTU;
+    /// `0s` turns path-MTU discovery off [env: MESHPROBE_MTU_INTERVAL] [default: 30s].
+    #[arg(long)]
+    pub mtu_interval: Option<String>,
+    /// Time between two full path-MTU searches of a destination [env: MESHPROBE_MTU_SEARCH_INTERVAL] [default: 10m].
+    #[arg(long)]
+    pub mtu_search_interval: Option<String>,
+    /// Which probes to run, comma-separated: icmp_pod, icmp_node, http (peers' agents and http
+    /// targets), tcp (tcp targets), or all [env: MESHPROBE_LAYERS] [default: all].
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// Per-pair metric series: auto (all on a full mesh, failing on a sampled plan), all,
+    /// failing (only pairs with failures in the window) or none
+    /// [env: MESHPROBE_PAIR_METRICS] [default: auto].
+    #[arg(long)]
+    pub pair_metrics: Option<String>,
+    /// Full mesh up to this many nodes; beyond it each agent probes its share of a sampled,
+    /// zone-aware plan [env: MESHPROBE_FULL_MESH_MAX] [default: 200].
+    #[arg(long)]
+    pub full_mesh_max: Option<String>,
+    /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
+    /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
+    #[arg(long)]
+    pub allow_cidr: Option<String>,
+    /// Bearer token `POST /api/v1/probe` requires (prefer the variable: flags show in `ps`)
+    /// [env: MESHPROBE_PROBE_TOKEN] [default: none, open].
+    #[arg(long)]
+    pub probe_token: Option<String>,
+    /// On-demand probe requests running at once on this agent [env: MESHPROBE_PROBE_MAX_CONCURRENT] [default: 4].
+    #[arg(long)]
+    pub probe_max_concurrent: Option<String>,
+    /// On-demand probe requests per client per minute (bursts of up to 10) [env: MESHPROBE_PROBE_RATE] [default: 30].
+    #[arg(long)]
+    pub probe_rate: Option<String>,
+}
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// API server URL; `None`: in-cluster service account, else kubeconfig.
+    pub api_url: Option<String>,
+    /// Label selector of the meshprobe agent pods.
+    pub selector: String,
+    /// Label selector of pods that may carry a `meshprobe.io/probe` annotation; `None`: no targets.
+    pub target_selector: Option<String>,
+    /// Namespace of the agent pods; `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// A freshly Ready agent is held (probed, no alarm) this long.
+    pub grace: Duration,
+    /// Post findings as Kubernetes Events (`--publish-events`).
+    pub publish_events: bool,
+    /// Watches quiet this long get a one-object list to tell a quiet cluster from an API
+    /// server that stopped answering (see [`crate::k8s::watch::liveness_due`]).
+    pub liveness: Duration,
 }

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::config::parse_duration;
 use crate::diagnosis::{diagnose, AgentReport, Inputs, Matrix};
 use crate::error::{Error, Result};
 use crate::gather::{gather, parse_agent_addr, MAX_RESULTS_BYTES};
 use crate::mesh::{MeshDiagnosis, Unanswered};
 use crate::promclient::{self, PromUrl};
 use crate::promsource;
+use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiagnoseArgs {

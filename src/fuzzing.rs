@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{Cli, Command};
-use crate::config::{validate_name, AgentConfig, Discovery};
+use crate::config::{AgentConfig, Discovery};
 use crate::diagnosis::{diagnose_with, AgentReport, Matrix, Params};
 use crate::error::Error;
 use crate::gather::Gathered;
@@ -28,6 +28,7 @@ use crate::ondemand::{verdict, Line};
 use crate::peers::{self, PeerSet};
 use crate::probe::icmp::{classify_answer, Answer};
 use crate::probe::pmtu::{checksum, Echo, Reply};
+use meshprobe_core::parse::validate_name;
 
 /// A target's body: any bytes in, a panic on a broken contract.
 pub type Body = fn(&[u8]);
@@ -146,7 +147,7 @@ pub fn peers_file(data: &[u8]) {
                 assert!(t.http_path().starts_with('/'), "{t:?}");
                 // An accepted path is one the HTTP prober can send.
                 assert!(
-                    crate::probe::http::is_request_path(t.http_path()),
+                    meshprobe_core::parse::is_request_path(t.http_path()),
                     "accepted path {:?} is not a valid request target",
                     t.http_path()
                 );
@@ -347,7 +348,7 @@ fn annotation(text: &str) {
                     assert_eq!(s.protocol, peers::Protocol::Http);
                     assert!(p.starts_with('/'));
                     assert!(
-                        crate::probe::http::is_request_path(p),
+                        meshprobe_core::parse::is_request_path(p),
                         "accepted path {p:?} is not a valid request target"
                     );
                 }
@@ -359,7 +360,7 @@ fn annotation(text: &str) {
 /// `POST /api/v1/probe` bodies → parse + validate against the built-in peer set; and the same
 /// bytes as a peer agent's forwarded answer line → the verdict.
 pub fn ondemand(data: &[u8]) {
-    let extra = [crate::diagnosis::matrix::Cidr::parse("203.0.113.0/24").expect("cidr")];
+    let extra = [crate::net::Cidr::parse("203.0.113.0/24").expect("cidr")];
     match request::parse_body(data) {
         Err(r) => {
             assert!(OUTCOMES.contains(&r.code), "{r:?}");

@@ -34,36 +34,30 @@
 
 pub mod agent;
 pub mod api;
-pub mod caps;
 pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod diagnose;
-pub mod diagnosis;
 pub mod discovery;
-pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gather;
 pub mod heatmap;
 pub mod k8s;
-pub mod lab;
 pub mod mesh;
 pub mod metrics;
-pub mod model;
-pub mod mtu;
 pub mod ondemand;
-pub mod peers;
 pub mod plan;
 pub mod pmtud;
-pub mod probe;
 pub mod probecmd;
 pub mod promclient;
 pub mod promsource;
-pub mod schedule;
-pub mod serve;
-pub mod server;
-pub mod store;
-#[cfg(test)]
-mod testnet;
-pub mod window;
+pub mod shared;
+
+// The library crates, under the names the binary's modules use.
+pub use meshprobe_core::{error, model, mtu, net, parse, peers, schedule, store, window};
+pub use meshprobe_diagnosis as diagnosis;
+pub use meshprobe_lab as lab;
+pub use meshprobe_probe as probe;
+pub use meshprobe_probe::caps;
+pub use meshprobe_server::{serve, server};

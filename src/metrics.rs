@@ -2,7 +2,7 @@
 //! per-destination figure is rendered at scrape time from the [`Store`] by [`StoreCollector`],
 //! so a departed peer's series vanish with its windows and nothing stale lingers.
 //!
-//! Metric names, types and labels are documented in README.md ("Metrics"); keep them in step.
+//! Metric names, types and labels are documented in docs/metrics.md; keep them in step.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,9 +21,9 @@ use crate::config::PairMetrics;
 use crate::discovery::DiscoveryStatus;
 use std::net::IpAddr;
 
-use crate::diagnosis::matrix::Cidr;
 use crate::model::{DestKind, ErrorClass, Layer, ProbeResult};
 use crate::mtu::{MtuReport, MtuState};
+use crate::net::Cidr;
 use crate::peers::PeerSet;
 use crate::store::Store;
 use crate::window::WindowStats;

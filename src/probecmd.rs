@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 
 use clap::ValueEnum;
 
-use crate::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::gather::parse_agent_addr;
 use crate::ondemand::request::{body, parse_target, CheckSpec, TargetSpec, MAX_ICMP_COUNT};
 use crate::ondemand::{client, Accepted, CheckOutcome, Line, SourceLine, Verdict};
+use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {

@@ -9,8 +9,8 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use meshprobe::config::KubeSettings;
 use meshprobe::config::{AgentConfig, Discovery, PairMetrics};
-use meshprobe::k8s::watch::KubeSettings;
 use serde_json::{json, Value};
 use support::fakeapi::{fixture, FakeApi};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,8 +7,9 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meshprobe::config::KubeSettings;
 use meshprobe::discovery::DiscoveryStatus;
-use meshprobe::k8s::watch::{KubeDiscovery, KubeSettings};
+use meshprobe::k8s::watch::KubeDiscovery;
 use meshprobe::peers::PeerSet;
 use serde_json::{json, Value};
 use support::fakeapi::{fixture, FakeApi};

@@ -223,7 +223,7 @@ fn config(listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
         // Loopback peers give no pod subnets to derive: allow 127.0.0.0/8 so on-demand probes
         // of a peer are accepted and run (up to the rate and concurrency fences).
         probe: meshprobe::config::ProbeConfig {
-            allow_cidrs: vec![meshprobe::diagnosis::matrix::Cidr::parse("127.0.0.0/8").unwrap()],
+            allow_cidrs: vec![meshprobe::net::Cidr::parse("127.0.0.0/8").unwrap()],
             ..Default::default()
         },
     }

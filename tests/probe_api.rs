@@ -198,7 +198,7 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
 /// Loopback targets need an explicit --allow-cidr (the peer set never opens them).
 fn allow_loopback() -> ProbeConfig {
     ProbeConfig {
-        allow_cidrs: vec![meshprobe::diagnosis::matrix::Cidr::parse("127.0.0.0/24").unwrap()],
+        allow_cidrs: vec![meshprobe::net::Cidr::parse("127.0.0.0/24").unwrap()],
         ..ProbeConfig::default()
     }
 }

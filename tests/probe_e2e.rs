@@ -1,5 +1,5 @@
 //! End-to-end on the real lab (root): `meshprobe probe` through node-1's agent against the
-//! lab's target pod on node-3 (`web-node-3`, 198.19.3.11:8080, see src/lab/plan.rs) — green
+//! lab's target pod on node-3 (`web-node-3`, 198.19.3.11:8080, see crates/lab/src/plan.rs) — green
 //! from every node on a clean lab; `policy` behind a `policy` fault; `application` behind
 //! `reject`; `cni` with a `cni` fault on its node; a caution when the asked agent's own node is
 //! cut off; and a refused target sends nothing (every agent's on-demand counters).

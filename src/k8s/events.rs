@@ -196,7 +196,7 @@ pub fn to_event(d: &Draft, host: &str, now: k8s_openapi::jiff::Timestamp) -> Eve
 /// The agent's publishing loop: every [`PERIOD`], if this agent is the publisher, post the
 /// mesh view's new findings that the previous look had too (held ones never). Each post is bounded by the client's timeouts
 /// and by `timeout` here; failures are logged, never fatal.
-pub async fn run(shared: Arc<crate::agent::Shared>, client: Client, timeout: Duration) {
+pub async fn run(shared: Arc<crate::shared::Shared>, client: Client, timeout: Duration) {
     let mut limiter = Limiter::default();
     let mut settle = Settle::default();
     // The limiter counts monotonic seconds: a wall-clock step changes nothing.
@@ -205,7 +205,7 @@ pub async fn run(shared: Arc<crate::agent::Shared>, client: Client, timeout: Dur
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let results = crate::api::results_of(&shared);
+        let results = crate::shared::results_of(&shared);
         let candidates: Vec<String> = results
             .peers
             .iter()
@@ -222,7 +222,7 @@ pub async fn run(shared: Arc<crate::agent::Shared>, client: Client, timeout: Dur
             settle = Settle::default();
             continue;
         }
-        let view = crate::api::mesh_diagnosis(&shared).await;
+        let view = crate::shared::mesh_diagnosis(&shared).await;
         let now = started.elapsed().as_secs() as i64;
         let settled = settle.settled(drafts(&view.diagnosis.findings));
         for d in limiter.admit(settled, now) {

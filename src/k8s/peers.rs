@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::Serialize;
 
-use crate::config::validate_name;
 use crate::peers::{Peer, PeerSet, Target, MAX_PEERS, MAX_TARGETS};
+use meshprobe_core::parse::validate_name;
 
 use super::targets::{parse_annotation, PROBE_ANNOTATION};
 

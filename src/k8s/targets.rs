@@ -69,7 +69,7 @@ fn parse_one(s: &str) -> Result<ProbeSpec, String> {
         if protocol == Protocol::Tcp {
             return Err("a path is only meaningful for http".into());
         }
-        if !crate::probe::http::is_request_path(p) {
+        if !meshprobe_core::parse::is_request_path(p) {
             return Err(format!(
                 "path {p:?}: not a valid request target (printable ASCII without spaces; percent-encode the rest and ` \" < > {{ }})"
             ));

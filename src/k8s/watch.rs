@@ -19,29 +19,10 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use super::peers::{node_info, peer_set, KubePeers};
+use crate::config::KubeSettings;
 use crate::discovery::DiscoveryStatus;
 use crate::error::Error;
 use crate::peers::PeerSet;
-
-/// What to watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeSettings {
-    /// API server URL; `None`: in-cluster service account, else kubeconfig.
-    pub api_url: Option<String>,
-    /// Label selector of the meshprobe agent pods.
-    pub selector: String,
-    /// Label selector of pods that may carry a `meshprobe.io/probe` annotation; `None`: no targets.
-    pub target_selector: Option<String>,
-    /// Namespace of the agent pods; `None`: all namespaces.
-    pub namespace: Option<String>,
-    /// A freshly Ready agent is held (probed, no alarm) this long.
-    pub grace: Duration,
-    /// Post findings as Kubernetes Events (`--publish-events`).
-    pub publish_events: bool,
-    /// Watches quiet this long get a one-object list to tell a quiet cluster from an API
-    /// server that stopped answering (see [`liveness_due`]).
-    pub liveness: Duration,
-}
 
 enum Ev {
     Agent(Result<Event<Pod>, watcher::Error>),

@@ -16,19 +16,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Frame};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::limits::{check_token, Limits};
+use super::limits::check_token;
 use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
-use super::run::{local_deadline, run_local, Runner};
-use super::{client, Accepted, Line, PodResolver, ResolvedPod, SourceLine, FORWARDED_HEADER};
-use crate::agent::Shared;
-use crate::diagnosis::matrix::Cidr;
+use super::run::{local_deadline, run_local};
+use super::{client, Accepted, Line, ResolvedPod, SourceLine, FORWARDED_HEADER};
 use crate::peers::PeerSet;
+use crate::shared::Shared;
 
 /// Time allowed to read a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,20 +33,6 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 const FORWARD_SLACK: Duration = Duration::from_secs(2);
 /// Largest forwarded answer (one source line).
 const MAX_FORWARD_ANSWER: usize = 256 * 1024;
-
-pub type OutcomeCounter = Family<[(&'static str, &'static str); 1], Counter>;
-
-/// The on-demand state of an agent.
-pub struct OnDemand {
-    pub limits: Limits,
-    /// `--allow-cidr`: allowed besides the peer set's subnets.
-    pub extra_allowed: Vec<Cidr>,
-    pub runner: Runner,
-    /// `meshprobe_ondemand_requests_total{outcome}`.
-    pub requests: OutcomeCounter,
-    /// Resolves `pod/NAMESPACE/NAME` targets; `None` in this build (refused with 501).
-    pub pods: Option<Arc<dyn PodResolver>>,
-}
 
 /// Longest wait for the pod resolver.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);

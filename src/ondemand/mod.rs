@@ -19,10 +19,17 @@ pub mod verdict;
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnosis::{Diagnosis, ErrorInfo};
+use crate::net::Cidr;
+use limits::Limits;
 pub use request::{CheckSpec, Plan, Refusal, Resolved};
+use run::Runner;
 
 /// Marks a request one agent forwards to another: run here, do not fan out again.
 pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
@@ -155,4 +162,18 @@ pub enum Line {
     Accepted(Accepted),
     Source(SourceLine),
     Verdict(Verdict),
+}
+
+pub type OutcomeCounter = Family<[(&'static str, &'static str); 1], Counter>;
+
+/// The on-demand state of an agent.
+pub struct OnDemand {
+    pub limits: Limits,
+    /// `--allow-cidr`: allowed besides the peer set's subnets.
+    pub extra_allowed: Vec<Cidr>,
+    pub runner: Runner,
+    /// `meshprobe_ondemand_requests_total{outcome}`.
+    pub requests: OutcomeCounter,
+    /// Resolves `pod/NAMESPACE/NAME` targets; `None` in this build (refused with 501).
+    pub pods: Option<Arc<dyn PodResolver>>,
 }

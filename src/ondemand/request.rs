@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::validate_name;
-use crate::diagnosis::matrix::Cidr;
 use crate::model::Layer;
+use crate::net::Cidr;
 use crate::peers::PeerSet;
+use meshprobe_core::parse::validate_name;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -244,7 +244,7 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
                     "{at}.path: must start with '/' and be at most {MAX_PATH_LEN} characters"
                 )));
             }
-            if !crate::probe::http::is_request_path(&path) {
+            if !meshprobe_core::parse::is_request_path(&path) {
                 return Err(Refusal::bad(format!(
                     "{at}.path: only printable ASCII without spaces (percent-encode the rest)"
                 )));

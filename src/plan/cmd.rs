@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::simulate::{simulate, FaultKind, SimParams, SimReport, MAX_NODES};
 use super::PlanParams;
-use crate::config::{parse_duration, PairMetrics};
+use crate::config::PairMetrics;
 use crate::diagnose::Output;
 use crate::discovery::DiscoveryStatus;
 use crate::error::{Error, Result};
@@ -20,6 +20,7 @@ use crate::mtu::{MtuReport, MtuState};
 use crate::peers::{Peer, PeerSet};
 use crate::schedule::{tasks, TaskParams};
 use crate::store::Store;
+use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {

@@ -855,7 +855,7 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
         for t in &a.targets {
             let node = pod_ips
                 .iter()
-                .find(|(_, ip)| crate::diagnosis::matrix::Cidr::around(*ip).contains(t.ip.unwrap()))
+                .find(|(_, ip)| crate::net::Cidr::around(*ip).contains(t.ip.unwrap()))
                 .map_or(String::new(), |(n, _)| n.clone());
             let mut l = target.clone();
             l.extend([("dst", t.name.clone()), ("dst_node", node)]);
@@ -870,7 +870,7 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
 fn onset_recording() -> (Vec<AgentReport>, Inputs) {
     let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/onset/node-down-node-4.json"
+        "/crates/diagnosis/tests/fixtures/onset/node-down-node-4.json"
     )))
     .unwrap();
     let reports: Vec<AgentReport> = v["results"]

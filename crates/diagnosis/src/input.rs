@@ -1,0 +1,359 @@
+//! What the engine reads: agents' `/api/v1/results` documents (own `Deserialize` structs, lenient
+//! and forward compatible: unknown fields are ignored, most fields are optional), node metadata,
+//! optional Kubernetes facts and optional path-MTU figures.
+//!
+//! Two ways in: parse the JSON an agent serves ([`AgentReport::from_json`]), or convert the
+//! in-memory pieces an agent holds ([`AgentReport::from_results`], [`AgentReport::from_snapshot`],
+//! `From<&WindowStats>`, `From<&ErrorClass>`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use meshprobe_core::model::ErrorClass;
+use meshprobe_core::window::WindowStats;
+
+/// One agent's `/api/v1/results` document: the view of one source node.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AgentReport {
+    pub node: String,
+    pub zone: Option<String>,
+    /// `false` while the agent's first probe round runs: such a source is ignored.
+    pub ready: Option<bool>,
+    pub rounds: Option<u64>,
+    pub interval_seconds: Option<f64>,
+    pub window_seconds: Option<f64>,
+    pub peers: Vec<PeerReport>,
+    pub targets: Vec<TargetReport>,
+}
+
+/// One peer (another agent's node) as seen from the reporting node.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PeerReport {
+    pub node: String,
+    pub zone: Option<String>,
+    pub node_ip: Option<IpAddr>,
+    pub pod_ip: Option<IpAddr>,
+    /// Layer name (`icmp_pod`, `icmp_node`, `http`, `tcp`, or a future one) → window figures.
+    pub layers: BTreeMap<String, LayerStats>,
+    /// Path MTU toward this peer's pod IP (issue 4), when measured.
+    pub path_mtu: Option<u32>,
+    pub mtu_state: Option<MtuState>,
+    /// Path MTU per ICMP layer, as agents serve it: `{"icmp_pod": {"path_mtu", "state", …},
+    /// "icmp_node": {…}}`. The worst state of the two is the pair's.
+    pub mtu: BTreeMap<String, MtuReport>,
+}
+
+/// One selected target as seen from the reporting node.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TargetReport {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub layers: BTreeMap<String, LayerStats>,
+    pub path_mtu: Option<u32>,
+    pub mtu_state: Option<MtuState>,
+    pub mtu: BTreeMap<String, MtuReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MtuReport {
+    pub path_mtu: Option<u32>,
+    pub state: Option<MtuState>,
+}
+
+/// Path-MTU verdict for one path: `ok`, `mismatch` (below the interface MTU, ICMP tells so) or
+/// `blackhole` (large DF packets vanish silently). Unknown words read as `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtuState {
+    Ok,
+    Mismatch,
+    Blackhole,
+    #[serde(other)]
+    Unknown,
+}
+
+/// The window figures of one (destination, layer), as `WindowStats` serializes them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LayerStats {
+    pub reachable: Option<bool>,
+    pub consecutive_failures: u32,
+    pub probes: u32,
+    pub successes: u32,
+    pub sent: u32,
+    pub received: u32,
+    pub success_ratio: Option<f64>,
+    pub loss_ratio: Option<f64>,
+    /// RTT quantiles over the window (read by the agent page, not by the engine).
+    pub rtt_seconds: Option<RttSeconds>,
+    pub last_error: Option<ErrorInfo>,
+    pub last_error_age_seconds: Option<f64>,
+    pub last_probe_age_seconds: Option<f64>,
+    /// Age of the current failure streak's first failure; absent when the last probe succeeded
+    /// or the source cannot tell (older agents, directly or through Prometheus). Successes
+    /// elsewhere probed before it are no evidence against this failure (the onset of a fault).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_for_seconds: Option<f64>,
+    /// Every kind of error seen inside the window, with its count and latest instance (the
+    /// last error alone hides a rate-limited "net unreachable" behind later timeouts).
+    pub errors: Vec<ErrorCountInfo>,
+}
+
+/// RTT quantiles of a window, as `WindowStats` serializes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RttSeconds {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One kind of error in a window: how often, the latest instance and its age.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ErrorCountInfo {
+    pub kind: String,
+    pub count: u32,
+    pub last: Option<ErrorInfo>,
+    pub last_age_seconds: Option<f64>,
+}
+
+/// A classified error as `ErrorClass` serializes it: `{"kind": "...", ...}`. Only the fields the
+/// engine reads are kept; `from` stays text so an odd value cannot reject the whole document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ErrorInfo {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+}
+
+/// The error kinds the engine reasons about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrKind {
+    Timeout,
+    Refused,
+    Reset,
+    NetUnreachable,
+    HostUnreachable,
+    AdminProhibited,
+    PortUnreachable,
+    FragNeeded,
+    MessageTooLong,
+    TtlExceeded,
+    IcmpOther,
+    HttpStatus,
+    WrongPeer,
+    Protocol,
+    LocalError,
+    Io,
+    Other,
+}
+
+impl ErrorInfo {
+    pub fn kind(&self) -> ErrKind {
+        match self.kind.as_str() {
+            "timeout" => ErrKind::Timeout,
+            "refused" => ErrKind::Refused,
+            "reset" => ErrKind::Reset,
+            "net_unreachable" => ErrKind::NetUnreachable,
+            "host_unreachable" => ErrKind::HostUnreachable,
+            "admin_prohibited" => ErrKind::AdminProhibited,
+            "port_unreachable" => ErrKind::PortUnreachable,
+            "frag_needed" => ErrKind::FragNeeded,
+            "message_too_long" => ErrKind::MessageTooLong,
+            "ttl_exceeded" => ErrKind::TtlExceeded,
+            "icmp" | "icmp_other" => ErrKind::IcmpOther,
+            "http_status" => ErrKind::HttpStatus,
+            "wrong_peer" => ErrKind::WrongPeer,
+            "protocol" => ErrKind::Protocol,
+            "local_error" => ErrKind::LocalError,
+            "io" => ErrKind::Io,
+            _ => ErrKind::Other,
+        }
+    }
+
+    /// The reporting router's address, when it parses.
+    pub fn from_ip(&self) -> Option<IpAddr> {
+        self.from.as_deref().and_then(|s| s.trim().parse().ok())
+    }
+
+    /// A short human text: `net_unreachable from 198.19.1.1`, `http_status 503`.
+    pub fn describe(&self) -> String {
+        let mut s = self.kind.clone();
+        if let Some(code) = self.code {
+            s.push_str(&format!(" {code}"));
+        }
+        if let Some(mtu) = self.mtu {
+            s.push_str(&format!(" (mtu {mtu})"));
+        }
+        if let Some(from) = &self.from {
+            s.push_str(&format!(" from {from}"));
+        }
+        s
+    }
+}
+
+impl From<&ErrorClass> for ErrorInfo {
+    fn from(e: &ErrorClass) -> Self {
+        // Through the JSON form, so both paths read exactly the same fields.
+        serde_json::to_value(e)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_else(|| ErrorInfo {
+                kind: e.label().to_string(),
+                ..ErrorInfo::default()
+            })
+    }
+}
+
+impl From<&WindowStats> for LayerStats {
+    fn from(w: &WindowStats) -> Self {
+        LayerStats {
+            reachable: w.reachable,
+            consecutive_failures: w.consecutive_failures,
+            probes: w.probes,
+            successes: w.successes,
+            sent: w.sent,
+            received: w.received,
+            success_ratio: w.success_ratio,
+            loss_ratio: w.loss_ratio,
+            rtt_seconds: w.rtt_seconds.map(|q| RttSeconds {
+                p50: q.p50,
+                p90: q.p90,
+                p99: q.p99,
+                max: q.max,
+            }),
+            last_error: w.last_error.as_ref().map(ErrorInfo::from),
+            last_error_age_seconds: w.last_error_age_seconds,
+            last_probe_age_seconds: w.last_probe_age_seconds,
+            failing_for_seconds: w.failing_for_seconds,
+            errors: w
+                .errors
+                .iter()
+                .map(|e| ErrorCountInfo {
+                    kind: e.kind.to_string(),
+                    count: e.count,
+                    last: Some(ErrorInfo::from(&e.last)),
+                    last_age_seconds: Some(e.last_age_seconds),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl AgentReport {
+    /// Parse one `/api/v1/results` document.
+    pub fn from_json(text: &str) -> Result<AgentReport, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// What is known about a node besides its agent's report. Anything missing is taken from the
+/// peers lists of the reports. `pod_gateway` and `pod_cidr` let an ICMP error's `from` name the
+/// node whose routing table answered; without them the /24 (IPv4) or /64 (IPv6) of the pod IP
+/// is assumed to be the node's pod subnet (flannel's default).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NodeMeta {
+    pub name: String,
+    pub zone: Option<String>,
+    pub node_ip: Option<IpAddr>,
+    pub pod_ip: Option<IpAddr>,
+    pub pod_gateway: Option<IpAddr>,
+    /// e.g. `198.19.3.0/24`.
+    pub pod_cidr: Option<String>,
+}
+
+/// Kubernetes facts, all optional (from `--kube`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct KubeFacts {
+    pub nodes: Vec<NodeFacts>,
+    /// The CNI plugin's pods in kube-system (calico-node, kube-flannel, cilium, ...).
+    pub cni_pods: Vec<CniPodFacts>,
+    /// Pods behind targets (matched by IP, or by `target` name).
+    pub pods: Vec<PodFacts>,
+    pub network_policies: Vec<PolicyFacts>,
+    /// Requests for facts that failed (RBAC, timeouts): the facts above may be incomplete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NodeFacts {
+    pub name: String,
+    pub ready: Option<bool>,
+    pub cordoned: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CniPodFacts {
+    pub node: String,
+    pub name: String,
+    pub ready: Option<bool>,
+    pub restarts: Option<u32>,
+    /// The container's waiting reason is CrashLoopBackOff.
+    pub crash_loop: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PodFacts {
+    pub namespace: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub ip: Option<IpAddr>,
+    /// Pending, Running, Succeeded, Failed, Unknown.
+    pub phase: Option<String>,
+    pub ready: Option<bool>,
+    /// The target name this pod backs, when known; otherwise matched by IP.
+    pub target: Option<String>,
+    pub events: Vec<PodEvent>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PodEvent {
+    /// e.g. FailedCreatePodSandbox.
+    pub reason: String,
+    pub message: Option<String>,
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PolicyFacts {
+    pub namespace: String,
+    pub name: String,
+    /// Target names whose pod the policy selects.
+    pub targets: Vec<String>,
+    /// Whether its ingress rules admit the target's port from the agents; `None`: not evaluated.
+    pub admits_port: Option<bool>,
+}
+
+/// Everything the matrix is built from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// One document per agent that answered.
+    pub agents: Vec<AgentReport>,
+    /// Nodes whose agent was asked and did not answer (evidence, not an error).
+    pub unreachable_agents: Vec<String>,
+    pub nodes: Vec<NodeMeta>,
+    pub kube: Option<KubeFacts>,
+}

@@ -1,0 +1,41 @@
+//! Diagnosis: from the probe matrix (plus optional Kubernetes facts) to the cause — what is
+//! broken, where, how sure, the evidence and the command that confirms it. Pure: no I/O, no
+//! clock reads; ages come in the data.
+//!
+//! ```no_run
+//! use meshprobe_diagnosis::{diagnose, Matrix};
+//! let docs: Vec<String> = vec![/* each agent's GET /api/v1/results body */];
+//! let matrix = Matrix::from_json_documents(&docs).expect("valid documents");
+//! let d = diagnose(&matrix);
+//! println!("{d}");                                   // plain text
+//! println!("{}", serde_json::to_string(&d).unwrap()); // the stable JSON schema
+//! ```
+//!
+//! * [`input`]: lenient `Deserialize` structs for agents' documents, node metadata, Kubernetes facts.
+//! * [`matrix`]: the indexed matrix of (source, destination, layer) cells.
+//! * [`engine`]: cleaning, MTU, greedy network localisation, policy/application, loss.
+//! * [`report`]: [`Diagnosis`] / [`Finding`] / [`Cause`] and the text rendering.
+//! * [`simulate`]: the scale simulator — a synthetic fleet planned by `meshprobe_core::plan`,
+//!   with faults, diagnosed by this engine.
+//!
+//! Depends only on `meshprobe-core` and serde: it reads result documents, never an agent's
+//! internals, so it runs the same in an agent, in the CLI and on Prometheus data.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod input;
+pub mod matrix;
+pub mod report;
+pub mod simulate;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{cell_state, diagnose, diagnose_with, Params, St};
+pub use input::{
+    AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
+    NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,
+};
+pub use matrix::{Cell, Matrix};
+pub use report::{Cause, Diagnosis, Finding};

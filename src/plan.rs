@@ -1,0 +1,7 @@
+//! Probe planning at scale: the pure planner ([`meshprobe_core::plan`]), the simulator
+//! ([`meshprobe_diagnosis::simulate`]) and `meshprobe plan` ([`cmd`]).
+
+pub mod cmd;
+
+pub use meshprobe_core::plan::*;
+pub use meshprobe_diagnosis::simulate;

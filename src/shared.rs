@@ -1,0 +1,261 @@
+//! The agent's shared state and the two views every reader builds from it: its own results
+//! document ([`results_of`]) and the mesh view ([`mesh_diagnosis`]). The probe loop is the only
+//! writer; the HTTP routes, the on-demand fan-out and the event publisher read from here.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::AgentConfig;
+use crate::diagnosis::input::{LayerStats, MtuReport, MtuState, PeerReport, TargetReport};
+use crate::diagnosis::{diagnose, AgentReport, Matrix};
+use crate::discovery::DiscoveryStatus;
+use crate::mesh::{self, MeshDiagnosis};
+use crate::metrics::{Identity, Metrics, PlanStatus};
+use crate::model::Layer;
+use crate::store::{PeerResults, Store, TargetResults};
+use crate::window::WindowStats;
+
+/// State shared between the probe loop (writer) and the HTTP handlers (readers).
+pub struct Shared {
+    pub identity: Identity,
+    pub config: AgentConfig,
+    pub store: Arc<Mutex<Store>>,
+    pub discovery: Arc<Mutex<DiscoveryStatus>>,
+    pub ready: Arc<AtomicBool>,
+    pub rounds: AtomicU64,
+    pub metrics: Metrics,
+    pub icmp_socket: &'static str,
+    /// Whether the probe plan is sampled, and this agent's share of it.
+    pub plan: Arc<PlanStatus>,
+    /// The last mesh diagnosis and when it was made (see [`mesh_diagnosis`]).
+    pub mesh_cache: tokio::sync::Mutex<Option<(Instant, Arc<crate::mesh::MeshDiagnosis>)>>,
+    /// Kubernetes facts for the mesh view (with `--discovery kubernetes`).
+    pub kube_facts: Option<crate::k8s::FactsSource>,
+    /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
+    pub ondemand: crate::ondemand::OnDemand,
+}
+
+/// The `/api/v1/results` document.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub node: String,
+    pub zone: Option<String>,
+    pub version: &'static str,
+    pub ready: bool,
+    pub rounds: u64,
+    pub interval_seconds: f64,
+    pub timeout_seconds: f64,
+    pub window_seconds: f64,
+    pub icmp_socket: &'static str,
+    pub discovery: DiscoveryStatus,
+    pub peers: Vec<PeerResults>,
+    pub targets: Vec<TargetResults>,
+}
+
+pub fn results_of(s: &Shared) -> Results {
+    let snap = s
+        .store
+        .lock()
+        .map(|st| st.snapshot(Instant::now()))
+        .unwrap_or_else(|p| p.into_inner().snapshot(Instant::now()));
+    Results {
+        node: s.identity.node.clone(),
+        zone: s.identity.zone.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        ready: s.ready.load(Ordering::Relaxed),
+        rounds: s.rounds.load(Ordering::Relaxed),
+        interval_seconds: s.config.interval.as_secs_f64(),
+        timeout_seconds: s.config.timeout.as_secs_f64(),
+        window_seconds: s.config.window.as_secs_f64(),
+        icmp_socket: s.icmp_socket,
+        discovery: s.discovery.lock().map(|d| d.clone()).unwrap_or_default(),
+        peers: snap.peers,
+        targets: snap.targets,
+    }
+}
+
+/// How long the mesh view waits for a peer's results: twice the probe timeout (2 s by default).
+/// A peer agent that does not answer within that is evidence; waiting longer only delays the
+/// answer for everyone else.
+fn gather_timeout(s: &Shared) -> std::time::Duration {
+    s.config.timeout * 2
+}
+
+/// Peers asked at once when gathering.
+const GATHER_CONCURRENCY: usize = 16;
+
+/// How long a computed mesh view is served again: a quarter of the probe interval, between
+/// 100 ms and 1 s. Short enough that the cache adds little to the time from a fault to its
+/// finding (a whole interval did: up to 1 s of a 2-interval budget at `--interval 1s`), long
+/// enough that pollers, the page, the event publisher and on-demand probes share one fan-out:
+/// an agent asks its peers at most 4 times per interval, and never more than 10 times a second.
+pub fn mesh_cache_ttl(interval: std::time::Duration) -> std::time::Duration {
+    (interval / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    )
+}
+
+/// The mesh view, computed at most once per [`mesh_cache_ttl`]: concurrent callers wait for
+/// the one fan-out in progress instead of starting their own.
+pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
+    let mut cache = s.mesh_cache.lock().await;
+    if let Some((at, d)) = cache.as_ref() {
+        if at.elapsed() < mesh_cache_ttl(s.config.interval) {
+            return d.clone();
+        }
+    }
+    let set = s
+        .store
+        .lock()
+        .map(|st| st.peers().clone())
+        .unwrap_or_default();
+    let results = results_of(s);
+    // Peers whose agent our own HTTP probes find down (two failures in a row) are not asked:
+    // waiting out the timeout for them would only delay the answer. Their silence is evidence.
+    let down: std::collections::HashSet<&str> = results
+        .peers
+        .iter()
+        .filter(|p| {
+            p.layers
+                .get(&Layer::Http)
+                .is_some_and(|w| w.reachable == Some(false) && w.consecutive_failures >= 2)
+        })
+        .map(|p| p.node.as_str())
+        .collect();
+    let (skipped, ask): (Vec<_>, Vec<_>) =
+        mesh::peer_agents(&set, &s.identity.node, s.config.listen.port())
+            .into_iter()
+            .partition(|(node, _)| down.contains(node.as_str()));
+    let own = results.report();
+    // Kubernetes facts (when discovery is kubernetes) are fetched alongside the gathering,
+    // within the same deadline, so a slow API server never delays the view.
+    let facts = async {
+        match &s.kube_facts {
+            Some(k) => k.facts(std::slice::from_ref(&own), gather_timeout(s)).await,
+            None => None,
+        }
+    };
+    let (mut gathered, facts) = tokio::join!(
+        crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY),
+        facts
+    );
+    gathered.extend(
+        skipped
+            .into_iter()
+            .map(|(source, addr)| crate::gather::Gathered {
+                source,
+                addr,
+                result: Err(crate::model::ErrorClass::LocalError {
+                    detail: "not asked: this agent's own HTTP probes to it fail".into(),
+                }),
+            }),
+    );
+    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    inputs.kube = facts.map(|f| f.as_ref().clone());
+    let (diagnosis, held) =
+        crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
+    let d = Arc::new(MeshDiagnosis {
+        node: s.identity.node.clone(),
+        agents_answered,
+        agents_unreachable,
+        diagnosis,
+        held,
+        reports: inputs.agents,
+    });
+    *cache = Some((Instant::now(), d.clone()));
+    d
+}
+
+fn layers_of(l: &BTreeMap<Layer, WindowStats>) -> BTreeMap<String, LayerStats> {
+    l.iter()
+        .map(|(k, v)| (k.as_str().to_string(), LayerStats::from(v)))
+        .collect()
+}
+
+/// The agent's own path-MTU reports, in the engine's terms.
+fn mtu_reports(m: &BTreeMap<Layer, crate::mtu::MtuReport>) -> BTreeMap<String, MtuReport> {
+    m.iter()
+        .map(|(layer, r)| {
+            let state = match r.state {
+                crate::mtu::MtuState::Ok => MtuState::Ok,
+                crate::mtu::MtuState::Mismatch => MtuState::Mismatch,
+                crate::mtu::MtuState::Blackhole => MtuState::Blackhole,
+                _ => MtuState::Unknown,
+            };
+            (
+                layer.as_str().to_string(),
+                MtuReport {
+                    path_mtu: r.path_mtu,
+                    state: Some(state),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Results {
+    /// This agent's own results in the engine's terms: the same fields the JSON document
+    /// carries, without the round trip through text.
+    pub fn report(&self) -> AgentReport {
+        AgentReport {
+            node: self.node.clone(),
+            zone: self.zone.clone(),
+            ready: Some(self.ready),
+            rounds: Some(self.rounds),
+            interval_seconds: Some(self.interval_seconds),
+            window_seconds: Some(self.window_seconds),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| PeerReport {
+                    node: p.node.clone(),
+                    zone: p.zone.clone(),
+                    node_ip: Some(p.node_ip),
+                    pod_ip: Some(p.pod_ip),
+                    layers: layers_of(&p.layers),
+                    mtu: mtu_reports(&p.mtu),
+                    ..PeerReport::default()
+                })
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetReport {
+                    name: t.name.clone(),
+                    ip: Some(t.ip),
+                    port: Some(t.port),
+                    protocol: Some(t.protocol.to_string()),
+                    layers: layers_of(&t.layers),
+                    mtu: mtu_reports(&t.mtu),
+                    ..TargetReport::default()
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mesh_cache_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn the_mesh_view_is_cached_a_quarter_interval_within_bounds() {
+        let ms = Duration::from_millis;
+        for (interval, ttl) in [
+            (ms(100), ms(100)),   // floor: at most 10 fan-outs a second
+            (ms(400), ms(100)),   // a quarter
+            (ms(1000), ms(250)),  // the lab's suite
+            (ms(2000), ms(500)),  // the lab's default
+            (ms(5000), ms(1000)), // the agent's default: capped
+            (ms(60_000), ms(1000)),
+        ] {
+            assert_eq!(mesh_cache_ttl(interval), ttl, "interval {interval:?}");
+        }
+    }
+}
