@@ -27,7 +27,7 @@ use crate::ondemand::request::{self, CheckSpec, Context, OUTCOMES};
 use crate::ondemand::{verdict, Line};
 use crate::peers::{self, PeerSet};
 use crate::probe::icmp::{classify_answer, Answer};
-use crate::probe::pmtu::{checksum, Echo, Reply};
+use crate::probe::wire::{checksum, Echo, Reply};
 use meshprobe_core::parse::validate_name;
 
 /// A target's body: any bytes in, a panic on a broken contract.
@@ -490,7 +490,8 @@ pub fn icmp_reply(data: &[u8]) {
     }
     // The datagram prober's error queue: the packet's bytes as a control buffer, as a
     // sock_extended_err, and as the quoted request.
-    use crate::probe::pmtu_dgram::{parse_cmsgs, DgramEcho, ExtendedErr};
+    use crate::probe::errqueue::{parse_cmsgs, ExtendedErr};
+    use crate::probe::pmtu_dgram::DgramEcho;
     for (_, _, d) in parse_cmsgs(packet) {
         assert!(d.len() <= packet.len());
     }
@@ -508,7 +509,7 @@ pub fn icmp_reply(data: &[u8]) {
                 assert!(from.is_some() && from == err.offender);
             }
             // The echo prober's reading of the same report: only a router's, about a request.
-            if let Some((seq, class)) = crate::probe::icmp_errq::echo_error(&err, quoted, v6) {
+            if let Some((seq, class)) = crate::probe::errqueue::echo_error(&err, quoted, v6) {
                 assert!(err.offender.is_some() && quoted.len() >= 8);
                 assert_eq!(seq, u16::from_be_bytes([quoted[6], quoted[7]]));
                 assert!(!class.to_string().is_empty());

@@ -60,7 +60,7 @@ fn seeds_reach_the_accepting_paths() {
     meshprobe::ondemand::request::parse_body(&body).unwrap();
 
     let icmp = read("icmp_reply", "echo-reply");
-    let echo = meshprobe::probe::pmtu::Echo {
+    let echo = meshprobe::probe::wire::Echo {
         ident: u16::from_be_bytes([icmp[0], icmp[1]]),
         seq: u16::from_be_bytes([icmp[2], icmp[3]]),
         cookie: icmp[4..12].try_into().unwrap(),
@@ -68,12 +68,12 @@ fn seeds_reach_the_accepting_paths() {
     let dest = std::net::Ipv4Addr::new(icmp[12], icmp[13], icmp[14], icmp[15]);
     assert_eq!(
         echo.parse(&icmp[16..], dest),
-        Some(meshprobe::probe::pmtu::Reply::Echo)
+        Some(meshprobe::probe::wire::Reply::Echo)
     );
     let frag = read("icmp_reply", "frag-needed");
     assert!(matches!(
         echo.parse(&frag[16..], dest),
-        Some(meshprobe::probe::pmtu::Reply::TooBig {
+        Some(meshprobe::probe::wire::Reply::TooBig {
             mtu: Some(1400),
             ..
         })

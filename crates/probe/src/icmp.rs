@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::classify::{icmpv4_error, icmpv6_error, io_error, truncate};
 use crate::icmp_errq::ErrQueue;
+use crate::sockopt::{set_icmp_filter, set_int};
 use crate::{BoxFuture, Prober};
 use meshprobe_core::error::Error;
 use meshprobe_core::model::{Check, ErrorClass, ProbeResult};
@@ -528,71 +529,21 @@ fn open_client(kind: ICMP) -> Result<(Client, SockType), OpenError> {
 /// One socket receives the replies of every probe: ask for 1 MiB of receive buffer (the kernel
 /// caps it at net.core.rmem_max) so a burst of replies is not dropped. Best effort.
 fn grow_receive_buffer(fd: std::os::fd::RawFd) {
-    let size: libc::c_int = 1 << 20;
-    // SAFETY: fd is a live socket owned by the client; the option value is a c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "could not grow the ICMP receive buffer");
+    if let Err(e) = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20) {
+        tracing::debug!(error = %e, "could not grow the ICMP receive buffer");
     }
-}
-
-/// The kernel filter mask of a RAW ICMP socket: a set bit drops that type (Linux `ICMP_FILTER`
-/// for types below 32, one bit per type; `ICMP6_FILTER` uses the same convention over 256 types).
-pub fn icmp_filter_mask<const WORDS: usize>(wanted: &[u8]) -> [u32; WORDS] {
-    let mut mask = [u32::MAX; WORDS];
-    for &t in wanted {
-        if let Some(word) = mask.get_mut(usize::from(t >> 5)) {
-            *word &= !(1u32 << (t & 31));
-        }
-    }
-    mask
 }
 
 /// A RAW ICMP socket receives a copy of every ICMP packet the host gets, including the echo
 /// requests of every peer probing us: let the kernel drop the types we never match. Best effort.
 fn install_icmp_filter(fd: std::os::fd::RawFd, kind: ICMP) {
-    // <linux/icmp.h> ICMP_FILTER at level SOL_RAW; <linux/icmpv6.h> ICMPV6_FILTER at IPPROTO_ICMPV6.
-    const ICMP_FILTER: libc::c_int = 1;
-    const ICMPV6_FILTER: libc::c_int = 1;
-    let rc = match kind {
-        ICMP::V4 => {
-            let mask: [u32; 1] = icmp_filter_mask(&V4_WANTED);
-            // SAFETY: fd is a live socket owned by the client; the option value is a u32.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_RAW,
-                    ICMP_FILTER,
-                    mask.as_ptr().cast(),
-                    std::mem::size_of_val(&mask) as libc::socklen_t,
-                )
-            }
-        }
-        ICMP::V6 => {
-            let mask: [u32; 8] = icmp_filter_mask(&V6_WANTED);
-            // SAFETY: as above; the value is struct icmp6_filter (eight u32).
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_ICMPV6,
-                    ICMPV6_FILTER,
-                    mask.as_ptr().cast(),
-                    std::mem::size_of_val(&mask) as libc::socklen_t,
-                )
-            }
-        }
+    let (v6, wanted): (bool, &[u8]) = match kind {
+        ICMP::V4 => (false, &V4_WANTED),
+        ICMP::V6 => (true, &V6_WANTED),
     };
-    if rc != 0 {
+    if let Err(e) = set_icmp_filter(fd, v6, wanted) {
         tracing::warn!(
-            error = %io::Error::last_os_error(),
+            error = %e,
             "could not install the ICMP type filter on the raw socket (more wake-ups, same results)"
         );
     }
@@ -601,6 +552,7 @@ fn install_icmp_filter(fd: std::os::fd::RawFd, kind: ICMP) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockopt::icmp_filter_mask;
     use std::net::Ipv4Addr;
 
     // ---- pure -------------------------------------------------------------------------------

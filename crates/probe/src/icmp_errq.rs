@@ -17,16 +17,15 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::sync::oneshot;
 
-use crate::pmtu::set_int;
-pub use crate::pmtu_dgram::echo_error;
-use crate::pmtu_dgram::{extended_err, recv_errqueue};
+use crate::errqueue::{echo_error, extended_err, recv_errqueue};
+use crate::sockopt::set_int;
 use meshprobe_core::model::ErrorClass;
 
 type Waiters = Arc<Mutex<HashMap<(IpAddr, u16), oneshot::Sender<ErrorClass>>>>;
@@ -57,9 +56,9 @@ impl ErrQueue {
         // SAFETY: dup is a fresh descriptor nobody else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(dup) };
         if v6 {
-            set_int(&owned, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
+            set_int(owned.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
         } else {
-            set_int(&owned, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+            set_int(owned.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
         }
         // SAFETY: the AsyncFd owns the descriptor, which stays open and the same until it is
         // dropped.
@@ -147,7 +146,7 @@ async fn read(afd: AsyncFd<OwnedFd>, v6: bool, waiters: Waiters) {
 mod tests {
     use super::*;
     use crate::classify::{icmpv4_error, icmpv6_error};
-    use crate::pmtu_dgram::ExtendedErr;
+    use crate::errqueue::ExtendedErr;
     use std::net::Ipv4Addr;
     use std::os::fd::AsRawFd;
 

@@ -4,6 +4,8 @@
 
 pub mod caps;
 pub mod classify;
+pub mod df;
+pub mod errqueue;
 pub mod http;
 pub mod icmp;
 pub mod icmp_errq;
@@ -11,9 +13,11 @@ pub mod pmtu;
 pub mod pmtu6;
 pub mod pmtu_dgram;
 pub mod route;
+pub mod sockopt;
 pub mod tcp;
 #[cfg(test)]
 mod testnet;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
