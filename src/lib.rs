@@ -55,9 +55,10 @@ pub mod promsource;
 pub mod shared;
 
 // The library crates, under the names the binary's modules use.
-pub use meshprobe_core::{error, model, mtu, net, parse, peers, schedule, store, window};
+pub use meshprobe_core::{error, model, mtu, net, parse, peers, schedule};
 pub use meshprobe_diagnosis as diagnosis;
 pub use meshprobe_lab as lab;
 pub use meshprobe_probe as probe;
 pub use meshprobe_probe::caps;
 pub use meshprobe_server::{serve, server};
+pub use meshprobe_store::{store, window};

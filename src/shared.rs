@@ -10,7 +10,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::AgentConfig;
-use crate::diagnosis::input::{LayerStats, MtuReport, MtuState, PeerReport, TargetReport};
+use crate::diagnosis::input::{
+    ErrorCountInfo, ErrorInfo, LayerStats, MtuReport, MtuState, PeerReport, RttSeconds,
+    TargetReport,
+};
 use crate::diagnosis::{diagnose, AgentReport, Matrix};
 use crate::discovery::DiscoveryStatus;
 use crate::mesh::{self, MeshDiagnosis};
@@ -173,7 +176,7 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
 
 fn layers_of(l: &BTreeMap<Layer, WindowStats>) -> BTreeMap<String, LayerStats> {
     l.iter()
-        .map(|(k, v)| (k.as_str().to_string(), LayerStats::from(v)))
+        .map(|(k, v)| (k.as_str().to_string(), layer_stats(v)))
         .collect()
 }
 
@@ -236,6 +239,40 @@ impl Results {
                 })
                 .collect(),
         }
+    }
+}
+
+/// One window's statistics in the engine's terms (the fields of the results document).
+fn layer_stats(w: &WindowStats) -> LayerStats {
+    LayerStats {
+        reachable: w.reachable,
+        consecutive_failures: w.consecutive_failures,
+        probes: w.probes,
+        successes: w.successes,
+        sent: w.sent,
+        received: w.received,
+        success_ratio: w.success_ratio,
+        loss_ratio: w.loss_ratio,
+        rtt_seconds: w.rtt_seconds.map(|q| RttSeconds {
+            p50: q.p50,
+            p90: q.p90,
+            p99: q.p99,
+            max: q.max,
+        }),
+        last_error: w.last_error.as_ref().map(ErrorInfo::from),
+        last_error_age_seconds: w.last_error_age_seconds,
+        last_probe_age_seconds: w.last_probe_age_seconds,
+        failing_for_seconds: w.failing_for_seconds,
+        errors: w
+            .errors
+            .iter()
+            .map(|e| ErrorCountInfo {
+                kind: e.kind.to_string(),
+                count: e.count,
+                last: Some(ErrorInfo::from(&e.last)),
+                last_age_seconds: Some(e.last_age_seconds),
+            })
+            .collect(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! meshprobe's pure core: the vocabulary and the data structures every other crate shares.
-//! No sockets, no HTTP, no Kubernetes client, no task spawning: time comes in as arguments
-//! (`tokio::time::Instant` is used as a value, so tests can pause the clock).
+//! No sockets, no HTTP, no Kubernetes client, no async runtime, no clock reads: time comes in
+//! as arguments.
 //!
 //! * [`model`]: layers, checks, probe results, classified errors.
 //! * [`net`]: IP prefixes.
@@ -8,9 +8,7 @@
 //! * [`peers`]: the peers file schema, parsed and validated.
 //! * [`schedule`]: tasks from a peer set; spreading a round's probes over the interval.
 //! * [`plan`]: which peers each agent probes above `--full-mesh-max`.
-//! * [`window`]: sliding-window statistics per destination and layer.
 //! * [`mtu`]: the path-MTU search per destination, and the on-demand search, as state machines.
-//! * [`store`]: windows and MTU reports for the current peer set; snapshots for readers.
 //! * [`error`]: the one error type, with a metric label and an exit code.
 
 #![forbid(unsafe_code)]
@@ -23,5 +21,3 @@ pub mod parse;
 pub mod peers;
 pub mod plan;
 pub mod schedule;
-pub mod store;
-pub mod window;

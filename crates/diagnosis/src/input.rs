@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use meshprobe_core::model::ErrorClass;
-use meshprobe_core::window::WindowStats;
 
 /// One agent's `/api/v1/results` document: the view of one source node.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -217,41 +216,6 @@ impl From<&ErrorClass> for ErrorInfo {
                 kind: e.label().to_string(),
                 ..ErrorInfo::default()
             })
-    }
-}
-
-impl From<&WindowStats> for LayerStats {
-    fn from(w: &WindowStats) -> Self {
-        LayerStats {
-            reachable: w.reachable,
-            consecutive_failures: w.consecutive_failures,
-            probes: w.probes,
-            successes: w.successes,
-            sent: w.sent,
-            received: w.received,
-            success_ratio: w.success_ratio,
-            loss_ratio: w.loss_ratio,
-            rtt_seconds: w.rtt_seconds.map(|q| RttSeconds {
-                p50: q.p50,
-                p90: q.p90,
-                p99: q.p99,
-                max: q.max,
-            }),
-            last_error: w.last_error.as_ref().map(ErrorInfo::from),
-            last_error_age_seconds: w.last_error_age_seconds,
-            last_probe_age_seconds: w.last_probe_age_seconds,
-            failing_for_seconds: w.failing_for_seconds,
-            errors: w
-                .errors
-                .iter()
-                .map(|e| ErrorCountInfo {
-                    kind: e.kind.to_string(),
-                    count: e.count,
-                    last: Some(ErrorInfo::from(&e.last)),
-                    last_age_seconds: Some(e.last_age_seconds),
-                })
-                .collect(),
-        }
     }
 }
 

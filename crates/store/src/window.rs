@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::model::{ErrorClass, Phases, ProbeResult};
+use meshprobe_core::model::{ErrorClass, Phases, ProbeResult};
 
 /// Hard bounds per window, whatever the interval and span.
 const MAX_PROBES: usize = 1024;

@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::model::{DestKind, Layer, ProbeKey, ProbeResult};
-use crate::mtu::MtuReport;
-use crate::peers::PeerSet;
-use crate::schedule::Task;
 use crate::window::{Window, WindowStats};
+use meshprobe_core::model::{DestKind, Layer, ProbeKey, ProbeResult};
+use meshprobe_core::mtu::MtuReport;
+use meshprobe_core::peers::PeerSet;
+use meshprobe_core::schedule::Task;
 
 #[derive(Debug)]
 pub struct Store {
@@ -239,9 +239,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ErrorClass;
-    use crate::peers::parse;
-    use crate::schedule::{tasks, TaskParams};
+    use meshprobe_core::model::ErrorClass;
+    use meshprobe_core::peers::parse;
+    use meshprobe_core::schedule::{tasks, TaskParams};
 
     const PARAMS: TaskParams = TaskParams {
         default_port: 9464,
