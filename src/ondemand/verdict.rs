@@ -166,8 +166,7 @@ pub fn inputs(
 
 /// The asked agent (`me`) answered but reached none of the other sources (at least two), and
 /// its own checks fail: from its view alone "everyone else is down" and "I am cut off" look the
-/// same, and the second is far likelier. Real data: `cni node-1` asked through node-1 read as
-/// "node_down node-3" at 95%.
+/// same, and the second is far likelier (docs/design/ondemand.md, "caution").
 pub fn caution(me: &str, lines: &[SourceLine]) -> Option<String> {
     let own = lines.iter().find(|l| l.node == me && l.answered)?;
     let others: Vec<&SourceLine> = lines.iter().filter(|l| l.node != me).collect();
@@ -182,7 +181,7 @@ pub fn caution(me: &str, lines: &[SourceLine]) -> Option<String> {
 
 /// Every agent of the other zone(s) is silent while every agent of the asked agent's zone
 /// answered: the per-target checks cannot show it, but the silence itself points at a zone
-/// partition. Real data: `partition zone-a zone-b` asked through node-1 gave no finding.
+/// partition (docs/design/ondemand.md, "zone silence").
 pub fn zone_silence(me: &str, lines: &[SourceLine], peers: &PeerSet) -> Option<String> {
     let zone = |n: &str| peers.peer(n).and_then(|p| p.zone.clone());
     let mine = zone(me)?;
