@@ -19,11 +19,13 @@ use hyper::body::{Bytes, Frame};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::client;
 use super::limits::check_token;
+use super::request::ResolvedPod;
 use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
 use super::run::{local_deadline, run_local};
-use super::{client, Accepted, Line, ResolvedPod, SourceLine, FORWARDED_HEADER};
+use super::wire::{Accepted, Line, SourceLine, FORWARDED_HEADER};
 use crate::peers::PeerSet;
 use crate::shared::Shared;
 

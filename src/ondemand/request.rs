@@ -364,7 +364,7 @@ pub struct Context<'a> {
     /// The agent port of peers that do not name one.
     pub default_port: u16,
     /// A `pod/…` target as Kubernetes resolved it (`None`: no Kubernetes support, refused).
-    pub pod: Option<&'a super::ResolvedPod>,
+    pub pod: Option<&'a ResolvedPod>,
 }
 
 /// The target, resolved to an address.
@@ -621,6 +621,16 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         sources,
         context,
     })
+}
+
+/// A pod, as Kubernetes knows it: where to probe it and the facts the diagnosis reads (pod
+/// Ready and events, NetworkPolicies selecting it, the CNI pod on its node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPod {
+    pub ip: IpAddr,
+    /// The node it runs on.
+    pub node: Option<String>,
+    pub facts: crate::diagnosis::KubeFacts,
 }
 
 #[cfg(test)]
@@ -977,7 +987,7 @@ mod tests {
         let req =
             parse_body(br#"{"target":"pod/shop/web-7","checks":[{"kind":"tcp","port":8080}]}"#)
                 .unwrap();
-        let pod = |ip: &str| super::super::ResolvedPod {
+        let pod = |ip: &str| ResolvedPod {
             ip: ip.parse().unwrap(),
             node: Some("node-2".into()),
             facts: Default::default(),

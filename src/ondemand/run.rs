@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::request::{CheckSpec, ContextCheck, Plan, CONTEXT_ECHOES};
-use super::{CheckOutcome, SourceLine};
+use super::wire::{CheckOutcome, SourceLine};
 use crate::diagnosis::ErrorInfo;
 use crate::model::{Check, ProbeResult};
 use crate::mtu::{MtuState, OnDemandParams, OnDemandSearch};

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{CheckOutcome, Resolved, SourceLine, Verdict};
+use super::request::Resolved;
+use super::wire::{CheckOutcome, SourceLine, Verdict};
 use crate::diagnosis::input::MtuReport;
 use crate::diagnosis::{
     diagnose_with, AgentReport, ErrorCountInfo, Inputs, KubeFacts, LayerStats, Matrix, MtuState,

@@ -1,0 +1,132 @@
+//! The on-demand probe's wire format and seams: the NDJSON lines, one source's check
+//! outcomes, the pod resolver Kubernetes plugs in.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::request::{CheckSpec, Resolved, ResolvedPod};
+use crate::diagnosis::{Diagnosis, ErrorInfo};
+
+/// Marks a request one agent forwards to another: run here, do not fan out again.
+pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
+
+/// The seam for `pod/NAMESPACE/NAME` targets. The Kubernetes support (src/k8s) implements it
+/// and sets [`super::OnDemand::pods`]; without one (this build) pod targets are refused with
+/// 501 "needs Kubernetes support". Implementations bound their own waits; the handler also
+/// gives up after [`super::fanout::RESOLVE_TIMEOUT`].
+pub trait PodResolver: Send + Sync {
+    fn resolve<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>>;
+}
+
+/// What one check found from one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// `icmp`, `tcp`, `http` or `mtu` (context checks: `icmp`).
+    pub check: String,
+    /// For context checks, the layer they stand for (`icmp_pod`, `icmp_node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    pub ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP checks: the path asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub ok: bool,
+    pub sent: u32,
+    pub received: u32,
+    /// Median round trip (ICMP) or whole exchange (TCP/HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_state: Option<String>,
+    /// The classified error (`{"kind": "timeout"}`, `{"kind": "net_unreachable", "from": …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_text: Option<String>,
+}
+
+/// One source node's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceLine {
+    pub node: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Whether its agent answered; when not, `error` says why (evidence: node down?).
+    pub answered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every check passed.
+    pub ok: bool,
+    pub elapsed_seconds: f64,
+    #[serde(default)]
+    pub checks: Vec<CheckOutcome>,
+    /// ICMP to the target node's node IP and agent pod IP.
+    #[serde(default)]
+    pub context: Vec<CheckOutcome>,
+}
+
+impl SourceLine {
+    /// An agent that gave no usable answer.
+    pub fn silent(node: &str, zone: Option<String>, error: String, elapsed: f64) -> SourceLine {
+        SourceLine {
+            node: node.to_string(),
+            zone,
+            answered: false,
+            error: Some(error),
+            ok: false,
+            elapsed_seconds: elapsed,
+            checks: Vec::new(),
+            context: Vec::new(),
+        }
+    }
+}
+
+/// The first line: what will be probed, from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub target: Resolved,
+    pub checks: Vec<CheckSpec>,
+    pub sources: Vec<String>,
+    /// The longest this answer can take.
+    pub deadline_seconds: f64,
+}
+
+/// The last line: reachable from every source, and the diagnosis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verdict {
+    pub target: Resolved,
+    /// Every check passed from every source, and every source answered.
+    pub reachable: bool,
+    pub reachable_from: Vec<String>,
+    pub unreachable_from: Vec<String>,
+    /// Sources whose agent did not answer.
+    pub agents_unreachable: Vec<String>,
+    /// Set when the findings rest on a view that may itself be the problem (the asked agent
+    /// reached no other agent and its own checks fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caution: Option<String>,
+    #[serde(flatten)]
+    pub diagnosis: Diagnosis,
+}
+
+/// One NDJSON line of the answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    Accepted(Accepted),
+    Source(SourceLine),
+    Verdict(Verdict),
+}
