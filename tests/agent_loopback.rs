@@ -1,84 +1,24 @@
 //! Several real agents on loopback addresses (127.0.0.0/8), one peers file, real probers.
 //! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
 
+mod support;
+
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use meshprobe::config::{AgentConfig, PairMetrics};
+use meshprobe::config::AgentConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::eventually_async;
+use support::inproc::{self, Running};
+use support::net::{free_port, get, get_gzip, ip};
+use support::sys::peers_file;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const INTERVAL: Duration = Duration::from_millis(1000);
 /// Path-MTU discovery on: loopback answers every size up to 65535.
 const MTU: Option<Duration> = Some(Duration::from_secs(1));
-
-/// GET a path over a fresh connection; returns (status, body).
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(3), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// GET with `Accept-Encoding: gzip`: (lower-cased head, raw body bytes).
-async fn get_gzip(addr: SocketAddr, path: &str) -> Option<(String, Vec<u8>)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-        let body = buf[end + 4..].to_vec();
-        // A chunked body: join the chunks.
-        let body = if head.contains("transfer-encoding: chunked") {
-            dechunk(&body)?
-        } else {
-            body
-        };
-        Some((head, body))
-    };
-    tokio::time::timeout(Duration::from_secs(3), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let nl = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.trim(), 16).ok()?;
-        b = &b[nl + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
 
 async fn results(addr: SocketAddr) -> Value {
     let (status, body) = get(addr, "/api/v1/results")
@@ -98,96 +38,22 @@ fn layer<'a>(r: &'a Value, kind: &str, name: &str, layer: &str) -> &'a Value {
     &dest["layers"][layer]
 }
 
-/// Poll `check` every 100 ms until it holds or `within` passes.
-async fn eventually(within: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("not true within {within:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
-    }
-}
-
-fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
-    AgentConfig {
-        node_name: node.into(),
-        zone: Some(format!("zone-{node}")),
-        listen,
-        peers_file: peers.to_path_buf(),
-        discovery: meshprobe::config::Discovery::File,
-        interval: INTERVAL,
-        timeout: Duration::from_millis(500),
-        window: Duration::from_secs(10),
-        icmp_count: 2,
-        icmp_size: 56,
-        max_rate: 1000,
-        max_in_flight: 64,
-        pair_metrics: PairMetrics::All,
-        full_mesh_max: 200,
-        layers: meshprobe::model::Layers::ALL,
-        mtu_interval: MTU,
-        mtu_search_interval: Duration::from_secs(600),
-        probe: Default::default(),
-    }
-}
-
 async fn start(node: &str, listen: SocketAddr, peers: &Path) -> Option<Running> {
-    let listener = TcpListener::bind(listen).await.expect("bind agent");
-    let probers = match meshprobe::agent::default_probers() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
-            return None;
-        }
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    let cfg = config(node, listen, peers);
-    let task = tokio::spawn(async move {
-        meshprobe::agent::run(cfg, listener, probers, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("agent runs");
-    });
-    Some(Running {
-        stop: Some(tx),
-        task,
+    inproc::start(AgentConfig {
+        zone: Some(format!("zone-{node}")),
+        interval: INTERVAL,
+        icmp_count: 2,
+        mtu_interval: MTU,
+        ..inproc::config(node, listen, peers)
     })
-}
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer() {
     // A free port, used on every agent address; a closed port for the "refused" target.
-    let port = {
-        let l = std::net::TcpListener::bind((ip(41), 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let closed_port = {
-        let l = std::net::TcpListener::bind((ip(50), 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port(ip(41));
+    let closed_port = free_port(ip(50));
     // An HTTP target that answers.
     let web = TcpListener::bind((ip(51), 0)).await.unwrap();
     let web_addr = web.local_addr().unwrap();
@@ -196,9 +62,6 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         let _ = axum::serve(web, app).await;
     });
 
-    let dir = std::env::temp_dir().join(format!("meshprobe-loopback-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peers = dir.join("peers.yaml");
     let peer_line = |n: &str, last: u8| {
         format!("  - {{node: {n}, node_ip: 127.0.0.1, pod_ip: 127.0.0.{last}, zone: zone-{n}}}\n")
     };
@@ -213,7 +76,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         peer_line("b", 42),
         peer_line("c", 43)
     );
-    std::fs::write(&peers, &all).unwrap();
+    let (dir, peers) = peers_file("loopback", &all);
 
     let addr = |last| SocketAddr::new(ip(last), port);
     let Some(a) = start("a", addr(41), &peers).await else {
@@ -223,7 +86,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     let c = start("c", addr(43), &peers).await.unwrap();
 
     // Everyone is ready after a first full round.
-    eventually(INTERVAL * 3, "all agents ready", async || {
+    eventually_async(INTERVAL * 3, "all agents ready", async || {
         for last in [41, 42, 43] {
             if !matches!(get(addr(last), "/readyz").await, Some((200, _))) {
                 return false;
@@ -270,7 +133,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     assert_eq!(layer(&r, "targets", "web", "icmp_pod")["reachable"], true);
 
     // Path MTU: loopback carries the largest packet there is.
-    eventually(Duration::from_secs(5), "path MTU to b known", async || {
+    eventually_async(Duration::from_secs(5), "path MTU to b known", async || {
         let r = results(addr(41)).await;
         let p = r["peers"]
             .as_array()
@@ -319,7 +182,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     // Stop c: within two intervals a sees c's agent refuse HTTP.
     c.stop().await;
-    eventually(
+    eventually_async(
         INTERVAL * 2 + Duration::from_millis(600),
         "a sees c down",
         async || {
@@ -336,7 +199,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     // Restart c: reachable again.
     let c = start("c", addr(43), &peers).await.unwrap();
-    eventually(
+    eventually_async(
         INTERVAL * 2 + Duration::from_millis(600),
         "a sees c back",
         async || layer(&results(addr(41)).await, "peers", "c", "http")["reachable"] == true,
@@ -345,7 +208,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     // A bad edit keeps the last good set; removing c takes c and its series away.
     std::fs::write(&peers, "peers: [broken").unwrap();
-    eventually(Duration::from_secs(3), "bad edit reported", async || {
+    eventually_async(Duration::from_secs(3), "bad edit reported", async || {
         results(addr(41)).await["discovery"]["last_error"].is_string()
     })
     .await;
@@ -359,7 +222,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         peer_line("b", 42)
     );
     std::fs::write(&peers, without_c).unwrap();
-    eventually(INTERVAL * 3, "c removed", async || {
+    eventually_async(INTERVAL * 3, "c removed", async || {
         let r = results(addr(41)).await;
         r["peers"].as_array().unwrap().len() == 1 && r["discovery"]["last_error"].is_null()
     })

@@ -1,15 +1,18 @@
 //! The probe loop driven with fake probers under tokio's paused clock: how often each
 //! destination is probed, how starts are spread, and the in-flight bound. No network.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshprobe::config::{AgentConfig, PairMetrics};
+use meshprobe::config::AgentConfig;
 use meshprobe::model::{Check, ProbeResult};
-use meshprobe::probe::{BoxFuture, Prober, Probers};
+use meshprobe::probe::{BoxFuture, Prober};
+use support::inproc;
 use tokio::time::Instant;
 
 /// Records (destination IP, check kind, start time) and answers after `delay`.
@@ -87,38 +90,19 @@ fn peers_file(name: &str, peers: usize) -> std::path::PathBuf {
 
 fn config(path: std::path::PathBuf, max_in_flight: usize) -> AgentConfig {
     AgentConfig {
-        node_name: "n0".into(),
-        zone: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        peers_file: path,
-        discovery: meshprobe::config::Discovery::File,
-        interval: Duration::from_secs(1),
         timeout: Duration::from_millis(950),
-        window: Duration::from_secs(10),
-        icmp_count: 1,
-        icmp_size: 56,
-        max_rate: 1000,
         max_in_flight,
-        pair_metrics: PairMetrics::All,
-        full_mesh_max: 200,
-        layers: meshprobe::model::Layers::ALL,
         mtu_interval: MTU,
-        mtu_search_interval: Duration::from_secs(600),
-        probe: Default::default(),
+        ..inproc::config("n0", "127.0.0.1:0".parse().unwrap(), &path)
     }
 }
 
 async fn run_for(fake: Arc<Fake>, cfg: AgentConfig, secs: u64) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let probers = Probers {
-        icmp: fake.clone(),
-        tcp: fake.clone(),
-        http: fake.clone(),
-    };
     let agent = tokio::spawn(meshprobe::agent::run(
         cfg,
         listener,
-        (probers, "fake"),
+        inproc::fake_probers(fake),
         tokio::time::sleep(Duration::from_secs(secs)),
     ));
     agent.await.unwrap().unwrap();

@@ -10,20 +10,14 @@
 //!   uses ICMP datagram sockets for both (the pod's ping_group_range sysctl, set in a network
 //!   namespace of its own).
 
+mod support;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use support::sys::{have, is_root, sh, spawn_logged, Netns, EXE};
 
 /// The capability string of the Dockerfile's `setcap CAPS target/release/meshprobe`.
 fn dockerfile_caps() -> String {
@@ -41,18 +35,6 @@ fn dockerfile_caps() -> String {
         &words[i..i + 3]
     );
     words[i + 1].to_string()
-}
-
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
-    assert!(st.success(), "{args:?}: {st}");
 }
 
 /// Run the agent as 65532 with `setpriv_extra`, optionally inside `ns`; its output until the
@@ -91,15 +73,13 @@ fn agent_output(bin: &Path, dir: &Path, ns: Option<&str>, setpriv_extra: &[&str]
         .map(String::from),
     );
     let log = dir.join(format!("agent-{}.log", ns.unwrap_or("host")));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env("MESHPROBE_LOG", "meshprobe=info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_logged(
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("MESHPROBE_LOG", "meshprobe=info"),
+        &log,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut text = String::new();
     while Instant::now() < deadline {
@@ -120,8 +100,7 @@ fn agent_output(bin: &Path, dir: &Path, ns: Option<&str>, setpriv_extra: &[&str]
 
 #[test]
 fn the_images_file_capability_works_with_both_pod_specs() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !have("setcap") || !have("setpriv") || !have("ip") {
+    if !is_root() || !have("setcap") || !have("setpriv") || !have("ip") {
         eprintln!("skipped: needs root, setcap, setpriv and ip");
         return;
     }
@@ -166,14 +145,15 @@ fn the_images_file_capability_works_with_both_pod_specs() {
 
     // components/restricted: no capability at all, no_new_privs; the pod's sysctl allows
     // ICMP datagram sockets.
-    let ns = Netns(format!("mpcaps-{}", std::process::id()));
-    sh(&["ip", "netns", "add", &ns.0]);
-    sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+    let ns = format!("mpcaps-{}", std::process::id());
+    let _ns = Netns(vec![ns.clone()]);
+    sh(&["ip", "netns", "add", &ns]);
+    sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
     sh(&[
         "ip",
         "netns",
         "exec",
-        &ns.0,
+        &ns,
         "sysctl",
         "-qw",
         "net.ipv4.ping_group_range=0 2147483647",
@@ -181,7 +161,7 @@ fn the_images_file_capability_works_with_both_pod_specs() {
     let restricted = agent_output(
         &bin,
         &dir,
-        Some(&ns.0),
+        Some(&ns),
         &["--bounding-set", "-all", "--no-new-privs"],
     );
     eprintln!("restricted:\n{restricted}");

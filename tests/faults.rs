@@ -7,22 +7,15 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::agent::{eventually, free_port, rss_kib, Agent};
-use support::fakeapi::{fixture, FakeApi};
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use support::agent::Agent;
+use support::eventually;
+use support::fakeapi::{agent_pod, node_at, FakeApi};
+use support::net::{free_port, ip, metric};
+use support::sys::{is_root, peers_file, rss_kib, scratch_dir, sh, Netns};
 
 /// Probing goes on: rounds and probes advance while the fault lasts.
 fn assert_probing(a: &Agent, what: &str) {
@@ -57,9 +50,7 @@ fn peers_yaml(names: &[(&str, u8)]) -> String {
 
 #[test]
 fn a_broken_peers_file_keeps_the_last_good_set_and_says_so() {
-    let dir = std::env::temp_dir().join(format!("meshprobe-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("faults");
     let path = dir.join("peers.yaml");
     let p = path.display().to_string();
     let two = peers_yaml(&[("a", 121), ("b", 122), ("c", 123)]);
@@ -227,22 +218,6 @@ fn a_broken_peers_file_keeps_the_last_good_set_and_says_so() {
 // ---------------------------------------------------------------------------------------------
 // The Kubernetes API
 
-fn node(name: &str, addr: IpAddr) -> Value {
-    let mut n = fixture("node.json");
-    n["metadata"]["name"] = json!(name);
-    n["status"]["addresses"][0]["address"] = json!(addr.to_string());
-    n
-}
-
-fn agent_pod(i: u8, addr: IpAddr) -> Value {
-    let mut a = fixture("pod-meshprobe.json");
-    a["metadata"]["name"] = json!(format!("meshprobe-{i}"));
-    a["spec"]["nodeName"] = json!(format!("node-{i}"));
-    a["status"]["podIP"] = json!(addr.to_string());
-    a["status"]["hostIP"] = json!(addr.to_string());
-    a
-}
-
 /// GET /api/v1/diagnosis answers 200 within its deadline (twice the probe timeout for the
 /// gathering and the facts, plus the engine): the API server's state never delays it.
 fn assert_diagnosis_in_time(a: &Agent, what: &str) {
@@ -267,7 +242,7 @@ fn a_failing_or_hanging_kubernetes_api_keeps_the_peers_and_probing() {
         .unwrap();
     let api = rt.block_on(FakeApi::start());
     for i in 1..=3u8 {
-        api.put("nodes", node(&format!("node-{i}"), ip(130 + i)));
+        api.put("nodes", node_at(&format!("node-{i}"), ip(130 + i)));
         api.put("pods", agent_pod(i, ip(130 + i)));
     }
     let url = api.url();
@@ -353,7 +328,7 @@ fn a_failing_or_hanging_kubernetes_api_keeps_the_peers_and_probing() {
     });
     assert!(a.log_text().contains("Kubernetes API answering again"));
     assert_eq!(a.get("/readyz").unwrap(), (200, "ready\n".to_string()));
-    api.put("nodes", node("node-4", ip(134)));
+    api.put("nodes", node_at("node-4", ip(134)));
     api.put("pods", agent_pod(4, ip(134)));
     eventually(Duration::from_secs(20), "node-4 after recovery", || {
         a.peers() == ["node-2", "node-3", "node-4"]
@@ -369,31 +344,6 @@ fn a_failing_or_hanging_kubernetes_api_keeps_the_peers_and_probing() {
 
 // ---------------------------------------------------------------------------------------------
 // An ICMP flood of echo replies that are not ours
-
-/// Network namespaces made here, deleted on drop.
-struct Netns(Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", n])
-                .status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn checksum(b: &[u8]) -> u16 {
     let mut s: u32 = b
@@ -531,14 +481,10 @@ fn an_icmp_flood_of_replies_that_are_not_ours_changes_no_result() {
         "198.18.250.2",
     ]);
 
-    let dir = std::env::temp_dir().join(format!("meshprobe-flood-{pid}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peers = dir.join("peers.yaml");
-    std::fs::write(
-        &peers,
+    let (dir, peers) = peers_file(
+        "flood",
         "peers:\n  - {node: a, node_ip: 198.18.250.1, pod_ip: 198.18.250.1}\n  - {node: b, node_ip: 198.18.250.2, pod_ip: 198.18.250.2}\n  - {node: dead, node_ip: 198.18.251.3, pod_ip: 198.18.251.3}\n",
-    )
-    .unwrap();
+    );
     let p = peers.display().to_string();
     let addr: SocketAddr = "198.18.250.1:9464".parse().unwrap();
     let args = [
@@ -607,8 +553,7 @@ fn an_icmp_flood_of_replies_that_are_not_ours_changes_no_result() {
     let (cpu, rss) = ((a.cpu() - cpu0).as_secs_f64() / took, rss_kib(a.pid()));
     let m1 = a.metrics();
     let d = |name: &str, labels: &str| {
-        support::agent::metric(&m1, name, labels).unwrap_or(0.0)
-            - support::agent::metric(&m0, name, labels).unwrap_or(0.0)
+        metric(&m1, name, labels).unwrap_or(0.0) - metric(&m0, name, labels).unwrap_or(0.0)
     };
     let rounds = d("meshprobe_rounds_total", "");
     let late = d("meshprobe_schedule_lateness_seconds_sum", "")
@@ -690,9 +635,7 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
         eprintln!("SKIP: libfaketime is not installed (tests/run.sh installs it as root)");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("meshprobe-clock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("clock");
     let offset = dir.join("offset");
     std::fs::write(&offset, "+0\n").unwrap();
     let peers = dir.join("peers.yaml");
@@ -767,8 +710,7 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
         std::thread::sleep(Duration::from_secs(2));
         let m1 = a.metrics();
         let d = |name: &str| {
-            support::agent::metric(&m1, name, "").unwrap_or(0.0)
-                - support::agent::metric(&m0, name, "").unwrap_or(0.0)
+            metric(&m1, name, "").unwrap_or(0.0) - metric(&m0, name, "").unwrap_or(0.0)
         };
         let rounds = d("meshprobe_rounds_total");
         let late = d("meshprobe_schedule_lateness_seconds_sum")

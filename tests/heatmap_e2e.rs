@@ -4,12 +4,14 @@
 //! pod-network cells as failing, keep its node-IP cells up, and show the `cni` finding.
 //! Skips with a message when not root or chromium is missing.
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::lab::Lab;
+use support::sys::{have_or_skip, root_or_skip};
 
 /// `(data-src, data-dst, data-state)` of every cell in the section `layer-LAYER` of the page.
 fn cells(dom: &str, layer: &str) -> Vec<(String, String, String)> {
@@ -59,15 +61,12 @@ fn chromium(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_page_in_chromium_marks_the_failing_cells_of_a_cni_fault() {
-    if !lab::is_root() {
-        eprintln!("skipping: the heatmap end-to-end test needs root (it builds a lab)");
+    if !root_or_skip("the heatmap end-to-end test needs root (it builds a lab)")
+        || !have_or_skip("chromium", "chromium")
+    {
         return;
     }
-    if !lab::have("chromium") {
-        eprintln!("skipping: chromium not installed (Debian package chromium; tests/run.sh installs it as root)");
-        return;
-    }
-    let lab = lab::Lab::up(&format!("mph{}", std::process::id() % 100_000));
+    let lab = Lab::up(&format!("mph{}", std::process::id() % 100_000));
     let url = format!("http://{}/", lab.proxies["node-1"]);
 
     // The page without a browser: server-rendered, four matrices, healthy.

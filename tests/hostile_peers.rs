@@ -6,31 +6,24 @@
 //! read from it, and RSS stays bounded. Prints what it measured.
 //! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshprobe::config::{AgentConfig, PairMetrics};
+use meshprobe::config::AgentConfig;
 use serde_json::Value;
+use support::inproc::{self, Running};
+use support::net::{free_port, get_within, ip};
+use support::sys::{peers_file, self_rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 const INTERVAL: Duration = Duration::from_millis(1000);
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
-}
-
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
 
 /// How a hostile peer answers a request for a path.
 #[derive(Debug, Clone, Copy)]
@@ -164,70 +157,13 @@ async fn hostile(ip: IpAddr, how: Hostile) -> (u16, Arc<AtomicU64>) {
     (port, written)
 }
 
-async fn get(addr: SocketAddr, path: &str, within: Duration) -> Option<(u16, String)> {
-    let fut = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    };
-    tokio::time::timeout(within, fut).await.ok().flatten()
-}
-
-fn config(node: &str, listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
-    AgentConfig {
-        node_name: node.into(),
-        zone: None,
-        listen,
-        peers_file: peers.to_path_buf(),
-        discovery: meshprobe::config::Discovery::File,
+async fn start(node: &str, listen: SocketAddr, peers: &Path) -> Option<Running> {
+    inproc::start(AgentConfig {
         interval: INTERVAL,
         timeout: TIMEOUT,
-        window: Duration::from_secs(10),
-        icmp_count: 1,
-        icmp_size: 56,
-        max_rate: 1000,
-        max_in_flight: 64,
-        pair_metrics: PairMetrics::All,
-        full_mesh_max: 200,
-        layers: meshprobe::model::Layers::ALL,
-        mtu_interval: None,
-        mtu_search_interval: Duration::from_secs(600),
-        probe: Default::default(),
-    }
-}
-
-async fn start(
-    node: &str,
-    listen: SocketAddr,
-    peers: &std::path::Path,
-) -> Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(listen).await.expect("bind agent");
-    let probers = match meshprobe::agent::default_probers() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
-            return None;
-        }
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    let cfg = config(node, listen, peers);
-    let task = tokio::spawn(async move {
-        meshprobe::agent::run(cfg, listener, probers, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("agent runs");
-    });
-    Some((tx, task))
+        ..inproc::config(node, listen, peers)
+    })
+    .await
 }
 
 fn http_layer(r: &Value, node: &str) -> Value {
@@ -242,10 +178,7 @@ fn http_layer(r: &Value, node: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
-    let port = {
-        let l = std::net::TcpListener::bind((ip(81), 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port(ip(81));
     let table: [(&str, u8, Hostile); 7] = [
         ("b", 82, Hostile::Silent),
         ("c", 83, Hostile::Garbage),
@@ -266,24 +199,21 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         );
         written.push((node, w));
     }
-    let dir = std::env::temp_dir().join(format!("meshprobe-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peers = dir.join("peers.yaml");
-    std::fs::write(&peers, peers_text).unwrap();
+    let (dir, peers) = peers_file("hostile", &peers_text);
 
-    let rss0 = rss_kib();
+    let rss0 = self_rss_kib();
     let a_addr = SocketAddr::new(ip(81), port);
-    let Some((stop_a, task_a)) = start("a", a_addr, &peers).await else {
+    let Some(a) = start("a", a_addr, &peers).await else {
         return;
     };
-    let (stop_g, task_g) = start("g", SocketAddr::new(ip(87), port), &peers)
+    let g = start("g", SocketAddr::new(ip(87), port), &peers)
         .await
         .unwrap();
 
     // A round with every hostile peer in it completes (so no probe hung past its timeout).
     let t0 = Instant::now();
     while !matches!(
-        get(a_addr, "/readyz", Duration::from_secs(2)).await,
+        get_within(a_addr, "/readyz", Duration::from_secs(2)).await,
         Some((200, _))
     ) {
         assert!(
@@ -296,7 +226,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
     // Two more rounds, so every peer has been probed at least twice.
     tokio::time::sleep(INTERVAL * 2 + TIMEOUT).await;
 
-    let (status, body) = get(a_addr, "/api/v1/results", Duration::from_secs(3))
+    let (status, body) = get_within(a_addr, "/api/v1/results", Duration::from_secs(3))
         .await
         .expect("results answered");
     assert_eq!(status, 200);
@@ -320,7 +250,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
 
     // The mesh view: bounded in time; g used; the hostile peers named, with a reason.
     let t = Instant::now();
-    let (status, body) = get(a_addr, "/api/v1/diagnosis", Duration::from_secs(5))
+    let (status, body) = get_within(a_addr, "/api/v1/diagnosis", Duration::from_secs(5))
         .await
         .expect("diagnosis answered within 5 s");
     let took = t.elapsed();
@@ -364,7 +294,7 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
         println!("most bytes {node} wrote to one connection: {n}");
         assert!(n <= 24 << 20, "{node} wrote {n} bytes to one connection");
     }
-    let rss1 = rss_kib();
+    let rss1 = self_rss_kib();
     println!("RSS {rss0} KiB -> {rss1} KiB");
     assert!(rss1 <= rss0 + 96 * 1024, "RSS {rss0} -> {rss1} KiB");
 
@@ -375,20 +305,19 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
             .and_then(|v| v.parse().ok())
             .expect("meshprobe_rounds_total")
     };
-    let (_, m0) = get(a_addr, "/metrics", Duration::from_secs(3))
+    let (_, m0) = get_within(a_addr, "/metrics", Duration::from_secs(3))
         .await
         .unwrap();
     tokio::time::sleep(INTERVAL * 3).await;
-    let (_, m1) = get(a_addr, "/metrics", Duration::from_secs(3))
+    let (_, m1) = get_within(a_addr, "/metrics", Duration::from_secs(3))
         .await
         .unwrap();
     let done = rounds(&m1) - rounds(&m0);
     println!("rounds in 3 intervals: {done}");
     assert!(done >= 2, "{done} rounds in 3 intervals");
 
-    for (stop, task) in [(stop_a, task_a), (stop_g, task_g)] {
-        let _ = stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    for agent in [a, g] {
+        agent.stop().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

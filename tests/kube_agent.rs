@@ -7,108 +7,39 @@
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
-use meshprobe::config::KubeSettings;
-use meshprobe::config::{AgentConfig, Discovery, PairMetrics};
+use meshprobe::config::{AgentConfig, Discovery};
 use serde_json::{json, Value};
-use support::fakeapi::{fixture, FakeApi};
+use support::eventually_async;
+use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
+use support::inproc::{self, Running};
+use support::net::{free_port, get_json, get_within, ip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-async fn get(addr: SocketAddr, path: &str) -> Option<Value> {
-    serde_json::from_str(&get_text(addr, path).await?).ok()
-}
-
-async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        Some(text.split_once("\r\n\r\n")?.1.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn eventually(within: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not true within {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
-}
 
 fn node(name: &str, addr: IpAddr, ready: bool) -> Value {
-    let mut n = fixture("node.json");
-    n["metadata"]["name"] = json!(name);
-    n["status"]["addresses"][0]["address"] = json!(addr.to_string());
+    let mut n = node_at(name, addr);
     n["status"]["conditions"][3]["status"] = json!(if ready { "True" } else { "Unknown" });
     n
 }
 
-fn agent_pod(i: u8, addr: IpAddr) -> Value {
-    let mut a = fixture("pod-meshprobe.json");
-    a["metadata"]["name"] = json!(format!("meshprobe-{i}"));
-    a["spec"]["nodeName"] = json!(format!("node-{i}"));
-    a["status"]["podIP"] = json!(addr.to_string());
-    a["status"]["hostIP"] = json!(addr.to_string());
-    a
-}
-
 fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
     AgentConfig {
-        node_name: format!("node-{i}"),
-        zone: None,
-        listen,
-        peers_file: Default::default(),
-        discovery: Discovery::Kubernetes(KubeSettings {
-            api_url: Some(api.url()),
-            selector: "app.kubernetes.io/name=meshprobe".into(),
-            target_selector: Some("meshprobe.io/probe".into()),
-            namespace: Some("meshprobe".into()),
-            grace: Duration::from_secs(2),
-            publish_events: false,
-            liveness: Duration::from_secs(30),
-        }),
-        interval: Duration::from_millis(1000),
-        timeout: Duration::from_millis(500),
-        window: Duration::from_secs(10),
+        discovery: Discovery::Kubernetes(kube_settings(
+            Some(api.url()),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )),
         icmp_count: 2,
-        icmp_size: 56,
-        max_rate: 1000,
-        max_in_flight: 64,
-        pair_metrics: PairMetrics::All,
-        layers: meshprobe::model::Layers::ALL,
-        full_mesh_max: 200,
-        mtu_interval: None,
-        mtu_search_interval: Duration::from_secs(600),
-        probe: Default::default(),
+        ..inproc::config(&format!("node-{i}"), listen, Path::new(""))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_discover_each_other_through_the_kubernetes_api() {
-    let port = {
-        let l = std::net::TcpListener::bind((ip(61), 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port(ip(61));
     let api = FakeApi::start().await;
     for i in 1..=3u8 {
         api.put("nodes", node(&format!("node-{i}"), ip(60 + i), true));
@@ -139,37 +70,22 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         json!(format!("http:{web_port}/healthz"));
     api.put("pods", target);
 
-    let mut stops = Vec::new();
-    let mut tasks = Vec::new();
+    let mut agents: Vec<Running> = Vec::new();
     for i in 1..=3u8 {
         let listen = SocketAddr::new(ip(60 + i), port);
-        let listener = TcpListener::bind(listen).await.expect("bind agent");
-        let probers = match meshprobe::agent::default_probers() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
-                return;
-            }
+        let Some(agent) = inproc::start(config(i, listen, &api)).await else {
+            return;
         };
-        let (tx, rx) = oneshot::channel::<()>();
-        let cfg = config(i, listen, &api);
-        stops.push(tx);
-        tasks.push(tokio::spawn(async move {
-            meshprobe::agent::run(cfg, listener, probers, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("agent runs");
-        }));
+        agents.push(agent);
     }
     let a1 = SocketAddr::new(ip(61), port);
 
     // Peers and the target, from the API, probed over HTTP.
-    eventually(
+    eventually_async(
         Duration::from_secs(20),
         "node-1 reaches node-2, node-3 and the target",
         async || {
-            let Some(r) = get(a1, "/api/v1/results").await else {
+            let Some(r) = get_json(a1, "/api/v1/results").await else {
                 return false;
             };
             let up = |list: &str, key: &str, name: &str| {
@@ -185,7 +101,7 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         },
     )
     .await;
-    let r = get(a1, "/api/v1/results").await.unwrap();
+    let r = get_json(a1, "/api/v1/results").await.unwrap();
     assert!(
         r["discovery"]["source"]
             .as_str()
@@ -196,9 +112,9 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
 
     // node-3 goes NotReady and its agent stops: its troubles are held, not raised.
     api.put("nodes", node("node-3", ip(63), false));
-    let _ = stops.pop().unwrap().send(());
-    eventually(Duration::from_secs(20), "node-3 held", async || {
-        get(a1, "/api/v1/results").await.is_some_and(|r| {
+    agents.last_mut().unwrap().signal_stop();
+    eventually_async(Duration::from_secs(20), "node-3 held", async || {
+        get_json(a1, "/api/v1/results").await.is_some_and(|r| {
             r["discovery"]["held"]
                 .as_array()
                 .into_iter()
@@ -209,7 +125,10 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     .await;
     // The alert rules exclude held peers through this series (prometheus_e2e's lab has no
     // Kubernetes, so it is checked here).
-    let m = get_text(a1, "/metrics").await.unwrap_or_default();
+    let m = get_within(a1, "/metrics", Duration::from_secs(5))
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default();
     let held = m
         .lines()
         .find_map(|l| {
@@ -224,11 +143,11 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    eventually(
+    eventually_async(
         Duration::from_secs(30),
         "a finding about node-3, set apart",
         async || {
-            let Some(d) = get(a1, "/api/v1/diagnosis").await else {
+            let Some(d) = get_json(a1, "/api/v1/diagnosis").await else {
                 return false;
             };
             let about_3 = |f: &Value| {
@@ -287,11 +206,11 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
 
     // The API server goes away: probing goes on with the last set, and the results say so.
     api.down();
-    eventually(
+    eventually_async(
         Duration::from_secs(30),
         "discovery reports the outage",
         async || {
-            get(a1, "/api/v1/results").await.is_some_and(|r| {
+            get_json(a1, "/api/v1/results").await.is_some_and(|r| {
                 r["discovery"]["last_error"]
                     .as_str()
                     .is_some_and(|e| e.contains("keeping the last known peer set"))
@@ -301,10 +220,10 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     )
     .await;
 
-    for s in stops {
-        let _ = s.send(());
+    for a in &mut agents {
+        a.signal_stop();
     }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    for a in agents {
+        a.stop().await;
     }
 }

@@ -12,7 +12,8 @@ use meshprobe::discovery::DiscoveryStatus;
 use meshprobe::k8s::watch::KubeDiscovery;
 use meshprobe::peers::PeerSet;
 use serde_json::{json, Value};
-use support::fakeapi::{fixture, FakeApi};
+use support::fakeapi::{fixture, kube_settings, FakeApi};
+use support::sys::self_rss_kib;
 use tokio::sync::watch;
 
 fn node(name: &str, ip: &str, zone: &str) -> Value {
@@ -34,15 +35,7 @@ fn agent(name: &str, node: &str, ip: &str, ready: bool) -> Value {
 }
 
 fn settings() -> KubeSettings {
-    KubeSettings {
-        api_url: None,
-        selector: "app.kubernetes.io/name=meshprobe".into(),
-        target_selector: Some("meshprobe.io/probe".into()),
-        namespace: Some("meshprobe".into()),
-        grace: Duration::from_secs(1),
-        publish_events: false,
-        liveness: Duration::from_secs(2),
-    }
+    kube_settings(None, Duration::from_secs(1), Duration::from_secs(2))
 }
 
 async fn start(
@@ -385,17 +378,6 @@ async fn an_unreachable_api_server_at_start_times_out_with_the_reason() {
     assert!(msg.contains("no complete list within 3s"), "{msg}");
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Not a test: a measurement. `cargo test --release --test kube_discovery -- --ignored --nocapture`
 #[tokio::test]
 #[ignore]
@@ -417,12 +399,12 @@ async fn scale_1000_nodes() {
             ),
         );
     }
-    let before = rss_kib();
+    let before = self_rss_kib();
     let t = std::time::Instant::now();
     let (mut rx, _status, task) = start(&api).await;
     let synced = t.elapsed();
     assert_eq!(rx.borrow().peers.len(), 1000);
-    let grown = rss_kib().saturating_sub(before);
+    let grown = self_rss_kib().saturating_sub(before);
     // One change: how long until the new set is published.
     let t = std::time::Instant::now();
     api.delete("pods", "meshprobe", "meshprobe-7");

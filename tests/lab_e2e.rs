@@ -8,8 +8,7 @@
 //! (every check fails with `local_error` "stub" on a clean lab) is reported and skipped; any
 //! other failure on a clean lab fails the test.
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +16,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{is_root, Lab, EXE};
 use meshprobe::lab::netns;
 use serde_json::Value;
+use support::lab::Lab;
+use support::sys::{root_or_skip, EXE};
 
 /// "Within two probe intervals (1 s each), plus a little slack" (a timed-out probe takes 500 ms to fail).
 const DEADLINE: Duration = Duration::from_millis(2 * 1000 + 2500);
@@ -28,8 +28,7 @@ const WINDOW_SECS: u64 = 8;
 
 macro_rules! require_root {
     () => {
-        if !is_root() {
-            eprintln!("skipping: the lab end-to-end suite needs root (network namespaces)");
+        if !root_or_skip("the lab end-to-end suite needs root (network namespaces)") {
             return;
         }
     };

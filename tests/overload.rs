@@ -6,11 +6,17 @@
 //! baseline, and the agent answers normally afterwards. Prints the measured figures.
 //! ICMP needs CAP_NET_RAW (root) or the ping sysctl: without either the test says why and skips.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meshprobe::config::{AgentConfig, PairMetrics};
+use meshprobe::config::AgentConfig;
+use support::inproc;
+use support::net::{free_port, get_within, ip};
+use support::sys::{peers_file, self_rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -22,18 +28,6 @@ const CLIENT_BOUND: Duration = Duration::from_secs(20);
 const SLOWLORIS_BOUND: Duration = Duration::from_secs(8);
 /// The tests measure this process's fds and RSS: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, last])
-}
-
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -156,19 +150,10 @@ fn quantile_bound(before: &Snapshot, after: &Snapshot, q: f64) -> f64 {
 }
 
 async fn metrics(addr: SocketAddr) -> Snapshot {
-    let fut = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(&get("/metrics")).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        text.starts_with("HTTP/1.1 200")
-            .then(|| parse_metrics(&text))
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
+    get_within(addr, "/metrics", Duration::from_secs(5))
         .await
-        .ok()
-        .flatten()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| parse_metrics(&body))
         .expect("/metrics answers 200")
 }
 
@@ -201,31 +186,15 @@ async fn burst(addr: SocketAddr) -> (BTreeMap<Outcome, usize>, Duration, Duratio
     (outcomes, slowest, burst_start.elapsed())
 }
 
-fn config(listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
+fn config(listen: SocketAddr, peers: &Path) -> AgentConfig {
     AgentConfig {
-        node_name: "a".into(),
         zone: Some("zone-a".into()),
-        listen,
-        peers_file: peers.to_path_buf(),
-        discovery: meshprobe::config::Discovery::File,
         interval: INTERVAL,
         timeout: Duration::from_millis(200),
-        window: Duration::from_secs(10),
-        icmp_count: 1,
-        icmp_size: 56,
-        max_rate: 1000,
-        max_in_flight: 64,
-        pair_metrics: PairMetrics::All,
-        full_mesh_max: 200,
-        layers: meshprobe::model::Layers::ALL,
-        mtu_interval: None,
-        mtu_search_interval: Duration::from_secs(600),
         // Loopback peers give no pod subnets to derive: allow 127.0.0.0/8 so on-demand probes
         // of a peer are accepted and run (up to the rate and concurrency fences).
-        probe: meshprobe::config::ProbeConfig {
-            allow_cidrs: vec![meshprobe::net::Cidr::parse("127.0.0.0/8").unwrap()],
-            ..Default::default()
-        },
+        probe: inproc::allow_cidr("127.0.0.0/8"),
+        ..inproc::config("a", listen, peers)
     }
 }
 
@@ -233,13 +202,7 @@ fn config(listen: SocketAddr, peers: &std::path::Path) -> AgentConfig {
 fn start_agent(
     cfg: AgentConfig,
 ) -> Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
-    let probers = match meshprobe::agent::default_probers() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
-            return None;
-        }
-    };
+    let probers = inproc::probers()?;
     let listen = cfg.listen;
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<()>();
@@ -268,20 +231,13 @@ fn start_agent(
 async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
     let _serial = SERIAL.lock().await;
     let agent_ip = ip(61);
-    let port = {
-        let l = std::net::TcpListener::bind((agent_ip, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = SocketAddr::new(agent_ip, port);
-    let dir = std::env::temp_dir().join(format!("meshprobe-overload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peers = dir.join("peers.yaml");
+    let addr = SocketAddr::new(agent_ip, free_port(agent_ip));
     // a is us; b..e have no agent: their ICMP answers (loopback), their HTTP is refused.
     let mut text = String::from("peers:\n");
     for (n, last) in [("a", 61), ("b", 62), ("c", 63), ("d", 64), ("e", 65)] {
         text += &format!("  - {{node: {n}, node_ip: 127.0.0.1, pod_ip: 127.0.0.{last}}}\n");
     }
-    std::fs::write(&peers, text).unwrap();
+    let (dir, peers) = peers_file("overload", &text);
     let Some((stop, agent)) = start_agent(config(addr, &peers)) else {
         return;
     };
@@ -295,7 +251,7 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(INTERVAL * 4).await;
-    let (rss0, fds0) = (rss_kib(), fds());
+    let (rss0, fds0) = (self_rss_kib(), fds());
     let before = metrics(addr).await;
 
     // Slowloris: a request head dribbled one byte every 100 ms, never finished; and clients
@@ -378,14 +334,14 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
     while fds() > fds0 + 16 && settle.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (rss1, fds1) = (rss_kib(), fds());
+    let (rss1, fds1) = (self_rss_kib(), fds());
     // The allocator keeps some of what a burst used: a second burst must not add much more.
     let (outcomes2, _, _) = burst(addr).await;
     let settle = Instant::now();
     while fds() > fds0 + 16 && settle.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (rss2, fds2) = (rss_kib(), fds());
+    let (rss2, fds2) = (self_rss_kib(), fds());
     let after_ok = exchange(ip(1), addr, get("/metrics"), Duration::from_secs(5)).await;
     let ready_ok = exchange(ip(1), addr, get("/readyz"), Duration::from_secs(5)).await;
 
@@ -469,19 +425,11 @@ async fn no_route_reveals_the_probe_token() {
     let _serial = SERIAL.lock().await;
     const CANARY: &str = "canary-0d9f4e7b2c61a8";
     let agent_ip = ip(66);
-    let port = {
-        let l = std::net::TcpListener::bind((agent_ip, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = SocketAddr::new(agent_ip, port);
-    let dir = std::env::temp_dir().join(format!("meshprobe-canary-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peers = dir.join("peers.yaml");
-    std::fs::write(
-        &peers,
+    let addr = SocketAddr::new(agent_ip, free_port(agent_ip));
+    let (dir, peers) = peers_file(
+        "canary",
         "peers:\n  - {node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.66}\n  - {node: b, node_ip: 127.0.0.1, pod_ip: 127.0.0.67}\n",
-    )
-    .unwrap();
+    );
     let mut cfg = config(addr, &peers);
     cfg.node_name = "a".into();
     cfg.probe.token = Some(CANARY.into());

@@ -3,6 +3,8 @@
 //! the token, 429, the NDJSON shape, an unreachable peer agent, and the `meshprobe probe` CLI's
 //! output and exit codes. No root needed.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,15 +12,14 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshprobe::config::{AgentConfig, PairMetrics, ProbeConfig};
+use meshprobe::config::{AgentConfig, ProbeConfig};
 use meshprobe::model::{Check, ErrorClass, ProbeResult};
 use meshprobe::ondemand::client;
-use meshprobe::probe::{BoxFuture, Prober, Probers};
+use meshprobe::probe::{BoxFuture, Prober};
 use serde_json::Value;
+use support::inproc::{self, Running};
+use support::sys::EXE;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
 /// The target every accepted request probes; refused ones name others.
 const TARGET: &str = "127.0.0.50";
 
@@ -75,21 +76,6 @@ impl Prober for Fake {
     }
 }
 
-struct Agent {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Agent {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
-    }
-}
-
 /// A peers file: each (node, pod IP, port) with node IP 127.0.1.N.
 fn peers_file(name: &str, agents: &[(&str, &str, u16)]) -> PathBuf {
     let peers: Vec<Value> = agents
@@ -111,46 +97,13 @@ async fn start(
     peers: PathBuf,
     probe: ProbeConfig,
     fake: Arc<Fake>,
-) -> Agent {
-    let addr = listener.local_addr().unwrap();
+) -> Running {
     let cfg = AgentConfig {
-        node_name: node.into(),
-        zone: None,
-        listen: addr,
-        peers_file: peers,
-        discovery: meshprobe::config::Discovery::File,
-        interval: Duration::from_secs(1),
-        timeout: Duration::from_millis(500),
-        window: Duration::from_secs(10),
-        icmp_count: 1,
-        icmp_size: 56,
-        max_rate: 1000,
         max_in_flight: 16,
-        pair_metrics: PairMetrics::All,
-        full_mesh_max: 200,
-        layers: meshprobe::model::Layers::ALL,
-        mtu_interval: None,
-        mtu_search_interval: Duration::from_secs(600),
         probe,
+        ..inproc::config(node, listener.local_addr().unwrap(), &peers)
     };
-    let probers = Probers {
-        icmp: fake.clone(),
-        tcp: fake.clone(),
-        http: fake,
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        meshprobe::agent::run(cfg, listener, (probers, "fake"), async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("agent runs");
-    });
-    Agent {
-        addr,
-        stop: Some(tx),
-        task,
-    }
+    inproc::spawn(cfg, listener, inproc::fake_probers(fake))
 }
 
 /// POST a body; (status, NDJSON lines parsed).
@@ -197,14 +150,11 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
 
 /// Loopback targets need an explicit --allow-cidr (the peer set never opens them).
 fn allow_loopback() -> ProbeConfig {
-    ProbeConfig {
-        allow_cidrs: vec![meshprobe::net::Cidr::parse("127.0.0.0/24").unwrap()],
-        ..ProbeConfig::default()
-    }
+    inproc::allow_cidr("127.0.0.0/24")
 }
 
 /// Two agents (node-a on 127.0.0.1, node-b on 127.0.0.2) sharing one peers file.
-async fn pair(name: &str, probe: ProbeConfig) -> (Agent, Agent, Arc<Fake>, Arc<Fake>) {
+async fn pair(name: &str, probe: ProbeConfig) -> (Running, Running, Arc<Fake>, Arc<Fake>) {
     let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb = TcpListener::bind("127.0.0.2:0").await.unwrap();
     let file = peers_file(

@@ -6,16 +6,16 @@
 //!
 //! Needs root (network namespaces); without it the test prints why and returns.
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{is_root, Lab, EXE};
 use meshprobe::lab::netns;
 use serde_json::Value;
+use support::lab::Lab;
+use support::sys::{root_or_skip, EXE};
 const WEB3: &str = "198.19.3.11:8080";
 
 /// `meshprobe probe ARGS -o json` against `agent`: (exit code, the JSON document, stderr).
@@ -73,8 +73,7 @@ fn counter(agent: SocketAddr, prefix: &str) -> f64 {
 
 #[test]
 fn on_demand_probe_on_the_lab() {
-    if !is_root() {
-        eprintln!("skipping: the on-demand probe end-to-end test needs root (network namespaces)");
+    if !root_or_skip("the on-demand probe end-to-end test needs root (network namespaces)") {
         return;
     }
     let prefix = format!("mpo{}", std::process::id() % 100_000);
@@ -243,8 +242,7 @@ fn mtu_probe(agent: SocketAddr, target: &str, from: &str) -> (Vec<MtuLine>, f64)
 /// 1404: a veth accepts MTU + 4 bytes).
 #[test]
 fn on_demand_mtu_check_on_the_lab() {
-    if !is_root() {
-        eprintln!("skipping: the on-demand MTU end-to-end test needs root (network namespaces)");
+    if !root_or_skip("the on-demand MTU end-to-end test needs root (network namespaces)") {
         return;
     }
     // The budget of one MTU check (src/ondemand/run.rs MTU_BUDGET), plus the CLI's start-up.

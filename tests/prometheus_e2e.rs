@@ -15,16 +15,18 @@
 //! `meshprobe diagnose --prometheus` must agree with `diagnose --agents` (healthy, cni, route),
 //! count a stopped agent as unreachable, and exit 2 naming URL and query on errors.
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::lab::Lab;
+use support::net::{free_port, get_via, ip};
+use support::sys::{have_or_skip, root_or_skip, scratch_dir, spawn_logged, EXE};
 
 use serde_yaml_ng::Value as Yaml;
 
@@ -39,13 +41,6 @@ const PROMETHEUS_RULE: &str = "deploy/base/prometheusrule.yaml";
 fn yaml(path: &str) -> Yaml {
     let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn have_cmd(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Every rule of every group, with its group name.
@@ -131,8 +126,7 @@ fn every_alert_has_severity_for_templated_text_and_an_existing_runbook() {
 
 #[test]
 fn promtool_checks_the_rules_and_their_unit_tests_pass() {
-    if !have_cmd("promtool") {
-        eprintln!("skipping: promtool not installed (Debian package prometheus; tests/run.sh installs it as root)");
+    if !have_or_skip("promtool", "prometheus") {
         return;
     }
     let check = Command::new("promtool")
@@ -168,8 +162,7 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
 /// scraped every 15 s and last scraped 10 s before the evaluation.
 #[test]
 fn promsource_ages_are_read_as_of_the_query() {
-    if !have_cmd("promtool") {
-        eprintln!("skipping: promtool not installed (Debian package prometheus; tests/run.sh installs it as root)");
+    if !have_or_skip("promtool", "prometheus") {
         return;
     }
     use meshprobe::promsource::{query_for, AGES, REACHABLE};
@@ -503,14 +496,8 @@ struct Prom {
 
 impl Prom {
     fn start(targets: &[SocketAddr]) -> Prom {
-        let dir = std::env::temp_dir().join(format!("mp-prom-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let dir = scratch_dir("prom");
+        let port = free_port(ip(1));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         let config = format!(
@@ -521,23 +508,21 @@ impl Prom {
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
+        let child = spawn_logged(
+            Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn"),
+            &dir.join("prometheus.log"),
+        )
+        .expect("start prometheus");
         let mut p = Prom { child, addr, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while p.get("/-/ready").map(|(c, _)| c) != Some(200) {
@@ -554,9 +539,7 @@ impl Prom {
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).ok()?;
-        meshprobe::lab::netns::http_get_blocking(s, "prometheus", path, Duration::from_secs(10))
-            .ok()
+        get_via(self.addr, "prometheus", path, Duration::from_secs(10))
     }
 
     /// An instant query: the result vector, or Prometheus's error (a parse error names the spot).
@@ -691,7 +674,7 @@ impl Seen {
     }
 }
 
-fn agent_pid(lab: &lab::Lab, node: &str) -> u32 {
+fn agent_pid(lab: &Lab, node: &str) -> u32 {
     let st: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
     st["processes"]
         .as_array()
@@ -704,7 +687,7 @@ fn agent_pid(lab: &lab::Lab, node: &str) -> u32 {
 
 /// `meshprobe diagnose ARGS -o json`: exit status, the document (Null when none), stderr.
 fn diagnose(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(lab::EXE)
+    let out = Command::new(EXE)
         .arg("diagnose")
         .args(args)
         .args(["-o", "json", "--timeout", "5s"])
@@ -753,7 +736,7 @@ fn verdict(d: &Value, pair: Option<[&str; 2]>) -> Vec<(String, Vec<String>, bool
 /// after `limit` with both answers.
 fn same_diagnosis(
     prom: &Prom,
-    lab: &lab::Lab,
+    lab: &Lab,
     cause: &str,
     node: &str,
     pair: Option<[&str; 2]>,
@@ -804,16 +787,13 @@ const PHASE: Duration = Duration::from_secs(45);
 
 #[test]
 fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() {
-    if !lab::is_root() {
-        eprintln!("skipping: the live Prometheus test needs root (it builds a lab)");
-        return;
-    }
-    if !lab::have("prometheus") {
-        eprintln!("skipping: prometheus not installed (Debian package prometheus; tests/run.sh installs it as root)");
+    if !root_or_skip("the live Prometheus test needs root (it builds a lab)")
+        || !have_or_skip("prometheus", "prometheus")
+    {
         return;
     }
     let suite = Instant::now();
-    let lab = lab::Lab::up(&format!("mpq{}", std::process::id() % 100_000));
+    let lab = Lab::up(&format!("mpq{}", std::process::id() % 100_000));
     let targets: Vec<SocketAddr> = lab.proxies.values().copied().collect();
     let prom = Prom::start(&targets);
     let mut seen = Seen::default();
@@ -1190,11 +1170,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
 /// Prometheus. Exit 2, the message naming the URL and the query.
 #[test]
 fn diagnose_prometheus_errors_exit_2_naming_url_and_query() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port(ip(1));
     let url = format!("http://127.0.0.1:{port}");
     let (code, _, err) = diagnose(&["--prometheus", &url]);
     assert_eq!(code, 2, "{err}");

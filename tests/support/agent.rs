@@ -1,128 +1,16 @@
 //! A real `meshprobe agent` process on a loopback address, for the fault tests: spawned with
-//! the given flags, its log (stderr, text) in a file, blocking HTTP helpers and a metric
-//! reader; killed on drop. Returns `None` (after printing why) where the agent cannot open its
-//! ICMP socket (no CAP_NET_RAW and no ping sysctl), so callers skip.
-#![allow(dead_code)]
+//! the given flags, its log (stderr, text) in a file, blocking HTTP helpers (over
+//! [`super::net::http_in`]) and a metric reader; killed on drop. Returns `None` (after printing
+//! why) where the agent cannot open its ICMP socket (no CAP_NET_RAW and no ping sysctl), so
+//! callers skip.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
-
-/// A port free on `ip` right now.
-pub fn free_port(ip: IpAddr) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Poll `check` every 100 ms until it holds; panic naming `what` after `within`.
-pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "not true within {within:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, body), or None on any failure or
-/// after `timeout`.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    timeout: Duration,
-) -> Option<(u16, String)> {
-    http_in(None, addr, method, path, body, timeout)
-}
-
-/// [`http`] from inside network namespace `ns` (when given).
-pub fn http_in(
-    ns: Option<&str>,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-    timeout: Duration,
-) -> Option<(u16, String)> {
-    let mut s = match ns {
-        Some(ns) => meshprobe::lab::netns::connect_in_blocking(ns, addr, timeout).ok()?,
-        None => TcpStream::connect_timeout(&addr, timeout).ok()?,
-    };
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    // Chunked bodies (axum streams): good enough to undo for JSON and text checks.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Sum of the samples of metric `name` (exact name) whose labels contain `labels`.
-pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(labels) {
-            continue;
-        }
-        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
-/// VmRSS of a process, KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use super::net::{http_in, metric};
+use super::sys::{spawn_logged, EXE};
 
 pub struct Agent {
     pub addr: SocketAddr,
@@ -162,7 +50,6 @@ impl Agent {
             std::process::id(),
             addr.port()
         ));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = match ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -171,16 +58,11 @@ impl Agent {
             }
             None => Command::new(EXE),
         };
-        let child = cmd
-            .args(["agent", "--node-name", node, "--listen", &addr.to_string()])
+        cmd.args(["agent", "--node-name", node, "--listen", &addr.to_string()])
             .args(args)
             .envs(env.iter().copied())
-            .env("MESHPROBE_LOG", "meshprobe=info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn meshprobe agent");
+            .env("MESHPROBE_LOG", "meshprobe=info");
+        let child = spawn_logged(&mut cmd, &log).expect("spawn meshprobe agent");
         let mut a = Agent {
             addr,
             ns: ns.map(str::to_string),

@@ -2,11 +2,11 @@
 //! resourceVersion), watch from a resourceVersion (newline-delimited events, bookmarks, a 410
 //! Gone `ERROR` event when the version was compacted), label and field selectors, 403 for
 //! resources the "service account" may not read, and going down / coming back on one port.
-//! It serves real JSON objects (tests/fixtures/k8s/).
-#![allow(dead_code)]
+//! It serves real JSON objects (tests/fixtures/k8s/); a few builders make nodes, agent pods and
+//! discovery settings from them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use meshprobe::config::KubeSettings;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -50,9 +51,43 @@ pub struct FakeApi {
     server: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
+/// tests/fixtures/k8s/NAME.
 pub fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/k8s/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The node fixture as node `name` with internal address `addr`.
+pub fn node_at(name: &str, addr: IpAddr) -> Value {
+    let mut n = fixture("node.json");
+    n["metadata"]["name"] = json!(name);
+    n["status"]["addresses"][0]["address"] = json!(addr.to_string());
+    n
+}
+
+/// The meshprobe pod fixture as `meshprobe-I` on `node-I`, pod and host IP `addr`.
+pub fn agent_pod(i: u8, addr: IpAddr) -> Value {
+    let mut a = fixture("pod-meshprobe.json");
+    a["metadata"]["name"] = json!(format!("meshprobe-{i}"));
+    a["spec"]["nodeName"] = json!(format!("node-{i}"));
+    a["status"]["podIP"] = json!(addr.to_string());
+    a["status"]["hostIP"] = json!(addr.to_string());
+    a
+}
+
+/// Kubernetes discovery as the manifests set it up (agents `app.kubernetes.io/name=meshprobe`
+/// in namespace meshprobe, targets annotated `meshprobe.io/probe`, no events), against
+/// `api_url` (None: the kubeconfig's).
+pub fn kube_settings(api_url: Option<String>, grace: Duration, liveness: Duration) -> KubeSettings {
+    KubeSettings {
+        api_url,
+        selector: "app.kubernetes.io/name=meshprobe".into(),
+        target_selector: Some("meshprobe.io/probe".into()),
+        namespace: Some("meshprobe".into()),
+        grace,
+        publish_events: false,
+        liveness,
+    }
 }
 
 impl FakeApi {

@@ -1,29 +1,17 @@
 //! A lab brought up through the binary for the end-to-end tests (lab_e2e, probe_e2e,
 //! prometheus_e2e, heatmap_e2e): `lab --prefix P up --port-base 0`, the live-view ports from
 //! `lab status --json`, `lab down` on drop whatever happened.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const EXE: &str = env!("CARGO_BIN_EXE_meshprobe");
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use super::net::get_via;
+use super::sys::{spawn_logged, EXE};
 
 pub struct Lab {
     pub prefix: String,
@@ -45,18 +33,13 @@ impl Lab {
     /// flags of `lab up`.
     pub fn up_with(prefix: &str, nodes: u16, zones: u16, extra: &[&str]) -> Lab {
         let log = std::env::temp_dir().join(format!("{prefix}-lab-up.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let started = Instant::now();
-        let child = Command::new(EXE)
-            .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
+        let mut cmd = Command::new(EXE);
+        cmd.args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
             .args(["--nodes", &nodes.to_string(), "--zones", &zones.to_string()])
             .args(["--interval", "1s", "--timeout", "500ms", "--window", "8s"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawn meshprobe lab up");
+            .args(extra);
+        let child = spawn_logged(&mut cmd, &log).expect("spawn meshprobe lab up");
         let mut lab = Lab {
             prefix: prefix.to_string(),
             nodes,
@@ -170,8 +153,7 @@ impl Lab {
 
     /// GET `path` from `node`'s agent through its live view: (status, body).
     pub fn get(&self, node: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
-        let s = TcpStream::connect_timeout(&self.proxies[node], Duration::from_secs(2)).ok()?;
-        meshprobe::lab::netns::http_get_blocking(s, "lab", path, timeout).ok()
+        get_via(self.proxies[node], "lab", path, timeout)
     }
 }
 
