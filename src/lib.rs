@@ -1,35 +1,23 @@
-//! meshprobe: which pods cannot reach which, and why.
+//! meshprobe: which pods cannot reach which, and why. The binary's library: wiring, the HTTP
+//! API, metrics, the on-demand probe, Kubernetes, the subcommands. The pure core, the store, the
+//! diagnosis engine, the probers, the HTTP server and the lab are crates of their own (see
+//! ARCHITECTURE.md), re-exported here under their module names.
 //!
 //! # Layout
 //!
-//! * [`model`]: the shared vocabulary — layers, checks, probe results, classified errors.
-//! * [`config`]: agent configuration from flags, environment ([`config::Env`]) and defaults.
-//! * [`peers`]: the peers file schema, parsed and validated (pure).
-//! * [`discovery`]: sources of peer-set updates (today: the peers file, polled).
-//! * [`schedule`]: probe planning — spreading a round's probes over the interval (pure).
-//! * [`plan`]: which peers each agent probes above `--full-mesh-max`, and the scale simulator (pure).
-//! * [`window`]: sliding-window statistics per destination and layer (pure).
-//! * [`probe`]: one prober per file behind one signature; failure classification (pure).
-//! * [`mtu`]: path-MTU discovery per destination, a pure state machine (the Don't-Fragment
-//!   prober it drives is [`probe::pmtu`]).
-//! * [`pmtud`]: the agent's path-MTU scheduler: one task holding a [`mtu`] search per ICMP destination.
-//! * [`store`]: the results store every reader (metrics, API, diagnosis) reads.
-//! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
+//! * [`agent`]: wires config → discovery → probe loop → store, and the server.
+//! * [`shared`]: the agent's shared state; its results document and the mesh view.
 //! * [`api`]: the agent's HTTP routes (`/metrics`, `/api/v1/results`, `/ping`, ...).
-//! * [`compress`]: gzip for large answers when the client accepts it (pure).
-//! * [`server`]: the bounded HTTP serve loop (listener and shutdown passed in).
-//! * [`diagnosis`]: the diagnosis engine — probe matrix (+ Kubernetes facts) to causes (pure).
-//! * [`agent`]: wires discovery → schedule → probers → store, and the server.
-//! * [`caps`]: CAP_NET_RAW from the binary's file capability into the effective set at start-up.
-//! * [`gather`]: fetching other agents' results (bounded), for the mesh view.
-//! * [`mesh`]: the mesh view — own and gathered results as the diagnosis engine's input.
-//! * [`heatmap`]: the agent page's source × destination matrices (SVG, pure).
-//! * [`diagnose`]: `meshprobe diagnose`, the mesh diagnosis from the command line.
-//! * [`promsource`], [`promclient`]: `diagnose --prometheus` — meshprobe's metrics as the engine's input.
+//! * [`config`]: agent flags ([`config::AgentArgs`]), environment ([`config::Env`]) and defaults.
+//! * [`discovery`]: the peers file, polled; [`k8s`]: Kubernetes discovery, facts and events.
+//! * [`pmtud`]: the agent's path-MTU scheduler: one task holding a [`mtu`] search per destination.
+//! * [`metrics`]: Prometheus exposition, rendered from the store at scrape time.
+//! * [`gather`], [`mesh`]: other agents' results, and the mesh view as the engine's input.
+//! * [`heatmap`], [`compress`]: the agent page and its SVG matrices; gzip when accepted.
 //! * [`ondemand`]: `POST /api/v1/probe` — probe one target from every agent now, with a verdict.
-//! * [`probecmd`]: `meshprobe probe`, the on-demand probe from the command line.
-//! * [`serve`]: `meshprobe serve`, a small HTTP target.
-//! * [`lab`]: `meshprobe lab`, a namespace-built cluster network with fault injection.
+//! * [`diagnose`], [`probecmd`], [`plan`]: `meshprobe diagnose`, `probe`, `plan`.
+//! * [`promsource`], [`promclient`]: `diagnose --prometheus`.
+//! * [`cli`]: the command line; each subcommand's arguments live with the subcommand.
 //! * `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_corpus.rs`.
 
 pub mod agent;
