@@ -15,8 +15,8 @@
 # The right finding is the one tests/lab_e2e.rs asserts (cause and location).
 #
 #   sudo bench/onset.sh [BINARY] [RUNS] [SECS] [OUT]
-#   e.g. CARGO_TARGET_DIR=/work/target-onset cargo build && \
-#        sudo bench/onset.sh /work/target-onset/debug/meshprobe 5 8 /tmp/onset.json
+#   e.g. CARGO_TARGET_DIR=/tmp/target-onset cargo build && \
+#        sudo bench/onset.sh /tmp/target-onset/debug/meshprobe 5 8 /tmp/onset.json
 #
 # Uses lab prefix ONSET_PREFIX (default mpo) and port base ONSET_PORT (default 19300); the lab
 # is torn down at the end (also on Ctrl-C). Every onset's sequence is written to OUT as JSON.

@@ -15,7 +15,7 @@
 //! * **`IP_MTU_DISCOVER = IP_PMTUDISC_PROBE`**: DF is set and the kernel's cached path MTU is
 //!   ignored, so every probe asks the path again (with `IP_PMTUDISC_DO` the second oversize probe
 //!   fails locally with EMSGSIZE from the cache, and a DGRAM socket never sees the router's
-//!   report: see `shared/notes/machine-facts.md`). Only the egress device's MTU still limits the
+//!   report without `IP_RECVERR`). Only the egress device's MTU still limits the
 //!   send: EMSGSIZE → [`MtuOutcome::LocalTooBig`].
 //! * A router's type 3 code 4 carries the next-hop MTU in bytes 6–7 of its ICMP header →
 //!   [`MtuOutcome::TooBig`] with the router as `from`.
