@@ -1,5 +1,6 @@
+use super::svg::legend_width;
 use super::*;
-use crate::diagnosis::{AgentReport, Cause, Finding};
+use crate::diagnosis::{AgentReport, Cause, Finding, LayerStats};
 use crate::mesh::Unanswered;
 
 /// One layer's window JSON: `ok` (no loss), `lossy` (loss 10%), `down` (last 3 failed).
