@@ -32,7 +32,7 @@ pub mod simulate;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{cell_state, diagnose, diagnose_with, Params, St};
+pub use engine::{cell_state, diagnose, diagnose_with, CellState, Params};
 pub use input::{
     AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
     NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,

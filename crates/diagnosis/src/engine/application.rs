@@ -3,11 +3,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::clean::{max_age, net_failing, worst_app};
+use super::clean::{max_age, net_failing, worst_app, NetUnreachableFrom};
+use super::finish::counts_text;
 use super::*;
 use crate::input::ErrKind;
 use crate::matrix::Dest;
 use crate::report::Cause;
+
+/// The peer pairs toward one node's agent, for its HTTP endpoint.
+#[derive(Debug, Default)]
+struct AgentHttpPairs {
+    /// Failing, explained by nothing else.
+    failing: Vec<usize>,
+    /// With a known HTTP/TCP verdict.
+    known: u32,
+    /// Failing, but waiting for a contrast or possibly the loss's.
+    pending: Vec<usize>,
+    all: Vec<usize>,
+}
 
 impl Engine<'_> {
     /// The network finding that explains a failure from `src` to something on node `d`.
@@ -30,7 +43,7 @@ impl Engine<'_> {
             }
         }
         if let (Some(za), Some(zb)) = (self.zone_id[src], self.zone_id[d]) {
-            if let Some(&f) = self.zone_finding.get(&zkey(za, zb)) {
+            if let Some(&f) = self.zone_finding.get(&unordered_key(za, zb)) {
                 return Some(f);
             }
         }
@@ -46,11 +59,11 @@ impl Engine<'_> {
         // A dead pod IP is the network's, unless it is bad luck under heavy loss (at 50%
         // round-trip loss, 3 echoes all vanish one probe in 8: real data, node-2 ->
         // web-node-1 read as `cni` "from 1 of 4 sources only").
-        if self.st[i][POD] == St::Down && !self.weak_failure(i) {
+        if self.states[i][POD] == CellState::Down && !self.weak_failure(i) {
             return false;
         }
         let timeouts_only = [HTTP, TCP].iter().all(|&k| {
-            self.st[i][k] != St::Down
+            self.states[i][k] != CellState::Down
                 || pc.layers[k]
                     .as_ref()
                     .and_then(|c| c.last_error.as_ref())
@@ -95,12 +108,13 @@ impl Engine<'_> {
     /// target's node, time out (the replies have no route) and go with it.
     fn target_routing(&mut self) {
         let mut by_src: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &i in &self.tpairs {
+        for &i in &self.target_pairs {
             let src = self.m.pairs[i].src;
-            if self.explained.contains_key(&i) || self.st[i][POD] != St::Down {
+            if self.explained.contains_key(&i) || self.states[i][POD] != CellState::Down {
                 continue;
             }
-            let Some(Ok((owner, _))) = self.netunreach_owner(i) else {
+            let Some(NetUnreachableFrom::Node { node: owner, .. }) = self.net_unreachable_from(i)
+            else {
                 continue;
             };
             if owner == src && self.network_explains(src, self.dst_node(i), None).is_none() {
@@ -109,18 +123,22 @@ impl Engine<'_> {
         }
         for (x, mut pairs) in by_src {
             let far: BTreeSet<usize> = pairs.iter().filter_map(|&i| self.dst_node(i)).collect();
-            for &j in &self.tpairs {
+            for &j in &self.target_pairs {
                 let pc = &self.m.pairs[j];
-                let s = self.st[j];
+                let s = self.states[j];
                 if far.contains(&pc.src)
                     && self.dst_node(j) == Some(x)
                     && !self.explained.contains_key(&j)
-                    && (s[POD] == St::Down || worst_app(&s) == St::Down)
+                    && (s[POD] == CellState::Down || worst_app(&s) == CellState::Down)
                 {
                     pairs.push(j);
                 }
             }
-            if let Some((idx, mut all)) = self.egress_finding.get(&x).cloned() {
+            if let Some(RoutingFinding {
+                draft: idx,
+                pairs: mut all,
+            }) = self.egress_finding.get(&x).cloned()
+            {
                 all.extend(pairs);
                 let mut d = self.egress_draft(Some(x), None, &all);
                 for &i in &all {
@@ -130,7 +148,13 @@ impl Engine<'_> {
                 }
                 d.targets.extend(self.drafts[idx].targets.iter().copied());
                 self.drafts[idx] = d;
-                self.egress_finding.insert(x, (idx, all));
+                self.egress_finding.insert(
+                    x,
+                    RoutingFinding {
+                        draft: idx,
+                        pairs: all,
+                    },
+                );
             } else {
                 let d = self.egress_draft(Some(x), None, &pairs);
                 self.push_pairs(d, &pairs);
@@ -143,7 +167,7 @@ impl Engine<'_> {
         let lossy = self.lossy_nodes();
         // Targets.
         let mut per_target: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &i in &self.tpairs {
+        for &i in &self.target_pairs {
             if let Dest::Target(t) = self.m.pairs[i].dst {
                 per_target.entry(t).or_default().push(i);
             }
@@ -151,15 +175,15 @@ impl Engine<'_> {
         for (t, pairs) in per_target {
             let node = self.m.targets.get(t).and_then(|x| x.node);
             let mut fails = Vec::new();
-            let mut pend = Vec::new();
+            let mut pending = Vec::new();
             let mut known = 0u32;
             for &i in &pairs {
-                let s = self.st[i];
+                let s = self.states[i];
                 let app = worst_app(&s);
                 if app.known() || s[POD].known() {
                     known += 1;
                 }
-                if app != St::Down && s[POD] != St::Down {
+                if app != CellState::Down && s[POD] != CellState::Down {
                     continue;
                 }
                 if let Some(&f) = self.explained.get(&i) {
@@ -182,36 +206,37 @@ impl Engine<'_> {
                 if self.loss_explains_app(i, &lossy) {
                     // Loss's, or not yet known to be otherwise: no contrast for the others.
                     self.deferred_app_loss.push(i);
-                    pend.push(i);
+                    pending.push(i);
                     continue;
                 }
                 if self.app_pending(i, node) {
-                    pend.push(i);
+                    pending.push(i);
                     continue;
                 }
                 fails.push(i);
             }
-            if !fails.is_empty() && !self.app_wide_pending(&pairs, &fails, &pend, known) {
+            if !fails.is_empty() && !self.app_wide_pending(&pairs, &fails, &pending, known) {
                 if let Some(d) = self.app_draft(Some(t), node, &fails, known) {
                     self.push_pairs(d, &fails);
                 }
             }
         }
         // Agents' own HTTP endpoint, with the pod IP answering.
-        // Per node: failing pairs, known pairs, pending pairs, all pairs.
-        type Group = (Vec<usize>, u32, Vec<usize>, Vec<usize>);
-        let mut per_node: BTreeMap<usize, Group> = BTreeMap::new();
-        for &i in &self.peer {
+        let mut per_node: BTreeMap<usize, AgentHttpPairs> = BTreeMap::new();
+        for &i in &self.peer_pairs {
             let Dest::Node(d) = self.m.pairs[i].dst else {
                 continue;
             };
-            let s = self.st[i];
+            let s = self.states[i];
             let e = per_node.entry(d).or_default();
-            e.3.push(i);
+            e.all.push(i);
             if worst_app(&s).known() {
-                e.1 += 1;
+                e.known += 1;
             }
-            if worst_app(&s) != St::Down || net_failing(&s) || self.explained.contains_key(&i) {
+            if worst_app(&s) != CellState::Down
+                || net_failing(&s)
+                || self.explained.contains_key(&i)
+            {
                 continue;
             }
             if self
@@ -223,19 +248,28 @@ impl Engine<'_> {
             let e = per_node.entry(d).or_default();
             if self.loss_explains_app(i, &lossy) {
                 self.deferred_app_loss.push(i);
-                e.2.push(i);
+                e.pending.push(i);
                 continue;
             }
             if self.app_pending(i, Some(d)) {
-                e.2.push(i);
+                e.pending.push(i);
                 continue;
             }
-            e.0.push(i);
+            e.failing.push(i);
         }
-        for (x, (fails, known, pend, all)) in per_node {
+        for (
+            x,
+            AgentHttpPairs {
+                failing: fails,
+                known,
+                pending,
+                all,
+            },
+        ) in per_node
+        {
             if fails.is_empty()
                 || self.restarting[x]
-                || self.app_wide_pending(&all, &fails, &pend, known)
+                || self.app_wide_pending(&all, &fails, &pending, known)
             {
                 continue;
             }
@@ -250,12 +284,12 @@ impl Engine<'_> {
     /// IP fails while this source's last probe of the node's agent pod succeeded before that
     /// (the network between them may be failing too: cni? not yet), or that peer pair waits.
     fn app_pending(&self, i: usize, node: Option<usize>) -> bool {
-        let s = self.st[i];
+        let s = self.states[i];
         let app_onset = self.onset_in(i, &[HTTP, TCP]);
-        if worst_app(&s) == St::Down && s[POD] != St::Down {
+        if worst_app(&s) == CellState::Down && s[POD] != CellState::Down {
             // A refusal, reset or error status is the pod answering: no contrast needed.
             let answered = [HTTP, TCP].iter().any(|&k| {
-                s[k] == St::Down
+                s[k] == CellState::Down
                     && self.m.pairs[i].layers[k]
                         .as_ref()
                         .and_then(|c| c.last_error.as_ref())
@@ -274,18 +308,24 @@ impl Engine<'_> {
         if self.pending.contains(peer) {
             return true;
         }
-        let ps = self.st[*peer];
+        let ps = self.states[*peer];
         let onset = self.onset_in(i, &[POD, HTTP, TCP]);
         !net_failing(&ps) && self.contrast_predates(*peer, &[POD, NODE, HTTP, TCP], onset)
     }
 
-    /// A minority of failing sources (`fails`, with `pend` pending — waiting for a contrast, or
+    /// A minority of failing sources (`fails`, with `pending` pending — waiting for a contrast, or
     /// failing in a way loss may explain) that becomes the majority if the other sources'
     /// successes from before these failures began fail too: the verdict "from some sources
     /// only" waits for them to be probed again. (Real data: right after a cleared loss, a
     /// NetworkPolicy's timeouts from three sources waited for their pod IPs' next ICMP answer
     /// while the fourth's already read as `application` "from 1 of 4 sources only".)
-    fn app_wide_pending(&self, all: &[usize], fails: &[usize], pend: &[usize], known: u32) -> bool {
+    fn app_wide_pending(
+        &self,
+        all: &[usize],
+        fails: &[usize],
+        pending: &[usize],
+        known: u32,
+    ) -> bool {
         let hit = self.p.hit_ratio;
         let bad = fails.len() as u32;
         if f64::from(bad) / f64::from(known.max(bad).max(1)) >= hit {
@@ -293,21 +333,21 @@ impl Engine<'_> {
         }
         let onset = fails
             .iter()
-            .chain(pend)
+            .chain(pending)
             .map(|&i| self.onset_in(i, &[POD, HTTP, TCP]))
             .fold(None, max_age);
         // Others whose connection (or pod IP) has not answered since: a success from before,
         // or an unconfirmed first failure.
         let stale = all
             .iter()
-            .filter(|i| !fails.contains(i) && !pend.contains(i))
+            .filter(|i| !fails.contains(i) && !pending.contains(i))
             .filter(|&&i| {
                 self.contrast_predates(i, &[HTTP, TCP], onset)
                     || self.contrast_predates(i, &[POD], onset)
             })
             .count() as u32;
         let known = known.max(bad);
-        known > 0 && f64::from(bad + pend.len() as u32 + stale) / f64::from(known) >= hit
+        known > 0 && f64::from(bad + pending.len() as u32 + stale) / f64::from(known) >= hit
     }
 
     fn app_draft(
@@ -343,14 +383,14 @@ impl Engine<'_> {
         let (mut timeouts, mut rejects) = (0usize, 0usize);
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         for &i in fails {
-            let s = self.st[i];
+            let s = self.states[i];
             match s[POD] {
-                St::Down => icmp_dead += 1,
-                St::Ok | St::Lossy => icmp_ok += 1,
-                St::Unknown => {}
+                CellState::Down => icmp_dead += 1,
+                CellState::Ok | CellState::Lossy => icmp_ok += 1,
+                CellState::Unknown => {}
             }
             for k in [HTTP, TCP] {
-                if s[k] != St::Down {
+                if s[k] != CellState::Down {
                     continue;
                 }
                 if let Some(e) = self.m.pairs[i].layers[k]
@@ -480,15 +520,7 @@ impl Engine<'_> {
             fails.len()
         ));
         if !kinds.is_empty() {
-            let mut v: Vec<(String, usize)> = kinds.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            d.evidence.push(format!(
-                "errors: {}",
-                v.iter()
-                    .map(|(k, n)| format!("{k} ×{n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            d.evidence.push(format!("errors: {}", counts_text(kinds)));
         }
         if let Some(p) = pod {
             d.evidence.push(format!(

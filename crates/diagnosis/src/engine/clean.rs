@@ -1,4 +1,4 @@
-//! Stage 1, cleaning: each cell's verdict ([`St`]) and a pair's, the onset rules (a success
+//! Stage 1, cleaning: each cell's verdict ([`CellState`]) and a pair's, the onset rules (a success
 //! probed before a failure began is no evidence against it), and the per-node tallies the
 //! later stages read.
 
@@ -33,7 +33,7 @@ pub(super) fn max_age(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// The layers that make a pair's pod-IP verdict ([`pod_state`]).
-pub(super) fn pod_layers(s: &[St; 4]) -> &'static [usize] {
+pub(super) fn pod_layers(s: &[CellState; 4]) -> &'static [usize] {
     if s[POD].known() {
         &[POD]
     } else {
@@ -61,18 +61,18 @@ pub(super) fn success_ratio(c: &Cell) -> f64 {
 }
 
 /// The cleaning rule for one cell.
-pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Params) -> St {
+pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Params) -> CellState {
     if c.probes < p.min_probes {
-        return St::Unknown;
+        return CellState::Unknown;
     }
     if let (Some(age), Some(w)) = (c.last_probe_age_seconds, window) {
         if age > 2.0 * w + interval.unwrap_or(0.0) {
-            return St::Unknown; // stale: the source stopped probing this destination
+            return CellState::Unknown; // stale: the source stopped probing this destination
         }
     }
     let kind = c.last_error.as_ref().map(ErrorInfo::kind);
     if c.reachable == Some(false) && matches!(kind, Some(ErrKind::LocalError | ErrKind::Io)) {
-        return St::Unknown; // the prober's own trouble, not the network's
+        return CellState::Unknown; // the prober's own trouble, not the network's
     }
     let ratio = success_ratio(c);
     let down_consec =
@@ -81,26 +81,30 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
         && c.probes >= p.min_ratio_probes
         && ratio <= p.dead_success_ratio;
     if down_consec || down_ratio {
-        return St::Down;
+        return CellState::Down;
     }
     let (lost, sent) = lost_of(c);
     if sent == 0 {
-        return St::Ok;
+        return CellState::Ok;
     }
     if lossy_figures(lost, sent, p) {
         if !random_loss(c, p, p.lossy_min_lost, p.lossy_min_ratio) {
             // An outage's marks, or one event: not loss (yet); a working path again once over.
             return if outage_over(c, interval) {
-                St::Ok
+                CellState::Ok
             } else {
-                St::Unknown
+                CellState::Unknown
             };
         }
         let recovered = c.reachable == Some(true)
             && quiet_since(c.last_error_age_seconds, loss_events(c), interval, window);
-        return if recovered { St::Unknown } else { St::Lossy };
+        return if recovered {
+            CellState::Unknown
+        } else {
+            CellState::Lossy
+        };
     }
-    St::Ok
+    CellState::Ok
 }
 
 /// An outage's marks in a path that has answered for more than 3 probe intervals since its
@@ -173,7 +177,8 @@ pub(super) fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -
 /// Loss events in a cell's window: its error count (per kind), else its lost packets.
 fn loss_events(c: &Cell) -> u32 {
     if c.errors.is_empty() {
-        lost_of(c).0.max(u32::from(c.last_error.is_some()))
+        let (lost, _) = lost_of(c);
+        lost.max(u32::from(c.last_error.is_some()))
     } else {
         c.error_count()
     }
@@ -202,11 +207,11 @@ fn quiet_since(age: Option<f64>, events: u32, interval: Option<f64>, window: Opt
 /// node-2↔node-3 stayed "lossy" on ICMP while its HTTP had been quiet for seconds).
 fn pair_recovery(
     pc: &crate::matrix::PairCells,
-    s: &mut [St; 4],
+    s: &mut [CellState; 4],
     interval: Option<f64>,
     window: Option<f64>,
 ) {
-    if !s.contains(&St::Lossy) {
+    if !s.contains(&CellState::Lossy) {
         return;
     }
     let cells = || pc.layers.iter().flatten();
@@ -218,23 +223,24 @@ fn pair_recovery(
         .min_by(f64::total_cmp);
     let events: u32 = cells().map(loss_events).sum();
     if quiet_since(age, events, interval, window) {
-        for x in s.iter_mut().filter(|x| **x == St::Lossy) {
-            *x = St::Unknown;
+        for x in s.iter_mut().filter(|x| **x == CellState::Lossy) {
+            *x = CellState::Unknown;
         }
     }
 }
 
+/// Known cells (or pairs) counted against a candidate, and how many of them are bad.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Agg {
+pub(super) struct Tally {
     pub(super) bad: u32,
     pub(super) known: u32,
     /// Good ones last probed before the failures they are counted against began (onset).
     pub(super) stale: u32,
     /// Bad ones whose own contrast (the pair's other layer) predates their failure.
-    pub(super) pend: u32,
+    pub(super) pending: u32,
 }
 
-impl Agg {
+impl Tally {
     pub(super) fn add(&mut self, known: bool, bad: bool) {
         if known {
             self.known += 1;
@@ -242,11 +248,11 @@ impl Agg {
         }
     }
     /// `add`, noting a good cell that predates the failures (`stale`) or a bad one whose
-    /// contrast does (`pend`).
-    pub(super) fn add_cell(&mut self, known: bool, bad: bool, stale: bool, pend: bool) {
+    /// contrast does (`pending`).
+    pub(super) fn add_cell(&mut self, known: bool, bad: bool, stale: bool, pending: bool) {
         self.add(known, bad);
         if known && bad {
-            self.pend += u32::from(pend);
+            self.pending += u32::from(pending);
         } else if known {
             self.stale += u32::from(stale);
         }
@@ -263,11 +269,11 @@ impl Agg {
     /// The bad share counting only failures whose contrast is fresh (stale good ones still
     /// count as good: they refute until probed again).
     pub(super) fn ratio_settled(self) -> f64 {
-        let known = self.known - self.pend;
+        let known = self.known - self.pending;
         if known == 0 {
             0.0
         } else {
-            f64::from(self.bad - self.pend) / f64::from(known)
+            f64::from(self.bad - self.pending) / f64::from(known)
         }
     }
     /// The bad share among evidence probed since the failures began; `None` without any.
@@ -292,27 +298,36 @@ impl Agg {
 
 /// Per node, per direction: node-IP ICMP, pod-IP (ICMP, or HTTP without ICMP), HTTP.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct NodeAgg {
-    pub(super) in_node: Agg,
-    pub(super) in_pod: Agg,
-    pub(super) in_http: Agg,
-    pub(super) out_node: Agg,
-    pub(super) out_pod: Agg,
+pub(super) struct NodeTally {
+    pub(super) in_node: Tally,
+    pub(super) in_pod: Tally,
+    pub(super) in_http: Tally,
+    pub(super) out_node: Tally,
+    pub(super) out_pod: Tally,
     /// Outbound pod failures answered net unreachable by this node's own addresses.
-    pub(super) out_own_netunreach: u32,
+    pub(super) out_own_net_unreachable: u32,
 }
 
-pub(super) fn worst_app(s: &[St; 4]) -> St {
+/// Who answered "net unreachable" ([`Engine::net_unreachable_from`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NetUnreachableFrom {
+    /// A node: its own stack (`role` none, a local ENETUNREACH) or one of its addresses.
+    Node { node: usize, role: Option<IpRole> },
+    /// A router that is no node (its address, or the raw `from` text).
+    Router(String),
+}
+
+pub(super) fn worst_app(s: &[CellState; 4]) -> CellState {
     match (s[HTTP], s[TCP]) {
-        (St::Down, _) | (_, St::Down) => St::Down,
-        (St::Lossy, _) | (_, St::Lossy) => St::Lossy,
-        (St::Ok, _) | (_, St::Ok) => St::Ok,
-        _ => St::Unknown,
+        (CellState::Down, _) | (_, CellState::Down) => CellState::Down,
+        (CellState::Lossy, _) | (_, CellState::Lossy) => CellState::Lossy,
+        (CellState::Ok, _) | (_, CellState::Ok) => CellState::Ok,
+        _ => CellState::Unknown,
     }
 }
 
 /// The pod-IP verdict: ICMP to the pod IP, or the HTTP/TCP probe when ICMP is not measured.
-pub(super) fn pod_state(s: &[St; 4]) -> St {
+pub(super) fn pod_state(s: &[CellState; 4]) -> CellState {
     if s[POD].known() {
         s[POD]
     } else {
@@ -320,8 +335,8 @@ pub(super) fn pod_state(s: &[St; 4]) -> St {
     }
 }
 
-pub(super) fn net_failing(s: &[St; 4]) -> bool {
-    pod_state(s) == St::Down || s[NODE] == St::Down
+pub(super) fn net_failing(s: &[CellState; 4]) -> bool {
+    pod_state(s) == CellState::Down || s[NODE] == CellState::Down
 }
 
 impl<'a> Engine<'a> {
@@ -341,14 +356,14 @@ impl<'a> Engine<'a> {
                     || (x.agent == AgentStatus::Reporting && !min_rounds_ok(x.rounds))
             })
             .collect();
-        let mut st = Vec::with_capacity(m.pairs.len());
+        let mut states = Vec::with_capacity(m.pairs.len());
         let mut raw_loss = Vec::with_capacity(m.pairs.len());
-        let mut peer = Vec::new();
-        let mut tpairs = Vec::new();
+        let mut peer_pairs = Vec::new();
+        let mut target_pairs = Vec::new();
         let mut pair_of = HashMap::new();
         for (i, pc) in m.pairs.iter().enumerate() {
             let src = &m.nodes[pc.src];
-            let mut s = [St::Unknown; 4];
+            let mut s = [CellState::Unknown; 4];
             let mut loss = false;
             if usable.get(pc.src).copied().unwrap_or(false) {
                 for (k, c) in pc.layers.iter().enumerate() {
@@ -364,15 +379,15 @@ impl<'a> Engine<'a> {
                 match pc.dst {
                     Dest::Node(d) => {
                         if restarting.get(d).copied().unwrap_or(false) {
-                            s[HTTP] = St::Unknown; // its agent is (re)starting
+                            s[HTTP] = CellState::Unknown; // its agent is (re)starting
                         }
-                        peer.push(i);
+                        peer_pairs.push(i);
                         pair_of.insert((pc.src, d), i);
                     }
-                    Dest::Target(_) => tpairs.push(i),
+                    Dest::Target(_) => target_pairs.push(i),
                 }
             }
-            st.push(s);
+            states.push(s);
             raw_loss.push(loss);
         }
         let mut zones: Vec<String> = m
@@ -397,13 +412,13 @@ impl<'a> Engine<'a> {
             m,
             p,
             restarting,
-            st,
-            peer,
-            tpairs,
+            states,
+            peer_pairs,
+            target_pairs,
             pair_of,
             zone_id,
             zones,
-            agg: vec![NodeAgg::default(); n],
+            node_tally: vec![NodeTally::default(); n],
             drafts: Vec::new(),
             explained: HashMap::new(),
             node_finding: HashMap::new(),
@@ -427,18 +442,18 @@ impl<'a> Engine<'a> {
             .m
             .pairs
             .iter()
-            .zip(&self.st)
+            .zip(&self.states)
             .map(|(pc, s)| {
                 let mut o = [None; 4];
                 for (k, c) in pc.layers.iter().enumerate() {
-                    if s[k] == St::Down {
+                    if s[k] == CellState::Down {
                         o[k] = c.as_ref().and_then(|c| c.failing_for_seconds);
                     }
                 }
                 o
             })
             .collect();
-        for &i in &self.peer {
+        for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             let o = self.onset[i].iter().copied().fold(None, max_age);
@@ -458,10 +473,10 @@ impl<'a> Engine<'a> {
         if onset.is_none() {
             return false;
         }
-        let s = &self.st[i];
+        let s = &self.states[i];
         let mut any = false;
         for &k in layers {
-            if !s[k].known() || s[k] == St::Down {
+            if !s[k].known() || s[k] == CellState::Down {
                 continue;
             }
             let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
@@ -480,9 +495,9 @@ impl<'a> Engine<'a> {
     /// unconfirmed first failure: it may be failing too by now, so the pair says neither
     /// `cni`/`routing` nor anything else yet. Needs the failure's onset age.
     pub(super) fn stale_contrast(&self, i: usize) -> bool {
-        let s = &self.st[i];
+        let s = &self.states[i];
         let pl = pod_layers(s);
-        match (pod_state(s) == St::Down, s[NODE] == St::Down) {
+        match (pod_state(s) == CellState::Down, s[NODE] == CellState::Down) {
             (true, false) => self.contrast_predates(i, &[NODE], self.onset_in(i, pl)),
             (false, true) => {
                 self.contrast_predates(i, &[POD, HTTP, TCP], self.onset_in(i, &[NODE]))
@@ -504,7 +519,7 @@ impl<'a> Engine<'a> {
             let Some(c) = self.m.pairs[i].layers[k].as_ref() else {
                 continue;
             };
-            if self.st[i][k] == St::Down {
+            if self.states[i][k] == CellState::Down {
                 continue;
             }
             let local = c.reachable == Some(false)
@@ -519,17 +534,14 @@ impl<'a> Engine<'a> {
         any
     }
 
-    /// The node that answered "net unreachable" for a failing pod-layer probe of pair `i`:
-    /// the owner of `from`, or the source itself for a local ENETUNREACH. `Err(ip)` when a
-    /// router that is no node answered.
-    pub(super) fn netunreach_owner(
-        &self,
-        i: usize,
-    ) -> Option<Result<(usize, Option<IpRole>), String>> {
+    /// Who answered "net unreachable" for a failing pod-layer probe of pair `i`: the node
+    /// owning `from`, or the source itself for a local ENETUNREACH; else a router that is no
+    /// node.
+    pub(super) fn net_unreachable_from(&self, i: usize) -> Option<NetUnreachableFrom> {
         let pc = &self.m.pairs[i];
-        let s = &self.st[i];
+        let s = &self.states[i];
         for k in [POD, HTTP, TCP] {
-            if s[k] != St::Down {
+            if s[k] != CellState::Down {
                 continue;
             }
             // The window's per-kind list too: the gateway rate-limits its ICMP errors, so a
@@ -541,59 +553,73 @@ impl<'a> Engine<'a> {
                 continue;
             };
             return Some(match (e.from.as_deref(), e.from_ip()) {
-                (None, _) => Ok((pc.src, None)),
-                (Some(_), Some(ip)) => match self.m.owner_of(ip) {
-                    Some((n, role)) => Ok((n, Some(role))),
-                    None => Err(ip.to_string()),
+                (None, _) => NetUnreachableFrom::Node {
+                    node: pc.src,
+                    role: None,
                 },
-                (Some(raw), None) => Err(raw.to_string()),
+                (Some(_), Some(ip)) => match self.m.owner_of(ip) {
+                    Some((node, role)) => NetUnreachableFrom::Node {
+                        node,
+                        role: Some(role),
+                    },
+                    None => NetUnreachableFrom::Router(ip.to_string()),
+                },
+                (Some(raw), None) => NetUnreachableFrom::Router(raw.to_string()),
             });
         }
         None
     }
 
     fn aggregate(&mut self) {
-        for &i in &self.peer {
+        for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
-            let s = self.st[i];
+            let s = self.states[i];
             let pod = pod_state(&s);
             let (a, b) = (pc.src, d);
             let pl = pod_layers(&s);
-            let pend = self.stale_contrast(i);
+            let pending = self.stale_contrast(i);
             // The oldest failure touching the node, either way (a node that went down still
             // shows its own successes from before).
-            let ion = max_age(self.in_onset[b], self.out_onset[b]);
-            let oon = max_age(self.in_onset[a], self.out_onset[a]);
+            let onset_at_dst = max_age(self.in_onset[b], self.out_onset[b]);
+            let onset_at_src = max_age(self.in_onset[a], self.out_onset[a]);
             let node_known = s[NODE].known();
-            let node_bad = s[NODE] == St::Down;
+            let node_bad = s[NODE] == CellState::Down;
             let (stale_in_node, stale_in_pod) = (
-                self.good_predates(i, &[NODE], ion),
-                self.good_predates(i, pl, ion),
+                self.good_predates(i, &[NODE], onset_at_dst),
+                self.good_predates(i, pl, onset_at_dst),
             );
             let (stale_out_node, stale_out_pod) = (
-                self.good_predates(i, &[NODE], oon),
-                self.good_predates(i, pl, oon),
+                self.good_predates(i, &[NODE], onset_at_src),
+                self.good_predates(i, pl, onset_at_src),
             );
-            self.agg[b]
+            self.node_tally[b]
                 .in_node
-                .add_cell(node_known, node_bad, stale_in_node, pend);
-            self.agg[b]
-                .in_pod
-                .add_cell(pod.known(), pod == St::Down, stale_in_pod, pend);
-            self.agg[b]
+                .add_cell(node_known, node_bad, stale_in_node, pending);
+            self.node_tally[b].in_pod.add_cell(
+                pod.known(),
+                pod == CellState::Down,
+                stale_in_pod,
+                pending,
+            );
+            self.node_tally[b]
                 .in_http
-                .add(s[HTTP].known(), s[HTTP] == St::Down);
-            self.agg[a]
+                .add(s[HTTP].known(), s[HTTP] == CellState::Down);
+            self.node_tally[a]
                 .out_node
-                .add_cell(node_known, node_bad, stale_out_node, pend);
-            self.agg[a]
-                .out_pod
-                .add_cell(pod.known(), pod == St::Down, stale_out_pod, pend);
-            if pod == St::Down {
-                if let Some(Ok((owner, _))) = self.netunreach_owner(i) {
+                .add_cell(node_known, node_bad, stale_out_node, pending);
+            self.node_tally[a].out_pod.add_cell(
+                pod.known(),
+                pod == CellState::Down,
+                stale_out_pod,
+                pending,
+            );
+            if pod == CellState::Down {
+                if let Some(NetUnreachableFrom::Node { node: owner, .. }) =
+                    self.net_unreachable_from(i)
+                {
                     if owner == a {
-                        self.agg[a].out_own_netunreach += 1;
+                        self.node_tally[a].out_own_net_unreachable += 1;
                     }
                 }
             }

@@ -67,7 +67,7 @@ impl Engine<'_> {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for &i in pairs {
             for (k, c) in self.m.pairs[i].layers.iter().enumerate() {
-                if self.st[i][k] != St::Down {
+                if self.states[i][k] != CellState::Down {
                     continue;
                 }
                 if let Some(e) = c.as_ref().and_then(|c| c.last_error.as_ref()) {
@@ -75,18 +75,10 @@ impl Engine<'_> {
                 }
             }
         }
-        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        if v.is_empty() {
+        if counts.is_empty() {
             return "no error detail in the failing cells".into();
         }
-        format!(
-            "last errors on failing probes: {}",
-            v.iter()
-                .map(|(k, n)| format!("{k} ×{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("last errors on failing probes: {}", counts_text(counts))
     }
 
     pub(super) fn finish(self) -> Vec<Finding> {
@@ -146,4 +138,14 @@ impl Engine<'_> {
         });
         out
     }
+}
+
+/// "timeout ×6, net_unreachable ×2": counts per kind, the most frequent first (then by name).
+pub(super) fn counts_text(counts: BTreeMap<String, usize>) -> String {
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|(kind_a, n_a), (kind_b, n_b)| n_b.cmp(n_a).then(kind_a.cmp(kind_b)));
+    v.iter()
+        .map(|(kind, n)| format!("{kind} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

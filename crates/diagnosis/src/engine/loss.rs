@@ -29,7 +29,7 @@ impl Engine<'_> {
         let pc = &self.m.pairs[i];
         pc.layers.iter().enumerate().all(|(k, c)| {
             let Some(c) = c else { return true };
-            if self.st[i][k] != St::Down {
+            if self.states[i][k] != CellState::Down {
                 return true;
             }
             c.consecutive_failures <= 2
@@ -57,7 +57,7 @@ impl Engine<'_> {
         let pod_path = pc.layers.first().is_some_and(delivers);
         pc.layers.iter().enumerate().all(|(k, c)| {
             let Some(cell) = c else { return true };
-            if self.st[i][k] != St::Down {
+            if self.states[i][k] != CellState::Down {
                 return true;
             }
             let only_timeouts = cell
@@ -75,20 +75,20 @@ impl Engine<'_> {
     }
 
     pub(super) fn pair_lossy(&self, i: usize) -> bool {
-        self.st[i][POD] == St::Lossy || self.st[i][NODE] == St::Lossy
+        self.states[i][POD] == CellState::Lossy || self.states[i][NODE] == CellState::Lossy
     }
 
     fn pair_loss_known(&self, i: usize) -> bool {
-        self.st[i][POD].known() || self.st[i][NODE].known()
+        self.states[i][POD].known() || self.states[i][NODE].known()
     }
 
     /// Nodes with partial loss on at least `loss_node_ratio` of their inbound or outbound pairs.
     /// Per node, inbound and outbound: pairs with ICMP figures, and how many of them are lossy.
-    fn loss_aggs(&self) -> (Vec<Agg>, Vec<Agg>) {
+    fn loss_tallies(&self) -> (Vec<Tally>, Vec<Tally>) {
         let n = self.m.nodes.len();
-        let mut inn = vec![Agg::default(); n];
-        let mut out = vec![Agg::default(); n];
-        for &i in &self.peer {
+        let mut inn = vec![Tally::default(); n];
+        let mut out = vec![Tally::default(); n];
+        for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             let known = self.pair_loss_known(i);
@@ -101,7 +101,7 @@ impl Engine<'_> {
 
     pub(super) fn lossy_nodes(&self) -> BTreeSet<usize> {
         let n = self.m.nodes.len();
-        let (inn, out) = self.loss_aggs();
+        let (inn, out) = self.loss_tallies();
         (0..n)
             .filter(|&x| {
                 (inn[x].bad >= 2 && inn[x].ratio() >= self.p.loss_node_ratio)
@@ -112,7 +112,7 @@ impl Engine<'_> {
 
     pub(super) fn loss_stage(&mut self) {
         let mut lossy: Vec<usize> = self
-            .peer
+            .peer_pairs
             .iter()
             .copied()
             .filter(|&i| !self.explained.contains_key(&i) && self.pair_lossy(i))
@@ -123,7 +123,7 @@ impl Engine<'_> {
             return;
         }
         let nodes = self.lossy_nodes();
-        let (inn, out) = self.loss_aggs();
+        let (inn, out) = self.loss_tallies();
         let mut covered: BTreeSet<usize> = BTreeSet::new();
         // Greedy by node: most lossy pairs first.
         let mut per_node: BTreeMap<usize, Vec<usize>> =
@@ -147,8 +147,7 @@ impl Engine<'_> {
                 continue;
             }
             covered.extend(fresh.iter().copied());
-            let known = (inn[x].known, out[x].known);
-            let mut d = self.loss_node_draft(x, &fresh, known);
+            let mut d = self.loss_node_draft(x, &fresh, inn[x].known, out[x].known);
             let absorbed: Vec<usize> = apps
                 .iter()
                 .copied()
@@ -192,7 +191,7 @@ impl Engine<'_> {
             }
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
-            groups.entry(zkey(pc.src, d)).or_default().push(i);
+            groups.entry(unordered_key(pc.src, d)).or_default().push(i);
         }
         for &i in &apps {
             if covered.contains(&i) {
@@ -200,7 +199,7 @@ impl Engine<'_> {
             }
             let pc = &self.m.pairs[i];
             let Some(d) = self.dst_node(i) else { continue };
-            if let Some(g) = groups.get_mut(&zkey(pc.src, d)) {
+            if let Some(g) = groups.get_mut(&unordered_key(pc.src, d)) {
                 g.push(i);
             }
         }
@@ -243,7 +242,8 @@ impl Engine<'_> {
         }
     }
 
-    fn loss_node_draft(&self, x: usize, pairs: &[usize], known: (u32, u32)) -> Draft {
+    /// `known_in` / `known_out`: the node's inbound / outbound pairs with ICMP figures.
+    fn loss_node_draft(&self, x: usize, pairs: &[usize], known_in: u32, known_out: u32) -> Draft {
         let name = self.name(x).to_string();
         let (mut lost, mut sent) = (0u64, 0u64);
         for &i in pairs {
@@ -259,15 +259,15 @@ impl Engine<'_> {
             0.0
         };
         let n_out = pairs.iter().filter(|&&i| self.m.pairs[i].src == x).count() as u32;
-        let inn = Agg {
-            bad: (pairs.len() as u32 - n_out).min(known.0),
-            known: known.0,
-            ..Agg::default()
+        let inn = Tally {
+            bad: (pairs.len() as u32 - n_out).min(known_in),
+            known: known_in,
+            ..Tally::default()
         };
-        let out = Agg {
-            bad: n_out.min(known.1),
-            known: known.1,
-            ..Agg::default()
+        let out = Tally {
+            bad: n_out.min(known_out),
+            known: known_out,
+            ..Tally::default()
         };
         let mut d = Draft::new(
             Cause::PacketLoss,

@@ -39,7 +39,7 @@ use crate::matrix::{Dest, Matrix};
 use crate::report::Diagnosis;
 
 pub use clean::cell_state;
-use clean::{Agg, NodeAgg};
+use clean::{NodeTally, Tally};
 use finish::Draft;
 
 /// Thresholds. `Params::default()` documents the values used by the CLI and the tests.
@@ -121,16 +121,16 @@ pub fn diagnose_with(m: &Matrix, p: &Params) -> Diagnosis {
 
 /// A cell's verdict after cleaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum St {
+pub enum CellState {
     Unknown,
     Ok,
     Lossy,
     Down,
 }
 
-impl St {
+impl CellState {
     fn known(self) -> bool {
-        self != St::Unknown
+        self != CellState::Unknown
     }
 }
 
@@ -143,23 +143,23 @@ struct Engine<'a> {
     m: &'a Matrix,
     p: &'a Params,
     restarting: Vec<bool>,
-    st: Vec<[St; 4]>,
+    states: Vec<[CellState; 4]>,
     /// Indices into `m.pairs` of node→node pairs from usable sources.
-    peer: Vec<usize>,
+    peer_pairs: Vec<usize>,
     /// ... and of node→target pairs.
-    tpairs: Vec<usize>,
+    target_pairs: Vec<usize>,
     pair_of: HashMap<(usize, usize), usize>,
     zone_id: Vec<Option<usize>>,
     zones: Vec<String>,
-    agg: Vec<NodeAgg>,
+    node_tally: Vec<NodeTally>,
     drafts: Vec<Draft>,
     /// `m.pairs` index → the finding that explains it.
     explained: HashMap<usize, usize>,
     /// Node → node-level network finding (node down, CNI, node routing).
     node_finding: HashMap<usize, usize>,
-    /// Node → (draft, pairs) of its missing-route finding from the network stage, so target
-    /// evidence of the same fault joins it instead of raising a second finding.
-    egress_finding: HashMap<usize, (usize, Vec<usize>)>,
+    /// Node → its missing-route finding from the network stage, so target evidence of the
+    /// same fault joins it instead of raising a second finding.
+    egress_finding: HashMap<usize, RoutingFinding>,
     zone_finding: HashMap<(usize, usize), usize>,
     /// Peer pairs left failing by the network stage whose failure looks like heavy loss.
     deferred_loss: Vec<usize>,
@@ -178,7 +178,14 @@ struct Engine<'a> {
     pending: BTreeSet<usize>,
 }
 
-fn zkey(a: usize, b: usize) -> (usize, usize) {
+/// A node's missing-route finding: its draft and the pairs it explains.
+#[derive(Debug, Clone)]
+struct RoutingFinding {
+    draft: usize,
+    pairs: Vec<usize>,
+}
+
+fn unordered_key(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
 

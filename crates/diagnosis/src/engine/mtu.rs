@@ -21,7 +21,7 @@ fn mtu_steps(node: Option<&str>) -> Vec<String> {
 impl Engine<'_> {
     fn mtu_evidence(&self, i: usize) -> Option<String> {
         let pc = &self.m.pairs[i];
-        let s = &self.st[i];
+        let s = &self.states[i];
         let errs = pc
             .layers
             .iter()
@@ -33,11 +33,12 @@ impl Engine<'_> {
                 return Some(e.describe());
             }
         }
-        let small_ok = pod_state(s) != St::Down && s[NODE] != St::Down;
+        let small_ok = pod_state(s) != CellState::Down && s[NODE] != CellState::Down;
         // Under packet loss, large DF probes vanish like small ones: a "black hole" verdict
         // is then loss, not MTU (real data: `loss node-2 30` gave node-1 -> node-2 "black
         // hole (1405)"). A true black hole loses no small packet.
-        let blackhole_ok = !self.raw_loss[i] && s[POD] != St::Lossy && s[NODE] != St::Lossy;
+        let blackhole_ok =
+            !self.raw_loss[i] && s[POD] != CellState::Lossy && s[NODE] != CellState::Lossy;
         match pc.mtu_state {
             Some(MtuState::Blackhole) if !blackhole_ok => None,
             Some(MtuState::Mismatch | MtuState::Blackhole) if small_ok => Some(format!(
@@ -53,20 +54,20 @@ impl Engine<'_> {
     }
 
     pub(super) fn mtu_stage(&mut self) {
-        let cand: Vec<(usize, String)> = self
-            .peer
+        let suspects: Vec<(usize, String)> = self
+            .peer_pairs
             .iter()
-            .chain(self.tpairs.iter())
+            .chain(self.target_pairs.iter())
             .filter_map(|&i| self.mtu_evidence(i).map(|e| (i, e)))
             .collect();
-        if cand.is_empty() {
+        if suspects.is_empty() {
             return;
         }
-        let ev: HashMap<usize, String> = cand.iter().cloned().collect();
+        let evidence: HashMap<usize, String> = suspects.iter().cloned().collect();
         // Star cover by node.
         let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut blamed: HashMap<usize, u32> = HashMap::new();
-        for (i, _) in &cand {
+        for (i, _) in &suspects {
             let pc = &self.m.pairs[*i];
             by_node.entry(pc.src).or_default().push(*i);
             if let Some(d) = self.dst_node(*i) {
@@ -93,16 +94,16 @@ impl Engine<'_> {
             .max_by_key(|(n, v)| (v.len(), blamed.get(n).copied().unwrap_or(0), Reverse(**n)))
             .map(|(n, _)| *n);
         if let Some(x) = top {
-            let mut known = Agg::default();
-            for &i in &self.peer {
+            let mut known = Tally::default();
+            for &i in &self.peer_pairs {
                 let pc = &self.m.pairs[i];
                 if pc.src == x || pc.dst == Dest::Node(x) {
                     continue;
                 }
-                known.add(true, ev.contains_key(&i));
+                known.add(true, evidence.contains_key(&i));
             }
             if known.known >= 2 && known.ratio() >= self.p.hit_ratio {
-                let all: Vec<usize> = cand.iter().map(|(i, _)| *i).collect();
+                let all: Vec<usize> = suspects.iter().map(|(i, _)| *i).collect();
                 let mut d = Draft::new(
                     Cause::Mtu,
                     "path MTU problem across the cluster: large packets are dropped or refused on most paths".into(),
@@ -115,7 +116,7 @@ impl Engine<'_> {
                     known.known,
                     self.name(x)
                 ));
-                self.mtu_examples(&mut d, &all, &ev);
+                self.mtu_examples(&mut d, &all, &evidence);
                 d.next_steps = mtu_steps(None);
                 self.push_mtu(d, &all);
                 return;
@@ -172,20 +173,20 @@ impl Engine<'_> {
                     self.name(x)
                 ));
             }
-            self.mtu_examples(&mut d, &fresh, &ev);
+            self.mtu_examples(&mut d, &fresh, &evidence);
             d.next_steps = mtu_steps(Some(self.name(x)));
             covered.extend(fresh.iter().copied());
             self.push_mtu(d, &fresh);
         }
         // Pair level.
         let mut rest: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-        for (i, _) in &cand {
+        for (i, _) in &suspects {
             if covered.contains(i) {
                 continue;
             }
             let pc = &self.m.pairs[*i];
             let d = self.dst_node(*i).unwrap_or(pc.src);
-            rest.entry(zkey(pc.src, d)).or_default().push(*i);
+            rest.entry(unordered_key(pc.src, d)).or_default().push(*i);
         }
         for ((a, b), pairs) in rest {
             let mut d = Draft::new(
@@ -197,15 +198,15 @@ impl Engine<'_> {
                 ),
                 0.7,
             );
-            self.mtu_examples(&mut d, &pairs, &ev);
+            self.mtu_examples(&mut d, &pairs, &evidence);
             d.next_steps = mtu_steps(Some(self.name(a)));
             self.push_mtu(d, &pairs);
         }
     }
 
-    fn mtu_examples(&self, d: &mut Draft, pairs: &[usize], ev: &HashMap<usize, String>) {
+    fn mtu_examples(&self, d: &mut Draft, pairs: &[usize], evidence: &HashMap<usize, String>) {
         for &i in pairs.iter().take(3) {
-            if let Some(e) = ev.get(&i) {
+            if let Some(e) = evidence.get(&i) {
                 d.evidence.push(format!("{}: {e}", self.pair_label(i)));
             }
         }

@@ -5,42 +5,70 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use super::clean::{max_age, net_failing, pod_layers, pod_state};
+use super::clean::{max_age, net_failing, pod_layers, pod_state, NetUnreachableFrom};
 use super::*;
 use crate::matrix::{AgentStatus, Dest};
 use crate::report::Cause;
 
 /// A way to explain a set of failing node pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cand {
+enum Candidate {
     Zone(usize, usize),
     /// One zone cut off from every zone in `dead_zone_pairs` it appears in (≥ 2 of them).
-    ZoneIso(usize),
+    ZoneIsolated(usize),
     NodeDown(usize),
     NodeCni(usize),
     Egress(usize),
     Router(usize),
 }
 
+/// A candidate and the failing pairs it would explain.
+struct CandidateCover {
+    candidate: Candidate,
+    /// Positions in the stage's `failing` list.
+    covers: Vec<usize>,
+    /// Tie-break between covers of the same size: the lowest first.
+    priority: u8,
+}
+
+impl CandidateCover {
+    fn new(candidate: Candidate, covers: Vec<usize>, priority: u8) -> CandidateCover {
+        CandidateCover {
+            candidate,
+            covers,
+            priority,
+        }
+    }
+}
+
+/// A cross-zone block (one unordered zone pair): its node-IP and pod-IP tallies, and its
+/// failing pairs (positions in the stage's `failing` list).
+#[derive(Debug, Clone, Default)]
+struct CrossZoneBlock {
+    node_ip: Tally,
+    pod_ip: Tally,
+    failing: Vec<usize>,
+}
+
 impl Engine<'_> {
     pub(super) fn network_stage(&mut self) {
         let failing: Vec<usize> = self
-            .peer
+            .peer_pairs
             .iter()
             .copied()
-            .filter(|i| !self.explained.contains_key(i) && net_failing(&self.st[*i]))
+            .filter(|i| !self.explained.contains_key(i) && net_failing(&self.states[*i]))
             .collect();
         if failing.is_empty() {
             return;
         }
-        let fpos: HashMap<usize, usize> =
+        let failing_position: HashMap<usize, usize> =
             failing.iter().enumerate().map(|(k, i)| (*i, k)).collect();
         let n = self.m.nodes.len();
 
         // Node-level facts.
         let dead_missing: Vec<bool> = (0..n)
             .map(|x| {
-                let a = self.agg[x];
+                let a = self.node_tally[x];
                 a.in_node.known > 0
                     && a.in_node.ratio() >= self.p.node_down_ratio
                     && self.m.nodes[x].agent != AgentStatus::Reporting
@@ -49,19 +77,19 @@ impl Engine<'_> {
 
         // Zone blocks; first the oldest onset in each cross-zone block.
         let mut cross_onset: HashMap<(usize, usize), Option<f64>> = HashMap::new();
-        for &i in &self.peer {
+        for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             if let (Some(za), Some(zb)) = (self.zone_id[pc.src], self.zone_id[d]) {
                 if za != zb && !self.explained.contains_key(&i) {
-                    let o = cross_onset.entry(zkey(za, zb)).or_default();
+                    let o = cross_onset.entry(unordered_key(za, zb)).or_default();
                     *o = max_age(*o, self.onset_in(i, &[POD, NODE, HTTP, TCP]));
                 }
             }
         }
-        let mut cross: HashMap<(usize, usize), (Agg, Agg, Vec<usize>)> = HashMap::new();
-        let mut intra: HashMap<usize, Agg> = HashMap::new();
-        for &i in &self.peer {
+        let mut cross: HashMap<(usize, usize), CrossZoneBlock> = HashMap::new();
+        let mut intra: HashMap<usize, Tally> = HashMap::new();
+        for &i in &self.peer_pairs {
             if self.explained.contains_key(&i) {
                 continue;
             }
@@ -70,7 +98,7 @@ impl Engine<'_> {
             let (Some(za), Some(zb)) = (self.zone_id[pc.src], self.zone_id[d]) else {
                 continue;
             };
-            let s = self.st[i];
+            let s = self.states[i];
             let pod = pod_state(&s);
             if za == zb {
                 if dead_missing[pc.src] || dead_missing[d] {
@@ -81,20 +109,28 @@ impl Engine<'_> {
                     .or_default()
                     .add(s[NODE].known() || pod.known(), net_failing(&s));
             } else {
-                let on = cross_onset.get(&zkey(za, zb)).copied().flatten();
+                let on = cross_onset.get(&unordered_key(za, zb)).copied().flatten();
                 let stale_node = self.good_predates(i, &[NODE], on);
                 let stale_pod = self.good_predates(i, pod_layers(&s), on);
-                let e = cross.entry(zkey(za, zb)).or_default();
-                e.0.add_cell(s[NODE].known(), s[NODE] == St::Down, stale_node, false);
-                e.1.add_cell(pod.known(), pod == St::Down, stale_pod, false);
-                if let Some(&k) = fpos.get(&i) {
-                    e.2.push(k);
+                let block = cross.entry(unordered_key(za, zb)).or_default();
+                block.node_ip.add_cell(
+                    s[NODE].known(),
+                    s[NODE] == CellState::Down,
+                    stale_node,
+                    false,
+                );
+                block
+                    .pod_ip
+                    .add_cell(pod.known(), pod == CellState::Down, stale_pod, false);
+                if let Some(&k) = failing_position.get(&i) {
+                    block.failing.push(k);
                 }
             }
         }
 
-        let mut cands: Vec<(Cand, Vec<usize>, u8)> = Vec::new();
-        for ((za, zb), (node_l, pod_l, cover)) in &cross {
+        let mut candidates: Vec<CandidateCover> = Vec::new();
+        for ((za, zb), block) in &cross {
+            let (node_l, pod_l, cover) = (&block.node_ip, &block.pod_ip, &block.failing);
             let intra_ok = |z: usize| {
                 intra
                     .get(&z)
@@ -107,7 +143,11 @@ impl Engine<'_> {
                 && intra_ok(*zb)
                 && !cover.is_empty();
             if shape && node_dead && pod_l.ratio() >= zr {
-                cands.push((Cand::Zone(*za, *zb), cover.clone(), 1));
+                candidates.push(CandidateCover::new(
+                    Candidate::Zone(*za, *zb),
+                    cover.clone(),
+                    1,
+                ));
             } else if shape
                 && (node_l.known == 0 || node_l.ratio_if_stale_fail() >= zr)
                 && pod_l.ratio_if_stale_fail() >= zr
@@ -117,10 +157,10 @@ impl Engine<'_> {
             }
         }
         let dead_zone_pairs: Vec<(usize, usize)> = {
-            let mut v: Vec<(usize, usize)> = cands
+            let mut v: Vec<(usize, usize)> = candidates
                 .iter()
-                .filter_map(|(c, _, _)| match c {
-                    Cand::Zone(a, b) => Some((*a, *b)),
+                .filter_map(|c| match c.candidate {
+                    Candidate::Zone(a, b) => Some((a, b)),
                     _ => None,
                 })
                 .collect();
@@ -128,17 +168,17 @@ impl Engine<'_> {
             v
         };
         for z in 0..self.zones.len() {
-            let mine: Vec<usize> = cands
+            let mine: Vec<usize> = candidates
                 .iter()
-                .filter(|(c, _, _)| matches!(c, Cand::Zone(a, b) if *a == z || *b == z))
-                .flat_map(|(_, cover, _)| cover.iter().copied())
+                .filter(|c| matches!(c.candidate, Candidate::Zone(a, b) if a == z || b == z))
+                .flat_map(|c| c.covers.iter().copied())
                 .collect();
             let n_pairs = dead_zone_pairs
                 .iter()
                 .filter(|(a, b)| *a == z || *b == z)
                 .count();
             if n_pairs >= 2 {
-                cands.push((Cand::ZoneIso(z), mine, 1));
+                candidates.push(CandidateCover::new(Candidate::ZoneIsolated(z), mine, 1));
             }
         }
         // Per-node covers.
@@ -150,25 +190,33 @@ impl Engine<'_> {
             let Dest::Node(d) = pc.dst else { continue };
             touching[pc.src].push(k);
             touching[d].push(k);
-            match self.netunreach_owner(i) {
-                Some(Ok((owner, _))) => {
+            match self.net_unreachable_from(i) {
+                Some(NetUnreachableFrom::Node { node: owner, .. }) => {
                     let v = egress.entry(owner).or_default();
                     v.push(k);
-                    if let Some(&r) = self.pair_of.get(&(d, pc.src)).and_then(|r| fpos.get(r)) {
+                    if let Some(&r) = self
+                        .pair_of
+                        .get(&(d, pc.src))
+                        .and_then(|r| failing_position.get(r))
+                    {
                         v.push(r);
                     }
                 }
-                Some(Err(ip)) => {
+                Some(NetUnreachableFrom::Router(ip)) => {
                     let v = routers.entry(ip).or_default();
                     v.push(k);
-                    if let Some(&r) = self.pair_of.get(&(d, pc.src)).and_then(|r| fpos.get(r)) {
+                    if let Some(&r) = self
+                        .pair_of
+                        .get(&(d, pc.src))
+                        .and_then(|r| failing_position.get(r))
+                    {
                         v.push(r);
                     }
                 }
                 None => {
                     // No ICMP error (rate-limited, or aged out of the window): the shape alone.
                     if let Some(r) = self.silent_route_reverse(i) {
-                        if let Some(&r) = fpos.get(&r) {
+                        if let Some(&r) = failing_position.get(&r) {
                             let v = egress.entry(pc.src).or_default();
                             v.push(k);
                             v.push(r);
@@ -178,7 +226,7 @@ impl Engine<'_> {
             }
         }
         for (x, touch) in touching.iter().enumerate() {
-            let a = self.agg[x];
+            let a = self.node_tally[x];
             if touch.is_empty() {
                 continue;
             }
@@ -193,7 +241,11 @@ impl Engine<'_> {
                 } else {
                     0
                 };
-                cands.push((Cand::NodeDown(x), touch.clone(), prio));
+                candidates.push(CandidateCover::new(
+                    Candidate::NodeDown(x),
+                    touch.clone(),
+                    prio,
+                ));
             } else if a.in_node.known > 0
                 && a.in_node.ratio_if_stale_fail() >= ndr
                 && (a.in_pod.known == 0 || a.in_pod.ratio_if_stale_fail() >= ndr)
@@ -217,7 +269,7 @@ impl Engine<'_> {
                 .copied()
                 .filter(|&k| {
                     let i = failing[k];
-                    self.m.pairs[i].src == x || self.st[i][NODE] != St::Down
+                    self.m.pairs[i].src == x || self.states[i][NODE] != CellState::Down
                 })
                 .collect();
             let settled: Vec<usize> = cover
@@ -226,11 +278,11 @@ impl Engine<'_> {
                 .filter(|&k| !self.stale_contrast(failing[k]))
                 .collect();
             if node_fine
-                && a.in_pod.known > a.in_pod.pend
+                && a.in_pod.known > a.in_pod.pending
                 && a.in_pod.ratio_settled() >= self.p.hit_ratio
                 && !settled.is_empty()
             {
-                cands.push((Cand::NodeCni(x), settled, 3));
+                candidates.push(CandidateCover::new(Candidate::NodeCni(x), settled, 3));
             } else if maybe_fine
                 && a.in_pod.known > 0
                 && a.in_pod.ratio_if_stale_fail() >= self.p.hit_ratio
@@ -241,13 +293,13 @@ impl Engine<'_> {
         for (x, mut cover) in egress {
             cover.sort_unstable();
             cover.dedup();
-            cands.push((Cand::Egress(x), cover, 4));
+            candidates.push(CandidateCover::new(Candidate::Egress(x), cover, 4));
         }
         let router_names: Vec<String> = routers.keys().cloned().collect();
         for (r, (_, mut cover)) in routers.into_iter().enumerate() {
             cover.sort_unstable();
             cover.dedup();
-            cands.push((Cand::Router(r), cover, 5));
+            candidates.push(CandidateCover::new(Candidate::Router(r), cover, 5));
         }
 
         // A pair a pending candidate would explain is explained by no other contrast-based
@@ -256,23 +308,27 @@ impl Engine<'_> {
         // showed successes from before: `node_down` node-2 for half a second). A "net
         // unreachable" (egress, router) is positive evidence and not held back.
         if !self.pending.is_empty() {
-            for (c, cover, _) in cands.iter_mut() {
-                if !matches!(c, Cand::Egress(_) | Cand::Router(_)) {
-                    cover.retain(|&k| !self.pending.contains(&failing[k]));
+            for c in candidates.iter_mut() {
+                if !matches!(c.candidate, Candidate::Egress(_) | Candidate::Router(_)) {
+                    c.covers.retain(|&k| !self.pending.contains(&failing[k]));
                 }
             }
-            cands.retain(|(_, cover, _)| !cover.is_empty());
+            candidates.retain(|c| !c.covers.is_empty());
         }
 
         // Lazy greedy set cover.
         let mut covered = vec![false; failing.len()];
-        let mut heap: BinaryHeap<(usize, Reverse<u8>, Reverse<usize>)> = cands
+        let mut heap: BinaryHeap<(usize, Reverse<u8>, Reverse<usize>)> = candidates
             .iter()
             .enumerate()
-            .map(|(ci, (_, cover, prio))| (cover.len(), Reverse(*prio), Reverse(ci)))
+            .map(|(ci, c)| (c.covers.len(), Reverse(c.priority), Reverse(ci)))
             .collect();
         while let Some((count, prio, Reverse(ci))) = heap.pop() {
-            let fresh = cands[ci].1.iter().filter(|&&k| !covered[k]).count();
+            let fresh = candidates[ci]
+                .covers
+                .iter()
+                .filter(|&&k| !covered[k])
+                .count();
             if fresh == 0 {
                 continue;
             }
@@ -280,12 +336,12 @@ impl Engine<'_> {
                 heap.push((fresh, prio, Reverse(ci)));
                 continue;
             }
-            let (cand, cover, _) = &cands[ci];
-            for &k in cover {
+            let c = &candidates[ci];
+            for &k in &c.covers {
                 covered[k] = true;
             }
-            let pairs: Vec<usize> = cover.iter().map(|&k| failing[k]).collect();
-            self.network_finding(*cand, &pairs, &router_names, &dead_zone_pairs);
+            let pairs: Vec<usize> = c.covers.iter().map(|&k| failing[k]).collect();
+            self.network_finding(c.candidate, &pairs, &router_names, &dead_zone_pairs);
         }
 
         // Leftovers.
@@ -317,52 +373,60 @@ impl Engine<'_> {
     fn silent_route_reverse(&self, i: usize) -> Option<usize> {
         let pc = &self.m.pairs[i];
         let Dest::Node(b) = pc.dst else { return None };
-        let s = &self.st[i];
-        if pod_state(s) != St::Down || s[NODE] != St::Ok || self.stale_contrast(i) {
+        let s = &self.states[i];
+        if pod_state(s) != CellState::Down || s[NODE] != CellState::Ok || self.stale_contrast(i) {
             return None;
         }
         let r = *self.pair_of.get(&(b, pc.src))?;
-        let rs = &self.st[r];
-        (rs[NODE] == St::Down && pod_state(rs) == St::Down).then_some(r)
+        let rs = &self.states[r];
+        (rs[NODE] == CellState::Down && pod_state(rs) == CellState::Down).then_some(r)
     }
 
     fn network_finding(
         &mut self,
-        cand: Cand,
+        candidate: Candidate,
         pairs: &[usize],
         routers: &[String],
         dead_zone_pairs: &[(usize, usize)],
     ) {
         let idx = self.drafts.len();
-        let d = match cand {
-            Cand::Zone(za, zb) => {
-                self.zone_finding.insert(zkey(za, zb), idx);
+        let d = match candidate {
+            Candidate::Zone(za, zb) => {
+                self.zone_finding.insert(unordered_key(za, zb), idx);
                 self.zone_draft(&[(za, zb)], pairs)
             }
-            Cand::ZoneIso(z) => {
+            Candidate::ZoneIsolated(z) => {
                 let zp: Vec<(usize, usize)> = dead_zone_pairs
                     .iter()
                     .copied()
                     .filter(|(a, b)| *a == z || *b == z)
                     .collect();
                 for &(a, b) in &zp {
-                    self.zone_finding.insert(zkey(a, b), idx);
+                    self.zone_finding.insert(unordered_key(a, b), idx);
                 }
                 self.zone_draft(&zp, pairs)
             }
-            Cand::NodeDown(x) => {
+            Candidate::NodeDown(x) => {
                 self.node_finding.insert(x, idx);
                 self.node_down_draft(x, pairs)
             }
-            Cand::NodeCni(x) => {
+            Candidate::NodeCni(x) => {
                 self.node_finding.insert(x, idx);
                 self.cni_draft(x, pairs)
             }
-            Cand::Egress(x) => {
-                self.egress_finding.insert(x, (idx, pairs.to_vec()));
+            Candidate::Egress(x) => {
+                self.egress_finding.insert(
+                    x,
+                    RoutingFinding {
+                        draft: idx,
+                        pairs: pairs.to_vec(),
+                    },
+                );
                 self.egress_draft(Some(x), None, pairs)
             }
-            Cand::Router(r) => self.egress_draft(None, routers.get(r).map(String::as_str), pairs),
+            Candidate::Router(r) => {
+                self.egress_draft(None, routers.get(r).map(String::as_str), pairs)
+            }
         };
         self.push_pairs(d, pairs);
     }
@@ -371,7 +435,7 @@ impl Engine<'_> {
         // Cause per pair: node IPs dead too → the underlay between them (vpc); else routing.
         let mut by_cause: BTreeMap<Cause, Vec<usize>> = BTreeMap::new();
         for &i in left {
-            let c = if self.st[i][NODE] == St::Down {
+            let c = if self.states[i][NODE] == CellState::Down {
                 Cause::Vpc
             } else {
                 Cause::Routing
@@ -427,7 +491,7 @@ impl Engine<'_> {
                 }
                 let pc = &self.m.pairs[i];
                 let Dest::Node(d) = pc.dst else { continue };
-                groups.entry(zkey(pc.src, d)).or_default().push(i);
+                groups.entry(unordered_key(pc.src, d)).or_default().push(i);
             }
             for ((a, b), g) in groups {
                 let d = self.pair_draft(cause, a, b, &g);

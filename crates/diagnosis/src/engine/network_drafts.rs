@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::clean::{net_failing, pod_state};
+use super::clean::{net_failing, pod_state, NetUnreachableFrom};
 use super::*;
 use crate::input::{ErrKind, ErrorInfo};
 use crate::matrix::{AgentStatus, Dest};
@@ -19,24 +19,24 @@ fn plural(n: usize, word: &str) -> String {
 
 impl Engine<'_> {
     pub(super) fn zone_draft(&self, zp: &[(usize, usize)], pairs: &[usize]) -> Draft {
-        let keys: BTreeSet<(usize, usize)> = zp.iter().map(|&(a, b)| zkey(a, b)).collect();
+        let keys: BTreeSet<(usize, usize)> = zp.iter().map(|&(a, b)| unordered_key(a, b)).collect();
         let involved: BTreeSet<usize> = zp.iter().flat_map(|&(a, b)| [a, b]).collect();
-        let mut node_l = Agg::default();
-        let mut pod_l = Agg::default();
-        let mut http_l = Agg::default();
-        for &i in &self.peer {
+        let mut node_l = Tally::default();
+        let mut pod_l = Tally::default();
+        let mut http_l = Tally::default();
+        for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
             let (Some(za), Some(zb)) = (self.zone_id[pc.src], self.zone_id[d]) else {
                 continue;
             };
-            if za == zb || !keys.contains(&zkey(za, zb)) {
+            if za == zb || !keys.contains(&unordered_key(za, zb)) {
                 continue;
             }
-            let s = self.st[i];
-            node_l.add(s[NODE].known(), s[NODE] == St::Down);
-            pod_l.add(s[POD].known(), s[POD] == St::Down);
-            http_l.add(s[HTTP].known(), s[HTTP] == St::Down);
+            let s = self.states[i];
+            node_l.add(s[NODE].known(), s[NODE] == CellState::Down);
+            pod_l.add(s[POD].known(), s[POD] == CellState::Down);
+            http_l.add(s[HTTP].known(), s[HTTP] == CellState::Down);
         }
         let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for x in 0..self.m.nodes.len() {
@@ -56,12 +56,13 @@ impl Engine<'_> {
             .copied()
             .find(|z| zp.iter().all(|&(a, b)| a == *z || b == *z));
         let zname = |z: usize| self.zones.get(z).map_or("?", String::as_str);
+        let (first, _) = zp[0];
         let (head, others): (String, Vec<&str>) = match (zp.len(), hub) {
             (1, _) | (_, None) => (
-                zname(zp[0].0).to_string(),
+                zname(first).to_string(),
                 zp.iter()
                     .flat_map(|&(a, b)| [a, b])
-                    .filter(|&z| z != zp[0].0)
+                    .filter(|&z| z != first)
                     .map(zname)
                     .collect(),
             ),
@@ -152,7 +153,7 @@ impl Engine<'_> {
     }
 
     pub(super) fn node_down_draft(&self, x: usize, pairs: &[usize]) -> Draft {
-        let a = self.agg[x];
+        let a = self.node_tally[x];
         let name = self.name(x).to_string();
         let node = &self.m.nodes[x];
         let agent_missing = node.agent != AgentStatus::Reporting;
@@ -272,11 +273,11 @@ impl Engine<'_> {
     }
 
     pub(super) fn cni_draft(&self, x: usize, pairs: &[usize]) -> Draft {
-        let a = self.agg[x];
+        let a = self.node_tally[x];
         let name = self.name(x).to_string();
-        let routing = a.out_own_netunreach > 0
+        let routing = a.out_own_net_unreachable > 0
             && a.out_pod.known > 0
-            && f64::from(a.out_own_netunreach) >= 0.5 * f64::from(a.out_pod.bad.max(1));
+            && f64::from(a.out_own_net_unreachable) >= 0.5 * f64::from(a.out_pod.bad.max(1));
         if routing {
             return self.egress_draft(Some(x), None, pairs);
         }
@@ -340,7 +341,9 @@ impl Engine<'_> {
                     dsts.insert(dn);
                 }
             }
-            if let Some(Ok((owner, role))) = self.netunreach_owner(i) {
+            if let Some(NetUnreachableFrom::Node { node: owner, role }) =
+                self.net_unreachable_from(i)
+            {
                 if Some(owner) == node {
                     if let Some(dn) = self.dst_node(i) {
                         dsts.insert(dn);
@@ -505,10 +508,9 @@ impl Engine<'_> {
             (pc.src, self.dst_node(pairs[0]).unwrap_or(b))
         };
         let reverse_ok = !both
-            && self
-                .pair_of
-                .get(&(t, s))
-                .is_some_and(|&r| !net_failing(&self.st[r]) && pod_state(&self.st[r]) == St::Ok);
+            && self.pair_of.get(&(t, s)).is_some_and(|&r| {
+                !net_failing(&self.states[r]) && pod_state(&self.states[r]) == CellState::Ok
+            });
         let what = if cause == Cause::Vpc {
             "node IPs and pod IPs"
         } else {
@@ -530,7 +532,7 @@ impl Engine<'_> {
             let pc = &self.m.pairs[i];
             let cells: Vec<String> = [POD, NODE, HTTP]
                 .iter()
-                .filter(|&&k| self.st[i][k] == St::Down)
+                .filter(|&&k| self.states[i][k] == CellState::Down)
                 .map(|&k| {
                     let err = pc.layers[k]
                         .as_ref()
