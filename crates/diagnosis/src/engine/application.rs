@@ -50,15 +50,13 @@ impl Engine<'_> {
         None
     }
 
-    /// Timeouts on a path that loses packets: the loss explains them (a lost SYN or SYN-ACK
-    /// outlasts a probe timeout below the 1 s SYN retransmission). Real data: `loss node-2 30`
-    /// (about half the round trips lost) made HTTP to web-node-2 and to node-2's agent time out
-    /// from several sources, which read as five `policy` findings.
+    /// Timeouts on a path that loses packets (its pair, or a lossy node at either end) are the
+    /// loss's, not a policy's. Why: a lost SYN or SYN-ACK outlasts a probe timeout below the 1 s
+    /// SYN retransmission.
     fn loss_explains_app(&self, i: usize, lossy: &BTreeSet<usize>) -> bool {
         let pc = &self.m.pairs[i];
         // A dead pod IP is the network's, unless it is bad luck under heavy loss (at 50%
-        // round-trip loss, 3 echoes all vanish one probe in 8: real data, node-2 ->
-        // web-node-1 read as `cni` "from 1 of 4 sources only").
+        // round-trip loss, 3 echoes all vanish one probe in 8).
         if self.states[i][POD] == CellState::Down && !self.weak_failure(i) {
             return false;
         }
@@ -78,12 +76,9 @@ impl Engine<'_> {
 
     /// May pair `i`'s ICMP paths still be losing packets since its connection failures began
     /// `onset` seconds ago? No when an ICMP layer was probed since, answered, and its last lost
-    /// echo is older than the failures: loss that ended before them does not explain them
-    /// (real data, `tests/fixtures/onset/policy-after-loss.json`: a cleared `loss node-2 30`
-    /// still in the window excused three sources' HTTP timeouts under a NetworkPolicy drop, and
-    /// the fourth read as `application` "from 1 of 4 sources only" for the whole fault). A
-    /// node that is lossy now still explains them (a lucky probe proves little). Without the
-    /// onset (older agents) or an ICMP probe since, it may.
+    /// echo is older than the failures; without the onset (older agents) or an ICMP probe
+    /// since, it may. (A node that is lossy now still explains them: a lucky probe proves
+    /// little.) Why: loss that ended before the failures began does not explain them.
     fn loss_since(&self, i: usize, onset: Option<f64>) -> bool {
         let Some(onset) = onset else {
             return true;
@@ -313,12 +308,11 @@ impl Engine<'_> {
         !net_failing(&ps) && self.contrast_predates(*peer, &[POD, NODE, HTTP, TCP], onset)
     }
 
-    /// A minority of failing sources (`fails`, with `pending` pending — waiting for a contrast, or
-    /// failing in a way loss may explain) that becomes the majority if the other sources'
+    /// A minority of failing sources (`fails`, with `pending` pending — waiting for a contrast,
+    /// or failing in a way loss may explain) that becomes the majority if the other sources'
     /// successes from before these failures began fail too: the verdict "from some sources
-    /// only" waits for them to be probed again. (Real data: right after a cleared loss, a
-    /// NetworkPolicy's timeouts from three sources waited for their pod IPs' next ICMP answer
-    /// while the fourth's already read as `application` "from 1 of 4 sources only".)
+    /// only" waits for them to be probed again. Why: those successes may be failing too by now,
+    /// and the fault may be every source's.
     fn app_wide_pending(
         &self,
         all: &[usize],
@@ -438,9 +432,9 @@ impl Engine<'_> {
         let policy_known_none = !self.m.kube.network_policies.is_empty() && policies.is_empty();
         let pod_dead = icmp_dead * 2 > fails.len();
         // A pod IP that other sources reach, and that still answers this minority of sources
-        // now and then (only timeouts, ≥ 30% delivered), is no dead pod network: under `loss
-        // node-2 30` one source's last probes to web-node-2 once failed in a row and read as
-        // `cni` from 1 of 3 sources. Loss is reported for the node; nothing to add here.
+        // now and then (only timeouts, ≥ 30% delivered), is no dead pod network: heavy loss
+        // fails a few probes in a row now and then. Loss is reported for the node; nothing to
+        // add here.
         if pod_dead && !wide && !sandbox && fails.iter().all(|&i| self.loss_explains(i)) {
             return None;
         }

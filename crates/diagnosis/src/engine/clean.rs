@@ -8,12 +8,11 @@ use super::*;
 use crate::input::{ErrKind, ErrorInfo};
 use crate::matrix::{AgentStatus, Cell, Dest, IpRole, Matrix};
 
-/// Onset: a success says nothing against a failure that began after it was probed. With
-/// `failing_for_seconds` (the age of a failing cell's streak), a good cell whose last probe is
-/// at least that old predates the failure: during the first second of a fault some paths have
-/// been probed since and fail, others still show their last success from before (real data:
-/// `partition` read as `cni` + `routing` for half a second). Without the ages (older agents,
-/// directly or through Prometheus) nothing predates anything: today's reading.
+/// Onset: a cell whose last probe is at least `onset` seconds old (a failing cell's
+/// `failing_for_seconds`) predates that failure and is no evidence against it. Without the ages
+/// (older agents, directly or through Prometheus) nothing predates anything.
+/// Why: in a fault's first second some paths have been probed since and fail while others still
+/// show their last success from before.
 fn predates(c: &Cell, onset: Option<f64>) -> bool {
     matches!((c.last_probe_age_seconds, onset), (Some(a), Some(o)) if a >= o)
 }
@@ -108,13 +107,10 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
 }
 
 /// An outage's marks in a path that has answered for more than 3 probe intervals since its
-/// last error: by then every source has probed its paths again, so no stale failure elsewhere
-/// can contradict it — it is a working path, a contrast for other failures. Until then it is
-/// unknown (during a recovery, a path that answers again next to one not re-probed yet would
-/// split one fault's finding in two). Without the interval (older agents) it stays unknown.
-/// Real data (`bench/onset.sh` at the agent's defaults, 5 s interval, 60 s window): paths to
-/// node-3 that had recovered from `cni node-3` stayed unknown for the rest of the window, and a
-/// `route node-1 node-3` injected meanwhile read as `cni` node-3 for over 20 s.
+/// last error are a working path again (a contrast for other failures); until then, or without
+/// the interval (older agents), the cell is unknown.
+/// Why: by then every source has probed its paths again, so no stale failure elsewhere can
+/// contradict it; earlier, a half-recovered fault would split into two findings.
 fn outage_over(c: &Cell, interval: Option<f64>) -> bool {
     c.reachable == Some(true)
         && matches!((c.last_error_age_seconds, interval), (Some(age), Some(i)) if age > 3.0 * i)
@@ -127,33 +123,12 @@ fn lossy_figures(lost: u32, sent: u32, p: &Params) -> bool {
 
 /// Loss, not an outage's marks: packets lost by probes that were answered, at least `min_lost`
 /// and `min_ratio` of those sent; and when the last probe failed whole, lost in at least
-/// `lossy_min_probes` answered probes.
-///
-/// Random loss on `--icmp-count` echoes leaves partial losses in answered probes, again and
-/// again. An outage leaves probes that failed whole — a node that is or was down, cut off or
-/// unrouted — plus, at each of its edges, at most one *cut round* per cell: the probe in flight
-/// when the path died (or came back), 1 or 2 of its 3 echoes answered. So whole failures count
-/// for the down rules, never as loss (a cell whose lost packets all belong to failed probes is
-/// down when the down rules say so, else unknown: an outage that just began or just ended),
-/// and a cut round alone (≤ 2 packets) stays below the per-pair threshold
-/// (`pair_loss_min_lost`). A cell whose last probe failed whole, after one partial answer, is
-/// an outage that just began as much as loss: it waits for the next probe (unknown: the failure
-/// confirmed is down, an answer makes it lossy again). Answered probes that lost packets are
-/// the window's errors (one per probe that lost anything) less its failed probes. Steady loss
-/// is hardly slowed: under `loss node-2 30` (about half the round trips lost) three probes in
-/// four lose some echoes but not all, one in eight all of them.
-///
-/// Real data: the residue of `node-down node-4` read as "packet_loss node-4 ~7%" for a few
-/// seconds after the node came back, and its first failed probe as loss for a second; at
-/// `partition` / `node-down` onsets (lab, 8 s window), a probe failed whole in the previous
-/// fault still in the window plus the cut round of this one (2 of 3 echoes lost) made 5/24 =
-/// 21% and a one-pair `packet_loss` for up to a second before the right finding, and two such
-/// cells from one node a `packet_loss` on that node (`tests/fixtures/onset/`). Requiring two
-/// lossy probes always also held those back but slowed `loss node-2 30` by 0.5–1 s and let its
-/// first failed pairs read as `routing` meanwhile (replayed lab data).
-///
-/// Without per-probe packet figures (`sent` not a multiple of `probes`, or no packets), every
-/// lost packet counts; without error counts, the number of probes is not asked.
+/// `lossy_min_probes` answered probes (the window's errors, one per probe that lost anything,
+/// less its failed probes). Probes that failed whole count for the down rules only. Without
+/// per-probe packet figures (`sent` not a multiple of `probes`, or no packets) every lost packet
+/// counts; without error counts the number of probes is not asked.
+/// Why: an outage leaves whole failures plus at most one cut round per edge (1–2 of 3 echoes
+/// answered), random loss leaves partial losses in answered probes again and again.
 pub(super) fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -> bool {
     let (lost, sent) = lost_of(c);
     if sent == 0 {
@@ -184,13 +159,12 @@ fn loss_events(c: &Cell) -> u32 {
     }
 }
 
-/// Has the trouble stopped? The newest error is `age` old and `events` errors fell in the
-/// window before it, i.e. within `window - age` seconds: quiet for more than 3 probe intervals
-/// and more than 4 times the mean spacing of those errors. The estimate of the spacing uses the
-/// active part of the window only, so it does not grow as a cleared burst ages out (the older
-/// rule, `window / lost`, flipped back to "lossy" as the count fell: real data, 8 s after
-/// clearing `loss node-2 30`). Steady loss is caught again at once (age resets); rare errors
-/// (≥ window/4 apart) keep a cell lossy until they age out of the window.
+/// Has the trouble stopped? The newest error is `age` old and `events` errors fell within the
+/// `window - age` seconds before it: quiet for more than 3 probe intervals and more than 4 times
+/// the mean spacing of those errors. Steady loss is caught again at once (age resets); rare
+/// errors (≥ window/4 apart) keep a cell lossy until they age out of the window.
+/// Why: a spacing taken over the active part of the window does not grow as a cleared burst
+/// ages out.
 fn quiet_since(age: Option<f64>, events: u32, interval: Option<f64>, window: Option<f64>) -> bool {
     let (Some(age), Some(i)) = (age, interval) else {
         return false;
@@ -201,10 +175,9 @@ fn quiet_since(age: Option<f64>, events: u32, interval: Option<f64>, window: Opt
 }
 
 /// A pair recovering from loss: every layer answers now and the pair as a whole (all its
-/// layers' errors together: more events, a better clock) has been quiet long enough. Its lossy
-/// cells become unknown. Needed because partial ICMP loss leaves few errors of its own while
-/// the HTTP probe on the same path fails often (real data: after clearing `loss node-2 30`,
-/// node-2↔node-3 stayed "lossy" on ICMP while its HTTP had been quiet for seconds).
+/// layers' errors together) has been quiet long enough ([`quiet_since`]): its lossy cells become
+/// unknown. Why: partial ICMP loss leaves few errors of its own, the HTTP probe on the same path
+/// many, so the pair's errors together are the better clock.
 fn pair_recovery(
     pc: &crate::matrix::PairCells,
     s: &mut [CellState; 4],
@@ -545,7 +518,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             // The window's per-kind list too: the gateway rate-limits its ICMP errors, so a
-            // "net unreachable" is usually followed by plain timeouts (real data, `route`).
+            // "net unreachable" is usually followed by plain timeouts.
             let Some(e) = pc.layers[k]
                 .as_ref()
                 .and_then(|c| c.error_of(ErrKind::NetUnreachable))

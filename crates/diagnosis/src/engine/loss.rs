@@ -42,11 +42,9 @@ impl Engine<'_> {
 
     /// On a pair touching a lossy node: a failure the loss explains. Nothing but timeouts was
     /// seen, and each failing layer's path still delivers — ICMP layers answer at least 30% of
-    /// their probes, an HTTP/TCP layer rides on a pod path (ICMP to the pod IP) that does. A
-    /// routing or CNI fault leaves its pod path near 0%. (Real data: under `loss node-2 30`
-    /// about half the round trips die; HTTP from node-2 to node-3's agent succeeded 1 time in
-    /// 10 and its last two ICMP probes once failed in a row — read as `routing` node-2 → node-3
-    /// — while ICMP succeeded on most probes.)
+    /// their probes, an HTTP/TCP layer rides on a pod path (ICMP to the pod IP) that does.
+    /// Why: heavy loss fails a few probes in a row now and then; a routing or CNI fault leaves
+    /// its pod path near 0%.
     pub(super) fn loss_explains(&self, i: usize) -> bool {
         const DELIVERS: f64 = 0.3;
         let pc = &self.m.pairs[i];

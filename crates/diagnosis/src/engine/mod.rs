@@ -24,6 +24,11 @@
 //!    (refused/reset/HTTP status, pod not Ready), or `cni` when the pod IP itself is dead.
 //! 5. **Packet loss**: partial loss concentrated on a node's pairs (in or out), greedy by node;
 //!    strong leftover loss per pair.
+//!
+//! One module per stage: `clean`, `mtu`, `network` (with `network_drafts`, its findings'
+//! text), `application`, `loss`; `finish` turns the drafts into the report. This module holds
+//! the entry points, [`Params`], the shared state and the stage order ([`diagnose_with`]). Why
+//! each rule exists, and the incident behind it: `docs/design/diagnosis.md`.
 
 mod application;
 mod clean;

@@ -34,9 +34,8 @@ impl Engine<'_> {
             }
         }
         let small_ok = pod_state(s) != CellState::Down && s[NODE] != CellState::Down;
-        // Under packet loss, large DF probes vanish like small ones: a "black hole" verdict
-        // is then loss, not MTU (real data: `loss node-2 30` gave node-1 -> node-2 "black
-        // hole (1405)"). A true black hole loses no small packet.
+        // A "black hole" verdict on a path that loses packets is the loss, not MTU: under
+        // loss, large DF probes vanish like small ones; a true black hole loses no small packet.
         let blackhole_ok =
             !self.raw_loss[i] && s[POD] != CellState::Lossy && s[NODE] != CellState::Lossy;
         match pc.mtu_state {

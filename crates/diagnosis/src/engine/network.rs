@@ -303,10 +303,9 @@ impl Engine<'_> {
         }
 
         // A pair a pending candidate would explain is explained by no other contrast-based
-        // candidate yet (real data: at `partition` onset, node-1 gathers no agent across the
-        // cut and node-2's node IP had failed from both zone-a sources while node-4's still
-        // showed successes from before: `node_down` node-2 for half a second). A "net
-        // unreachable" (egress, router) is positive evidence and not held back.
+        // candidate yet: its stale contrasts may be failing too by now, which would make the
+        // pending candidate the cause. A "net unreachable" (egress, router) is positive
+        // evidence and not held back.
         if !self.pending.is_empty() {
             for c in candidates.iter_mut() {
                 if !matches!(c.candidate, Candidate::Egress(_) | Candidate::Router(_)) {

@@ -100,8 +100,8 @@ fn kubernetes_facts_raise_confidence_and_decide_look_alikes() {
     );
 }
 
-/// Real data (`tests/fixtures/onset/policy-after-loss*.json`): a NetworkPolicy drop right
-/// after a cleared loss fault. The loss's lost echoes still in the window are no excuse for
+/// Fixtures `tests/fixtures/onset/policy-after-loss*.json`: a NetworkPolicy drop right after a
+/// cleared loss fault. The loss's lost echoes still in the window are no excuse for
 /// HTTP timeouts that began after the path last lost anything and while it answered ICMP
 /// since: every source fails, so it is `policy`, not `application` "from 1 of 4 sources only";
 /// and while some sources' pod IPs have not answered since, their timeouts may be the loss's:

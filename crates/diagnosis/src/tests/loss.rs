@@ -321,7 +321,7 @@ fn cut_rounds_are_no_packet_loss() {
     check("one probe enough", &d, &[ex(PacketLoss, &["node-3"])]);
 }
 
-/// Real data: `lab partition zone-a zone-b` onsets that read as packet_loss before the right
+/// Recorded `lab partition zone-a zone-b` onsets that read as packet_loss before the right
 /// `vpc` (see each fixture's `what`).
 #[test]
 fn onset_real_cut_rounds() {

@@ -67,8 +67,8 @@ fn partition_onset(m: &mut Mesh) {
 }
 
 /// The same cut as the diagnosing agent in zone-a sees it: zone-b's agents no longer answer,
-/// node-3 fails from both zone-a sources, node-4 has not been probed since (real data: read as
-/// `node_down` node-2 — the lab's zone-b — for half a second).
+/// node-3 fails from both zone-a sources, node-4 has not been probed since (in the lab it read
+/// as `node_down` node-2 — the lab's zone-b — for half a second).
 fn partition_onset_cut_off(m: &mut Mesh) {
     for s in [1, 2] {
         m.p(s, 3, &PEER_LAYERS, onset_timeout());
@@ -316,7 +316,7 @@ fn onset_settled_faults_read_as_before() {
 fn onset_unconfirmed_contrast_is_no_contrast() {
     // node-1 → node-3 (across the zones): the pod IP failed twice since 0.6 s, the node IP's
     // first failure is 0.1 s old and not confirmed yet (unknown): "pod IP fails, node IP does
-    // not" is no routing fault yet (real data: `partition` read as `routing` node-1 → node-2).
+    // not" is no routing fault yet (in the lab, `partition` read as `routing` node-1 → node-2).
     let first_failure = LayerStats {
         reachable: Some(false),
         consecutive_failures: 1,
@@ -345,9 +345,9 @@ fn onset_unconfirmed_contrast_is_no_contrast() {
 
 #[test]
 fn onset_real_node_down() {
-    // Real data (lab `node-down node-4`, 2.4 s after the command): node-2's node IP to node-4
+    // Fixture `node-down-node-4.json` (2.4 s into the fault): node-2's node IP to node-4
     // is "lossy" with its last probe failed 0.4 s ago — no success since node-4 began to fail.
-    // Its lost packets are that failed probe's 3 plus 1 echo earlier: no loss (`answered_loss`)
+    // Its lost packets are that failed probe's 3 plus 1 echo earlier: no loss (`random_loss`)
     // but unknown, so node-3's dead node IP and every dead pod IP already say node_down; nothing
     // (pending) would do too, any other reading is wrong.
     let d = onset_fixture("node-down-node-4.json");

@@ -33,8 +33,8 @@ pub(super) fn route_1_to_3(m: &mut Mesh) {
 }
 
 /// The same route fault when node-1's rate-limited "net unreachable" is not in the windows
-/// (real data, lab `route node-2 node-4` while `cni node-3`: read as `routing` one way plus a
-/// `vpc` the other way for > 16 s).
+/// (in the lab, `route node-2 node-4` while `cni node-3` read as `routing` one way plus a `vpc`
+/// the other way for > 16 s).
 pub(super) fn route_1_to_3_silent(m: &mut Mesh) {
     m.p(1, 3, &["icmp_pod", "http"], timeout());
     m.t(1, 3, &TARGET_LAYERS, timeout());
