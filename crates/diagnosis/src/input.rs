@@ -3,8 +3,7 @@
 //! optional Kubernetes facts and optional path-MTU figures.
 //!
 //! Two ways in: parse the JSON an agent serves ([`AgentReport::from_json`]), or convert the
-//! in-memory pieces an agent holds ([`AgentReport::from_results`], [`AgentReport::from_snapshot`],
-//! `From<&WindowStats>`, `From<&ErrorClass>`).
+//! in-memory pieces an agent holds (`From<&WindowStats>`, `From<&ErrorClass>`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -13,10 +13,16 @@
 //!
 //! * [`input`]: lenient `Deserialize` structs for agents' documents, node metadata, Kubernetes facts.
 //! * [`matrix`]: the indexed matrix of (source, destination, layer) cells.
-//! * [`engine`]: cleaning, MTU, greedy network localisation, policy/application, loss.
+//! * [`engine`]: the entry points ([`diagnose`], [`diagnose_with`], [`Params`]) and one module
+//!   per stage: `clean` (cell states, onset rules), `mtu`, `network` (greedy network
+//!   localisation) and `network_drafts` (its findings), `application` (policy/application),
+//!   `loss`, `finish` (the report).
 //! * [`report`]: [`Diagnosis`] / [`Finding`] / [`Cause`] and the text rendering.
 //! * [`simulate`]: the scale simulator — a synthetic fleet planned by `meshprobe_core::plan`,
 //!   with faults, diagnosed by this engine.
+//! * `tests` (test builds only): table tests, one module per stage, with shared fixture
+//!   builders; recorded onsets in `tests/fixtures/onset/`. Why each rule exists:
+//!   `docs/design/diagnosis.md`.
 //!
 //! Depends only on `meshprobe-core` and serde: it reads result documents, never an agent's
 //! internals, so it runs the same in an agent, in the CLI and on Prometheus data.
@@ -32,7 +38,7 @@ pub mod simulate;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{cell_state, diagnose, diagnose_with, Params, St};
+pub use engine::{cell_state, diagnose, diagnose_with, CellState, Params};
 pub use input::{
     AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
     NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,

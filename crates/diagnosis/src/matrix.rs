@@ -42,8 +42,17 @@ pub struct Cell {
     pub last_probe_age_seconds: Option<f64>,
     /// Age of the current failure streak's first failure, when the source says.
     pub failing_for_seconds: Option<f64>,
-    /// Error kinds in the window: (kind's latest instance, count, age of the latest).
-    pub errors: Vec<(ErrorInfo, u32, Option<f64>)>,
+    /// Error kinds in the window, one entry per kind.
+    pub errors: Vec<ErrorCount>,
+}
+
+/// One error kind in a cell's window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorCount {
+    /// The kind's latest instance.
+    pub latest: ErrorInfo,
+    pub count: u32,
+    pub latest_age_seconds: Option<f64>,
 }
 
 impl Cell {
@@ -52,7 +61,7 @@ impl Cell {
         if self.errors.is_empty() {
             u32::from(self.last_error.is_some())
         } else {
-            self.errors.iter().map(|e| e.1).sum()
+            self.errors.iter().map(|e| e.count).sum()
         }
     }
 
@@ -61,7 +70,12 @@ impl Cell {
         self.last_error
             .as_ref()
             .filter(|e| e.kind() == kind)
-            .or_else(|| self.errors.iter().map(|e| &e.0).find(|e| e.kind() == kind))
+            .or_else(|| {
+                self.errors
+                    .iter()
+                    .map(|e| &e.latest)
+                    .find(|e| e.kind() == kind)
+            })
     }
 }
 
@@ -87,11 +101,15 @@ impl From<&LayerStats> for Cell {
                 .errors
                 .iter()
                 .map(|e| {
-                    let last = e.last.clone().unwrap_or_else(|| ErrorInfo {
+                    let latest = e.last.clone().unwrap_or_else(|| ErrorInfo {
                         kind: e.kind.clone(),
                         ..ErrorInfo::default()
                     });
-                    (last, e.count, e.last_age_seconds.filter(|x| x.is_finite()))
+                    ErrorCount {
+                        latest,
+                        count: e.count,
+                        latest_age_seconds: e.last_age_seconds.filter(|x| x.is_finite()),
+                    }
                 })
                 .collect(),
         }

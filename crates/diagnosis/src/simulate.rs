@@ -191,12 +191,17 @@ impl SimReport {
 }
 
 /// A small seeded generator (SplitMix64).
-struct Rng(u64);
+struct Rng {
+    state: u64,
+}
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        meshprobe_core::plan::mix(self.0.wrapping_sub(0x9e37_79b9_7f4a_7c15))
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        meshprobe_core::plan::mix(self.state.wrapping_sub(0x9e37_79b9_7f4a_7c15))
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
@@ -206,7 +211,7 @@ impl Rng {
 /// The synthetic cluster: `node-00001`… spread round-robin-ish over `zone-a`, `zone-b`, …
 /// (the seed shuffles which node lands where).
 pub fn cluster(n: usize, zones: usize, seed: u64) -> Vec<NodeSpec> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let width = n.to_string().len().max(5);
     (0..n)
         .map(|i| NodeSpec {
@@ -296,17 +301,38 @@ struct Fault {
     want_nodes: Vec<String>,
     want_zones: Vec<String>,
     epoch: u64,
-    cells: Vec<(usize, usize, &'static str, LayerStats)>,
+    cells: Vec<FaultCell>,
     silent: Option<usize>,
+}
+
+/// One (src, dst, layer) cell a fault rewrites, and what it shows.
+struct FaultCell {
+    src: usize,
+    dst: usize,
+    layer: &'static str,
+    stats: LayerStats,
+}
+
+impl FaultCell {
+    fn new(src: usize, dst: usize, layer: &'static str, stats: LayerStats) -> FaultCell {
+        FaultCell {
+            src,
+            dst,
+            layer,
+            stats,
+        }
+    }
 }
 
 /// The synthesised reports of every agent, and what the engine makes of them.
 fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnosis {
     let n = plan.names.len();
     let mut over: BTreeMap<(usize, usize), BTreeMap<&str, LayerStats>> = BTreeMap::new();
-    for (s, d, l, st) in &fault.cells {
-        if plan.probes(*s, *d) {
-            over.entry((*s, *d)).or_default().insert(l, st.clone());
+    for c in &fault.cells {
+        if plan.probes(c.src, c.dst) {
+            over.entry((c.src, c.dst))
+                .or_default()
+                .insert(c.layer, c.stats.clone());
         }
     }
     let zone = |i: usize| {
@@ -370,20 +396,23 @@ fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnos
     diagnose(&matrix)
 }
 
-/// Every fault of one kind touching node `x` (to and from it, on `layers` each way).
+/// Every cell touching node `x`: `inbound` on `in_layers` toward it, `outbound` on
+/// `out_layers` from it.
 fn around(
     n: usize,
     x: usize,
-    inbound: (&[&'static str], &LayerStats),
-    outbound: (&[&'static str], &LayerStats),
-) -> Vec<(usize, usize, &'static str, LayerStats)> {
+    in_layers: &[&'static str],
+    inbound: &LayerStats,
+    out_layers: &[&'static str],
+    outbound: &LayerStats,
+) -> Vec<FaultCell> {
     let mut v = Vec::new();
     for o in (0..n).filter(|&o| o != x) {
-        for l in inbound.0 {
-            v.push((o, x, *l, inbound.1.clone()));
+        for l in in_layers {
+            v.push(FaultCell::new(o, x, l, inbound.clone()));
         }
-        for l in outbound.0 {
-            v.push((x, o, *l, outbound.1.clone()));
+        for l in out_layers {
+            v.push(FaultCell::new(x, o, l, outbound.clone()));
         }
     }
     v
@@ -391,7 +420,7 @@ fn around(
 
 fn make_faults(plan: &Plan, p: &SimParams) -> Vec<Fault> {
     let n = plan.names.len();
-    let mut rng = Rng(p.seed ^ 0x6661_756c_7473);
+    let mut rng = Rng::new(p.seed ^ 0x6661_756c_7473);
     let mut out = Vec::new();
     if n < 2 {
         return out;
@@ -410,8 +439,10 @@ fn make_faults(plan: &Plan, p: &SimParams) -> Vec<Fault> {
             cells: around(
                 n,
                 x,
-                (&ALL_LAYERS, &down("host_unreachable", None)),
-                (&[], &timeout),
+                &ALL_LAYERS,
+                &down("host_unreachable", None),
+                &[],
+                &timeout,
             ),
             silent: Some(x),
         });
@@ -423,7 +454,7 @@ fn make_faults(plan: &Plan, p: &SimParams) -> Vec<Fault> {
             want_nodes: vec![name(x)],
             want_zones: vec![],
             epoch: 0,
-            cells: around(n, x, (&[POD, HTTP], &timeout), (&ALL_LAYERS, &timeout)),
+            cells: around(n, x, &[POD, HTTP], &timeout, &ALL_LAYERS, &timeout),
             silent: None,
         });
         if plan.zones.len() >= 2 {
@@ -436,7 +467,7 @@ fn make_faults(plan: &Plan, p: &SimParams) -> Vec<Fault> {
                     let (a, b) = (plan.zone_of[s], plan.zone_of[d as usize]);
                     if (a == za && b == zb) || (a == zb && b == za) {
                         for l in ALL_LAYERS {
-                            cells.push((s, d as usize, l, timeout.clone()));
+                            cells.push(FaultCell::new(s, d as usize, l, timeout.clone()));
                         }
                     }
                 }
@@ -469,8 +500,10 @@ fn make_faults(plan: &Plan, p: &SimParams) -> Vec<Fault> {
             cells: around(
                 n,
                 x,
-                (&[POD, HTTP], &timeout),
-                (&[POD, HTTP], &down("net_unreachable", Some(pod_gateway(x)))),
+                &[POD, HTTP],
+                &timeout,
+                &[POD, HTTP],
+                &down("net_unreachable", Some(pod_gateway(x))),
             ),
             silent: None,
         });
@@ -491,10 +524,10 @@ fn route_fault(plan: &Plan, a: usize, b: usize, epoch: u64) -> Fault {
         want_zones: vec![],
         epoch,
         cells: vec![
-            (a, b, POD, nu.clone()),
-            (a, b, HTTP, nu),
-            (b, a, POD, timeout.clone()),
-            (b, a, HTTP, timeout),
+            FaultCell::new(a, b, POD, nu.clone()),
+            FaultCell::new(a, b, HTTP, nu),
+            FaultCell::new(b, a, POD, timeout.clone()),
+            FaultCell::new(b, a, HTTP, timeout),
         ],
         silent: None,
     }
@@ -569,7 +602,7 @@ pub fn simulate(p: &SimParams) -> SimReport {
     let mut faults = Vec::new();
     let window = 12.0 * interval;
     for f in make_faults(&plan, p) {
-        let fplan = if f.epoch == 0 || f.epoch == u64::MAX {
+        let epoch_plan = if f.epoch == 0 || f.epoch == u64::MAX {
             None
         } else {
             Some(Plan::build(&nodes, &p.plan, f.epoch))
@@ -577,7 +610,7 @@ pub fn simulate(p: &SimParams) -> SimReport {
         let d = if f.epoch == u64::MAX {
             Diagnosis::new(Vec::new())
         } else {
-            run_engine(fplan.as_ref().unwrap_or(&plan), &f, interval, window)
+            run_engine(epoch_plan.as_ref().unwrap_or(&plan), &f, interval, window)
         };
         let (localised, among) = matches(&d, &f);
         faults.push(FaultOutcome {

@@ -1,0 +1,339 @@
+//! Stage 5, packet loss: loss against an outage's marks, and failures the loss explains.
+
+use super::helpers::*;
+use super::scenarios::*;
+use crate::input::*;
+use crate::report::Cause;
+use crate::Params;
+
+#[test]
+fn real_data_problems_stay_fixed() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        (
+            // Was: packet_loss node-2 plus 5 `policy` findings ("from 1 of 4 sources only").
+            "loss: timeouts on the lossy node's paths are the loss, not policy",
+            loss_node2_real,
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            // Was: an extra `routing` node-2 -> node-3 (e2e run): two ICMP probes in a row lost
+            // on the lossy node's path and its HTTP mostly timing out, ICMP still delivering.
+            "loss: a pair of the lossy node with two failed ICMP probes in a row is the loss",
+            |m| {
+                loss_node2_real(m);
+                let icmp_unlucky = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 2,
+                    successes: 8,
+                    received: 15,
+                    sent: 30,
+                    success_ratio: Some(0.8),
+                    loss_ratio: Some(0.5),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.5),
+                    errors: vec![timeout_count(15, 0.5)],
+                    ..ok()
+                };
+                let http_dead = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 4,
+                    successes: 1,
+                    received: 1,
+                    success_ratio: Some(0.1),
+                    loss_ratio: Some(0.9),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.7),
+                    errors: vec![timeout_count(9, 0.7)],
+                    ..ok()
+                };
+                m.p(2, 3, &["icmp_pod"], icmp_unlucky);
+                m.p(2, 3, &["http"], http_dead);
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            // Was: an extra `cni` for web-node-2 "from 1 of 3 sources" (e2e run under load):
+            // one source's last three probes to the target's pod IP lost, its HTTP dead.
+            "loss: a target on the lossy node unanswered by one source for a while is the loss",
+            |m| {
+                loss_node2_real(m);
+                let icmp_unlucky = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 3,
+                    successes: 6,
+                    received: 14,
+                    sent: 30,
+                    success_ratio: Some(0.6),
+                    loss_ratio: Some(0.53),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.5),
+                    errors: vec![timeout_count(16, 0.5)],
+                    ..ok()
+                };
+                m.t(3, 2, &["icmp_pod"], icmp_unlucky);
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            // Was: an extra `mtu` finding for node-1 -> node-2 (agent's verdict "black hole").
+            "loss: a path-MTU black hole verdict on a lossy path is the loss",
+            |m| {
+                loss_node2_real(m);
+                m.mtu.insert((1, 2), (1405, MtuState::Blackhole));
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "a timeout to a target from 1 of 4 sources, intermittent: noise, not policy",
+            |m| {
+                m.t(
+                    1,
+                    2,
+                    &["http"],
+                    LayerStats {
+                        consecutive_failures: 2,
+                        ..down(err("timeout"))
+                    },
+                );
+            },
+            vec![],
+        ),
+        (
+            "a persistent timeout from 1 of 4 sources is no NetworkPolicy",
+            |m| {
+                m.t(
+                    1,
+                    2,
+                    &["http"],
+                    LayerStats {
+                        consecutive_failures: 10,
+                        successes: 0,
+                        success_ratio: Some(0.0),
+                        ..down(err("timeout"))
+                    },
+                );
+            },
+            vec![ex(Application, &["node-2"])],
+        ),
+        (
+            // Was: two stale pair findings 6 s after `clear` (ICMP partial loss leaves no
+            // error of its own; the pair's HTTP had been quiet for seconds).
+            "cleared loss: ICMP lossy without errors, the pair quiet for 5 s",
+            |m| {
+                let icmp = LayerStats {
+                    sent: 30,
+                    received: 24,
+                    loss_ratio: Some(0.2),
+                    ..ok()
+                };
+                let http = LayerStats {
+                    successes: 6,
+                    received: 6,
+                    success_ratio: Some(0.6),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(5.0),
+                    errors: vec![timeout_count(4, 5.0)],
+                    ..ok()
+                };
+                for (a, b) in [(2, 3), (3, 2), (2, 4), (4, 2)] {
+                    m.p(a, b, &["icmp_pod", "icmp_node"], icmp.clone());
+                    m.p(a, b, &["http"], http.clone());
+                }
+            },
+            vec![],
+        ),
+        (
+            // The old rule (window / lost) flipped back to lossy as the count fell.
+            "cleared loss: 3 errors left, the newest 8 s old",
+            |m| {
+                let st = LayerStats {
+                    last_error_age_seconds: Some(8.0),
+                    errors: vec![timeout_count(3, 8.0)],
+                    ..lossy(3)
+                };
+                m.around(2, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            // Was: "packet_loss node-4 ~7%" right after `node-down node-4` was cleared.
+            "a node that came back: whole probes failed, none partially, answering now",
+            |m| {
+                let st = LayerStats {
+                    successes: 7,
+                    sent: 30,
+                    received: 21,
+                    success_ratio: Some(0.7),
+                    loss_ratio: Some(0.3),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(1.5),
+                    errors: vec![timeout_count(3, 1.5)],
+                    ..ok()
+                };
+                m.around(4, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            "a node going down: its first whole-probe failure is no loss",
+            |m| {
+                let st = LayerStats {
+                    reachable: Some(false),
+                    consecutive_failures: 1,
+                    successes: 9,
+                    sent: 30,
+                    received: 27,
+                    success_ratio: Some(0.9),
+                    loss_ratio: Some(0.1),
+                    last_error: Some(err("timeout")),
+                    last_error_age_seconds: Some(0.3),
+                    ..ok()
+                };
+                m.around(4, &["icmp_pod", "icmp_node"], &["icmp_pod"], st);
+            },
+            vec![],
+        ),
+        (
+            // The gateway rate-limits its "net unreachable": the last error is a timeout,
+            // the window's per-kind list keeps the one from 198.19.1.1.
+            "route: net unreachable only in the window's error list names node-1",
+            |m| {
+                let st = LayerStats {
+                    errors: vec![
+                        timeout_count(5, 0.4),
+                        ErrorCountInfo {
+                            kind: "net_unreachable".into(),
+                            count: 1,
+                            last: Some(err_from("net_unreachable", "198.19.1.1")),
+                            last_age_seconds: Some(4.0),
+                        },
+                    ],
+                    ..timeout()
+                };
+                m.p(1, 3, &["icmp_pod", "http"], st.clone());
+                m.t(1, 3, &TARGET_LAYERS, st);
+                m.missing.insert(3);
+            },
+            vec![ex(Routing, &["node-1"])],
+        ),
+    ];
+    for (label, f, want) in table {
+        let mut m = Mesh::new();
+        f(&mut m);
+        check(label, &m.diagnose(), &want);
+    }
+}
+
+#[test]
+fn cut_rounds_are_no_packet_loss() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        (
+            // Was: packet_loss node-3 <-> node-2, one pair, for up to a second (lab partition).
+            "a cut round after an earlier outage's failed probe, one pair",
+            |m| {
+                m.p(3, 2, &["icmp_node"], cut_after_residue());
+            },
+            vec![],
+        ),
+        (
+            "a cut round then a whole failure, one pair",
+            |m| {
+                m.p(1, 4, &["icmp_pod"], cut_then_failed());
+            },
+            vec![],
+        ),
+        (
+            // Was (answered packets without the probe count): packet_loss node-3.
+            "cut rounds on two of a node's outbound pairs",
+            |m| {
+                m.p(3, 2, &["icmp_node"], cut_after_residue());
+                m.p(3, 4, &["icmp_node"], cut_then_failed());
+            },
+            vec![],
+        ),
+        (
+            "steady loss on one pair, one direction, one layer",
+            |m| {
+                m.p(1, 2, &["icmp_pod"], steady_pair_loss());
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss on one pair, both layers",
+            |m| {
+                m.p(1, 2, &["icmp_pod", "icmp_node"], steady_pair_loss());
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss with a whole failure just now, one pair",
+            |m| {
+                m.p(1, 2, &["icmp_pod", "icmp_node"], echo_cell(1, 4, 6, true));
+            },
+            vec![ex(PacketLoss, &["node-1", "node-2"])],
+        ),
+        (
+            "steady loss around node-2, with error counts",
+            |m| {
+                m.around(
+                    2,
+                    &["icmp_pod", "icmp_node"],
+                    &["icmp_pod"],
+                    steady_pair_loss(),
+                );
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "loss onset around node-2: one echo lost in each of two probes",
+            |m| {
+                m.around(
+                    2,
+                    &["icmp_pod", "icmp_node"],
+                    &[],
+                    echo_cell(0, 2, 2, false),
+                );
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+    ];
+    for (label, build, want) in table {
+        let mut m = Mesh::new();
+        build(&mut m);
+        let d = m.diagnose();
+        check(label, &d, &want);
+        if let Some(f) = d.findings.iter().find(|f| f.nodes.len() == 2) {
+            assert_eq!(f.pairs.len(), 1, "{label}: {}", d.to_text());
+        }
+    }
+    // Counting answered losses alone, not in how many probes: the two cut rounds of node-3
+    // read as loss on node-3.
+    let mut m = Mesh::new();
+    m.p(3, 2, &["icmp_node"], cut_after_residue());
+    m.p(3, 4, &["icmp_node"], cut_then_failed());
+    let p = Params {
+        lossy_min_probes: 1,
+        ..Params::default()
+    };
+    let d = crate::diagnose_with(&m.matrix(), &p);
+    check("one probe enough", &d, &[ex(PacketLoss, &["node-3"])]);
+}
+
+/// Recorded `lab partition zone-a zone-b` onsets that read as packet_loss before the right
+/// `vpc` (see each fixture's `what`).
+#[test]
+fn onset_real_cut_rounds() {
+    for f in [
+        "partition-cut-round.json",
+        "partition-cut-rounds-node3.json",
+    ] {
+        let d = onset_fixture(f);
+        assert!(
+            d.findings.iter().all(|x| x.cause == Cause::Vpc),
+            "{f}: {}",
+            d.to_text()
+        );
+    }
+}

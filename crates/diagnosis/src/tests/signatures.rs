@@ -1,0 +1,281 @@
+//! Every cause's signature and its look-alikes, through the whole engine.
+
+use super::helpers::*;
+use super::scenarios::*;
+use crate::input::*;
+use crate::report::Cause;
+
+#[test]
+fn signatures_and_look_alikes() {
+    use Cause::*;
+    let table: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        ("clean mesh", |_| {}, vec![]),
+        (
+            "one lost probe on every pair",
+            |m| {
+                for s in 1..=N {
+                    for d in 1..=N {
+                        if s != d {
+                            m.p(s, d, &["icmp_pod"], one_lost());
+                        }
+                    }
+                    m.t(s, 1, &["http"], one_lost());
+                }
+            },
+            vec![],
+        ),
+        (
+            "node-4 just joined: few probes to it, its agent on its first rounds",
+            |m| {
+                for o in 1..=3 {
+                    m.p(o, 4, &PEER_LAYERS, fresh_failing());
+                    m.p(4, o, &PEER_LAYERS, fresh_failing());
+                    m.t(o, 4, &TARGET_LAYERS, fresh_failing());
+                }
+                m.rounds.insert(4, 1);
+            },
+            vec![],
+        ),
+        (
+            "restarting agent on node-2: HTTP refused while it starts",
+            |m| {
+                for o in [1, 3, 4] {
+                    m.p(o, 2, &["http"], down(err("refused")));
+                    m.p(2, o, &PEER_LAYERS, timeout());
+                }
+                m.not_ready.insert(2);
+            },
+            vec![],
+        ),
+        (
+            "node down",
+            node3_down,
+            vec![Expect {
+                targets: &["web-node-3"],
+                ..ex(NodeDown, &["node-3"])
+            }],
+        ),
+        (
+            "CNI on node-3",
+            node3_cni,
+            vec![Expect {
+                targets: &["web-node-3"],
+                ..ex(Cni, &["node-3"])
+            }],
+        ),
+        (
+            "CNI on node-3, agent missing",
+            |m| {
+                node3_cni(m);
+                m.missing.insert(3);
+            },
+            vec![ex(Cni, &["node-3"])],
+        ),
+        (
+            "route to node-3's pods deleted on node-1 (both directions fail)",
+            route_1_to_3,
+            vec![Expect {
+                targets: &["web-node-3", "web-node-1"],
+                ..ex(Routing, &["node-1"])
+            }],
+        ),
+        (
+            "route to node-3's pods deleted on node-1, no \"net unreachable\" seen",
+            route_1_to_3_silent,
+            vec![Expect {
+                targets: &["web-node-3", "web-node-1"],
+                ..ex(Routing, &["node-1"])
+            }],
+        ),
+        (
+            "node-2 lost all its pod routes, no \"net unreachable\" seen",
+            |m| {
+                for o in [1, 3, 4] {
+                    m.p(2, o, &["icmp_pod", "http"], timeout());
+                    m.t(2, o, &TARGET_LAYERS, timeout());
+                    m.p(o, 2, &["icmp_pod", "icmp_node", "http"], timeout());
+                    m.t(o, 2, &TARGET_LAYERS, timeout());
+                }
+            },
+            vec![ex(Routing, &["node-2"])],
+        ),
+        (
+            "one-way pod failure node-1 -> node-3",
+            one_way_1_to_3,
+            vec![ex(Routing, &["node-1", "node-3"])],
+        ),
+        (
+            "node-2 lost all its pod routes",
+            node2_no_routes,
+            vec![ex(Routing, &["node-2"])],
+        ),
+        (
+            "zone partition",
+            zone_partition,
+            vec![Expect {
+                zones: &["zone-a", "zone-b"],
+                ..ex(Vpc, &[])
+            }],
+        ),
+        (
+            "one-node zone partitioned, agent reports",
+            lone_zone_partition,
+            vec![Expect {
+                zones: &["zone-a", "zone-b", "zone-c"],
+                ..ex(Vpc, &[])
+            }],
+        ),
+        (
+            "one-node zone, node down (agent missing)",
+            lone_zone_node_down,
+            vec![ex(NodeDown, &["node-4"])],
+        ),
+        (
+            "MTU on node-3 (path MTU states)",
+            mtu_node3_states,
+            vec![ex(Mtu, &["node-3"])],
+        ),
+        (
+            "MTU on node-3 (frag-needed, EMSGSIZE, partial loss)",
+            mtu_node3_errors,
+            vec![ex(Mtu, &["node-3"])],
+        ),
+        (
+            "packet loss on node-2",
+            loss_node2,
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "packet loss on node-2 with an unlucky double timeout",
+            |m| {
+                loss_node2(m);
+                m.p(
+                    1,
+                    2,
+                    &["icmp_pod"],
+                    LayerStats {
+                        successes: 8,
+                        received: 20,
+                        sent: 30,
+                        success_ratio: Some(0.8),
+                        consecutive_failures: 2,
+                        ..timeout()
+                    },
+                );
+            },
+            vec![ex(PacketLoss, &["node-2"])],
+        ),
+        (
+            "policy drops SYN to web-node-2",
+            policy_web2,
+            vec![Expect {
+                targets: &["web-node-2"],
+                ..ex(Policy, &["node-2"])
+            }],
+        ),
+        (
+            "application: web-node-2 answers 503",
+            app_web2,
+            vec![Expect {
+                targets: &["web-node-2"],
+                ..ex(Application, &["node-2"])
+            }],
+        ),
+        (
+            "application: web-node-2 refuses",
+            refused_web2,
+            vec![ex(Application, &["node-2"])],
+        ),
+        (
+            "meshprobe agent on node-4 refuses HTTP",
+            |m| {
+                for o in 1..=3 {
+                    m.p(o, 4, &["http"], down(err("refused")));
+                }
+            },
+            vec![ex(Application, &["node-4"])],
+        ),
+        (
+            "two faults: node-3 down and policy on web-node-2",
+            |m| {
+                node3_down(m);
+                policy_web2(m);
+            },
+            vec![ex(NodeDown, &["node-3"]), ex(Policy, &["node-2"])],
+        ),
+        (
+            "two faults: route on node-1 and loss on node-4",
+            |m| {
+                route_1_to_3(m);
+                m.around(4, &["icmp_pod", "icmp_node"], &[], lossy(8));
+            },
+            vec![ex(Routing, &["node-1"]), ex(PacketLoss, &["node-4"])],
+        ),
+        (
+            "two faults: silent route node-1 -> node-3 and CNI on node-2",
+            |m| {
+                route_1_to_3_silent(m);
+                m.around(2, &["icmp_pod", "http"], &TARGET_LAYERS, timeout());
+                for o in [1, 3, 4] {
+                    m.p(2, o, &["icmp_node"], timeout());
+                }
+            },
+            vec![ex(Routing, &["node-1"]), ex(Cni, &["node-2"])],
+        ),
+        (
+            "two faults: silent route node-2 -> node-4 and CNI on node-3 (the lab's pair)",
+            |m| {
+                m.p(2, 4, &["icmp_pod", "http"], timeout());
+                m.t(2, 4, &TARGET_LAYERS, timeout());
+                m.p(4, 2, &["icmp_pod", "icmp_node", "http"], timeout());
+                m.t(4, 2, &TARGET_LAYERS, timeout());
+                node3_cni(m);
+            },
+            vec![ex(Routing, &["node-2"]), ex(Cni, &["node-3"])],
+        ),
+        (
+            "two faults: CNI on node-2 and MTU on node-3",
+            |m| {
+                m.around(2, &["icmp_pod", "http"], &TARGET_LAYERS, timeout());
+                mtu_node3_states(m);
+            },
+            vec![ex(Cni, &["node-2"]), ex(Mtu, &["node-3"])],
+        ),
+    ];
+    for (label, scenario, want) in &table {
+        for meta in [false, true] {
+            let mut m = Mesh::new();
+            m.meta = meta;
+            scenario(&mut m);
+            let d = m.diagnose();
+            check(&format!("{label} (meta {meta})"), &d, want);
+        }
+    }
+}
+
+/// `cargo test -p meshprobe-diagnosis --lib tests::signatures::show -- --ignored --nocapture`
+/// prints every scenario's text.
+#[test]
+#[ignore]
+fn show() {
+    let table: Vec<(&str, Scenario)> = vec![
+        ("node down", node3_down),
+        ("cni", node3_cni),
+        ("route", route_1_to_3),
+        ("one way", one_way_1_to_3),
+        ("no routes", node2_no_routes),
+        ("zone", zone_partition),
+        ("lone zone", lone_zone_partition),
+        ("lone zone down", lone_zone_node_down),
+        ("mtu states", mtu_node3_states),
+        ("mtu errors", mtu_node3_errors),
+        ("loss", loss_node2),
+        ("policy", policy_web2),
+        ("app", app_web2),
+    ];
+    for (label, f) in table {
+        let mut m = Mesh::new();
+        f(&mut m);
+        println!("==== {label}\n{}", m.diagnose());
+    }
+}
