@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::clean::{max_age, net_failing, worst_app, NetUnreachableFrom};
 use super::finish::counts_text;
-use super::*;
+use super::state::*;
 use crate::input::ErrKind;
 use crate::matrix::Dest;
 use crate::report::Cause;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::*;
+use super::state::*;
 use crate::input::{ErrKind, ErrorInfo};
 use crate::matrix::{AgentStatus, Cell, Dest, IpRole, Matrix};
 
@@ -202,17 +202,6 @@ fn pair_recovery(
     }
 }
 
-/// Known cells (or pairs) counted against a candidate, and how many of them are bad.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Tally {
-    pub(super) bad: u32,
-    pub(super) known: u32,
-    /// Good ones last probed before the failures they are counted against began (onset).
-    pub(super) stale: u32,
-    /// Bad ones whose own contrast (the pair's other layer) predates their failure.
-    pub(super) pending: u32,
-}
-
 impl Tally {
     pub(super) fn add(&mut self, known: bool, bad: bool) {
         if known {
@@ -267,18 +256,6 @@ impl Tally {
     pub(super) fn frac(self) -> String {
         format!("{}/{}", self.bad, self.known)
     }
-}
-
-/// Per node, per direction: node-IP ICMP, pod-IP (ICMP, or HTTP without ICMP), HTTP.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct NodeTally {
-    pub(super) in_node: Tally,
-    pub(super) in_pod: Tally,
-    pub(super) in_http: Tally,
-    pub(super) out_node: Tally,
-    pub(super) out_pod: Tally,
-    /// Outbound pod failures answered net unreachable by this node's own addresses.
-    pub(super) out_own_net_unreachable: u32,
 }
 
 /// Who answered "net unreachable" ([`Engine::net_unreachable_from`]).

@@ -3,21 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::*;
+use super::state::*;
 use crate::matrix::Dest;
 use crate::report::{Cause, Finding};
-
-pub(super) struct Draft {
-    pub(super) cause: Cause,
-    pub(super) summary: String,
-    pub(super) nodes: BTreeSet<usize>,
-    pub(super) pairs: BTreeSet<(usize, Dest)>,
-    pub(super) zones: BTreeSet<String>,
-    pub(super) targets: BTreeSet<usize>,
-    pub(super) confidence: f64,
-    pub(super) evidence: Vec<String>,
-    pub(super) next_steps: Vec<String>,
-}
 
 impl Draft {
     pub(super) fn new(cause: Cause, summary: String, confidence: f64) -> Draft {

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::clean::{lost_of, random_loss, success_ratio};
-use super::*;
+use super::state::*;
 use crate::input::ErrKind;
 use crate::matrix::{Cell, Dest};
 use crate::report::Cause;

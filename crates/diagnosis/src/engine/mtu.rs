@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::clean::pod_state;
-use super::*;
+use super::state::*;
 use crate::input::{ErrKind, MtuState};
 use crate::matrix::Dest;
 use crate::report::Cause;

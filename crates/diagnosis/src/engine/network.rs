@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use super::clean::{max_age, net_failing, pod_layers, pod_state, NetUnreachableFrom};
-use super::*;
+use super::state::*;
 use crate::matrix::{AgentStatus, Dest};
 use crate::report::Cause;
 

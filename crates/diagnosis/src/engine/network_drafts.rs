@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::clean::{net_failing, pod_state, NetUnreachableFrom};
-use super::*;
+use super::state::*;
 use crate::input::{ErrKind, ErrorInfo};
 use crate::matrix::{AgentStatus, Dest};
 use crate::report::Cause;

@@ -1,0 +1,304 @@
+//! `lab up`: check the options, bind the live view, build the lab, wait for the agents, print
+//! what to try, and tear everything down on Ctrl-C, SIGTERM or SIGHUP.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use meshprobe_core::error::{Error, Result};
+
+use crate::down::remove_everything;
+use crate::plan::{Topology, AGENT_PORT, WEB_PORT};
+use crate::proxy::serve_proxy;
+use crate::start::build;
+use crate::state::{self, Proc, Proxy, State};
+use crate::{command_line, netns, run, UpArgs};
+
+pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
+    let topo = Topology::new(prefix, a.nodes, a.zones).map_err(Error::Config)?;
+    for (flag, v) in [
+        ("interval", &a.interval),
+        ("timeout", &a.timeout),
+        ("window", &a.window),
+    ] {
+        meshprobe_core::parse::parse_duration(v)
+            .map_err(|e| Error::Config(format!("--{flag} {v:?}: {e}")))?;
+    }
+    let interval =
+        meshprobe_core::parse::parse_duration(&a.interval).unwrap_or(Duration::from_secs(2));
+    // The agents would refuse it one by one after the network is built: say so now.
+    let timeout =
+        meshprobe_core::parse::parse_duration(&a.timeout).unwrap_or(Duration::from_secs(1));
+    if timeout.is_zero() || timeout >= interval {
+        return Err(Error::Config(format!(
+            "--timeout {} must be above zero and below --interval {}",
+            a.timeout, a.interval
+        )));
+    }
+    let exe = match a.exe.clone() {
+        Some(p) => p,
+        None => std::env::current_exe()?,
+    };
+    if !exe.is_file() {
+        return Err(Error::Config(format!(
+            "--exe {}: no such file",
+            exe.display()
+        )));
+    }
+
+    let existing: Vec<String> = run::list_namespaces()
+        .await?
+        .into_iter()
+        .filter(|ns| Topology::owns_namespace(prefix, ns))
+        .collect();
+    if State::load(prefix)?.is_some() || !existing.is_empty() {
+        return Err(Error::Lab(format!(
+            "a lab with prefix {prefix:?} already exists ({}); remove it with `meshprobe lab --prefix {prefix} down`, \
+             or pick another --prefix",
+            if existing.is_empty() {
+                format!("state in {}", state::state_dir(prefix).display())
+            } else {
+                format!("namespaces {}", existing.join(", "))
+            }
+        )));
+    }
+
+    // Bind the live view first: a busy port should fail before anything is built.
+    let mut listeners = Vec::new();
+    for n in topo.all_nodes() {
+        let port = if a.port_base == 0 {
+            0
+        } else {
+            a.port_base.checked_add(n.index - 1).ok_or_else(|| {
+                Error::Config(format!(
+                    "--port-base {}: too high for {} nodes",
+                    a.port_base, a.nodes
+                ))
+            })?
+        };
+        let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .await
+            .map_err(|e| {
+                Error::Lab(format!(
+                    "live view: cannot listen on 127.0.0.1:{port}: {e} (choose another --port-base, or 0)"
+                ))
+            })?;
+        listeners.push((n, l));
+    }
+
+    let me = std::process::id();
+    let mut st = State {
+        topology: topo.clone(),
+        phase: "building".into(),
+        exe: exe.clone(),
+        interval: a.interval.clone(),
+        timeout: a.timeout.clone(),
+        window: a.window.clone(),
+        started_unix: state::now_unix(),
+        lab: Some(Proc {
+            role: "lab".into(),
+            node: String::new(),
+            ns: String::new(),
+            pid: me,
+            start_time: state::process_start_time(me),
+            log: None,
+        }),
+        processes: Vec::new(),
+        proxies: Vec::new(),
+        faults: Vec::new(),
+    };
+    st.save()?;
+
+    let t0 = Instant::now();
+    eprintln!(
+        "meshprobe lab {prefix:?}: building {} nodes in {} zones…",
+        topo.nodes, topo.zones
+    );
+    let built = build(&topo, &a, &exe, &mut st).await;
+    if let Err(e) = built {
+        eprintln!("meshprobe lab: build failed, removing what was made: {e}");
+        let _ = remove_everything(prefix, Some(&st), Some(me)).await;
+        return Err(e);
+    }
+    let build_time = t0.elapsed();
+
+    // Live view proxies.
+    for (n, l) in listeners {
+        let target = SocketAddr::V4(SocketAddrV4::new(n.probe_ip, AGENT_PORT));
+        st.proxies.push(Proxy {
+            node: n.name.clone(),
+            listen: l.local_addr()?,
+            target,
+        });
+        tokio::spawn(serve_proxy(l, n.probe_ns.clone(), target));
+    }
+    st.phase = "running".into();
+    st.save()?;
+
+    // Wait (bounded) for every agent to be ready, then tell the user what to do.
+    let ready = wait_ready(&topo, &st, (interval * 4).max(Duration::from_secs(10))).await;
+    print_guidance(&topo, &st, build_time, t0.elapsed(), &ready);
+
+    // Run until told to stop; warn once about any pod process that dies.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut reported = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => break,
+            _ = tick.tick() => {
+                for p in &st.processes {
+                    if !state::is_alive(p) && reported.insert(p.pid) {
+                        eprintln!(
+                            "meshprobe lab: {} on {} (pid {}) exited; see {}",
+                            p.role, p.node, p.pid,
+                            p.log.as_deref().map(|l| l.display().to_string()).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("meshprobe lab {prefix:?}: tearing down…");
+    let t1 = Instant::now();
+    remove_everything(prefix, Some(&st), Some(me)).await?;
+    eprintln!(
+        "meshprobe lab {prefix:?}: removed (in {:.1}s)",
+        t1.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+/// Poll every agent's `/readyz` until 200, its process dies, or `limit` passes.
+async fn wait_ready(topo: &Topology, st: &State, limit: Duration) -> Vec<(String, String)> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    for n in topo.all_nodes() {
+        let proc_ = st
+            .processes
+            .iter()
+            .find(|p| p.role == "agent" && p.node == n.name);
+        let addr = SocketAddr::V4(SocketAddrV4::new(n.probe_ip, AGENT_PORT));
+        let verdict = loop {
+            if let Some(p) = proc_ {
+                if !state::is_alive(p) {
+                    break "exited (see its log)".to_string();
+                }
+            }
+            match netns::http_get_in(&n.probe_ns, addr, "/readyz", Duration::from_millis(500)).await
+            {
+                Ok((200, _)) => break "ready".to_string(),
+                Ok((code, _)) if Instant::now() >= deadline => {
+                    break format!("not ready (HTTP {code})")
+                }
+                Err(e) if Instant::now() >= deadline => break format!("not answering ({e})"),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        out.push((n.name.clone(), verdict));
+    }
+    out
+}
+
+fn print_guidance(
+    topo: &Topology,
+    st: &State,
+    build: Duration,
+    total: Duration,
+    ready: &[(String, String)],
+) {
+    let cmd = command_line(&st.exe, &topo.prefix);
+    println!(
+        "\nmeshprobe lab {:?} is up: {} nodes in {} zones (network built in {:.1}s, agents checked after {:.1}s).\n",
+        topo.prefix,
+        topo.nodes,
+        topo.zones,
+        build.as_secs_f64(),
+        total.as_secs_f64()
+    );
+    println!(
+        "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} agent",
+        "node", "zone", "node IP", "pod subnet", "agent pod", "target pod", "live view"
+    );
+    for n in topo.all_nodes() {
+        let view = st
+            .proxies
+            .iter()
+            .find(|p| p.node == n.name)
+            .map(|p| format!("http://{}/", p.listen))
+            .unwrap_or_default();
+        let r = ready
+            .iter()
+            .find(|(node, _)| *node == n.name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("?");
+        println!(
+            "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} {r}",
+            n.name,
+            n.zone_name,
+            n.node_ip.to_string(),
+            n.pod_subnet,
+            format!("{}:{AGENT_PORT}", n.probe_ip),
+            format!("{}:{WEB_PORT}", n.web_ip),
+            view
+        );
+    }
+    if let Some(p) = st.proxies.first() {
+        println!("\nLook (node-1's agent):");
+        println!("  http://{}/                  its page", p.listen);
+        println!("  http://{}/metrics           Prometheus metrics", p.listen);
+        println!(
+            "  http://{}/api/v1/results    what it sees, as JSON",
+            p.listen
+        );
+        println!(
+            "  http://{}/api/v1/diagnosis  what is broken and why (the whole mesh, gathered from every agent)",
+            p.listen
+        );
+        println!(
+            "  {} diagnose --agent http://{}   the same, in the terminal",
+            st.exe.display(),
+            p.listen
+        );
+        let last = topo.node(topo.nodes);
+        println!(
+            "  {} probe {}:{WEB_PORT} --http {WEB_PORT}/healthz --agent http://{}   is {}'s target reachable from every node, and if not, why?",
+            st.exe.display(),
+            last.web_ip,
+            p.listen,
+            last.name
+        );
+    }
+    let nodes = topo.nodes;
+    let other_zone = (2..=nodes)
+        .find(|&i| topo.zone_of(i) != 1)
+        .unwrap_or(nodes.min(2));
+    let same_zone = (2..=nodes)
+        .find(|&i| topo.zone_of(i) == 1)
+        .unwrap_or(nodes.min(2));
+    println!("\nBreak something (from another terminal, as root), watch the results, then clear:");
+    let last = format!("node-{nodes}");
+    let mut examples = vec![
+        format!("fault route node-1 node-{same_zone}"),
+        format!("fault node-down {last}"),
+        format!("fault cni {last}"),
+        format!("fault policy web-node-{other_zone}"),
+        format!("fault reject web-node-{other_zone}"),
+        format!("fault loss node-{other_zone} 30"),
+        format!("fault mtu node-{other_zone} 1400"),
+        format!("fault pmtu-blackhole node-{other_zone} 1400"),
+    ];
+    if topo.zones >= 2 {
+        examples.push("fault partition zone-a zone-b".into());
+    }
+    examples.extend(["status".to_string(), "clear".to_string()]);
+    for e in examples {
+        println!("  {cmd} {e}");
+    }
+    println!(
+        "\nCtrl-C here tears the lab down (or: {cmd} down). Logs and state: {}\n",
+        state::state_dir(&topo.prefix).display()
+    );
+}

@@ -1,0 +1,163 @@
+//! The hot-path registry: the counters and histograms the probe loop and the on-demand API
+//! update, registered once with bounded labels, and the text encoding of the whole registry.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::collector::StoreCollector;
+use crate::model::{Layer, ProbeResult};
+
+type LayerResult = [(&'static str, &'static str); 2];
+type LayerOnly = [(&'static str, &'static str); 1];
+
+/// The agent's registry and its hot-path instruments.
+pub struct Metrics {
+    registry: Registry,
+    probes: Family<LayerResult, Counter>,
+    packets_sent: Family<LayerOnly, Counter>,
+    packets_received: Family<LayerOnly, Counter>,
+    rtt: Family<LayerOnly, Histogram, fn() -> Histogram>,
+    pub lateness: Histogram,
+    pub rounds: Counter,
+    pub rounds_stretched: Counter,
+    /// `meshprobe_confirmation_probes_total`: probes sent at once to confirm a first failure.
+    pub confirmations: Counter,
+    pub mtu_probes: Counter,
+    /// `meshprobe_ondemand_requests_total{outcome}`: on-demand probe requests by outcome.
+    pub ondemand_requests: Family<[(&'static str, &'static str); 1], Counter>,
+    /// `meshprobe_ondemand_probes_total{check}`: on-demand checks started by this agent.
+    pub ondemand_probes: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Size of the last exposition, so the next one's buffer is allocated once: a buffer grown
+    /// by doubling holds the old and the new copy together.
+    last_size: AtomicUsize,
+}
+
+impl Metrics {
+    pub fn new(collector: StoreCollector) -> Self {
+        let mut registry = Registry::default();
+        let probes = Family::<LayerResult, Counter>::default();
+        registry.register(
+            "meshprobe_probes",
+            "Probes completed, by layer and result (ok, or the classified error)",
+            probes.clone(),
+        );
+        let packets_sent = Family::<LayerOnly, Counter>::default();
+        registry.register(
+            "meshprobe_packets_sent",
+            "Probe packets (ICMP echoes) or exchanges (TCP/HTTP) sent, by layer",
+            packets_sent.clone(),
+        );
+        let packets_received = Family::<LayerOnly, Counter>::default();
+        registry.register(
+            "meshprobe_packets_received",
+            "Probe answers received, by layer",
+            packets_received.clone(),
+        );
+        let rtt: Family<LayerOnly, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)));
+        registry.register(
+            "meshprobe_rtt_seconds",
+            "Round-trip times of successful probes to all destinations, by layer",
+            rtt.clone(),
+        );
+        let lateness = Histogram::new(exponential_buckets(0.000_5, 2.0, 14));
+        registry.register(
+            "meshprobe_schedule_lateness_seconds",
+            "How late probes started compared with their planned time",
+            lateness.clone(),
+        );
+        let rounds = Counter::default();
+        registry.register("meshprobe_rounds", "Probe rounds completed", rounds.clone());
+        let rounds_stretched = Counter::default();
+        registry.register(
+            "meshprobe_rounds_stretched",
+            "Rounds made longer than --interval by the --max-rate ceiling",
+            rounds_stretched.clone(),
+        );
+        let confirmations = Counter::default();
+        registry.register(
+            "meshprobe_confirmation_probes",
+            "Probes sent at once to confirm a destination's first failure (one per failure streak)",
+            confirmations.clone(),
+        );
+        let mtu_probes = Counter::default();
+        registry.register(
+            "meshprobe_mtu_probes",
+            "Don't-Fragment path-MTU probes sent",
+            mtu_probes.clone(),
+        );
+        let ondemand_requests = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_requests",
+            "POST /api/v1/probe requests, by outcome (accepted, or why refused)",
+            ondemand_requests.clone(),
+        );
+        let ondemand_probes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "meshprobe_ondemand_probes",
+            "On-demand checks started by this agent (icmp, tcp, http, mtu)",
+            ondemand_probes.clone(),
+        );
+        // Always exported, so a scrape shows zero rather than nothing.
+        for outcome in crate::ondemand::request::OUTCOMES {
+            let _ = ondemand_requests.get_or_create(&[("outcome", outcome)]);
+        }
+        for check in ["icmp", "tcp", "http", "mtu"] {
+            let _ = ondemand_probes.get_or_create(&[("check", check)]);
+        }
+        registry.register_collector(Box::new(collector));
+        Metrics {
+            registry,
+            probes,
+            packets_sent,
+            packets_received,
+            rtt,
+            lateness,
+            rounds,
+            rounds_stretched,
+            confirmations,
+            mtu_probes,
+            ondemand_requests,
+            ondemand_probes,
+            last_size: AtomicUsize::new(16 * 1024),
+        }
+    }
+
+    /// Count one completed probe.
+    pub fn observe(&self, layer: Layer, result: &ProbeResult) {
+        let outcome = if result.success() {
+            "ok"
+        } else {
+            result.error.as_ref().map_or("failed", |e| e.label())
+        };
+        let l = layer.as_str();
+        self.probes
+            .get_or_create(&[("layer", l), ("result", outcome)])
+            .inc();
+        self.packets_sent
+            .get_or_create(&[("layer", l)])
+            .inc_by(u64::from(result.sent));
+        self.packets_received
+            .get_or_create(&[("layer", l)])
+            .inc_by(u64::from(result.received.min(result.sent)));
+        if !result.rtts.is_empty() {
+            let h = self.rtt.get_or_create(&[("layer", l)]);
+            for r in &result.rtts {
+                h.observe(r.as_secs_f64());
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let hint = self.last_size.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 16);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.last_size.store(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
+}

@@ -1,0 +1,428 @@
+//! A parsed request, validated against what this agent knows: the target resolved to an
+//! address and fenced by the allowed CIDRs, the checks completed with the target's port, the
+//! source agents and the context checks chosen. The result is a [`Plan`] or a [`Refusal`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::parse::{ProbeRequest, RawCheck, TargetSpec};
+use super::spec::{CheckSpec, Refusal};
+use crate::model::Layer;
+use crate::net::Cidr;
+use crate::peers::PeerSet;
+
+/// Echoes of each context check (the target node's IPs).
+pub const CONTEXT_ECHOES: u16 = 3;
+
+/// What validation knows: this agent, its peer set and its allowed CIDRs.
+pub struct Context<'a> {
+    pub me: &'a str,
+    pub peers: &'a PeerSet,
+    /// Extra CIDRs from `--allow-cidr` (the peer set's subnets are always allowed).
+    pub extra_allowed: &'a [Cidr],
+    /// The agent port of peers that do not name one.
+    pub default_port: u16,
+    /// A `pod/…` target as Kubernetes resolved it (`None`: no Kubernetes support, refused).
+    pub pod: Option<&'a ResolvedPod>,
+}
+
+/// The target, resolved to an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// As the caller wrote it.
+    pub label: String,
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    /// The node the address belongs to (its pod subnet or node IP), when known.
+    pub node: Option<String>,
+}
+
+/// A source agent to run the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub node: String,
+    pub zone: Option<String>,
+    /// Its agent's HTTP address.
+    pub addr: SocketAddr,
+    pub me: bool,
+}
+
+/// A context check: ICMP to the target node's node IP and to its agent's pod IP, so the
+/// diagnosis can tell a dead node from a dead pod network from one dead pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextCheck {
+    pub node: String,
+    pub layer: Layer,
+    pub ip: IpAddr,
+}
+
+/// A validated request: what to send, to where, from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub target: Resolved,
+    pub checks: Vec<CheckSpec>,
+    pub sources: Vec<Source>,
+    pub context: Vec<ContextCheck>,
+}
+
+/// The CIDRs a target must fall in by default: the /24 (IPv4) or /64 (IPv6) around every
+/// peer's pod IP and node IP and every target's IP — the pod and node subnets meshprobe knows.
+/// Loopback never comes from the peer set (a GET to the agent's own localhost is an SSRF):
+/// only an explicit `--allow-cidr` admits it.
+pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
+    let ips = peers
+        .peers
+        .iter()
+        .flat_map(|p| [p.pod_ip, p.node_ip])
+        .chain(peers.targets.iter().map(|t| t.ip))
+        .filter(|ip| !ip.is_loopback());
+    let mut out: Vec<Cidr> = Vec::new();
+    for ip in ips {
+        let c = Cidr::around(ip);
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Addresses never probed, whatever the allowed CIDRs say.
+fn never(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v) if v.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(v) if v.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V4(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v) if v.octets() == [169, 254, 169, 254] => Some("the cloud metadata address"),
+        IpAddr::V6(v) if v.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(v) if v.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v) if v.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => {
+            Some("the cloud metadata address")
+        }
+        _ => None,
+    }
+}
+
+fn cidr_text(c: &Cidr) -> String {
+    format!("{}/{}", c.addr, c.len)
+}
+
+/// The node an address belongs to: a peer's node IP or pod IP, or inside the /24 around a
+/// peer's pod IP (its assumed pod subnet).
+pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
+    peers
+        .peers
+        .iter()
+        .find(|p| p.node_ip == ip || p.pod_ip == ip)
+        .or_else(|| {
+            peers
+                .peers
+                .iter()
+                .find(|p| Cidr::around(p.pod_ip).contains(ip))
+        })
+}
+
+/// Validate and resolve a parsed request.
+pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    let (ip, port, named_node) = match &req.target {
+        TargetSpec::Pod { namespace, name } => match cx.pod {
+            Some(p) => (p.ip, None, p.node.clone()),
+            None => {
+                return Err(Refusal::new(
+                    501,
+                    "kubernetes_unavailable",
+                    format!(
+                        "target pod/{namespace}/{name}: resolving pods needs an agent running with --discovery kubernetes; give the pod's IP or IP:PORT"
+                    ),
+                ))
+            }
+        },
+        TargetSpec::Node(n) => {
+            let p = cx.peers.peer(n).ok_or_else(|| {
+                Refusal::new(
+                    404,
+                    "unknown_node",
+                    format!("target {n:?}: no such node in this agent's peer set"),
+                )
+            })?;
+            (p.node_ip, None, Some(p.node.clone()))
+        }
+        TargetSpec::Addr { ip, port } => (*ip, *port, None),
+    };
+    if let Some(what) = never(ip) {
+        return Err(Refusal::new(
+            403,
+            "target_not_allowed",
+            format!("target {ip}: {what} is never probed"),
+        ));
+    }
+    let derived = derived_cidrs(cx.peers);
+    if !derived
+        .iter()
+        .chain(cx.extra_allowed)
+        .any(|c| c.contains(ip))
+    {
+        let mut list: Vec<String> = derived
+            .iter()
+            .chain(cx.extra_allowed)
+            .map(cidr_text)
+            .collect();
+        list.truncate(16);
+        return Err(Refusal::new(
+            403,
+            "target_not_allowed",
+            format!(
+                "target {ip}: outside the allowed CIDRs ({}); an operator can widen them with --allow-cidr",
+                if list.is_empty() { "none".to_string() } else { list.join(", ") }
+            ),
+        ));
+    }
+    let need_port = |i: usize, what: &str, p: Option<u16>| {
+        p.or(port).ok_or_else(|| {
+            Refusal::bad(format!(
+                "checks[{i}].port: {what} needs a port (in the check or as IP:PORT in the target)"
+            ))
+        })
+    };
+    let checks = match &req.checks {
+        None => {
+            let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
+            if let Some(p) = port {
+                c.push(CheckSpec::Tcp { port: p });
+            }
+            c
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(match c {
+                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
+                        count: *count,
+                        size: *size,
+                    },
+                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
+                        port: need_port(i, "tcp", *p)?,
+                    },
+                    RawCheck::Http { port: p, path } => CheckSpec::Http {
+                        port: need_port(i, "http", *p)?,
+                        path: path.clone(),
+                    },
+                    RawCheck::Mtu => CheckSpec::Mtu,
+                })
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?,
+    };
+    let peer_source = |p: &crate::peers::Peer| Source {
+        node: p.node.clone(),
+        zone: p.zone.clone(),
+        addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(cx.default_port)),
+        me: p.node == cx.me,
+    };
+    let sources: Vec<Source> = match &req.from {
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                cx.peers.peer(n).map(peer_source).ok_or_else(|| {
+                    Refusal::new(
+                        404,
+                        "unknown_node",
+                        format!("from[{i}] {n:?}: no such node in this agent's peer set"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => {
+            let mut all: Vec<Source> = cx.peers.peers.iter().map(peer_source).collect();
+            if !all.iter().any(|s| s.me) {
+                all.insert(
+                    0,
+                    Source {
+                        node: cx.me.to_string(),
+                        zone: None,
+                        addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), cx.default_port),
+                        me: true,
+                    },
+                );
+            }
+            all
+        }
+    };
+    let owner = match &named_node {
+        Some(n) => cx.peers.peer(n).or_else(|| owner_of(cx.peers, ip)),
+        None => owner_of(cx.peers, ip),
+    };
+    let mut context = Vec::new();
+    if let Some(o) = owner {
+        if o.pod_ip != ip {
+            context.push(ContextCheck {
+                node: o.node.clone(),
+                layer: Layer::IcmpPod,
+                ip: o.pod_ip,
+            });
+        }
+        if o.node_ip != ip || named_node.is_some() {
+            context.push(ContextCheck {
+                node: o.node.clone(),
+                layer: Layer::IcmpNode,
+                ip: o.node_ip,
+            });
+        }
+    }
+    Ok(Plan {
+        target: Resolved {
+            label: req.target_text.clone(),
+            ip,
+            port,
+            node: owner.map(|o| o.node.clone()).or(named_node),
+        },
+        checks,
+        sources,
+        context,
+    })
+}
+
+/// A pod, as Kubernetes knows it: where to probe it and the facts the diagnosis reads (pod
+/// Ready and events, NetworkPolicies selecting it, the CNI pod on its node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPod {
+    pub ip: IpAddr,
+    /// The node it runs on.
+    pub node: Option<String>,
+    pub facts: crate::diagnosis::KubeFacts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_body;
+    use super::super::tests::{plan, SET};
+    use super::*;
+    use crate::peers::parse;
+
+    #[test]
+    fn accepted_requests_resolve_sources_checks_and_context() {
+        // Defaults: ICMP x3 and TCP to the given port, from every node; the target's node is
+        // found by its pod subnet and its node IP and agent pod IP are context.
+        let p = plan(r#"{"target":"198.19.2.11:8080"}"#, &[]).unwrap();
+        assert_eq!(
+            p.checks,
+            [
+                CheckSpec::Icmp { count: 3, size: 56 },
+                CheckSpec::Tcp { port: 8080 }
+            ]
+        );
+        assert_eq!(p.target.node.as_deref(), Some("node-2"));
+        let srcs: Vec<(&str, String, bool)> = p
+            .sources
+            .iter()
+            .map(|s| (s.node.as_str(), s.addr.to_string(), s.me))
+            .collect();
+        assert_eq!(
+            srcs,
+            [
+                ("node-1", "198.19.1.10:9464".to_string(), true),
+                ("node-2", "198.19.2.10:9000".to_string(), false)
+            ]
+        );
+        assert_eq!(
+            p.context,
+            [
+                ContextCheck {
+                    node: "node-2".into(),
+                    layer: Layer::IcmpPod,
+                    ip: "198.19.2.10".parse().unwrap()
+                },
+                ContextCheck {
+                    node: "node-2".into(),
+                    layer: Layer::IcmpNode,
+                    ip: "198.18.2.12".parse().unwrap()
+                },
+            ]
+        );
+        // Explicit checks take the target's port when they have none; `from` narrows.
+        let p = plan(
+            r#"{"target":"198.19.1.11:8080","checks":[{"kind":"icmp","count":20},{"kind":"http","path":"/healthz"},{"kind":"tcp","port":22},{"kind":"mtu"}],"from":["node-2","node-2"]}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            p.checks,
+            [
+                CheckSpec::Icmp {
+                    count: 20,
+                    size: 56
+                },
+                CheckSpec::Http {
+                    port: 8080,
+                    path: "/healthz".into()
+                },
+                CheckSpec::Tcp { port: 22 },
+                CheckSpec::Mtu
+            ]
+        );
+        assert_eq!(p.sources.len(), 1);
+        assert_eq!(p.sources[0].node, "node-2");
+        // A node name resolves to its node IP; --allow-cidr widens.
+        let p = plan(r#"{"target":"node-2"}"#, &[]).unwrap();
+        assert_eq!(p.target.ip, "198.18.2.12".parse::<IpAddr>().unwrap());
+        assert_eq!(p.target.node.as_deref(), Some("node-2"));
+        assert!(plan(r#"{"target":"10.0.0.1"}"#, &["10.0.0.0/8"]).is_ok());
+        // No owner: no context.
+        let p = plan(r#"{"target":"10.1.2.3"}"#, &["10.0.0.0/8"]).unwrap();
+        assert!(p.context.is_empty() && p.target.node.is_none());
+    }
+
+    #[test]
+    fn loopback_needs_an_explicit_allow_cidr() {
+        // Agents on loopback (a test bed): their peer set does not open 127.0.0.0/8.
+        let set = parse("peers:\n  - {node: a, node_ip: 127.0.1.1, pod_ip: 127.0.0.1}\n").unwrap();
+        assert!(derived_cidrs(&set).is_empty());
+        let req = parse_body(br#"{"target":"127.0.0.1:10250"}"#).unwrap();
+        let cx = |extra| Context {
+            me: "a",
+            peers: &set,
+            extra_allowed: extra,
+            default_port: 9464,
+            pod: None,
+        };
+        assert_eq!(
+            validate(&req, &cx(&[])).unwrap_err().code,
+            "target_not_allowed"
+        );
+        let lo = [Cidr::parse("127.0.0.0/8").unwrap()];
+        assert!(validate(&req, &cx(&lo)).is_ok());
+    }
+
+    #[test]
+    fn pod_targets_through_the_resolver_seam() {
+        let set = parse(SET).unwrap();
+        let req =
+            parse_body(br#"{"target":"pod/shop/web-7","checks":[{"kind":"tcp","port":8080}]}"#)
+                .unwrap();
+        let pod = |ip: &str| ResolvedPod {
+            ip: ip.parse().unwrap(),
+            node: Some("node-2".into()),
+            facts: Default::default(),
+        };
+        let cx = |p| Context {
+            me: "node-1",
+            peers: &set,
+            extra_allowed: &[],
+            default_port: 9000,
+            pod: p,
+        };
+        let inside = pod("198.19.2.33");
+        let p = validate(&req, &cx(Some(&inside))).unwrap();
+        assert_eq!(p.target.label, "pod/shop/web-7");
+        assert_eq!(p.target.ip, "198.19.2.33".parse::<IpAddr>().unwrap());
+        assert_eq!(p.target.node.as_deref(), Some("node-2"));
+        assert_eq!(p.context.len(), 2);
+        // A resolved pod is fenced like any address.
+        let outside = pod("10.0.0.7");
+        let r = validate(&req, &cx(Some(&outside))).unwrap_err();
+        assert_eq!(r.code, "target_not_allowed");
+        let r = validate(&req, &cx(None)).unwrap_err();
+        assert_eq!((r.status, r.code), (501, "kubernetes_unavailable"));
+    }
+}
