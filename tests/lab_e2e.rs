@@ -152,32 +152,19 @@ fn assert_all_pairs_ping(lab: &Lab) {
     assert!(bad.is_empty(), "clean lab, yet:\n{}", bad.join("\n"));
 }
 
-/// While `meshprobe serve` is not built (its stub exits), answer HTTP on every target pod's
-/// port from this test, so targets have something listening.
-fn ensure_targets_listen(lab: &Lab) {
+/// Every target pod's `meshprobe serve` (started by `lab up`) accepts connections on its port
+/// within a few seconds: the test never stands in for the lab's own targets.
+fn assert_targets_listen(lab: &Lab) {
     for i in 1..=lab.nodes {
         let addr: SocketAddr = format!("198.19.{i}.11:8080").parse().unwrap();
-        if tcp(&lab.ns(i, "probe"), &addr.to_string()) == Tcp::Ok {
-            continue;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tcp(&lab.ns(i, "probe"), &addr.to_string()) != Tcp::Ok {
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on the target pod {addr} of node-{i} 5 s after lab up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        eprintln!(
-            "note: nothing listens on {addr} (meshprobe serve not built yet?): the test serves it"
-        );
-        let listener = netns::listen_in(&lab.ns(i, "web"), addr).expect("listen in web pod");
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut buf = [0u8; 2048];
-                    let _ = conn.read(&mut buf);
-                    let _ = conn.write_all(
-                        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n",
-                    );
-                });
-            }
-        });
     }
 }
 
@@ -223,14 +210,13 @@ fn layers_of(results: &Value) -> Vec<(Dest, String, Value)> {
     out
 }
 
-/// Which layers have a real prober: on a clean lab every check of the layer comes up. A layer
-/// whose every failure is `local_error` "stub" is not built yet: skipped, loudly.
+/// The layers the agents report, once every check of every layer is up on the clean lab. A
+/// prober that answers "stub" fails the test: no layer's assertions are ever skipped.
 fn usable_layers(lab: &Lab) -> BTreeSet<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let all = lab.results();
         let mut up: BTreeMap<String, bool> = BTreeMap::new();
-        let mut stub: BTreeMap<String, bool> = BTreeMap::new();
         let mut complete = true;
         for (src, r) in &all {
             if r.is_null() {
@@ -245,10 +231,12 @@ fn usable_layers(lab: &Lab) -> BTreeSet<String> {
             }
             for (dest, layer, l) in layers {
                 let ok = l["reachable"] == Value::Bool(true);
-                let is_stub = l["last_error"]["detail"] == "stub";
+                assert!(
+                    l["last_error"]["detail"] != "stub",
+                    "node-{src} → {dest:?}: the {layer} prober is a stub in this build"
+                );
                 *up.entry(layer.clone()).or_insert(true) &= ok;
-                *stub.entry(layer.clone()).or_insert(false) |= is_stub;
-                if !ok && !is_stub && Instant::now() >= deadline {
+                if !ok && Instant::now() >= deadline {
                     panic!(
                         "clean lab: node-{src} → {dest:?} {layer} is not reachable: {}",
                         l
@@ -256,18 +244,8 @@ fn usable_layers(lab: &Lab) -> BTreeSet<String> {
                 }
             }
         }
-        if complete && up.iter().all(|(layer, ok)| *ok || stub[layer]) {
-            let usable: BTreeSet<String> = up
-                .iter()
-                .filter(|(_, ok)| **ok)
-                .map(|(l, _)| l.clone())
-                .collect();
-            for layer in up.keys().filter(|l| !usable.contains(*l)) {
-                eprintln!(
-                    "NOTE: the agent's {layer} prober is a stub in this build: its assertions are skipped"
-                );
-            }
-            return usable;
+        if complete && up.values().all(|ok| *ok) {
+            return up.into_keys().collect();
         }
         assert!(
             Instant::now() < deadline,
@@ -623,7 +601,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         assert_eq!(code, 200, "GET {path} via the live view: {body}");
     }
 
-    ensure_targets_listen(&lab);
+    assert_targets_listen(&lab);
     assert_all_pairs_ping(&lab);
     let usable = usable_layers(&lab);
     let all_up = |_: u16, _: Dest, _: &str| Exp::Up;

@@ -50,10 +50,12 @@ pub fn allow_cidr(cidr: &str) -> ProbeConfig {
 }
 
 /// The real probers, or None (saying why the test skips) where no ICMP socket can be opened
-/// (no CAP_NET_RAW, no ping sysctl).
+/// without root (no CAP_NET_RAW, no ping sysctl). As root they must open: a broken prober fails
+/// the test instead of skipping it.
 pub fn probers() -> Option<(Probers, &'static str)> {
     match meshprobe::agent::default_probers() {
         Ok(p) => Some(p),
+        Err(e) if super::sys::is_root() => panic!("as root the real probers must open: {e}"),
         Err(e) => {
             eprintln!("SKIP: the agent cannot open ICMP sockets here: {e}");
             None

@@ -739,9 +739,12 @@ mod tests {
 
     // ---- real sockets -----------------------------------------------------------------------
 
+    /// The prober, or None (the test skips) where it lacks the privilege without root; as root
+    /// it must open.
     fn prober_or_skip() -> Option<IcmpProber> {
         match IcmpProber::new() {
             Ok(p) => Some(p),
+            Err(e) if crate::testnet::is_root() => panic!("as root the ICMP prober must open: {e}"),
             Err(Error::Privilege(why)) => {
                 eprintln!("skipped: {why}");
                 None

@@ -376,9 +376,14 @@ mod tests {
 
     // ---- real sockets -----------------------------------------------------------------------
 
+    /// The prober, or None (the test skips) where it lacks the privilege without root; as root
+    /// it must open.
     fn prober_or_skip() -> Option<PmtuProber> {
         match PmtuProber::new() {
             Ok(p) => Some(p),
+            Err(e) if crate::testnet::is_root() => {
+                panic!("as root the path-MTU prober must open: {e}")
+            }
             Err(Error::Privilege(why)) => {
                 eprintln!("skipped: {why}");
                 None

@@ -40,10 +40,15 @@ impl Drop for TestNetns {
     }
 }
 
+/// Whether the tests run as root: then every privileged test must run, never skip.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Why namespace tests cannot run here (not root, or a tool missing), if they cannot.
 pub fn skip_reason(tools: &[&str]) -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         return Some("not root".into());
     }
     for tool in tools {
