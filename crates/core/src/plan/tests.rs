@@ -286,8 +286,8 @@ fn jump_hash_moves_few_keys_when_buckets_grow() {
 fn hashes_are_stable_across_builds() {
     // Agents of different builds must compute the same plan: pin the hash.
     assert_eq!(hash_str(""), mix(0xcbf2_9ce4_8422_2325));
-    assert_eq!(hash_str("node-1"), hash_str("node-1"));
-    assert_ne!(hash_str("node-1"), hash_str("node-2"));
+    assert_eq!(hash_str("node-1"), 0x94a9_d409_86da_123d);
+    assert_eq!(hash_str("node-2"), 0xaa52_92ee_5091_7d7b);
     assert_eq!(mix(0), 0xe220_a839_7b1d_cdaf);
 }
 
@@ -297,4 +297,117 @@ fn the_default_plan_bounds_an_agent_below_20_probes_per_second_at_3_zones() {
     let p = PlanParams::default();
     assert_eq!(p.max_peers(3), 33);
     assert!(p.max_peers(3) as f64 * 3.0 / 5.0 <= 20.0);
+}
+
+/// Agents of two builds (a rolling update) must compute the same plan from the same peer set:
+/// a small sampled plan, pinned. A change here is a change of the plan's hashing or levels
+/// and must be deliberate.
+#[test]
+fn a_small_sampled_plan_is_the_same_in_every_build() {
+    let nodes: Vec<NodeSpec> = (1..=12)
+        .map(|i| NodeSpec {
+            name: format!("node-{i}"),
+            zone: Some(format!("zone-{}", i % 3)),
+        })
+        .collect();
+    let p = PlanParams {
+        full_mesh_max: 4,
+        ..PlanParams::default()
+    };
+    let plan = Plan::build(&nodes, &p, 7);
+    let got: Vec<(&str, Vec<&str>)> = plan
+        .names
+        .iter()
+        .zip(&plan.out)
+        .map(|(n, out)| {
+            let peers = out.iter().map(|&d| plan.names[d as usize].as_str());
+            (n.as_str(), peers.collect())
+        })
+        .collect();
+    let want: &[(&str, &[&str])] = &[
+        (
+            "node-1",
+            &[
+                "node-10", "node-11", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7",
+                "node-9",
+            ],
+        ),
+        (
+            "node-10",
+            &[
+                "node-1", "node-11", "node-2", "node-3", "node-4", "node-6", "node-7", "node-8",
+                "node-9",
+            ],
+        ),
+        (
+            "node-11",
+            &[
+                "node-1", "node-10", "node-12", "node-2", "node-3", "node-5", "node-8", "node-9",
+            ],
+        ),
+        (
+            "node-12",
+            &[
+                "node-11", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7", "node-8",
+                "node-9",
+            ],
+        ),
+        (
+            "node-2",
+            &[
+                "node-1", "node-10", "node-11", "node-12", "node-3", "node-5", "node-6", "node-7",
+                "node-8", "node-9",
+            ],
+        ),
+        (
+            "node-3",
+            &[
+                "node-1", "node-10", "node-11", "node-12", "node-2", "node-4", "node-5", "node-6",
+                "node-7", "node-8", "node-9",
+            ],
+        ),
+        (
+            "node-4",
+            &[
+                "node-1", "node-10", "node-12", "node-3", "node-5", "node-6", "node-7", "node-9",
+            ],
+        ),
+        (
+            "node-5",
+            &[
+                "node-1", "node-11", "node-12", "node-2", "node-3", "node-4", "node-6", "node-7",
+                "node-8",
+            ],
+        ),
+        (
+            "node-6",
+            &[
+                "node-1", "node-10", "node-12", "node-2", "node-3", "node-4", "node-5", "node-7",
+                "node-8", "node-9",
+            ],
+        ),
+        (
+            "node-7",
+            &[
+                "node-1", "node-10", "node-12", "node-2", "node-3", "node-4", "node-5", "node-6",
+                "node-8", "node-9",
+            ],
+        ),
+        (
+            "node-8",
+            &[
+                "node-10", "node-11", "node-12", "node-2", "node-3", "node-5", "node-6", "node-7",
+                "node-9",
+            ],
+        ),
+        (
+            "node-9",
+            &[
+                "node-1", "node-10", "node-11", "node-12", "node-2", "node-3", "node-4", "node-6",
+                "node-7", "node-8",
+            ],
+        ),
+    ];
+    let want: Vec<(&str, Vec<&str>)> = want.iter().map(|(n, o)| (*n, o.to_vec())).collect();
+    assert_eq!(got, want);
 }

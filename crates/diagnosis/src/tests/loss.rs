@@ -322,7 +322,8 @@ fn cut_rounds_are_no_packet_loss() {
 }
 
 /// Recorded `lab partition zone-a zone-b` onsets that read as packet_loss before the right
-/// `vpc` (see each fixture's `what`).
+/// `vpc` (see each fixture's `what`): half a second in, the right answer is no finding yet, or
+/// the partition itself — never loss, never any other finding.
 #[test]
 fn onset_real_cut_rounds() {
     for f in [
@@ -330,10 +331,9 @@ fn onset_real_cut_rounds() {
         "partition-cut-rounds-node3.json",
     ] {
         let d = onset_fixture(f);
-        assert!(
-            d.findings.iter().all(|x| x.cause == Cause::Vpc),
-            "{f}: {}",
-            d.to_text()
-        );
+        let partition = d.findings.len() == 1
+            && d.findings[0].cause == Cause::Vpc
+            && d.findings[0].zones == ["zone-a", "zone-b"];
+        assert!(d.findings.is_empty() || partition, "{f}: {}", d.to_text());
     }
 }
