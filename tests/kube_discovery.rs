@@ -378,9 +378,11 @@ async fn an_unreachable_api_server_at_start_times_out_with_the_reason() {
     assert!(msg.contains("no complete list within 3s"), "{msg}");
 }
 
-/// Not a test: a measurement. `cargo test --release --test kube_discovery -- --ignored --nocapture`
+/// 1,000 nodes and agent pods: the first complete list, one change, and the memory they cost,
+/// with bounds loose enough for a loaded CI machine (the debug-build figures measured on the
+/// 2-core VM on 2026-12-06 are in the comments). For the documented release-build figures:
+/// `cargo test --release --test kube_discovery scale_1000_nodes -- --nocapture`.
 #[tokio::test]
-#[ignore]
 async fn scale_1000_nodes() {
     let api = FakeApi::start().await;
     for i in 0..1000u32 {
@@ -409,11 +411,24 @@ async fn scale_1000_nodes() {
     let t = std::time::Instant::now();
     api.delete("pods", "meshprobe", "meshprobe-7");
     wait_for(&mut rx, "999 peers", |s| s.peers.len() == 999).await;
+    let change = t.elapsed();
     println!(
         "1000 nodes + 1000 agent pods: first complete list in {:.0} ms, RSS of the test process +{} KiB (watch stores, and the fake server's response buffers in the same process), one deletion published after {:.1} ms",
         synced.as_secs_f64() * 1e3,
         grown,
-        t.elapsed().as_secs_f64() * 1e3
+        change.as_secs_f64() * 1e3
     );
+    // Measured 710 ms: 7x that.
+    assert!(
+        synced.as_secs_f64() < 5.0,
+        "first complete list took {synced:?}"
+    );
+    // Measured 10.7 ms; a relist of the 2,000 objects (~700 ms) would fail this.
+    assert!(
+        change.as_secs_f64() < 0.3,
+        "one deletion published after {change:?}"
+    );
+    // Measured +32,696 KiB: 4x that.
+    assert!(grown < 128 * 1024, "RSS grew {grown} KiB");
     task.abort();
 }
