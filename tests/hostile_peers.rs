@@ -44,16 +44,18 @@ enum Hostile {
     SilentResults(&'static str),
 }
 
-/// Write `chunk` until the client stops reading (a write fails) or 60 s pass; count the bytes.
+/// Write `chunk` until the client stops reading (a write fails) or 60 s pass; the bytes
+/// written so far are published after every write, so a client that never closes the
+/// connection is counted too.
 async fn endless(s: &mut TcpStream, chunk: &[u8], written: &AtomicU64) {
     let mut n = 0u64;
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
         while s.write_all(chunk).await.is_ok() {
             n += chunk.len() as u64;
+            written.fetch_max(n, Ordering::Relaxed);
         }
     })
     .await;
-    written.fetch_max(n, Ordering::Relaxed);
 }
 
 fn endless_chunk(unit: &str) -> Vec<u8> {
