@@ -596,8 +596,10 @@ fn an_icmp_flood_of_replies_that_are_not_ours_changes_no_result() {
         late < 0.05,
         "mean schedule lateness {late} s during the flood"
     );
+    // Measured 13.0–14.7% of a core in a debug build (2-core VM, 2026-12-06, four runs): twice
+    // the highest fails, so a 2x regression in reading and dropping foreign replies is caught.
     assert!(
-        cpu < 0.6,
+        cpu < 0.3,
         "the flood cost the agent {:.0}% of a core",
         cpu * 100.0
     );
