@@ -405,6 +405,64 @@ mod tests {
         server.stop().await;
     }
 
+    /// An idle keep-alive connection waits for its next request head only as long as a head may
+    /// take (`header_read_timeout`, 5 s by default), not the connection's whole life.
+    #[tokio::test]
+    async fn idle_keep_alive_is_cut_at_header_read_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            connection_timeout: Duration::from_secs(30),
+            ..ServerLimits::default()
+        };
+        let server = Running::start(limits).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let start = Instant::now();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        let took = start.elapsed();
+        assert!(
+            read.is_ok(),
+            "idle keep-alive connection still open after 3 s"
+        );
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        assert!(took >= Duration::from_millis(250), "cut after {took:?}");
+        server.stop().await;
+    }
+
+    /// A request head up to `MAX_HEADER_SIZE` (32 KiB) is served; a larger one is refused.
+    #[tokio::test]
+    async fn request_heads_over_32_kib_are_refused() {
+        let server = Running::start(ServerLimits::default()).await;
+        let head = |pad: usize| {
+            format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(pad)
+            )
+        };
+        let small = exchange(
+            server.addr,
+            head(30 * 1024).as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(small.starts_with("HTTP/1.1 200 OK\r\n"), "{small}");
+        let large = exchange(
+            server.addr,
+            head(40 * 1024).as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            !large.starts_with("HTTP/1.1 200"),
+            "a 40 KiB head was served: {}",
+            large.chars().take(200).collect::<String>()
+        );
+        server.stop().await;
+    }
+
     #[tokio::test]
     async fn connections_beyond_the_limit_get_503() {
         let limits = ServerLimits {
