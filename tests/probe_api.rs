@@ -574,3 +574,58 @@ async fn a_peer_agent_that_hangs_is_cut_off_at_the_deadline() {
     holder.abort();
     a.stop().await;
 }
+
+/// POST a probe request from `source` (a local address of ours), marked as forwarded; the
+/// answer's status.
+async fn post_forwarded_from(source: &str, to: SocketAddr, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    let request = format!(
+        "POST /api/v1/probe HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{}: node-b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        meshprobe::ondemand::FORWARDED_HEADER,
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"))
+}
+
+/// The forwarded mark spares a request the rate limit only when it comes from a peer agent's
+/// pod IP: from any other address it is one more client request, limited as such.
+#[tokio::test]
+async fn a_forwarded_mark_from_outside_the_mesh_does_not_skip_the_rate_limit() {
+    let probe = ProbeConfig {
+        rate_per_minute: 3,
+        burst: 3,
+        ..allow_loopback()
+    };
+    let (a, b, fa, _fb) = pair("forged", probe).await;
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
+    );
+    // From node-b's pod IP (a peer): never limited.
+    for i in 0..5 {
+        let s = post_forwarded_from("127.0.0.2", a.addr, &body).await;
+        assert_eq!(s, 200, "forwarded request {i} from the peer node-b");
+    }
+    // From 127.0.0.9, no agent's address: three in the burst, then 429.
+    for i in 0..3 {
+        let s = post_forwarded_from("127.0.0.9", a.addr, &body).await;
+        assert_eq!(s, 200, "forged forwarded request {i}");
+    }
+    let s = post_forwarded_from("127.0.0.9", a.addr, &body).await;
+    assert_eq!(s, 429, "a forged forwarded mark skipped the rate limit");
+    assert_eq!(fa.to(TARGET), 8, "the 429 sent nothing");
+    a.stop().await;
+    b.stop().await;
+}
