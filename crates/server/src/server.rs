@@ -382,6 +382,23 @@ mod tests {
         server.stop().await;
     }
 
+    /// One keep-alive request, answered; then the connection idles until the server closes
+    /// it (bounded by 3 s). The answer and how long the connection lived; `None`: still open.
+    async fn keep_alive_until_cut(limits: ServerLimits) -> Option<(String, Duration)> {
+        let server = Running::start(limits).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let start = Instant::now();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        let took = start.elapsed();
+        server.stop().await;
+        read.ok()
+            .map(|_| (String::from_utf8_lossy(&buf).into_owned(), took))
+    }
+
     #[tokio::test]
     async fn connection_is_cut_at_connection_timeout() {
         let limits = ServerLimits {
@@ -389,20 +406,11 @@ mod tests {
             connection_timeout: Duration::from_millis(300),
             ..ServerLimits::default()
         };
-        let server = Running::start(limits).await;
-        let mut s = TcpStream::connect(server.addr).await.unwrap();
-        let start = Instant::now();
-        // A keep-alive request, answered; then the connection idles.
-        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        let (answer, took) = keep_alive_until_cut(limits)
             .await
-            .unwrap();
-        let mut buf = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
-        let took = start.elapsed();
-        assert!(read.is_ok(), "connection still open after 3 s");
-        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+            .expect("connection still open after 3 s");
+        assert!(answer.starts_with("HTTP/1.1 200"));
         assert!(took >= Duration::from_millis(250), "cut after {took:?}");
-        server.stop().await;
     }
 
     /// An idle keep-alive connection waits for its next request head only as long as a head may
@@ -414,22 +422,11 @@ mod tests {
             connection_timeout: Duration::from_secs(30),
             ..ServerLimits::default()
         };
-        let server = Running::start(limits).await;
-        let mut s = TcpStream::connect(server.addr).await.unwrap();
-        let start = Instant::now();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        let (answer, took) = keep_alive_until_cut(limits)
             .await
-            .unwrap();
-        let mut buf = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
-        let took = start.elapsed();
-        assert!(
-            read.is_ok(),
-            "idle keep-alive connection still open after 3 s"
-        );
-        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+            .expect("idle keep-alive connection still open after 3 s");
+        assert!(answer.starts_with("HTTP/1.1 200"));
         assert!(took >= Duration::from_millis(250), "cut after {took:?}");
-        server.stop().await;
     }
 
     /// A request head up to `MAX_HEADER_SIZE` (32 KiB) is served; a larger one is refused.
