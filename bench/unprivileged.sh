@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): the diagnosis with privileged agents (raw ICMP sockets) and with
+# Benchmark (not a test): the diagnosis with privileged agents (raw ICMP sockets, deploy/components/raw-sockets) and with
 # unprivileged ones (`lab --unprivileged`: no CAP_NET_RAW, ICMP datagram sockets, as under
-# deploy/components/restricted). For each lab fault kind on a 4-node, 2-zone lab (1 s interval,
+# deploy/base). For each lab fault kind on a 4-node, 2-zone lab (1 s interval,
 # 500 ms timeout, 8 s window, 2 s MTU checks), node-1's /api/v1/diagnosis is polled every
 # 0.5 s for 25 s and every change is printed with its time after the `fault` command.
 #

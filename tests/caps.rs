@@ -2,10 +2,10 @@
 //! gets exactly the capability the Dockerfile's `setcap` line gives it, then runs as the
 //! image's user (65532) the way the two shipped pod specs run it:
 //!
-//! * base DaemonSet (NET_RAW in the bounding set, privilege escalation allowed): the agent
+//! * `deploy/components/raw-sockets` (NET_RAW in the bounding set, privilege escalation allowed): the agent
 //!   raises CAP_NET_RAW itself (`caps::raise_net_raw`) and uses raw sockets for echoes and
 //!   path-MTU discovery;
-//! * `deploy/components/restricted` (empty bounding set, no_new_privs): the binary still
+//! * `deploy/base` (Pod Security restricted: empty bounding set, no_new_privs): the binary still
 //!   executes — a "+ep" file capability would make exec fail with EPERM here — and the agent
 //!   uses ICMP datagram sockets for both (the pod's ping_group_range sysctl, set in a network
 //!   namespace of its own).
@@ -134,7 +134,7 @@ fn the_images_file_capability_works_with_both_pod_specs() {
         &dir.join("peers.yaml").display().to_string(),
     ]);
 
-    // The base DaemonSet: NET_RAW in the bounding set, privilege escalation allowed.
+    // components/raw-sockets: NET_RAW in the bounding set, privilege escalation allowed.
     let base = agent_output(&bin, &dir, None, &[]);
     eprintln!("base:\n{base}");
     assert!(
@@ -143,7 +143,7 @@ fn the_images_file_capability_works_with_both_pod_specs() {
     );
     assert!(base.contains(r#"icmp_socket="raw""#), "{base}");
 
-    // components/restricted: no capability at all, no_new_privs; the pod's sysctl allows
+    // deploy/base: no capability at all, no_new_privs; the pod's sysctl allows
     // ICMP datagram sockets.
     let ns = format!("mpcaps-{}", std::process::id());
     let _ns = Netns(vec![ns.clone()]);

@@ -1062,7 +1062,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
 }
 
 /// `lab up --unprivileged`: the agents run without CAP_NET_RAW (as under
-/// `deploy/components/restricted`), on ICMP datagram sockets, and path-MTU discovery still
+/// `deploy/base`), on ICMP datagram sockets, and path-MTU discovery still
 /// reads `mtu node-2 1400` as the privileged agents do (node-2's own report outbound, the
 /// black hole inbound), then goes back to 1500 after `clear`.
 #[test]

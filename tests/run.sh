@@ -10,6 +10,7 @@ for pair in ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables promtoo
 done
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
@@ -24,6 +25,14 @@ fi
 if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   echo "installing: kubernetes-validate (pip)"
   python3 -m pip install -q kubernetes-validate || python3 -m pip install -q --break-system-packages kubernetes-validate || true
+fi
+# checkov's Kubernetes checks (tests/validate-manifests.sh), pinned (a new release brings new
+# checks) and in a venv of its own (its dependencies would clash with Debian's Python packages).
+CHECKOV_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/meshprobe/checkov
+if ! command -v checkov >/dev/null 2>&1 && [ ! -x "$CHECKOV_VENV/bin/checkov" ] && [ "$(id -u)" -eq 0 ]; then
+  echo "installing: checkov 3.3.30 (pip, into $CHECKOV_VENV)"
+  { python3 -m venv "$CHECKOV_VENV" && "$CHECKOV_VENV/bin/pip" install -q checkov==3.3.30; } \
+    || echo "warning: checkov did not install; manifests get the Pod Security checks only" >&2
 fi
 if python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
   tests/validate-manifests.sh

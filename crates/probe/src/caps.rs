@@ -3,9 +3,9 @@
 //! The image gives the binary CAP_NET_RAW as a file capability in the **permitted** set only
 //! (`setcap cap_net_raw+p`), not the effective one (`+ep`). A "+ep" binary cannot even be
 //! executed when the capability is outside the bounding set — a pod with `capabilities: drop:
-//! [ALL]` (Pod Security "restricted", `deploy/components/restricted`) would fail with EPERM
+//! [ALL]` (Pod Security "restricted", `deploy/base`) would fail with EPERM
 //! at exec. With "+p" the exec always succeeds, and the process raises the capability into
-//! its effective set itself, here, when the kernel granted it (the DaemonSet's
+//! its effective set itself, here, when the kernel granted it (`deploy/components/raw-sockets`:
 //! `add: [NET_RAW]` + `allowPrivilegeEscalation: true`); otherwise the probers fall back to
 //! ICMP datagram sockets. Called before the runtime starts: threads created later inherit the
 //! effective set (capabilities are per thread).
