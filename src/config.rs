@@ -346,10 +346,7 @@ impl AgentConfig {
             if let Some(t) = &target_selector {
                 check_selector("--target-selector (or MESHPROBE_TARGET_SELECTOR)", t)?;
             }
-            let namespace = get(&args.namespace, "MESHPROBE_NAMESPACE");
-            if let Some(ns) = &namespace {
-                validate_name(ns).map_err(|e| Error::Config(format!("--namespace {ns:?}: {e}")))?;
-            }
+            let namespace = agent_namespace(args, env)?;
             let publish_events = args.publish_events
                 || match env.var("MESHPROBE_PUBLISH_EVENTS").as_deref() {
                     None | Some("false") | Some("0") => false,
@@ -405,6 +402,49 @@ impl AgentConfig {
             mtu_search_interval,
         })
     }
+}
+
+/// The namespace of the agent pods (peers): `--namespace`, else the pod's own namespace
+/// (`POD_NAMESPACE`, from the downward API), and all namespaces (`None`) only with
+/// `--all-namespaces`: a pod elsewhere carrying the agents' label must not join the mesh and
+/// receive forwarded tokens unless asked for. Neither given: an error naming all three.
+fn agent_namespace(args: &AgentArgs, env: &dyn Env) -> Result<Option<String>> {
+    let all = args.all_namespaces
+        || match env.var("MESHPROBE_ALL_NAMESPACES").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "MESHPROBE_ALL_NAMESPACES {other:?}: expected true or false"
+                )))
+            }
+        };
+    let named = args
+        .namespace
+        .clone()
+        .or_else(|| env.var("MESHPROBE_NAMESPACE"));
+    let (ns, source) = match (named, all) {
+        (Some(ns), true) => {
+            return Err(Error::Config(format!(
+                "--namespace (or MESHPROBE_NAMESPACE) {ns:?} and --all-namespaces (or MESHPROBE_ALL_NAMESPACES) exclude each other"
+            )))
+        }
+        (None, true) => return Ok(None),
+        (Some(ns), false) => (ns, "--namespace (or MESHPROBE_NAMESPACE)"),
+        (None, false) => match env.var("POD_NAMESPACE") {
+            Some(ns) => (ns, "POD_NAMESPACE"),
+            None => {
+                return Err(Error::Config(
+                    "--discovery kubernetes needs the agent pods' namespace: --namespace NAME (or MESHPROBE_NAMESPACE), \
+                     POD_NAMESPACE from the downward API (metadata.namespace, as deploy/base sets it), \
+                     or --all-namespaces (or MESHPROBE_ALL_NAMESPACES=true)"
+                        .into(),
+                ))
+            }
+        },
+    };
+    validate_name(&ns).map_err(|e| Error::Config(format!("{source} {ns:?}: {e}")))?;
+    Ok(Some(ns))
 }
 
 /// `--NAME`, else `MESHPROBE_NAME` (dashes as underscores), else `default`; `parse` returns
@@ -623,17 +663,23 @@ mod tests {
             discovery: Some("kubernetes".into()),
             ..Default::default()
         };
-        let c = AgentConfig::resolve(&a, &env(&[])).unwrap();
+        let in_pod = env(&[("POD_NAMESPACE", "meshprobe")]);
+        let c = AgentConfig::resolve(&a, &in_pod).unwrap();
         let Discovery::Kubernetes(k) = &c.discovery else {
             panic!("{c:?}")
         };
         assert_eq!(k.selector, DEFAULT_SELECTOR);
         assert_eq!(k.target_selector.as_deref(), Some(DEFAULT_TARGET_SELECTOR));
-        assert_eq!(k.namespace, None);
+        // The agent pods' namespace defaults to the pod's own.
+        assert_eq!(k.namespace.as_deref(), Some("meshprobe"));
         assert_eq!(k.grace, Duration::from_secs(60));
         assert_eq!(k.liveness, Duration::from_secs(60));
         assert!(!k.publish_events);
-        let on = AgentConfig::resolve(&a, &env(&[("MESHPROBE_PUBLISH_EVENTS", "true")])).unwrap();
+        let on = AgentConfig::resolve(
+            &a,
+            &env(&[("MESHPROBE_PUBLISH_EVENTS", "true"), ("POD_NAMESPACE", "x")]),
+        )
+        .unwrap();
         assert!(matches!(on.discovery, Discovery::Kubernetes(ref k) if k.publish_events));
         let e = env(&[
             ("MESHPROBE_SELECTOR", "app=mp"),
@@ -670,7 +716,10 @@ mod tests {
                 |a| a.target_selector = Some(String::new()),
                 "--target-selector",
             ),
-            (|a| a.namespace = Some("a/b".into()), "--namespace \"a/b\""),
+            (
+                |a| a.namespace = Some("a/b".into()),
+                "--namespace (or MESHPROBE_NAMESPACE) \"a/b\"",
+            ),
             (
                 |a| {
                     a.discovery = None;
@@ -682,7 +731,7 @@ mod tests {
         for (mutate, want) in bad {
             let mut b = a.clone();
             mutate(&mut b);
-            let err = AgentConfig::resolve(&b, &env(&[])).unwrap_err();
+            let err = AgentConfig::resolve(&b, &in_pod).unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(
                 err.to_string().contains(want),
@@ -694,6 +743,90 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--peers-file (or MESHPROBE_PEERS_FILE) is required"));
+    }
+
+    /// The agent pods' namespace: the flag, else its variable, else the pod's own
+    /// (POD_NAMESPACE); all namespaces only when asked; nothing at all is an error (exit 2)
+    /// naming every way to set it.
+    #[test]
+    fn agent_namespace_defaults_to_the_pods_own_and_all_only_when_asked() {
+        let kube = AgentArgs {
+            node_name: Some("node-1".into()),
+            discovery: Some("kubernetes".into()),
+            ..Default::default()
+        };
+        let ns = |a: &AgentArgs, vars: &[(&str, &str)]| match AgentConfig::resolve(a, &env(vars))
+            .map(|c| c.discovery)
+        {
+            Ok(Discovery::Kubernetes(k)) => Ok(k.namespace),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{e}");
+                Err(e.to_string())
+            }
+        };
+        let all = AgentArgs {
+            all_namespaces: true,
+            ..kube.clone()
+        };
+        let named = AgentArgs {
+            namespace: Some("probes".into()),
+            ..kube.clone()
+        };
+        assert_eq!(ns(&kube, &[("POD_NAMESPACE", "mp")]), Ok(Some("mp".into())));
+        assert_eq!(
+            ns(
+                &kube,
+                &[("POD_NAMESPACE", "mp"), ("MESHPROBE_NAMESPACE", "other")]
+            ),
+            Ok(Some("other".into()))
+        );
+        assert_eq!(
+            ns(
+                &named,
+                &[("POD_NAMESPACE", "mp"), ("MESHPROBE_NAMESPACE", "other")]
+            ),
+            Ok(Some("probes".into()))
+        );
+        assert_eq!(ns(&all, &[("POD_NAMESPACE", "mp")]), Ok(None));
+        assert_eq!(
+            ns(
+                &kube,
+                &[
+                    ("MESHPROBE_ALL_NAMESPACES", "true"),
+                    ("POD_NAMESPACE", "mp")
+                ]
+            ),
+            Ok(None)
+        );
+        let none = ns(&kube, &[]).unwrap_err();
+        for want in ["--namespace", "POD_NAMESPACE", "--all-namespaces"] {
+            assert!(none.contains(want), "{none} should name {want}");
+        }
+        let both = ns(
+            &AgentArgs {
+                all_namespaces: true,
+                ..named.clone()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(both.contains("exclude each other"), "{both}");
+        let bad = ns(&kube, &[("POD_NAMESPACE", "a/b")]).unwrap_err();
+        assert!(bad.contains("POD_NAMESPACE \"a/b\""), "{bad}");
+        let bad = ns(
+            &kube,
+            &[("MESHPROBE_ALL_NAMESPACES", "yes"), ("POD_NAMESPACE", "mp")],
+        )
+        .unwrap_err();
+        assert!(bad.contains("MESHPROBE_ALL_NAMESPACES \"yes\""), "{bad}");
+        // File discovery needs none of it.
+        let file = AgentArgs {
+            discovery: Some("file".into()),
+            peers_file: Some("/p.yaml".into()),
+            ..kube.clone()
+        };
+        assert!(AgentConfig::resolve(&file, &env(&[])).is_ok());
     }
 
     #[test]
@@ -741,9 +874,14 @@ pub struct AgentArgs {
     /// [default: app.kubernetes.io/name=meshprobe].
     #[arg(long)]
     pub selector: Option<String>,
-    /// Kubernetes: namespace of the agent pods [env: MESHPROBE_NAMESPACE] [default: all namespaces].
+    /// Kubernetes: namespace of the agent pods [env: MESHPROBE_NAMESPACE] [default: the pod's
+    /// own, from POD_NAMESPACE (downward API)].
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Kubernetes: agent pods in every namespace instead of one (any pod with the selector's
+    /// labels anywhere joins the mesh) [env: MESHPROBE_ALL_NAMESPACES=true].
+    #[arg(long)]
+    pub all_namespaces: bool,
     /// Kubernetes: label selector of pods whose `meshprobe.io/probe` annotation names a target;
     /// `none` for no targets [env: MESHPROBE_TARGET_SELECTOR] [default: meshprobe.io/probe].
     #[arg(long)]

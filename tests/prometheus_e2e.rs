@@ -36,7 +36,11 @@ fn root() -> PathBuf {
 
 const RULES: &str = "deploy/prometheus/meshprobe-rules.yaml";
 const RULE_TESTS: &str = "deploy/prometheus/meshprobe-rules.test.yaml";
-const PROMETHEUS_RULE: &str = "deploy/base/prometheusrule.yaml";
+const PROMETHEUS_RULE: &str = "deploy/components/prometheus-operator/prometheusrule.yaml";
+const SERVICE_MONITOR: &str = "deploy/components/prometheus-operator/servicemonitor.yaml";
+const SCRAPE_CONFIG: &str = "deploy/prometheus/scrape-config.yaml";
+/// Holds the one base URL of the runbook links (`data.base`).
+const RUNBOOKS: &str = "deploy/overlays/kube-prometheus-stack/runbooks.yaml";
 
 fn yaml(path: &str) -> Yaml {
     let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -88,6 +92,11 @@ fn every_alert_has_severity_for_templated_text_and_an_existing_runbook() {
         .filter(|r| r.get("alert").is_some())
         .collect();
     assert!(alerts.len() >= 8, "{} alerts", alerts.len());
+    let base = yaml(RUNBOOKS)["data"]["base"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{RUNBOOKS}: no data.base"))
+        .to_string();
+    assert!(base.starts_with("https://"), "{RUNBOOKS}: base {base}");
     for a in &alerts {
         let name = a["alert"].as_str().unwrap();
         let sev = a["labels"]["severity"].as_str().unwrap_or_default();
@@ -108,10 +117,18 @@ fn every_alert_has_severity_for_templated_text_and_an_existing_runbook() {
                 "{name}: annotation {key}"
             );
         }
+        // Absolute (alert receivers have no repository to resolve a relative path in), and
+        // BASE/Meshprobe….md: the overlay's replacement swaps BASE at the first "/Meshprobe".
         let url = a["annotations"]["runbook_url"].as_str().unwrap();
-        assert!(url.starts_with("docs/runbooks/"), "{name}: {url}");
-        let page = std::fs::read_to_string(root().join(url))
-            .unwrap_or_else(|e| panic!("{name}: runbook {url}: {e}"));
+        let page = url
+            .strip_prefix(&format!("{base}/"))
+            .filter(|p| p.starts_with("Meshprobe") && url.matches("/Meshprobe").count() == 1)
+            .unwrap_or_else(|| {
+                panic!("{name}: runbook_url {url} is not {base}/Meshprobe….md ({RUNBOOKS})")
+            });
+        let file = format!("docs/runbooks/{page}");
+        let page = std::fs::read_to_string(root().join(&file))
+            .unwrap_or_else(|e| panic!("{name}: runbook {url}: {file}: {e}"));
         assert!(page.contains(name), "{url} does not mention {name}");
         for section in ["## Meaning", "## Impact", "## Playbook", "## Diagnosis"] {
             assert!(page.contains(section), "{url}: no {section}");
@@ -495,17 +512,26 @@ struct Prom {
 }
 
 impl Prom {
-    fn start(targets: &[SocketAddr]) -> Prom {
+    /// Scrapes `targets` (node → agent address) with the ServiceMonitor's relabelings, each
+    /// target carrying its node as `__meta_kubernetes_pod_node_name` as Kubernetes discovery would.
+    fn start(targets: &BTreeMap<String, SocketAddr>) -> Prom {
         let dir = scratch_dir("prom");
         let port = free_port(ip(1));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let statics: String = targets
+            .iter()
+            .map(|(node, t)| {
+                format!(
+                    "      - targets: [\"{t}\"]\n        labels: {{__meta_kubernetes_pod_node_name: \"{node}\"}}\n"
+                )
+            })
+            .collect();
         let config = format!(
             "global: {{scrape_interval: 2s, scrape_timeout: 1500ms, evaluation_interval: 2s}}\n\
              rule_files: [\"{}\"]\n\
-             scrape_configs:\n  - job_name: meshprobe\n    static_configs:\n      - targets: [{}]\n",
+             scrape_configs:\n  - job_name: meshprobe\n    relabel_configs: {}\n    static_configs:\n{statics}",
             root().join(RULES).display(),
-            targets.join(", ")
+            serde_json::to_string(&service_monitor_relabel_configs()).unwrap(),
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let child = spawn_logged(
@@ -600,6 +626,52 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The ServiceMonitor's endpoint relabelings as Prometheus relabel_configs (the operator's
+/// translation: camelCase fields to snake_case), so the lab is scraped as the operator would.
+fn service_monitor_relabel_configs() -> Vec<Value> {
+    let sm = yaml(SERVICE_MONITOR);
+    let rl = sm["spec"]["endpoints"][0]["relabelings"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{SERVICE_MONITOR}: spec.endpoints[0].relabelings"));
+    rl.iter()
+        .map(|r| {
+            let mut out = serde_json::Map::new();
+            for (k, v) in r.as_mapping().unwrap() {
+                let k = k.as_str().unwrap();
+                let key = match k {
+                    "sourceLabels" => "source_labels",
+                    "targetLabel" => "target_label",
+                    "regex" | "replacement" | "separator" | "action" | "modulus" => k,
+                    _ => panic!("{SERVICE_MONITOR}: relabeling field {k} not mirrored in the e2e"),
+                };
+                out.insert(key.into(), serde_json::to_value(v).unwrap());
+            }
+            Value::Object(out)
+        })
+        .collect()
+}
+
+/// The plain-Prometheus scrape job relabels as the ServiceMonitor does: job `meshprobe` (the
+/// alerts select jobs named like meshprobe), every relabeling of the ServiceMonitor present.
+#[test]
+fn plain_scrape_config_relabels_as_the_service_monitor() {
+    let sc = yaml(SCRAPE_CONFIG);
+    let job = &sc[0];
+    assert_eq!(job["job_name"], Yaml::from("meshprobe"), "{SCRAPE_CONFIG}");
+    let plain: Vec<Value> = job["relabel_configs"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{SCRAPE_CONFIG}: relabel_configs"))
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    for want in service_monitor_relabel_configs() {
+        assert!(
+            plain.contains(&want),
+            "{SCRAPE_CONFIG} lacks the ServiceMonitor's relabeling {want} (has {plain:?})"
+        );
+    }
 }
 
 fn strs(v: &Value) -> Vec<&str> {
@@ -794,14 +866,46 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
     }
     let suite = Instant::now();
     let lab = Lab::up(&format!("mpq{}", std::process::id() % 100_000));
-    let targets: Vec<SocketAddr> = lab.proxies.values().copied().collect();
-    let prom = Prom::start(&targets);
+    let prom = Prom::start(&lab.proxies);
     let mut seen = Seen::default();
 
     // Healthy: all four agents scraped, 36 pair series, rates over 30 s.
     prom.wait("4 agents up", "sum(up)", PHASE, |r| {
         r.len() == 1 && value(&r[0]) == 4.0
     });
+    // The ServiceMonitor's relabelling: every agent's series carry agent_node, equal to the
+    // node meshprobe_agent_info names, and no label was pushed aside (`exported_*`).
+    let info = prom.must("meshprobe_agent_info");
+    let pairs: BTreeSet<(String, String)> = info
+        .iter()
+        .map(|s| {
+            (
+                label(s, "node").to_string(),
+                label(s, "agent_node").to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> =
+        lab.proxies.keys().map(|n| (n.clone(), n.clone())).collect();
+    assert_eq!(
+        pairs, want,
+        "meshprobe_agent_info (node, agent_node): {info:?}"
+    );
+    let up_nodes: BTreeSet<String> = prom
+        .must("up")
+        .iter()
+        .map(|s| label(s, "agent_node").to_string())
+        .collect();
+    assert_eq!(
+        up_nodes,
+        lab.proxies.keys().cloned().collect(),
+        "up{{agent_node}}"
+    );
+    let pushed = prom.must(r#"count by (__name__) ({__name__=~"meshprobe_.*|up", exported_node!=""} or {__name__=~"meshprobe_.*|up", exported_instance!=""} or {__name__=~"meshprobe_.*|up", exported_job!=""})"#);
+    assert!(
+        pushed.is_empty(),
+        "series with a label pushed aside by a target label: {pushed:?}"
+    );
     prom.wait(
         "36 peer pairs with a success ratio",
         r#"count(meshprobe_pair_success_ratio{dst_kind="peer"})"#,

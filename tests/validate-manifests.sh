@@ -9,7 +9,8 @@
 # run first so each rule is shown to fail), and with checkov's Kubernetes checks when checkov
 # is installed (tests/run.sh installs it; skipped checks and why: CHECKOV_SKIP below).
 # Renderings: deploy/base; the base with each component; the base with every component but
-# `restricted` (which only asserts what raw-sockets undoes); each overlay in deploy/overlays.
+# `restricted` (which only asserts what raw-sockets undoes) and `prometheus-operator` (which
+# kube-prometheus-stack includes); each overlay in deploy/overlays.
 # Needs: kubectl (or python3 + PyYAML for a resources-only fallback renderer,
 # tests/manifests/render_fallback.py), python3 with
 # kubernetes-validate (`pip install kubernetes-validate`).
@@ -60,7 +61,10 @@ resources: [$(realpath --relative-to="$out/with-$(basename "$c")" deploy/base)]
 components: [$(realpath --relative-to="$out/with-$(basename "$c")" "$c")]
 K
   targets+=("$out/with-$(basename "$c")")
-  [ "$(basename "$c")" = restricted ] || all+=("$(realpath --relative-to="$out/with-all" "$c")")
+  case $(basename "$c") in
+    restricted|prometheus-operator) ;; # see "Renderings" above
+    *) all+=("$(realpath --relative-to="$out/with-all" "$c")") ;;
+  esac
 done
 if [ ${#all[@]} -gt 0 ]; then
   mkdir -p "$out/with-all"

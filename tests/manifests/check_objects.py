@@ -12,7 +12,7 @@ there is any, else 0.
 
 Needs PyYAML.
 """
-import os, sys, yaml
+import json, os, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 os.makedirs(sys.argv[2], exist_ok=True)
 errors = []
@@ -55,6 +55,40 @@ for d in docs:
     rules = s.get("ingress") or []
     need(d, "spec.ingress", any("ports" not in r and any(f.get("podSelector", {}).get("matchLabels") == sel and "namespaceSelector" not in f for f in r.get("from", [])) for r in rules), "no rule admitting the agents themselves on every port")
     need(d, "spec.ingress[].ports", any(p.get("port") in ports for r in rules for p in r.get("ports", [])), f"no rule for the agent port {ports}")
+# The Grafana dashboard shipped as a ConfigMap (components/kube-prometheus-stack) is
+# dashboards/meshprobe.json exactly (kustomize can only read a copy inside the component), and
+# it comes with the `release` label kube-prometheus-stack selects on the Prometheus objects.
+repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+for d in docs:
+    if d.get("kind") != "ConfigMap" or (d["metadata"].get("labels") or {}).get("grafana_dashboard") != "1":
+        continue
+    want = json.load(open(os.path.join(repo, "dashboards", "meshprobe.json")))
+    for k, v in (d.get("data") or {}).items():
+        need(d, f"data[{k}]", json.loads(v) == want,
+             "differs from dashboards/meshprobe.json: cp dashboards/meshprobe.json deploy/components/kube-prometheus-stack/meshprobe-dashboard.json")
+    for o in docs:
+        if o.get("kind") in ("ServiceMonitor", "PrometheusRule"):
+            need(o, "metadata.labels.release", (o["metadata"].get("labels") or {}).get("release"),
+                 "kube-prometheus-stack selects only objects with its release label")
+# The recommended app.kubernetes.io labels on every object (component on all but the
+# Namespace), and version equal to the agent image's tag, so `kubectl get -l` and cost or
+# ownership reports find everything meshprobe installs.
+RECOMMENDED = ["name", "instance", "part-of", "version", "managed-by"]
+tags = {c["image"].rsplit(":", 1)[-1] for d in ds for c in d["spec"]["template"]["spec"]["containers"]}
+for d in docs:
+    labels = d["metadata"].get("labels") or {}
+    for k in RECOMMENDED + ([] if d.get("kind") == "Namespace" else ["component"]):
+        need(d, f"metadata.labels[app.kubernetes.io/{k}]", labels.get(f"app.kubernetes.io/{k}"), "missing (recommended label)")
+    v = labels.get("app.kubernetes.io/version")
+    need(d, "metadata.labels[app.kubernetes.io/version]", not tags or v in tags, f"{v!r} is not the image tag {sorted(tags)}")
+# Runbook links are absolute: an alert receiver has no repository to resolve a path in.
+for d in docs:
+    if d.get("kind") == "PrometheusRule":
+        for g in d["spec"].get("groups") or []:
+            for r in g.get("rules") or []:
+                u = (r.get("annotations") or {}).get("runbook_url")
+                if "alert" in r:
+                    need(d, f"{r['alert']}.annotations.runbook_url", u and u.startswith(("https://", "http://")), f"{u!r} is not an absolute URL")
 print(f"{sys.argv[1]}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
 for e in errors:
     print("error:", e)
