@@ -174,6 +174,10 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         "no facts fetched"
     );
 
+    // Every call the agents made is one deploy/base/rbac.yaml grants (the agents publish no
+    // events here, so the publish-events component's create is not counted).
+    rbac_grants_every_request(&api.requests());
+
     // `meshprobe diagnose --agents … --kube` from "a workstation": gathers here, adds facts.
     let before = api.requests().len();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshprobe"))
@@ -226,4 +230,72 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     for a in agents {
         a.stop().await;
     }
+}
+
+/// (apiGroup, resource, verb) for `METHOD /api/v1/…` or `METHOD /apis/GROUP/VERSION/…` as the
+/// fake API server logs it: a GET of a named object is get, of a collection list, or watch
+/// with `watch=true`/`watch=1`.
+fn rbac_triple(request: &str) -> (String, String, String) {
+    let (method, uri) = request.split_once(' ').expect("METHOD URI");
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match seg.as_slice() {
+        ["api", _v, rest @ ..] => ("", rest),
+        ["apis", g, _v, rest @ ..] => (*g, rest),
+        _ => panic!("not an API path: {request}"),
+    };
+    let rest = match rest {
+        ["namespaces", _ns, r @ ..] if !r.is_empty() => r,
+        r => r,
+    };
+    let (resource, named) = match rest {
+        [r] => (*r, false),
+        [r, _name] => (*r, true),
+        _ => panic!("unexpected API path: {request}"),
+    };
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method, named, watch) {
+        ("GET", true, _) => "get",
+        ("GET", false, true) => "watch",
+        ("GET", false, false) => "list",
+        ("POST", _, _) => "create",
+        (m, _, _) => panic!("unexpected method {m}: {request}"),
+    };
+    (group.into(), resource.into(), verb.into())
+}
+
+fn rbac_grants_every_request(requests: &[String]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/rbac.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            g.as_str().unwrap().to_string(),
+                            r.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(!requests.is_empty(), "the agents made no API request");
+    let used: std::collections::BTreeSet<_> = requests.iter().map(|r| rbac_triple(r)).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "{}: the agents called {missing:?}, which it does not grant (granted: {granted:?})",
+        path.display()
+    );
+    eprintln!("API calls the agents made (all granted): {used:?}");
 }
