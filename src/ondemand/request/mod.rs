@@ -231,7 +231,7 @@ mod tests {
                 r#"{"target":"0.0.0.0"}"#,
                 403,
                 "target_not_allowed",
-                "unspecified",
+                "0.0.0.0/8",
             ),
             (
                 r#"{"target":"255.255.255.255"}"#,
@@ -244,6 +244,18 @@ mod tests {
                 403,
                 "target_not_allowed",
                 "multicast",
+            ),
+            (
+                r#"{"target":"[::ffff:127.0.0.1]:80"}"#,
+                403,
+                "target_not_allowed",
+                "loopback is probed only through an --allow-cidr range inside",
+            ),
+            (
+                r#"{"target":"pod/x/y","from":["node-2"]}"#,
+                501,
+                "kubernetes_unavailable",
+                "pod/x/y",
             ),
             (&big, 413, "too_large", "larger than 16384 bytes"),
         ];
@@ -265,6 +277,20 @@ mod tests {
             "ff02::1",
             "169.254.169.254",
             "fd00:ec2::254",
+            // Every spelling of a refused address is refused (canonicalised, embedded IPv4).
+            "0.1.2.3",
+            "169.254.170.2",
+            "fd00:ec2::23",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]:80",
+            "[::ffff:0.0.0.0]:80",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "::169.254.169.254",
+            "::1",
+            "127.0.0.1",
         ] {
             let r = plan(&format!(r#"{{"target":"{ip}"}}"#), &["0.0.0.0/0", "::/0"]).unwrap_err();
             assert_eq!(r.code, "target_not_allowed", "{ip}");
