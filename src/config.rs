@@ -107,6 +107,9 @@ impl std::fmt::Debug for ProbeConfig {
     }
 }
 
+/// Shortest `--probe-token` accepted (bytes).
+pub const MIN_TOKEN_LEN: usize = 16;
+
 fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
     let d = ProbeConfig::default();
     let allow_cidrs = match args.allow_cidr.clone().or_else(|| env.var("MESHPROBE_ALLOW_CIDR")) {
@@ -129,10 +132,13 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
         .clone()
         .or_else(|| env.var("MESHPROBE_PROBE_TOKEN"));
     if let Some(t) = &token {
-        if t.is_empty() || t.len() > 256 || !t.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Error::Config(
-                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable ASCII characters, no spaces".into(),
-            ));
+        // A short token is guessed: at the rate limit (failed tokens count), 16 random
+        // characters take longer than any cluster lives.
+        if t.len() < MIN_TOKEN_LEN || t.len() > 256 || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::Config(format!(
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): {MIN_TOKEN_LEN}-256 printable ASCII characters, no spaces (got {} characters; e.g. `openssl rand -hex 32`)",
+                t.chars().count()
+            )));
         }
     }
     let max_concurrent = lookup(
@@ -476,13 +482,13 @@ mod tests {
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
         assert_eq!(c.probe, ProbeConfig::default());
         let e = env(&[
-            ("MESHPROBE_PROBE_TOKEN", "s3cret"),
+            ("MESHPROBE_PROBE_TOKEN", "s3cret-s3cret-s3cret"),
             ("MESHPROBE_ALLOW_CIDR", "10.0.0.0/8, 192.0.2.0/24"),
         ]);
         let mut a = args();
         a.probe_rate = Some("6".into());
         let c = AgentConfig::resolve(&a, &e).unwrap();
-        assert_eq!(c.probe.token.as_deref(), Some("s3cret"));
+        assert_eq!(c.probe.token.as_deref(), Some("s3cret-s3cret-s3cret"));
         assert_eq!(c.probe.allow_cidrs.len(), 2);
         assert_eq!((c.probe.rate_per_minute, c.probe.burst), (6, 6));
         assert!(
@@ -594,8 +600,16 @@ mod tests {
                 "--allow-cidr (or MESHPROBE_ALLOW_CIDR) \"10.1.2.3\": expected a CIDR",
             ),
             (
-                |a| a.probe_token = Some("two words".into()),
-                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable",
+                |a| a.probe_token = Some("two words and then some".into()),
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable",
+            ),
+            (
+                |a| a.probe_token = Some("x".into()),
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable ASCII characters, no spaces (got 1 characters",
+            ),
+            (
+                |a| a.probe_token = Some("0123456789abcde".into()),
+                "(got 15 characters",
             ),
             (
                 |a| a.probe_max_concurrent = Some("0".into()),

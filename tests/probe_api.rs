@@ -20,6 +20,8 @@ use serde_json::Value;
 use support::inproc::{self, Running};
 use support::sys::EXE;
 use tokio::net::TcpListener;
+/// The bearer token of the token tests (at least 16 characters, as the agent requires).
+const TOKEN: &str = "s3cret-s3cret-s3cret";
 /// The target every accepted request probes; refused ones name others.
 const TARGET: &str = "127.0.0.50";
 
@@ -327,7 +329,7 @@ async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
 #[tokio::test]
 async fn token_and_rate_limit() {
     let probe = ProbeConfig {
-        token: Some("s3cret".into()),
+        token: Some(TOKEN.into()),
         rate_per_minute: 3,
         burst: 3,
         ..allow_loopback()
@@ -341,24 +343,25 @@ async fn token_and_rate_limit() {
     let (s, l) = post(a.addr, &body, &[("authorization", "Bearer nope".into())]).await;
     assert_eq!((s, l[0]["code"].as_str()), (403, Some("forbidden")));
     assert_eq!(fa.to(TARGET), 0);
-    let good = [("authorization", "Bearer s3cret".to_string())];
-    // Three requests per minute: the refusals above did not spend any (they stop at the token).
-    for _ in 0..3 {
-        let (s, l) = post(a.addr, &body, &good).await;
-        assert_eq!(s, 200, "{l:?}");
-        assert_eq!(l.last().unwrap()["reachable"], true);
-    }
+    let good = [("authorization", format!("Bearer {TOKEN}"))];
+    // Three requests per minute, refused ones included: the 401 and the 403 spent two, so
+    // wrong tokens cannot be tried faster than the rate.
     let (s, l) = post(a.addr, &body, &good).await;
-    assert_eq!(
-        (s, l[0]["code"].as_str()),
-        (429, Some("rate_limited")),
-        "{l:?}"
-    );
-    assert!(l[0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("at most 3 per minute"));
-    assert_eq!(fa.to(TARGET), 3, "the 429 sent nothing");
+    assert_eq!(s, 200, "{l:?}");
+    assert_eq!(l.last().unwrap()["reachable"], true);
+    for auth in ["Bearer nope", &format!("Bearer {TOKEN}")] {
+        let (s, l) = post(a.addr, &body, &[("authorization", auth.to_string())]).await;
+        assert_eq!(
+            (s, l[0]["code"].as_str()),
+            (429, Some("rate_limited")),
+            "{l:?}"
+        );
+        assert!(l[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 per minute"));
+    }
+    assert_eq!(fa.to(TARGET), 1, "the refusals sent nothing");
     // The token is passed on when fanning out: node-a accepts the request node-b forwards
     // (forwarded requests from a peer agent are not rate-limited again).
     let body_a = format!(
@@ -367,7 +370,7 @@ async fn token_and_rate_limit() {
     let (s, l) = post(b.addr, &body_a, &good).await;
     assert_eq!(s, 200);
     assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
-    assert_eq!(fa.to(TARGET), 4);
+    assert_eq!(fa.to(TARGET), 2);
     a.stop().await;
     b.stop().await;
 }
@@ -628,4 +631,69 @@ async fn a_forwarded_mark_from_outside_the_mesh_does_not_skip_the_rate_limit() {
     assert_eq!(fa.to(TARGET), 8, "the 429 sent nothing");
     a.stop().await;
     b.stop().await;
+}
+
+/// A token shorter than 16 characters stops the agent at start-up: exit 2, the reason named.
+#[test]
+fn a_short_token_stops_the_agent_at_start_up() {
+    let peers = peers_file("short-token", &[("node-a", "127.0.0.1", 9464)]);
+    let out = Command::new(EXE)
+        .args(["agent", "--node-name", "node-a", "--listen", "127.0.0.1:0"])
+        .arg("--peers-file")
+        .arg(&peers)
+        .env("MESHPROBE_PROBE_TOKEN", "0123456789abcde")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable ASCII")
+            && err.contains("got 15 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("0123456789abcde"), "the token is not echoed");
+}
+
+/// With `--listen [::]:PORT`, an IPv4 peer arrives as `::ffff:a.b.c.d`: it is still recognised
+/// as the peer it is (its forwarded requests are not rate-limited again), and an outside
+/// client is still limited.
+#[tokio::test]
+async fn a_dual_stack_listener_recognises_ipv4_peers() {
+    let Ok(la) = TcpListener::bind("[::]:0").await else {
+        eprintln!("SKIP: no IPv6 socket here");
+        return;
+    };
+    let port = la.local_addr().unwrap().port();
+    let file = peers_file(
+        "dual-stack",
+        &[("node-a", "127.0.0.1", port), ("node-b", "127.0.0.2", 9)],
+    );
+    let probe = ProbeConfig {
+        rate_per_minute: 3,
+        burst: 3,
+        ..allow_loopback()
+    };
+    let fa = Arc::new(Fake::default());
+    let a = start("node-a", la, file, probe, fa.clone()).await;
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
+    );
+    for i in 0..5 {
+        let s = post_forwarded_from("127.0.0.2", to, &body).await;
+        assert_eq!(
+            s, 200,
+            "forwarded request {i} from the peer node-b (as ::ffff:127.0.0.2)"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            post_forwarded_from("127.0.0.9", to, &body).await,
+            200,
+            "{i}"
+        );
+    }
+    assert_eq!(post_forwarded_from("127.0.0.9", to, &body).await, 429);
+    assert_eq!(fa.to(TARGET), 8);
+    a.stop().await;
 }

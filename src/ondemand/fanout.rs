@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client;
-use super::limits::check_token;
+use super::limits::{check_token, client_key};
 use super::request::ResolvedPod;
 use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
@@ -65,30 +65,34 @@ fn ndjson(line: &Line) -> Bytes {
 
 /// `POST /api/v1/probe`.
 pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    // Canonical: with `--listen [::]:PORT` an IPv4 peer arrives as `::ffff:a.b.c.d`.
     let client_ip: Option<IpAddr> = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip().to_canonical());
     let headers = req.headers().clone();
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let forwarded = headers.contains_key(FORWARDED_HEADER);
-    if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
-        return refuse(&s, r);
-    }
     let peers: Arc<PeerSet> = match s.store.lock() {
         Ok(st) => st.peers().clone(),
         Err(p) => p.into_inner().peers().clone(),
     };
     // Forwarded requests from a peer agent were rate-limited where they came in.
-    let from_peer = client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip == ip));
+    let from_peer =
+        client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip.to_canonical() == ip));
+    // The rate is charged before the token is checked: a wrong token costs a request too, so
+    // tokens cannot be guessed faster than the rate.
     if !(forwarded && from_peer) {
-        let key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let key = client_key(client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
         if let Err(r) = s.ondemand.limits.rate(key) {
             return refuse(&s, r);
         }
+    }
+    if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
+        return refuse(&s, r);
     }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES);
     let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {

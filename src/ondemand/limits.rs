@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
+use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::request::Refusal;
@@ -17,8 +18,8 @@ use super::request::Refusal;
 pub const MAX_CLIENTS: usize = 4096;
 
 /// `Authorization: Bearer TOKEN` against the configured token (none configured: open).
-/// Missing header: 401; wrong token: 403. The comparison takes the same time wherever the
-/// first difference is.
+/// Missing header: 401; wrong token: 403. Both were charged to the client's rate first (the
+/// handler's order), so wrong tokens cannot be tried faster than requests.
 pub fn check_token(configured: Option<&str>, header: Option<&str>) -> Result<(), Refusal> {
     let Some(want) = configured else {
         return Ok(());
@@ -35,15 +36,21 @@ pub fn check_token(configured: Option<&str>, header: Option<&str>) -> Result<(),
         .or_else(|| h.strip_prefix("bearer "))
         .unwrap_or("")
         .trim();
-    let (a, b) = (got.as_bytes(), want.as_bytes());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    if diff == 0 {
+    // subtle's comparison takes the same time wherever the first difference is (only the
+    // length, which a 16-256 byte token does not give away usefully, may show).
+    if bool::from(got.as_bytes().ct_eq(want.as_bytes())) {
         Ok(())
     } else {
         Err(Refusal::new(403, "forbidden", "bearer token not accepted"))
+    }
+}
+
+/// The key a client is counted under: its canonical address, and for IPv6 its /64 (one host
+/// usually holds a whole /64, so per-address buckets would be free to multiply).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
+        v6 => crate::net::mask(v6, 64),
     }
 }
 
@@ -174,6 +181,24 @@ mod tests {
         for (header, want) in table {
             let got = check_token(Some("s3cret"), *header).map_err(|r| (r.status, r.code));
             assert_eq!(&got, want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn client_keys() {
+        let table: &[(&str, &str)] = &[
+            ("198.19.1.10", "198.19.1.10"),
+            ("::ffff:198.19.1.10", "198.19.1.10"),
+            ("2001:db8:1:2::5", "2001:db8:1:2::"),
+            ("2001:db8:1:2:ffff::1", "2001:db8:1:2::"),
+            ("2001:db8:1:3::5", "2001:db8:1:3::"),
+        ];
+        for (ip, want) in table {
+            assert_eq!(
+                client_key(ip.parse().unwrap()),
+                want.parse::<IpAddr>().unwrap(),
+                "{ip}"
+            );
         }
     }
 
