@@ -209,3 +209,102 @@ fn every_bypass_spelling_is_refused_before_any_packet() {
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A peer "agent" on `addr` inside `ns` that answers a POST with 200 and a chunked body
+/// dripped a byte per chunk, never a newline, until the connection closes (20 s at most);
+/// anything else is closed at once. Counts the chunks written.
+fn dripping_peer(ns: &str, addr: SocketAddr) -> Arc<AtomicUsize> {
+    let s = socket_in(ns, false);
+    s.set_reuse_address(true).unwrap();
+    s.bind(&addr.into()).unwrap();
+    s.listen(64).unwrap();
+    let l: TcpListener = s.into();
+    let chunks = Arc::new(AtomicUsize::new(0));
+    let count = chunks.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_nodelay(true);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = [0u8; 4096];
+                let n = c.read(&mut head).unwrap_or(0);
+                if !head[..n].starts_with(b"POST") {
+                    return;
+                }
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < Duration::from_secs(20) {
+                    if c.write_all(b"1\r\nx\r\n").is_err() {
+                        return;
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    chunks
+}
+
+/// Issue 21, item 6: a peer agent dripping its answer a byte per chunk costs the asking agent
+/// less than 0.1 s of CPU per request (the reader that rescanned the line per frame: 2.7 s each).
+#[test]
+fn a_dripping_peer_costs_little_cpu() {
+    if !is_root() {
+        eprintln!("SKIP: the drip test needs root (a network namespace)");
+        return;
+    }
+    let (ns, _guard) = loopback_ns("drip");
+    let drip_port = 19464;
+    let chunks = dripping_peer(&ns, SocketAddr::from(([127, 0, 0, 2], drip_port)));
+    let (dir, peers) = peers_file(
+        "fence-drip",
+        &format!(
+            "peers:\n  - {{node: a, node_ip: 127.0.0.1, pod_ip: 127.0.0.1}}\n  - {{node: b, node_ip: 127.0.0.2, pod_ip: 127.0.0.2, port: {drip_port}}}\n"
+        ),
+    );
+    let p = peers.display().to_string();
+    let args = [
+        "--peers-file",
+        p.as_str(),
+        "--timeout",
+        "500ms",
+        "--allow-cidr",
+        "127.0.0.0/24",
+    ];
+    let addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+    let Some(a) = Agent::spawn_in(Some(&ns), "a", addr, &args, &[]) else {
+        return;
+    };
+    let body = r#"{"target":"127.0.0.50","checks":[{"kind":"icmp","count":1}],"from":["b"]}"#;
+    let requests = 3;
+    let cpu0 = a.cpu();
+    let t0 = std::time::Instant::now();
+    let sent0 = chunks.load(Ordering::Relaxed);
+    for i in 0..requests {
+        let from = IpAddr::from([127, 0, 4, 10 + i]);
+        let (status, answer) = post_from(&ns, from, a.addr, body, "");
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("\"answered\":false"), "{answer}");
+    }
+    let cpu = a.cpu() - cpu0;
+    let dripped = chunks.load(Ordering::Relaxed) - sent0;
+    eprintln!(
+        "drip: {requests} requests in {:.1?}, {dripped} one-byte chunks written, agent CPU {cpu:?} ({:?} per request)",
+        t0.elapsed(),
+        cpu / u32::from(requests)
+    );
+    assert!(
+        dripped > 0,
+        "the peer dripped nothing: the test tests nothing"
+    );
+    assert!(
+        cpu < Duration::from_millis(100) * u32::from(requests),
+        "a dripping peer cost {cpu:?} of CPU for {requests} requests"
+    );
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}
