@@ -81,6 +81,8 @@ pub struct ProbeConfig {
     pub max_concurrent: usize,
     pub rate_per_minute: u32,
     pub burst: u32,
+    /// `--probe-pod-namespaces`: the namespaces `pod/NS/NAME` targets may name (`None`: any).
+    pub pod_namespaces: Option<Vec<String>>,
 }
 
 impl Default for ProbeConfig {
@@ -91,6 +93,7 @@ impl Default for ProbeConfig {
             max_concurrent: 4,
             rate_per_minute: 30,
             burst: 10,
+            pod_namespaces: None,
         }
     }
 }
@@ -103,6 +106,7 @@ impl std::fmt::Debug for ProbeConfig {
             .field("max_concurrent", &self.max_concurrent)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("burst", &self.burst)
+            .field("pod_namespaces", &self.pod_namespaces)
             .finish()
     }
 }
@@ -155,12 +159,35 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
         d.rate_per_minute,
         |s| whole(s, 1..=6000),
     )?;
+    let pod_namespaces = match args
+        .probe_pod_namespaces
+        .clone()
+        .or_else(|| env.var("MESHPROBE_PROBE_POD_NAMESPACES"))
+    {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|n| {
+                    meshprobe_core::parse::validate_name(n)
+                        .map(|_| n.to_string())
+                        .map_err(|e| {
+                            Error::Config(format!(
+                                "--probe-pod-namespaces (or MESHPROBE_PROBE_POD_NAMESPACES) {n:?}: {e}"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
     Ok(ProbeConfig {
         allow_cidrs,
         token,
         max_concurrent,
         rate_per_minute,
         burst: d.burst.min(rate_per_minute),
+        pod_namespaces,
     })
 }
 
@@ -826,6 +853,10 @@ pub struct AgentArgs {
     /// On-demand probe requests per client per minute (bursts of up to 10) [env: MESHPROBE_PROBE_RATE] [default: 30].
     #[arg(long)]
     pub probe_rate: Option<String>,
+    /// Namespaces `pod/NAMESPACE/NAME` targets may name, comma-separated
+    /// [env: MESHPROBE_PROBE_POD_NAMESPACES] [default: any].
+    #[arg(long)]
+    pub probe_pod_namespaces: Option<String>,
 }
 
 /// What to watch.

@@ -57,6 +57,17 @@ fn refuse(s: &Shared, r: Refusal) -> Response {
     resp
 }
 
+/// The one refusal an open agent (no token) gives for a pod it cannot probe, found or not.
+fn pod_hidden(target: &str) -> Refusal {
+    Refusal::new(
+        403,
+        "target_not_allowed",
+        format!(
+            "target {target}: not found, or not at an address this agent probes (an agent with --probe-token says which)"
+        ),
+    )
+}
+
 fn ndjson(line: &Line) -> Bytes {
     let mut v = serde_json::to_vec(line).unwrap_or_else(|_| b"{}".to_vec());
     v.push(b'\n');
@@ -115,39 +126,69 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return refuse(&s, r),
     };
-    let pod: Option<ResolvedPod> = match (&parsed.target, &s.ondemand.pods) {
-        (TargetSpec::Pod { namespace, name }, Some(r)) => {
-            match tokio::time::timeout(RESOLVE_TIMEOUT, r.resolve(namespace, name)).await {
+    let mut cx = Context {
+        me: &s.identity.node,
+        peers: &peers,
+        extra_allowed: &s.ondemand.extra_allowed,
+        default_port: s.config.listen.port(),
+        pod: None,
+    };
+    // A pod is looked up last: after everything else about the request is valid and a slot is
+    // held, so a refused or surplus request costs the Kubernetes API nothing.
+    let pod_target = match (&parsed.target, &s.ondemand.pods) {
+        (TargetSpec::Pod { namespace, name }, Some(pods)) => {
+            let checked = pods
+                .admit(namespace, &parsed.target_text)
+                .and_then(|()| request::precheck(&parsed, &cx));
+            if let Err(r) = checked {
+                return refuse(&s, r);
+            }
+            Some((pods, namespace.clone(), name.clone()))
+        }
+        _ => None,
+    };
+    if pod_target.is_none() {
+        // Refused here without a slot (a pod target without Kubernetes: 501).
+        if let Err(r) = validate(&parsed, &cx) {
+            return refuse(&s, r);
+        }
+    }
+    let slot = match s.ondemand.limits.slot() {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, r),
+    };
+    // Without a token anyone may ask: whether a pod exists, and where, is not told.
+    let open = s.ondemand.limits.token.is_none();
+    let pod: Option<ResolvedPod> = match pod_target {
+        Some((pods, namespace, name)) => {
+            let target = &parsed.target_text;
+            match tokio::time::timeout(RESOLVE_TIMEOUT, pods.resolve(&namespace, &name)).await {
                 Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
                 Ok(Err(e)) => {
                     return refuse(
                         &s,
-                        Refusal::new(502, "kubernetes_error", format!("target pod/{namespace}/{name}: {e}")),
+                        Refusal::new(502, "kubernetes_error", format!("target {target}: {e}")),
                     )
                 }
                 Err(_) => {
                     return refuse(
                         &s,
-                        Refusal::new(504, "kubernetes_error", format!("target pod/{namespace}/{name}: the Kubernetes API did not answer within 5s")),
+                        Refusal::new(
+                            504,
+                            "kubernetes_error",
+                            format!("target {target}: the Kubernetes API did not answer within 5s"),
+                        ),
                     )
                 }
             }
         }
-        _ => None,
+        None => None,
     };
-    let cx = Context {
-        me: &s.identity.node,
-        peers: &peers,
-        extra_allowed: &s.ondemand.extra_allowed,
-        default_port: s.config.listen.port(),
-        pod: pod.as_ref(),
-    };
+    cx.pod = pod.as_ref();
     let plan = match validate(&parsed, &cx) {
         Ok(p) => p,
-        Err(r) => return refuse(&s, r),
-    };
-    let slot = match s.ondemand.limits.slot() {
-        Ok(p) => p,
+        Err(_) if pod.is_some() && open => return refuse(&s, pod_hidden(&parsed.target_text)),
         Err(r) => return refuse(&s, r),
     };
     s.ondemand

@@ -13,6 +13,7 @@
 pub mod client;
 pub mod fanout;
 pub mod limits;
+pub mod pods;
 pub mod request;
 pub mod run;
 pub mod state;

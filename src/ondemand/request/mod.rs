@@ -12,8 +12,8 @@ pub use parse::{
 };
 pub use spec::{CheckSpec, Refusal, OUTCOMES};
 pub use validate::{
-    derived_cidrs, owner_of, validate, Context, ContextCheck, Plan, Resolved, ResolvedPod, Source,
-    CONTEXT_ECHOES,
+    derived_cidrs, fenced, owner_of, precheck, validate, Context, ContextCheck, Plan, Resolved,
+    ResolvedPod, Source, CONTEXT_ECHOES,
 };
 
 #[cfg(test)]

@@ -124,6 +124,110 @@ pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
         })
 }
 
+/// The checks a request runs: as written, ports completed with the target's `port`.
+fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Refusal> {
+    let need_port = |i: usize, what: &str, p: Option<u16>| {
+        p.or(port).ok_or_else(|| {
+            Refusal::bad(format!(
+                "checks[{i}].port: {what} needs a port (in the check or as IP:PORT in the target)"
+            ))
+        })
+    };
+    Ok(match &req.checks {
+        None => {
+            let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
+            if let Some(p) = port {
+                c.push(CheckSpec::Tcp { port: p });
+            }
+            c
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(match c {
+                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
+                        count: *count,
+                        size: *size,
+                    },
+                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
+                        port: need_port(i, "tcp", *p)?,
+                    },
+                    RawCheck::Http { port: p, path } => CheckSpec::Http {
+                        port: need_port(i, "http", *p)?,
+                        path: path.clone(),
+                    },
+                    RawCheck::Mtu => CheckSpec::Mtu,
+                })
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?,
+    })
+}
+
+/// The agents a request runs on, each passing the fence (`allowed`: the allowed ranges).
+fn sources_of(req: &ProbeRequest, cx: &Context, allowed: &[Cidr]) -> Result<Vec<Source>, Refusal> {
+    let peer_source = |p: &crate::peers::Peer| Source {
+        node: p.node.clone(),
+        zone: p.zone.clone(),
+        addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(cx.default_port)),
+        me: p.node == cx.me,
+    };
+    Ok(match &req.from {
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let src = cx.peers.peer(n).map(peer_source).ok_or_else(|| {
+                    Refusal::new(
+                        404,
+                        "unknown_node",
+                        format!("from[{i}] {n:?}: no such node in this agent's peer set"),
+                    )
+                })?;
+                // The agent a request is forwarded to passes the same fence as a target.
+                if !src.me {
+                    let what = format!("from[{i}] {n:?} (its agent at {})", src.addr.ip());
+                    fenced(&what, src.addr.ip(), allowed)?;
+                }
+                Ok(src)
+            })
+            .collect::<Result<_, Refusal>>()?,
+        None => {
+            // Every agent the fence admits (one it refuses is not asked).
+            let mut all: Vec<Source> = cx
+                .peers
+                .peers
+                .iter()
+                .map(peer_source)
+                .filter(|s| s.me || fence(s.addr.ip(), allowed).is_ok())
+                .collect();
+            if !all.iter().any(|s| s.me) {
+                all.insert(
+                    0,
+                    Source {
+                        node: cx.me.to_string(),
+                        zone: None,
+                        addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), cx.default_port),
+                        me: true,
+                    },
+                );
+            }
+            all
+        }
+    })
+}
+
+/// What can be checked of a `pod/NAMESPACE/NAME` request before the pod is looked up: its
+/// checks (a pod target has no port of its own) and its `from` agents. Nothing is asked of
+/// Kubernetes for a request this refuses.
+pub fn precheck(req: &ProbeRequest, cx: &Context) -> Result<(), Refusal> {
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    checks_of(req, None)?;
+    sources_of(req, cx, &allowed)?;
+    Ok(())
+}
+
 /// Validate and resolve a parsed request.
 pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
     let (ip, port, named_node) = match &req.target {
@@ -159,91 +263,8 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         _ => format!("target {ip}"),
     };
     let ip = fenced(&what, ip, &allowed)?;
-    let need_port = |i: usize, what: &str, p: Option<u16>| {
-        p.or(port).ok_or_else(|| {
-            Refusal::bad(format!(
-                "checks[{i}].port: {what} needs a port (in the check or as IP:PORT in the target)"
-            ))
-        })
-    };
-    let checks = match &req.checks {
-        None => {
-            let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
-            if let Some(p) = port {
-                c.push(CheckSpec::Tcp { port: p });
-            }
-            c
-        }
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                Ok(match c {
-                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
-                        count: *count,
-                        size: *size,
-                    },
-                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
-                        port: need_port(i, "tcp", *p)?,
-                    },
-                    RawCheck::Http { port: p, path } => CheckSpec::Http {
-                        port: need_port(i, "http", *p)?,
-                        path: path.clone(),
-                    },
-                    RawCheck::Mtu => CheckSpec::Mtu,
-                })
-            })
-            .collect::<Result<Vec<_>, Refusal>>()?,
-    };
-    let peer_source = |p: &crate::peers::Peer| Source {
-        node: p.node.clone(),
-        zone: p.zone.clone(),
-        addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(cx.default_port)),
-        me: p.node == cx.me,
-    };
-    let sources: Vec<Source> = match &req.from {
-        Some(names) => names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let src = cx.peers.peer(n).map(peer_source).ok_or_else(|| {
-                    Refusal::new(
-                        404,
-                        "unknown_node",
-                        format!("from[{i}] {n:?}: no such node in this agent's peer set"),
-                    )
-                })?;
-                // The agent a request is forwarded to passes the same fence as a target.
-                if !src.me {
-                    let what = format!("from[{i}] {n:?} (its agent at {})", src.addr.ip());
-                    fenced(&what, src.addr.ip(), &allowed)?;
-                }
-                Ok(src)
-            })
-            .collect::<Result<_, Refusal>>()?,
-        None => {
-            // Every agent the fence admits (one it refuses is not asked).
-            let mut all: Vec<Source> = cx
-                .peers
-                .peers
-                .iter()
-                .map(peer_source)
-                .filter(|s| s.me || fence(s.addr.ip(), &allowed).is_ok())
-                .collect();
-            if !all.iter().any(|s| s.me) {
-                all.insert(
-                    0,
-                    Source {
-                        node: cx.me.to_string(),
-                        zone: None,
-                        addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), cx.default_port),
-                        me: true,
-                    },
-                );
-            }
-            all
-        }
-    };
+    let checks = checks_of(req, port)?;
+    let sources = sources_of(req, cx, &allowed)?;
     let owner = match &named_node {
         Some(n) => cx.peers.peer(n).or_else(|| owner_of(cx.peers, ip)),
         None => owner_of(cx.peers, ip),
