@@ -308,3 +308,61 @@ fn a_dripping_peer_costs_little_cpu() {
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 21, item 2: the 8 × `icmp(count 20, size 1472)` request is refused, and what an
+/// accepted request makes the agent send stays within the documented budget, counted by the
+/// namespace's OutEchos: at most 20 echo requests (ICMP check ≤ 14, context 2 × 3), plus one
+/// path-MTU search of at most 12 rounds × 21 probes when it asks for one.
+#[test]
+fn an_accepted_request_stays_within_the_echo_budget() {
+    if !is_root() {
+        eprintln!("SKIP: the echo budget test needs root (a network namespace)");
+        return;
+    }
+    let (ns, _guard) = loopback_ns("budget");
+    let port = 18081;
+    let seen = counting_listener(&ns, SocketAddr::from(([127, 0, 0, 50], port)));
+    let Some((a, dir)) = lone_agent(&ns, "budget", &["--allow-cidr", "127.0.0.0/24"]) else {
+        return;
+    };
+    let from = IpAddr::from([127, 0, 5, 10]);
+    let eight = format!(
+        r#"{{"target":"127.0.0.50","checks":[{}]}}"#,
+        [r#"{"kind":"icmp","count":20,"size":1472}"#; 8].join(",")
+    );
+    let e0 = out_echos(&ns);
+    let (status, answer) = post_from(&ns, from, a.addr, &eight, "");
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(out_echos(&ns), e0, "the refused request sent echoes");
+    // The most echoes one request can ask for, with a TCP and an HTTP check.
+    let most = format!(
+        r#"{{"target":"127.0.0.50:{port}","checks":[{{"kind":"icmp","count":14,"size":1472}},{{"kind":"tcp"}},{{"kind":"http"}}]}}"#
+    );
+    let e0 = out_echos(&ns);
+    let (status, answer) = post_from(&ns, from, a.addr, &most, "");
+    assert_eq!(status, 200, "{answer}");
+    let sent = out_echos(&ns) - e0;
+    eprintln!("echo budget: one accepted request sent {sent} echo requests");
+    assert!(
+        (14..=20).contains(&sent),
+        "{sent} echo requests for one request (budget 20)"
+    );
+    assert!(
+        seen.load(Ordering::SeqCst) >= 2,
+        "the TCP and HTTP checks ran"
+    );
+    // With a path-MTU search.
+    let with_mtu =
+        r#"{"target":"127.0.0.50","checks":[{"kind":"icmp","count":14},{"kind":"mtu"}]}"#;
+    let e0 = out_echos(&ns);
+    let (status, answer) = post_from(&ns, from, a.addr, with_mtu, "");
+    assert_eq!(status, 200, "{answer}");
+    let sent = out_echos(&ns) - e0;
+    eprintln!("echo budget: one accepted request with an MTU search sent {sent} echo requests");
+    assert!(
+        (14..=20 + 12 * 21).contains(&sent),
+        "{sent} echo requests for one request with an MTU search (budget 20 + 252)"
+    );
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -338,17 +338,19 @@ async fn token_and_rate_limit() {
     let body = format!(
         r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
     );
+    let good = [("authorization", format!("Bearer {TOKEN}"))];
+    // The token is passed on when fanning out: node-a accepts the request node-b forwards,
+    // charged to the client that asked node-b (this test, 127.0.0.1): one of its three.
+    let (s, l) = post(b.addr, &body, &good).await;
+    assert_eq!(s, 200);
+    assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
+    assert_eq!(fa.to(TARGET), 1);
+    // Refused ones count too: the 401 and the 403 spend the other two, so wrong tokens
+    // cannot be tried faster than the rate.
     let (s, l) = post(a.addr, &body, &[]).await;
     assert_eq!((s, l[0]["code"].as_str()), (401, Some("unauthorized")));
     let (s, l) = post(a.addr, &body, &[("authorization", "Bearer nope".into())]).await;
     assert_eq!((s, l[0]["code"].as_str()), (403, Some("forbidden")));
-    assert_eq!(fa.to(TARGET), 0);
-    let good = [("authorization", format!("Bearer {TOKEN}"))];
-    // Three requests per minute, refused ones included: the 401 and the 403 spent two, so
-    // wrong tokens cannot be tried faster than the rate.
-    let (s, l) = post(a.addr, &body, &good).await;
-    assert_eq!(s, 200, "{l:?}");
-    assert_eq!(l.last().unwrap()["reachable"], true);
     for auth in ["Bearer nope", &format!("Bearer {TOKEN}")] {
         let (s, l) = post(a.addr, &body, &[("authorization", auth.to_string())]).await;
         assert_eq!(
@@ -362,15 +364,6 @@ async fn token_and_rate_limit() {
             .contains("at most 3 per minute"));
     }
     assert_eq!(fa.to(TARGET), 1, "the refusals sent nothing");
-    // The token is passed on when fanning out: node-a accepts the request node-b forwards
-    // (forwarded requests from a peer agent are not rate-limited again).
-    let body_a = format!(
-        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
-    );
-    let (s, l) = post(b.addr, &body_a, &good).await;
-    assert_eq!(s, 200);
-    assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
-    assert_eq!(fa.to(TARGET), 2);
     a.stop().await;
     b.stop().await;
 }
@@ -581,13 +574,18 @@ async fn a_peer_agent_that_hangs_is_cut_off_at_the_deadline() {
 /// POST a probe request from `source` (a local address of ours), marked as forwarded; the
 /// answer's status.
 async fn post_forwarded_from(source: &str, to: SocketAddr, body: &str) -> u16 {
+    let mark = format!("{}: node-b\r\n", meshprobe::ondemand::FORWARDED_HEADER);
+    post_raw(source, to, body, &mark).await.0
+}
+
+/// POST a probe request from `source` with extra header lines `extra`: (status, raw answer).
+async fn post_raw(source: &str, to: SocketAddr, body: &str, extra: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.unwrap();
     let request = format!(
-        "POST /api/v1/probe HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{}: node-b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        meshprobe::ondemand::FORWARDED_HEADER,
+        "POST /api/v1/probe HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
@@ -596,11 +594,13 @@ async fn post_forwarded_from(source: &str, to: SocketAddr, body: &str) -> u16 {
         .await
         .expect("answered within 10 s")
         .unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    text.split(' ')
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"))
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    (status, text)
 }
 
 /// The forwarded mark spares a request the rate limit only when it comes from a peer agent's
@@ -696,4 +696,42 @@ async fn a_dual_stack_listener_recognises_ipv4_peers() {
     assert_eq!(post_forwarded_from("127.0.0.9", to, &body).await, 429);
     assert_eq!(fa.to(TARGET), 8);
     a.stop().await;
+}
+
+/// One client cannot hold every slot: its second request in flight is refused (429 busy), on
+/// the agent it asks and, charged to it, on the agents it forwards to; another client is
+/// still served meanwhile.
+#[tokio::test]
+async fn one_client_cannot_make_another_busy() {
+    let (a, b, fa, fb) = pair("one-client", allow_loopback()).await;
+    // Slow checks (400 ms) from both agents.
+    let slow = format!(r#"{{"target":"{TARGET}:7","checks":[{{"kind":"tcp"}}]}}"#);
+    let mut greedy = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (slow, to) = (slow.clone(), a.addr);
+        greedy.spawn(async move { post_raw("127.0.0.9", to, &slow, "").await });
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Meanwhile another client: served, by both agents.
+    let (s, text) = post_raw("127.0.0.8", a.addr, &slow, "").await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains(r#""reachable":true"#), "{text}");
+    let mut statuses = Vec::new();
+    while let Some(r) = greedy.join_next().await {
+        let (s, text) = r.unwrap();
+        if s != 200 {
+            assert!(text.contains("one at a time per client"), "{text}");
+        }
+        statuses.push(s);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 429, 429, 429, 429, 429],
+        "the greedy client"
+    );
+    // Two requests ran, each from both agents.
+    assert_eq!((fa.to(TARGET), fb.to(TARGET)), (2, 2));
+    a.stop().await;
+    b.stop().await;
 }

@@ -20,12 +20,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client;
-use super::limits::{check_token, client_key};
+use super::limits::{check_token, client_key, Pool};
 use super::request::ResolvedPod;
 use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
 use super::run::{local_deadline, run_local};
-use super::wire::{Accepted, Line, SourceLine, FORWARDED_HEADER};
+use super::wire::{Accepted, Line, SourceLine, CLIENT_HEADER, FORWARDED_HEADER};
 use crate::peers::PeerSet;
 use crate::shared::Shared;
 
@@ -91,17 +91,30 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(st) => st.peers().clone(),
         Err(p) => p.into_inner().peers().clone(),
     };
-    // Forwarded requests from a peer agent were rate-limited where they came in.
     let from_peer =
         client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip.to_canonical() == ip));
+    // Work is charged to the client that asked: for a request a peer agent forwards, the
+    // client it names (trusted from a peer's address only); such requests take slots from
+    // their own pool. A peer naming no client (an older agent) was charged where it came in.
+    let (pool, origin) = if forwarded && from_peer {
+        let named = headers
+            .get(CLIENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .map(client_key);
+        (Pool::Forwarded, named)
+    } else {
+        let key = client_key(client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        (Pool::Direct, Some(key))
+    };
     // The rate is charged before the token is checked: a wrong token costs a request too, so
     // tokens cannot be guessed faster than the rate.
-    if !(forwarded && from_peer) {
-        let key = client_key(client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+    if let Some(key) = origin {
         if let Err(r) = s.ondemand.limits.rate(key) {
             return refuse(&s, r);
         }
     }
+    let origin = origin.or(client_ip).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
         return refuse(&s, r);
     }
@@ -153,10 +166,13 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
             return refuse(&s, r);
         }
     }
-    let slot = match s.ondemand.limits.slot() {
+    let slot = match s.ondemand.limits.slot(pool, origin) {
         Ok(p) => p,
         Err(r) => return refuse(&s, r),
     };
+    if let Err(r) = s.ondemand.limits.agent_rate() {
+        return refuse(&s, r);
+    }
     // Without a token anyone may ask: whether a pod exists, and where, is not told.
     let open = s.ondemand.limits.token.is_none();
     let pod: Option<ResolvedPod> = match pod_target {
@@ -218,9 +234,14 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         None => parsed.target_text.clone(),
     };
     let kube = pod.map(|p| p.facts);
+    // What every forwarded request carries besides the mark: the token, and who asked.
+    let mut pass_on = vec![(CLIENT_HEADER, origin.to_string())];
+    if let Some(a) = auth {
+        pass_on.push(("authorization", a));
+    }
     tokio::spawn(async move {
         let _slot = slot;
-        stream(shared, plan, peers, target_text, auth, kube, &mut tx).await;
+        stream(shared, plan, peers, target_text, pass_on, kube, &mut tx).await;
     });
     (ndjson_type, Body::new(body)).into_response()
 }
@@ -231,7 +252,7 @@ async fn stream(
     plan: Plan,
     peers: Arc<PeerSet>,
     target_text: String,
-    auth: Option<String>,
+    pass_on: Vec<(&'static str, String)>,
     kube: Option<crate::diagnosis::KubeFacts>,
     tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
 ) {
@@ -275,9 +296,7 @@ async fn stream(
             Some(std::slice::from_ref(&src.node)),
         );
         let mut headers = vec![(FORWARDED_HEADER, s.identity.node.clone())];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.clone()));
-        }
+        headers.extend(pass_on.iter().cloned());
         let permits = permits.clone();
         set.spawn(async move {
             let t0 = Instant::now();

@@ -2,7 +2,7 @@
 //! buckets, time passed in) and a global bound on requests in flight. The decisions are pure;
 //! [`Limits`] holds the state behind short locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 #[cfg(test)]
@@ -119,24 +119,64 @@ impl RateLimiter {
     }
 }
 
+/// On-demand requests one agent runs per minute, at most, whoever asks (bursts of 10): with
+/// the per-request caps, what one agent can be made to send in a minute.
+pub const AGENT_PER_MINUTE: u32 = 60;
+/// The burst of [`AGENT_PER_MINUTE`].
+pub const AGENT_BURST: u32 = 10;
+
+/// Which pool a request's slot comes from: requests from clients, or requests peer agents
+/// forward (their own pool, so no outside client can starve the mesh's fan-outs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pool {
+    Direct,
+    Forwarded,
+}
+
+/// A held slot: the pool's permit and the client's one request in flight, both given back on
+/// drop.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    key: (Pool, IpAddr),
+    busy: Arc<Mutex<HashSet<(Pool, IpAddr)>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.busy.lock() {
+            b.remove(&self.key);
+        }
+    }
+}
+
 /// The on-demand limits of one agent.
 pub struct Limits {
     pub token: Option<String>,
     rate: Mutex<RateLimiter>,
-    in_flight: Arc<Semaphore>,
+    /// All on-demand work of this agent, one bucket.
+    agent_rate: Mutex<RateLimiter>,
+    direct: Arc<Semaphore>,
+    forwarded: Arc<Semaphore>,
     max_in_flight: usize,
+    /// (pool, client) with a request in flight: one each. Bounded by the slots.
+    busy: Arc<Mutex<HashSet<(Pool, IpAddr)>>>,
 }
 
 impl Limits {
     pub fn new(token: Option<String>, per_minute: u32, burst: u32, max_in_flight: usize) -> Limits {
+        let n = max_in_flight.max(1);
         Limits {
             token,
             rate: Mutex::new(RateLimiter::new(per_minute, burst)),
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            max_in_flight: max_in_flight.max(1),
+            agent_rate: Mutex::new(RateLimiter::new(AGENT_PER_MINUTE, AGENT_BURST)),
+            direct: Arc::new(Semaphore::new(n)),
+            forwarded: Arc::new(Semaphore::new(n)),
+            max_in_flight: n,
+            busy: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
+    /// Charge one request to `client` (see [`client_key`]).
     pub fn rate(&self, client: IpAddr) -> Result<(), Refusal> {
         self.rate
             .lock()
@@ -144,9 +184,45 @@ impl Limits {
             .check(client, Instant::now())
     }
 
-    /// A slot for one request, held until the answer is complete.
-    pub fn slot(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+    /// Charge one request to this agent's per-minute budget.
+    pub fn agent_rate(&self) -> Result<(), Refusal> {
+        self.agent_rate
+            .lock()
+            .map_err(|_| Refusal::new(503, "busy", "rate limiter unavailable"))?
+            .check(IpAddr::from([0, 0, 0, 0]), Instant::now())
+            .map_err(|_| {
+                Refusal::new(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "this agent runs at most {AGENT_PER_MINUTE} on-demand probes per minute (bursts of {AGENT_BURST}), whoever asks; retry shortly"
+                    ),
+                )
+            })
+    }
+
+    /// A slot for one request of `client` (its key) from `pool`, held until the answer is
+    /// complete: one request in flight per client and pool, `max_in_flight` per pool.
+    pub fn slot(&self, pool: Pool, client: IpAddr) -> Result<Slot, Refusal> {
+        let key = (pool, client);
+        let mut busy = self
+            .busy
+            .lock()
+            .map_err(|_| Refusal::new(503, "busy", "slot table unavailable"))?;
+        if busy.contains(&key) {
+            return Err(Refusal::new(
+                429,
+                "busy",
+                format!(
+                    "a request from {client} is already running on this agent: one at a time per client"
+                ),
+            ));
+        }
+        let sem = match pool {
+            Pool::Direct => &self.direct,
+            Pool::Forwarded => &self.forwarded,
+        };
+        let permit = sem.clone().try_acquire_owned().map_err(|_| {
             Refusal::new(
                 429,
                 "busy",
@@ -155,6 +231,12 @@ impl Limits {
                     self.max_in_flight
                 ),
             )
+        })?;
+        busy.insert(key);
+        Ok(Slot {
+            _permit: permit,
+            key,
+            busy: self.busy.clone(),
         })
     }
 }
@@ -239,12 +321,39 @@ mod tests {
 
     #[test]
     fn in_flight_slots() {
+        let ip = |last: u8| IpAddr::from([198, 19, 9, last]);
         let l = Limits::new(None, 60, 10, 2);
-        let a = l.slot().unwrap();
-        let _b = l.slot().unwrap();
-        let e = l.slot().unwrap_err();
+        let a = l.slot(Pool::Direct, ip(1)).unwrap();
+        // One request in flight per client: its second is refused, others are not.
+        let e = l.slot(Pool::Direct, ip(1)).err().unwrap();
         assert_eq!((e.status, e.code), (429, "busy"));
+        assert!(e.error.contains("one at a time per client"), "{}", e.error);
+        let _b = l.slot(Pool::Direct, ip(2)).unwrap();
+        let e = l.slot(Pool::Direct, ip(3)).err().unwrap();
+        assert!(e.error.contains("2 on-demand probes"), "{}", e.error);
+        // Full to clients, the forwarded pool is still there, one per originating client.
+        let f = l.slot(Pool::Forwarded, ip(1)).unwrap();
+        assert!(l.slot(Pool::Forwarded, ip(1)).is_err());
+        let _g = l.slot(Pool::Forwarded, ip(3)).unwrap();
+        assert!(l.slot(Pool::Forwarded, ip(4)).is_err());
         drop(a);
-        assert!(l.slot().is_ok());
+        drop(f);
+        assert!(l.slot(Pool::Direct, ip(1)).is_ok());
+        assert!(l.slot(Pool::Forwarded, ip(1)).is_ok());
+    }
+
+    #[test]
+    fn the_agent_budget_is_shared_by_every_client() {
+        let l = Limits::new(None, 6000, 100, 4);
+        for _ in 0..AGENT_BURST {
+            assert!(l.agent_rate().is_ok());
+        }
+        let e = l.agent_rate().unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert!(
+            e.error.contains("at most 60 on-demand probes per minute"),
+            "{}",
+            e.error
+        );
     }
 }

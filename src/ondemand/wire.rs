@@ -11,6 +11,10 @@ use crate::diagnosis::{Diagnosis, ErrorInfo};
 /// Marks a request one agent forwards to another: run here, do not fan out again.
 pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
 
+/// On a forwarded request, the address of the client that asked the forwarding agent: the
+/// receiving agent charges the work to that client (read only from a peer agent's address).
+pub const CLIENT_HEADER: &str = "x-meshprobe-client";
+
 /// The seam for `pod/NAMESPACE/NAME` targets. The Kubernetes support (src/k8s) implements it
 /// and sets [`super::OnDemand::pods`]; without one (this build) pod targets are refused with
 /// 501 "needs Kubernetes support". Implementations bound their own waits; the handler also

@@ -8,7 +8,7 @@ mod validate;
 
 pub use parse::{
     body, parse_body, parse_target, ProbeRequest, RawCheck, TargetSpec, MAX_BODY_BYTES, MAX_CHECKS,
-    MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
+    MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
 };
 pub use spec::{CheckSpec, Refusal, OUTCOMES};
 pub use validate::{
@@ -116,13 +116,13 @@ mod tests {
                 r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":0}]}"#,
                 400,
                 "bad_request",
-                "checks[0].count: 0 is out of range (1-20)",
+                "checks[0].count: 0 is out of range (1-14)",
             ),
             (
-                r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":21}]}"#,
+                r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":15}]}"#,
                 400,
                 "bad_request",
-                "checks[0].count: 21 is out of range",
+                "checks[0].count: 15 is out of range",
             ),
             (
                 r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":"3"}]}"#,
@@ -178,7 +178,19 @@ mod tests {
                 "bad_request",
                 "unknown field \"size\"",
             ),
-            (&many, 400, "bad_request", "at most 8"),
+            (&many, 400, "bad_request", "5 given, at most 4"),
+            (
+                r#"{"target":"198.19.1.11","checks":[{"kind":"mtu"},{"kind":"icmp"},{"kind":"mtu"}]}"#,
+                400,
+                "bad_request",
+                "checks[2]: a second mtu check; one check of each kind per request",
+            ),
+            (
+                r#"{"target":"198.19.1.11:80","checks":[{"kind":"tcp"},{"kind":"tcp","port":22}]}"#,
+                400,
+                "bad_request",
+                "checks[1]: a second tcp check",
+            ),
             (
                 r#"{"target":"198.19.1.11","from":[]}"#,
                 400,

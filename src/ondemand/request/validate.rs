@@ -360,7 +360,7 @@ mod tests {
         );
         // Explicit checks take the target's port when they have none; `from` narrows.
         let p = plan(
-            r#"{"target":"198.19.1.11:8080","checks":[{"kind":"icmp","count":20},{"kind":"http","path":"/healthz"},{"kind":"tcp","port":22},{"kind":"mtu"}],"from":["node-2","node-2"]}"#,
+            r#"{"target":"198.19.1.11:8080","checks":[{"kind":"icmp","count":14},{"kind":"http","path":"/healthz"},{"kind":"tcp","port":22},{"kind":"mtu"}],"from":["node-2","node-2"]}"#,
             &[],
         )
         .unwrap();
@@ -368,7 +368,7 @@ mod tests {
             p.checks,
             [
                 CheckSpec::Icmp {
-                    count: 20,
+                    count: 14,
                     size: 56
                 },
                 CheckSpec::Http {
