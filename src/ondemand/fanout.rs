@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use super::client;
 use super::limits::{check_token, client_key, Pool};
 use super::request::ResolvedPod;
-use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
+use super::request::{RawCheck, TargetSpec};
 use super::run::{local_deadline, run_local};
 use super::wire::{Accepted, Line, SourceLine, CLIENT_HEADER, FORWARDED_HEADER};
 use crate::peers::PeerSet;
@@ -170,7 +170,11 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return refuse(&s, r),
     };
-    if let Err(r) = s.ondemand.limits.agent_rate() {
+    let mtu = parsed
+        .checks
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|c| matches!(c, RawCheck::Mtu)));
+    if let Err(r) = s.ondemand.limits.agent_rate(mtu) {
         return refuse(&s, r);
     }
     // Without a token anyone may ask: whether a pod exists, and where, is not told.

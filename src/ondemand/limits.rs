@@ -124,6 +124,11 @@ impl RateLimiter {
 pub const AGENT_PER_MINUTE: u32 = 60;
 /// The burst of [`AGENT_PER_MINUTE`].
 pub const AGENT_BURST: u32 = 10;
+/// Path-MTU searches one agent runs per minute, at most (bursts of 6): the costliest check
+/// (up to 252 Don't-Fragment probes) gets a budget of its own.
+pub const AGENT_MTU_PER_MINUTE: u32 = 12;
+/// The burst of [`AGENT_MTU_PER_MINUTE`].
+pub const AGENT_MTU_BURST: u32 = 6;
 
 /// Which pool a request's slot comes from: requests from clients, or requests peer agents
 /// forward (their own pool, so no outside client can starve the mesh's fan-outs).
@@ -153,8 +158,9 @@ impl Drop for Slot {
 pub struct Limits {
     pub token: Option<String>,
     rate: Mutex<RateLimiter>,
-    /// All on-demand work of this agent, one bucket.
+    /// All on-demand work of this agent, one bucket; path-MTU searches, another.
     agent_rate: Mutex<RateLimiter>,
+    agent_mtu: Mutex<RateLimiter>,
     direct: Arc<Semaphore>,
     forwarded: Arc<Semaphore>,
     max_in_flight: usize,
@@ -169,6 +175,7 @@ impl Limits {
             token,
             rate: Mutex::new(RateLimiter::new(per_minute, burst)),
             agent_rate: Mutex::new(RateLimiter::new(AGENT_PER_MINUTE, AGENT_BURST)),
+            agent_mtu: Mutex::new(RateLimiter::new(AGENT_MTU_PER_MINUTE, AGENT_MTU_BURST)),
             direct: Arc::new(Semaphore::new(n)),
             forwarded: Arc::new(Semaphore::new(n)),
             max_in_flight: n,
@@ -184,12 +191,31 @@ impl Limits {
             .check(client, Instant::now())
     }
 
-    /// Charge one request to this agent's per-minute budget.
-    pub fn agent_rate(&self) -> Result<(), Refusal> {
+    /// Charge one request to this agent's per-minute budget, and its path-MTU search (`mtu`)
+    /// to the search budget.
+    pub fn agent_rate(&self, mtu: bool) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let all = IpAddr::from([0, 0, 0, 0]);
+        let unavailable = || Refusal::new(503, "busy", "rate limiter unavailable");
+        if mtu {
+            self.agent_mtu
+                .lock()
+                .map_err(|_| unavailable())?
+                .check(all, now)
+                .map_err(|_| {
+                    Refusal::new(
+                        429,
+                        "rate_limited",
+                        format!(
+                            "this agent runs at most {AGENT_MTU_PER_MINUTE} path-MTU searches per minute (bursts of {AGENT_MTU_BURST}), whoever asks; retry shortly"
+                        ),
+                    )
+                })?;
+        }
         self.agent_rate
             .lock()
-            .map_err(|_| Refusal::new(503, "busy", "rate limiter unavailable"))?
-            .check(IpAddr::from([0, 0, 0, 0]), Instant::now())
+            .map_err(|_| unavailable())?
+            .check(all, now)
             .map_err(|_| {
                 Refusal::new(
                     429,
@@ -345,10 +371,21 @@ mod tests {
     #[test]
     fn the_agent_budget_is_shared_by_every_client() {
         let l = Limits::new(None, 6000, 100, 4);
-        for _ in 0..AGENT_BURST {
-            assert!(l.agent_rate().is_ok());
+        // Path-MTU searches: 6 at once, then refused while other checks still run.
+        for _ in 0..AGENT_MTU_BURST {
+            assert!(l.agent_rate(true).is_ok());
         }
-        let e = l.agent_rate().unwrap_err();
+        let e = l.agent_rate(true).unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert!(
+            e.error.contains("at most 12 path-MTU searches"),
+            "{}",
+            e.error
+        );
+        for _ in AGENT_MTU_BURST..AGENT_BURST {
+            assert!(l.agent_rate(false).is_ok());
+        }
+        let e = l.agent_rate(false).unwrap_err();
         assert_eq!((e.status, e.code), (429, "rate_limited"));
         assert!(
             e.error.contains("at most 60 on-demand probes per minute"),
