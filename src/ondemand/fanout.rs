@@ -1,7 +1,9 @@
 //! The `POST /api/v1/probe` handler: fence, validate, fan out, stream.
 //!
-//! Order matters for "a refused request sends no packet": token, rate, body, validation and the
-//! in-flight slot are all checked before the first check or forward starts. A forwarded request
+//! Order matters for "a refused request sends no packet": rate (before the token, so wrong
+//! tokens are limited too), token, body, validation, the slot, the agent's budget and — last,
+//! for a `pod/NS/NAME` target — the pod lookup are all done before the first check or forward
+//! starts. A forwarded request
 //! (marked with [`FORWARDED_HEADER`]) runs here only and answers one `source` line; the original
 //! answers NDJSON: `accepted`, one `source` per node as it arrives, `verdict`.
 

@@ -1,6 +1,7 @@
 //! Fences around `POST /api/v1/probe`: the bearer token, a per-client rate limit (token
-//! buckets, time passed in) and a global bound on requests in flight. The decisions are pure;
-//! [`Limits`] holds the state behind short locks.
+//! buckets, time passed in), per-agent budgets (requests and path-MTU searches a minute), and
+//! slots: one request in flight per client, a bounded pool for clients and another for requests
+//! peer agents forward. The decisions are pure; [`Limits`] holds the state behind short locks.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
