@@ -258,7 +258,10 @@ async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
     let r = KubePodResolver {
         client: meshprobe::k8s::client(Some(&api.url())).await.unwrap(),
     };
-    let p = r.resolve("shop", "web-5f7d9c-abcde").await.unwrap();
+    let p = r
+        .resolve("shop", "web-5f7d9c-abcde", &|_| true)
+        .await
+        .unwrap();
     assert_eq!(p.ip.to_string(), "198.19.2.11");
     assert_eq!(p.node.as_deref(), Some("node-2"));
     assert_eq!(
@@ -273,7 +276,16 @@ async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
     assert_eq!(p.facts.cni_pods.len(), 1);
     assert_eq!(p.facts.cni_pods[0].crash_loop, Some(true));
     assert!(p.facts.errors.is_empty(), "{:?}", p.facts.errors);
-    let e = r.resolve("shop", "nope").await.unwrap_err();
+    let e = r.resolve("shop", "nope", &|_| true).await.unwrap_err();
+    // An address the agent would not probe: located, and nothing more asked.
+    let before = api.requests().len();
+    let p = r
+        .resolve("shop", "web-5f7d9c-abcde", &|_| false)
+        .await
+        .unwrap();
+    assert_eq!(p.ip.to_string(), "198.19.2.11");
+    assert_eq!(p.facts, Default::default());
+    assert_eq!(api.requests().len(), before + 1, "{:?}", api.requests());
     assert!(e.contains("get pod shop/nope") && e.contains("404"), "{e}");
 }
 
@@ -372,6 +384,13 @@ async fn pod_targets_are_looked_up_last_cached_and_refused_alike() {
     let (s1, missing) =
         post(r#"{"target":"pod/shop/nope","checks":[{"kind":"tcp","port":80}],"from":["node-1"]}"#)
             .await;
+    let policies = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("networkpolicies"))
+            .count()
+    };
+    let policies_before = policies();
     let (s2, fenced) =
         post(r#"{"target":"pod/shop/db-0","checks":[{"kind":"tcp","port":80}],"from":["node-1"]}"#)
             .await;
@@ -382,5 +401,9 @@ async fn pod_targets_are_looked_up_last_cached_and_refused_alike() {
     );
     assert!(!fenced.contains("169.254"), "{fenced}");
     assert_eq!(lookups("db-0"), 1);
+    // The fenced pod cost one call: no events, policies, node or CNI pods were asked for.
+    let about_db = api.requests().iter().filter(|r| r.contains("db-0")).count();
+    assert_eq!(about_db, 1, "{:?}", api.requests());
+    assert_eq!(policies(), policies_before, "{:?}", api.requests());
     agent.stop().await;
 }

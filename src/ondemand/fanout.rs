@@ -184,7 +184,12 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let pod: Option<ResolvedPod> = match pod_target {
         Some((pods, namespace, name)) => {
             let target = &parsed.target_text;
-            match tokio::time::timeout(RESOLVE_TIMEOUT, pods.resolve(&namespace, &name)).await {
+            let mut allowed = request::derived_cidrs(&peers);
+            allowed.extend_from_slice(&s.ondemand.extra_allowed);
+            let admit = move |ip: IpAddr| crate::net::fence(ip, &allowed).is_ok();
+            match tokio::time::timeout(RESOLVE_TIMEOUT, pods.resolve(&namespace, &name, &admit))
+                .await
+            {
                 Ok(Ok(p)) => Some(p),
                 Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
                 Ok(Err(e)) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::request::{Refusal, ResolvedPod};
-use super::wire::PodResolver;
+use super::wire::{Admit, PodResolver};
 
 /// How long a lookup's answer is reused.
 pub const POD_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -52,12 +52,17 @@ impl Pods {
     }
 
     /// The pod, from the cache when looked up less than [`POD_CACHE_TTL`] ago.
-    pub async fn resolve(&self, namespace: &str, name: &str) -> Result<ResolvedPod, String> {
+    pub async fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+        admit: Admit<'_>,
+    ) -> Result<ResolvedPod, String> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(hit) = self.cached(&key) {
             return hit;
         }
-        let answer = self.resolver.resolve(namespace, name).await;
+        let answer = self.resolver.resolve(namespace, name, admit).await;
         self.store(key, answer.clone());
         answer
     }
@@ -107,6 +112,7 @@ mod tests {
             &'a self,
             namespace: &'a str,
             name: &'a str,
+            _admit: Admit<'a>,
         ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
@@ -128,19 +134,19 @@ mod tests {
         let r = Arc::new(Counting::default());
         let pods = Pods::new(r.clone(), None);
         let lookups = || r.0.load(Ordering::SeqCst);
-        assert!(pods.resolve("shop", "web").await.is_ok());
-        assert!(pods.resolve("shop", "web").await.is_ok());
-        assert!(pods.resolve("shop", "nope").await.is_err());
-        assert!(pods.resolve("shop", "nope").await.is_err());
+        assert!(pods.resolve("shop", "web", &|_| true).await.is_ok());
+        assert!(pods.resolve("shop", "web", &|_| true).await.is_ok());
+        assert!(pods.resolve("shop", "nope", &|_| true).await.is_err());
+        assert!(pods.resolve("shop", "nope", &|_| true).await.is_err());
         assert_eq!(lookups(), 2, "one lookup per pod, found or not");
         tokio::time::advance(Duration::from_secs(29)).await;
-        assert!(pods.resolve("shop", "web").await.is_ok());
+        assert!(pods.resolve("shop", "web", &|_| true).await.is_ok());
         assert_eq!(lookups(), 2);
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(pods.resolve("shop", "web").await.is_ok());
+        assert!(pods.resolve("shop", "web", &|_| true).await.is_ok());
         assert_eq!(lookups(), 3, "looked up again after 30 s");
         for i in 0..POD_CACHE_MAX + 50 {
-            let _ = pods.resolve("shop", &format!("p-{i}")).await;
+            let _ = pods.resolve("shop", &format!("p-{i}"), &|_| true).await;
         }
         assert!(pods.len() <= POD_CACHE_MAX, "{}", pods.len());
     }

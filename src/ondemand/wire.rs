@@ -20,12 +20,18 @@ pub const CLIENT_HEADER: &str = "x-meshprobe-client";
 /// 501 "needs Kubernetes support". Implementations bound their own waits; the handler also
 /// gives up after [`super::fanout::RESOLVE_TIMEOUT`].
 pub trait PodResolver: Send + Sync {
+    /// `admit`: whether the agent would probe the pod's IP (the shared fence). For one it
+    /// would not, the facts are not gathered: a pod it will refuse costs one API call.
     fn resolve<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
+        admit: Admit<'a>,
     ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>>;
 }
+
+/// Whether an address passes the on-demand fence.
+pub type Admit<'a> = &'a (dyn Fn(IpAddr) -> bool + Send + Sync);
 
 /// What one check found from one source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
