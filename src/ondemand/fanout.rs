@@ -236,11 +236,11 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let shared = s.clone();
-    // Peers get what they can resolve themselves: a pod as its address.
+    // Peers get what they can resolve themselves: a pod as its (canonical) address.
     let target_text = match &pod {
-        Some(p) => match plan.target.port {
-            Some(port) => SocketAddr::new(p.ip, port).to_string(),
-            None => p.ip.to_string(),
+        Some(_) => match plan.target.port {
+            Some(port) => SocketAddr::new(plan.target.ip, port).to_string(),
+            None => plan.target.ip.to_string(),
         },
         None => parsed.target_text.clone(),
     };
