@@ -83,8 +83,8 @@ pub struct UpArgs {
     /// The meshprobe binary to run in the pods [default: this executable].
     #[arg(long)]
     pub exe: Option<PathBuf>,
-    /// Run the agents without CAP_NET_RAW, as `deploy/components/restricted` does: ICMP
-    /// datagram sockets for echoes and path-MTU discovery (routers' errors from the error queue).
+    /// Run the agents without CAP_NET_RAW, as the default `deploy/base` does: ICMP datagram
+    /// sockets for echoes and path-MTU discovery (routers' errors from the error queue).
     #[arg(long)]
     pub unprivileged: bool,
     /// Do not install missing tools (ip, sysctl, nft) with apt-get; name their packages and
