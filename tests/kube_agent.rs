@@ -1,7 +1,8 @@
 //! Real agents on loopback addresses with `--discovery kubernetes` against the fake API server:
 //! the watchers feed the probe loop through the same seam as the peers file; the results say
 //! where peers come from; an annotated pod is probed; a NotReady node's troubles are held, not
-//! raised; the API server going away keeps the probing going. ICMP needs CAP_NET_RAW or the
+//! raised; the API server going away keeps the probing going, and `meshprobe_discovery_healthy`
+//! is 0 until a relist after its return. ICMP needs CAP_NET_RAW or the
 //! ping sysctl: without either the test says why and skips.
 
 mod support;
@@ -219,6 +220,37 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         },
     )
     .await;
+    let healthy = async || {
+        get_within(a1, "/metrics", Duration::from_secs(5))
+            .await
+            .and_then(|(_, m)| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("meshprobe_discovery_healthy "))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+    };
+    assert_eq!(healthy().await, Some(0.0));
+    // Back: healthy again once the relist after the outage has completed.
+    api.up().await;
+    eventually_async(
+        Duration::from_secs(30),
+        "meshprobe_discovery_healthy 1 after the outage",
+        async || healthy().await == Some(1.0),
+    )
+    .await;
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET /api/v1/nodes?")
+                && !r.contains("watch=true")
+                && !r.contains("limit=1")
+        })
+        .count();
+    assert!(
+        lists >= 2,
+        "healthy again without relisting the nodes ({lists} node lists)"
+    );
 
     for a in &mut agents {
         a.signal_stop();

@@ -235,7 +235,7 @@ fn discovery_healthy(enc: &mut DescriptorEncoder, status: &DiscoveryStatus) -> f
     gauge(
         enc,
         "meshprobe_discovery_healthy",
-        "0 while the discovery source is failing (the last good peer set is kept)",
+        "0 while the discovery source is failing (the last good peer set is kept) and, after a Kubernetes API failure, until every watched resource has been listed again",
         [(
             vec![],
             if status.last_error.is_some() {
