@@ -2,7 +2,8 @@
 //! the watchers feed the probe loop through the same seam as the peers file; the results say
 //! where peers come from; an annotated pod is probed; a NotReady node's troubles are held, not
 //! raised; the API server going away keeps the probing going, and `meshprobe_discovery_healthy`
-//! is 0 until a relist after its return. ICMP needs CAP_NET_RAW or the
+//! is 0 until a relist after its return; the scrape, Kubernetes-only series included, passes
+//! `promtool check metrics`. ICMP needs CAP_NET_RAW or the
 //! ping sysctl: without either the test says why and skips.
 
 mod support;
@@ -17,6 +18,7 @@ use support::eventually_async;
 use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
 use support::inproc::{self, Running};
 use support::net::{free_port, get_json, get_within, ip};
+use support::promlint::promtool_findings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -144,6 +146,10 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // The Kubernetes-only series lint clean too (tests/support/promlint.rs).
+    if let Some(findings) = promtool_findings(&m) {
+        assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
+    }
     eventually_async(
         Duration::from_secs(30),
         "a finding about node-3, set apart",
