@@ -47,7 +47,9 @@ fn main() -> ExitCode {
             if json_logs {
                 tracing::error!(kind = e.metric_label(), "{e}");
             } else {
-                eprintln!("meshprobe: {e}");
+                // A closed stderr must not turn an error's exit code into a panic's.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "meshprobe: {e}");
             }
             ExitCode::from(e.exit_code())
         }

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -688,8 +689,35 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
         std::fs::write(&tmp, format!("{step}\n")).unwrap();
         std::fs::rename(&tmp, &offset).unwrap();
         // libfaketime rereads it once its cache (FAKETIME_CACHE_DURATION, whole seconds of
-        // real time) has run out: up to 2 s.
-        std::thread::sleep(Duration::from_millis(2500));
+        // real time) has run out: up to 2 s. Watch every window meanwhile: a window reset by
+        // the step would drop from a full count (8) to 0-1 between two looks 250 ms apart,
+        // where expiry alone removes at most one probe.
+        let mut last: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut max_drop = 0;
+        let watch = Instant::now();
+        while watch.elapsed() < Duration::from_millis(3000) {
+            let r = a.json("/api/v1/results");
+            let mut now = BTreeMap::new();
+            for peer in r["peers"].as_array().into_iter().flatten() {
+                for layer in ["icmp_pod", "icmp_node"] {
+                    if let Some(n) = peer["layers"][layer]["probes"].as_u64() {
+                        now.insert((peer["node"].to_string(), layer.to_string()), n);
+                    }
+                }
+            }
+            for (k, n) in &now {
+                if let Some(before) = last.get(k) {
+                    let drop = before.saturating_sub(*n);
+                    max_drop = max_drop.max(drop);
+                    assert!(
+                        drop <= 2,
+                        "clock {step}: {k:?}'s window went from {before} to {n} probes in 250 ms"
+                    );
+                }
+            }
+            last = now;
+            std::thread::sleep(Duration::from_millis(250));
+        }
         // A reload now: logged with the agent's (stepped) wall time.
         let reloads = a.log_text().matches("peers file reloaded").count();
         set(step);
@@ -739,7 +767,7 @@ fn a_wall_clock_step_of_an_hour_breaks_no_window_and_no_schedule() {
         }
         assert!(probed >= 2, "clock {step}: nothing probed: {r}");
         eprintln!(
-            "clock {step}: {rounds} rounds in 2 s, mean lateness {:.2} ms, {probed} windows fresh",
+            "clock {step}: {rounds} rounds in 2 s, mean lateness {:.2} ms, {probed} windows fresh, largest drop of a window's count {max_drop}",
             late * 1e3
         );
     }

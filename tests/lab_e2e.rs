@@ -368,6 +368,11 @@ fn assert_mtu(
 }
 
 const NORMAL_MTU: (std::ops::RangeInclusive<u64>, &[&str]) = (1500..=1500, &["ok"]);
+/// Into a node whose underlay MTU is 1400: its veth drops larger frames silently, and a veth
+/// accepts MTU + 4 bytes (room for a VLAN tag), so the search ends at exactly 1404 (measured
+/// on every run of the mtu, pmtu-blackhole and unprivileged steps, privileged and not).
+const INBOUND_BLACKHOLE_1400: (std::ops::RangeInclusive<u64>, &[&str]) =
+    (1404..=1404, &["blackhole"]);
 
 fn pod_layer(layer: &str) -> bool {
     layer != "icmp_node"
@@ -857,11 +862,10 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             }
             assert_eq!(ping(&p2, "198.19.1.10", 1372, true), Ping::Ok);
             // Path-MTU discovery: node-2 itself reports 1400 on the way out (mismatch);
-            // on the way in, node-2's veth drops oversized frames silently (a black hole). A veth
-            // accepts MTU + 4 bytes (room for a VLAN tag): inbound reads 1404 (measured).
+            // on the way in, node-2's veth drops oversized frames silently (a black hole).
             assert_mtu(&lab, "mtu node-2 1400", &|src, dst| match (src, dst) {
-                (2, _) => (1372..=1400, &["mismatch"]),
-                (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
+                (2, _) => (1400..=1400, &["mismatch"]),
+                (_, 2) => INBOUND_BLACKHOLE_1400,
                 _ => NORMAL_MTU,
             });
         },
@@ -880,13 +884,16 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             assert_eq!(ping(&p2, "198.19.1.10", 1472, true), Ping::Timeout);
             assert_eq!(ping(&p2, "198.19.1.10", 56, false), Ping::Ok);
             // No frag-needed anywhere now: large packets vanish both ways.
-            assert_mtu(&lab, "pmtu-blackhole node-2 1400", &|src, dst| {
-                if src == 2 || dst == 2 {
-                    (1372..=1428, &["blackhole"])
-                } else {
-                    NORMAL_MTU
-                }
-            });
+            // Outbound, node-2's own 1400 is found but its frag-needed is dropped: a black hole.
+            assert_mtu(
+                &lab,
+                "pmtu-blackhole node-2 1400",
+                &|src, dst| match (src, dst) {
+                    (2, _) => (1400..=1400, &["blackhole"]),
+                    (_, 2) => INBOUND_BLACKHOLE_1400,
+                    _ => NORMAL_MTU,
+                },
+            );
         },
         &|_, _, _| Exp::Up,
         &want("mtu", &["node-2"]),
@@ -1104,8 +1111,8 @@ fn unprivileged_agents_still_find_path_mtu_faults() {
         &lab,
         "unprivileged, mtu node-2 1400",
         &|src, dst| match (src, dst) {
-            (2, _) => (1372..=1400, &["mismatch"]),
-            (_, 2) => (1372..=1428, &["blackhole", "mismatch"]),
+            (2, _) => (1400..=1400, &["mismatch"]),
+            (_, 2) => INBOUND_BLACKHOLE_1400,
             _ => NORMAL_MTU,
         },
     );
@@ -1217,4 +1224,204 @@ fn refuses_without_root_and_with_bad_flags() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lab"));
+}
+
+/// `lab --prefix P up` with 2 nodes in 1 zone, its output to pipes, PATH as given.
+fn spawn_small_lab(prefix: &str, path: &str) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(EXE)
+        .args(["lab", "--prefix", prefix, "up", "--port-base", "0"])
+        .args(["--nodes", "2", "--zones", "1", "--interval", "1s"])
+        .args(["--timeout", "500ms", "--window", "8s"])
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn meshprobe lab up")
+}
+
+/// Read `child`'s stdout until `lab up` prints its guidance (bounded: 90 s).
+fn read_until_up(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Ctrl-C here tears the lab down") {
+                // Dropping the reader closes the pipe: the lab's next write finds no reader.
+                let _ = tx.send(Ok(text));
+                return;
+            }
+        }
+        let _ = tx.send(Err(text));
+    });
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(Ok(text)) => text,
+        Ok(Err(text)) => panic!("lab up ended its output before it was up:\n{text}"),
+        Err(_) => panic!("lab up was not up within 90 s"),
+    }
+}
+
+/// Wait (bounded) for `child` to exit; its exit status.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("lab up did not exit within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn send_signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {}", child.id());
+}
+
+#[test]
+fn ctrl_c_tears_down_even_when_the_output_pipes_are_closed() {
+    require_root!();
+    let prefix = format!("mpc{}", std::process::id() % 100_000);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut child = spawn_small_lab(&prefix, &path);
+    read_until_up(&mut child);
+    let pids: Vec<u64> = {
+        let out = Command::new(EXE)
+            .args(["lab", "--prefix", &prefix, "status", "--json"])
+            .output()
+            .unwrap();
+        let st: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        st["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect()
+    };
+    assert!(!pids.is_empty());
+    // Close stderr too (stdout's reader is already gone), as `lab 2>&1 | tee log` then Ctrl-C does.
+    drop(child.stderr.take());
+    std::thread::sleep(Duration::from_millis(200));
+    send_signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let left = lab_namespaces(&prefix);
+    // Clean up whatever a failure left, before asserting.
+    let _ = Command::new(EXE)
+        .args(["lab", "--prefix", &prefix, "down"])
+        .output();
+    assert!(
+        status.success(),
+        "lab up after SIGINT with closed pipes: {status}"
+    );
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "pid {pid} still alive: {stat}"
+        );
+    }
+}
+
+/// A directory holding links to `tools` (found on this machine's PATH) and nothing else.
+fn path_with(dir: &std::path::Path, tools: &[&str]) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    for t in tools {
+        let real = std::env::split_paths(&path)
+            .map(|d| d.join(t))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{t} is not installed (tests/run.sh installs it as root)"));
+        std::os::unix::fs::symlink(real, dir.join(t)).unwrap();
+    }
+}
+
+#[test]
+fn up_checks_its_tools_first_and_installs_what_is_missing() {
+    require_root!();
+    let prefix = format!("mpi{}", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("{prefix}-path"));
+    // Without nft and with --no-install: exit 2 naming the package, nothing built.
+    path_with(&dir, &["ip", "sysctl"]);
+    let out = Command::new(EXE)
+        .args(["lab", "--prefix", &prefix, "up", "--no-install"])
+        .env("PATH", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nftables") && err.contains("apt-get install"),
+        "{err}"
+    );
+    assert!(lab_namespaces(&prefix).is_empty());
+
+    // Without nft, with an apt-get on PATH: `up` installs it (here a stand-in apt-get that logs
+    // its arguments and links the real nft, so the machine's packages are left alone), then
+    // builds; a fault that needs nft works.
+    let real_nft = std::env::split_paths(&std::env::var("PATH").unwrap_or_default())
+        .map(|d| d.join("nft"))
+        .find(|p| p.is_file())
+        .expect("nft is not installed (tests/run.sh installs it as root)");
+    let apt_log = dir.join("apt-get.log");
+    let apt = dir.join("apt-get");
+    std::fs::write(
+        &apt,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$1\" in install) ln -sf {nft} {dir}/nft ;; esac\n",
+            log = apt_log.display(),
+            nft = real_nft.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // apt-get's script runs under /bin/sh with this PATH: give it ln.
+    let ln = std::env::split_paths(&std::env::var("PATH").unwrap_or_default())
+        .map(|d| d.join("ln"))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::os::unix::fs::symlink(ln, dir.join("ln")).unwrap();
+
+    let mut child = spawn_small_lab(&prefix, &dir.display().to_string());
+    read_until_up(&mut child);
+    let calls = std::fs::read_to_string(&apt_log).unwrap_or_default();
+    let fault = Command::new(EXE)
+        .args(["lab", "--prefix", &prefix, "fault", "loss", "node-1", "10"])
+        .env("PATH", &dir)
+        .output()
+        .unwrap();
+    send_signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let left = lab_namespaces(&prefix);
+    let _ = Command::new(EXE)
+        .args(["lab", "--prefix", &prefix, "down"])
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        calls,
+        "update -qq\ninstall -y -qq --no-install-recommends nftables\n"
+    );
+    assert!(
+        fault.status.success(),
+        "fault loss after up installed nft: {}",
+        String::from_utf8_lossy(&fault.stderr)
+    );
+    assert!(status.success(), "lab up after SIGTERM: {status}");
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }

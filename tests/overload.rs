@@ -379,25 +379,29 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
             "unexpected outcome {o:?}: {outcomes:?}"
         );
     }
-    assert!(
-        outcomes.get(&Outcome::Status(200)).copied().unwrap_or(0) > 0,
-        "some clients were served: {outcomes:?}"
-    );
+    // Bounds below: measured 2026-12-06 on this 2-core machine while two other cargo builds
+    // ran (4 runs: 693-870 answered 200, rounds = the schedule's every time, p99 lateness
+    // 64-128 ms, mean 4-9 ms, RSS +49-51 MiB after the first burst, +0-4 MiB after the
+    // second), each set so that half the throughput, half the rounds or twice the memory fails.
+    let served = outcomes.get(&Outcome::Status(200)).copied().unwrap_or(0);
+    assert!(served >= 400, "{served} clients answered 200: {outcomes:?}");
     assert_eq!(slow_cut, 40, "every slowloris/silent client is cut");
     assert_eq!(body_outcome, Outcome::Status(413), "1 MiB body");
     assert!(
         matches!(head_outcome, Outcome::Status(431) | Outcome::Closed),
         "64 KiB head: {head_outcome:?}"
     );
-    // Rounds keep completing: at least half the rounds the schedule asks for.
+    // Rounds keep completing on schedule: at most one fewer than the burst's length asks for
+    // (the snapshots and the burst do not start on a round boundary).
     let expected = (burst_took.as_secs_f64() / INTERVAL.as_secs_f64()) as u64;
     assert!(
-        rounds * 2 >= expected,
-        "{rounds} rounds in {burst_took:?} (expected about {expected})"
+        rounds + 1 >= expected,
+        "{rounds} rounds in {burst_took:?} (expected {expected})"
     );
-    // Measured p99 here: 64-512 ms on a busy 2-core machine; a starved probe loop is seconds.
-    assert!(p99 <= 2.048, "p99 schedule lateness {p99} s");
-    assert!(rss1 <= rss0 + 128 * 1024, "RSS grew {rss0} -> {rss1} KiB");
+    // One histogram bucket above the worst measured p99 (128 ms); a starved loop is seconds.
+    assert!(p99 <= 0.256, "p99 schedule lateness {p99} s");
+    assert!(mean <= 0.025, "mean schedule lateness {mean} s");
+    assert!(rss1 <= rss0 + 80 * 1024, "RSS grew {rss0} -> {rss1} KiB");
     // After a burst the allocator keeps a working set of ~50 MiB above the start (measured:
     // 24 -> 73 -> 78 MiB, and 26 -> 62 -> 79 MiB when the first burst happened to end lower):
     // the second burst is compared with the higher of the first's and that working set, so a

@@ -87,4 +87,8 @@ pub struct UpArgs {
     /// datagram sockets for echoes and path-MTU discovery (routers' errors from the error queue).
     #[arg(long)]
     pub unprivileged: bool,
+    /// Do not install missing tools (ip, sysctl, nft) with apt-get; name their packages and
+    /// exit 2 instead. Without it, `lab up` as root on Debian/Ubuntu installs them.
+    #[arg(long)]
+    pub no_install: bool,
 }

@@ -44,7 +44,7 @@ pub(crate) async fn clear(prefix: &str, kind: Option<&str>, args: &[String]) -> 
     for f in &chosen {
         match run::run_all(&f.clear_cmds(&topo)).await {
             Ok(()) => {
-                println!("cleared: {f}");
+                outln!("cleared: {f}");
                 st.faults.retain(|w| *w != f.words());
             }
             Err(e) => errors.push(format!("{f}: {e}")),
@@ -55,9 +55,9 @@ pub(crate) async fn clear(prefix: &str, kind: Option<&str>, args: &[String]) -> 
     }
     st.save()?;
     if chosen.is_empty() {
-        println!("no active faults; flushed cached path MTUs");
+        outln!("no active faults; flushed cached path MTUs");
     } else {
-        println!("flushed cached path MTUs in every namespace");
+        outln!("flushed cached path MTUs in every namespace");
     }
     if errors.is_empty() {
         Ok(0)

@@ -32,9 +32,9 @@ pub(crate) async fn down(prefix: &str) -> Result<u8> {
     }
     let removed = remove_everything(prefix, st.as_ref(), Some(me)).await?;
     if before == 0 && removed.processes == 0 && st.is_none() {
-        println!("nothing to remove for prefix {prefix:?}");
+        outln!("nothing to remove for prefix {prefix:?}");
     } else {
-        println!(
+        outln!(
             "lab {prefix:?} removed: {before} namespaces, {} stray processes, state {}",
             removed.processes,
             state::state_dir(prefix).display()

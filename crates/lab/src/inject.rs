@@ -35,7 +35,7 @@ pub(crate) async fn inject(prefix: &str, kind: &str, args: &[String]) -> Result<
         .find(|k| k.0 == kind)
         .map(|k| k.2)
         .unwrap_or("");
-    println!("fault injected: {f} ({what})");
-    println!("undo it: {} clear", command_line(&st.exe, prefix));
+    outln!("fault injected: {f} ({what})");
+    outln!("undo it: {} clear", command_line(&st.exe, prefix));
     Ok(0)
 }

@@ -11,12 +11,30 @@
 //! `proxy`: the live view), `inject` (`lab fault`), `clear`, `status` and `down`. `args` holds
 //! the command line; [`run()`] dispatches it.
 
+/// `println!` that survives a closed stdout: the lab must still tear down when its output
+/// went to a pipe whose reader is gone (`lab | tee log`, then Ctrl-C).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that survives a closed stderr (see [`outln!`]).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod fault;
 pub mod netns;
 pub mod plan;
 pub mod run;
 pub mod state;
 pub mod summary;
+pub mod tools;
 
 mod args;
 mod clear;
@@ -46,9 +64,9 @@ pub async fn run(args: LabArgs) -> Result<u8> {
         None => up::up(&prefix, *args.up).await,
         Some(LabCommand::Up(up_args)) => up::up(&prefix, *up_args).await,
         Some(LabCommand::Fault { kind: None, .. }) => {
-            println!("Fault kinds (meshprobe lab fault KIND ARGS…):");
+            outln!("Fault kinds (meshprobe lab fault KIND ARGS…):");
             for (k, a, what) in fault::KINDS {
-                println!("  {:<34} {what}", format!("{k} {a}"));
+                outln!("  {:<34} {what}", format!("{k} {a}"));
             }
             Ok(0)
         }

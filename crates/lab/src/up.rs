@@ -45,6 +45,9 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
         )));
     }
 
+    // Every tool `up` and the fault commands run, before anything is built.
+    crate::tools::ensure(!a.no_install).await?;
+
     let existing: Vec<String> = run::list_namespaces()
         .await?
         .into_iter()
@@ -85,6 +88,15 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
         listeners.push((n, l));
     }
 
+    // Catch the stop signals before building: one that arrives mid-build is handled (by tearing
+    // down) once the build returns, instead of killing the process with the lab half made.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term, mut hup) = (
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::hangup())?,
+    );
+
     let me = std::process::id();
     let mut st = State {
         topology: topo.clone(),
@@ -109,13 +121,14 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
     st.save()?;
 
     let t0 = Instant::now();
-    eprintln!(
+    errln!(
         "meshprobe lab {prefix:?}: building {} nodes in {} zones…",
-        topo.nodes, topo.zones
+        topo.nodes,
+        topo.zones
     );
     let built = build(&topo, &a, &exe, &mut st).await;
     if let Err(e) = built {
-        eprintln!("meshprobe lab: build failed, removing what was made: {e}");
+        errln!("meshprobe lab: build failed, removing what was made: {e}");
         let _ = remove_everything(prefix, Some(&st), Some(me)).await;
         return Err(e);
     }
@@ -139,19 +152,17 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
     print_guidance(&topo, &st, build_time, t0.elapsed(), &ready);
 
     // Run until told to stop; warn once about any pod process that dies.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut reported = std::collections::HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = hup.recv() => break,
             _ = tick.tick() => {
                 for p in &st.processes {
                     if !state::is_alive(p) && reported.insert(p.pid) {
-                        eprintln!(
+                        errln!(
                             "meshprobe lab: {} on {} (pid {}) exited; see {}",
                             p.role, p.node, p.pid,
                             p.log.as_deref().map(|l| l.display().to_string()).unwrap_or_default()
@@ -161,10 +172,10 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
             }
         }
     }
-    eprintln!("meshprobe lab {prefix:?}: tearing down…");
+    errln!("meshprobe lab {prefix:?}: tearing down…");
     let t1 = Instant::now();
     remove_everything(prefix, Some(&st), Some(me)).await?;
-    eprintln!(
+    errln!(
         "meshprobe lab {prefix:?}: removed (in {:.1}s)",
         t1.elapsed().as_secs_f64()
     );
@@ -210,7 +221,7 @@ fn print_guidance(
     ready: &[(String, String)],
 ) {
     let cmd = command_line(&st.exe, &topo.prefix);
-    println!(
+    outln!(
         "\nmeshprobe lab {:?} is up: {} nodes in {} zones (network built in {:.1}s, agents checked after {:.1}s).\n",
         topo.prefix,
         topo.nodes,
@@ -218,9 +229,15 @@ fn print_guidance(
         build.as_secs_f64(),
         total.as_secs_f64()
     );
-    println!(
+    outln!(
         "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} agent",
-        "node", "zone", "node IP", "pod subnet", "agent pod", "target pod", "live view"
+        "node",
+        "zone",
+        "node IP",
+        "pod subnet",
+        "agent pod",
+        "target pod",
+        "live view"
     );
     for n in topo.all_nodes() {
         let view = st
@@ -234,7 +251,7 @@ fn print_guidance(
             .find(|(node, _)| *node == n.name)
             .map(|(_, v)| v.as_str())
             .unwrap_or("?");
-        println!(
+        outln!(
             "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} {r}",
             n.name,
             n.zone_name,
@@ -246,24 +263,24 @@ fn print_guidance(
         );
     }
     if let Some(p) = st.proxies.first() {
-        println!("\nLook (node-1's agent):");
-        println!("  http://{}/                  its page", p.listen);
-        println!("  http://{}/metrics           Prometheus metrics", p.listen);
-        println!(
+        outln!("\nLook (node-1's agent):");
+        outln!("  http://{}/                  its page", p.listen);
+        outln!("  http://{}/metrics           Prometheus metrics", p.listen);
+        outln!(
             "  http://{}/api/v1/results    what it sees, as JSON",
             p.listen
         );
-        println!(
+        outln!(
             "  http://{}/api/v1/diagnosis  what is broken and why (the whole mesh, gathered from every agent)",
             p.listen
         );
-        println!(
+        outln!(
             "  {} diagnose --agent http://{}   the same, in the terminal",
             st.exe.display(),
             p.listen
         );
         let last = topo.node(topo.nodes);
-        println!(
+        outln!(
             "  {} probe {}:{WEB_PORT} --http {WEB_PORT}/healthz --agent http://{}   is {}'s target reachable from every node, and if not, why?",
             st.exe.display(),
             last.web_ip,
@@ -278,7 +295,7 @@ fn print_guidance(
     let same_zone = (2..=nodes)
         .find(|&i| topo.zone_of(i) == 1)
         .unwrap_or(nodes.min(2));
-    println!("\nBreak something (from another terminal, as root), watch the results, then clear:");
+    outln!("\nBreak something (from another terminal, as root), watch the results, then clear:");
     let last = format!("node-{nodes}");
     let mut examples = vec![
         format!("fault route node-1 node-{same_zone}"),
@@ -295,9 +312,9 @@ fn print_guidance(
     }
     examples.extend(["status".to_string(), "clear".to_string()]);
     for e in examples {
-        println!("  {cmd} {e}");
+        outln!("  {cmd} {e}");
     }
-    println!(
+    outln!(
         "\nCtrl-C here tears the lab down (or: {cmd} down). Logs and state: {}\n",
         state::state_dir(&topo.prefix).display()
     );
