@@ -38,6 +38,7 @@ type Events = Pin<Box<dyn Stream<Item = Ev> + Send>>;
 /// Kubernetes discovery, synced once, ready to [`run`](Self::run).
 pub struct KubeDiscovery {
     events: Events,
+    ticks: Events,
     agents: (Store<Pod>, Writer<Pod>),
     targets: (Store<Pod>, Writer<Pod>),
     nodes: (Store<Node>, Writer<Node>),
@@ -85,9 +86,9 @@ fn next_resync(period: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + resync_delay(period, rand::rng().random::<f64>())
 }
 
-/// The watchers (agent pods, nodes, and target pods when a target selector is set) and the
-/// tick, as one stream; and which of the three watchers are synced from the start (none exists).
-/// Each watcher begins with a list: building them anew is how discovery relists.
+/// The watchers (agent pods, nodes, and target pods when a target selector is set) as one
+/// stream, and which of the three are synced from the start (none exists). Each watcher
+/// begins with a list: building them anew is how discovery relists.
 fn watch_streams(client: &Client, settings: &KubeSettings) -> (Events, [bool; 3]) {
     let pods: Api<Pod> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -120,18 +121,21 @@ fn watch_streams(client: &Client, settings: &KubeSettings) -> (Events, [bool; 3]
             .boxed(),
         );
     }
-    // Held peers leave their grace with time, not with an event: re-evaluate now and then.
+    (futures::stream::select_all(streams).boxed(), synced)
+}
+
+/// Held peers leave their grace with time, not with an event: re-evaluate now and then (and
+/// check a failing or quiet API server). Apart from the watchers, so a relist, however often,
+/// does not restart it.
+fn ticks(settings: &KubeSettings) -> Events {
     let tick = settings
         .grace
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
-    streams.push(
-        futures::stream::unfold((), move |()| async move {
-            tokio::time::sleep(tick).await;
-            Some((Ev::Tick, ()))
-        })
-        .boxed(),
-    );
-    (futures::stream::select_all(streams).boxed(), synced)
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(tick).await;
+        Some((Ev::Tick, ()))
+    })
+    .boxed()
 }
 
 pub type Started = (
@@ -210,6 +214,7 @@ impl KubeDiscovery {
         let (nr, nw) = reflector::store();
         let mut d = KubeDiscovery {
             events,
+            ticks: ticks(&settings),
             agents: (ar, aw),
             targets: (tr, tw),
             nodes: (nr, nw),
@@ -479,6 +484,7 @@ impl KubeDiscovery {
                     Some(ev) => ev,
                     None => return,
                 },
+                Some(tick) = self.ticks.next() => tick,
                 () = tokio::time::sleep_until(self.resync_at) => {
                     if self.relisting || self.failing.iter().any(Option::is_some) {
                         // One relist at a time (a slow API server must not be asked again),
