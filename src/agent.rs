@@ -188,9 +188,12 @@ pub async fn run(
             requests: metrics.ondemand_requests.clone(),
             // The Kubernetes support sets a resolver for pod/NAMESPACE/NAME targets.
             pods: kube_facts.as_ref().map(|f: &crate::k8s::FactsSource| {
-                Arc::new(crate::k8s::fetch::KubePodResolver {
-                    client: f.client.clone(),
-                }) as Arc<dyn crate::ondemand::PodResolver>
+                crate::ondemand::pods::Pods::new(
+                    Arc::new(crate::k8s::fetch::KubePodResolver {
+                        client: f.client.clone(),
+                    }),
+                    p.pod_namespaces.clone(),
+                )
             }),
         }
     };

@@ -81,6 +81,8 @@ pub struct ProbeConfig {
     pub max_concurrent: usize,
     pub rate_per_minute: u32,
     pub burst: u32,
+    /// `--probe-pod-namespaces`: the namespaces `pod/NS/NAME` targets may name (`None`: any).
+    pub pod_namespaces: Option<Vec<String>>,
 }
 
 impl Default for ProbeConfig {
@@ -91,6 +93,7 @@ impl Default for ProbeConfig {
             max_concurrent: 4,
             rate_per_minute: 30,
             burst: 10,
+            pod_namespaces: None,
         }
     }
 }
@@ -103,9 +106,13 @@ impl std::fmt::Debug for ProbeConfig {
             .field("max_concurrent", &self.max_concurrent)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("burst", &self.burst)
+            .field("pod_namespaces", &self.pod_namespaces)
             .finish()
     }
 }
+
+/// Shortest `--probe-token` accepted (bytes).
+pub const MIN_TOKEN_LEN: usize = 16;
 
 fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
     let d = ProbeConfig::default();
@@ -129,10 +136,13 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
         .clone()
         .or_else(|| env.var("MESHPROBE_PROBE_TOKEN"));
     if let Some(t) = &token {
-        if t.is_empty() || t.len() > 256 || !t.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Error::Config(
-                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable ASCII characters, no spaces".into(),
-            ));
+        // A short token is guessed: at the rate limit (failed tokens count), 16 random
+        // characters take longer than any cluster lives.
+        if t.len() < MIN_TOKEN_LEN || t.len() > 256 || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::Config(format!(
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): {MIN_TOKEN_LEN}-256 printable ASCII characters, no spaces (got {} characters; e.g. `openssl rand -hex 32`)",
+                t.chars().count()
+            )));
         }
     }
     let max_concurrent = lookup(
@@ -149,12 +159,35 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
         d.rate_per_minute,
         |s| whole(s, 1..=6000),
     )?;
+    let pod_namespaces = match args
+        .probe_pod_namespaces
+        .clone()
+        .or_else(|| env.var("MESHPROBE_PROBE_POD_NAMESPACES"))
+    {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|n| {
+                    meshprobe_core::parse::validate_name(n)
+                        .map(|_| n.to_string())
+                        .map_err(|e| {
+                            Error::Config(format!(
+                                "--probe-pod-namespaces (or MESHPROBE_PROBE_POD_NAMESPACES) {n:?}: {e}"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
     Ok(ProbeConfig {
         allow_cidrs,
         token,
         max_concurrent,
         rate_per_minute,
         burst: d.burst.min(rate_per_minute),
+        pod_namespaces,
     })
 }
 
@@ -493,13 +526,13 @@ mod tests {
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
         assert_eq!(c.probe, ProbeConfig::default());
         let e = env(&[
-            ("MESHPROBE_PROBE_TOKEN", "s3cret"),
+            ("MESHPROBE_PROBE_TOKEN", "s3cret-s3cret-s3cret"),
             ("MESHPROBE_ALLOW_CIDR", "10.0.0.0/8, 192.0.2.0/24"),
         ]);
         let mut a = args();
         a.probe_rate = Some("6".into());
         let c = AgentConfig::resolve(&a, &e).unwrap();
-        assert_eq!(c.probe.token.as_deref(), Some("s3cret"));
+        assert_eq!(c.probe.token.as_deref(), Some("s3cret-s3cret-s3cret"));
         assert_eq!(c.probe.allow_cidrs.len(), 2);
         assert_eq!((c.probe.rate_per_minute, c.probe.burst), (6, 6));
         assert!(
@@ -611,8 +644,16 @@ mod tests {
                 "--allow-cidr (or MESHPROBE_ALLOW_CIDR) \"10.1.2.3\": expected a CIDR",
             ),
             (
-                |a| a.probe_token = Some("two words".into()),
-                "--probe-token (or MESHPROBE_PROBE_TOKEN): 1-256 printable",
+                |a| a.probe_token = Some("two words and then some".into()),
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable",
+            ),
+            (
+                |a| a.probe_token = Some("x".into()),
+                "--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable ASCII characters, no spaces (got 1 characters",
+            ),
+            (
+                |a| a.probe_token = Some("0123456789abcde".into()),
+                "(got 15 characters",
             ),
             (
                 |a| a.probe_max_concurrent = Some("0".into()),
@@ -842,6 +883,10 @@ pub struct AgentArgs {
     /// On-demand probe requests per client per minute (bursts of up to 10) [env: MESHPROBE_PROBE_RATE] [default: 30].
     #[arg(long)]
     pub probe_rate: Option<String>,
+    /// Namespaces `pod/NAMESPACE/NAME` targets may name, comma-separated
+    /// [env: MESHPROBE_PROBE_POD_NAMESPACES] [default: any].
+    #[arg(long)]
+    pub probe_pod_namespaces: Option<String>,
 }
 
 /// What to watch.

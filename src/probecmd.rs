@@ -442,7 +442,7 @@ mod tests {
         // Errors name the argument.
         let bad: &[(&[&str], &str)] = &[
             (&["pod/default/web"], "add --kube"),
-            (&["10.0.0.1", "--icmp", "21"], "--icmp 21: at most 20"),
+            (&["10.0.0.1", "--icmp", "15"], "--icmp 15: at most 14"),
             (&["10.0.0.1", "--icmp", "0"], "no checks"),
             (
                 &["10.0.0.1", "--http", "web/x"],

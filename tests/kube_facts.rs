@@ -258,7 +258,10 @@ async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
     let r = KubePodResolver {
         client: meshprobe::k8s::client(Some(&api.url())).await.unwrap(),
     };
-    let p = r.resolve("shop", "web-5f7d9c-abcde").await.unwrap();
+    let p = r
+        .resolve("shop", "web-5f7d9c-abcde", &|_| true)
+        .await
+        .unwrap();
     assert_eq!(p.ip.to_string(), "198.19.2.11");
     assert_eq!(p.node.as_deref(), Some("node-2"));
     assert_eq!(
@@ -273,6 +276,134 @@ async fn pod_targets_of_on_demand_probes_are_resolved_with_their_facts() {
     assert_eq!(p.facts.cni_pods.len(), 1);
     assert_eq!(p.facts.cni_pods[0].crash_loop, Some(true));
     assert!(p.facts.errors.is_empty(), "{:?}", p.facts.errors);
-    let e = r.resolve("shop", "nope").await.unwrap_err();
+    let e = r.resolve("shop", "nope", &|_| true).await.unwrap_err();
+    // An address the agent would not probe: located, and nothing more asked.
+    let before = api.requests().len();
+    let p = r
+        .resolve("shop", "web-5f7d9c-abcde", &|_| false)
+        .await
+        .unwrap();
+    assert_eq!(p.ip.to_string(), "198.19.2.11");
+    assert_eq!(p.facts, Default::default());
+    assert_eq!(api.requests().len(), before + 1, "{:?}", api.requests());
     assert!(e.contains("get pod shop/nope") && e.contains("404"), "{e}");
+}
+
+/// Answers every probe at once, sending nothing.
+struct Instant0;
+
+impl meshprobe::probe::Prober for Instant0 {
+    fn probe<'a>(
+        &'a self,
+        _check: &'a meshprobe::model::Check,
+        _timeout: Duration,
+    ) -> meshprobe::probe::BoxFuture<'a, meshprobe::model::ProbeResult> {
+        Box::pin(async { meshprobe::model::ProbeResult::ok(Duration::from_micros(300), None) })
+    }
+}
+
+/// `POST /api/v1/probe` with `pod/NS/NAME` on an agent with Kubernetes discovery and no
+/// token: the pod is looked up only for a request otherwise valid and in an allowed namespace,
+/// once per 30 s; a pod that does not exist and one at an address the agent does not probe get
+/// the same refusal, which names no address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_targets_are_looked_up_last_cached_and_refused_alike() {
+    use meshprobe::config::{AgentConfig, Discovery, ProbeConfig};
+    use support::inproc;
+    let api = cluster().await;
+    let mut db = fixture("pod-target.json");
+    db["metadata"]["name"] = json!("db-0");
+    db["status"]["podIP"] = json!("169.254.3.3");
+    api.put("pods", db);
+    let listen = std::net::SocketAddr::new(
+        support::net::ip(71),
+        support::net::free_port(support::net::ip(71)),
+    );
+    let cfg = AgentConfig {
+        discovery: Discovery::Kubernetes(support::fakeapi::kube_settings(
+            Some(api.url()),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )),
+        probe: ProbeConfig {
+            pod_namespaces: Some(vec!["shop".into()]),
+            ..ProbeConfig::default()
+        },
+        ..inproc::config("node-1", listen, std::path::Path::new(""))
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let agent = inproc::spawn(
+        cfg,
+        listener,
+        inproc::fake_probers(std::sync::Arc::new(Instant0)),
+    );
+    let post = |body: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut a = meshprobe::ondemand::client::post(
+            listen,
+            "/api/v1/probe",
+            &[],
+            body.as_bytes().to_vec(),
+            deadline,
+        )
+        .await
+        .expect("the agent answers");
+        let text = a.text(1 << 20).await.unwrap();
+        (a.status, text)
+    };
+    let lookups = |name: &str| {
+        api.requests()
+            .iter()
+            .filter(|r| r.starts_with("GET ") && r.contains(&format!("/pods/{name}")))
+            .count()
+    };
+    support::eventually_async(Duration::from_secs(10), "agent answers", async || {
+        support::net::get(listen, "/readyz").await.is_some()
+    })
+    .await;
+    let web = "web-5f7d9c-abcde";
+    // Invalid otherwise (tcp without a port), or in a namespace not allowed: no lookup.
+    let (s, t) = post(
+        r#"{"target":"pod/shop/web-5f7d9c-abcde","checks":[{"kind":"tcp"}],"from":["node-1"]}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{t}");
+    let (s, t) = post(r#"{"target":"pod/kube-system/coredns-7db6d8ff4d-abcde","checks":[{"kind":"tcp","port":53}],"from":["node-1"]}"#).await;
+    assert_eq!(s, 403, "{t}");
+    assert!(t.contains("--probe-pod-namespaces"), "{t}");
+    assert_eq!(lookups(web) + lookups("coredns-7db6d8ff4d-abcde"), 0);
+    // Valid: looked up once, then from the cache.
+    let ok = r#"{"target":"pod/shop/web-5f7d9c-abcde","checks":[{"kind":"tcp","port":8080}],"from":["node-1"]}"#;
+    for i in 0..3 {
+        let (s, t) = post(ok).await;
+        assert_eq!(s, 200, "request {i}: {t}");
+        assert!(t.contains("198.19.2.11"), "{t}");
+    }
+    assert_eq!(lookups(web), 1, "{:?}", api.requests());
+    // Missing and fenced read the same, and name no address.
+    let (s1, missing) =
+        post(r#"{"target":"pod/shop/nope","checks":[{"kind":"tcp","port":80}],"from":["node-1"]}"#)
+            .await;
+    let policies = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("networkpolicies"))
+            .count()
+    };
+    let policies_before = policies();
+    let (s2, fenced) =
+        post(r#"{"target":"pod/shop/db-0","checks":[{"kind":"tcp","port":80}],"from":["node-1"]}"#)
+            .await;
+    assert_eq!((s1, s2), (403, 403), "{missing} {fenced}");
+    assert_eq!(
+        missing.replace("pod/shop/nope", "X"),
+        fenced.replace("pod/shop/db-0", "X")
+    );
+    assert!(!fenced.contains("169.254"), "{fenced}");
+    assert_eq!(lookups("db-0"), 1);
+    // The fenced pod cost one call: no events, policies, node or CNI pods were asked for.
+    let about_db = api.requests().iter().filter(|r| r.contains("db-0")).count();
+    assert_eq!(about_db, 1, "{:?}", api.requests());
+    assert_eq!(policies(), policies_before, "{:?}", api.requests());
+    agent.stop().await;
 }

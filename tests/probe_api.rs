@@ -20,6 +20,8 @@ use serde_json::Value;
 use support::inproc::{self, Running};
 use support::sys::EXE;
 use tokio::net::TcpListener;
+/// The bearer token of the token tests (at least 16 characters, as the agent requires).
+const TOKEN: &str = "s3cret-s3cret-s3cret";
 /// The target every accepted request probes; refused ones name others.
 const TARGET: &str = "127.0.0.50";
 
@@ -327,7 +329,7 @@ async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
 #[tokio::test]
 async fn token_and_rate_limit() {
     let probe = ProbeConfig {
-        token: Some("s3cret".into()),
+        token: Some(TOKEN.into()),
         rate_per_minute: 3,
         burst: 3,
         ..allow_loopback()
@@ -336,38 +338,32 @@ async fn token_and_rate_limit() {
     let body = format!(
         r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
     );
+    let good = [("authorization", format!("Bearer {TOKEN}"))];
+    // The token is passed on when fanning out: node-a accepts the request node-b forwards,
+    // charged to the client that asked node-b (this test, 127.0.0.1): one of its three.
+    let (s, l) = post(b.addr, &body, &good).await;
+    assert_eq!(s, 200);
+    assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
+    assert_eq!(fa.to(TARGET), 1);
+    // Refused ones count too: the 401 and the 403 spend the other two, so wrong tokens
+    // cannot be tried faster than the rate.
     let (s, l) = post(a.addr, &body, &[]).await;
     assert_eq!((s, l[0]["code"].as_str()), (401, Some("unauthorized")));
     let (s, l) = post(a.addr, &body, &[("authorization", "Bearer nope".into())]).await;
     assert_eq!((s, l[0]["code"].as_str()), (403, Some("forbidden")));
-    assert_eq!(fa.to(TARGET), 0);
-    let good = [("authorization", "Bearer s3cret".to_string())];
-    // Three requests per minute: the refusals above did not spend any (they stop at the token).
-    for _ in 0..3 {
-        let (s, l) = post(a.addr, &body, &good).await;
-        assert_eq!(s, 200, "{l:?}");
-        assert_eq!(l.last().unwrap()["reachable"], true);
+    for auth in ["Bearer nope", &format!("Bearer {TOKEN}")] {
+        let (s, l) = post(a.addr, &body, &[("authorization", auth.to_string())]).await;
+        assert_eq!(
+            (s, l[0]["code"].as_str()),
+            (429, Some("rate_limited")),
+            "{l:?}"
+        );
+        assert!(l[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 per minute"));
     }
-    let (s, l) = post(a.addr, &body, &good).await;
-    assert_eq!(
-        (s, l[0]["code"].as_str()),
-        (429, Some("rate_limited")),
-        "{l:?}"
-    );
-    assert!(l[0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("at most 3 per minute"));
-    assert_eq!(fa.to(TARGET), 3, "the 429 sent nothing");
-    // The token is passed on when fanning out: node-a accepts the request node-b forwards
-    // (forwarded requests from a peer agent are not rate-limited again).
-    let body_a = format!(
-        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
-    );
-    let (s, l) = post(b.addr, &body_a, &good).await;
-    assert_eq!(s, 200);
-    assert_eq!(l.last().unwrap()["reachable"], true, "{l:?}");
-    assert_eq!(fa.to(TARGET), 4);
+    assert_eq!(fa.to(TARGET), 1, "the refusals sent nothing");
     a.stop().await;
     b.stop().await;
 }
@@ -578,13 +574,18 @@ async fn a_peer_agent_that_hangs_is_cut_off_at_the_deadline() {
 /// POST a probe request from `source` (a local address of ours), marked as forwarded; the
 /// answer's status.
 async fn post_forwarded_from(source: &str, to: SocketAddr, body: &str) -> u16 {
+    let mark = format!("{}: node-b\r\n", meshprobe::ondemand::FORWARDED_HEADER);
+    post_raw(source, to, body, &mark).await.0
+}
+
+/// POST a probe request from `source` with extra header lines `extra`: (status, raw answer).
+async fn post_raw(source: &str, to: SocketAddr, body: &str, extra: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.unwrap();
     let request = format!(
-        "POST /api/v1/probe HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{}: node-b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        meshprobe::ondemand::FORWARDED_HEADER,
+        "POST /api/v1/probe HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
@@ -593,11 +594,13 @@ async fn post_forwarded_from(source: &str, to: SocketAddr, body: &str) -> u16 {
         .await
         .expect("answered within 10 s")
         .unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    text.split(' ')
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"))
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    (status, text)
 }
 
 /// The forwarded mark spares a request the rate limit only when it comes from a peer agent's
@@ -626,6 +629,109 @@ async fn a_forwarded_mark_from_outside_the_mesh_does_not_skip_the_rate_limit() {
     let s = post_forwarded_from("127.0.0.9", a.addr, &body).await;
     assert_eq!(s, 429, "a forged forwarded mark skipped the rate limit");
     assert_eq!(fa.to(TARGET), 8, "the 429 sent nothing");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A token shorter than 16 characters stops the agent at start-up: exit 2, the reason named.
+#[test]
+fn a_short_token_stops_the_agent_at_start_up() {
+    let peers = peers_file("short-token", &[("node-a", "127.0.0.1", 9464)]);
+    let out = Command::new(EXE)
+        .args(["agent", "--node-name", "node-a", "--listen", "127.0.0.1:0"])
+        .arg("--peers-file")
+        .arg(&peers)
+        .env("MESHPROBE_PROBE_TOKEN", "0123456789abcde")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--probe-token (or MESHPROBE_PROBE_TOKEN): 16-256 printable ASCII")
+            && err.contains("got 15 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("0123456789abcde"), "the token is not echoed");
+}
+
+/// With `--listen [::]:PORT`, an IPv4 peer arrives as `::ffff:a.b.c.d`: it is still recognised
+/// as the peer it is (its forwarded requests are not rate-limited again), and an outside
+/// client is still limited.
+#[tokio::test]
+async fn a_dual_stack_listener_recognises_ipv4_peers() {
+    let Ok(la) = TcpListener::bind("[::]:0").await else {
+        eprintln!("SKIP: no IPv6 socket here");
+        return;
+    };
+    let port = la.local_addr().unwrap().port();
+    let file = peers_file(
+        "dual-stack",
+        &[("node-a", "127.0.0.1", port), ("node-b", "127.0.0.2", 9)],
+    );
+    let probe = ProbeConfig {
+        rate_per_minute: 3,
+        burst: 3,
+        ..allow_loopback()
+    };
+    let fa = Arc::new(Fake::default());
+    let a = start("node-a", la, file, probe, fa.clone()).await;
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let body = format!(
+        r#"{{"target":"{TARGET}","checks":[{{"kind":"icmp","count":1}}],"from":["node-a"]}}"#
+    );
+    for i in 0..5 {
+        let s = post_forwarded_from("127.0.0.2", to, &body).await;
+        assert_eq!(
+            s, 200,
+            "forwarded request {i} from the peer node-b (as ::ffff:127.0.0.2)"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            post_forwarded_from("127.0.0.9", to, &body).await,
+            200,
+            "{i}"
+        );
+    }
+    assert_eq!(post_forwarded_from("127.0.0.9", to, &body).await, 429);
+    assert_eq!(fa.to(TARGET), 8);
+    a.stop().await;
+}
+
+/// One client cannot hold every slot: its second request in flight is refused (429 busy), on
+/// the agent it asks and, charged to it, on the agents it forwards to; another client is
+/// still served meanwhile.
+#[tokio::test]
+async fn one_client_cannot_make_another_busy() {
+    let (a, b, fa, fb) = pair("one-client", allow_loopback()).await;
+    // Slow checks (400 ms) from both agents.
+    let slow = format!(r#"{{"target":"{TARGET}:7","checks":[{{"kind":"tcp"}}]}}"#);
+    let mut greedy = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (slow, to) = (slow.clone(), a.addr);
+        greedy.spawn(async move { post_raw("127.0.0.9", to, &slow, "").await });
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Meanwhile another client: served, by both agents.
+    let (s, text) = post_raw("127.0.0.8", a.addr, &slow, "").await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains(r#""reachable":true"#), "{text}");
+    let mut statuses = Vec::new();
+    while let Some(r) = greedy.join_next().await {
+        let (s, text) = r.unwrap();
+        if s != 200 {
+            assert!(text.contains("one at a time per client"), "{text}");
+        }
+        statuses.push(s);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 429, 429, 429, 429, 429],
+        "the greedy client"
+    );
+    // Two requests ran, each from both agents.
+    assert_eq!((fa.to(TARGET), fb.to(TARGET)), (2, 2));
     a.stop().await;
     b.stop().await;
 }

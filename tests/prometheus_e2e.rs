@@ -756,7 +756,8 @@ fn verdict(d: &Value, pair: Option<[&str; 2]>) -> Vec<(String, Vec<String>, bool
 
 /// Poll `diagnose --prometheus` and `diagnose --agents` until both give the same findings
 /// (cause, nodes, whether they name `pair`) and these include one of `cause` naming `node` (and
-/// `pair`) — the only one when `only`; or no finding and exit 0 when `cause` is empty. Panics
+/// `pair`) — when `only`, exactly that one finding, naming `node` alone; or no finding and exit
+/// 0 when `cause` is empty. Panics
 /// after `limit` with both answers.
 fn same_diagnosis(
     prom: &Prom,
@@ -782,9 +783,10 @@ fn same_diagnosis(
         let good = |code: i32, v: &[(String, Vec<String>, bool)]| {
             if cause.is_empty() {
                 code == 0 && v.is_empty()
+            } else if only {
+                code == 1 && v.len() == 1 && v[0].0 == cause && v[0].1 == [node] && v[0].2
             } else {
                 code == 1
-                    && (v.len() == 1 || !only)
                     && v.iter()
                         .any(|f| f.0 == cause && f.1.iter().any(|n| n == node) && f.2)
             }
@@ -982,15 +984,14 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         },
     );
     seen.evaluate(&prom, &lab, "route node-1 node-2");
-    // Not `only`: the engine also reads node-2 → node-1 (whose replies node-1 cannot route)
-    // as a one-way `vpc` pair, from the agents' documents as from the metrics.
+    // Exactly one finding, routing on node-1 alone, naming the pair (both sources agree).
     same_diagnosis(
         &prom,
         &lab,
         "routing",
         "node-1",
         Some(["node-1", "node-2"]),
-        false,
+        true,
         PHASE,
     );
     lab.ok(&["clear"]);

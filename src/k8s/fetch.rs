@@ -171,6 +171,7 @@ impl crate::ondemand::PodResolver for KubePodResolver {
         &'a self,
         namespace: &'a str,
         name: &'a str,
+        admit: crate::ondemand::wire::Admit<'a>,
     ) -> crate::probe::BoxFuture<'a, Result<crate::ondemand::ResolvedPod, String>> {
         Box::pin(async move {
             let c = self.client.clone();
@@ -193,6 +194,14 @@ impl crate::ondemand::PodResolver for KubePodResolver {
                     )
                 })?;
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            if !admit(ip) {
+                // It will be refused: no more API calls for it.
+                return Ok(crate::ondemand::ResolvedPod {
+                    ip,
+                    node,
+                    facts: KubeFacts::default(),
+                });
+            }
             let label = format!("pod/{namespace}/{name}");
             let mut facts = KubeFacts::default();
             let ev_lp = ListParams::default()

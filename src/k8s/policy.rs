@@ -153,26 +153,9 @@ fn port_matches(ports: &[NetworkPolicyPort], port: u16, protocol: &str) -> Tri {
     }))
 }
 
+/// Whether `ip` is in the ipBlock CIDR `cidr`; `None` when it is not a CIDR (undecided).
 fn cidr_contains(cidr: &str, ip: IpAddr) -> Option<bool> {
-    let (net, len) = cidr.split_once('/')?;
-    let net: IpAddr = net.parse().ok()?;
-    let len: u32 = len.parse().ok()?;
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) if len <= 32 => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            Some(u32::from(n) & mask == u32::from(i) & mask)
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) if len <= 128 => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            Some(u128::from(n) & mask == u128::from(i) & mask)
-        }
-        (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_)) => Some(false),
-        _ => None,
-    }
+    crate::net::Cidr::parse(cidr).map(|c| c.contains(ip))
 }
 
 fn peer_matches(peer: &NetworkPolicyPeer, policy_ns: &str, src: &Source) -> Tri {

@@ -15,6 +15,9 @@ use tokio::time::Instant;
 pub const MAX_LINE: usize = 1024 * 1024;
 /// Largest whole answer accepted.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// Body frames one line may arrive in, at most: an agent sends a line in one frame, and a peer
+/// dripping a byte per frame must not cost a wake-up per byte for a whole line.
+pub const MAX_FRAMES_PER_LINE: usize = 1024;
 
 /// An answer being read.
 pub struct Answer {
@@ -24,6 +27,10 @@ pub struct Answer {
     deadline: Instant,
     read: usize,
     done: bool,
+    /// Bytes of `buf` already searched for a newline: each byte is looked at once.
+    scanned: usize,
+    /// Frames received since the last complete line.
+    frames: usize,
 }
 
 /// POST `body` (JSON) to `path` at `addr`, everything within `deadline`.
@@ -70,15 +77,21 @@ pub async fn post(
         deadline,
         read: 0,
         done: false,
+        scanned: 0,
+        frames: 0,
     })
 }
 
 impl Answer {
-    /// The next line (without its newline); `None` at the end of the answer.
+    /// The next line (without its newline); `None` at the end of the answer. Only bytes not
+    /// yet searched are searched, so a line costs time in its length, however it is cut up.
     pub async fn next_line(&mut self) -> Result<Option<String>, String> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            if let Some(off) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let pos = self.scanned + off;
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                self.scanned = 0;
+                self.frames = 0;
                 let text = String::from_utf8(line[..line.len() - 1].to_vec())
                     .map_err(|_| "answer is not UTF-8".to_string())?;
                 if text.trim().is_empty() {
@@ -86,17 +99,24 @@ impl Answer {
                 }
                 return Ok(Some(text));
             }
+            self.scanned = self.buf.len();
             if self.done {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
                 let rest = std::mem::take(&mut self.buf);
+                self.scanned = 0;
                 return String::from_utf8(rest)
                     .map(Some)
                     .map_err(|_| "answer is not UTF-8".to_string());
             }
             if self.buf.len() > MAX_LINE {
                 return Err(format!("answer line longer than {MAX_LINE} bytes"));
+            }
+            if self.frames >= MAX_FRAMES_PER_LINE {
+                return Err(format!(
+                    "answer line cut into more than {MAX_FRAMES_PER_LINE} pieces (a peer dripping bytes)"
+                ));
             }
             let frame = tokio::time::timeout_at(self.deadline, self.body.frame())
                 .await
@@ -105,6 +125,7 @@ impl Answer {
                 None => self.done = true,
                 Some(Err(e)) => return Err(format!("HTTP: {e}")),
                 Some(Ok(f)) => {
+                    self.frames += 1;
                     if let Ok(mut data) = f.into_data() {
                         self.read += data.remaining();
                         if self.read > MAX_ANSWER {

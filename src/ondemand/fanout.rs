@@ -1,7 +1,9 @@
 //! The `POST /api/v1/probe` handler: fence, validate, fan out, stream.
 //!
-//! Order matters for "a refused request sends no packet": token, rate, body, validation and the
-//! in-flight slot are all checked before the first check or forward starts. A forwarded request
+//! Order matters for "a refused request sends no packet": rate (before the token, so wrong
+//! tokens are limited too), token, body, validation, the slot, the agent's budget and — last,
+//! for a `pod/NS/NAME` target — the pod lookup are all done before the first check or forward
+//! starts. A forwarded request
 //! (marked with [`FORWARDED_HEADER`]) runs here only and answers one `source` line; the original
 //! answers NDJSON: `accepted`, one `source` per node as it arrives, `verdict`.
 
@@ -20,12 +22,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::client;
-use super::limits::check_token;
+use super::limits::{check_token, client_key, Pool};
 use super::request::ResolvedPod;
-use super::request::TargetSpec;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
+use super::request::{RawCheck, TargetSpec};
 use super::run::{local_deadline, run_local};
-use super::wire::{Accepted, Line, SourceLine, FORWARDED_HEADER};
+use super::wire::{Accepted, Line, SourceLine, CLIENT_HEADER, FORWARDED_HEADER};
 use crate::peers::PeerSet;
 use crate::shared::Shared;
 
@@ -57,6 +59,17 @@ fn refuse(s: &Shared, r: Refusal) -> Response {
     resp
 }
 
+/// The one refusal an open agent (no token) gives for a pod it cannot probe, found or not.
+fn pod_hidden(target: &str) -> Refusal {
+    Refusal::new(
+        403,
+        "target_not_allowed",
+        format!(
+            "target {target}: not found, or not at an address this agent probes (an agent with --probe-token says which)"
+        ),
+    )
+}
+
 fn ndjson(line: &Line) -> Bytes {
     let mut v = serde_json::to_vec(line).unwrap_or_else(|_| b"{}".to_vec());
     v.push(b'\n');
@@ -65,30 +78,47 @@ fn ndjson(line: &Line) -> Bytes {
 
 /// `POST /api/v1/probe`.
 pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    // Canonical: with `--listen [::]:PORT` an IPv4 peer arrives as `::ffff:a.b.c.d`.
     let client_ip: Option<IpAddr> = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip().to_canonical());
     let headers = req.headers().clone();
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let forwarded = headers.contains_key(FORWARDED_HEADER);
-    if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
-        return refuse(&s, r);
-    }
     let peers: Arc<PeerSet> = match s.store.lock() {
         Ok(st) => st.peers().clone(),
         Err(p) => p.into_inner().peers().clone(),
     };
-    // Forwarded requests from a peer agent were rate-limited where they came in.
-    let from_peer = client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip == ip));
-    if !(forwarded && from_peer) {
-        let key = client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let from_peer =
+        client_ip.is_some_and(|ip| peers.peers.iter().any(|p| p.pod_ip.to_canonical() == ip));
+    // Work is charged to the client that asked: for a request a peer agent forwards, the
+    // client it names (trusted from a peer's address only); such requests take slots from
+    // their own pool. A peer naming no client (an older agent) was charged where it came in.
+    let (pool, origin) = if forwarded && from_peer {
+        let named = headers
+            .get(CLIENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .map(client_key);
+        (Pool::Forwarded, named)
+    } else {
+        let key = client_key(client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        (Pool::Direct, Some(key))
+    };
+    // The rate is charged before the token is checked: a wrong token costs a request too, so
+    // tokens cannot be guessed faster than the rate.
+    if let Some(key) = origin {
         if let Err(r) = s.ondemand.limits.rate(key) {
             return refuse(&s, r);
         }
+    }
+    let origin = origin.or(client_ip).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if let Err(r) = check_token(s.ondemand.limits.token.as_deref(), auth.as_deref()) {
+        return refuse(&s, r);
     }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES);
     let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
@@ -111,39 +141,81 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return refuse(&s, r),
     };
-    let pod: Option<ResolvedPod> = match (&parsed.target, &s.ondemand.pods) {
-        (TargetSpec::Pod { namespace, name }, Some(r)) => {
-            match tokio::time::timeout(RESOLVE_TIMEOUT, r.resolve(namespace, name)).await {
+    let mut cx = Context {
+        me: &s.identity.node,
+        peers: &peers,
+        extra_allowed: &s.ondemand.extra_allowed,
+        default_port: s.config.listen.port(),
+        pod: None,
+    };
+    // A pod is looked up last: after everything else about the request is valid and a slot is
+    // held, so a refused or surplus request costs the Kubernetes API nothing.
+    let pod_target = match (&parsed.target, &s.ondemand.pods) {
+        (TargetSpec::Pod { namespace, name }, Some(pods)) => {
+            let checked = pods
+                .admit(namespace, &parsed.target_text)
+                .and_then(|()| request::precheck(&parsed, &cx));
+            if let Err(r) = checked {
+                return refuse(&s, r);
+            }
+            Some((pods, namespace.clone(), name.clone()))
+        }
+        _ => None,
+    };
+    if pod_target.is_none() {
+        // Refused here without a slot (a pod target without Kubernetes: 501).
+        if let Err(r) = validate(&parsed, &cx) {
+            return refuse(&s, r);
+        }
+    }
+    let slot = match s.ondemand.limits.slot(pool, origin) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, r),
+    };
+    let mtu = parsed
+        .checks
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|c| matches!(c, RawCheck::Mtu)));
+    if let Err(r) = s.ondemand.limits.agent_rate(mtu) {
+        return refuse(&s, r);
+    }
+    // Without a token anyone may ask: whether a pod exists, and where, is not told.
+    let open = s.ondemand.limits.token.is_none();
+    let pod: Option<ResolvedPod> = match pod_target {
+        Some((pods, namespace, name)) => {
+            let target = &parsed.target_text;
+            let mut allowed = request::derived_cidrs(&peers);
+            allowed.extend_from_slice(&s.ondemand.extra_allowed);
+            let admit = move |ip: IpAddr| crate::net::fence(ip, &allowed).is_ok();
+            match tokio::time::timeout(RESOLVE_TIMEOUT, pods.resolve(&namespace, &name, &admit))
+                .await
+            {
                 Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
                 Ok(Err(e)) => {
                     return refuse(
                         &s,
-                        Refusal::new(502, "kubernetes_error", format!("target pod/{namespace}/{name}: {e}")),
+                        Refusal::new(502, "kubernetes_error", format!("target {target}: {e}")),
                     )
                 }
                 Err(_) => {
                     return refuse(
                         &s,
-                        Refusal::new(504, "kubernetes_error", format!("target pod/{namespace}/{name}: the Kubernetes API did not answer within 5s")),
+                        Refusal::new(
+                            504,
+                            "kubernetes_error",
+                            format!("target {target}: the Kubernetes API did not answer within 5s"),
+                        ),
                     )
                 }
             }
         }
-        _ => None,
+        None => None,
     };
-    let cx = Context {
-        me: &s.identity.node,
-        peers: &peers,
-        extra_allowed: &s.ondemand.extra_allowed,
-        default_port: s.config.listen.port(),
-        pod: pod.as_ref(),
-    };
+    cx.pod = pod.as_ref();
     let plan = match validate(&parsed, &cx) {
         Ok(p) => p,
-        Err(r) => return refuse(&s, r),
-    };
-    let slot = match s.ondemand.limits.slot() {
-        Ok(p) => p,
+        Err(_) if pod.is_some() && open => return refuse(&s, pod_hidden(&parsed.target_text)),
         Err(r) => return refuse(&s, r),
     };
     s.ondemand
@@ -164,18 +236,23 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let shared = s.clone();
-    // Peers get what they can resolve themselves: a pod as its address.
+    // Peers get what they can resolve themselves: a pod as its (canonical) address.
     let target_text = match &pod {
-        Some(p) => match plan.target.port {
-            Some(port) => SocketAddr::new(p.ip, port).to_string(),
-            None => p.ip.to_string(),
+        Some(_) => match plan.target.port {
+            Some(port) => SocketAddr::new(plan.target.ip, port).to_string(),
+            None => plan.target.ip.to_string(),
         },
         None => parsed.target_text.clone(),
     };
     let kube = pod.map(|p| p.facts);
+    // What every forwarded request carries besides the mark: the token, and who asked.
+    let mut pass_on = vec![(CLIENT_HEADER, origin.to_string())];
+    if let Some(a) = auth {
+        pass_on.push(("authorization", a));
+    }
     tokio::spawn(async move {
         let _slot = slot;
-        stream(shared, plan, peers, target_text, auth, kube, &mut tx).await;
+        stream(shared, plan, peers, target_text, pass_on, kube, &mut tx).await;
     });
     (ndjson_type, Body::new(body)).into_response()
 }
@@ -186,7 +263,7 @@ async fn stream(
     plan: Plan,
     peers: Arc<PeerSet>,
     target_text: String,
-    auth: Option<String>,
+    pass_on: Vec<(&'static str, String)>,
     kube: Option<crate::diagnosis::KubeFacts>,
     tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
 ) {
@@ -230,9 +307,7 @@ async fn stream(
             Some(std::slice::from_ref(&src.node)),
         );
         let mut headers = vec![(FORWARDED_HEADER, s.identity.node.clone())];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.clone()));
-        }
+        headers.extend(pass_on.iter().cloned());
         let permits = permits.clone();
         set.spawn(async move {
             let t0 = Instant::now();

@@ -1,14 +1,16 @@
 //! Fences around `POST /api/v1/probe`: the bearer token, a per-client rate limit (token
-//! buckets, time passed in) and a global bound on requests in flight. The decisions are pure;
-//! [`Limits`] holds the state behind short locks.
+//! buckets, time passed in), per-agent budgets (requests and path-MTU searches a minute), and
+//! slots: one request in flight per client, a bounded pool for clients and another for requests
+//! peer agents forward. The decisions are pure; [`Limits`] holds the state behind short locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 #[cfg(test)]
 use std::time::Duration;
 use std::time::Instant;
 
+use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::request::Refusal;
@@ -17,8 +19,8 @@ use super::request::Refusal;
 pub const MAX_CLIENTS: usize = 4096;
 
 /// `Authorization: Bearer TOKEN` against the configured token (none configured: open).
-/// Missing header: 401; wrong token: 403. The comparison takes the same time wherever the
-/// first difference is.
+/// Missing header: 401; wrong token: 403. Both were charged to the client's rate first (the
+/// handler's order), so wrong tokens cannot be tried faster than requests.
 pub fn check_token(configured: Option<&str>, header: Option<&str>) -> Result<(), Refusal> {
     let Some(want) = configured else {
         return Ok(());
@@ -35,15 +37,21 @@ pub fn check_token(configured: Option<&str>, header: Option<&str>) -> Result<(),
         .or_else(|| h.strip_prefix("bearer "))
         .unwrap_or("")
         .trim();
-    let (a, b) = (got.as_bytes(), want.as_bytes());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    if diff == 0 {
+    // subtle's comparison takes the same time wherever the first difference is (only the
+    // length, which a 16-256 byte token does not give away usefully, may show).
+    if bool::from(got.as_bytes().ct_eq(want.as_bytes())) {
         Ok(())
     } else {
         Err(Refusal::new(403, "forbidden", "bearer token not accepted"))
+    }
+}
+
+/// The key a client is counted under: its canonical address, and for IPv6 its /64 (one host
+/// usually holds a whole /64, so per-address buckets would be free to multiply).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
+        v6 => crate::net::mask(v6, 64),
     }
 }
 
@@ -112,24 +120,71 @@ impl RateLimiter {
     }
 }
 
+/// On-demand requests one agent runs per minute, at most, whoever asks (bursts of 10): with
+/// the per-request caps, what one agent can be made to send in a minute.
+pub const AGENT_PER_MINUTE: u32 = 60;
+/// The burst of [`AGENT_PER_MINUTE`].
+pub const AGENT_BURST: u32 = 10;
+/// Path-MTU searches one agent runs per minute, at most (bursts of 6): the costliest check
+/// (up to 252 Don't-Fragment probes) gets a budget of its own.
+pub const AGENT_MTU_PER_MINUTE: u32 = 12;
+/// The burst of [`AGENT_MTU_PER_MINUTE`].
+pub const AGENT_MTU_BURST: u32 = 6;
+
+/// Which pool a request's slot comes from: requests from clients, or requests peer agents
+/// forward (their own pool, so no outside client can starve the mesh's fan-outs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pool {
+    Direct,
+    Forwarded,
+}
+
+/// A held slot: the pool's permit and the client's one request in flight, both given back on
+/// drop.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    key: (Pool, IpAddr),
+    busy: Arc<Mutex<HashSet<(Pool, IpAddr)>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.busy.lock() {
+            b.remove(&self.key);
+        }
+    }
+}
+
 /// The on-demand limits of one agent.
 pub struct Limits {
     pub token: Option<String>,
     rate: Mutex<RateLimiter>,
-    in_flight: Arc<Semaphore>,
+    /// All on-demand work of this agent, one bucket; path-MTU searches, another.
+    agent_rate: Mutex<RateLimiter>,
+    agent_mtu: Mutex<RateLimiter>,
+    direct: Arc<Semaphore>,
+    forwarded: Arc<Semaphore>,
     max_in_flight: usize,
+    /// (pool, client) with a request in flight: one each. Bounded by the slots.
+    busy: Arc<Mutex<HashSet<(Pool, IpAddr)>>>,
 }
 
 impl Limits {
     pub fn new(token: Option<String>, per_minute: u32, burst: u32, max_in_flight: usize) -> Limits {
+        let n = max_in_flight.max(1);
         Limits {
             token,
             rate: Mutex::new(RateLimiter::new(per_minute, burst)),
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            max_in_flight: max_in_flight.max(1),
+            agent_rate: Mutex::new(RateLimiter::new(AGENT_PER_MINUTE, AGENT_BURST)),
+            agent_mtu: Mutex::new(RateLimiter::new(AGENT_MTU_PER_MINUTE, AGENT_MTU_BURST)),
+            direct: Arc::new(Semaphore::new(n)),
+            forwarded: Arc::new(Semaphore::new(n)),
+            max_in_flight: n,
+            busy: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
+    /// Charge one request to `client` (see [`client_key`]).
     pub fn rate(&self, client: IpAddr) -> Result<(), Refusal> {
         self.rate
             .lock()
@@ -137,9 +192,64 @@ impl Limits {
             .check(client, Instant::now())
     }
 
-    /// A slot for one request, held until the answer is complete.
-    pub fn slot(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+    /// Charge one request to this agent's per-minute budget, and its path-MTU search (`mtu`)
+    /// to the search budget.
+    pub fn agent_rate(&self, mtu: bool) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let all = IpAddr::from([0, 0, 0, 0]);
+        let unavailable = || Refusal::new(503, "busy", "rate limiter unavailable");
+        if mtu {
+            self.agent_mtu
+                .lock()
+                .map_err(|_| unavailable())?
+                .check(all, now)
+                .map_err(|_| {
+                    Refusal::new(
+                        429,
+                        "rate_limited",
+                        format!(
+                            "this agent runs at most {AGENT_MTU_PER_MINUTE} path-MTU searches per minute (bursts of {AGENT_MTU_BURST}), whoever asks; retry shortly"
+                        ),
+                    )
+                })?;
+        }
+        self.agent_rate
+            .lock()
+            .map_err(|_| unavailable())?
+            .check(all, now)
+            .map_err(|_| {
+                Refusal::new(
+                    429,
+                    "rate_limited",
+                    format!(
+                        "this agent runs at most {AGENT_PER_MINUTE} on-demand probes per minute (bursts of {AGENT_BURST}), whoever asks; retry shortly"
+                    ),
+                )
+            })
+    }
+
+    /// A slot for one request of `client` (its key) from `pool`, held until the answer is
+    /// complete: one request in flight per client and pool, `max_in_flight` per pool.
+    pub fn slot(&self, pool: Pool, client: IpAddr) -> Result<Slot, Refusal> {
+        let key = (pool, client);
+        let mut busy = self
+            .busy
+            .lock()
+            .map_err(|_| Refusal::new(503, "busy", "slot table unavailable"))?;
+        if busy.contains(&key) {
+            return Err(Refusal::new(
+                429,
+                "busy",
+                format!(
+                    "a request from {client} is already running on this agent: one at a time per client"
+                ),
+            ));
+        }
+        let sem = match pool {
+            Pool::Direct => &self.direct,
+            Pool::Forwarded => &self.forwarded,
+        };
+        let permit = sem.clone().try_acquire_owned().map_err(|_| {
             Refusal::new(
                 429,
                 "busy",
@@ -148,6 +258,12 @@ impl Limits {
                     self.max_in_flight
                 ),
             )
+        })?;
+        busy.insert(key);
+        Ok(Slot {
+            _permit: permit,
+            key,
+            busy: self.busy.clone(),
         })
     }
 }
@@ -174,6 +290,24 @@ mod tests {
         for (header, want) in table {
             let got = check_token(Some("s3cret"), *header).map_err(|r| (r.status, r.code));
             assert_eq!(&got, want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn client_keys() {
+        let table: &[(&str, &str)] = &[
+            ("198.19.1.10", "198.19.1.10"),
+            ("::ffff:198.19.1.10", "198.19.1.10"),
+            ("2001:db8:1:2::5", "2001:db8:1:2::"),
+            ("2001:db8:1:2:ffff::1", "2001:db8:1:2::"),
+            ("2001:db8:1:3::5", "2001:db8:1:3::"),
+        ];
+        for (ip, want) in table {
+            assert_eq!(
+                client_key(ip.parse().unwrap()),
+                want.parse::<IpAddr>().unwrap(),
+                "{ip}"
+            );
         }
     }
 
@@ -214,12 +348,50 @@ mod tests {
 
     #[test]
     fn in_flight_slots() {
+        let ip = |last: u8| IpAddr::from([198, 19, 9, last]);
         let l = Limits::new(None, 60, 10, 2);
-        let a = l.slot().unwrap();
-        let _b = l.slot().unwrap();
-        let e = l.slot().unwrap_err();
+        let a = l.slot(Pool::Direct, ip(1)).unwrap();
+        // One request in flight per client: its second is refused, others are not.
+        let e = l.slot(Pool::Direct, ip(1)).err().unwrap();
         assert_eq!((e.status, e.code), (429, "busy"));
+        assert!(e.error.contains("one at a time per client"), "{}", e.error);
+        let _b = l.slot(Pool::Direct, ip(2)).unwrap();
+        let e = l.slot(Pool::Direct, ip(3)).err().unwrap();
+        assert!(e.error.contains("2 on-demand probes"), "{}", e.error);
+        // Full to clients, the forwarded pool is still there, one per originating client.
+        let f = l.slot(Pool::Forwarded, ip(1)).unwrap();
+        assert!(l.slot(Pool::Forwarded, ip(1)).is_err());
+        let _g = l.slot(Pool::Forwarded, ip(3)).unwrap();
+        assert!(l.slot(Pool::Forwarded, ip(4)).is_err());
         drop(a);
-        assert!(l.slot().is_ok());
+        drop(f);
+        assert!(l.slot(Pool::Direct, ip(1)).is_ok());
+        assert!(l.slot(Pool::Forwarded, ip(1)).is_ok());
+    }
+
+    #[test]
+    fn the_agent_budget_is_shared_by_every_client() {
+        let l = Limits::new(None, 6000, 100, 4);
+        // Path-MTU searches: 6 at once, then refused while other checks still run.
+        for _ in 0..AGENT_MTU_BURST {
+            assert!(l.agent_rate(true).is_ok());
+        }
+        let e = l.agent_rate(true).unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert!(
+            e.error.contains("at most 12 path-MTU searches"),
+            "{}",
+            e.error
+        );
+        for _ in AGENT_MTU_BURST..AGENT_BURST {
+            assert!(l.agent_rate(false).is_ok());
+        }
+        let e = l.agent_rate(false).unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        assert!(
+            e.error.contains("at most 60 on-demand probes per minute"),
+            "{}",
+            e.error
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! On-demand probes: "is this target reachable from every node — and if not, why?"
 //!
-//! `POST /api/v1/probe` on any agent: the request is validated ([`request`], pure) and fenced
-//! ([`limits`]: token, per-client rate, global in-flight bound); the agent fans it out to the
+//! `POST /api/v1/probe` on any agent: the request is validated ([`request`], pure; addresses
+//! through core's `net::fence`) and fenced ([`limits`]: per-client rate and one request in
+//! flight, token, per-agent budgets, slots; [`pods`]: pod lookups); the agent fans it out to the
 //! chosen source agents, itself included ([`fanout`]), each runs the checks now with the agent's
 //! own probers ([`run`]), and the answer streams back as NDJSON — an `accepted` line, one
 //! `source` line per node as it arrives, then a `verdict` line: the diagnosis engine fed with
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod fanout;
 pub mod limits;
+pub mod pods;
 pub mod request;
 pub mod run;
 pub mod state;

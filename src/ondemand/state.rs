@@ -1,13 +1,11 @@
 //! An agent's on-demand state: its fences, allowed ranges, runner and counter.
 
-use std::sync::Arc;
-
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::limits::Limits;
+use super::pods::Pods;
 use super::run::Runner;
-use super::wire::PodResolver;
 use crate::net::Cidr;
 
 /// `meshprobe_ondemand_requests_total{outcome}`.
@@ -21,6 +19,7 @@ pub struct OnDemand {
     pub runner: Runner,
     /// `meshprobe_ondemand_requests_total{outcome}`.
     pub requests: OutcomeCounter,
-    /// Resolves `pod/NAMESPACE/NAME` targets; `None` in this build (refused with 501).
-    pub pods: Option<Arc<dyn PodResolver>>,
+    /// Resolves `pod/NAMESPACE/NAME` targets (cached, namespaces fenced); `None` without
+    /// Kubernetes discovery (refused with 501).
+    pub pods: Option<Pods>,
 }

@@ -11,17 +11,27 @@ use crate::diagnosis::{Diagnosis, ErrorInfo};
 /// Marks a request one agent forwards to another: run here, do not fan out again.
 pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
 
+/// On a forwarded request, the address of the client that asked the forwarding agent: the
+/// receiving agent charges the work to that client (read only from a peer agent's address).
+pub const CLIENT_HEADER: &str = "x-meshprobe-client";
+
 /// The seam for `pod/NAMESPACE/NAME` targets. The Kubernetes support (src/k8s) implements it
 /// and sets [`super::OnDemand::pods`]; without one (this build) pod targets are refused with
 /// 501 "needs Kubernetes support". Implementations bound their own waits; the handler also
 /// gives up after [`super::fanout::RESOLVE_TIMEOUT`].
 pub trait PodResolver: Send + Sync {
+    /// `admit`: whether the agent would probe the pod's IP (the shared fence). For one it
+    /// would not, the facts are not gathered: a pod it will refuse costs one API call.
     fn resolve<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
+        admit: Admit<'a>,
     ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>>;
 }
+
+/// Whether an address passes the on-demand fence.
+pub type Admit<'a> = &'a (dyn Fn(IpAddr) -> bool + Send + Sync);
 
 /// What one check found from one source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,12 +8,12 @@ mod validate;
 
 pub use parse::{
     body, parse_body, parse_target, ProbeRequest, RawCheck, TargetSpec, MAX_BODY_BYTES, MAX_CHECKS,
-    MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
+    MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
 };
 pub use spec::{CheckSpec, Refusal, OUTCOMES};
 pub use validate::{
-    derived_cidrs, owner_of, validate, Context, ContextCheck, Plan, Resolved, ResolvedPod, Source,
-    CONTEXT_ECHOES,
+    derived_cidrs, fenced, owner_of, precheck, validate, Context, ContextCheck, Plan, Resolved,
+    ResolvedPod, Source, CONTEXT_ECHOES,
 };
 
 #[cfg(test)]
@@ -116,13 +116,13 @@ mod tests {
                 r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":0}]}"#,
                 400,
                 "bad_request",
-                "checks[0].count: 0 is out of range (1-20)",
+                "checks[0].count: 0 is out of range (1-14)",
             ),
             (
-                r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":21}]}"#,
+                r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":15}]}"#,
                 400,
                 "bad_request",
-                "checks[0].count: 21 is out of range",
+                "checks[0].count: 15 is out of range",
             ),
             (
                 r#"{"target":"198.19.1.11","checks":[{"kind":"icmp","count":"3"}]}"#,
@@ -178,7 +178,19 @@ mod tests {
                 "bad_request",
                 "unknown field \"size\"",
             ),
-            (&many, 400, "bad_request", "at most 8"),
+            (&many, 400, "bad_request", "5 given, at most 4"),
+            (
+                r#"{"target":"198.19.1.11","checks":[{"kind":"mtu"},{"kind":"icmp"},{"kind":"mtu"}]}"#,
+                400,
+                "bad_request",
+                "checks[2]: a second mtu check; one check of each kind per request",
+            ),
+            (
+                r#"{"target":"198.19.1.11:80","checks":[{"kind":"tcp"},{"kind":"tcp","port":22}]}"#,
+                400,
+                "bad_request",
+                "checks[1]: a second tcp check",
+            ),
             (
                 r#"{"target":"198.19.1.11","from":[]}"#,
                 400,
@@ -231,7 +243,7 @@ mod tests {
                 r#"{"target":"0.0.0.0"}"#,
                 403,
                 "target_not_allowed",
-                "unspecified",
+                "0.0.0.0/8",
             ),
             (
                 r#"{"target":"255.255.255.255"}"#,
@@ -244,6 +256,18 @@ mod tests {
                 403,
                 "target_not_allowed",
                 "multicast",
+            ),
+            (
+                r#"{"target":"[::ffff:127.0.0.1]:80"}"#,
+                403,
+                "target_not_allowed",
+                "loopback is probed only through an --allow-cidr range inside",
+            ),
+            (
+                r#"{"target":"pod/x/y","from":["node-2"]}"#,
+                501,
+                "kubernetes_unavailable",
+                "pod/x/y",
             ),
             (&big, 413, "too_large", "larger than 16384 bytes"),
         ];
@@ -265,6 +289,20 @@ mod tests {
             "ff02::1",
             "169.254.169.254",
             "fd00:ec2::254",
+            // Every spelling of a refused address is refused (canonicalised, embedded IPv4).
+            "0.1.2.3",
+            "169.254.170.2",
+            "fd00:ec2::23",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]:80",
+            "[::ffff:0.0.0.0]:80",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "::169.254.169.254",
+            "::1",
+            "127.0.0.1",
         ] {
             let r = plan(&format!(r#"{{"target":"{ip}"}}"#), &["0.0.0.0/0", "::/0"]).unwrap_err();
             assert_eq!(r.code, "target_not_allowed", "{ip}");

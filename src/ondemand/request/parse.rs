@@ -10,12 +10,17 @@ use meshprobe_core::parse::validate_name;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// ICMP echoes per ICMP check, at most.
-pub const MAX_ICMP_COUNT: u16 = 20;
+/// ICMP echoes per ICMP check, at most: with the context checks' 2 × 3 echoes, a request
+/// makes each source send at most [`MAX_ECHOES_PER_REQUEST`].
+pub const MAX_ICMP_COUNT: u16 = 14;
+/// Echo requests one request makes each source send, at most (the ICMP check and the context
+/// checks).
+pub const MAX_ECHOES_PER_REQUEST: u16 = 20;
 /// ICMP payload bytes, at most (a 1500-byte IPv4 packet).
 pub const MAX_ICMP_SIZE: u16 = 1472;
-/// Checks per request, at most.
-pub const MAX_CHECKS: usize = 8;
+/// Checks per request, at most: one of each kind (icmp, tcp, http, mtu), so a request holds
+/// one path-MTU search at most.
+pub const MAX_CHECKS: usize = 4;
 /// HTTP path length, at most.
 pub const MAX_PATH_LEN: usize = 256;
 /// Target text length, at most.
@@ -187,6 +192,15 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
     }
 }
 
+fn raw_kind(c: &RawCheck) -> &'static str {
+    match c {
+        RawCheck::Icmp { .. } => "icmp",
+        RawCheck::Tcp { .. } => "tcp",
+        RawCheck::Http { .. } => "http",
+        RawCheck::Mtu => "mtu",
+    }
+}
+
 /// Parse a request body. Unknown fields are refused, every error names the field.
 pub fn parse_body(body: &[u8]) -> Result<ProbeRequest, Refusal> {
     if body.len() > MAX_BODY_BYTES {
@@ -225,12 +239,21 @@ pub fn parse_body(body: &[u8]) -> Result<ProbeRequest, Refusal> {
                     list.len()
                 )));
             }
-            Some(
-                list.iter()
-                    .enumerate()
-                    .map(|(i, c)| parse_check(c, i))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
+            let checks = list
+                .iter()
+                .enumerate()
+                .map(|(i, c)| parse_check(c, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            // One check of each kind: what a request may cost is the sum of one of each.
+            for (i, c) in checks.iter().enumerate() {
+                let kind = raw_kind(c);
+                if checks[..i].iter().any(|d| raw_kind(d) == kind) {
+                    return Err(Refusal::bad(format!(
+                        "checks[{i}]: a second {kind} check; one check of each kind per request"
+                    )));
+                }
+            }
+            Some(checks)
         }
         Some(other) => {
             return Err(Refusal::bad(format!(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::parse::{ProbeRequest, RawCheck, TargetSpec};
 use super::spec::{CheckSpec, Refusal};
 use crate::model::Layer;
-use crate::net::Cidr;
+use crate::net::{fence, Cidr, Fenced};
 use crate::peers::PeerSet;
 
 /// Echoes of each context check (the target node's IPs).
@@ -87,24 +87,26 @@ pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
     out
 }
 
-/// Addresses never probed, whatever the allowed CIDRs say.
-fn never(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v) if v.is_unspecified() => Some("the unspecified address"),
-        IpAddr::V4(v) if v.is_broadcast() => Some("the broadcast address"),
-        IpAddr::V4(v) if v.is_multicast() => Some("a multicast address"),
-        IpAddr::V4(v) if v.octets() == [169, 254, 169, 254] => Some("the cloud metadata address"),
-        IpAddr::V6(v) if v.is_unspecified() => Some("the unspecified address"),
-        IpAddr::V6(v) if v.is_multicast() => Some("a multicast address"),
-        IpAddr::V6(v) if v.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => {
-            Some("the cloud metadata address")
-        }
-        _ => None,
-    }
-}
-
-fn cidr_text(c: &Cidr) -> String {
-    format!("{}/{}", c.addr, c.len)
+/// The shared fence ([`crate::net::fence`]) as a refusal: `what` names the field (and, where
+/// the caller wrote it, the address). Ok: the canonical address, the one to send to.
+pub fn fenced(what: &str, ip: IpAddr, allowed: &[Cidr]) -> Result<IpAddr, Refusal> {
+    fence(ip, allowed).map_err(|f| {
+        let msg = match f {
+            Fenced::Never(why) => format!("{what}: {why} is never probed"),
+            Fenced::Loopback => format!(
+                "{what}: loopback is probed only through an --allow-cidr range inside 127.0.0.0/8 or ::1/128 (e.g. 127.0.0.0/24)"
+            ),
+            Fenced::Outside => {
+                let mut list: Vec<String> = allowed.iter().map(Cidr::to_string).collect();
+                list.truncate(16);
+                format!(
+                    "{what}: outside the allowed CIDRs ({}); an operator can widen them with --allow-cidr",
+                    if list.is_empty() { "none".to_string() } else { list.join(", ") }
+                )
+            }
+        };
+        Refusal::new(403, "target_not_allowed", msg)
+    })
 }
 
 /// The node an address belongs to: a peer's node IP or pod IP, or inside the /24 around a
@@ -120,6 +122,110 @@ pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
                 .iter()
                 .find(|p| Cidr::around(p.pod_ip).contains(ip))
         })
+}
+
+/// The checks a request runs: as written, ports completed with the target's `port`.
+fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Refusal> {
+    let need_port = |i: usize, what: &str, p: Option<u16>| {
+        p.or(port).ok_or_else(|| {
+            Refusal::bad(format!(
+                "checks[{i}].port: {what} needs a port (in the check or as IP:PORT in the target)"
+            ))
+        })
+    };
+    Ok(match &req.checks {
+        None => {
+            let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
+            if let Some(p) = port {
+                c.push(CheckSpec::Tcp { port: p });
+            }
+            c
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(match c {
+                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
+                        count: *count,
+                        size: *size,
+                    },
+                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
+                        port: need_port(i, "tcp", *p)?,
+                    },
+                    RawCheck::Http { port: p, path } => CheckSpec::Http {
+                        port: need_port(i, "http", *p)?,
+                        path: path.clone(),
+                    },
+                    RawCheck::Mtu => CheckSpec::Mtu,
+                })
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?,
+    })
+}
+
+/// The agents a request runs on, each passing the fence (`allowed`: the allowed ranges).
+fn sources_of(req: &ProbeRequest, cx: &Context, allowed: &[Cidr]) -> Result<Vec<Source>, Refusal> {
+    let peer_source = |p: &crate::peers::Peer| Source {
+        node: p.node.clone(),
+        zone: p.zone.clone(),
+        addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(cx.default_port)),
+        me: p.node == cx.me,
+    };
+    Ok(match &req.from {
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let src = cx.peers.peer(n).map(peer_source).ok_or_else(|| {
+                    Refusal::new(
+                        404,
+                        "unknown_node",
+                        format!("from[{i}] {n:?}: no such node in this agent's peer set"),
+                    )
+                })?;
+                // The agent a request is forwarded to passes the same fence as a target.
+                if !src.me {
+                    let what = format!("from[{i}] {n:?} (its agent at {})", src.addr.ip());
+                    fenced(&what, src.addr.ip(), allowed)?;
+                }
+                Ok(src)
+            })
+            .collect::<Result<_, Refusal>>()?,
+        None => {
+            // Every agent the fence admits (one it refuses is not asked).
+            let mut all: Vec<Source> = cx
+                .peers
+                .peers
+                .iter()
+                .map(peer_source)
+                .filter(|s| s.me || fence(s.addr.ip(), allowed).is_ok())
+                .collect();
+            if !all.iter().any(|s| s.me) {
+                all.insert(
+                    0,
+                    Source {
+                        node: cx.me.to_string(),
+                        zone: None,
+                        addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), cx.default_port),
+                        me: true,
+                    },
+                );
+            }
+            all
+        }
+    })
+}
+
+/// What can be checked of a `pod/NAMESPACE/NAME` request before the pod is looked up: its
+/// checks (a pod target has no port of its own) and its `from` agents. Nothing is asked of
+/// Kubernetes for a request this refuses.
+pub fn precheck(req: &ProbeRequest, cx: &Context) -> Result<(), Refusal> {
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    checks_of(req, None)?;
+    sources_of(req, cx, &allowed)?;
+    Ok(())
 }
 
 /// Validate and resolve a parsed request.
@@ -149,120 +255,32 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         }
         TargetSpec::Addr { ip, port } => (*ip, *port, None),
     };
-    if let Some(what) = never(ip) {
-        return Err(Refusal::new(
-            403,
-            "target_not_allowed",
-            format!("target {ip}: {what} is never probed"),
-        ));
-    }
-    let derived = derived_cidrs(cx.peers);
-    if !derived
-        .iter()
-        .chain(cx.extra_allowed)
-        .any(|c| c.contains(ip))
-    {
-        let mut list: Vec<String> = derived
-            .iter()
-            .chain(cx.extra_allowed)
-            .map(cidr_text)
-            .collect();
-        list.truncate(16);
-        return Err(Refusal::new(
-            403,
-            "target_not_allowed",
-            format!(
-                "target {ip}: outside the allowed CIDRs ({}); an operator can widen them with --allow-cidr",
-                if list.is_empty() { "none".to_string() } else { list.join(", ") }
-            ),
-        ));
-    }
-    let need_port = |i: usize, what: &str, p: Option<u16>| {
-        p.or(port).ok_or_else(|| {
-            Refusal::bad(format!(
-                "checks[{i}].port: {what} needs a port (in the check or as IP:PORT in the target)"
-            ))
-        })
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    // A pod's address is not the caller's to learn: its refusals name the pod only.
+    let what = match &req.target {
+        TargetSpec::Pod { .. } => format!("target {}", req.target_text),
+        _ => format!("target {ip}"),
     };
-    let checks = match &req.checks {
-        None => {
-            let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
-            if let Some(p) = port {
-                c.push(CheckSpec::Tcp { port: p });
-            }
-            c
-        }
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                Ok(match c {
-                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
-                        count: *count,
-                        size: *size,
-                    },
-                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
-                        port: need_port(i, "tcp", *p)?,
-                    },
-                    RawCheck::Http { port: p, path } => CheckSpec::Http {
-                        port: need_port(i, "http", *p)?,
-                        path: path.clone(),
-                    },
-                    RawCheck::Mtu => CheckSpec::Mtu,
-                })
-            })
-            .collect::<Result<Vec<_>, Refusal>>()?,
-    };
-    let peer_source = |p: &crate::peers::Peer| Source {
-        node: p.node.clone(),
-        zone: p.zone.clone(),
-        addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(cx.default_port)),
-        me: p.node == cx.me,
-    };
-    let sources: Vec<Source> = match &req.from {
-        Some(names) => names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                cx.peers.peer(n).map(peer_source).ok_or_else(|| {
-                    Refusal::new(
-                        404,
-                        "unknown_node",
-                        format!("from[{i}] {n:?}: no such node in this agent's peer set"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        None => {
-            let mut all: Vec<Source> = cx.peers.peers.iter().map(peer_source).collect();
-            if !all.iter().any(|s| s.me) {
-                all.insert(
-                    0,
-                    Source {
-                        node: cx.me.to_string(),
-                        zone: None,
-                        addr: SocketAddr::new(IpAddr::from([127, 0, 0, 1]), cx.default_port),
-                        me: true,
-                    },
-                );
-            }
-            all
-        }
-    };
+    let ip = fenced(&what, ip, &allowed)?;
+    let checks = checks_of(req, port)?;
+    let sources = sources_of(req, cx, &allowed)?;
     let owner = match &named_node {
         Some(n) => cx.peers.peer(n).or_else(|| owner_of(cx.peers, ip)),
         None => owner_of(cx.peers, ip),
     };
     let mut context = Vec::new();
+    // Context checks are packets too: only to addresses the fence admits.
+    let admitted = |ip: IpAddr| fence(ip, &allowed).is_ok();
     if let Some(o) = owner {
-        if o.pod_ip != ip {
+        if o.pod_ip != ip && admitted(o.pod_ip) {
             context.push(ContextCheck {
                 node: o.node.clone(),
                 layer: Layer::IcmpPod,
                 ip: o.pod_ip,
             });
         }
-        if o.node_ip != ip || named_node.is_some() {
+        if (o.node_ip != ip || named_node.is_some()) && admitted(o.node_ip) {
             context.push(ContextCheck {
                 node: o.node.clone(),
                 layer: Layer::IcmpNode,
@@ -342,7 +360,7 @@ mod tests {
         );
         // Explicit checks take the target's port when they have none; `from` narrows.
         let p = plan(
-            r#"{"target":"198.19.1.11:8080","checks":[{"kind":"icmp","count":20},{"kind":"http","path":"/healthz"},{"kind":"tcp","port":22},{"kind":"mtu"}],"from":["node-2","node-2"]}"#,
+            r#"{"target":"198.19.1.11:8080","checks":[{"kind":"icmp","count":14},{"kind":"http","path":"/healthz"},{"kind":"tcp","port":22},{"kind":"mtu"}],"from":["node-2","node-2"]}"#,
             &[],
         )
         .unwrap();
@@ -350,7 +368,7 @@ mod tests {
             p.checks,
             [
                 CheckSpec::Icmp {
-                    count: 20,
+                    count: 14,
                     size: 56
                 },
                 CheckSpec::Http {
@@ -392,6 +410,45 @@ mod tests {
         );
         let lo = [Cidr::parse("127.0.0.0/8").unwrap()];
         assert!(validate(&req, &cx(&lo)).is_ok());
+        // A range wider than loopback does not admit it, in any spelling.
+        let wide = [
+            Cidr::parse("0.0.0.0/0").unwrap(),
+            Cidr::parse("::/0").unwrap(),
+        ];
+        for t in ["127.0.0.1:10250", "[::ffff:127.0.0.1]:10250", "[::1]:10250"] {
+            let req = parse_body(format!(r#"{{"target":"{t}"}}"#).as_bytes()).unwrap();
+            let r = validate(&req, &cx(&wide)).unwrap_err();
+            assert_eq!(r.code, "target_not_allowed", "{t}");
+        }
+        // Admitted through loopback's own range, the mapped spelling is probed as IPv4.
+        let req = parse_body(br#"{"target":"[::ffff:127.0.0.1]:10250"}"#).unwrap();
+        let p = validate(&req, &cx(&lo)).unwrap();
+        assert_eq!(p.target.ip, IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn from_agents_pass_the_same_fence() {
+        // node-b's agent sits on a never-listed address: asked explicitly, refused; by
+        // default, not asked.
+        let set = parse(
+            "peers:\n  - {node: a, node_ip: 198.18.0.1, pod_ip: 198.19.0.1}\n  - {node: b, node_ip: 198.18.0.2, pod_ip: 169.254.0.2}\n",
+        )
+        .unwrap();
+        let cx = Context {
+            me: "a",
+            peers: &set,
+            extra_allowed: &[],
+            default_port: 9464,
+            pod: None,
+        };
+        let req = parse_body(br#"{"target":"198.19.0.9","from":["b"]}"#).unwrap();
+        let r = validate(&req, &cx).unwrap_err();
+        assert_eq!((r.status, r.code), (403, "target_not_allowed"));
+        assert!(r.error.contains("from[0] \"b\""), "{}", r.error);
+        let req = parse_body(br#"{"target":"198.19.0.9"}"#).unwrap();
+        let p = validate(&req, &cx).unwrap();
+        let srcs: Vec<&str> = p.sources.iter().map(|s| s.node.as_str()).collect();
+        assert_eq!(srcs, ["a"]);
     }
 
     #[test]
