@@ -137,7 +137,7 @@ add(timeseries("RTT percentiles (all destinations)", [
     "s", "RTT of successful probes across the selected agents, from the agents' histograms."), 12, 8, 12)
 y[0] += 8
 add(timeseries("Worst pairs by RTT p99 (window)", [target(
-    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_rtt_seconds{{quantile="0.99", {PAIR}}}))',
+    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_rtt_seconds{{q="0.99", {PAIR}}}))',
     "{{src_node}} → {{dst}} {{layer}}")], "s", "The ten pairs with the highest p99 RTT over the agents' windows."), 12, 8, 0)
 add(timeseries("Loss by destination zone", [target(
     f'avg by (src_zone, dst_zone) (meshprobe_pair_loss_ratio{{layer="icmp_node", dst_kind="peer", {PAIR}}})',
