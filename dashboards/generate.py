@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes dashboards/meshprobe.json, the Grafana dashboard (schemaVersion 39).
+"""Writes dashboards/meshprobe.json, the Grafana dashboard (schemaVersion 39), and its copy in
+deploy/components/kube-prometheus-stack/.
 
 Run: python3 dashboards/generate.py  (tests/prometheus_e2e.rs checks the committed JSON is what
 this writes, that every expression parses, and that each returns data against the lab.)
@@ -218,7 +219,13 @@ dashboard = {
     "panels": panels,
 }
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "meshprobe.json")
-with open(out, "w") as f:
-    json.dump(dashboard, f, indent=2, ensure_ascii=False)
-    f.write("\n")
+here = os.path.dirname(os.path.abspath(__file__))
+# The kustomize component's copy: kustomize reads only files inside the component, and
+# tests/validate-manifests.sh fails when the two differ.
+for out in (
+    os.path.join(here, "meshprobe.json"),
+    os.path.join(here, "..", "deploy", "components", "kube-prometheus-stack", "meshprobe-dashboard.json"),
+):
+    with open(out, "w") as f:
+        json.dump(dashboard, f, indent=2, ensure_ascii=False)
+        f.write("\n")
