@@ -129,16 +129,12 @@ async fn gather_here(
     kube: Option<(kube::Client, String)>,
 ) -> Result<MeshDiagnosis> {
     let asked = addrs.iter().map(|a| (a.to_string(), *a)).collect();
-    let gathered = gather(asked, timeout, 16).await;
+    // An agent the others already find down is not waited for (`mesh::not_waited_for`).
+    let gathered = gather(asked, timeout, 16, crate::mesh::not_waited_for).await;
     let mut agents = Vec::new();
     let mut failed = Vec::new();
-    for g in &gathered {
-        match g
-            .result
-            .as_ref()
-            .map_err(ToString::to_string)
-            .and_then(|t| AgentReport::from_json(t).map_err(|e| format!("bad results JSON: {e}")))
-        {
+    for g in gathered {
+        match g.result {
             Ok(r) => agents.push(r),
             Err(e) => failed.push((g.addr, e)),
         }

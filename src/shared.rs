@@ -143,8 +143,23 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
             None => None,
         }
     };
+    // Peers that two answering agents (this one included) find down are not waited for either.
+    let mine = crate::gather::Gathered {
+        source: own.node.clone(),
+        addr: s.config.listen,
+        result: Ok(own.clone()),
+    };
     let (mut gathered, facts) = tokio::join!(
-        crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY),
+        crate::gather::gather(
+            ask,
+            gather_timeout(s),
+            GATHER_CONCURRENCY,
+            |answered, pending| {
+                let mut with_mine = answered.to_vec();
+                with_mine.push(&mine);
+                mesh::not_waited_for(&with_mine, pending)
+            }
+        ),
         facts
     );
     gathered.extend(
@@ -153,12 +168,13 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
             .map(|(source, addr)| crate::gather::Gathered {
                 source,
                 addr,
-                result: Err(crate::model::ErrorClass::LocalError {
-                    detail: "not asked: this agent's own HTTP probes to it fail".into(),
-                }),
+                result: Err(format!(
+                    "{}: this agent's own HTTP probes to it fail",
+                    crate::gather::NOT_WAITED_FOR
+                )),
             }),
     );
-    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, gathered, &set);
     inputs.kube = facts.map(|f| f.as_ref().clone());
     let (diagnosis, held) =
         crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
