@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub mtu_search_interval: Duration,
     /// `POST /api/v1/probe` fences.
     pub probe: ProbeConfig,
+    /// Where the mesh view comes from above `--full-mesh-max` (`--prometheus`): `None`, a
+    /// bounded zone-aware subset of the agents ([`crate::mesh`]).
+    pub prometheus: Option<crate::promclient::PromSource>,
 }
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
@@ -414,8 +417,29 @@ impl AgentConfig {
             Discovery::File
         };
         let probe = probe_config(args, env)?;
+        let prometheus = match get(&args.prometheus, "MESHPROBE_PROMETHEUS") {
+            None => None,
+            Some(u) if u.trim().is_empty() => None,
+            Some(u) => {
+                let mut url = crate::promclient::PromUrl::parse(&u).map_err(|e| {
+                    Error::Config(e.replacen(
+                        "--prometheus",
+                        "--prometheus (or MESHPROBE_PROMETHEUS)",
+                        1,
+                    ))
+                })?;
+                url.auth =
+                    crate::promclient::auth_from_env(|k| env.var(k)).map_err(Error::Config)?;
+                Some(crate::promclient::PromSource {
+                    url,
+                    matchers: get(&args.prometheus_match, "MESHPROBE_PROMETHEUS_MATCH")
+                        .filter(|m| !m.trim().is_empty()),
+                })
+            }
+        };
         Ok(AgentConfig {
             probe,
+            prometheus,
             node_name,
             zone,
             listen,
@@ -548,6 +572,7 @@ mod tests {
         assert_eq!(c.mtu_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
         assert_eq!(c.probe, ProbeConfig::default());
+        assert_eq!(c.prometheus, None);
         let e = env(&[
             ("MESHPROBE_PROBE_TOKEN", "s3cret-s3cret-s3cret"),
             ("MESHPROBE_ALLOW_CIDR", "10.0.0.0/8, 192.0.2.0/24"),
@@ -640,6 +665,10 @@ mod tests {
             (
                 |a| a.full_mesh_max = Some("many".into()),
                 "--full-mesh-max (or MESHPROBE_FULL_MESH_MAX) \"many\": not a whole number",
+            ),
+            (
+                |a| a.prometheus = Some("ftp://prom:9090".into()),
+                "--prometheus (or MESHPROBE_PROMETHEUS) \"ftp://prom:9090\": expected http://HOST:PORT",
             ),
             (
                 |a| a.window = Some("1s".into()),
@@ -977,6 +1006,16 @@ pub struct AgentArgs {
     /// zone-aware plan [env: MESHPROBE_FULL_MESH_MAX] [default: 200].
     #[arg(long)]
     pub full_mesh_max: Option<String>,
+    /// Above --full-mesh-max, build the mesh view (`/api/v1/diagnosis`) from meshprobe's metrics
+    /// in this Prometheus (http://HOST:PORT[/PREFIX]) instead of a bounded subset of the agents.
+    /// Auth from MESHPROBE_PROMETHEUS_TOKEN, or MESHPROBE_PROMETHEUS_USER and
+    /// MESHPROBE_PROMETHEUS_PASSWORD [env: MESHPROBE_PROMETHEUS] [default: none].
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// With --prometheus: extra label matchers for every query, e.g. 'cluster="prod"'
+    /// [env: MESHPROBE_PROMETHEUS_MATCH].
+    #[arg(long)]
+    pub prometheus_match: Option<String>,
     /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
     /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
     #[arg(long)]

@@ -175,6 +175,7 @@ async fn gather_here(
         agents_unreachable: unanswered,
         diagnosis: diagnose(&Matrix::build(&inputs)),
         held: Vec::new(),
+        scope: None,
         reports: inputs.agents,
     })
 }
@@ -203,7 +204,7 @@ async fn kube_facts(
     }
 }
 
-/// `--prometheus`: every query of [`promsource::QUERIES`] in turn (each within `timeout`),
+/// `--prometheus`: every query of [`promsource::QUERIES`] at once (each within `timeout`),
 /// then the pure build and the engine. Unreachable Prometheus, a query error, or no meshprobe
 /// series at all: an error naming the URL and the query (exit 2).
 async fn from_prometheus(
@@ -212,16 +213,13 @@ async fn from_prometheus(
     timeout: Duration,
     kube: Option<(kube::Client, String)>,
 ) -> Result<MeshDiagnosis> {
-    let mut answers = promsource::Answers::new();
-    for &metric in &promsource::QUERIES {
-        let q = promsource::query_for(metric, matchers);
-        let body = promclient::query(url, &q, timeout, promclient::MAX_ANSWER_BYTES)
-            .await
-            .map_err(Error::NoAnswer)?;
-        let samples = promsource::parse_response(&q, &body, promsource::MAX_SERIES)
-            .map_err(|e| Error::NoAnswer(format!("Prometheus at {}: {e}", url.display())))?;
-        answers.insert(metric, samples);
-    }
+    let src = promclient::PromSource {
+        url: url.clone(),
+        matchers: matchers.map(str::to_string),
+    };
+    let answers = promclient::answers(&src, timeout)
+        .await
+        .map_err(Error::NoAnswer)?;
     if let Ok(dir) = std::env::var("MESHPROBE_RECORD_PROM") {
         record(&dir, &answers);
     }
@@ -240,6 +238,7 @@ async fn from_prometheus(
         agents_unreachable: built.unanswered,
         diagnosis,
         held: Vec::new(),
+        scope: None,
         reports: built.inputs.agents,
     })
 }
@@ -289,7 +288,11 @@ pub fn render(d: &MeshDiagnosis) -> String {
             .collect();
         out.push_str(&format!(", no answer from {}", silent.join(", ")));
     }
-    out.push_str("\n\n");
+    out.push('\n');
+    if let Some(scope) = &d.scope {
+        out.push_str(&format!("scope: {}\n", scope.note));
+    }
+    out.push('\n');
     out.push_str(&d.diagnosis.to_text());
     out
 }

@@ -27,10 +27,57 @@ pub struct MeshDiagnosis {
     /// (Kubernetes: node NotReady or cordoned, agent just Ready). Not alarms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<crate::diagnosis::Finding>,
+    /// Set when the view is not every agent's own results: above `--full-mesh-max` it comes
+    /// from Prometheus or from a bounded subset of the agents, and says so here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
     /// The result documents the view rests on, one per answering agent (for the agent page's
     /// matrix; not part of the JSON).
     #[serde(skip)]
     pub reports: Vec<AgentReport>,
+}
+
+/// Where a mesh view above `--full-mesh-max` comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// `prometheus` (every agent's series, as last scraped) or `subset` (some agents asked).
+    pub source: String,
+    /// Agents in the peer set, this one included.
+    pub agents_in_mesh: usize,
+    /// Agents asked for their results (0 from Prometheus).
+    pub agents_asked: usize,
+    /// What that means for the answer, in a sentence.
+    pub note: String,
+}
+
+/// Agents a mesh view asks at most on a sampled plan without `--prometheus`
+/// ([`crate::plan::Plan::view_subset`]): at [`crate::gather`]'s 16 at once and a few ms each,
+/// a fan-out of about 4 × the slowest answer.
+pub const SUBSET_MAX: usize = 64;
+
+/// The scope of a view gathered from `asked` of `in_mesh` agents on a sampled plan; `why` says
+/// why not from Prometheus (none given, or its error).
+pub fn subset_scope(asked: usize, in_mesh: usize, why: &str) -> Scope {
+    Scope {
+        source: "subset".into(),
+        agents_in_mesh: in_mesh,
+        agents_asked: asked,
+        note: format!(
+            "a subset: {asked} of the {in_mesh} agents were asked (above --full-mesh-max: the probers of what this agent finds failing, its own peers, then every zone in turn; at most {SUBSET_MAX}); faults no asked agent sees are not in this answer. {why}"
+        ),
+    }
+}
+
+/// The scope of a view built from Prometheus at `url`.
+pub fn prometheus_scope(url: &str, in_mesh: usize) -> Scope {
+    Scope {
+        source: "prometheus".into(),
+        agents_in_mesh: in_mesh,
+        agents_asked: 0,
+        note: format!(
+            "from Prometheus at {url} (above --full-mesh-max): every agent's series as last scraped"
+        ),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -146,6 +146,33 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// A Prometheus to build the mesh view from: `diagnose --prometheus`, and the agent's
+/// `--prometheus` above `--full-mesh-max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromSource {
+    pub url: PromUrl,
+    /// Extra label matchers for every query (`--prometheus-match`).
+    pub matchers: Option<String>,
+}
+
+/// Every query of [`crate::promsource::QUERIES`], all at once (18 connections), each within
+/// `timeout`, each answer capped at [`MAX_ANSWER_BYTES`] and parsed. The first error, in
+/// query order, names the URL and the query.
+pub async fn answers(
+    src: &PromSource,
+    timeout: Duration,
+) -> Result<crate::promsource::Answers, String> {
+    use crate::promsource::{parse_response, query_for, MAX_SERIES, QUERIES};
+    let asked = QUERIES.iter().map(|&metric| async move {
+        let q = query_for(metric, src.matchers.as_deref());
+        let body = query(&src.url, &q, timeout, MAX_ANSWER_BYTES).await?;
+        parse_response(&q, &body, MAX_SERIES)
+            .map(|samples| (metric, samples))
+            .map_err(|e| format!("Prometheus at {}: {e}", src.url.display()))
+    });
+    futures::future::join_all(asked).await.into_iter().collect()
+}
+
 /// `GET /api/v1/query?query=…` within `timeout` (resolving, connecting and reading included),
 /// the answer capped at `max` bytes. Prometheus answers a bad query with 400/422 and a JSON
 /// error: that body is returned for [`crate::promsource::parse_response`] to name; any other
