@@ -421,13 +421,26 @@ impl AgentConfig {
             None => None,
             Some(u) if u.trim().is_empty() => None,
             Some(u) => {
-                let mut url = crate::promclient::PromUrl::parse(&u).map_err(|e| {
-                    Error::Config(e.replacen(
-                        "--prometheus",
-                        "--prometheus (or MESHPROBE_PROMETHEUS)",
-                        1,
-                    ))
-                })?;
+                let ca = args
+                    .prometheus_ca
+                    .clone()
+                    .or_else(|| env.var("MESHPROBE_PROMETHEUS_CA").map(PathBuf::from));
+                let mut url = crate::promclient::PromUrl::parse(&u)
+                    .and_then(|url| url.with_ca(ca.as_deref()))
+                    .map_err(|e| {
+                        Error::Config(
+                            e.replacen(
+                                "--prometheus ",
+                                "--prometheus (or MESHPROBE_PROMETHEUS) ",
+                                1,
+                            )
+                            .replacen(
+                                "--prometheus-ca ",
+                                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) ",
+                                1,
+                            ),
+                        )
+                    })?;
                 url.auth =
                     crate::promclient::auth_from_env(|k| env.var(k)).map_err(Error::Config)?;
                 Some(crate::promclient::PromSource {
@@ -669,6 +682,20 @@ mod tests {
             (
                 |a| a.prometheus = Some("ftp://prom:9090".into()),
                 "--prometheus (or MESHPROBE_PROMETHEUS) \"ftp://prom:9090\": expected http://HOST:PORT",
+            ),
+            (
+                |a| {
+                    a.prometheus = Some("http://prom:9090".into());
+                    a.prometheus_ca = Some("/no/such/ca.pem".into());
+                },
+                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) /no/such/ca.pem: only for an https://",
+            ),
+            (
+                |a| {
+                    a.prometheus = Some("https://prom:9090".into());
+                    a.prometheus_ca = Some("/no/such/ca.pem".into());
+                },
+                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) /no/such/ca.pem: No such file",
             ),
             (
                 |a| a.window = Some("1s".into()),
@@ -1007,7 +1034,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub full_mesh_max: Option<String>,
     /// Above --full-mesh-max, build the mesh view (`/api/v1/diagnosis`) from meshprobe's metrics
-    /// in this Prometheus (http://HOST:PORT[/PREFIX]) instead of a bounded subset of the agents.
+    /// in this Prometheus (http[s]://HOST:PORT[/PREFIX]) instead of a bounded subset of the agents.
     /// Auth from MESHPROBE_PROMETHEUS_TOKEN, or MESHPROBE_PROMETHEUS_USER and
     /// MESHPROBE_PROMETHEUS_PASSWORD [env: MESHPROBE_PROMETHEUS] [default: none].
     #[arg(long)]
@@ -1016,6 +1043,10 @@ pub struct AgentArgs {
     /// [env: MESHPROBE_PROMETHEUS_MATCH].
     #[arg(long)]
     pub prometheus_match: Option<String>,
+    /// With an https:// --prometheus: trust the CA certificates of this PEM file instead of
+    /// the system's trust store [env: MESHPROBE_PROMETHEUS_CA].
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca: Option<PathBuf>,
     /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
     /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
     #[arg(long)]

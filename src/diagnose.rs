@@ -35,7 +35,7 @@ pub struct DiagnoseArgs {
     /// Agents to gather results from directly, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "prometheus")]
     pub agents: Vec<String>,
-    /// Build the matrix from meshprobe's metrics in this Prometheus (http://HOST:PORT[/PREFIX]).
+    /// Build the matrix from meshprobe's metrics in this Prometheus (http[s]://HOST:PORT[/PREFIX]).
     /// Auth from the environment: MESHPROBE_PROMETHEUS_TOKEN (bearer), or
     /// MESHPROBE_PROMETHEUS_USER and MESHPROBE_PROMETHEUS_PASSWORD (basic).
     #[arg(long)]
@@ -43,6 +43,10 @@ pub struct DiagnoseArgs {
     /// With --prometheus: extra label matchers for every query, e.g. 'cluster="prod"'.
     #[arg(long, requires = "prometheus")]
     pub prometheus_match: Option<String>,
+    /// With an https:// --prometheus: trust the CA certificates of this PEM file instead of
+    /// the system's trust store.
+    #[arg(long, requires = "prometheus", value_name = "FILE")]
+    pub prometheus_ca: Option<std::path::PathBuf>,
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
@@ -85,7 +89,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<u8> {
     let d = match (&args.agent, &args.prometheus) {
         (Some(a), _) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
         (None, Some(url)) => {
-            let mut u = crate::promclient::PromUrl::parse(url).map_err(Error::Config)?;
+            let mut u = crate::promclient::PromUrl::parse(url)
+                .and_then(|u| u.with_ca(args.prometheus_ca.as_deref()))
+                .map_err(Error::Config)?;
             u.auth = crate::promclient::auth_from_env(|k| std::env::var(k).ok())
                 .map_err(Error::Config)?;
             from_prometheus(
