@@ -320,6 +320,9 @@ async fn probe_loop(
             }
             shared.plan.sampled.store(plan.sampled, Ordering::Relaxed);
             shared.plan.peers.store(mine.len(), Ordering::Relaxed);
+            if let Ok(mut current) = shared.plan.current.lock() {
+                *current = plan.sampled.then(|| Arc::new(plan.clone()));
+            }
             planned_epoch = plan.sampled.then_some(epoch);
             t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);

@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub mtu_search_interval: Duration,
     /// `POST /api/v1/probe` fences.
     pub probe: ProbeConfig,
+    /// Where the mesh view comes from above `--full-mesh-max` (`--prometheus`): `None`, a
+    /// bounded zone-aware subset of the agents ([`crate::mesh`]).
+    pub prometheus: Option<crate::promclient::PromSource>,
 }
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
@@ -433,8 +436,42 @@ impl AgentConfig {
             Discovery::File
         };
         let probe = probe_config(args, env)?;
+        let prometheus = match get(&args.prometheus, "MESHPROBE_PROMETHEUS") {
+            None => None,
+            Some(u) if u.trim().is_empty() => None,
+            Some(u) => {
+                let ca = args
+                    .prometheus_ca
+                    .clone()
+                    .or_else(|| env.var("MESHPROBE_PROMETHEUS_CA").map(PathBuf::from));
+                let mut url = crate::promclient::PromUrl::parse(&u)
+                    .and_then(|url| url.with_ca(ca.as_deref()))
+                    .map_err(|e| {
+                        Error::Config(
+                            e.replacen(
+                                "--prometheus ",
+                                "--prometheus (or MESHPROBE_PROMETHEUS) ",
+                                1,
+                            )
+                            .replacen(
+                                "--prometheus-ca ",
+                                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) ",
+                                1,
+                            ),
+                        )
+                    })?;
+                url.auth =
+                    crate::promclient::auth_from_env(|k| env.var(k)).map_err(Error::Config)?;
+                Some(crate::promclient::PromSource {
+                    url,
+                    matchers: get(&args.prometheus_match, "MESHPROBE_PROMETHEUS_MATCH")
+                        .filter(|m| !m.trim().is_empty()),
+                })
+            }
+        };
         Ok(AgentConfig {
             probe,
+            prometheus,
             node_name,
             zone,
             listen,
@@ -567,6 +604,7 @@ mod tests {
         assert_eq!(c.mtu_interval, Some(Duration::from_secs(30)));
         assert_eq!(c.mtu_search_interval, Duration::from_secs(600));
         assert_eq!(c.probe, ProbeConfig::default());
+        assert_eq!(c.prometheus, None);
         let e = env(&[
             ("MESHPROBE_PROBE_TOKEN", "s3cret-s3cret-s3cret"),
             ("MESHPROBE_ALLOW_CIDR", "10.0.0.0/8, 192.0.2.0/24"),
@@ -659,6 +697,24 @@ mod tests {
             (
                 |a| a.full_mesh_max = Some("many".into()),
                 "--full-mesh-max (or MESHPROBE_FULL_MESH_MAX) \"many\": not a whole number",
+            ),
+            (
+                |a| a.prometheus = Some("ftp://prom:9090".into()),
+                "--prometheus (or MESHPROBE_PROMETHEUS) \"ftp://prom:9090\": expected http://HOST:PORT",
+            ),
+            (
+                |a| {
+                    a.prometheus = Some("http://prom:9090".into());
+                    a.prometheus_ca = Some("/no/such/ca.pem".into());
+                },
+                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) /no/such/ca.pem: only for an https://",
+            ),
+            (
+                |a| {
+                    a.prometheus = Some("https://prom:9090".into());
+                    a.prometheus_ca = Some("/no/such/ca.pem".into());
+                },
+                "--prometheus-ca (or MESHPROBE_PROMETHEUS_CA) /no/such/ca.pem: No such file",
             ),
             (
                 |a| a.window = Some("1s".into()),
@@ -1025,6 +1081,20 @@ pub struct AgentArgs {
     /// zone-aware plan [env: MESHPROBE_FULL_MESH_MAX] [default: 200].
     #[arg(long)]
     pub full_mesh_max: Option<String>,
+    /// Above --full-mesh-max, build the mesh view (`/api/v1/diagnosis`) from meshprobe's metrics
+    /// in this Prometheus (http[s]://HOST:PORT[/PREFIX]) instead of a bounded subset of the agents.
+    /// Auth from MESHPROBE_PROMETHEUS_TOKEN, or MESHPROBE_PROMETHEUS_USER and
+    /// MESHPROBE_PROMETHEUS_PASSWORD [env: MESHPROBE_PROMETHEUS] [default: none].
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// With --prometheus: extra label matchers for every query, e.g. 'cluster="prod"'
+    /// [env: MESHPROBE_PROMETHEUS_MATCH].
+    #[arg(long)]
+    pub prometheus_match: Option<String>,
+    /// With an https:// --prometheus: trust the CA certificates of this PEM file instead of
+    /// the system's trust store [env: MESHPROBE_PROMETHEUS_CA].
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca: Option<PathBuf>,
     /// Extra CIDRs on-demand probe targets may fall in, comma-separated, besides the pod and
     /// node subnets of the peer set [env: MESHPROBE_ALLOW_CIDR].
     #[arg(long)]

@@ -35,7 +35,7 @@ pub struct DiagnoseArgs {
     /// Agents to gather results from directly, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "prometheus")]
     pub agents: Vec<String>,
-    /// Build the matrix from meshprobe's metrics in this Prometheus (http://HOST:PORT[/PREFIX]).
+    /// Build the matrix from meshprobe's metrics in this Prometheus (http[s]://HOST:PORT[/PREFIX]).
     /// Auth from the environment: MESHPROBE_PROMETHEUS_TOKEN (bearer), or
     /// MESHPROBE_PROMETHEUS_USER and MESHPROBE_PROMETHEUS_PASSWORD (basic).
     #[arg(long)]
@@ -43,6 +43,10 @@ pub struct DiagnoseArgs {
     /// With --prometheus: extra label matchers for every query, e.g. 'cluster="prod"'.
     #[arg(long, requires = "prometheus")]
     pub prometheus_match: Option<String>,
+    /// With an https:// --prometheus: trust the CA certificates of this PEM file instead of
+    /// the system's trust store.
+    #[arg(long, requires = "prometheus", value_name = "FILE")]
+    pub prometheus_ca: Option<std::path::PathBuf>,
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
@@ -85,7 +89,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<u8> {
     let d = match (&args.agent, &args.prometheus) {
         (Some(a), _) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
         (None, Some(url)) => {
-            let mut u = crate::promclient::PromUrl::parse(url).map_err(Error::Config)?;
+            let mut u = crate::promclient::PromUrl::parse(url)
+                .and_then(|u| u.with_ca(args.prometheus_ca.as_deref()))
+                .map_err(Error::Config)?;
             u.auth = crate::promclient::auth_from_env(|k| std::env::var(k).ok())
                 .map_err(Error::Config)?;
             from_prometheus(
@@ -129,16 +135,12 @@ async fn gather_here(
     kube: Option<(kube::Client, String)>,
 ) -> Result<MeshDiagnosis> {
     let asked = addrs.iter().map(|a| (a.to_string(), *a)).collect();
-    let gathered = gather(asked, timeout, 16).await;
+    // An agent the others already find down is not waited for (`mesh::not_waited_for`).
+    let gathered = gather(asked, timeout, 16, crate::mesh::not_waited_for).await;
     let mut agents = Vec::new();
     let mut failed = Vec::new();
-    for g in &gathered {
-        match g
-            .result
-            .as_ref()
-            .map_err(ToString::to_string)
-            .and_then(|t| AgentReport::from_json(t).map_err(|e| format!("bad results JSON: {e}")))
-        {
+    for g in gathered {
+        match g.result {
             Ok(r) => agents.push(r),
             Err(e) => failed.push((g.addr, e)),
         }
@@ -179,6 +181,7 @@ async fn gather_here(
         agents_unreachable: unanswered,
         diagnosis: diagnose(&Matrix::build(&inputs)),
         held: Vec::new(),
+        scope: None,
         reports: inputs.agents,
     })
 }
@@ -207,7 +210,7 @@ async fn kube_facts(
     }
 }
 
-/// `--prometheus`: every query of [`promsource::QUERIES`] in turn (each within `timeout`),
+/// `--prometheus`: every query of [`promsource::QUERIES`] at once (each within `timeout`),
 /// then the pure build and the engine. Unreachable Prometheus, a query error, or no meshprobe
 /// series at all: an error naming the URL and the query (exit 2).
 async fn from_prometheus(
@@ -216,16 +219,13 @@ async fn from_prometheus(
     timeout: Duration,
     kube: Option<(kube::Client, String)>,
 ) -> Result<MeshDiagnosis> {
-    let mut answers = promsource::Answers::new();
-    for &metric in &promsource::QUERIES {
-        let q = promsource::query_for(metric, matchers);
-        let body = promclient::query(url, &q, timeout, promclient::MAX_ANSWER_BYTES)
-            .await
-            .map_err(Error::NoAnswer)?;
-        let samples = promsource::parse_response(&q, &body, promsource::MAX_SERIES)
-            .map_err(|e| Error::NoAnswer(format!("Prometheus at {}: {e}", url.display())))?;
-        answers.insert(metric, samples);
-    }
+    let src = promclient::PromSource {
+        url: url.clone(),
+        matchers: matchers.map(str::to_string),
+    };
+    let answers = promclient::answers(&src, timeout)
+        .await
+        .map_err(Error::NoAnswer)?;
     if let Ok(dir) = std::env::var("MESHPROBE_RECORD_PROM") {
         record(&dir, &answers);
     }
@@ -244,6 +244,7 @@ async fn from_prometheus(
         agents_unreachable: built.unanswered,
         diagnosis,
         held: Vec::new(),
+        scope: None,
         reports: built.inputs.agents,
     })
 }
@@ -293,7 +294,11 @@ pub fn render(d: &MeshDiagnosis) -> String {
             .collect();
         out.push_str(&format!(", no answer from {}", silent.join(", ")));
     }
-    out.push_str("\n\n");
+    out.push('\n');
+    if let Some(scope) = &d.scope {
+        out.push_str(&format!("scope: {}\n", scope.note));
+    }
+    out.push('\n');
     out.push_str(&d.diagnosis.to_text());
     out
 }

@@ -167,12 +167,14 @@ pub fn results(data: &[u8]) {
     let gathered: Vec<Gathered> = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| Gathered {
-            source: format!("node-{}", i + 1),
-            addr: std::net::SocketAddr::from(([198, 19, i as u8, 10], 9464)),
-            result: String::from_utf8(d.to_vec()).map_err(|_| ErrorClass::Protocol {
-                detail: "results are not UTF-8".into(),
-            }),
+        .map(|(i, d)| {
+            Gathered::from_wire(
+                format!("node-{}", i + 1),
+                std::net::SocketAddr::from(([198, 19, i as u8, 10], 9464)),
+                String::from_utf8(d.to_vec()).map_err(|_| ErrorClass::Protocol {
+                    detail: "results are not UTF-8".into(),
+                }),
+            )
         })
         .collect();
     let own = AgentReport {
@@ -180,8 +182,9 @@ pub fn results(data: &[u8]) {
         ready: Some(true),
         ..AgentReport::default()
     };
-    let (inputs, answered, unanswered) = crate::mesh::inputs(own, &gathered, set());
-    assert_eq!(answered.len() + unanswered.len(), gathered.len() + 1);
+    let n = gathered.len();
+    let (inputs, answered, unanswered) = crate::mesh::inputs(own, gathered, set());
+    assert_eq!(answered.len() + unanswered.len(), n + 1);
     let m = Matrix::build(&inputs);
     let d = diagnose_with(&m, &Params::default());
     let _ = d.to_text();

@@ -1,10 +1,16 @@
 //! The Prometheus HTTP API client of `meshprobe diagnose --prometheus` (I/O; the data work is
-//! [`crate::promsource`]): instant queries over plain HTTP, each on a new connection, each within
-//! a timeout, answers capped in size. Optional auth from the environment:
-//! `MESHPROBE_PROMETHEUS_TOKEN` (bearer) or `MESHPROBE_PROMETHEUS_USER` +
-//! `MESHPROBE_PROMETHEUS_PASSWORD` (basic).
+//! [`crate::promsource`]): instant queries over HTTP or HTTPS, each on a new connection, each
+//! within a timeout, answers capped in size. HTTPS is rustls (with ring, the TLS stack kube's
+//! client already builds) on our own TCP connection, verifying the server against the system's
+//! trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured) or a CA file (`--prometheus-ca`).
+//! Optional auth from the environment: `MESHPROBE_PROMETHEUS_TOKEN` (bearer) or
+//! `MESHPROBE_PROMETHEUS_USER` + `MESHPROBE_PROMETHEUS_PASSWORD` (basic).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::Bytes;
@@ -17,32 +23,99 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// Where Prometheus listens, and how to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromUrl {
+    /// `https://`: TLS, verified with [`PromUrl::tls`] (the system's trust store when unset).
+    pub https: bool,
     pub host: String,
     pub port: u16,
     /// Path prefix (Prometheus behind `--web.route-prefix`), without a trailing slash.
     pub prefix: String,
     /// The `Authorization` header value.
     pub auth: Option<String>,
+    /// The TLS client settings ([`tls_config`]); set once, shared by every query.
+    pub tls: Option<Tls>,
+}
+
+/// A rustls client configuration (compared by identity: it holds trust anchors, not data).
+#[derive(Clone)]
+pub struct Tls(pub Arc<rustls::ClientConfig>);
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Tls {}
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+/// The TLS client settings: trust the certificates of the PEM file `ca` (`--prometheus-ca`),
+/// else the system's trust store. Errors name the file, or say that the system has none.
+pub fn tls_config(ca: Option<&Path>) -> Result<Tls, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let what = format!("--prometheus-ca {}", path.display());
+            let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{what}: a certificate rustls rejects: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{what}: no certificate in the file"));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "no certificate in the system's trust store{}; give --prometheus-ca FILE",
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", why.join("; "))
+                    }
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Tls(Arc::new(config)))
 }
 
 impl PromUrl {
-    /// `http://HOST[:PORT][/PREFIX]`; port 80 when none is given (Prometheus's own default is
-    /// 9090: write it). HTTPS is not spoken: reach an HTTPS Prometheus through a local proxy.
+    /// `http[s]://HOST[:PORT][/PREFIX]`; port 80 (443 with https) when none is given
+    /// (Prometheus's own default is 9090: write it). Pure: the TLS settings come from
+    /// [`PromUrl::with_ca`].
     pub fn parse(url: &str) -> Result<PromUrl, String> {
         let bad = |why: &str| format!("--prometheus {url:?}: {why}");
         let t = url.trim();
-        if t.starts_with("https://") {
-            return Err(bad("https is not supported; use http:// (e.g. through `kubectl port-forward` or `kubectl proxy`)"));
-        }
-        let Some(rest) = t.strip_prefix("http://") else {
+        let (https, rest) = if let Some(r) = t.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = t.strip_prefix("http://") {
+            (false, r)
+        } else {
             return Err(bad(
-                "expected http://HOST:PORT (e.g. http://127.0.0.1:9090)",
+                "expected http://HOST:PORT or https://HOST:PORT (e.g. http://127.0.0.1:9090)",
             ));
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() || authority.contains('@') {
             return Err(bad(
-                "expected http://HOST:PORT (credentials go in the environment, see --help)",
+                "expected http://HOST:PORT or https://HOST:PORT (credentials go in the environment, see --help)",
             ));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -60,6 +133,7 @@ impl PromUrl {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| bad("the port is not a number"))?,
+            None if https => 443,
             None => 80,
         };
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -70,6 +144,7 @@ impl PromUrl {
             return Err(bad("no query or fragment, only a path prefix"));
         }
         Ok(PromUrl {
+            https,
             host,
             port,
             prefix: if prefix.is_empty() {
@@ -78,7 +153,23 @@ impl PromUrl {
                 format!("/{prefix}")
             },
             auth: None,
+            tls: None,
         })
+    }
+
+    /// The TLS settings for an `https://` URL ([`tls_config`]: the CA file `ca`, else the
+    /// system's trust store); a CA file with an `http://` URL is an error.
+    pub fn with_ca(mut self, ca: Option<&Path>) -> Result<PromUrl, String> {
+        if self.https {
+            self.tls = Some(tls_config(ca)?);
+        } else if let Some(ca) = ca {
+            return Err(format!(
+                "--prometheus-ca {}: only for an https:// Prometheus URL (got {})",
+                ca.display(),
+                self.display()
+            ));
+        }
+        Ok(self)
     }
 
     /// The URL as given back in messages.
@@ -88,7 +179,8 @@ impl PromUrl {
         } else {
             self.host.clone()
         };
-        format!("http://{host}:{}{}", self.port, self.prefix)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{host}:{}{}", self.port, self.prefix)
     }
 }
 
@@ -104,34 +196,14 @@ pub fn auth_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Stri
         (Some(t), None, _) => Ok(Some(format!("Bearer {}", t.trim()))),
         (None, Some(u), p) => Ok(Some(format!(
             "Basic {}",
-            base64(format!("{u}:{}", p.unwrap_or_default()).as_bytes())
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{u}:{}", p.unwrap_or_default()).as_bytes())
         ))),
         (None, None, Some(_)) => {
             Err("MESHPROBE_PROMETHEUS_PASSWORD is set without MESHPROBE_PROMETHEUS_USER".into())
         }
         (None, None, None) => Ok(None),
     }
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Percent-encode a query parameter value.
@@ -144,6 +216,33 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A Prometheus to build the mesh view from: `diagnose --prometheus`, and the agent's
+/// `--prometheus` above `--full-mesh-max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromSource {
+    pub url: PromUrl,
+    /// Extra label matchers for every query (`--prometheus-match`).
+    pub matchers: Option<String>,
+}
+
+/// Every query of [`crate::promsource::QUERIES`], all at once (18 connections), each within
+/// `timeout`, each answer capped at [`MAX_ANSWER_BYTES`] and parsed. The first error, in
+/// query order, names the URL and the query.
+pub async fn answers(
+    src: &PromSource,
+    timeout: Duration,
+) -> Result<crate::promsource::Answers, String> {
+    use crate::promsource::{parse_response, query_for, MAX_SERIES, QUERIES};
+    let asked = QUERIES.iter().map(|&metric| async move {
+        let q = query_for(metric, src.matchers.as_deref());
+        let body = query(&src.url, &q, timeout, MAX_ANSWER_BYTES).await?;
+        parse_response(&q, &body, MAX_SERIES)
+            .map(|samples| (metric, samples))
+            .map_err(|e| format!("Prometheus at {}: {e}", src.url.display()))
+    });
+    futures::future::join_all(asked).await.into_iter().collect()
 }
 
 /// `GET /api/v1/query?query=…` within `timeout` (resolving, connecting and reading included),
@@ -176,6 +275,27 @@ async fn query_inner(url: &PromUrl, q: &str, max: usize) -> Result<Bytes, String
         }
     }
     let stream = stream.ok_or(last)?;
+    if !url.https {
+        return exchange(stream, url, q, max).await;
+    }
+    let tls = match &url.tls {
+        Some(t) => t.clone(),
+        None => tls_config(None)?,
+    };
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| format!("{:?} is not a TLS server name: {e}", url.host))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.0)
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake with {}: {e}", url.host))?;
+    exchange(stream, url, q, max).await
+}
+
+/// One request and its answer on an open connection (plain TCP or TLS).
+async fn exchange<S>(stream: S, url: &PromUrl, q: &str, max: usize) -> Result<Bytes, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(64 * 1024)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -254,8 +374,12 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 9090));
         assert_eq!(u.display(), "http://[::1]:9090");
         assert_eq!(PromUrl::parse("http://prom").unwrap().port, 80);
+        let u = PromUrl::parse("https://prom.example/x").unwrap();
+        assert!(u.https && u.port == 443 && u.tls.is_none(), "{u:?}");
+        assert_eq!(u.display(), "https://prom.example:443/x");
+        assert!(!PromUrl::parse("http://prom").unwrap().https);
         for (bad, why) in [
-            ("https://p:9090", "https is not supported"),
+            ("ftp://p:9090", "expected http://HOST:PORT or https://"),
             ("p:9090", "expected http://"),
             ("http://:9090", "bad host"),
             ("http://p:x", "port is not a number"),
@@ -265,6 +389,52 @@ mod tests {
             let e = PromUrl::parse(bad).unwrap_err();
             assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
         }
+    }
+
+    fn env_owned(vars: Vec<(&'static str, &'static str)>) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_ca_file_is_checked_and_only_for_https() {
+        let dir = std::env::temp_dir().join(format!("meshprobe-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let bad_pem = dir.join("bad.pem");
+        std::fs::write(
+            &bad_pem,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.join("missing.pem");
+        for (path, why) in [
+            (&missing, "No such file"),
+            (&junk, "no certificate in the file"),
+            (&bad_pem, "not PEM certificates"),
+        ] {
+            let e = tls_config(Some(path)).unwrap_err();
+            assert!(
+                e.starts_with(&format!("--prometheus-ca {}", path.display())) && e.contains(why),
+                "{e}"
+            );
+        }
+        let e = PromUrl::parse("http://p:9090")
+            .unwrap()
+            .with_ca(Some(&junk))
+            .unwrap_err();
+        assert!(e.contains("only for an https://"), "{e}");
+        assert!(PromUrl::parse("http://p:9090")
+            .unwrap()
+            .with_ca(None)
+            .unwrap()
+            .tls
+            .is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -295,9 +465,18 @@ mod tests {
         ]))
         .is_err());
         assert!(auth_from_env(env(&[("MESHPROBE_PROMETHEUS_PASSWORD", "p")])).is_err());
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
+        // Padding, and bytes beyond ASCII.
+        for (user, want) in [
+            ("a", "Basic YTo="),
+            ("ab", "Basic YWI6"),
+            ("é", "Basic w6k6"),
+        ] {
+            assert_eq!(
+                auth_from_env(env_owned(vec![("MESHPROBE_PROMETHEUS_USER", user)])),
+                Ok(Some(want.into())),
+                "{user}"
+            );
+        }
     }
 
     /// A one-shot HTTP server on 127.0.0.1 answering `answer` (raw bytes) to any request, or

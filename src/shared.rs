@@ -118,6 +118,22 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         .map(|st| st.peers().clone())
         .unwrap_or_default();
     let results = results_of(s);
+    // Above --full-mesh-max: from Prometheus when given one, else from a bounded subset.
+    let sampled = s.plan.current.lock().ok().and_then(|p| p.clone());
+    let mut why_subset = "Give the agents --prometheus for a view of the whole mesh.".to_string();
+    if let (Some(plan), Some(src)) = (&sampled, &s.config.prometheus) {
+        match from_prometheus(s, src, &results, plan.names.len()).await {
+            Ok(d) => {
+                let d = Arc::new(d);
+                *cache = Some((Instant::now(), d.clone()));
+                return d;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mesh view: Prometheus failed; asking a subset of the agents");
+                why_subset = format!("Prometheus failed: {e}");
+            }
+        }
+    }
     // Peers whose agent our own HTTP probes find down (two failures in a row) are not asked:
     // waiting out the timeout for them would only delay the answer. Their silence is evidence.
     let down: std::collections::HashSet<&str> = results
@@ -130,10 +146,24 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         })
         .map(|p| p.node.as_str())
         .collect();
-    let (skipped, ask): (Vec<_>, Vec<_>) =
-        mesh::peer_agents(&set, &s.identity.node, s.config.listen.port())
+    let mut agents = mesh::peer_agents(&set, &s.identity.node, s.config.listen.port());
+    let scope = sampled.as_ref().map(|plan| {
+        let failing: Vec<&str> = results
+            .peers
+            .iter()
+            .filter(|p| p.layers.values().any(|w| w.reachable == Some(false)))
+            .map(|p| p.node.as_str())
+            .collect();
+        let chosen: std::collections::HashSet<&str> = plan
+            .view_subset(&s.identity.node, &failing, mesh::SUBSET_MAX)
             .into_iter()
-            .partition(|(node, _)| down.contains(node.as_str()));
+            .collect();
+        agents.retain(|(node, _)| chosen.contains(node.as_str()));
+        mesh::subset_scope(agents.len(), plan.names.len(), &why_subset)
+    });
+    let (skipped, ask): (Vec<_>, Vec<_>) = agents
+        .into_iter()
+        .partition(|(node, _)| down.contains(node.as_str()));
     let own = results.report();
     // Kubernetes facts (when discovery is kubernetes) are fetched alongside the gathering,
     // within the same deadline, so a slow API server never delays the view.
@@ -143,8 +173,23 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
             None => None,
         }
     };
+    // Peers that two answering agents (this one included) find down are not waited for either.
+    let mine = crate::gather::Gathered {
+        source: own.node.clone(),
+        addr: s.config.listen,
+        result: Ok(own.clone()),
+    };
     let (mut gathered, facts) = tokio::join!(
-        crate::gather::gather(ask, gather_timeout(s), GATHER_CONCURRENCY),
+        crate::gather::gather(
+            ask,
+            gather_timeout(s),
+            GATHER_CONCURRENCY,
+            |answered, pending| {
+                let mut with_mine = answered.to_vec();
+                with_mine.push(&mine);
+                mesh::not_waited_for(&with_mine, pending)
+            }
+        ),
         facts
     );
     gathered.extend(
@@ -153,12 +198,13 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
             .map(|(source, addr)| crate::gather::Gathered {
                 source,
                 addr,
-                result: Err(crate::model::ErrorClass::LocalError {
-                    detail: "not asked: this agent's own HTTP probes to it fail".into(),
-                }),
+                result: Err(format!(
+                    "{}: this agent's own HTTP probes to it fail",
+                    crate::gather::NOT_WAITED_FOR
+                )),
             }),
     );
-    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, &gathered, &set);
+    let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, gathered, &set);
     inputs.kube = facts.map(|f| f.as_ref().clone());
     let (diagnosis, held) =
         crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
@@ -168,10 +214,59 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         agents_unreachable,
         diagnosis,
         held,
+        scope,
         reports: inputs.agents,
     });
     *cache = Some((Instant::now(), d.clone()));
     d
+}
+
+/// How long the mesh view waits for Prometheus (its queries run at once): twice the probe
+/// timeout, at least 5 s — one Prometheus answers for thousands of agents.
+fn prometheus_timeout(s: &Shared) -> std::time::Duration {
+    (s.config.timeout * 2).max(std::time::Duration::from_secs(5))
+}
+
+/// The mesh view from Prometheus (`--prometheus`, above `--full-mesh-max`): the same build as
+/// `diagnose --prometheus`; this agent's own results stand in when Prometheus has none of its
+/// series yet. `in_mesh`: agents in the peer set.
+async fn from_prometheus(
+    s: &Shared,
+    src: &crate::promclient::PromSource,
+    results: &Results,
+    in_mesh: usize,
+) -> Result<MeshDiagnosis, String> {
+    let answers = crate::promclient::answers(src, prometheus_timeout(s)).await?;
+    let url = src.url.display();
+    let mut built = crate::promsource::build(&answers, src.matchers.as_deref())
+        .map_err(|e| format!("Prometheus at {url}: {e}"))?;
+    for n in &built.notes {
+        tracing::debug!(note = %n, "mesh view: Prometheus data");
+    }
+    let own = results.report();
+    if !built.inputs.agents.iter().any(|a| a.node == own.node) {
+        built.answered.push(own.node.clone());
+        built.inputs.agents.push(own.clone());
+    }
+    let facts = match &s.kube_facts {
+        Some(k) => k.facts(std::slice::from_ref(&own), gather_timeout(s)).await,
+        None => None,
+    };
+    crate::promsource::merge_kube(&mut built.inputs, facts.map(|f| f.as_ref().clone()));
+    let (mut diagnosis, held) = crate::k8s::hold_findings(
+        diagnose(&Matrix::build(&built.inputs)),
+        &results.discovery.held,
+    );
+    crate::promsource::finish(&mut diagnosis, &url);
+    Ok(MeshDiagnosis {
+        node: s.identity.node.clone(),
+        agents_answered: built.answered,
+        agents_unreachable: built.unanswered,
+        diagnosis,
+        held,
+        scope: Some(mesh::prometheus_scope(&url, in_mesh)),
+        reports: built.inputs.agents,
+    })
 }
 
 fn layers_of(l: &BTreeMap<Layer, WindowStats>) -> BTreeMap<String, LayerStats> {

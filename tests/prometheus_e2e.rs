@@ -1335,7 +1335,19 @@ fn diagnose_prometheus_errors_exit_2_naming_url_and_query() {
         "{err}"
     );
 
-    let (code, _, err) = diagnose(&["--prometheus", "https://127.0.0.1:9090"]);
+    let (code, _, err) = diagnose(&["--prometheus", "ftp://127.0.0.1:9090"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("https is not supported"), "{err}");
+    assert!(
+        err.contains("expected http://HOST:PORT or https://HOST:PORT"),
+        "{err}"
+    );
+    // A CA file is for HTTPS (tests/prometheus_tls.rs speaks it).
+    let (code, _, err) = diagnose(&[
+        "--prometheus",
+        "http://127.0.0.1:9090",
+        "--prometheus-ca",
+        "/etc/hostname",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("only for an https://"), "{err}");
 }

@@ -33,6 +33,8 @@ pub struct PlanStatus {
     pub sampled: AtomicBool,
     /// Peers this agent probes in the current epoch.
     pub peers: AtomicUsize,
+    /// The plan itself (when sampled), for the mesh view's subset.
+    pub current: Mutex<Option<Arc<meshprobe_core::plan::Plan>>>,
 }
 
 /// Renders the store's current content on every scrape.
@@ -592,6 +594,7 @@ mod tests {
             plan: Arc::new(PlanStatus {
                 sampled: AtomicBool::new(sampled),
                 peers: AtomicUsize::new(2),
+                current: Default::default(),
             }),
         });
         m.encode().unwrap()
@@ -833,6 +836,7 @@ mod tests {
             plan: Arc::new(PlanStatus {
                 sampled: AtomicBool::new(true),
                 peers: AtomicUsize::new(1),
+                current: Default::default(),
             }),
         });
         let text = m.encode().unwrap();

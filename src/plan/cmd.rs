@@ -164,6 +164,7 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
             plan: Arc::new(PlanStatus {
                 sampled: AtomicBool::new(sampled),
                 peers: std::sync::atomic::AtomicUsize::new(peers),
+                current: Default::default(),
             }),
         })
     };

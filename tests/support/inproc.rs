@@ -37,6 +37,7 @@ pub fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         mtu_interval: None,
         mtu_search_interval: Duration::from_secs(600),
         probe: ProbeConfig::default(),
+        prometheus: None,
     }
 }
 

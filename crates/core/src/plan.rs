@@ -385,6 +385,63 @@ impl Plan {
     pub fn probes(&self, s: usize, d: usize) -> bool {
         self.out[s].binary_search(&(d as u32)).is_ok()
     }
+
+    /// The agents a mesh view gathered by `me` asks when it cannot ask them all: at most
+    /// `max`, `me` left out, in this order (each agent once):
+    ///
+    /// 1. the probers of every node in `failing` (what `me` finds failing): the cells that
+    ///    place a fault on a node, or between two, are theirs;
+    /// 2. the peers `me` probes (its group, a peer of the next group, other zones'
+    ///    representatives, its rotation);
+    /// 3. then one agent of each zone in turn (zones in name order, each zone's agents in an
+    ///    order hashed from `me`), so every zone has its say however few slots are left.
+    ///
+    /// Unknown names are ignored.
+    pub fn view_subset(&self, me: &str, failing: &[&str], max: usize) -> Vec<&str> {
+        let n = self.names.len();
+        let mine = self.index(me);
+        let mut taken = vec![false; n];
+        let mut out: Vec<usize> = Vec::new();
+        let mut take = |i: usize, out: &mut Vec<usize>| {
+            if out.len() < max && Some(i) != mine && !taken[i] {
+                taken[i] = true;
+                out.push(i);
+            }
+        };
+        let failing: BTreeSet<usize> = failing.iter().filter_map(|f| self.index(f)).collect();
+        if !failing.is_empty() {
+            for (src, dsts) in self.out.iter().enumerate() {
+                if dsts.iter().any(|d| failing.contains(&(*d as usize))) {
+                    take(src, &mut out);
+                }
+            }
+        }
+        if let Some(m) = mine {
+            for &d in &self.out[m] {
+                take(d as usize, &mut out);
+            }
+        }
+        let seed = hash_str(me);
+        let mut by_zone: Vec<Vec<usize>> = vec![Vec::new(); self.zones.len()];
+        for i in 0..n {
+            by_zone[self.zone_of[i]].push(i);
+        }
+        for z in &mut by_zone {
+            z.sort_by_key(|&i| pair_weight(seed, hash_str(&self.names[i])));
+        }
+        let deepest = by_zone.iter().map(Vec::len).max().unwrap_or(0);
+        for k in 0..deepest {
+            if out.len() >= max {
+                break;
+            }
+            for z in &by_zone {
+                if let Some(&i) = z.get(k) {
+                    take(i, &mut out);
+                }
+            }
+        }
+        out.into_iter().map(|i| self.names[i].as_str()).collect()
+    }
 }
 
 /// The rotation epoch at wall-clock time `now`: agents agree on it through their clocks.

@@ -411,3 +411,50 @@ fn a_small_sampled_plan_is_the_same_in_every_build() {
     let want: Vec<(&str, Vec<&str>)> = want.iter().map(|(n, o)| (*n, o.to_vec())).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn the_view_subset_is_bounded_zone_aware_and_starts_with_the_failing_nodes_probers() {
+    let p = PlanParams::default();
+    for (n, zones, seed) in [(5000, 3, 1), (1000, 3, 2), (250, 0, 3), (5000, 7, 4)] {
+        let plan = Plan::build(&cluster(n, zones, seed), &p, 7);
+        assert!(plan.sampled);
+        let me = plan.names[n / 2].clone();
+        let failing = plan.names[n / 3].clone();
+        let f = plan.index(&failing).unwrap();
+        let probers: BTreeSet<&str> = (0..n)
+            .filter(|&s| plan.probes(s, f))
+            .map(|s| plan.names[s].as_str())
+            .filter(|s| *s != me)
+            .collect();
+        for max in [0, 5, 64] {
+            let got = plan.view_subset(&me, &[failing.as_str(), "no-such-node"], max);
+            assert!(got.len() <= max, "{n}: {} > {max}", got.len());
+            assert!(!got.contains(&me.as_str()));
+            let uniq: BTreeSet<&str> = got.iter().copied().collect();
+            assert_eq!(uniq.len(), got.len(), "{n}: an agent twice");
+            // The failing node's probers come first.
+            let k = probers.len().min(max);
+            let first: BTreeSet<&str> = got[..k].iter().copied().collect();
+            assert!(
+                first.is_subset(&probers),
+                "{n}: {first:?} not probers of {failing}"
+            );
+            if max == 64 {
+                assert_eq!(got.len(), 64);
+                assert!(probers.iter().all(|p| got.contains(p)));
+                // Then the peers `me` probes; every zone is heard from.
+                assert!(plan.peers_of(&me).iter().all(|p| got.contains(p)), "{n}");
+                let zones_heard: BTreeSet<usize> = got
+                    .iter()
+                    .map(|g| plan.zone_of[plan.index(g).unwrap()])
+                    .collect();
+                assert_eq!(zones_heard.len(), plan.zones.len(), "{n}");
+            }
+        }
+        // Without failing nodes: its own peers first; deterministic.
+        let got = plan.view_subset(&me, &[], 64);
+        let own = plan.peers_of(&me);
+        assert_eq!(&got[..own.len()], &own[..]);
+        assert_eq!(got, plan.view_subset(&me, &[], 64));
+    }
+}
