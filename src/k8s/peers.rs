@@ -209,6 +209,8 @@ pub fn peer_set(
             pod_ip,
             zone: info.and_then(|n| n.zone.clone()),
             port: None,
+            pod_cidrs: Vec::new(),
+            pod_gateway: None,
         };
         let key = pod_key(p);
         let better = match by_node.get(&node) {
@@ -287,6 +289,7 @@ pub fn peer_set(
                         port: s.port,
                         protocol: s.protocol,
                         path: s.path.clone(),
+                        node: None,
                     });
                 }
             }
