@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes dashboards/meshprobe.json, the Grafana dashboard (schemaVersion 39).
+"""Writes dashboards/meshprobe.json, the Grafana dashboard (schemaVersion 39), and its copy in
+deploy/components/kube-prometheus-stack/.
 
 Run: python3 dashboards/generate.py  (tests/prometheus_e2e.rs checks the committed JSON is what
 this writes, that every expression parses, and that each returns data against the lab.)
@@ -137,7 +138,7 @@ add(timeseries("RTT percentiles (all destinations)", [
     "s", "RTT of successful probes across the selected agents, from the agents' histograms."), 12, 8, 12)
 y[0] += 8
 add(timeseries("Worst pairs by RTT p99 (window)", [target(
-    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_rtt_seconds{{quantile="0.99", {PAIR}}}))',
+    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_rtt_seconds{{q="0.99", {PAIR}}}))',
     "{{src_node}} → {{dst}} {{layer}}")], "s", "The ten pairs with the highest p99 RTT over the agents' windows."), 12, 8, 0)
 add(timeseries("Loss by destination zone", [target(
     f'avg by (src_zone, dst_zone) (meshprobe_pair_loss_ratio{{layer="icmp_node", dst_kind="peer", {PAIR}}})',
@@ -218,7 +219,13 @@ dashboard = {
     "panels": panels,
 }
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "meshprobe.json")
-with open(out, "w") as f:
-    json.dump(dashboard, f, indent=2, ensure_ascii=False)
-    f.write("\n")
+here = os.path.dirname(os.path.abspath(__file__))
+# The kustomize component's copy: kustomize reads only files inside the component, and
+# tests/validate-manifests.sh fails when the two differ.
+for out in (
+    os.path.join(here, "meshprobe.json"),
+    os.path.join(here, "..", "deploy", "components", "kube-prometheus-stack", "meshprobe-dashboard.json"),
+):
+    with open(out, "w") as f:
+        json.dump(dashboard, f, indent=2, ensure_ascii=False)
+        f.write("\n")

@@ -194,6 +194,9 @@ fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
 pub const DEFAULT_PORT: u16 = 9464;
 pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=meshprobe";
 pub const DEFAULT_TARGET_SELECTOR: &str = "meshprobe.io/probe";
+/// Kubernetes relist period: a stale watch (etcd restored behind the agent) lasts at most
+/// this long, for 3 paged lists per agent per period (docs/kubernetes.md has the cost).
+pub const DEFAULT_KUBE_RESYNC: Duration = Duration::from_secs(300);
 
 /// Where the peer set comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,6 +324,19 @@ impl AgentConfig {
             Duration::from_secs(600),
             duration,
         )?;
+        let kube_resync = lookup(
+            env,
+            &args.kube_resync,
+            "kube-resync",
+            DEFAULT_KUBE_RESYNC,
+            duration,
+        )?;
+        if kube_resync < Duration::from_secs(1) {
+            return Err(Error::Config(format!(
+                "--kube-resync (or MESHPROBE_KUBE_RESYNC) {}: must be at least 1s",
+                fmt_duration(kube_resync)
+            )));
+        }
         let full_mesh_max = lookup(env, &args.full_mesh_max, "full-mesh-max", 200, |s| {
             whole(s, 0..=1_000_000)
         })?;
@@ -409,6 +425,7 @@ impl AgentConfig {
                 // A silent API server is noticed within a window (30–60 s), not at the
                 // watches' read timeout (295 s).
                 liveness: window.clamp(Duration::from_secs(30), Duration::from_secs(60)),
+                resync: kube_resync,
             })
         } else {
             Discovery::File
@@ -715,6 +732,11 @@ mod tests {
         assert_eq!(k.namespace.as_deref(), Some("meshprobe"));
         assert_eq!(k.grace, Duration::from_secs(60));
         assert_eq!(k.liveness, Duration::from_secs(60));
+        assert_eq!(k.resync, Duration::from_secs(300));
+        let r = AgentConfig::resolve(&a, &env(&[("MESHPROBE_KUBE_RESYNC", "30s")])).unwrap();
+        assert!(
+            matches!(r.discovery, Discovery::Kubernetes(ref k) if k.resync == Duration::from_secs(30))
+        );
         assert!(!k.publish_events);
         let on = AgentConfig::resolve(
             &a,
@@ -760,6 +782,10 @@ mod tests {
             (
                 |a| a.namespace = Some("a/b".into()),
                 "--namespace (or MESHPROBE_NAMESPACE) \"a/b\"",
+            ),
+            (
+                |a| a.kube_resync = Some("500ms".into()),
+                "--kube-resync (or MESHPROBE_KUBE_RESYNC) 500ms: must be at least 1s",
             ),
             (
                 |a| {
@@ -936,6 +962,10 @@ pub struct AgentArgs {
     /// (deploy/components/publish-events) [env: MESHPROBE_PUBLISH_EVENTS=true].
     #[arg(long)]
     pub publish_events: bool,
+    /// Kubernetes: relist every watched resource this often (± 10 % jitter), so no watch stays
+    /// stale longer (e.g. after an etcd restore) [env: MESHPROBE_KUBE_RESYNC] [default: 5m].
+    #[arg(long)]
+    pub kube_resync: Option<String>,
     /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
     #[arg(long)]
     pub interval: Option<String>,
@@ -1015,4 +1045,8 @@ pub struct KubeSettings {
     /// Watches quiet this long get a one-object list to tell a quiet cluster from an API
     /// server that stopped answering (see [`crate::k8s::watch::liveness_due`]).
     pub liveness: Duration,
+    /// Every watch is relisted about this often (± 10 %, see
+    /// [`crate::k8s::watch::resync_delay`]): a watch waiting for a resourceVersion the API
+    /// server never reaches (etcd restored from a backup) is stale at most this long.
+    pub resync: Duration,
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use support::eventually_async;
 use support::inproc::{self, Running};
 use support::net::{free_port, get, get_gzip, ip};
+use support::promlint::promtool_findings;
 use support::sys::peers_file;
 use tokio::net::TcpListener;
 
@@ -153,6 +154,12 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
     assert!(metrics.contains(r#"meshprobe_probes_total{layer="tcp",result="refused"}"#));
     assert!(metrics.contains(r#"meshprobe_pair_path_mtu_bytes{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="icmp_pod"} 65535"#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_mtu_destinations{layer="icmp_pod",state="ok"}"#));
+    // The scrape lints clean: per-pair RTT quantiles, error kinds and MTU series included.
+    if let Some(findings) = promtool_findings(&metrics) {
+        assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
+    }
+    assert!(metrics.contains(r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http",q="0.99"} "#), "{metrics}");
+    assert!(metrics.contains(r#"meshprobe_pair_window_errors{"#));
 
     // Asked for gzip (as Prometheus and browsers do), /metrics and the page come compressed
     // and decompress to the same documents; a small answer stays plain.
@@ -238,4 +245,25 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
         agent.stop().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lint check itself: a gauge labelled `quantile` is a finding, and so is a counter without
+/// help; an OpenMetrics counter's `X_total no help text` is tolerated only when the scrape gives
+/// `X` a type and help.
+#[test]
+fn promtool_findings_keep_all_but_the_openmetrics_counter_line() {
+    let scrape = "# HELP ok_events Events.\n# TYPE ok_events counter\nok_events_total 1\n\
+                  # TYPE bare counter\nbare_total 1\n\
+                  # HELP rtt_seconds RTT.\n# TYPE rtt_seconds gauge\nrtt_seconds{quantile=\"0.5\"} 1\n# EOF\n";
+    let Some(findings) = promtool_findings(scrape) else {
+        return;
+    };
+    assert_eq!(
+        findings,
+        [
+            "bare_total no help text",
+            r#"rtt_seconds non-summary metrics should not have "quantile" label"#
+        ],
+        "{findings:#?}"
+    );
 }

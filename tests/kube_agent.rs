@@ -1,7 +1,9 @@
 //! Real agents on loopback addresses with `--discovery kubernetes` against the fake API server:
 //! the watchers feed the probe loop through the same seam as the peers file; the results say
 //! where peers come from; an annotated pod is probed; a NotReady node's troubles are held, not
-//! raised; the API server going away keeps the probing going. ICMP needs CAP_NET_RAW or the
+//! raised; the API server going away keeps the probing going, and `meshprobe_discovery_healthy`
+//! is 0 until a relist after its return; the scrape, Kubernetes-only series included, passes
+//! `promtool check metrics`. ICMP needs CAP_NET_RAW or the
 //! ping sysctl: without either the test says why and skips.
 
 mod support;
@@ -16,6 +18,7 @@ use support::eventually_async;
 use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
 use support::inproc::{self, Running};
 use support::net::{free_port, get_json, get_within, ip};
+use support::promlint::promtool_findings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -35,6 +38,19 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
         icmp_count: 2,
         ..inproc::config(&format!("node-{i}"), listen, Path::new(""))
     }
+}
+
+/// The watchers' node lists so far (kube-rs pages by 500; the facts fetch asks 5000 at a
+/// time, the liveness and recheck lists 1).
+fn node_lists(api: &FakeApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET /api/v1/nodes?")
+                && !r.contains("watch=true")
+                && r.split(['?', '&']).any(|p| p == "limit=500")
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +159,10 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // The Kubernetes-only series lint clean too (tests/support/promlint.rs).
+    if let Some(findings) = promtool_findings(&m) {
+        assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
+    }
     eventually_async(
         Duration::from_secs(30),
         "a finding about node-3, set apart",
@@ -223,6 +243,30 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         },
     )
     .await;
+    let healthy = async || {
+        get_within(a1, "/metrics", Duration::from_secs(5))
+            .await
+            .and_then(|(_, m)| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("meshprobe_discovery_healthy "))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+    };
+    assert_eq!(healthy().await, Some(0.0));
+    // Back: healthy again once the relist after the outage has completed.
+    let lists_before = node_lists(&api);
+    api.up().await;
+    eventually_async(
+        Duration::from_secs(30),
+        "meshprobe_discovery_healthy 1 after the outage",
+        async || healthy().await == Some(1.0),
+    )
+    .await;
+    let relisted = node_lists(&api) - lists_before;
+    assert!(
+        relisted >= 1,
+        "healthy again without relisting the nodes ({relisted} node lists since the return)"
+    );
 
     for a in &mut agents {
         a.signal_stop();

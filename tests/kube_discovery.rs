@@ -1,6 +1,7 @@
 //! Kubernetes discovery against a local fake API server (tests/support/fakeapi.rs): the
 //! real kube-rs watchers list, watch from resourceVersion, take bookmarks, relist after 410,
-//! and survive the API server going away.
+//! periodically and after an outage, survive the API server going away, and catch up with one
+//! restored from a backup (resourceVersions behind the agent's).
 
 mod support;
 
@@ -12,7 +13,7 @@ use meshprobe::discovery::DiscoveryStatus;
 use meshprobe::k8s::watch::KubeDiscovery;
 use meshprobe::peers::PeerSet;
 use serde_json::{json, Value};
-use support::fakeapi::{fixture, kube_settings, FakeApi};
+use support::fakeapi::{fixture, kube_settings, Backup, FakeApi};
 use support::sys::self_rss_kib;
 use tokio::sync::watch;
 
@@ -38,17 +39,21 @@ fn settings() -> KubeSettings {
     kube_settings(None, Duration::from_secs(1), Duration::from_secs(2))
 }
 
-async fn start(
-    api: &FakeApi,
-) -> (
+type Discovering = (
     watch::Receiver<Arc<PeerSet>>,
     Arc<Mutex<DiscoveryStatus>>,
     tokio::task::JoinHandle<()>,
-) {
+);
+
+async fn start(api: &FakeApi) -> Discovering {
+    start_with(api, settings()).await
+}
+
+async fn start_with(api: &FakeApi, settings: KubeSettings) -> Discovering {
     let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
     let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
     let (d, tx, rx) =
-        KubeDiscovery::start(client, settings(), status.clone(), Duration::from_secs(10))
+        KubeDiscovery::start(client, settings, status.clone(), Duration::from_secs(10))
             .await
             .unwrap();
     (rx, status, tokio::spawn(d.run(tx)))
@@ -345,6 +350,161 @@ async fn a_410_gone_forces_a_relist() {
         "a 410 is no failure"
     );
     task.abort();
+}
+
+/// The relist period of the restore tests: short, so a test waits seconds, not minutes.
+const RESYNC: Duration = Duration::from_secs(4);
+
+/// The cluster (agents on node-1 and node-2), backed up at that point; then node-3's agent
+/// arrives and node-1 is updated ten times, so the agent's resourceVersions run 11 past the
+/// backup's.
+async fn cluster_backed_up_then_moved_on() -> (FakeApi, Backup) {
+    let api = cluster().await;
+    let backup = api.backup();
+    api.put("pods", agent("meshprobe-c", "node-3", "198.19.3.10", true));
+    for _ in 0..10 {
+        api.put("nodes", node("node-1", "198.18.1.11", "zone-a"));
+    }
+    (api, backup)
+}
+
+/// What the restored cluster does next, at versions the agent has already seen: node-4 joins
+/// with its agent (node-3's agent postdates the backup, so it is gone).
+fn restored_cluster_moves_on(api: &FakeApi, backup_rv: u64) {
+    api.put("nodes", node("node-4", "198.18.2.14", "zone-b"));
+    api.put("pods", agent("meshprobe-d", "node-4", "198.19.4.10", true));
+    assert_eq!(api.resource_version(), backup_rv + 2);
+}
+
+/// The watchers' lists so far (kube-rs pages by 500; the liveness and recheck lists ask 1).
+fn full_lists(api: &FakeApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| !r.contains("watch=true") && r.split(['?', '&']).any(|p| p == "limit=500"))
+        .count()
+}
+
+const RESTORED: [&str; 3] = ["node-1", "node-2", "node-4"];
+
+/// An etcd restore without a revision bump, behind an outage: the API server comes back with
+/// resourceVersions behind the agent's, and the watches, resumed from the agent's versions,
+/// wait for versions the server has not reached (no event, no 410). Discovery stays unhealthy
+/// until a relist after the outage has completed, and only then is it healthy — with the
+/// restored cluster's peers, within one resync period of the API server's return.
+#[tokio::test]
+async fn restored_behind_after_an_outage_is_healthy_only_after_a_relist() {
+    let (api, backup) = cluster_backed_up_then_moved_on().await;
+    let backup_rv = api.resource_version() - 11;
+    let settings = KubeSettings {
+        resync: RESYNC,
+        ..settings()
+    };
+    let (mut rx, status, task) = start_with(&api, settings).await;
+    wait_for(&mut rx, "node-3", |s| s.peer("node-3").is_some()).await;
+    api.down();
+    wait_status(&status, "the outage reported", |e| e.is_some()).await;
+    api.restore(&backup);
+    restored_cluster_moves_on(&api, backup_rv);
+    // Every request is answered 0.5 s late: the relist takes visible time.
+    api.slow(Some(Duration::from_millis(500)));
+    let lists_before = full_lists(&api);
+    api.up().await;
+    let up = tokio::time::Instant::now();
+    // Healthy only with the restored cluster's peers (the status is read first: the agent
+    // publishes the set before it clears the error).
+    let bound = RESYNC.mul_f64(1.1);
+    loop {
+        let err = status.lock().unwrap().last_error.clone();
+        let set = nodes_of(&rx.borrow());
+        if err.is_none() {
+            assert_eq!(set, RESTORED, "healthy with a stale peer set");
+            break;
+        }
+        assert!(
+            up.elapsed() < bound,
+            "not healthy and in sync within one resync period ({bound:?}): {set:?}, {err:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = up.elapsed();
+    let relisted = full_lists(&api) - lists_before;
+    eprintln!(
+        "restored behind, after an outage: healthy and in sync {:.1}s after the API server came back ({relisted} full lists)",
+        took.as_secs_f64()
+    );
+    assert!(relisted >= 3, "healthy without a relist ({relisted} lists)");
+    assert_eq!(status.lock().unwrap().reloads_failed, 1, "one outage");
+    task.abort();
+}
+
+/// The same restore with no outage the agent can see (its watches just end and resume, as
+/// when a load balancer moves them to a restored API server): nothing fails, so only the
+/// periodic relist can notice. The peer set stays stale until it — measured from the
+/// previous periodic relist, the set is stale half a period later and current within one
+/// period (+ 10 % jitter) plus a second for the lists.
+#[tokio::test]
+async fn restored_behind_without_an_outage_is_caught_by_the_periodic_relist() {
+    let (api, backup) = cluster_backed_up_then_moved_on().await;
+    let backup_rv = api.resource_version() - 11;
+    let settings = KubeSettings {
+        resync: RESYNC,
+        ..settings()
+    };
+    let (mut rx, status, task) = start_with(&api, settings).await;
+    wait_for(&mut rx, "node-3", |s| s.peer("node-3").is_some()).await;
+    // Wait for a periodic relist (3 full lists beyond the first 3), then restore at once.
+    let deadline = tokio::time::Instant::now() + RESYNC * 2;
+    while full_lists(&api) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no periodic relist within {:?}: {} full lists",
+            RESYNC * 2,
+            full_lists(&api)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let relisted = tokio::time::Instant::now();
+    api.restore(&backup);
+    restored_cluster_moves_on(&api, backup_rv);
+    tokio::time::sleep(RESYNC / 2).await;
+    assert_eq!(
+        nodes_of(&rx.borrow()),
+        ["node-1", "node-2", "node-3"],
+        "the watches alone saw the restore: the fake API server does not model the stale watch"
+    );
+    let bound = RESYNC.mul_f64(1.1) + Duration::from_secs(1);
+    let mut current = false;
+    while relisted.elapsed() < bound {
+        if nodes_of(&rx.borrow()) == RESTORED {
+            current = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        current,
+        "stale {bound:?} after the last relist: {:?}",
+        nodes_of(&rx.borrow())
+    );
+    eprintln!(
+        "restored behind, no outage: in sync {:.1}s after the previous relist (period {RESYNC:?} ± 10 %)",
+        relisted.elapsed().as_secs_f64()
+    );
+    assert_eq!(status.lock().unwrap().last_error, None, "no outage here");
+    task.abort();
+}
+
+#[test]
+fn the_resync_period_is_jittered_by_ten_percent() {
+    use meshprobe::k8s::watch::resync_delay;
+    let p = Duration::from_secs(300);
+    assert_eq!(resync_delay(p, 0.0), Duration::from_secs(270));
+    assert_eq!(resync_delay(p, 0.5), Duration::from_secs(300));
+    assert!(resync_delay(p, 0.999_999) <= Duration::from_secs(330));
+    assert!(resync_delay(p, 0.999_999) > Duration::from_secs(329));
+    // Out-of-range input stays within the band.
+    assert_eq!(resync_delay(p, 7.0), Duration::from_secs(330));
+    assert_eq!(resync_delay(p, -1.0), Duration::from_secs(270));
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@
 //! faults); under each fault the relevant expressions must name the failing node/pair/zone and
 //! the relevant alert must go pending (the CNI one also firing, after its real `for: 1m`).
 //! `meshprobe diagnose --prometheus` must agree with `diagnose --agents` (healthy, cni, route),
-//! count a stopped agent as unreachable, and exit 2 naming URL and query on errors.
+//! count a stopped agent as unreachable, and exit 2 naming URL and query on errors. In every
+//! phase each agent's scrape passes `promtool check metrics` (tests/support/promlint.rs).
 
 mod support;
 
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::lab::Lab;
 use support::net::{free_port, get_via, ip};
+use support::promlint::promtool_findings;
 use support::sys::{have_or_skip, root_or_skip, scratch_dir, spawn_logged, EXE};
 
 use serde_yaml_ng::Value as Yaml;
@@ -725,7 +727,9 @@ struct Seen {
 }
 
 impl Seen {
-    fn evaluate(&mut self, p: &Prom, phase: &str) {
+    /// Evaluates every expression and selector, and lints every answering agent's scrape.
+    fn evaluate(&mut self, p: &Prom, lab: &Lab, phase: &str) {
+        lint_scrapes(lab, phase);
         let mut empty = 0;
         for (what, e) in expressions() {
             let r = p
@@ -744,6 +748,26 @@ impl Seen {
             self.exprs.len()
         );
     }
+}
+
+/// `promtool check metrics` over each answering agent's `/metrics` (a stopped one is skipped):
+/// no finding but the OpenMetrics counter line (`support::promlint`), whatever the fault shows.
+fn lint_scrapes(lab: &Lab, phase: &str) {
+    let mut linted = 0;
+    for node in lab.proxies.keys() {
+        let Some((200, scrape)) = lab.get(node, "/metrics", Duration::from_secs(5)) else {
+            continue;
+        };
+        let Some(findings) = promtool_findings(&scrape) else {
+            return;
+        };
+        assert!(
+            findings.is_empty(),
+            "{phase}: {node}'s scrape: promtool check metrics: {findings:#?}"
+        );
+        linted += 1;
+    }
+    assert!(linted >= 3, "{phase}: only {linted} scrapes to lint");
 }
 
 fn agent_pid(lab: &Lab, node: &str) -> u32 {
@@ -918,7 +942,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
     let m = cells(&prom.must(r#"min by (src_node, dst) (meshprobe_pair_success_ratio{layer="icmp_pod", dst_kind="peer"})"#));
     assert_eq!(m.len(), 12, "{m:?}");
     assert!(m.values().all(|v| *v >= 0.75), "healthy lab: {m:?}");
-    seen.evaluate(&prom, "healthy");
+    seen.evaluate(&prom, &lab, "healthy");
     same_diagnosis(&prom, &lab, "", "", None, true, PHASE);
     let noisy = prom.must(r#"ALERTS{alertname=~"Meshprobe.*"}"#);
     assert!(
@@ -971,7 +995,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         Duration::from_secs(90),
         |r| r.len() == 1 && label(&r[0], "dst") == "node-3",
     );
-    seen.evaluate(&prom, "cni node-3");
+    seen.evaluate(&prom, &lab, "cni node-3");
     let d = same_diagnosis(&prom, &lab, "cni", "node-3", None, true, PHASE);
     assert!(
         d["findings"][0]["evidence"]
@@ -1033,7 +1057,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         PHASE,
         |r| r.len() == 2,
     );
-    seen.evaluate(&prom, "partition zone-a zone-b");
+    seen.evaluate(&prom, &lab, "partition zone-a zone-b");
     for quiet in ["MeshprobeNodeDown", "MeshprobeNodePodNetworkIsolated"] {
         assert!(
             alerts(&prom, quiet).is_empty(),
@@ -1063,7 +1087,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
                 })
         },
     );
-    seen.evaluate(&prom, "route node-1 node-2");
+    seen.evaluate(&prom, &lab, "route node-1 node-2");
     // Exactly one finding, routing on node-1 alone, naming the pair (both sources agree).
     same_diagnosis(
         &prom,
@@ -1084,7 +1108,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         PHASE,
         |r| r.len() == 1 && label(&r[0], "dst") == "web-node-2",
     );
-    seen.evaluate(&prom, "reject web-node-2");
+    seen.evaluate(&prom, &lab, "reject web-node-2");
     lab.ok(&["clear"]);
 
     // Loss: 30% of node-2's underlay packets.
@@ -1101,7 +1125,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         PHASE,
         |r| !r.is_empty() && r.iter().all(|s| touches(s, "node-2")),
     );
-    seen.evaluate(&prom, "loss node-2 30");
+    seen.evaluate(&prom, &lab, "loss node-2 30");
     lab.ok(&["clear"]);
 
     // MTU: node-2's underlay at 1400 — a mismatch out of node-2, a black hole into it.
@@ -1129,7 +1153,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         "{}",
         serde_json::to_string(&mtu_alerts).unwrap()
     );
-    seen.evaluate(&prom, "mtu node-2 1400");
+    seen.evaluate(&prom, &lab, "mtu node-2 1400");
     lab.ok(&["clear"]);
 
     // node-4 down: cut off the underlay, everything to it dead from both zones.
@@ -1140,7 +1164,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         PHASE,
         |r| r.len() == 1 && label(&r[0], "dst") == "node-4",
     );
-    seen.evaluate(&prom, "node-down node-4");
+    seen.evaluate(&prom, &lab, "node-down node-4");
     // The failure streaks' ages, as `diagnose --prometheus` asks for them: only pairs whose
     // last probe failed, all of them node-4's.
     let failing_for = meshprobe::promsource::query_for(meshprobe::promsource::FAILING_FOR, None);
@@ -1225,7 +1249,7 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         Duration::from_secs(400),
         |r| r.len() == 1 && label(&r[0], "dst") == "node-4",
     );
-    seen.evaluate(&prom, "agent node-4 stopped");
+    seen.evaluate(&prom, &lab, "agent node-4 stopped");
 
     // Every dashboard expression returned data at some point; every selector too.
     let never: Vec<String> = seen

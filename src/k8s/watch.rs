@@ -2,8 +2,10 @@
 //! pods by label selector, Nodes) feeding reflector stores; after every change the pure
 //! [`peer_set`] runs over the stores and a changed set is published on the same `watch`
 //! channel the peers file feeds. Never a LIST loop: a list at start (and after a 410 Gone),
-//! then watches resumed from their resourceVersion with bookmarks. When the API server goes
-//! away the last set is kept, and [`DiscoveryStatus`] says so.
+//! then watches resumed from their resourceVersion with bookmarks, and a relist of every
+//! watcher once per `--kube-resync` (± 10 %) and after every outage. When the API server goes
+//! away the last set is kept, and [`DiscoveryStatus`] says so until a relist after the outage
+//! has completed.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -36,6 +38,7 @@ type Events = Pin<Box<dyn Stream<Item = Ev> + Send>>;
 /// Kubernetes discovery, synced once, ready to [`run`](Self::run).
 pub struct KubeDiscovery {
     events: Events,
+    ticks: Events,
     agents: (Store<Pod>, Writer<Pod>),
     targets: (Store<Pod>, Writer<Pod>),
     nodes: (Store<Node>, Writer<Node>),
@@ -48,6 +51,13 @@ pub struct KubeDiscovery {
     client: Client,
     /// When the API server last answered: a watch event or a liveness check.
     heard: tokio::time::Instant,
+    /// When the next periodic relist starts.
+    resync_at: tokio::time::Instant,
+    /// A relist is under way: every watcher lists again; done when all have (`synced`).
+    relisting: bool,
+    /// A watcher failed and no relist started after the failures cleared has completed yet:
+    /// the stores may miss changes, so discovery is not healthy.
+    outage: bool,
 }
 
 /// Bound on the check that a failed watcher's resource answers again.
@@ -62,6 +72,70 @@ const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// cluster where watch events flow.
 pub fn liveness_due(quiet: Duration, failing: bool, liveness: Duration) -> bool {
     !failing && quiet >= liveness
+}
+
+/// The wait before the next periodic relist: `period` ± 10 %, `unit` uniform in [0, 1). The
+/// jitter spreads the relists of agents started together (a rollout) over a fifth of a period
+/// instead of hitting the API server at once.
+pub fn resync_delay(period: Duration, unit: f64) -> Duration {
+    period.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+}
+
+fn next_resync(period: Duration) -> tokio::time::Instant {
+    use rand::RngExt;
+    tokio::time::Instant::now() + resync_delay(period, rand::rng().random::<f64>())
+}
+
+/// The watchers (agent pods, nodes, and target pods when a target selector is set) as one
+/// stream, and which of the three are synced from the start (none exists). Each watcher
+/// begins with a list: building them anew is how discovery relists.
+fn watch_streams(client: &Client, settings: &KubeSettings) -> (Events, [bool; 3]) {
+    let pods: Api<Pod> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let agent_cfg = watcher::Config::default().labels(&settings.selector);
+    let mut streams: Vec<Events> = vec![
+        watcher::watcher(pods, agent_cfg)
+            .modify(super::peers::slim_pod)
+            .default_backoff()
+            .map(Ev::Agent)
+            .boxed(),
+        watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .modify(super::peers::slim_node)
+            .default_backoff()
+            .map(Ev::Node)
+            .boxed(),
+    ];
+    let mut synced = [false, true, false];
+    if let Some(sel) = &settings.target_selector {
+        synced[1] = false;
+        streams.push(
+            watcher::watcher(
+                Api::<Pod>::all(client.clone()),
+                watcher::Config::default().labels(sel),
+            )
+            .modify(super::peers::slim_pod)
+            .default_backoff()
+            .map(Ev::Target)
+            .boxed(),
+        );
+    }
+    (futures::stream::select_all(streams).boxed(), synced)
+}
+
+/// Held peers leave their grace with time, not with an event: re-evaluate now and then (and
+/// check a failing or quiet API server). Apart from the watchers, so a relist, however often,
+/// does not restart it.
+fn ticks(settings: &KubeSettings) -> Events {
+    let tick = settings
+        .grace
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(tick).await;
+        Some((Ev::Tick, ()))
+    })
+    .boxed()
 }
 
 pub type Started = (
@@ -123,48 +197,7 @@ impl KubeDiscovery {
         status: Arc<Mutex<DiscoveryStatus>>,
         timeout: Duration,
     ) -> Result<Started, Error> {
-        let pods: Api<Pod> = match &settings.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let agent_cfg = watcher::Config::default().labels(&settings.selector);
-        let mut streams: Vec<Events> = vec![
-            watcher::watcher(pods, agent_cfg)
-                .modify(super::peers::slim_pod)
-                .default_backoff()
-                .map(Ev::Agent)
-                .boxed(),
-            watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-                .modify(super::peers::slim_node)
-                .default_backoff()
-                .map(Ev::Node)
-                .boxed(),
-        ];
-        let mut synced = [false, true, false];
-        if let Some(sel) = &settings.target_selector {
-            synced[1] = false;
-            streams.push(
-                watcher::watcher(
-                    Api::<Pod>::all(client.clone()),
-                    watcher::Config::default().labels(sel),
-                )
-                .modify(super::peers::slim_pod)
-                .default_backoff()
-                .map(Ev::Target)
-                .boxed(),
-            );
-        }
-        // Held peers leave their grace with time, not with an event: re-evaluate now and then.
-        let tick = settings
-            .grace
-            .clamp(Duration::from_secs(1), Duration::from_secs(10));
-        streams.push(
-            futures::stream::unfold((), move |()| async move {
-                tokio::time::sleep(tick).await;
-                Some((Ev::Tick, ()))
-            })
-            .boxed(),
-        );
+        let (events, synced) = watch_streams(&client, &settings);
         if let Ok(mut s) = status.lock() {
             s.source = format!(
                 "kubernetes:pods {}{}",
@@ -180,17 +213,21 @@ impl KubeDiscovery {
         let (tr, tw) = reflector::store();
         let (nr, nw) = reflector::store();
         let mut d = KubeDiscovery {
-            events: futures::stream::select_all(streams).boxed(),
+            events,
+            ticks: ticks(&settings),
             agents: (ar, aw),
             targets: (tr, tw),
             nodes: (nr, nw),
             synced,
             status,
-            settings,
             last: None,
             failing: Default::default(),
+            resync_at: next_resync(settings.resync),
+            settings,
             client,
             heard: tokio::time::Instant::now(),
+            relisting: false,
+            outage: false,
         };
         let sync = async {
             while !d.synced.iter().all(|s| *s) {
@@ -228,7 +265,9 @@ impl KubeDiscovery {
         d.report(&first);
         let (tx, rx) = watch::channel(Arc::new(first.set.clone()));
         d.last = Some(first);
+        // Every watcher has just listed: the start-up list is the relist any failure needs.
         d.failing = Default::default();
+        d.outage = false;
         d.publish_failure();
         Ok((d, tx, rx))
     }
@@ -318,7 +357,8 @@ impl KubeDiscovery {
 
     /// A watcher that reconnected in a quiet cluster sends no event: while one is failing,
     /// each tick asks its resource for one object (same selector, same permission) and clears
-    /// the failure when that answers. Only while failing; bounded in time.
+    /// the failure when that answers. Only while failing; the checks run at once, so a
+    /// recovery is seen within one bound (5 s), not one per failing watcher.
     async fn recheck(&mut self) {
         let one = |sel: Option<&str>| {
             let lp = kube::api::ListParams::default().limit(1);
@@ -327,35 +367,41 @@ impl KubeDiscovery {
                 None => lp,
             }
         };
-        for i in 0..3 {
-            if self.failing[i].is_none() {
-                continue;
-            }
+        let answers = |i: usize| {
             let c = self.client.clone();
-            let ok = match i {
-                0 => {
-                    let api: Api<Pod> = match &self.settings.namespace {
-                        Some(ns) => Api::namespaced(c, ns),
-                        None => Api::all(c),
-                    };
-                    let lp = one(Some(&self.settings.selector));
-                    tokio::time::timeout(RECHECK_TIMEOUT, api.list_metadata(&lp))
-                        .await
-                        .is_ok_and(|r| r.is_ok())
+            let failing = self.failing[i].is_some();
+            let (ns, selector, targets) = (
+                self.settings.namespace.clone(),
+                self.settings.selector.clone(),
+                self.settings.target_selector.clone(),
+            );
+            async move {
+                if !failing {
+                    return false;
                 }
-                1 => {
-                    let lp = one(self.settings.target_selector.as_deref());
-                    tokio::time::timeout(RECHECK_TIMEOUT, Api::<Pod>::all(c).list_metadata(&lp))
-                        .await
-                        .is_ok_and(|r| r.is_ok())
-                }
-                _ => tokio::time::timeout(
-                    RECHECK_TIMEOUT,
-                    Api::<Node>::all(c).list_metadata(&one(None)),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok()),
-            };
+                let asked = async {
+                    match i {
+                        0 => {
+                            let api: Api<Pod> = match &ns {
+                                Some(ns) => Api::namespaced(c, ns),
+                                None => Api::all(c),
+                            };
+                            api.list_metadata(&one(Some(&selector))).await.is_ok()
+                        }
+                        1 => Api::<Pod>::all(c)
+                            .list_metadata(&one(targets.as_deref()))
+                            .await
+                            .is_ok(),
+                        _ => Api::<Node>::all(c).list_metadata(&one(None)).await.is_ok(),
+                    }
+                };
+                tokio::time::timeout(RECHECK_TIMEOUT, asked)
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        let ok = futures::join!(answers(0), answers(1), answers(2));
+        for (i, ok) in [ok.0, ok.1, ok.2].into_iter().enumerate() {
             if ok {
                 self.failing[i] = None;
                 self.heard = tokio::time::Instant::now();
@@ -365,10 +411,23 @@ impl KubeDiscovery {
     }
 
     /// Reflect the watchers' failures in the status: the first failing one's error, counted
-    /// once per outage.
+    /// once per outage. The outage lasts until a relist started after the failures cleared
+    /// has completed: a watch resumed from its resourceVersion may wait for a version the API
+    /// server never reaches (etcd restored behind it), sending nothing and no 410.
     fn publish_failure(&mut self) {
         let kept = self.last.as_ref().map_or(0, |l| l.set.peers.len());
-        let now = self.failing.iter().flatten().next().cloned();
+        let failing = self.failing.iter().flatten().next().cloned();
+        if failing.is_some() {
+            // A relist under way may have missed changes too: a new one follows recovery.
+            self.outage = true;
+            self.relisting = false;
+        }
+        let now = failing.or_else(|| {
+            self.outage.then(|| {
+                "kubernetes API answering again; relisting before the peer set counts as current"
+                    .to_string()
+            })
+        });
         let Ok(mut s) = self.status.lock() else {
             return;
         };
@@ -416,9 +475,27 @@ impl KubeDiscovery {
         }
     }
 
-    /// Follow the watches until the receiver side is gone (the agent stopped).
+    /// Follow the watches until the receiver side is gone (the agent stopped); relist
+    /// periodically and after an outage.
     pub async fn run(mut self, tx: watch::Sender<Arc<PeerSet>>) {
-        while let Some(ev) = self.events.next().await {
+        loop {
+            let ev = tokio::select! {
+                ev = self.events.next() => match ev {
+                    Some(ev) => ev,
+                    None => return,
+                },
+                Some(tick) = self.ticks.next() => tick,
+                () = tokio::time::sleep_until(self.resync_at) => {
+                    if self.relisting || self.failing.iter().any(Option::is_some) {
+                        // One relist at a time (a slow API server must not be asked again),
+                        // and none into an outage: recovery brings its own.
+                        self.resync_at = next_resync(self.settings.resync);
+                    } else {
+                        self.relist("periodic resync");
+                    }
+                    continue;
+                }
+            };
             if tx.is_closed() {
                 return;
             }
@@ -431,33 +508,63 @@ impl KubeDiscovery {
             } else if tick && liveness_due(self.heard.elapsed(), failing, self.settings.liveness) {
                 self.liveness().await;
             }
-            if !settles || !self.synced.iter().all(|s| *s) {
+            let synced = self.synced.iter().all(|s| *s);
+            if settles && synced {
+                self.settle(&tx);
+            }
+            if self.failing.iter().any(Option::is_some) {
                 continue;
             }
-            let next = self.compute();
-            if self.last.as_ref() == Some(&next) {
-                continue;
-            }
-            let prev = self.last.take().unwrap_or_default();
-            for b in &next.bad_annotations {
-                if !prev.bad_annotations.contains(b) {
-                    tracing::warn!(pod = %b.pod, error = %b.error, "ignoring a bad probe annotation");
+            if self.relisting && synced {
+                // Published above before the status turns healthy: healthy means current.
+                self.relisting = false;
+                if self.outage {
+                    self.outage = false;
+                    self.publish_failure();
                 }
+            } else if self.outage && !self.relisting {
+                self.relist("after an outage");
+                self.publish_failure();
             }
-            self.report(&next);
-            if next.set != prev.set {
-                if let Ok(mut s) = self.status.lock() {
-                    s.reloads_ok += 1;
-                }
-                tracing::info!(
-                    peers = next.set.peers.len(),
-                    targets = next.set.targets.len(),
-                    held = next.held.len(),
-                    "peer set changed (kubernetes)"
-                );
-                tx.send_replace(Arc::new(next.set.clone()));
-            }
-            self.last = Some(next);
         }
+    }
+
+    /// Every watcher lists again (new watchers; the reflectors keep the old content until
+    /// each list is complete), and the next periodic relist is scheduled.
+    fn relist(&mut self, why: &'static str) {
+        tracing::debug!(why, "relisting the watched resources");
+        let (events, synced) = watch_streams(&self.client, &self.settings);
+        self.events = events;
+        self.synced = synced;
+        self.relisting = true;
+        self.resync_at = next_resync(self.settings.resync);
+    }
+
+    /// The stores are complete: recompute the peer set and publish it if it changed.
+    fn settle(&mut self, tx: &watch::Sender<Arc<PeerSet>>) {
+        let next = self.compute();
+        if self.last.as_ref() == Some(&next) {
+            return;
+        }
+        let prev = self.last.take().unwrap_or_default();
+        for b in &next.bad_annotations {
+            if !prev.bad_annotations.contains(b) {
+                tracing::warn!(pod = %b.pod, error = %b.error, "ignoring a bad probe annotation");
+            }
+        }
+        self.report(&next);
+        if next.set != prev.set {
+            if let Ok(mut s) = self.status.lock() {
+                s.reloads_ok += 1;
+            }
+            tracing::info!(
+                peers = next.set.peers.len(),
+                targets = next.set.targets.len(),
+                held = next.held.len(),
+                "peer set changed (kubernetes)"
+            );
+            tx.send_replace(Arc::new(next.set.clone()));
+        }
+        self.last = Some(next);
     }
 }

@@ -235,7 +235,7 @@ fn discovery_healthy(enc: &mut DescriptorEncoder, status: &DiscoveryStatus) -> f
     gauge(
         enc,
         "meshprobe_discovery_healthy",
-        "0 while the discovery source is failing (the last good peer set is kept)",
+        "0 while the discovery source is failing (the last good peer set is kept) and, after a Kubernetes API failure, until every watched resource has been listed again",
         [(
             vec![],
             if status.last_error.is_some() {
@@ -392,11 +392,15 @@ impl<'a> Pairs<'a> {
         )
     }
 
+    /// The window's RTT quantiles as gauges labelled `q`, not `quantile`: that label name is
+    /// reserved for summaries, and linters (`promtool check metrics`) flag it on a gauge. Not a
+    /// summary: prometheus-client cannot encode one, and it would add lifetime `_sum` and
+    /// `_count` series per pair that nothing reads.
     fn rtt_seconds(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         gauge(
             enc,
             "meshprobe_pair_rtt_seconds",
-            "Round-trip time quantiles over the sliding window (quantile 1 is the maximum)",
+            "Round-trip time quantiles over the sliding window, by q (0.5, 0.9, 0.99; 1 is the maximum)",
             self.rows.iter().flat_map(|r| {
                 r.stats.rtt_seconds.into_iter().flat_map(move |q| {
                     [
@@ -405,9 +409,9 @@ impl<'a> Pairs<'a> {
                         ("0.99", q.p99),
                         ("1", q.max),
                     ]
-                    .map(|(quantile, v)| {
+                    .map(|(q, v)| {
                         let mut l = self.labels(r);
-                        l.push(("quantile", quantile.to_string()));
+                        l.push(("q", q.to_string()));
                         (l, v)
                     })
                 })
@@ -632,6 +636,45 @@ mod tests {
             );
             assert!(text.ends_with("# EOF\n"));
         }
+    }
+
+    /// The window's RTT quantiles: four gauges per answering pair, labelled `q`; no gauge
+    /// carries `quantile` or `le`, which Prometheus reserves for summaries and histograms.
+    #[test]
+    fn rtt_quantiles_are_labelled_q_and_no_gauge_uses_a_reserved_label() {
+        let all = encode(PairMetrics::All);
+        let b_http = r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="b",dst_zone="z2",layer="http",q=""#;
+        for q in ["0.5", "0.9", "0.99", "1"] {
+            // Every probe took 2 ms (stored as f32): every quantile is 2 ms.
+            let v: f64 = all
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{b_http}{q}\"}} ")))
+                .unwrap_or_else(|| panic!("q={q}\n{all}"))
+                .parse()
+                .unwrap();
+            assert!((v - 0.002).abs() < 1e-6, "q={q}: {v}");
+        }
+        let mut gauges = Vec::new();
+        for line in all.lines() {
+            if let Some(name) = line
+                .strip_prefix("# TYPE ")
+                .and_then(|l| l.strip_suffix(" gauge"))
+            {
+                gauges.push(format!("{name}{{"));
+            }
+        }
+        assert!(gauges.len() > 20, "{gauges:?}");
+        let reserved: Vec<&str> = all
+            .lines()
+            .filter(|l| gauges.iter().any(|g| l.starts_with(g.as_str())))
+            .filter(|l| {
+                l.contains(",quantile=")
+                    || l.contains("{quantile=")
+                    || l.contains(",le=")
+                    || l.contains("{le=")
+            })
+            .collect();
+        assert!(reserved.is_empty(), "{reserved:#?}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A local HTTP server speaking enough of the Kubernetes API for kube-rs: list (with
 //! resourceVersion), watch from a resourceVersion (newline-delimited events, bookmarks, a 410
-//! Gone `ERROR` event when the version was compacted), label and field selectors, 403 for
-//! resources the "service account" may not read, and going down / coming back on one port.
+//! Gone `ERROR` event when the version was compacted; a watch from a version the server has
+//! not reached waits for it, as etcd does), label and field selectors, 403 for resources the
+//! "service account" may not read, going down / coming back on one port, and coming back
+//! from a backup with resourceVersions behind what clients saw (an etcd restore).
 //! It serves real JSON objects (tests/fixtures/k8s/); a few builders make nodes, agent pods and
 //! discovery settings from them.
 
@@ -41,6 +43,15 @@ struct State {
     requests: Vec<String>,
     /// Bodies of POSTs.
     posted: Vec<(String, Value)>,
+}
+
+/// The objects and their history at one resourceVersion: an etcd backup.
+#[derive(Clone)]
+pub struct Backup {
+    rv: u64,
+    objects: BTreeMap<(String, String, String), Value>,
+    log: Vec<(u64, String, &'static str, Value)>,
+    compacted: u64,
 }
 
 #[derive(Clone)]
@@ -87,6 +98,7 @@ pub fn kube_settings(api_url: Option<String>, grace: Duration, liveness: Duratio
         grace,
         publish_events: false,
         liveness,
+        resync: meshprobe::config::DEFAULT_KUBE_RESYNC,
     }
 }
 
@@ -216,6 +228,37 @@ impl FakeApi {
             s.generation += 1;
         }
         self.changed.notify_waiters();
+    }
+
+    /// A backup of the objects as they are now.
+    pub fn backup(&self) -> Backup {
+        let s = self.state.lock().unwrap();
+        Backup {
+            rv: s.rv,
+            objects: s.objects.clone(),
+            log: s.log.clone(),
+            compacted: s.compacted,
+        }
+    }
+
+    /// etcd restored from `b` without a revision bump: objects, history and resourceVersion
+    /// go back to the backup's, behind what clients saw; no 410 comes for their newer versions
+    /// (a watch from one waits until the server reaches it). Open watches end.
+    pub fn restore(&self, b: &Backup) {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.rv = b.rv;
+            s.objects = b.objects.clone();
+            s.log = b.log.clone();
+            s.compacted = b.compacted;
+            s.generation += 1;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state.lock().unwrap().rv
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -352,7 +395,8 @@ impl FakeApi {
                         .filter(|(rv, p, _, o)| *rv > at && *p == plural && matches(o))
                         .map(|(_, _, t, o)| json!({"type": t, "object": o}).to_string() + "\n")
                         .collect();
-                    at = s.rv;
+                    // Never back: a watch from a version the server has not reached waits for it.
+                    at = at.max(s.rv);
                     evs
                 };
                 for line in out {

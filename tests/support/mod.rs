@@ -8,7 +8,8 @@
 //!   start and stop;
 //! * [`agent`]: a real `meshprobe agent` process;
 //! * [`fakeapi`]: the fake Kubernetes API server, its fixtures and the objects built from them;
-//! * [`lab`]: the lab driver (`meshprobe lab up` … `down`).
+//! * [`lab`]: the lab driver (`meshprobe lab up` … `down`);
+//! * [`promlint`]: `promtool check metrics` over a scrape, less the tolerated OpenMetrics line.
 //!
 //! Each suite uses part of it, so unused items are not warned about here.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod fakeapi;
 pub mod inproc;
 pub mod lab;
 pub mod net;
+pub mod promlint;
 pub mod sys;
 
 use std::time::{Duration, Instant};
