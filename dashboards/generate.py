@@ -221,11 +221,13 @@ dashboard = {
 
 here = os.path.dirname(os.path.abspath(__file__))
 # The kustomize component's copy: kustomize reads only files inside the component, and
-# tests/validate-manifests.sh fails when the two differ.
-for out in (
-    os.path.join(here, "meshprobe.json"),
-    os.path.join(here, "..", "deploy", "components", "kube-prometheus-stack", "meshprobe-dashboard.json"),
-):
+# tests/validate-manifests.sh fails when the two differ. Written only in a checkout (a copy of
+# this script run elsewhere, as the tests do, writes meshprobe.json alone).
+component = os.path.join(here, "..", "deploy", "components", "kube-prometheus-stack")
+outs = [os.path.join(here, "meshprobe.json")]
+if os.path.isdir(component):
+    outs.append(os.path.join(component, "meshprobe-dashboard.json"))
+for out in outs:
     with open(out, "w") as f:
         json.dump(dashboard, f, indent=2, ensure_ascii=False)
         f.write("\n")

@@ -426,6 +426,8 @@ impl AgentConfig {
                 // watches' read timeout (295 s).
                 liveness: window.clamp(Duration::from_secs(30), Duration::from_secs(60)),
                 resync: kube_resync,
+                resync_scales: args.kube_resync.is_none()
+                    && env.var("MESHPROBE_KUBE_RESYNC").is_none(),
             })
         } else {
             Discovery::File
@@ -733,9 +735,24 @@ mod tests {
         assert_eq!(k.grace, Duration::from_secs(60));
         assert_eq!(k.liveness, Duration::from_secs(60));
         assert_eq!(k.resync, Duration::from_secs(300));
-        let r = AgentConfig::resolve(&a, &env(&[("MESHPROBE_KUBE_RESYNC", "30s")])).unwrap();
+        assert!(k.resync_scales, "the default scales with the cluster");
+        let r = AgentConfig::resolve(
+            &a,
+            &env(&[
+                ("POD_NAMESPACE", "meshprobe"),
+                ("MESHPROBE_KUBE_RESYNC", "30s"),
+            ]),
+        )
+        .unwrap();
         assert!(
-            matches!(r.discovery, Discovery::Kubernetes(ref k) if k.resync == Duration::from_secs(30))
+            matches!(r.discovery, Discovery::Kubernetes(ref k) if k.resync == Duration::from_secs(30) && !k.resync_scales)
+        );
+        let mut set = a.clone();
+        set.kube_resync = Some("5m".into());
+        let r = AgentConfig::resolve(&set, &in_pod).unwrap();
+        assert!(
+            matches!(r.discovery, Discovery::Kubernetes(ref k) if !k.resync_scales),
+            "a period the user set, even the default's value, is kept"
         );
         assert!(!k.publish_events);
         let on = AgentConfig::resolve(
@@ -963,7 +980,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub publish_events: bool,
     /// Kubernetes: relist every watched resource this often (± 10 % jitter), so no watch stays
-    /// stale longer (e.g. after an etcd restore) [env: MESHPROBE_KUBE_RESYNC] [default: 5m].
+    /// stale longer (e.g. after an etcd restore) [env: MESHPROBE_KUBE_RESYNC] [default: 5m per
+    /// 1,000 nodes, at least 5m].
     #[arg(long)]
     pub kube_resync: Option<String>,
     /// Time between two probes of the same destination and layer [env: MESHPROBE_INTERVAL] [default: 5s].
@@ -1049,4 +1067,7 @@ pub struct KubeSettings {
     /// [`crate::k8s::watch::resync_delay`]): a watch waiting for a resourceVersion the API
     /// server never reaches (etcd restored from a backup) is stale at most this long.
     pub resync: Duration,
+    /// `resync` is the default, scaled with the node count
+    /// ([`crate::k8s::watch::resync_period`]); false when the user set it.
+    pub resync_scales: bool,
 }

@@ -397,6 +397,7 @@ async fn restored_behind_after_an_outage_is_healthy_only_after_a_relist() {
     let backup_rv = api.resource_version() - 11;
     let settings = KubeSettings {
         resync: RESYNC,
+        resync_scales: false,
         ..settings()
     };
     let (mut rx, status, task) = start_with(&api, settings).await;
@@ -448,6 +449,7 @@ async fn restored_behind_without_an_outage_is_caught_by_the_periodic_relist() {
     let backup_rv = api.resource_version() - 11;
     let settings = KubeSettings {
         resync: RESYNC,
+        resync_scales: false,
         ..settings()
     };
     let (mut rx, status, task) = start_with(&api, settings).await;
@@ -492,6 +494,26 @@ async fn restored_behind_without_an_outage_is_caught_by_the_periodic_relist() {
     );
     assert_eq!(status.lock().unwrap().last_error, None, "no outage here");
     task.abort();
+}
+
+#[test]
+fn the_default_resync_period_grows_with_the_cluster() {
+    use meshprobe::k8s::watch::resync_period;
+    let base = Duration::from_secs(300);
+    for (nodes, scales, want) in [
+        (0, true, 300),
+        (200, true, 300),
+        (1_000, true, 300),
+        (2_000, true, 600),
+        (5_000, true, 1_500),
+        (5_000, false, 300),
+    ] {
+        assert_eq!(
+            resync_period(base, scales, nodes),
+            Duration::from_secs(want),
+            "{nodes} nodes, scales {scales}"
+        );
+    }
 }
 
 #[test]

@@ -391,12 +391,12 @@ fn dest_node(d: Dest) -> u16 {
 // ---- diagnosis ------------------------------------------------------------------------------
 
 /// What node-1's diagnosis must say: exactly one finding of `cause` whose `nodes` equal
-/// `nodes` (or, with `nodes_include`, contain them), with these zones / targets / pairs among its
-/// own; `None`: healthy, no finding.
+/// `nodes` (or `or_nodes`, when not empty), with these zones / targets among its own and, when
+/// `pairs` is not empty, its pairs a non-empty subset of `pairs`; `None`: healthy, no finding.
 struct Want {
     cause: &'static str,
     nodes: &'static [&'static str],
-    nodes_include: bool,
+    or_nodes: &'static [&'static str],
     zones: &'static [&'static str],
     targets: &'static [&'static str],
     pairs: &'static [[&'static str; 2]],
@@ -406,7 +406,7 @@ const fn want(cause: &'static str, nodes: &'static [&'static str]) -> Want {
     Want {
         cause,
         nodes,
-        nodes_include: false,
+        or_nodes: &[],
         zones: &[],
         targets: &[],
         pairs: &[],
@@ -482,11 +482,7 @@ fn diagnosis_matches_all(d: &Value, ws: &[Want]) -> Result<(), String> {
 
 fn finding_matches(f: &Value, w: &Want) -> bool {
     let nodes = strs(&f["nodes"]);
-    let nodes_ok = if w.nodes_include {
-        w.nodes.iter().all(|n| nodes.iter().any(|x| x == n))
-    } else {
-        nodes == w.nodes
-    };
+    let nodes_ok = nodes == w.nodes || (!w.or_nodes.is_empty() && nodes == w.or_nodes);
     let zones = strs(&f["zones"]);
     let targets = strs(&f["targets"]);
     let pairs: Vec<Vec<String>> = f["pairs"]
@@ -500,9 +496,11 @@ fn finding_matches(f: &Value, w: &Want) -> bool {
         && w.zones.iter().all(|z| zones.iter().any(|x| x == z))
         && (w.zones.is_empty() || zones.len() == w.zones.len())
         && w.targets.iter().all(|t| targets.iter().any(|x| x == t))
-        && w.pairs
-            .iter()
-            .all(|[a, b]| pairs.iter().any(|p| p == &[*a, *b]))
+        && (w.pairs.is_empty()
+            || (!pairs.is_empty()
+                && pairs
+                    .iter()
+                    .all(|p| w.pairs.iter().any(|[a, b]| p == &[*a, *b]))))
         && !strs(&f["evidence"]).is_empty()
         && !strs(&f["next_steps"]).is_empty()
 }
@@ -685,6 +683,14 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             "{name}: diagnosis right after {diagnosed:?}, agents agreed after {seen:?}"
         );
         packets();
+        // Still right once every agent agrees and the packets were checked: an answer that
+        // drifts to another cause or an uninvolved node fails here.
+        if diag.cause != "mtu" {
+            let d = lab.diagnosis();
+            if let Err(e) = diagnosis_matches(&d, Some(diag)) {
+                panic!("{name}: right at first, then wrong: {e}");
+            }
+        }
         let st = lab.status();
         let active = st["state"]["faults"].as_array().unwrap();
         assert_eq!(active.len(), 1, "{st}");
@@ -733,9 +739,12 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             (3, 1) => Exp::Down(TIMEOUT),
             _ => Exp::Up,
         },
+        // Two answers, both naming only the fault's nodes: while node-1's "net unreachable"
+        // is in the windows, node-1's table is blamed; once rate-limiting and the window age
+        // it out, the same pairs are reported as one-way between node-1 and node-3.
         &Want {
-            nodes_include: true,
-            pairs: &[["node-1", "node-3"]],
+            or_nodes: &["node-1", "node-3"],
+            pairs: &[["node-1", "node-3"], ["node-1", "web-node-3"]],
             ..want("routing", &["node-1"])
         },
     );

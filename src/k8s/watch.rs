@@ -81,6 +81,18 @@ pub fn resync_delay(period: Duration, unit: f64) -> Duration {
     period.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
 }
 
+/// The relist period for a cluster of `nodes` nodes. A period the user set is kept; the default
+/// (`scales`) is `base` per 1,000 nodes and never less, because every agent lists every node
+/// and agent pod: with a fixed period the cluster-wide list load grows with the square of the
+/// node count, with this one linearly.
+pub fn resync_period(base: Duration, scales: bool, nodes: usize) -> Duration {
+    if scales {
+        base.mul_f64((nodes as f64 / 1000.0).max(1.0))
+    } else {
+        base
+    }
+}
+
 fn next_resync(period: Duration) -> tokio::time::Instant {
     use rand::RngExt;
     tokio::time::Instant::now() + resync_delay(period, rand::rng().random::<f64>())
@@ -261,6 +273,8 @@ impl KubeDiscovery {
             }
             Ok(r) => r?,
         }
+        // Now that the nodes are known, the first periodic relist follows the cluster's size.
+        d.resync_at = next_resync(d.resync_period());
         let first = d.compute();
         d.report(&first);
         let (tx, rx) = watch::channel(Arc::new(first.set.clone()));
@@ -489,7 +503,7 @@ impl KubeDiscovery {
                     if self.relisting || self.failing.iter().any(Option::is_some) {
                         // One relist at a time (a slow API server must not be asked again),
                         // and none into an outage: recovery brings its own.
-                        self.resync_at = next_resync(self.settings.resync);
+                        self.resync_at = next_resync(self.resync_period());
                     } else {
                         self.relist("periodic resync");
                     }
@@ -537,7 +551,16 @@ impl KubeDiscovery {
         self.events = events;
         self.synced = synced;
         self.relisting = true;
-        self.resync_at = next_resync(self.settings.resync);
+        self.resync_at = next_resync(self.resync_period());
+    }
+
+    /// This cluster's relist period ([`resync_period`] over the nodes listed).
+    fn resync_period(&self) -> Duration {
+        resync_period(
+            self.settings.resync,
+            self.settings.resync_scales,
+            self.nodes.0.state().len(),
+        )
     }
 
     /// The stores are complete: recompute the peer set and publish it if it changed.

@@ -99,6 +99,7 @@ pub fn kube_settings(api_url: Option<String>, grace: Duration, liveness: Duratio
         publish_events: false,
         liveness,
         resync: meshprobe::config::DEFAULT_KUBE_RESYNC,
+        resync_scales: true,
     }
 }
 
