@@ -234,8 +234,7 @@ async fn from_prometheus(
     for n in &built.notes {
         eprintln!("meshprobe: Prometheus data: {n}");
     }
-    let real = kube_facts(kube, &built.inputs.agents, timeout).await;
-    promsource::merge_kube(&mut built.inputs, real);
+    built.inputs.kube = kube_facts(kube, &built.inputs.agents, timeout).await;
     let mut diagnosis = diagnose(&Matrix::build(&built.inputs));
     promsource::finish(&mut diagnosis, &url.display());
     Ok(MeshDiagnosis {

@@ -43,7 +43,7 @@ pub mod promsource;
 pub mod shared;
 
 // The library crates, under the names the binary's modules use.
-pub use meshprobe_core::{error, model, mtu, net, parse, peers, schedule};
+pub use meshprobe_core::{error, model, mtu, net, owners, parse, peers, schedule};
 pub use meshprobe_diagnosis as diagnosis;
 pub use meshprobe_lab as lab;
 pub use meshprobe_probe as probe;

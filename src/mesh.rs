@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnosis::{AgentReport, Diagnosis, Inputs, NodeMeta};
+use crate::diagnosis::{AddressFacts, AgentReport, Diagnosis, Inputs};
 use crate::gather::{Gathered, NOT_WAITED_FOR};
 use crate::model::Layer;
 use crate::peers::PeerSet;
@@ -177,18 +177,8 @@ pub fn inputs(
             }),
         }
     }
-    let nodes = set
-        .peers
-        .iter()
-        .map(|p| NodeMeta {
-            name: p.node.clone(),
-            zone: p.zone.clone(),
-            node_ip: Some(p.node_ip),
-            pod_ip: Some(p.pod_ip),
-            pod_gateway: None,
-            pod_cidr: None,
-        })
-        .collect();
+    // The peer set's address facts (pod CIDRs, targets' nodes): the ownership map's input.
+    let nodes = AddressFacts::of(set).nodes;
     let inputs = Inputs {
         agents,
         unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),

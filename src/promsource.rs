@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::diagnosis::input::MtuReport;
 use crate::diagnosis::{
-    AgentReport, Diagnosis, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
-    PeerReport, PodFacts, TargetReport,
+    AgentReport, Diagnosis, ErrorCountInfo, ErrorInfo, Inputs, LayerStats, MtuState, PeerReport,
+    TargetPlace, TargetReport,
 };
 use crate::mesh::Unanswered;
 
@@ -47,7 +47,9 @@ pub const LAST_PROBE_AGE: &str = "meshprobe_pair_last_probe_age_seconds";
 pub const FAILING_FOR: &str = "meshprobe_pair_failing_for_seconds";
 pub const MTU_STATE: &str = "meshprobe_pair_mtu_state";
 pub const PATH_MTU: &str = "meshprobe_pair_path_mtu_bytes";
-/// Targets → the node whose pod subnet holds them (the engine places targets by address).
+/// Targets → the node the agent's ownership map places them on (`dst_node`, empty when no
+/// fact places them): one series per agent and target, the facts `diagnose --prometheus` reads
+/// where `--agents` reads `/api/v1/results`' `owners`.
 pub const TARGET_INFO: &str = "meshprobe_target_info";
 
 /// Every metric asked for, one instant query each (a selector, see [`query_for`]).
@@ -554,30 +556,28 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             ),
         })
         .collect();
-    // Where the targets run: the engine takes that from Kubernetes pod facts (or addresses,
-    // which metrics do not carry), so each becomes a pod fact naming only target and node —
-    // the namespace stays empty, and [`finish`] drops the engine's line about such a pod.
-    let mut pods: BTreeMap<String, PodFacts> = BTreeMap::new();
+    // Where the targets run, as each agent's ownership map placed them (`dst_node` empty:
+    // unknown): the same fact `/api/v1/results` publishes, so `--agents` and this path place
+    // every target alike. The first answer per target wins (agents share one peer set).
+    let mut places: BTreeMap<String, TargetPlace> = BTreeMap::new();
     for s in get(TARGET_INFO) {
         let (t, n) = (s.label("dst"), s.label("dst_node"));
         if !t.is_empty() && !n.is_empty() {
-            pods.entry(t.to_string()).or_insert_with(|| PodFacts {
+            places.entry(t.to_string()).or_insert_with(|| TargetPlace {
                 name: t.to_string(),
+                ip: None,
                 node: Some(n.to_string()),
-                target: Some(t.to_string()),
-                ..PodFacts::default()
             });
         }
     }
-    let kube = (!pods.is_empty()).then(|| KubeFacts {
-        pods: pods.into_values().collect(),
-        ..KubeFacts::default()
-    });
+    if let Some(first) = agents.values_mut().next() {
+        first.owners.targets = places.into_values().collect();
+    }
     let inputs = Inputs {
         agents: agents.into_values().collect(),
         unreachable_agents: unanswered.iter().map(|u| u.node.clone()).collect(),
         nodes: Vec::new(),
-        kube,
+        kube: None,
     };
     Ok(Built {
         inputs,
@@ -597,29 +597,13 @@ fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<bool> {
     Some(true)
 }
 
-/// Add Kubernetes facts from `--kube` to the built input: real pod facts win over the
-/// placement-only ones from [`TARGET_INFO`].
-pub fn merge_kube(inputs: &mut Inputs, real: Option<KubeFacts>) {
-    let Some(mut real) = real else { return };
-    if let Some(placed) = inputs.kube.take() {
-        for p in placed.pods {
-            if !real.pods.iter().any(|r| r.target == p.target) {
-                real.pods.push(p);
-            }
-        }
-    }
-    inputs.kube = Some(real);
-}
-
-/// The finishing touch on a diagnosis built from metrics: the engine's line about a
-/// placement-only pod fact (empty namespace: no real pod) goes, and every finding says where
-/// its figures come from.
+/// The finishing touch on a diagnosis built from metrics: every finding says where its
+/// figures come from.
 pub fn finish(d: &mut Diagnosis, url: &str) {
     let line = format!(
         "from Prometheus at {url}: window figures as last scraped; senders of ICMP errors are known only as source, destination, peer or other (metrics carry no addresses)"
     );
     for f in &mut d.findings {
-        f.evidence.retain(|e| !e.starts_with("Kubernetes: pod /"));
         f.evidence.push(line.clone());
     }
 }

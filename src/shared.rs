@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::config::AgentConfig;
 use crate::diagnosis::input::{
-    ErrorCountInfo, ErrorInfo, LayerStats, MtuReport, MtuState, PeerReport, RttSeconds,
-    TargetReport,
+    AddressFacts, ErrorCountInfo, ErrorInfo, LayerStats, MtuReport, MtuState, PeerReport,
+    RttSeconds, TargetReport,
 };
 use crate::diagnosis::{diagnose, AgentReport, Matrix};
 use crate::discovery::DiscoveryStatus;
@@ -57,6 +57,9 @@ pub struct Results {
     pub discovery: DiscoveryStatus,
     pub peers: Vec<PeerResults>,
     pub targets: Vec<TargetResults>,
+    /// The address facts of the current peer set (pod CIDRs, targets' nodes), so every reader
+    /// of this document builds the same ownership map.
+    pub owners: AddressFacts,
 }
 
 pub fn results_of(s: &Shared) -> Results {
@@ -65,6 +68,11 @@ pub fn results_of(s: &Shared) -> Results {
         .lock()
         .map(|st| st.snapshot(Instant::now()))
         .unwrap_or_else(|p| p.into_inner().snapshot(Instant::now()));
+    let owners = s
+        .store
+        .lock()
+        .map(|st| AddressFacts::of(st.peers()))
+        .unwrap_or_else(|p| AddressFacts::of(p.into_inner().peers()));
     Results {
         node: s.identity.node.clone(),
         zone: s.identity.zone.clone(),
@@ -78,6 +86,7 @@ pub fn results_of(s: &Shared) -> Results {
         discovery: s.discovery.lock().map(|d| d.clone()).unwrap_or_default(),
         peers: snap.peers,
         targets: snap.targets,
+        owners,
     }
 }
 
@@ -252,7 +261,7 @@ async fn from_prometheus(
         Some(k) => k.facts(std::slice::from_ref(&own), gather_timeout(s)).await,
         None => None,
     };
-    crate::promsource::merge_kube(&mut built.inputs, facts.map(|f| f.as_ref().clone()));
+    built.inputs.kube = facts.map(|f| f.as_ref().clone());
     let (mut diagnosis, held) = crate::k8s::hold_findings(
         diagnose(&Matrix::build(&built.inputs)),
         &results.discovery.held,
@@ -333,6 +342,7 @@ impl Results {
                     ..TargetReport::default()
                 })
                 .collect(),
+            owners: self.owners.clone(),
         }
     }
 }

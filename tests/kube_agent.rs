@@ -118,6 +118,23 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     )
     .await;
     let r = get_json(a1, "/api/v1/results").await.unwrap();
+    // The address facts published with the results: the target's node from spec.nodeName.
+    let places = r["owners"]["targets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        places
+            .iter()
+            .any(|t| t["name"] == "web-5f7d9c-abcde.shop" && t["node"] == "node-2"),
+        "{}",
+        r["owners"]
+    );
+    assert_eq!(
+        r["owners"]["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{r}"
+    );
     assert!(
         r["discovery"]["source"]
             .as_str()

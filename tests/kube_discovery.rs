@@ -191,6 +191,82 @@ async fn pods_appear_become_ready_are_cordoned_and_deleted() {
 }
 
 #[tokio::test]
+async fn pod_cidrs_pod_ips_and_target_nodes_come_from_the_objects() {
+    let api = FakeApi::start().await;
+    let with_cidrs = |mut n: Value, cidrs: &[&str]| {
+        n["spec"]["podCIDR"] = json!(cidrs[0]);
+        n["spec"]["podCIDRs"] = json!(cidrs);
+        n
+    };
+    // node-1: dual-stack ranges its agent pod is in; node-2: a range its CNI does not use
+    // (the agent pod is elsewhere, as with Calico's own IPAM); node-3: none.
+    api.put(
+        "nodes",
+        with_cidrs(
+            node("node-1", "198.18.1.11", "zone-a"),
+            &["198.19.1.0/26", "fd00:19:1::/64"],
+        ),
+    );
+    api.put(
+        "nodes",
+        with_cidrs(node("node-2", "198.18.2.12", "zone-b"), &["10.244.2.0/24"]),
+    );
+    api.put("nodes", node("node-3", "198.18.1.13", "zone-a"));
+    let mut a = agent("meshprobe-a", "node-1", "198.19.1.10", true);
+    a["status"]["podIPs"] = json!([{"ip": "198.19.1.10"}, {"ip": "fd00:19:1::10"}]);
+    api.put("pods", a);
+    api.put("pods", agent("meshprobe-b", "node-2", "198.19.2.10", true));
+    // Only podIPs, IPv6 first: the pod IP is the first listed.
+    let mut c = agent("meshprobe-c", "node-3", "198.19.3.10", true);
+    c["status"]["podIP"] = Value::Null;
+    c["status"]["podIPs"] = json!([{"ip": "fd00:19:3::10"}, {"ip": "198.19.3.10"}]);
+    api.put("pods", c);
+    // The target fixture runs on node-2 (spec.nodeName), outside every known CIDR.
+    api.put("pods", fixture("pod-target.json"));
+    let (mut rx, _status, task) = start(&api).await;
+    let s = wait_for(&mut rx, "three peers and the target", |s| {
+        s.peers.len() == 3 && !s.targets.is_empty()
+    })
+    .await;
+    let cidrs: Vec<(String, String, Vec<String>)> = s
+        .peers
+        .iter()
+        .map(|p| {
+            let c = p.pod_cidrs.iter().map(ToString::to_string).collect();
+            (p.node.clone(), p.pod_ip.to_string(), c)
+        })
+        .collect();
+    assert_eq!(
+        cidrs,
+        [
+            (
+                "node-1".to_string(),
+                "198.19.1.10".to_string(),
+                vec!["198.19.1.0/26".to_string(), "fd00:19:1::/64".to_string()]
+            ),
+            ("node-2".to_string(), "198.19.2.10".to_string(), vec![]),
+            ("node-3".to_string(), "fd00:19:3::10".to_string(), vec![]),
+        ]
+    );
+    assert_eq!(s.targets[0].node.as_deref(), Some("node-2"));
+    meshprobe::peers::validate(&s).unwrap();
+    // The ownership map: the target by its node fact, node-1's block by CIDR, a neighbour of
+    // node-2's pod unknown (no /24 guess).
+    let owners = s.owners();
+    assert_eq!(owners.target_node("web-5f7d9c-abcde.shop"), Some(1));
+    let who = |a: &str| match owners.lookup(a.parse().unwrap()) {
+        meshprobe::owners::Owner::Node { node, .. } => owners.names()[node].clone(),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(who("198.19.1.40"), "node-1");
+    assert_eq!(who("fd00:19:1::99"), "node-1");
+    assert_eq!(who("198.19.2.11"), "node-2", "the target's own address");
+    assert_eq!(who("198.19.2.99"), "Unknown");
+    assert_eq!(who("10.244.2.5"), "Unknown");
+    task.abort();
+}
+
+#[tokio::test]
 async fn api_server_down_keeps_the_last_set_and_says_so() {
     let api = cluster().await;
     let (mut rx, status, task) = start(&api).await;

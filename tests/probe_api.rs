@@ -166,6 +166,10 @@ async fn pair(name: &str, probe: ProbeConfig) -> (Running, Running, Arc<Fake>, A
             ("node-b", "127.0.0.2", lb.local_addr().unwrap().port()),
         ],
     );
+    // node-a's pod CIDRs, two blocks (a fact): the target 127.0.0.50 is in the second.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    doc["peers"][0]["pod_cidrs"] = serde_json::json!(["127.0.0.1/32", "127.0.0.48/28"]);
+    std::fs::write(&file, doc.to_string()).unwrap();
     let (fa, fb) = (Arc::new(Fake::default()), Arc::new(Fake::default()));
     let a = start("node-a", la, file.clone(), probe.clone(), fa.clone()).await;
     let b = start("node-b", lb, file, probe, fb.clone()).await;
@@ -189,7 +193,7 @@ async fn streams_one_line_per_source_then_the_verdict() {
     assert_eq!(lines[0]["sources"], serde_json::json!(["node-a", "node-b"]));
     assert_eq!(
         lines[0]["target"]["node"], "node-a",
-        "127.0.0.50 is in node-a's /24"
+        "127.0.0.50 is in node-a's pod CIDR 127.0.0.48/28"
     );
     let mut nodes: Vec<&str> = lines[1..3]
         .iter()

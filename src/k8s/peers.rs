@@ -2,6 +2,13 @@
 //! terminating are probed; peers that have not had their chance yet (node NotReady or cordoned,
 //! pod Ready only for a moment) are probed but *held*: the mesh view reports findings that only
 //! concern held nodes apart, without alarm.
+//!
+//! Address facts for the ownership map ([`crate::owners`]): a target's node is its pod's
+//! `spec.nodeName`; a node's pod CIDRs are `Node.spec.podCIDRs` (else `spec.podCIDR`) — but
+//! only a CIDR that holds one of the node's agent pod IPs (`status.podIPs`, first per family):
+//! CNIs with their own IPAM (Calico blocks, AWS VPC CNI) leave `podCIDRs` set but unused, and
+//! a CIDR the node's own pod is not in says nothing about where pods are. CIDRs two nodes
+//! overlap on are dropped on both sides (unknown, never a pick).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,6 +16,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::Serialize;
 
+use crate::net::Cidr;
 use crate::peers::{Peer, PeerSet, Target, MAX_PEERS, MAX_TARGETS};
 use meshprobe_core::parse::validate_name;
 
@@ -49,6 +57,8 @@ pub struct NodeInfo {
     pub zone: Option<String>,
     pub ready: Option<bool>,
     pub cordoned: bool,
+    /// `spec.podCIDRs` (else `spec.podCIDR`), those that parse.
+    pub pod_cidrs: Vec<Cidr>,
 }
 
 pub fn node_info(n: &Node) -> NodeInfo {
@@ -79,7 +89,38 @@ pub fn node_info(n: &Node) -> NodeInfo {
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false),
+        pod_cidrs: n
+            .spec
+            .as_ref()
+            .map(|s| {
+                let list = s.pod_cidrs.as_deref().filter(|l| !l.is_empty());
+                list.map_or_else(|| s.pod_cidr.iter().cloned().collect(), <[String]>::to_vec)
+            })
+            .unwrap_or_default()
+            .iter()
+            .take(crate::peers::MAX_POD_CIDRS)
+            .filter_map(|c| Cidr::parse(c))
+            .collect(),
     }
+}
+
+/// A pod's addresses: `status.podIP`, then `status.podIPs`, the first usable one per family.
+pub fn pod_ips(p: &Pod) -> Vec<IpAddr> {
+    let Some(st) = p.status.as_ref() else {
+        return Vec::new();
+    };
+    let listed = st.pod_ips.iter().flatten().map(|x| x.ip.as_str());
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in st.pod_ip.as_deref().into_iter().chain(listed) {
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        let ip = ip.to_canonical();
+        if usable(ip) && !out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// Keep of a Pod only what [`peer_set`] reads, so the watch stores stay small however large
@@ -98,6 +139,7 @@ pub fn slim_pod(p: &mut Pod) {
         *st = k8s_openapi::api::core::v1::PodStatus {
             phase: st.phase.take(),
             pod_ip: st.pod_ip.take(),
+            pod_ips: st.pod_ips.take(),
             host_ip: st.host_ip.take(),
             conditions: st
                 .conditions
@@ -139,12 +181,7 @@ pub fn probe_ready(p: &Pod) -> Option<(IpAddr, Option<i64>)> {
         .as_ref()?
         .iter()
         .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    let ip = st
-        .pod_ip
-        .as_deref()?
-        .parse()
-        .ok()
-        .filter(|ip| usable(*ip))?;
+    let ip = *pod_ips(p).first()?;
     Some((
         ip,
         ready.last_transition_time.as_ref().map(|t| t.0.as_second()),
@@ -209,6 +246,18 @@ pub fn peer_set(
             pod_ip,
             zone: info.and_then(|n| n.zone.clone()),
             port: None,
+            // Only CIDRs that hold this node's own pod: the CNI uses them.
+            pod_cidrs: info
+                .map(|n| {
+                    let ips = pod_ips(p);
+                    n.pod_cidrs
+                        .iter()
+                        .filter(|c| ips.iter().any(|ip| c.contains(*ip)))
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pod_gateway: None,
         };
         let key = pod_key(p);
         let better = match by_node.get(&node) {
@@ -244,6 +293,7 @@ pub fn peer_set(
         }
         out.set.peers.push(peer);
     }
+    drop_overlapping_cidrs(&mut out.set.peers);
     let mut names = std::collections::BTreeSet::new();
     let mut sorted: Vec<&&Pod> = targets.iter().collect();
     sorted.sort_by_key(|p| pod_key(p));
@@ -261,6 +311,19 @@ pub fn peer_set(
         };
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         let name = p.metadata.name.as_deref().unwrap_or("");
+        // Its node, when an agent runs there (a node name is a fact about peers only) and no
+        // other node's pod CIDR holds its IP (facts that disagree place nothing).
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| out.set.peer(n).is_some())
+            .filter(|n| {
+                !out.set
+                    .peers
+                    .iter()
+                    .any(|q| q.node != *n && q.pod_cidrs.iter().any(|c| c.contains(ip)))
+            });
         match parse_annotation(spec) {
             Ok(specs) => {
                 for (i, s) in specs.iter().enumerate() {
@@ -287,6 +350,7 @@ pub fn peer_set(
                         port: s.port,
                         protocol: s.protocol,
                         path: s.path.clone(),
+                        node: node.clone(),
                     });
                 }
             }
@@ -297,6 +361,22 @@ pub fn peer_set(
         }
     }
     out
+}
+
+/// Pod CIDRs two nodes overlap on are nobody's: drop them from both (the peers file refuses
+/// overlap; from the API it is a disagreement, and a disagreement places nothing).
+fn drop_overlapping_cidrs(peers: &mut [Peer]) {
+    let all: Vec<(usize, Cidr)> = peers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.pod_cidrs.iter().map(move |c| (i, *c)))
+        .collect();
+    for (i, p) in peers.iter_mut().enumerate() {
+        p.pod_cidrs.retain(|c| {
+            !all.iter()
+                .any(|(j, o)| *j != i && (c.inside(o) || o.inside(c)))
+        });
+    }
 }
 
 #[cfg(test)]
@@ -384,7 +464,8 @@ mod tests {
                 ip: Some("10.0.0.1".parse().unwrap()),
                 zone: Some("zone-a".into()),
                 ready: Some(true),
-                cordoned: false
+                cordoned: false,
+                pod_cidrs: Vec::new(),
             }
         );
         let n = node("n2", "10.0.0.2", None, false, true);
@@ -560,5 +641,117 @@ mod tests {
             got.bad_annotations
         );
         assert!(crate::peers::validate(&got.set).is_ok());
+    }
+
+    #[test]
+    fn pod_cidrs_pod_ips_and_target_nodes_are_read_as_facts() {
+        use k8s_openapi::api::core::v1::PodIP;
+        let with_cidrs = |mut n: Node, cidrs: &[&str]| {
+            let spec = n.spec.get_or_insert_with(Default::default);
+            spec.pod_cidr = cidrs.first().map(|c| c.to_string());
+            spec.pod_cidrs = Some(cidrs.iter().map(|c| c.to_string()).collect());
+            n
+        };
+        let dual = |mut p: Pod, ips: &[&str]| {
+            p.status.as_mut().unwrap().pod_ips =
+                Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect());
+            p
+        };
+        let mut legacy = node("n4", "10.0.0.4", None, true, false);
+        legacy.spec.get_or_insert_with(Default::default).pod_cidr = Some("10.4.0.0/24".into());
+        let ns = nodes(&[
+            // Dual-stack, as kube-controller-manager allocates them.
+            with_cidrs(
+                node("n1", "10.0.0.1", None, true, false),
+                &["10.1.0.0/24", "fd00:1::/64"],
+            ),
+            // Set but unused (a CNI with its own IPAM): the agent pod is elsewhere.
+            with_cidrs(node("n2", "10.0.0.2", None, true, false), &["10.2.0.0/24"]),
+            // Overlapping n1's: nobody's.
+            with_cidrs(
+                node("n3", "10.0.0.3", None, true, false),
+                &["10.1.0.128/25", "junk"],
+            ),
+            // Only the older single field.
+            legacy,
+        ]);
+        let a1 = dual(
+            pod("mp-1", "n1", Some("10.1.0.5"), "Running", true),
+            &["10.1.0.5", "10.1.0.6", "fd00:1::5", "fd00:1::6"],
+        );
+        let a2 = pod("mp-2", "n2", Some("10.9.7.5"), "Running", true);
+        let a3 = pod("mp-3", "n3", Some("10.1.0.133"), "Running", true);
+        let a4 = pod("mp-4", "n4", Some("10.4.0.9"), "Running", true);
+        // Only podIPs (no podIP): its first is the pod IP.
+        let mut only_list = dual(
+            pod("web", "n2", None, "Running", true),
+            &["fd00:2::7", "10.9.7.7"],
+        );
+        crate::k8s::testobj::annotate(&mut only_list, "tcp:80");
+        // On a node with no agent: no node fact.
+        let mut elsewhere = pod("db", "n9", Some("10.9.9.9"), "Running", true);
+        crate::k8s::testobj::annotate(&mut elsewhere, "tcp:5432");
+        // spec.nodeName says n4; n1's pod CIDR holds its IP only once n3's overlap is gone.
+        let mut odd = pod("odd", "n4", Some("10.1.0.77"), "Running", true);
+        crate::k8s::testobj::annotate(&mut odd, "tcp:1");
+        let got = peer_set(
+            &[&a1, &a2, &a3, &a4],
+            &[&only_list, &elsewhere, &odd],
+            &ns,
+            10_000,
+            0,
+        );
+        let cidrs: Vec<(String, Vec<String>)> = got
+            .set
+            .peers
+            .iter()
+            .map(|p| {
+                let c = p.pod_cidrs.iter().map(ToString::to_string).collect();
+                (p.node.clone(), c)
+            })
+            .collect();
+        let want: Vec<(String, Vec<String>)> = vec![
+            ("n1".into(), vec![]),
+            ("n2".into(), vec![]),
+            ("n3".into(), vec![]),
+            ("n4".into(), vec!["10.4.0.0/24".into()]),
+        ];
+        // n1 and n3 overlap (10.1.0.128/25 inside 10.1.0.0/24): both dropped; n1's IPv6 /64
+        // stays only when nothing overlaps it.
+        assert_eq!(
+            cidrs[0].1,
+            ["fd00:1::/64"],
+            "n1 keeps the CIDR nobody overlaps: {cidrs:?}"
+        );
+        assert_eq!(cidrs[1..], want[1..], "{cidrs:?}");
+        let targets: Vec<(&str, String, Option<&str>)> = got
+            .set
+            .targets
+            .iter()
+            .map(|t| (t.name.as_str(), t.ip.to_string(), t.node.as_deref()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("db.default", "10.9.9.9".to_string(), None),
+                ("odd.default", "10.1.0.77".to_string(), Some("n4")),
+                ("web.default", "fd00:2::7".to_string(), Some("n2")),
+            ]
+        );
+        assert_eq!(got.set.peers[0].pod_ip.to_string(), "10.1.0.5");
+        crate::peers::validate(&got.set).unwrap();
+        // Without n3, n1's IPv4 CIDR is a fact and holds odd's IP: the facts disagree, so its
+        // node fact (n4) is dropped and the CIDR places it.
+        let got = peer_set(&[&a1, &a2, &a4], &[&odd], &ns, 10_000, 0);
+        assert_eq!(
+            got.set.peers[0].pod_cidrs.len(),
+            2,
+            "{:?}",
+            got.set.peers[0]
+        );
+        assert_eq!(got.set.targets[0].node, None);
+        let owners = got.set.owners();
+        assert_eq!(owners.target_node("odd.default"), Some(0));
+        crate::peers::validate(&got.set).unwrap();
     }
 }

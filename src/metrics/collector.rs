@@ -267,7 +267,7 @@ fn target_info(enc: &mut DescriptorEncoder, rows: &Rows) -> fmt::Result {
     gauge(
         enc,
         "meshprobe_target_info",
-        "Always 1 per target: the node whose pod subnet holds it (dst_node empty when none does)",
+        "Always 1 per target: the node it runs on by the ownership map (its peers-file or Kubernetes node, else the node whose known pod CIDR holds its IP; dst_node empty when unknown)",
         rows.target_nodes
             .iter()
             .map(|(t, n)| (vec![("dst", t.clone()), ("dst_node", n.clone())], 1.0)),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::config::PairMetrics;
 use crate::model::{DestKind, ErrorClass, Layer};
 use crate::mtu::{MtuReport, MtuState};
-use crate::net::Cidr;
+use crate::owners::{Owner, OwnerMap};
 use crate::peers::PeerSet;
 use crate::store::Store;
 use crate::window::WindowStats;
@@ -27,17 +27,14 @@ pub(super) struct Row {
     pub(super) errors: Vec<(&'static str, u32, f64, &'static str)>,
 }
 
-/// The node whose pod IP is `ip`, or whose pod subnet (the /24 or /64 around its pod IP, the
-/// diagnosis engine's rule) holds it; "" when none.
-pub fn target_node(ip: IpAddr, set: &PeerSet) -> &str {
-    set.peers
-        .iter()
-        .find(|p| p.pod_ip == ip)
-        .or_else(|| {
-            set.peers
-                .iter()
-                .find(|p| Cidr::around(p.pod_ip).contains(ip))
-        })
+/// The node of target `name` (at `ip`) by the ownership map: its stated node, else its IP's
+/// owner (a node's exact address or known pod CIDR); "" when unknown.
+pub fn target_node<'a>(name: &str, ip: IpAddr, set: &'a PeerSet, owners: &OwnerMap) -> &'a str {
+    let node = owners.target_node(name).or(match owners.lookup(ip) {
+        Owner::Node { node, .. } => Some(node),
+        _ => None,
+    });
+    node.and_then(|n| set.peers.get(n))
         .map_or("", |p| p.node.as_str())
 }
 
@@ -57,28 +54,34 @@ fn error_sender(e: &ErrorClass) -> Option<IpAddr> {
 
 /// The `reporter` label: who sent an error, in bounded words instead of an address.
 /// `none`: no ICMP sender (a timeout, a refusal, the local stack's own error); `source`: an
-/// address of the probing node (node IP, pod IP, or its pod subnet, the /24 or /64 around the
-/// pod IP, which holds its pod gateway — the diagnosis engine's rule too); `destination`: the
+/// address of the probing node by the ownership map (node IP, pod IP, pod gateway — a gateway
+/// every node shares is the sender's own — or inside its known pod CIDRs); `destination`: the
 /// destination's own address or its node's; `peer`: another node of the peer set; `other`: an
-/// address outside the peer set (a router).
+/// address no fact places (a router).
 pub fn reporter(
     from: Option<IpAddr>,
     me: &str,
     dst: &str,
     dst_ip: Option<IpAddr>,
     set: &PeerSet,
+    owners: &OwnerMap,
 ) -> &'static str {
-    let Some(ip) = from else { return "none" };
-    let owns = |p: &crate::peers::Peer| {
-        p.node_ip == ip || p.pod_ip == ip || Cidr::around(p.pod_ip).contains(ip)
+    let Some(ip) = from.map(|ip| ip.to_canonical()) else {
+        return "none";
     };
-    if set.peer(me).is_some_and(owns) {
+    let idx = |name: &str| set.peers.iter().position(|p| p.node == name);
+    let owner = match owners.lookup(ip) {
+        Owner::Node { node, .. } => Some(node),
+        Owner::SendersNode => idx(me),
+        Owner::Unknown => None,
+    };
+    if owner.is_some() && owner == idx(me) {
         return "source";
     }
-    if dst_ip == Some(ip) || set.peer(dst).is_some_and(owns) {
+    if dst_ip.map(|d| d.to_canonical()) == Some(ip) || (owner.is_some() && owner == idx(dst)) {
         return "destination";
     }
-    if set.peers.iter().any(owns) {
+    if owner.is_some() {
         return "peer";
     }
     "other"
@@ -108,7 +111,7 @@ pub(super) struct Rows {
     /// (layer, path-MTU state) → destinations.
     pub(super) mtu_states: BTreeMap<(Layer, &'static str), u32>,
     pub(super) pairs: Vec<Row>,
-    /// (target, the node whose pod subnet holds it, or "").
+    /// (target, its node by the ownership map, or "" when unknown).
     pub(super) target_nodes: Vec<(String, String)>,
 }
 
@@ -132,11 +135,16 @@ pub(super) fn collect(
         .filter(|p| p.node != own_node)
         .count();
     rows.targets = store.peers().targets.len();
+    // One ownership map per scrape: O(peers + targets), like the rest of the copy.
+    let owners = store.peers().owners();
     rows.target_nodes = store
         .peers()
         .targets
         .iter()
-        .map(|t| (t.name.clone(), target_node(t.ip, store.peers()).to_string()))
+        .map(|t| {
+            let node = target_node(&t.name, t.ip, store.peers(), &owners);
+            (t.name.clone(), node.to_string())
+        })
         .collect();
     store.visit(now, |v| {
         let state = match v.stats.reachable {
@@ -175,7 +183,8 @@ pub(super) fn collect(
                 .errors
                 .iter()
                 .map(|e| {
-                    let who = reporter(error_sender(&e.last), own_node, v.name, dst_ip, set);
+                    let from = error_sender(&e.last);
+                    let who = reporter(from, own_node, v.name, dst_ip, set, &owners);
                     (e.kind, e.count, e.last_age_seconds, who)
                 })
                 .collect();
@@ -200,25 +209,63 @@ mod tests {
 
     #[test]
     fn reporter_names_the_sender_in_bounded_words() {
-        let set = parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.1.10}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.2.10}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.3.10}\ntargets:\n  - {name: web, ip: 10.1.2.11, port: 80, protocol: http}\n").unwrap();
+        let peers = "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.1.10, pod_cidrs: [10.1.1.0/26, 10.1.4.64/26]}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.2.10, pod_cidrs: [10.1.2.0/24]}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.3.10, pod_cidrs: [10.1.3.0/24, 10.1.4.0/26]}\ntargets:\n  - {name: web, ip: 10.1.2.11, port: 80, protocol: http}\n";
+        let set = parse(peers).unwrap();
+        // The same peers without pod CIDRs, every node behind one shared gateway.
+        let bare = parse(
+            &peers
+                .replace(
+                    ", pod_cidrs: [10.1.1.0/26, 10.1.4.64/26]",
+                    ", pod_gateway: 169.254.1.1",
+                )
+                .replace(", pod_cidrs: [10.1.2.0/24]", ", pod_gateway: 169.254.1.1")
+                .replace(
+                    ", pod_cidrs: [10.1.3.0/24, 10.1.4.0/26]",
+                    ", pod_gateway: 169.254.1.1",
+                ),
+        )
+        .unwrap();
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        for (from, dst, dst_ip, want) in [
-            (None, "b", None, "none"),
-            (ip("10.1.1.1"), "b", None, "source"), // a's pod gateway
-            (ip("10.0.0.1"), "b", None, "source"),
-            (ip("10.1.2.10"), "b", None, "destination"),
-            (ip("10.0.0.2"), "b", None, "destination"),
-            (ip("10.0.0.3"), "b", None, "peer"),
-            (ip("10.1.3.1"), "b", None, "peer"),
-            (ip("198.18.1.1"), "b", None, "other"),
-            (ip("10.1.2.11"), "web", ip("10.1.2.11"), "destination"),
-            (ip("10.0.0.2"), "web", ip("10.1.2.11"), "peer"),
+        // (facts, from, dst, dst_ip, want)
+        for (set, from, dst, dst_ip, want) in [
+            (&set, None, "b", None, "none"),
+            (&set, ip("10.1.1.1"), "b", None, "source"), // a's pod gateway, in its CIDR
+            (&set, ip("::ffff:10.1.1.1"), "b", None, "source"),
+            (&set, ip("10.1.4.65"), "b", None, "source"), // a's second block
+            (&set, ip("10.1.4.1"), "b", None, "peer"),    // c's block in the same /24
+            (&set, ip("10.0.0.1"), "b", None, "source"),
+            (&set, ip("10.1.2.10"), "b", None, "destination"),
+            (&set, ip("10.0.0.2"), "b", None, "destination"),
+            (&set, ip("10.0.0.3"), "b", None, "peer"),
+            (&set, ip("10.1.3.1"), "b", None, "peer"),
+            (&set, ip("198.18.1.1"), "b", None, "other"),
+            (&set, ip("10.1.2.11"), "web", ip("10.1.2.11"), "destination"),
+            (&set, ip("10.0.0.2"), "web", ip("10.1.2.11"), "peer"),
+            // No pod CIDRs: an address next to a's pod IP is no one's; the shared gateway is
+            // the sender's own node.
+            (&bare, ip("10.1.1.1"), "b", None, "other"),
+            (&bare, ip("169.254.1.1"), "b", None, "source"),
+            (&bare, ip("10.1.1.10"), "b", None, "source"),
         ] {
             assert_eq!(
-                reporter(from, "a", dst, dst_ip, &set),
+                reporter(from, "a", dst, dst_ip, set, &set.owners()),
                 want,
                 "{from:?} → {dst}"
             );
         }
+    }
+
+    #[test]
+    fn targets_are_placed_by_facts_or_not_at_all() {
+        let set = parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.10, pod_cidrs: [10.1.0.0/26]}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.70, pod_cidrs: [10.1.0.64/26]}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.2.0.10}\ntargets:\n  - {name: in-b, ip: 10.1.0.99, port: 80, protocol: http}\n  - {name: on-c, ip: 10.2.0.11, port: 80, protocol: http, node: c}\n  - {name: near-c, ip: 10.2.0.12, port: 80, protocol: http}\n").unwrap();
+        let owners = set.owners();
+        let node = |t: &str| {
+            let ip = set.targets.iter().find(|x| x.name == t).unwrap().ip;
+            target_node(t, ip, &set, &owners)
+        };
+        // The /24 guess said "a" for in-b (first node whose /24 holds it) and "c" for near-c.
+        assert_eq!(node("in-b"), "b");
+        assert_eq!(node("on-c"), "c");
+        assert_eq!(node("near-c"), "");
     }
 }

@@ -13,8 +13,8 @@ use super::request::Resolved;
 use super::wire::{CheckOutcome, SourceLine, Verdict};
 use crate::diagnosis::input::MtuReport;
 use crate::diagnosis::{
-    diagnose_with, AgentReport, ErrorCountInfo, Inputs, KubeFacts, LayerStats, Matrix, MtuState,
-    NodeMeta, Params, PeerReport, TargetReport,
+    diagnose_with, AddressFacts, AgentReport, ErrorCountInfo, Inputs, KubeFacts, LayerStats,
+    Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
 };
 use crate::peers::PeerSet;
 
@@ -143,24 +143,24 @@ pub fn inputs(
                 mtu,
                 ..TargetReport::default()
             }],
+            // Where the request resolved the target (a node name, a pod's `spec.nodeName`,
+            // the ownership map): a fact for the engine, not re-guessed from the address.
+            owners: AddressFacts {
+                nodes: Vec::new(),
+                targets: vec![TargetPlace {
+                    name: target.label.clone(),
+                    ip: Some(target.ip),
+                    node: target.node.clone(),
+                }],
+            },
             ..AgentReport::default()
         });
     }
     Inputs {
         agents,
         unreachable_agents: unreachable,
-        nodes: peers
-            .peers
-            .iter()
-            .map(|p| NodeMeta {
-                name: p.node.clone(),
-                zone: p.zone.clone(),
-                node_ip: Some(p.node_ip),
-                pod_ip: Some(p.pod_ip),
-                pod_gateway: None,
-                pod_cidr: None,
-            })
-            .collect(),
+        // The peer set's address facts: the same ownership map as the mesh view's.
+        nodes: AddressFacts::of(peers).nodes,
         kube,
     }
 }

@@ -135,6 +135,8 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
                 pod_ip: ip(10, i + 1),
                 zone: Some(format!("zone-{}", i % 3)),
                 port: None,
+                pod_cidrs: Vec::new(),
+                pod_gateway: None,
             })
             .collect(),
         targets: Vec::new(),

@@ -218,10 +218,22 @@ fn mesh_documents(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) ->
                 )
             })
             .collect();
+        // What an agent whose peers file states each node's pod CIDR (one /24 each, the lab's
+        // `subnet` layout) publishes: the facts the ownership map is built from.
+        let facts: Vec<String> = NODES
+            .iter()
+            .map(|(n, _)| {
+                let i = &n[5..];
+                format!(
+                    r#"{{"name":"{n}","node_ip":"198.18.0.{i}","pod_ip":"198.19.{i}.10","pod_cidrs":["198.19.{i}.0/24"]}}"#
+                )
+            })
+            .collect();
         let doc = format!(
-            r#"{{"node":"{node}","zone":"{zone}","ready":true,"rounds":42,"peers":[{}],"targets":[{}]}}"#,
+            r#"{{"node":"{node}","zone":"{zone}","ready":true,"rounds":42,"peers":[{}],"targets":[{}],"owners":{{"nodes":[{}]}}}}"#,
             peers.join(","),
-            targets.join(",")
+            targets.join(","),
+            facts.join(",")
         );
         agents.push(AgentReport::from_json(&doc).unwrap());
     }
@@ -316,7 +328,7 @@ fn the_same_cause_and_location_as_from_the_agents() {
             assert_eq!(p.len(), 1, "{what}: {prom}");
             assert_eq!(p[0].0, cause, "{what}: {prom}");
             assert_eq!(p[0].1, *nodes, "{what}: {prom}");
-            // Placement-only pod facts leave no "Kubernetes:" line; the source is named.
+            // Placement is an address fact, no pod fact: no "Kubernetes:" line; the source is named.
             let ev = &prom.findings[0].evidence;
             assert!(
                 !ev.iter().any(|e| e.starts_with("Kubernetes:")),
@@ -761,12 +773,6 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
             value: v,
         });
     };
-    // Pod IPs of every node: targets are placed in the pod subnet around one.
-    let pod_ips: Vec<(String, std::net::IpAddr)> = reports
-        .iter()
-        .flat_map(|a| &a.peers)
-        .filter_map(|p| p.pod_ip.map(|ip| (p.node.clone(), ip)))
-        .collect();
     for (i, a) in reports.iter().enumerate() {
         let target = vec![
             ("instance", format!("10.0.0.{}:9464", i + 1)),
@@ -852,11 +858,12 @@ fn answers_from_reports(reports: &[AgentReport], onset: bool) -> Answers {
                 }
             }
         }
+        // The agent's ownership map, of the facts it publishes (as `metrics::rows` does).
+        let owners = a.owners.owner_map();
         for t in &a.targets {
-            let node = pod_ips
-                .iter()
-                .find(|(_, ip)| crate::net::Cidr::around(*ip).contains(t.ip.unwrap()))
-                .map_or(String::new(), |(n, _)| n.clone());
+            let node = owners
+                .target_node(&t.name)
+                .map_or(String::new(), |i| owners.names()[i].clone());
             let mut l = target.clone();
             l.extend([("dst", t.name.clone()), ("dst_node", node)]);
             push(TARGET_INFO, l, 1.0);
@@ -878,6 +885,7 @@ fn onset_recording() -> (Vec<AgentReport>, Inputs) {
         .unwrap()
         .iter()
         .map(|d| AgentReport::from_json(&d.to_string()).unwrap())
+        .map(with_lab_facts)
         .collect();
     let inputs = Inputs {
         agents: reports.clone(),
@@ -885,6 +893,37 @@ fn onset_recording() -> (Vec<AgentReport>, Inputs) {
         ..Inputs::default()
     };
     (reports, inputs)
+}
+
+/// The recording predates the published address facts: add what its agents knew — the lab's
+/// `subnet` layout, node i's pod CIDR 198.19.i.0/24 — and its targets.
+fn with_lab_facts(mut a: AgentReport) -> AgentReport {
+    use crate::diagnosis::{NodeMeta, TargetPlace};
+    a.owners.nodes = a
+        .peers
+        .iter()
+        .map(|p| NodeMeta {
+            name: p.node.clone(),
+            node_ip: p.node_ip,
+            pod_ip: p.pod_ip,
+            pod_cidrs: p
+                .pod_ip
+                .map(|ip| format!("{}/24", crate::net::mask(ip, 24)))
+                .into_iter()
+                .collect(),
+            ..NodeMeta::default()
+        })
+        .collect();
+    a.owners.targets = a
+        .targets
+        .iter()
+        .map(|t| TargetPlace {
+            name: t.name.clone(),
+            ip: t.ip,
+            node: None,
+        })
+        .collect();
+    a
 }
 
 fn causes(d: &Diagnosis) -> BTreeSet<String> {

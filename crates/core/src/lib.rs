@@ -4,6 +4,7 @@
 //!
 //! * [`model`]: layers, checks, probe results, classified errors.
 //! * [`net`]: IP prefixes.
+//! * [`owners`]: which node an address belongs to, from facts only.
 //! * [`parse`]: names, durations and request paths as users write them.
 //! * [`peers`]: the peers file schema, parsed and validated.
 //! * [`schedule`]: tasks from a peer set; spreading a round's probes over the interval.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod model;
 pub mod mtu;
 pub mod net;
+pub mod owners;
 pub mod parse;
 pub mod peers;
 pub mod plan;

@@ -44,14 +44,23 @@ impl Cidr {
     pub fn inside(&self, outer: &Cidr) -> bool {
         outer.net().contains(&self.net())
     }
+}
 
-    /// The /24 (IPv4) or /64 (IPv6) around `ip`: the assumed pod subnet.
-    pub fn around(ip: IpAddr) -> Cidr {
-        let len = if ip.is_ipv4() { 24 } else { 64 };
-        Cidr {
-            addr: mask(ip, len),
-            len,
-        }
+/// As text (`198.19.0.0/26`), the form users write and agents publish.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+        let text = String::deserialize(d)?;
+        Cidr::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a CIDR (ADDRESS/LENGTH, e.g. 198.19.0.0/26 or 2001:db8:1::/64)"
+            ))
+        })
     }
 }
 
@@ -192,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_contains_around() {
+    fn parse_and_contains() {
         assert_eq!(c("10.1.2.3/8"), c("10.0.0.0/8"));
         assert_eq!(c("10.0.0.0/8").to_string(), "10.0.0.0/8");
         for bad in [
@@ -219,8 +228,6 @@ mod tests {
         for (net, addr, want) in table {
             assert_eq!(c(net).contains(ip(addr)), *want, "{net} ∋ {addr}");
         }
-        assert_eq!(Cidr::around(ip("198.19.2.33")), c("198.19.2.0/24"));
-        assert_eq!(Cidr::around(ip("2001:db8:1:2::5")), c("2001:db8:1:2::/64"));
         assert!(c("127.0.0.0/24").inside(&c("127.0.0.0/8")));
         assert!(!c("0.0.0.0/0").inside(&c("127.0.0.0/8")));
         assert_eq!(mask(ip("10.1.2.3"), 16), ip("10.1.0.0"));

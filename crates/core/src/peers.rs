@@ -7,13 +7,19 @@
 //!     pod_ip: 198.19.2.10     # the probe agent's pod address
 //!     zone: zone-b            # optional
 //!     port: 9464              # optional: the agent's HTTP port on pod_ip (default: our own)
+//!     pod_cidrs: [198.19.2.0/26, 198.19.7.64/26]  # optional: the node's pod CIDRs (facts)
+//!     pod_gateway: 169.254.1.1 # optional: the pods' default gateway on this node
 //! targets:                    # selected target pods every agent probes
 //!   - name: web-2
 //!     ip: 198.19.2.11
 //!     port: 8080
 //!     protocol: http          # http | tcp
 //!     path: /healthz          # http only (default /)
+//!     node: node-2            # optional: the node the target pod runs on
 //! ```
+//!
+//! `pod_cidrs` and a target's `node` are facts for the ownership map ([`crate::owners`]):
+//! without them an address that is no node's node IP or pod IP has an unknown owner.
 //!
 //! Parsing is pure ([`parse`]): text in, a validated [`PeerSet`] or an error naming the line or
 //! field out. Unknown fields are refused so a typo does not silently drop a setting.
@@ -23,6 +29,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::Cidr;
+use crate::owners::{self, NodeAddrs, OwnerMap, TargetAddrs};
 use crate::parse::validate_name;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -35,6 +43,10 @@ pub struct Peer {
     pub zone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<Cidr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_gateway: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -62,6 +74,8 @@ pub struct Target {
     pub protocol: Protocol,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Target {
@@ -85,6 +99,37 @@ impl PeerSet {
     pub fn peer(&self, node: &str) -> Option<&Peer> {
         self.peers.iter().find(|p| p.node == node)
     }
+
+    /// The set's facts about addresses, for [`OwnerMap::new`] and [`owners::validate`].
+    pub fn addrs(&self) -> (Vec<NodeAddrs>, Vec<TargetAddrs>) {
+        let nodes = self
+            .peers
+            .iter()
+            .map(|p| NodeAddrs {
+                name: p.node.clone(),
+                node_ip: Some(p.node_ip),
+                pod_ip: Some(p.pod_ip),
+                pod_gateway: p.pod_gateway,
+                pod_cidrs: p.pod_cidrs.clone(),
+            })
+            .collect();
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| TargetAddrs {
+                name: t.name.clone(),
+                ip: Some(t.ip),
+                node: t.node.clone(),
+            })
+            .collect();
+        (nodes, targets)
+    }
+
+    /// The ownership map of this set's facts.
+    pub fn owners(&self) -> OwnerMap {
+        let (nodes, targets) = self.addrs();
+        OwnerMap::new(&nodes, &targets)
+    }
 }
 
 /// Upper bounds that keep a runaway file from exhausting the agent.
@@ -92,6 +137,8 @@ pub const MAX_PEERS: usize = 10_000;
 pub const MAX_TARGETS: usize = 1_000;
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_PATH_LEN: usize = 1024;
+/// Calico gives a busy node a handful of blocks; 64 is far above any real layout.
+pub const MAX_POD_CIDRS: usize = 64;
 
 /// Parse and validate a peers file's text. The error message names the line/column (syntax)
 /// or the entry and field (validation); the caller prefixes the file's path.
@@ -132,10 +179,19 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
         if p.port == Some(0) {
             return Err(format!("{at}.port: must be between 1 and 65535"));
         }
-        for (field, ip) in [("node_ip", p.node_ip), ("pod_ip", p.pod_ip)] {
+        for (field, ip) in [("node_ip", p.node_ip), ("pod_ip", p.pod_ip)]
+            .into_iter()
+            .chain(p.pod_gateway.map(|g| ("pod_gateway", g)))
+        {
             if ip.is_unspecified() || ip.is_multicast() {
                 return Err(format!("{at}.{field} {ip}: not a unicast address"));
             }
+        }
+        if p.pod_cidrs.len() > MAX_POD_CIDRS {
+            return Err(format!(
+                "{at}.pod_cidrs: {} entries, at most {MAX_POD_CIDRS} allowed",
+                p.pod_cidrs.len()
+            ));
         }
     }
     let mut names = HashSet::new();
@@ -151,6 +207,9 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
         if t.ip.is_unspecified() || t.ip.is_multicast() {
             return Err(format!("{at}.ip {}: not a unicast address", t.ip));
         }
+        if let Some(n) = &t.node {
+            validate_name(n).map_err(|e| format!("{at}.node {n:?}: {e}"))?;
+        }
         match (t.protocol, &t.path) {
             (Protocol::Tcp, Some(_)) => {
                 return Err(format!("{at}.path: only http targets take a path"));
@@ -165,7 +224,8 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
             _ => {}
         }
     }
-    Ok(())
+    let (nodes, targets) = set.addrs();
+    owners::validate(&nodes, &targets)
 }
 
 #[cfg(test)]
@@ -202,6 +262,34 @@ targets:
         assert_eq!(set.peer("node-2").unwrap().port, Some(9000));
         assert_eq!(set.targets[0].http_path(), "/healthz");
         assert_eq!(set.targets[1].protocol, Protocol::Tcp);
+    }
+
+    #[test]
+    fn pod_cidrs_and_target_nodes_are_facts_for_the_owner_map() {
+        let text = r#"
+peers:
+  - {node: a, node_ip: 198.18.0.11, pod_ip: 198.19.0.10, pod_cidrs: [198.19.0.0/26, 198.19.0.128/26]}
+  - {node: b, node_ip: 198.18.0.12, pod_ip: 198.19.0.70, pod_cidrs: ["198.19.0.64/26"], pod_gateway: 169.254.1.1}
+targets:
+  - {name: web-b, ip: 198.19.0.71, port: 80, protocol: http, node: b}
+  - {name: db, ip: 198.19.0.140, port: 5432, protocol: tcp}
+"#;
+        let set = parse(text).unwrap();
+        assert_eq!(set.peers[0].pod_cidrs.len(), 2);
+        assert_eq!(set.peers[0].pod_cidrs[1].to_string(), "198.19.0.128/26");
+        let m = set.owners();
+        assert_eq!(m.target_node("web-b"), Some(1));
+        assert_eq!(m.target_node("db"), Some(0));
+        // The agent's JSON form carries the facts, and reads back the same.
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.contains(r#""pod_cidrs":["198.19.0.64/26"]"#), "{json}");
+        assert_eq!(parse(&json).unwrap(), set);
+        // Without the facts nothing is inferred: both targets are unknown.
+        let bare = parse(
+            "peers:\n  - {node: a, node_ip: 198.18.0.11, pod_ip: 198.19.0.10}\ntargets:\n  - {name: db, ip: 198.19.0.140, port: 5432, protocol: tcp}\n",
+        )
+        .unwrap();
+        assert_eq!(bare.owners().target_node("db"), None);
     }
 
     #[test]
@@ -273,6 +361,30 @@ targets:
                 "targets[1].name \"t\": duplicate",
             ),
             ("peer: []\n", "unknown field `peer`"),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_cidrs: [10.1.0.0/33]}\n",
+                "peers[0].pod_cidrs: \"10.1.0.0/33\" is not a CIDR (ADDRESS/LENGTH",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_cidrs: [10.2.0.0/24]}\n",
+                "peers[0].pod_cidrs: none holds the node's pod_ip 10.1.0.1",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_cidrs: [10.1.0.0/24]}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.129, pod_cidrs: [10.1.0.128/25]}\n",
+                "peers[1].pod_cidrs[0] 10.1.0.128/25: overlaps peers[0].pod_cidrs[0] 10.1.0.0/24 of node \"a\"",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_gateway: 224.0.0.1}\n",
+                "peers[0].pod_gateway 224.0.0.1",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\ntargets:\n  - {name: t, ip: 10.1.0.2, port: 80, protocol: tcp, node: b}\n",
+                "targets[0].node \"b\": no peer has this node name",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\ntargets:\n  - {name: t, ip: 10.1.0.2, port: 80, protocol: tcp, node: 'a b'}\n",
+                "targets[0].node \"a b\"",
+            ),
         ];
         for (text, want) in table {
             let err = parse(text).unwrap_err();

@@ -270,6 +270,8 @@ targets:
             pod_ip: "198.19.4.10".parse().unwrap(),
             zone: None,
             port: None,
+            pod_cidrs: Vec::new(),
+            pod_gateway: None,
         });
         let mut d = tasks(&bigger, "n1", params());
         order(&mut d, 1);

@@ -25,6 +25,84 @@ pub struct AgentReport {
     pub window_seconds: Option<f64>,
     pub peers: Vec<PeerReport>,
     pub targets: Vec<TargetReport>,
+    /// What the agent knows about addresses (its peer set's facts): absent from older agents.
+    pub owners: AddressFacts,
+}
+
+/// The facts behind the ownership map ([`meshprobe_core::owners`]) as agents publish them in
+/// `/api/v1/results`: every node's addresses and pod CIDRs, every target's IP and node. Each
+/// reader (the mesh view, `diagnose --agents`, the on-demand verdict) builds the same map.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AddressFacts {
+    pub nodes: Vec<NodeMeta>,
+    pub targets: Vec<TargetPlace>,
+}
+
+/// Where a target runs, when a fact says so.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TargetPlace {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl AddressFacts {
+    /// The ownership map of these facts alone (CIDRs that do not parse are left out).
+    pub fn owner_map(&self) -> meshprobe_core::owners::OwnerMap {
+        use meshprobe_core::owners::{NodeAddrs, OwnerMap, TargetAddrs};
+        let nodes: Vec<NodeAddrs> = self
+            .nodes
+            .iter()
+            .map(|n| NodeAddrs {
+                name: n.name.clone(),
+                node_ip: n.node_ip,
+                pod_ip: n.pod_ip,
+                pod_gateway: n.pod_gateway,
+                pod_cidrs: n.cidrs(),
+            })
+            .collect();
+        let targets: Vec<TargetAddrs> = self
+            .targets
+            .iter()
+            .map(|t| TargetAddrs {
+                name: t.name.clone(),
+                ip: t.ip,
+                node: t.node.clone(),
+            })
+            .collect();
+        OwnerMap::new(&nodes, &targets)
+    }
+
+    /// A peer set's facts (the peers file's, or Kubernetes discovery's).
+    pub fn of(set: &meshprobe_core::peers::PeerSet) -> AddressFacts {
+        AddressFacts {
+            nodes: set
+                .peers
+                .iter()
+                .map(|p| NodeMeta {
+                    name: p.node.clone(),
+                    zone: p.zone.clone(),
+                    node_ip: Some(p.node_ip),
+                    pod_ip: Some(p.pod_ip),
+                    pod_gateway: p.pod_gateway,
+                    pod_cidr: None,
+                    pod_cidrs: p.pod_cidrs.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            targets: set
+                .targets
+                .iter()
+                .map(|t| TargetPlace {
+                    name: t.name.clone(),
+                    ip: Some(t.ip),
+                    node: t.node.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One peer (another agent's node) as seen from the reporting node.
@@ -226,9 +304,9 @@ impl AgentReport {
 }
 
 /// What is known about a node besides its agent's report. Anything missing is taken from the
-/// peers lists of the reports. `pod_gateway` and `pod_cidr` let an ICMP error's `from` name the
-/// node whose routing table answered; without them the /24 (IPv4) or /64 (IPv6) of the pod IP
-/// is assumed to be the node's pod subnet (flannel's default).
+/// reports' `owners` facts and peers lists. `pod_gateway` and `pod_cidrs` let an ICMP error's
+/// `from` name the node whose routing table answered; without them such an address has an
+/// unknown owner (nothing is assumed from the pod IP's shape).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct NodeMeta {
@@ -237,8 +315,23 @@ pub struct NodeMeta {
     pub node_ip: Option<IpAddr>,
     pub pod_ip: Option<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
-    /// e.g. `198.19.3.0/24`.
+    /// e.g. `198.19.3.0/24` (one CIDR; older form of `pod_cidrs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
+    /// e.g. `["198.19.3.0/26", "198.19.9.64/26"]`; entries that do not parse are ignored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<String>,
+}
+
+impl NodeMeta {
+    /// Its pod CIDRs, both spellings, parsed (entries that do not parse are left out).
+    pub fn cidrs(&self) -> Vec<meshprobe_core::net::Cidr> {
+        self.pod_cidr
+            .iter()
+            .chain(&self.pod_cidrs)
+            .filter_map(|c| meshprobe_core::net::Cidr::parse(c))
+            .collect()
+    }
 }
 
 /// Kubernetes facts, all optional (from `--kube`).

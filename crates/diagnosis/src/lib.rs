@@ -40,8 +40,9 @@ mod tests;
 
 pub use engine::{cell_state, diagnose, diagnose_with, CellState, Params};
 pub use input::{
-    AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState,
-    NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts, TargetReport,
+    AddressFacts, AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts,
+    LayerStats, MtuState, NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts,
+    TargetPlace, TargetReport,
 };
 pub use matrix::{Cell, Matrix};
 pub use report::{Cause, Diagnosis, Finding};

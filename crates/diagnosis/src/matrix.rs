@@ -5,7 +5,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use meshprobe_core::model::Layer;
-use meshprobe_core::net::{mask, Cidr};
+use meshprobe_core::net::Cidr;
+use meshprobe_core::owners::{NodeAddrs, OwnerMap, TargetAddrs};
+
+/// Which part of a node an address is (the ownership map's roles).
+pub use meshprobe_core::owners::Role as IpRole;
 
 use super::input::{AgentReport, ErrorInfo, Inputs, KubeFacts, LayerStats, MtuState};
 
@@ -158,7 +162,8 @@ pub struct NodeInfo {
     pub node_ip: Option<IpAddr>,
     pub pod_ip: Option<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
-    pub pod_cidr: Option<Cidr>,
+    /// Known pod CIDRs (facts only; empty when none is known).
+    pub pod_cidrs: Vec<Cidr>,
     pub agent: AgentStatus,
     /// Asked and did not answer (versus never asked).
     pub agent_unreachable: bool,
@@ -173,29 +178,9 @@ pub struct TargetInfo {
     pub ip: Option<IpAddr>,
     pub port: Option<u16>,
     pub protocol: Option<String>,
-    /// The node its pod runs on, from Kubernetes facts or its IP inside a node's pod subnet.
+    /// The node its pod runs on: Kubernetes facts, an agent's published fact, else the
+    /// ownership map's answer for its IP; `None` when unknown (located as itself).
     pub node: Option<usize>,
-}
-
-/// Which part of a node an address is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpRole {
-    NodeIp,
-    PodGateway,
-    PodIp,
-    /// Inside the node's pod subnet (given, or assumed from its pod IP).
-    PodSubnet,
-}
-
-impl IpRole {
-    pub fn describe(self) -> &'static str {
-        match self {
-            IpRole::NodeIp => "node IP",
-            IpRole::PodGateway => "pod gateway",
-            IpRole::PodIp => "pod IP",
-            IpRole::PodSubnet => "pod subnet",
-        }
-    }
 }
 
 /// The matrix the engine reads.
@@ -207,10 +192,8 @@ pub struct Matrix {
     pub kube: KubeFacts,
     node_index: HashMap<String, usize>,
     target_index: HashMap<String, usize>,
-    exact_ips: HashMap<IpAddr, (usize, IpRole)>,
-    /// Prefix length → network address → node.
-    subnets: HashMap<u8, HashMap<IpAddr, usize>>,
-    assumed_subnets: HashMap<IpAddr, usize>,
+    /// Who owns an address: built from the nodes' and targets' facts once they are merged.
+    owners: OwnerMap,
 }
 
 impl Matrix {
@@ -235,8 +218,10 @@ impl Matrix {
             kube: inp.kube.clone().unwrap_or_default(),
             ..Matrix::default()
         };
-        // Nodes: explicit metadata first (it wins), then the reports, then their peers lists.
-        for meta in &inp.nodes {
+        // Nodes: explicit metadata first (it wins), then the facts agents publish, then the
+        // reports, then their peers lists.
+        let published = inp.agents.iter().flat_map(|r| r.owners.nodes.iter());
+        for meta in inp.nodes.iter().chain(published) {
             if meta.name.is_empty() {
                 continue;
             }
@@ -246,9 +231,9 @@ impl Matrix {
             n.node_ip = n.node_ip.or(meta.node_ip);
             n.pod_ip = n.pod_ip.or(meta.pod_ip);
             n.pod_gateway = n.pod_gateway.or(meta.pod_gateway);
-            n.pod_cidr = n
-                .pod_cidr
-                .or_else(|| meta.pod_cidr.as_deref().and_then(Cidr::parse));
+            if n.pod_cidrs.is_empty() {
+                n.pod_cidrs = meta.cidrs();
+            }
         }
         let mut seen_reports = BTreeSet::new();
         for r in &inp.agents {
@@ -281,7 +266,6 @@ impl Matrix {
             let i = m.node(name);
             m.nodes[i].agent_unreachable = m.nodes[i].agent == AgentStatus::Missing;
         }
-        m.index_ips();
         // Cells.
         let mut pair_index: HashMap<(usize, Dest), usize> = HashMap::new();
         let mut seen_reports = BTreeSet::new();
@@ -327,33 +311,56 @@ impl Matrix {
                 );
             }
         }
-        // Targets → nodes: Kubernetes facts first, then the pod subnets.
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
-        let mut by_ip: HashMap<IpAddr, usize> = HashMap::new();
+        // Targets → nodes: Kubernetes facts first, then the facts agents publish, then the
+        // ownership map (exact address, longest pod CIDR); else unknown.
+        let mut by_name: HashMap<&str, &str> = HashMap::new();
+        let mut by_ip: HashMap<IpAddr, &str> = HashMap::new();
         for pod in &m.kube.pods {
-            let Some(n) = pod.node.as_deref().and_then(|n| m.node_index.get(n)) else {
+            let Some(n) = pod
+                .node
+                .as_deref()
+                .filter(|n| m.node_index.contains_key(*n))
+            else {
                 continue;
             };
             if let Some(t) = pod.target.as_deref() {
-                by_name.entry(t).or_insert(*n);
+                by_name.entry(t).or_insert(n);
             }
             if let Some(ip) = pod.ip {
-                by_ip.entry(ip).or_insert(*n);
+                by_ip.entry(ip.to_canonical()).or_insert(n);
             }
         }
-        let nodes: Vec<Option<usize>> = m
-            .targets
+        for t in inp.agents.iter().flat_map(|r| r.owners.targets.iter()) {
+            if let Some(n) = t.node.as_deref().filter(|n| m.node_index.contains_key(*n)) {
+                by_name.entry(t.name.as_str()).or_insert(n);
+            }
+        }
+        let node_addrs: Vec<NodeAddrs> = m
+            .nodes
             .iter()
-            .map(|t| {
-                by_name
-                    .get(t.name.as_str())
-                    .copied()
-                    .or_else(|| t.ip.and_then(|ip| by_ip.get(&ip).copied()))
-                    .or_else(|| t.ip.and_then(|ip| m.subnet_owner(ip)))
+            .map(|n| NodeAddrs {
+                name: n.name.clone(),
+                node_ip: n.node_ip,
+                pod_ip: n.pod_ip,
+                pod_gateway: n.pod_gateway,
+                pod_cidrs: n.pod_cidrs.clone(),
             })
             .collect();
-        for (t, n) in m.targets.iter_mut().zip(nodes) {
-            t.node = n;
+        let target_addrs: Vec<TargetAddrs> = m
+            .targets
+            .iter()
+            .map(|t| TargetAddrs {
+                name: t.name.clone(),
+                ip: t.ip,
+                node: by_name
+                    .get(t.name.as_str())
+                    .or_else(|| t.ip.and_then(|ip| by_ip.get(&ip.to_canonical())))
+                    .map(|n| n.to_string()),
+            })
+            .collect();
+        m.owners = OwnerMap::new(&node_addrs, &target_addrs);
+        for t in &mut m.targets {
+            t.node = m.owners.target_node(&t.name);
         }
         m
     }
@@ -368,7 +375,7 @@ impl Matrix {
             node_ip: None,
             pod_ip: None,
             pod_gateway: None,
-            pod_cidr: None,
+            pod_cidrs: Vec::new(),
             agent: AgentStatus::Missing,
             agent_unreachable: false,
             rounds: None,
@@ -427,46 +434,16 @@ impl Matrix {
         });
     }
 
-    fn index_ips(&mut self) {
-        for (i, n) in self.nodes.iter().enumerate() {
-            let roles = [
-                (n.node_ip, IpRole::NodeIp),
-                (n.pod_gateway, IpRole::PodGateway),
-                (n.pod_ip, IpRole::PodIp),
-            ];
-            for (ip, role) in roles {
-                if let Some(ip) = ip {
-                    self.exact_ips.entry(ip).or_insert((i, role));
-                }
-            }
-            if let Some(c) = n.pod_cidr {
-                self.subnets.entry(c.len).or_default().insert(c.addr, i);
-            }
-            if let Some(ip) = n.pod_ip {
-                self.assumed_subnets
-                    .entry(Cidr::around(ip).addr)
-                    .or_insert(i);
-            }
-        }
+    /// The node an address belongs to (an ICMP error's `from`, a target's IP), and as what,
+    /// when `sender` (the node whose probe drew the answer) received it: a pod gateway every
+    /// node shares is the sender's own. `None`: no fact names an owner.
+    pub fn owner_of(&self, ip: IpAddr, sender: usize) -> Option<(usize, IpRole)> {
+        self.owners.lookup_from(ip, sender)
     }
 
-    fn subnet_owner(&self, ip: IpAddr) -> Option<usize> {
-        let mut lens: Vec<u8> = self.subnets.keys().copied().collect();
-        lens.sort_unstable_by(|a, b| b.cmp(a));
-        for len in lens {
-            if let Some(&i) = self.subnets.get(&len).and_then(|n| n.get(&mask(ip, len))) {
-                return Some(i);
-            }
-        }
-        self.assumed_subnets.get(&Cidr::around(ip).addr).copied()
-    }
-
-    /// The node an address belongs to (an ICMP error's `from`, a target's IP), and as what.
-    pub fn owner_of(&self, ip: IpAddr) -> Option<(usize, IpRole)> {
-        if let Some(&hit) = self.exact_ips.get(&ip) {
-            return Some(hit);
-        }
-        self.subnet_owner(ip).map(|i| (i, IpRole::PodSubnet))
+    /// The ownership map the matrix was built with.
+    pub fn owners(&self) -> &OwnerMap {
+        &self.owners
     }
 
     pub fn node_index(&self, name: &str) -> Option<usize> {

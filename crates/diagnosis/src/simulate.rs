@@ -371,6 +371,7 @@ fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnos
                 })
                 .collect(),
             targets: Vec::new(),
+            owners: Default::default(),
         })
         .collect();
     let nodes = (0..n)
@@ -379,8 +380,10 @@ fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnos
             zone: zone(i),
             node_ip: Some(node_ip(i)),
             pod_ip: Some(pod_ip(i)),
-            pod_gateway: None,
-            pod_cidr: None,
+            // The simulated fleet's facts: one /24 per node, its gateway the first address.
+            pod_gateway: Some(pod_gateway(i)),
+            pod_cidrs: vec![format!("{}/24", Ipv4Addr::from(pod_base(i)))],
+            ..NodeMeta::default()
         })
         .collect();
     let matrix = Matrix::build(&Inputs {

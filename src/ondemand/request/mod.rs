@@ -22,7 +22,7 @@ mod tests {
     use crate::net::Cidr;
     use crate::peers::parse;
 
-    pub(super) const SET: &str = "peers:\n  - {node: node-1, node_ip: 198.18.1.11, pod_ip: 198.19.1.10, zone: zone-a, port: 9464}\n  - {node: node-2, node_ip: 198.18.2.12, pod_ip: 198.19.2.10, zone: zone-b}\ntargets:\n  - {name: web-1, ip: 198.19.1.11, port: 8080, protocol: http}\n";
+    pub(super) const SET: &str = "peers:\n  - {node: node-1, node_ip: 198.18.1.11, pod_ip: 198.19.1.10, zone: zone-a, port: 9464, pod_cidrs: [198.19.1.0/24]}\n  - {node: node-2, node_ip: 198.18.2.12, pod_ip: 198.19.2.10, zone: zone-b, pod_cidrs: [198.19.2.0/26, 198.19.9.64/26]}\ntargets:\n  - {name: web-1, ip: 198.19.1.11, port: 8080, protocol: http}\n";
 
     pub(super) fn plan(body: &str, extra: &[&str]) -> Result<Plan, Refusal> {
         let set = parse(SET).unwrap();
@@ -231,7 +231,7 @@ mod tests {
                 r#"{"target":"10.0.0.1"}"#,
                 403,
                 "target_not_allowed",
-                "outside the allowed CIDRs (198.19.1.0/24, 198.18.1.0/24",
+                "outside the allowed CIDRs (198.19.1.0/24, 198.19.2.0/26, 198.19.9.64/26, 198.18.1.11/32, 198.18.2.12/32)",
             ),
             (
                 r#"{"target":"198.18.3.1:80"}"#,

@@ -10,6 +10,7 @@ use super::parse::{ProbeRequest, RawCheck, TargetSpec};
 use super::spec::{CheckSpec, Refusal};
 use crate::model::Layer;
 use crate::net::{fence, Cidr, Fenced};
+use crate::owners::Owner;
 use crate::peers::PeerSet;
 
 /// Echoes of each context check (the target node's IPs).
@@ -34,7 +35,8 @@ pub struct Resolved {
     pub label: String,
     pub ip: IpAddr,
     pub port: Option<u16>,
-    /// The node the address belongs to (its pod subnet or node IP), when known.
+    /// The node the address belongs to (by the ownership map: a node, pod or target address, a
+    /// known pod CIDR, or the node a pod runs on), when known.
     pub node: Option<String>,
 }
 
@@ -66,21 +68,28 @@ pub struct Plan {
     pub context: Vec<ContextCheck>,
 }
 
-/// The CIDRs a target must fall in by default: the /24 (IPv4) or /64 (IPv6) around every
-/// peer's pod IP and node IP and every target's IP — the pod and node subnets meshprobe knows.
-/// Loopback never comes from the peer set (a GET to the agent's own localhost is an SSRF):
-/// only an explicit `--allow-cidr` admits it.
+/// The CIDRs a target must fall in by default: every known pod CIDR (the peer set's facts:
+/// the peers file's `pod_cidrs`, Kubernetes' `Node.spec.podCIDRs`) and, exactly, every peer's
+/// pod IP and node IP and every target's IP — the addresses meshprobe knows, never a range
+/// guessed around them. Loopback never comes from the peer set (a GET to the agent's own
+/// localhost is an SSRF): only an explicit `--allow-cidr` admits it.
 pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
+    let exact = |ip: IpAddr| {
+        let ip = ip.to_canonical();
+        Cidr {
+            addr: ip,
+            len: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    };
     let ips = peers
         .peers
         .iter()
         .flat_map(|p| [p.pod_ip, p.node_ip])
         .chain(peers.targets.iter().map(|t| t.ip))
-        .filter(|ip| !ip.is_loopback());
+        .map(exact);
     let mut out: Vec<Cidr> = Vec::new();
-    for ip in ips {
-        let c = Cidr::around(ip);
-        if !out.contains(&c) {
+    for c in peers.owners().all_pod_cidrs().into_iter().chain(ips) {
+        if !c.addr.is_loopback() && !out.iter().any(|o| c.inside(o)) {
             out.push(c);
         }
     }
@@ -109,19 +118,13 @@ pub fn fenced(what: &str, ip: IpAddr, allowed: &[Cidr]) -> Result<IpAddr, Refusa
     })
 }
 
-/// The node an address belongs to: a peer's node IP or pod IP, or inside the /24 around a
-/// peer's pod IP (its assumed pod subnet).
+/// The node an address belongs to, by the ownership map ([`crate::owners`]): a peer's node IP
+/// or pod IP, a target placed on it, or inside its known pod CIDRs; `None` when no fact says.
 pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
-    peers
-        .peers
-        .iter()
-        .find(|p| p.node_ip == ip || p.pod_ip == ip)
-        .or_else(|| {
-            peers
-                .peers
-                .iter()
-                .find(|p| Cidr::around(p.pod_ip).contains(ip))
-        })
+    match peers.owners().lookup(ip) {
+        Owner::Node { node, .. } => peers.peers.get(node),
+        Owner::SendersNode | Owner::Unknown => None,
+    }
 }
 
 /// The checks a request runs: as written, ports completed with the target's `port`.
@@ -321,7 +324,7 @@ mod tests {
     #[test]
     fn accepted_requests_resolve_sources_checks_and_context() {
         // Defaults: ICMP x3 and TCP to the given port, from every node; the target's node is
-        // found by its pod subnet and its node IP and agent pod IP are context.
+        // found by its pod CIDR and its node IP and agent pod IP are context.
         let p = plan(r#"{"target":"198.19.2.11:8080"}"#, &[]).unwrap();
         assert_eq!(
             p.checks,
@@ -392,6 +395,54 @@ mod tests {
     }
 
     #[test]
+    fn the_default_allow_list_is_known_cidrs_and_exact_addresses() {
+        // node-2's second block sits in a /24 no pod IP is in: it is admitted and owned.
+        let p = plan(r#"{"target":"198.19.9.70:8080"}"#, &[]).unwrap();
+        assert_eq!(p.target.node.as_deref(), Some("node-2"));
+        // Next to node-2's first block, not inside any: refused (no /24 guess).
+        let r = plan(r#"{"target":"198.19.2.99:8080"}"#, &[]).unwrap_err();
+        assert_eq!(r.code, "target_not_allowed");
+        // Without pod CIDRs: exact node, pod and target addresses only.
+        let set = parse("peers:\n  - {node: a, node_ip: 198.18.0.1, pod_ip: 198.19.0.10}\n  - {node: b, node_ip: 198.18.0.2, pod_ip: 198.19.0.70}\ntargets:\n  - {name: w, ip: 198.19.0.99, port: 80, protocol: http, node: b}\n").unwrap();
+        let shown: Vec<String> = derived_cidrs(&set).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "198.19.0.10/32",
+                "198.18.0.1/32",
+                "198.19.0.70/32",
+                "198.18.0.2/32",
+                "198.19.0.99/32"
+            ]
+        );
+        let cx = Context {
+            me: "a",
+            peers: &set,
+            extra_allowed: &[],
+            default_port: 9464,
+            pod: None,
+        };
+        let go = |t: &str| validate(&parse_body(t.as_bytes()).unwrap(), &cx);
+        assert_eq!(
+            go(r#"{"target":"198.19.0.11"}"#).unwrap_err().code,
+            "target_not_allowed"
+        );
+        // The target's node is the fact's; an address no fact places has no owner.
+        let p = go(r#"{"target":"198.19.0.99:80"}"#).unwrap();
+        assert_eq!(p.target.node.as_deref(), Some("b"));
+        let wide = [Cidr::parse("198.19.0.0/24").unwrap()];
+        let cx = Context {
+            me: "a",
+            peers: &set,
+            extra_allowed: &wide,
+            default_port: 9464,
+            pod: None,
+        };
+        let p = validate(&parse_body(br#"{"target":"198.19.0.11"}"#).unwrap(), &cx).unwrap();
+        assert!(p.target.node.is_none() && p.context.is_empty(), "{p:?}");
+    }
+
+    #[test]
     fn loopback_needs_an_explicit_allow_cidr() {
         // Agents on loopback (a test bed): their peer set does not open 127.0.0.0/8.
         let set = parse("peers:\n  - {node: a, node_ip: 127.0.1.1, pod_ip: 127.0.0.1}\n").unwrap();
@@ -431,7 +482,7 @@ mod tests {
         // node-b's agent sits on a never-listed address: asked explicitly, refused; by
         // default, not asked.
         let set = parse(
-            "peers:\n  - {node: a, node_ip: 198.18.0.1, pod_ip: 198.19.0.1}\n  - {node: b, node_ip: 198.18.0.2, pod_ip: 169.254.0.2}\n",
+            "peers:\n  - {node: a, node_ip: 198.18.0.1, pod_ip: 198.19.0.1, pod_cidrs: [198.19.0.0/24]}\n  - {node: b, node_ip: 198.18.0.2, pod_ip: 169.254.0.2}\n",
         )
         .unwrap();
         let cx = Context {

@@ -507,7 +507,7 @@ impl<'a> Engine<'a> {
                     node: pc.src,
                     role: None,
                 },
-                (Some(_), Some(ip)) => match self.m.owner_of(ip) {
+                (Some(_), Some(ip)) => match self.m.owner_of(ip, pc.src) {
                     Some((node, role)) => NetUnreachableFrom::Node {
                         node,
                         role: Some(role),

@@ -81,7 +81,7 @@ impl Engine<'_> {
                 .filter_map(|c| c.last_error.as_ref())
             {
                 if e.kind() == ErrKind::FragNeeded {
-                    if let Some((n, _)) = e.from_ip().and_then(|ip| self.m.owner_of(ip)) {
+                    if let Some((n, _)) = e.from_ip().and_then(|ip| self.m.owner_of(ip, pc.src)) {
                         *blamed.entry(n).or_default() += 1;
                     }
                 }

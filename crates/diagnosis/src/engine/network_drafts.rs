@@ -379,15 +379,13 @@ impl Engine<'_> {
                     .iter()
                     .map(|&n| {
                         let ni = &self.m.nodes[n];
-                        ni.pod_cidr
-                            .map(|c| format!("{}/{}", c.addr, c.len))
-                            .or_else(|| {
-                                ni.pod_ip.map(|ip| {
-                                    let c = meshprobe_core::net::Cidr::around(ip);
-                                    format!("{}/{} (assumed)", c.addr, c.len)
-                                })
-                            })
-                            .unwrap_or_else(|| format!("{}'s pod subnet", ni.name))
+                        if ni.pod_cidrs.is_empty() {
+                            format!("{}'s pod subnet", ni.name)
+                        } else {
+                            let c: Vec<String> =
+                                ni.pod_cidrs.iter().map(ToString::to_string).collect();
+                            c.join(", ")
+                        }
                     })
                     .collect();
                 let all = dsts.len() + 1 >= self.m.nodes.len() && dsts.len() > 1;

@@ -135,6 +135,23 @@ pub(super) struct Mesh {
     pub(super) rounds: HashMap<usize, u64>,
     pub(super) kube: Option<KubeFacts>,
     pub(super) meta: bool,
+    /// The agents publish no address facts (an older agent, a peers file without them).
+    pub(super) no_facts: bool,
+    /// How pod addresses are laid out (the lab's `--pod-addressing`).
+    pub(super) layout: Layout,
+}
+
+/// Pod addressing, as in the lab: `Subnet` node i's pods in 198.19.i.0/24 (gateway .1);
+/// `Blocks` Calico-like /26 blocks, all four nodes' first blocks packed into 198.19.0.0/24 and
+/// their second ones into 198.19.1.0/24 in reverse order (gateway: the block's .1);
+/// `Vpc` pods from one shared range interleaved across nodes (198.18.9.x, per-pod routes),
+/// no pod CIDRs, one gateway every node shares (169.254.1.1), targets' nodes stated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Layout {
+    #[default]
+    Subnet,
+    Blocks,
+    Vpc,
 }
 
 pub(super) fn zone_num(z: &str) -> u8 {
@@ -158,11 +175,52 @@ impl Mesh {
             rounds: HashMap::new(),
             kube: None,
             meta: false,
+            no_facts: false,
+            layout: Layout::Subnet,
         }
     }
 
     pub(super) fn node_ip(&self, i: usize) -> String {
         format!("198.18.{}.{}", zone_num(self.zone[i]), 10 + i)
+    }
+
+    pub(super) fn pod_ip(&self, i: usize) -> String {
+        match self.layout {
+            Layout::Subnet => format!("198.19.{i}.10"),
+            Layout::Blocks => format!("198.19.0.{}", 64 * (i - 1) + 10),
+            Layout::Vpc => format!("198.18.9.{}", 2 * i),
+        }
+    }
+
+    /// The address of target `web-node-t`.
+    pub(super) fn target_ip(&self, t: usize) -> String {
+        match self.layout {
+            Layout::Subnet => format!("198.19.{t}.11"),
+            // The second block: the /24 guess would name node-4's block owner for node-1.
+            Layout::Blocks => format!("198.19.1.{}", 64 * (N - t) + 11),
+            // Interleaved: node-1's target sits next to node-4's pod, and so on.
+            Layout::Vpc => format!("198.18.9.{}", 2 * (N + 1 - t) + 1),
+        }
+    }
+
+    /// Node i's pod gateway: where its "net unreachable" comes from.
+    pub(super) fn gw(&self, i: usize) -> String {
+        match self.layout {
+            Layout::Subnet => format!("198.19.{i}.1"),
+            Layout::Blocks => format!("198.19.0.{}", 64 * (i - 1) + 1),
+            Layout::Vpc => "169.254.1.1".into(),
+        }
+    }
+
+    fn pod_cidrs(&self, i: usize) -> Vec<String> {
+        match self.layout {
+            Layout::Subnet => vec![format!("198.19.{i}.0/24")],
+            Layout::Blocks => vec![
+                format!("198.19.0.{}/26", 64 * (i - 1)),
+                format!("198.19.1.{}/26", 64 * (N - i)),
+            ],
+            Layout::Vpc => Vec::new(),
+        }
     }
 
     /// Set the given peer layers for src → dst.
@@ -212,6 +270,35 @@ impl Mesh {
         self
     }
 
+    /// The address facts every agent publishes for the layout: pod CIDRs (subnet, blocks:
+    /// targets placed by them) or the shared gateway and each target's node (vpc). None with
+    /// `no_facts`.
+    pub(super) fn owners(&self) -> AddressFacts {
+        if self.no_facts {
+            return AddressFacts::default();
+        }
+        AddressFacts {
+            nodes: (1..=N)
+                .map(|i| NodeMeta {
+                    name: name(i),
+                    node_ip: self.node_ip(i).parse().ok(),
+                    pod_ip: self.pod_ip(i).parse().ok(),
+                    pod_cidrs: self.pod_cidrs(i),
+                    pod_gateway: (self.layout == Layout::Vpc).then(|| self.gw(i).parse().unwrap()),
+                    ..NodeMeta::default()
+                })
+                .collect(),
+            targets: (1..=N)
+                .filter(|_| self.layout == Layout::Vpc)
+                .map(|t| TargetPlace {
+                    name: web(t),
+                    ip: self.target_ip(t).parse().ok(),
+                    node: Some(name(t)),
+                })
+                .collect(),
+        }
+    }
+
     pub(super) fn docs(&self) -> Vec<String> {
         (1..=N)
             .filter(|i| !self.missing.contains(i))
@@ -236,7 +323,7 @@ impl Mesh {
                             node: name(d),
                             zone: Some(self.zone[d].to_string()),
                             node_ip: self.node_ip(d).parse().ok(),
-                            pod_ip: format!("198.19.{d}.10").parse().ok(),
+                            pod_ip: self.pod_ip(d).parse().ok(),
                             layers,
                             path_mtu,
                             mtu_state,
@@ -247,7 +334,7 @@ impl Mesh {
                 let targets: Vec<TargetReport> = (1..=N)
                     .map(|t| TargetReport {
                         name: web(t),
-                        ip: format!("198.19.{t}.11").parse().ok(),
+                        ip: self.target_ip(t).parse().ok(),
                         port: Some(8080),
                         protocol: Some("http".into()),
                         layers: TARGET_LAYERS
@@ -271,6 +358,7 @@ impl Mesh {
                     window_seconds: Some(10.0),
                     peers,
                     targets,
+                    owners: self.owners(),
                 };
                 serde_json::to_string(&r).unwrap()
             })
@@ -288,9 +376,14 @@ impl Mesh {
                 name: name(i),
                 zone: Some(self.zone[i].to_string()),
                 node_ip: self.node_ip(i).parse().ok(),
-                pod_ip: format!("198.19.{i}.10").parse().ok(),
-                pod_gateway: self.meta.then(|| format!("198.19.{i}.1").parse().unwrap()),
-                pod_cidr: self.meta.then(|| format!("198.19.{i}.0/24")),
+                pod_ip: self.pod_ip(i).parse().ok(),
+                pod_gateway: self.meta.then(|| self.gw(i).parse().unwrap()),
+                pod_cidr: None,
+                pod_cidrs: if self.meta {
+                    self.pod_cidrs(i)
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         Matrix::build(&Inputs {
@@ -394,7 +487,31 @@ pub(super) fn onset_results(name: &str) -> Vec<serde_json::Value> {
     let path = format!("{}/tests/fixtures/onset/{name}", env!("CARGO_MANIFEST_DIR"));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    v["results"].as_array().unwrap().clone()
+    let mut docs = v["results"].as_array().unwrap().clone();
+    // Recorded before agents published address facts: add what the lab's peers file now
+    // states (its subnet layout: each node's pods in the /24 of its agent's pod IP, the lab
+    // plan's 198.19.N.0/24), as every agent of the same lab would publish it.
+    let mut nodes = serde_json::Map::new();
+    for d in &docs {
+        for p in d["peers"].as_array().into_iter().flatten() {
+            let (Some(n), Some(ip)) = (p["node"].as_str(), p["pod_ip"].as_str()) else {
+                continue;
+            };
+            let o: Vec<&str> = ip.split('.').collect();
+            let cidr = format!("{}.{}.{}.0/24", o[0], o[1], o[2]);
+            nodes.insert(
+                n.to_string(),
+                serde_json::json!({"name": n, "node_ip": p["node_ip"], "pod_ip": ip, "pod_cidrs": [cidr]}),
+            );
+        }
+    }
+    let facts = serde_json::json!({"nodes": nodes.values().collect::<Vec<_>>()});
+    for d in &mut docs {
+        if d.get("owners").is_none() {
+            d["owners"] = facts.clone();
+        }
+    }
+    docs
 }
 
 // ---- loss vs an outage's cut round ---------------------------------------------------------

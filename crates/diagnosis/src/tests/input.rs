@@ -62,10 +62,11 @@ fn parses_a_results_document() {
     let e = c.last_error.as_ref().unwrap();
     assert_eq!(e.kind(), ErrKind::NetUnreachable);
     assert_eq!(e.from_ip(), "198.19.1.1".parse().ok());
-    // The gateway belongs to node-1 (its pod subnet, assumed /24 from its... peers list has no
-    // node-1 entry, so only node-2/node-3 addresses are known).
+    // No fact names the owner of 198.19.3.1 (the document publishes no pod CIDRs): unknown,
+    // not "node-3, whose pod IP is in the same /24".
+    assert_eq!(m.owner_of("198.19.3.1".parse().unwrap(), 0), None);
     assert_eq!(
-        m.owner_of("198.19.3.1".parse().unwrap())
+        m.owner_of("198.19.3.10".parse().unwrap(), 0)
             .map(|(i, _)| m.nodes[i].name.as_str()),
         Some("node-3")
     );
@@ -94,10 +95,32 @@ fn parses_a_results_document() {
         .is_none());
     let t = m.target_cell("node-1", "db", Layer::Tcp).unwrap();
     assert_eq!(t.last_error.as_ref().unwrap().kind(), ErrKind::Refused);
+    // No fact places db (198.19.3.12, next to node-3's pod IP): unknown, located as itself.
+    assert_eq!(m.targets[m.target_index("db").unwrap()].node, None);
+    // The same document with the facts the agent publishes: node-3's pod CIDR places db and
+    // names the gateway; web-node-2's node is stated.
+    let mut v: serde_json::Value = serde_json::from_str(RESULTS_DOC).unwrap();
+    v["owners"] = serde_json::json!({
+        "nodes": [{"name": "node-3", "pod_ip": "198.19.3.10", "pod_cidrs": ["198.19.3.0/26", "bad"]}],
+        "targets": [{"name": "web-node-2", "ip": "198.19.2.11", "node": "node-2"}]
+    });
+    let mf = Matrix::from_json_documents(&[v.to_string()]).unwrap();
+    let placed = |m: &Matrix, t: &str| {
+        m.targets[m.target_index(t).unwrap()]
+            .node
+            .map(|n| m.nodes[n].name.clone())
+    };
+    assert_eq!(placed(&mf, "db").as_deref(), Some("node-3"));
+    assert_eq!(placed(&mf, "web-node-2").as_deref(), Some("node-2"));
+    assert_eq!(placed(&m, "web-node-2"), None);
     assert_eq!(
-        m.targets[m.target_index("db").unwrap()].node,
-        m.node_index("node-3")
+        mf.owner_of("198.19.3.1".parse().unwrap(), 0),
+        Some((
+            mf.node_index("node-3").unwrap(),
+            crate::matrix::IpRole::PodCidr
+        ))
     );
+    assert_eq!(mf.owner_of("198.19.3.64".parse().unwrap(), 0), None);
     // node-2 and node-3 have no reports: missing agents.
     assert_eq!(m.reporting_sources(), 1);
     // The engine runs on it without panicking.

@@ -23,8 +23,8 @@ pub(super) fn node3_cni(m: &mut Mesh) {
 }
 
 pub(super) fn route_1_to_3(m: &mut Mesh) {
-    // Route to 198.19.3.0/24 deleted on node-1.
-    let nu = down(err_from("net_unreachable", "198.19.1.1"));
+    // Route to node-3's pod CIDR deleted on node-1: node-1's gateway answers.
+    let nu = down(err_from("net_unreachable", &m.gw(1)));
     m.p(1, 3, &["icmp_pod", "http"], nu.clone());
     m.t(1, 3, &TARGET_LAYERS, nu);
     // node-3's agent lives on a pod: node-1's replies to it have no route, node IP included.
@@ -48,7 +48,7 @@ pub(super) fn one_way_1_to_3(m: &mut Mesh) {
 }
 
 pub(super) fn node2_no_routes(m: &mut Mesh) {
-    let nu = down(err_from("net_unreachable", "198.19.2.1"));
+    let nu = down(err_from("net_unreachable", &m.gw(2)));
     for o in [1, 3, 4] {
         m.p(2, o, &["icmp_pod", "http"], nu.clone());
         m.t(2, o, &TARGET_LAYERS, nu.clone());

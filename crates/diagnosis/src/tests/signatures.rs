@@ -242,15 +242,41 @@ fn signatures_and_look_alikes() {
             vec![ex(Cni, &["node-2"]), ex(Mtu, &["node-3"])],
         ),
     ];
+    // Every signature under every pod addressing (the lab's `--pod-addressing`): the same
+    // cause and place whether node i's pods sit in their own /24, in /26 blocks packed into
+    // shared /24s, or interleaved /32s from one VPC range with a shared gateway.
+    // Every wrong combination is listed (not only the first), so a regression shows its size.
+    let mut wrong = Vec::new();
+    let mut runs = 0;
     for (label, scenario, want) in &table {
-        for meta in [false, true] {
-            let mut m = Mesh::new();
-            m.meta = meta;
-            scenario(&mut m);
-            let d = m.diagnose();
-            check(&format!("{label} (meta {meta})"), &d, want);
+        for layout in [Layout::Subnet, Layout::Blocks, Layout::Vpc] {
+            for meta in [false, true] {
+                let mut m = Mesh::new();
+                m.meta = meta;
+                m.layout = layout;
+                scenario(&mut m);
+                let d = m.diagnose();
+                let label = format!("{label} ({layout:?}, meta {meta})");
+                runs += 1;
+                if let Err(e) = std::panic::catch_unwind(|| check(&label, &d, want)) {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .map_or("?", String::as_str)
+                        .lines()
+                        .next()
+                        .unwrap_or("?")
+                        .to_string();
+                    wrong.push(why);
+                }
+            }
         }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} of {runs} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// `cargo test -p meshprobe-diagnosis --lib tests::signatures::show -- --ignored --nocapture`
@@ -277,5 +303,47 @@ fn show() {
         let mut m = Mesh::new();
         f(&mut m);
         println!("==== {label}\n{}", m.diagnose());
+    }
+}
+
+/// Without address facts (a peers file without `pod_cidrs`/`node`, an older agent), a target's
+/// node is unknown: findings about it name the target and no node, and no finding names a node
+/// the fault does not involve — whatever the layout (the /24 guess named node-1 for every
+/// target of the blocks layout).
+#[test]
+fn without_facts_unknowns_stay_unknown() {
+    // (label, scenario, the nodes findings may name, the target that must be named)
+    let table: Vec<(&str, Scenario, &[&str], Option<&str>)> = vec![
+        ("node down", node3_down, &["node-3"], None),
+        ("cni", node3_cni, &["node-3"], None),
+        ("route", route_1_to_3, &["node-1", "node-3"], None),
+        ("policy", policy_web2, &[], Some("web-node-2")),
+        ("app", app_web2, &[], Some("web-node-2")),
+        ("refused", refused_web2, &[], Some("web-node-2")),
+    ];
+    for (label, scenario, allowed, target) in table {
+        for layout in [Layout::Subnet, Layout::Blocks, Layout::Vpc] {
+            let mut m = Mesh::new();
+            m.no_facts = true;
+            m.layout = layout;
+            scenario(&mut m);
+            let d = m.diagnose();
+            let text = d.to_text();
+            assert!(!d.findings.is_empty(), "{label} ({layout:?}): no finding");
+            for f in &d.findings {
+                for n in &f.nodes {
+                    assert!(
+                        allowed.contains(&n.as_str()),
+                        "{label} ({layout:?}): names {n}\n{text}"
+                    );
+                }
+            }
+            if let Some(t) = target {
+                assert!(
+                    d.findings.iter().any(|f| f.targets.iter().any(|x| x == t)),
+                    "{label} ({layout:?}): {t} not named\n{text}"
+                );
+            }
+        }
     }
 }
