@@ -119,6 +119,16 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
             }
         }
     }
+    // The plan's peers of a node (what a route fault needs: a probed pair).
+    let (code, body) =
+        get_via(emu, "emulator", "/peers/node-00001", Duration::from_secs(5)).expect("GET /peers");
+    assert_eq!(code, 200, "{body}");
+    let peers: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert!((3..=33).contains(&peers.len()), "{peers:?}");
+    assert_eq!(
+        get_via(emu, "emulator", "/peers/node-99", Duration::from_secs(5)).map(|(c, _)| c),
+        Some(404)
+    );
     let prom = SocketAddr::new(ip(1), free_port(ip(1)));
     let targets: String = ["zone-a", "zone-b", "zone-c"]
         .iter()

@@ -5,7 +5,8 @@
 //! windows, ages and error kinds are the ones a real agent computes. `GET /metrics/ZONE`
 //! serves the zone's agents, each sample labelled `instance="NODE"` (scrape with
 //! `honor_labels: true`), as Prometheus would scrape a fleet. Agents cut off by a fault (node
-//! down, CNI) are not served, as Prometheus could not scrape them. No packet is sent.
+//! down, CNI) are not served, as Prometheus could not scrape them. `GET /peers/NODE` lists the
+//! peers the plan gives NODE (to pick a probed pair for a route fault). No packet is sent.
 //!
 //! What a fault does to a cell is pure ([`effect`]); so is the label rewrite ([`relabel`]).
 
@@ -389,6 +390,7 @@ pub async fn serve(
     });
     let zones = fleet.plan.zones.clone();
     let served = fleet.clone();
+    let planned = fleet.clone();
     let app = axum::Router::new()
         .route(
             "/metrics/{zone}",
@@ -407,6 +409,26 @@ pub async fn serve(
                                 [("content-type", "text/plain")],
                                 "no such zone\n".to_string(),
                             ),
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/peers/{node}",
+            axum::routing::get(
+                move |axum::extract::Path(node): axum::extract::Path<String>| {
+                    let f = planned.clone();
+                    async move {
+                        match f.plan.index(&node) {
+                            Some(_) => Ok(axum::Json(
+                                f.plan
+                                    .peers_of(&node)
+                                    .into_iter()
+                                    .map(str::to_string)
+                                    .collect::<Vec<_>>(),
+                            )),
+                            None => Err(axum::http::StatusCode::NOT_FOUND),
                         }
                     }
                 },
