@@ -1073,7 +1073,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub layers: Option<String>,
     /// Per-pair metric series: auto (all on a full mesh, failing on a sampled plan), all,
-    /// failing (only pairs with failures in the window) or none
+    /// failing (only destinations with failures in the window, every layer of them) or none
     /// [env: MESHPROBE_PAIR_METRICS] [default: auto].
     #[arg(long)]
     pub pair_metrics: Option<String>,

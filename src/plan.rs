@@ -2,6 +2,7 @@
 //! ([`meshprobe_diagnosis::simulate`]) and `meshprobe plan` ([`cmd`]).
 
 pub mod cmd;
+pub mod emulate;
 
 pub use meshprobe_core::plan::*;
 pub use meshprobe_diagnosis::simulate;

@@ -616,9 +616,13 @@ mod tests {
         );
         assert!(all.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 0"#), "{all}");
 
+        // `failing`: every layer of the failing destination (c fails on http only), and
+        // nothing of the healthy one.
         let failing = encode(PairMetrics::Failing);
-        assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 1);
+        assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 3, "{failing}");
         assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+        assert!(failing.contains(r#"dst="c",dst_zone="",layer="icmp_node"} 1"#));
+        assert!(!failing.contains(r#"dst="b""#), "{failing}");
 
         let none = encode(PairMetrics::None);
         assert_eq!(count(&none, "meshprobe_pair_"), 0);
@@ -780,7 +784,7 @@ mod tests {
         let b = pair_value(&all, M, "b", "icmp_pod").unwrap();
         let c = pair_value(&all, M, "c", "http").unwrap();
         assert!((2.0..30.0).contains(&b) && c >= 5.0 && c > b, "{b} {c}");
-        assert_eq!(count(&encode(PairMetrics::Failing), &format!("{M}{{")), 1);
+        assert_eq!(count(&encode(PairMetrics::Failing), &format!("{M}{{")), 3);
         assert_eq!(count(&encode(PairMetrics::None), &format!("{M}{{")), 0);
     }
 
@@ -790,7 +794,7 @@ mod tests {
         assert_eq!(count(&full, "meshprobe_pair_reachable{"), 6);
         assert!(full.contains("meshprobe_plan_sampled 0"), "{full}");
         let sampled = encode_with(PairMetrics::Auto, true);
-        assert_eq!(count(&sampled, "meshprobe_pair_reachable{"), 1);
+        assert_eq!(count(&sampled, "meshprobe_pair_reachable{"), 3);
         assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
         assert!(sampled.contains("meshprobe_plan_sampled 1"));
         assert!(sampled.contains("meshprobe_plan_peers 2"));

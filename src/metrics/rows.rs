@@ -101,7 +101,8 @@ fn failing(stats: &WindowStats, mtu: Option<&MtuReport>) -> bool {
 
 /// What one scrape renders: the aggregates over every window, and the pairs selected for
 /// per-pair series. Only the selected pairs are copied out of the store, so with
-/// `--pair-metrics failing` a healthy mesh copies nothing.
+/// `--pair-metrics failing` a healthy mesh copies nothing (every layer of a destination that
+/// fails on any is selected).
 #[derive(Default)]
 pub(super) struct Rows {
     pub(super) peers: usize,
@@ -146,6 +147,22 @@ pub(super) fn collect(
             (t.name.clone(), node.to_string())
         })
         .collect();
+    // `failing` selects destinations, not cells: every layer of a destination failing on one
+    // (its healthy node IP beside a dead pod IP is what tells CNI from node down or routing).
+    let selective = match pair_metrics {
+        PairMetrics::Failing => true,
+        PairMetrics::Auto => sampled,
+        PairMetrics::All | PairMetrics::None => false,
+    };
+    let mut failing_dsts: std::collections::HashSet<(DestKind, String)> =
+        std::collections::HashSet::new();
+    if selective {
+        store.visit(now, |v| {
+            if failing(&v.stats, v.mtu) {
+                failing_dsts.insert((v.kind, v.name.to_string()));
+            }
+        });
+    }
     store.visit(now, |v| {
         let state = match v.stats.reachable {
             Some(true) => "reachable",
@@ -165,12 +182,11 @@ pub(super) fn collect(
                 .entry((v.layer, m.state.as_str()))
                 .or_insert(0) += 1;
         }
+        // Auto: every pair on a full mesh, failing destinations on a sampled plan.
         let selected = match pair_metrics {
-            PairMetrics::All => true,
-            // Auto: every pair on a full mesh, failing ones on a sampled plan.
-            PairMetrics::Auto => !sampled || failing(&v.stats, v.mtu),
-            PairMetrics::Failing => failing(&v.stats, v.mtu),
             PairMetrics::None => false,
+            _ if selective => failing_dsts.contains(&(v.kind, v.name.to_string())),
+            _ => true,
         };
         if selected {
             let set = store.peers();

@@ -54,6 +54,19 @@ pub struct PlanArgs {
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Instead of the report: emulate the fleet's agents and serve their metrics on this
+    /// address (`GET /metrics/ZONE`, every sample labelled `instance`; scrape with
+    /// honor_labels), one round of probes every --interval, until Ctrl-C.
+    #[arg(long, value_name = "ADDR", requires = "simulate")]
+    pub serve: Option<String>,
+    /// With --serve: a fault to switch on, `KIND:WHERE[@START[-END]]` — node-down:NODE,
+    /// cni:NODE, partition:ZONE,ZONE or route:NODE,NODE, from START to END after start
+    /// (e.g. cni:node-00017@30s-2m); repeatable.
+    #[arg(long, value_name = "SPEC", requires = "serve")]
+    pub inject: Vec<String>,
+    /// With --serve: the agents' --window.
+    #[arg(long, default_value = "60s", requires = "serve")]
+    pub window: String,
 }
 
 pub async fn run(args: PlanArgs) -> Result<u8> {
@@ -99,6 +112,31 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         faults: args.faults,
         ..SimParams::default()
     };
+    if let Some(addr) = &args.serve {
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|_| Error::Config(format!("--serve {addr:?}: expected IP:PORT")))?;
+        let window = dur("window", &args.window)?;
+        if window < interval {
+            return Err(Error::Config(format!(
+                "--window {:?} must be at least one --interval",
+                args.window
+            )));
+        }
+        if args.zones == 0 {
+            return Err(Error::Config(
+                "--serve needs --zones 1 or more (one scrape target per zone)".into(),
+            ));
+        }
+        let injected = args
+            .inject
+            .iter()
+            .map(|s| super::emulate::Injected::parse(s).map_err(Error::Config))
+            .collect::<Result<Vec<_>>>()?;
+        let nodes = super::simulate::cluster(params.nodes, params.zones, params.seed);
+        let plan = super::Plan::build(&nodes, &params.plan, 0);
+        return super::emulate::serve(plan, addr, interval, window, injected).await;
+    }
     let started = std::time::Instant::now();
     let mut report = simulate(&params);
     let busiest = report.peers_per_agent.max as usize;
@@ -421,6 +459,9 @@ mod tests {
             rotate: 8,
             faults: 1,
             output: Output::Text,
+            serve: None,
+            inject: Vec::new(),
+            window: "60s".into(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -440,6 +481,42 @@ mod tests {
             PlanArgs {
                 simulate: true,
                 zones: 11,
+                ..args.clone()
+            },
+            // The emulator's own checks: address, window, zones, faults and their places.
+            PlanArgs {
+                simulate: true,
+                serve: Some("localhost".into()),
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                serve: Some("127.0.0.1:0".into()),
+                window: "1s".into(),
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                serve: Some("127.0.0.1:0".into()),
+                zones: 0,
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                serve: Some("127.0.0.1:0".into()),
+                inject: vec!["cni".into()],
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                serve: Some("127.0.0.1:0".into()),
+                inject: vec!["cni:node-99999".into()],
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                serve: Some("127.0.0.1:0".into()),
+                inject: vec!["partition:zone-a,zone-q".into()],
                 ..args
             },
         ] {
