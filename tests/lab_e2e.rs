@@ -525,8 +525,27 @@ fn assert_diagnosis_all(
     deadline: Instant,
     ws: &[Want],
 ) -> (Duration, Value) {
+    assert_diagnosis_within(lab, what, t0, deadline, ws, &[1, 2, 3, 4])
+}
+
+/// [`assert_diagnosis_all`], and no poll on the way may place a finding on a node outside
+/// `involved`.
+fn assert_diagnosis_within(
+    lab: &Lab,
+    what: &str,
+    t0: Instant,
+    deadline: Instant,
+    ws: &[Want],
+    involved: &[u16],
+) -> (Duration, Value) {
     loop {
         let d = lab.diagnosis();
+        let stray = uninvolved(&d, involved);
+        assert!(
+            stray.is_empty(),
+            "{what}: a finding names an uninvolved node {:.1}s after the command: {stray:?}",
+            t0.elapsed().as_secs_f64()
+        );
         match diagnosis_matches_all(&d, ws) {
             Ok(()) => {
                 eprintln!(
@@ -666,7 +685,16 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
                     } else {
                         DIAG_DEADLINE
                     };
-                assert_diagnosis(&lab, name, injected, deadline, Some(diag)).0
+                let involved = involved_by(fault);
+                assert_diagnosis_within(
+                    &lab,
+                    name,
+                    injected,
+                    deadline,
+                    std::slice::from_ref(diag),
+                    &involved,
+                )
+                .0
             });
             early();
             let seen = assert_agents(&lab, &usable, name, injected, expect);
@@ -915,12 +943,13 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let injected = Instant::now();
     lab.ok(&["fault", "loss", "node-2", "30"]);
     let loss_want = want("packet_loss", &["node-2"]);
-    let (loss_seen, _) = assert_diagnosis(
+    let (loss_seen, _) = assert_diagnosis_within(
         &lab,
         "loss node-2 30",
         injected,
         injected + Duration::from_secs(WINDOW_SECS),
-        Some(&loss_want),
+        std::slice::from_ref(&loss_want),
+        &[2],
     );
     let loss = ping_loss_percent(&p1, "198.19.2.10", 100);
     assert!((15.0..=85.0).contains(&loss), "ping loss {loss}%");
@@ -1004,12 +1033,13 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let injected = Instant::now();
     lab.ok(&["fault", "route", "node-2", "node-4"]);
     lab.ok(&["fault", "cni", "node-3"]);
-    let (two_seen, _) = assert_diagnosis_all(
+    let (two_seen, _) = assert_diagnosis_within(
         &lab,
         "route node-2 node-4 + cni node-3",
         injected,
         injected + Duration::from_secs(2 * WINDOW_SECS),
         &[want("routing", &["node-2"]), want("cni", &["node-3"])],
+        &[2, 3, 4],
     );
     // Steady: both findings, poll after poll, once the windows hold no ICMP error any more.
     std::thread::sleep(Duration::from_secs(WINDOW_SECS));
@@ -1207,11 +1237,29 @@ impl PlacedRow {
     }
 }
 
-/// Findings of `d` naming a node (or a node's target) outside `involved`.
+/// The nodes a lab fault command involves: those it names (a target `web-node-N`: node N), or
+/// every node of the lab's 4 for a partition (each is in one of the two zones).
+fn involved_by(fault: &[&str]) -> Vec<u16> {
+    if fault[0] == "partition" {
+        return vec![1, 2, 3, 4];
+    }
+    fault[1..]
+        .iter()
+        .filter_map(|w| {
+            w.strip_prefix("web-")
+                .unwrap_or(w)
+                .strip_prefix("node-")
+                .and_then(|i| i.parse().ok())
+        })
+        .collect()
+}
+
+/// Findings of `d` placing a fault on a node outside `involved` (their `nodes`: where the
+/// finding says the fault is; `targets` and `pairs` list the paths it affects, which may run
+/// to any node).
 fn uninvolved(d: &Value, involved: &[u16]) -> Vec<String> {
     let ok = |name: &str| {
-        let n = name.strip_prefix("web-").unwrap_or(name);
-        n.strip_prefix("node-")
+        name.strip_prefix("node-")
             .and_then(|i| i.parse::<u16>().ok())
             .is_some_and(|i| involved.contains(&i))
     };
@@ -1219,9 +1267,7 @@ fn uninvolved(d: &Value, involved: &[u16]) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|f| {
-            strs(&f["nodes"]).iter().any(|n| !ok(n)) || strs(&f["targets"]).iter().any(|t| !ok(t))
-        })
+        .filter(|f| strs(&f["nodes"]).iter().any(|n| !ok(n)))
         .map(|f| {
             format!(
                 "{} nodes={:?} targets={:?}",
