@@ -525,8 +525,27 @@ fn assert_diagnosis_all(
     deadline: Instant,
     ws: &[Want],
 ) -> (Duration, Value) {
+    assert_diagnosis_within(lab, what, t0, deadline, ws, &[1, 2, 3, 4])
+}
+
+/// [`assert_diagnosis_all`], and no poll on the way may place a finding on a node outside
+/// `involved`.
+fn assert_diagnosis_within(
+    lab: &Lab,
+    what: &str,
+    t0: Instant,
+    deadline: Instant,
+    ws: &[Want],
+    involved: &[u16],
+) -> (Duration, Value) {
     loop {
         let d = lab.diagnosis();
+        let stray = uninvolved(&d, involved);
+        assert!(
+            stray.is_empty(),
+            "{what}: a finding names an uninvolved node {:.1}s after the command: {stray:?}",
+            t0.elapsed().as_secs_f64()
+        );
         match diagnosis_matches_all(&d, ws) {
             Ok(()) => {
                 eprintln!(
@@ -666,7 +685,16 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
                     } else {
                         DIAG_DEADLINE
                     };
-                assert_diagnosis(&lab, name, injected, deadline, Some(diag)).0
+                let involved = involved_by(fault);
+                assert_diagnosis_within(
+                    &lab,
+                    name,
+                    injected,
+                    deadline,
+                    std::slice::from_ref(diag),
+                    &involved,
+                )
+                .0
             });
             early();
             let seen = assert_agents(&lab, &usable, name, injected, expect);
@@ -915,12 +943,13 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let injected = Instant::now();
     lab.ok(&["fault", "loss", "node-2", "30"]);
     let loss_want = want("packet_loss", &["node-2"]);
-    let (loss_seen, _) = assert_diagnosis(
+    let (loss_seen, _) = assert_diagnosis_within(
         &lab,
         "loss node-2 30",
         injected,
         injected + Duration::from_secs(WINDOW_SECS),
-        Some(&loss_want),
+        std::slice::from_ref(&loss_want),
+        &[2],
     );
     let loss = ping_loss_percent(&p1, "198.19.2.10", 100);
     assert!((15.0..=85.0).contains(&loss), "ping loss {loss}%");
@@ -1004,12 +1033,13 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let injected = Instant::now();
     lab.ok(&["fault", "route", "node-2", "node-4"]);
     lab.ok(&["fault", "cni", "node-3"]);
-    let (two_seen, _) = assert_diagnosis_all(
+    let (two_seen, _) = assert_diagnosis_within(
         &lab,
         "route node-2 node-4 + cni node-3",
         injected,
         injected + Duration::from_secs(2 * WINDOW_SECS),
         &[want("routing", &["node-2"]), want("cni", &["node-3"])],
+        &[2, 3, 4],
     );
     // Steady: both findings, poll after poll, once the windows hold no ICMP error any more.
     std::thread::sleep(Duration::from_secs(WINDOW_SECS));
@@ -1075,6 +1105,374 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     assert!(lab_namespaces(&prefix).is_empty(), "namespaces left behind");
     assert!(!PathBuf::from(format!("/run/meshprobe-lab/{prefix}")).exists());
     eprintln!("suite: {:.1}s", suite.elapsed().as_secs_f64());
+}
+
+// ---- pod addressing ---------------------------------------------------------------------------
+
+/// One fault of the addressing runs: the command, the one finding it must give, the nodes it
+/// involves (no finding on any poll may name another), how long the finding may take.
+struct Placed {
+    fault: &'static [&'static str],
+    want: Want,
+    involved: &'static [u16],
+    deadline: Duration,
+}
+
+const fn placed(fault: &'static [&'static str], want: Want, involved: &'static [u16]) -> Placed {
+    Placed {
+        fault,
+        want,
+        involved,
+        deadline: DIAG_DEADLINE,
+    }
+}
+
+/// The faults whose place depends on who owns an address: a route between two nodes of one
+/// zone (the shared gateway's "net unreachable"), a broken pod network (its pods' addresses),
+/// a target refusing (the target's node), a node cut off.
+fn sampled_faults() -> Vec<Placed> {
+    vec![
+        placed(
+            &["route", "node-1", "node-3"],
+            Want {
+                or_nodes: &["node-1", "node-3"],
+                pairs: &[["node-1", "node-3"], ["node-1", "web-node-3"]],
+                ..want("routing", &["node-1"])
+            },
+            &[1, 3],
+        ),
+        placed(&["cni", "node-3"], want("cni", &["node-3"]), &[3]),
+        placed(
+            &["reject", "web-node-2"],
+            Want {
+                targets: &["web-node-2"],
+                ..want("application", &["node-2"])
+            },
+            &[2],
+        ),
+        placed(
+            &["node-down", "node-4"],
+            Want {
+                zones: &["zone-b"],
+                ..want("node_down", &["node-4"])
+            },
+            &[4],
+        ),
+    ]
+}
+
+/// Every lab fault kind (the bench's matrix).
+fn every_fault() -> Vec<Placed> {
+    let mut v = sampled_faults();
+    v.extend([
+        placed(
+            &["route", "node-1", "node-2"],
+            Want {
+                or_nodes: &["node-1", "node-2"],
+                pairs: &[["node-1", "node-2"], ["node-1", "web-node-2"]],
+                ..want("routing", &["node-1"])
+            },
+            &[1, 2],
+        ),
+        placed(
+            &["policy", "web-node-4"],
+            Want {
+                targets: &["web-node-4"],
+                ..want("policy", &["node-4"])
+            },
+            &[4],
+        ),
+        placed(
+            &["partition", "zone-a", "zone-b"],
+            Want {
+                zones: &["zone-a", "zone-b"],
+                ..want("vpc", &[])
+            },
+            &[1, 2, 3, 4],
+        ),
+        Placed {
+            deadline: MTU_DEADLINE,
+            ..placed(&["mtu", "node-2", "1400"], want("mtu", &["node-2"]), &[2])
+        },
+        Placed {
+            deadline: MTU_DEADLINE,
+            ..placed(
+                &["pmtu-blackhole", "node-2", "1400"],
+                want("mtu", &["node-2"]),
+                &[2],
+            )
+        },
+        placed(
+            &["loss", "node-2", "30"],
+            want("packet_loss", &["node-2"]),
+            &[2],
+        ),
+    ]);
+    v
+}
+
+/// What one fault gave under one addressing mode.
+struct PlacedRow {
+    mode: &'static str,
+    fault: String,
+    /// Command → the right cause and place (None: not within the deadline).
+    right: Option<Duration>,
+    /// `clear` → healthy.
+    healthy: Option<Duration>,
+    polls: u32,
+    /// Findings naming a node the fault does not involve, on any poll while it is on.
+    stray: Vec<String>,
+    /// The same after `clear`, until healthy (recovery transients: printed, not asserted).
+    recovery_stray: Vec<String>,
+    /// The last answer when the right one never came, or the first wrong one while steady.
+    wrong: Option<String>,
+}
+
+impl PlacedRow {
+    fn ok(&self) -> bool {
+        self.right.is_some()
+            && self.healthy.is_some()
+            && self.stray.is_empty()
+            && self.wrong.is_none()
+    }
+}
+
+/// The nodes a lab fault command involves: those it names (a target `web-node-N`: node N), or
+/// every node of the lab's 4 for a partition (each is in one of the two zones).
+fn involved_by(fault: &[&str]) -> Vec<u16> {
+    if fault[0] == "partition" {
+        return vec![1, 2, 3, 4];
+    }
+    fault[1..]
+        .iter()
+        .filter_map(|w| {
+            w.strip_prefix("web-")
+                .unwrap_or(w)
+                .strip_prefix("node-")
+                .and_then(|i| i.parse().ok())
+        })
+        .collect()
+}
+
+/// Findings of `d` placing a fault on a node outside `involved` (their `nodes`: where the
+/// finding says the fault is; `targets` and `pairs` list the paths it affects, which may run
+/// to any node).
+fn uninvolved(d: &Value, involved: &[u16]) -> Vec<String> {
+    let ok = |name: &str| {
+        name.strip_prefix("node-")
+            .and_then(|i| i.parse::<u16>().ok())
+            .is_some_and(|i| involved.contains(&i))
+    };
+    d["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| strs(&f["nodes"]).iter().any(|n| !ok(n)))
+        .map(|f| {
+            format!(
+                "{} nodes={:?} targets={:?}",
+                f["cause"].as_str().unwrap_or("?"),
+                strs(&f["nodes"]),
+                strs(&f["targets"])
+            )
+        })
+        .collect()
+}
+
+/// Bring up a lab with `--pod-addressing mode`, check it is clean, then inject each fault:
+/// node-1's diagnosis polled every 250 ms from the command until it is exactly the wanted
+/// finding, then 6 more polls 0.5 s apart (the same answer: it must not drift; MTU faults
+/// excepted, as in the full suite), then `clear` and polled until healthy and every agent sees
+/// every path up again. Every poll is checked for findings that name an uninvolved node: while
+/// the fault is on (asserted) and after `clear` until healthy (recorded: recovery transients).
+fn addressing_run(mode: &'static str, faults: &[Placed], tag: &str) -> Vec<PlacedRow> {
+    let prefix = format!("mp{tag}{}", std::process::id() % 10_000);
+    let lab = Lab::up_with(
+        &prefix,
+        4,
+        2,
+        &[
+            "--pod-addressing",
+            mode,
+            "--icmp-count",
+            "3",
+            "--mtu-interval",
+            "2s",
+        ],
+    );
+    let usable = usable_layers(&lab);
+    let all_up = |_: u16, _: Dest, _: &str| Exp::Up;
+    let t = Instant::now();
+    assert_diagnosis(&lab, &format!("{mode}: clean lab"), t, t + DIAG_CLEAR, None);
+    // The peers file's facts reach the results (and so every reader's ownership map).
+    let r = lab.get_json("node-1", "/api/v1/results", Duration::from_secs(3));
+    let places = strs(&r["owners"]["targets"].as_array().map_or(Value::Null, |a| {
+        Value::Array(a.iter().map(|t| t["node"].clone()).collect())
+    }));
+    assert_eq!(
+        places,
+        ["node-1", "node-2", "node-3", "node-4"],
+        "{mode}: {r}"
+    );
+    let mut rows = Vec::new();
+    for c in faults {
+        let name = c.fault.join(" ");
+        eprintln!("{mode}: fault {name}");
+        let mut args = vec!["fault"];
+        args.extend_from_slice(c.fault);
+        let mut row = PlacedRow {
+            mode,
+            fault: name.clone(),
+            right: None,
+            healthy: None,
+            polls: 0,
+            stray: Vec::new(),
+            recovery_stray: Vec::new(),
+            wrong: None,
+        };
+        let t0 = Instant::now();
+        lab.ok(&args);
+        let at = |phase: &str, t: Instant, list: Vec<String>| {
+            list.into_iter()
+                .map(|f| format!("{phase} +{:.1}s: {f}", t.elapsed().as_secs_f64()))
+                .collect::<Vec<_>>()
+        };
+        loop {
+            let d = lab.diagnosis();
+            row.polls += 1;
+            row.stray
+                .extend(at("onset", t0, uninvolved(&d, c.involved)));
+            match diagnosis_matches(&d, Some(&c.want)) {
+                Ok(()) => {
+                    row.right = Some(t0.elapsed());
+                    break;
+                }
+                Err(e) if t0.elapsed() >= c.deadline => {
+                    row.wrong = Some(e);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+        if row.right.is_some() && c.want.cause != "mtu" {
+            for _ in 0..6 {
+                std::thread::sleep(Duration::from_millis(500));
+                let d = lab.diagnosis();
+                row.polls += 1;
+                row.stray
+                    .extend(at("steady", t0, uninvolved(&d, c.involved)));
+                if let Err(e) = diagnosis_matches(&d, Some(&c.want)) {
+                    row.wrong
+                        .get_or_insert(format!("right at first, then: {e}"));
+                }
+            }
+        }
+        let cleared = Instant::now();
+        lab.ok(&["clear"]);
+        loop {
+            let d = lab.diagnosis();
+            row.polls += 1;
+            row.recovery_stray
+                .extend(at("cleared", cleared, uninvolved(&d, c.involved)));
+            if diagnosis_matches(&d, None).is_ok() {
+                row.healthy = Some(cleared.elapsed());
+                break;
+            }
+            if cleared.elapsed() >= DIAG_CLEAR {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert_agents(
+            &lab,
+            &usable,
+            &format!("{mode}: {name} cleared"),
+            cleared,
+            &all_up,
+        );
+        if c.want.cause == "mtu" {
+            assert_mtu(&lab, &format!("{mode}: {name} cleared"), &|_, _| NORMAL_MTU);
+        }
+        row.stray.dedup();
+        row.recovery_stray.dedup();
+        eprintln!(
+            "  {mode} {name}: right {:?}, healthy {:?}, {} polls, stray {:?}, wrong {:?}",
+            row.right, row.healthy, row.polls, row.stray, row.wrong
+        );
+        rows.push(row);
+    }
+    rows
+}
+
+fn addressing_table(rows: &[PlacedRow]) -> String {
+    let secs =
+        |d: Option<Duration>| d.map_or("—".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let mut out = String::from(
+        "| mode | fault | right cause and place, no uninvolved node | command → right | clear → healthy | polls | findings naming an uninvolved node while on | the same after clear, until healthy |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.mode,
+            r.fault,
+            if r.ok() { "yes" } else { "NO" },
+            secs(r.right),
+            secs(r.healthy),
+            r.polls,
+            if r.stray.is_empty() {
+                "0".to_string()
+            } else {
+                r.stray.join("; ")
+            },
+            if r.recovery_stray.is_empty() {
+                "0".to_string()
+            } else {
+                r.recovery_stray.join("; ")
+            }
+        ));
+    }
+    out
+}
+
+fn assert_placed(rows: &[PlacedRow]) {
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| {
+            format!(
+                "{} {}: right {:?}, healthy {:?}, stray {:?}, wrong {:?}",
+                r.mode, r.fault, r.right, r.healthy, r.stray, r.wrong
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Calico-like blocks and VPC-native addressing (the full fault set runs under `subnet` in
+/// `every_fault_is_seen_by_packets_and_agents_then_clears`): the faults whose place depends on
+/// who owns an address give the right cause and place, and no poll names an uninvolved node.
+#[test]
+fn every_addressing_mode_places_faults_right() {
+    require_root!();
+    let t = Instant::now();
+    let mut rows = addressing_run("blocks", &sampled_faults(), "b");
+    rows.extend(addressing_run("vpc", &sampled_faults(), "v"));
+    eprintln!("{}", addressing_table(&rows));
+    eprintln!("addressing suite: {:.1}s", t.elapsed().as_secs_f64());
+    assert_placed(&rows);
+}
+
+/// The bench's matrix (`bench/addressing.sh`): every fault kind under every addressing mode.
+#[test]
+#[ignore = "about 15 minutes; run by bench/addressing.sh"]
+fn addressing_matrix() {
+    require_root!();
+    let mut rows = Vec::new();
+    for (mode, tag) in [("subnet", "s"), ("blocks", "b"), ("vpc", "v")] {
+        rows.extend(addressing_run(mode, &every_fault(), tag));
+    }
+    println!("ADDRESSING TABLE\n{}", addressing_table(&rows));
+    assert_placed(&rows);
 }
 
 /// `lab up --unprivileged`: the agents run without CAP_NET_RAW (as under

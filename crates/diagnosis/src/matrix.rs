@@ -69,14 +69,25 @@ impl Cell {
         }
     }
 
-    /// The latest error of a kind in the window: the last error, or the per-kind list.
+    /// The latest error of a kind in the window: the last error, or the per-kind list — but
+    /// not one older than the current failure streak (when the source reports both ages): an
+    /// error of an earlier failure is no evidence about this one (a route fault's "net
+    /// unreachable" still in the window when another fault begins).
     pub fn error_of(&self, kind: super::input::ErrKind) -> Option<&ErrorInfo> {
+        /// Slack between a streak's first failure and its error's timestamp.
+        const SLACK_SECONDS: f64 = 0.5;
+        let of_this_streak = |e: &ErrorCount| match (e.latest_age_seconds, self.failing_for_seconds)
+        {
+            (Some(age), Some(streak)) => age <= streak + SLACK_SECONDS,
+            _ => true,
+        };
         self.last_error
             .as_ref()
             .filter(|e| e.kind() == kind)
             .or_else(|| {
                 self.errors
                     .iter()
+                    .filter(|e| of_this_streak(e))
                     .map(|e| &e.latest)
                     .find(|e| e.kind() == kind)
             })
@@ -500,4 +511,50 @@ fn mtu_of(
         .values()
         .max_by_key(|r| rank(r.state))
         .map_or((None, None), |r| (r.path_mtu, r.state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{ErrKind, ErrorCountInfo};
+
+    #[test]
+    fn an_error_older_than_the_failure_streak_is_not_its_evidence() {
+        let stats = |streak: Option<f64>, age: f64| LayerStats {
+            reachable: Some(false),
+            consecutive_failures: 2,
+            probes: 8,
+            successes: 6,
+            failing_for_seconds: streak,
+            last_error: Some(ErrorInfo {
+                kind: "timeout".into(),
+                ..ErrorInfo::default()
+            }),
+            errors: vec![ErrorCountInfo {
+                kind: "net_unreachable".into(),
+                count: 1,
+                last: Some(ErrorInfo {
+                    kind: "net_unreachable".into(),
+                    from: Some("198.19.255.1".into()),
+                    ..ErrorInfo::default()
+                }),
+                last_age_seconds: Some(age),
+            }],
+            ..LayerStats::default()
+        };
+        // (streak age, error age, counted)
+        for (streak, age, counted) in [
+            (Some(2.0), 5.0, false), // from the failure before this one
+            (Some(2.0), 1.5, true),
+            (Some(2.0), 2.3, true), // the streak's first failure, timed a little later
+            (None, 5.0, true),      // an older agent: no streak age, nothing to compare
+        ] {
+            let c = Cell::from(&stats(streak, age));
+            assert_eq!(
+                c.error_of(ErrKind::NetUnreachable).is_some(),
+                counted,
+                "streak {streak:?}, error {age} s old"
+            );
+        }
+    }
 }

@@ -57,6 +57,11 @@ pub struct UpArgs {
     /// Number of zones (nodes are spread round-robin).
     #[arg(long, default_value_t = 2)]
     pub zones: u16,
+    /// How pod addresses are laid out: `subnet` (a /24 per node), `blocks` (two /26 blocks per
+    /// node, four nodes' blocks per /24, one shared link-local gateway: Calico), `vpc` (pods
+    /// from the underlay subnet, routed per pod: VPC-native CNIs).
+    #[arg(long, value_enum, default_value_t = crate::plan::Addressing::Subnet)]
+    pub pod_addressing: crate::plan::Addressing,
     /// Agents' probe interval.
     #[arg(long, default_value = "2s")]
     pub interval: String,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::plan::{Cmd, Topology, NFT_PREFIX, WEB_PORT};
+use super::plan::{Addressing, Cmd, Topology, NFT_PREFIX, WEB_PORT};
 
 pub const DEFAULT_MTU: u32 = 1400;
 pub const BASE_MTU: u32 = 1500;
@@ -12,7 +12,7 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     (
         "route",
         "NODE-A NODE-B",
-        "delete node A's route to node B's pod subnet",
+        "delete node A's routes to node B's pods (its pod subnet, blocks or pod /32s)",
     ),
     (
         "mtu",
@@ -229,10 +229,20 @@ impl Fault {
         let t = NFT_PREFIX;
         match *self {
             Fault::Route { from, to } => {
-                vec![Cmd::ip(
-                    &topo.node(from).ns,
-                    &format!("route del {}", topo.node(to).pod_subnet),
-                )]
+                let ns = topo.node(from).ns;
+                topo.node(to)
+                    .pod_routes
+                    .iter()
+                    .map(|r| match topo.addressing {
+                        // The pods are inside the underlay subnet, which the node routes
+                        // anyway: a `throw` route ends the lookup as if there were no route
+                        // (net unreachable), as deleting does in the other layouts.
+                        Addressing::Vpc => Cmd::ip(&ns, &format!("route replace throw {r}")),
+                        Addressing::Subnet | Addressing::Blocks => {
+                            Cmd::ip(&ns, &format!("route del {r}"))
+                        }
+                    })
+                    .collect()
             }
             Fault::Mtu { node, mtu } => {
                 vec![Cmd::ip(&topo.node(node).ns, &format!("link set eth0 mtu {mtu}"))]
@@ -284,7 +294,10 @@ impl Fault {
             }
             Fault::Cni { node } => {
                 let n = topo.node(node);
-                let s = &n.pod_subnet;
+                let s = match n.pod_routes.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("{{ {} }}", many.join(", ")),
+                };
                 vec![Cmd::nft(
                     &n.ns,
                     &format!(
@@ -323,14 +336,17 @@ impl Fault {
             .tolerant()
         };
         match *self {
-            Fault::Route { from, to } => vec![Cmd::ip(
-                &topo.node(from).ns,
-                &format!(
-                    "route replace {} via {}",
-                    topo.node(to).pod_subnet,
-                    topo.next_hop(from, to)
-                ),
-            )],
+            Fault::Route { from, to } => topo
+                .node(to)
+                .pod_routes
+                .iter()
+                .map(|r| {
+                    Cmd::ip(
+                        &topo.node(from).ns,
+                        &format!("route replace {r} via {}", topo.next_hop(from, to)),
+                    )
+                })
+                .collect(),
             Fault::Mtu { node, .. } => vec![Cmd::ip(
                 &topo.node(node).ns,
                 &format!("link set eth0 mtu {BASE_MTU}"),
@@ -531,5 +547,68 @@ mod tests {
         assert_eq!(s("partition a b"), s("partition b a"));
         assert_ne!(s("route n1 n2"), s("route n2 n1"));
         assert_ne!(s("loss n1 5"), s("loss n2 5"));
+    }
+
+    #[test]
+    fn route_and_cni_follow_the_pod_addressing() {
+        let at = |a: Addressing| {
+            Topology::new("mp", 4, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap()
+        };
+        let route = Fault::Route { from: 1, to: 3 };
+        let cni = Fault::Cni { node: 3 };
+        // (addressing, route apply, route clear, cni's address match)
+        let table: &[(Addressing, &[&str], &[&str], &str)] = &[
+            (
+                Addressing::Blocks,
+                &[
+                    "ip -n mp-n1 route del 198.19.0.128/26",
+                    "ip -n mp-n1 route del 198.19.1.128/26",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.19.0.128/26 via 198.18.1.13",
+                    "ip -n mp-n1 route replace 198.19.1.128/26 via 198.18.1.13",
+                ],
+                "ip saddr { 198.19.0.128/26, 198.19.1.128/26 } drop",
+            ),
+            (
+                Addressing::Vpc,
+                &[
+                    "ip -n mp-n1 route replace throw 198.18.1.130/32",
+                    "ip -n mp-n1 route replace throw 198.18.1.131/32",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.18.1.130/32 via 198.18.1.13",
+                    "ip -n mp-n1 route replace 198.18.1.131/32 via 198.18.1.13",
+                ],
+                "ip daddr { 198.18.1.130/32, 198.18.1.131/32 } drop",
+            ),
+        ];
+        for (a, apply, clear, cni_match) in table {
+            let t = at(*a);
+            assert_eq!(lines(route.apply_cmds(&t)), *apply, "{a:?}");
+            assert_eq!(lines(route.clear_cmds(&t)), *clear, "{a:?}");
+            let c = lines(cni.apply_cmds(&t)).join(" ");
+            assert!(c.contains(cni_match), "{a:?}: {c}");
+            // Every other fault is the same in every layout (links, nftables on names).
+            for other in [
+                "mtu node-2",
+                "pmtu-blackhole node-2",
+                "policy web-node-2",
+                "reject web-node-2",
+                "loss node-2 30",
+                "node-down node-4",
+                "partition zone-a zone-b",
+            ] {
+                let f = parse(other).unwrap();
+                assert_eq!(
+                    lines(f.apply_cmds(&t)),
+                    lines(f.apply_cmds(&topo())),
+                    "{a:?} {other}"
+                );
+            }
+        }
     }
 }

@@ -13,12 +13,65 @@
 //! ```
 //!
 //! Node I is in zone ((I-1) mod zones)+1, so zones alternate: node-1 zone-a, node-2 zone-b, ...
+//!
+//! Pod addressing ([`Addressing`], `--pod-addressing`), as real clusters lay it out:
+//! - `subnet` (above): one /24 per node, host-local IPAM (flannel, kubenet).
+//! - `blocks`: two /26 blocks per node, packed so each /24 holds blocks of four nodes (block k
+//!   is 198.19.(k/4).(64·(k mod 4))/26; node I holds blocks I−1 and N+I−1): Calico's IPAM. The
+//!   probe pod is in the first block, the web pod in the second; pods are /32s whose default
+//!   gateway is 198.19.255.1, one address on every node's cni0 (as Calico's 169.254.1.1).
+//! - `vpc`: pod addresses drawn from the zone's underlay subnet (node I's probe pod
+//!   198.18.Z.(128+2j), web pod 198.18.Z.(129+2j), j = (I−1) div zones), routed per pod (/32) on
+//!   every node and on the router: AWS VPC CNI, Azure CNI, GKE VPC-native. Same gateway as
+//!   `blocks`.
+//!
+//! The peers file states what a cluster would: every target's node, the pod CIDRs where the
+//! CNI has them (`subnet`, `blocks`; none in `vpc`) and the pod gateway.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 
 /// Largest number of nodes (pod subnets 198.19.I.0/24, node IPs 198.18.Z.(10+I)).
 pub const MAX_NODES: u16 = 200;
+/// Largest number of nodes with `vpc` addressing (pods at 198.18.Z.128 and up, above the node
+/// IPs 198.18.Z.11 ..= 198.18.Z.70).
+pub const MAX_VPC_NODES: u16 = 60;
+/// The pods' gateway with `blocks` and `vpc` addressing: one address on every node's cni0, as
+/// Calico and AWS VPC CNI share 169.254.1.1 (the lab keeps to its own 198.18.0.0/15).
+pub const SHARED_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
+
+/// How pod addresses are laid out (see the module's documentation).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// One /24 per node (host-local IPAM).
+    #[default]
+    Subnet,
+    /// Two /26 blocks per node, four nodes' blocks per /24 (Calico IPAM).
+    Blocks,
+    /// Pods from the underlay subnet, routed per pod (VPC-native CNIs).
+    Vpc,
+}
+
+impl Addressing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Addressing::Subnet => "subnet",
+            Addressing::Blocks => "blocks",
+            Addressing::Vpc => "vpc",
+        }
+    }
+}
 /// Largest number of zones (zone names zone-a .. zone-z).
 pub const MAX_ZONES: u16 = 26;
 /// The agent's port in every probe pod.
@@ -103,6 +156,9 @@ pub struct Topology {
     pub prefix: String,
     pub nodes: u16,
     pub zones: u16,
+    /// Absent from the state of labs made before it: `subnet`.
+    #[serde(default)]
+    pub addressing: Addressing,
 }
 
 /// One node and everything on it.
@@ -118,7 +174,11 @@ pub struct Node {
     pub probe_ns: String,
     pub web_ns: String,
     pub node_ip: Ipv4Addr,
-    pub pod_subnet: String,
+    /// What the node's pods are routed as, by the other nodes and the router: its /24
+    /// (`subnet`), its two /26 blocks (`blocks`), or each pod's /32 (`vpc`).
+    pub pod_routes: Vec<String>,
+    /// The pod CIDRs a cluster would state (`subnet`, `blocks`; none with `vpc`).
+    pub pod_cidrs: Vec<String>,
     pub pod_gateway: Ipv4Addr,
     pub probe_ip: Ipv4Addr,
     pub web_ip: Ipv4Addr,
@@ -164,7 +224,30 @@ impl Topology {
             prefix: prefix.to_string(),
             nodes,
             zones,
+            addressing: Addressing::Subnet,
         })
+    }
+
+    /// The same shape with another pod addressing.
+    pub fn with_addressing(mut self, addressing: Addressing) -> Result<Topology, String> {
+        if addressing == Addressing::Vpc && self.nodes > MAX_VPC_NODES {
+            return Err(format!(
+                "--nodes {} with --pod-addressing vpc: expected at most {MAX_VPC_NODES}",
+                self.nodes
+            ));
+        }
+        self.addressing = addressing;
+        Ok(self)
+    }
+
+    /// Block `k` of `blocks` addressing: 198.19.(k/4).(64·(k mod 4)).
+    fn block(k: u16) -> Ipv4Addr {
+        Ipv4Addr::new(198, 19, (k / 4) as u8, (64 * (k % 4)) as u8)
+    }
+
+    fn offset(base: Ipv4Addr, by: u8) -> Ipv4Addr {
+        let o = base.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], o[3] + by)
     }
 
     pub fn fabric_ns(&self) -> String {
@@ -191,6 +274,41 @@ impl Topology {
         let zone = self.zone_of(index);
         let i = index as u8;
         let ns = format!("{}-n{index}", self.prefix);
+        let (probe_ip, web_ip, pod_gateway, pod_routes, pod_cidrs) = match self.addressing {
+            Addressing::Subnet => {
+                let s = format!("198.19.{index}.0/24");
+                (
+                    Ipv4Addr::new(198, 19, i, 10),
+                    Ipv4Addr::new(198, 19, i, 11),
+                    Ipv4Addr::new(198, 19, i, 1),
+                    vec![s.clone()],
+                    vec![s],
+                )
+            }
+            Addressing::Blocks => {
+                let (b1, b2) = (Self::block(index - 1), Self::block(self.nodes + index - 1));
+                let blocks = vec![format!("{b1}/26"), format!("{b2}/26")];
+                (
+                    Self::offset(b1, 10),
+                    Self::offset(b2, 11),
+                    SHARED_GATEWAY,
+                    blocks.clone(),
+                    blocks,
+                )
+            }
+            Addressing::Vpc => {
+                let j = ((index - 1) / self.zones) as u8;
+                let probe = Ipv4Addr::new(198, 18, zone as u8, 128 + 2 * j);
+                let web = Ipv4Addr::new(198, 18, zone as u8, 129 + 2 * j);
+                (
+                    probe,
+                    web,
+                    SHARED_GATEWAY,
+                    vec![format!("{probe}/32"), format!("{web}/32")],
+                    Vec::new(),
+                )
+            }
+        };
         Node {
             index,
             zone,
@@ -200,10 +318,11 @@ impl Topology {
             web_ns: format!("{ns}-web"),
             ns,
             node_ip: Ipv4Addr::new(198, 18, zone as u8, 10 + i),
-            pod_subnet: format!("198.19.{index}.0/24"),
-            pod_gateway: Ipv4Addr::new(198, 19, i, 1),
-            probe_ip: Ipv4Addr::new(198, 19, i, 10),
-            web_ip: Ipv4Addr::new(198, 19, i, 11),
+            pod_routes,
+            pod_cidrs,
+            pod_gateway,
+            probe_ip,
+            web_ip,
             fabric_port: format!("n{index}"),
             web_name: format!("web-node-{index}"),
         }
@@ -335,12 +454,29 @@ impl Topology {
             ));
             c.push(Cmd::ip(ns, &format!("addr add {}/24 dev eth0", n.node_ip)));
             c.push(Cmd::ip(ns, "link set eth0 up"));
+            let shared = self.addressing != Addressing::Subnet;
+            if shared {
+                // Pods reach each other through the node (one gateway, /32 pods): no
+                // redirects telling them to go direct.
+                for dev in ["all", "default"] {
+                    c.push(Cmd::sysctl(
+                        ns,
+                        &format!("net.ipv4.conf.{dev}.send_redirects=0"),
+                    ));
+                }
+            }
             c.push(Cmd::ip(ns, "link add cni0 type bridge"));
+            let gw_len = if shared { 32 } else { 24 };
             c.push(Cmd::ip(
                 ns,
-                &format!("addr add {}/24 dev cni0", n.pod_gateway),
+                &format!("addr add {}/{gw_len} dev cni0", n.pod_gateway),
             ));
             c.push(Cmd::ip(ns, "link set cni0 up"));
+            if shared {
+                for r in &n.pod_routes {
+                    c.push(Cmd::ip(ns, &format!("route add {r} dev cni0")));
+                }
+            }
             for (pod_ns, veth, ip) in [
                 (&n.probe_ns, "veth-probe", n.probe_ip),
                 (&n.web_ns, "veth-web", n.web_ip),
@@ -350,8 +486,15 @@ impl Topology {
                     &format!("link add {veth} type veth peer name eth0 netns {pod_ns}"),
                 ));
                 c.push(Cmd::ip(ns, &format!("link set {veth} master cni0 up")));
-                c.push(Cmd::ip(pod_ns, &format!("addr add {ip}/24 dev eth0")));
+                let len = if shared { 32 } else { 24 };
+                c.push(Cmd::ip(pod_ns, &format!("addr add {ip}/{len} dev eth0")));
                 c.push(Cmd::ip(pod_ns, "link set eth0 up"));
+                if shared {
+                    c.push(Cmd::ip(
+                        pod_ns,
+                        &format!("route add {} dev eth0", n.pod_gateway),
+                    ));
+                }
                 c.push(Cmd::ip(
                     pod_ns,
                     &format!("route add default via {}", n.pod_gateway),
@@ -365,10 +508,12 @@ impl Topology {
         }
         // Routes, once every link is up.
         for n in self.all_nodes() {
-            c.push(Cmd::ip(
-                &router,
-                &format!("route add {} via {}", n.pod_subnet, n.node_ip),
-            ));
+            for r in &n.pod_routes {
+                c.push(Cmd::ip(
+                    &router,
+                    &format!("route add {r} via {}", n.node_ip),
+                ));
+            }
         }
         for a in self.all_nodes() {
             for z in (1..=self.zones).filter(|&z| z != a.zone) {
@@ -382,14 +527,12 @@ impl Topology {
                 ));
             }
             for b in self.all_nodes().into_iter().filter(|b| b.index != a.index) {
-                c.push(Cmd::ip(
-                    &a.ns,
-                    &format!(
-                        "route add {} via {}",
-                        b.pod_subnet,
-                        self.next_hop(a.index, b.index)
-                    ),
-                ));
+                for r in &b.pod_routes {
+                    c.push(Cmd::ip(
+                        &a.ns,
+                        &format!("route add {r} via {}", self.next_hop(a.index, b.index)),
+                    ));
+                }
             }
         }
         c
@@ -418,13 +561,20 @@ pub fn down_cmds(prefix: &str, existing: &[String]) -> Vec<Cmd> {
 pub fn peers_file(topo: &Topology) -> serde_json::Value {
     let nodes = topo.all_nodes();
     serde_json::json!({
-        "peers": nodes.iter().map(|n| serde_json::json!({
-            "node": n.name, "node_ip": n.node_ip.to_string(), "pod_ip": n.probe_ip.to_string(),
-            "zone": n.zone_name, "port": AGENT_PORT,
-        })).collect::<Vec<_>>(),
+        "peers": nodes.iter().map(|n| {
+            let mut p = serde_json::json!({
+                "node": n.name, "node_ip": n.node_ip.to_string(), "pod_ip": n.probe_ip.to_string(),
+                "zone": n.zone_name, "port": AGENT_PORT,
+                "pod_gateway": n.pod_gateway.to_string(),
+            });
+            if !n.pod_cidrs.is_empty() {
+                p["pod_cidrs"] = serde_json::json!(n.pod_cidrs);
+            }
+            p
+        }).collect::<Vec<_>>(),
         "targets": nodes.iter().map(|n| serde_json::json!({
             "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
-            "protocol": "http", "path": "/healthz",
+            "protocol": "http", "path": "/healthz", "node": n.name,
         })).collect::<Vec<_>>(),
     })
 }
@@ -493,7 +643,13 @@ mod tests {
     #[test]
     fn every_address_is_in_the_benchmarking_range() {
         let t = Topology::new("mp", MAX_NODES, MAX_ZONES).unwrap();
-        for c in t.up_cmds() {
+        let blocks = t.clone().with_addressing(Addressing::Blocks).unwrap();
+        let vpc = Topology::new("mp", MAX_VPC_NODES, MAX_ZONES)
+            .unwrap()
+            .with_addressing(Addressing::Vpc)
+            .unwrap();
+        let all = [t.up_cmds(), blocks.up_cmds(), vpc.up_cmds()].concat();
+        for c in all {
             for a in &c.args {
                 for word in a.split(|ch: char| ch == '/' || ch.is_whitespace()) {
                     if let Ok(ip) = word.parse::<Ipv4Addr>() {
@@ -617,5 +773,107 @@ mod tests {
             c.to_string(),
             "ip netns exec mp-n1 nft 'add table inet x; add chain inet x c { type filter hook input priority 0 ; }'"
         );
+    }
+
+    #[test]
+    fn blocks_pack_four_nodes_per_24_and_vpc_draws_from_the_underlay() {
+        let blocks = topo().with_addressing(Addressing::Blocks).unwrap();
+        // (node, routes, probe pod, web pod)
+        let table = [
+            (
+                1,
+                "198.19.0.0/26 198.19.1.0/26",
+                "198.19.0.10",
+                "198.19.1.11",
+            ),
+            (
+                2,
+                "198.19.0.64/26 198.19.1.64/26",
+                "198.19.0.74",
+                "198.19.1.75",
+            ),
+            (
+                4,
+                "198.19.0.192/26 198.19.1.192/26",
+                "198.19.0.202",
+                "198.19.1.203",
+            ),
+        ];
+        for (i, routes, probe, web) in table {
+            let n = blocks.node(i);
+            assert_eq!(n.pod_routes.join(" "), routes);
+            assert_eq!(n.pod_cidrs, n.pod_routes);
+            assert_eq!(
+                (n.probe_ip.to_string(), n.web_ip.to_string()),
+                (probe.into(), web.into())
+            );
+            assert_eq!(n.pod_gateway, SHARED_GATEWAY);
+        }
+        let c = blocks.up_cmds();
+        for line in [
+            "ip -n mp-n1 addr add 198.19.255.1/32 dev cni0",
+            "ip -n mp-n1 route add 198.19.1.0/26 dev cni0",
+            "ip -n mp-n1-web addr add 198.19.1.11/32 dev eth0",
+            "ip -n mp-n1-web route add 198.19.255.1 dev eth0",
+            "ip -n mp-n1-web route add default via 198.19.255.1",
+            "ip -n mp-n1 route add 198.19.1.128/26 via 198.18.1.13",
+            "ip -n mp-router route add 198.19.1.192/26 via 198.18.2.14",
+            "ip netns exec mp-n1 sysctl -qw net.ipv4.conf.all.send_redirects=0",
+        ] {
+            assert!(has(&c, line), "blocks: missing {line}");
+        }
+        let vpc = topo().with_addressing(Addressing::Vpc).unwrap();
+        let (n3, n4) = (vpc.node(3), vpc.node(4));
+        assert_eq!(n3.probe_ip.to_string(), "198.18.1.130");
+        assert_eq!(n4.web_ip.to_string(), "198.18.2.131");
+        assert!(n3.pod_cidrs.is_empty());
+        let c = vpc.up_cmds();
+        for line in [
+            "ip -n mp-n1 route add 198.18.1.130/32 via 198.18.1.13",
+            "ip -n mp-n1 route add 198.18.2.131/32 via 198.18.1.1",
+            "ip -n mp-router route add 198.18.2.131/32 via 198.18.2.14",
+            "ip -n mp-n3 route add 198.18.1.131/32 dev cni0",
+        ] {
+            assert!(has(&c, line), "vpc: missing {line}");
+        }
+        assert!(Topology::new("mp", MAX_VPC_NODES + 1, 2)
+            .unwrap()
+            .with_addressing(Addressing::Vpc)
+            .unwrap_err()
+            .contains("at most 60"));
+        // The largest vpc lab stays inside each zone's /24, pods above the node IPs.
+        let big = Topology::new("mp", MAX_VPC_NODES, 1)
+            .unwrap()
+            .with_addressing(Addressing::Vpc)
+            .unwrap();
+        let last = big.node(MAX_VPC_NODES);
+        assert!(last.node_ip.octets()[3] < 128 && last.web_ip.octets()[3] < 255);
+    }
+
+    #[test]
+    fn the_peers_file_states_facts_and_they_place_every_pod() {
+        use meshprobe_core::owners::Owner;
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let t = Topology::new("mp", 8, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap();
+            let text = peers_file(&t).to_string();
+            let set = meshprobe_core::peers::parse(&text).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let owners = set.owners();
+            for n in t.all_nodes() {
+                let i = usize::from(n.index - 1);
+                let want = Owner::Node {
+                    node: i,
+                    role: meshprobe_core::owners::Role::PodIp,
+                };
+                assert_eq!(owners.lookup(n.probe_ip.into()), want, "{a:?} {}", n.name);
+                assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
+                // The shared gateway is the sender's node, never one found by address.
+                if a != Addressing::Subnet {
+                    assert_eq!(owners.lookup(SHARED_GATEWAY.into()), Owner::SendersNode);
+                }
+            }
+        }
     }
 }

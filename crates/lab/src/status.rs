@@ -149,7 +149,7 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
             n.name,
             n.zone_name,
             n.node_ip,
-            n.pod_subnet,
+            n.pod_routes.join(" "),
             procs.join(", ")
         );
     }

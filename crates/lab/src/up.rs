@@ -14,7 +14,9 @@ use crate::state::{self, Proc, Proxy, State};
 use crate::{command_line, netns, run, UpArgs};
 
 pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
-    let topo = Topology::new(prefix, a.nodes, a.zones).map_err(Error::Config)?;
+    let topo = Topology::new(prefix, a.nodes, a.zones)
+        .and_then(|t| t.with_addressing(a.pod_addressing))
+        .map_err(Error::Config)?;
     for (flag, v) in [
         ("interval", &a.interval),
         ("timeout", &a.timeout),
@@ -222,19 +224,20 @@ fn print_guidance(
 ) {
     let cmd = command_line(&st.exe, &topo.prefix);
     outln!(
-        "\nmeshprobe lab {:?} is up: {} nodes in {} zones (network built in {:.1}s, agents checked after {:.1}s).\n",
+        "\nmeshprobe lab {:?} is up: {} nodes in {} zones, {} pod addressing (network built in {:.1}s, agents checked after {:.1}s).\n",
         topo.prefix,
         topo.nodes,
         topo.zones,
+        topo.addressing.as_str(),
         build.as_secs_f64(),
         total.as_secs_f64()
     );
     outln!(
-        "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} agent",
+        "  {:<7} {:<7} {:<13} {:<36} {:<20} {:<20} {:<28} agent",
         "node",
         "zone",
         "node IP",
-        "pod subnet",
+        "pods routed as",
         "agent pod",
         "target pod",
         "live view"
@@ -252,11 +255,11 @@ fn print_guidance(
             .map(|(_, v)| v.as_str())
             .unwrap_or("?");
         outln!(
-            "  {:<7} {:<7} {:<13} {:<15} {:<20} {:<20} {:<28} {r}",
+            "  {:<7} {:<7} {:<13} {:<36} {:<20} {:<20} {:<28} {r}",
             n.name,
             n.zone_name,
             n.node_ip.to_string(),
-            n.pod_subnet,
+            n.pod_routes.join(" "),
             format!("{}:{AGENT_PORT}", n.probe_ip),
             format!("{}:{WEB_PORT}", n.web_ip),
             view
