@@ -283,7 +283,11 @@ async fn hostile_peers_are_classified_in_time_and_do_not_break_the_mesh_view() {
             );
         }
         if node == "i" {
-            assert!(why.contains("timeout"), "{node}: {why}");
+            // Silent results: cut by the gather timeout, or earlier once the others answered.
+            assert!(
+                why.contains("timeout") || why.contains("not waited for"),
+                "{node}: {why}"
+            );
         }
     }
     // Within the gather timeout (2 × probe timeout) plus slack, endless JSON included.

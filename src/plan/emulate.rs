@@ -318,6 +318,12 @@ pub async fn serve(
                 pod_ip: pod_ip(i),
                 zone: zone(i),
                 port: None,
+                // The emulated layout's facts: a /24 per node, its .1 the pod gateway.
+                pod_cidrs: vec![meshprobe_core::net::Cidr {
+                    addr: IpAddr::V4(Ipv4Addr::from(pod_base(i))),
+                    len: 24,
+                }],
+                pod_gateway: Some(pod_gateway(i)),
             })
             .collect(),
         targets: Vec::new(),
