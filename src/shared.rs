@@ -63,16 +63,11 @@ pub struct Results {
 }
 
 pub fn results_of(s: &Shared) -> Results {
-    let snap = s
-        .store
-        .lock()
-        .map(|st| st.snapshot(Instant::now()))
-        .unwrap_or_else(|p| p.into_inner().snapshot(Instant::now()));
-    let owners = s
-        .store
-        .lock()
-        .map(|st| AddressFacts::of(st.peers()))
-        .unwrap_or_else(|p| AddressFacts::of(p.into_inner().peers()));
+    // One lock: the figures and the address facts of the same peer set.
+    let (snap, owners) = {
+        let st = s.store.lock().unwrap_or_else(|p| p.into_inner());
+        (st.snapshot(Instant::now()), AddressFacts::of(st.peers()))
+    };
     Results {
         node: s.identity.node.clone(),
         zone: s.identity.zone.clone(),

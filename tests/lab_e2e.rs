@@ -1464,7 +1464,7 @@ fn every_addressing_mode_places_faults_right() {
 
 /// The bench's matrix (`bench/addressing.sh`): every fault kind under every addressing mode.
 #[test]
-#[ignore = "about 15 minutes; run by bench/addressing.sh"]
+#[ignore = "about 4 minutes; run by bench/addressing.sh"]
 fn addressing_matrix() {
     require_root!();
     let mut rows = Vec::new();

@@ -202,6 +202,49 @@ fn pair_recovery(
     }
 }
 
+/// A source that just came back (a path of its own failed most of the window and answers
+/// now): its failing cells last probed before it came back are unknown until probed again (at
+/// most one interval). Why: after a fault clears, a source's paths come back one probe at a
+/// time; a path not yet probed again still shows the old failure next to fresh successes, and
+/// that mix reads as a new fault on an uninvolved node (measured in bench/addressing.sh: one to
+/// three polls after `clear`). When it came back: the first probe after that path's last
+/// failure (one interval later; without the interval, its last probe — later, so more is held).
+fn source_recovery(m: &Matrix, states: &mut [[CellState; 4]]) {
+    // Per source: the latest moment (smallest age) one of its paths came back.
+    let mut back_at: HashMap<usize, f64> = HashMap::new();
+    for pc in &m.pairs {
+        let interval = m.nodes.get(pc.src).and_then(|n| n.interval_seconds);
+        for c in pc.layers.iter().flatten() {
+            let Some(probed) = c.last_probe_age_seconds else {
+                continue;
+            };
+            if c.reachable != Some(true) || c.probes < 2 || success_ratio(c) >= 0.5 {
+                continue;
+            }
+            let back = match (c.last_error_age_seconds, interval) {
+                (Some(failed), Some(i)) => (failed - i).max(probed),
+                _ => probed,
+            };
+            let e = back_at.entry(pc.src).or_insert(back);
+            *e = e.min(back);
+        }
+    }
+    for (i, pc) in m.pairs.iter().enumerate() {
+        let Some(&back) = back_at.get(&pc.src) else {
+            continue;
+        };
+        for (k, c) in pc.layers.iter().enumerate() {
+            let before = c
+                .as_ref()
+                .and_then(|c| c.last_probe_age_seconds)
+                .is_some_and(|age| age > back);
+            if states[i][k] == CellState::Down && before {
+                states[i][k] = CellState::Unknown;
+            }
+        }
+    }
+}
+
 impl Tally {
     pub(super) fn add(&mut self, known: bool, bad: bool) {
         if known {
@@ -340,6 +383,7 @@ impl<'a> Engine<'a> {
             states.push(s);
             raw_loss.push(loss);
         }
+        source_recovery(m, &mut states);
         let mut zones: Vec<String> = m
             .nodes
             .iter()

@@ -416,3 +416,68 @@ fn onset_refusals_need_no_contrast() {
         }],
     );
 }
+
+/// Recovery, the mirror of onset: node-3's pod network came back (`cni node-3` cleared) 0.3 s
+/// ago. Its paths to node-1, node-2 and node-4 have answered since (after failing most of the
+/// window); its probes of web-node-1 were last sent before that and still show the old
+/// failure. Read as a fault, that mix is a broken pod on node-1 (measured in the lab:
+/// `cni nodes=[node-1]`, one poll). Until node-3 probes web-node-1 again: no finding.
+#[test]
+fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
+    let back = LayerStats {
+        reachable: Some(true),
+        consecutive_failures: 0,
+        successes: 2,
+        received: 2,
+        success_ratio: Some(0.2),
+        loss_ratio: Some(0.8),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(1.2),
+        last_probe_age_seconds: Some(0.1),
+        ..ok()
+    };
+    let stale = LayerStats {
+        reachable: Some(false),
+        consecutive_failures: 10,
+        successes: 0,
+        received: 0,
+        success_ratio: Some(0.0),
+        loss_ratio: Some(1.0),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(0.8),
+        last_probe_age_seconds: Some(0.8),
+        failing_for_seconds: Some(8.0),
+        ..ok()
+    };
+    let run = |probed_again: bool| {
+        let mut m = Mesh::new();
+        for d in [1, 2, 4] {
+            m.p(3, d, &["icmp_pod", "http"], back.clone());
+        }
+        for t in [2, 3, 4] {
+            m.t(3, t, &["icmp_pod", "http"], back.clone());
+        }
+        let w1 = if probed_again {
+            // Probed after the answers elsewhere, and still failing: a finding again.
+            LayerStats {
+                last_probe_age_seconds: Some(0.05),
+                last_error_age_seconds: Some(0.05),
+                ..stale.clone()
+            }
+        } else {
+            stale.clone()
+        };
+        m.t(3, 1, &["icmp_pod", "http"], w1);
+        m.diagnose()
+    };
+    let d = run(false);
+    assert!(d.findings.is_empty(), "{}", d.to_text());
+    let d = run(true);
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.targets.iter().any(|t| t == "web-node-1")),
+        "a failure probed after the recovery counts: {}",
+        d.to_text()
+    );
+}
