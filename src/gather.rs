@@ -221,24 +221,40 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn answers_errors_and_silence_come_back_in_order() {
-        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let good_addr = good.local_addr().unwrap();
+    /// An agent answering `/api/v1/results` with `{"node": NODE}`.
+    async fn answering(node: &'static str) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let body = format!("{{\"node\":\"{node}\"}}");
         tokio::spawn(async move {
-            let app =
-                axum::Router::new().route("/api/v1/results", get(|| async { "{\"node\":\"a\"}" }));
-            let _ = axum::serve(good, app).await;
+            let app = axum::Router::new().route(
+                "/api/v1/results",
+                get(move || {
+                    let body = body.clone();
+                    async move { body }
+                }),
+            );
+            let _ = axum::serve(l, app).await;
         });
-        // Accepts and never answers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let silent_addr = silent.local_addr().unwrap();
+        addr
+    }
+
+    /// Accepts and never answers.
+    async fn silent() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
         tokio::spawn(async move {
             let mut held = Vec::new();
-            while let Ok((s, _)) = silent.accept().await {
+            while let Ok((s, _)) = l.accept().await {
                 held.push(s);
             }
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn answers_errors_and_silence_come_back_in_order() {
+        let (good_addr, silent_addr) = (answering("a").await, silent().await);
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -278,21 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_straggler_is_not_waited_for_once_the_others_answered() {
-        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let good_addr = good.local_addr().unwrap();
-        tokio::spawn(async move {
-            let app =
-                axum::Router::new().route("/api/v1/results", get(|| async { "{\"node\":\"a\"}" }));
-            let _ = axum::serve(good, app).await;
-        });
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let silent_addr = silent.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = silent.accept().await {
-                held.push(s);
-            }
-        });
+        let (good_addr, silent_addr) = (answering("a").await, silent().await);
         let mut agents: Vec<(String, SocketAddr)> =
             (0..4).map(|i| (format!("good-{i}"), good_addr)).collect();
         agents.push(("silent".into(), silent_addr));

@@ -28,6 +28,7 @@ use crate::peers::{Peer, PeerSet};
 use crate::schedule::{tasks, Task, TaskParams};
 use crate::store::Store;
 use meshprobe_core::parse::parse_duration;
+use meshprobe_diagnosis::simulate::{node_ip, pod_base, pod_gateway, pod_ip};
 
 /// A fault the emulator switches on and off (`--inject KIND:WHERE[@START[-END]]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -174,19 +175,6 @@ pub fn relabel(text: &str, node: &str, out: &mut String) {
         }
         out.push('\n');
     }
-}
-
-fn node_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(0xac10_0000u32 + i as u32 + 1))
-}
-fn pod_base(i: usize) -> u32 {
-    0x0a00_0000u32 + ((i as u32) << 8)
-}
-fn pod_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(pod_base(i) + 10))
-}
-fn pod_gateway(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(pod_base(i) + 1))
 }
 
 struct Agent {

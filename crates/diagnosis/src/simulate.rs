@@ -234,16 +234,18 @@ fn zone_name(z: usize) -> String {
     format!("zone-{s}")
 }
 
-fn node_ip(i: usize) -> IpAddr {
+// The simulated fleet's addresses (the fleet emulator serves the same): node `i` at
+// 172.16.0.(i+1) onwards, its pods in a /24 at 10.0.i.0 onwards, .10 its agent, .1 its gateway.
+pub fn node_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0xac10_0000u32 + i as u32 + 1))
 }
-fn pod_base(i: usize) -> u32 {
+pub fn pod_base(i: usize) -> u32 {
     0x0a00_0000u32 + ((i as u32) << 8)
 }
-fn pod_ip(i: usize) -> IpAddr {
+pub fn pod_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(pod_base(i) + 10))
 }
-fn pod_gateway(i: usize) -> IpAddr {
+pub fn pod_gateway(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(pod_base(i) + 1))
 }
 
