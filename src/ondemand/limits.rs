@@ -196,36 +196,22 @@ impl Limits {
     /// to the search budget.
     pub fn agent_rate(&self, mtu: bool) -> Result<(), Refusal> {
         let now = Instant::now();
-        let all = IpAddr::from([0, 0, 0, 0]);
-        let unavailable = || Refusal::new(503, "busy", "rate limiter unavailable");
         if mtu {
-            self.agent_mtu
-                .lock()
-                .map_err(|_| unavailable())?
-                .check(all, now)
-                .map_err(|_| {
-                    Refusal::new(
-                        429,
-                        "rate_limited",
-                        format!(
-                            "this agent runs at most {AGENT_MTU_PER_MINUTE} path-MTU searches per minute (bursts of {AGENT_MTU_BURST}), whoever asks; retry shortly"
-                        ),
-                    )
-                })?;
+            charge_agent(
+                &self.agent_mtu,
+                now,
+                "path-MTU searches",
+                AGENT_MTU_PER_MINUTE,
+                AGENT_MTU_BURST,
+            )?;
         }
-        self.agent_rate
-            .lock()
-            .map_err(|_| unavailable())?
-            .check(all, now)
-            .map_err(|_| {
-                Refusal::new(
-                    429,
-                    "rate_limited",
-                    format!(
-                        "this agent runs at most {AGENT_PER_MINUTE} on-demand probes per minute (bursts of {AGENT_BURST}), whoever asks; retry shortly"
-                    ),
-                )
-            })
+        charge_agent(
+            &self.agent_rate,
+            now,
+            "on-demand probes",
+            AGENT_PER_MINUTE,
+            AGENT_BURST,
+        )
     }
 
     /// A slot for one request of `client` (its key) from `pool`, held until the answer is
@@ -266,6 +252,29 @@ impl Limits {
             busy: self.busy.clone(),
         })
     }
+}
+
+/// One charge to an agent-wide budget (every client shares one key).
+fn charge_agent(
+    limiter: &Mutex<RateLimiter>,
+    now: Instant,
+    what: &str,
+    per_minute: impl std::fmt::Display,
+    burst: impl std::fmt::Display,
+) -> Result<(), Refusal> {
+    limiter
+        .lock()
+        .map_err(|_| Refusal::new(503, "busy", "rate limiter unavailable"))?
+        .check(IpAddr::from([0, 0, 0, 0]), now)
+        .map_err(|_| {
+            Refusal::new(
+                429,
+                "rate_limited",
+                format!(
+                    "this agent runs at most {per_minute} {what} per minute (bursts of {burst}), whoever asks; retry shortly"
+                ),
+            )
+        })
 }
 
 #[cfg(test)]
