@@ -202,18 +202,38 @@ fn pair_recovery(
     }
 }
 
-/// A source that just came back (a path of its own failed most of the window and answers
-/// now): its failing cells last probed before it came back are unknown until probed again (at
-/// most one interval). Why: after a fault clears, a source's paths come back one probe at a
-/// time; a path not yet probed again still shows the old failure next to fresh successes, and
-/// that mix reads as a new fault on an uninvolved node (measured in bench/addressing.sh: one to
-/// three polls after `clear`). When it came back: the first probe after that path's last
-/// failure (one interval later; without the interval, its last probe — later, so more is held).
-fn source_recovery(m: &Matrix, states: &mut [[CellState; 4]]) {
-    // Per source: the latest moment (smallest age) one of its paths came back.
-    let mut back_at: HashMap<usize, f64> = HashMap::new();
+/// A node that just came back: paths of its own to or from at least two other places (nodes, or
+/// targets whose node is unknown) failed most of the window and answer now. Its failing cells,
+/// as source or destination, last probed before it came back are unknown until probed again (at
+/// most one interval). Why: after a fault clears, paths come back one probe at a time; one not
+/// yet probed again still shows the old failure next to fresh successes, and that mix reads as a
+/// new fault on an uninvolved node. Two places, not one: one path coming back is that path's
+/// own news (a route cleared) and must not hold a fresh fault elsewhere on the same node. When
+/// it came back: the first probe after a path's last failure (one interval later; without the
+/// interval, its last probe — later, so more is held), the latest such moment.
+fn node_recovery(m: &Matrix, states: &mut [[CellState; 4]]) {
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Place {
+        Node(usize),
+        Target(usize),
+    }
+    let place_of = |d: Dest| match d {
+        Dest::Node(n) => Place::Node(n),
+        Dest::Target(t) => m
+            .targets
+            .get(t)
+            .and_then(|t| t.node)
+            .map_or(Place::Target(t), Place::Node),
+    };
+    // Per place: the latest moment (smallest age) a path came back, and with whom.
+    let mut back: HashMap<Place, (f64, BTreeSet<usize>)> = HashMap::new();
+    let key = |p: Place| match p {
+        Place::Node(n) => n,
+        Place::Target(t) => usize::MAX - t,
+    };
     for pc in &m.pairs {
         let interval = m.nodes.get(pc.src).and_then(|n| n.interval_seconds);
+        let (src, dst) = (Place::Node(pc.src), place_of(pc.dst));
         for c in pc.layers.iter().flatten() {
             let Some(probed) = c.last_probe_age_seconds else {
                 continue;
@@ -221,23 +241,31 @@ fn source_recovery(m: &Matrix, states: &mut [[CellState; 4]]) {
             if c.reachable != Some(true) || c.probes < 2 || success_ratio(c) >= 0.5 {
                 continue;
             }
-            let back = match (c.last_error_age_seconds, interval) {
+            let at = match (c.last_error_age_seconds, interval) {
                 (Some(failed), Some(i)) => (failed - i).max(probed),
                 _ => probed,
             };
-            let e = back_at.entry(pc.src).or_insert(back);
-            *e = e.min(back);
+            for (me, other) in [(src, dst), (dst, src)] {
+                let e = back.entry(me).or_insert((at, BTreeSet::new()));
+                e.0 = e.0.min(at);
+                e.1.insert(key(other));
+            }
         }
     }
+    let came_back = |p: Place| back.get(&p).filter(|b| b.1.len() >= 2).map(|b| b.0);
     for (i, pc) in m.pairs.iter().enumerate() {
-        let Some(&back) = back_at.get(&pc.src) else {
+        let since = [came_back(Place::Node(pc.src)), came_back(place_of(pc.dst))]
+            .into_iter()
+            .flatten()
+            .min_by(f64::total_cmp);
+        let Some(since) = since else {
             continue;
         };
         for (k, c) in pc.layers.iter().enumerate() {
             let before = c
                 .as_ref()
                 .and_then(|c| c.last_probe_age_seconds)
-                .is_some_and(|age| age > back);
+                .is_some_and(|age| age > since);
             if states[i][k] == CellState::Down && before {
                 states[i][k] = CellState::Unknown;
             }
@@ -383,7 +411,7 @@ impl<'a> Engine<'a> {
             states.push(s);
             raw_loss.push(loss);
         }
-        source_recovery(m, &mut states);
+        node_recovery(m, &mut states);
         let mut zones: Vec<String> = m
             .nodes
             .iter()

@@ -80,26 +80,51 @@ impl Engine<'_> {
         self.states[i][POD].known() || self.states[i][NODE].known()
     }
 
-    /// Nodes with partial loss on at least `loss_node_ratio` of their inbound or outbound pairs.
+    /// A pair whose window shows loss that has gone quiet (no longer lossy by the cleaning
+    /// rules): the loss of its node is ending.
+    fn pair_loss_ending(&self, i: usize) -> bool {
+        self.raw_loss[i] && !self.pair_lossy(i)
+    }
+
     /// Per node, inbound and outbound: pairs with ICMP figures, and how many of them are lossy.
-    fn loss_tallies(&self) -> (Vec<Tally>, Vec<Tally>) {
+    /// `ending`: a pair whose loss is ending counts as lossy (for placing loss only, never for
+    /// excusing other failures). Why: a cleared lossy node's pairs go quiet one by one, and its
+    /// last lossy pair alone would read as loss between it and an uninvolved peer; it stays the
+    /// node's until every pair is quiet.
+    fn loss_tallies(&self, ending: bool) -> (Vec<Tally>, Vec<Tally>) {
         let n = self.m.nodes.len();
         let mut inn = vec![Tally::default(); n];
         let mut out = vec![Tally::default(); n];
         for &i in &self.peer_pairs {
             let pc = &self.m.pairs[i];
             let Dest::Node(d) = pc.dst else { continue };
-            let known = self.pair_loss_known(i);
-            let bad = self.pair_lossy(i);
+            let ending = ending && self.pair_loss_ending(i);
+            let known = self.pair_loss_known(i) || ending;
+            let bad = self.pair_lossy(i) || ending;
             inn[d].add(known, bad);
             out[pc.src].add(known, bad);
         }
         (inn, out)
     }
 
+    /// Nodes with partial loss on at least `loss_node_ratio` of their inbound or outbound pairs.
     pub(super) fn lossy_nodes(&self) -> BTreeSet<usize> {
+        self.lossy_nodes_of(&self.loss_tallies(false))
+    }
+
+    /// Pairs touching `x` whose loss is ending.
+    fn loss_ending_at(&self, x: usize) -> usize {
+        self.peer_pairs
+            .iter()
+            .filter(|&&i| {
+                let pc = &self.m.pairs[i];
+                (pc.src == x || pc.dst == Dest::Node(x)) && self.pair_loss_ending(i)
+            })
+            .count()
+    }
+
+    fn lossy_nodes_of(&self, (inn, out): &(Vec<Tally>, Vec<Tally>)) -> BTreeSet<usize> {
         let n = self.m.nodes.len();
-        let (inn, out) = self.loss_tallies();
         (0..n)
             .filter(|&x| {
                 (inn[x].bad >= 2 && inn[x].ratio() >= self.p.loss_node_ratio)
@@ -120,8 +145,9 @@ impl Engine<'_> {
         if lossy.is_empty() {
             return;
         }
-        let nodes = self.lossy_nodes();
-        let (inn, out) = self.loss_tallies();
+        let tallies = self.loss_tallies(true);
+        let nodes = self.lossy_nodes_of(&tallies);
+        let (inn, out) = tallies;
         let mut covered: BTreeSet<usize> = BTreeSet::new();
         // Greedy by node: most lossy pairs first.
         let mut per_node: BTreeMap<usize, Vec<usize>> =
@@ -141,11 +167,17 @@ impl Engine<'_> {
         order.sort_by_key(|(x, v)| (Reverse(v.len()), *x));
         for (x, v) in order {
             let fresh: Vec<usize> = v.into_iter().filter(|i| !covered.contains(i)).collect();
-            if fresh.len() < 2 {
+            let ending = self.loss_ending_at(x);
+            if fresh.is_empty() || fresh.len() + ending < 2 {
                 continue;
             }
             covered.extend(fresh.iter().copied());
             let mut d = self.loss_node_draft(x, &fresh, inn[x].known, out[x].known);
+            if ending > 0 {
+                d.evidence.push(format!(
+                    "{ending} more of its pairs lost packets in the window and have gone quiet since: its loss may be ending"
+                ));
+            }
             let absorbed: Vec<usize> = apps
                 .iter()
                 .copied()

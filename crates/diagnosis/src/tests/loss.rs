@@ -337,3 +337,46 @@ fn onset_real_cut_rounds() {
         assert!(d.findings.is_empty() || partition, "{f}: {}", d.to_text());
     }
 }
+
+/// A node's loss cleared 3.4 s ago (`loss node-2 30`, then `clear`; interval 1 s): its pairs
+/// go quiet one by one, and node-2 → node-3, whose node-IP echoes last lost a packet 2.8 s
+/// ago, is the last still lossy. Read alone, that pair is loss between node-2 and node-3 — an
+/// uninvolved node (lab, 2026-12-06, blocks layout: 3 of 3 clears, one poll each, 3.4 s after
+/// `clear`; the figures below are that capture's). The pairs gone quiet say whose loss it was:
+/// node-2's, until its last pair is quiet too.
+#[test]
+fn a_lossy_node_going_quiet_keeps_its_last_lossy_pair() {
+    let quiet = |lost: u32| LayerStats {
+        last_error_age_seconds: Some(3.4),
+        ..lossy(lost)
+    };
+    let mut m = Mesh::new();
+    for o in [1, 3, 4] {
+        m.p(o, 2, &["icmp_pod", "icmp_node"], quiet(9));
+        if o != 3 {
+            m.p(2, o, &["icmp_pod", "icmp_node"], quiet(9));
+        }
+    }
+    m.p(2, 3, &["icmp_pod"], quiet(7));
+    m.p(
+        2,
+        3,
+        &["icmp_node"],
+        LayerStats {
+            last_error_age_seconds: Some(2.8),
+            ..lossy(7)
+        },
+    );
+    let d = m.diagnose();
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    assert_eq!(d.findings[0].cause, Cause::PacketLoss, "{}", d.to_text());
+    assert_eq!(d.findings[0].nodes, ["node-2"], "{}", d.to_text());
+
+    // The same pair losing on its own, no other pair of node-2 having lost anything: loss
+    // between the two.
+    let mut m = Mesh::new();
+    m.p(2, 3, &["icmp_pod", "icmp_node"], lossy(7));
+    let d = m.diagnose();
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    assert_eq!(d.findings[0].nodes, ["node-2", "node-3"], "{}", d.to_text());
+}

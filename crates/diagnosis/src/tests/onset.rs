@@ -481,3 +481,109 @@ fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
         d.to_text()
     );
 }
+
+/// A destination coming back is not its sources coming back: `cni node-3` cleared 0.3 s ago
+/// (every path to node-3 and web-node-3 answers again after failing most of the window) and
+/// `reject web-node-2` began since, its refusals probed just before those answers. Each source
+/// has one place back (node-3), not two: the refusals count and the answer is the application
+/// on node-2. Holding them emptied the diagnosis for a poll with the fault on (lab_e2e,
+/// `every_addressing_mode_places_faults_right`, CI of a8a35aa).
+#[test]
+fn a_destination_back_does_not_hold_its_sources_fresh_failures() {
+    let back = LayerStats {
+        reachable: Some(true),
+        consecutive_failures: 0,
+        successes: 2,
+        received: 2,
+        success_ratio: Some(0.2),
+        loss_ratio: Some(0.8),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(1.2),
+        last_probe_age_seconds: Some(0.1),
+        ..ok()
+    };
+    let refused = LayerStats {
+        last_probe_age_seconds: Some(0.5),
+        last_error_age_seconds: Some(0.5),
+        ..down(err("refused"))
+    };
+    let mut m = Mesh::new();
+    for s in [1, 2, 4] {
+        m.p(s, 3, &["icmp_pod", "http"], back.clone());
+        m.t(s, 3, &["icmp_pod", "http"], back.clone());
+        m.t(s, 2, &["http"], refused.clone());
+    }
+    // node-3's own paths came back too: it is a source back from an outage.
+    for d in [1, 2, 4] {
+        m.p(3, d, &["icmp_pod", "http"], back.clone());
+    }
+    m.t(3, 1, &["icmp_pod", "http"], back.clone());
+    m.t(3, 2, &["http"], refused.clone());
+    let d = m.diagnose();
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    let f = &d.findings[0];
+    assert_eq!(f.cause, Cause::Application, "{}", d.to_text());
+    assert_eq!(f.nodes, ["node-2"], "{}", d.to_text());
+    assert_eq!(f.targets, ["web-node-2"], "{}", d.to_text());
+}
+
+/// The destination side of recovery: node-3 came back 0.3 s ago for node-2 and node-4, but
+/// node-1 has not probed it since and still shows the old failure on every path to it. Read as
+/// a fault, that is node-1 cut off from node-3 (measured in the lab after `clear`: a finding
+/// naming node-1, one poll). Until node-1 probes again: no finding; once it has, and still
+/// fails, a finding again.
+#[test]
+fn a_destination_back_from_an_outage_holds_paths_to_it_not_yet_probed_again() {
+    let back = LayerStats {
+        reachable: Some(true),
+        consecutive_failures: 0,
+        successes: 2,
+        received: 2,
+        success_ratio: Some(0.2),
+        loss_ratio: Some(0.8),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(1.2),
+        last_probe_age_seconds: Some(0.1),
+        ..ok()
+    };
+    let stale = LayerStats {
+        reachable: Some(false),
+        consecutive_failures: 10,
+        successes: 0,
+        received: 0,
+        success_ratio: Some(0.0),
+        loss_ratio: Some(1.0),
+        last_error: Some(err("timeout")),
+        last_error_age_seconds: Some(0.8),
+        last_probe_age_seconds: Some(0.8),
+        failing_for_seconds: Some(8.0),
+        ..ok()
+    };
+    let run = |probed_again: bool| {
+        let mut m = Mesh::new();
+        for s in [2, 4] {
+            m.p(s, 3, &["icmp_pod", "http"], back.clone());
+            m.t(s, 3, &["icmp_pod", "http"], back.clone());
+        }
+        let old = if probed_again {
+            LayerStats {
+                last_probe_age_seconds: Some(0.05),
+                last_error_age_seconds: Some(0.05),
+                ..stale.clone()
+            }
+        } else {
+            stale.clone()
+        };
+        m.p(1, 3, &["icmp_pod", "http"], old.clone());
+        m.t(1, 3, &["icmp_pod", "http"], old);
+        m.diagnose()
+    };
+    let d = run(false);
+    assert!(d.findings.is_empty(), "{}", d.to_text());
+    let d = run(true);
+    assert!(
+        !d.findings.is_empty(),
+        "a failure probed after the recovery counts: {}",
+        d.to_text()
+    );
+}
