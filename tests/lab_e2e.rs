@@ -731,14 +731,8 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
             .as_array()
             .unwrap()
             .is_empty());
-        let (healthy, _) = assert_diagnosis_within(
-            &lab,
-            &what,
-            cleared,
-            cleared + DIAG_CLEAR,
-            &[],
-            &involved,
-        );
+        let (healthy, _) =
+            assert_diagnosis_within(&lab, &what, cleared, cleared + DIAG_CLEAR, &[], &involved);
         assert_all_pairs_ping(&lab);
         timings.push((name.to_string(), seen, recovered));
         diag_timings.push((name.to_string(), seen, diagnosed, healthy));
