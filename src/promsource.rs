@@ -564,6 +564,7 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
         let (t, n) = (s.label("dst"), s.label("dst_node"));
         if !t.is_empty() && !n.is_empty() {
             places.entry(t.to_string()).or_insert_with(|| TargetPlace {
+                ips: Vec::new(),
                 name: t.to_string(),
                 ip: None,
                 node: Some(n.to_string()),

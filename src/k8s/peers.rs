@@ -54,6 +54,8 @@ pub struct KubePeers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub ip: Option<IpAddr>,
+    /// Dual-stack: every family's InternalIP, `ip` first (empty when it has one family).
+    pub ips: Vec<IpAddr>,
     pub zone: Option<String>,
     pub ready: Option<bool>,
     pub cordoned: bool,
@@ -71,8 +73,19 @@ pub fn node_info(n: &Node) -> NodeInfo {
                 .find_map(|x| x.address.parse::<IpAddr>().ok().filter(|ip| usable(*ip)))
         })
     };
+    let ip = addr("InternalIP").or_else(|| addr("ExternalIP"));
+    let other = ip.and_then(|ip| {
+        addrs.and_then(|a| {
+            a.iter()
+                .filter(|x| x.type_ == "InternalIP")
+                .filter_map(|x| x.address.parse::<IpAddr>().ok())
+                .map(|x| x.to_canonical())
+                .find(|x| usable(*x) && x.is_ipv6() != ip.to_canonical().is_ipv6())
+        })
+    });
     NodeInfo {
-        ip: addr("InternalIP").or_else(|| addr("ExternalIP")),
+        ip,
+        ips: other.map_or_else(Vec::new, |o| ip.into_iter().chain([o]).collect()),
         zone: n
             .metadata
             .labels
@@ -102,6 +115,16 @@ pub fn node_info(n: &Node) -> NodeInfo {
             .filter_map(|c| Cidr::parse(c))
             .collect(),
     }
+}
+
+/// `primary` and the other family's address among `all`, as the peers file's lists are (empty
+/// when there is no other family: the primary alone).
+fn family_list(primary: IpAddr, all: &[IpAddr]) -> Vec<IpAddr> {
+    let primary = primary.to_canonical();
+    all.iter()
+        .map(|ip| ip.to_canonical())
+        .find(|ip| ip.is_ipv6() != primary.is_ipv6())
+        .map_or_else(Vec::new, |other| vec![primary, other])
 }
 
 /// A pod's addresses: `status.podIP`, then `status.podIPs`, the first usable one per family.
@@ -244,6 +267,11 @@ pub fn peer_set(
             node: node.clone(),
             node_ip,
             pod_ip,
+            // Dual-stack: the other family's addresses, when the node's or pod's status has them.
+            node_ips: info
+                .map(|n| family_list(node_ip, &n.ips))
+                .unwrap_or_default(),
+            pod_ips: family_list(pod_ip, &pod_ips(p)),
             zone: info.and_then(|n| n.zone.clone()),
             port: None,
             // Only CIDRs that hold this node's own pod: the CNI uses them.
@@ -351,6 +379,7 @@ pub fn peer_set(
                         protocol: s.protocol,
                         path: s.path.clone(),
                         node: node.clone(),
+                        ips: family_list(ip, &pod_ips(p)),
                     });
                 }
             }
@@ -462,6 +491,7 @@ mod tests {
             node_info(&n),
             NodeInfo {
                 ip: Some("10.0.0.1".parse().unwrap()),
+                ips: Vec::new(),
                 zone: Some("zone-a".into()),
                 ready: Some(true),
                 cordoned: false,
@@ -739,6 +769,12 @@ mod tests {
             ]
         );
         assert_eq!(got.set.peers[0].pod_ip.to_string(), "10.1.0.5");
+        // Dual-stack: the other family's first pod IP (and none for single-stack pods).
+        let ips = |v: &[IpAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(ips(&got.set.peers[0].pod_ips), ["10.1.0.5", "fd00:1::5"]);
+        assert!(got.set.peers[1].pod_ips.is_empty());
+        assert_eq!(ips(&got.set.targets[2].ips), ["fd00:2::7", "10.9.7.7"]);
+        assert!(got.set.targets[0].ips.is_empty());
         crate::peers::validate(&got.set).unwrap();
         // Without n3, n1's IPv4 CIDR is a fact and holds odd's IP: the facts disagree, so its
         // node fact (n4) is dropped and the CIDR places it.
@@ -752,6 +788,36 @@ mod tests {
         assert_eq!(got.set.targets[0].node, None);
         let owners = got.set.owners();
         assert_eq!(owners.target_node("odd.default"), Some(0));
+        crate::peers::validate(&got.set).unwrap();
+    }
+
+    /// A dual-stack node lists an InternalIP per family: the first is the node IP, the other
+    /// family's first is its second address; a second address of one family is not.
+    #[test]
+    fn a_dual_stack_node_has_an_address_per_family() {
+        use k8s_openapi::api::core::v1::NodeAddress;
+        let mut n = node("n1", "10.0.0.1", None, true, false);
+        let addrs = n.status.as_mut().unwrap().addresses.as_mut().unwrap();
+        for a in ["10.0.0.99", "fd00::1", "fd00::2"] {
+            addrs.push(NodeAddress {
+                type_: "InternalIP".into(),
+                address: a.into(),
+            });
+        }
+        let info = node_info(&n);
+        assert_eq!(info.ip, Some("10.0.0.1".parse().unwrap()));
+        let got: Vec<String> = info.ips.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["10.0.0.1", "fd00::1"]);
+        let single = node_info(&node("n2", "10.0.0.2", None, true, false));
+        assert!(single.ips.is_empty());
+        let a = pod("mp-1", "n1", Some("10.1.0.5"), "Running", true);
+        let got = peer_set(&[&a], &[], &nodes(&[n]), 10_000, 0);
+        let ips: Vec<String> = got.set.peers[0]
+            .node_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ips, ["10.0.0.1", "fd00::1"]);
         crate::peers::validate(&got.set).unwrap();
     }
 }

@@ -148,6 +148,7 @@ pub fn inputs(
             owners: AddressFacts {
                 nodes: Vec::new(),
                 targets: vec![TargetPlace {
+                    ips: Vec::new(),
                     name: target.label.clone(),
                     ip: Some(target.ip),
                     node: target.node.clone(),

@@ -175,6 +175,8 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
                 port: None,
                 pod_cidrs: Vec::new(),
                 pod_gateway: None,
+                node_ips: Vec::new(),
+                pod_ips: Vec::new(),
             })
             .collect(),
         targets: Vec::new(),

@@ -312,6 +312,8 @@ pub async fn serve(
                     len: 24,
                 }],
                 pod_gateway: Some(pod_gateway(i)),
+                node_ips: Vec::new(),
+                pod_ips: Vec::new(),
             })
             .collect(),
         targets: Vec::new(),

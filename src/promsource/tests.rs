@@ -918,6 +918,7 @@ fn with_lab_facts(mut a: AgentReport) -> AgentReport {
         .targets
         .iter()
         .map(|t| TargetPlace {
+            ips: Vec::new(),
             name: t.name.clone(),
             ip: t.ip,
             node: None,

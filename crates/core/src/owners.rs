@@ -22,6 +22,10 @@ pub struct NodeAddrs {
     pub name: String,
     pub node_ip: Option<IpAddr>,
     pub pod_ip: Option<IpAddr>,
+    /// Every family's node address (dual-stack: `node_ip` and the other family's), when known.
+    pub node_ips: Vec<IpAddr>,
+    /// Every family's pod address, when known.
+    pub pod_ips: Vec<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
     pub pod_cidrs: Vec<Cidr>,
 }
@@ -31,6 +35,8 @@ pub struct NodeAddrs {
 pub struct TargetAddrs {
     pub name: String,
     pub ip: Option<IpAddr>,
+    /// Every family's address of the target pod, when known.
+    pub ips: Vec<IpAddr>,
     /// The node its pod runs on, when a fact says so.
     pub node: Option<String>,
 }
@@ -110,6 +116,12 @@ impl OwnerMap {
                     m.claim(ip, i, role);
                 }
             }
+            for &ip in &n.node_ips {
+                m.claim(ip, i, Role::NodeIp);
+            }
+            for &ip in &n.pod_ips {
+                m.claim(ip, i, Role::PodIp);
+            }
         }
         let mut by_cidr: HashMap<(IpAddr, u8), Option<usize>> = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
@@ -138,8 +150,10 @@ impl OwnerMap {
                 Some(Owner::Node { node, .. }) => Some(node),
                 _ => None,
             });
-            if let (Some(ip), Some(n)) = (t.ip, named) {
-                m.claim(ip, n, Role::TargetIp);
+            if let Some(n) = named {
+                for ip in t.ip.iter().chain(&t.ips) {
+                    m.claim(*ip, n, Role::TargetIp);
+                }
             }
             m.targets.push((t.name.clone(), node));
         }
@@ -247,7 +261,12 @@ pub fn validate(nodes: &[NodeAddrs], targets: &[TargetAddrs]) -> Result<(), Stri
             }
             seen.push((*c, i, j));
         }
-        if let Some(ip) = n.pod_ip.map(|ip| ip.to_canonical()) {
+        for ip in n
+            .pod_ip
+            .iter()
+            .chain(&n.pod_ips)
+            .map(|ip| ip.to_canonical())
+        {
             let same: Vec<&Cidr> = n
                 .pod_cidrs
                 .iter()
@@ -300,6 +319,7 @@ mod tests {
             pod_ip: Some(ip(pod_ip)),
             pod_gateway: None,
             pod_cidrs: cidrs.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
+            ..NodeAddrs::default()
         }
     }
 
@@ -308,6 +328,7 @@ mod tests {
             name: name.into(),
             ip: Some(ip(addr)),
             node: node.map(String::from),
+            ..TargetAddrs::default()
         }
     }
 

@@ -9,6 +9,8 @@
 //!     port: 9464              # optional: the agent's HTTP port on pod_ip (default: our own)
 //!     pod_cidrs: [198.19.2.0/26, 198.19.7.64/26]  # optional: the node's pod CIDRs (facts)
 //!     pod_gateway: 169.254.1.1 # optional: the pods' default gateway on this node
+//!     node_ips: [198.18.0.12, "2001:db8::12"]  # optional, dual-stack: every family's node
+//!     pod_ips: [198.19.2.10, "2001:db8:2::10"] # and pod address, the first = node_ip / pod_ip
 //! targets:                    # selected target pods every agent probes
 //!   - name: web-2
 //!     ip: 198.19.2.11
@@ -16,7 +18,13 @@
 //!     protocol: http          # http | tcp
 //!     path: /healthz          # http only (default /)
 //!     node: node-2            # optional: the node the target pod runs on
+//!     ips: [198.19.2.11, "2001:db8:2::11"]    # optional, dual-stack: the first = ip
 //! ```
+//!
+//! The address lists follow Kubernetes' `podIPs`: at most one address per family, the first
+//! the primary (`pod_ip`, `node_ip`, `ip`). Probing is still of the primary addresses only;
+//! the other family's addresses are facts for the ownership map (an ICMP error from a node's
+//! IPv6 address is that node's) — docs/design/dual-stack.md has the plan.
 //!
 //! `pod_cidrs` and a target's `node` are facts for the ownership map ([`crate::owners`]):
 //! without them an address that is no node's node IP or pod IP has an unknown owner.
@@ -47,6 +55,32 @@ pub struct Peer {
     pub pod_cidrs: Vec<Cidr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_gateway: Option<IpAddr>,
+    /// Every family's node address, `node_ip` first (empty: `node_ip` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_ips: Vec<IpAddr>,
+    /// Every family's pod address, `pod_ip` first (empty: `pod_ip` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<IpAddr>,
+}
+
+impl Peer {
+    /// Its node address of the family of `v6`, if it has one.
+    pub fn node_ip_of(&self, v6: bool) -> Option<IpAddr> {
+        of_family(self.node_ip, &self.node_ips, v6)
+    }
+
+    /// Its pod address of the family of `v6`, if it has one.
+    pub fn pod_ip_of(&self, v6: bool) -> Option<IpAddr> {
+        of_family(self.pod_ip, &self.pod_ips, v6)
+    }
+}
+
+/// The address of one family among a primary and its list (Kubernetes' `podIP` / `podIPs`).
+fn of_family(primary: IpAddr, all: &[IpAddr], v6: bool) -> Option<IpAddr> {
+    std::iter::once(primary)
+        .chain(all.iter().copied())
+        .map(|ip| ip.to_canonical())
+        .find(|ip| ip.is_ipv6() == v6)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -76,9 +110,17 @@ pub struct Target {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Every family's address, `ip` first (empty: `ip` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
 }
 
 impl Target {
+    /// Its address of the family of `v6`, if it has one.
+    pub fn ip_of(&self, v6: bool) -> Option<IpAddr> {
+        of_family(self.ip, &self.ips, v6)
+    }
+
     /// The HTTP path probed (`/` when none is given).
     pub fn http_path(&self) -> &str {
         self.path.as_deref().unwrap_or("/")
@@ -109,6 +151,8 @@ impl PeerSet {
                 name: p.node.clone(),
                 node_ip: Some(p.node_ip),
                 pod_ip: Some(p.pod_ip),
+                node_ips: p.node_ips.clone(),
+                pod_ips: p.pod_ips.clone(),
                 pod_gateway: p.pod_gateway,
                 pod_cidrs: p.pod_cidrs.clone(),
             })
@@ -119,6 +163,7 @@ impl PeerSet {
             .map(|t| TargetAddrs {
                 name: t.name.clone(),
                 ip: Some(t.ip),
+                ips: t.ips.clone(),
                 node: t.node.clone(),
             })
             .collect();
@@ -187,6 +232,8 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
                 return Err(format!("{at}.{field} {ip}: not a unicast address"));
             }
         }
+        check_family_list(&at, "node_ips", p.node_ip, &p.node_ips)?;
+        check_family_list(&at, "pod_ips", p.pod_ip, &p.pod_ips)?;
         if p.pod_cidrs.len() > MAX_POD_CIDRS {
             return Err(format!(
                 "{at}.pod_cidrs: {} entries, at most {MAX_POD_CIDRS} allowed",
@@ -210,6 +257,7 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
         if let Some(n) = &t.node {
             validate_name(n).map_err(|e| format!("{at}.node {n:?}: {e}"))?;
         }
+        check_family_list(&at, "ips", t.ip, &t.ips)?;
         match (t.protocol, &t.path) {
             (Protocol::Tcp, Some(_)) => {
                 return Err(format!("{at}.path: only http targets take a path"));
@@ -226,6 +274,38 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
     }
     let (nodes, targets) = set.addrs();
     owners::validate(&nodes, &targets)
+}
+
+/// A dual-stack address list as Kubernetes' `podIPs`: the primary first, at most one address
+/// per family, every one unicast. Empty is the primary alone.
+fn check_family_list(at: &str, field: &str, primary: IpAddr, all: &[IpAddr]) -> Result<(), String> {
+    let Some(first) = all.first() else {
+        return Ok(());
+    };
+    if first.to_canonical() != primary.to_canonical() {
+        return Err(format!(
+            "{at}.{field}: the first entry must be the primary address {primary} (got {first})"
+        ));
+    }
+    if all.len() > 2 {
+        return Err(format!(
+            "{at}.{field}: {} entries, at most one per family (2) allowed",
+            all.len()
+        ));
+    }
+    for ip in all {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("{at}.{field} {ip}: not a unicast address"));
+        }
+    }
+    if let [a, b] = all {
+        if a.to_canonical().is_ipv6() == b.to_canonical().is_ipv6() {
+            return Err(format!(
+                "{at}.{field}: {a} and {b} are of one family; at most one address per family"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -292,6 +372,58 @@ targets:
         assert_eq!(bare.owners().target_node("db"), None);
     }
 
+    /// Dual-stack lists (Kubernetes' `podIPs` shape): each family's address is found, and every
+    /// one is a fact of the ownership map.
+    #[test]
+    fn dual_stack_addresses_are_read_per_family_and_owned() {
+        let set = parse(
+            r#"
+peers:
+  - node: a
+    node_ip: 10.0.0.1
+    pod_ip: 10.1.0.1
+    node_ips: [10.0.0.1, "fd00::1"]
+    pod_ips: [10.1.0.1, "fd00:1::1"]
+    pod_cidrs: [10.1.0.0/24, "fd00:1::/64"]
+  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.1.1}
+targets:
+  - {name: w, ip: "fd00:1::9", port: 80, protocol: tcp, ips: ["fd00:1::9", 10.1.0.9], node: a}
+"#,
+        )
+        .unwrap();
+        let a = &set.peers[0];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(a.pod_ip_of(true), ip("fd00:1::1"));
+        assert_eq!(a.pod_ip_of(false), ip("10.1.0.1"));
+        assert_eq!(a.node_ip_of(true), ip("fd00::1"));
+        assert_eq!(set.peers[1].pod_ip_of(true), None);
+        assert_eq!(set.peers[1].node_ip_of(false), ip("10.0.0.2"));
+        assert_eq!(set.targets[0].ip_of(false), ip("10.1.0.9"));
+        let owners = set.owners();
+        for (addr, want) in [
+            ("fd00::1", "a node IP"),
+            ("fd00:1::1", "a pod IP"),
+            ("::ffff:10.1.0.9", "a target pod IP"),
+            ("fd00:1::77", "a pod CIDR"),
+            ("fd00:2::1", "unknown"),
+        ] {
+            let got = match owners.lookup(addr.parse().unwrap()) {
+                owners::Owner::Node { node, role } => {
+                    format!("{} {}", owners.names()[node], role.describe())
+                }
+                other => format!("{other:?}").to_lowercase(),
+            };
+            assert_eq!(got, want, "{addr}");
+        }
+        // The lists survive a round trip (what agents publish) and stay absent when empty.
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(
+            json.contains(r#""pod_ips":["10.1.0.1","fd00:1::1"]"#),
+            "{json}"
+        );
+        assert_eq!(json.matches("pod_ips").count(), 1, "{json}");
+    }
+
     #[test]
     fn json_is_accepted() {
         let json = r#"{"peers":[{"node":"a","node_ip":"10.0.0.1","pod_ip":"10.1.0.1"}]}"#;
@@ -303,6 +435,30 @@ targets:
     #[test]
     fn bad_files_are_refused_with_the_place_named() {
         let table: &[(&str, &str)] = &[
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_ips: [\"fd00::1\", 10.1.0.1]}\n",
+                "peers[0].pod_ips: the first entry must be the primary address 10.1.0.1 (got fd00::1)",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_ips: [10.1.0.1, 10.1.0.2]}\n",
+                "peers[0].pod_ips: 10.1.0.1 and 10.1.0.2 are of one family",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, node_ips: [10.0.0.1, \"fd00::1\", \"fd00::2\"]}\n",
+                "peers[0].node_ips: 3 entries, at most one per family (2) allowed",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, node_ips: [10.0.0.1, \"ff02::1\"]}\n",
+                "peers[0].node_ips ff02::1: not a unicast address",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_cidrs: [\"fd00:1::/64\"], pod_ips: [10.1.0.1, \"fd00:2::1\"]}\n",
+                "peers[0].pod_cidrs: none holds the node's pod_ip fd00:2::1",
+            ),
+            (
+                "peers: []\ntargets:\n  - {name: w, ip: 10.1.0.9, port: 80, protocol: tcp, ips: [10.1.0.9, 10.1.0.8]}\n",
+                "targets[0].ips: 10.1.0.9 and 10.1.0.8 are of one family",
+            ),
             ("", "empty file"),
             ("peers: [", "line"),
             (

@@ -272,6 +272,8 @@ targets:
             port: None,
             pod_cidrs: Vec::new(),
             pod_gateway: None,
+            node_ips: Vec::new(),
+            pod_ips: Vec::new(),
         });
         let mut d = tasks(&bigger, "n1", params());
         order(&mut d, 1);

@@ -45,34 +45,31 @@ pub struct AddressFacts {
 pub struct TargetPlace {
     pub name: String,
     pub ip: Option<IpAddr>,
+    /// Dual-stack: every family's address, `ip` first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+}
+
+impl TargetPlace {
+    /// Its facts for the ownership map.
+    pub fn addrs(&self) -> meshprobe_core::owners::TargetAddrs {
+        meshprobe_core::owners::TargetAddrs {
+            name: self.name.clone(),
+            ip: self.ip,
+            ips: self.ips.clone(),
+            node: self.node.clone(),
+        }
+    }
 }
 
 impl AddressFacts {
     /// The ownership map of these facts alone (CIDRs that do not parse are left out).
     pub fn owner_map(&self) -> meshprobe_core::owners::OwnerMap {
         use meshprobe_core::owners::{NodeAddrs, OwnerMap, TargetAddrs};
-        let nodes: Vec<NodeAddrs> = self
-            .nodes
-            .iter()
-            .map(|n| NodeAddrs {
-                name: n.name.clone(),
-                node_ip: n.node_ip,
-                pod_ip: n.pod_ip,
-                pod_gateway: n.pod_gateway,
-                pod_cidrs: n.cidrs(),
-            })
-            .collect();
-        let targets: Vec<TargetAddrs> = self
-            .targets
-            .iter()
-            .map(|t| TargetAddrs {
-                name: t.name.clone(),
-                ip: t.ip,
-                node: t.node.clone(),
-            })
-            .collect();
+        let nodes: Vec<NodeAddrs> = self.nodes.iter().map(NodeMeta::addrs).collect();
+        let targets: Vec<TargetAddrs> = self.targets.iter().map(TargetPlace::addrs).collect();
         OwnerMap::new(&nodes, &targets)
     }
 
@@ -87,6 +84,8 @@ impl AddressFacts {
                     zone: p.zone.clone(),
                     node_ip: Some(p.node_ip),
                     pod_ip: Some(p.pod_ip),
+                    node_ips: p.node_ips.clone(),
+                    pod_ips: p.pod_ips.clone(),
                     pod_gateway: p.pod_gateway,
                     pod_cidr: None,
                     pod_cidrs: p.pod_cidrs.iter().map(ToString::to_string).collect(),
@@ -98,6 +97,7 @@ impl AddressFacts {
                 .map(|t| TargetPlace {
                     name: t.name.clone(),
                     ip: Some(t.ip),
+                    ips: t.ips.clone(),
                     node: t.node.clone(),
                 })
                 .collect(),
@@ -314,6 +314,12 @@ pub struct NodeMeta {
     pub zone: Option<String>,
     pub node_ip: Option<IpAddr>,
     pub pod_ip: Option<IpAddr>,
+    /// Dual-stack: every family's node address, `node_ip` first (absent: one family).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_ips: Vec<IpAddr>,
+    /// Dual-stack: every family's pod address, `pod_ip` first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
     /// e.g. `198.19.3.0/24` (one CIDR; older form of `pod_cidrs`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -331,6 +337,19 @@ impl NodeMeta {
             .chain(&self.pod_cidrs)
             .filter_map(|c| meshprobe_core::net::Cidr::parse(c))
             .collect()
+    }
+
+    /// Its facts for the ownership map.
+    pub fn addrs(&self) -> meshprobe_core::owners::NodeAddrs {
+        meshprobe_core::owners::NodeAddrs {
+            name: self.name.clone(),
+            node_ip: self.node_ip,
+            pod_ip: self.pod_ip,
+            node_ips: self.node_ips.clone(),
+            pod_ips: self.pod_ips.clone(),
+            pod_gateway: self.pod_gateway,
+            pod_cidrs: self.cidrs(),
+        }
     }
 }
 

@@ -172,6 +172,9 @@ pub struct NodeInfo {
     pub zone: Option<String>,
     pub node_ip: Option<IpAddr>,
     pub pod_ip: Option<IpAddr>,
+    /// Dual-stack: every family's node / pod address, when published.
+    pub node_ips: Vec<IpAddr>,
+    pub pod_ips: Vec<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
     /// Known pod CIDRs (facts only; empty when none is known).
     pub pod_cidrs: Vec<Cidr>,
@@ -242,6 +245,12 @@ impl Matrix {
             n.node_ip = n.node_ip.or(meta.node_ip);
             n.pod_ip = n.pod_ip.or(meta.pod_ip);
             n.pod_gateway = n.pod_gateway.or(meta.pod_gateway);
+            if n.node_ips.is_empty() {
+                n.node_ips = meta.node_ips.clone();
+            }
+            if n.pod_ips.is_empty() {
+                n.pod_ips = meta.pod_ips.clone();
+            }
             if n.pod_cidrs.is_empty() {
                 n.pod_cidrs = meta.cidrs();
             }
@@ -341,9 +350,15 @@ impl Matrix {
                 by_ip.entry(ip.to_canonical()).or_insert(n);
             }
         }
+        let mut target_ips: HashMap<&str, Vec<IpAddr>> = HashMap::new();
         for t in inp.agents.iter().flat_map(|r| r.owners.targets.iter()) {
             if let Some(n) = t.node.as_deref().filter(|n| m.node_index.contains_key(*n)) {
                 by_name.entry(t.name.as_str()).or_insert(n);
+            }
+            if !t.ips.is_empty() {
+                target_ips
+                    .entry(t.name.as_str())
+                    .or_insert_with(|| t.ips.clone());
             }
         }
         let node_addrs: Vec<NodeAddrs> = m
@@ -353,6 +368,8 @@ impl Matrix {
                 name: n.name.clone(),
                 node_ip: n.node_ip,
                 pod_ip: n.pod_ip,
+                node_ips: n.node_ips.clone(),
+                pod_ips: n.pod_ips.clone(),
                 pod_gateway: n.pod_gateway,
                 pod_cidrs: n.pod_cidrs.clone(),
             })
@@ -363,6 +380,7 @@ impl Matrix {
             .map(|t| TargetAddrs {
                 name: t.name.clone(),
                 ip: t.ip,
+                ips: target_ips.get(t.name.as_str()).cloned().unwrap_or_default(),
                 node: by_name
                     .get(t.name.as_str())
                     .or_else(|| t.ip.and_then(|ip| by_ip.get(&ip.to_canonical())))
@@ -385,6 +403,8 @@ impl Matrix {
             zone: None,
             node_ip: None,
             pod_ip: None,
+            node_ips: Vec::new(),
+            pod_ips: Vec::new(),
             pod_gateway: None,
             pod_cidrs: Vec::new(),
             agent: AgentStatus::Missing,

@@ -70,7 +70,7 @@ pub struct Plan {
 
 /// The CIDRs a target must fall in by default: every known pod CIDR (the peer set's facts:
 /// the peers file's `pod_cidrs`, Kubernetes' `Node.spec.podCIDRs`) and, exactly, every peer's
-/// pod IP and node IP and every target's IP — the addresses meshprobe knows, never a range
+/// pod IPs and node IPs and every target's IPs (each family's) — the addresses meshprobe knows, never a range
 /// guessed around them. Loopback never comes from the peer set (a GET to the agent's own
 /// localhost is an SSRF): only an explicit `--allow-cidr` admits it.
 pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
@@ -84,8 +84,17 @@ pub fn derived_cidrs(peers: &PeerSet) -> Vec<Cidr> {
     let ips = peers
         .peers
         .iter()
-        .flat_map(|p| [p.pod_ip, p.node_ip])
-        .chain(peers.targets.iter().map(|t| t.ip))
+        .flat_map(|p| {
+            [p.pod_ip, p.node_ip]
+                .into_iter()
+                .chain(p.pod_ips.iter().chain(&p.node_ips).copied())
+        })
+        .chain(
+            peers
+                .targets
+                .iter()
+                .flat_map(|t| std::iter::once(t.ip).chain(t.ips.iter().copied())),
+        )
         .map(exact);
     let mut out: Vec<Cidr> = Vec::new();
     for c in peers.owners().all_pod_cidrs().into_iter().chain(ips) {
@@ -412,6 +421,20 @@ mod tests {
                 "198.18.0.1/32",
                 "198.19.0.70/32",
                 "198.18.0.2/32",
+                "198.19.0.99/32"
+            ]
+        );
+        // Dual-stack: each family's exact addresses.
+        let dual = parse("peers:\n  - {node: a, node_ip: 198.18.0.1, pod_ip: 198.19.0.10, pod_ips: [198.19.0.10, \"fd00::10\"], node_ips: [198.18.0.1, \"fd00::1\"]}\ntargets:\n  - {name: w, ip: \"fd00::99\", ips: [\"fd00::99\", 198.19.0.99], port: 80, protocol: http}\n").unwrap();
+        let shown: Vec<String> = derived_cidrs(&dual).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "198.19.0.10/32",
+                "198.18.0.1/32",
+                "fd00::10/128",
+                "fd00::1/128",
+                "fd00::99/128",
                 "198.19.0.99/32"
             ]
         );

@@ -294,6 +294,7 @@ impl Mesh {
                     name: web(t),
                     ip: self.target_ip(t).parse().ok(),
                     node: Some(name(t)),
+                    ..TargetPlace::default()
                 })
                 .collect(),
         }
@@ -384,6 +385,7 @@ impl Mesh {
                 } else {
                     Vec::new()
                 },
+                ..NodeMeta::default()
             })
             .collect();
         Matrix::build(&Inputs {
