@@ -15,8 +15,9 @@ pub fn netns_path(ns: &str) -> String {
     format!("/var/run/netns/{ns}")
 }
 
-/// A new IPv4 TCP socket inside namespace `ns`.
-pub fn tcp_socket_in(ns: &str) -> io::Result<Socket> {
+/// A new TCP socket of `addr`'s family inside namespace `ns`.
+pub fn tcp_socket_in(ns: &str, addr: &SocketAddr) -> io::Result<Socket> {
+    let domain = Domain::for_address(*addr);
     let file = std::fs::File::open(netns_path(ns))
         .map_err(|e| io::Error::new(e.kind(), format!("namespace {ns}: {e}")))?;
     std::thread::scope(|s| {
@@ -26,7 +27,7 @@ pub fn tcp_socket_in(ns: &str) -> io::Result<Socket> {
                 let e = io::Error::last_os_error();
                 return Err(io::Error::new(e.kind(), format!("setns {ns}: {e}")));
             }
-            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+            Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))
@@ -39,7 +40,7 @@ pub async fn connect_in(
     addr: SocketAddr,
     timeout: Duration,
 ) -> io::Result<tokio::net::TcpStream> {
-    let socket = tcp_socket_in(ns)?;
+    let socket = tcp_socket_in(ns, &addr)?;
     socket.set_nonblocking(true)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
@@ -53,14 +54,14 @@ pub async fn connect_in(
 
 /// Connect to `addr` from inside namespace `ns` (blocking).
 pub fn connect_in_blocking(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let socket = tcp_socket_in(ns)?;
+    let socket = tcp_socket_in(ns, &addr)?;
     socket.connect_timeout(&addr.into(), timeout)?;
     Ok(socket.into())
 }
 
 /// Listen on `addr` inside namespace `ns` (blocking listener; the e2e suite uses it).
 pub fn listen_in(ns: &str, addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = tcp_socket_in(ns)?;
+    let socket = tcp_socket_in(ns, &addr)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(64)?;

@@ -366,7 +366,8 @@ impl Engine<'_> {
                 .and_then(|n| self.m.nodes[n].pod_ip)
         });
         let addr = match (ip, port) {
-            (Some(ip), Some(p)) => format!("{ip}:{p}"),
+            // `[v6]:port`: an IPv6 address with a bare `:port` reads as another address.
+            (Some(ip), Some(p)) => std::net::SocketAddr::new(ip, p).to_string(),
             (Some(ip), None) => ip.to_string(),
             _ => "<ip:port>".into(),
         };
@@ -549,7 +550,7 @@ impl Engine<'_> {
             ],
             Cause::Application => vec![
                 format!("Runbook diagnosis 3: `kubectl get pod -n {ns} {pod_name} -o wide` (Ready?) and `kubectl describe pod -n {ns} {pod_name}` (readiness probe, restarts)"),
-                format!("`kubectl logs -n {ns} {pod_name}` and `curl -v http://{addr}/` from another pod"),
+                format!("`kubectl logs -n {ns} {pod_name}` and `curl -gv http://{addr}/` from another pod"),
             ],
             _ => vec![
                 format!("Runbook diagnosis 1: `kubectl describe pod -n {ns} {pod_name}` and `kubectl get events -n {ns} --field-selector involvedObject.name={pod_name}` (FailedCreatePodSandbox?)"),
