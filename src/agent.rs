@@ -7,6 +7,7 @@
 //! server only reads.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,12 +38,40 @@ use crate::store::Store;
 /// `meshprobe agent`: resolve the configuration, bind, run until SIGINT/SIGTERM.
 pub async fn run_from_args(args: AgentArgs) -> Result<u8> {
     let config = AgentConfig::resolve(&args, &ProcessEnv)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen)
         .map_err(|e| Error::Socket(format!("cannot listen on {}: {e}", config.listen)))?;
     let probers = default_probers()?;
     run(config, listener, probers, shutdown_signal()).await?;
     Ok(0)
+}
+
+/// Bind the agent's listener. `[::]` takes both families (IPV6_V6ONLY off, whatever the
+/// host's `net.ipv6.bindv6only`): peers reach it over IPv4, IPv6 or both. Where the kernel has
+/// no IPv6 (`ipv6.disable=1`) `[::]` falls back to `0.0.0.0`, with a warning.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let open = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(false)?;
+        }
+        s.set_reuse_address(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        TcpListener::from_std(s.into())
+    };
+    match open(addr) {
+        Err(e)
+            if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            tracing::warn!(%addr, fallback = %v4, "no IPv6 on this host: listening on IPv4 only");
+            open(v4)
+        }
+        r => r,
+    }
 }
 
 /// How long the agent waits at start for its first complete Kubernetes list.
@@ -427,5 +456,26 @@ async fn probe_loop(
         }
         shared.rounds.fetch_add(1, Ordering::Relaxed);
         shared.metrics.rounds.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[::]` takes IPv4 and IPv6 clients alike; `0.0.0.0` stays IPv4 only.
+    #[tokio::test]
+    async fn the_default_listener_takes_both_families() {
+        let l = bind("[::]:0".parse().unwrap()).unwrap();
+        let port = l.local_addr().unwrap().port();
+        for client in ["127.0.0.1", "::1"] {
+            let to = SocketAddr::new(client.parse().unwrap(), port);
+            let (c, a) = tokio::join!(tokio::net::TcpStream::connect(to), l.accept());
+            assert!(c.is_ok() && a.is_ok(), "{to}: {c:?} {a:?}");
+        }
+        let l = bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let to = SocketAddr::new("::1".parse().unwrap(), port);
+        assert!(tokio::net::TcpStream::connect(to).await.is_err());
     }
 }

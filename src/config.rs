@@ -234,11 +234,11 @@ impl AgentConfig {
         if let Some(z) = &zone {
             validate_name(z).map_err(|e| Error::Config(format!("--zone {z:?}: {e}")))?;
         }
-        let listen_s = get(&args.listen, "MESHPROBE_LISTEN")
-            .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+        let listen_s =
+            get(&args.listen, "MESHPROBE_LISTEN").unwrap_or_else(|| format!("[::]:{DEFAULT_PORT}"));
         let listen: SocketAddr = listen_s.parse().map_err(|_| {
             Error::Config(format!(
-                "--listen {listen_s:?}: expected IP:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}"
+                "--listen {listen_s:?}: expected IP:PORT, e.g. [::]:{DEFAULT_PORT} or 0.0.0.0:{DEFAULT_PORT}"
             ))
         })?;
         if args.publish_events
@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(5));
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.window, Duration::from_secs(60));
-        assert_eq!(c.listen, "0.0.0.0:9464".parse().unwrap());
+        assert_eq!(c.listen, "[::]:9464".parse().unwrap());
         assert_eq!(c.pair_metrics, PairMetrics::Auto);
         assert_eq!(c.full_mesh_max, 200);
         assert_eq!(c.icmp_count, 3);
@@ -999,7 +999,8 @@ pub struct AgentArgs {
     /// This node's zone [env: MESHPROBE_ZONE].
     #[arg(long)]
     pub zone: Option<String>,
-    /// Address to serve HTTP on [env: MESHPROBE_LISTEN] [default: 0.0.0.0:9464].
+    /// Address to serve HTTP on [env: MESHPROBE_LISTEN] [default: [::]:9464, both families;
+    /// 0.0.0.0:9464 where the kernel has no IPv6].
     #[arg(long)]
     pub listen: Option<String>,
     /// Peers file (YAML or JSON), re-read when it changes [env: MESHPROBE_PEERS_FILE] (required
