@@ -2,7 +2,8 @@
 //! a network namespace of the test's own, every layer probed over IPv6 — ICMPv6 echo to pod and
 //! node addresses, HTTP to the agents and the target, TCP to a closed port (refused), path MTU —
 //! the mesh view gathered over IPv6, the closed port diagnosed as the application (its address
-//! written `[v6]:port`), and a fault on one node's pod address diagnosed as that node's pod network. Issue 24's first check that nothing on the probing and diagnosis path
+//! written `[v6]:port`), an on-demand probe from every node, and a fault on one node's pod
+//! address diagnosed as that node's pod network. Issue 24's first check that nothing on the probing and diagnosis path
 //! assumes IPv4. Needs root (network namespaces, raw ICMPv6 sockets).
 
 mod support;
@@ -243,6 +244,37 @@ fn an_ipv6_only_mesh_is_probed_on_every_layer_and_diagnosed() {
     let text = d["findings"][0].to_string();
     assert!(text.contains("closed ([fd00:77:1::2]:1)"), "{text}");
     assert!(text.contains("curl -gv http://[fd00:77:1::2]:1/"), "{text}");
+
+    // On demand over IPv6: the web target from every node (the CLI asks node-1, which fans out
+    // to the others over IPv6), one JSON document, exit 0.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, EXE, "probe", "[fd00:77:1::9]:8080"])
+        .args([
+            "--http",
+            "8080/",
+            "--agent",
+            &format!("http://[{}]:{PORT}", pod_ip(1)),
+        ])
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(doc["verdict"]["reachable"], true, "{doc}");
+    let mut sources: Vec<&str> = doc["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["node"].as_str())
+        .collect();
+    sources.sort();
+    assert_eq!(sources, ["node-1", "node-2", "node-3"], "{doc}");
 
     // Everything sent to node-3's pod address is dropped (on loopback every source address is
     // the destination's own, so no source can be told apart): its pod network, not its node.
