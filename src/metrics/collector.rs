@@ -92,6 +92,7 @@ impl Collector for StoreCollector {
             src_zone: self.identity.zone.clone().unwrap_or_default(),
             rows: &rows.pairs,
         };
+        pairs.planned(enc, &rows.planned)?;
         pairs.reachable(enc)?;
         pairs.success_ratio(enc)?;
         pairs.loss_ratio(enc)?;
@@ -346,6 +347,29 @@ impl<'a> Pairs<'a> {
     fn with_mtu(&self) -> impl Iterator<Item = (&'a Row, &'a MtuReport)> {
         let rows: &'a [Row] = self.rows;
         rows.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)))
+    }
+
+    /// Always 1, one series per peer probed this epoch, exported only when healthy pairs have
+    /// no series of their own: rules and `diagnose --prometheus` count a destination's
+    /// sources with it, so one failing source of eleven reads as one, not as all.
+    fn planned(&self, enc: &mut DescriptorEncoder, planned: &[(String, String)]) -> fmt::Result {
+        gauge(
+            enc,
+            "meshprobe_pair_planned",
+            "Always 1: a peer this agent probes in the current plan epoch (exported when healthy pairs have no series: --pair-metrics failing, or auto on a sampled plan)",
+            planned.iter().map(|(dst, zone)| {
+                (
+                    vec![
+                        ("src_node", self.src_node.clone()),
+                        ("src_zone", self.src_zone.clone()),
+                        ("dst_kind", "peer".to_string()),
+                        ("dst", dst.clone()),
+                        ("dst_zone", zone.clone()),
+                    ],
+                    1.0,
+                )
+            }),
+        )
     }
 
     fn reachable(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
@@ -622,7 +646,14 @@ mod tests {
         assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 3, "{failing}");
         assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
         assert!(failing.contains(r#"dst="c",dst_zone="",layer="icmp_node"} 1"#));
-        assert!(!failing.contains(r#"dst="b""#), "{failing}");
+        // Nothing of the healthy one but its planned-pair series (the denominator).
+        assert!(
+            failing
+                .lines()
+                .filter(|l| l.contains(r#"dst="b""#))
+                .all(|l| l.starts_with("meshprobe_pair_planned{")),
+            "{failing}"
+        );
 
         let none = encode(PairMetrics::None);
         assert_eq!(count(&none, "meshprobe_pair_"), 0);
@@ -798,6 +829,20 @@ mod tests {
         assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
         assert!(sampled.contains("meshprobe_plan_sampled 1"));
         assert!(sampled.contains("meshprobe_plan_peers 2"));
+        // The denominators: every probed peer once, healthy b included; none where every
+        // pair has its own series (the pairs are then their own denominators).
+        assert_eq!(count(&sampled, "meshprobe_pair_planned{"), 2, "{sampled}");
+        assert!(sampled.contains(
+            r#"meshprobe_pair_planned{src_node="a",src_zone="z1",dst_kind="peer",dst="b",dst_zone="z2"} 1"#
+        ));
+        assert_eq!(count(&full, "meshprobe_pair_planned{"), 0);
+        assert_eq!(
+            count(
+                &encode_with(PairMetrics::Failing, false),
+                "meshprobe_pair_planned{"
+            ),
+            2
+        );
         // An explicit choice wins over the plan.
         assert_eq!(
             count(
@@ -849,5 +894,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("meshprobe_plan_peers 1"));
+        // Only the probed peer is planned: b, in the set but not probed, is not a source's.
+        assert_eq!(count(&text, "meshprobe_pair_planned{"), 1, "{text}");
+        assert!(text.contains(r#"dst="c",dst_zone=""} 1"#), "{text}");
     }
 }

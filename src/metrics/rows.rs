@@ -114,6 +114,10 @@ pub(super) struct Rows {
     pub(super) pairs: Vec<Row>,
     /// (target, its node by the ownership map, or "" when unknown).
     pub(super) target_nodes: Vec<(String, String)>,
+    /// (peer, its zone or "") for every peer this agent probes, when healthy pairs export no
+    /// series (`failing`, or `auto` on a sampled plan): the denominators of "how many sources
+    /// find this destination down" that the failing pairs alone cannot give.
+    pub(super) planned: Vec<(String, String)>,
 }
 
 /// Count and select under the store's lock (the collector encodes afterwards): `own_node`
@@ -157,6 +161,11 @@ pub(super) fn collect(
     let mut failing_dsts: std::collections::HashSet<(DestKind, String)> =
         std::collections::HashSet::new();
     if selective {
+        rows.planned = store
+            .probed_peers()
+            .iter()
+            .map(|(n, z)| (n.clone(), z.clone().unwrap_or_default()))
+            .collect();
         store.visit(now, |v| {
             if failing(&v.stats, v.mtu) {
                 failing_dsts.insert((v.kind, v.name.to_string()));
