@@ -1,9 +1,13 @@
 //! The fleet emulator (`meshprobe plan --simulate --serve`) scraped by Debian's real
-//! Prometheus, one target per zone (`honor_labels`), read back by `meshprobe diagnose
-//! --prometheus`: a 60-node, 3-zone cluster on a sampled plan (`--full-mesh-max 20`, so the
-//! agents' default `--pair-metrics auto` exports failing pairs only) is healthy with every agent
-//! answering; a scheduled CNI fault on one node is found, cause and place, with that node's
-//! agent unreachable; when the fault ends the answer is healthy again.
+//! Prometheus, one target per zone (`honor_labels`), with the shipped recording and alerting
+//! rules loaded, read back by `meshprobe diagnose --prometheus`: a 60-node, 3-zone cluster on a
+//! sampled plan (`--full-mesh-max 20`, so the agents' default `--pair-metrics auto` exports
+//! failing destinations only, plus `meshprobe_pair_planned`). In turn: healthy with every agent
+//! answering; a lost route from node-00001 to its first planned peer found as `routing` on
+//! node-00001, and `MeshprobePodToPodUnreachable` firing for that pair only (before
+//! `meshprobe_pair_planned` both read the one failing source as every source: `cni` on the far
+//! node, no alert); a CNI fault and a node down found, cause and place, with that node's agent
+//! unreachable; healthy again when the faults end.
 //!
 //! Needs `prometheus` (Debian package); no root, no packet sent.
 
@@ -44,23 +48,24 @@ fn diagnose(prom: SocketAddr) -> (i32, Value, String) {
     )
 }
 
-/// Poll `diagnose --prometheus` every 500 ms until `ok`, at most `limit`; the time it took.
+/// Poll `diagnose --prometheus` every 500 ms until `ok`, at the latest by `deadline`; prints
+/// the time since `since` (the emulator's or the fault's start) when it is.
 fn until(
     prom: SocketAddr,
     what: &str,
-    limit: Duration,
+    since: Instant,
+    deadline: Instant,
     ok: impl Fn(i32, &Value) -> bool,
-) -> Duration {
-    let t0 = Instant::now();
+) {
     loop {
         let (code, d, err) = diagnose(prom);
         if ok(code, &d) {
-            eprintln!("  {what}: after {:.1}s", t0.elapsed().as_secs_f64());
-            return t0.elapsed();
+            eprintln!("  {what}: after {:.1}s", since.elapsed().as_secs_f64());
+            return;
         }
         assert!(
-            t0.elapsed() < limit,
-            "{what}: not within {limit:?}; last: exit {code}, findings {}, answered {}, unreachable {}\n{err}",
+            Instant::now() < deadline,
+            "{what}: not by its deadline; last: exit {code}, findings {}, answered {}, unreachable {}\n{err}",
             d["findings"],
             d["agents_answered"].as_array().map_or(0, Vec::len),
             d["agents_unreachable"]
@@ -69,15 +74,74 @@ fn until(
     }
 }
 
+/// One instant query's result (empty when Prometheus does not answer it).
+fn query(prom: SocketAddr, q: &str) -> Vec<Value> {
+    let enc: String = q
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    match get_via(
+        prom,
+        "prometheus",
+        &format!("/api/v1/query?query={enc}"),
+        Duration::from_secs(5),
+    ) {
+        Some((200, body)) => serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Exactly one finding, of `cause`, on exactly `node`.
+fn one_finding(code: i32, d: &Value, cause: &str, node: &str) -> bool {
+    let f = d["findings"].as_array().cloned().unwrap_or_default();
+    code == 1
+        && f.len() == 1
+        && f[0]["cause"] == cause
+        && f[0]["nodes"] == serde_json::json!([node])
+}
+
+const NODES: usize = 60;
+const FULL_MESH_MAX: usize = 20;
+/// The schedule, seconds after the emulator's start: a route fault long enough for its alert
+/// (`for: 1m`), then a CNI fault and a node down.
+const ROUTE: (u64, u64) = (25, 100);
+const CNI: (u64, u64) = (105, 135);
+const DOWN: (u64, u64) = (140, 170);
+const CNI_NODE: &str = "node-00017";
+const DOWN_NODE: &str = "node-00030";
+
 #[test]
-fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
+fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts() {
     if !have_or_skip("prometheus", "prometheus") {
         return;
     }
+    // The emulator plans epoch 0 of `plan --simulate`'s cluster (seed 1): node-00001's first
+    // planned peer is the far end of the route fault (checked against /peers below).
+    let plan = meshprobe::plan::Plan::build(
+        &meshprobe::plan::simulate::cluster(NODES, 3, 1),
+        &meshprobe::plan::PlanParams {
+            full_mesh_max: FULL_MESH_MAX,
+            ..Default::default()
+        },
+        0,
+    );
+    assert!(plan.sampled);
+    let (a, b) = ("node-00001", plan.peers_of("node-00001")[0].to_string());
+    assert!(![CNI_NODE, DOWN_NODE].contains(&b.as_str()), "{b}");
+    let probers_of_b = plan.in_degrees()[plan.index(&b).unwrap()];
+    assert!(probers_of_b >= 3, "{probers_of_b}");
     let dir = scratch_dir("fleet-emulator");
     let emu = SocketAddr::new(ip(1), free_port(ip(1)));
-    // The fault from 25 s to 55 s after start: time for Prometheus to start and scrape a
-    // healthy fleet first.
+    let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
     let _emu = Killed(
         spawn_logged(
             Command::new(EXE).args([
@@ -86,23 +150,28 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
                 "--serve",
                 &emu.to_string(),
                 "--nodes",
-                "60",
+                &NODES.to_string(),
                 "--zones",
                 "3",
                 "--full-mesh-max",
-                "20",
+                &FULL_MESH_MAX.to_string(),
                 "--interval",
                 "1s",
                 "--window",
                 "8s",
                 "--inject",
-                "cni:node-00017@25s-55s",
+                &format!("route:{a},{b}{}", at(ROUTE)),
+                "--inject",
+                &format!("cni:{CNI_NODE}{}", at(CNI)),
+                "--inject",
+                &format!("node-down:{DOWN_NODE}{}", at(DOWN)),
             ]),
             &dir.join("emulator.log"),
         )
         .expect("start the emulator"),
     );
     let t0 = Instant::now();
+    let after = |s: u64| t0 + Duration::from_secs(s);
     loop {
         match get_via(emu, "emulator", "/", Duration::from_secs(2)) {
             Some((200, body)) => {
@@ -126,6 +195,10 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
     let peers: Vec<String> = serde_json::from_str(&body).unwrap();
     assert!((3..=33).contains(&peers.len()), "{peers:?}");
     assert_eq!(
+        peers[0], b,
+        "the emulator's plan is not the one this test computed"
+    );
+    assert_eq!(
         get_via(emu, "emulator", "/peers/node-99", Duration::from_secs(5)).map(|(c, _)| c),
         Some(404)
     );
@@ -138,10 +211,13 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
             )
         })
         .collect();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/prometheus/meshprobe-rules.yaml");
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n{targets}"
+            "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n{targets}",
+            rules.display()
         ),
     )
     .unwrap();
@@ -163,42 +239,134 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis() {
         .expect("start prometheus"),
     );
 
-    // Healthy, every agent in, before the fault.
+    // Healthy, every agent in, before the first fault.
     until(
         prom,
         "healthy with 60 agents",
-        Duration::from_secs(22),
+        t0,
+        after(ROUTE.0),
         |code, d| {
             code == 0
                 && d["agents_answered"]
                     .as_array()
-                    .is_some_and(|a| a.len() == 60)
+                    .is_some_and(|a| a.len() == NODES)
         },
     );
-    // The CNI fault on node-00017: exactly that finding, its agent unreachable.
+
+    // The lost route: routing on node-00001, not the far node's CNI.
     until(
         prom,
-        "cni on node-00017",
-        Duration::from_secs(45),
+        &format!("routing on {a} (route {a} -> {b})"),
+        after(ROUTE.0),
+        after(ROUTE.1),
+        |code, d| one_finding(code, d, "routing", a),
+    );
+    // The far end's share of failing sources is one of its planned probers, not all (once
+    // the pair is down: two failures in a row, then a rule evaluation).
+    let share = loop {
+        let r = query(
+            prom,
+            &format!(r#"meshprobe:dst_down_sources:ratio{{dst="{b}", layer="icmp_pod"}}"#),
+        );
+        let v: f64 = r
+            .first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if v > 0.0 {
+            break v;
+        }
+        assert!(
+            Instant::now() < after(ROUTE.1),
+            "{b}: no share of down sources: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("  {b}'s pod IP down from {share:.3} of its sources ({probers_of_b} planned)");
+    assert!(share <= 2.0 / probers_of_b as f64, "{share}");
+    // The pair alert fires (for: 1m) for that pair only, and no other alert does.
+    loop {
+        let firing = query(
+            prom,
+            r#"ALERTS{alertstate="firing", alertname=~"Meshprobe.*"}"#,
+        );
+        if !firing.is_empty() {
+            let pair = |x: &Value| {
+                (
+                    x["metric"]["src_node"].as_str().unwrap_or("").to_string(),
+                    x["metric"]["dst"].as_str().unwrap_or("").to_string(),
+                )
+            };
+            for x in &firing {
+                assert_eq!(
+                    x["metric"]["alertname"], "MeshprobePodToPodUnreachable",
+                    "{firing:?}"
+                );
+                let p = pair(x);
+                assert!(
+                    p == (a.to_string(), b.clone()) || p == (b.clone(), a.to_string()),
+                    "{firing:?}"
+                );
+            }
+            eprintln!(
+                "  MeshprobePodToPodUnreachable firing: {:.1}s after the fault's start ({} series)",
+                after(ROUTE.0).elapsed().as_secs_f64(),
+                firing.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < after(ROUTE.1),
+            "MeshprobePodToPodUnreachable not firing {:.0}s after the route fault's start: {:?}",
+            after(ROUTE.0).elapsed().as_secs_f64(),
+            query(prom, r#"ALERTS{alertname=~"Meshprobe.*"}"#)
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // The recording rules over the planned pairs have data here (the lab's full mesh has none).
+    for r in [
+        "meshprobe:pair_planned:bool",
+        "meshprobe:pair_planned:intra_zone",
+        "meshprobe:pair_planned:cross_zone",
+    ] {
+        assert!(
+            !query(prom, &format!("count({r})")).is_empty(),
+            "{r}: no data"
+        );
+    }
+
+    // The CNI fault: exactly that finding, its agent unreachable.
+    until(
+        prom,
+        &format!("cni on {CNI_NODE}"),
+        after(CNI.0),
+        after(CNI.1),
         |code, d| {
-            let f = d["findings"].as_array().cloned().unwrap_or_default();
-            code == 1
-                && f.len() == 1
-                && f[0]["cause"] == "cni"
-                && f[0]["nodes"] == serde_json::json!(["node-00017"])
-                && d["agents_unreachable"][0]["node"] == "node-00017"
+            one_finding(code, d, "cni", CNI_NODE) && d["agents_unreachable"][0]["node"] == CNI_NODE
         },
     );
-    // Cleared at 55 s: healthy again.
+    // The node down: exactly that finding, its agent unreachable.
     until(
         prom,
-        "healthy after the fault",
-        Duration::from_secs(45),
+        &format!("node_down on {DOWN_NODE}"),
+        after(DOWN.0),
+        after(DOWN.1),
+        |code, d| {
+            one_finding(code, d, "node_down", DOWN_NODE)
+                && d["agents_unreachable"][0]["node"] == DOWN_NODE
+        },
+    );
+    // Cleared: healthy again.
+    until(
+        prom,
+        "healthy after the faults",
+        after(DOWN.1),
+        after(DOWN.1 + 40),
         |code, d| {
             code == 0
                 && d["agents_answered"]
                     .as_array()
-                    .is_some_and(|a| a.len() == 60)
+                    .is_some_and(|a| a.len() == NODES)
         },
     );
     let _ = std::fs::remove_dir_all(&dir);
