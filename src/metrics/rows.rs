@@ -140,14 +140,16 @@ pub(super) fn collect(
         .filter(|p| p.node != own_node)
         .count();
     rows.targets = store.peers().targets.len();
-    // One ownership map per scrape: O(peers + targets), like the rest of the copy.
-    let owners = store.peers().owners();
+    // At most one ownership map per scrape, O(peers + targets), built only when a target or
+    // an exported error needs it: a healthy agent of a sampled plan exports no pair.
+    let owners = std::cell::OnceCell::new();
+    let owners = || owners.get_or_init(|| store.peers().owners());
     rows.target_nodes = store
         .peers()
         .targets
         .iter()
         .map(|t| {
-            let node = target_node(&t.name, t.ip, store.peers(), &owners);
+            let node = target_node(&t.name, t.ip, store.peers(), owners());
             (t.name.clone(), node.to_string())
         })
         .collect();
@@ -209,7 +211,7 @@ pub(super) fn collect(
                 .iter()
                 .map(|e| {
                     let from = error_sender(&e.last);
-                    let who = reporter(from, own_node, v.name, dst_ip, set, &owners);
+                    let who = reporter(from, own_node, v.name, dst_ip, set, owners());
                     (e.kind, e.count, e.last_age_seconds, who)
                 })
                 .collect();

@@ -186,9 +186,13 @@ impl Store {
     /// file order, with its figures and path-MTU report: what [`Store::snapshot`] holds, one
     /// window at a time, so a scrape need not copy the whole store.
     pub fn visit(&self, now: Instant, mut f: impl FnMut(Visit<'_>)) {
-        let peers = self.peers.peers.iter().filter(|p| p.node != self.me);
-        let dests = peers
-            .map(|p| (DestKind::Peer, p.node.as_str(), p.zone.as_deref()))
+        // Only probed peers can have windows (`set_peers` keeps the active keys' only, `record`
+        // refuses the others): on a sampled plan a scrape then pays for its ~17 peers, not for
+        // the whole peer set.
+        let dests = self
+            .probed
+            .iter()
+            .map(|(node, zone)| (DestKind::Peer, node.as_str(), zone.as_deref()))
             .chain(
                 self.peers
                     .targets
