@@ -219,7 +219,16 @@ pub struct Built {
     pub notes: Vec<String>,
 }
 
-const OWN_INFO_LABELS: [&str; 5] = ["__name__", "node", "zone", "version", "icmp_socket"];
+/// `meshprobe_agent_info`'s own labels: the rest is its scrape target's identity, which the
+/// agent's unlabelled gauges (ready, rounds, interval, window, destinations) carry alone.
+const OWN_INFO_LABELS: [&str; 6] = [
+    "__name__",
+    "node",
+    "zone",
+    "version",
+    "icmp_socket",
+    "pmtu_socket",
+];
 
 /// A scrape target's identity: every label but the metric's own (`instance`, `job`, and what a
 /// ServiceMonitor adds); used to join an agent's unlabelled gauges to its `agent_info`.

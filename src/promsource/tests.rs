@@ -44,6 +44,7 @@ fn mesh_answers(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) -> A
             ("zone", *zone),
             ("version", "0.1.0"),
             ("icmp_socket", "raw"),
+            ("pmtu_socket", "raw"),
         ]);
         bodies
             .entry(AGENT_INFO)
