@@ -3,8 +3,8 @@
 //! rules loaded, read back by `meshprobe diagnose --prometheus`: a 60-node, 3-zone cluster on a
 //! sampled plan (`--full-mesh-max 20`, so the agents' default `--pair-metrics auto` exports
 //! failing destinations only, plus `meshprobe_pair_planned`). In turn: healthy with every agent
-//! answering; a lost route from node-00001 to its first planned peer found as `routing` on
-//! node-00001, and `MeshprobePodToPodUnreachable` firing for that pair only (before
+//! answering; a lost route from node-00001 to a planned peer that does not probe it back (one
+//! probed direction) found as `routing` on node-00001, and `MeshprobePodToPodUnreachable` firing for that pair only (before
 //! `meshprobe_pair_planned` both read the one failing source as every source: `cni` on the far
 //! node, no alert); a CNI fault and a node down found, cause and place, with that node's agent
 //! unreachable; healthy again when the faults end.
@@ -36,6 +36,10 @@ fn diagnose(prom: SocketAddr) -> (i32, Value, String) {
             "diagnose",
             "--prometheus",
             &format!("http://{prom}"),
+            // Above the default 5 s: a debug Prometheus on a shared 2-core runner can take
+            // longer to answer a 1,000-agent query; the answer is what is checked here.
+            "--timeout",
+            "15s",
             "-o",
             "json",
         ])
@@ -61,6 +65,8 @@ fn until(
         let (code, d, err) = diagnose(prom);
         if ok(code, &d) {
             eprintln!("  {what}: after {:.1}s", since.elapsed().as_secs_f64());
+            // Nothing odd in the data: every agent's gauges matched, no planned pair left unknown.
+            assert!(!err.contains("Prometheus data:"), "{what}: {err}");
             return;
         }
         assert!(
@@ -100,6 +106,17 @@ fn query(prom: SocketAddr, q: &str) -> Vec<Value> {
     }
 }
 
+/// The first peer `a` probes that does not probe `a` back (one probed direction: the case where
+/// the failing export alone shows one source of the far end, and reads as its CNI).
+fn one_way_peer(plan: &meshprobe::plan::Plan, a: &str) -> String {
+    let ia = plan.index(a).unwrap();
+    plan.peers_of(a)
+        .into_iter()
+        .find(|p| !plan.probes(plan.index(p).unwrap(), ia))
+        .unwrap_or_else(|| panic!("{a}: every peer probes it back"))
+        .to_string()
+}
+
 /// Exactly one finding, of `cause`, on exactly `node`.
 fn one_finding(code: i32, d: &Value, cause: &str, node: &str) -> bool {
     let f = d["findings"].as_array().cloned().unwrap_or_default();
@@ -107,6 +124,134 @@ fn one_finding(code: i32, d: &Value, cause: &str, node: &str) -> bool {
         && f.len() == 1
         && f[0]["cause"] == cause
         && f[0]["nodes"] == serde_json::json!([node])
+}
+
+/// A running emulator and the Prometheus scraping it (one target per zone, the shipped rules
+/// loaded, scraped and evaluated every `every`).
+struct Fleet {
+    dir: std::path::PathBuf,
+    emu: SocketAddr,
+    prom: SocketAddr,
+    /// When the emulator started: its faults' times count from here.
+    t0: Instant,
+    _procs: (Killed, Killed),
+}
+
+impl Fleet {
+    fn start(name: &str, args: &[String], every: &str, timeout: &str) -> Fleet {
+        let dir = scratch_dir(name);
+        let emu = SocketAddr::new(ip(1), free_port(ip(1)));
+        let emu_proc = Killed(
+            spawn_logged(
+                Command::new(EXE)
+                    .args(["plan", "--simulate", "--serve", &emu.to_string()])
+                    .args(args),
+                &dir.join("emulator.log"),
+            )
+            .expect("start the emulator"),
+        );
+        let t0 = Instant::now();
+        loop {
+            match get_via(emu, "emulator", "/", Duration::from_secs(2)) {
+                Some((200, body)) => {
+                    assert!(body.contains("/metrics/zone-a"), "{body}");
+                    break;
+                }
+                _ => {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(20),
+                        "emulator not serving: {}",
+                        std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let prom = SocketAddr::new(ip(1), free_port(ip(1)));
+        let targets: String = ["zone-a", "zone-b", "zone-c"]
+            .iter()
+            .map(|z| {
+                format!(
+                    "      - targets: [\"{emu}\"]\n        labels: {{__metrics_path__: /metrics/{z}}}\n"
+                )
+            })
+            .collect();
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/prometheus/meshprobe-rules.yaml");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: {every}, scrape_timeout: {timeout}, evaluation_interval: {every}}}\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n{targets}",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        let prom_proc = Killed(
+            spawn_logged(
+                Command::new("prometheus")
+                    .arg(format!(
+                        "--config.file={}",
+                        dir.join("prometheus.yml").display()
+                    ))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        dir.join("data").display()
+                    ))
+                    .arg(format!("--web.listen-address={prom}"))
+                    .arg("--log.level=warn"),
+                &dir.join("prometheus.log"),
+            )
+            .expect("start prometheus"),
+        );
+        Fleet {
+            dir,
+            emu,
+            prom,
+            t0,
+            _procs: (emu_proc, prom_proc),
+        }
+    }
+
+    /// `secs` after the emulator's start.
+    fn at(&self, secs: u64) -> Instant {
+        self.t0 + Duration::from_secs(secs)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Poll `query` every 500 ms until `ok` on its result, at the latest by `deadline`.
+fn until_query(
+    prom: SocketAddr,
+    what: &str,
+    q: &str,
+    since: Instant,
+    deadline: Instant,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    loop {
+        let r = query(prom, q);
+        if ok(&r) {
+            eprintln!("  {what}: after {:.1}s", since.elapsed().as_secs_f64());
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not by its deadline; `{q}` answered {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether every series of `r` has `label` = `value`.
+fn all_have(r: &[Value], label: &str, value: &str) -> bool {
+    r.iter().all(|x| x["metric"][label] == value)
 }
 
 const NODES: usize = 60;
@@ -135,108 +280,48 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
         0,
     );
     assert!(plan.sampled);
-    let (a, b) = ("node-00001", plan.peers_of("node-00001")[0].to_string());
+    let (a, b) = ("node-00001", one_way_peer(&plan, "node-00001"));
     assert!(![CNI_NODE, DOWN_NODE].contains(&b.as_str()), "{b}");
     let probers_of_b = plan.in_degrees()[plan.index(&b).unwrap()];
     assert!(probers_of_b >= 3, "{probers_of_b}");
-    let dir = scratch_dir("fleet-emulator");
-    let emu = SocketAddr::new(ip(1), free_port(ip(1)));
     let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
-    let _emu = Killed(
-        spawn_logged(
-            Command::new(EXE).args([
-                "plan",
-                "--simulate",
-                "--serve",
-                &emu.to_string(),
-                "--nodes",
-                &NODES.to_string(),
-                "--zones",
-                "3",
-                "--full-mesh-max",
-                &FULL_MESH_MAX.to_string(),
-                "--interval",
-                "1s",
-                "--window",
-                "8s",
-                "--inject",
-                &format!("route:{a},{b}{}", at(ROUTE)),
-                "--inject",
-                &format!("cni:{CNI_NODE}{}", at(CNI)),
-                "--inject",
-                &format!("node-down:{DOWN_NODE}{}", at(DOWN)),
-            ]),
-            &dir.join("emulator.log"),
-        )
-        .expect("start the emulator"),
-    );
-    let t0 = Instant::now();
-    let after = |s: u64| t0 + Duration::from_secs(s);
-    loop {
-        match get_via(emu, "emulator", "/", Duration::from_secs(2)) {
-            Some((200, body)) => {
-                assert!(body.contains("/metrics/zone-a"), "{body}");
-                break;
-            }
-            _ => {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(20),
-                    "emulator not serving: {}",
-                    std::fs::read_to_string(dir.join("emulator.log")).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
+    let args: Vec<String> = [
+        "--nodes",
+        &NODES.to_string(),
+        "--zones",
+        "3",
+        "--full-mesh-max",
+        &FULL_MESH_MAX.to_string(),
+        "--interval",
+        "1s",
+        "--window",
+        "8s",
+        "--inject",
+        &format!("route:{a},{b}{}", at(ROUTE)),
+        "--inject",
+        &format!("cni:{CNI_NODE}{}", at(CNI)),
+        "--inject",
+        &format!("node-down:{DOWN_NODE}{}", at(DOWN)),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let fleet = Fleet::start("fleet-emulator", &args, "1s", "900ms");
+    let (emu, prom, t0) = (fleet.emu, fleet.prom, fleet.t0);
+    let after = |s: u64| fleet.at(s);
     // The plan's peers of a node (what a route fault needs: a probed pair).
     let (code, body) =
         get_via(emu, "emulator", "/peers/node-00001", Duration::from_secs(5)).expect("GET /peers");
     assert_eq!(code, 200, "{body}");
     let peers: Vec<String> = serde_json::from_str(&body).unwrap();
     assert!((3..=33).contains(&peers.len()), "{peers:?}");
-    assert_eq!(
-        peers[0], b,
+    assert!(
+        peers.contains(&b),
         "the emulator's plan is not the one this test computed"
     );
     assert_eq!(
         get_via(emu, "emulator", "/peers/node-99", Duration::from_secs(5)).map(|(c, _)| c),
         Some(404)
-    );
-    let prom = SocketAddr::new(ip(1), free_port(ip(1)));
-    let targets: String = ["zone-a", "zone-b", "zone-c"]
-        .iter()
-        .map(|z| {
-            format!(
-                "      - targets: [\"{emu}\"]\n        labels: {{__metrics_path__: /metrics/{z}}}\n"
-            )
-        })
-        .collect();
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/prometheus/meshprobe-rules.yaml");
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n{targets}",
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let _prom = Killed(
-        spawn_logged(
-            Command::new("prometheus")
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address={prom}"))
-                .arg("--log.level=warn"),
-            &dir.join("prometheus.log"),
-        )
-        .expect("start prometheus"),
     );
 
     // Healthy, every agent in, before the first fault.
@@ -369,5 +454,159 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
                     .is_some_and(|a| a.len() == NODES)
         },
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The CI-sized scale run, not in the default suite (`cargo test --test fleet_emulator --
+/// --ignored`): 1,000 emulated agents in 3 zones at the agents' own defaults (a sampled plan
+/// above `--full-mesh-max` 200; `--pair-metrics auto`), 2 s interval, 10 s window, scraped and
+/// the shipped rules evaluated every 5 s (a debug emulator's three zone scrapes took 3.3–3.6 s
+/// at once on a loaded 2-core VM: a 2 s scrape timed out). A lost route (one probed direction),
+/// a CNI fault and a node down in turn, 40 s each: `diagnose --prometheus` names each, cause
+/// and place, and the matching alert's condition holds (pending: its `for: 1m` is not waited
+/// for; the 60-node test waits for one firing), no node or zone alert for the route.
+/// Why ignored: on the shared 2-core runner, next to the other suites, a debug 1,000-agent
+/// emulator and Prometheus took 12–45 s to the first healthy answer and 3–40 s to the route's
+/// (2026-12-06): 25 s fault windows failed, and 40 s ones make a 3½-minute test.
+#[test]
+#[ignore = "CI-sized scale run, about 3.5 minutes: cargo test --test fleet_emulator -- --ignored"]
+fn a_thousand_node_fleet_through_prometheus_gives_the_right_answers() {
+    const N: usize = 1000;
+    const ROUTE: (u64, u64) = (30, 70);
+    const CNI: (u64, u64) = (75, 115);
+    const CNI_NODE: &str = "node-00333";
+    const DOWN: (u64, u64) = (120, 160);
+    const DOWN_NODE: &str = "node-00200";
+    if !have_or_skip("prometheus", "prometheus") {
+        return;
+    }
+    let plan = meshprobe::plan::Plan::build(
+        &meshprobe::plan::simulate::cluster(N, 3, 1),
+        &meshprobe::plan::PlanParams::default(),
+        0,
+    );
+    assert!(plan.sampled);
+    let (a, b) = ("node-00001", one_way_peer(&plan, "node-00001"));
+    assert!(![CNI_NODE, DOWN_NODE].contains(&b.as_str()), "{b}");
+    let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
+    let args: Vec<String> = [
+        "--nodes",
+        &N.to_string(),
+        "--zones",
+        "3",
+        "--interval",
+        "2s",
+        "--window",
+        "10s",
+        "--inject",
+        &format!("route:{a},{b}{}", at(ROUTE)),
+        "--inject",
+        &format!("cni:{CNI_NODE}{}", at(CNI)),
+        "--inject",
+        &format!("node-down:{DOWN_NODE}{}", at(DOWN)),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let fleet = Fleet::start("fleet-emulator-1000", &args, "5s", "4500ms");
+    let (emu, prom) = (fleet.emu, fleet.prom);
+    let (code, body) =
+        get_via(emu, "emulator", "/peers/node-00001", Duration::from_secs(5)).expect("GET /peers");
+    assert_eq!(code, 200, "{body}");
+    assert!(serde_json::from_str::<Vec<String>>(&body)
+        .unwrap()
+        .contains(&b));
+    let node_or_zone = r#"ALERTS{alertname=~"MeshprobeNode.*|MeshprobeZonePartition"}"#;
+
+    until(
+        prom,
+        "healthy with 1,000 agents",
+        fleet.t0,
+        fleet.at(ROUTE.0),
+        |code, d| {
+            code == 0
+                && d["agents_answered"]
+                    .as_array()
+                    .is_some_and(|x| x.len() == N)
+        },
+    );
+    assert!(
+        query(prom, "ALERTS").is_empty(),
+        "{:?}",
+        query(prom, "ALERTS")
+    );
+
+    until(
+        prom,
+        &format!("routing on {a} (route {a} -> {b})"),
+        fleet.at(ROUTE.0),
+        fleet.at(ROUTE.1),
+        |code, d| one_finding(code, d, "routing", a),
+    );
+    until_query(
+        prom,
+        "MeshprobePodToPodUnreachable pending for the pair",
+        &format!(
+            r#"ALERTS{{alertname="MeshprobePodToPodUnreachable", src_node="{a}", dst="{b}"}}"#
+        ),
+        fleet.at(ROUTE.0),
+        fleet.at(ROUTE.1),
+        |r| !r.is_empty(),
+    );
+    let others = query(prom, node_or_zone);
+    assert!(others.is_empty(), "route: {others:?}");
+
+    until(
+        prom,
+        &format!("cni on {CNI_NODE}"),
+        fleet.at(CNI.0),
+        fleet.at(CNI.1),
+        |code, d| {
+            one_finding(code, d, "cni", CNI_NODE) && d["agents_unreachable"][0]["node"] == CNI_NODE
+        },
+    );
+    let r = until_query(
+        prom,
+        "MeshprobeNodePodNetworkIsolated pending",
+        node_or_zone,
+        fleet.at(CNI.0),
+        fleet.at(CNI.1),
+        |r| !r.is_empty(),
+    );
+    assert!(
+        r.len() == 1
+            && all_have(&r, "alertname", "MeshprobeNodePodNetworkIsolated")
+            && all_have(&r, "dst", CNI_NODE),
+        "cni: {r:?}"
+    );
+
+    until(
+        prom,
+        &format!("node_down on {DOWN_NODE}"),
+        fleet.at(DOWN.0),
+        fleet.at(DOWN.1),
+        |code, d| {
+            one_finding(code, d, "node_down", DOWN_NODE)
+                && d["agents_unreachable"][0]["node"] == DOWN_NODE
+        },
+    );
+    until_query(
+        prom,
+        "MeshprobeNodeDown pending",
+        &format!(r#"ALERTS{{alertname="MeshprobeNodeDown", dst="{DOWN_NODE}"}}"#),
+        fleet.at(DOWN.0),
+        fleet.at(DOWN.1),
+        |r| r.len() == 1,
+    );
+    until(
+        prom,
+        "healthy after the faults",
+        fleet.at(DOWN.1),
+        fleet.at(DOWN.1 + 40),
+        |code, d| {
+            code == 0
+                && d["agents_answered"]
+                    .as_array()
+                    .is_some_and(|x| x.len() == N)
+        },
+    );
 }
