@@ -372,14 +372,14 @@ impl<'a> Pairs<'a> {
         rows.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)))
     }
 
-    /// Always 1, one series per peer probed this epoch, exported only when healthy pairs have
+    /// Always 1, one series per peer of the stable plan, exported only when healthy pairs have
     /// no series of their own: rules and `diagnose --prometheus` count a destination's
     /// sources with it, so one failing source of eleven reads as one, not as all.
     fn planned(&self, enc: &mut DescriptorEncoder, planned: &[(String, String)]) -> fmt::Result {
         gauge(
             enc,
             "meshprobe_pair_planned",
-            "Always 1: a peer this agent probes in the current plan epoch (exported when healthy pairs have no series: --pair-metrics failing, or auto on a sampled plan)",
+            "Always 1: a peer this agent probes by its stable plan, rotating peers left out (exported when healthy pairs have no series: --pair-metrics failing, or auto on a sampled plan)",
             planned.iter().map(|(dst, zone)| {
                 (
                     vec![
