@@ -51,9 +51,15 @@ pub const PATH_MTU: &str = "meshprobe_pair_path_mtu_bytes";
 /// fact places them): one series per agent and target, the facts `diagnose --prometheus` reads
 /// where `--agents` reads `/api/v1/results`' `owners`.
 pub const TARGET_INFO: &str = "meshprobe_target_info";
+/// A peer an agent probes this plan epoch (exported when healthy pairs have no series), and
+/// the layers each agent probes (destinations by kind, layer and state): a planned pair, or a
+/// target, with no series of its own was probed and had no failure in its window — a healthy
+/// cell, not an unknown one.
+pub const PLANNED: &str = "meshprobe_pair_planned";
+pub const DESTINATIONS: &str = "meshprobe_destinations";
 
 /// Every metric asked for, one instant query each (a selector, see [`query_for`]).
-pub const QUERIES: [&str; 18] = [
+pub const QUERIES: [&str; 20] = [
     AGENT_INFO,
     AGENT_READY,
     ROUNDS,
@@ -72,6 +78,8 @@ pub const QUERIES: [&str; 18] = [
     MTU_STATE,
     PATH_MTU,
     TARGET_INFO,
+    PLANNED,
+    DESTINATIONS,
 ];
 
 /// The ages among [`QUERIES`]: asked for as of the query's evaluation time (see [`query_for`]).
@@ -211,7 +219,16 @@ pub struct Built {
     pub notes: Vec<String>,
 }
 
-const OWN_INFO_LABELS: [&str; 5] = ["__name__", "node", "zone", "version", "icmp_socket"];
+/// `meshprobe_agent_info`'s own labels: the rest is its scrape target's identity, which the
+/// agent's unlabelled gauges (ready, rounds, interval, window, destinations) carry alone.
+const OWN_INFO_LABELS: [&str; 6] = [
+    "__name__",
+    "node",
+    "zone",
+    "version",
+    "icmp_socket",
+    "pmtu_socket",
+];
 
 /// A scrape target's identity: every label but the metric's own (`instance`, `job`, and what a
 /// ServiceMonitor adds); used to join an agent's unlabelled gauges to its `agent_info`.
@@ -481,6 +498,7 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             "{metric}: the same pair came more than once (scraped by two jobs?); the first was used"
         ));
     }
+    fill_unexported(answers, &agents, &by_target, &mut cells, &mut notes);
     let without_probes = cells.values().filter(|c| c.probes.is_none()).count();
     if without_probes > 0 {
         notes.push(format!(
@@ -586,6 +604,103 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
         unanswered,
         notes,
     })
+}
+
+/// The healthy cells a selective export (`--pair-metrics failing`, or `auto` on a sampled
+/// plan) leaves out: every peer in an agent's `meshprobe_pair_planned` and, for agents that
+/// export it (their export is selective), every target of its `meshprobe_target_info`, with no
+/// series of its own, on every layer the agent probes that kind of destination on
+/// (`meshprobe_destinations`). Such a pair was probed and had no failure in its window (a
+/// failure exports every layer of the destination): a full window of successes
+/// (`--window` ÷ `--interval` probes), last-probe age unknown.
+/// Why: without them a destination's one failing source reads as every source failing, and a
+/// lost route from one node reads as the far node's CNI (bench/README.md, scale-prometheus.sh).
+fn fill_unexported(
+    answers: &Answers,
+    agents: &BTreeMap<String, AgentReport>,
+    by_target: &HashMap<Vec<(String, String)>, String>,
+    cells: &mut BTreeMap<CellKey, CellAcc>,
+    notes: &mut Vec<String>,
+) {
+    let empty = Vec::new();
+    let get = |m: &str| answers.get(m).unwrap_or(&empty);
+    // (agent, destination kind) → the layers it probes.
+    let mut layers: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for s in get(DESTINATIONS) {
+        let own = ["__name__", "dst_kind", "layer", "state"];
+        if let Some(node) = by_target.get(&target_key(s, &own)) {
+            let (kind, layer) = (s.label("dst_kind"), s.label("layer"));
+            if matches!(kind, "peer" | "target") && !layer.is_empty() && s.value > 0.0 {
+                layers.entry((node, kind)).or_default().insert(layer);
+            }
+        }
+    }
+    // (source, kind, destination, destination's zone), each once.
+    let mut planned: BTreeMap<(String, &str, String), Option<String>> = BTreeMap::new();
+    let mut skipped = 0usize;
+    for s in get(PLANNED) {
+        let (src, dst) = (s.label("src_node"), s.label("dst"));
+        if src.is_empty() || dst.is_empty() || !matches!(s.label("dst_kind"), "" | "peer") {
+            skipped += 1;
+            continue;
+        }
+        let zone = Some(s.label("dst_zone").to_string()).filter(|z| !z.is_empty());
+        planned.insert((src.to_string(), "peer", dst.to_string()), zone);
+    }
+    let selective: BTreeSet<String> = planned.keys().map(|k| k.0.clone()).collect();
+    for s in get(TARGET_INFO) {
+        let own = ["__name__", "dst", "dst_node"];
+        if let Some(node) = by_target.get(&target_key(s, &own)) {
+            if selective.contains(node) && !s.label("dst").is_empty() {
+                planned.insert((node.clone(), "target", s.label("dst").to_string()), None);
+            }
+        }
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "{PLANNED}: {skipped} series skipped (missing src_node or dst, or not a peer)"
+        ));
+    }
+    let mut untimed = BTreeSet::new();
+    for ((src, kind, dst), zone) in planned {
+        let exported = cells
+            .range((src.clone(), kind.to_string(), dst.clone(), String::new())..)
+            .next()
+            .is_some_and(|(k, _)| k.0 == src && k.1 == kind && k.2 == dst);
+        let Some(a) = agents.get(&src) else { continue };
+        if exported {
+            continue;
+        }
+        let (Some(interval), Some(window)) = (a.interval_seconds, a.window_seconds) else {
+            untimed.insert(src);
+            continue;
+        };
+        let probes = ((window / interval).floor() as u32).max(1);
+        for layer in layers.get(&(src.as_str(), kind)).into_iter().flatten() {
+            cells.insert(
+                (
+                    src.clone(),
+                    kind.to_string(),
+                    dst.clone(),
+                    layer.to_string(),
+                ),
+                CellAcc {
+                    dst_zone: zone.clone(),
+                    reachable: Some(true),
+                    success_ratio: Some(1.0),
+                    consecutive: Some(0),
+                    probes: Some(probes),
+                    ..CellAcc::default()
+                },
+            );
+        }
+    }
+    if !untimed.is_empty() {
+        notes.push(format!(
+            "{} agents export {PLANNED} without {INTERVAL} or {WINDOW}: their unexported pairs count as unknown",
+            untimed.len()
+        ));
+    }
 }
 
 /// Set `slot` once: `Some(true)` when set, `Some(false)` for a duplicate, `None` for no value.

@@ -92,6 +92,7 @@ impl Collector for StoreCollector {
             src_zone: self.identity.zone.clone().unwrap_or_default(),
             rows: &rows.pairs,
         };
+        pairs.planned(enc, &self.stable(rows.planned))?;
         pairs.reachable(enc)?;
         pairs.success_ratio(enc)?;
         pairs.loss_ratio(enc)?;
@@ -124,6 +125,29 @@ where
 // The agent, its discovery source and its plan.
 
 impl StoreCollector {
+    /// The planned peers without the rotation's: on a sampled plan only the stable plan's
+    /// (levels 1–4) keep their `meshprobe_pair_planned` series.
+    /// Why: rotating peers change every epoch; a series each would create about 8 series per
+    /// agent per epoch (40,000 a minute at 5,000 nodes) for Prometheus to hold until its head
+    /// compaction. A rotating pair then counts as a source only when it exports (failing).
+    fn stable(&self, planned: Vec<(String, String)>) -> Vec<(String, String)> {
+        let current = self.plan.current.lock().ok().and_then(|p| p.clone());
+        let Some(plan) = current else {
+            return planned; // a full mesh: no rotation
+        };
+        let Some(me) = plan.index(&self.identity.node) else {
+            return planned;
+        };
+        let core: std::collections::HashSet<&str> = plan.core[me]
+            .iter()
+            .map(|&d| plan.names[d as usize].as_str())
+            .collect();
+        planned
+            .into_iter()
+            .filter(|(dst, _)| core.contains(dst.as_str()))
+            .collect()
+    }
+
     fn agent_info(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         gauge(
             enc,
@@ -346,6 +370,29 @@ impl<'a> Pairs<'a> {
     fn with_mtu(&self) -> impl Iterator<Item = (&'a Row, &'a MtuReport)> {
         let rows: &'a [Row] = self.rows;
         rows.iter().filter_map(|r| r.mtu.as_ref().map(|m| (r, m)))
+    }
+
+    /// Always 1, one series per peer of the stable plan, exported only when healthy pairs have
+    /// no series of their own: rules and `diagnose --prometheus` count a destination's
+    /// sources with it, so one failing source of eleven reads as one, not as all.
+    fn planned(&self, enc: &mut DescriptorEncoder, planned: &[(String, String)]) -> fmt::Result {
+        gauge(
+            enc,
+            "meshprobe_pair_planned",
+            "Always 1: a peer this agent probes by its stable plan, rotating peers left out (exported when healthy pairs have no series: --pair-metrics failing, or auto on a sampled plan)",
+            planned.iter().map(|(dst, zone)| {
+                (
+                    vec![
+                        ("src_node", self.src_node.clone()),
+                        ("src_zone", self.src_zone.clone()),
+                        ("dst_kind", "peer".to_string()),
+                        ("dst", dst.clone()),
+                        ("dst_zone", zone.clone()),
+                    ],
+                    1.0,
+                )
+            }),
+        )
     }
 
     fn reachable(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
@@ -622,7 +669,14 @@ mod tests {
         assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 3, "{failing}");
         assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
         assert!(failing.contains(r#"dst="c",dst_zone="",layer="icmp_node"} 1"#));
-        assert!(!failing.contains(r#"dst="b""#), "{failing}");
+        // Nothing of the healthy one but its planned-pair series (the denominator).
+        assert!(
+            failing
+                .lines()
+                .filter(|l| l.contains(r#"dst="b""#))
+                .all(|l| l.starts_with("meshprobe_pair_planned{")),
+            "{failing}"
+        );
 
         let none = encode(PairMetrics::None);
         assert_eq!(count(&none, "meshprobe_pair_"), 0);
@@ -798,6 +852,20 @@ mod tests {
         assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
         assert!(sampled.contains("meshprobe_plan_sampled 1"));
         assert!(sampled.contains("meshprobe_plan_peers 2"));
+        // The denominators: every probed peer once, healthy b included; none where every
+        // pair has its own series (the pairs are then their own denominators).
+        assert_eq!(count(&sampled, "meshprobe_pair_planned{"), 2, "{sampled}");
+        assert!(sampled.contains(
+            r#"meshprobe_pair_planned{src_node="a",src_zone="z1",dst_kind="peer",dst="b",dst_zone="z2"} 1"#
+        ));
+        assert_eq!(count(&full, "meshprobe_pair_planned{"), 0);
+        assert_eq!(
+            count(
+                &encode_with(PairMetrics::Failing, false),
+                "meshprobe_pair_planned{"
+            ),
+            2
+        );
         // An explicit choice wins over the plan.
         assert_eq!(
             count(
@@ -849,5 +917,87 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("meshprobe_plan_peers 1"));
+        // Only the probed peer is planned: b, in the set but not probed, is not a source's.
+        assert_eq!(count(&text, "meshprobe_pair_planned{"), 1, "{text}");
+        assert!(text.contains(r#"dst="c",dst_zone=""} 1"#), "{text}");
+    }
+
+    /// On a sampled plan the rotating peers are probed but have no planned series: only the
+    /// stable plan's peers do (rotating ones would be new series every epoch).
+    #[test]
+    fn only_the_stable_plans_peers_are_planned_series() {
+        use meshprobe_core::plan::{NodeSpec, Plan, PlanParams};
+        let n = 40;
+        let nodes: Vec<NodeSpec> = (0..n)
+            .map(|i| NodeSpec {
+                name: format!("n{i:02}"),
+                zone: None,
+            })
+            .collect();
+        let plan = Plan::build(
+            &nodes,
+            &PlanParams {
+                full_mesh_max: 10,
+                ..PlanParams::default()
+            },
+            3,
+        );
+        let me = plan.index("n00").unwrap();
+        let (core, all) = (plan.core[me].len(), plan.out[me].len());
+        assert!(core >= 3 && all > core, "{core} of {all}");
+        let peers: String = (0..n)
+            .map(|i| {
+                format!(
+                    "  - {{node: n{i:02}, node_ip: 10.0.0.{}, pod_ip: 10.1.0.{}}}\n",
+                    i + 1,
+                    i + 1
+                )
+            })
+            .collect();
+        let set = Arc::new(parse(&format!("peers:\n{peers}")).unwrap());
+        let mine: std::collections::HashSet<&str> = plan.peers_of("n00").into_iter().collect();
+        let t: Vec<_> = tasks(
+            &set,
+            "n00",
+            TaskParams {
+                default_port: 9464,
+                icmp_count: 1,
+                icmp_size: 56,
+            },
+        )
+        .into_iter()
+        .filter(|t| mine.contains(t.key.name.as_str()))
+        .collect();
+        let mut store = Store::new("n00", Duration::from_secs(60));
+        store.set_peers(set, &t);
+        let m = Metrics::new(StoreCollector {
+            identity: Identity {
+                node: "n00".into(),
+                zone: None,
+            },
+            store: Arc::new(Mutex::new(store)),
+            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+            ready: Arc::new(AtomicBool::new(true)),
+            pair_metrics: PairMetrics::Auto,
+            icmp_socket: "raw",
+            pmtu_socket: "raw",
+            interval: Duration::from_secs(5),
+            window: Duration::from_secs(60),
+            plan: Arc::new(PlanStatus {
+                sampled: AtomicBool::new(true),
+                peers: AtomicUsize::new(all),
+                current: Mutex::new(Some(Arc::new(plan.clone()))),
+            }),
+        });
+        let text = m.encode().unwrap();
+        assert_eq!(count(&text, "meshprobe_pair_planned{"), core, "{text}");
+        for &d in &plan.core[me] {
+            let dst = format!(r#"dst="{}""#, plan.names[d as usize]);
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("meshprobe_pair_planned{") && l.contains(&dst)),
+                "{dst}: {text}"
+            );
+        }
     }
 }

@@ -114,6 +114,10 @@ pub(super) struct Rows {
     pub(super) pairs: Vec<Row>,
     /// (target, its node by the ownership map, or "" when unknown).
     pub(super) target_nodes: Vec<(String, String)>,
+    /// (peer, its zone or "") for every peer this agent probes, when healthy pairs export no
+    /// series (`failing`, or `auto` on a sampled plan): the denominators of "how many sources
+    /// find this destination down" that the failing pairs alone cannot give.
+    pub(super) planned: Vec<(String, String)>,
 }
 
 /// Count and select under the store's lock (the collector encodes afterwards): `own_node`
@@ -136,14 +140,16 @@ pub(super) fn collect(
         .filter(|p| p.node != own_node)
         .count();
     rows.targets = store.peers().targets.len();
-    // One ownership map per scrape: O(peers + targets), like the rest of the copy.
-    let owners = store.peers().owners();
+    // At most one ownership map per scrape, O(peers + targets), built only when a target or
+    // an exported error needs it: a healthy agent of a sampled plan exports no pair.
+    let owners = std::cell::OnceCell::new();
+    let owners = || owners.get_or_init(|| store.peers().owners());
     rows.target_nodes = store
         .peers()
         .targets
         .iter()
         .map(|t| {
-            let node = target_node(&t.name, t.ip, store.peers(), &owners);
+            let node = target_node(&t.name, t.ip, store.peers(), owners());
             (t.name.clone(), node.to_string())
         })
         .collect();
@@ -157,6 +163,11 @@ pub(super) fn collect(
     let mut failing_dsts: std::collections::HashSet<(DestKind, String)> =
         std::collections::HashSet::new();
     if selective {
+        rows.planned = store
+            .probed_peers()
+            .iter()
+            .map(|(n, z)| (n.clone(), z.clone().unwrap_or_default()))
+            .collect();
         store.visit(now, |v| {
             if failing(&v.stats, v.mtu) {
                 failing_dsts.insert((v.kind, v.name.to_string()));
@@ -200,7 +211,7 @@ pub(super) fn collect(
                 .iter()
                 .map(|e| {
                     let from = error_sender(&e.last);
-                    let who = reporter(from, own_node, v.name, dst_ip, set, &owners);
+                    let who = reporter(from, own_node, v.name, dst_ip, set, owners());
                     (e.kind, e.count, e.last_age_seconds, who)
                 })
                 .collect();

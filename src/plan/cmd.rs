@@ -434,8 +434,9 @@ mod tests {
         let bound = PlanParams::default().max_peers(3);
         let steady = count_series(bound, true, false);
         assert!(steady <= 200, "{steady} series at {bound} peers");
-        // Independent of the number of peers when all are healthy.
-        assert_eq!(count_series(5, true, false), steady);
+        // Healthy, one series per probed peer (`meshprobe_pair_planned`, the denominators),
+        // the rest independent of the number of peers.
+        assert_eq!(count_series(5, true, false) + (bound - 5), steady);
         let failing = count_series(bound, true, true);
         // One peer timing out on 3 layers: 13 series per layer (8 window gauges, probes and
         // packets sent, errors and error age of its one kind, last-probe and failure-streak

@@ -329,6 +329,8 @@ pub async fn serve(
     for t in &all {
         by_dst.entry(t.key.name.as_str()).or_default().push(t);
     }
+    // Every agent's collector reads the shared plan (its stable peers get planned series).
+    let shared_plan = Arc::new(plan.clone());
     let agents = (0..plan.names.len())
         .map(|s| {
             let me = &plan.names[s];
@@ -357,7 +359,7 @@ pub async fn serve(
                 plan: Arc::new(PlanStatus {
                     sampled: AtomicBool::new(plan.sampled),
                     peers: AtomicUsize::new(plan.out[s].len()),
-                    current: Default::default(),
+                    current: Mutex::new(plan.sampled.then(|| shared_plan.clone())),
                 }),
             });
             Agent {

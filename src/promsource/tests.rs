@@ -44,6 +44,7 @@ fn mesh_answers(silent: &[&str], fault: impl Fn(&str, &str, &str) -> Fault) -> A
             ("zone", *zone),
             ("version", "0.1.0"),
             ("icmp_socket", "raw"),
+            ("pmtu_socket", "raw"),
         ]);
         bodies
             .entry(AGENT_INFO)
@@ -342,6 +343,128 @@ fn the_same_cause_and_location_as_from_the_agents() {
             );
         }
     }
+}
+
+/// What Prometheus holds when the agents export failing destinations only (`--pair-metrics
+/// failing`, or `auto` on a sampled plan): the pair series of destinations with a failing cell
+/// (every layer of them), each agent's `meshprobe_pair_planned` for every peer it probes and
+/// its `meshprobe_destinations` per kind and layer. `planned: false` leaves those two out (an
+/// export without the denominators).
+fn failing_export(full: &Answers, planned: bool) -> Answers {
+    let mut out = full.clone();
+    let key = |s: &Sample| {
+        (
+            s.label("src_node").to_string(),
+            s.label("dst_kind").to_string(),
+            s.label("dst").to_string(),
+        )
+    };
+    let failing: BTreeSet<_> = full[REACHABLE]
+        .iter()
+        .filter(|s| s.value < 0.5)
+        .map(key)
+        .collect();
+    for (m, samples) in out.iter_mut() {
+        if *m != TARGET_INFO && samples.iter().any(|s| !s.label("src_node").is_empty()) {
+            samples.retain(|s| failing.contains(&key(s)));
+        }
+    }
+    if !planned {
+        return out;
+    }
+    let target_of = |s: &Sample| -> BTreeMap<String, String> {
+        ["instance", "job"]
+            .iter()
+            .map(|k| (k.to_string(), s.label(k).to_string()))
+            .collect()
+    };
+    let mut plan = Vec::new();
+    let mut dests = BTreeSet::new();
+    for s in &full[REACHABLE] {
+        let mut l = target_of(s);
+        dests.insert((
+            l.clone(),
+            s.label("dst_kind").to_string(),
+            s.label("layer").to_string(),
+        ));
+        if s.label("dst_kind") == "peer" && s.label("layer") == "icmp_pod" {
+            for k in ["src_node", "src_zone", "dst_kind", "dst", "dst_zone"] {
+                l.insert(k.to_string(), s.label(k).to_string());
+            }
+            plan.push(Sample {
+                labels: l,
+                value: 1.0,
+            });
+        }
+    }
+    out.insert(PLANNED, plan);
+    out.insert(
+        DESTINATIONS,
+        dests
+            .into_iter()
+            .map(|(mut l, kind, layer)| {
+                l.extend([
+                    ("dst_kind".to_string(), kind),
+                    ("layer".to_string(), layer),
+                    ("state".to_string(), "reachable".to_string()),
+                ]);
+                Sample {
+                    labels: l,
+                    value: 3.0,
+                }
+            })
+            .collect(),
+    );
+    out
+}
+
+/// With failing destinations only, the planned pairs and the targets stand for the healthy
+/// cells: the same answer as from the agents' full documents, for every fault kind. Without
+/// them a lost route from one node has only its one failing source for each end, and reads
+/// otherwise (the control: the test can fail).
+#[test]
+fn failing_pairs_plus_the_planned_ones_give_the_agents_answer() {
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        fn(&str, &str, &str) -> Fault,
+    );
+    let cases: [Case; 5] = [
+        ("healthy", &[], |_, _, _| None),
+        ("cni node-3", &[], |s, d, l| {
+            ((on(d) == "node-3" && l != "icmp_node") || s == "node-3")
+                .then_some(("timeout", "none"))
+        }),
+        ("route node-1 node-3", &[], |s, d, l| match (s, d, l) {
+            ("node-1", "node-3", "icmp_pod" | "http") => Some(("net_unreachable", "source")),
+            ("node-3", "node-1", _) => Some(("timeout", "none")),
+            _ => None,
+        }),
+        ("node-4 down", &["node-4"], |_, d, _| {
+            (on(d) == "node-4").then_some(("timeout", "none"))
+        }),
+        ("policy web-node-2", &[], |_, d, _| {
+            (d == "web-node-2").then_some(("timeout", "none"))
+        }),
+    ];
+    let mut differs_without = Vec::new();
+    for (what, silent, fault) in cases {
+        let full = mesh_answers(silent, fault);
+        let agents = summary(&diagnose(&Matrix::build(&mesh_documents(silent, fault))));
+        let with = from_prom(&failing_export(&full, true));
+        assert_eq!(summary(&with), agents, "{what}: {with}");
+        let built = build(&failing_export(&full, true), None).unwrap();
+        assert!(built.notes.is_empty(), "{what}: {:?}", built.notes);
+        let without = from_prom(&failing_export(&full, false));
+        if summary(&without) != agents {
+            eprintln!("{what}, without the planned pairs: {:?}", summary(&without));
+            differs_without.push(what);
+        }
+    }
+    assert!(
+        differs_without.contains(&"route node-1 node-3"),
+        "{differs_without:?}"
+    );
 }
 
 #[test]

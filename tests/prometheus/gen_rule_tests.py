@@ -41,6 +41,9 @@ def compress(values):
         n = j - i
         if tok == "stale":
             out.extend(["stale"] * (n + 1))
+        elif tok == "_":
+            # promtool's `_xN` is N missing samples (`VxN` is N + 1 samples of V).
+            out.append("_" if n == 0 else f"_x{n + 1}")
         else:
             out.append(tok if n == 0 else f"{tok}x{n}")
         i = j + 1
@@ -83,8 +86,12 @@ def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES):
 class Scenario:
     """A mesh over `minutes`; `fails(t, src, dst, layer)` gives consecutive failures or None."""
 
-    def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None):
+    def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None, plan=None):
         self.name, self.minutes, self.nodes = name, minutes, nodes
+        # plan: None, a full mesh exporting every pair (--pair-metrics all); else src -> the
+        # peers it probes, exporting failing destinations only plus meshprobe_pair_planned (the
+        # agents' default `auto` on a sampled plan).
+        self.plan = plan
         self.fails = fails or (lambda t, s, d, l: 0)
         self.agent_up = agent_up or (lambda t, n: True)
         self.extra = extra or []
@@ -101,20 +108,28 @@ class Scenario:
                         with_stale([None if u is None else (1 if u else 0) for u in up])))
             out.append((f'meshprobe_agent_info{labels({"job": "meshprobe", "instance": f"{src}:9464", "node": src, "zone": self.nodes[src], "version": "0.1.0", "icmp_socket": "raw"})}',
                         with_stale([1 if u else None for u in up])))
-            for dst in self.nodes:
-                if dst == src:
-                    continue
+            peers = [d for d in self.nodes if d != src] if self.plan is None else self.plan[src]
+            for dst in peers:
+                if self.plan is not None:
+                    pl = {k: v for k, v in pair_labels(src, dst, "", nodes=self.nodes).items() if k != "layer"}
+                    out.append((f"meshprobe_pair_planned{labels(pl)}", with_stale([1 if u else None for u in up])))
                 for layer in LAYERS:
                     vals = []
                     for i in range(n):
                         t = i * STEP
-                        vals.append(self.fails(t, src, dst, layer) if up[i] else None)
+                        shown = up[i] and (self.plan is None or self.failing_within(t, src, dst))
+                        vals.append(self.fails(t, src, dst, layer) if shown else None)
                     out.append((f"meshprobe_pair_consecutive_failures{labels(pair_labels(src, dst, layer, nodes=self.nodes))}",
                                 with_stale(vals)))
         for name, fn in self.extra:
             vals = with_stale([fn(i * STEP) for i in range(n)])
             out.append((name, vals))
         return [{"series": s, "values": compress(v)} for s, v in out]
+
+    def failing_within(self, t, src, dst, window=60):
+        """A failing destination is exported: a failed probe on any layer inside the window."""
+        return any((self.fails(u, src, dst, l) or 0) > 0
+                   for u in range(max(0, t - window), t + 1, STEP) for l in LAYERS)
 
     def expect(self, at, alert, alerts):
         """At `at` (e.g. '3m'), `alert` has exactly `alerts`: a list of (labels, $value)."""
@@ -338,6 +353,70 @@ absent.quiet("9m")
 absent.quiet("11m", except_=["MeshprobeAgentsAbsent"])
 absent.expect("11m", "MeshprobeAgentsAbsent", [({}, 1)])
 scenarios.append(absent)
+
+# The sampled plan: 12 nodes in 3 zones (node-i in zone-a/b/c by i mod 3); node-i probes
+# node-(i+1), (i+2), (i+3) and (i+6) (mod 12): 4 peers each, 4 probers each, same-zone and
+# cross-zone pairs, every zone pair. Healthy pairs export no series, only their planned one:
+# without it, one failing source of a destination is every source that exports.
+S_NODES = {f"node-{i}": "zone-" + "abc"[i % 3] for i in range(1, 13)}
+S_PLAN = {f"node-{i}": [f"node-{(i - 1 + k) % 12 + 1}" for k in (1, 2, 3, 6)] for i in range(1, 13)}
+assert all(sum(s in S_PLAN[x] for x in S_PLAN) == 4 for s in S_NODES)
+
+
+def sampled(name, minutes, fails=None, agent_up=None):
+    return Scenario("sampled plan: " + name, minutes, fails, agent_up=agent_up, nodes=S_NODES, plan=S_PLAN)
+
+
+scenarios.append(sampled("healthy, failing destinations exported only: no alert", 6).quiet("5m"))
+
+# node-1 lost its route to node-2's pod subnet (node-2 is one of node-1's 4 peers): both
+# directions fail on the pod layers; node-2's 3 other probers and node-1's 3 other peers are
+# fine. The pair alert fires for exactly those pairs; no node or zone alert.
+def s_route(t, s, d, l):
+    if t >= 60 and l in ("icmp_pod", "http") and (s, d) in (("node-1", "node-2"), ("node-2", "node-1")):
+        return 2 + (t - 60) // 15
+    return 0
+assert "node-2" in S_PLAN["node-1"] and "node-1" not in S_PLAN["node-2"]
+sc = sampled("route node-1 -> node-2: MeshprobePodToPodUnreachable for that pair only", 6, s_route)
+sc.quiet("3m", except_=["MeshprobePodToPodUnreachable"])
+sc.expect("3m", "MeshprobePodToPodUnreachable",
+          [(pair_alert("node-1", "node-2", l, nodes=S_NODES), 2 + (180 - 60) // 15) for l in ("icmp_pod", "http")])
+sc.exprs.append({"expr": 'meshprobe:dst_down_sources:ratio{dst="node-2", layer="icmp_pod"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:dst_down_sources:ratio", "dst": "node-2",
+                                                    "dst_kind": "peer", "dst_zone": S_NODES["node-2"], "layer": "icmp_pod"}),
+                                  "value": 0.25}]})
+scenarios.append(sc)
+
+# CNI on node-5: its pod IP dead both ways, its node IP fine, its agent still scraped.
+def s_cni(t, s, d, l):
+    return 3 if t >= 60 and l in ("icmp_pod", "http") and "node-5" in (s, d) else 0
+sc = sampled("CNI broken on node-5: MeshprobeNodePodNetworkIsolated only", 6, s_cni)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-5", "dst_kind": "peer", "dst_zone": S_NODES["node-5"], "layer": "icmp_pod"}, 1.0)])
+scenarios.append(sc)
+
+# node-7 down: every layer to it dead, its agent gone.
+def s_down(t, s, d, l):
+    return 4 if t >= 60 and d == "node-7" else 0
+sc = sampled("node-7 down: MeshprobeNodeDown, then MeshprobeAgentDown/Missing", 10, s_down,
+             agent_up=lambda t, n: not (n == "node-7" and t >= 60))
+sc.quiet("2m", except_=["MeshprobeNodeDown"])
+sc.expect("2m", "MeshprobeNodeDown", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 1.0)])
+sc.quiet("9m", except_=["MeshprobeNodeDown", "MeshprobeAgentDown", "MeshprobeAgentMissing"])
+sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-7:9464"}, 0)])
+sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 4)])
+scenarios.append(sc)
+
+# zone-a | zone-b partition: every pair between them dead; zone-c reaches both.
+def s_partition(t, s, d, l):
+    return 3 if t >= 60 and {S_NODES[s], S_NODES[d]} == {"zone-a", "zone-b"} else 0
+sc = sampled("zone-a | zone-b partition: MeshprobeZonePartition both ways only", 6, s_partition)
+sc.quiet("3m", except_=["MeshprobeZonePartition"])
+sc.expect("3m", "MeshprobeZonePartition", [
+    ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
+    ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+scenarios.append(sc)
 
 doc = {
     "rule_files": ["meshprobe-rules.yaml"],

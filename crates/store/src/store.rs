@@ -25,6 +25,8 @@ pub struct Store {
     active: HashSet<ProbeKey>,
     /// Peers with at least one task: on a sampled plan, the ones this agent probes.
     active_peers: HashSet<String>,
+    /// The same peers with their zones, in peer-set order (what `probed_peers` lists).
+    probed: Vec<(String, Option<String>)>,
     windows: HashMap<ProbeKey, Window>,
     /// Path-MTU reports, keyed like the ICMP windows of the same address.
     mtu: HashMap<ProbeKey, MtuReport>,
@@ -78,6 +80,7 @@ impl Store {
             peers: Arc::new(PeerSet::default()),
             active: HashSet::new(),
             active_peers: HashSet::new(),
+            probed: Vec::new(),
             windows: HashMap::new(),
             mtu: HashMap::new(),
         }
@@ -94,7 +97,20 @@ impl Store {
             .collect();
         self.windows.retain(|k, _| self.active.contains(k));
         self.mtu.retain(|k, _| self.active.contains(k));
+        self.probed = peers
+            .peers
+            .iter()
+            .filter(|p| p.node != self.me && self.active_peers.contains(&p.node))
+            .map(|p| (p.node.clone(), p.zone.clone()))
+            .collect();
         self.peers = peers;
+    }
+
+    /// The peers this agent probes (at least one task each: on a sampled plan, its share of
+    /// the plan this epoch), with their zones, in peer-set order. Computed when the peer set
+    /// or the tasks change, so a scrape pays for the probed peers only.
+    pub fn probed_peers(&self) -> &[(String, Option<String>)] {
+        &self.probed
     }
 
     pub fn peers(&self) -> &Arc<PeerSet> {
@@ -170,9 +186,13 @@ impl Store {
     /// file order, with its figures and path-MTU report: what [`Store::snapshot`] holds, one
     /// window at a time, so a scrape need not copy the whole store.
     pub fn visit(&self, now: Instant, mut f: impl FnMut(Visit<'_>)) {
-        let peers = self.peers.peers.iter().filter(|p| p.node != self.me);
-        let dests = peers
-            .map(|p| (DestKind::Peer, p.node.as_str(), p.zone.as_deref()))
+        // Only probed peers can have windows (`set_peers` keeps the active keys' only, `record`
+        // refuses the others): on a sampled plan a scrape then pays for its ~17 peers, not for
+        // the whole peer set.
+        let dests = self
+            .probed
+            .iter()
+            .map(|(node, zone)| (DestKind::Peer, node.as_str(), zone.as_deref()))
             .chain(
                 self.peers
                     .targets
@@ -274,6 +294,7 @@ mod tests {
             .map(|p| p.node)
             .collect();
         assert_eq!(names, ["c"]);
+        assert_eq!(s.probed_peers(), [("c".to_string(), None)]);
         // The next epoch assigns b instead: c leaves the documents at once.
         let t2: Vec<Task> = tasks(&set, "a", PARAMS)
             .into_iter()
@@ -287,6 +308,7 @@ mod tests {
             .map(|p| p.node)
             .collect();
         assert_eq!(names, ["b"]);
+        assert_eq!(s.probed_peers(), [("b".to_string(), Some("z".to_string()))]);
     }
 
     #[test]
