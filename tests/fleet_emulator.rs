@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::net::{free_port, get_via, ip};
+use support::prometheus::Prometheus;
 use support::sys::{have_or_skip, scratch_dir, spawn_logged, EXE};
 
 struct Killed(Child);
@@ -134,7 +135,7 @@ struct Fleet {
     prom: SocketAddr,
     /// When the emulator started: its faults' times count from here.
     t0: Instant,
-    _procs: (Killed, Killed),
+    _procs: (Killed, Prometheus),
 }
 
 impl Fleet {
@@ -178,30 +179,14 @@ impl Fleet {
             .collect();
         let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("deploy/prometheus/meshprobe-rules.yaml");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
+        let prom_proc = Prometheus::start(
+            &dir,
+            prom,
+            &format!(
                 "global: {{scrape_interval: {every}, scrape_timeout: {timeout}, evaluation_interval: {every}}}\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n{targets}",
                 rules.display()
             ),
-        )
-        .unwrap();
-        let prom_proc = Killed(
-            spawn_logged(
-                Command::new("prometheus")
-                    .arg(format!(
-                        "--config.file={}",
-                        dir.join("prometheus.yml").display()
-                    ))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        dir.join("data").display()
-                    ))
-                    .arg(format!("--web.listen-address={prom}"))
-                    .arg("--log.level=warn"),
-                &dir.join("prometheus.log"),
-            )
-            .expect("start prometheus"),
+            None,
         );
         Fleet {
             dir,

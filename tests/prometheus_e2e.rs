@@ -21,14 +21,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::lab::Lab;
 use support::net::{free_port, get_via, ip};
+use support::prometheus::Prometheus;
 use support::promlint::promtool_findings;
-use support::sys::{have_or_skip, root_or_skip, scratch_dir, spawn_logged, EXE};
+use support::sys::{have_or_skip, root_or_skip, scratch_dir, EXE};
 
 use serde_yaml_ng::Value as Yaml;
 
@@ -506,11 +507,10 @@ fn selector_scanner_finds_metrics_not_labels_or_functions() {
 
 // ---- PromQL: against a real Prometheus scraping the lab -------------------------------------
 
-/// A Prometheus started by the test on 127.0.0.1, killed (by its PID) on drop.
+/// A Prometheus started by the test on 127.0.0.1, killed on drop.
 struct Prom {
-    child: Child,
+    p: Prometheus,
     addr: SocketAddr,
-    dir: PathBuf,
 }
 
 impl Prom {
@@ -535,31 +535,13 @@ impl Prom {
             root().join(RULES).display(),
             serde_json::to_string(&service_monitor_relabel_configs()).unwrap(),
         );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let child = spawn_logged(
-            Command::new("prometheus")
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--log.level=warn"),
-            &dir.join("prometheus.log"),
-        )
-        .expect("start prometheus");
-        let mut p = Prom { child, addr, dir };
+        let mut p = Prom {
+            p: Prometheus::start(&dir, addr, &config, None),
+            addr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while p.get("/-/ready").map(|(c, _)| c) != Some(200) {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                panic!(
-                    "prometheus exited ({st}): {}",
-                    std::fs::read_to_string(p.dir.join("prometheus.log")).unwrap_or_default()
-                );
-            }
+            p.p.assert_running();
             assert!(Instant::now() < deadline, "prometheus not ready in 30s");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -613,9 +595,8 @@ impl Prom {
 
 impl Drop for Prom {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.p.stop();
+        let _ = std::fs::remove_dir_all(&self.p.dir);
     }
 }
 

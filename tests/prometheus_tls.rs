@@ -11,13 +11,14 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::agent::Agent;
 use support::net::{free_port, ip};
-use support::sys::{have_or_skip, peers_file, scratch_dir, sh, spawn_logged, EXE};
+use support::prometheus::Prometheus;
+use support::sys::{have_or_skip, peers_file, scratch_dir, sh, EXE};
 
 /// A CA (`NAME-ca.pem`, `NAME-ca.key`) in `dir`, made with openssl.
 fn make_ca(dir: &Path, name: &str) {
@@ -96,15 +97,6 @@ fn make_server_cert(dir: &Path, ca: &str) {
         "-out",
         pem.to_str().unwrap(),
     ]);
-}
-
-struct Prom(Child);
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `meshprobe diagnose --prometheus URL ARGS… -o json` with extra environment: (exit code,
@@ -191,35 +183,15 @@ fn diagnose_and_the_agent_read_prometheus_over_https() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let _prom = Prometheus::start(
+        &dir,
+        prom_addr,
+        &format!(
             "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\nscrape_configs:\n  - job_name: meshprobe\n    honor_labels: true\n    static_configs:\n      - targets: [\"{a_addr}\"]\n"
         ),
-    )
-    .unwrap();
-    let log = dir.join("prometheus.log");
-    let _prom = Prom(
-        spawn_logged(
-            Command::new("prometheus")
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--web.config.file={}",
-                    dir.join("web.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address={prom_addr}"))
-                .arg("--log.level=warn"),
-            &log,
-        )
-        .expect("start prometheus"),
+        Some(&dir.join("web.yml")),
     );
+    let log = dir.join("prometheus.log");
 
     // With the CA given: answered once the agent's series are in.
     let ca_arg = ["--prometheus-ca", ca.to_str().unwrap()];

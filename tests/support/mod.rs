@@ -9,7 +9,8 @@
 //! * [`agent`]: a real `meshprobe agent` process;
 //! * [`fakeapi`]: the fake Kubernetes API server, its fixtures and the objects built from them;
 //! * [`lab`]: the lab driver (`meshprobe lab up` … `down`);
-//! * [`promlint`]: `promtool check metrics` over a scrape, less the tolerated OpenMetrics line.
+//! * [`promlint`]: `promtool check metrics` over a scrape, less the tolerated OpenMetrics line;
+//! * [`prometheus`]: Debian's Prometheus started with a given config, killed on drop.
 //!
 //! Each suite uses part of it, so unused items are not warned about here.
 #![allow(dead_code)]
@@ -19,6 +20,7 @@ pub mod fakeapi;
 pub mod inproc;
 pub mod lab;
 pub mod net;
+pub mod prometheus;
 pub mod promlint;
 pub mod sys;
 
