@@ -298,32 +298,39 @@ async fn probe_loop(
         let new_set = current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest));
         if new_set || planned_epoch.is_some_and(|e| e != epoch) {
             let mut t = schedule::tasks(&latest, &cfg.node_name, params);
-            let plan = Plan::for_peer_set(
-                &latest,
-                &cfg.node_name,
-                shared.identity.zone.as_deref(),
-                &plan_params,
-                epoch,
-            );
-            let mine: std::collections::HashSet<&str> =
-                plan.peers_of(&cfg.node_name).into_iter().collect();
-            if plan.sampled {
+            let nodes = Plan::nodes_in(&latest, &cfg.node_name);
+            // A full mesh is planned without a plan: its every-pair matrix would be the
+            // agent's largest allocation (32 MB at 2,000 nodes) and says only "everyone".
+            let sampled = nodes > plan_params.full_mesh_max;
+            let (peers, plan) = if sampled {
+                let plan = Plan::for_peer_set(
+                    &latest,
+                    &cfg.node_name,
+                    shared.identity.zone.as_deref(),
+                    &plan_params,
+                    epoch,
+                );
+                let mine: std::collections::HashSet<&str> =
+                    plan.peers_of(&cfg.node_name).into_iter().collect();
                 t.retain(|t| t.key.kind != DestKind::Peer || mine.contains(t.key.name.as_str()));
                 if planned_epoch.is_none() {
                     tracing::info!(
-                        nodes = plan.names.len(),
+                        nodes,
                         full_mesh_max = cfg.full_mesh_max,
                         peers = mine.len(),
                         "peer set above --full-mesh-max: probing this agent's share of a sampled plan"
                     );
                 }
-            }
-            shared.plan.sampled.store(plan.sampled, Ordering::Relaxed);
-            shared.plan.peers.store(mine.len(), Ordering::Relaxed);
+                (mine.len(), Some(Arc::new(plan)))
+            } else {
+                (nodes - 1, None)
+            };
+            shared.plan.sampled.store(sampled, Ordering::Relaxed);
+            shared.plan.peers.store(peers, Ordering::Relaxed);
             if let Ok(mut current) = shared.plan.current.lock() {
-                *current = plan.sampled.then(|| Arc::new(plan.clone()));
+                *current = plan;
             }
-            planned_epoch = plan.sampled.then_some(epoch);
+            planned_epoch = sampled.then_some(epoch);
             t.retain(|t| cfg.layers.contains(t.key.layer));
             schedule::order(&mut t, seed);
             if let Ok(mut store) = shared.store.lock() {
