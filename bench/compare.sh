@@ -17,8 +17,10 @@
 # are started with `ip netns exec` directly (not through a shell function) so $! is the prober.
 # Prints, per tool: probes done, CPU-seconds per 1,000 probes, peak RSS; then the ratios.
 # Installs fping and prometheus-blackbox-exporter with apt-get when missing (root).
+# COMPARE_QUICK=1: only meshprobe and fping over ICMP (no blackbox_exporter, no HTTP).
 set -euo pipefail
 n=${1:-1000}; secs=${2:-60}; iv=${3:-2}
+quick=${COMPARE_QUICK:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MESHPROBE_BIN:-$root/target/release/meshprobe}
 [ "$(id -u)" -eq 0 ] || { echo "needs root (raw ICMP sockets, network namespaces)" >&2; exit 2; }
@@ -102,10 +104,12 @@ sleep "$warm"; c0=$(cpu "$f"); sleep "$secs"; c1=$(cpu "$f")
 # fping does not report counts in -q loop mode until it exits: the rate is fixed by -p.
 record "fping" $(( n * secs / iv )) $((c1 - c0)) "$(hwm "$f")"
 kill "$f"; wait "$f" 2>/dev/null || true
-run_blackbox icmp "{}"
-# HTTP
-run_meshprobe http
-run_blackbox http_2xx "http://{}:$port/ping"
+if [ "$quick" != 1 ]; then
+  run_blackbox icmp "{}"
+  # HTTP
+  run_meshprobe http
+  run_blackbox http_2xx "http://{}:$port/ping"
+fi
 
 echo "# ratios (meshprobe ÷ other, CPU per probe and peak RSS)"
 printf '%s\n' "${results[@]}" | awk -F'|' -v hz="$hz" '

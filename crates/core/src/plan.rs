@@ -336,6 +336,17 @@ impl Plan {
         Plan::build(&nodes, p, epoch)
     }
 
+    /// How many nodes [`Plan::for_peer_set`] would plan (distinct names, `me` included), without
+    /// building the plan: a full mesh's plan holds every directed pair twice (`core` and
+    /// `out`), 32 MB of indices at 2,000 nodes, which an agent that probes everyone must not
+    /// allocate only to read "not sampled" from it.
+    pub fn nodes_in(set: &crate::peers::PeerSet, me: &str) -> usize {
+        let mut names: std::collections::HashSet<&str> =
+            set.peers.iter().map(|p| p.node.as_str()).collect();
+        names.insert(me);
+        names.len()
+    }
+
     pub fn index(&self, name: &str) -> Option<usize> {
         self.names.binary_search_by(|n| n.as_str().cmp(name)).ok()
     }

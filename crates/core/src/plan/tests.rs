@@ -458,3 +458,16 @@ fn the_view_subset_is_bounded_zone_aware_and_starts_with_the_failing_nodes_probe
         assert_eq!(got, plan.view_subset(&me, &[], 64));
     }
 }
+
+#[test]
+fn nodes_in_counts_what_for_peer_set_plans() {
+    let set = crate::peers::parse(
+        "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\n",
+    )
+    .unwrap();
+    let p = PlanParams::default();
+    for me in ["a", "z"] {
+        let plan = Plan::for_peer_set(&set, me, None, &p, 0);
+        assert_eq!(Plan::nodes_in(&set, me), plan.names.len(), "{me}");
+    }
+}
