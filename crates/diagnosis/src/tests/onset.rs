@@ -417,14 +417,10 @@ fn onset_refusals_need_no_contrast() {
     );
 }
 
-/// Recovery, the mirror of onset: node-3's pod network came back (`cni node-3` cleared) 0.3 s
-/// ago. Its paths to node-1, node-2 and node-4 have answered since (after failing most of the
-/// window); its probes of web-node-1 were last sent before that and still show the old
-/// failure. Read as a fault, that mix is a broken pod on node-1 (measured in the lab:
-/// `cni nodes=[node-1]`, one poll). Until node-3 probes web-node-1 again: no finding.
-#[test]
-fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
-    let back = LayerStats {
+/// A path that came back: it failed most of the window (2 of 10 answered), its last probe
+/// 0.1 s ago answered, its last failure 1.2 s ago.
+fn came_back() -> LayerStats {
+    LayerStats {
         reachable: Some(true),
         consecutive_failures: 0,
         successes: 2,
@@ -435,8 +431,12 @@ fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
         last_error_age_seconds: Some(1.2),
         last_probe_age_seconds: Some(0.1),
         ..ok()
-    };
-    let stale = LayerStats {
+    }
+}
+
+/// A path failing for the whole window, last probed 0.8 s ago.
+fn still_failing() -> LayerStats {
+    LayerStats {
         reachable: Some(false),
         consecutive_failures: 10,
         successes: 0,
@@ -448,7 +448,18 @@ fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
         last_probe_age_seconds: Some(0.8),
         failing_for_seconds: Some(8.0),
         ..ok()
-    };
+    }
+}
+
+/// Recovery, the mirror of onset: node-3's pod network came back (`cni node-3` cleared) 0.3 s
+/// ago. Its paths to node-1, node-2 and node-4 have answered since (after failing most of the
+/// window); its probes of web-node-1 were last sent before that and still show the old
+/// failure. Read as a fault, that mix is a broken pod on node-1 (measured in the lab:
+/// `cni nodes=[node-1]`, one poll). Until node-3 probes web-node-1 again: no finding.
+#[test]
+fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
+    let back = came_back();
+    let stale = still_failing();
     let run = |probed_again: bool| {
         let mut m = Mesh::new();
         for d in [1, 2, 4] {
@@ -490,18 +501,7 @@ fn a_source_back_from_an_outage_holds_its_paths_not_yet_probed_again() {
 /// `every_addressing_mode_places_faults_right`, CI of a8a35aa).
 #[test]
 fn a_destination_back_does_not_hold_its_sources_fresh_failures() {
-    let back = LayerStats {
-        reachable: Some(true),
-        consecutive_failures: 0,
-        successes: 2,
-        received: 2,
-        success_ratio: Some(0.2),
-        loss_ratio: Some(0.8),
-        last_error: Some(err("timeout")),
-        last_error_age_seconds: Some(1.2),
-        last_probe_age_seconds: Some(0.1),
-        ..ok()
-    };
+    let back = came_back();
     let refused = LayerStats {
         last_probe_age_seconds: Some(0.5),
         last_error_age_seconds: Some(0.5),
@@ -534,31 +534,8 @@ fn a_destination_back_does_not_hold_its_sources_fresh_failures() {
 /// fails, a finding again.
 #[test]
 fn a_destination_back_from_an_outage_holds_paths_to_it_not_yet_probed_again() {
-    let back = LayerStats {
-        reachable: Some(true),
-        consecutive_failures: 0,
-        successes: 2,
-        received: 2,
-        success_ratio: Some(0.2),
-        loss_ratio: Some(0.8),
-        last_error: Some(err("timeout")),
-        last_error_age_seconds: Some(1.2),
-        last_probe_age_seconds: Some(0.1),
-        ..ok()
-    };
-    let stale = LayerStats {
-        reachable: Some(false),
-        consecutive_failures: 10,
-        successes: 0,
-        received: 0,
-        success_ratio: Some(0.0),
-        loss_ratio: Some(1.0),
-        last_error: Some(err("timeout")),
-        last_error_age_seconds: Some(0.8),
-        last_probe_age_seconds: Some(0.8),
-        failing_for_seconds: Some(8.0),
-        ..ok()
-    };
+    let back = came_back();
+    let stale = still_failing();
     let run = |probed_again: bool| {
         let mut m = Mesh::new();
         for s in [2, 4] {
