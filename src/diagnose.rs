@@ -6,6 +6,8 @@
 //!   (when this machine can reach every agent).
 //! * `--prometheus URL`: build the same input from meshprobe's metrics in Prometheus
 //!   ([`crate::promsource`]): one server answers for every agent (large clusters).
+//! * `--results FILE,FILE,…`: saved `/api/v1/results` documents, diagnosed offline (an
+//!   incident's evidence replayed, a capture turned into a test fixture).
 //!
 //! Exit status: 0 healthy, 1 findings, 2 error (bad arguments, no agent answered). Agents that
 //! do not answer are evidence, not an error, as long as one does.
@@ -28,10 +30,14 @@ pub struct DiagnoseArgs {
     /// One agent to ask for its mesh view, e.g. http://127.0.0.1:9464.
     #[arg(
         long,
-        conflicts_with_all = ["agents", "prometheus"],
-        required_unless_present_any = ["agents", "prometheus"]
+        conflicts_with_all = ["agents", "prometheus", "results"],
+        required_unless_present_any = ["agents", "prometheus", "results"]
     )]
     pub agent: Option<String>,
+    /// Saved /api/v1/results documents (one agent each), comma-separated: diagnosed offline.
+    /// Agents without a document are reported missing.
+    #[arg(long, value_delimiter = ',', value_name = "FILE", conflicts_with_all = ["agents", "prometheus", "kube"])]
+    pub results: Vec<std::path::PathBuf>,
     /// Agents to gather results from directly, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "prometheus")]
     pub agents: Vec<String>,
@@ -87,6 +93,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<u8> {
         None
     };
     let d = match (&args.agent, &args.prometheus) {
+        _ if !args.results.is_empty() => from_files(&args.results)?,
         (Some(a), _) => ask_one(parse_agent_addr(a).map_err(Error::Config)?, timeout).await?,
         (None, Some(url)) => {
             let mut u = crate::promclient::PromUrl::parse(url)
@@ -127,6 +134,45 @@ async fn ask_one(addr: SocketAddr, timeout: Duration) -> Result<MeshDiagnosis> {
         .map_err(|e| Error::NoAnswer(format!("agent {addr}: {e}")))?;
     serde_json::from_slice(&body)
         .map_err(|e| Error::NoAnswer(format!("agent {addr}: not a diagnosis document: {e}")))
+}
+
+/// Saved results documents, diagnosed as the agents' own would be. A file that cannot be read
+/// or is not a results document is a configuration error naming the file.
+fn from_files(files: &[std::path::PathBuf]) -> Result<MeshDiagnosis> {
+    let mut agents = Vec::new();
+    for f in files {
+        let bad = |e: String| Error::Config(format!("--results {}: {e}", f.display()));
+        let meta = std::fs::metadata(f).map_err(|e| bad(e.to_string()))?;
+        if meta.len() > MAX_RESULTS_BYTES as u64 {
+            return Err(bad(format!(
+                "{} bytes, at most {MAX_RESULTS_BYTES} allowed",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
+        let r = AgentReport::from_json(&text)
+            .map_err(|e| bad(format!("not a results document: {e}")))?;
+        if r.node.is_empty() {
+            return Err(bad("not a results document: no `node`".into()));
+        }
+        agents.push(r);
+    }
+    let agents_answered = agents.iter().map(|a| a.node.clone()).collect();
+    let inputs = Inputs {
+        agents,
+        unreachable_agents: Vec::new(),
+        nodes: Vec::new(),
+        kube: None,
+    };
+    Ok(MeshDiagnosis {
+        node: "saved results".into(),
+        agents_answered,
+        agents_unreachable: Vec::new(),
+        diagnosis: diagnose(&Matrix::build(&inputs)),
+        held: Vec::new(),
+        scope: None,
+        reports: inputs.agents,
+    })
 }
 
 async fn gather_here(
@@ -300,4 +346,60 @@ pub fn render(d: &MeshDiagnosis) -> String {
     out.push('\n');
     out.push_str(&d.diagnosis.to_text());
     out
+}
+
+#[cfg(test)]
+mod results_files {
+    use super::*;
+
+    /// A recorded lab capture (node-4 down), one file per agent: the offline diagnosis is the
+    /// one the engine gives the same documents, and names node-4.
+    #[test]
+    fn saved_results_are_diagnosed_as_the_agents_would() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crates/diagnosis/tests/fixtures/onset/node-down-node-4.json"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let docs: Vec<String> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let dir = std::env::temp_dir().join(format!("mp-results-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files: Vec<std::path::PathBuf> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let f = dir.join(format!("{i}.json"));
+                std::fs::write(&f, d).unwrap();
+                f
+            })
+            .collect();
+        let got = from_files(&files).unwrap();
+        let want = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        assert_eq!(got.diagnosis, want);
+        assert!(
+            got.diagnosis
+                .findings
+                .iter()
+                .any(|f| f.nodes.iter().any(|n| n == "node-4")),
+            "{}",
+            got.diagnosis.to_text()
+        );
+        // A file that is no results document, or none at all: an error naming it.
+        let junk = dir.join("junk.json");
+        std::fs::write(&junk, "{\"peers\": 3}").unwrap();
+        for (f, want) in [
+            (junk.clone(), "junk.json: not a results document"),
+            (dir.join("absent.json"), "absent.json: No such file"),
+        ] {
+            let e = from_files(&[files[0].clone(), f]).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
