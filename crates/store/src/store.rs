@@ -120,36 +120,20 @@ impl Store {
     /// Record a probe's result. Results for keys no longer active (a probe that was in flight
     /// when its peer left) are dropped, so departed peers do not come back.
     pub fn record(&mut self, key: &ProbeKey, at: Instant, result: &ProbeResult) -> bool {
-        self.record_counting(key, at, result).is_some()
-    }
-
-    /// [`Store::record`], answering the destination's failed probes in a row after it (`None`:
-    /// dropped, not an active destination): the probe path's one window lookup a probe.
-    pub fn record_counting(
-        &mut self,
-        key: &ProbeKey,
-        at: Instant,
-        result: &ProbeResult,
-    ) -> Option<u32> {
         if !self.active.contains(key) {
-            return None;
+            return false;
         }
         // Look up before inserting: the probe loop's hot path clones the key only once per
         // destination, not once per probe.
-        let failures = match self.windows.get_mut(key) {
-            Some(w) => {
-                w.record(at, result);
-                w.consecutive_failures()
-            }
+        match self.windows.get_mut(key) {
+            Some(w) => w.record(at, result),
             None => {
                 let mut w = Window::new(self.span);
                 w.record(at, result);
-                let failures = w.consecutive_failures();
                 self.windows.insert(key.clone(), w);
-                failures
             }
-        };
-        Some(failures)
+        }
+        true
     }
 
     /// Failed probes in a row for `key` (None: not an active destination, or no probe yet).
@@ -377,24 +361,5 @@ mod tests {
         let snap = s.snapshot(Instant::now());
         assert_eq!(snap.peers.len(), 2);
         assert!(snap.peers.iter().all(|p| p.layers.is_empty()));
-    }
-
-    #[test]
-    fn record_counting_answers_the_failures_in_a_row_or_none_when_dropped() {
-        let (mut s, t) = setup(ABC);
-        let (key, now) = (t[0].key.clone(), Instant::now());
-        let fail = ProbeResult::failed(1, ErrorClass::Timeout);
-        assert_eq!(s.record_counting(&key, now, &fail), Some(1));
-        assert_eq!(s.record_counting(&key, now, &fail), Some(2));
-        assert_eq!(s.consecutive_failures(&key), Some(2));
-        let ok = ProbeResult::ok(Duration::from_millis(1), None);
-        assert_eq!(s.record_counting(&key, now, &ok), Some(0));
-        let fewer = Arc::new(
-            parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n").unwrap(),
-        );
-        let t2 = tasks(&fewer, "a", PARAMS);
-        s.set_peers(fewer, &t2);
-        assert_eq!(s.record_counting(&key, now, &fail), None);
-        assert!(!s.record(&key, now, &fail));
     }
 }
