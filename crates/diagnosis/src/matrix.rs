@@ -186,6 +186,21 @@ pub struct NodeInfo {
     pub window_seconds: Option<f64>,
 }
 
+impl NodeInfo {
+    /// Its facts for the ownership map.
+    pub fn addrs(&self) -> NodeAddrs {
+        NodeAddrs {
+            name: self.name.clone(),
+            node_ip: self.node_ip,
+            pod_ip: self.pod_ip,
+            node_ips: self.node_ips.clone(),
+            pod_ips: self.pod_ips.clone(),
+            pod_gateway: self.pod_gateway,
+            pod_cidrs: self.pod_cidrs.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetInfo {
     pub name: String,
@@ -361,19 +376,7 @@ impl Matrix {
                     .or_insert_with(|| t.ips.clone());
             }
         }
-        let node_addrs: Vec<NodeAddrs> = m
-            .nodes
-            .iter()
-            .map(|n| NodeAddrs {
-                name: n.name.clone(),
-                node_ip: n.node_ip,
-                pod_ip: n.pod_ip,
-                node_ips: n.node_ips.clone(),
-                pod_ips: n.pod_ips.clone(),
-                pod_gateway: n.pod_gateway,
-                pod_cidrs: n.pod_cidrs.clone(),
-            })
-            .collect();
+        let node_addrs: Vec<NodeAddrs> = m.nodes.iter().map(NodeInfo::addrs).collect();
         let target_addrs: Vec<TargetAddrs> = m
             .targets
             .iter()
