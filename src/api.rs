@@ -6,7 +6,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a first full probe round is done (the body says when discovery is failing), else 503 |
 //! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
-//! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval) |
+//! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval); `?include=inputs` adds what it rests on |
 //! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
 //! | `GET /` | the live page: source × destination matrices per layer and the findings ([`heatmap`]); `?layer=` one layer |
@@ -152,8 +152,41 @@ async fn results(State(s): State<Arc<Shared>>) -> Json<Results> {
     Json(results_of(&s))
 }
 
-async fn diagnosis(State(s): State<Arc<Shared>>) -> Json<MeshDiagnosis> {
-    Json(mesh_diagnosis(&s).await.as_ref().clone())
+#[derive(Debug, serde::Deserialize)]
+struct DiagnosisQuery {
+    include: Option<String>,
+}
+
+/// `?include=inputs` adds what the view rests on (`inputs`: every answering agent's results,
+/// the agents that did not answer, the address and Kubernetes facts): a document that
+/// `meshprobe diagnose --results FILE` replays exactly, for a bug report or a post-mortem.
+async fn diagnosis(State(s): State<Arc<Shared>>, Query(q): Query<DiagnosisQuery>) -> Response {
+    let with_inputs = match q.include.as_deref() {
+        None | Some("") => false,
+        Some("inputs") => true,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("include={other}: unknown; the one choice is include=inputs\n"),
+            )
+                .into_response()
+        }
+    };
+    let mesh = mesh_diagnosis(&s).await;
+    if !with_inputs {
+        return Json(mesh.as_ref().clone()).into_response();
+    }
+    #[derive(serde::Serialize)]
+    struct WithInputs<'a> {
+        #[serde(flatten)]
+        view: &'a MeshDiagnosis,
+        inputs: &'a crate::diagnosis::Inputs,
+    }
+    Json(WithInputs {
+        view: mesh.as_ref(),
+        inputs: &mesh.inputs,
+    })
+    .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -183,7 +216,7 @@ fn heatmap_nodes(s: &Shared) -> Vec<(String, Option<String>)> {
 fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> heatmap::Input<'_> {
     heatmap::Input {
         nodes,
-        reports: &mesh.reports,
+        reports: &mesh.inputs.agents,
         silent: &mesh.agents_unreachable,
         findings: &mesh.diagnosis.findings,
         held: &mesh.held,

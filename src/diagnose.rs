@@ -7,7 +7,8 @@
 //! * `--prometheus URL`: build the same input from meshprobe's metrics in Prometheus
 //!   ([`crate::promsource`]): one server answers for every agent (large clusters).
 //! * `--results FILE,FILE,…`: saved `/api/v1/results` documents, diagnosed offline (an
-//!   incident's evidence replayed, a capture turned into a test fixture).
+//!   incident's evidence replayed, a capture turned into a test fixture); or one saved
+//!   `/api/v1/diagnosis?include=inputs`, replayed from exactly what that view rested on.
 //!
 //! Exit status: 0 healthy, 1 findings, 2 error (bad arguments, no agent answered). Agents that
 //! do not answer are evidence, not an error, as long as one does.
@@ -35,7 +36,8 @@ pub struct DiagnoseArgs {
     )]
     pub agent: Option<String>,
     /// Saved /api/v1/results documents (one agent each), comma-separated: diagnosed offline.
-    /// Agents without a document are reported missing.
+    /// Agents without a document are reported missing. Or one saved
+    /// /api/v1/diagnosis?include=inputs document: replayed from exactly what it rested on.
     #[arg(long, value_delimiter = ',', value_name = "FILE", conflicts_with_all = ["agents", "prometheus", "kube"])]
     pub results: Vec<std::path::PathBuf>,
     /// Agents to gather results from directly, comma-separated.
@@ -136,20 +138,40 @@ async fn ask_one(addr: SocketAddr, timeout: Duration) -> Result<MeshDiagnosis> {
         .map_err(|e| Error::NoAnswer(format!("agent {addr}: not a diagnosis document: {e}")))
 }
 
-/// Saved results documents, diagnosed as the agents' own would be. A file that cannot be read
-/// or is not a results document is a configuration error naming the file.
+/// Largest saved mesh view (`/api/v1/diagnosis?include=inputs`) read by `--results`: every
+/// agent's results in one file.
+const MAX_SAVED_VIEW_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Saved results documents, diagnosed as the agents' own would be; or one saved mesh view
+/// (`/api/v1/diagnosis?include=inputs`), replayed exactly from what it rested on. A file that
+/// cannot be read or is neither is a configuration error naming the file.
 fn from_files(files: &[std::path::PathBuf]) -> Result<MeshDiagnosis> {
     let mut agents = Vec::new();
     for f in files {
         let bad = |e: String| Error::Config(format!("--results {}: {e}", f.display()));
         let meta = std::fs::metadata(f).map_err(|e| bad(e.to_string()))?;
-        if meta.len() > MAX_RESULTS_BYTES as u64 {
+        if meta.len() > MAX_SAVED_VIEW_BYTES {
             return Err(bad(format!(
-                "{} bytes, at most {MAX_RESULTS_BYTES} allowed",
+                "{} bytes, at most {MAX_SAVED_VIEW_BYTES} allowed",
                 meta.len()
             )));
         }
         let text = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
+        if let Some(view) = saved_view(&text).map_err(&bad)? {
+            if files.len() > 1 {
+                return Err(bad(
+                    "a saved mesh view (with `inputs`) is replayed alone; give it as the only file"
+                        .into(),
+                ));
+            }
+            return Ok(replay(f, view));
+        }
+        if meta.len() > MAX_RESULTS_BYTES as u64 {
+            return Err(bad(format!(
+                "{} bytes, at most {MAX_RESULTS_BYTES} allowed for a results document",
+                meta.len()
+            )));
+        }
         let r = AgentReport::from_json(&text)
             .map_err(|e| bad(format!("not a results document: {e}")))?;
         if r.node.is_empty() {
@@ -171,8 +193,51 @@ fn from_files(files: &[std::path::PathBuf]) -> Result<MeshDiagnosis> {
         diagnosis: diagnose(&Matrix::build(&inputs)),
         held: Vec::new(),
         scope: None,
-        reports: inputs.agents,
+        inputs,
     })
+}
+
+/// The `inputs` of a saved mesh view, if `text` is one (a JSON object with an `inputs` key).
+fn saved_view(text: &str) -> std::result::Result<Option<Inputs>, String> {
+    #[derive(serde::Deserialize)]
+    struct View {
+        inputs: Option<serde_json::Value>,
+    }
+    let Ok(View {
+        inputs: Some(inputs),
+    }) = serde_json::from_str::<View>(text)
+    else {
+        return Ok(None);
+    };
+    let inputs: Inputs = serde_json::from_value(inputs)
+        .map_err(|e| format!("a saved mesh view whose `inputs` do not parse: {e}"))?;
+    if inputs.agents.iter().any(|a| a.node.is_empty()) {
+        return Err("a saved mesh view with a results document without `node`".into());
+    }
+    Ok(Some(inputs))
+}
+
+/// A saved mesh view diagnosed again from exactly what it rested on (the Kubernetes holds of
+/// the live view are not replayed: they need the cluster).
+fn replay(f: &std::path::Path, inputs: Inputs) -> MeshDiagnosis {
+    let agents_answered = inputs.agents.iter().map(|a| a.node.clone()).collect();
+    let agents_unreachable = inputs
+        .unreachable_agents
+        .iter()
+        .map(|n| crate::mesh::Unanswered {
+            node: n.clone(),
+            error: "did not answer the saved view".into(),
+        })
+        .collect();
+    MeshDiagnosis {
+        node: format!("saved view {}", f.display()),
+        agents_answered,
+        agents_unreachable,
+        diagnosis: diagnose(&Matrix::build(&inputs)),
+        held: Vec::new(),
+        scope: None,
+        inputs,
+    }
 }
 
 async fn gather_here(
@@ -228,7 +293,7 @@ async fn gather_here(
         diagnosis: diagnose(&Matrix::build(&inputs)),
         held: Vec::new(),
         scope: None,
-        reports: inputs.agents,
+        inputs,
     })
 }
 
@@ -290,7 +355,7 @@ async fn from_prometheus(
         diagnosis,
         held: Vec::new(),
         scope: None,
-        reports: built.inputs.agents,
+        inputs: built.inputs,
     })
 }
 
@@ -400,6 +465,60 @@ mod results_files {
             let e = from_files(&[files[0].clone(), f]).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A saved mesh view (`/api/v1/diagnosis?include=inputs`) replays from exactly its inputs —
+    /// an agent that did not answer stays unanswered — and is refused with other files or when
+    /// its inputs do not parse.
+    #[test]
+    fn a_saved_view_replays_from_what_it_rested_on() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crates/diagnosis/tests/fixtures/onset/node-down-node-4.json"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut agents: Vec<AgentReport> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| AgentReport::from_json(&d.to_string()).unwrap())
+            .collect();
+        agents.retain(|a| a.node != "node-4");
+        let inputs = Inputs {
+            agents,
+            unreachable_agents: vec!["node-4".into()],
+            nodes: Vec::new(),
+            kube: None,
+        };
+        let want = diagnose(&Matrix::build(&inputs));
+        let mut doc = serde_json::to_value(&want).unwrap();
+        doc["inputs"] = serde_json::to_value(&inputs).unwrap();
+        let dir = std::env::temp_dir().join(format!("mp-view-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let view = dir.join("view.json");
+        std::fs::write(&view, doc.to_string()).unwrap();
+        let got = from_files(std::slice::from_ref(&view)).unwrap();
+        assert_eq!(got.diagnosis, want);
+        assert_eq!(got.inputs, inputs);
+        assert_eq!(got.agents_unreachable.len(), 1);
+        assert_eq!(got.agents_unreachable[0].node, "node-4");
+        // Not combinable; inputs that do not parse are named.
+        let e = from_files(&[view.clone(), view.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("view.json: a saved mesh view") && e.contains("alone"),
+            "{e}"
+        );
+        let broken = dir.join("broken.json");
+        std::fs::write(&broken, r#"{"inputs": {"agents": 7}}"#).unwrap();
+        let e = from_files(&[broken]).unwrap_err().to_string();
+        assert!(
+            e.contains("broken.json: a saved mesh view whose `inputs` do not parse"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

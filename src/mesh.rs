@@ -31,10 +31,11 @@ pub struct MeshDiagnosis {
     /// from Prometheus or from a bounded subset of the agents, and says so here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
-    /// The result documents the view rests on, one per answering agent (for the agent page's
-    /// matrix; not part of the JSON).
+    /// What the view rests on: one result document per answering agent (the agent page's
+    /// matrix), the agents that did not answer, the address and Kubernetes facts. Not part of
+    /// the JSON unless asked for (`?include=inputs`).
     #[serde(skip)]
-    pub reports: Vec<AgentReport>,
+    pub inputs: Inputs,
 }
 
 /// Where a mesh view above `--full-mesh-max` comes from.

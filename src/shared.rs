@@ -219,7 +219,7 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
         diagnosis,
         held,
         scope,
-        reports: inputs.agents,
+        inputs,
     });
     *cache = Some((Instant::now(), d.clone()));
     d
@@ -269,7 +269,7 @@ async fn from_prometheus(
         diagnosis,
         held,
         scope: Some(mesh::prometheus_scope(&url, in_mesh)),
-        reports: built.inputs.agents,
+        inputs: built.inputs,
     })
 }
 

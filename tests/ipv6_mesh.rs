@@ -245,6 +245,37 @@ fn an_ipv6_only_mesh_is_probed_on_every_layer_and_diagnosed() {
     assert!(text.contains("closed ([fd00:77:1::2]:1)"), "{text}");
     assert!(text.contains("curl -gv http://[fd00:77:1::2]:1/"), "{text}");
 
+    // The view saved with what it rests on replays offline to the same finding; an unknown
+    // `include` is a 400 naming it.
+    let saved = agents[0].json("/api/v1/diagnosis?include=inputs");
+    assert_eq!(
+        saved["inputs"]["agents"].as_array().map_or(0, Vec::len),
+        3,
+        "{saved}"
+    );
+    let file = std::env::temp_dir().join(format!("mp6-view-{}.json", std::process::id()));
+    std::fs::write(&file, saved.to_string()).unwrap();
+    let out = Command::new(EXE)
+        .args([
+            "diagnose",
+            "--results",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(findings(&replay), findings(&saved), "{replay}");
+    assert_eq!(out.status.code(), Some(1), "{replay}");
+    let (code, body) = agents[0]
+        .get("/api/v1/diagnosis?include=everything")
+        .unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("include=everything: unknown"), "{body}");
+
     // On demand over IPv6: the web target from every node (the CLI asks node-1, which fans out
     // to the others over IPv6), one JSON document, exit 0.
     let out = Command::new("ip")

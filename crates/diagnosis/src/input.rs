@@ -422,8 +422,10 @@ pub struct PolicyFacts {
     pub admits_port: Option<bool>,
 }
 
-/// Everything the matrix is built from.
-#[derive(Debug, Clone, Default)]
+/// Everything the matrix is built from. Serialisable so a mesh view can be saved with what
+/// it rests on (`/api/v1/diagnosis?include=inputs`) and replayed offline (`diagnose --results`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Inputs {
     /// One document per agent that answered.
     pub agents: Vec<AgentReport>,
