@@ -86,6 +86,27 @@ impl Engine<'_> {
         self.raw_loss[i] && !self.pair_lossy(i)
     }
 
+    /// Pair `i` has started failing whole: some layer's last probe failed, and every layer
+    /// probed since the earliest of those failure streaks began failed too. Its lost packets
+    /// are then the past or an outage's edge, no news of loss.
+    fn outage_onset(&self, i: usize) -> bool {
+        let cells = || self.m.pairs[i].layers.iter().flatten();
+        let Some(began) = cells()
+            .filter(|c| c.reachable == Some(false))
+            .map(|c| {
+                c.failing_for_seconds
+                    .or(c.last_probe_age_seconds)
+                    .unwrap_or(0.0)
+            })
+            .max_by(f64::total_cmp)
+        else {
+            return false;
+        };
+        cells().all(|c| {
+            c.reachable == Some(false) || c.last_probe_age_seconds.is_none_or(|age| age > began)
+        })
+    }
+
     /// Per node, inbound and outbound: pairs with ICMP figures, and how many of them are lossy.
     /// `ending`: a pair whose loss is ending counts as lossy (for placing loss only, never for
     /// excusing other failures). Why: a cleared lossy node's pairs go quiet one by one, and its
@@ -141,6 +162,14 @@ impl Engine<'_> {
             .filter(|&i| !self.explained.contains_key(&i) && self.pair_lossy(i))
             .collect();
         lossy.extend(self.deferred_loss.iter().copied());
+        // A pair of a node whose loss is ending that now starts to fail whole is an outage
+        // beginning (its own finding comes from the network stage), not that loss coming back.
+        // Why: the cleared loss's residue in its window would otherwise revive a loss finding.
+        lossy.retain(|&i| {
+            let pc = &self.m.pairs[i];
+            let ending = |x: usize| self.loss_ending_at(x) > 0;
+            !(self.outage_onset(i) && (ending(pc.src) || self.dst_node(i).is_some_and(ending)))
+        });
         let apps = std::mem::take(&mut self.deferred_app_loss);
         if lossy.is_empty() {
             return;

@@ -484,6 +484,16 @@ pub(super) fn onset_fixture(name: &str) -> Diagnosis {
     diagnose(&Matrix::from_json_documents(&docs).unwrap())
 }
 
+/// The diagnosis of a saved mesh view, `tests/fixtures/views/NAME`: an agent's
+/// `/api/v1/diagnosis?include=inputs` (its `inputs`: what that view rested on).
+pub(super) fn view_fixture(name: &str) -> Diagnosis {
+    let path = format!("{}/tests/fixtures/views/{name}", env!("CARGO_MANIFEST_DIR"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
+    diagnose(&Matrix::build(&inputs))
+}
+
 /// The documents of a recorded onset (see [`onset_fixture`]), to edit before diagnosing.
 pub(super) fn onset_results(name: &str) -> Vec<serde_json::Value> {
     let path = format!("{}/tests/fixtures/onset/{name}", env!("CARGO_MANIFEST_DIR"));
