@@ -310,6 +310,7 @@ impl Results {
             ready: Some(self.ready),
             rounds: Some(self.rounds),
             interval_seconds: Some(self.interval_seconds),
+            timeout_seconds: Some(self.timeout_seconds),
             window_seconds: Some(self.window_seconds),
             peers: self
                 .peers

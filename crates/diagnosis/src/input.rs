@@ -22,6 +22,8 @@ pub struct AgentReport {
     pub ready: Option<bool>,
     pub rounds: Option<u64>,
     pub interval_seconds: Option<f64>,
+    /// The probe timeout: a probe that timed out was sent this long before it ended.
+    pub timeout_seconds: Option<f64>,
     pub window_seconds: Option<f64>,
     pub peers: Vec<PeerReport>,
     pub targets: Vec<TargetReport>,

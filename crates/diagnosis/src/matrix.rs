@@ -183,6 +183,7 @@ pub struct NodeInfo {
     pub agent_unreachable: bool,
     pub rounds: Option<u64>,
     pub interval_seconds: Option<f64>,
+    pub timeout_seconds: Option<f64>,
     pub window_seconds: Option<f64>,
 }
 
@@ -285,6 +286,7 @@ impl Matrix {
             };
             n.rounds = r.rounds;
             n.interval_seconds = r.interval_seconds.filter(|x| x.is_finite() && *x > 0.0);
+            n.timeout_seconds = r.timeout_seconds.filter(|x| x.is_finite() && *x > 0.0);
             n.window_seconds = r.window_seconds.filter(|x| x.is_finite() && *x > 0.0);
             for p in &r.peers {
                 if p.node.is_empty() {
@@ -414,6 +416,7 @@ impl Matrix {
             agent_unreachable: false,
             rounds: None,
             interval_seconds: None,
+            timeout_seconds: None,
             window_seconds: None,
         });
         self.node_index

@@ -351,6 +351,7 @@ fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnos
             ready: Some(true),
             rounds: Some(100),
             interval_seconds: Some(interval),
+            timeout_seconds: None,
             window_seconds: Some(window),
             peers: plan.out[s]
                 .iter()

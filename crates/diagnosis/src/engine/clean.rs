@@ -205,7 +205,7 @@ fn pair_recovery(
 /// A node that just came back: paths of its own to or from at least two other places (nodes, or
 /// targets whose node is unknown) failed most of the window and answer now. Its failing cells,
 /// as source or destination, last probed before it came back are unknown until probed again (at
-/// most one interval). Why: after a fault clears, paths come back one probe at a time; one not
+/// most one interval; a timed-out probe counts from when it was sent). Why: after a fault clears, paths come back one probe at a time; one not
 /// yet probed again still shows the old failure next to fresh successes, and that mix reads as a
 /// new fault on an uninvolved node. Two places, not one: one path coming back is that path's
 /// own news (a route cleared) and must not hold a fresh fault elsewhere on the same node. When
@@ -261,11 +261,21 @@ fn node_recovery(m: &Matrix, states: &mut [[CellState; 4]]) {
         let Some(since) = since else {
             continue;
         };
+        let timeout = m.nodes.get(pc.src).and_then(|n| n.timeout_seconds);
         for (k, c) in pc.layers.iter().enumerate() {
+            // When the last probe was sent: a timed-out one a timeout before it ended (a probe
+            // sent into the outage can time out after the path came back).
             let before = c
                 .as_ref()
-                .and_then(|c| c.last_probe_age_seconds)
-                .is_some_and(|age| age > since);
+                .and_then(|c| {
+                    let timed_out = c.reachable == Some(false)
+                        && c.last_error
+                            .as_ref()
+                            .is_some_and(|e| e.kind() == ErrKind::Timeout);
+                    c.last_probe_age_seconds
+                        .map(|age| age + timeout.filter(|_| timed_out).unwrap_or(0.0))
+                })
+                .is_some_and(|sent| sent > since);
             if states[i][k] == CellState::Down && before {
                 states[i][k] = CellState::Unknown;
             }

@@ -356,6 +356,7 @@ impl Mesh {
                     ready: Some(!self.not_ready.contains(&s)),
                     rounds: Some(self.rounds.get(&s).copied().unwrap_or(120)),
                     interval_seconds: Some(1.0),
+                    timeout_seconds: None,
                     window_seconds: Some(10.0),
                     peers,
                     targets,

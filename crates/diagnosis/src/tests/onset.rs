@@ -564,3 +564,34 @@ fn a_destination_back_from_an_outage_holds_paths_to_it_not_yet_probed_again() {
         d.to_text()
     );
 }
+
+/// Fixture `tests/fixtures/views/node-down-clear-blocks.json` (a saved lab view 0.27 s after
+/// clearing `node-down node-4`): node-4 is back by three other paths, and node-3 -> node-4's
+/// HTTP probe, sent into the outage, timed out just after. Counted from when it ended, that
+/// timeout read as a fresh failure (`routing` node-3 -> node-4, naming uninvolved node-3); it
+/// was sent before node-4 came back, so it is held like any failure from before. The same
+/// view without the probe timeout known keeps the old reading: the rule needs the agents'
+/// `timeout_seconds`.
+#[test]
+fn a_probe_sent_into_an_outage_that_times_out_after_it_is_held() {
+    let d = view_fixture("node-down-clear-blocks.json");
+    assert!(d.findings.is_empty(), "{}", d.to_text());
+    let path = format!(
+        "{}/tests/fixtures/views/node-down-clear-blocks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
+    for a in &mut inputs.agents {
+        a.timeout_seconds = None;
+    }
+    let d = diagnose(&Matrix::build(&inputs));
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.cause == Cause::Routing && f.nodes.contains(&"node-3".to_string())),
+        "{}",
+        d.to_text()
+    );
+}
