@@ -124,7 +124,7 @@ fn lossy_figures(lost: u32, sent: u32, p: &Params) -> bool {
 /// Loss, not an outage's marks: packets lost by probes that were answered, at least `min_lost`
 /// and `min_ratio` of those sent; and when the last probe failed whole, lost in at least
 /// `lossy_min_probes` answered probes (the window's errors, one per probe that lost anything,
-/// less its failed probes). Probes that failed whole count for the down rules only. Without
+/// less its failed probes), and in more than 2 when 2 or more failed whole. Probes that failed whole count for the down rules only. Without
 /// per-probe packet figures (`sent` not a multiple of `probes`, or no packets) every lost packet
 /// counts; without error counts the number of probes is not asked.
 /// Why: an outage leaves whole failures plus at most one cut round per edge (1–2 of 3 echoes
@@ -134,18 +134,22 @@ pub(super) fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -
     if sent == 0 {
         return false;
     }
-    let (lost, probes) = if c.sent == 0 || c.probes == 0 || c.sent % c.probes != 0 {
-        (lost, None)
+    let (lost, probes, failed) = if c.sent == 0 || c.probes == 0 || c.sent % c.probes != 0 {
+        (lost, None, 0)
     } else {
         let failed = c.probes.saturating_sub(c.successes);
         let answered_lossy = (!c.errors.is_empty()).then(|| c.error_count().saturating_sub(failed));
         (
             lost.saturating_sub(failed * (c.sent / c.probes)),
             answered_lossy,
+            failed,
         )
     };
+    // An outage that began and ended in the window cut a round at each edge.
+    let edges = probes.is_some_and(|n| failed >= 2 && n <= 2);
     lost >= min_lost
         && f64::from(lost) / f64::from(sent) >= min_ratio
+        && !edges
         && (c.reachable != Some(false) || probes.is_none_or(|n| n >= p.lossy_min_probes))
 }
 

@@ -136,6 +136,24 @@ fn loss_is_what_answered_probes_lost() {
             CellState::Lossy,
         ),
         (
+            "an outage that began and ended in the window: whole failures + a cut round each edge",
+            echo_cell(5, 2, 2, false),
+            CellState::Unknown,
+        ),
+        (
+            "... answering for over 3 intervals since: a working path",
+            LayerStats {
+                last_error_age_seconds: Some(3.5),
+                ..echo_cell(5, 2, 2, false)
+            },
+            CellState::Ok,
+        ),
+        (
+            "two whole failures and partial losses in three answered probes: loss",
+            echo_cell(2, 3, 3, false),
+            CellState::Lossy,
+        ),
+        (
             "no error counts (older agents): the packets alone",
             LayerStats {
                 errors: Vec::new(),

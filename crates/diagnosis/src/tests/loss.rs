@@ -403,3 +403,19 @@ fn an_outage_beginning_on_a_pair_of_a_node_whose_loss_ended_is_no_loss() {
         );
     }
 }
+
+/// Fixture `tests/fixtures/views/loss-after-partition-vpc.json` (a saved lab view): `loss node-2
+/// 30` 0.8 s in, 4 s after a zone partition cleared. node-1's paths across the partition hold
+/// its marks — whole failures and a cut round at each edge — which read as loss on node-1.
+/// An outage that began and ended in the window cuts two rounds: that is no loss.
+#[test]
+fn a_cleared_outage_with_both_edges_cut_is_no_loss() {
+    let d = view_fixture("loss-after-partition-vpc.json");
+    assert!(
+        d.findings
+            .iter()
+            .all(|x| x.nodes.iter().all(|n| n == "node-2")),
+        "{}",
+        d.to_text()
+    );
+}
