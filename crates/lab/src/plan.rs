@@ -27,9 +27,24 @@
 //!
 //! The peers file states what a cluster would: every target's node, the pod CIDRs where the
 //! CNI has them (`subnet`, `blocks`; none in `vpc`) and the pod gateway.
+//!
+//! IP family ([`IpFamily`], `--ip-family`): `ipv4` is the layout above. `ipv6` is the same
+//! lab IPv6-only, on unique local addresses (fd00::/8), IPv4's numbers written as hex digits:
+//!
+//! ```text
+//!  zone Z underlay fd00:198:18:Z::/64, router fd00:198:18:Z::1
+//!  mp-nI:       eth0 fd00:198:18:Z::(10+I)/64, cni0 fd00:198:19:I::1/64, IPv6 forwarding on
+//!  mp-nI-probe: eth0 fd00:198:19:I::10/64, default via fd00:198:19:I::1
+//!  mp-nI-web:   eth0 fd00:198:19:I::11/64, default via fd00:198:19:I::1
+//! ```
+//!
+//! Routes are `ip -6` routes of the same shape; every namespace has duplicate address
+//! detection off before its first link exists, and every address is added `nodad` (a new
+//! IPv6 address otherwise stays tentative and answers about a second late). IPv6 has
+//! `subnet` addressing only for now; `dual` is refused (docs/design/dual-stack.md).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest number of nodes (pod subnets 198.19.I.0/24, node IPs 198.18.Z.(10+I)).
 pub const MAX_NODES: u16 = 200;
@@ -72,6 +87,43 @@ impl Addressing {
         }
     }
 }
+/// The lab's IP family (`--ip-family`): every address of the lab is of this family.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    /// 198.18.0.0/15 underlay and pods.
+    #[default]
+    Ipv4,
+    /// ULA underlay and pod prefixes (`fd00:198:18:Z::/64`, `fd00:198:19:I::/64`).
+    Ipv6,
+    /// Both (not yet: refused with a pointer to the plan).
+    Dual,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+            IpFamily::Dual => "dual",
+        }
+    }
+
+    fn is_ipv4(self) -> bool {
+        self == IpFamily::Ipv4
+    }
+}
+
 /// Largest number of zones (zone names zone-a .. zone-z).
 pub const MAX_ZONES: u16 = 26;
 /// The agent's port in every probe pod.
@@ -159,6 +211,9 @@ pub struct Topology {
     /// Absent from the state of labs made before it: `subnet`.
     #[serde(default)]
     pub addressing: Addressing,
+    /// Absent from the state of labs made before it: `ipv4`.
+    #[serde(default)]
+    pub family: IpFamily,
 }
 
 /// One node and everything on it.
@@ -173,15 +228,15 @@ pub struct Node {
     pub ns: String,
     pub probe_ns: String,
     pub web_ns: String,
-    pub node_ip: Ipv4Addr,
+    pub node_ip: IpAddr,
     /// What the node's pods are routed as, by the other nodes and the router: its /24
     /// (`subnet`), its two /26 blocks (`blocks`), or each pod's /32 (`vpc`).
     pub pod_routes: Vec<String>,
     /// The pod CIDRs a cluster would state (`subnet`, `blocks`; none with `vpc`).
     pub pod_cidrs: Vec<String>,
-    pub pod_gateway: Ipv4Addr,
-    pub probe_ip: Ipv4Addr,
-    pub web_ip: Ipv4Addr,
+    pub pod_gateway: IpAddr,
+    pub probe_ip: IpAddr,
+    pub web_ip: IpAddr,
     /// The fabric-side end of the node's uplink (in the fabric namespace).
     pub fabric_port: String,
     pub web_name: String,
@@ -225,7 +280,74 @@ impl Topology {
             nodes,
             zones,
             addressing: Addressing::Subnet,
+            family: IpFamily::Ipv4,
         })
+    }
+
+    /// The same shape in another IP family. IPv6 is `subnet` addressing only for now, and
+    /// `dual` is not built yet: both refused naming the flags (docs/design/dual-stack.md).
+    pub fn with_family(mut self, family: IpFamily) -> Result<Topology, String> {
+        if family == IpFamily::Dual {
+            return Err(
+                "--ip-family dual: not yet: see docs/design/dual-stack.md (use ipv4 or ipv6)"
+                    .into(),
+            );
+        }
+        if family == IpFamily::Ipv6 && self.addressing != Addressing::Subnet {
+            return Err(format!(
+                "--pod-addressing {} with --ip-family ipv6: not yet (IPv6 labs have subnet \
+                 addressing only): see docs/design/dual-stack.md",
+                self.addressing.as_str()
+            ));
+        }
+        self.family = family;
+        Ok(self)
+    }
+
+    /// `ip -n NS [-6] WORDS` for an address of this lab's family (`-6` for IPv6: `ip route`
+    /// would read `default` as IPv4's).
+    fn ip_fam(&self, ns: &str, words: &str) -> Cmd {
+        if self.family.is_ipv4() {
+            Cmd::ip(ns, words)
+        } else {
+            Cmd::ip(ns, &format!("-6 {words}"))
+        }
+    }
+
+    /// The `ip` command's prefix words for this family's routes: `route` or `-6 route`.
+    pub fn route_words(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            "route"
+        } else {
+            "-6 route"
+        }
+    }
+
+    /// The suffix of `ip addr add`: `nodad` on IPv6, so an address is usable at once instead of
+    /// tentative for about a second (duplicate address detection).
+    fn addr_flags(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            ""
+        } else {
+            " nodad"
+        }
+    }
+
+    /// Underlay subnet prefix length.
+    fn underlay_len(&self) -> u8 {
+        if self.family.is_ipv4() {
+            24
+        } else {
+            64
+        }
+    }
+
+    /// An IPv6 address from its text (the plan's own, always valid).
+    fn v6(text: &str) -> IpAddr {
+        IpAddr::V6(
+            text.parse::<Ipv6Addr>()
+                .expect("the plan's IPv6 addresses are valid"),
+        )
     }
 
     /// The same shape with another pod addressing.
@@ -262,12 +384,18 @@ impl Topology {
         (node - 1) % self.zones + 1
     }
 
-    pub fn router_ip(&self, zone: u16) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, zone as u8, 1)
+    pub fn router_ip(&self, zone: u16) -> IpAddr {
+        match self.family {
+            IpFamily::Ipv4 | IpFamily::Dual => Ipv4Addr::new(198, 18, zone as u8, 1).into(),
+            IpFamily::Ipv6 => Self::v6(&format!("fd00:198:18:{zone}::1")),
+        }
     }
 
     pub fn underlay(&self, zone: u16) -> String {
-        format!("198.18.{zone}.0/24")
+        match self.family {
+            IpFamily::Ipv4 | IpFamily::Dual => format!("198.18.{zone}.0/24"),
+            IpFamily::Ipv6 => format!("fd00:198:18:{zone}::/64"),
+        }
     }
 
     pub fn node(&self, index: u16) -> Node {
@@ -275,12 +403,24 @@ impl Topology {
         let i = index as u8;
         let ns = format!("{}-n{index}", self.prefix);
         let (probe_ip, web_ip, pod_gateway, pod_routes, pod_cidrs) = match self.addressing {
+            // IPv6 mirrors IPv4's numbers as hex digits, so node-3's pods are ::10 and ::11
+            // of fd00:198:19:3::/64 as they are .10 and .11 of 198.19.3.0/24.
+            Addressing::Subnet if self.family == IpFamily::Ipv6 => {
+                let s = format!("fd00:198:19:{index}::/64");
+                (
+                    Self::v6(&format!("fd00:198:19:{index}::10")),
+                    Self::v6(&format!("fd00:198:19:{index}::11")),
+                    Self::v6(&format!("fd00:198:19:{index}::1")),
+                    vec![s.clone()],
+                    vec![s],
+                )
+            }
             Addressing::Subnet => {
                 let s = format!("198.19.{index}.0/24");
                 (
-                    Ipv4Addr::new(198, 19, i, 10),
-                    Ipv4Addr::new(198, 19, i, 11),
-                    Ipv4Addr::new(198, 19, i, 1),
+                    Ipv4Addr::new(198, 19, i, 10).into(),
+                    Ipv4Addr::new(198, 19, i, 11).into(),
+                    Ipv4Addr::new(198, 19, i, 1).into(),
                     vec![s.clone()],
                     vec![s],
                 )
@@ -289,9 +429,9 @@ impl Topology {
                 let (b1, b2) = (Self::block(index - 1), Self::block(self.nodes + index - 1));
                 let blocks = vec![format!("{b1}/26"), format!("{b2}/26")];
                 (
-                    Self::offset(b1, 10),
-                    Self::offset(b2, 11),
-                    SHARED_GATEWAY,
+                    Self::offset(b1, 10).into(),
+                    Self::offset(b2, 11).into(),
+                    SHARED_GATEWAY.into(),
                     blocks.clone(),
                     blocks,
                 )
@@ -301,9 +441,9 @@ impl Topology {
                 let probe = Ipv4Addr::new(198, 18, zone as u8, 128 + 2 * j);
                 let web = Ipv4Addr::new(198, 18, zone as u8, 129 + 2 * j);
                 (
-                    probe,
-                    web,
-                    SHARED_GATEWAY,
+                    probe.into(),
+                    web.into(),
+                    SHARED_GATEWAY.into(),
                     vec![format!("{probe}/32"), format!("{web}/32")],
                     Vec::new(),
                 )
@@ -317,7 +457,12 @@ impl Topology {
             probe_ns: format!("{ns}-probe"),
             web_ns: format!("{ns}-web"),
             ns,
-            node_ip: Ipv4Addr::new(198, 18, zone as u8, 10 + i),
+            node_ip: match self.family {
+                IpFamily::Ipv4 | IpFamily::Dual => {
+                    Ipv4Addr::new(198, 18, zone as u8, 10 + i).into()
+                }
+                IpFamily::Ipv6 => Self::v6(&format!("fd00:198:18:{zone}::{}", 10 + index)),
+            },
             pod_routes,
             pod_cidrs,
             pod_gateway,
@@ -343,7 +488,7 @@ impl Topology {
 
     /// The next hop node `from` uses for node `to`'s pod subnet: `to`'s node IP in the same
     /// zone (host-gw), the zone router otherwise.
-    pub fn next_hop(&self, from: u16, to: u16) -> Ipv4Addr {
+    pub fn next_hop(&self, from: u16, to: u16) -> IpAddr {
         let (a, b) = (self.node(from), self.node(to));
         if a.zone == b.zone {
             b.node_ip
@@ -411,9 +556,29 @@ impl Topology {
     pub fn up_cmds(&self) -> Vec<Cmd> {
         let fabric = self.fabric_ns();
         let router = self.router_ns();
+        let v6 = !self.family.is_ipv4();
+        let nodad = self.addr_flags();
+        let ul = self.underlay_len();
+        // Forwarding, per family (IPv6's `all.forwarding` turns every interface into a router's).
+        let forward = if v6 {
+            "net.ipv6.conf.all.forwarding=1"
+        } else {
+            "net.ipv4.ip_forward=1"
+        };
         let mut c = Vec::new();
         for ns in self.namespaces() {
             c.push(Cmd::new("ip", &["netns", "add", &ns]));
+            if v6 {
+                // Before any link exists in it: a link copies `default` when made, and without
+                // duplicate address detection its addresses (link-local too) answer at once,
+                // instead of about a second late; the agents start on settled links.
+                for dev in ["all", "default"] {
+                    c.push(Cmd::sysctl(
+                        &ns,
+                        &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+                    ));
+                }
+            }
             c.push(Cmd::ip(&ns, "link set lo up"));
         }
         // Fabric: one bridge per zone.
@@ -422,7 +587,7 @@ impl Topology {
             c.push(Cmd::ip(&fabric, &format!("link set br-z{z} up")));
         }
         // Router: one leg per zone.
-        c.push(Cmd::sysctl(&router, "net.ipv4.ip_forward=1"));
+        c.push(Cmd::sysctl(&router, forward));
         for z in 1..=self.zones {
             c.push(Cmd::ip(
                 &fabric,
@@ -434,13 +599,13 @@ impl Topology {
             ));
             c.push(Cmd::ip(
                 &router,
-                &format!("addr add {}/24 dev z{z}", self.router_ip(z)),
+                &format!("addr add {}/{ul} dev z{z}{nodad}", self.router_ip(z)),
             ));
             c.push(Cmd::ip(&router, &format!("link set z{z} up")));
         }
         for n in self.all_nodes() {
             let ns = &n.ns;
-            c.push(Cmd::sysctl(ns, "net.ipv4.ip_forward=1"));
+            c.push(Cmd::sysctl(ns, forward));
             c.push(Cmd::ip(
                 &fabric,
                 &format!(
@@ -452,7 +617,10 @@ impl Topology {
                 &fabric,
                 &format!("link set {} master br-z{} up", n.fabric_port, n.zone),
             ));
-            c.push(Cmd::ip(ns, &format!("addr add {}/24 dev eth0", n.node_ip)));
+            c.push(Cmd::ip(
+                ns,
+                &format!("addr add {}/{ul} dev eth0{nodad}", n.node_ip),
+            ));
             c.push(Cmd::ip(ns, "link set eth0 up"));
             let shared = self.addressing != Addressing::Subnet;
             if shared {
@@ -466,10 +634,14 @@ impl Topology {
                 }
             }
             c.push(Cmd::ip(ns, "link add cni0 type bridge"));
-            let gw_len = if shared { 32 } else { 24 };
+            let (gw_len, pod_len) = match (shared, v6) {
+                (true, _) => (32, 32),
+                (false, false) => (24, 24),
+                (false, true) => (64, 64),
+            };
             c.push(Cmd::ip(
                 ns,
-                &format!("addr add {}/{gw_len} dev cni0", n.pod_gateway),
+                &format!("addr add {}/{gw_len} dev cni0{nodad}", n.pod_gateway),
             ));
             c.push(Cmd::ip(ns, "link set cni0 up"));
             if shared {
@@ -486,8 +658,10 @@ impl Topology {
                     &format!("link add {veth} type veth peer name eth0 netns {pod_ns}"),
                 ));
                 c.push(Cmd::ip(ns, &format!("link set {veth} master cni0 up")));
-                let len = if shared { 32 } else { 24 };
-                c.push(Cmd::ip(pod_ns, &format!("addr add {ip}/{len} dev eth0")));
+                c.push(Cmd::ip(
+                    pod_ns,
+                    &format!("addr add {ip}/{pod_len} dev eth0{nodad}"),
+                ));
                 c.push(Cmd::ip(pod_ns, "link set eth0 up"));
                 if shared {
                     c.push(Cmd::ip(
@@ -495,11 +669,9 @@ impl Topology {
                         &format!("route add {} dev eth0", n.pod_gateway),
                     ));
                 }
-                c.push(Cmd::ip(
-                    pod_ns,
-                    &format!("route add default via {}", n.pod_gateway),
-                ));
-                // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow.
+                c.push(self.ip_fam(pod_ns, &format!("route add default via {}", n.pod_gateway)));
+                // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow
+                // (the IPv4 key governs ICMPv6 echo sockets too).
                 c.push(Cmd::sysctl(
                     pod_ns,
                     "net.ipv4.ping_group_range=0 2147483647",
@@ -509,15 +681,12 @@ impl Topology {
         // Routes, once every link is up.
         for n in self.all_nodes() {
             for r in &n.pod_routes {
-                c.push(Cmd::ip(
-                    &router,
-                    &format!("route add {r} via {}", n.node_ip),
-                ));
+                c.push(self.ip_fam(&router, &format!("route add {r} via {}", n.node_ip)));
             }
         }
         for a in self.all_nodes() {
             for z in (1..=self.zones).filter(|&z| z != a.zone) {
-                c.push(Cmd::ip(
+                c.push(self.ip_fam(
                     &a.ns,
                     &format!(
                         "route add {} via {}",
@@ -528,7 +697,7 @@ impl Topology {
             }
             for b in self.all_nodes().into_iter().filter(|b| b.index != a.index) {
                 for r in &b.pod_routes {
-                    c.push(Cmd::ip(
+                    c.push(self.ip_fam(
                         &a.ns,
                         &format!("route add {r} via {}", self.next_hop(a.index, b.index)),
                     ));
@@ -542,7 +711,7 @@ impl Topology {
     pub fn flush_cache_cmds(&self) -> Vec<Cmd> {
         self.namespaces()
             .iter()
-            .map(|ns| Cmd::ip(ns, "route flush cache").tolerant())
+            .map(|ns| self.ip_fam(ns, "route flush cache").tolerant())
             .collect()
     }
 }
@@ -847,7 +1016,11 @@ mod tests {
             .with_addressing(Addressing::Vpc)
             .unwrap();
         let last = big.node(MAX_VPC_NODES);
-        assert!(last.node_ip.octets()[3] < 128 && last.web_ip.octets()[3] < 255);
+        let low = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4.octets()[3],
+            IpAddr::V6(_) => panic!("an IPv4 lab"),
+        };
+        assert!(low(last.node_ip) < 128 && low(last.web_ip) < 255);
     }
 
     #[test]
@@ -874,6 +1047,192 @@ mod tests {
                     assert_eq!(owners.lookup(SHARED_GATEWAY.into()), Owner::SendersNode);
                 }
             }
+        }
+    }
+
+    fn topo6() -> Topology {
+        topo().with_family(IpFamily::Ipv6).unwrap()
+    }
+
+    #[test]
+    fn ipv6_address_plan_mirrors_ipv4() {
+        let (t4, t6) = (topo(), topo6());
+        // (node, node IP, probe pod, web pod, pod gateway, pod prefix)
+        let table = [
+            (
+                1,
+                "fd00:198:18:1::11",
+                "fd00:198:19:1::10",
+                "fd00:198:19:1::11",
+                "fd00:198:19:1::1",
+                "fd00:198:19:1::/64",
+            ),
+            (
+                2,
+                "fd00:198:18:2::12",
+                "fd00:198:19:2::10",
+                "fd00:198:19:2::11",
+                "fd00:198:19:2::1",
+                "fd00:198:19:2::/64",
+            ),
+            (
+                4,
+                "fd00:198:18:2::14",
+                "fd00:198:19:4::10",
+                "fd00:198:19:4::11",
+                "fd00:198:19:4::1",
+                "fd00:198:19:4::/64",
+            ),
+        ];
+        for (i, node_ip, probe, web, gw, prefix) in table {
+            let (n4, n6) = (t4.node(i), t6.node(i));
+            assert_eq!(n6.node_ip.to_string(), node_ip);
+            assert_eq!(n6.probe_ip.to_string(), probe);
+            assert_eq!(n6.web_ip.to_string(), web);
+            assert_eq!(n6.pod_gateway.to_string(), gw);
+            assert_eq!(n6.pod_routes, [prefix]);
+            assert_eq!(n6.pod_cidrs, [prefix]);
+            // Names, zones and namespaces do not depend on the family.
+            assert_eq!(
+                (&n6.name, &n6.zone_name, &n6.ns, &n6.fabric_port),
+                (&n4.name, &n4.zone_name, &n4.ns, &n4.fabric_port)
+            );
+        }
+        assert_eq!(t6.router_ip(2).to_string(), "fd00:198:18:2::1");
+        assert_eq!(t6.underlay(1), "fd00:198:18:1::/64");
+        assert_eq!(t6.next_hop(1, 3).to_string(), "fd00:198:18:1::13");
+        assert_eq!(t6.next_hop(1, 2).to_string(), "fd00:198:18:1::1");
+        assert_eq!(t6.namespaces(), t4.namespaces());
+    }
+
+    #[test]
+    fn ipv6_up_uses_ip6_routes_forwarding_and_no_dad() {
+        let c = topo6().up_cmds();
+        for line in [
+            "ip netns exec mp-n1 sysctl -qw net.ipv6.conf.all.accept_dad=0",
+            "ip netns exec mp-n1-probe sysctl -qw net.ipv6.conf.default.accept_dad=0",
+            "ip netns exec mp-fabric sysctl -qw net.ipv6.conf.default.accept_dad=0",
+            "ip netns exec mp-router sysctl -qw net.ipv6.conf.all.forwarding=1",
+            "ip netns exec mp-n3 sysctl -qw net.ipv6.conf.all.forwarding=1",
+            "ip -n mp-router addr add fd00:198:18:1::1/64 dev z1 nodad",
+            "ip -n mp-n1 addr add fd00:198:18:1::11/64 dev eth0 nodad",
+            "ip -n mp-n1 addr add fd00:198:19:1::1/64 dev cni0 nodad",
+            "ip -n mp-n2-web addr add fd00:198:19:2::11/64 dev eth0 nodad",
+            "ip -n mp-n2-probe -6 route add default via fd00:198:19:2::1",
+            "ip -n mp-n1 -6 route add fd00:198:19:3::/64 via fd00:198:18:1::13",
+            "ip -n mp-n1 -6 route add fd00:198:19:2::/64 via fd00:198:18:1::1",
+            "ip -n mp-n1 -6 route add fd00:198:18:2::/64 via fd00:198:18:1::1",
+            "ip -n mp-router -6 route add fd00:198:19:3::/64 via fd00:198:18:1::13",
+            "ip -n mp-fabric link set n3 master br-z1 up",
+        ] {
+            assert!(has(&c, line), "missing {line}");
+        }
+        // DAD is off in a namespace before any of its links exists.
+        for ns in topo6().namespaces() {
+            let pos = |want: &dyn Fn(&str) -> bool| c.iter().position(|x| want(&x.to_string()));
+            let dad = pos(&|l| {
+                l == format!("ip netns exec {ns} sysctl -qw net.ipv6.conf.default.accept_dad=0")
+            })
+            .unwrap_or_else(|| panic!("{ns}: no accept_dad"));
+            let first_link = pos(&|l| {
+                l.contains(&format!("netns {ns}")) && l.contains("link add")
+                    || l.starts_with(&format!("ip -n {ns} link add"))
+            });
+            assert!(first_link.is_none_or(|l| dad < l), "{ns}");
+        }
+        // Nothing IPv4 is configured: no IPv4 forwarding, no 198.18/15 address.
+        for x in &c {
+            let l = x.to_string();
+            assert!(
+                !l.contains("198.18.") && !l.contains("198.19.") && !l.contains("ip_forward"),
+                "{l}"
+            );
+        }
+        assert_eq!(
+            topo6().flush_cache_cmds()[0].to_string(),
+            "ip -n mp-fabric -6 route flush cache"
+        );
+        assert_eq!(
+            topo().flush_cache_cmds()[0].to_string(),
+            "ip -n mp-fabric route flush cache"
+        );
+    }
+
+    #[test]
+    fn every_ipv6_address_is_unique_local_and_in_the_plan() {
+        let t = Topology::new("mp", MAX_NODES, MAX_ZONES)
+            .unwrap()
+            .with_family(IpFamily::Ipv6)
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for n in t.all_nodes() {
+            for ip in [n.node_ip, n.probe_ip, n.web_ip, n.pod_gateway] {
+                let IpAddr::V6(v6) = ip else {
+                    panic!("{ip}: not IPv6")
+                };
+                assert_eq!(v6.segments()[0], 0xfd00, "{ip}");
+                assert_eq!(v6.segments()[1], 0x198, "{ip}");
+                assert!(seen.insert(ip), "{ip} twice");
+            }
+        }
+        for c in t.up_cmds() {
+            for a in &c.args {
+                for word in a.split(|ch: char| ch == '/' || ch.is_whitespace()) {
+                    if let Ok(ip) = word.parse::<Ipv6Addr>() {
+                        assert_eq!(ip.segments()[..2], [0xfd00, 0x198], "{c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_refuses_dual_and_other_addressing_naming_the_flags() {
+        let dual = topo().with_family(IpFamily::Dual).unwrap_err();
+        assert!(
+            dual.contains("--ip-family dual") && dual.contains("not yet"),
+            "{dual}"
+        );
+        assert!(dual.contains("docs/design/dual-stack.md"), "{dual}");
+        for a in [Addressing::Blocks, Addressing::Vpc] {
+            let e = topo()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap_err();
+            assert!(
+                e.contains(&format!("--pod-addressing {}", a.as_str()))
+                    && e.contains("--ip-family ipv6"),
+                "{e}"
+            );
+        }
+        // A lab's state from before the family existed reads as IPv4.
+        let old = r#"{"prefix":"mp","nodes":4,"zones":2,"addressing":"subnet"}"#;
+        let t: Topology = serde_json::from_str(old).unwrap();
+        assert_eq!(t.family, IpFamily::Ipv4);
+        assert_eq!(t, topo());
+    }
+
+    #[test]
+    fn the_ipv6_peers_file_states_ipv6_facts_and_they_place_every_pod() {
+        use meshprobe_core::owners::{Owner, Role};
+        let t = topo6();
+        let v = peers_file(&t);
+        assert_eq!(v["peers"][1]["node_ip"], "fd00:198:18:2::12");
+        assert_eq!(v["peers"][1]["pod_ip"], "fd00:198:19:2::10");
+        assert_eq!(v["peers"][1]["pod_gateway"], "fd00:198:19:2::1");
+        assert_eq!(v["peers"][1]["pod_cidrs"][0], "fd00:198:19:2::/64");
+        assert_eq!(v["targets"][2]["ip"], "fd00:198:19:3::11");
+        let set = meshprobe_core::peers::parse(&v.to_string()).unwrap();
+        let owners = set.owners();
+        for n in t.all_nodes() {
+            let i = usize::from(n.index - 1);
+            let pod = Owner::Node {
+                node: i,
+                role: Role::PodIp,
+            };
+            assert_eq!(owners.lookup(n.probe_ip), pod, "{}", n.name);
+            assert_eq!(owners.target_node(&n.web_name), Some(i));
         }
     }
 }

@@ -25,12 +25,13 @@ pub(crate) async fn build(
 
     let exe_s = exe.display().to_string();
     for n in topo.all_nodes() {
-        let listen = format!("{}:{WEB_PORT}", n.web_ip);
+        // `[ip]:port` for IPv6 (a bare `ip:port` would read as another IPv6 address).
+        let listen = std::net::SocketAddr::new(n.web_ip, WEB_PORT).to_string();
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
         start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name, false)?;
     }
     for n in topo.all_nodes() {
-        let listen = format!("{}:{AGENT_PORT}", n.probe_ip);
+        let listen = std::net::SocketAddr::new(n.probe_ip, AGENT_PORT).to_string();
         let peers_s = peers.display().to_string();
         let mut args = vec![
             "agent",
