@@ -22,12 +22,12 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     (
         "mtu",
         "NODE [MTU=1400]",
-        "lower the node's underlay MTU (pods keep 1500)",
+        "lower the node's underlay MTU (pods keep 1500; IPv6: 1280 at least)",
     ),
     (
         "pmtu-blackhole",
         "NODE [MTU=1400]",
-        "lower the underlay MTU and drop ICMP fragmentation-needed",
+        "lower the underlay MTU and drop ICMP fragmentation-needed (IPv6: packet-too-big)",
     ),
     (
         "policy",
