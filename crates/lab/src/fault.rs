@@ -251,7 +251,10 @@ impl Fault {
                         // The pods are inside the underlay subnet, which the node routes
                         // anyway: a `throw` route ends the lookup as if there were no route
                         // (net unreachable), as deleting does in the other layouts.
-                        Addressing::Vpc => Cmd::ip(&ns, &format!("route replace throw {r}")),
+                        Addressing::Vpc => Cmd::ip(
+                            &ns,
+                            &format!("{} replace throw {r}", topo.route_words()),
+                        ),
                         Addressing::Subnet | Addressing::Blocks => {
                             Cmd::ip(&ns, &format!("{} del {r}", topo.route_words()))
                         }
@@ -714,6 +717,53 @@ mod tests {
                     "{line}: {l}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn ipv6_route_and_cni_follow_the_pod_addressing() {
+        let at = |a: Addressing| {
+            topo()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap()
+        };
+        let route = Fault::Route { from: 1, to: 3 };
+        let cni = Fault::Cni { node: 3 };
+        // (addressing, route apply, route clear, cni's address match)
+        let table: &[(Addressing, &[&str], &[&str], &str)] = &[
+            (
+                Addressing::Blocks,
+                &[
+                    "ip -n mp-n1 -6 route del fd00:198:19::80/122",
+                    "ip -n mp-n1 -6 route del fd00:198:19:1::80/122",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:19::80/122 via fd00:198:18:1::13",
+                    "ip -n mp-n1 -6 route replace fd00:198:19:1::80/122 via fd00:198:18:1::13",
+                ],
+                "ip6 saddr { fd00:198:19::80/122, fd00:198:19:1::80/122 } drop",
+            ),
+            (
+                Addressing::Vpc,
+                &[
+                    "ip -n mp-n1 -6 route replace throw fd00:198:18:1::130/128",
+                    "ip -n mp-n1 -6 route replace throw fd00:198:18:1::131/128",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:18:1::130/128 via fd00:198:18:1::13",
+                    "ip -n mp-n1 -6 route replace fd00:198:18:1::131/128 via fd00:198:18:1::13",
+                ],
+                "ip6 daddr { fd00:198:18:1::130/128, fd00:198:18:1::131/128 } drop",
+            ),
+        ];
+        for (a, apply, clear, cni_match) in table {
+            let t = at(*a);
+            assert_eq!(lines(route.apply_cmds(&t)), *apply, "{a:?}");
+            assert_eq!(lines(route.clear_cmds(&t)), *clear, "{a:?}");
+            let c = lines(cni.apply_cmds(&t)).join(" ");
+            assert!(c.contains(cni_match), "{a:?}: {c}");
         }
     }
 

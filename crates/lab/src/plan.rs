@@ -38,10 +38,16 @@
 //!  mp-nI-web:   eth0 fd00:198:19:I::11/64, default via fd00:198:19:I::1
 //! ```
 //!
+//! `blocks` in IPv6: /122 blocks (64 addresses, as IPv4's /26), block k is
+//! fd00:198:19:(k/4)::(64·(k mod 4) in hex)/122, the probe pod at +0x10 of its block, the web
+//! pod at +0x11 of its, /128 pods behind the shared gateway fd00:198:19:ffff::1. `vpc` in IPv6:
+//! node I's pods are fd00:198:18:Z::(128+2j) and ::(129+2j) of the zone's underlay (hex digits
+//! as the rest), routed per /128.
+//!
 //! Routes are `ip -6` routes of the same shape; every namespace has duplicate address
 //! detection off before its first link exists, and every address is added `nodad` (a new
-//! IPv6 address otherwise stays tentative and answers about a second late). IPv6 has
-//! `subnet` addressing only for now; `dual` is refused (docs/design/dual-stack.md).
+//! IPv6 address otherwise stays tentative and answers about a second late). `dual` is
+//! refused (docs/design/dual-stack.md).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -54,6 +60,8 @@ pub const MAX_VPC_NODES: u16 = 60;
 /// The pods' gateway with `blocks` and `vpc` addressing: one address on every node's cni0, as
 /// Calico and AWS VPC CNI share 169.254.1.1 (the lab keeps to its own 198.18.0.0/15).
 pub const SHARED_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
+/// The same in an IPv6 lab: inside the pods' fd00:198:19::/48, outside every block.
+pub const SHARED_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x19, 0xffff, 0, 0, 0, 1);
 
 /// How pod addresses are laid out (see the module's documentation).
 #[derive(
@@ -284,21 +292,14 @@ impl Topology {
         })
     }
 
-    /// The same shape in another IP family. IPv6 is `subnet` addressing only for now, and
-    /// `dual` is not built yet: both refused naming the flags (docs/design/dual-stack.md).
+    /// The same shape in another IP family. `dual` is not built yet: refused naming the flag
+    /// (docs/design/dual-stack.md).
     pub fn with_family(mut self, family: IpFamily) -> Result<Topology, String> {
         if family == IpFamily::Dual {
             return Err(
                 "--ip-family dual: not yet: see docs/design/dual-stack.md (use ipv4 or ipv6)"
                     .into(),
             );
-        }
-        if family == IpFamily::Ipv6 && self.addressing != Addressing::Subnet {
-            return Err(format!(
-                "--pod-addressing {} with --ip-family ipv6: not yet (IPv6 labs have subnet \
-                 addressing only): see docs/design/dual-stack.md",
-                self.addressing.as_str()
-            ));
         }
         self.family = family;
         Ok(self)
@@ -360,6 +361,17 @@ impl Topology {
         }
         self.addressing = addressing;
         Ok(self)
+    }
+
+    /// Block `k` of IPv6 `blocks` addressing, a /122 (64 addresses, as IPv4's /26):
+    /// fd00:198:19:(k/4)::(64·(k mod 4)), the /122's number written as hex digits as the
+    /// rest of the plan; `offset` added (the pods: +0x10 and +0x11 of their block).
+    fn block6(k: u16, offset: u16) -> IpAddr {
+        Self::v6(&format!(
+            "fd00:198:19:{}::{:x}",
+            k / 4,
+            64 * (k % 4) + offset
+        ))
     }
 
     /// Block `k` of `blocks` addressing: 198.19.(k/4).(64·(k mod 4)).
@@ -425,6 +437,20 @@ impl Topology {
                     vec![s],
                 )
             }
+            Addressing::Blocks if self.family == IpFamily::Ipv6 => {
+                let (k1, k2) = (index - 1, self.nodes + index - 1);
+                let blocks = vec![
+                    format!("{}/122", Self::block6(k1, 0)),
+                    format!("{}/122", Self::block6(k2, 0)),
+                ];
+                (
+                    Self::block6(k1, 0x10),
+                    Self::block6(k2, 0x11),
+                    SHARED_GATEWAY_V6.into(),
+                    blocks.clone(),
+                    blocks,
+                )
+            }
             Addressing::Blocks => {
                 let (b1, b2) = (Self::block(index - 1), Self::block(self.nodes + index - 1));
                 let blocks = vec![format!("{b1}/26"), format!("{b2}/26")];
@@ -434,6 +460,19 @@ impl Topology {
                     SHARED_GATEWAY.into(),
                     blocks.clone(),
                     blocks,
+                )
+            }
+            // From the zone's underlay /64, above the node addresses (::11 ..= ::70).
+            Addressing::Vpc if self.family == IpFamily::Ipv6 => {
+                let j = (index - 1) / self.zones;
+                let probe = Self::v6(&format!("fd00:198:18:{zone}::{}", 128 + 2 * j));
+                let web = Self::v6(&format!("fd00:198:18:{zone}::{}", 129 + 2 * j));
+                (
+                    probe,
+                    web,
+                    SHARED_GATEWAY_V6.into(),
+                    vec![format!("{probe}/128"), format!("{web}/128")],
+                    Vec::new(),
                 )
             }
             Addressing::Vpc => {
@@ -623,7 +662,9 @@ impl Topology {
             ));
             c.push(Cmd::ip(ns, "link set eth0 up"));
             let shared = self.addressing != Addressing::Subnet;
-            if shared {
+            // IPv6 has no send_redirects knob; a pod that follows the node's redirect reaches a
+            // same-node pod directly on cni0, which only same-node pairs see.
+            if shared && !v6 {
                 // Pods reach each other through the node (one gateway, /32 pods): no
                 // redirects telling them to go direct.
                 for dev in ["all", "default"] {
@@ -635,7 +676,8 @@ impl Topology {
             }
             c.push(Cmd::ip(ns, "link add cni0 type bridge"));
             let (gw_len, pod_len) = match (shared, v6) {
-                (true, _) => (32, 32),
+                (true, false) => (32, 32),
+                (true, true) => (128, 128),
                 (false, false) => (24, 24),
                 (false, true) => (64, 64),
             };
@@ -646,7 +688,7 @@ impl Topology {
             c.push(Cmd::ip(ns, "link set cni0 up"));
             if shared {
                 for r in &n.pod_routes {
-                    c.push(Cmd::ip(ns, &format!("route add {r} dev cni0")));
+                    c.push(self.ip_fam(ns, &format!("route add {r} dev cni0")));
                 }
             }
             for (pod_ns, veth, ip) in [
@@ -664,10 +706,7 @@ impl Topology {
                 ));
                 c.push(Cmd::ip(pod_ns, "link set eth0 up"));
                 if shared {
-                    c.push(Cmd::ip(
-                        pod_ns,
-                        &format!("route add {} dev eth0", n.pod_gateway),
-                    ));
+                    c.push(self.ip_fam(pod_ns, &format!("route add {} dev eth0", n.pod_gateway)));
                 }
                 c.push(self.ip_fam(pod_ns, &format!("route add default via {}", n.pod_gateway)));
                 // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow
@@ -1187,25 +1226,13 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_refuses_dual_and_other_addressing_naming_the_flags() {
+    fn dual_is_refused_naming_the_flag_and_old_state_reads_as_ipv4() {
         let dual = topo().with_family(IpFamily::Dual).unwrap_err();
         assert!(
             dual.contains("--ip-family dual") && dual.contains("not yet"),
             "{dual}"
         );
         assert!(dual.contains("docs/design/dual-stack.md"), "{dual}");
-        for a in [Addressing::Blocks, Addressing::Vpc] {
-            let e = topo()
-                .with_addressing(a)
-                .unwrap()
-                .with_family(IpFamily::Ipv6)
-                .unwrap_err();
-            assert!(
-                e.contains(&format!("--pod-addressing {}", a.as_str()))
-                    && e.contains("--ip-family ipv6"),
-                "{e}"
-            );
-        }
         // A lab's state from before the family existed reads as IPv4.
         let old = r#"{"prefix":"mp","nodes":4,"zones":2,"addressing":"subnet"}"#;
         let t: Topology = serde_json::from_str(old).unwrap();
@@ -1233,6 +1260,136 @@ mod tests {
             };
             assert_eq!(owners.lookup(n.probe_ip), pod, "{}", n.name);
             assert_eq!(owners.target_node(&n.web_name), Some(i));
+        }
+    }
+
+    #[test]
+    fn ipv6_blocks_and_vpc_mirror_ipv4s() {
+        let at = |a: Addressing| {
+            topo()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap()
+        };
+        let blocks = at(Addressing::Blocks);
+        // (node, routes, probe pod, web pod): four nodes' blocks per fd00:198:19:K::/64.
+        let table = [
+            (
+                1,
+                "fd00:198:19::/122 fd00:198:19:1::/122",
+                "fd00:198:19::10",
+                "fd00:198:19:1::11",
+            ),
+            (
+                2,
+                "fd00:198:19::40/122 fd00:198:19:1::40/122",
+                "fd00:198:19::50",
+                "fd00:198:19:1::51",
+            ),
+            (
+                4,
+                "fd00:198:19::c0/122 fd00:198:19:1::c0/122",
+                "fd00:198:19::d0",
+                "fd00:198:19:1::d1",
+            ),
+        ];
+        for (i, routes, probe, web) in table {
+            let n = blocks.node(i);
+            assert_eq!(n.pod_routes.join(" "), routes);
+            assert_eq!(n.pod_cidrs, n.pod_routes);
+            assert_eq!(
+                (n.probe_ip.to_string(), n.web_ip.to_string()),
+                (probe.into(), web.into())
+            );
+            assert_eq!(n.pod_gateway, IpAddr::V6(SHARED_GATEWAY_V6));
+        }
+        let c = blocks.up_cmds();
+        for line in [
+            "ip -n mp-n1 addr add fd00:198:19:ffff::1/128 dev cni0 nodad",
+            "ip -n mp-n1 -6 route add fd00:198:19:1::/122 dev cni0",
+            "ip -n mp-n1-web addr add fd00:198:19:1::11/128 dev eth0 nodad",
+            "ip -n mp-n1-web -6 route add fd00:198:19:ffff::1 dev eth0",
+            "ip -n mp-n1-web -6 route add default via fd00:198:19:ffff::1",
+            "ip -n mp-n1 -6 route add fd00:198:19:1::80/122 via fd00:198:18:1::13",
+            "ip -n mp-router -6 route add fd00:198:19:1::c0/122 via fd00:198:18:2::14",
+        ] {
+            assert!(has(&c, line), "blocks: missing {line}");
+        }
+        assert!(!c.iter().any(|x| x.to_string().contains("send_redirects")));
+        let vpc = at(Addressing::Vpc);
+        let (n3, n4) = (vpc.node(3), vpc.node(4));
+        assert_eq!(n3.probe_ip.to_string(), "fd00:198:18:1::130");
+        assert_eq!(n4.web_ip.to_string(), "fd00:198:18:2::131");
+        assert!(n3.pod_cidrs.is_empty());
+        let c = vpc.up_cmds();
+        for line in [
+            "ip -n mp-n1 -6 route add fd00:198:18:1::130/128 via fd00:198:18:1::13",
+            "ip -n mp-n1 -6 route add fd00:198:18:2::131/128 via fd00:198:18:1::1",
+            "ip -n mp-router -6 route add fd00:198:18:2::131/128 via fd00:198:18:2::14",
+            "ip -n mp-n3 -6 route add fd00:198:18:1::131/128 dev cni0",
+        ] {
+            assert!(has(&c, line), "vpc: missing {line}");
+        }
+        // The largest labs: every address once, in fd00:198:18::/48 or fd00:198:19::/48.
+        for t in [
+            Topology::new("mp", MAX_NODES, MAX_ZONES)
+                .unwrap()
+                .with_addressing(Addressing::Blocks)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap(),
+            Topology::new("mp", MAX_VPC_NODES, 1)
+                .unwrap()
+                .with_addressing(Addressing::Vpc)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap(),
+        ] {
+            let mut seen = std::collections::BTreeSet::new();
+            for n in t.all_nodes() {
+                for ip in [n.node_ip, n.probe_ip, n.web_ip] {
+                    let IpAddr::V6(v6) = ip else { panic!("{ip}") };
+                    assert!(
+                        v6.segments()[..2] == [0xfd00, 0x198]
+                            && [0x18, 0x19].contains(&v6.segments()[2]),
+                        "{ip}"
+                    );
+                    assert!(seen.insert(ip), "{:?}: {ip} twice", t.addressing);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_peers_files_place_every_pod_in_every_layout() {
+        use meshprobe_core::owners::{Owner, Role};
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let t = Topology::new("mp", 8, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap();
+            let set = meshprobe_core::peers::parse(&peers_file(&t).to_string())
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let owners = set.owners();
+            for n in t.all_nodes() {
+                let i = usize::from(n.index - 1);
+                let want = Owner::Node {
+                    node: i,
+                    role: Role::PodIp,
+                };
+                assert_eq!(owners.lookup(n.probe_ip), want, "{a:?} {}", n.name);
+                assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
+            }
+            if a != Addressing::Subnet {
+                assert_eq!(
+                    owners.lookup(SHARED_GATEWAY_V6.into()),
+                    Owner::SendersNode,
+                    "{a:?}"
+                );
+            }
         }
     }
 }
