@@ -1221,7 +1221,7 @@ fn every_fault() -> Vec<Placed> {
 /// What one fault gave under one addressing mode.
 struct PlacedRow {
     mode: &'static str,
-    /// `ipv4` or `ipv6` (`lab up --ip-family`).
+    /// `ipv4`, `ipv6` or `dual` (`lab up --ip-family`).
     family: &'static str,
     fault: String,
     /// Command → the right cause and place (None: not within the deadline).
@@ -1354,7 +1354,27 @@ fn addressing_run(
         ips.iter().all(|ip| ip.is_ipv6() == (family == "ipv6")),
         "{mode} {family}: target addresses {ips:?}"
     );
-    if family == "ipv6" {
+    if family == "dual" {
+        // Both families are facts (the primary, IPv4, first) and both carry packets: node-1's
+        // probe pod reaches every other node's pod at each of its addresses.
+        for (i, n) in r["owners"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let pod_ips = strs(&n["pod_ips"]);
+            assert_eq!(pod_ips.len(), 2, "{n}");
+            assert!(pod_ips[0].parse::<std::net::Ipv4Addr>().is_ok(), "{n}");
+            assert!(pod_ips[1].parse::<std::net::Ipv6Addr>().is_ok(), "{n}");
+            if i > 0 {
+                for ip in &pod_ips {
+                    assert_eq!(ping(&lab.ns(1, "probe"), ip, 56, false), Ping::Ok, "{ip}");
+                }
+            }
+        }
+    }
+    if family != "ipv4" {
         // Below IPv6's minimum link MTU the node would lose its addresses: refused, exit 2.
         let out = lab.cli(&["fault", "mtu", "node-2", "1200"]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1559,14 +1579,28 @@ fn the_ipv6_lab_places_every_fault_right() {
     assert_placed(&rows);
 }
 
+/// The dual-stack lab: both families on every link and in the peers file, the agents probing
+/// the primary (IPv4) addresses, every fault acting on both families. The faults whose place
+/// depends on who owns an address give the right cause and place with both families' facts
+/// in the ownership map.
+#[test]
+fn the_dual_stack_lab_places_faults_right() {
+    require_root!();
+    let t = Instant::now();
+    let rows = addressing_run("subnet", "dual", &sampled_faults(), "d");
+    eprintln!("{}", addressing_table(&rows));
+    eprintln!("dual suite: {:.1}s", t.elapsed().as_secs_f64());
+    assert_placed(&rows);
+}
+
 /// The bench's matrix (`bench/addressing.sh`): every fault kind under every addressing mode,
 /// in each IP family.
 #[test]
-#[ignore = "about 8 minutes; run by bench/addressing.sh"]
+#[ignore = "about 12 minutes; run by bench/addressing.sh"]
 fn addressing_matrix() {
     require_root!();
     let mut rows = Vec::new();
-    for (family, t) in [("ipv4", ""), ("ipv6", "6")] {
+    for (family, t) in [("ipv4", ""), ("ipv6", "6"), ("dual", "d")] {
         for (mode, tag) in [("subnet", "s"), ("blocks", "b"), ("vpc", "v")] {
             rows.extend(addressing_run(
                 mode,
@@ -1729,17 +1763,6 @@ fn refuses_without_root_and_with_bad_flags() {
         let out = Command::new(EXE).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
-    // Not built yet: refused naming the flag and the plan, before anything is made.
-    let out = Command::new(EXE)
-        .args(["lab", "--prefix", "mpz", "up", "--ip-family", "dual"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--ip-family dual: not yet") && err.contains("docs/design/dual-stack.md"),
-        "{err}"
-    );
     assert!(lab_namespaces("mpz").is_empty());
     // Faults against a lab that does not exist: a clear error.
     let out = Command::new(EXE)

@@ -238,8 +238,11 @@ impl Fault {
         }
     }
 
-    /// The commands that inject the fault.
+    /// The commands that inject the fault (`dual`: in both families).
     pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.apply_cmds(t));
+        }
         let t = NFT_PREFIX;
         match *self {
             Fault::Route { from, to } => {
@@ -352,6 +355,9 @@ impl Fault {
 
     /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
     pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.clear_cmds(t));
+        }
         let t = NFT_PREFIX;
         let del = |ns: &str, family: &str, table: &str| {
             Cmd::exec(
@@ -406,6 +412,21 @@ impl Fault {
             }
         }
     }
+}
+
+/// A dual-stack lab's commands for a fault: each family's, in order, a command both families
+/// share (a link's MTU, a table's deletion, a rule on ports or names) once. nft's `add table`
+/// and `add chain` leave what exists, so the second family's rules join the first's table.
+fn each_family(topo: &Topology, cmds: impl Fn(&Topology) -> Vec<Cmd>) -> Vec<Cmd> {
+    let mut out: Vec<Cmd> = Vec::new();
+    for f in topo.families() {
+        for c in cmds(&topo.in_family(f)) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 impl fmt::Display for Fault {
@@ -765,6 +786,59 @@ mod tests {
             let c = lines(cni.apply_cmds(&t)).join(" ");
             assert!(c.contains(cni_match), "{a:?}: {c}");
         }
+    }
+
+    #[test]
+    fn a_dual_lab_fault_acts_on_both_families() {
+        let t = topo().with_family(IpFamily::Dual).unwrap();
+        let p = |line: &str| {
+            let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            Fault::parse(&t, &w[0], &w[1..]).unwrap()
+        };
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                &[
+                    "ip -n mp-n1 route del 198.19.3.0/24",
+                    "ip -n mp-n1 -6 route del fd00:198:19:3::/64",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.19.3.0/24 via 198.18.1.13",
+                    "ip -n mp-n1 -6 route replace fd00:198:19:3::/64 via fd00:198:18:1::13",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu; add chain inet mplab_pmtu output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu output icmp type destination-unreachable icmp code frag-needed drop; add rule inet mplab_pmtu forward icmp type destination-unreachable icmp code frag-needed drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu; add chain inet mplab_pmtu output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu output icmpv6 type packet-too-big drop; add rule inet mplab_pmtu forward icmpv6 type packet-too-big drop'",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu",
+                ],
+            ),
+            (
+                "node-down node-4",
+                &["ip -n mp-fabric link set n4 down"],
+                &["ip -n mp-fabric link set n4 up"],
+            ),
+        ];
+        for (line, apply, clear) in table {
+            let f = p(line);
+            assert_eq!(lines(f.apply_cmds(&t)), *apply, "{line}");
+            assert_eq!(lines(f.clear_cmds(&t)), *clear, "{line}");
+        }
+        let cni = lines(p("cni node-2").apply_cmds(&t)).join("\n");
+        assert!(
+            cni.contains("ip saddr 198.19.2.0/24 drop")
+                && cni.contains("ip6 saddr fd00:198:19:2::/64 drop"),
+            "{cni}"
+        );
+        assert_eq!(lines(p("cni node-2").clear_cmds(&t)).len(), 1);
+        // The IPv6 half sets the floor: 1280.
+        assert!(Fault::parse(&t, "mtu", &["node-1".into(), "1279".into()]).is_err());
     }
 
     #[test]

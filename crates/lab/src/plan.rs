@@ -46,8 +46,12 @@
 //!
 //! Routes are `ip -6` routes of the same shape; every namespace has duplicate address
 //! detection off before its first link exists, and every address is added `nodad` (a new
-//! IPv6 address otherwise stays tentative and answers about a second late). `dual` is
-//! refused (docs/design/dual-stack.md).
+//! IPv6 address otherwise stays tentative and answers about a second late).
+//!
+//! `dual` is both on the same links ([`Topology::in_family`] gives each half): IPv4's
+//! addresses and routes, then IPv6's; IPv4 is the primary (the nodes' addresses, the proxies'
+//! targets), the peers file states both (`node_ips`, `pod_ips`, targets' `ips`, both
+//! families' pod CIDRs), the agents and targets listen on `[::]` for both.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -114,7 +118,7 @@ pub enum IpFamily {
     Ipv4,
     /// ULA underlay and pod prefixes (`fd00:198:18:Z::/64`, `fd00:198:19:I::/64`).
     Ipv6,
-    /// Both (not yet: refused with a pointer to the plan).
+    /// Both on every link, IPv4 the primary (what the agents probe until they probe both).
     Dual,
 }
 
@@ -127,8 +131,10 @@ impl IpFamily {
         }
     }
 
+    /// Whether the single-family helpers take IPv4's form: `dual` is IPv4 first (its primary
+    /// addresses), and its IPv6 half is asked for with [`Topology::in_family`].
     fn is_ipv4(self) -> bool {
-        self == IpFamily::Ipv4
+        self != IpFamily::Ipv6
     }
 }
 
@@ -292,17 +298,46 @@ impl Topology {
         })
     }
 
-    /// The same shape in another IP family. `dual` is not built yet: refused naming the flag
-    /// (docs/design/dual-stack.md).
+    /// The same shape in another IP family.
     pub fn with_family(mut self, family: IpFamily) -> Result<Topology, String> {
-        if family == IpFamily::Dual {
-            return Err(
-                "--ip-family dual: not yet: see docs/design/dual-stack.md (use ipv4 or ipv6)"
-                    .into(),
-            );
-        }
         self.family = family;
         Ok(self)
+    }
+
+    /// The families of the lab's addresses, the primary first (`dual`: IPv4, then IPv6).
+    pub fn families(&self) -> Vec<IpFamily> {
+        match self.family {
+            IpFamily::Ipv4 => vec![IpFamily::Ipv4],
+            IpFamily::Ipv6 => vec![IpFamily::Ipv6],
+            IpFamily::Dual => vec![IpFamily::Ipv4, IpFamily::Ipv6],
+        }
+    }
+
+    /// The lab seen in one family: its nodes' addresses, routes and commands of that family
+    /// (a single-family lab is its own view; `dual` has an IPv4 and an IPv6 half).
+    pub fn in_family(&self, family: IpFamily) -> Topology {
+        Topology {
+            family,
+            ..self.clone()
+        }
+    }
+
+    /// Each family's view, the primary first.
+    fn views(&self) -> Vec<Topology> {
+        self.families()
+            .into_iter()
+            .map(|f| self.in_family(f))
+            .collect()
+    }
+
+    /// The sysctl that makes a namespace forward this family's packets (IPv6's
+    /// `all.forwarding` makes every interface a router's).
+    fn forward_sysctl(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            "net.ipv4.ip_forward=1"
+        } else {
+            "net.ipv6.conf.all.forwarding=1"
+        }
     }
 
     /// `ip -n NS [-6] WORDS` for an address of this lab's family (`-6` for IPv6: `ip route`
@@ -591,23 +626,19 @@ impl Topology {
         !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
     }
 
-    /// The commands that build the whole network (namespaces, links, addresses, routes).
+    /// The commands that build the whole network (namespaces, links, addresses, routes):
+    /// links once, addresses and routes once per family (`dual`: IPv4's, then IPv6's).
     pub fn up_cmds(&self) -> Vec<Cmd> {
         let fabric = self.fabric_ns();
         let router = self.router_ns();
-        let v6 = !self.family.is_ipv4();
-        let nodad = self.addr_flags();
-        let ul = self.underlay_len();
-        // Forwarding, per family (IPv6's `all.forwarding` turns every interface into a router's).
-        let forward = if v6 {
-            "net.ipv6.conf.all.forwarding=1"
-        } else {
-            "net.ipv4.ip_forward=1"
-        };
+        let views = self.views();
+        let any_v6 = self.family != IpFamily::Ipv4;
+        let any_v4 = self.family != IpFamily::Ipv6;
+        let shared = self.addressing != Addressing::Subnet;
         let mut c = Vec::new();
         for ns in self.namespaces() {
             c.push(Cmd::new("ip", &["netns", "add", &ns]));
-            if v6 {
+            if any_v6 {
                 // Before any link exists in it: a link copies `default` when made, and without
                 // duplicate address detection its addresses (link-local too) answer at once,
                 // instead of about a second late; the agents start on settled links.
@@ -626,7 +657,9 @@ impl Topology {
             c.push(Cmd::ip(&fabric, &format!("link set br-z{z} up")));
         }
         // Router: one leg per zone.
-        c.push(Cmd::sysctl(&router, forward));
+        for t in &views {
+            c.push(Cmd::sysctl(&router, t.forward_sysctl()));
+        }
         for z in 1..=self.zones {
             c.push(Cmd::ip(
                 &fabric,
@@ -636,15 +669,26 @@ impl Topology {
                 &fabric,
                 &format!("link set r-z{z} master br-z{z} up"),
             ));
-            c.push(Cmd::ip(
-                &router,
-                &format!("addr add {}/{ul} dev z{z}{nodad}", self.router_ip(z)),
-            ));
+            for t in &views {
+                c.push(Cmd::ip(
+                    &router,
+                    &format!(
+                        "addr add {}/{} dev z{z}{}",
+                        t.router_ip(z),
+                        t.underlay_len(),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(&router, &format!("link set z{z} up")));
         }
         for n in self.all_nodes() {
             let ns = &n.ns;
-            c.push(Cmd::sysctl(ns, forward));
+            // The node in each family (`n` is the primary's).
+            let ms: Vec<(&Topology, Node)> = views.iter().map(|t| (t, t.node(n.index))).collect();
+            for (t, _) in &ms {
+                c.push(Cmd::sysctl(ns, t.forward_sysctl()));
+            }
             c.push(Cmd::ip(
                 &fabric,
                 &format!(
@@ -656,15 +700,21 @@ impl Topology {
                 &fabric,
                 &format!("link set {} master br-z{} up", n.fabric_port, n.zone),
             ));
-            c.push(Cmd::ip(
-                ns,
-                &format!("addr add {}/{ul} dev eth0{nodad}", n.node_ip),
-            ));
+            for (t, m) in &ms {
+                c.push(Cmd::ip(
+                    ns,
+                    &format!(
+                        "addr add {}/{} dev eth0{}",
+                        m.node_ip,
+                        t.underlay_len(),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(ns, "link set eth0 up"));
-            let shared = self.addressing != Addressing::Subnet;
             // IPv6 has no send_redirects knob; a pod that follows the node's redirect reaches a
             // same-node pod directly on cni0, which only same-node pairs see.
-            if shared && !v6 {
+            if shared && any_v4 {
                 // Pods reach each other through the node (one gateway, /32 pods): no
                 // redirects telling them to go direct.
                 for dev in ["all", "default"] {
@@ -675,40 +725,55 @@ impl Topology {
                 }
             }
             c.push(Cmd::ip(ns, "link add cni0 type bridge"));
-            let (gw_len, pod_len) = match (shared, v6) {
-                (true, false) => (32, 32),
-                (true, true) => (128, 128),
-                (false, false) => (24, 24),
-                (false, true) => (64, 64),
+            // Pods' and gateway's prefix length: the node's subnet, or one address (shared).
+            let pod_len = |t: &Topology| match (shared, t.family.is_ipv4()) {
+                (true, true) => 32,
+                (true, false) => 128,
+                (false, true) => 24,
+                (false, false) => 64,
             };
-            c.push(Cmd::ip(
-                ns,
-                &format!("addr add {}/{gw_len} dev cni0{nodad}", n.pod_gateway),
-            ));
+            for (t, m) in &ms {
+                c.push(Cmd::ip(
+                    ns,
+                    &format!(
+                        "addr add {}/{} dev cni0{}",
+                        m.pod_gateway,
+                        pod_len(t),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(ns, "link set cni0 up"));
             if shared {
-                for r in &n.pod_routes {
-                    c.push(self.ip_fam(ns, &format!("route add {r} dev cni0")));
+                for (t, m) in &ms {
+                    for r in &m.pod_routes {
+                        c.push(t.ip_fam(ns, &format!("route add {r} dev cni0")));
+                    }
                 }
             }
-            for (pod_ns, veth, ip) in [
-                (&n.probe_ns, "veth-probe", n.probe_ip),
-                (&n.web_ns, "veth-web", n.web_ip),
+            for (pod_ns, veth, web) in [
+                (&n.probe_ns, "veth-probe", false),
+                (&n.web_ns, "veth-web", true),
             ] {
                 c.push(Cmd::ip(
                     ns,
                     &format!("link add {veth} type veth peer name eth0 netns {pod_ns}"),
                 ));
                 c.push(Cmd::ip(ns, &format!("link set {veth} master cni0 up")));
-                c.push(Cmd::ip(
-                    pod_ns,
-                    &format!("addr add {ip}/{pod_len} dev eth0{nodad}"),
-                ));
-                c.push(Cmd::ip(pod_ns, "link set eth0 up"));
-                if shared {
-                    c.push(self.ip_fam(pod_ns, &format!("route add {} dev eth0", n.pod_gateway)));
+                for (t, m) in &ms {
+                    let ip = if web { m.web_ip } else { m.probe_ip };
+                    c.push(Cmd::ip(
+                        pod_ns,
+                        &format!("addr add {ip}/{} dev eth0{}", pod_len(t), t.addr_flags()),
+                    ));
                 }
-                c.push(self.ip_fam(pod_ns, &format!("route add default via {}", n.pod_gateway)));
+                c.push(Cmd::ip(pod_ns, "link set eth0 up"));
+                for (t, m) in &ms {
+                    if shared {
+                        c.push(t.ip_fam(pod_ns, &format!("route add {} dev eth0", m.pod_gateway)));
+                    }
+                    c.push(t.ip_fam(pod_ns, &format!("route add default via {}", m.pod_gateway)));
+                }
                 // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow
                 // (the IPv4 key governs ICMPv6 echo sockets too).
                 c.push(Cmd::sysctl(
@@ -718,6 +783,17 @@ impl Topology {
             }
         }
         // Routes, once every link is up.
+        for t in &views {
+            c.extend(t.route_cmds());
+        }
+        c
+    }
+
+    /// This family's routes: the router's to every node's pods, each node's to the other
+    /// zones' underlays (via its zone's router) and to every other node's pods.
+    fn route_cmds(&self) -> Vec<Cmd> {
+        let router = self.router_ns();
+        let mut c = Vec::new();
         for n in self.all_nodes() {
             for r in &n.pod_routes {
                 c.push(self.ip_fam(&router, &format!("route add {r} via {}", n.node_ip)));
@@ -748,9 +824,14 @@ impl Topology {
 
     /// `ip route flush cache` in every namespace (forgets learned path MTUs).
     pub fn flush_cache_cmds(&self) -> Vec<Cmd> {
+        let views = self.views();
         self.namespaces()
             .iter()
-            .map(|ns| self.ip_fam(ns, "route flush cache").tolerant())
+            .flat_map(|ns| {
+                views
+                    .iter()
+                    .map(|t| t.ip_fam(ns, "route flush cache").tolerant())
+            })
             .collect()
     }
 }
@@ -766,8 +847,16 @@ pub fn down_cmds(prefix: &str, existing: &[String]) -> Vec<Cmd> {
 }
 
 /// The peers file every agent reads (JSON): every agent as a peer, every web pod as a target.
+/// A `dual` lab states both families as Kubernetes' `podIPs` do: `node_ips`, `pod_ips` and a
+/// target's `ips`, the primary (IPv4) first, and every family's pod CIDRs.
 pub fn peers_file(topo: &Topology) -> serde_json::Value {
     let nodes = topo.all_nodes();
+    let dual = topo.family == IpFamily::Dual;
+    // Node i in every family, the primary first.
+    let every = |i: u16| -> Vec<Node> { topo.views().iter().map(|t| t.node(i)).collect() };
+    let texts = |ns: &[Node], f: fn(&Node) -> IpAddr| -> Vec<String> {
+        ns.iter().map(|n| f(n).to_string()).collect()
+    };
     serde_json::json!({
         "peers": nodes.iter().map(|n| {
             let mut p = serde_json::json!({
@@ -775,15 +864,27 @@ pub fn peers_file(topo: &Topology) -> serde_json::Value {
                 "zone": n.zone_name, "port": AGENT_PORT,
                 "pod_gateway": n.pod_gateway.to_string(),
             });
-            if !n.pod_cidrs.is_empty() {
-                p["pod_cidrs"] = serde_json::json!(n.pod_cidrs);
+            let all = every(n.index);
+            let cidrs: Vec<&String> = all.iter().flat_map(|m| &m.pod_cidrs).collect();
+            if !cidrs.is_empty() {
+                p["pod_cidrs"] = serde_json::json!(cidrs);
+            }
+            if dual {
+                p["node_ips"] = serde_json::json!(texts(&all, |m| m.node_ip));
+                p["pod_ips"] = serde_json::json!(texts(&all, |m| m.probe_ip));
             }
             p
         }).collect::<Vec<_>>(),
-        "targets": nodes.iter().map(|n| serde_json::json!({
-            "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
-            "protocol": "http", "path": "/healthz", "node": n.name,
-        })).collect::<Vec<_>>(),
+        "targets": nodes.iter().map(|n| {
+            let mut t = serde_json::json!({
+                "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
+                "protocol": "http", "path": "/healthz", "node": n.name,
+            });
+            if dual {
+                t["ips"] = serde_json::json!(texts(&every(n.index), |m| m.web_ip));
+            }
+            t
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -1226,18 +1327,101 @@ mod tests {
     }
 
     #[test]
-    fn dual_is_refused_naming_the_flag_and_old_state_reads_as_ipv4() {
-        let dual = topo().with_family(IpFamily::Dual).unwrap_err();
-        assert!(
-            dual.contains("--ip-family dual") && dual.contains("not yet"),
-            "{dual}"
-        );
-        assert!(dual.contains("docs/design/dual-stack.md"), "{dual}");
-        // A lab's state from before the family existed reads as IPv4.
+    fn a_lab_state_from_before_the_family_reads_as_ipv4() {
         let old = r#"{"prefix":"mp","nodes":4,"zones":2,"addressing":"subnet"}"#;
         let t: Topology = serde_json::from_str(old).unwrap();
         assert_eq!(t.family, IpFamily::Ipv4);
         assert_eq!(t, topo());
+    }
+
+    #[test]
+    fn a_dual_lab_is_the_ipv4_lab_and_the_ipv6_lab_on_the_same_links() {
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let at = |f: IpFamily| topo().with_addressing(a).unwrap().with_family(f).unwrap();
+            let (v4, v6, dual) = (at(IpFamily::Ipv4), at(IpFamily::Ipv6), at(IpFamily::Dual));
+            let set = |t: &Topology| -> std::collections::BTreeSet<String> {
+                t.up_cmds().iter().map(|c| c.to_string()).collect()
+            };
+            let both: std::collections::BTreeSet<String> =
+                set(&v4).union(&set(&v6)).cloned().collect();
+            assert_eq!(set(&dual), both, "{a:?}");
+            // Every command once (links are made once, not per family).
+            assert_eq!(dual.up_cmds().len(), both.len(), "{a:?}");
+            // The primary is IPv4: the nodes, the proxies' and the listeners' addresses.
+            assert_eq!(dual.node(2), v4.node(2), "{a:?}");
+            assert_eq!(dual.in_family(IpFamily::Ipv6).node(2), v6.node(2), "{a:?}");
+            let flush: Vec<String> = dual
+                .flush_cache_cmds()
+                .iter()
+                .take(2)
+                .map(|c| c.to_string())
+                .collect();
+            assert_eq!(
+                flush,
+                [
+                    "ip -n mp-fabric route flush cache",
+                    "ip -n mp-fabric -6 route flush cache"
+                ]
+            );
+        }
+        // DAD off before the first link, in every namespace of a dual lab too.
+        let c: Vec<String> = topo()
+            .with_family(IpFamily::Dual)
+            .unwrap()
+            .up_cmds()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let first_link = c.iter().position(|l| l.contains("link add")).unwrap();
+        let last_dad = c.iter().rposition(|l| l.contains("accept_dad")).unwrap();
+        assert!(last_dad < first_link);
+    }
+
+    #[test]
+    fn the_dual_peers_file_states_both_families_and_they_place_every_pod() {
+        use meshprobe_core::owners::{Owner, Role};
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let t = Topology::new("mp", 4, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Dual)
+                .unwrap();
+            let v = peers_file(&t);
+            let set = meshprobe_core::peers::parse(&v.to_string())
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let owners = set.owners();
+            for n in t.all_nodes() {
+                let i = usize::from(n.index - 1);
+                let n6 = t.in_family(IpFamily::Ipv6).node(n.index);
+                let p = &v["peers"][i];
+                assert_eq!(p["node_ip"], n.node_ip.to_string(), "{a:?}");
+                assert_eq!(
+                    p["node_ips"],
+                    serde_json::json!([n.node_ip.to_string(), n6.node_ip.to_string()])
+                );
+                assert_eq!(
+                    p["pod_ips"],
+                    serde_json::json!([n.probe_ip.to_string(), n6.probe_ip.to_string()])
+                );
+                assert_eq!(
+                    v["targets"][i]["ips"],
+                    serde_json::json!([n.web_ip.to_string(), n6.web_ip.to_string()])
+                );
+                let cidrs = p["pod_cidrs"].as_array().map_or(0, Vec::len);
+                assert_eq!(cidrs, n.pod_cidrs.len() + n6.pod_cidrs.len(), "{a:?}");
+                let pod = Owner::Node {
+                    node: i,
+                    role: Role::PodIp,
+                };
+                assert_eq!(owners.lookup(n.probe_ip), pod, "{a:?} {}", n.name);
+                assert_eq!(owners.lookup(n6.probe_ip), pod, "{a:?} {}", n.name);
+                assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
+            }
+        }
+        // A single-family file has no per-family lists (Kubernetes' shape: absent when one).
+        let v = peers_file(&topo6());
+        assert!(v["peers"][0].get("node_ips").is_none() && v["targets"][0].get("ips").is_none());
     }
 
     #[test]
