@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): every lab fault kind under every pod addressing layout
-# (`meshprobe lab --pod-addressing subnet|blocks|vpc`, crates/lab/src/plan.rs). Runs
+# (`meshprobe lab --pod-addressing subnet|blocks|vpc`, crates/lab/src/plan.rs), in each IP
+# family (`--ip-family ipv4|ipv6`). Runs
 # tests/lab_e2e.rs's `addressing_matrix`: per layout a 4-node, 2-zone lab (1 s interval, 8 s
 # window); per fault node-1's /api/v1/diagnosis polled every 250 ms from the command until it
 # is exactly the right cause and place, 6 more polls that must agree, then `clear` and polled

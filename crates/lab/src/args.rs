@@ -62,6 +62,11 @@ pub struct UpArgs {
     /// from the underlay subnet, routed per pod: VPC-native CNIs).
     #[arg(long, value_enum, default_value_t = crate::plan::Addressing::Subnet)]
     pub pod_addressing: crate::plan::Addressing,
+    /// The lab's IP family: `ipv4` (198.18.0.0/15), `ipv6` (ULA: underlay fd00:198:18:Z::/64,
+    /// pods fd00:198:19:I::/64), `dual` (both on every link and in the peers file, IPv4
+    /// primary: the agents probe it; every fault acts on both families).
+    #[arg(long, value_enum, default_value_t = crate::plan::IpFamily::Ipv4)]
+    pub ip_family: crate::plan::IpFamily,
     /// Agents' probe interval.
     #[arg(long, default_value = "2s")]
     pub interval: String,

@@ -2,10 +2,15 @@
 
 use std::fmt;
 
-use super::plan::{Addressing, Cmd, Topology, NFT_PREFIX, WEB_PORT};
+use super::plan::{Addressing, Cmd, IpFamily, Topology, NFT_PREFIX, WEB_PORT};
 
 pub const DEFAULT_MTU: u32 = 1400;
 pub const BASE_MTU: u32 = 1500;
+/// The lowest MTU an `mtu` fault may set: IPv4's 576 (every host must accept it).
+pub const MIN_MTU_V4: u32 = 576;
+/// In an IPv6 lab: IPv6's minimum link MTU. Below it the kernel removes the link's IPv6
+/// addresses (the node would be cut off, not given a small MTU), so it is refused, not adapted.
+pub const MIN_MTU_V6: u32 = 1280;
 
 /// Every fault kind, with its argument synopsis and what it does (for help and errors).
 pub const KINDS: &[(&str, &str, &str)] = &[
@@ -17,12 +22,12 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     (
         "mtu",
         "NODE [MTU=1400]",
-        "lower the node's underlay MTU (pods keep 1500)",
+        "lower the node's underlay MTU (pods keep 1500; IPv6: 1280 at least)",
     ),
     (
         "pmtu-blackhole",
         "NODE [MTU=1400]",
-        "lower the underlay MTU and drop ICMP fragmentation-needed",
+        "lower the underlay MTU and drop ICMP fragmentation-needed (IPv6: packet-too-big)",
     ),
     (
         "policy",
@@ -91,11 +96,20 @@ impl Fault {
             let s = args[i].strip_prefix("web-").unwrap_or(&args[i]);
             topo.parse_node(s)
         };
+        let min_mtu = match topo.family {
+            IpFamily::Ipv4 => MIN_MTU_V4,
+            IpFamily::Ipv6 | IpFamily::Dual => MIN_MTU_V6,
+        };
         let mtu = |i: usize| match args.get(i) {
             None => Ok(DEFAULT_MTU),
             Some(s) => match s.parse::<u32>() {
-                Ok(m) if (576..BASE_MTU).contains(&m) => Ok(m),
-                _ => Err(format!("MTU {s:?}: expected 576 to {}", BASE_MTU - 1)),
+                Ok(m) if (min_mtu..BASE_MTU).contains(&m) => Ok(m),
+                _ if min_mtu == MIN_MTU_V6 => Err(format!(
+                    "MTU {s:?}: expected {min_mtu} to {} (IPv6's minimum link MTU is {min_mtu}: \
+                     below it the node's IPv6 addresses would go)",
+                    BASE_MTU - 1
+                )),
+                _ => Err(format!("MTU {s:?}: expected {min_mtu} to {}", BASE_MTU - 1)),
             },
         };
         let port = |i: usize| match args.get(i) {
@@ -224,8 +238,11 @@ impl Fault {
         }
     }
 
-    /// The commands that inject the fault.
+    /// The commands that inject the fault (`dual`: in both families).
     pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.apply_cmds(t));
+        }
         let t = NFT_PREFIX;
         match *self {
             Fault::Route { from, to } => {
@@ -237,9 +254,12 @@ impl Fault {
                         // The pods are inside the underlay subnet, which the node routes
                         // anyway: a `throw` route ends the lookup as if there were no route
                         // (net unreachable), as deleting does in the other layouts.
-                        Addressing::Vpc => Cmd::ip(&ns, &format!("route replace throw {r}")),
+                        Addressing::Vpc => Cmd::ip(
+                            &ns,
+                            &format!("{} replace throw {r}", topo.route_words()),
+                        ),
                         Addressing::Subnet | Addressing::Blocks => {
-                            Cmd::ip(&ns, &format!("route del {r}"))
+                            Cmd::ip(&ns, &format!("{} del {r}", topo.route_words()))
                         }
                     })
                     .collect()
@@ -249,7 +269,11 @@ impl Fault {
             }
             Fault::PmtuBlackhole { node, mtu } => {
                 let ns = topo.node(node).ns;
-                let rule = "icmp type destination-unreachable icmp code frag-needed drop";
+                // The path-MTU signal of each family: IPv4's frag-needed, ICMPv6's packet-too-big.
+                let rule = match topo.family {
+                    IpFamily::Ipv4 => "icmp type destination-unreachable icmp code frag-needed drop",
+                    IpFamily::Ipv6 | IpFamily::Dual => "icmpv6 type packet-too-big drop",
+                };
                 vec![
                     Cmd::nft(
                         &ns,
@@ -298,13 +322,18 @@ impl Fault {
                     [one] => one.clone(),
                     many => format!("{{ {} }}", many.join(", ")),
                 };
+                // `inet` tables see both families; an address match names its family.
+                let ip = match topo.family {
+                    IpFamily::Ipv4 => "ip",
+                    IpFamily::Ipv6 | IpFamily::Dual => "ip6",
+                };
                 vec![Cmd::nft(
                     &n.ns,
                     &format!(
                         "add table inet {t}cni; \
                          add chain inet {t}cni forward {{ type filter hook forward priority 0 ; }} ; \
-                         add rule inet {t}cni forward ip saddr {s} drop; \
-                         add rule inet {t}cni forward ip daddr {s} drop"
+                         add rule inet {t}cni forward {ip} saddr {s} drop; \
+                         add rule inet {t}cni forward {ip} daddr {s} drop"
                     ),
                 )]
             }
@@ -326,6 +355,9 @@ impl Fault {
 
     /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
     pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.clear_cmds(t));
+        }
         let t = NFT_PREFIX;
         let del = |ns: &str, family: &str, table: &str| {
             Cmd::exec(
@@ -343,7 +375,11 @@ impl Fault {
                 .map(|r| {
                     Cmd::ip(
                         &topo.node(from).ns,
-                        &format!("route replace {r} via {}", topo.next_hop(from, to)),
+                        &format!(
+                            "{} replace {r} via {}",
+                            topo.route_words(),
+                            topo.next_hop(from, to)
+                        ),
                     )
                 })
                 .collect(),
@@ -376,6 +412,21 @@ impl Fault {
             }
         }
     }
+}
+
+/// A dual-stack lab's commands for a fault: each family's, in order, a command both families
+/// share (a link's MTU, a table's deletion, a rule on ports or names) once. nft's `add table`
+/// and `add chain` leave what exists, so the second family's rules join the first's table.
+fn each_family(topo: &Topology, cmds: impl Fn(&Topology) -> Vec<Cmd>) -> Vec<Cmd> {
+    let mut out: Vec<Cmd> = Vec::new();
+    for f in topo.families() {
+        for c in cmds(&topo.in_family(f)) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 impl fmt::Display for Fault {
@@ -610,5 +661,204 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_fault_acts_on_ipv6_in_an_ipv6_lab() {
+        let t6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        let p6 = |line: &str| {
+            let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            Fault::parse(&t6, &w[0], &w[1..])
+        };
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                &["ip -n mp-n1 -6 route del fd00:198:19:3::/64"],
+                &["ip -n mp-n1 -6 route replace fd00:198:19:3::/64 via fd00:198:18:1::13"],
+            ),
+            (
+                "route n1 n2",
+                &["ip -n mp-n1 -6 route del fd00:198:19:2::/64"],
+                &["ip -n mp-n1 -6 route replace fd00:198:19:2::/64 via fd00:198:18:1::1"],
+            ),
+            (
+                "mtu node-2 1280",
+                &["ip -n mp-n2 link set eth0 mtu 1280"],
+                &["ip -n mp-n2 link set eth0 mtu 1500"],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu; add chain inet mplab_pmtu output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu output icmpv6 type packet-too-big drop; add rule inet mplab_pmtu forward icmpv6 type packet-too-big drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu",
+                ],
+            ),
+            (
+                "cni node-2",
+                &["ip netns exec mp-n2 nft 'add table inet mplab_cni; add chain inet mplab_cni forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni forward ip6 saddr fd00:198:19:2::/64 drop; add rule inet mplab_cni forward ip6 daddr fd00:198:19:2::/64 drop'"],
+                &["ip netns exec mp-n2 nft delete table inet mplab_cni"],
+            ),
+        ];
+        for (line, apply, clear) in table {
+            let f = p6(line).unwrap();
+            assert_eq!(lines(f.apply_cmds(&t6)), *apply, "{line}");
+            assert_eq!(lines(f.clear_cmds(&t6)), *clear, "{line}");
+        }
+        // Faults on links, ports and interface names are the same commands in both families.
+        for line in [
+            "mtu node-2",
+            "policy web-node-2",
+            "reject web-node-3 9000",
+            "loss node-1 30",
+            "node-down node-4",
+            "partition zone-b zone-a",
+        ] {
+            let (f4, f6) = (parse(line).unwrap(), p6(line).unwrap());
+            assert_eq!(
+                lines(f6.apply_cmds(&t6)),
+                lines(f4.apply_cmds(&topo())),
+                "{line}"
+            );
+            assert_eq!(
+                lines(f6.clear_cmds(&t6)),
+                lines(f4.clear_cmds(&topo())),
+                "{line}"
+            );
+        }
+        // No IPv4 match or address in any IPv6 fault.
+        for line in ["route n2 n4", "cni n1", "pmtu-blackhole n3 1300"] {
+            let f = p6(line).unwrap();
+            for l in lines([f.apply_cmds(&t6), f.clear_cmds(&t6)].concat()) {
+                assert!(
+                    !l.contains(" ip saddr") && !l.contains("icmp type") && !l.contains("198."),
+                    "{line}: {l}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_route_and_cni_follow_the_pod_addressing() {
+        let at = |a: Addressing| {
+            topo()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap()
+        };
+        let route = Fault::Route { from: 1, to: 3 };
+        let cni = Fault::Cni { node: 3 };
+        // (addressing, route apply, route clear, cni's address match)
+        let table: &[(Addressing, &[&str], &[&str], &str)] = &[
+            (
+                Addressing::Blocks,
+                &[
+                    "ip -n mp-n1 -6 route del fd00:198:19::80/122",
+                    "ip -n mp-n1 -6 route del fd00:198:19:1::80/122",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:19::80/122 via fd00:198:18:1::13",
+                    "ip -n mp-n1 -6 route replace fd00:198:19:1::80/122 via fd00:198:18:1::13",
+                ],
+                "ip6 saddr { fd00:198:19::80/122, fd00:198:19:1::80/122 } drop",
+            ),
+            (
+                Addressing::Vpc,
+                &[
+                    "ip -n mp-n1 -6 route replace throw fd00:198:18:1::130/128",
+                    "ip -n mp-n1 -6 route replace throw fd00:198:18:1::131/128",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:18:1::130/128 via fd00:198:18:1::13",
+                    "ip -n mp-n1 -6 route replace fd00:198:18:1::131/128 via fd00:198:18:1::13",
+                ],
+                "ip6 daddr { fd00:198:18:1::130/128, fd00:198:18:1::131/128 } drop",
+            ),
+        ];
+        for (a, apply, clear, cni_match) in table {
+            let t = at(*a);
+            assert_eq!(lines(route.apply_cmds(&t)), *apply, "{a:?}");
+            assert_eq!(lines(route.clear_cmds(&t)), *clear, "{a:?}");
+            let c = lines(cni.apply_cmds(&t)).join(" ");
+            assert!(c.contains(cni_match), "{a:?}: {c}");
+        }
+    }
+
+    #[test]
+    fn a_dual_lab_fault_acts_on_both_families() {
+        let t = topo().with_family(IpFamily::Dual).unwrap();
+        let p = |line: &str| {
+            let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            Fault::parse(&t, &w[0], &w[1..]).unwrap()
+        };
+        let table: &[(&str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                &[
+                    "ip -n mp-n1 route del 198.19.3.0/24",
+                    "ip -n mp-n1 -6 route del fd00:198:19:3::/64",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.19.3.0/24 via 198.18.1.13",
+                    "ip -n mp-n1 -6 route replace fd00:198:19:3::/64 via fd00:198:18:1::13",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu; add chain inet mplab_pmtu output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu output icmp type destination-unreachable icmp code frag-needed drop; add rule inet mplab_pmtu forward icmp type destination-unreachable icmp code frag-needed drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu; add chain inet mplab_pmtu output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu output icmpv6 type packet-too-big drop; add rule inet mplab_pmtu forward icmpv6 type packet-too-big drop'",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu",
+                ],
+            ),
+            (
+                "node-down node-4",
+                &["ip -n mp-fabric link set n4 down"],
+                &["ip -n mp-fabric link set n4 up"],
+            ),
+        ];
+        for (line, apply, clear) in table {
+            let f = p(line);
+            assert_eq!(lines(f.apply_cmds(&t)), *apply, "{line}");
+            assert_eq!(lines(f.clear_cmds(&t)), *clear, "{line}");
+        }
+        let cni = lines(p("cni node-2").apply_cmds(&t)).join("\n");
+        assert!(
+            cni.contains("ip saddr 198.19.2.0/24 drop")
+                && cni.contains("ip6 saddr fd00:198:19:2::/64 drop"),
+            "{cni}"
+        );
+        assert_eq!(lines(p("cni node-2").clear_cmds(&t)).len(), 1);
+        // The IPv6 half sets the floor: 1280.
+        assert!(Fault::parse(&t, "mtu", &["node-1".into(), "1279".into()]).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_mtu_below_1280_is_refused_naming_the_minimum() {
+        let t6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        for kind in ["mtu", "pmtu-blackhole"] {
+            for bad in ["1279", "576", "1500"] {
+                let e = Fault::parse(&t6, kind, &["node-1".into(), bad.into()]).unwrap_err();
+                assert!(
+                    e.contains(&format!("MTU \"{bad}\": expected 1280 to 1499")),
+                    "{e}"
+                );
+                assert!(e.contains("IPv6's minimum link MTU is 1280"), "{e}");
+            }
+            assert!(Fault::parse(&t6, kind, &["node-1".into(), "1280".into()]).is_ok());
+        }
+        // IPv4 keeps its own lower bound.
+        assert!(parse("mtu node-1 576").is_ok());
+        assert!(parse("mtu node-1 575")
+            .unwrap_err()
+            .contains("expected 576 to 1499"));
     }
 }

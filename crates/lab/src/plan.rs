@@ -27,9 +27,34 @@
 //!
 //! The peers file states what a cluster would: every target's node, the pod CIDRs where the
 //! CNI has them (`subnet`, `blocks`; none in `vpc`) and the pod gateway.
+//!
+//! IP family ([`IpFamily`], `--ip-family`): `ipv4` is the layout above. `ipv6` is the same
+//! lab IPv6-only, on unique local addresses (fd00::/8), IPv4's numbers written as hex digits:
+//!
+//! ```text
+//!  zone Z underlay fd00:198:18:Z::/64, router fd00:198:18:Z::1
+//!  mp-nI:       eth0 fd00:198:18:Z::(10+I)/64, cni0 fd00:198:19:I::1/64, IPv6 forwarding on
+//!  mp-nI-probe: eth0 fd00:198:19:I::10/64, default via fd00:198:19:I::1
+//!  mp-nI-web:   eth0 fd00:198:19:I::11/64, default via fd00:198:19:I::1
+//! ```
+//!
+//! `blocks` in IPv6: /122 blocks (64 addresses, as IPv4's /26), block k is
+//! fd00:198:19:(k/4)::(64·(k mod 4) in hex)/122, the probe pod at +0x10 of its block, the web
+//! pod at +0x11 of its, /128 pods behind the shared gateway fd00:198:19:ffff::1. `vpc` in IPv6:
+//! node I's pods are fd00:198:18:Z::(128+2j) and ::(129+2j) of the zone's underlay (hex digits
+//! as the rest), routed per /128.
+//!
+//! Routes are `ip -6` routes of the same shape; every namespace has duplicate address
+//! detection off before its first link exists, and every address is added `nodad` (a new
+//! IPv6 address otherwise stays tentative and answers about a second late).
+//!
+//! `dual` is both on the same links ([`Topology::in_family`] gives each half): IPv4's
+//! addresses and routes, then IPv6's; IPv4 is the primary (the nodes' addresses, the proxies'
+//! targets), the peers file states both (`node_ips`, `pod_ips`, targets' `ips`, both
+//! families' pod CIDRs), the agents and targets listen on `[::]` for both.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest number of nodes (pod subnets 198.19.I.0/24, node IPs 198.18.Z.(10+I)).
 pub const MAX_NODES: u16 = 200;
@@ -39,6 +64,8 @@ pub const MAX_VPC_NODES: u16 = 60;
 /// The pods' gateway with `blocks` and `vpc` addressing: one address on every node's cni0, as
 /// Calico and AWS VPC CNI share 169.254.1.1 (the lab keeps to its own 198.18.0.0/15).
 pub const SHARED_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 1);
+/// The same in an IPv6 lab: inside the pods' fd00:198:19::/48, outside every block.
+pub const SHARED_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x19, 0xffff, 0, 0, 0, 1);
 
 /// How pod addresses are laid out (see the module's documentation).
 #[derive(
@@ -72,6 +99,45 @@ impl Addressing {
         }
     }
 }
+/// The lab's IP family (`--ip-family`): every address of the lab is of this family.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    /// 198.18.0.0/15 underlay and pods.
+    #[default]
+    Ipv4,
+    /// ULA underlay and pod prefixes (`fd00:198:18:Z::/64`, `fd00:198:19:I::/64`).
+    Ipv6,
+    /// Both on every link, IPv4 the primary (what the agents probe until they probe both).
+    Dual,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+            IpFamily::Dual => "dual",
+        }
+    }
+
+    /// Whether the single-family helpers take IPv4's form: `dual` is IPv4 first (its primary
+    /// addresses), and its IPv6 half is asked for with [`Topology::in_family`].
+    fn is_ipv4(self) -> bool {
+        self != IpFamily::Ipv6
+    }
+}
+
 /// Largest number of zones (zone names zone-a .. zone-z).
 pub const MAX_ZONES: u16 = 26;
 /// The agent's port in every probe pod.
@@ -159,6 +225,9 @@ pub struct Topology {
     /// Absent from the state of labs made before it: `subnet`.
     #[serde(default)]
     pub addressing: Addressing,
+    /// Absent from the state of labs made before it: `ipv4`.
+    #[serde(default)]
+    pub family: IpFamily,
 }
 
 /// One node and everything on it.
@@ -173,15 +242,15 @@ pub struct Node {
     pub ns: String,
     pub probe_ns: String,
     pub web_ns: String,
-    pub node_ip: Ipv4Addr,
+    pub node_ip: IpAddr,
     /// What the node's pods are routed as, by the other nodes and the router: its /24
     /// (`subnet`), its two /26 blocks (`blocks`), or each pod's /32 (`vpc`).
     pub pod_routes: Vec<String>,
     /// The pod CIDRs a cluster would state (`subnet`, `blocks`; none with `vpc`).
     pub pod_cidrs: Vec<String>,
-    pub pod_gateway: Ipv4Addr,
-    pub probe_ip: Ipv4Addr,
-    pub web_ip: Ipv4Addr,
+    pub pod_gateway: IpAddr,
+    pub probe_ip: IpAddr,
+    pub web_ip: IpAddr,
     /// The fabric-side end of the node's uplink (in the fabric namespace).
     pub fabric_port: String,
     pub web_name: String,
@@ -225,7 +294,96 @@ impl Topology {
             nodes,
             zones,
             addressing: Addressing::Subnet,
+            family: IpFamily::Ipv4,
         })
+    }
+
+    /// The same shape in another IP family.
+    pub fn with_family(mut self, family: IpFamily) -> Result<Topology, String> {
+        self.family = family;
+        Ok(self)
+    }
+
+    /// The families of the lab's addresses, the primary first (`dual`: IPv4, then IPv6).
+    pub fn families(&self) -> Vec<IpFamily> {
+        match self.family {
+            IpFamily::Ipv4 => vec![IpFamily::Ipv4],
+            IpFamily::Ipv6 => vec![IpFamily::Ipv6],
+            IpFamily::Dual => vec![IpFamily::Ipv4, IpFamily::Ipv6],
+        }
+    }
+
+    /// The lab seen in one family: its nodes' addresses, routes and commands of that family
+    /// (a single-family lab is its own view; `dual` has an IPv4 and an IPv6 half).
+    pub fn in_family(&self, family: IpFamily) -> Topology {
+        Topology {
+            family,
+            ..self.clone()
+        }
+    }
+
+    /// Each family's view, the primary first.
+    fn views(&self) -> Vec<Topology> {
+        self.families()
+            .into_iter()
+            .map(|f| self.in_family(f))
+            .collect()
+    }
+
+    /// The sysctl that makes a namespace forward this family's packets (IPv6's
+    /// `all.forwarding` makes every interface a router's).
+    fn forward_sysctl(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            "net.ipv4.ip_forward=1"
+        } else {
+            "net.ipv6.conf.all.forwarding=1"
+        }
+    }
+
+    /// `ip -n NS [-6] WORDS` for an address of this lab's family (`-6` for IPv6: `ip route`
+    /// would read `default` as IPv4's).
+    fn ip_fam(&self, ns: &str, words: &str) -> Cmd {
+        if self.family.is_ipv4() {
+            Cmd::ip(ns, words)
+        } else {
+            Cmd::ip(ns, &format!("-6 {words}"))
+        }
+    }
+
+    /// The `ip` command's prefix words for this family's routes: `route` or `-6 route`.
+    pub fn route_words(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            "route"
+        } else {
+            "-6 route"
+        }
+    }
+
+    /// The suffix of `ip addr add`: `nodad` on IPv6, so an address is usable at once instead of
+    /// tentative for about a second (duplicate address detection).
+    fn addr_flags(&self) -> &'static str {
+        if self.family.is_ipv4() {
+            ""
+        } else {
+            " nodad"
+        }
+    }
+
+    /// Underlay subnet prefix length.
+    fn underlay_len(&self) -> u8 {
+        if self.family.is_ipv4() {
+            24
+        } else {
+            64
+        }
+    }
+
+    /// An IPv6 address from its text (the plan's own, always valid).
+    fn v6(text: &str) -> IpAddr {
+        IpAddr::V6(
+            text.parse::<Ipv6Addr>()
+                .expect("the plan's IPv6 addresses are valid"),
+        )
     }
 
     /// The same shape with another pod addressing.
@@ -238,6 +396,17 @@ impl Topology {
         }
         self.addressing = addressing;
         Ok(self)
+    }
+
+    /// Block `k` of IPv6 `blocks` addressing, a /122 (64 addresses, as IPv4's /26):
+    /// fd00:198:19:(k/4)::(64·(k mod 4)), the /122's number written as hex digits as the
+    /// rest of the plan; `offset` added (the pods: +0x10 and +0x11 of their block).
+    fn block6(k: u16, offset: u16) -> IpAddr {
+        Self::v6(&format!(
+            "fd00:198:19:{}::{:x}",
+            k / 4,
+            64 * (k % 4) + offset
+        ))
     }
 
     /// Block `k` of `blocks` addressing: 198.19.(k/4).(64·(k mod 4)).
@@ -262,12 +431,18 @@ impl Topology {
         (node - 1) % self.zones + 1
     }
 
-    pub fn router_ip(&self, zone: u16) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, zone as u8, 1)
+    pub fn router_ip(&self, zone: u16) -> IpAddr {
+        match self.family {
+            IpFamily::Ipv4 | IpFamily::Dual => Ipv4Addr::new(198, 18, zone as u8, 1).into(),
+            IpFamily::Ipv6 => Self::v6(&format!("fd00:198:18:{zone}::1")),
+        }
     }
 
     pub fn underlay(&self, zone: u16) -> String {
-        format!("198.18.{zone}.0/24")
+        match self.family {
+            IpFamily::Ipv4 | IpFamily::Dual => format!("198.18.{zone}.0/24"),
+            IpFamily::Ipv6 => format!("fd00:198:18:{zone}::/64"),
+        }
     }
 
     pub fn node(&self, index: u16) -> Node {
@@ -275,25 +450,64 @@ impl Topology {
         let i = index as u8;
         let ns = format!("{}-n{index}", self.prefix);
         let (probe_ip, web_ip, pod_gateway, pod_routes, pod_cidrs) = match self.addressing {
+            // IPv6 mirrors IPv4's numbers as hex digits, so node-3's pods are ::10 and ::11
+            // of fd00:198:19:3::/64 as they are .10 and .11 of 198.19.3.0/24.
+            Addressing::Subnet if self.family == IpFamily::Ipv6 => {
+                let s = format!("fd00:198:19:{index}::/64");
+                (
+                    Self::v6(&format!("fd00:198:19:{index}::10")),
+                    Self::v6(&format!("fd00:198:19:{index}::11")),
+                    Self::v6(&format!("fd00:198:19:{index}::1")),
+                    vec![s.clone()],
+                    vec![s],
+                )
+            }
             Addressing::Subnet => {
                 let s = format!("198.19.{index}.0/24");
                 (
-                    Ipv4Addr::new(198, 19, i, 10),
-                    Ipv4Addr::new(198, 19, i, 11),
-                    Ipv4Addr::new(198, 19, i, 1),
+                    Ipv4Addr::new(198, 19, i, 10).into(),
+                    Ipv4Addr::new(198, 19, i, 11).into(),
+                    Ipv4Addr::new(198, 19, i, 1).into(),
                     vec![s.clone()],
                     vec![s],
+                )
+            }
+            Addressing::Blocks if self.family == IpFamily::Ipv6 => {
+                let (k1, k2) = (index - 1, self.nodes + index - 1);
+                let blocks = vec![
+                    format!("{}/122", Self::block6(k1, 0)),
+                    format!("{}/122", Self::block6(k2, 0)),
+                ];
+                (
+                    Self::block6(k1, 0x10),
+                    Self::block6(k2, 0x11),
+                    SHARED_GATEWAY_V6.into(),
+                    blocks.clone(),
+                    blocks,
                 )
             }
             Addressing::Blocks => {
                 let (b1, b2) = (Self::block(index - 1), Self::block(self.nodes + index - 1));
                 let blocks = vec![format!("{b1}/26"), format!("{b2}/26")];
                 (
-                    Self::offset(b1, 10),
-                    Self::offset(b2, 11),
-                    SHARED_GATEWAY,
+                    Self::offset(b1, 10).into(),
+                    Self::offset(b2, 11).into(),
+                    SHARED_GATEWAY.into(),
                     blocks.clone(),
                     blocks,
+                )
+            }
+            // From the zone's underlay /64, above the node addresses (::11 ..= ::70).
+            Addressing::Vpc if self.family == IpFamily::Ipv6 => {
+                let j = (index - 1) / self.zones;
+                let probe = Self::v6(&format!("fd00:198:18:{zone}::{}", 128 + 2 * j));
+                let web = Self::v6(&format!("fd00:198:18:{zone}::{}", 129 + 2 * j));
+                (
+                    probe,
+                    web,
+                    SHARED_GATEWAY_V6.into(),
+                    vec![format!("{probe}/128"), format!("{web}/128")],
+                    Vec::new(),
                 )
             }
             Addressing::Vpc => {
@@ -301,9 +515,9 @@ impl Topology {
                 let probe = Ipv4Addr::new(198, 18, zone as u8, 128 + 2 * j);
                 let web = Ipv4Addr::new(198, 18, zone as u8, 129 + 2 * j);
                 (
-                    probe,
-                    web,
-                    SHARED_GATEWAY,
+                    probe.into(),
+                    web.into(),
+                    SHARED_GATEWAY.into(),
                     vec![format!("{probe}/32"), format!("{web}/32")],
                     Vec::new(),
                 )
@@ -317,7 +531,12 @@ impl Topology {
             probe_ns: format!("{ns}-probe"),
             web_ns: format!("{ns}-web"),
             ns,
-            node_ip: Ipv4Addr::new(198, 18, zone as u8, 10 + i),
+            node_ip: match self.family {
+                IpFamily::Ipv4 | IpFamily::Dual => {
+                    Ipv4Addr::new(198, 18, zone as u8, 10 + i).into()
+                }
+                IpFamily::Ipv6 => Self::v6(&format!("fd00:198:18:{zone}::{}", 10 + index)),
+            },
             pod_routes,
             pod_cidrs,
             pod_gateway,
@@ -343,7 +562,7 @@ impl Topology {
 
     /// The next hop node `from` uses for node `to`'s pod subnet: `to`'s node IP in the same
     /// zone (host-gw), the zone router otherwise.
-    pub fn next_hop(&self, from: u16, to: u16) -> Ipv4Addr {
+    pub fn next_hop(&self, from: u16, to: u16) -> IpAddr {
         let (a, b) = (self.node(from), self.node(to));
         if a.zone == b.zone {
             b.node_ip
@@ -407,13 +626,29 @@ impl Topology {
         !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
     }
 
-    /// The commands that build the whole network (namespaces, links, addresses, routes).
+    /// The commands that build the whole network (namespaces, links, addresses, routes):
+    /// links once, addresses and routes once per family (`dual`: IPv4's, then IPv6's).
     pub fn up_cmds(&self) -> Vec<Cmd> {
         let fabric = self.fabric_ns();
         let router = self.router_ns();
+        let views = self.views();
+        let any_v6 = self.family != IpFamily::Ipv4;
+        let any_v4 = self.family != IpFamily::Ipv6;
+        let shared = self.addressing != Addressing::Subnet;
         let mut c = Vec::new();
         for ns in self.namespaces() {
             c.push(Cmd::new("ip", &["netns", "add", &ns]));
+            if any_v6 {
+                // Before any link exists in it: a link copies `default` when made, and without
+                // duplicate address detection its addresses (link-local too) answer at once,
+                // instead of about a second late; the agents start on settled links.
+                for dev in ["all", "default"] {
+                    c.push(Cmd::sysctl(
+                        &ns,
+                        &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+                    ));
+                }
+            }
             c.push(Cmd::ip(&ns, "link set lo up"));
         }
         // Fabric: one bridge per zone.
@@ -422,7 +657,9 @@ impl Topology {
             c.push(Cmd::ip(&fabric, &format!("link set br-z{z} up")));
         }
         // Router: one leg per zone.
-        c.push(Cmd::sysctl(&router, "net.ipv4.ip_forward=1"));
+        for t in &views {
+            c.push(Cmd::sysctl(&router, t.forward_sysctl()));
+        }
         for z in 1..=self.zones {
             c.push(Cmd::ip(
                 &fabric,
@@ -432,15 +669,26 @@ impl Topology {
                 &fabric,
                 &format!("link set r-z{z} master br-z{z} up"),
             ));
-            c.push(Cmd::ip(
-                &router,
-                &format!("addr add {}/24 dev z{z}", self.router_ip(z)),
-            ));
+            for t in &views {
+                c.push(Cmd::ip(
+                    &router,
+                    &format!(
+                        "addr add {}/{} dev z{z}{}",
+                        t.router_ip(z),
+                        t.underlay_len(),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(&router, &format!("link set z{z} up")));
         }
         for n in self.all_nodes() {
             let ns = &n.ns;
-            c.push(Cmd::sysctl(ns, "net.ipv4.ip_forward=1"));
+            // The node in each family (`n` is the primary's).
+            let ms: Vec<(&Topology, Node)> = views.iter().map(|t| (t, t.node(n.index))).collect();
+            for (t, _) in &ms {
+                c.push(Cmd::sysctl(ns, t.forward_sysctl()));
+            }
             c.push(Cmd::ip(
                 &fabric,
                 &format!(
@@ -452,10 +700,21 @@ impl Topology {
                 &fabric,
                 &format!("link set {} master br-z{} up", n.fabric_port, n.zone),
             ));
-            c.push(Cmd::ip(ns, &format!("addr add {}/24 dev eth0", n.node_ip)));
+            for (t, m) in &ms {
+                c.push(Cmd::ip(
+                    ns,
+                    &format!(
+                        "addr add {}/{} dev eth0{}",
+                        m.node_ip,
+                        t.underlay_len(),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(ns, "link set eth0 up"));
-            let shared = self.addressing != Addressing::Subnet;
-            if shared {
+            // IPv6 has no send_redirects knob; a pod that follows the node's redirect reaches a
+            // same-node pod directly on cni0, which only same-node pairs see.
+            if shared && any_v4 {
                 // Pods reach each other through the node (one gateway, /32 pods): no
                 // redirects telling them to go direct.
                 for dev in ["all", "default"] {
@@ -466,40 +725,57 @@ impl Topology {
                 }
             }
             c.push(Cmd::ip(ns, "link add cni0 type bridge"));
-            let gw_len = if shared { 32 } else { 24 };
-            c.push(Cmd::ip(
-                ns,
-                &format!("addr add {}/{gw_len} dev cni0", n.pod_gateway),
-            ));
+            // Pods' and gateway's prefix length: the node's subnet, or one address (shared).
+            let pod_len = |t: &Topology| match (shared, t.family.is_ipv4()) {
+                (true, true) => 32,
+                (true, false) => 128,
+                (false, true) => 24,
+                (false, false) => 64,
+            };
+            for (t, m) in &ms {
+                c.push(Cmd::ip(
+                    ns,
+                    &format!(
+                        "addr add {}/{} dev cni0{}",
+                        m.pod_gateway,
+                        pod_len(t),
+                        t.addr_flags()
+                    ),
+                ));
+            }
             c.push(Cmd::ip(ns, "link set cni0 up"));
             if shared {
-                for r in &n.pod_routes {
-                    c.push(Cmd::ip(ns, &format!("route add {r} dev cni0")));
+                for (t, m) in &ms {
+                    for r in &m.pod_routes {
+                        c.push(t.ip_fam(ns, &format!("route add {r} dev cni0")));
+                    }
                 }
             }
-            for (pod_ns, veth, ip) in [
-                (&n.probe_ns, "veth-probe", n.probe_ip),
-                (&n.web_ns, "veth-web", n.web_ip),
+            for (pod_ns, veth, web) in [
+                (&n.probe_ns, "veth-probe", false),
+                (&n.web_ns, "veth-web", true),
             ] {
                 c.push(Cmd::ip(
                     ns,
                     &format!("link add {veth} type veth peer name eth0 netns {pod_ns}"),
                 ));
                 c.push(Cmd::ip(ns, &format!("link set {veth} master cni0 up")));
-                let len = if shared { 32 } else { 24 };
-                c.push(Cmd::ip(pod_ns, &format!("addr add {ip}/{len} dev eth0")));
-                c.push(Cmd::ip(pod_ns, "link set eth0 up"));
-                if shared {
+                for (t, m) in &ms {
+                    let ip = if web { m.web_ip } else { m.probe_ip };
                     c.push(Cmd::ip(
                         pod_ns,
-                        &format!("route add {} dev eth0", n.pod_gateway),
+                        &format!("addr add {ip}/{} dev eth0{}", pod_len(t), t.addr_flags()),
                     ));
                 }
-                c.push(Cmd::ip(
-                    pod_ns,
-                    &format!("route add default via {}", n.pod_gateway),
-                ));
-                // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow.
+                c.push(Cmd::ip(pod_ns, "link set eth0 up"));
+                for (t, m) in &ms {
+                    if shared {
+                        c.push(t.ip_fam(pod_ns, &format!("route add {} dev eth0", m.pod_gateway)));
+                    }
+                    c.push(t.ip_fam(pod_ns, &format!("route add default via {}", m.pod_gateway)));
+                }
+                // Unprivileged ICMP echo sockets, as a pod spec's safe sysctl would allow
+                // (the IPv4 key governs ICMPv6 echo sockets too).
                 c.push(Cmd::sysctl(
                     pod_ns,
                     "net.ipv4.ping_group_range=0 2147483647",
@@ -507,17 +783,25 @@ impl Topology {
             }
         }
         // Routes, once every link is up.
+        for t in &views {
+            c.extend(t.route_cmds());
+        }
+        c
+    }
+
+    /// This family's routes: the router's to every node's pods, each node's to the other
+    /// zones' underlays (via its zone's router) and to every other node's pods.
+    fn route_cmds(&self) -> Vec<Cmd> {
+        let router = self.router_ns();
+        let mut c = Vec::new();
         for n in self.all_nodes() {
             for r in &n.pod_routes {
-                c.push(Cmd::ip(
-                    &router,
-                    &format!("route add {r} via {}", n.node_ip),
-                ));
+                c.push(self.ip_fam(&router, &format!("route add {r} via {}", n.node_ip)));
             }
         }
         for a in self.all_nodes() {
             for z in (1..=self.zones).filter(|&z| z != a.zone) {
-                c.push(Cmd::ip(
+                c.push(self.ip_fam(
                     &a.ns,
                     &format!(
                         "route add {} via {}",
@@ -528,7 +812,7 @@ impl Topology {
             }
             for b in self.all_nodes().into_iter().filter(|b| b.index != a.index) {
                 for r in &b.pod_routes {
-                    c.push(Cmd::ip(
+                    c.push(self.ip_fam(
                         &a.ns,
                         &format!("route add {r} via {}", self.next_hop(a.index, b.index)),
                     ));
@@ -540,9 +824,14 @@ impl Topology {
 
     /// `ip route flush cache` in every namespace (forgets learned path MTUs).
     pub fn flush_cache_cmds(&self) -> Vec<Cmd> {
+        let views = self.views();
         self.namespaces()
             .iter()
-            .map(|ns| Cmd::ip(ns, "route flush cache").tolerant())
+            .flat_map(|ns| {
+                views
+                    .iter()
+                    .map(|t| t.ip_fam(ns, "route flush cache").tolerant())
+            })
             .collect()
     }
 }
@@ -558,8 +847,16 @@ pub fn down_cmds(prefix: &str, existing: &[String]) -> Vec<Cmd> {
 }
 
 /// The peers file every agent reads (JSON): every agent as a peer, every web pod as a target.
+/// A `dual` lab states both families as Kubernetes' `podIPs` do: `node_ips`, `pod_ips` and a
+/// target's `ips`, the primary (IPv4) first, and every family's pod CIDRs.
 pub fn peers_file(topo: &Topology) -> serde_json::Value {
     let nodes = topo.all_nodes();
+    let dual = topo.family == IpFamily::Dual;
+    // Node i in every family, the primary first.
+    let every = |i: u16| -> Vec<Node> { topo.views().iter().map(|t| t.node(i)).collect() };
+    let texts = |ns: &[Node], f: fn(&Node) -> IpAddr| -> Vec<String> {
+        ns.iter().map(|n| f(n).to_string()).collect()
+    };
     serde_json::json!({
         "peers": nodes.iter().map(|n| {
             let mut p = serde_json::json!({
@@ -567,15 +864,27 @@ pub fn peers_file(topo: &Topology) -> serde_json::Value {
                 "zone": n.zone_name, "port": AGENT_PORT,
                 "pod_gateway": n.pod_gateway.to_string(),
             });
-            if !n.pod_cidrs.is_empty() {
-                p["pod_cidrs"] = serde_json::json!(n.pod_cidrs);
+            let all = every(n.index);
+            let cidrs: Vec<&String> = all.iter().flat_map(|m| &m.pod_cidrs).collect();
+            if !cidrs.is_empty() {
+                p["pod_cidrs"] = serde_json::json!(cidrs);
+            }
+            if dual {
+                p["node_ips"] = serde_json::json!(texts(&all, |m| m.node_ip));
+                p["pod_ips"] = serde_json::json!(texts(&all, |m| m.probe_ip));
             }
             p
         }).collect::<Vec<_>>(),
-        "targets": nodes.iter().map(|n| serde_json::json!({
-            "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
-            "protocol": "http", "path": "/healthz", "node": n.name,
-        })).collect::<Vec<_>>(),
+        "targets": nodes.iter().map(|n| {
+            let mut t = serde_json::json!({
+                "name": n.web_name, "ip": n.web_ip.to_string(), "port": WEB_PORT,
+                "protocol": "http", "path": "/healthz", "node": n.name,
+            });
+            if dual {
+                t["ips"] = serde_json::json!(texts(&every(n.index), |m| m.web_ip));
+            }
+            t
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -847,7 +1156,11 @@ mod tests {
             .with_addressing(Addressing::Vpc)
             .unwrap();
         let last = big.node(MAX_VPC_NODES);
-        assert!(last.node_ip.octets()[3] < 128 && last.web_ip.octets()[3] < 255);
+        let low = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4.octets()[3],
+            IpAddr::V6(_) => panic!("an IPv4 lab"),
+        };
+        assert!(low(last.node_ip) < 128 && low(last.web_ip) < 255);
     }
 
     #[test]
@@ -873,6 +1186,393 @@ mod tests {
                 if a != Addressing::Subnet {
                     assert_eq!(owners.lookup(SHARED_GATEWAY.into()), Owner::SendersNode);
                 }
+            }
+        }
+    }
+
+    fn topo6() -> Topology {
+        topo().with_family(IpFamily::Ipv6).unwrap()
+    }
+
+    #[test]
+    fn ipv6_address_plan_mirrors_ipv4() {
+        let (t4, t6) = (topo(), topo6());
+        // (node, node IP, probe pod, web pod, pod gateway, pod prefix)
+        let table = [
+            (
+                1,
+                "fd00:198:18:1::11",
+                "fd00:198:19:1::10",
+                "fd00:198:19:1::11",
+                "fd00:198:19:1::1",
+                "fd00:198:19:1::/64",
+            ),
+            (
+                2,
+                "fd00:198:18:2::12",
+                "fd00:198:19:2::10",
+                "fd00:198:19:2::11",
+                "fd00:198:19:2::1",
+                "fd00:198:19:2::/64",
+            ),
+            (
+                4,
+                "fd00:198:18:2::14",
+                "fd00:198:19:4::10",
+                "fd00:198:19:4::11",
+                "fd00:198:19:4::1",
+                "fd00:198:19:4::/64",
+            ),
+        ];
+        for (i, node_ip, probe, web, gw, prefix) in table {
+            let (n4, n6) = (t4.node(i), t6.node(i));
+            assert_eq!(n6.node_ip.to_string(), node_ip);
+            assert_eq!(n6.probe_ip.to_string(), probe);
+            assert_eq!(n6.web_ip.to_string(), web);
+            assert_eq!(n6.pod_gateway.to_string(), gw);
+            assert_eq!(n6.pod_routes, [prefix]);
+            assert_eq!(n6.pod_cidrs, [prefix]);
+            // Names, zones and namespaces do not depend on the family.
+            assert_eq!(
+                (&n6.name, &n6.zone_name, &n6.ns, &n6.fabric_port),
+                (&n4.name, &n4.zone_name, &n4.ns, &n4.fabric_port)
+            );
+        }
+        assert_eq!(t6.router_ip(2).to_string(), "fd00:198:18:2::1");
+        assert_eq!(t6.underlay(1), "fd00:198:18:1::/64");
+        assert_eq!(t6.next_hop(1, 3).to_string(), "fd00:198:18:1::13");
+        assert_eq!(t6.next_hop(1, 2).to_string(), "fd00:198:18:1::1");
+        assert_eq!(t6.namespaces(), t4.namespaces());
+    }
+
+    #[test]
+    fn ipv6_up_uses_ip6_routes_forwarding_and_no_dad() {
+        let c = topo6().up_cmds();
+        for line in [
+            "ip netns exec mp-n1 sysctl -qw net.ipv6.conf.all.accept_dad=0",
+            "ip netns exec mp-n1-probe sysctl -qw net.ipv6.conf.default.accept_dad=0",
+            "ip netns exec mp-fabric sysctl -qw net.ipv6.conf.default.accept_dad=0",
+            "ip netns exec mp-router sysctl -qw net.ipv6.conf.all.forwarding=1",
+            "ip netns exec mp-n3 sysctl -qw net.ipv6.conf.all.forwarding=1",
+            "ip -n mp-router addr add fd00:198:18:1::1/64 dev z1 nodad",
+            "ip -n mp-n1 addr add fd00:198:18:1::11/64 dev eth0 nodad",
+            "ip -n mp-n1 addr add fd00:198:19:1::1/64 dev cni0 nodad",
+            "ip -n mp-n2-web addr add fd00:198:19:2::11/64 dev eth0 nodad",
+            "ip -n mp-n2-probe -6 route add default via fd00:198:19:2::1",
+            "ip -n mp-n1 -6 route add fd00:198:19:3::/64 via fd00:198:18:1::13",
+            "ip -n mp-n1 -6 route add fd00:198:19:2::/64 via fd00:198:18:1::1",
+            "ip -n mp-n1 -6 route add fd00:198:18:2::/64 via fd00:198:18:1::1",
+            "ip -n mp-router -6 route add fd00:198:19:3::/64 via fd00:198:18:1::13",
+            "ip -n mp-fabric link set n3 master br-z1 up",
+        ] {
+            assert!(has(&c, line), "missing {line}");
+        }
+        // DAD is off in a namespace before any of its links exists.
+        for ns in topo6().namespaces() {
+            let pos = |want: &dyn Fn(&str) -> bool| c.iter().position(|x| want(&x.to_string()));
+            let dad = pos(&|l| {
+                l == format!("ip netns exec {ns} sysctl -qw net.ipv6.conf.default.accept_dad=0")
+            })
+            .unwrap_or_else(|| panic!("{ns}: no accept_dad"));
+            let first_link = pos(&|l| {
+                l.contains(&format!("netns {ns}")) && l.contains("link add")
+                    || l.starts_with(&format!("ip -n {ns} link add"))
+            });
+            assert!(first_link.is_none_or(|l| dad < l), "{ns}");
+        }
+        // Nothing IPv4 is configured: no IPv4 forwarding, no 198.18/15 address.
+        for x in &c {
+            let l = x.to_string();
+            assert!(
+                !l.contains("198.18.") && !l.contains("198.19.") && !l.contains("ip_forward"),
+                "{l}"
+            );
+        }
+        assert_eq!(
+            topo6().flush_cache_cmds()[0].to_string(),
+            "ip -n mp-fabric -6 route flush cache"
+        );
+        assert_eq!(
+            topo().flush_cache_cmds()[0].to_string(),
+            "ip -n mp-fabric route flush cache"
+        );
+    }
+
+    #[test]
+    fn every_ipv6_address_is_unique_local_and_in_the_plan() {
+        let t = Topology::new("mp", MAX_NODES, MAX_ZONES)
+            .unwrap()
+            .with_family(IpFamily::Ipv6)
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for n in t.all_nodes() {
+            for ip in [n.node_ip, n.probe_ip, n.web_ip, n.pod_gateway] {
+                let IpAddr::V6(v6) = ip else {
+                    panic!("{ip}: not IPv6")
+                };
+                assert_eq!(v6.segments()[0], 0xfd00, "{ip}");
+                assert_eq!(v6.segments()[1], 0x198, "{ip}");
+                assert!(seen.insert(ip), "{ip} twice");
+            }
+        }
+        for c in t.up_cmds() {
+            for a in &c.args {
+                for word in a.split(|ch: char| ch == '/' || ch.is_whitespace()) {
+                    if let Ok(ip) = word.parse::<Ipv6Addr>() {
+                        assert_eq!(ip.segments()[..2], [0xfd00, 0x198], "{c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_lab_state_from_before_the_family_reads_as_ipv4() {
+        let old = r#"{"prefix":"mp","nodes":4,"zones":2,"addressing":"subnet"}"#;
+        let t: Topology = serde_json::from_str(old).unwrap();
+        assert_eq!(t.family, IpFamily::Ipv4);
+        assert_eq!(t, topo());
+    }
+
+    #[test]
+    fn a_dual_lab_is_the_ipv4_lab_and_the_ipv6_lab_on_the_same_links() {
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let at = |f: IpFamily| topo().with_addressing(a).unwrap().with_family(f).unwrap();
+            let (v4, v6, dual) = (at(IpFamily::Ipv4), at(IpFamily::Ipv6), at(IpFamily::Dual));
+            let set = |t: &Topology| -> std::collections::BTreeSet<String> {
+                t.up_cmds().iter().map(|c| c.to_string()).collect()
+            };
+            let both: std::collections::BTreeSet<String> =
+                set(&v4).union(&set(&v6)).cloned().collect();
+            assert_eq!(set(&dual), both, "{a:?}");
+            // Every command once (links are made once, not per family).
+            assert_eq!(dual.up_cmds().len(), both.len(), "{a:?}");
+            // The primary is IPv4: the nodes, the proxies' and the listeners' addresses.
+            assert_eq!(dual.node(2), v4.node(2), "{a:?}");
+            assert_eq!(dual.in_family(IpFamily::Ipv6).node(2), v6.node(2), "{a:?}");
+            let flush: Vec<String> = dual
+                .flush_cache_cmds()
+                .iter()
+                .take(2)
+                .map(|c| c.to_string())
+                .collect();
+            assert_eq!(
+                flush,
+                [
+                    "ip -n mp-fabric route flush cache",
+                    "ip -n mp-fabric -6 route flush cache"
+                ]
+            );
+        }
+        // DAD off before the first link, in every namespace of a dual lab too.
+        let c: Vec<String> = topo()
+            .with_family(IpFamily::Dual)
+            .unwrap()
+            .up_cmds()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let first_link = c.iter().position(|l| l.contains("link add")).unwrap();
+        let last_dad = c.iter().rposition(|l| l.contains("accept_dad")).unwrap();
+        assert!(last_dad < first_link);
+    }
+
+    #[test]
+    fn the_dual_peers_file_states_both_families_and_they_place_every_pod() {
+        use meshprobe_core::owners::{Owner, Role};
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let t = Topology::new("mp", 4, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Dual)
+                .unwrap();
+            let v = peers_file(&t);
+            let set = meshprobe_core::peers::parse(&v.to_string())
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let owners = set.owners();
+            for n in t.all_nodes() {
+                let i = usize::from(n.index - 1);
+                let n6 = t.in_family(IpFamily::Ipv6).node(n.index);
+                let p = &v["peers"][i];
+                assert_eq!(p["node_ip"], n.node_ip.to_string(), "{a:?}");
+                assert_eq!(
+                    p["node_ips"],
+                    serde_json::json!([n.node_ip.to_string(), n6.node_ip.to_string()])
+                );
+                assert_eq!(
+                    p["pod_ips"],
+                    serde_json::json!([n.probe_ip.to_string(), n6.probe_ip.to_string()])
+                );
+                assert_eq!(
+                    v["targets"][i]["ips"],
+                    serde_json::json!([n.web_ip.to_string(), n6.web_ip.to_string()])
+                );
+                let cidrs = p["pod_cidrs"].as_array().map_or(0, Vec::len);
+                assert_eq!(cidrs, n.pod_cidrs.len() + n6.pod_cidrs.len(), "{a:?}");
+                let pod = Owner::Node {
+                    node: i,
+                    role: Role::PodIp,
+                };
+                assert_eq!(owners.lookup(n.probe_ip), pod, "{a:?} {}", n.name);
+                assert_eq!(owners.lookup(n6.probe_ip), pod, "{a:?} {}", n.name);
+                assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
+            }
+        }
+        // A single-family file has no per-family lists (Kubernetes' shape: absent when one).
+        let v = peers_file(&topo6());
+        assert!(v["peers"][0].get("node_ips").is_none() && v["targets"][0].get("ips").is_none());
+    }
+
+    #[test]
+    fn the_ipv6_peers_file_states_ipv6_facts_and_they_place_every_pod() {
+        use meshprobe_core::owners::{Owner, Role};
+        let t = topo6();
+        let v = peers_file(&t);
+        assert_eq!(v["peers"][1]["node_ip"], "fd00:198:18:2::12");
+        assert_eq!(v["peers"][1]["pod_ip"], "fd00:198:19:2::10");
+        assert_eq!(v["peers"][1]["pod_gateway"], "fd00:198:19:2::1");
+        assert_eq!(v["peers"][1]["pod_cidrs"][0], "fd00:198:19:2::/64");
+        assert_eq!(v["targets"][2]["ip"], "fd00:198:19:3::11");
+        let set = meshprobe_core::peers::parse(&v.to_string()).unwrap();
+        let owners = set.owners();
+        for n in t.all_nodes() {
+            let i = usize::from(n.index - 1);
+            let pod = Owner::Node {
+                node: i,
+                role: Role::PodIp,
+            };
+            assert_eq!(owners.lookup(n.probe_ip), pod, "{}", n.name);
+            assert_eq!(owners.target_node(&n.web_name), Some(i));
+        }
+    }
+
+    #[test]
+    fn ipv6_blocks_and_vpc_mirror_ipv4s() {
+        let at = |a: Addressing| {
+            topo()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap()
+        };
+        let blocks = at(Addressing::Blocks);
+        // (node, routes, probe pod, web pod): four nodes' blocks per fd00:198:19:K::/64.
+        let table = [
+            (
+                1,
+                "fd00:198:19::/122 fd00:198:19:1::/122",
+                "fd00:198:19::10",
+                "fd00:198:19:1::11",
+            ),
+            (
+                2,
+                "fd00:198:19::40/122 fd00:198:19:1::40/122",
+                "fd00:198:19::50",
+                "fd00:198:19:1::51",
+            ),
+            (
+                4,
+                "fd00:198:19::c0/122 fd00:198:19:1::c0/122",
+                "fd00:198:19::d0",
+                "fd00:198:19:1::d1",
+            ),
+        ];
+        for (i, routes, probe, web) in table {
+            let n = blocks.node(i);
+            assert_eq!(n.pod_routes.join(" "), routes);
+            assert_eq!(n.pod_cidrs, n.pod_routes);
+            assert_eq!(
+                (n.probe_ip.to_string(), n.web_ip.to_string()),
+                (probe.into(), web.into())
+            );
+            assert_eq!(n.pod_gateway, IpAddr::V6(SHARED_GATEWAY_V6));
+        }
+        let c = blocks.up_cmds();
+        for line in [
+            "ip -n mp-n1 addr add fd00:198:19:ffff::1/128 dev cni0 nodad",
+            "ip -n mp-n1 -6 route add fd00:198:19:1::/122 dev cni0",
+            "ip -n mp-n1-web addr add fd00:198:19:1::11/128 dev eth0 nodad",
+            "ip -n mp-n1-web -6 route add fd00:198:19:ffff::1 dev eth0",
+            "ip -n mp-n1-web -6 route add default via fd00:198:19:ffff::1",
+            "ip -n mp-n1 -6 route add fd00:198:19:1::80/122 via fd00:198:18:1::13",
+            "ip -n mp-router -6 route add fd00:198:19:1::c0/122 via fd00:198:18:2::14",
+        ] {
+            assert!(has(&c, line), "blocks: missing {line}");
+        }
+        assert!(!c.iter().any(|x| x.to_string().contains("send_redirects")));
+        let vpc = at(Addressing::Vpc);
+        let (n3, n4) = (vpc.node(3), vpc.node(4));
+        assert_eq!(n3.probe_ip.to_string(), "fd00:198:18:1::130");
+        assert_eq!(n4.web_ip.to_string(), "fd00:198:18:2::131");
+        assert!(n3.pod_cidrs.is_empty());
+        let c = vpc.up_cmds();
+        for line in [
+            "ip -n mp-n1 -6 route add fd00:198:18:1::130/128 via fd00:198:18:1::13",
+            "ip -n mp-n1 -6 route add fd00:198:18:2::131/128 via fd00:198:18:1::1",
+            "ip -n mp-router -6 route add fd00:198:18:2::131/128 via fd00:198:18:2::14",
+            "ip -n mp-n3 -6 route add fd00:198:18:1::131/128 dev cni0",
+        ] {
+            assert!(has(&c, line), "vpc: missing {line}");
+        }
+        // The largest labs: every address once, in fd00:198:18::/48 or fd00:198:19::/48.
+        for t in [
+            Topology::new("mp", MAX_NODES, MAX_ZONES)
+                .unwrap()
+                .with_addressing(Addressing::Blocks)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap(),
+            Topology::new("mp", MAX_VPC_NODES, 1)
+                .unwrap()
+                .with_addressing(Addressing::Vpc)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap(),
+        ] {
+            let mut seen = std::collections::BTreeSet::new();
+            for n in t.all_nodes() {
+                for ip in [n.node_ip, n.probe_ip, n.web_ip] {
+                    let IpAddr::V6(v6) = ip else { panic!("{ip}") };
+                    assert!(
+                        v6.segments()[..2] == [0xfd00, 0x198]
+                            && [0x18, 0x19].contains(&v6.segments()[2]),
+                        "{ip}"
+                    );
+                    assert!(seen.insert(ip), "{:?}: {ip} twice", t.addressing);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_peers_files_place_every_pod_in_every_layout() {
+        use meshprobe_core::owners::{Owner, Role};
+        for a in [Addressing::Subnet, Addressing::Blocks, Addressing::Vpc] {
+            let t = Topology::new("mp", 8, 2)
+                .unwrap()
+                .with_addressing(a)
+                .unwrap()
+                .with_family(IpFamily::Ipv6)
+                .unwrap();
+            let set = meshprobe_core::peers::parse(&peers_file(&t).to_string())
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let owners = set.owners();
+            for n in t.all_nodes() {
+                let i = usize::from(n.index - 1);
+                let want = Owner::Node {
+                    node: i,
+                    role: Role::PodIp,
+                };
+                assert_eq!(owners.lookup(n.probe_ip), want, "{a:?} {}", n.name);
+                assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
+            }
+            if a != Addressing::Subnet {
+                assert_eq!(
+                    owners.lookup(SHARED_GATEWAY_V6.into()),
+                    Owner::SendersNode,
+                    "{a:?}"
+                );
             }
         }
     }

@@ -25,12 +25,12 @@ pub(crate) async fn build(
 
     let exe_s = exe.display().to_string();
     for n in topo.all_nodes() {
-        let listen = format!("{}:{WEB_PORT}", n.web_ip);
+        let listen = listen_on(topo, n.web_ip, WEB_PORT);
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
         start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name, false)?;
     }
     for n in topo.all_nodes() {
-        let listen = format!("{}:{AGENT_PORT}", n.probe_ip);
+        let listen = listen_on(topo, n.probe_ip, AGENT_PORT);
         let peers_s = peers.display().to_string();
         let mut args = vec![
             "agent",
@@ -71,6 +71,18 @@ pub(crate) async fn build(
         )?;
     }
     Ok(())
+}
+
+/// Where a pod's server listens: its address (`[ip]:port` for IPv6: a bare `ip:port` would read
+/// as another IPv6 address), or `[::]:port` in a dual-stack lab, one socket for both families
+/// (IPV6_V6ONLY off: `meshprobe agent` sets it so, `serve` has the namespace's default, 0).
+fn listen_on(topo: &Topology, ip: std::net::IpAddr, port: u16) -> String {
+    match topo.family {
+        plan::IpFamily::Dual => format!("[::]:{port}"),
+        plan::IpFamily::Ipv4 | plan::IpFamily::Ipv6 => {
+            std::net::SocketAddr::new(ip, port).to_string()
+        }
+    }
 }
 
 /// Start one of the lab's processes in namespace `ns`, logging to `<logs>/<node>-<role>.log`,

@@ -1,7 +1,7 @@
 //! `lab status [--json]`: the topology, processes and active faults from the state, and each
 //! agent's readiness and reachability from its `/api/v1/results`.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use meshprobe_core::error::Result;
@@ -54,7 +54,7 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
     let topo = &st.topology;
     let mut agents = serde_json::Map::new();
     for n in topo.all_nodes() {
-        let addr = SocketAddr::V4(SocketAddrV4::new(n.probe_ip, AGENT_PORT));
+        let addr = SocketAddr::new(n.probe_ip, AGENT_PORT);
         let v = if namespaces.contains(&n.probe_ns) {
             match netns::http_get_in(&n.probe_ns, addr, "/api/v1/results", Duration::from_secs(1))
                 .await

@@ -1,7 +1,7 @@
 //! `lab up`: check the options, bind the live view, build the lab, wait for the agents, print
 //! what to try, and tear everything down on Ctrl-C, SIGTERM or SIGHUP.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use meshprobe_core::error::{Error, Result};
@@ -16,6 +16,7 @@ use crate::{command_line, netns, run, UpArgs};
 pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
     let topo = Topology::new(prefix, a.nodes, a.zones)
         .and_then(|t| t.with_addressing(a.pod_addressing))
+        .and_then(|t| t.with_family(a.ip_family))
         .map_err(Error::Config)?;
     for (flag, v) in [
         ("interval", &a.interval),
@@ -138,7 +139,7 @@ pub(crate) async fn up(prefix: &str, a: UpArgs) -> Result<u8> {
 
     // Live view proxies.
     for (n, l) in listeners {
-        let target = SocketAddr::V4(SocketAddrV4::new(n.probe_ip, AGENT_PORT));
+        let target = SocketAddr::new(n.probe_ip, AGENT_PORT);
         st.proxies.push(Proxy {
             node: n.name.clone(),
             listen: l.local_addr()?,
@@ -193,7 +194,7 @@ async fn wait_ready(topo: &Topology, st: &State, limit: Duration) -> Vec<(String
             .processes
             .iter()
             .find(|p| p.role == "agent" && p.node == n.name);
-        let addr = SocketAddr::V4(SocketAddrV4::new(n.probe_ip, AGENT_PORT));
+        let addr = SocketAddr::new(n.probe_ip, AGENT_PORT);
         let verdict = loop {
             if let Some(p) = proc_ {
                 if !state::is_alive(p) {
@@ -223,8 +224,12 @@ fn print_guidance(
     ready: &[(String, String)],
 ) {
     let cmd = command_line(&st.exe, &topo.prefix);
+    let family = match topo.family {
+        crate::plan::IpFamily::Ipv4 => String::new(),
+        f => format!(", {}", f.as_str()),
+    };
     outln!(
-        "\nmeshprobe lab {:?} is up: {} nodes in {} zones, {} pod addressing (network built in {:.1}s, agents checked after {:.1}s).\n",
+        "\nmeshprobe lab {:?} is up: {} nodes in {} zones, {} pod addressing{family} (network built in {:.1}s, agents checked after {:.1}s).\n",
         topo.prefix,
         topo.nodes,
         topo.zones,
@@ -232,8 +237,16 @@ fn print_guidance(
         build.as_secs_f64(),
         total.as_secs_f64()
     );
+    // Columns as wide as IPv4's, wider where IPv6 addresses need it.
+    let nodes = topo.all_nodes();
+    let widest = |min: usize, f: &dyn Fn(&crate::plan::Node) -> String| {
+        nodes.iter().map(|n| f(n).len()).max().unwrap_or(0).max(min)
+    };
+    let w_ip = widest(13, &|n| n.node_ip.to_string());
+    let w_agent = widest(20, &|n| SocketAddr::new(n.probe_ip, AGENT_PORT).to_string());
+    let w_web = widest(20, &|n| SocketAddr::new(n.web_ip, WEB_PORT).to_string());
     outln!(
-        "  {:<7} {:<7} {:<13} {:<36} {:<20} {:<20} {:<28} agent",
+        "  {:<7} {:<7} {:<w_ip$} {:<36} {:<w_agent$} {:<w_web$} {:<28} agent",
         "node",
         "zone",
         "node IP",
@@ -242,7 +255,7 @@ fn print_guidance(
         "target pod",
         "live view"
     );
-    for n in topo.all_nodes() {
+    for n in nodes {
         let view = st
             .proxies
             .iter()
@@ -255,13 +268,13 @@ fn print_guidance(
             .map(|(_, v)| v.as_str())
             .unwrap_or("?");
         outln!(
-            "  {:<7} {:<7} {:<13} {:<36} {:<20} {:<20} {:<28} {r}",
+            "  {:<7} {:<7} {:<w_ip$} {:<36} {:<w_agent$} {:<w_web$} {:<28} {r}",
             n.name,
             n.zone_name,
             n.node_ip.to_string(),
             n.pod_routes.join(" "),
-            format!("{}:{AGENT_PORT}", n.probe_ip),
-            format!("{}:{WEB_PORT}", n.web_ip),
+            SocketAddr::new(n.probe_ip, AGENT_PORT).to_string(),
+            SocketAddr::new(n.web_ip, WEB_PORT).to_string(),
             view
         );
     }
@@ -284,9 +297,9 @@ fn print_guidance(
         );
         let last = topo.node(topo.nodes);
         outln!(
-            "  {} probe {}:{WEB_PORT} --http {WEB_PORT}/healthz --agent http://{}   is {}'s target reachable from every node, and if not, why?",
+            "  {} probe {} --http {WEB_PORT}/healthz --agent http://{}   is {}'s target reachable from every node, and if not, why?",
             st.exe.display(),
-            last.web_ip,
+            SocketAddr::new(last.web_ip, WEB_PORT),
             p.listen,
             last.name
         );
