@@ -10,6 +10,7 @@
 #
 #   sudo bench/addressing.sh                       # release build
 #   sudo BENCH_PROFILE=debug bench/addressing.sh   # the debug build (what `cargo test` uses)
+#   sudo ADDRESSING_FAMILIES=ipv4 bench/addressing.sh   # some families only (ipv4,ipv6,dual: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }

@@ -1600,7 +1600,19 @@ fn the_dual_stack_lab_places_faults_right() {
 fn addressing_matrix() {
     require_root!();
     let mut rows = Vec::new();
+    // ADDRESSING_FAMILIES=ipv4,ipv6,dual (the default: all three) picks the families.
+    let families = std::env::var("ADDRESSING_FAMILIES").unwrap_or_else(|_| "ipv4,ipv6,dual".into());
+    let families: Vec<&str> = families.split(',').map(str::trim).collect();
+    for f in &families {
+        assert!(
+            ["ipv4", "ipv6", "dual"].contains(f),
+            "ADDRESSING_FAMILIES: {f:?} is none of ipv4, ipv6, dual"
+        );
+    }
     for (family, t) in [("ipv4", ""), ("ipv6", "6"), ("dual", "d")] {
+        if !families.contains(&family) {
+            continue;
+        }
         for (mode, tag) in [("subnet", "s"), ("blocks", "b"), ("vpc", "v")] {
             rows.extend(addressing_run(
                 mode,
