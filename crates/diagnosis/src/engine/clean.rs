@@ -87,7 +87,7 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
         return CellState::Ok;
     }
     if lossy_figures(lost, sent, p) {
-        if !random_loss(c, p, p.lossy_min_lost, p.lossy_min_ratio) {
+        if !random_loss(c, interval, p, p.lossy_min_lost, p.lossy_min_ratio) {
             // An outage's marks, or one event: not loss (yet); a working path again once over.
             return if outage_over(c, interval) {
                 CellState::Ok
@@ -124,12 +124,19 @@ fn lossy_figures(lost: u32, sent: u32, p: &Params) -> bool {
 /// Loss, not an outage's marks: packets lost by probes that were answered, at least `min_lost`
 /// and `min_ratio` of those sent; and when the last probe failed whole, lost in at least
 /// `lossy_min_probes` answered probes (the window's errors, one per probe that lost anything,
-/// less its failed probes), and in more than 2 when 2 or more failed whole. Probes that failed whole count for the down rules only. Without
+/// less its failed probes), and in more than 2 when 2 or more failed whole and the path has
+/// answered cleanly for 2 `interval`s since its last error. Probes that failed whole count for the down rules only. Without
 /// per-probe packet figures (`sent` not a multiple of `probes`, or no packets) every lost packet
 /// counts; without error counts the number of probes is not asked.
 /// Why: an outage leaves whole failures plus at most one cut round per edge (1–2 of 3 echoes
 /// answered), random loss leaves partial losses in answered probes again and again.
-pub(super) fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -> bool {
+pub(super) fn random_loss(
+    c: &Cell,
+    interval: Option<f64>,
+    p: &Params,
+    min_lost: u32,
+    min_ratio: f64,
+) -> bool {
     let (lost, sent) = lost_of(c);
     if sent == 0 {
         return false;
@@ -145,8 +152,11 @@ pub(super) fn random_loss(c: &Cell, p: &Params, min_lost: u32, min_ratio: f64) -
             failed,
         )
     };
-    // An outage that began and ended in the window cut a round at each edge.
-    let edges = probes.is_some_and(|n| failed >= 2 && n <= 2);
+    // An outage that began and ended in the window (answered cleanly for 2 intervals since)
+    // cut a round at each edge; heavy loss keeps losing in answered probes.
+    let edges = probes.is_some_and(|n| failed >= 2 && n <= 2)
+        && c.reachable == Some(true)
+        && matches!((c.last_error_age_seconds, interval), (Some(age), Some(i)) if age >= 2.0 * i);
     lost >= min_lost
         && f64::from(lost) / f64::from(sent) >= min_ratio
         && !edges
@@ -407,10 +417,15 @@ impl<'a> Engine<'a> {
                     }
                 }
                 pair_recovery(pc, &mut s, src.interval_seconds, src.window_seconds);
-                loss = pc.layers[..2]
-                    .iter()
-                    .flatten()
-                    .any(|c| random_loss(c, p, p.lossy_min_lost, p.lossy_min_ratio));
+                loss = pc.layers[..2].iter().flatten().any(|c| {
+                    random_loss(
+                        c,
+                        src.interval_seconds,
+                        p,
+                        p.lossy_min_lost,
+                        p.lossy_min_ratio,
+                    )
+                });
                 match pc.dst {
                     Dest::Node(d) => {
                         if restarting.get(d).copied().unwrap_or(false) {

@@ -240,6 +240,10 @@ impl Engine<'_> {
             let strong = self.m.pairs[i].layers[..2].iter().flatten().any(|c| {
                 random_loss(
                     c,
+                    self.m
+                        .nodes
+                        .get(self.m.pairs[i].src)
+                        .and_then(|n| n.interval_seconds),
                     self.p,
                     self.p.pair_loss_min_lost,
                     self.p.pair_loss_min_ratio,

@@ -136,9 +136,17 @@ fn loss_is_what_answered_probes_lost() {
             CellState::Lossy,
         ),
         (
-            "an outage that began and ended in the window: whole failures + a cut round each edge",
-            echo_cell(5, 2, 2, false),
+            "an outage that began and ended in the window: whole failures + a cut round each edge, answering cleanly for 2 intervals since",
+            LayerStats {
+                last_error_age_seconds: Some(2.5),
+                ..echo_cell(5, 2, 2, false)
+            },
             CellState::Unknown,
+        ),
+        (
+            "heavy loss: as many whole failures, its last loss 0.1 s ago",
+            echo_cell(5, 2, 2, false),
+            CellState::Lossy,
         ),
         (
             "... answering for over 3 intervals since: a working path",

@@ -407,9 +407,15 @@ fn an_outage_beginning_on_a_pair_of_a_node_whose_loss_ended_is_no_loss() {
 /// Fixture `tests/fixtures/views/loss-after-partition-vpc.json` (a saved lab view): `loss node-2
 /// 30` 0.8 s in, 4 s after a zone partition cleared. node-1's paths across the partition hold
 /// its marks — whole failures and a cut round at each edge — which read as loss on node-1.
-/// An outage that began and ended in the window cuts two rounds: that is no loss.
+/// An outage that began and ended in the window cuts two rounds: that is no loss. But heavy
+/// loss fails most probes whole too (`views/heavy-loss-agent-left-out-blocks.json`, node-2's
+/// agent left out of the view): it keeps losing in answered probes, so it stays loss.
 #[test]
 fn a_cleared_outage_with_both_edges_cut_is_no_loss() {
+    let d = view_fixture("heavy-loss-agent-left-out-blocks.json");
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    assert_eq!(d.findings[0].cause, Cause::PacketLoss, "{}", d.to_text());
+    assert_eq!(d.findings[0].nodes, ["node-2"], "{}", d.to_text());
     let d = view_fixture("loss-after-partition-vpc.json");
     assert!(
         d.findings
