@@ -241,9 +241,23 @@ impl Fault {
     /// The commands that inject the fault (`dual`: in both families).
     pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
         if topo.family == IpFamily::Dual {
-            return each_family(topo, |t| self.apply_cmds(t));
+            return each_family(topo, |t| self.apply_with(t, &EVERY));
         }
+        self.apply_with(topo, &EVERY)
+    }
+
+    /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
+    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.clear_with(t, &EVERY));
+        }
+        self.clear_with(topo, &EVERY)
+    }
+
+    /// The apply commands in a single-family view `topo`, confined by `only`.
+    fn apply_with(&self, topo: &Topology, only: &Only) -> Vec<Cmd> {
         let t = NFT_PREFIX;
+        let (sfx, inet) = (only.table, only.inet);
         match *self {
             Fault::Route { from, to } => {
                 let ns = topo.node(from).ns;
@@ -278,11 +292,11 @@ impl Fault {
                     Cmd::nft(
                         &ns,
                         &format!(
-                            "add table inet {t}pmtu; \
-                             add chain inet {t}pmtu output {{ type filter hook output priority 0 ; }} ; \
-                             add chain inet {t}pmtu forward {{ type filter hook forward priority 0 ; }} ; \
-                             add rule inet {t}pmtu output {rule}; \
-                             add rule inet {t}pmtu forward {rule}"
+                            "add table inet {t}pmtu{sfx}; \
+                             add chain inet {t}pmtu{sfx} output {{ type filter hook output priority 0 ; }} ; \
+                             add chain inet {t}pmtu{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                             add rule inet {t}pmtu{sfx} output {rule}; \
+                             add rule inet {t}pmtu{sfx} forward {rule}"
                         ),
                     ),
                     Cmd::ip(&ns, &format!("link set eth0 mtu {mtu}")),
@@ -297,22 +311,22 @@ impl Fault {
                 vec![Cmd::nft(
                     &topo.node(node).web_ns,
                     &format!(
-                        "add table inet {t}policy; \
-                         add chain inet {t}policy input {{ type filter hook input priority 0 ; }} ; \
-                         add rule inet {t}policy input tcp dport {port} {verdict}"
+                        "add table inet {t}policy{sfx}; \
+                         add chain inet {t}policy{sfx} input {{ type filter hook input priority 0 ; }} ; \
+                         add rule inet {t}policy{sfx} input {inet}tcp dport {port} {verdict}"
                     ),
                 )]
             }
             Fault::Loss { node, percent } => {
-                let rule = format!("numgen random mod 100 < {percent} counter drop");
+                let rule = format!("{}numgen random mod 100 < {percent} counter drop", only.netdev);
                 vec![Cmd::nft(
                     &topo.node(node).ns,
                     &format!(
-                        "add table netdev {t}loss; \
-                         add chain netdev {t}loss rx {{ type filter hook ingress device \"eth0\" priority 0 ; }} ; \
-                         add chain netdev {t}loss tx {{ type filter hook egress device \"eth0\" priority 0 ; }} ; \
-                         add rule netdev {t}loss rx {rule}; \
-                         add rule netdev {t}loss tx {rule}"
+                        "add table netdev {t}loss{sfx}; \
+                         add chain netdev {t}loss{sfx} rx {{ type filter hook ingress device \"eth0\" priority 0 ; }} ; \
+                         add chain netdev {t}loss{sfx} tx {{ type filter hook egress device \"eth0\" priority 0 ; }} ; \
+                         add rule netdev {t}loss{sfx} rx {rule}; \
+                         add rule netdev {t}loss{sfx} tx {rule}"
                     ),
                 )]
             }
@@ -330,10 +344,10 @@ impl Fault {
                 vec![Cmd::nft(
                     &n.ns,
                     &format!(
-                        "add table inet {t}cni; \
-                         add chain inet {t}cni forward {{ type filter hook forward priority 0 ; }} ; \
-                         add rule inet {t}cni forward {ip} saddr {s} drop; \
-                         add rule inet {t}cni forward {ip} daddr {s} drop"
+                        "add table inet {t}cni{sfx}; \
+                         add chain inet {t}cni{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                         add rule inet {t}cni{sfx} forward {ip} saddr {s} drop; \
+                         add rule inet {t}cni{sfx} forward {ip} daddr {s} drop"
                     ),
                 )]
             }
@@ -344,26 +358,28 @@ impl Fault {
             Fault::Partition { a, b } => vec![Cmd::nft(
                 &topo.router_ns(),
                 &format!(
-                    "add table inet {t}partition_{a}_{b}; \
-                     add chain inet {t}partition_{a}_{b} forward {{ type filter hook forward priority 0 ; }} ; \
-                     add rule inet {t}partition_{a}_{b} forward iifname \"z{a}\" oifname \"z{b}\" drop; \
-                     add rule inet {t}partition_{a}_{b} forward iifname \"z{b}\" oifname \"z{a}\" drop"
+                    "add table inet {t}partition_{a}_{b}{sfx}; \
+                     add chain inet {t}partition_{a}_{b}{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                     add rule inet {t}partition_{a}_{b}{sfx} forward {inet}iifname \"z{a}\" oifname \"z{b}\" drop; \
+                     add rule inet {t}partition_{a}_{b}{sfx} forward {inet}iifname \"z{b}\" oifname \"z{a}\" drop"
                 ),
             )],
         }
     }
 
-    /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
-    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
-        if topo.family == IpFamily::Dual {
-            return each_family(topo, |t| self.clear_cmds(t));
-        }
+    /// The clear commands in a single-family view `topo`, confined by `only`.
+    fn clear_with(&self, topo: &Topology, only: &Only) -> Vec<Cmd> {
         let t = NFT_PREFIX;
         let del = |ns: &str, family: &str, table: &str| {
             Cmd::exec(
                 ns,
                 "nft",
-                &["delete", "table", family, &format!("{t}{table}")],
+                &[
+                    "delete",
+                    "table",
+                    family,
+                    &format!("{t}{table}{}", only.table),
+                ],
             )
             .tolerant()
         };
@@ -427,6 +443,181 @@ fn each_family(topo: &Topology, cmds: impl Fn(&Topology) -> Vec<Cmd>) -> Vec<Cmd
         }
     }
     out
+}
+
+/// How a fault's commands are confined to one family. Empty for every family: the lab's own
+/// commands, unchanged. One family: its nftables tables get the family's suffix (so each
+/// family's fault is a table of its own: faults of one place on different families coexist and
+/// clear apart), and a rule that would match both families (a port, interface names, every
+/// frame) matches only that family's packets.
+struct Only {
+    /// Appended to the nftables table name.
+    table: &'static str,
+    /// Prepended to an `inet` table's rule: `meta nfproto` is the packet's family there.
+    inet: &'static str,
+    /// Prepended to a `netdev` table's rule: at a device hook `nfproto` is `netdev`, so the
+    /// frame's ethertype (`meta protocol`) names the family.
+    netdev: &'static str,
+}
+
+const EVERY: Only = Only {
+    table: "",
+    inet: "",
+    netdev: "",
+};
+
+fn only(family: IpFamily) -> Only {
+    match family {
+        IpFamily::Ipv4 => Only {
+            table: "_ipv4",
+            inet: "meta nfproto ipv4 ",
+            netdev: "meta protocol ip ",
+        },
+        IpFamily::Ipv6 | IpFamily::Dual => Only {
+            table: "_ipv6",
+            inet: "meta nfproto ipv6 ",
+            netdev: "meta protocol ip6 ",
+        },
+    }
+}
+
+/// What `--family` says about each kind, for help and errors: the kinds that take it, and why
+/// the others refuse it.
+pub const FAMILY_KINDS: &str =
+    "route, cni, pmtu-blackhole, policy, reject, loss, partition (not mtu or node-down)";
+
+/// A fault as the lab applies and records it: the fault, and the one family it is confined to
+/// (`lab fault … --family`), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scoped {
+    pub fault: Fault,
+    /// `Some`: only this family's routes, rules or packets, in a dual-stack lab. `None`: every
+    /// family of the lab (a single-family lab's faults are always `None`: the flag naming its
+    /// own family is the whole lab).
+    pub family: Option<IpFamily>,
+}
+
+impl Scoped {
+    /// Parse `KIND ARGS… [--family FAMILY]` against a topology: the fault's own errors first,
+    /// then the flag's, each naming the flag and the fault.
+    pub fn parse(
+        topo: &Topology,
+        kind: &str,
+        args: &[String],
+        family: Option<&str>,
+    ) -> Result<Scoped, String> {
+        let fault = Fault::parse(topo, kind, args)?;
+        let Some(s) = family else {
+            return Ok(Scoped {
+                fault,
+                family: None,
+            });
+        };
+        let flag = format!("--family {s} on `fault {kind}`");
+        let fam = match s {
+            "ipv4" => IpFamily::Ipv4,
+            "ipv6" => IpFamily::Ipv6,
+            _ => {
+                return Err(format!(
+                    "--family {s:?} on `fault {kind}`: expected ipv4 or ipv6 (without --family \
+                     the fault acts on every family of the lab)"
+                ))
+            }
+        };
+        // A link is both families': its MTU is one number, and down is down for both.
+        match fault {
+            Fault::Mtu { .. } => {
+                return Err(format!(
+                    "{flag}: a link's MTU is one for both families, so it cannot be lowered \
+                     for one; `pmtu-blackhole NODE --family {s}` lowers it and drops only \
+                     {s}'s path-MTU signal (--family takes {FAMILY_KINDS})"
+                ))
+            }
+            Fault::NodeDown { .. } => {
+                return Err(format!(
+                    "{flag}: a node cut off the underlay (its link down) is cut off in both \
+                     families; `partition` or `loss … --family {s}` act on one \
+                     (--family takes {FAMILY_KINDS})"
+                ))
+            }
+            _ => {}
+        }
+        let family = match topo.family {
+            IpFamily::Dual => Some(fam),
+            own if own == fam => None,
+            own => {
+                return Err(format!(
+                    "{flag}: this lab is {own}-only (`lab up --ip-family {own}`); --family \
+                     picks one family of a dual-stack lab (`--ip-family dual`)",
+                    own = own.as_str()
+                ))
+            }
+        };
+        Ok(Scoped { fault, family })
+    }
+
+    /// Parse the words the state file records ([`Scoped::words`]).
+    pub fn from_words(topo: &Topology, words: &[String]) -> Result<Scoped, String> {
+        match words {
+            [] => Err("an empty fault".into()),
+            [kind, args @ .., flag, fam] if flag == "--family" => {
+                Scoped::parse(topo, kind, args, Some(fam))
+            }
+            [kind, args @ ..] => Scoped::parse(topo, kind, args, None),
+        }
+    }
+
+    /// The canonical `KIND ARGS… [--family FAMILY]` words: what the state file records and
+    /// `clear` takes; a fault on every family is the fault's own words, as before the flag.
+    pub fn words(&self) -> Vec<String> {
+        let mut w = self.fault.words();
+        if let Some(f) = self.family {
+            w.extend(["--family".to_string(), f.as_str().to_string()]);
+        }
+        w
+    }
+
+    /// Whether two faults cannot be active together. The rule: the same slot (the same route,
+    /// link or table's place), unless each is confined to a different family and what it
+    /// changes is that family's alone (routes, a per-family table). The MTU pair always
+    /// overlaps: a link's MTU is both families', and clearing one would reset the other's.
+    pub fn overlaps(&self, other: &Scoped) -> bool {
+        let whole = |s: &Scoped| {
+            s.family.is_none() || matches!(s.fault, Fault::Mtu { .. } | Fault::PmtuBlackhole { .. })
+        };
+        self.fault.slot() == other.fault.slot()
+            && (whole(self) || whole(other) || self.family == other.family)
+    }
+
+    /// Whether `lab clear` naming `self` clears the active `active`: the same slot, and, when a
+    /// family is named, that family's fault only (a fault on both families is cleared whole,
+    /// by naming it without --family).
+    pub fn names(&self, active: &Scoped) -> bool {
+        self.fault.slot() == active.fault.slot()
+            && (self.family.is_none() || self.family == active.family)
+    }
+
+    /// The commands that inject the fault, in its family only when it has one.
+    pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        match self.family {
+            None => self.fault.apply_cmds(topo),
+            Some(f) => self.fault.apply_with(&topo.in_family(f), &only(f)),
+        }
+    }
+
+    /// The commands that undo exactly what [`Scoped::apply_cmds`] did (idempotent).
+    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        match self.family {
+            None => self.fault.clear_cmds(topo),
+            Some(f) => self.fault.clear_with(&topo.in_family(f), &only(f)),
+        }
+    }
+}
+
+impl fmt::Display for Scoped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.words().join(" "))
+    }
 }
 
 impl fmt::Display for Fault {
