@@ -628,6 +628,8 @@ impl fmt::Display for Fault {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn topo() -> Topology {
@@ -1051,5 +1053,470 @@ mod tests {
         assert!(parse("mtu node-1 575")
             .unwrap_err()
             .contains("expected 576 to 1499"));
+    }
+
+    /// `--family` in a dual lab, the fault's `KIND ARGS…` and the family.
+    fn scoped(t: &Topology, line: &str, family: Option<&str>) -> Result<Scoped, String> {
+        let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        Scoped::parse(t, &w[0], &w[1..], family)
+    }
+
+    fn dual() -> Topology {
+        topo().with_family(IpFamily::Dual).unwrap()
+    }
+
+    #[test]
+    fn a_dual_lab_fault_on_one_family_acts_on_that_family_alone() {
+        let t = dual();
+        // (fault, --family, apply, clear): every kind that takes the flag, in each family.
+        let table: &[(&str, &str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                "ipv4",
+                &[
+                    "ip -n mp-n1 route del 198.19.3.0/24",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.19.3.0/24 via 198.18.1.13",
+                ],
+            ),
+            (
+                "route node-1 node-3",
+                "ipv6",
+                &[
+                    "ip -n mp-n1 -6 route del fd00:198:19:3::/64",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:19:3::/64 via fd00:198:18:1::13",
+                ],
+            ),
+            (
+                "cni node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_cni_ipv4; add chain inet mplab_cni_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni_ipv4 forward ip saddr 198.19.2.0/24 drop; add rule inet mplab_cni_ipv4 forward ip daddr 198.19.2.0/24 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2 nft delete table inet mplab_cni_ipv4",
+                ],
+            ),
+            (
+                "cni node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_cni_ipv6; add chain inet mplab_cni_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni_ipv6 forward ip6 saddr fd00:198:19:2::/64 drop; add rule inet mplab_cni_ipv6 forward ip6 daddr fd00:198:19:2::/64 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2 nft delete table inet mplab_cni_ipv6",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu_ipv4; add chain inet mplab_pmtu_ipv4 output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu_ipv4 output icmp type destination-unreachable icmp code frag-needed drop; add rule inet mplab_pmtu_ipv4 forward icmp type destination-unreachable icmp code frag-needed drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu_ipv4",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu_ipv6; add chain inet mplab_pmtu_ipv6 output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu_ipv6 output icmpv6 type packet-too-big drop; add rule inet mplab_pmtu_ipv6 forward icmpv6 type packet-too-big drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu_ipv6",
+                ],
+            ),
+            (
+                "policy web-node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2-web nft 'add table inet mplab_policy_ipv4; add chain inet mplab_policy_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv4 input meta nfproto ipv4 tcp dport 8080 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2-web nft delete table inet mplab_policy_ipv4",
+                ],
+            ),
+            (
+                "policy web-node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2-web nft 'add table inet mplab_policy_ipv6; add chain inet mplab_policy_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv6 input meta nfproto ipv6 tcp dport 8080 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2-web nft delete table inet mplab_policy_ipv6",
+                ],
+            ),
+            (
+                "reject web-node-3 9000",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n3-web nft 'add table inet mplab_policy_ipv4; add chain inet mplab_policy_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv4 input meta nfproto ipv4 tcp dport 9000 reject with tcp reset'",
+                ],
+                &[
+                    "ip netns exec mp-n3-web nft delete table inet mplab_policy_ipv4",
+                ],
+            ),
+            (
+                "reject web-node-3 9000",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n3-web nft 'add table inet mplab_policy_ipv6; add chain inet mplab_policy_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv6 input meta nfproto ipv6 tcp dport 9000 reject with tcp reset'",
+                ],
+                &[
+                    "ip netns exec mp-n3-web nft delete table inet mplab_policy_ipv6",
+                ],
+            ),
+            (
+                "loss node-1 30",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n1 nft 'add table netdev mplab_loss_ipv4; add chain netdev mplab_loss_ipv4 rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss_ipv4 tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss_ipv4 rx meta protocol ip numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss_ipv4 tx meta protocol ip numgen random mod 100 < 30 counter drop'",
+                ],
+                &[
+                    "ip netns exec mp-n1 nft delete table netdev mplab_loss_ipv4",
+                ],
+            ),
+            (
+                "loss node-1 30",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n1 nft 'add table netdev mplab_loss_ipv6; add chain netdev mplab_loss_ipv6 rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss_ipv6 tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss_ipv6 rx meta protocol ip6 numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss_ipv6 tx meta protocol ip6 numgen random mod 100 < 30 counter drop'",
+                ],
+                &[
+                    "ip netns exec mp-n1 nft delete table netdev mplab_loss_ipv6",
+                ],
+            ),
+            (
+                "partition zone-a zone-b",
+                "ipv4",
+                &[
+                    "ip netns exec mp-router nft 'add table inet mplab_partition_1_2_ipv4; add chain inet mplab_partition_1_2_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_partition_1_2_ipv4 forward meta nfproto ipv4 iifname \"z1\" oifname \"z2\" drop; add rule inet mplab_partition_1_2_ipv4 forward meta nfproto ipv4 iifname \"z2\" oifname \"z1\" drop'",
+                ],
+                &[
+                    "ip netns exec mp-router nft delete table inet mplab_partition_1_2_ipv4",
+                ],
+            ),
+            (
+                "partition zone-a zone-b",
+                "ipv6",
+                &[
+                    "ip netns exec mp-router nft 'add table inet mplab_partition_1_2_ipv6; add chain inet mplab_partition_1_2_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_partition_1_2_ipv6 forward meta nfproto ipv6 iifname \"z1\" oifname \"z2\" drop; add rule inet mplab_partition_1_2_ipv6 forward meta nfproto ipv6 iifname \"z2\" oifname \"z1\" drop'",
+                ],
+                &[
+                    "ip netns exec mp-router nft delete table inet mplab_partition_1_2_ipv6",
+                ],
+            ),
+        ];
+        for (line, fam, apply, clear) in table {
+            let f = scoped(&t, line, Some(fam)).unwrap();
+            assert_eq!(lines(f.apply_cmds(&t)), *apply, "{line} --family {fam}");
+            assert_eq!(lines(f.clear_cmds(&t)), *clear, "{line} --family {fam}");
+        }
+        // Every kind that takes the flag is in the table, in both families.
+        for (kind, _, _) in KINDS {
+            let rows = table.iter().filter(|r| r.0.split(' ').next() == Some(kind));
+            match *kind {
+                "mtu" | "node-down" => assert_eq!(rows.count(), 0, "{kind}"),
+                _ => assert_eq!(
+                    rows.map(|r| r.1).collect::<Vec<_>>(),
+                    ["ipv4", "ipv6"],
+                    "{kind}"
+                ),
+            }
+        }
+    }
+
+    /// The tables an nft command list adds (`add table FAMILY NAME`) or deletes.
+    fn tables(cmds: &[String], verb: &str) -> BTreeSet<String> {
+        cmds.iter()
+            .flat_map(|c| {
+                let words: Vec<&str> = c
+                    .split(|ch: char| ch.is_whitespace() || ch == ';' || ch == '\'')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words
+                    .windows(4)
+                    .filter(|w| w[0] == verb && w[1] == "table")
+                    .map(|w| format!("{} {}", w[2], w[3]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_confined_fault_touches_its_family_only_and_clears_exactly_what_it_applied() {
+        let t = dual();
+        // The other family's marks: its addresses, address matches, ICMP and family matches.
+        let foreign = |fam: &str| -> &[&str] {
+            match fam {
+                "ipv4" => &[
+                    "fd00:",
+                    "ip6 ",
+                    "icmpv6",
+                    "nfproto ipv6",
+                    "protocol ip6",
+                    "-6 ",
+                ],
+                _ => &[
+                    "198.",
+                    " ip saddr",
+                    " ip daddr",
+                    "icmp type",
+                    "nfproto ipv4",
+                    "protocol ip ",
+                ],
+            }
+        };
+        for line in [
+            "route node-1 node-3",
+            "route node-2 node-4",
+            "cni node-3",
+            "pmtu-blackhole node-2 1300",
+            "policy web-node-4 81",
+            "reject node-1",
+            "loss node-2 30",
+            "partition zone-b zone-a",
+        ] {
+            for fam in ["ipv4", "ipv6"] {
+                let f = scoped(&t, line, Some(fam)).unwrap();
+                let (apply, clear) = (lines(f.apply_cmds(&t)), lines(f.clear_cmds(&t)));
+                for l in apply.iter().chain(&clear) {
+                    for mark in foreign(fam) {
+                        assert!(!l.contains(mark), "{line} --family {fam}: {mark:?} in {l}");
+                    }
+                }
+                // nftables: the tables it adds are the ones clear deletes, and they are its
+                // family's own (`_ipv4`/`_ipv6`), never the both-families fault's table.
+                let added = tables(&apply, "add");
+                assert_eq!(added, tables(&clear, "delete"), "{line} --family {fam}");
+                assert!(
+                    added.iter().all(|n| n.ends_with(&format!("_{fam}"))),
+                    "{added:?}"
+                );
+                let both = tables(&lines(f.fault.apply_cmds(&t)), "add");
+                assert!(added.is_disjoint(&both), "{line}: {added:?} {both:?}");
+                // Routes: clear restores exactly the routes apply removed.
+                let routes = |ls: &[String], verb: &str| -> Vec<String> {
+                    ls.iter()
+                        .filter_map(|l| l.split(&format!("route {verb} ")).nth(1))
+                        .map(|r| r.split(' ').next().unwrap_or("").to_string())
+                        .collect()
+                };
+                assert_eq!(routes(&apply, "del"), routes(&clear, "replace"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn family_errors_name_the_flag_and_the_fault() {
+        let t = dual();
+        let v4 = topo();
+        let v6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        // (lab, fault, --family, what the error says)
+        let table: &[(&Topology, &str, &str, &[&str])] = &[
+            (
+                &t,
+                "cni node-1",
+                "ipv5",
+                &["--family \"ipv5\" on `fault cni`", "expected ipv4 or ipv6"],
+            ),
+            (
+                &t,
+                "route n1 n2",
+                "dual",
+                &[
+                    "--family \"dual\" on `fault route`",
+                    "expected ipv4 or ipv6",
+                ],
+            ),
+            (&t, "route n1 n2", "IPv6", &["expected ipv4 or ipv6"]),
+            (
+                &t,
+                "mtu node-2 1400",
+                "ipv6",
+                &[
+                    "--family ipv6 on `fault mtu`",
+                    "a link's MTU is one for both families",
+                    "pmtu-blackhole NODE --family ipv6",
+                ],
+            ),
+            (
+                &t,
+                "node-down node-4",
+                "ipv4",
+                &[
+                    "--family ipv4 on `fault node-down`",
+                    "cut off in both families",
+                ],
+            ),
+            (
+                &v4,
+                "cni node-1",
+                "ipv6",
+                &[
+                    "--family ipv6 on `fault cni`",
+                    "this lab is ipv4-only",
+                    "--ip-family dual",
+                ],
+            ),
+            (
+                &v6,
+                "policy web-node-2",
+                "ipv4",
+                &["--family ipv4 on `fault policy`", "this lab is ipv6-only"],
+            ),
+            // mtu and node-down refuse the flag in every lab, their own family too.
+            (
+                &v4,
+                "node-down node-4",
+                "ipv4",
+                &["`fault node-down`", "both families"],
+            ),
+            (
+                &v6,
+                "mtu node-2",
+                "ipv6",
+                &["`fault mtu`", "one for both families"],
+            ),
+            // The fault's own errors come first.
+            (&t, "route n1 n9", "ipv6", &["unknown node \"n9\""]),
+            (&t, "flood n1", "ipv4", &["unknown fault kind \"flood\""]),
+            (&t, "mtu n1 1279", "ipv4", &["MTU \"1279\": expected 1280"]),
+        ];
+        for (lab, line, fam, want) in table {
+            let e = scoped(lab, line, Some(fam)).unwrap_err();
+            for w in *want {
+                assert!(e.contains(w), "{line} --family {fam}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_family_lab_takes_its_own_family_as_the_whole_lab() {
+        let v6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        for (lab, fam) in [(topo(), "ipv4"), (v6, "ipv6")] {
+            for line in [
+                "route n1 n3",
+                "cni n2",
+                "pmtu-blackhole n2",
+                "policy n4",
+                "loss n1 5",
+                "partition a b",
+            ] {
+                let with = scoped(&lab, line, Some(fam)).unwrap();
+                let without = scoped(&lab, line, None).unwrap();
+                // The same fault: the same commands, words and state as without the flag.
+                assert_eq!(with, without, "{line}");
+                assert_eq!(with.family, None);
+                assert_eq!(with.words(), without.fault.words());
+            }
+        }
+    }
+
+    #[test]
+    fn faults_on_different_families_coexist_where_their_state_is_apart() {
+        let t = dual();
+        let s = |l: &str| {
+            let (line, fam) = match l.split_once(" --family ") {
+                Some((line, fam)) => (line, Some(fam)),
+                None => (l, None),
+            };
+            scoped(&t, line, fam).unwrap()
+        };
+        // (a, b, may both be active)
+        let table = [
+            // Each family's routes, tables: apart.
+            (
+                "route n1 n3 --family ipv4",
+                "route n1 n3 --family ipv6",
+                true,
+            ),
+            ("cni n3 --family ipv4", "cni n3 --family ipv6", true),
+            ("policy n2 --family ipv4", "reject n2 --family ipv6", true),
+            ("loss n2 30 --family ipv4", "loss n2 5 --family ipv6", true),
+            (
+                "partition a b --family ipv6",
+                "partition b a --family ipv4",
+                true,
+            ),
+            // The same family, or a fault on both: the same slot as before.
+            ("cni n3 --family ipv4", "cni n3 --family ipv4", false),
+            ("cni n3", "cni n3 --family ipv6", false),
+            ("route n1 n3", "route n1 n3 --family ipv4", false),
+            ("policy n2 --family ipv4", "reject n2 --family ipv4", false),
+            ("partition a b", "partition a b --family ipv6", false),
+            // A link's MTU is both families': the MTU pair always overlaps.
+            (
+                "pmtu-blackhole n2 --family ipv4",
+                "pmtu-blackhole n2 --family ipv6",
+                false,
+            ),
+            ("mtu n2", "pmtu-blackhole n2 --family ipv6", false),
+            // Other places never overlap.
+            ("cni n3 --family ipv4", "cni n2 --family ipv4", true),
+            (
+                "route n1 n3 --family ipv6",
+                "route n3 n1 --family ipv6",
+                true,
+            ),
+        ];
+        for (a, b, apart) in table {
+            assert_eq!(!s(a).overlaps(&s(b)), apart, "{a} | {b}");
+            assert_eq!(!s(b).overlaps(&s(a)), apart, "{b} | {a}");
+        }
+        // Two coexisting faults: clearing one leaves the other's state (no shared table or route).
+        let (a, b) = (s("cni n3 --family ipv4"), s("cni n3 --family ipv6"));
+        assert!(tables(&lines(a.clear_cmds(&t)), "delete")
+            .is_disjoint(&tables(&lines(b.apply_cmds(&t)), "add")));
+    }
+
+    #[test]
+    fn clear_names_one_family_or_every_family_of_a_place() {
+        let t = dual();
+        let s = |line: &str, fam: Option<&str>| scoped(&t, line, fam).unwrap();
+        let v4 = s("cni n3", Some("ipv4"));
+        let v6 = s("cni n3", Some("ipv6"));
+        let both = s("cni n3", None);
+        // Without --family: the place's faults of every family.
+        assert!(both.names(&v4) && both.names(&v6) && both.names(&both));
+        // With it: that family's fault alone; a fault on both is cleared whole, by its own words.
+        assert!(v4.names(&v4) && !v4.names(&v6) && !v4.names(&both));
+        // The slot still joins kinds that share a place: `clear mtu` names a pmtu-blackhole.
+        assert!(s("mtu n2", None).names(&s("pmtu-blackhole n2", Some("ipv6"))));
+        assert!(!s("cni n2", None).names(&v4));
+    }
+
+    #[test]
+    fn confined_words_round_trip_through_the_state() {
+        let t = dual();
+        for (line, fam) in [
+            ("route node-1 node-3", Some("ipv6")),
+            ("cni node-2", Some("ipv4")),
+            ("pmtu-blackhole node-2 1300", Some("ipv6")),
+            ("reject web-node-4 81", Some("ipv4")),
+            ("loss node-1 25", Some("ipv6")),
+            ("partition zone-a zone-b", Some("ipv4")),
+            ("node-down node-4", None),
+            ("cni node-2", None),
+        ] {
+            let f = scoped(&t, line, fam).unwrap();
+            assert_eq!(Scoped::from_words(&t, &f.words()).unwrap(), f, "{line}");
+            let want = match fam {
+                Some(fam) => format!("{line} --family {fam}"),
+                None => line.to_string(),
+            };
+            assert_eq!(f.to_string(), want);
+        }
+        // A state written before the flag (no --family) reads as a fault on every family.
+        let old: Vec<String> = ["cni", "node-2"].map(String::from).to_vec();
+        assert_eq!(Scoped::from_words(&t, &old).unwrap().family, None);
     }
 }
