@@ -318,7 +318,13 @@ impl Fault {
                 )]
             }
             Fault::Loss { node, percent } => {
-                let rule = format!("{}numgen random mod 100 < {percent} counter drop", only.netdev);
+                // `numgen random mod 100` is 0 to 99 and nft refuses a bound outside that range
+                // (`< 100`): 100% is every packet, without the draw.
+                let draw = match percent {
+                    100.. => String::new(),
+                    p => format!("numgen random mod 100 < {p} "),
+                };
+                let rule = format!("{}{draw}counter drop", only.netdev);
                 vec![Cmd::nft(
                     &topo.node(node).ns,
                     &format!(
@@ -676,6 +682,11 @@ mod tests {
             (
                 "loss node-1 30",
                 &["ip netns exec mp-n1 nft 'add table netdev mplab_loss; add chain netdev mplab_loss rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss rx numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss tx numgen random mod 100 < 30 counter drop'"],
+                &["ip netns exec mp-n1 nft delete table netdev mplab_loss"],
+            ),
+            (
+                "loss node-1 100",
+                &["ip netns exec mp-n1 nft 'add table netdev mplab_loss; add chain netdev mplab_loss rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss rx counter drop; add rule netdev mplab_loss tx counter drop'"],
                 &["ip netns exec mp-n1 nft delete table netdev mplab_loss"],
             ),
             (
