@@ -530,7 +530,9 @@ impl Scoped {
                 ))
             }
         };
-        // A link is both families': its MTU is one number, and down is down for both.
+        // A link is both families': its MTU is one number (IPv6's own send MTU per interface
+        // would leave what the link takes in, the inbound black hole, both families'), and down
+        // is down for both.
         match fault {
             Fault::Mtu { .. } => {
                 return Err(format!(
