@@ -650,6 +650,9 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         &["fault", "route", "node-1", "node-9"],
         &["fault", "partition", "zone-a", "zone-a"],
         &["clear", "cni", "node-1"],
+        // An IPv4 lab has no IPv6 to confine a fault to.
+        &["fault", "cni", "node-1", "--family", "ipv6"],
+        &["fault", "cni", "node-1", "--family", "dual"],
     ] {
         let out = lab.cli(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
@@ -1476,7 +1479,147 @@ fn addressing_run(
         );
         rows.push(row);
     }
+    if family == "dual" {
+        assert_family_faults(&lab, &r);
+    }
     rows
+}
+
+/// `lab fault … --family` in the dual lab: a fault confined to one family breaks that family's
+/// paths and leaves the other's; two families' faults of one place coexist and clear apart;
+/// `clear` restores both. Pings from node-1's probe pod to another node's probe pod, and TCP to
+/// a target pod, at each of its addresses.
+fn assert_family_faults(lab: &Lab, results: &Value) {
+    let t = Instant::now();
+    let owned = |list: &str, name: &str, key: &str| -> Vec<std::net::IpAddr> {
+        let entry = results["owners"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {results}"));
+        let ips: Vec<std::net::IpAddr> = strs(&entry[key])
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        assert!(
+            ips.len() == 2 && ips[0].is_ipv4() && ips[1].is_ipv6(),
+            "{entry}"
+        );
+        ips
+    };
+    let from = lab.ns(1, "probe");
+    // An answer may take a retry (one echo, 1 s); a broken path fails every try.
+    let answers =
+        |ip: std::net::IpAddr| (0..3).any(|_| ping(&from, &ip.to_string(), 56, false) == Ping::Ok);
+    let paths = |node: &str, want: (bool, bool), when: &str| {
+        let ips = owned("nodes", node, "pod_ips");
+        let got = (answers(ips[0]), answers(ips[1]));
+        assert_eq!(
+            got, want,
+            "{when}: {node}'s pod {ips:?} (IPv4, IPv6) answers"
+        );
+    };
+    let refused = |args: &[&str], says: &str| {
+        let out = lab.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+
+    let out = lab.ok(&["fault", "route", "node-1", "node-3", "--family", "ipv6"]);
+    assert!(out.contains("ipv6 only"), "{out}");
+    paths("node-3", (true, false), "route node-1 node-3 --family ipv6");
+    let status = lab.ok(&["status"]);
+    assert!(
+        status.contains("route node-1 node-3 --family ipv6  (ipv6 only)"),
+        "{status}"
+    );
+    // The same place on both families overlaps the IPv6 fault; on IPv4 alone it coexists,
+    // and clearing it leaves the IPv6 fault in place.
+    refused(&["fault", "route", "node-1", "node-3"], "already active");
+    lab.ok(&["fault", "route", "node-1", "node-3", "--family", "ipv4"]);
+    paths(
+        "node-3",
+        (false, false),
+        "route node-1 node-3 in each family",
+    );
+    lab.ok(&["clear", "route", "node-1", "node-3", "--family", "ipv4"]);
+    paths("node-3", (true, false), "the IPv4 route cleared");
+    lab.ok(&["clear"]);
+    paths("node-3", (true, true), "route cleared");
+
+    // Address matches (cni), `meta nfproto` (partition), `meta protocol` (loss): one family.
+    for (fault, node, want) in [
+        (
+            &["cni", "node-3", "--family", "ipv4"][..],
+            "node-3",
+            (false, true),
+        ),
+        (
+            &["partition", "zone-a", "zone-b", "--family", "ipv6"],
+            "node-2",
+            (true, false),
+        ),
+        (
+            &["loss", "node-2", "100", "--family", "ipv4"],
+            "node-2",
+            (false, true),
+        ),
+    ] {
+        let mut args = vec!["fault"];
+        args.extend_from_slice(fault);
+        lab.ok(&args);
+        paths(node, want, &fault.join(" "));
+        // `clear KIND ARGS…` without --family clears the place's fault of each family.
+        let mut args = vec!["clear"];
+        args.extend_from_slice(&fault[..fault.len() - 2]);
+        lab.ok(&args);
+        paths(node, (true, true), &format!("{} cleared", fault.join(" ")));
+    }
+    // A target port filter (`meta nfproto`): TCP to web-node-2 at each address.
+    let web = owned("targets", "web-node-2", "ips");
+    let tcp_to = |ip: std::net::IpAddr| tcp(&from, &SocketAddr::new(ip, 8080).to_string());
+    for (fault, want4, want6) in [
+        (
+            ["reject", "web-node-2", "--family", "ipv4"],
+            Tcp::Refused,
+            Tcp::Ok,
+        ),
+        (
+            ["policy", "web-node-2", "--family", "ipv6"],
+            Tcp::Ok,
+            Tcp::Timeout,
+        ),
+    ] {
+        let mut args = vec!["fault"];
+        args.extend_from_slice(&fault);
+        lab.ok(&args);
+        assert_eq!(
+            (tcp_to(web[0]), tcp_to(web[1])),
+            (want4, want6),
+            "{fault:?}"
+        );
+        lab.ok(&["clear"]);
+        assert_eq!(
+            (tcp_to(web[0]), tcp_to(web[1])),
+            (Tcp::Ok, Tcp::Ok),
+            "{fault:?} cleared"
+        );
+    }
+
+    // A link is both families': refused, naming the fault; the lab is left as it was.
+    refused(
+        &["fault", "node-down", "node-4", "--family", "ipv4"],
+        "`fault node-down`",
+    );
+    refused(
+        &["fault", "mtu", "node-2", "--family", "ipv6"],
+        "`fault mtu`",
+    );
+    refused(&["clear", "--family", "ipv6"], "--family on `clear`");
+    assert!(lab.ok(&["status"]).contains("faults: none"));
+    eprintln!("dual --family checks: {:.1}s", t.elapsed().as_secs_f64());
 }
 
 /// A known gap, tolerated once per fault while steady (issue 22's note, 2026-12-06): an answer
@@ -1583,7 +1726,8 @@ fn the_ipv6_lab_places_every_fault_right() {
 /// The dual-stack lab: both families on every link and in the peers file, the agents probing
 /// the primary (IPv4) addresses, every fault acting on both families. The faults whose place
 /// depends on who owns an address give the right cause and place with both families' facts
-/// in the ownership map.
+/// in the ownership map; then `lab fault … --family` breaks one family alone
+/// ([`assert_family_faults`]).
 #[test]
 fn the_dual_stack_lab_places_faults_right() {
     require_root!();

@@ -29,15 +29,27 @@ pub struct LabArgs {
 pub enum LabCommand {
     /// Build the lab, start agents and targets, serve the live view; Ctrl-C tears it all down.
     Up(Box<UpArgs>),
-    /// Inject a fault: KIND ARGS… (without KIND: list the kinds).
+    /// Inject a fault: KIND ARGS… [--family ipv4|ipv6] (without KIND: list the kinds).
     Fault {
         kind: Option<String>,
         args: Vec<String>,
+        /// Confine the fault to one family of a dual-stack lab (without it: both). Taken by
+        /// route (that family's routes), cni (its `ip` or `ip6` addresses), pmtu-blackhole
+        /// (the MTU, shared, and only that family's ICMP frag-needed or packet-too-big
+        /// dropped), policy, reject, partition (`meta nfproto`) and loss (`meta protocol`).
+        /// Refused by mtu and node-down: a link's MTU and its being down are both families'.
+        /// A single-family lab takes its own family (the whole lab) and refuses the other.
+        #[arg(long, value_name = "ipv4|ipv6")]
+        family: Option<String>,
     },
-    /// Undo every active fault (or just the one named) and flush cached path MTUs.
+    /// Undo every active fault (or just those named) and flush cached path MTUs.
     Clear {
         kind: Option<String>,
         args: Vec<String>,
+        /// With KIND ARGS…: clear only that family's fault (without it: the place's faults of
+        /// every family).
+        #[arg(long, value_name = "ipv4|ipv6")]
+        family: Option<String>,
     },
     /// Topology, processes, active faults and each agent's readiness and reachability.
     Status {
@@ -64,7 +76,8 @@ pub struct UpArgs {
     pub pod_addressing: crate::plan::Addressing,
     /// The lab's IP family: `ipv4` (198.18.0.0/15), `ipv6` (ULA: underlay fd00:198:18:Z::/64,
     /// pods fd00:198:19:I::/64), `dual` (both on every link and in the peers file, IPv4
-    /// primary: the agents probe it; every fault acts on both families).
+    /// primary: the agents probe it; a fault acts on both families unless `lab fault … --family`
+    /// names one).
     #[arg(long, value_enum, default_value_t = crate::plan::IpFamily::Ipv4)]
     pub ip_family: crate::plan::IpFamily,
     /// Agents' probe interval.

@@ -241,9 +241,23 @@ impl Fault {
     /// The commands that inject the fault (`dual`: in both families).
     pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
         if topo.family == IpFamily::Dual {
-            return each_family(topo, |t| self.apply_cmds(t));
+            return each_family(topo, |t| self.apply_with(t, &EVERY));
         }
+        self.apply_with(topo, &EVERY)
+    }
+
+    /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
+    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        if topo.family == IpFamily::Dual {
+            return each_family(topo, |t| self.clear_with(t, &EVERY));
+        }
+        self.clear_with(topo, &EVERY)
+    }
+
+    /// The apply commands in a single-family view `topo`, confined by `only`.
+    fn apply_with(&self, topo: &Topology, only: &Only) -> Vec<Cmd> {
         let t = NFT_PREFIX;
+        let (sfx, inet) = (only.table, only.inet);
         match *self {
             Fault::Route { from, to } => {
                 let ns = topo.node(from).ns;
@@ -278,11 +292,11 @@ impl Fault {
                     Cmd::nft(
                         &ns,
                         &format!(
-                            "add table inet {t}pmtu; \
-                             add chain inet {t}pmtu output {{ type filter hook output priority 0 ; }} ; \
-                             add chain inet {t}pmtu forward {{ type filter hook forward priority 0 ; }} ; \
-                             add rule inet {t}pmtu output {rule}; \
-                             add rule inet {t}pmtu forward {rule}"
+                            "add table inet {t}pmtu{sfx}; \
+                             add chain inet {t}pmtu{sfx} output {{ type filter hook output priority 0 ; }} ; \
+                             add chain inet {t}pmtu{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                             add rule inet {t}pmtu{sfx} output {rule}; \
+                             add rule inet {t}pmtu{sfx} forward {rule}"
                         ),
                     ),
                     Cmd::ip(&ns, &format!("link set eth0 mtu {mtu}")),
@@ -297,22 +311,28 @@ impl Fault {
                 vec![Cmd::nft(
                     &topo.node(node).web_ns,
                     &format!(
-                        "add table inet {t}policy; \
-                         add chain inet {t}policy input {{ type filter hook input priority 0 ; }} ; \
-                         add rule inet {t}policy input tcp dport {port} {verdict}"
+                        "add table inet {t}policy{sfx}; \
+                         add chain inet {t}policy{sfx} input {{ type filter hook input priority 0 ; }} ; \
+                         add rule inet {t}policy{sfx} input {inet}tcp dport {port} {verdict}"
                     ),
                 )]
             }
             Fault::Loss { node, percent } => {
-                let rule = format!("numgen random mod 100 < {percent} counter drop");
+                // `numgen random mod 100` is 0 to 99 and nft refuses a bound outside that range
+                // (`< 100`): 100% is every packet, without the draw.
+                let draw = match percent {
+                    100.. => String::new(),
+                    p => format!("numgen random mod 100 < {p} "),
+                };
+                let rule = format!("{}{draw}counter drop", only.netdev);
                 vec![Cmd::nft(
                     &topo.node(node).ns,
                     &format!(
-                        "add table netdev {t}loss; \
-                         add chain netdev {t}loss rx {{ type filter hook ingress device \"eth0\" priority 0 ; }} ; \
-                         add chain netdev {t}loss tx {{ type filter hook egress device \"eth0\" priority 0 ; }} ; \
-                         add rule netdev {t}loss rx {rule}; \
-                         add rule netdev {t}loss tx {rule}"
+                        "add table netdev {t}loss{sfx}; \
+                         add chain netdev {t}loss{sfx} rx {{ type filter hook ingress device \"eth0\" priority 0 ; }} ; \
+                         add chain netdev {t}loss{sfx} tx {{ type filter hook egress device \"eth0\" priority 0 ; }} ; \
+                         add rule netdev {t}loss{sfx} rx {rule}; \
+                         add rule netdev {t}loss{sfx} tx {rule}"
                     ),
                 )]
             }
@@ -330,10 +350,10 @@ impl Fault {
                 vec![Cmd::nft(
                     &n.ns,
                     &format!(
-                        "add table inet {t}cni; \
-                         add chain inet {t}cni forward {{ type filter hook forward priority 0 ; }} ; \
-                         add rule inet {t}cni forward {ip} saddr {s} drop; \
-                         add rule inet {t}cni forward {ip} daddr {s} drop"
+                        "add table inet {t}cni{sfx}; \
+                         add chain inet {t}cni{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                         add rule inet {t}cni{sfx} forward {ip} saddr {s} drop; \
+                         add rule inet {t}cni{sfx} forward {ip} daddr {s} drop"
                     ),
                 )]
             }
@@ -344,26 +364,28 @@ impl Fault {
             Fault::Partition { a, b } => vec![Cmd::nft(
                 &topo.router_ns(),
                 &format!(
-                    "add table inet {t}partition_{a}_{b}; \
-                     add chain inet {t}partition_{a}_{b} forward {{ type filter hook forward priority 0 ; }} ; \
-                     add rule inet {t}partition_{a}_{b} forward iifname \"z{a}\" oifname \"z{b}\" drop; \
-                     add rule inet {t}partition_{a}_{b} forward iifname \"z{b}\" oifname \"z{a}\" drop"
+                    "add table inet {t}partition_{a}_{b}{sfx}; \
+                     add chain inet {t}partition_{a}_{b}{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                     add rule inet {t}partition_{a}_{b}{sfx} forward {inet}iifname \"z{a}\" oifname \"z{b}\" drop; \
+                     add rule inet {t}partition_{a}_{b}{sfx} forward {inet}iifname \"z{b}\" oifname \"z{a}\" drop"
                 ),
             )],
         }
     }
 
-    /// The commands that undo the fault. Idempotent: safe to run when it is already undone.
-    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
-        if topo.family == IpFamily::Dual {
-            return each_family(topo, |t| self.clear_cmds(t));
-        }
+    /// The clear commands in a single-family view `topo`, confined by `only`.
+    fn clear_with(&self, topo: &Topology, only: &Only) -> Vec<Cmd> {
         let t = NFT_PREFIX;
         let del = |ns: &str, family: &str, table: &str| {
             Cmd::exec(
                 ns,
                 "nft",
-                &["delete", "table", family, &format!("{t}{table}")],
+                &[
+                    "delete",
+                    "table",
+                    family,
+                    &format!("{t}{table}{}", only.table),
+                ],
             )
             .tolerant()
         };
@@ -429,6 +451,183 @@ fn each_family(topo: &Topology, cmds: impl Fn(&Topology) -> Vec<Cmd>) -> Vec<Cmd
     out
 }
 
+/// How a fault's commands are confined to one family. Empty for every family: the lab's own
+/// commands, unchanged. One family: its nftables tables get the family's suffix (so each
+/// family's fault is a table of its own: faults of one place on different families coexist and
+/// clear apart), and a rule that would match both families (a port, interface names, every
+/// frame) matches only that family's packets.
+struct Only {
+    /// Appended to the nftables table name.
+    table: &'static str,
+    /// Prepended to an `inet` table's rule: `meta nfproto` is the packet's family there.
+    inet: &'static str,
+    /// Prepended to a `netdev` table's rule: at a device hook `nfproto` is `netdev`, so the
+    /// frame's ethertype (`meta protocol`) names the family.
+    netdev: &'static str,
+}
+
+const EVERY: Only = Only {
+    table: "",
+    inet: "",
+    netdev: "",
+};
+
+fn only(family: IpFamily) -> Only {
+    match family {
+        IpFamily::Ipv4 => Only {
+            table: "_ipv4",
+            inet: "meta nfproto ipv4 ",
+            netdev: "meta protocol ip ",
+        },
+        IpFamily::Ipv6 | IpFamily::Dual => Only {
+            table: "_ipv6",
+            inet: "meta nfproto ipv6 ",
+            netdev: "meta protocol ip6 ",
+        },
+    }
+}
+
+/// What `--family` says about each kind, for help and errors: the kinds that take it, and why
+/// the others refuse it.
+pub const FAMILY_KINDS: &str =
+    "route, cni, pmtu-blackhole, policy, reject, loss, partition (not mtu or node-down)";
+
+/// A fault as the lab applies and records it: the fault, and the one family it is confined to
+/// (`lab fault … --family`), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scoped {
+    pub fault: Fault,
+    /// `Some`: only this family's routes, rules or packets, in a dual-stack lab. `None`: every
+    /// family of the lab (a single-family lab's faults are always `None`: the flag naming its
+    /// own family is the whole lab).
+    pub family: Option<IpFamily>,
+}
+
+impl Scoped {
+    /// Parse `KIND ARGS… [--family FAMILY]` against a topology: the fault's own errors first,
+    /// then the flag's, each naming the flag and the fault.
+    pub fn parse(
+        topo: &Topology,
+        kind: &str,
+        args: &[String],
+        family: Option<&str>,
+    ) -> Result<Scoped, String> {
+        let fault = Fault::parse(topo, kind, args)?;
+        let Some(s) = family else {
+            return Ok(Scoped {
+                fault,
+                family: None,
+            });
+        };
+        let flag = format!("--family {s} on `fault {kind}`");
+        let fam = match s {
+            "ipv4" => IpFamily::Ipv4,
+            "ipv6" => IpFamily::Ipv6,
+            _ => {
+                return Err(format!(
+                    "--family {s:?} on `fault {kind}`: expected ipv4 or ipv6 (without --family \
+                     the fault acts on every family of the lab)"
+                ))
+            }
+        };
+        // A link is both families': its MTU is one number (IPv6's own send MTU per interface
+        // would leave what the link takes in, the inbound black hole, both families'), and down
+        // is down for both.
+        match fault {
+            Fault::Mtu { .. } => {
+                return Err(format!(
+                    "{flag}: a link's MTU is one for both families, so it cannot be lowered \
+                     for one; `pmtu-blackhole NODE --family {s}` lowers it and drops only \
+                     {s}'s path-MTU signal (--family takes {FAMILY_KINDS})"
+                ))
+            }
+            Fault::NodeDown { .. } => {
+                return Err(format!(
+                    "{flag}: a node cut off the underlay (its link down) is cut off in both \
+                     families; `partition` or `loss … --family {s}` act on one \
+                     (--family takes {FAMILY_KINDS})"
+                ))
+            }
+            _ => {}
+        }
+        let family = match topo.family {
+            IpFamily::Dual => Some(fam),
+            own if own == fam => None,
+            own => {
+                return Err(format!(
+                    "{flag}: this lab is {own}-only (`lab up --ip-family {own}`); --family \
+                     picks one family of a dual-stack lab (`--ip-family dual`)",
+                    own = own.as_str()
+                ))
+            }
+        };
+        Ok(Scoped { fault, family })
+    }
+
+    /// Parse the words the state file records ([`Scoped::words`]).
+    pub fn from_words(topo: &Topology, words: &[String]) -> Result<Scoped, String> {
+        match words {
+            [] => Err("an empty fault".into()),
+            [kind, args @ .., flag, fam] if flag == "--family" => {
+                Scoped::parse(topo, kind, args, Some(fam))
+            }
+            [kind, args @ ..] => Scoped::parse(topo, kind, args, None),
+        }
+    }
+
+    /// The canonical `KIND ARGS… [--family FAMILY]` words: what the state file records and
+    /// `clear` takes; a fault on every family is the fault's own words, as before the flag.
+    pub fn words(&self) -> Vec<String> {
+        let mut w = self.fault.words();
+        if let Some(f) = self.family {
+            w.extend(["--family".to_string(), f.as_str().to_string()]);
+        }
+        w
+    }
+
+    /// Whether two faults cannot be active together. The rule: the same slot (the same route,
+    /// link or table's place), unless each is confined to a different family and what it
+    /// changes is that family's alone (routes, a per-family table). The MTU pair always
+    /// overlaps: a link's MTU is both families', and clearing one would reset the other's.
+    pub fn overlaps(&self, other: &Scoped) -> bool {
+        let whole = |s: &Scoped| {
+            s.family.is_none() || matches!(s.fault, Fault::Mtu { .. } | Fault::PmtuBlackhole { .. })
+        };
+        self.fault.slot() == other.fault.slot()
+            && (whole(self) || whole(other) || self.family == other.family)
+    }
+
+    /// Whether `lab clear` naming `self` clears the active `active`: the same slot, and, when a
+    /// family is named, that family's fault only (a fault on both families is cleared whole,
+    /// by naming it without --family).
+    pub fn names(&self, active: &Scoped) -> bool {
+        self.fault.slot() == active.fault.slot()
+            && (self.family.is_none() || self.family == active.family)
+    }
+
+    /// The commands that inject the fault, in its family only when it has one.
+    pub fn apply_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        match self.family {
+            None => self.fault.apply_cmds(topo),
+            Some(f) => self.fault.apply_with(&topo.in_family(f), &only(f)),
+        }
+    }
+
+    /// The commands that undo exactly what [`Scoped::apply_cmds`] did (idempotent).
+    pub fn clear_cmds(&self, topo: &Topology) -> Vec<Cmd> {
+        match self.family {
+            None => self.fault.clear_cmds(topo),
+            Some(f) => self.fault.clear_with(&topo.in_family(f), &only(f)),
+        }
+    }
+}
+
+impl fmt::Display for Scoped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.words().join(" "))
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.words().join(" "))
@@ -437,6 +636,8 @@ impl fmt::Display for Fault {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn topo() -> Topology {
@@ -483,6 +684,11 @@ mod tests {
             (
                 "loss node-1 30",
                 &["ip netns exec mp-n1 nft 'add table netdev mplab_loss; add chain netdev mplab_loss rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss rx numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss tx numgen random mod 100 < 30 counter drop'"],
+                &["ip netns exec mp-n1 nft delete table netdev mplab_loss"],
+            ),
+            (
+                "loss node-1 100",
+                &["ip netns exec mp-n1 nft 'add table netdev mplab_loss; add chain netdev mplab_loss rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss rx counter drop; add rule netdev mplab_loss tx counter drop'"],
                 &["ip netns exec mp-n1 nft delete table netdev mplab_loss"],
             ),
             (
@@ -860,5 +1066,470 @@ mod tests {
         assert!(parse("mtu node-1 575")
             .unwrap_err()
             .contains("expected 576 to 1499"));
+    }
+
+    /// `--family` in a dual lab, the fault's `KIND ARGS…` and the family.
+    fn scoped(t: &Topology, line: &str, family: Option<&str>) -> Result<Scoped, String> {
+        let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        Scoped::parse(t, &w[0], &w[1..], family)
+    }
+
+    fn dual() -> Topology {
+        topo().with_family(IpFamily::Dual).unwrap()
+    }
+
+    #[test]
+    fn a_dual_lab_fault_on_one_family_acts_on_that_family_alone() {
+        let t = dual();
+        // (fault, --family, apply, clear): every kind that takes the flag, in each family.
+        let table: &[(&str, &str, &[&str], &[&str])] = &[
+            (
+                "route node-1 node-3",
+                "ipv4",
+                &[
+                    "ip -n mp-n1 route del 198.19.3.0/24",
+                ],
+                &[
+                    "ip -n mp-n1 route replace 198.19.3.0/24 via 198.18.1.13",
+                ],
+            ),
+            (
+                "route node-1 node-3",
+                "ipv6",
+                &[
+                    "ip -n mp-n1 -6 route del fd00:198:19:3::/64",
+                ],
+                &[
+                    "ip -n mp-n1 -6 route replace fd00:198:19:3::/64 via fd00:198:18:1::13",
+                ],
+            ),
+            (
+                "cni node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_cni_ipv4; add chain inet mplab_cni_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni_ipv4 forward ip saddr 198.19.2.0/24 drop; add rule inet mplab_cni_ipv4 forward ip daddr 198.19.2.0/24 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2 nft delete table inet mplab_cni_ipv4",
+                ],
+            ),
+            (
+                "cni node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_cni_ipv6; add chain inet mplab_cni_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_cni_ipv6 forward ip6 saddr fd00:198:19:2::/64 drop; add rule inet mplab_cni_ipv6 forward ip6 daddr fd00:198:19:2::/64 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2 nft delete table inet mplab_cni_ipv6",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu_ipv4; add chain inet mplab_pmtu_ipv4 output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu_ipv4 output icmp type destination-unreachable icmp code frag-needed drop; add rule inet mplab_pmtu_ipv4 forward icmp type destination-unreachable icmp code frag-needed drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu_ipv4",
+                ],
+            ),
+            (
+                "pmtu-blackhole node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_pmtu_ipv6; add chain inet mplab_pmtu_ipv6 output { type filter hook output priority 0 ; } ; add chain inet mplab_pmtu_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_pmtu_ipv6 output icmpv6 type packet-too-big drop; add rule inet mplab_pmtu_ipv6 forward icmpv6 type packet-too-big drop'",
+                    "ip -n mp-n2 link set eth0 mtu 1400",
+                ],
+                &[
+                    "ip -n mp-n2 link set eth0 mtu 1500",
+                    "ip netns exec mp-n2 nft delete table inet mplab_pmtu_ipv6",
+                ],
+            ),
+            (
+                "policy web-node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2-web nft 'add table inet mplab_policy_ipv4; add chain inet mplab_policy_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv4 input meta nfproto ipv4 tcp dport 8080 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2-web nft delete table inet mplab_policy_ipv4",
+                ],
+            ),
+            (
+                "policy web-node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2-web nft 'add table inet mplab_policy_ipv6; add chain inet mplab_policy_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv6 input meta nfproto ipv6 tcp dport 8080 drop'",
+                ],
+                &[
+                    "ip netns exec mp-n2-web nft delete table inet mplab_policy_ipv6",
+                ],
+            ),
+            (
+                "reject web-node-3 9000",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n3-web nft 'add table inet mplab_policy_ipv4; add chain inet mplab_policy_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv4 input meta nfproto ipv4 tcp dport 9000 reject with tcp reset'",
+                ],
+                &[
+                    "ip netns exec mp-n3-web nft delete table inet mplab_policy_ipv4",
+                ],
+            ),
+            (
+                "reject web-node-3 9000",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n3-web nft 'add table inet mplab_policy_ipv6; add chain inet mplab_policy_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_policy_ipv6 input meta nfproto ipv6 tcp dport 9000 reject with tcp reset'",
+                ],
+                &[
+                    "ip netns exec mp-n3-web nft delete table inet mplab_policy_ipv6",
+                ],
+            ),
+            (
+                "loss node-1 30",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n1 nft 'add table netdev mplab_loss_ipv4; add chain netdev mplab_loss_ipv4 rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss_ipv4 tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss_ipv4 rx meta protocol ip numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss_ipv4 tx meta protocol ip numgen random mod 100 < 30 counter drop'",
+                ],
+                &[
+                    "ip netns exec mp-n1 nft delete table netdev mplab_loss_ipv4",
+                ],
+            ),
+            (
+                "loss node-1 30",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n1 nft 'add table netdev mplab_loss_ipv6; add chain netdev mplab_loss_ipv6 rx { type filter hook ingress device \"eth0\" priority 0 ; } ; add chain netdev mplab_loss_ipv6 tx { type filter hook egress device \"eth0\" priority 0 ; } ; add rule netdev mplab_loss_ipv6 rx meta protocol ip6 numgen random mod 100 < 30 counter drop; add rule netdev mplab_loss_ipv6 tx meta protocol ip6 numgen random mod 100 < 30 counter drop'",
+                ],
+                &[
+                    "ip netns exec mp-n1 nft delete table netdev mplab_loss_ipv6",
+                ],
+            ),
+            (
+                "partition zone-a zone-b",
+                "ipv4",
+                &[
+                    "ip netns exec mp-router nft 'add table inet mplab_partition_1_2_ipv4; add chain inet mplab_partition_1_2_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_partition_1_2_ipv4 forward meta nfproto ipv4 iifname \"z1\" oifname \"z2\" drop; add rule inet mplab_partition_1_2_ipv4 forward meta nfproto ipv4 iifname \"z2\" oifname \"z1\" drop'",
+                ],
+                &[
+                    "ip netns exec mp-router nft delete table inet mplab_partition_1_2_ipv4",
+                ],
+            ),
+            (
+                "partition zone-a zone-b",
+                "ipv6",
+                &[
+                    "ip netns exec mp-router nft 'add table inet mplab_partition_1_2_ipv6; add chain inet mplab_partition_1_2_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_partition_1_2_ipv6 forward meta nfproto ipv6 iifname \"z1\" oifname \"z2\" drop; add rule inet mplab_partition_1_2_ipv6 forward meta nfproto ipv6 iifname \"z2\" oifname \"z1\" drop'",
+                ],
+                &[
+                    "ip netns exec mp-router nft delete table inet mplab_partition_1_2_ipv6",
+                ],
+            ),
+        ];
+        for (line, fam, apply, clear) in table {
+            let f = scoped(&t, line, Some(fam)).unwrap();
+            assert_eq!(lines(f.apply_cmds(&t)), *apply, "{line} --family {fam}");
+            assert_eq!(lines(f.clear_cmds(&t)), *clear, "{line} --family {fam}");
+        }
+        // Every kind that takes the flag is in the table, in both families.
+        for (kind, _, _) in KINDS {
+            let rows = table.iter().filter(|r| r.0.split(' ').next() == Some(kind));
+            match *kind {
+                "mtu" | "node-down" => assert_eq!(rows.count(), 0, "{kind}"),
+                _ => assert_eq!(
+                    rows.map(|r| r.1).collect::<Vec<_>>(),
+                    ["ipv4", "ipv6"],
+                    "{kind}"
+                ),
+            }
+        }
+    }
+
+    /// The tables an nft command list adds (`add table FAMILY NAME`) or deletes.
+    fn tables(cmds: &[String], verb: &str) -> BTreeSet<String> {
+        cmds.iter()
+            .flat_map(|c| {
+                let words: Vec<&str> = c
+                    .split(|ch: char| ch.is_whitespace() || ch == ';' || ch == '\'')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words
+                    .windows(4)
+                    .filter(|w| w[0] == verb && w[1] == "table")
+                    .map(|w| format!("{} {}", w[2], w[3]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_confined_fault_touches_its_family_only_and_clears_exactly_what_it_applied() {
+        let t = dual();
+        // The other family's marks: its addresses, address matches, ICMP and family matches.
+        let foreign = |fam: &str| -> &[&str] {
+            match fam {
+                "ipv4" => &[
+                    "fd00:",
+                    "ip6 ",
+                    "icmpv6",
+                    "nfproto ipv6",
+                    "protocol ip6",
+                    "-6 ",
+                ],
+                _ => &[
+                    "198.",
+                    " ip saddr",
+                    " ip daddr",
+                    "icmp type",
+                    "nfproto ipv4",
+                    "protocol ip ",
+                ],
+            }
+        };
+        for line in [
+            "route node-1 node-3",
+            "route node-2 node-4",
+            "cni node-3",
+            "pmtu-blackhole node-2 1300",
+            "policy web-node-4 81",
+            "reject node-1",
+            "loss node-2 30",
+            "partition zone-b zone-a",
+        ] {
+            for fam in ["ipv4", "ipv6"] {
+                let f = scoped(&t, line, Some(fam)).unwrap();
+                let (apply, clear) = (lines(f.apply_cmds(&t)), lines(f.clear_cmds(&t)));
+                for l in apply.iter().chain(&clear) {
+                    for mark in foreign(fam) {
+                        assert!(!l.contains(mark), "{line} --family {fam}: {mark:?} in {l}");
+                    }
+                }
+                // nftables: the tables it adds are the ones clear deletes, and they are its
+                // family's own (`_ipv4`/`_ipv6`), never the both-families fault's table.
+                let added = tables(&apply, "add");
+                assert_eq!(added, tables(&clear, "delete"), "{line} --family {fam}");
+                assert!(
+                    added.iter().all(|n| n.ends_with(&format!("_{fam}"))),
+                    "{added:?}"
+                );
+                let both = tables(&lines(f.fault.apply_cmds(&t)), "add");
+                assert!(added.is_disjoint(&both), "{line}: {added:?} {both:?}");
+                // Routes: clear restores exactly the routes apply removed.
+                let routes = |ls: &[String], verb: &str| -> Vec<String> {
+                    ls.iter()
+                        .filter_map(|l| l.split(&format!("route {verb} ")).nth(1))
+                        .map(|r| r.split(' ').next().unwrap_or("").to_string())
+                        .collect()
+                };
+                assert_eq!(routes(&apply, "del"), routes(&clear, "replace"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn family_errors_name_the_flag_and_the_fault() {
+        let t = dual();
+        let v4 = topo();
+        let v6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        // (lab, fault, --family, what the error says)
+        let table: &[(&Topology, &str, &str, &[&str])] = &[
+            (
+                &t,
+                "cni node-1",
+                "ipv5",
+                &["--family \"ipv5\" on `fault cni`", "expected ipv4 or ipv6"],
+            ),
+            (
+                &t,
+                "route n1 n2",
+                "dual",
+                &[
+                    "--family \"dual\" on `fault route`",
+                    "expected ipv4 or ipv6",
+                ],
+            ),
+            (&t, "route n1 n2", "IPv6", &["expected ipv4 or ipv6"]),
+            (
+                &t,
+                "mtu node-2 1400",
+                "ipv6",
+                &[
+                    "--family ipv6 on `fault mtu`",
+                    "a link's MTU is one for both families",
+                    "pmtu-blackhole NODE --family ipv6",
+                ],
+            ),
+            (
+                &t,
+                "node-down node-4",
+                "ipv4",
+                &[
+                    "--family ipv4 on `fault node-down`",
+                    "cut off in both families",
+                ],
+            ),
+            (
+                &v4,
+                "cni node-1",
+                "ipv6",
+                &[
+                    "--family ipv6 on `fault cni`",
+                    "this lab is ipv4-only",
+                    "--ip-family dual",
+                ],
+            ),
+            (
+                &v6,
+                "policy web-node-2",
+                "ipv4",
+                &["--family ipv4 on `fault policy`", "this lab is ipv6-only"],
+            ),
+            // mtu and node-down refuse the flag in every lab, their own family too.
+            (
+                &v4,
+                "node-down node-4",
+                "ipv4",
+                &["`fault node-down`", "both families"],
+            ),
+            (
+                &v6,
+                "mtu node-2",
+                "ipv6",
+                &["`fault mtu`", "one for both families"],
+            ),
+            // The fault's own errors come first.
+            (&t, "route n1 n9", "ipv6", &["unknown node \"n9\""]),
+            (&t, "flood n1", "ipv4", &["unknown fault kind \"flood\""]),
+            (&t, "mtu n1 1279", "ipv4", &["MTU \"1279\": expected 1280"]),
+        ];
+        for (lab, line, fam, want) in table {
+            let e = scoped(lab, line, Some(fam)).unwrap_err();
+            for w in *want {
+                assert!(e.contains(w), "{line} --family {fam}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_family_lab_takes_its_own_family_as_the_whole_lab() {
+        let v6 = topo().with_family(IpFamily::Ipv6).unwrap();
+        for (lab, fam) in [(topo(), "ipv4"), (v6, "ipv6")] {
+            for line in [
+                "route n1 n3",
+                "cni n2",
+                "pmtu-blackhole n2",
+                "policy n4",
+                "loss n1 5",
+                "partition a b",
+            ] {
+                let with = scoped(&lab, line, Some(fam)).unwrap();
+                let without = scoped(&lab, line, None).unwrap();
+                // The same fault: the same commands, words and state as without the flag.
+                assert_eq!(with, without, "{line}");
+                assert_eq!(with.family, None);
+                assert_eq!(with.words(), without.fault.words());
+            }
+        }
+    }
+
+    #[test]
+    fn faults_on_different_families_coexist_where_their_state_is_apart() {
+        let t = dual();
+        let s = |l: &str| {
+            let (line, fam) = match l.split_once(" --family ") {
+                Some((line, fam)) => (line, Some(fam)),
+                None => (l, None),
+            };
+            scoped(&t, line, fam).unwrap()
+        };
+        // (a, b, may both be active)
+        let table = [
+            // Each family's routes, tables: apart.
+            (
+                "route n1 n3 --family ipv4",
+                "route n1 n3 --family ipv6",
+                true,
+            ),
+            ("cni n3 --family ipv4", "cni n3 --family ipv6", true),
+            ("policy n2 --family ipv4", "reject n2 --family ipv6", true),
+            ("loss n2 30 --family ipv4", "loss n2 5 --family ipv6", true),
+            (
+                "partition a b --family ipv6",
+                "partition b a --family ipv4",
+                true,
+            ),
+            // The same family, or a fault on both: the same slot as before.
+            ("cni n3 --family ipv4", "cni n3 --family ipv4", false),
+            ("cni n3", "cni n3 --family ipv6", false),
+            ("route n1 n3", "route n1 n3 --family ipv4", false),
+            ("policy n2 --family ipv4", "reject n2 --family ipv4", false),
+            ("partition a b", "partition a b --family ipv6", false),
+            // A link's MTU is both families': the MTU pair always overlaps.
+            (
+                "pmtu-blackhole n2 --family ipv4",
+                "pmtu-blackhole n2 --family ipv6",
+                false,
+            ),
+            ("mtu n2", "pmtu-blackhole n2 --family ipv6", false),
+            // Other places never overlap.
+            ("cni n3 --family ipv4", "cni n2 --family ipv4", true),
+            (
+                "route n1 n3 --family ipv6",
+                "route n3 n1 --family ipv6",
+                true,
+            ),
+        ];
+        for (a, b, apart) in table {
+            assert_eq!(!s(a).overlaps(&s(b)), apart, "{a} | {b}");
+            assert_eq!(!s(b).overlaps(&s(a)), apart, "{b} | {a}");
+        }
+        // Two coexisting faults: clearing one leaves the other's state (no shared table or route).
+        let (a, b) = (s("cni n3 --family ipv4"), s("cni n3 --family ipv6"));
+        assert!(tables(&lines(a.clear_cmds(&t)), "delete")
+            .is_disjoint(&tables(&lines(b.apply_cmds(&t)), "add")));
+    }
+
+    #[test]
+    fn clear_names_one_family_or_every_family_of_a_place() {
+        let t = dual();
+        let s = |line: &str, fam: Option<&str>| scoped(&t, line, fam).unwrap();
+        let v4 = s("cni n3", Some("ipv4"));
+        let v6 = s("cni n3", Some("ipv6"));
+        let both = s("cni n3", None);
+        // Without --family: the place's faults of every family.
+        assert!(both.names(&v4) && both.names(&v6) && both.names(&both));
+        // With it: that family's fault alone; a fault on both is cleared whole, by its own words.
+        assert!(v4.names(&v4) && !v4.names(&v6) && !v4.names(&both));
+        // The slot still joins kinds that share a place: `clear mtu` names a pmtu-blackhole.
+        assert!(s("mtu n2", None).names(&s("pmtu-blackhole n2", Some("ipv6"))));
+        assert!(!s("cni n2", None).names(&v4));
+    }
+
+    #[test]
+    fn confined_words_round_trip_through_the_state() {
+        let t = dual();
+        for (line, fam) in [
+            ("route node-1 node-3", Some("ipv6")),
+            ("cni node-2", Some("ipv4")),
+            ("pmtu-blackhole node-2 1300", Some("ipv6")),
+            ("reject web-node-4 81", Some("ipv4")),
+            ("loss node-1 25", Some("ipv6")),
+            ("partition zone-a zone-b", Some("ipv4")),
+            ("node-down node-4", None),
+            ("cni node-2", None),
+        ] {
+            let f = scoped(&t, line, fam).unwrap();
+            assert_eq!(Scoped::from_words(&t, &f.words()).unwrap(), f, "{line}");
+            let want = match fam {
+                Some(fam) => format!("{line} --family {fam}"),
+                None => line.to_string(),
+            };
+            assert_eq!(f.to_string(), want);
+        }
+        // A state written before the flag (no --family) reads as a fault on every family.
+        let old: Vec<String> = ["cni", "node-2"].map(String::from).to_vec();
+        assert_eq!(Scoped::from_words(&t, &old).unwrap().family, None);
     }
 }

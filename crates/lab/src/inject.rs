@@ -1,20 +1,26 @@
-//! `lab fault KIND ARGS…`: apply one fault and record it in the state.
+//! `lab fault KIND ARGS… [--family F]`: apply one fault and record it in the state.
 
 use meshprobe_core::error::{Error, Result};
 
-use crate::fault::{self, Fault};
+use crate::fault::{self, Scoped};
+use crate::plan::IpFamily;
 use crate::state::{self, State};
 use crate::{command_line, run};
 
-pub(crate) async fn inject(prefix: &str, kind: &str, args: &[String]) -> Result<u8> {
+pub(crate) async fn inject(
+    prefix: &str,
+    kind: &str,
+    args: &[String],
+    family: Option<&str>,
+) -> Result<u8> {
     State::require(prefix)?; // before locking: the lock file lives in the state dir
     let _lock = state::lock(prefix)?;
     let mut st = State::require(prefix)?;
     let topo = st.topology.clone();
-    let f = Fault::parse(&topo, kind, args).map_err(Error::Config)?;
+    let f = Scoped::parse(&topo, kind, args, family).map_err(Error::Config)?;
     for words in &st.faults {
-        if let Ok(active) = Fault::parse(&topo, &words[0], &words[1..]) {
-            if active.slot() == f.slot() {
+        if let Ok(active) = Scoped::from_words(&topo, words) {
+            if active.overlaps(&f) {
                 return Err(Error::Config(format!(
                     "{active} is already active; `{} clear {active}` first",
                     command_line(&st.exe, prefix)
@@ -35,7 +41,13 @@ pub(crate) async fn inject(prefix: &str, kind: &str, args: &[String]) -> Result<
         .find(|k| k.0 == kind)
         .map(|k| k.2)
         .unwrap_or("");
-    outln!("fault injected: {f} ({what})");
+    // A dual lab says which families the fault acts on; a single-family lab's line is as before.
+    let families = match (topo.family, f.family) {
+        (_, Some(one)) => format!("; {} only", one.as_str()),
+        (IpFamily::Dual, None) => "; ipv4 and ipv6".to_string(),
+        _ => String::new(),
+    };
+    outln!("fault injected: {f} ({what}{families})");
     outln!("undo it: {} clear", command_line(&st.exe, prefix));
     Ok(0)
 }

@@ -68,14 +68,19 @@ pub async fn run(args: LabArgs) -> Result<u8> {
             for (k, a, what) in fault::KINDS {
                 outln!("  {:<34} {what}", format!("{k} {a}"));
             }
+            outln!(
+                "In a dual-stack lab, `--family ipv4|ipv6` confines a fault to one family: {}.",
+                fault::FAMILY_KINDS
+            );
             Ok(0)
         }
         Some(LabCommand::Fault {
             kind: Some(kind),
             args,
-        }) => inject::inject(&prefix, &kind, &args).await,
-        Some(LabCommand::Clear { kind, args }) => {
-            clear::clear(&prefix, kind.as_deref(), &args).await
+            family,
+        }) => inject::inject(&prefix, &kind, &args, family.as_deref()).await,
+        Some(LabCommand::Clear { kind, args, family }) => {
+            clear::clear(&prefix, kind.as_deref(), &args, family.as_deref()).await
         }
         Some(LabCommand::Status { json }) => status::status(&prefix, json).await,
         Some(LabCommand::Down) => down::down(&prefix).await,

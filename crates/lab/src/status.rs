@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use meshprobe_core::error::Result;
 
-use crate::plan::{Topology, AGENT_PORT};
+use crate::fault::Scoped;
+use crate::plan::{IpFamily, Topology, AGENT_PORT};
 use crate::state::{self, State};
 use crate::{netns, run, summary};
 
@@ -158,7 +159,7 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
     } else {
         outln!(o, "faults:");
         for f in &st.faults {
-            outln!(o, "  {}", f.join(" "));
+            outln!(o, "  {}", fault_line(topo, f));
         }
     }
     outln!(o, "agents:");
@@ -169,4 +170,40 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// An active fault as `status` shows it: its words (the `clear` arguments), and in a dual-stack
+/// lab the families it acts on, so a fault on both reads apart from one confined to one.
+fn fault_line(topo: &Topology, words: &[String]) -> String {
+    let line = words.join(" ");
+    if topo.family != IpFamily::Dual {
+        return line;
+    }
+    match Scoped::from_words(topo, words).map(|f| f.family) {
+        Ok(Some(f)) => format!("{line}  ({} only)", f.as_str()),
+        Ok(None) => format!("{line}  (ipv4 and ipv6)"),
+        Err(_) => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dual_labs_faults_show_their_families() {
+        let w = |l: &str| l.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let v4 = Topology::new("mp", 4, 2).unwrap();
+        let dual = v4.clone().with_family(IpFamily::Dual).unwrap();
+        assert_eq!(
+            fault_line(&dual, &w("cni node-3 --family ipv4")),
+            "cni node-3 --family ipv4  (ipv4 only)"
+        );
+        assert_eq!(
+            fault_line(&dual, &w("cni node-3")),
+            "cni node-3  (ipv4 and ipv6)"
+        );
+        // A single-family lab's line is its words, as before the flag.
+        assert_eq!(fault_line(&v4, &w("cni node-3")), "cni node-3");
+    }
 }
