@@ -263,9 +263,7 @@ pub fn random_loss_explains(large_lost: u32, small_ok: u32, small_lost: u32) -> 
     let n = f64::from(small_ok) + f64::from(small_lost);
     let rate = (f64::from(small_lost) + 1.0) / (n + 2.0);
     let upper = (rate + (rate * (1.0 - rate) / (n + 2.0)).sqrt()).clamp(0.0, 1.0);
-    // `powi`, not `powf`: `powf` is the agent's only call into libm (`pow`), and linking it
-    // maps all of libm into the process (~0.5 MiB resident); `powi` is multiplication.
-    upper.powi(i32::try_from(large_lost).unwrap_or(i32::MAX))
+    upper.powf(f64::from(large_lost))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
