@@ -7,7 +7,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them: every workspace member as an
 # empty stub, built once.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY crates/core/Cargo.toml crates/core/
 COPY crates/diagnosis/Cargo.toml crates/diagnosis/
 COPY crates/probe/Cargo.toml crates/probe/

@@ -68,7 +68,7 @@ results=()
 record() { # name probes cpu_ticks hwm_kib
   results+=("$1|$2|$3|$4")
   awk -v n="$1" -v p="$2" -v c="$3" -v h="$4" -v hz="$hz" 'BEGIN {
-    printf "%-28s %8d probes  %.4f CPU-s/1000 probes  peak RSS %.1f MiB\n", n, p, (p > 0 ? c / hz / p * 1000 : 0), h / 1024 }'
+    printf "%-28s %8d probes  %.4f CPU-s/1000 probes  peak RSS %.2f MiB (%d kB)\n", n, p, (p > 0 ? c / hz / p * 1000 : 0), h / 1024, h }'
 }
 warm=$(( iv * 3 + 3 ))
 

@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::compress;
+use crate::config::PairMetrics;
 use crate::heatmap;
 use crate::mesh::MeshDiagnosis;
 use crate::model::PingBody;
@@ -52,13 +53,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let gzip = accepts_gzip(&headers);
-    // Encoding (and compressing) a large scrape runs off the async workers.
-    let body = render(move || {
+    let every_pair = match s.config.pair_metrics {
+        PairMetrics::All => true,
+        PairMetrics::Auto => !s.plan.sampled.load(Ordering::Relaxed),
+        PairMetrics::Failing | PairMetrics::None => false,
+    };
+    let inline = s.metrics.encode_inline(every_pair);
+    let encode = move || {
         s.metrics
             .encode()
             .map(|text| compressed(text.into_bytes(), gzip))
-    })
-    .await;
+    };
+    // A small scrape is encoded here; a large one (or one of a burst) off the async workers.
+    let body = if inline {
+        Ok(encode())
+    } else {
+        render(encode).await
+    };
     match body {
         Ok(Ok(body)) => body.into_response(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

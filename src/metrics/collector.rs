@@ -922,6 +922,47 @@ mod tests {
         assert!(text.contains(r#"dst="c",dst_zone=""} 1"#), "{text}");
     }
 
+    /// A scrape is encoded on the async thread when small and not one of a burst: the first
+    /// only without every-pair series, then by the last exposition's size, at most one a
+    /// second ([`crate::metrics::registry::INLINE_GAP`]).
+    #[test]
+    fn small_scrapes_are_encoded_inline_one_a_second() {
+        let new = || {
+            let store = Store::new("a", Duration::from_secs(60));
+            Metrics::new(StoreCollector {
+                identity: Identity {
+                    node: "a".into(),
+                    zone: None,
+                },
+                store: Arc::new(Mutex::new(store)),
+                discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
+                ready: Arc::new(AtomicBool::new(true)),
+                pair_metrics: PairMetrics::Failing,
+                icmp_socket: "raw",
+                pmtu_socket: "raw",
+                interval: std::time::Duration::from_secs(5),
+                window: std::time::Duration::from_secs(60),
+                plan: Arc::new(PlanStatus {
+                    sampled: AtomicBool::new(false),
+                    peers: AtomicUsize::new(0),
+                    current: Default::default(),
+                }),
+            })
+        };
+        let m = new();
+        assert!(!m.encode_inline(true), "size unknown, every pair: the pool");
+        assert!(m.encode_inline(false), "size unknown, no every-pair series");
+        assert!(!m.encode_inline(false), "a second one within the gap");
+        let m = new();
+        let text = m.encode().unwrap();
+        assert!(text.len() <= crate::metrics::registry::INLINE_MAX_BYTES);
+        assert!(
+            m.encode_inline(true),
+            "a small last exposition, whatever the mode"
+        );
+        assert!(!m.encode_inline(true), "a second one within the gap");
+    }
+
     /// On a sampled plan the rotating peers are probed but have no planned series: only the
     /// stable plan's peers do (rotating ones would be new series every epoch).
     #[test]

@@ -1,8 +1,9 @@
 //! The hot-path registry: the counters and histograms the probe loop and the on-demand API
 //! update, registered once with bounded labels, and the text encoding of the whole registry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,6 +36,10 @@ pub struct Metrics {
     /// Size of the last exposition, so the next one's buffer is allocated once: a buffer grown
     /// by doubling holds the old and the new copy together.
     last_size: AtomicUsize,
+    /// When a scrape was last encoded on the async thread ([`Metrics::encode_inline`]).
+    inline_at: Mutex<Option<Instant>>,
+    /// Whether `last_size` is a real exposition's size (its start value is only a guess).
+    sized: AtomicBool,
     /// Per layer, the series every successful probe updates, each taken from its family when
     /// the family would first have made it (so what is exported does not change): a family
     /// lookup hashes its labels under a lock, three times a probe (~4% of the agent's CPU at
@@ -59,6 +64,13 @@ fn layer_index(layer: Layer) -> usize {
         Layer::Tcp => 3,
     }
 }
+
+/// Largest exposition [`Metrics::encode_inline`] encodes on the async thread: 2,000 peers
+/// with `--pair-metrics failing` make 213 kB.
+pub const INLINE_MAX_BYTES: usize = 256 * 1024;
+/// At most one scrape this often is encoded on the async thread (Prometheus scrapes every
+/// 15–60 s; a second server of an HA pair at its own offset).
+pub const INLINE_GAP: Duration = Duration::from_secs(1);
 
 impl Metrics {
     pub fn new(collector: StoreCollector) -> Self {
@@ -148,6 +160,8 @@ impl Metrics {
             ondemand_requests,
             ondemand_probes,
             last_size: AtomicUsize::new(16 * 1024),
+            inline_at: Mutex::new(None),
+            sized: AtomicBool::new(false),
             hot: Default::default(),
         }
     }
@@ -186,12 +200,41 @@ impl Metrics {
         }
     }
 
+    /// Whether this scrape may be encoded on the async thread that received it instead of on
+    /// Tokio's blocking pool. The pool's first use starts a thread, and with it a glibc malloc
+    /// arena of its own that stays resident (~0.25 MiB, bench/README.md#footprint-against-the-peer-count-issue-23),
+    /// so an agent scraped only by Prometheus should never start it. Inline when the last
+    /// exposition was small (at most [`INLINE_MAX_BYTES`]: a few milliseconds; before the
+    /// first, when `every_pair` series are not exported) and no other scrape was encoded
+    /// inline within [`INLINE_GAP`]: a burst of scrapes goes to the pool and cannot queue up
+    /// in front of the probe loop.
+    pub fn encode_inline(&self, every_pair: bool) -> bool {
+        let small = if self.sized.load(Ordering::Relaxed) {
+            self.last_size.load(Ordering::Relaxed) <= INLINE_MAX_BYTES
+        } else {
+            !every_pair
+        };
+        if !small {
+            return false;
+        }
+        let now = Instant::now();
+        let Ok(mut at) = self.inline_at.lock() else {
+            return false;
+        };
+        if at.is_some_and(|t| now.saturating_duration_since(t) < INLINE_GAP) {
+            return false;
+        }
+        *at = Some(now);
+        true
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let hint = self.last_size.load(Ordering::Relaxed);
         let mut out = String::with_capacity(hint + hint / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         self.last_size.store(out.len(), Ordering::Relaxed);
+        self.sized.store(true, Ordering::Relaxed);
         Ok(out)
     }
 }
