@@ -1180,7 +1180,7 @@ mod tests {
                     node: i,
                     role: meshprobe_core::owners::Role::PodIp,
                 };
-                assert_eq!(owners.lookup(n.probe_ip.into()), want, "{a:?} {}", n.name);
+                assert_eq!(owners.lookup(n.probe_ip), want, "{a:?} {}", n.name);
                 assert_eq!(owners.target_node(&n.web_name), Some(i), "{a:?}");
                 // The shared gateway is the sender's node, never one found by address.
                 if a != Addressing::Subnet {
