@@ -1240,6 +1240,9 @@ struct PlacedRow {
     gaps: Vec<String>,
     /// The last answer when the right one never came, or the first wrong one while steady.
     wrong: Option<String>,
+    /// The first two wrong, stray or empty polls, each as node-1's view with its inputs: saved
+    /// to a file, `meshprobe diagnose --results FILE` replays it (printed when the test fails).
+    views: Vec<String>,
 }
 
 impl PlacedRow {
@@ -1402,6 +1405,12 @@ fn addressing_run(
             recovery_stray: Vec::new(),
             gaps: Vec::new(),
             wrong: None,
+            views: Vec::new(),
+        };
+        let keep = |row: &mut PlacedRow, d: &Value| {
+            if row.views.len() < 2 {
+                row.views.push(d.to_string());
+            }
         };
         let t0 = Instant::now();
         lab.ok(&args);
@@ -1411,16 +1420,20 @@ fn addressing_run(
                 .collect::<Vec<_>>()
         };
         loop {
-            let d = lab.diagnosis();
+            let d = lab.diagnosis_with_inputs();
             row.polls += 1;
-            row.stray
-                .extend(at("onset", t0, uninvolved(&d, c.involved)));
+            let stray = uninvolved(&d, c.involved);
+            if !stray.is_empty() {
+                keep(&mut row, &d);
+            }
+            row.stray.extend(at("onset", t0, stray));
             match diagnosis_matches(&d, Some(&c.want)) {
                 Ok(()) => {
                     row.right = Some(t0.elapsed());
                     break;
                 }
                 Err(e) if t0.elapsed() >= c.deadline => {
+                    keep(&mut row, &d);
                     row.wrong = Some(e);
                     break;
                 }
@@ -1430,11 +1443,15 @@ fn addressing_run(
         if row.right.is_some() && c.want.cause != "mtu" {
             for _ in 0..6 {
                 std::thread::sleep(Duration::from_millis(500));
-                let d = lab.diagnosis();
+                let d = lab.diagnosis_with_inputs();
                 row.polls += 1;
-                row.stray
-                    .extend(at("steady", t0, uninvolved(&d, c.involved)));
+                let stray = uninvolved(&d, c.involved);
+                if !stray.is_empty() {
+                    keep(&mut row, &d);
+                }
+                row.stray.extend(at("steady", t0, stray));
                 if let Err(e) = diagnosis_matches(&d, Some(&c.want)) {
+                    keep(&mut row, &d);
                     if gap(&d) && row.gaps.is_empty() {
                         row.gaps
                             .push(format!("+{:.1}s", t0.elapsed().as_secs_f64()));
@@ -1448,10 +1465,13 @@ fn addressing_run(
         let cleared = Instant::now();
         lab.ok(&["clear"]);
         loop {
-            let d = lab.diagnosis();
+            let d = lab.diagnosis_with_inputs();
             row.polls += 1;
-            row.recovery_stray
-                .extend(at("cleared", cleared, uninvolved(&d, c.involved)));
+            let stray = uninvolved(&d, c.involved);
+            if !stray.is_empty() {
+                keep(&mut row, &d);
+            }
+            row.recovery_stray.extend(at("cleared", cleared, stray));
             if diagnosis_matches(&d, None).is_ok() {
                 row.healthy = Some(cleared.elapsed());
                 break;
@@ -1693,6 +1713,15 @@ fn assert_placed(rows: &[PlacedRow]) {
             )
         })
         .collect();
+    for r in rows.iter().filter(|r| !r.ok()) {
+        for v in &r.views {
+            eprintln!(
+                "{} {}: a wrong poll with its inputs (save as view.json; `meshprobe diagnose --results view.json` replays it):\n{v}",
+                r.label(),
+                r.fault
+            );
+        }
+    }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 

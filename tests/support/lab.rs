@@ -130,6 +130,16 @@ impl Lab {
         self.get_json("node-1", "/api/v1/diagnosis", Duration::from_secs(5))
     }
 
+    /// node-1's mesh view with what it rests on (`?include=inputs`): a wrong one can be replayed
+    /// with `meshprobe diagnose --results FILE`.
+    pub fn diagnosis_with_inputs(&self) -> Value {
+        self.get_json(
+            "node-1",
+            "/api/v1/diagnosis?include=inputs",
+            Duration::from_secs(5),
+        )
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(EXE)
             .args(["lab", "--prefix", &self.prefix])
