@@ -625,10 +625,23 @@ mod tests {
                 .unwrap();
             store.record(&task.key, ago(s), &result(ok));
         }
-        let m = Metrics::new(StoreCollector {
+        let m = metrics_of("a", Some("z1"), store, mode, plan_status(sampled, 2));
+        m.encode().unwrap()
+    }
+
+    /// Metrics over `store` as node `node` in `zone` would export them: `mode`, the given plan
+    /// status, the other settings at the agent's defaults.
+    fn metrics_of(
+        node: &str,
+        zone: Option<&str>,
+        store: Store,
+        mode: PairMetrics,
+        plan: PlanStatus,
+    ) -> Metrics {
+        Metrics::new(StoreCollector {
             identity: Identity {
-                node: "a".into(),
-                zone: Some("z1".into()),
+                node: node.into(),
+                zone: zone.map(Into::into),
             },
             store: Arc::new(Mutex::new(store)),
             discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
@@ -636,15 +649,19 @@ mod tests {
             pair_metrics: mode,
             icmp_socket: "raw",
             pmtu_socket: "raw",
-            interval: std::time::Duration::from_secs(5),
-            window: std::time::Duration::from_secs(60),
-            plan: Arc::new(PlanStatus {
-                sampled: AtomicBool::new(sampled),
-                peers: AtomicUsize::new(2),
-                current: Default::default(),
-            }),
-        });
-        m.encode().unwrap()
+            interval: Duration::from_secs(5),
+            window: Duration::from_secs(60),
+            plan: Arc::new(plan),
+        })
+    }
+
+    /// A plan status: sampled or not, `peers` probed, no current plan.
+    fn plan_status(sampled: bool, peers: usize) -> PlanStatus {
+        PlanStatus {
+            sampled: AtomicBool::new(sampled),
+            peers: AtomicUsize::new(peers),
+            current: Default::default(),
+        }
     }
 
     fn count(text: &str, prefix: &str) -> usize {
@@ -892,25 +909,7 @@ mod tests {
             .collect();
         let mut store = Store::new("a", Duration::from_secs(60));
         store.set_peers(set, &t);
-        let m = Metrics::new(StoreCollector {
-            identity: Identity {
-                node: "a".into(),
-                zone: None,
-            },
-            store: Arc::new(Mutex::new(store)),
-            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
-            ready: Arc::new(AtomicBool::new(true)),
-            pair_metrics: PairMetrics::Auto,
-            icmp_socket: "raw",
-            pmtu_socket: "raw",
-            interval: std::time::Duration::from_secs(5),
-            window: std::time::Duration::from_secs(60),
-            plan: Arc::new(PlanStatus {
-                sampled: AtomicBool::new(true),
-                peers: AtomicUsize::new(1),
-                current: Default::default(),
-            }),
-        });
+        let m = metrics_of("a", None, store, PairMetrics::Auto, plan_status(true, 1));
         let text = m.encode().unwrap();
         assert!(
             text.contains(r#"meshprobe_discovered{dst_kind="peer"} 2"#),
@@ -929,25 +928,13 @@ mod tests {
     fn small_scrapes_are_encoded_inline_one_a_second() {
         let new = || {
             let store = Store::new("a", Duration::from_secs(60));
-            Metrics::new(StoreCollector {
-                identity: Identity {
-                    node: "a".into(),
-                    zone: None,
-                },
-                store: Arc::new(Mutex::new(store)),
-                discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
-                ready: Arc::new(AtomicBool::new(true)),
-                pair_metrics: PairMetrics::Failing,
-                icmp_socket: "raw",
-                pmtu_socket: "raw",
-                interval: std::time::Duration::from_secs(5),
-                window: std::time::Duration::from_secs(60),
-                plan: Arc::new(PlanStatus {
-                    sampled: AtomicBool::new(false),
-                    peers: AtomicUsize::new(0),
-                    current: Default::default(),
-                }),
-            })
+            metrics_of(
+                "a",
+                None,
+                store,
+                PairMetrics::Failing,
+                plan_status(false, 0),
+            )
         };
         let m = new();
         assert!(!m.encode_inline(true), "size unknown, every pair: the pool");
@@ -1011,25 +998,16 @@ mod tests {
         .collect();
         let mut store = Store::new("n00", Duration::from_secs(60));
         store.set_peers(set, &t);
-        let m = Metrics::new(StoreCollector {
-            identity: Identity {
-                node: "n00".into(),
-                zone: None,
-            },
-            store: Arc::new(Mutex::new(store)),
-            discovery: Arc::new(Mutex::new(DiscoveryStatus::default())),
-            ready: Arc::new(AtomicBool::new(true)),
-            pair_metrics: PairMetrics::Auto,
-            icmp_socket: "raw",
-            pmtu_socket: "raw",
-            interval: Duration::from_secs(5),
-            window: Duration::from_secs(60),
-            plan: Arc::new(PlanStatus {
-                sampled: AtomicBool::new(true),
-                peers: AtomicUsize::new(all),
+        let m = metrics_of(
+            "n00",
+            None,
+            store,
+            PairMetrics::Auto,
+            PlanStatus {
                 current: Mutex::new(Some(Arc::new(plan.clone()))),
-            }),
-        });
+                ..plan_status(true, all)
+            },
+        );
         let text = m.encode().unwrap();
         assert_eq!(count(&text, "meshprobe_pair_planned{"), core, "{text}");
         for &d in &plan.core[me] {
