@@ -304,6 +304,7 @@ async fn probe_loop(
         default_port: cfg.listen.port(),
         icmp_count: cfg.icmp_count,
         icmp_size: cfg.icmp_size,
+        families: cfg.ip_family,
     };
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
@@ -327,6 +328,16 @@ async fn probe_loop(
         let new_set = current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &latest));
         if new_set || planned_epoch.is_some_and(|e| e != epoch) {
             let mut t = schedule::tasks(&latest, &cfg.node_name, params);
+            if new_set {
+                let single = schedule::single_family_peers(&latest, &cfg.node_name, cfg.ip_family);
+                if !single.is_empty() {
+                    tracing::warn!(
+                        peers = single.len(),
+                        first = ?&single[..single.len().min(5)],
+                        "--ip-family dual: these peers have a pod address of one family only; probing them at it"
+                    );
+                }
+            }
             let nodes = Plan::nodes_in(&latest, &cfg.node_name);
             // A full mesh is planned without a plan: its every-pair matrix would be the
             // agent's largest allocation (32 MB at 2,000 nodes) and says only "everyone".

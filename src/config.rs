@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::model::Layers;
+use crate::model::{IpFamilies, Layers};
 use meshprobe_core::parse::{fmt_duration, parse_duration, validate_name};
 
 /// A source of environment variables.
@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub full_mesh_max: usize,
     /// The kinds of probe to run (`--layers`).
     pub layers: Layers,
+    /// The address families probed (`--ip-family`).
+    pub ip_family: IpFamilies,
     /// Path-MTU check interval; `None` when discovery is off.
     pub mtu_interval: Option<Duration>,
     pub mtu_search_interval: Duration,
@@ -344,6 +346,13 @@ impl AgentConfig {
             whole(s, 0..=1_000_000)
         })?;
         let layers = lookup(env, &args.layers, "layers", Layers::ALL, Layers::parse)?;
+        let ip_family = lookup(
+            env,
+            &args.ip_family,
+            "ip-family",
+            IpFamilies::Auto,
+            IpFamilies::parse,
+        )?;
         let pair_metrics = match get(&args.pair_metrics, "MESHPROBE_PAIR_METRICS").as_deref() {
             None | Some("auto") => PairMetrics::Auto,
             Some("all") => PairMetrics::All,
@@ -487,6 +496,7 @@ impl AgentConfig {
             pair_metrics,
             full_mesh_max,
             layers,
+            ip_family,
             mtu_interval,
             mtu_search_interval,
         })
@@ -628,6 +638,12 @@ mod tests {
             .unwrap()
             .layers;
         assert!(l.contains(Layer::Tcp) && !l.contains(Layer::IcmpPod));
+        assert_eq!(
+            AgentConfig::resolve(&args(), &env(&[])).unwrap().ip_family,
+            IpFamilies::Auto
+        );
+        let f = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_IP_FAMILY", "ipv6")]));
+        assert_eq!(f.unwrap().ip_family, IpFamilies::Ipv6);
         let mut off = args();
         off.mtu_interval = Some("0s".into());
         assert_eq!(
@@ -725,6 +741,10 @@ mod tests {
                 "--layers (or MESHPROBE_LAYERS) \"icmp,http\": unknown layer \"icmp\", expected",
             ),
             (|a| a.layers = Some(",".into()), "--layers (or MESHPROBE_LAYERS) \",\": no layer given"),
+            (
+                |a| a.ip_family = Some("both".into()),
+                "--ip-family (or MESHPROBE_IP_FAMILY) \"both\": unknown IP family, expected ipv4, ipv6, dual or auto",
+            ),
             (
                 |a| a.node_name = Some("node 1".into()),
                 "--node-name \"node 1\"",
@@ -1073,6 +1093,10 @@ pub struct AgentArgs {
     /// targets), tcp (tcp targets), or all [env: MESHPROBE_LAYERS] [default: all].
     #[arg(long)]
     pub layers: Option<String>,
+    /// Address families probed: ipv4, ipv6, dual (both; a peer missing one is logged) or auto
+    /// (every family each destination has) [env: MESHPROBE_IP_FAMILY] [default: auto].
+    #[arg(long)]
+    pub ip_family: Option<String>,
     /// Per-pair metric series: auto (all on a full mesh, failing on a sampled plan), all,
     /// failing (only destinations with failures in the window, every layer of them) or none
     /// [env: MESHPROBE_PAIR_METRICS] [default: auto].

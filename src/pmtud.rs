@@ -274,7 +274,7 @@ async fn schedule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DestKind, Layer};
+    use crate::model::{DestKind, Family, Layer};
     use crate::mtu::MtuParams;
 
     fn key(name: &str) -> ProbeKey {
@@ -282,6 +282,7 @@ mod tests {
             kind: DestKind::Peer,
             name: name.into(),
             layer: Layer::IcmpPod,
+            family: Family::Ipv4,
         }
     }
 

@@ -150,15 +150,15 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
 
     // Metrics carry per-pair series with documented labels.
     let (_, metrics) = get(addr(41), "/metrics").await.unwrap();
-    assert!(metrics.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http",family="ipv4"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_probes_total{layer="tcp",result="refused"}"#));
-    assert!(metrics.contains(r#"meshprobe_pair_path_mtu_bytes{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="icmp_pod"} 65535"#), "{metrics}");
+    assert!(metrics.contains(r#"meshprobe_pair_path_mtu_bytes{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="icmp_pod",family="ipv4"} 65535"#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_mtu_destinations{layer="icmp_pod",state="ok"}"#));
     // The scrape lints clean: per-pair RTT quantiles, error kinds and MTU series included.
     if let Some(findings) = promtool_findings(&metrics) {
         assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
     }
-    assert!(metrics.contains(r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http",q="0.99"} "#), "{metrics}");
+    assert!(metrics.contains(r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http",family="ipv4",q="0.99"} "#), "{metrics}");
     assert!(metrics.contains(r#"meshprobe_pair_window_errors{"#));
 
     // Asked for gzip (as Prometheus and browsers do), /metrics and the page come compressed
@@ -172,7 +172,7 @@ async fn agents_see_each_other_a_stopped_peer_a_closed_port_and_a_departed_peer(
             .read_to_string(&mut text)
             .expect("valid gzip");
         if path == "/metrics" {
-            assert!(text.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http"} 1"#), "{text}");
+            assert!(text.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="zone-a",dst_kind="peer",dst="b",dst_zone="zone-b",layer="http",family="ipv4"} 1"#), "{text}");
             assert!(text.ends_with("# EOF\n"));
         } else {
             assert!(text.contains("<section id=findings>") && text.ends_with("</html>"));

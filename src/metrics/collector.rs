@@ -351,6 +351,7 @@ impl<'a> Pairs<'a> {
             ("dst", r.dst.clone()),
             ("dst_zone", r.dst_zone.clone()),
             ("layer", r.layer.as_str().to_string()),
+            ("family", r.family.as_str().to_string()),
         ]
     }
 
@@ -601,6 +602,7 @@ mod tests {
                 default_port: 9464,
                 icmp_count: 1,
                 icmp_size: 56,
+                families: crate::model::IpFamilies::Auto,
             },
         );
         let mut store = Store::new("a", Duration::from_secs(60));
@@ -678,14 +680,14 @@ mod tests {
             5 * 4,
             "no RTT for the refused pair"
         );
-        assert!(all.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 0"#), "{all}");
+        assert!(all.contains(r#"meshprobe_pair_reachable{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",family="ipv4"} 0"#), "{all}");
 
         // `failing`: every layer of the failing destination (c fails on http only), and
         // nothing of the healthy one.
         let failing = encode(PairMetrics::Failing);
         assert_eq!(count(&failing, "meshprobe_pair_reachable{"), 3, "{failing}");
-        assert!(failing.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
-        assert!(failing.contains(r#"dst="c",dst_zone="",layer="icmp_node"} 1"#));
+        assert!(failing.contains(r#"dst="c",dst_zone="",layer="http",family="ipv4"} 0"#));
+        assert!(failing.contains(r#"dst="c",dst_zone="",layer="icmp_node",family="ipv4"} 1"#));
         // Nothing of the healthy one but its planned-pair series (the denominator).
         assert!(
             failing
@@ -721,7 +723,7 @@ mod tests {
     #[test]
     fn rtt_quantiles_are_labelled_q_and_no_gauge_uses_a_reserved_label() {
         let all = encode(PairMetrics::All);
-        let b_http = r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="b",dst_zone="z2",layer="http",q=""#;
+        let b_http = r#"meshprobe_pair_rtt_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="b",dst_zone="z2",layer="http",family="ipv4",q=""#;
         for q in ["0.5", "0.9", "0.99", "1"] {
             // Every probe took 2 ms (stored as f32): every quantile is 2 ms.
             let v: f64 = all
@@ -760,10 +762,10 @@ mod tests {
         let all = encode(PairMetrics::All);
         assert_eq!(count(&all, "meshprobe_pair_window_probes{"), 6);
         assert_eq!(count(&all, "meshprobe_pair_window_packets_sent{"), 6);
-        assert!(all.contains(r#"meshprobe_pair_window_probes{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} 1"#), "{all}");
+        assert!(all.contains(r#"meshprobe_pair_window_probes{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",family="ipv4"} 1"#), "{all}");
         // Only the failing cell has error series: one kind, sent by nobody (a TCP refusal).
         assert_eq!(count(&all, "meshprobe_pair_window_errors{"), 1);
-        assert!(all.contains(r#"meshprobe_pair_window_errors{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",kind="refused",reporter="none"} 1"#), "{all}");
+        assert!(all.contains(r#"meshprobe_pair_window_errors{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",family="ipv4",kind="refused",reporter="none"} 1"#), "{all}");
         assert_eq!(count(&all, "meshprobe_pair_error_age_seconds{"), 1);
         assert_eq!(
             count(&encode(PairMetrics::None), "meshprobe_pair_window_"),
@@ -774,7 +776,7 @@ mod tests {
     /// The value of the one series of `metric` for (dst, layer), if any.
     fn pair_value(text: &str, metric: &str, dst: &str, layer: &str) -> Option<f64> {
         let key = format!(r#"dst="{dst}","#);
-        let layer = format!(r#"layer="{layer}"}}"#);
+        let layer = format!(r#"layer="{layer}",family="ipv4"}}"#);
         text.lines()
             .filter(|l| l.starts_with(&format!("{metric}{{")))
             .find(|l| l.contains(&key) && l.contains(&layer))
@@ -838,7 +840,7 @@ mod tests {
         // Same labels as the other per-pair series.
         let text = encode(PairMetrics::All);
         assert!(
-            text.contains(r#"meshprobe_pair_failing_for_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http"} "#),
+            text.contains(r#"meshprobe_pair_failing_for_seconds{src_node="a",src_zone="z1",dst_kind="peer",dst="c",dst_zone="",layer="http",family="ipv4"} "#),
             "{text}"
         );
         assert!(
@@ -866,7 +868,7 @@ mod tests {
         assert!(full.contains("meshprobe_plan_sampled 0"), "{full}");
         let sampled = encode_with(PairMetrics::Auto, true);
         assert_eq!(count(&sampled, "meshprobe_pair_reachable{"), 3);
-        assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http"} 0"#));
+        assert!(sampled.contains(r#"dst="c",dst_zone="",layer="http",family="ipv4"} 0"#));
         assert!(sampled.contains("meshprobe_plan_sampled 1"));
         assert!(sampled.contains("meshprobe_plan_peers 2"));
         // The denominators: every probed peer once, healthy b included; none where every
@@ -902,6 +904,7 @@ mod tests {
             default_port: 9464,
             icmp_count: 1,
             icmp_size: 56,
+            families: crate::model::IpFamilies::Auto,
         };
         let t: Vec<_> = tasks(&set, "a", params)
             .into_iter()
@@ -991,6 +994,7 @@ mod tests {
                 default_port: 9464,
                 icmp_count: 1,
                 icmp_size: 56,
+                families: crate::model::IpFamilies::Auto,
             },
         )
         .into_iter()

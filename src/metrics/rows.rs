@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::PairMetrics;
-use crate::model::{DestKind, ErrorClass, Layer};
+use crate::model::{DestKind, ErrorClass, Family, Layer};
 use crate::mtu::{MtuReport, MtuState};
 use crate::owners::{Owner, OwnerMap};
 use crate::peers::PeerSet;
@@ -21,6 +21,7 @@ pub(super) struct Row {
     pub(super) dst: String,
     pub(super) dst_zone: String,
     pub(super) layer: Layer,
+    pub(super) family: Family,
     pub(super) stats: WindowStats,
     pub(super) mtu: Option<MtuReport>,
     /// Per error kind in the window: (kind, count, age of the latest, who sent the latest).
@@ -202,7 +203,11 @@ pub(super) fn collect(
         if selected {
             let set = store.peers();
             let dst_ip = match v.kind {
-                DestKind::Target => set.targets.iter().find(|t| t.name == v.name).map(|t| t.ip),
+                DestKind::Target => set
+                    .targets
+                    .iter()
+                    .find(|t| t.name == v.name)
+                    .and_then(|t| t.ip_of(v.family.is_v6())),
                 _ => None,
             };
             let errors = v
@@ -221,6 +226,7 @@ pub(super) fn collect(
                 dst: v.name.to_string(),
                 dst_zone: v.zone.unwrap_or_default().to_string(),
                 layer: v.layer,
+                family: v.family,
                 stats: v.stats,
                 mtu: v.mtu.cloned(),
             });

@@ -15,6 +15,7 @@ use crate::diagnose::Output;
 use crate::discovery::DiscoveryStatus;
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
+use crate::model::IpFamilies;
 use crate::model::{ErrorClass, ProbeResult};
 use crate::mtu::{MtuReport, MtuState};
 use crate::peers::{Peer, PeerSet};
@@ -185,6 +186,7 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
         default_port: 9464,
         icmp_count: 3,
         icmp_size: 56,
+        families: IpFamilies::Auto,
     };
     let t = tasks(&set, "n0", params);
     let mut store = Store::new("n0", Duration::from_secs(60));

@@ -23,6 +23,7 @@ use crate::config::PairMetrics;
 use crate::discovery::DiscoveryStatus;
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
+use crate::model::IpFamilies;
 use crate::model::{ErrorClass, Layer, ProbeResult};
 use crate::peers::{Peer, PeerSet};
 use crate::schedule::{tasks, Task, TaskParams};
@@ -322,6 +323,7 @@ pub async fn serve(
         default_port: crate::config::DEFAULT_PORT,
         icmp_count: 3,
         icmp_size: 56,
+        families: IpFamilies::Auto,
     };
     // Every probe of every destination, by destination; each agent takes its peers'.
     let all = tasks(&set, "", params);

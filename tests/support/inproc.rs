@@ -34,6 +34,7 @@ pub fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         pair_metrics: PairMetrics::All,
         full_mesh_max: 200,
         layers: meshprobe::model::Layers::ALL,
+        ip_family: meshprobe::model::IpFamilies::Auto,
         mtu_interval: None,
         mtu_search_interval: Duration::from_secs(600),
         probe: ProbeConfig::default(),

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The layer a probe exercises. One sliding window is kept per (destination, layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -82,6 +82,100 @@ impl fmt::Display for Layer {
     }
 }
 
+/// An address family. Windows, series and findings are kept per family: the two break
+/// separately (a route, a policy or a CNI that programs one family only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    /// The family of an address, IPv4-mapped IPv6 (`::ffff:a.b.c.d`) read as IPv4.
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.to_canonical().is_ipv6() {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        }
+    }
+
+    pub fn is_v6(self) -> bool {
+        self == Family::Ipv6
+    }
+
+    /// The other family.
+    pub fn other(self) -> Family {
+        match self {
+            Family::Ipv4 => Family::Ipv6,
+            Family::Ipv6 => Family::Ipv4,
+        }
+    }
+
+    /// The label value used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--ip-family`: which families an agent probes its destinations at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpFamilies {
+    Ipv4,
+    Ipv6,
+    /// Both: a destination without an address of one family is probed at the other, and the
+    /// agent says so (on a dual-stack cluster that is a node or pod missing an address).
+    Dual,
+    /// Every family the destination has (single-stack and dual-stack clusters alike).
+    #[default]
+    Auto,
+}
+
+impl IpFamilies {
+    /// Whether a destination's address of `family` is probed.
+    pub fn wants(self, family: Family) -> bool {
+        match self {
+            IpFamilies::Ipv4 => family == Family::Ipv4,
+            IpFamilies::Ipv6 => family == Family::Ipv6,
+            IpFamilies::Dual | IpFamilies::Auto => true,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamilies::Ipv4 => "ipv4",
+            IpFamilies::Ipv6 => "ipv6",
+            IpFamilies::Dual => "dual",
+            IpFamilies::Auto => "auto",
+        }
+    }
+
+    /// Parse `ipv4`, `ipv6`, `dual` or `auto`.
+    pub fn parse(s: &str) -> Result<IpFamilies, String> {
+        [
+            IpFamilies::Ipv4,
+            IpFamilies::Ipv6,
+            IpFamilies::Dual,
+            IpFamilies::Auto,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s.trim())
+        .ok_or_else(|| format!("{s:?}: unknown IP family, expected ipv4, ipv6, dual or auto"))
+    }
+}
+
 /// Whether a destination is another meshprobe agent (a peer) or a selected target pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,13 +193,15 @@ impl DestKind {
     }
 }
 
-/// One probed destination and layer: the key of a sliding window.
+/// One probed destination, layer and family: the key of a sliding window.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProbeKey {
     pub kind: DestKind,
     /// Node name for a peer, target name for a target.
     pub name: String,
     pub layer: Layer,
+    /// The family of the destination's pod (or target) address the probe belongs to.
+    pub family: Family,
 }
 
 /// What to do for one probe. Every prober takes one of these (`meshprobe_probe::Prober`).

@@ -9,12 +9,12 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::RngExt;
 
-use crate::model::{Check, DestKind, ErrorClass, Layer, ProbeKey, ProbeResult};
+use crate::model::{Check, DestKind, ErrorClass, Family, IpFamilies, Layer, ProbeKey, ProbeResult};
 use crate::peers::{PeerSet, Protocol};
 
 /// One probe to run every round.
@@ -31,10 +31,21 @@ pub struct TaskParams {
     pub default_port: u16,
     pub icmp_count: u16,
     pub icmp_size: u16,
+    /// Which of a destination's families are probed (`--ip-family`).
+    pub families: IpFamilies,
+}
+
+/// The families of a primary address and its list (Kubernetes' `podIP` / `podIPs`), the
+/// primary's first, each once.
+pub fn families_of(primary: IpAddr, all: &[IpAddr]) -> impl Iterator<Item = Family> {
+    let first = Family::of(primary);
+    let second = all.iter().map(|ip| Family::of(*ip)).find(|f| *f != first);
+    std::iter::once(first).chain(second)
 }
 
 /// Every probe this agent (`me`) runs in a round. Our own entry is skipped: an agent does not
-/// probe itself.
+/// probe itself. A peer is probed at each family of its pod addresses that `params.families`
+/// wants: ICMP to that family's pod and node address and HTTP to its pod address.
 pub fn tasks(set: &PeerSet, me: &str, params: TaskParams) -> Vec<Task> {
     let icmp = |ip| Check::Icmp {
         ip,
@@ -43,55 +54,88 @@ pub fn tasks(set: &PeerSet, me: &str, params: TaskParams) -> Vec<Task> {
     };
     let mut out = Vec::with_capacity(set.peers.len() * 3 + set.targets.len() * 2);
     for p in set.peers.iter().filter(|p| p.node != me) {
-        let key = |layer| ProbeKey {
-            kind: DestKind::Peer,
-            name: p.node.clone(),
-            layer,
-        };
-        out.push(Task {
-            key: key(Layer::IcmpPod),
-            check: icmp(p.pod_ip),
-        });
-        out.push(Task {
-            key: key(Layer::IcmpNode),
-            check: icmp(p.node_ip),
-        });
-        out.push(Task {
-            key: key(Layer::Http),
-            check: Check::Http {
-                addr: SocketAddr::new(p.pod_ip, p.port.unwrap_or(params.default_port)),
-                path: "/ping".into(),
-                expect_node: Some(p.node.clone()),
-            },
-        });
-    }
-    for t in &set.targets {
-        let key = |layer| ProbeKey {
-            kind: DestKind::Target,
-            name: t.name.clone(),
-            layer,
-        };
-        out.push(Task {
-            key: key(Layer::IcmpPod),
-            check: icmp(t.ip),
-        });
-        let addr = SocketAddr::new(t.ip, t.port);
-        out.push(match t.protocol {
-            Protocol::Http => Task {
+        let primary = Family::of(p.pod_ip);
+        for family in families_of(p.pod_ip, &p.pod_ips).filter(|f| params.families.wants(*f)) {
+            let Some(pod_ip) = p.pod_ip_of(family.is_v6()) else {
+                continue;
+            };
+            // A node without an address of its pods' primary family (IPv6 pods on an IPv4
+            // node) is still probed at its one address, as before families were kept.
+            let node_ip = p
+                .node_ip_of(family.is_v6())
+                .or((family == primary).then_some(p.node_ip));
+            let key = |layer| ProbeKey {
+                kind: DestKind::Peer,
+                name: p.node.clone(),
+                layer,
+                family,
+            };
+            out.push(Task {
+                key: key(Layer::IcmpPod),
+                check: icmp(pod_ip),
+            });
+            if let Some(node_ip) = node_ip {
+                out.push(Task {
+                    key: key(Layer::IcmpNode),
+                    check: icmp(node_ip),
+                });
+            }
+            out.push(Task {
                 key: key(Layer::Http),
                 check: Check::Http {
-                    addr,
-                    path: t.http_path().to_string(),
-                    expect_node: None,
+                    addr: SocketAddr::new(pod_ip, p.port.unwrap_or(params.default_port)),
+                    path: "/ping".into(),
+                    expect_node: Some(p.node.clone()),
                 },
-            },
-            Protocol::Tcp => Task {
-                key: key(Layer::Tcp),
-                check: Check::Tcp { addr },
-            },
-        });
+            });
+        }
+    }
+    for t in &set.targets {
+        for family in families_of(t.ip, &t.ips).filter(|f| params.families.wants(*f)) {
+            let Some(ip) = t.ip_of(family.is_v6()) else {
+                continue;
+            };
+            let key = |layer| ProbeKey {
+                kind: DestKind::Target,
+                name: t.name.clone(),
+                layer,
+                family,
+            };
+            out.push(Task {
+                key: key(Layer::IcmpPod),
+                check: icmp(ip),
+            });
+            let addr = SocketAddr::new(ip, t.port);
+            out.push(match t.protocol {
+                Protocol::Http => Task {
+                    key: key(Layer::Http),
+                    check: Check::Http {
+                        addr,
+                        path: t.http_path().to_string(),
+                        expect_node: None,
+                    },
+                },
+                Protocol::Tcp => Task {
+                    key: key(Layer::Tcp),
+                    check: Check::Tcp { addr },
+                },
+            });
+        }
     }
     out
+}
+
+/// The peers (not `me`) that `families` would probe at one family only though it asks for
+/// both (`dual`): a node or pod missing an address on a dual-stack cluster.
+pub fn single_family_peers<'a>(set: &'a PeerSet, me: &str, families: IpFamilies) -> Vec<&'a str> {
+    if families != IpFamilies::Dual {
+        return Vec::new();
+    }
+    set.peers
+        .iter()
+        .filter(|p| p.node != me && families_of(p.pod_ip, &p.pod_ips).count() < 2)
+        .map(|p| p.node.as_str())
+        .collect()
 }
 
 /// Sort tasks by a hash of (agent seed, key): a stable order per agent, different between
@@ -183,7 +227,138 @@ targets:
             default_port: 9464,
             icmp_count: 3,
             icmp_size: 56,
+            families: IpFamilies::Auto,
         }
+    }
+
+    const DUAL: &str = r#"
+peers:
+  - {node: n1, node_ip: 198.18.1.11, pod_ip: 198.19.1.10, node_ips: [198.18.1.11, "fd00::11"], pod_ips: [198.19.1.10, "fd01::10"]}
+  - {node: n2, node_ip: 198.18.1.12, pod_ip: 198.19.2.10, node_ips: [198.18.1.12, "fd00::12"], pod_ips: [198.19.2.10, "fd01::2:10"]}
+  - {node: v6, node_ip: 198.18.1.13, pod_ip: "fd01::3:10"}
+  - {node: v4, node_ip: 198.18.1.14, pod_ip: 198.19.4.10}
+  - {node: v6first, node_ip: "fd00::15", pod_ip: "fd01::5:10", node_ips: ["fd00::15", 198.18.1.15], pod_ips: ["fd01::5:10", 198.19.5.10]}
+targets:
+  - {name: web, ip: "fd01::3:11", port: 8080, protocol: tcp, ips: ["fd01::3:11", 198.19.3.11]}
+"#;
+
+    #[test]
+    fn each_wanted_family_of_a_destination_gets_its_probes_at_its_addresses() {
+        let set = parse(DUAL).unwrap();
+        // (--ip-family, want: key family/layer → probed address, per destination in file order)
+        let table: &[(IpFamilies, &[&str])] = &[
+            (
+                IpFamilies::Auto,
+                &[
+                    "n2 ipv4 icmp_pod 198.19.2.10",
+                    "n2 ipv4 icmp_node 198.18.1.12",
+                    "n2 ipv4 http 198.19.2.10",
+                    "n2 ipv6 icmp_pod fd01::2:10",
+                    "n2 ipv6 icmp_node fd00::12",
+                    "n2 ipv6 http fd01::2:10",
+                    // IPv6 pods on an IPv4-only node: the node is probed at its one address.
+                    "v6 ipv6 icmp_pod fd01::3:10",
+                    "v6 ipv6 icmp_node 198.18.1.13",
+                    "v6 ipv6 http fd01::3:10",
+                    "v4 ipv4 icmp_pod 198.19.4.10",
+                    "v4 ipv4 icmp_node 198.18.1.14",
+                    "v4 ipv4 http 198.19.4.10",
+                    // The primary family first, as Kubernetes lists it.
+                    "v6first ipv6 icmp_pod fd01::5:10",
+                    "v6first ipv6 icmp_node fd00::15",
+                    "v6first ipv6 http fd01::5:10",
+                    "v6first ipv4 icmp_pod 198.19.5.10",
+                    "v6first ipv4 icmp_node 198.18.1.15",
+                    "v6first ipv4 http 198.19.5.10",
+                    "web ipv6 icmp_pod fd01::3:11",
+                    "web ipv6 tcp fd01::3:11",
+                    "web ipv4 icmp_pod 198.19.3.11",
+                    "web ipv4 tcp 198.19.3.11",
+                ],
+            ),
+            (
+                IpFamilies::Ipv4,
+                &[
+                    "n2 ipv4 icmp_pod 198.19.2.10",
+                    "n2 ipv4 icmp_node 198.18.1.12",
+                    "n2 ipv4 http 198.19.2.10",
+                    "v4 ipv4 icmp_pod 198.19.4.10",
+                    "v4 ipv4 icmp_node 198.18.1.14",
+                    "v4 ipv4 http 198.19.4.10",
+                    "v6first ipv4 icmp_pod 198.19.5.10",
+                    "v6first ipv4 icmp_node 198.18.1.15",
+                    "v6first ipv4 http 198.19.5.10",
+                    "web ipv4 icmp_pod 198.19.3.11",
+                    "web ipv4 tcp 198.19.3.11",
+                ],
+            ),
+            (
+                IpFamilies::Ipv6,
+                &[
+                    "n2 ipv6 icmp_pod fd01::2:10",
+                    "n2 ipv6 icmp_node fd00::12",
+                    "n2 ipv6 http fd01::2:10",
+                    "v6 ipv6 icmp_pod fd01::3:10",
+                    "v6 ipv6 icmp_node 198.18.1.13",
+                    "v6 ipv6 http fd01::3:10",
+                    "v6first ipv6 icmp_pod fd01::5:10",
+                    "v6first ipv6 icmp_node fd00::15",
+                    "v6first ipv6 http fd01::5:10",
+                    "web ipv6 icmp_pod fd01::3:11",
+                    "web ipv6 tcp fd01::3:11",
+                ],
+            ),
+        ];
+        for (families, want) in table {
+            let p = TaskParams {
+                families: *families,
+                ..params()
+            };
+            let got: Vec<String> = tasks(&set, "n1", p)
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} {} {} {}",
+                        t.key.name,
+                        t.key.family,
+                        t.key.layer,
+                        t.check.destination_ip()
+                    )
+                })
+                .collect();
+            assert_eq!(got, *want, "--ip-family {}", families.as_str());
+        }
+        assert_eq!(
+            tasks(
+                &set,
+                "n1",
+                TaskParams {
+                    families: IpFamilies::Dual,
+                    ..params()
+                }
+            ),
+            tasks(&set, "n1", params())
+        );
+        // `dual` names the peers that have one family only; the others ask for nothing.
+        assert_eq!(
+            single_family_peers(&set, "n1", IpFamilies::Dual),
+            ["v6", "v4"]
+        );
+        assert!(single_family_peers(&set, "n1", IpFamilies::Auto).is_empty());
+    }
+
+    #[test]
+    fn ip_family_words_parse_and_bad_ones_are_named() {
+        for f in [
+            IpFamilies::Ipv4,
+            IpFamilies::Ipv6,
+            IpFamilies::Dual,
+            IpFamilies::Auto,
+        ] {
+            assert_eq!(IpFamilies::parse(f.as_str()), Ok(f));
+        }
+        let e = IpFamilies::parse("ipv5").unwrap_err();
+        assert!(e.contains("\"ipv5\"") && e.contains("dual"), "{e}");
     }
 
     #[test]

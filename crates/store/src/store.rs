@@ -12,10 +12,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::window::{Window, WindowStats};
-use meshprobe_core::model::{DestKind, Layer, ProbeKey, ProbeResult};
+use meshprobe_core::model::{DestKind, Family, Layer, ProbeKey, ProbeResult};
 use meshprobe_core::mtu::MtuReport;
 use meshprobe_core::peers::PeerSet;
-use meshprobe_core::schedule::Task;
+use meshprobe_core::schedule::{families_of, Task};
 
 #[derive(Debug)]
 pub struct Store {
@@ -35,26 +35,49 @@ pub struct Store {
     mtu: HashMap<ProbeKey, MtuReport>,
 }
 
-/// One destination's figures, per layer.
+/// One destination's figures, per layer, at the first family probed (its primary, unless
+/// `--ip-family` leaves that out); the other family's, on a dual-stack destination, in
+/// `families`. So a single-family document has the shape it had before families were kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerResults {
     pub node: String,
     pub zone: Option<String>,
+    /// The family of the figures below; only when `families` is not empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
     pub node_ip: IpAddr,
     pub pod_ip: IpAddr,
     pub layers: BTreeMap<Layer, WindowStats>,
     /// Path MTU toward the pod IP (`icmp_pod`) and the node IP (`icmp_node`), once known.
+    pub mtu: BTreeMap<Layer, MtuReport>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub families: BTreeMap<Family, FamilyResults>,
+}
+
+/// A destination's figures at one more family.
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyResults {
+    /// The peer's node address of this family (absent: the node has none) or the target's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<IpAddr>,
+    /// The pod's (or target's) address of this family.
+    pub ip: IpAddr,
+    pub layers: BTreeMap<Layer, WindowStats>,
     pub mtu: BTreeMap<Layer, MtuReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResults {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
     pub ip: IpAddr,
     pub port: u16,
     pub protocol: &'static str,
     pub layers: BTreeMap<Layer, WindowStats>,
     pub mtu: BTreeMap<Layer, MtuReport>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub families: BTreeMap<Family, FamilyResults>,
 }
 
 /// One window as [`Store::visit`] shows it.
@@ -64,6 +87,7 @@ pub struct Visit<'a> {
     pub name: &'a str,
     pub zone: Option<&'a str>,
     pub layer: Layer,
+    pub family: Family,
     pub stats: WindowStats,
     pub mtu: Option<&'a MtuReport>,
 }
@@ -153,7 +177,7 @@ impl Store {
         true
     }
 
-    fn mtu_of(&self, kind: DestKind, name: &str) -> BTreeMap<Layer, MtuReport> {
+    fn mtu_of(&self, kind: DestKind, name: &str, family: Family) -> BTreeMap<Layer, MtuReport> {
         [Layer::IcmpPod, Layer::IcmpNode]
             .into_iter()
             .filter_map(|layer| {
@@ -161,6 +185,7 @@ impl Store {
                     kind,
                     name: name.to_string(),
                     layer,
+                    family,
                 };
                 self.mtu.get(&key).map(|r| (layer, r.clone()))
             })
@@ -171,7 +196,13 @@ impl Store {
         self.windows.get(key).map(|w| w.stats(now))
     }
 
-    fn layers(&self, kind: DestKind, name: &str, now: Instant) -> BTreeMap<Layer, WindowStats> {
+    fn layers(
+        &self,
+        kind: DestKind,
+        name: &str,
+        family: Family,
+        now: Instant,
+    ) -> BTreeMap<Layer, WindowStats> {
         Layer::ALL
             .iter()
             .filter_map(|layer| {
@@ -179,6 +210,7 @@ impl Store {
                     kind,
                     name: name.to_string(),
                     layer: *layer,
+                    family,
                 };
                 self.stats(&key, now).map(|s| (*layer, s))
             })
@@ -207,21 +239,51 @@ impl Store {
                 kind,
                 name: name.to_string(),
                 layer: Layer::IcmpPod,
+                family: Family::Ipv4,
             };
-            for layer in Layer::ALL {
-                key.layer = layer;
-                if let Some(w) = self.windows.get(&key) {
-                    f(Visit {
-                        kind,
-                        name,
-                        zone,
-                        layer,
-                        stats: w.stats(now),
-                        mtu: self.mtu.get(&key),
-                    });
+            for family in Family::ALL {
+                key.family = family;
+                for layer in Layer::ALL {
+                    key.layer = layer;
+                    if let Some(w) = self.windows.get(&key) {
+                        f(Visit {
+                            kind,
+                            name,
+                            zone,
+                            layer,
+                            family,
+                            stats: w.stats(now),
+                            mtu: self.mtu.get(&key),
+                        });
+                    }
                 }
             }
         }
+    }
+
+    /// Whether any probe of this destination at `family` is planned.
+    fn probes(&self, kind: DestKind, name: &str, family: Family) -> bool {
+        Layer::ALL.into_iter().any(|layer| {
+            self.active.contains(&ProbeKey {
+                kind,
+                name: name.to_string(),
+                layer,
+                family,
+            })
+        })
+    }
+
+    /// The families this destination is probed at, its primary's first.
+    fn probed_families(
+        &self,
+        kind: DestKind,
+        name: &str,
+        primary: IpAddr,
+        all: &[IpAddr],
+    ) -> Vec<Family> {
+        families_of(primary, all)
+            .filter(|f| self.probes(kind, name, *f))
+            .collect()
     }
 
     /// Every destination of the current peer set (ourselves excluded), in file order.
@@ -233,26 +295,71 @@ impl Store {
             // Only peers this agent probes: on a sampled plan the others would be thousands
             // of empty entries in every results document.
             .filter(|p| p.node != self.me && self.active_peers.contains(&p.node))
-            .map(|p| PeerResults {
-                node: p.node.clone(),
-                zone: p.zone.clone(),
-                node_ip: p.node_ip,
-                pod_ip: p.pod_ip,
-                layers: self.layers(DestKind::Peer, &p.node, now),
-                mtu: self.mtu_of(DestKind::Peer, &p.node),
+            .map(|p| {
+                let kind = DestKind::Peer;
+                let fams = self.probed_families(kind, &p.node, p.pod_ip, &p.pod_ips);
+                let first = fams.first().copied().unwrap_or(Family::of(p.pod_ip));
+                let node_ip_of = |f: Family| p.node_ip_of(f.is_v6());
+                let families: BTreeMap<Family, FamilyResults> = fams
+                    .iter()
+                    .skip(1)
+                    .filter_map(|&f| {
+                        Some((
+                            f,
+                            FamilyResults {
+                                node_ip: node_ip_of(f),
+                                ip: p.pod_ip_of(f.is_v6())?,
+                                layers: self.layers(kind, &p.node, f, now),
+                                mtu: self.mtu_of(kind, &p.node, f),
+                            },
+                        ))
+                    })
+                    .collect();
+                PeerResults {
+                    node: p.node.clone(),
+                    zone: p.zone.clone(),
+                    family: (!families.is_empty()).then_some(first),
+                    node_ip: node_ip_of(first).unwrap_or(p.node_ip),
+                    pod_ip: p.pod_ip_of(first.is_v6()).unwrap_or(p.pod_ip),
+                    layers: self.layers(kind, &p.node, first, now),
+                    mtu: self.mtu_of(kind, &p.node, first),
+                    families,
+                }
             })
             .collect();
         let targets = self
             .peers
             .targets
             .iter()
-            .map(|t| TargetResults {
-                name: t.name.clone(),
-                ip: t.ip,
-                port: t.port,
-                protocol: t.protocol.as_str(),
-                layers: self.layers(DestKind::Target, &t.name, now),
-                mtu: self.mtu_of(DestKind::Target, &t.name),
+            .map(|t| {
+                let kind = DestKind::Target;
+                let fams = self.probed_families(kind, &t.name, t.ip, &t.ips);
+                let first = fams.first().copied().unwrap_or(Family::of(t.ip));
+                let families: BTreeMap<Family, FamilyResults> = fams
+                    .iter()
+                    .skip(1)
+                    .filter_map(|&f| {
+                        Some((
+                            f,
+                            FamilyResults {
+                                node_ip: None,
+                                ip: t.ip_of(f.is_v6())?,
+                                layers: self.layers(kind, &t.name, f, now),
+                                mtu: self.mtu_of(kind, &t.name, f),
+                            },
+                        ))
+                    })
+                    .collect();
+                TargetResults {
+                    name: t.name.clone(),
+                    family: (!families.is_empty()).then_some(first),
+                    ip: t.ip_of(first.is_v6()).unwrap_or(t.ip),
+                    port: t.port,
+                    protocol: t.protocol.as_str(),
+                    layers: self.layers(kind, &t.name, first, now),
+                    mtu: self.mtu_of(kind, &t.name, first),
+                    families,
+                }
             })
             .collect();
         Snapshot { peers, targets }
@@ -270,6 +377,7 @@ mod tests {
         default_port: 9464,
         icmp_count: 1,
         icmp_size: 56,
+        families: meshprobe_core::model::IpFamilies::Auto,
     };
 
     fn setup(text: &str) -> (Store, Vec<Task>) {
@@ -364,5 +472,74 @@ mod tests {
         let snap = s.snapshot(Instant::now());
         assert_eq!(snap.peers.len(), 2);
         assert!(snap.peers.iter().all(|p| p.layers.is_empty()));
+    }
+
+    #[test]
+    fn a_dual_stack_destination_keeps_each_family_apart_the_primary_on_top() {
+        let dual = "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, node_ips: [10.0.0.2, 'fd00::2'], pod_ips: [10.1.0.2, 'fd01::2']}\n  - {node: c, node_ip: 10.0.0.3, pod_ip: 10.1.0.3}\ntargets:\n  - {name: web, ip: 'fd01::9', ips: ['fd01::9', 10.1.0.9], port: 80, protocol: tcp}\n";
+        let (mut s, t) = setup(dual);
+        let now = Instant::now();
+        for task in &t {
+            // IPv6 fails everywhere, IPv4 answers: the families must not mix.
+            let r = if task.key.family == Family::Ipv6 {
+                ProbeResult::failed(1, meshprobe_core::model::ErrorClass::Timeout)
+            } else {
+                ProbeResult::ok(Duration::from_millis(1), None)
+            };
+            s.record(&task.key, now, &r);
+        }
+        let doc = serde_json::to_value(s.snapshot(now)).unwrap();
+        let b = &doc["peers"][0];
+        assert_eq!(b["family"], "ipv4");
+        assert_eq!(
+            (b["node_ip"].as_str(), b["pod_ip"].as_str()),
+            (Some("10.0.0.2"), Some("10.1.0.2"))
+        );
+        assert_eq!(b["layers"]["http"]["reachable"], true);
+        let v6 = &b["families"]["ipv6"];
+        assert_eq!(
+            (v6["node_ip"].as_str(), v6["ip"].as_str()),
+            (Some("fd00::2"), Some("fd01::2"))
+        );
+        for layer in ["icmp_pod", "icmp_node", "http"] {
+            assert_eq!(v6["layers"][layer]["reachable"], false, "{layer}");
+        }
+        // A single-family peer keeps the shape it had before families were kept.
+        let c = doc["peers"][1].as_object().unwrap();
+        assert!(
+            !c.contains_key("family") && !c.contains_key("families"),
+            "{c:?}"
+        );
+        // A target whose primary is IPv6: its figures on top, IPv4's beside.
+        let web = &doc["targets"][0];
+        assert_eq!(
+            (web["family"].as_str(), web["ip"].as_str()),
+            (Some("ipv6"), Some("fd01::9"))
+        );
+        assert_eq!(web["layers"]["tcp"]["reachable"], false);
+        assert_eq!(web["families"]["ipv4"]["ip"], "10.1.0.9");
+        assert_eq!(web["families"]["ipv4"]["layers"]["tcp"]["reachable"], true);
+        // visit() sees every (family, layer) window once.
+        let mut seen = Vec::new();
+        s.visit(now, |v| {
+            seen.push(format!("{} {} {}", v.name, v.family, v.layer))
+        });
+        assert_eq!(seen.len(), 3 * 2 + 3 + 2 * 2, "{seen:?}");
+        // An IPv4-only agent on the same cluster: b on top at IPv4, nothing beside.
+        let set = Arc::new(parse(dual).unwrap());
+        let v4 = TaskParams {
+            families: meshprobe_core::model::IpFamilies::Ipv4,
+            ..PARAMS
+        };
+        let t4 = tasks(&set, "a", v4);
+        let mut s4 = Store::new("a", Duration::from_secs(60));
+        s4.set_peers(set, &t4);
+        let doc = serde_json::to_value(s4.snapshot(now)).unwrap();
+        assert!(doc["peers"][0].get("families").is_none());
+        assert_eq!(
+            doc["targets"][0]["ip"], "10.1.0.9",
+            "the target at its IPv4 address"
+        );
+        assert!(doc["targets"][0].get("family").is_none());
     }
 }
