@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::diagnosis::{diagnose, AgentReport, Inputs, Matrix};
+use crate::diagnosis::{diagnose_inputs, AgentReport, Inputs, Params};
 use crate::error::{Error, Result};
 use crate::gather::{gather, parse_agent_addr, MAX_RESULTS_BYTES};
 use crate::mesh::{MeshDiagnosis, Unanswered};
@@ -190,7 +190,7 @@ fn from_files(files: &[std::path::PathBuf]) -> Result<MeshDiagnosis> {
         node: "saved results".into(),
         agents_answered,
         agents_unreachable: Vec::new(),
-        diagnosis: diagnose(&Matrix::build(&inputs)),
+        diagnosis: diagnose_inputs(&inputs, &Params::default()),
         held: Vec::new(),
         scope: None,
         inputs,
@@ -233,7 +233,7 @@ fn replay(f: &std::path::Path, inputs: Inputs) -> MeshDiagnosis {
         node: format!("saved view {}", f.display()),
         agents_answered,
         agents_unreachable,
-        diagnosis: diagnose(&Matrix::build(&inputs)),
+        diagnosis: diagnose_inputs(&inputs, &Params::default()),
         held: Vec::new(),
         scope: None,
         inputs,
@@ -290,7 +290,7 @@ async fn gather_here(
         node: "this machine".into(),
         agents_answered,
         agents_unreachable: unanswered,
-        diagnosis: diagnose(&Matrix::build(&inputs)),
+        diagnosis: diagnose_inputs(&inputs, &Params::default()),
         held: Vec::new(),
         scope: None,
         inputs,
@@ -346,7 +346,7 @@ async fn from_prometheus(
         eprintln!("meshprobe: Prometheus data: {n}");
     }
     built.inputs.kube = kube_facts(kube, &built.inputs.agents, timeout).await;
-    let mut diagnosis = diagnose(&Matrix::build(&built.inputs));
+    let mut diagnosis = diagnose_inputs(&built.inputs, &Params::default());
     promsource::finish(&mut diagnosis, &url.display());
     Ok(MeshDiagnosis {
         node: format!("Prometheus at {}", url.display()),
@@ -445,7 +445,9 @@ mod results_files {
             })
             .collect();
         let got = from_files(&files).unwrap();
-        let want = diagnose(&Matrix::from_json_documents(&docs).unwrap());
+        let want = crate::diagnosis::diagnose(
+            &crate::diagnosis::Matrix::from_json_documents(&docs).unwrap(),
+        );
         assert_eq!(got.diagnosis, want);
         assert!(
             got.diagnosis
@@ -492,7 +494,7 @@ mod results_files {
             nodes: Vec::new(),
             kube: None,
         };
-        let want = diagnose(&Matrix::build(&inputs));
+        let want = diagnose_inputs(&inputs, &Params::default());
         let mut doc = serde_json::to_value(&want).unwrap();
         doc["inputs"] = serde_json::to_value(&inputs).unwrap();
         let dir = std::env::temp_dir().join(format!("mp-view-{}", std::process::id()));

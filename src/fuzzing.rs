@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cli::{Cli, Command};
 use crate::config::{AgentConfig, Discovery};
-use crate::diagnosis::{diagnose_with, AgentReport, Matrix, Params};
+use crate::diagnosis::{diagnose_inputs, AgentReport, Params};
 use crate::error::Error;
 use crate::gather::Gathered;
 use crate::heatmap::{self, Header, View};
@@ -185,8 +185,7 @@ pub fn results(data: &[u8]) {
     let n = gathered.len();
     let (inputs, answered, unanswered) = crate::mesh::inputs(own, gathered, set());
     assert_eq!(answered.len() + unanswered.len(), n + 1);
-    let m = Matrix::build(&inputs);
-    let d = diagnose_with(&m, &Params::default());
+    let d = diagnose_inputs(&inputs, &Params::default());
     let _ = d.to_text();
     serde_json::to_string(&d).expect("a diagnosis serialises");
     let nodes = set()

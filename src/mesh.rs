@@ -192,7 +192,7 @@ pub fn inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::{diagnose, Matrix};
+    use crate::diagnosis::{diagnose_inputs, Params};
     use crate::model::ErrorClass;
     use crate::peers::parse;
 
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(unanswered.len(), 1);
         assert_eq!(unanswered[0].node, "c");
         assert_eq!(unanswered[0].error, "timeout");
-        let d = diagnose(&Matrix::build(&inputs));
+        let d = diagnose_inputs(&inputs, &Params::default());
         assert_eq!(d.findings.len(), 1, "{d}");
         assert_eq!(d.findings[0].nodes, ["c"]);
         assert_eq!(

@@ -261,7 +261,8 @@ fn reporter_text(reporter: &str, dst: &str) -> Option<String> {
     }
 }
 
-type CellKey = (String, String, String, String); // src_node, dst_kind, dst, layer
+/// src_node, dst_kind, dst, layer, family (empty: an agent from before families were kept).
+type CellKey = (String, String, String, String, String);
 
 #[derive(Default)]
 struct CellAcc {
@@ -425,6 +426,7 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
                 s.label("dst_kind").to_string(),
                 s.label("dst").to_string(),
                 s.label("layer").to_string(),
+                s.label("family").to_string(),
             );
             if key.0.is_empty()
                 || key.2.is_empty()
@@ -508,7 +510,28 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
 
     // Reports: one per agent with series of its own; cells of sources without agent_info too
     // (their identity series can lag a scrape behind).
-    for ((src, kind, dst, layer), c) in &cells {
+    // A destination seen at two families: IPv4's figures on top (as agents serve them when
+    // IPv4 is the primary), the other's under `families`; the engine splits them again.
+    let mut fams: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for (src, kind, dst, _, family) in cells.keys() {
+        if !family.is_empty() {
+            fams.entry((src, kind, dst)).or_default().insert(family);
+        }
+    }
+    let top = |src: &str, kind: &str, dst: &str| -> Option<&str> {
+        let f = fams.get(&(src, kind, dst))?;
+        (f.len() > 1).then(|| {
+            if f.contains("ipv4") {
+                "ipv4"
+            } else {
+                f.first().copied().unwrap_or_default()
+            }
+        })
+    };
+    for ((src, kind, dst, layer, family), c) in &cells {
+        let top = top(src, kind, dst);
+        // `Some(f)`: this cell belongs under `families[f]`.
+        let aside = top.and_then(|t| (!family.is_empty() && family != t).then_some(family));
         let a = agents.entry(src.clone()).or_insert_with(|| AgentReport {
             node: src.clone(),
             ..AgentReport::default()
@@ -535,8 +558,18 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
                     a.peers.last_mut().expect("just pushed")
                 }
             };
-            p.layers.insert(layer.clone(), stats);
-            p.mtu.extend(mtu);
+            p.family = top.map(str::to_string);
+            match aside {
+                Some(f) => {
+                    let e = p.families.entry(f.clone()).or_default();
+                    e.layers.insert(layer.clone(), stats);
+                    e.mtu.extend(mtu);
+                }
+                None => {
+                    p.layers.insert(layer.clone(), stats);
+                    p.mtu.extend(mtu);
+                }
+            }
         } else {
             let t = match a.targets.iter().position(|t| &t.name == dst) {
                 Some(i) => &mut a.targets[i],
@@ -548,8 +581,18 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
                     a.targets.last_mut().expect("just pushed")
                 }
             };
-            t.layers.insert(layer.clone(), stats);
-            t.mtu.extend(mtu);
+            t.family = top.map(str::to_string);
+            match aside {
+                Some(f) => {
+                    let e = t.families.entry(f.clone()).or_default();
+                    e.layers.insert(layer.clone(), stats);
+                    e.mtu.extend(mtu);
+                }
+                None => {
+                    t.layers.insert(layer.clone(), stats);
+                    t.mtu.extend(mtu);
+                }
+            }
         }
     }
     let answered: Vec<String> = get(AGENT_INFO)
@@ -664,7 +707,15 @@ fn fill_unexported(
     let mut untimed = BTreeSet::new();
     for ((src, kind, dst), zone) in planned {
         let exported = cells
-            .range((src.clone(), kind.to_string(), dst.clone(), String::new())..)
+            .range(
+                (
+                    src.clone(),
+                    kind.to_string(),
+                    dst.clone(),
+                    String::new(),
+                    String::new(),
+                )..,
+            )
             .next()
             .is_some_and(|(k, _)| k.0 == src && k.1 == kind && k.2 == dst);
         let Some(a) = agents.get(&src) else { continue };
@@ -683,6 +734,7 @@ fn fill_unexported(
                     kind.to_string(),
                     dst.clone(),
                     layer.to_string(),
+                    String::new(),
                 ),
                 CellAcc {
                     dst_zone: zone.clone(),

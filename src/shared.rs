@@ -11,10 +11,10 @@ use tokio::time::Instant;
 
 use crate::config::AgentConfig;
 use crate::diagnosis::input::{
-    AddressFacts, ErrorCountInfo, ErrorInfo, LayerStats, MtuReport, MtuState, PeerReport,
-    RttSeconds, TargetReport,
+    AddressFacts, ErrorCountInfo, ErrorInfo, FamilyReport, LayerStats, MtuReport, MtuState,
+    PeerReport, RttSeconds, TargetReport,
 };
-use crate::diagnosis::{diagnose, AgentReport, Matrix};
+use crate::diagnosis::{diagnose_inputs, AgentReport, Params};
 use crate::discovery::DiscoveryStatus;
 use crate::mesh::{self, MeshDiagnosis};
 use crate::metrics::{Identity, Metrics, PlanStatus};
@@ -210,8 +210,10 @@ pub async fn mesh_diagnosis(s: &Shared) -> Arc<MeshDiagnosis> {
     );
     let (mut inputs, agents_answered, agents_unreachable) = mesh::inputs(own, gathered, &set);
     inputs.kube = facts.map(|f| f.as_ref().clone());
-    let (diagnosis, held) =
-        crate::k8s::hold_findings(diagnose(&Matrix::build(&inputs)), &results.discovery.held);
+    let (diagnosis, held) = crate::k8s::hold_findings(
+        diagnose_inputs(&inputs, &Params::default()),
+        &results.discovery.held,
+    );
     let d = Arc::new(MeshDiagnosis {
         node: s.identity.node.clone(),
         agents_answered,
@@ -258,7 +260,7 @@ async fn from_prometheus(
     };
     built.inputs.kube = facts.map(|f| f.as_ref().clone());
     let (mut diagnosis, held) = crate::k8s::hold_findings(
-        diagnose(&Matrix::build(&built.inputs)),
+        diagnose_inputs(&built.inputs, &Params::default()),
         &results.discovery.held,
     );
     crate::promsource::finish(&mut diagnosis, &url);
@@ -300,6 +302,25 @@ fn mtu_reports(m: &BTreeMap<Layer, crate::mtu::MtuReport>) -> BTreeMap<String, M
         .collect()
 }
 
+/// A destination's other families, in the engine's terms.
+fn family_reports(
+    f: &BTreeMap<crate::model::Family, crate::store::FamilyResults>,
+) -> BTreeMap<String, FamilyReport> {
+    f.iter()
+        .map(|(family, r)| {
+            (
+                family.as_str().to_string(),
+                FamilyReport {
+                    node_ip: r.node_ip,
+                    ip: Some(r.ip),
+                    layers: layers_of(&r.layers),
+                    mtu: mtu_reports(&r.mtu),
+                },
+            )
+        })
+        .collect()
+}
+
 impl Results {
     /// This agent's own results in the engine's terms: the same fields the JSON document
     /// carries, without the round trip through text.
@@ -322,6 +343,8 @@ impl Results {
                     pod_ip: Some(p.pod_ip),
                     layers: layers_of(&p.layers),
                     mtu: mtu_reports(&p.mtu),
+                    family: p.family.map(|f| f.as_str().to_string()),
+                    families: family_reports(&p.families),
                     ..PeerReport::default()
                 })
                 .collect(),
@@ -335,6 +358,8 @@ impl Results {
                     protocol: Some(t.protocol.to_string()),
                     layers: layers_of(&t.layers),
                     mtu: mtu_reports(&t.mtu),
+                    family: t.family.map(|f| f.as_str().to_string()),
+                    families: family_reports(&t.families),
                     ..TargetReport::default()
                 })
                 .collect(),
@@ -381,6 +406,60 @@ fn layer_stats(w: &WindowStats) -> LayerStats {
 mod tests {
     use super::mesh_cache_ttl;
     use std::time::Duration;
+
+    /// The agent's own report (no text round trip) is what its document reads as, both
+    /// families included: the mesh view diagnoses its own cells per family like the others'.
+    #[test]
+    fn the_own_report_is_the_document_dual_stack_included() {
+        use crate::diagnosis::AgentReport;
+        use crate::model::{ErrorClass, Family, IpFamilies, ProbeResult};
+        use crate::schedule::{tasks, TaskParams};
+        use std::sync::Arc;
+        let set = Arc::new(crate::peers::parse("peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1}\n  - {node: b, node_ip: 10.0.0.2, pod_ip: 10.1.0.2, node_ips: [10.0.0.2, 'fd00::2'], pod_ips: [10.1.0.2, 'fd01::2']}\ntargets:\n  - {name: web, ip: 10.1.0.9, ips: [10.1.0.9, 'fd01::9'], port: 80, protocol: http}\n").unwrap());
+        let params = TaskParams {
+            default_port: 9464,
+            icmp_count: 1,
+            icmp_size: 56,
+            families: IpFamilies::Auto,
+        };
+        let t = tasks(&set, "a", params);
+        let mut store = crate::store::Store::new("a", Duration::from_secs(60));
+        store.set_peers(set.clone(), &t);
+        let now = tokio::time::Instant::now();
+        for task in &t {
+            let r = if task.key.family == Family::Ipv6 {
+                ProbeResult::failed(1, ErrorClass::Timeout)
+            } else {
+                ProbeResult::ok(Duration::from_millis(1), None)
+            };
+            store.record(&task.key, now, &r);
+        }
+        let snap = store.snapshot(now);
+        let results = super::Results {
+            node: "a".into(),
+            zone: None,
+            version: "test",
+            ready: true,
+            rounds: 3,
+            interval_seconds: 1.0,
+            timeout_seconds: 1.0,
+            window_seconds: 10.0,
+            icmp_socket: "raw",
+            discovery: Default::default(),
+            peers: snap.peers,
+            targets: snap.targets,
+            owners: crate::diagnosis::AddressFacts::of(&set),
+        };
+        let own = results.report();
+        let doc = AgentReport::from_json(&serde_json::to_string(&results).unwrap()).unwrap();
+        assert_eq!(own, doc);
+        assert_eq!(own.peers[0].family.as_deref(), Some("ipv4"));
+        assert_eq!(
+            own.peers[0].families["ipv6"].layers["icmp_pod"].reachable,
+            Some(false)
+        );
+        assert_eq!(own.targets[0].families["ipv6"].ip, "fd01::9".parse().ok());
+    }
 
     #[test]
     fn the_mesh_view_is_cached_a_quarter_interval_within_bounds() {

@@ -225,6 +225,7 @@ async fn findings_are_posted_as_events_and_a_refusal_names_the_permission() {
         confidence: 0.9,
         evidence: vec![],
         next_steps: vec![],
+        family: None,
     };
     let d = &drafts(&[f])[0];
     post(&client, d, "node-1", Duration::from_secs(5))

@@ -400,6 +400,8 @@ struct Want {
     zones: &'static [&'static str],
     targets: &'static [&'static str],
     pairs: &'static [[&'static str; 2]],
+    /// The finding's `family`: `None` when it must have none (both families, or one probed).
+    family: Option<&'static str>,
 }
 
 const fn want(cause: &'static str, nodes: &'static [&'static str]) -> Want {
@@ -410,6 +412,7 @@ const fn want(cause: &'static str, nodes: &'static [&'static str]) -> Want {
         zones: &[],
         targets: &[],
         pairs: &[],
+        family: None,
     }
 }
 
@@ -501,6 +504,7 @@ fn finding_matches(f: &Value, w: &Want) -> bool {
                 && pairs
                     .iter()
                     .all(|p| w.pairs.iter().any(|[a, b]| p == &[*a, *b]))))
+        && f["family"].as_str() == w.family
         && !strs(&f["evidence"]).is_empty()
         && !strs(&f["next_steps"]).is_empty()
 }
@@ -1171,6 +1175,47 @@ fn sampled_faults() -> Vec<Placed> {
     ]
 }
 
+/// Faults of one family in a dual-stack lab: found in that family, named by it, and nothing
+/// said of the other (whose paths work).
+fn one_family_faults() -> Vec<Placed> {
+    vec![
+        placed(
+            &["route", "node-1", "node-3", "--family", "ipv6"],
+            Want {
+                or_nodes: &["node-1", "node-3"],
+                // node-3's agent answers over IPv4, so its side shows too: its pods' IPv6
+                // packets to node-1 get no answer (node-1 has no route back).
+                pairs: &[
+                    ["node-1", "node-3"],
+                    ["node-1", "web-node-3"],
+                    ["node-3", "node-1"],
+                    ["node-3", "web-node-1"],
+                ],
+                family: Some("ipv6"),
+                ..want("routing", &["node-1"])
+            },
+            &[1, 3],
+        ),
+        placed(
+            &["cni", "node-3", "--family", "ipv4"],
+            Want {
+                family: Some("ipv4"),
+                ..want("cni", &["node-3"])
+            },
+            &[3],
+        ),
+        placed(
+            &["reject", "web-node-2", "--family", "ipv6"],
+            Want {
+                targets: &["web-node-2"],
+                family: Some("ipv6"),
+                ..want("application", &["node-2"])
+            },
+            &[2],
+        ),
+    ]
+}
+
 /// Every lab fault kind (the bench's matrix).
 fn every_fault() -> Vec<Placed> {
     let mut v = sampled_faults();
@@ -1761,7 +1806,9 @@ fn the_ipv6_lab_places_every_fault_right() {
 fn the_dual_stack_lab_places_faults_right() {
     require_root!();
     let t = Instant::now();
-    let rows = addressing_run("subnet", "dual", &sampled_faults(), "d");
+    let mut faults = sampled_faults();
+    faults.extend(one_family_faults());
+    let rows = addressing_run("subnet", "dual", &faults, "d");
     eprintln!("{}", addressing_table(&rows));
     eprintln!("dual suite: {:.1}s", t.elapsed().as_secs_f64());
     assert_placed(&rows);

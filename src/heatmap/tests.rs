@@ -55,6 +55,7 @@ fn finding(pairs: &[[&str; 2]], nodes: &[&str]) -> Finding {
         confidence: 0.9,
         evidence: vec!["<evidence & more>".into()],
         next_steps: vec!["check the CNI pod on node-c".into()],
+        family: None,
     }
 }
 

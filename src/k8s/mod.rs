@@ -187,6 +187,7 @@ mod tests {
             confidence: 0.9,
             evidence: vec![],
             next_steps: vec![],
+            family: None,
         }
     }
 

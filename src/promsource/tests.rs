@@ -1184,3 +1184,87 @@ fn onset_needs_the_last_probe_ages_too() {
     );
     assert_eq!(summary(&prom), summary(&agents), "prometheus:\n{prom}");
 }
+
+/// Two families' answers as one Prometheus holds them: every pair series of `v4` with
+/// `family="ipv4"`, of `v6` with `family="ipv6"`; the rest (identity, plan) once.
+fn dual_answers(v4: &Answers, v6: &Answers) -> Answers {
+    let mut out = v4.clone();
+    for (q, samples) in out.iter_mut() {
+        if !q.starts_with("meshprobe_pair_") || *q == PLANNED {
+            continue;
+        }
+        let tag = |s: &mut Sample, f: &str| {
+            s.labels.insert("family".into(), f.into());
+        };
+        samples.iter_mut().for_each(|s| tag(s, "ipv4"));
+        let mut more = v6.get(q).cloned().unwrap_or_default();
+        more.iter_mut().for_each(|s| tag(s, "ipv6"));
+        samples.extend(more);
+    }
+    out
+}
+
+#[test]
+fn a_dual_stack_fleet_is_diagnosed_per_family_from_prometheus() {
+    use crate::diagnosis::{diagnose_inputs, Params};
+    use crate::model::Family;
+    type F = fn(&str, &str, &str) -> Fault;
+    let healthy: F = |_, _, _| None;
+    let cni3: F = |s, d, l| {
+        let pod = l != "icmp_node";
+        ((on(d) == "node-3" && pod) || s == "node-3").then_some(("timeout", "none"))
+    };
+    let route13: F = |s, d, l| match (s, d, l) {
+        ("node-1", "node-3", "icmp_pod" | "http") => Some(("net_unreachable", "source")),
+        ("node-3", "node-1", _) => Some(("timeout", "none")),
+        _ => None,
+    };
+    type Want = &'static [(&'static str, &'static str, Option<Family>)];
+    let cases: [(&str, F, F, Want); 5] = [
+        ("healthy", healthy, healthy, &[]),
+        (
+            "cni node-3 on IPv6",
+            healthy,
+            cni3,
+            &[("cni", "node-3", Some(Family::Ipv6))],
+        ),
+        (
+            "cni node-3 on IPv4",
+            cni3,
+            healthy,
+            &[("cni", "node-3", Some(Family::Ipv4))],
+        ),
+        ("cni node-3 on both", cni3, cni3, &[("cni", "node-3", None)]),
+        (
+            "cni on IPv4, a route on IPv6",
+            cni3,
+            route13,
+            &[
+                ("cni", "node-3", Some(Family::Ipv4)),
+                ("routing", "node-1", Some(Family::Ipv6)),
+            ],
+        ),
+    ];
+    for (what, v4, v6, want) in cases {
+        let answers = dual_answers(&mesh_answers(&[], v4), &mesh_answers(&[], v6));
+        let built = build(&answers, None).unwrap();
+        assert!(
+            !built.notes.iter().any(|n| n.contains("more than once")),
+            "{what}: two families are not duplicates: {:?}",
+            built.notes
+        );
+        let d = diagnose_inputs(&built.inputs, &Params::default());
+        let mut got: Vec<(String, String, Option<Family>)> = d
+            .findings
+            .iter()
+            .map(|f| (f.cause.to_string(), f.nodes.join(","), f.family))
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, String, Option<Family>)> = want
+            .iter()
+            .map(|(c, n, f)| (c.to_string(), n.to_string(), *f))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{what}\n{d}");
+    }
+}

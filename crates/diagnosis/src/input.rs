@@ -123,6 +123,24 @@ pub struct PeerReport {
     /// Path MTU per ICMP layer, as agents serve it: `{"icmp_pod": {"path_mtu", "state", …},
     /// "icmp_node": {…}}`. The worst state of the two is the pair's.
     pub mtu: BTreeMap<String, MtuReport>,
+    /// The family (`ipv4`, `ipv6`) of the figures above, when the agent probed two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The other family's figures, keyed by family, on a destination probed at two.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub families: BTreeMap<String, FamilyReport>,
+}
+
+/// A destination's figures at one more family (agents' `families` entries).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FamilyReport {
+    /// A peer's node address of this family (absent: the node has none).
+    pub node_ip: Option<IpAddr>,
+    /// The pod's (or target's) address of this family.
+    pub ip: Option<IpAddr>,
+    pub layers: BTreeMap<String, LayerStats>,
+    pub mtu: BTreeMap<String, MtuReport>,
 }
 
 /// One selected target as seen from the reporting node.
@@ -137,6 +155,10 @@ pub struct TargetReport {
     pub path_mtu: Option<u32>,
     pub mtu_state: Option<MtuState>,
     pub mtu: BTreeMap<String, MtuReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub families: BTreeMap<String, FamilyReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

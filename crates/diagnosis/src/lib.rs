@@ -13,6 +13,8 @@
 //!
 //! * [`input`]: lenient `Deserialize` structs for agents' documents, node metadata, Kubernetes facts.
 //! * [`matrix`]: the indexed matrix of (source, destination, layer) cells.
+//! * [`family`]: the engine per address family and the merge of the answers
+//!   ([`diagnose_inputs`], the entry point for documents that may hold two families).
 //! * [`engine`]: the entry points ([`diagnose`], [`diagnose_with`], [`Params`]) and one module
 //!   per stage: `clean` (cell states, onset rules), `mtu`, `network` (greedy network
 //!   localisation) and `network_drafts` (its findings), `application` (policy/application),
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod family;
 pub mod input;
 pub mod matrix;
 pub mod report;
@@ -39,10 +42,11 @@ pub mod simulate;
 mod tests;
 
 pub use engine::{cell_state, diagnose, diagnose_with, CellState, Params};
+pub use family::diagnose_inputs;
 pub use input::{
-    AddressFacts, AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, Inputs, KubeFacts,
-    LayerStats, MtuState, NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts, PolicyFacts,
-    TargetPlace, TargetReport,
+    AddressFacts, AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, FamilyReport, Inputs,
+    KubeFacts, LayerStats, MtuState, NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts,
+    PolicyFacts, TargetPlace, TargetReport,
 };
 pub use matrix::{Cell, Matrix};
 pub use report::{Cause, Diagnosis, Finding};

@@ -8,7 +8,8 @@
 //! ```
 //! `cause` is one of `node_down`, `cni`, `routing`, `vpc`, `mtu`, `policy`, `application`,
 //! `packet_loss`; `pairs` are directed `[source node, destination node or target]`;
-//! `confidence` is in `0..=1`. Fields are never removed; new ones may be added.
+//! `confidence` is in `0..=1`; `family` (`ipv4`, `ipv6`) is present only on a dual-stack
+//! finding that touches one family. Fields are never removed; new ones may be added.
 
 use std::fmt;
 
@@ -72,6 +73,10 @@ pub struct Finding {
     pub confidence: f64,
     pub evidence: Vec<String>,
     pub next_steps: Vec<String>,
+    /// The one address family the fault touches (`ipv4`, `ipv6`); absent when it touches
+    /// every family probed, or only one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<meshprobe_core::model::Family>,
 }
 
 /// The engine's answer: `healthy` exactly when there are no findings.

@@ -114,18 +114,25 @@ impl Engine<'_> {
                     confidence: (conf * 100.0).round() / 100.0,
                     evidence,
                     next_steps: d.next_steps.clone(),
+                    family: None,
                 }
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.confidence
-                .total_cmp(&a.confidence)
-                .then(a.cause.cmp(&b.cause))
-                .then(a.nodes.cmp(&b.nodes))
-                .then(a.targets.cmp(&b.targets))
-        });
+        sort(&mut out);
         out
     }
+}
+
+/// The report's order: the surest first, then by cause and place (stable between polls).
+pub(crate) fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.cause.cmp(&b.cause))
+            .then(a.nodes.cmp(&b.nodes))
+            .then(a.targets.cmp(&b.targets))
+            .then(a.family.cmp(&b.family))
+    });
 }
 
 /// "timeout ×6, net_unreachable ×2": counts per kind, the most frequent first (then by name).

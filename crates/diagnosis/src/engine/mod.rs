@@ -44,6 +44,7 @@ use crate::matrix::Matrix;
 use crate::report::Diagnosis;
 
 pub use clean::cell_state;
+pub(crate) use finish::sort as sort_findings;
 use state::Engine;
 pub use state::{CellState, Params};
 

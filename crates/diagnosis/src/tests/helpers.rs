@@ -329,6 +329,7 @@ impl Mesh {
                             path_mtu,
                             mtu_state,
                             mtu: Default::default(),
+                            ..PeerReport::default()
                         }
                     })
                     .collect();
@@ -368,6 +369,11 @@ impl Mesh {
     }
 
     pub(super) fn matrix(&self) -> Matrix {
+        Matrix::build(&self.inputs())
+    }
+
+    /// What [`Mesh::matrix`] is built from.
+    pub(super) fn inputs(&self) -> Inputs {
         let agents = self
             .docs()
             .iter()
@@ -389,12 +395,12 @@ impl Mesh {
                 ..NodeMeta::default()
             })
             .collect();
-        Matrix::build(&Inputs {
+        Inputs {
             agents,
             unreachable_agents: self.missing.iter().map(|&i| name(i)).collect(),
             nodes,
             kube: self.kube.clone(),
-        })
+        }
     }
 
     pub(super) fn diagnose(&self) -> Diagnosis {

@@ -11,6 +11,7 @@ mod scenarios;
 
 mod application;
 mod clean;
+mod family;
 mod finish;
 mod input;
 mod loss;
