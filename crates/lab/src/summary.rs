@@ -21,14 +21,36 @@ pub fn describe_error(e: &Value) -> String {
     s
 }
 
-/// Every (destination, layer) whose last probe failed: `→ node-3 icmp_pod: net_unreachable from …`.
+/// A destination's layers with the family they belong to: its top-level figures (family named
+/// only on a destination probed at two) and each other family's (`families`).
+fn layer_sets(d: &Value) -> Vec<(Option<&str>, &serde_json::Map<String, Value>)> {
+    let mut out: Vec<_> = d["layers"]
+        .as_object()
+        .map(|l| (d["family"].as_str(), l))
+        .into_iter()
+        .collect();
+    for (f, v) in d["families"].as_object().into_iter().flatten() {
+        out.extend(v["layers"].as_object().map(|l| (Some(f.as_str()), l)));
+    }
+    out
+}
+
+/// Every (destination, layer) whose last probe failed: `→ node-3 icmp_pod: net_unreachable from …`
+/// (`→ node-3 icmp_pod ipv6: …` on a destination probed at two families).
 pub fn failing(results: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for (list, key) in [("peers", "node"), ("targets", "name")] {
         for d in results[list].as_array().into_iter().flatten() {
             let name = d[key].as_str().unwrap_or("?");
-            for (layer, l) in d["layers"].as_object().into_iter().flatten() {
-                if l["reachable"] == Value::Bool(false) {
+            for (family, layers) in layer_sets(d) {
+                for (layer, l) in layers {
+                    if l["reachable"] != Value::Bool(false) {
+                        continue;
+                    }
+                    let layer = match family {
+                        Some(f) => format!("{layer} {f}"),
+                        None => layer.clone(),
+                    };
                     let err = if l["last_error"].is_null() {
                         "failed".to_string()
                     } else {
@@ -51,10 +73,12 @@ pub fn one_line(results: &Value) -> String {
     let mut ok = 0;
     for list in ["peers", "targets"] {
         for d in results[list].as_array().into_iter().flatten() {
-            for (_, l) in d["layers"].as_object().into_iter().flatten() {
-                total += 1;
-                if l["reachable"] == Value::Bool(true) {
-                    ok += 1;
+            for (_, layers) in layer_sets(d) {
+                for l in layers.values() {
+                    total += 1;
+                    if l["reachable"] == Value::Bool(true) {
+                        ok += 1;
+                    }
                 }
             }
         }
@@ -96,5 +120,22 @@ mod tests {
             ]
         );
         assert!(one_line(&serde_json::json!({"error": "refused"})).contains("refused"));
+    }
+
+    #[test]
+    fn a_dual_stack_destination_counts_and_names_each_family() {
+        let v = serde_json::json!({
+            "node": "node-1", "ready": true, "rounds": 3,
+            "peers": [{"node": "node-3", "family": "ipv4", "layers": {
+                "icmp_pod": {"reachable": true}, "http": {"reachable": true}},
+              "families": {"ipv6": {"ip": "fd00::3", "layers": {
+                "icmp_pod": {"reachable": false, "last_error": {"kind": "net_unreachable", "from": "fd00:198:19:1::1"}},
+                "http": {"reachable": true}}}}}]
+        });
+        assert_eq!(one_line(&v), "ready, 3 rounds: 3/4 checks ok");
+        assert_eq!(
+            failing(&v),
+            ["→ node-3 icmp_pod ipv6: net_unreachable from fd00:198:19:1::1"]
+        );
     }
 }
