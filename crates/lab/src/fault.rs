@@ -97,7 +97,9 @@ pub enum Fault {
 
 fn usage(kind: &str) -> String {
     match KINDS.iter().find(|(k, _, _)| *k == kind) {
-        Some((k, args, _)) => format!("usage: meshprobe lab fault {k} {args}"),
+        Some((k, args, _)) => format!("usage: meshprobe lab fault {k} {args}")
+            .trim_end()
+            .to_string(),
         None => format!(
             "unknown fault kind {kind:?}: expected one of {}",
             KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
@@ -218,10 +220,12 @@ impl Fault {
                 let stale = match args.get(1).map(String::as_str) {
                     None => false,
                     Some("stale") => true,
-                    Some(other) => return Err(format!(
+                    Some(other) => {
+                        return Err(format!(
                         "kube-proxy: {other:?} after the node: expected `stale` or nothing ({})",
                         u()
-                    )),
+                    ))
+                    }
                 };
                 Fault::KubeProxy {
                     node: node(0)?,

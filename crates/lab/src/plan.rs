@@ -792,6 +792,7 @@ impl Topology {
         }
         // The cluster's Services: the DNS pod, then every node's kube-proxy rules.
         c.extend(self.dns_pod_cmds());
+        c.extend(self.hairpin_cmds());
         for t in &views {
             for n in self.all_nodes() {
                 c.extend(t.service_cmds(n.index));

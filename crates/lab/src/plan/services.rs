@@ -169,6 +169,26 @@ impl Topology {
         c
     }
 
+    /// Hairpin on every pod's bridge port, as kubelet sets it: a pod that reaches itself
+    /// through a VIP has its packet DNATed while being bridged (`br_netfilter`), and the bridge
+    /// sends a frame back out of the port it came in only with hairpin on.
+    pub(crate) fn hairpin_cmds(&self) -> Vec<Cmd> {
+        let mut c = Vec::new();
+        for n in self.all_nodes() {
+            let mut ports = vec!["veth-probe", "veth-web"];
+            if n.index == DNS_NODE {
+                ports.push("veth-dns");
+            }
+            for p in ports {
+                c.push(Cmd::ip(
+                    &n.ns,
+                    &format!("link set {p} type bridge_slave hairpin on"),
+                ));
+            }
+        }
+        c
+    }
+
     /// The pods' prefix length: the node's subnet, or one address (`blocks`, `vpc`).
     fn pod_len(&self) -> u8 {
         match (self.addressing != Addressing::Subnet, self.family.is_ipv4()) {
@@ -519,6 +539,9 @@ mod tests {
             "ip -n mp-n1-dns addr add 198.19.1.12/24 dev eth0",
             "ip -n mp-n1-dns link set eth0 up",
             "ip -n mp-n1-dns route add default via 198.19.1.1",
+            "ip -n mp-n1 link set veth-dns type bridge_slave hairpin on",
+            "ip -n mp-n4 link set veth-probe type bridge_slave hairpin on",
+            "ip -n mp-n4 link set veth-web type bridge_slave hairpin on",
         ] {
             assert!(c.contains(&line.to_string()), "missing {line}");
         }
