@@ -10,9 +10,12 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, Query, ResponseCode};
+/// What the client's callers name: the record type asked and the response code answered.
+pub use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+pub use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use socket2::Type;
