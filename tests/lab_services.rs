@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use meshprobe::lab::dns::{self, Answer, RecordType, ResponseCode};
 use meshprobe::lab::netns;
 use meshprobe::lab::plan::services::{AGENTS_NAME, AGENTS_VIP_NAME, DNS_NAME, DNS_PORT};
-use meshprobe::lab::plan::{Topology, AGENT_PORT};
+use meshprobe::lab::plan::{IpFamily, Topology, AGENT_PORT};
 use support::eventually;
 use support::lab::Lab;
 use support::sys::root_or_skip;
@@ -122,6 +122,22 @@ fn proto(tcp: bool) -> &'static str {
     }
 }
 
+/// `f`'s first success, tried until [`PASS_WITHIN`] (each attempt bounded by its own wait);
+/// panics with the last error after that.
+fn pass<T>(what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PASS_WITHIN;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("{what}: {e}"),
+            Err(e) => {
+                eprintln!("  {what}: not yet: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
 /// `r` is an error; what it was is printed (what the pods see under the fault).
 fn assert_fails<T: std::fmt::Debug>(r: Result<T, String>, what: &str) {
     match r {
@@ -185,18 +201,19 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
     }
     // The zone: the headless name is every agent pod, the VIPs and nodes theirs, the rest NXDOMAIN.
     let agents: Vec<IpAddr> = topo.all_nodes().iter().map(|n| n.probe_ip).collect();
+    let ask = |node: u16, name: &str, tcp: bool| {
+        pass(&format!("{name} ({}) from node-{node}", proto(tcp)), || {
+            pods.dns(node, name, tcp, PASS_WAIT)
+        })
+    };
     for tcp in [false, true] {
-        let a = pods.dns(3, AGENTS_NAME, tcp, PASS_WAIT).unwrap();
+        let a = ask(3, AGENTS_NAME, tcp);
         assert_eq!(ips(&a.ips), ips(&agents), "{}", proto(tcp));
-        let a = pods.dns(3, DNS_NAME, tcp, PASS_WAIT).unwrap();
+        let a = ask(3, DNS_NAME, tcp);
         assert_eq!(a.ips, [topo.dns_vip()]);
-        let a = pods
-            .dns(3, "node-2.nodes.cluster.local.", tcp, PASS_WAIT)
-            .unwrap();
+        let a = ask(3, "node-2.nodes.cluster.local.", tcp);
         assert_eq!(a.ips, [topo.node(2).node_ip]);
-        let a = pods
-            .dns(3, "nobody.meshprobe.svc.cluster.local.", tcp, PASS_WAIT)
-            .unwrap();
+        let a = ask(3, "nobody.meshprobe.svc.cluster.local.", tcp);
         assert_eq!(
             (a.rcode, a.ips.len()),
             (ResponseCode::NXDomain, 0),
@@ -204,9 +221,7 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
             proto(tcp)
         );
     }
-    let a = pods
-        .dns(1, "node-4.nodes.cluster.local.", false, PASS_WAIT)
-        .unwrap();
+    let a = ask(1, "node-4.nodes.cluster.local.", false);
     assert_eq!(a.ips, [topo.node(4).node_ip], "from the DNS pod's own node");
     eprintln!("clean checks: {:.1}s", t0.elapsed().as_secs_f64());
 
@@ -253,11 +268,10 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
         "kube-proxy node-2: DNS from node-2",
     );
     let by_pod_ip = SocketAddr::new(topo.node(3).probe_ip, AGENT_PORT);
-    assert_eq!(
-        pods.get(2, by_pod_ip, PASS_WAIT).as_deref(),
-        Ok("node-3"),
-        "kube-proxy node-2: an agent by pod IP from node-2"
-    );
+    let answered = pass("kube-proxy node-2: an agent by pod IP from node-2", || {
+        pods.get(2, by_pod_ip, PASS_WAIT)
+    });
+    assert_eq!(answered, "node-3");
     pods.assert_all_pass(4, "kube-proxy node-2");
     lab.ok(&["clear"]);
     pods.assert_all_pass(2, "kube-proxy node-2 cleared");
@@ -269,7 +283,9 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
         pods.vip(2, FAIL_WAIT),
         "kube-proxy node-2 stale: the VIP from node-2",
     );
-    pods.dns_ok(2, false, PASS_WAIT).unwrap();
+    pass("kube-proxy node-2 stale: DNS from node-2", || {
+        pods.dns_ok(2, false, PASS_WAIT)
+    });
     pods.assert_all_pass(4, "kube-proxy node-2 stale");
     lab.ok(&["clear", "kube-proxy", "node-2"]);
     pods.assert_all_pass(2, "kube-proxy node-2 stale cleared");
@@ -284,7 +300,9 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
             );
         }
     }
-    pods.vip(2, PASS_WAIT).unwrap();
+    pass("dns-down: the agents' VIP from node-2", || {
+        pods.vip(2, PASS_WAIT)
+    });
     assert_eq!(lab.status()["dns_answering"], false);
     lab.ok(&["clear"]);
     assert_eq!(lab.status()["dns_answering"], true);
@@ -314,7 +332,9 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
         .map_err(|e| e.to_string()),
         "dns-from node-3: the DNS pod by its IP from node-3",
     );
-    pods.vip(3, PASS_WAIT).unwrap();
+    pass("dns-from node-3: the agents' VIP from node-3", || {
+        pods.vip(3, PASS_WAIT)
+    });
     pods.assert_all_pass(1, "dns-from node-3");
     pods.assert_all_pass(4, "dns-from node-3");
     lab.ok(&["clear"]);
@@ -322,9 +342,13 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
 
     // conntrack node-4: a connection open before the fault keeps working; every new flow from
     // node-4's pods fails; node-2's pods still resolve (the DNS pod is on node-1).
-    let mut open = dns::connect_tcp_in(&pods.ns(4), pods.dns_vip(), PASS_WAIT).unwrap();
     let rtype = dns::rtype_for(topo.dns_vip());
-    dns::query_tcp_on(&mut open, AGENTS_VIP_NAME, rtype, PASS_WAIT).unwrap();
+    let mut open = pass("conntrack node-4: a TCP connection to DNS first", || {
+        let mut s = dns::connect_tcp_in(&pods.ns(4), pods.dns_vip(), PASS_WAIT)
+            .map_err(|e| e.to_string())?;
+        dns::query_tcp_on(&mut s, AGENTS_VIP_NAME, rtype, PASS_WAIT).map_err(|e| e.to_string())?;
+        Ok(s)
+    });
     lab.ok(&["fault", "conntrack", "node-4"]);
     for tcp in [false, true] {
         assert_fails(
@@ -352,4 +376,57 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
 
     assert_eq!(lab.status()["state"]["faults"], serde_json::json!([]));
     eprintln!("services suite: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// The same Services in an IPv6 lab (`ip6 mplab_svc`, AAAA records): the VIPs answer from every
+/// node, the headless name is every agent's IPv6 address, and `kube-proxy` and `dns-from` break
+/// their node only.
+#[test]
+fn ipv6_services_answer_and_break_per_node() {
+    if !root_or_skip("the lab's Services suite needs root (network namespaces)") {
+        return;
+    }
+    let t0 = Instant::now();
+    let prefix = format!("mps6{}", std::process::id() % 10_000);
+    let lab = Lab::up_with(
+        &prefix,
+        4,
+        2,
+        &["--mtu-interval", "0s", "--ip-family", "ipv6"],
+    );
+    let topo = Topology::new(&prefix, 4, 2)
+        .unwrap()
+        .with_family(IpFamily::Ipv6)
+        .unwrap();
+    assert!(topo.agents_vip().is_ipv6() && topo.dns_vip().is_ipv6());
+    let pods = Pods { topo: topo.clone() };
+    for n in 1..=4 {
+        pods.assert_all_pass(n, "ipv6 clean");
+    }
+    let a = pass("ipv6: the headless name from node-2", || {
+        pods.dns(2, AGENTS_NAME, false, PASS_WAIT)
+    });
+    let agents: Vec<IpAddr> = topo.all_nodes().iter().map(|n| n.probe_ip).collect();
+    assert_eq!(ips(&a.ips), ips(&agents));
+
+    lab.ok(&["fault", "kube-proxy", "node-2"]);
+    assert_fails(
+        pods.vip(2, FAIL_WAIT),
+        "ipv6 kube-proxy node-2: the VIP from node-2",
+    );
+    pods.assert_all_pass(4, "ipv6 kube-proxy node-2");
+    lab.ok(&["clear"]);
+    pods.assert_all_pass(2, "ipv6 kube-proxy node-2 cleared");
+
+    lab.ok(&["fault", "dns-from", "node-3"]);
+    for tcp in [false, true] {
+        assert_fails(
+            pods.dns_ok(3, tcp, FAIL_WAIT),
+            &format!("ipv6 dns-from node-3: DNS over {} from node-3", proto(tcp)),
+        );
+    }
+    pods.assert_all_pass(1, "ipv6 dns-from node-3");
+    lab.ok(&["clear"]);
+    pods.assert_all_pass(3, "ipv6 dns-from node-3 cleared");
+    eprintln!("ipv6 services suite: {:.1}s", t0.elapsed().as_secs_f64());
 }

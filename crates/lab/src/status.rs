@@ -124,26 +124,34 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let t = topo.in_family(topo.families()[0]);
+    // The DNS answer is asked in the primary family; the Services' lines are per family.
+    let dns_line = match &dns {
+        Ok(()) => "answering".to_string(),
+        Err(e) => format!("not answering ({e})"),
+    };
+    for t in topo.families().iter().map(|f| topo.in_family(*f)) {
+        outln!(
+            o,
+            "services: kube-dns {} udp+tcp -> DNS pod {} on node-{DNS_NODE} ({}): {dns_line}",
+            SocketAddr::new(t.dns_vip(), DNS_PORT),
+            t.dns_pod_ip(),
+            topo.dns_ns(),
+        );
+        outln!(
+            o,
+            "          meshprobe-vip {} tcp -> {} agent pods (nft table {} {} on every node)",
+            SocketAddr::new(t.agents_vip(), AGENT_PORT),
+            topo.nodes,
+            t.nft_family(),
+            t.service_table(),
+        );
+    }
     outln!(
         o,
-        "services: kube-dns {} udp+tcp -> DNS pod {} on node-{DNS_NODE} ({}): {}",
-        SocketAddr::new(t.dns_vip(), DNS_PORT),
-        t.dns_pod_ip(),
-        topo.dns_ns(),
-        match &dns {
-            Ok(()) => "answering".to_string(),
-            Err(e) => format!("not answering ({e})"),
-        }
-    );
-    outln!(
-        o,
-        "          meshprobe-vip {} tcp -> {} agent pods (nft table {} {} on every node; all in {})",
-        SocketAddr::new(t.agents_vip(), AGENT_PORT),
-        topo.nodes,
-        t.nft_family(),
-        t.service_table(),
-        state::state_dir(&topo.prefix).join("services.json").display()
+        "          all in {}",
+        state::state_dir(&topo.prefix)
+            .join("services.json")
+            .display()
     );
     for n in topo.all_nodes() {
         let view = st

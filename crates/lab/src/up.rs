@@ -305,26 +305,32 @@ fn print_guidance(
             last.name
         );
     }
-    let t = topo.in_family(topo.families()[0]);
+    let views: Vec<Topology> = topo.families().iter().map(|f| topo.in_family(*f)).collect();
+    let tables: Vec<String> = views
+        .iter()
+        .map(|t| format!("{} {}", t.nft_family(), t.service_table()))
+        .collect();
     outln!(
-        "\nServices (kube-proxy's nftables-mode rules on every node, table {} {}; all in {}):",
-        t.nft_family(),
-        t.service_table(),
+        "\nServices (kube-proxy's nftables-mode rules on every node, table {}; all in {}):",
+        tables.join(" and "),
         state::state_dir(&topo.prefix)
             .join("services.json")
             .display()
     );
-    outln!(
-        "  kube-dns       {:<24} udp+tcp -> the DNS pod {} on node-1 ({}), zone {}",
-        SocketAddr::new(t.dns_vip(), DNS_PORT).to_string(),
-        t.dns_pod_ip(),
-        topo.dns_ns(),
-        services::ZONE
-    );
-    outln!(
-        "  meshprobe-vip  {:<24} tcp     -> every agent pod, drawn at random",
-        SocketAddr::new(t.agents_vip(), AGENT_PORT).to_string()
-    );
+    // One line per family and Service (a dual lab: IPv4's, then IPv6's).
+    for t in &views {
+        outln!(
+            "  kube-dns       {:<24} udp+tcp -> the DNS pod {} on node-1 ({}), zone {}",
+            SocketAddr::new(t.dns_vip(), DNS_PORT).to_string(),
+            t.dns_pod_ip(),
+            topo.dns_ns(),
+            services::ZONE
+        );
+        outln!(
+            "  meshprobe-vip  {:<24} tcp     -> every agent pod, drawn at random",
+            SocketAddr::new(t.agents_vip(), AGENT_PORT).to_string()
+        );
+    }
     outln!(
         "  names: {} (every agent pod), {}, {}, node-N.nodes.{}",
         services::AGENTS_NAME,
