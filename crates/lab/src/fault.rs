@@ -59,7 +59,7 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     (
         "kube-proxy",
         "NODE [stale]",
-        "remove the node's Service rules (stale: its agents endpoints are pods that are gone)",
+        "the node's Service rules gone; stale (or --stale): its agents VIP left on pods that are gone",
     ),
     (
         "dns-down",
