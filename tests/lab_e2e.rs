@@ -607,7 +607,8 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
         2,
         &["--icmp-count", "3", "--mtu-interval", "2s"],
     );
-    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
+    // Fabric, router, a node and its two pods per node, the DNS pod.
+    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3 + 1);
 
     let st = lab.status();
     assert_eq!(st["state"]["phase"], "running");
@@ -646,7 +647,7 @@ fn every_fault_is_seen_by_packets_and_agents_then_clears() {
     let again = lab.cli(&["up", "--port-base", "0"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
-    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3);
+    assert_eq!(lab_namespaces(&prefix).len(), 2 + 4 * 3 + 1);
 
     // Wrong invocations are refused with status 2 and change nothing.
     for bad in [
@@ -1934,7 +1935,7 @@ fn down_after_kill_9_removes_every_namespace_and_process() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         lab_namespaces(&prefix).len(),
-        2 + 2 * 3,
+        2 + 2 * 3 + 1,
         "namespaces survive the crash"
     );
     let status = lab.cli(&["status"]);

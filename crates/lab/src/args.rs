@@ -41,6 +41,10 @@ pub enum LabCommand {
         /// A single-family lab takes its own family (the whole lab) and refuses the other.
         #[arg(long, value_name = "ipv4|ipv6")]
         family: Option<String>,
+        /// `kube-proxy NODE --stale`: the same as `kube-proxy NODE stale` (the node's Service
+        /// rules left pointing at agent pods that are gone, instead of removed).
+        #[arg(long)]
+        stale: bool,
     },
     /// Undo every active fault (or just those named) and flush cached path MTUs.
     Clear {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::plan::services::DNS_PORT;
 use super::plan::{Addressing, Cmd, IpFamily, Topology, NFT_PREFIX, WEB_PORT};
 
 pub const DEFAULT_MTU: u32 = 1400;
@@ -55,6 +56,26 @@ pub const KINDS: &[(&str, &str, &str)] = &[
         "ZONE-A ZONE-B",
         "block traffic between two zones at the router",
     ),
+    (
+        "kube-proxy",
+        "NODE [stale]",
+        "the node's Service rules gone; stale (or --stale): its agents VIP left on pods that are gone",
+    ),
+    (
+        "dns-down",
+        "",
+        "the DNS pod stops answering (its port 53 dropped)",
+    ),
+    (
+        "dns-from",
+        "NODE",
+        "drop DNS traffic (port 53) from the node's pods",
+    ),
+    (
+        "conntrack",
+        "NODE",
+        "the node's conntrack table full: new flows dropped, established ones pass",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +89,17 @@ pub enum Fault {
     Cni { node: u16 },
     NodeDown { node: u16 },
     Partition { a: u16, b: u16 },
+    KubeProxy { node: u16, stale: bool },
+    DnsDown,
+    DnsFrom { node: u16 },
+    Conntrack { node: u16 },
 }
 
 fn usage(kind: &str) -> String {
     match KINDS.iter().find(|(k, _, _)| *k == kind) {
-        Some((k, args, _)) => format!("usage: meshprobe lab fault {k} {args}"),
+        Some((k, args, _)) => format!("usage: meshprobe lab fault {k} {args}")
+            .trim_end()
+            .to_string(),
         None => format!(
             "unknown fault kind {kind:?}: expected one of {}",
             KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
@@ -188,6 +215,35 @@ impl Fault {
                     b: a.max(b),
                 }
             }
+            "kube-proxy" => {
+                arity(1, 2)?;
+                let stale = match args.get(1).map(String::as_str) {
+                    None => false,
+                    Some("stale") => true,
+                    Some(other) => {
+                        return Err(format!(
+                        "kube-proxy: {other:?} after the node: expected `stale` or nothing ({})",
+                        u()
+                    ))
+                    }
+                };
+                Fault::KubeProxy {
+                    node: node(0)?,
+                    stale,
+                }
+            }
+            "dns-down" => {
+                arity(0, 0)?;
+                Fault::DnsDown
+            }
+            "dns-from" => {
+                arity(1, 1)?;
+                Fault::DnsFrom { node: node(0)? }
+            }
+            "conntrack" => {
+                arity(1, 1)?;
+                Fault::Conntrack { node: node(0)? }
+            }
             _ => return Err(u()),
         };
         Ok(fault)
@@ -221,6 +277,16 @@ impl Fault {
             Fault::Cni { node } => vec!["cni".into(), n(node)],
             Fault::NodeDown { node } => vec!["node-down".into(), n(node)],
             Fault::Partition { a, b } => vec!["partition".into(), z(a), z(b)],
+            Fault::KubeProxy { node, stale } => {
+                let mut w = vec!["kube-proxy".into(), n(node)];
+                if *stale {
+                    w.push("stale".into());
+                }
+                w
+            }
+            Fault::DnsDown => vec!["dns-down".into()],
+            Fault::DnsFrom { node } => vec!["dns-from".into(), n(node)],
+            Fault::Conntrack { node } => vec!["conntrack".into(), n(node)],
         }
     }
 
@@ -235,6 +301,10 @@ impl Fault {
             Fault::Cni { node } => format!("cni {node}"),
             Fault::NodeDown { node } => format!("node-down {node}"),
             Fault::Partition { a, b } => format!("partition {a} {b}"),
+            Fault::KubeProxy { node, .. } => format!("kube-proxy {node}"),
+            Fault::DnsDown => "dns-down".into(),
+            Fault::DnsFrom { node } => format!("dns-from {node}"),
+            Fault::Conntrack { node } => format!("conntrack {node}"),
         }
     }
 
@@ -370,6 +440,59 @@ impl Fault {
                      add rule inet {t}partition_{a}_{b}{sfx} forward {inet}iifname \"z{b}\" oifname \"z{a}\" drop"
                 ),
             )],
+            // kube-proxy's table is per family already (`ip`, `ip6`): the view's family is
+            // the confinement, no suffix needed.
+            Fault::KubeProxy { node, stale } => {
+                let ns = topo.node(node).ns;
+                let del = Cmd::exec(
+                    &ns,
+                    "nft",
+                    &["delete", "table", topo.nft_family(), &topo.service_table()],
+                );
+                if !stale {
+                    return vec![del];
+                }
+                // A kube-proxy that missed the endpoints' update: every agents endpoint is a
+                // pod that has gone (its address held by no one), the DNS Service still right.
+                let dead: Vec<_> = topo
+                    .all_nodes()
+                    .iter()
+                    .map(|n| topo.dead_pod_ip(n.index))
+                    .collect();
+                vec![del.tolerant(), Cmd::nft(&ns, &topo.service_script(&dead))]
+            }
+            Fault::DnsDown => vec![Cmd::nft(
+                &topo.dns_ns(),
+                &format!(
+                    "add table inet {t}dnsdown{sfx}; \
+                     add chain inet {t}dnsdown{sfx} input {{ type filter hook input priority 0 ; }} ; \
+                     add rule inet {t}dnsdown{sfx} input {inet}meta l4proto {{ tcp, udp }} th dport {DNS_PORT} drop"
+                ),
+            )],
+            // After the Service DNAT (forward): the pods' queries to the VIP and to the DNS
+            // pod itself; `cni0` in is the node's pods (other nodes' arrive on eth0).
+            Fault::DnsFrom { node } => vec![Cmd::nft(
+                &topo.node(node).ns,
+                &format!(
+                    "add table inet {t}dnsfrom{sfx}; \
+                     add chain inet {t}dnsfrom{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                     add rule inet {t}dnsfrom{sfx} forward {inet}iifname \"cni0\" meta l4proto {{ tcp, udp }} th dport {DNS_PORT} drop"
+                ),
+            )],
+            // `nf_conntrack_max` is read-only outside the host's namespace (0444 in every other
+            // namespace, kernel 6.18), so the full table is what the kernel then does: a packet
+            // that would add an entry is dropped, one of an entry already there passes.
+            // Priority -150: after conntrack (-200) has classified the packet, before DNAT.
+            Fault::Conntrack { node } => vec![Cmd::nft(
+                &topo.node(node).ns,
+                &format!(
+                    "add table inet {t}conntrack{sfx}; \
+                     add chain inet {t}conntrack{sfx} prerouting {{ type filter hook prerouting priority -150 ; }} ; \
+                     add chain inet {t}conntrack{sfx} output {{ type filter hook output priority -150 ; }} ; \
+                     add rule inet {t}conntrack{sfx} prerouting {inet}ct state new counter drop; \
+                     add rule inet {t}conntrack{sfx} output {inet}ct state new counter drop"
+                ),
+            )],
         }
     }
 
@@ -432,6 +555,22 @@ impl Fault {
                     &format!("partition_{a}_{b}"),
                 )]
             }
+            // The rules as `lab up` programmed them, whatever was left (none, or stale ones).
+            Fault::KubeProxy { node, .. } => {
+                let ns = topo.node(node).ns;
+                vec![
+                    Cmd::exec(
+                        &ns,
+                        "nft",
+                        &["delete", "table", topo.nft_family(), &topo.service_table()],
+                    )
+                    .tolerant(),
+                    Cmd::nft(&ns, &topo.service_script(&topo.agent_backends())),
+                ]
+            }
+            Fault::DnsDown => vec![del(&topo.dns_ns(), "inet", "dnsdown")],
+            Fault::DnsFrom { node } => vec![del(&topo.node(node).ns, "inet", "dnsfrom")],
+            Fault::Conntrack { node } => vec![del(&topo.node(node).ns, "inet", "conntrack")],
         }
     }
 }
@@ -489,8 +628,8 @@ fn only(family: IpFamily) -> Only {
 
 /// What `--family` says about each kind, for help and errors: the kinds that take it, and why
 /// the others refuse it.
-pub const FAMILY_KINDS: &str =
-    "route, cni, pmtu-blackhole, policy, reject, loss, partition (not mtu or node-down)";
+pub const FAMILY_KINDS: &str = "route, cni, pmtu-blackhole, policy, reject, loss, partition, \
+     kube-proxy, dns-down, dns-from, conntrack (not mtu or node-down)";
 
 /// A fault as the lab applies and records it: the fault, and the one family it is confined to
 /// (`lab fault … --family`), if any.
@@ -760,6 +899,11 @@ mod tests {
             "cni node-2",
             "node-down node-4",
             "partition b a",
+            "kube-proxy n2",
+            "kube-proxy 3 stale",
+            "dns-down",
+            "dns-from node-4",
+            "conntrack 1",
         ] {
             let f = parse(line).unwrap();
             let w = f.words();
@@ -789,11 +933,143 @@ mod tests {
             ("policy node-2 0", "port \"0\""),
             ("cni node-1 extra", "usage"),
             ("flood node-1", "unknown fault kind \"flood\""),
+            (
+                "kube-proxy",
+                "usage: meshprobe lab fault kube-proxy NODE [stale]",
+            ),
+            ("kube-proxy node-9", "unknown node \"node-9\""),
+            (
+                "kube-proxy node-2 --stale",
+                "\"--stale\" after the node: expected `stale`",
+            ),
+            ("kube-proxy node-2 stale extra", "usage"),
+            ("dns-down node-1", "usage: meshprobe lab fault dns-down"),
+            ("dns-from", "usage: meshprobe lab fault dns-from NODE"),
+            ("dns-from zone-a", "unknown node \"zone-a\""),
+            ("conntrack node-0", "unknown node \"node-0\""),
+            (
+                "conntrack node-1 5",
+                "usage: meshprobe lab fault conntrack NODE",
+            ),
         ];
         for (line, want) in table {
             let err = parse(line).unwrap_err();
             assert!(err.contains(want), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn service_faults_apply_and_clear_commands() {
+        let t = topo();
+        let rules = |agents: &[std::net::IpAddr]| {
+            format!("ip netns exec mp-n2 nft '{}'", t.service_script(agents))
+        };
+        let dead: Vec<std::net::IpAddr> =
+            ["198.19.1.99", "198.19.2.99", "198.19.3.99", "198.19.4.99"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        let restore = [
+            "ip netns exec mp-n2 nft delete table ip mplab_svc".to_string(),
+            rules(&t.agent_backends()),
+        ];
+        // (fault, apply, clear)
+        let table: Vec<(&str, Vec<String>, Vec<String>)> = vec![
+            (
+                "kube-proxy node-2",
+                vec!["ip netns exec mp-n2 nft delete table ip mplab_svc".into()],
+                restore.to_vec(),
+            ),
+            (
+                "kube-proxy n2 stale",
+                vec![
+                    "ip netns exec mp-n2 nft delete table ip mplab_svc".into(),
+                    rules(&dead),
+                ],
+                restore.to_vec(),
+            ),
+            (
+                "dns-down",
+                vec!["ip netns exec mp-n1-dns nft 'add table inet mplab_dnsdown; add chain inet mplab_dnsdown input { type filter hook input priority 0 ; } ; add rule inet mplab_dnsdown input meta l4proto { tcp, udp } th dport 53 drop'".into()],
+                vec!["ip netns exec mp-n1-dns nft delete table inet mplab_dnsdown".into()],
+            ),
+            (
+                "dns-from node-3",
+                vec!["ip netns exec mp-n3 nft 'add table inet mplab_dnsfrom; add chain inet mplab_dnsfrom forward { type filter hook forward priority 0 ; } ; add rule inet mplab_dnsfrom forward iifname \"cni0\" meta l4proto { tcp, udp } th dport 53 drop'".into()],
+                vec!["ip netns exec mp-n3 nft delete table inet mplab_dnsfrom".into()],
+            ),
+            (
+                "conntrack node-4",
+                vec!["ip netns exec mp-n4 nft 'add table inet mplab_conntrack; add chain inet mplab_conntrack prerouting { type filter hook prerouting priority -150 ; } ; add chain inet mplab_conntrack output { type filter hook output priority -150 ; } ; add rule inet mplab_conntrack prerouting ct state new counter drop; add rule inet mplab_conntrack output ct state new counter drop'".into()],
+                vec!["ip netns exec mp-n4 nft delete table inet mplab_conntrack".into()],
+            ),
+        ];
+        for (line, apply, clear) in table {
+            let f = parse(line).unwrap();
+            assert_eq!(lines(f.apply_cmds(&t)), apply, "{line}");
+            assert_eq!(lines(f.clear_cmds(&t)), clear, "{line}");
+            // Clearing twice is harmless: every delete is tolerated, the rules re-made whole.
+            assert!(f
+                .clear_cmds(&t)
+                .iter()
+                .all(|c| c.tolerate_failure
+                    || c.args.last().is_some_and(|a| a.starts_with("add table"))));
+        }
+        // The stale rules keep the DNS Service right and point the agents' at no pod.
+        let stale = parse("kube-proxy 2 stale").unwrap().apply_cmds(&t);
+        let script = stale[1].args.last().unwrap();
+        assert!(script.contains("dnat to 198.19.1.12:53"), "{script}");
+        for n in t.all_nodes() {
+            assert!(
+                !script.contains(&format!("dnat to {}:", n.probe_ip)),
+                "{script}"
+            );
+        }
+        // The restore is exactly what `lab up` programmed on the node.
+        let up: Vec<String> = lines(t.up_cmds());
+        assert!(up.contains(&restore[1]));
+    }
+
+    #[test]
+    fn kube_proxy_acts_per_family_table() {
+        let t = dual();
+        let f = scoped(&t, "kube-proxy node-3", None).unwrap();
+        let applied = lines(f.apply_cmds(&t));
+        assert_eq!(
+            applied,
+            [
+                "ip netns exec mp-n3 nft delete table ip mplab_svc",
+                "ip netns exec mp-n3 nft delete table ip6 mplab_svc"
+            ]
+        );
+        for (fam, table, other) in [("ipv4", "ip", "ip6"), ("ipv6", "ip6", "ip")] {
+            let f = scoped(&t, "kube-proxy node-3", Some(fam)).unwrap();
+            let (a, c) = (lines(f.apply_cmds(&t)), lines(f.clear_cmds(&t)));
+            assert_eq!(
+                a,
+                [format!(
+                    "ip netns exec mp-n3 nft delete table {table} mplab_svc"
+                )]
+            );
+            assert_eq!(c[0], a[0]);
+            assert!(
+                c[1].contains(&format!("add table {table} mplab_svc;")),
+                "{}",
+                c[1]
+            );
+            assert!(
+                !c.iter().any(|l| l.contains(&format!(" {other} mplab_svc"))),
+                "{c:?}"
+            );
+        }
+        // The two families' rules are apart: each may be broken alone, together they overlap
+        // with the fault on both.
+        let (v4, v6) = (
+            scoped(&t, "kube-proxy node-3", Some("ipv4")).unwrap(),
+            scoped(&t, "kube-proxy node-3 stale", Some("ipv6")).unwrap(),
+        );
+        assert!(!v4.overlaps(&v6));
+        assert!(v4.overlaps(&scoped(&t, "kube-proxy node-3", None).unwrap()));
     }
 
     #[test]
@@ -1084,6 +1360,42 @@ mod tests {
         // (fault, --family, apply, clear): every kind that takes the flag, in each family.
         let table: &[(&str, &str, &[&str], &[&str])] = &[
             (
+                "dns-down",
+                "ipv4",
+                &["ip netns exec mp-n1-dns nft 'add table inet mplab_dnsdown_ipv4; add chain inet mplab_dnsdown_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_dnsdown_ipv4 input meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 drop'"],
+                &["ip netns exec mp-n1-dns nft delete table inet mplab_dnsdown_ipv4"],
+            ),
+            (
+                "dns-down",
+                "ipv6",
+                &["ip netns exec mp-n1-dns nft 'add table inet mplab_dnsdown_ipv6; add chain inet mplab_dnsdown_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_dnsdown_ipv6 input meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 drop'"],
+                &["ip netns exec mp-n1-dns nft delete table inet mplab_dnsdown_ipv6"],
+            ),
+            (
+                "dns-from node-2",
+                "ipv4",
+                &["ip netns exec mp-n2 nft 'add table inet mplab_dnsfrom_ipv4; add chain inet mplab_dnsfrom_ipv4 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_dnsfrom_ipv4 forward meta nfproto ipv4 iifname \"cni0\" meta l4proto { tcp, udp } th dport 53 drop'"],
+                &["ip netns exec mp-n2 nft delete table inet mplab_dnsfrom_ipv4"],
+            ),
+            (
+                "dns-from node-2",
+                "ipv6",
+                &["ip netns exec mp-n2 nft 'add table inet mplab_dnsfrom_ipv6; add chain inet mplab_dnsfrom_ipv6 forward { type filter hook forward priority 0 ; } ; add rule inet mplab_dnsfrom_ipv6 forward meta nfproto ipv6 iifname \"cni0\" meta l4proto { tcp, udp } th dport 53 drop'"],
+                &["ip netns exec mp-n2 nft delete table inet mplab_dnsfrom_ipv6"],
+            ),
+            (
+                "conntrack node-3",
+                "ipv4",
+                &["ip netns exec mp-n3 nft 'add table inet mplab_conntrack_ipv4; add chain inet mplab_conntrack_ipv4 prerouting { type filter hook prerouting priority -150 ; } ; add chain inet mplab_conntrack_ipv4 output { type filter hook output priority -150 ; } ; add rule inet mplab_conntrack_ipv4 prerouting meta nfproto ipv4 ct state new counter drop; add rule inet mplab_conntrack_ipv4 output meta nfproto ipv4 ct state new counter drop'"],
+                &["ip netns exec mp-n3 nft delete table inet mplab_conntrack_ipv4"],
+            ),
+            (
+                "conntrack node-3",
+                "ipv6",
+                &["ip netns exec mp-n3 nft 'add table inet mplab_conntrack_ipv6; add chain inet mplab_conntrack_ipv6 prerouting { type filter hook prerouting priority -150 ; } ; add chain inet mplab_conntrack_ipv6 output { type filter hook output priority -150 ; } ; add rule inet mplab_conntrack_ipv6 prerouting meta nfproto ipv6 ct state new counter drop; add rule inet mplab_conntrack_ipv6 output meta nfproto ipv6 ct state new counter drop'"],
+                &["ip netns exec mp-n3 nft delete table inet mplab_conntrack_ipv6"],
+            ),
+            (
                 "route node-1 node-3",
                 "ipv4",
                 &[
@@ -1238,6 +1550,8 @@ mod tests {
             let rows = table.iter().filter(|r| r.0.split(' ').next() == Some(kind));
             match *kind {
                 "mtu" | "node-down" => assert_eq!(rows.count(), 0, "{kind}"),
+                // Its clear is the whole rule set: `kube_proxy_acts_per_family_table`.
+                "kube-proxy" => assert_eq!(rows.count(), 0, "{kind}"),
                 _ => assert_eq!(
                     rows.map(|r| r.1).collect::<Vec<_>>(),
                     ["ipv4", "ipv6"],

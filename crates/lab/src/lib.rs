@@ -6,6 +6,8 @@
 //! * [`state`]: the state directory shared by `up`, `fault`, `clear`, `status` and `down`.
 //! * [`netns`]: sockets inside the lab's namespaces, for the live view's proxies and `status`.
 //! * [`summary`]: a short reachability summary of an agent's `/api/v1/results` (pure).
+//! * [`dns`]: the cluster DNS pod's server (hickory-server, in the `lab up` process) and a
+//!   one-query client.
 //!
 //! The subcommands, one module each: `up` (with `start`: the network and the pods' processes;
 //! `proxy`: the live view), `inject` (`lab fault`), `clear`, `status` and `down`. `args` holds
@@ -28,6 +30,7 @@ macro_rules! errln {
     }};
 }
 
+pub mod dns;
 pub mod fault;
 pub mod netns;
 pub mod plan;
@@ -76,9 +79,20 @@ pub async fn run(args: LabArgs) -> Result<u8> {
         }
         Some(LabCommand::Fault {
             kind: Some(kind),
-            args,
+            mut args,
             family,
-        }) => inject::inject(&prefix, &kind, &args, family.as_deref()).await,
+            stale,
+        }) => {
+            if stale {
+                if kind != "kube-proxy" {
+                    return Err(Error::Config(format!(
+                        "--stale on `fault {kind}`: only `kube-proxy NODE --stale` takes it"
+                    )));
+                }
+                args.push("stale".into());
+            }
+            inject::inject(&prefix, &kind, &args, family.as_deref()).await
+        }
         Some(LabCommand::Clear { kind, args, family }) => {
             clear::clear(&prefix, kind.as_deref(), &args, family.as_deref()).await
         }

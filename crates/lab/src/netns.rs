@@ -17,7 +17,18 @@ pub fn netns_path(ns: &str) -> String {
 
 /// A new TCP socket of `addr`'s family inside namespace `ns`.
 pub fn tcp_socket_in(ns: &str, addr: &SocketAddr) -> io::Result<Socket> {
+    socket_in(ns, addr, Type::STREAM)
+}
+
+/// A new socket of `addr`'s family and type `ty` (TCP for a stream, UDP for datagrams) inside
+/// namespace `ns`.
+pub fn socket_in(ns: &str, addr: &SocketAddr, ty: Type) -> io::Result<Socket> {
     let domain = Domain::for_address(*addr);
+    let proto = if ty == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
     let file = std::fs::File::open(netns_path(ns))
         .map_err(|e| io::Error::new(e.kind(), format!("namespace {ns}: {e}")))?;
     std::thread::scope(|s| {
@@ -27,7 +38,7 @@ pub fn tcp_socket_in(ns: &str, addr: &SocketAddr) -> io::Result<Socket> {
                 let e = io::Error::last_os_error();
                 return Err(io::Error::new(e.kind(), format!("setns {ns}: {e}")));
             }
-            Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+            Socket::new(domain, ty, Some(proto))
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))

@@ -56,6 +56,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub mod services;
+
 /// Largest number of nodes (pod subnets 198.19.I.0/24, node IPs 198.18.Z.(10+I)).
 pub const MAX_NODES: u16 = 200;
 /// Largest number of nodes with `vpc` addressing (pods at 198.18.Z.128 and up, above the node
@@ -557,6 +559,7 @@ impl Topology {
         for n in self.all_nodes() {
             v.extend([n.ns, n.probe_ns, n.web_ns]);
         }
+        v.push(self.dns_ns());
         v
     }
 
@@ -622,6 +625,7 @@ impl Topology {
         let digits = rest
             .strip_suffix("-probe")
             .or_else(|| rest.strip_suffix("-web"))
+            .or_else(|| rest.strip_suffix("-dns"))
             .unwrap_or(rest);
         !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
     }
@@ -786,6 +790,14 @@ impl Topology {
         for t in &views {
             c.extend(t.route_cmds());
         }
+        // The cluster's Services: the DNS pod, then every node's kube-proxy rules.
+        c.extend(self.dns_pod_cmds());
+        c.extend(self.hairpin_cmds());
+        for t in &views {
+            for n in self.all_nodes() {
+                c.extend(t.service_cmds(n.index));
+            }
+        }
         c
     }
 
@@ -946,7 +958,8 @@ mod tests {
             assert_eq!(n.ns, ns);
             assert_eq!(n.probe_ns, format!("{ns}-probe"));
         }
-        assert_eq!(t.namespaces().len(), 2 + 4 * 3);
+        // Fabric, router, three pods' and a node's per node, the DNS pod.
+        assert_eq!(t.namespaces().len(), 2 + 4 * 3 + 1);
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub(crate) async fn build(
     let body = serde_json::to_vec_pretty(&plan::peers_file(topo))
         .map_err(|e| Error::Lab(format!("peers file: {e}")))?;
     std::fs::write(&peers, body)?;
+    // Where the Services and the DNS server are, for users and later tools (the peers file's
+    // schema is the agents' and stays as it is).
+    let services = serde_json::to_vec_pretty(&plan::services::services_file(topo))
+        .map_err(|e| Error::Lab(format!("services file: {e}")))?;
+    std::fs::write(dir.join("services.json"), services)?;
+    crate::dns::serve(topo).await?;
 
     let exe_s = exe.display().to_string();
     for n in topo.all_nodes() {

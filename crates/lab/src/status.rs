@@ -7,9 +7,10 @@ use std::time::Duration;
 use meshprobe_core::error::Result;
 
 use crate::fault::Scoped;
+use crate::plan::services::{self, DNS_NODE, DNS_PORT};
 use crate::plan::{IpFamily, Topology, AGENT_PORT};
 use crate::state::{self, State};
-use crate::{netns, run, summary};
+use crate::{dns, netns, run, summary};
 
 /// `println!` into a String.
 macro_rules! outln {
@@ -71,6 +72,7 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
         agents.insert(n.name.clone(), v);
     }
     let lab_alive = st.lab.as_ref().is_some_and(state::is_alive);
+    let dns = dns_check(topo, &namespaces).await;
     if json {
         let procs: Vec<_> = st
             .processes
@@ -87,6 +89,8 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
             serde_json::json!({
                 "prefix": prefix, "state": st, "lab_alive": lab_alive, "namespaces": namespaces,
                 "processes": procs, "agents": agents,
+                "services": services::services_file(topo),
+                "dns_answering": dns.is_ok(),
             })
         );
         return Ok(0);
@@ -119,6 +123,35 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
             .map(|z| format!("z{z} {}", topo.router_ip(z)))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    // The DNS answer is asked in the primary family; the Services' lines are per family.
+    let dns_line = match &dns {
+        Ok(()) => "answering".to_string(),
+        Err(e) => format!("not answering ({e})"),
+    };
+    for t in topo.families().iter().map(|f| topo.in_family(*f)) {
+        outln!(
+            o,
+            "services: kube-dns {} udp+tcp -> DNS pod {} on node-{DNS_NODE} ({}): {dns_line}",
+            SocketAddr::new(t.dns_vip(), DNS_PORT),
+            t.dns_pod_ip(),
+            topo.dns_ns(),
+        );
+        outln!(
+            o,
+            "          meshprobe-vip {} tcp -> {} agent pods (nft table {} {} on every node)",
+            SocketAddr::new(t.agents_vip(), AGENT_PORT),
+            topo.nodes,
+            t.nft_family(),
+            t.service_table(),
+        );
+    }
+    outln!(
+        o,
+        "          all in {}",
+        state::state_dir(&topo.prefix)
+            .join("services.json")
+            .display()
     );
     for n in topo.all_nodes() {
         let view = st
@@ -170,6 +203,33 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Whether the DNS pod answers its own zone, asked from inside its namespace (so `dns-down`,
+/// which drops port 53 there, shows; a node's faults do not).
+async fn dns_check(topo: &Topology, namespaces: &[String]) -> std::result::Result<(), String> {
+    let ns = topo.dns_ns();
+    if !namespaces.contains(&ns) {
+        return Err(format!("namespace {ns} missing"));
+    }
+    let t = topo.in_family(topo.families()[0]);
+    let server = SocketAddr::new(t.dns_pod_ip(), DNS_PORT);
+    let rtype = dns::rtype_for(server.ip());
+    let ask = move || {
+        dns::query_udp_in(
+            &ns,
+            server,
+            services::DNS_NAME,
+            rtype,
+            Duration::from_secs(1),
+        )
+    };
+    match tokio::task::spawn_blocking(ask).await {
+        Ok(Ok(a)) if !a.ips.is_empty() => Ok(()),
+        Ok(Ok(a)) => Err(format!("rcode {}", a.rcode)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// An active fault as `status` shows it: its words (the `clear` arguments), and in a dual-stack

@@ -171,6 +171,10 @@ mod tests {
             "node-down node-4",
             "cni node-3",
             "partition zone-a zone-b",
+            "kube-proxy node-2 stale",
+            "dns-down",
+            "dns-from node-1",
+            "conntrack node-3",
         ];
         for (kind, _, _) in KINDS {
             let line = samples

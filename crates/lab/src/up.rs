@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use meshprobe_core::error::{Error, Result};
 
 use crate::down::remove_everything;
+use crate::plan::services::{self, DNS_PORT};
 use crate::plan::{Topology, AGENT_PORT, WEB_PORT};
 use crate::proxy::serve_proxy;
 use crate::start::build;
@@ -304,6 +305,39 @@ fn print_guidance(
             last.name
         );
     }
+    let views: Vec<Topology> = topo.families().iter().map(|f| topo.in_family(*f)).collect();
+    let tables: Vec<String> = views
+        .iter()
+        .map(|t| format!("{} {}", t.nft_family(), t.service_table()))
+        .collect();
+    outln!(
+        "\nServices (kube-proxy's nftables-mode rules on every node, table {}; all in {}):",
+        tables.join(" and "),
+        state::state_dir(&topo.prefix)
+            .join("services.json")
+            .display()
+    );
+    // One line per family and Service (a dual lab: IPv4's, then IPv6's).
+    for t in &views {
+        outln!(
+            "  kube-dns       {:<24} udp+tcp -> the DNS pod {} on node-1 ({}), zone {}",
+            SocketAddr::new(t.dns_vip(), DNS_PORT).to_string(),
+            t.dns_pod_ip(),
+            topo.dns_ns(),
+            services::ZONE
+        );
+        outln!(
+            "  meshprobe-vip  {:<24} tcp     -> every agent pod, drawn at random",
+            SocketAddr::new(t.agents_vip(), AGENT_PORT).to_string()
+        );
+    }
+    outln!(
+        "  names: {} (every agent pod), {}, {}, node-N.nodes.{}",
+        services::AGENTS_NAME,
+        services::AGENTS_VIP_NAME,
+        services::DNS_NAME,
+        services::ZONE
+    );
     let nodes = topo.nodes;
     let other_zone = (2..=nodes)
         .find(|&i| topo.zone_of(i) != 1)
@@ -326,6 +360,13 @@ fn print_guidance(
     if topo.zones >= 2 {
         examples.push("fault partition zone-a zone-b".into());
     }
+    examples.extend([
+        format!("fault kube-proxy node-{other_zone}"),
+        format!("fault kube-proxy node-{other_zone} stale"),
+        "fault dns-down".to_string(),
+        format!("fault dns-from {last}"),
+        format!("fault conntrack node-{other_zone}"),
+    ]);
     examples.extend(["status".to_string(), "clear".to_string()]);
     for e in examples {
         outln!("  {cmd} {e}");
