@@ -10,7 +10,7 @@
 //! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |
 //! | `GET /` | the live page: source × destination matrices per layer and the findings ([`heatmap`]); `?layer=` one layer |
-//! | `GET /heatmap.svg` | one matrix as SVG, `?layer=icmp_pod` (default), `icmp_node`, `http`, `mtu` |
+//! | `GET /heatmap.svg` | one matrix as SVG, `?layer=icmp_pod` (default), `icmp_node`, `http`, `mtu`; `&family=ipv4\|ipv6` on a dual-stack mesh |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,9 +23,10 @@ use axum::{Json, Router};
 
 use crate::compress;
 use crate::config::PairMetrics;
+use crate::diagnosis::AgentReport;
 use crate::heatmap;
 use crate::mesh::MeshDiagnosis;
-use crate::model::PingBody;
+use crate::model::{Family, PingBody};
 use crate::shared::{mesh_diagnosis, results_of, Results, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -203,6 +204,34 @@ async fn diagnosis(State(s): State<Arc<Shared>>, Query(q): Query<DiagnosisQuery>
 #[derive(Debug, serde::Deserialize)]
 struct LayerQuery {
     layer: Option<String>,
+    /// `ipv4` or `ipv6`: the matrices of that family (dual-stack); default each destination's first.
+    family: Option<String>,
+}
+
+fn parse_family(q: &LayerQuery) -> Result<Option<Family>, (StatusCode, String)> {
+    let Some(f) = q.family.as_deref().filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    Family::ALL
+        .into_iter()
+        .find(|x| x.as_str() == f)
+        .map(Some)
+        .ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("family: {f:?}: expected ipv4 or ipv6\n"),
+            )
+        })
+}
+
+/// The documents the matrices show: every destination's figures of `family`, or as gathered.
+fn reports_of(mesh: &MeshDiagnosis, family: Option<Family>) -> std::borrow::Cow<'_, [AgentReport]> {
+    match family {
+        Some(f) => {
+            std::borrow::Cow::Owned(crate::diagnosis::family::project(&mesh.inputs, f).agents)
+        }
+        None => std::borrow::Cow::Borrowed(&mesh.inputs.agents),
+    }
 }
 
 /// The peer set's nodes (this one included), for the page's rows and columns.
@@ -223,11 +252,15 @@ fn heatmap_nodes(s: &Shared) -> Vec<(String, Option<String>)> {
     nodes
 }
 
-/// The page's input from the mesh view: nodes, the gathered documents, findings.
-fn heatmap_input(nodes: Vec<(String, Option<String>)>, mesh: &MeshDiagnosis) -> heatmap::Input<'_> {
+/// The page's input from the mesh view: nodes, the documents shown, findings.
+fn heatmap_input<'a>(
+    nodes: Vec<(String, Option<String>)>,
+    mesh: &'a MeshDiagnosis,
+    reports: &'a [AgentReport],
+) -> heatmap::Input<'a> {
     heatmap::Input {
         nodes,
-        reports: &mesh.inputs.agents,
+        reports,
         silent: &mesh.agents_unreachable,
         findings: &mesh.diagnosis.findings,
         held: &mesh.held,
@@ -267,10 +300,17 @@ async fn index(
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
+    let family = match parse_family(&q) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
     let r = results_of(&s);
     let mesh = mesh_diagnosis(&s).await;
     let nodes = heatmap_nodes(&s);
     let html = render(move || {
+        let families: Vec<Family> = crate::diagnosis::family::families(&mesh.inputs)
+            .into_iter()
+            .collect();
         let header = heatmap::Header {
             node: &r.node,
             zone: r.zone.as_deref(),
@@ -280,8 +320,11 @@ async fn index(
             window_seconds: r.window_seconds,
             icmp_socket: r.icmp_socket,
             discovery_error: r.discovery.last_error.as_deref(),
+            families: &families,
+            family,
         };
-        let page = heatmap::page(&header, &heatmap_input(nodes, &mesh), only);
+        let reports = reports_of(&mesh, family);
+        let page = heatmap::page(&header, &heatmap_input(nodes, &mesh, &reports), only);
         compressed(page.into_bytes(), gzip)
     })
     .await;
@@ -302,10 +345,18 @@ async fn heatmap_svg(
         Ok(v) => v.unwrap_or(heatmap::View::IcmpPod),
         Err(r) => return r.into_response(),
     };
+    let family = match parse_family(&q) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
     let mesh = mesh_diagnosis(&s).await;
     let nodes = heatmap_nodes(&s);
     let svg = render(move || {
-        let svg = heatmap::svg(&heatmap::matrix(&heatmap_input(nodes, &mesh), view));
+        let reports = reports_of(&mesh, family);
+        let svg = heatmap::svg(&heatmap::matrix(
+            &heatmap_input(nodes, &mesh, &reports),
+            view,
+        ));
         compressed(svg.into_bytes(), gzip)
     })
     .await;

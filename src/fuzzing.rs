@@ -209,6 +209,8 @@ pub fn results(data: &[u8]) {
         window_seconds: 60.0,
         icmp_socket: "raw",
         discovery_error: None,
+        families: &[],
+        family: None,
     };
     let page = heatmap::page(&header, &input, None);
     // Peer-controlled text is escaped: the corpus seeds names carrying this tag.

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::diagnosis::Finding;
+use crate::model::Family;
 
 use super::matrix::{matrix, node_heads, Input, State, View};
 use super::svg::{escape, svg};
@@ -19,6 +20,10 @@ pub struct Header<'a> {
     pub window_seconds: f64,
     pub icmp_socket: &'a str,
     pub discovery_error: Option<&'a str>,
+    /// The families the mesh view holds figures of (a selector shows when there are two).
+    pub families: &'a [Family],
+    /// The family the matrices show (`?family=`); `None`: each destination's first family.
+    pub family: Option<Family>,
 }
 
 /// Above this many nodes the page shows one layer at a time (a 200-node matrix is 40,000 cells).
@@ -63,16 +68,55 @@ ICMP socket {sock} · <a href=/metrics>metrics</a> · <a href=/api/v1/results>re
             escape(e)
         );
     }
-    o.push_str("<nav>layers: <a href=\"/\">all</a>");
+    let fam = h
+        .family
+        .map_or(String::new(), |f| format!("family={}", f.as_str()));
+    let _ = write!(
+        o,
+        "<nav>layers: <a href=\"/{q}\">all</a>",
+        q = if fam.is_empty() {
+            String::new()
+        } else {
+            format!("?{fam}")
+        }
+    );
     for v in View::ALL {
         let _ = write!(
             o,
-            " · <a href=\"/?layer={0}\"{1}>{0}</a>",
+            " · <a href=\"/?layer={0}{2}\"{1}>{0}</a>",
             v.as_str(),
-            if only == Some(v) { " class=sel" } else { "" }
+            if only == Some(v) { " class=sel" } else { "" },
+            if fam.is_empty() {
+                String::new()
+            } else {
+                format!("&amp;{fam}")
+            }
         );
     }
     o.push_str("</nav>");
+    if h.families.len() > 1 {
+        // Dual-stack: the matrices of one family at a time; the findings are both's.
+        let layer = only.map_or(String::new(), |v| format!("layer={}", v.as_str()));
+        let link = |f: Option<Family>| {
+            let q: Vec<String> = [layer.clone()]
+                .into_iter()
+                .chain(f.map(|f| format!("family={}", f.as_str())))
+                .filter(|s| !s.is_empty())
+                .collect();
+            let sel = if f == h.family { " class=sel" } else { "" };
+            let name = f.map_or("first (primary)", |f| f.as_str());
+            let href = if q.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/?{}", q.join("&amp;"))
+            };
+            format!("<a href=\"{href}\"{sel}>{name}</a>")
+        };
+        let links: Vec<String> = std::iter::once(link(None))
+            .chain(h.families.iter().map(|f| link(Some(*f))))
+            .collect();
+        let _ = write!(o, "<nav>family: {}</nav>", links.join(" · "));
+    }
     let _ = write!(
         o,
         "<p>mesh view: results from {} of {} agent(s)",
@@ -109,9 +153,10 @@ ICMP socket {sock} · <a href=/metrics>metrics</a> · <a href=/api/v1/results>re
             .count();
         let _ = write!(
             o,
-            "<section class=layer id=\"layer-{id}\"><h2>{t} <small>{failing} failing or lossy pair(s)</small></h2><div class=scroll>{svg}</div></section>",
+            "<section class=layer id=\"layer-{id}\"><h2>{t}{f} <small>{failing} failing or lossy pair(s)</small></h2><div class=scroll>{svg}</div></section>",
             id = v.as_str(),
             t = v.title(),
+            f = h.family.map_or(String::new(), |f| format!(" ({f})")),
             svg = svg(&m),
         );
     }

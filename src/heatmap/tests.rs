@@ -505,3 +505,69 @@ fn held_findings_are_shown_apart_and_not_as_alarms() {
     let none = page(&Header::default(), &Input { held: &[], ..input }, None);
     assert!(!none.contains("id=held"));
 }
+
+#[test]
+fn a_dual_stack_page_selects_a_family_and_links_keep_it() {
+    use crate::diagnosis::{family, FamilyReport, Inputs};
+    use crate::model::Family;
+    // node-a's IPv4 to node-b works, its IPv6 does not.
+    let mut r = report("node-a", "z1", &[("node-b", "ok", "ok")]);
+    let down = report("node-a", "z1", &[("node-b", "down", "ok")]);
+    r.peers[0].family = Some("ipv4".into());
+    r.peers[0].pod_ip = "10.1.0.2".parse().ok();
+    r.peers[0].families.insert(
+        "ipv6".into(),
+        FamilyReport {
+            ip: "fd01::2".parse().ok(),
+            layers: down.peers[0].layers.clone(),
+            ..FamilyReport::default()
+        },
+    );
+    let inputs = Inputs {
+        agents: vec![r],
+        ..Inputs::default()
+    };
+    let fams: Vec<Family> = family::families(&inputs).into_iter().collect();
+    assert_eq!(fams, [Family::Ipv4, Family::Ipv6]);
+    let v6 = family::project(&inputs, Family::Ipv6).agents;
+    let h = Header {
+        node: "node-a",
+        interval_seconds: 2.0,
+        families: &fams,
+        family: Some(Family::Ipv6),
+        ..Header::default()
+    };
+    let ns = nodes(&[("node-a", "z1"), ("node-b", "z1")]);
+    let input = Input {
+        nodes: ns.clone(),
+        reports: &v6,
+        ..Input::default()
+    };
+    let p = page(&h, &input, Some(View::IcmpPod));
+    assert!(p.contains("<nav>family: <a href=\"/?layer=icmp_pod\">first (primary)</a> · <a href=\"/?layer=icmp_pod&amp;family=ipv4\">ipv4</a> · <a href=\"/?layer=icmp_pod&amp;family=ipv6\" class=sel>ipv6</a></nav>"), "{p}");
+    assert!(
+        p.contains("href=\"/?layer=http&amp;family=ipv6\""),
+        "layer links keep the family"
+    );
+    assert!(p.contains("(ipv6) <small>1 failing"), "{p}");
+    // The primary family's matrix of the same mesh: nothing failing, no selector without two.
+    let v4 = family::project(&inputs, Family::Ipv4).agents;
+    let single = Header {
+        families: &fams[..1],
+        family: None,
+        ..h.clone()
+    };
+    let p = page(
+        &single,
+        &Input {
+            nodes: ns,
+            reports: &v4,
+            ..Input::default()
+        },
+        Some(View::IcmpPod),
+    );
+    assert!(
+        !p.contains("family:") && p.contains("<small>0 failing"),
+        "{p}"
+    );
+}
