@@ -286,6 +286,38 @@ impl Store {
             .collect()
     }
 
+    /// A destination's families in the order it lists them: the first (on top of its
+    /// document) and the others' figures. `addr(f)` is its (address, node address) of `f`.
+    fn by_family(
+        &self,
+        kind: DestKind,
+        name: &str,
+        primary: IpAddr,
+        all: &[IpAddr],
+        addr: impl Fn(Family) -> Option<(IpAddr, Option<IpAddr>)>,
+        now: Instant,
+    ) -> (Family, BTreeMap<Family, FamilyResults>) {
+        let fams = self.probed_families(kind, name, primary, all);
+        let first = fams.first().copied().unwrap_or(Family::of(primary));
+        let others = fams
+            .iter()
+            .skip(1)
+            .filter_map(|&f| {
+                let (ip, node_ip) = addr(f)?;
+                Some((
+                    f,
+                    FamilyResults {
+                        node_ip,
+                        ip,
+                        layers: self.layers(kind, name, f, now),
+                        mtu: self.mtu_of(kind, name, f),
+                    },
+                ))
+            })
+            .collect();
+        (first, others)
+    }
+
     /// Every destination of the current peer set (ourselves excluded), in file order.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let peers = self
@@ -297,30 +329,16 @@ impl Store {
             .filter(|p| p.node != self.me && self.active_peers.contains(&p.node))
             .map(|p| {
                 let kind = DestKind::Peer;
-                let fams = self.probed_families(kind, &p.node, p.pod_ip, &p.pod_ips);
-                let first = fams.first().copied().unwrap_or(Family::of(p.pod_ip));
-                let node_ip_of = |f: Family| p.node_ip_of(f.is_v6());
-                let families: BTreeMap<Family, FamilyResults> = fams
-                    .iter()
-                    .skip(1)
-                    .filter_map(|&f| {
-                        Some((
-                            f,
-                            FamilyResults {
-                                node_ip: node_ip_of(f),
-                                ip: p.pod_ip_of(f.is_v6())?,
-                                layers: self.layers(kind, &p.node, f, now),
-                                mtu: self.mtu_of(kind, &p.node, f),
-                            },
-                        ))
-                    })
-                    .collect();
+                let addr = |f: Family| Some((p.pod_ip_of(f.is_v6())?, p.node_ip_of(f.is_v6())));
+                let (first, families) =
+                    self.by_family(kind, &p.node, p.pod_ip, &p.pod_ips, addr, now);
+                let (pod_ip, node_ip) = addr(first).unwrap_or((p.pod_ip, None));
                 PeerResults {
                     node: p.node.clone(),
                     zone: p.zone.clone(),
                     family: (!families.is_empty()).then_some(first),
-                    node_ip: node_ip_of(first).unwrap_or(p.node_ip),
-                    pod_ip: p.pod_ip_of(first.is_v6()).unwrap_or(p.pod_ip),
+                    node_ip: node_ip.unwrap_or(p.node_ip),
+                    pod_ip,
                     layers: self.layers(kind, &p.node, first, now),
                     mtu: self.mtu_of(kind, &p.node, first),
                     families,
@@ -333,27 +351,12 @@ impl Store {
             .iter()
             .map(|t| {
                 let kind = DestKind::Target;
-                let fams = self.probed_families(kind, &t.name, t.ip, &t.ips);
-                let first = fams.first().copied().unwrap_or(Family::of(t.ip));
-                let families: BTreeMap<Family, FamilyResults> = fams
-                    .iter()
-                    .skip(1)
-                    .filter_map(|&f| {
-                        Some((
-                            f,
-                            FamilyResults {
-                                node_ip: None,
-                                ip: t.ip_of(f.is_v6())?,
-                                layers: self.layers(kind, &t.name, f, now),
-                                mtu: self.mtu_of(kind, &t.name, f),
-                            },
-                        ))
-                    })
-                    .collect();
+                let addr = |f: Family| Some((t.ip_of(f.is_v6())?, None));
+                let (first, families) = self.by_family(kind, &t.name, t.ip, &t.ips, addr, now);
                 TargetResults {
                     name: t.name.clone(),
                     family: (!families.is_empty()).then_some(first),
-                    ip: t.ip_of(first.is_v6()).unwrap_or(t.ip),
+                    ip: addr(first).map_or(t.ip, |(ip, _)| ip),
                     port: t.port,
                     protocol: t.protocol.as_str(),
                     layers: self.layers(kind, &t.name, first, now),
