@@ -1217,6 +1217,109 @@ fn one_family_faults() -> Vec<Placed> {
     ]
 }
 
+/// Every fault kind that acts on one family (`--family`), on `family` (the bench's matrix).
+fn every_one_family_fault(family: &'static str) -> Vec<Placed> {
+    let f = Some(family);
+    let on = |args: &'static [&'static str]| -> &'static [&'static str] {
+        let mut v = args.to_vec();
+        v.extend(["--family", family]);
+        Vec::leak(v)
+    };
+    vec![
+        placed(
+            on(&["route", "node-1", "node-2"]),
+            Want {
+                or_nodes: &["node-1", "node-2"],
+                // The other family carries node-2's agent's answers, so its side shows too.
+                pairs: &[
+                    ["node-1", "node-2"],
+                    ["node-1", "web-node-2"],
+                    ["node-2", "node-1"],
+                    ["node-2", "web-node-1"],
+                ],
+                family: f,
+                ..want("routing", &["node-1"])
+            },
+            &[1, 2],
+        ),
+        placed(
+            on(&["cni", "node-3"]),
+            Want {
+                family: f,
+                ..want("cni", &["node-3"])
+            },
+            &[3],
+        ),
+        placed(
+            on(&["policy", "web-node-4"]),
+            Want {
+                targets: &["web-node-4"],
+                family: f,
+                ..want("policy", &["node-4"])
+            },
+            &[4],
+        ),
+        placed(
+            on(&["reject", "web-node-2"]),
+            Want {
+                targets: &["web-node-2"],
+                family: f,
+                ..want("application", &["node-2"])
+            },
+            &[2],
+        ),
+        placed(
+            on(&["partition", "zone-a", "zone-b"]),
+            Want {
+                zones: &["zone-a", "zone-b"],
+                family: f,
+                ..want("vpc", &[])
+            },
+            &[1, 2, 3, 4],
+        ),
+        Placed {
+            deadline: MTU_DEADLINE,
+            ..placed(
+                on(&["pmtu-blackhole", "node-2", "1400"]),
+                Want {
+                    family: f,
+                    ..want("mtu", &["node-2"])
+                },
+                &[2],
+            )
+        },
+        placed(
+            on(&["loss", "node-2", "30"]),
+            Want {
+                family: f,
+                ..want("packet_loss", &["node-2"])
+            },
+            &[2],
+        ),
+    ]
+}
+
+/// The bench's one-family matrix (`bench/addressing.sh` with `ADDRESSING_FAMILIES=one`): in
+/// a dual-stack lab under each addressing, every fault kind that takes `--family` on each
+/// family alone — found in that family, named by it, nothing said of the other.
+#[test]
+#[ignore = "about 8 minutes; run by bench/addressing.sh"]
+fn one_family_matrix() {
+    require_root!();
+    let modes = std::env::var("ADDRESSING_MODES").unwrap_or_else(|_| "subnet,blocks,vpc".into());
+    let mut rows = Vec::new();
+    for (mode, tag) in [("subnet", "s"), ("blocks", "b"), ("vpc", "v")] {
+        if !modes.split(',').any(|m| m.trim() == mode) {
+            continue;
+        }
+        let mut faults = every_one_family_fault("ipv4");
+        faults.extend(every_one_family_fault("ipv6"));
+        rows.extend(addressing_run(mode, "dual", &faults, &format!("{tag}o")));
+    }
+    println!("ADDRESSING TABLE\n{}", addressing_table(&rows));
+    assert_placed(&rows);
+}
+
 /// Every lab fault kind (the bench's matrix).
 fn every_fault() -> Vec<Placed> {
     let mut v = sampled_faults();
