@@ -4,7 +4,8 @@
 //! deploy/prometheus/meshprobe-rules.yaml; every alert has a severity, a `for:`, templated
 //! summary/description and a runbook that exists; `promtool check rules` and `promtool test
 //! rules` pass (skipped with a message when promtool is missing); the dashboard is current
-//! Grafana JSON with the datasource and `$zone`/`$node` as variables.
+//! Grafana JSON with the datasource and `$zone`/`$node`/`$family` as variables, every per-pair
+//! selector filtered by `$family`.
 //!
 //! Live part (root, Debian's `prometheus`): a real Prometheus on a loopback port scrapes a real
 //! lab's agents (through the lab's 127.0.0.1 live-view ports) and evaluates the real rules.
@@ -272,8 +273,27 @@ fn dashboard_json_is_current_schema_with_variables_and_what_the_generator_writes
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vars, ["datasource", "zone", "node"]);
+    assert_eq!(vars, ["datasource", "zone", "node", "family"]);
     assert_eq!(d["templating"]["list"][0]["type"], "datasource");
+    // Every per-pair series (they carry `family`) follows the family variable: a panel that
+    // ignored it would mix IPv4 and IPv6 under one selected family.
+    let mut per_pair = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for s in selectors(expr) {
+                if s.starts_with("meshprobe_pair_") || s.starts_with("meshprobe:pair_") {
+                    per_pair += 1;
+                    assert!(
+                        s.contains(r#"family=~"$family""#),
+                        "{}: {s} does not select family=~\"$family\"",
+                        p["title"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(per_pair >= 10, "{per_pair} per-pair selectors");
     let mut ids = std::collections::BTreeSet::new();
     for p in d["panels"].as_array().unwrap() {
         assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id");
@@ -350,6 +370,7 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "2s")
         .replace("$zone", ".*")
         .replace("$node", ".*")
+        .replace("$family", ".*")
 }
 
 /// Every PromQL expression of the rules and the dashboard: (where, expression).
