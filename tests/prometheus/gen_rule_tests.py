@@ -496,6 +496,28 @@ sc.expect("3m", "MeshprobeZonePartition", [
     for a, b in (("zone-a", "zone-b"), ("zone-b", "zone-a"))])
 scenarios.append(sc)
 
+# Path MTU per family, as `lab fault pmtu-blackhole node-4 --family ipv6` gives: the path to
+# node-4 carries 1400; IPv4 says so (frag-needed: a mismatch), IPv6's packet-too-big is
+# filtered (a black hole). One pair, an alert per family: the IPv6 black hole does not hide
+# the IPv4 mismatch (the join keeps the family).
+def d_mtu_series():
+    out = []
+    for fam, state, mtu in [("ipv4", "mismatch", 1400), ("ipv6", "blackhole", 1280)]:
+        lb = pair_labels("node-3", "node-4", "icmp_pod", family=fam)
+        out.append((f"meshprobe_pair_path_mtu_bytes{labels(lb)}", lambda t, mtu=mtu: mtu if t >= 60 else 1500))
+        out.append((f"meshprobe_pair_expected_mtu_bytes{labels(lb)}", lambda t: 1500))
+        out.append((f"meshprobe_pair_mtu_state{labels(dict(lb, state='ok'))}", lambda t: None if t >= 60 else 1))
+        out.append((f"meshprobe_pair_mtu_state{labels(dict(lb, state=state))}", lambda t: 1 if t >= 60 else None))
+    return out
+sc = dual("path MTU: IPv6 black hole and IPv4 mismatch on one pair, each alert in its family", 6,
+          extra=d_mtu_series())
+sc.quiet("2m")
+sc.quiet("4m", except_=["MeshprobePathMtuBelowExpected", "MeshprobeMtuBlackHole"])
+sc.expect("4m", "MeshprobePathMtuBelowExpected", [(pair_alert("node-3", "node-4", "icmp_pod", family="ipv4"), 1400)])
+sc.expect("4m", "MeshprobeMtuBlackHole",
+          [(dict(pair_alert("node-3", "node-4", "icmp_pod", family="ipv6"), state="blackhole"), 1)])
+scenarios.append(sc)
+
 # The sampled plan, dual-stack: the planned pairs have no family, so each family's exported
 # pairs join them many-to-one; failing destinations are exported at both families.
 def dual_sampled(name, minutes, fails=None, agent_up=None):
