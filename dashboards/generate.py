@@ -10,7 +10,9 @@ import os
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 AGENT = 'meshprobe_agent_info{zone=~"$zone", node=~"$node"}'
-PAIR = 'src_zone=~"$zone", src_node=~"$node"'
+# Per-pair series: the selected source zones/nodes and address families (`family`; series
+# from agents before it have none, and "All" is `.*`, which matches the missing label too).
+PAIR = 'src_zone=~"$zone", src_node=~"$node", family=~"$family"'
 # Per-agent series carry no node label: join it from meshprobe_agent_info on the scrape target.
 JOIN = f"* on (instance, job) group_left (node, zone) {AGENT}"
 
@@ -129,8 +131,8 @@ y[0] += 10
 
 row("Loss and latency")
 add(timeseries("Worst pairs by loss", [target(
-    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_loss_ratio{{layer=~"icmp_pod|icmp_node", {PAIR}}}))',
-    "{{src_node}} → {{dst}} {{layer}}")], "percentunit", "The ten pairs with the highest loss in the window."), 12, 8, 0)
+    f'topk(10, max by (src_node, dst, layer, family) (meshprobe_pair_loss_ratio{{layer=~"icmp_pod|icmp_node", {PAIR}}}))',
+    "{{src_node}} → {{dst}} {{layer}} {{family}}")], "percentunit", "The ten pairs with the highest loss in the window."), 12, 8, 0)
 add(timeseries("RTT percentiles (all destinations)", [
     target(f'histogram_quantile({q}, sum by (le, layer) (rate(meshprobe_rtt_seconds_bucket[$__rate_interval]) {JOIN}))',
            f"p{int(float(q) * 100)} {{{{layer}}}}", ref=r)
@@ -138,8 +140,8 @@ add(timeseries("RTT percentiles (all destinations)", [
     "s", "RTT of successful probes across the selected agents, from the agents' histograms."), 12, 8, 12)
 y[0] += 8
 add(timeseries("Worst pairs by RTT p99 (window)", [target(
-    f'topk(10, max by (src_node, dst, layer) (meshprobe_pair_rtt_seconds{{q="0.99", {PAIR}}}))',
-    "{{src_node}} → {{dst}} {{layer}}")], "s", "The ten pairs with the highest p99 RTT over the agents' windows."), 12, 8, 0)
+    f'topk(10, max by (src_node, dst, layer, family) (meshprobe_pair_rtt_seconds{{q="0.99", {PAIR}}}))',
+    "{{src_node}} → {{dst}} {{layer}} {{family}}")], "s", "The ten pairs with the highest p99 RTT over the agents' windows."), 12, 8, 0)
 add(timeseries("Loss by destination zone", [target(
     f'avg by (src_zone, dst_zone) (meshprobe_pair_loss_ratio{{layer="icmp_node", dst_kind="peer", {PAIR}}})',
     "{{src_zone}} → {{dst_zone}}")], "percentunit", "Average node-IP loss per (source zone, destination zone)."), 12, 8, 12)
@@ -215,6 +217,7 @@ dashboard = {
          "current": {}, "hide": 0, "refresh": 1, "regex": ""},
         var_query("zone", "Zone", 'label_values(meshprobe_agent_info, zone)'),
         var_query("node", "Node", 'label_values(meshprobe_agent_info{zone=~"$zone"}, node)'),
+        var_query("family", "Family", 'label_values(meshprobe_pair_reachable, family)'),
     ]},
     "panels": panels,
 }

@@ -4,7 +4,8 @@
 //! deploy/prometheus/meshprobe-rules.yaml; every alert has a severity, a `for:`, templated
 //! summary/description and a runbook that exists; `promtool check rules` and `promtool test
 //! rules` pass (skipped with a message when promtool is missing); the dashboard is current
-//! Grafana JSON with the datasource and `$zone`/`$node` as variables.
+//! Grafana JSON with the datasource and `$zone`/`$node`/`$family` as variables, every per-pair
+//! selector filtered by `$family`.
 //!
 //! Live part (root, Debian's `prometheus`): a real Prometheus on a loopback port scrapes a real
 //! lab's agents (through the lab's 127.0.0.1 live-view ports) and evaluates the real rules.
@@ -15,6 +16,8 @@
 //! `meshprobe diagnose --prometheus` must agree with `diagnose --agents` (healthy, cni, route),
 //! count a stopped agent as unreachable, and exit 2 naming URL and query on errors. In every
 //! phase each agent's scrape passes `promtool check metrics` (tests/support/promlint.rs).
+//! On a dual-stack lab, a fault of one family must alert in that family only (the CNI ratio at
+//! 1 in IPv6, 0 in IPv4) and a node down once per family.
 
 mod support;
 
@@ -272,8 +275,27 @@ fn dashboard_json_is_current_schema_with_variables_and_what_the_generator_writes
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vars, ["datasource", "zone", "node"]);
+    assert_eq!(vars, ["datasource", "zone", "node", "family"]);
     assert_eq!(d["templating"]["list"][0]["type"], "datasource");
+    // Every per-pair series (they carry `family`) follows the family variable: a panel that
+    // ignored it would mix IPv4 and IPv6 under one selected family.
+    let mut per_pair = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for s in selectors(expr) {
+                if s.starts_with("meshprobe_pair_") || s.starts_with("meshprobe:pair_") {
+                    per_pair += 1;
+                    assert!(
+                        s.contains(r#"family=~"$family""#),
+                        "{}: {s} does not select family=~\"$family\"",
+                        p["title"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(per_pair >= 10, "{per_pair} per-pair selectors");
     let mut ids = std::collections::BTreeSet::new();
     for p in d["panels"].as_array().unwrap() {
         assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id");
@@ -350,6 +372,7 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "2s")
         .replace("$zone", ".*")
         .replace("$node", ".*")
+        .replace("$family", ".*")
 }
 
 /// Every PromQL expression of the rules and the dashboard: (where, expression).
@@ -1287,6 +1310,142 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         "  {} expressions, {} selectors checked in {:.0}s",
         seen.exprs.len(),
         seen.selectors.len(),
+        suite.elapsed().as_secs_f64()
+    );
+}
+
+/// The rules on a dual-stack lab (`lab up --ip-family dual`: every pair probed at both
+/// families, series labelled `family`): a fault of one family alerts in that family only, at
+/// its full ratio; a node down alerts once per family. The alerts are checked pending (their
+/// `for:` is the single-family test's to wait for).
+#[test]
+fn a_dual_stack_lab_alerts_per_family() {
+    if !root_or_skip("the live Prometheus test needs root (it builds a lab)")
+        || !have_or_skip("prometheus", "prometheus")
+    {
+        return;
+    }
+    let suite = Instant::now();
+    let lab = Lab::up_with(
+        &format!("mpqd{}", std::process::id() % 10_000),
+        4,
+        2,
+        &["--ip-family", "dual", "--mtu-interval", "2s"],
+    );
+    let prom = Prom::start(&lab.proxies);
+    let families = |r: &[Value]| -> BTreeSet<String> {
+        r.iter().map(|s| label(s, "family").to_string()).collect()
+    };
+    let both = BTreeSet::from(["ipv4".to_string(), "ipv6".to_string()]);
+    prom.wait(
+        "dual: 36 peer pairs per family",
+        r#"count by (family) (meshprobe_pair_success_ratio{dst_kind="peer"})"#,
+        PHASE,
+        |r| families(r) == both && r.iter().all(|s| value(s) == 36.0),
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let noisy = prom.must(r#"ALERTS{alertname=~"Meshprobe.*"}"#);
+    assert!(
+        noisy.is_empty(),
+        "alerts on the healthy dual-stack lab: {}",
+        serde_json::to_string(&noisy).unwrap()
+    );
+    // No alert of the family a fault leaves alone, whatever the alert.
+    let quiet_in = |family: &str, phase: &str| {
+        let r = prom.must(&format!(
+            r#"ALERTS{{alertname=~"Meshprobe.*", family!="{family}"}}"#
+        ));
+        assert!(
+            r.is_empty(),
+            "{phase}: alerts outside {family}: {}",
+            serde_json::to_string(&r).unwrap()
+        );
+    };
+
+    // CNI on node-3, IPv6 only: its IPv6 pod address down from every source (ratio 1, not the
+    // 0.5 of both families summed), its IPv4 one up.
+    lab.ok(&["fault", "cni", "node-3", "--family", "ipv6"]);
+    let r = prom.wait(
+        "dual cni node-3 ipv6: pod-IP down ratio 1 in ipv6, 0 in ipv4",
+        r#"meshprobe:dst_down_sources:ratio{dst="node-3", layer="icmp_pod"}"#,
+        PHASE,
+        |r| {
+            r.len() == 2
+                && r.iter().all(|s| {
+                    value(s)
+                        == if label(s, "family") == "ipv6" {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                })
+        },
+    );
+    assert_eq!(families(&r), both);
+    prom.wait(
+        "dual cni node-3 ipv6: MeshprobeNodePodNetworkIsolated pending in ipv6",
+        r#"ALERTS{alertname="MeshprobeNodePodNetworkIsolated"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "dst") == "node-3" && label(&r[0], "family") == "ipv6",
+    );
+    quiet_in("ipv6", "dual cni node-3 ipv6");
+    for quiet in ["MeshprobePodToPodUnreachable", "MeshprobeNodeDown"] {
+        assert!(
+            alerts(&prom, quiet).is_empty(),
+            "dual cni: {quiet} must not fire: {:?}",
+            alerts(&prom, quiet)
+        );
+    }
+    lab.ok(&["clear"]);
+    prom.wait(
+        "dual cleared: no pair down",
+        "sum(meshprobe:pair_down:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
+    // node-1 loses its IPv6 route to node-3's pods: the pair alert for those pairs, in ipv6.
+    lab.ok(&["fault", "route", "node-1", "node-3", "--family", "ipv6"]);
+    prom.wait(
+        "dual route node-1 node-3 ipv6: MeshprobePodToPodUnreachable pending in ipv6 for that pair",
+        r#"ALERTS{alertname="MeshprobePodToPodUnreachable", layer="icmp_pod"}"#,
+        PHASE,
+        |r| {
+            !r.is_empty()
+                && r.iter().all(|s| {
+                    let pair = (label(s, "src_node"), label(s, "dst"));
+                    (pair == ("node-1", "node-3") || pair == ("node-3", "node-1"))
+                        && label(s, "family") == "ipv6"
+                })
+        },
+    );
+    quiet_in("ipv6", "dual route node-1 node-3 ipv6");
+    lab.ok(&["clear"]);
+    prom.wait(
+        "dual cleared: no pair down",
+        "sum(meshprobe:pair_down:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
+    // node-4 down (a link down is both families'): MeshprobeNodeDown once per family.
+    lab.ok(&["fault", "node-down", "node-4"]);
+    prom.wait(
+        "dual node-down node-4: MeshprobeNodeDown pending once per family",
+        r#"ALERTS{alertname="MeshprobeNodeDown"}"#,
+        PHASE,
+        |r| r.len() == 2 && families(r) == both && r.iter().all(|s| label(s, "dst") == "node-4"),
+    );
+    for quiet in ["MeshprobeZonePartition", "MeshprobeNodePodNetworkIsolated"] {
+        assert!(
+            alerts(&prom, quiet).is_empty(),
+            "dual node-down: {quiet} must not fire: {:?}",
+            alerts(&prom, quiet)
+        );
+    }
+    lab.ok(&["clear"]);
+    eprintln!(
+        "  dual-stack lab: per-family alerts checked in {:.0}s",
         suite.elapsed().as_secs_f64()
     );
 }

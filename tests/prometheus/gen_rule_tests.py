@@ -70,7 +70,8 @@ def labels(d):
     return "{" + ", ".join(f'{k}="{v}"' for k, v in d.items() if v != "") + "}"
 
 
-def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES):
+def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES, family=""):
+    # family "": a series from an agent before address families (no label at all).
     return {
         "job": "meshprobe",
         "instance": f"{src}:9464",
@@ -80,19 +81,28 @@ def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES):
         "dst": dst,
         "dst_zone": nodes.get(dst, "") if dst_kind == "peer" else "",
         "layer": layer,
+        "family": family,
     }
 
 
 class Scenario:
-    """A mesh over `minutes`; `fails(t, src, dst, layer)` gives consecutive failures or None."""
+    """A mesh over `minutes`; `fails(t, src, dst, layer)` gives consecutive failures or None.
 
-    def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None, plan=None):
+    families: None, single-family agents from before the `family` label (no label); else the
+    families every pair is probed at (dual-stack agents), and `fails(t, src, dst, layer, family)`.
+    """
+
+    def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None, plan=None,
+                 families=None):
         self.name, self.minutes, self.nodes = name, minutes, nodes
+        self.families = families
         # plan: None, a full mesh exporting every pair (--pair-metrics all); else src -> the
         # peers it probes, exporting failing destinations only plus meshprobe_pair_planned (the
         # agents' default `auto` on a sampled plan).
         self.plan = plan
-        self.fails = fails or (lambda t, s, d, l: 0)
+        fails = fails or (lambda t, s, d, l, f="": 0)
+        # One signature inside: (t, src, dst, layer, family), family "" without families.
+        self.fails = fails if families else (lambda t, s, d, l, f="": fails(t, s, d, l))
         self.agent_up = agent_up or (lambda t, n: True)
         self.extra = extra or []
         self.checks = []
@@ -114,22 +124,25 @@ class Scenario:
                     pl = {k: v for k, v in pair_labels(src, dst, "", nodes=self.nodes).items() if k != "layer"}
                     out.append((f"meshprobe_pair_planned{labels(pl)}", with_stale([1 if u else None for u in up])))
                 for layer in LAYERS:
-                    vals = []
-                    for i in range(n):
-                        t = i * STEP
-                        shown = up[i] and (self.plan is None or self.failing_within(t, src, dst))
-                        vals.append(self.fails(t, src, dst, layer) if shown else None)
-                    out.append((f"meshprobe_pair_consecutive_failures{labels(pair_labels(src, dst, layer, nodes=self.nodes))}",
-                                with_stale(vals)))
+                    for fam in self.families or [""]:
+                        vals = []
+                        for i in range(n):
+                            t = i * STEP
+                            shown = up[i] and (self.plan is None or self.failing_within(t, src, dst))
+                            vals.append(self.fails(t, src, dst, layer, fam) if shown else None)
+                        lb = pair_labels(src, dst, layer, nodes=self.nodes, family=fam)
+                        out.append((f"meshprobe_pair_consecutive_failures{labels(lb)}", with_stale(vals)))
         for name, fn in self.extra:
             vals = with_stale([fn(i * STEP) for i in range(n)])
             out.append((name, vals))
         return [{"series": s, "values": compress(v)} for s, v in out]
 
     def failing_within(self, t, src, dst, window=60):
-        """A failing destination is exported: a failed probe on any layer inside the window."""
-        return any((self.fails(u, src, dst, l) or 0) > 0
-                   for u in range(max(0, t - window), t + 1, STEP) for l in LAYERS)
+        """A failing destination is exported: a failed probe on any layer inside the window, at
+        any family (the agent exports every family of a destination failing at one)."""
+        return any((self.fails(u, src, dst, l, f) or 0) > 0
+                   for u in range(max(0, t - window), t + 1, STEP) for l in LAYERS
+                   for f in self.families or [""])
 
     def expect(self, at, alert, alerts):
         """At `at` (e.g. '3m'), `alert` has exactly `alerts`: a list of (labels, $value)."""
@@ -148,7 +161,7 @@ class Scenario:
             exp = []
             for lbls, value in alerts:
                 rule = RULE_BY_NAME[alert]
-                full = dict(lbls)
+                full = {k: v for k, v in lbls.items() if v != ""}
                 full.update(rule.get("labels", {}))
                 exp.append({
                     "exp_labels": full,
@@ -168,7 +181,11 @@ def humanize(v):
 
 
 def render(text, lbls, value):
-    """The template forms the rules use: {{ $labels.x }}, {{ $value }}, with humanizePercentage or printf."""
+    """The template forms the rules use: {{ $labels.x }}, {{ $value }}, with humanizePercentage or
+    printf, and {{ if $labels.x }}…{{ end }} (kept when the label is non-empty; not nested)."""
+    def cond(m):
+        return m.group(2) if lbls.get(m.group(1), "") != "" else ""
+
     def sub(m):
         e = m.group(1).strip()
         if e.startswith("$labels."):
@@ -181,11 +198,12 @@ def render(text, lbls, value):
         if pm:
             return pm.group(1) % float(value)
         raise SystemExit(f"template form not understood by the generator: {e}")
+    text = re.sub(r"\{\{ if \$labels\.(\w+) \}\}(.*?)\{\{ end \}\}", cond, text, flags=re.S)
     return re.sub(r"\{\{(.*?)\}\}", sub, text)
 
 
-def pair_alert(src, dst, layer, nodes=NODES, dst_kind="peer"):
-    return pair_labels(src, dst, layer, dst_kind=dst_kind, nodes=nodes)
+def pair_alert(src, dst, layer, nodes=NODES, dst_kind="peer", family=""):
+    return pair_labels(src, dst, layer, dst_kind=dst_kind, nodes=nodes, family=family)
 
 
 def zone(n):
@@ -416,6 +434,128 @@ sc.quiet("3m", except_=["MeshprobeZonePartition"])
 sc.expect("3m", "MeshprobeZonePartition", [
     ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
     ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+scenarios.append(sc)
+
+# Dual-stack: agents probe every pair at both families, each series labelled `family`. A fault
+# on one family must read at its full ratio in that family (not half of a mix of both) and alert
+# in that family only; a fault on both alerts once per family.
+DUAL = ["ipv4", "ipv6"]
+
+
+def dual(name, minutes, fails=None, agent_up=None, **kw):
+    return Scenario("dual-stack: " + name, minutes, fails, agent_up=agent_up, families=DUAL, **kw)
+
+
+scenarios.append(dual("healthy mesh, both families: no alert", 6).quiet("3m").quiet("5m"))
+
+# CNI on node-3 for IPv6 only: its IPv6 pod address dead both ways, everything else fine.
+def d_cni(t, s, d, l, f):
+    return 3 if t >= 60 and f == "ipv6" and l in ("icmp_pod", "http") and "node-3" in (s, d) else 0
+sc = dual("CNI broken on node-3 for IPv6: MeshprobeNodePodNetworkIsolated for ipv6 only", 6, d_cni)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-3", "dst_kind": "peer", "dst_zone": "zone-a", "layer": "icmp_pod", "family": "ipv6"}, 1.0)])
+sc.exprs.append({"expr": 'meshprobe:dst_down_sources:ratio{dst="node-3", layer="icmp_pod"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:dst_down_sources:ratio", "dst": "node-3",
+                                                    "dst_kind": "peer", "dst_zone": "zone-a", "family": f, "layer": "icmp_pod"}),
+                                  "value": v} for f, v in (("ipv4", 0), ("ipv6", 1))]})
+scenarios.append(sc)
+
+# node-1 and node-2 lost their IPv6 routes to each other's pods (both directions), IPv4 fine.
+def d_route(t, s, d, l, f):
+    if t >= 60 and f == "ipv6" and l in ("icmp_pod", "http") and {s, d} == {"node-1", "node-2"}:
+        return 2 + (t - 60) // 15
+    return 0
+sc = dual("IPv6 route node-1 <-> node-2: MeshprobePodToPodUnreachable for ipv6 only", 6, d_route)
+sc.quiet("3m", except_=["MeshprobePodToPodUnreachable"])
+sc.expect("3m", "MeshprobePodToPodUnreachable",
+          [(pair_alert(a, b, l, family="ipv6"), 2 + (180 - 60) // 15)
+           for a, b in (("node-1", "node-2"), ("node-2", "node-1")) for l in ("icmp_pod", "http")])
+scenarios.append(sc)
+
+# node-4 down: both families dead, its agent gone. One MeshprobeNodeDown per family;
+# MeshprobeAgentMissing counts the 3 agents probing it, not their 6 families' series.
+def d_node4_down(t, s, d, l, f):
+    return 4 if t >= 60 and d == "node-4" else 0
+sc = dual("node-4 down: MeshprobeNodeDown once per family, MeshprobeAgentMissing once", 10, d_node4_down,
+          agent_up=lambda t, n: not (n == "node-4" and t >= 60))
+sc.quiet("2m", except_=["MeshprobeNodeDown"])
+sc.expect("2m", "MeshprobeNodeDown", [({"dst": "node-4", "dst_zone": "zone-b", "family": f}, 1.0) for f in DUAL])
+sc.quiet("9m", except_=["MeshprobeNodeDown", "MeshprobeAgentDown", "MeshprobeAgentMissing"])
+sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-4:9464"}, 0)])
+sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-4", "dst_zone": "zone-b"}, 3)])
+scenarios.append(sc)
+
+# zone-a | zone-b partition for IPv6 only (a filter on IPv6 transit): the partition in ipv6.
+def d_partition(t, s, d, l, f):
+    return 3 if t >= 60 and f == "ipv6" and zone(s) != zone(d) else 0
+sc = dual("zone-a | zone-b partition for IPv6: MeshprobeZonePartition both ways for ipv6 only", 6, d_partition)
+sc.quiet("3m", except_=["MeshprobeZonePartition"])
+sc.expect("3m", "MeshprobeZonePartition", [
+    ({"layer": "icmp_node", "src_zone": a, "dst_zone": b, "family": "ipv6"}, 1.0)
+    for a, b in (("zone-a", "zone-b"), ("zone-b", "zone-a"))])
+scenarios.append(sc)
+
+# Path MTU per family, as `lab fault pmtu-blackhole node-4 --family ipv6` gives: the path to
+# node-4 carries 1400; IPv4 says so (frag-needed: a mismatch), IPv6's packet-too-big is
+# filtered (a black hole). One pair, an alert per family: the IPv6 black hole does not hide
+# the IPv4 mismatch (the join keeps the family).
+def d_mtu_series():
+    out = []
+    for fam, state, mtu in [("ipv4", "mismatch", 1400), ("ipv6", "blackhole", 1280)]:
+        lb = pair_labels("node-3", "node-4", "icmp_pod", family=fam)
+        out.append((f"meshprobe_pair_path_mtu_bytes{labels(lb)}", lambda t, mtu=mtu: mtu if t >= 60 else 1500))
+        out.append((f"meshprobe_pair_expected_mtu_bytes{labels(lb)}", lambda t: 1500))
+        out.append((f"meshprobe_pair_mtu_state{labels(dict(lb, state='ok'))}", lambda t: None if t >= 60 else 1))
+        out.append((f"meshprobe_pair_mtu_state{labels(dict(lb, state=state))}", lambda t: 1 if t >= 60 else None))
+    return out
+sc = dual("path MTU: IPv6 black hole and IPv4 mismatch on one pair, each alert in its family", 6,
+          extra=d_mtu_series())
+sc.quiet("2m")
+sc.quiet("4m", except_=["MeshprobePathMtuBelowExpected", "MeshprobeMtuBlackHole"])
+sc.expect("4m", "MeshprobePathMtuBelowExpected", [(pair_alert("node-3", "node-4", "icmp_pod", family="ipv4"), 1400)])
+sc.expect("4m", "MeshprobeMtuBlackHole",
+          [(dict(pair_alert("node-3", "node-4", "icmp_pod", family="ipv6"), state="blackhole"), 1)])
+scenarios.append(sc)
+
+# The sampled plan, dual-stack: the planned pairs have no family, so each family's exported
+# pairs join them many-to-one; failing destinations are exported at both families.
+def dual_sampled(name, minutes, fails=None, agent_up=None):
+    return dual("sampled plan: " + name, minutes, fails, agent_up=agent_up, nodes=S_NODES, plan=S_PLAN)
+
+
+scenarios.append(dual_sampled("healthy: no alert", 6).quiet("5m"))
+
+def ds_route(t, s, d, l, f):
+    return s_route(t, s, d, l) if f == "ipv6" else 0
+sc = dual_sampled("IPv6 route node-1 -> node-2: MeshprobePodToPodUnreachable for ipv6 only", 6, ds_route)
+sc.quiet("3m", except_=["MeshprobePodToPodUnreachable"])
+sc.expect("3m", "MeshprobePodToPodUnreachable",
+          [(pair_alert("node-1", "node-2", l, nodes=S_NODES, family="ipv6"), 2 + (180 - 60) // 15)
+           for l in ("icmp_pod", "http")])
+# One of node-2's 4 planned probers, in IPv6; none in IPv4 (exported, healthy).
+sc.exprs.append({"expr": 'meshprobe:dst_down_sources:ratio{dst="node-2", layer="icmp_pod"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:dst_down_sources:ratio", "dst": "node-2",
+                                                    "dst_kind": "peer", "dst_zone": S_NODES["node-2"], "family": f,
+                                                    "layer": "icmp_pod"}),
+                                  "value": v} for f, v in (("ipv4", 0), ("ipv6", 0.25))]})
+scenarios.append(sc)
+
+def ds_cni(t, s, d, l, f):
+    return s_cni(t, s, d, l) if f == "ipv6" else 0
+sc = dual_sampled("CNI broken on node-5 for IPv6: MeshprobeNodePodNetworkIsolated for ipv6 only", 6, ds_cni)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-5", "dst_kind": "peer", "dst_zone": S_NODES["node-5"], "layer": "icmp_pod", "family": "ipv6"}, 1.0)])
+scenarios.append(sc)
+
+sc = dual_sampled("node-7 down: MeshprobeNodeDown once per family, MeshprobeAgentMissing once", 10,
+                  lambda t, s, d, l, f: s_down(t, s, d, l), agent_up=lambda t, n: not (n == "node-7" and t >= 60))
+sc.quiet("2m", except_=["MeshprobeNodeDown"])
+sc.expect("2m", "MeshprobeNodeDown", [({"dst": "node-7", "dst_zone": S_NODES["node-7"], "family": f}, 1.0) for f in DUAL])
+sc.quiet("9m", except_=["MeshprobeNodeDown", "MeshprobeAgentDown", "MeshprobeAgentMissing"])
+sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-7:9464"}, 0)])
+sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 4)])
 scenarios.append(sc)
 
 doc = {
