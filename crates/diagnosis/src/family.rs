@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use meshprobe_core::model::Family;
 
 use crate::engine::{diagnose_with, Params};
-use crate::input::{FamilyReport, Inputs, PeerReport, TargetReport};
+use crate::input::{FamilyReport, Inputs, NodeMeta, PeerReport, TargetReport};
 use crate::matrix::Matrix;
 use crate::report::{Diagnosis, Finding};
 
@@ -57,11 +57,17 @@ pub fn families(inp: &Inputs) -> BTreeSet<Family> {
 }
 
 /// The inputs as one family sees them: each destination's figures of `family` in its
-/// top-level place, destinations without any left out. A destination whose family cannot be
-/// told stays in every family's view (the merge then finds it in both).
+/// top-level place, destinations without any left out, and each node's addresses of `family`
+/// as its primary ones (what evidence and next steps quote). A destination whose family
+/// cannot be told stays in every family's view (the merge then finds it in both).
 pub fn project(inp: &Inputs, family: Family) -> Inputs {
     let mut out = inp.clone();
+    out.nodes.iter_mut().for_each(|n| project_node(n, family));
     for a in &mut out.agents {
+        a.owners
+            .nodes
+            .iter_mut()
+            .for_each(|n| project_node(n, family));
         a.peers = std::mem::take(&mut a.peers)
             .into_iter()
             .filter_map(|p| project_peer(p, family))
@@ -72,6 +78,37 @@ pub fn project(inp: &Inputs, family: Family) -> Inputs {
             .collect();
     }
     out
+}
+
+/// A node's facts with its addresses of `family` first: its node and pod address of that
+/// family (when it has one), only that family's pod CIDRs (when it has any) and no gateway of
+/// the other. The lists keep both families, so the ownership map still knows every address.
+fn project_node(n: &mut NodeMeta, family: Family) {
+    let pick = |primary: Option<IpAddr>, all: &[IpAddr]| {
+        primary
+            .into_iter()
+            .chain(all.iter().copied())
+            .find(|ip| Family::of(*ip) == family)
+    };
+    if let Some(ip) = pick(n.node_ip, &n.node_ips) {
+        n.node_ip = Some(ip);
+    }
+    if let Some(ip) = pick(n.pod_ip, &n.pod_ips) {
+        n.pod_ip = Some(ip);
+    }
+    if n.pod_gateway.is_some_and(|g| Family::of(g) != family) {
+        n.pod_gateway = None;
+    }
+    // A CIDR's family by its text: only IPv6 has a colon.
+    let own: Vec<String> = n
+        .pod_cidrs
+        .iter()
+        .filter(|c| c.contains(':') == family.is_v6())
+        .cloned()
+        .collect();
+    if !own.is_empty() {
+        n.pod_cidrs = own;
+    }
 }
 
 fn take_family(

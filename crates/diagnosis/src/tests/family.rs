@@ -165,6 +165,16 @@ fn a_fault_of_one_family_is_found_in_it_and_named_by_it() {
             d.findings.iter().all(|f| f.summary.starts_with("IPv6: ")),
             "{what}\n{d}"
         );
+        // What an IPv6 finding says to run names IPv6 addresses, not the IPv4 primaries.
+        let said: Vec<&String> = d
+            .findings
+            .iter()
+            .flat_map(|f| f.evidence.iter().chain(&f.next_steps))
+            .collect();
+        assert!(
+            !said.iter().any(|s| s.contains("198.19.")),
+            "{what}: IPv4 pod addresses in an IPv6 finding: {said:#?}"
+        );
         // IPv4 only, likewise.
         let d = diagnose_inputs(&dual(&Mesh::new().tap(fault), &healthy), &p);
         assert_eq!(
