@@ -52,6 +52,10 @@ pub struct PlanArgs {
     /// Faults injected per kind.
     #[arg(long, default_value_t = 4)]
     pub faults: usize,
+    /// The cluster's address families: ipv4 or ipv6 (one family per peer) or dual (every
+    /// peer probed at both, as agents do with --ip-family auto on a dual-stack cluster).
+    #[arg(long, default_value = "ipv4")]
+    pub ip_family: String,
     /// Output: text for people, json for machines.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
@@ -111,6 +115,15 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
             ..PlanParams::default()
         },
         faults: args.faults,
+        families: match args.ip_family.as_str() {
+            "ipv4" | "ipv6" => 1,
+            "dual" => 2,
+            other => {
+                return Err(Error::Config(format!(
+                    "--ip-family {other:?}: expected ipv4, ipv6 or dual"
+                )))
+            }
+        },
         ..SimParams::default()
     };
     if let Some(addr) = &args.serve {
@@ -308,7 +321,10 @@ pub fn render(r: &SimReport, took: Duration) -> String {
         line(
             &mut o,
             "  bound by construction (peers / probes/s)",
-            format!("{b} / {:.1}", b as f64 * 3.0 / r.interval_seconds),
+            format!(
+                "{b} / {:.1}",
+                b as f64 * 3.0 * r.families as f64 / r.interval_seconds
+            ),
             "",
         );
     }
@@ -463,6 +479,7 @@ mod tests {
             full_mesh_max: 200,
             rotate: 8,
             faults: 1,
+            ip_family: "ipv4".into(),
             output: Output::Text,
             serve: None,
             inject: Vec::new(),
@@ -486,6 +503,11 @@ mod tests {
             PlanArgs {
                 simulate: true,
                 zones: 11,
+                ..args.clone()
+            },
+            PlanArgs {
+                simulate: true,
+                ip_family: "both".into(),
                 ..args.clone()
             },
             // The emulator's own checks: address, window, zones, faults and their places.

@@ -42,6 +42,9 @@ pub struct SimParams {
     pub plan: PlanParams,
     /// Faults per kind.
     pub faults: usize,
+    /// Address families every peer is probed at (2: a dual-stack cluster under `--ip-family
+    /// auto`): each costs the peer's probes and packets again.
+    pub families: usize,
 }
 
 impl Default for SimParams {
@@ -56,6 +59,7 @@ impl Default for SimParams {
             mtu_interval: Duration::from_secs(30),
             plan: PlanParams::default(),
             faults: 4,
+            families: 1,
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct SimReport {
     pub peers_per_agent: MinMeanMax,
     /// The most peers the plan can give one agent at this zone count, whatever N (sampled).
     pub peers_per_agent_bound: Option<usize>,
+    /// Address families every peer is probed at.
+    pub families: usize,
     pub probes_per_second_per_agent: MinMeanMax,
     pub probes_per_second_cluster: f64,
     pub full_mesh_probes_per_second_cluster: f64,
@@ -591,9 +597,10 @@ pub fn simulate(p: &SimParams) -> SimReport {
     let interval = p.interval.as_secs_f64().max(1e-9);
     let peers: Vec<f64> = plan.out.iter().map(|o| o.len() as f64).collect();
     let peers_mm = MinMeanMax::of(peers.iter().copied());
-    let per_peer = PROBES_PER_PEER as f64 / interval;
+    let families = p.families.max(1) as f64;
+    let per_peer = PROBES_PER_PEER as f64 * families / interval;
     let probes_mm = MinMeanMax::of(peers.iter().map(|x| x * per_peer));
-    let packets_per_peer = (2.0 * f64::from(p.icmp_count) + 1.0) / interval;
+    let packets_per_peer = (2.0 * f64::from(p.icmp_count) + 1.0) * families / interval;
     let pairs = plan.pairs();
     let mut zone_pairs = std::collections::BTreeSet::new();
     for (s, out) in plan.out.iter().enumerate() {
@@ -655,6 +662,7 @@ pub fn simulate(p: &SimParams) -> SimReport {
         full_mesh_max: p.plan.full_mesh_max,
         peers_per_agent: peers_mm,
         peers_per_agent_bound: plan.sampled.then(|| p.plan.max_peers(zc)),
+        families: p.families.max(1),
         probes_per_second_per_agent: probes_mm,
         probes_per_second_cluster: pairs as f64 * per_peer,
         full_mesh_probes_per_second_cluster: (n * n.saturating_sub(1)) as f64 * per_peer,
@@ -709,6 +717,28 @@ mod tests {
                 assert_eq!(f.epoch, 0);
             }
         }
+    }
+
+    #[test]
+    fn a_dual_stack_cluster_costs_each_peer_twice() {
+        let one = simulate(&params(400, 3, 1));
+        let two = simulate(&SimParams {
+            families: 2,
+            ..params(400, 3, 1)
+        });
+        let (p, q) = (&one.peers_per_agent, &two.peers_per_agent);
+        assert_eq!(
+            (p.min, p.mean, p.max),
+            (q.min, q.mean, q.max),
+            "the same plan"
+        );
+        let (a, b) = (
+            &one.probes_per_second_per_agent,
+            &two.probes_per_second_per_agent,
+        );
+        assert!((b.max - 2.0 * a.max).abs() < 1e-9, "{a:?} {b:?}");
+        assert!((two.probes_per_second_cluster - 2.0 * one.probes_per_second_cluster).abs() < 1e-6);
+        assert_eq!(two.families, 2);
     }
 
     #[test]
