@@ -200,6 +200,31 @@ async fn an_agent_runs_both_checks_and_reports_them() {
         checks(listen).await["dns"]["last_result"] == "timeout"
     })
     .await;
+
+    // Cardinality (docs/metrics.md): 15 histogram series per check, one `up` per check, one
+    // counter per (check, result) seen — here ok, nxdomain, timeout and ok, refused.
+    let m = scrape(listen).await;
+    let series = |prefix: &str| {
+        m.lines()
+            .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+            .count()
+    };
+    assert_eq!(series("meshprobe_check_duration_seconds"), 30, "{m}");
+    assert_eq!(series("meshprobe_check_up"), 2, "{m}");
+    for seen in [
+        r#"check="dns",result="ok""#,
+        r#"check="dns",result="nxdomain""#,
+        r#"check="dns",result="timeout""#,
+        r#"check="service",result="ok""#,
+        r#"check="service",result="refused""#,
+    ] {
+        assert!(
+            metric(&m, "meshprobe_check_total", seen).is_some(),
+            "{seen}: {m}"
+        );
+    }
+    // A probe cut by the server's stop could also read as a reset: one kind more at most.
+    assert!((5..=6).contains(&series("meshprobe_check_total")), "{m}");
     agent.stop().await;
 }
 
