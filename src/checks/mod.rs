@@ -198,7 +198,7 @@ fn service_outcome(r: &ProbeResult, took: Duration) -> Outcome {
         return Outcome::ok(r.rtts.first().copied().unwrap_or(took));
     }
     let error = r.error.clone().unwrap_or(ErrorClass::Timeout);
-    let detail = serde_json::to_string(&error).unwrap_or_default();
+    let detail = error.to_string();
     Outcome::failed(error.label(), took, Some(error), detail)
 }
 
@@ -483,6 +483,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A `service` probe's result keeps the pair probes' error kinds as its result label.
+    #[test]
+    fn service_results_are_labelled_as_the_pair_probes_label_them() {
+        let ms = Duration::from_millis;
+        let ok = service_outcome(&ProbeResult::ok(ms(2), None), ms(3));
+        assert_eq!(
+            (ok.result, ok.duration, ok.detail.as_str()),
+            ("ok", ms(2), "")
+        );
+        for (error, label) in [
+            (ErrorClass::Refused, "refused"),
+            (ErrorClass::Timeout, "timeout"),
+            (ErrorClass::NetUnreachable { from: None }, "net_unreachable"),
+            (ErrorClass::HttpStatus { code: 503 }, "http_status"),
+        ] {
+            let o = service_outcome(&ProbeResult::failed(1, error.clone()), ms(1));
+            assert_eq!(o.result, label);
+            assert_eq!(o.error, Some(error.clone()));
+            assert_eq!(o.detail, error.to_string());
+            assert!(!o.success());
+            assert_eq!(o.probe_result().error, Some(error));
+        }
+        // A DNS failure reaches the window as a failed exchange, a timeout as a timeout.
+        let t = Outcome::failed("timeout", ms(500), None, "");
+        assert_eq!(t.probe_result().error, Some(ErrorClass::Timeout));
+        let nx = Outcome::failed("nxdomain", ms(1), None, "");
+        assert!(!nx.probe_result().success());
     }
 
     /// A window per check: failures counted in a row, the last error kept with its kind and
