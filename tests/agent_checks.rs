@@ -16,6 +16,7 @@ use support::dns::{Mode, Responder};
 use support::eventually_async;
 use support::inproc;
 use support::net::{free_port, get, get_json, ip, metric};
+use support::promlint::promtool_findings;
 use support::sys::peers_file;
 use tokio::net::TcpListener;
 
@@ -225,6 +226,9 @@ async fn an_agent_runs_both_checks_and_reports_them() {
     }
     // A probe cut by the server's stop could also read as a reset: one kind more at most.
     assert!((5..=6).contains(&series("meshprobe_check_total")), "{m}");
+    if let Some(findings) = promtool_findings(&m) {
+        assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
+    }
     agent.stop().await;
 }
 
