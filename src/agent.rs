@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
+use crate::checks::{self, Checks};
 use crate::config::{AgentArgs, AgentConfig, Discovery, ProcessEnv};
 use crate::discovery::{DiscoveryStatus, FileDiscovery};
 use crate::error::{Error, Result};
@@ -183,7 +184,19 @@ pub async fn run(
         None => None,
     };
     let pmtu_socket = pmtu_prober.as_ref().map_or("off", |p| p.kind().label());
-    let metrics = Metrics::new(StoreCollector {
+    let checks = Arc::new(Checks::new(
+        crate::checks::from_config(
+            &config.checks,
+            config.ip_family,
+            config.timeout,
+            probers.http.clone(),
+        ),
+        config.window,
+    ));
+    for c in checks.list() {
+        tracing::info!(check = c.kind.as_str(), target = %c.target, "per-source check on");
+    }
+    let mut metrics = Metrics::new(StoreCollector {
         identity: identity.clone(),
         store: store.clone(),
         discovery: status.clone(),
@@ -195,6 +208,11 @@ pub async fn run(
         interval: config.interval,
         window: config.window,
     });
+    metrics.register_checks(
+        &checks,
+        identity.node.clone(),
+        identity.zone.clone().unwrap_or_default(),
+    );
     let ondemand = {
         let counter = metrics.ondemand_probes.clone();
         let p = &config.probe;
@@ -239,6 +257,7 @@ pub async fn run(
         plan,
         mesh_cache: tokio::sync::Mutex::new(None),
         kube_facts,
+        checks,
     });
     tracing::info!(
         node = %config.node_name,
@@ -387,7 +406,11 @@ async fn probe_loop(
             current = Some(latest);
         }
 
-        let plan = schedule::plan_round(tasks.len(), cfg.interval, cfg.max_rate, &mut rng);
+        // The per-source checks take slots of the round like the pair probes: --max-rate and
+        // --max-in-flight bound them too.
+        let n_checks = shared.checks.len();
+        let plan =
+            schedule::plan_round(tasks.len() + n_checks, cfg.interval, cfg.max_rate, &mut rng);
         if plan.stretched {
             shared.metrics.rounds_stretched.inc();
             if !warned_stretch {
@@ -401,7 +424,8 @@ async fn probe_loop(
             }
         }
         let start = Instant::now();
-        for (task, offset) in tasks.iter().zip(&plan.offsets) {
+        let mut next_task = tasks.iter();
+        for (slot, offset) in plan.offsets.iter().enumerate() {
             let at = start + *offset;
             // Probes due within COALESCE of now start with this wake-up instead of their own:
             // fewer timer wake-ups, at most COALESCE early.
@@ -427,6 +451,16 @@ async fn probe_loop(
                 .metrics
                 .lateness
                 .observe(Instant::now().saturating_duration_since(at).as_secs_f64());
+            if let Some(j) = checks::slot_of(slot, plan.offsets.len(), n_checks) {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    // One attempt: a check's failure is confirmed by the next round's.
+                    shared.checks.run(j, shared.config.timeout).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            let Some(task) = next_task.next() else { break };
             let (task, probers, shared) = (task.clone(), probers.clone(), shared.clone());
             tokio::spawn(async move {
                 let timeout = shared.config.timeout;

@@ -5,7 +5,7 @@
 //! | `GET /metrics` | Prometheus/OpenMetrics text |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a first full probe round is done (the body says when discovery is failing), else 503 |
-//! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer |
+//! | `GET /api/v1/results` | JSON: identity, discovery state, window figures per destination and layer, the per-source checks |
 //! | `GET /api/v1/diagnosis` | JSON [`MeshDiagnosis`]: this agent's and its peers' results, diagnosed (cached one interval); `?include=inputs` adds what it rests on |
 //! | `POST /api/v1/probe` | NDJSON: probe one target from every agent now, then the verdict ([`crate::ondemand`]) |
 //! | `GET /ping` | JSON [`PingBody`]: the endpoint peers probe over HTTP |

@@ -74,6 +74,99 @@ pub struct AgentConfig {
     /// Where the mesh view comes from above `--full-mesh-max` (`--prometheus`): `None`, a
     /// bounded zone-aware subset of the agents ([`crate::mesh`]).
     pub prometheus: Option<crate::promclient::PromSource>,
+    /// The per-source checks (`--dns-name`, `--dns-server`, `--service`).
+    pub checks: ChecksConfig,
+}
+
+/// The per-source checks: one name resolved and one Service VIP connected to, every interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChecksConfig {
+    /// `--dns-name`, absolute (ends in a dot); `None`: no `dns` check.
+    pub dns_name: Option<String>,
+    /// `--dns-server`; `None`: the name servers of `/etc/resolv.conf`.
+    pub dns_server: Option<SocketAddr>,
+    /// `--service`: a ClusterIP and port answering `GET /ping`; `None`: no `service` check.
+    pub service: Option<SocketAddr>,
+}
+
+/// The agents' Service in deploy/base/service.yaml: its cluster name is the `dns` check's
+/// default under Kubernetes discovery.
+pub const AGENT_SERVICE_NAME: &str = "meshprobe";
+
+/// A DNS name as `--dns-name` takes it, made absolute (a trailing dot: one query, no search
+/// list), or the tail of an error message. Letters, digits, `-` and `_` in labels of 1-63
+/// characters, 253 in all: what a resolver sends, so nothing else reaches the wire.
+pub fn dns_name(s: &str) -> std::result::Result<String, String> {
+    let bare = s.strip_suffix('.').unwrap_or(s);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if bare.is_empty() || bare.len() > 253 || !bare.split('.').all(label_ok) {
+        return Err(format!(
+            "{s:?}: expected a DNS name like meshprobe.meshprobe.svc.cluster.local. (labels of letters, digits, '-' and '_', 1-63 characters each, 253 in all)"
+        ));
+    }
+    Ok(format!("{}.", bare.to_ascii_lowercase()))
+}
+
+/// `IP` (port 53) or `IP:PORT`, or the tail of an error message.
+fn dns_server(s: &str) -> std::result::Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "{s:?}: expected IP or IP:PORT of a DNS server, e.g. 10.96.0.10 or [fd00::a]:53"
+        )),
+    }
+}
+
+/// `IP:PORT` of a ClusterIP, or the tail of an error message.
+fn service_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    match s.trim().parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Ok(a),
+        _ => Err(format!(
+            "{s:?}: expected IP:PORT of a Service's ClusterIP, e.g. 10.96.0.20:9464 or [fd00::14]:9464"
+        )),
+    }
+}
+
+/// `--dns-name`, `--dns-server`, `--service`. Under Kubernetes discovery the `dns` check is on by
+/// default, resolving the agents' own Service in their namespace (`none` turns it off); with
+/// the peers file it is off unless named.
+fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Result<ChecksConfig> {
+    let default_name = match discovery {
+        Discovery::Kubernetes(k) => k
+            .namespace
+            .clone()
+            .or_else(|| env.var("POD_NAMESPACE"))
+            .map(|ns| format!("{AGENT_SERVICE_NAME}.{ns}.svc.cluster.local.")),
+        Discovery::File => None,
+    };
+    let dns_name = lookup(env, &args.dns_name, "dns-name", default_name, |s| {
+        if s.trim() == "none" {
+            Ok(None)
+        } else {
+            dns_name(s.trim()).map(Some)
+        }
+    })?;
+    let dns_server = lookup(env, &args.dns_server, "dns-server", None, |s| {
+        dns_server(s).map(Some)
+    })?;
+    let service = lookup(env, &args.service, "service", None, |s| {
+        service_addr(s).map(Some)
+    })?;
+    Ok(ChecksConfig {
+        dns_name,
+        dns_server,
+        service,
+    })
 }
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
@@ -445,6 +538,7 @@ impl AgentConfig {
             Discovery::File
         };
         let probe = probe_config(args, env)?;
+        let checks = checks_config(args, env, &discovery)?;
         let prometheus = match get(&args.prometheus, "MESHPROBE_PROMETHEUS") {
             None => None,
             Some(u) if u.trim().is_empty() => None,
@@ -481,6 +575,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             probe,
             prometheus,
+            checks,
             node_name,
             zone,
             listen,
@@ -989,6 +1084,107 @@ mod tests {
         assert!(AgentConfig::resolve(&file, &env(&[])).is_ok());
     }
 
+    /// `--dns-name`, `--dns-server`, `--service`: off by default with the peers file, the
+    /// agents' Service under Kubernetes (`none` turns it off), bad values refused with the flag
+    /// named (exit 2).
+    #[test]
+    fn per_source_checks() {
+        let c = AgentConfig::resolve(&args(), &env(&[])).unwrap();
+        assert_eq!(c.checks, ChecksConfig::default(), "off with the peers file");
+        let kube = AgentArgs {
+            node_name: Some("node-1".into()),
+            discovery: Some("kubernetes".into()),
+            ..Default::default()
+        };
+        let k = AgentConfig::resolve(&kube, &env(&[("POD_NAMESPACE", "mp")])).unwrap();
+        assert_eq!(
+            k.checks.dns_name.as_deref(),
+            Some("meshprobe.mp.svc.cluster.local.")
+        );
+        let named = AgentArgs {
+            namespace: Some("probes".into()),
+            ..kube.clone()
+        };
+        let k = AgentConfig::resolve(&named, &env(&[("POD_NAMESPACE", "mp")])).unwrap();
+        assert_eq!(
+            k.checks.dns_name.as_deref(),
+            Some("meshprobe.probes.svc.cluster.local."),
+            "the agents' namespace, not the pod's own"
+        );
+        let off = AgentConfig::resolve(
+            &kube,
+            &env(&[("POD_NAMESPACE", "mp"), ("MESHPROBE_DNS_NAME", "none")]),
+        )
+        .unwrap();
+        assert_eq!(off.checks.dns_name, None);
+        let mut a = args();
+        a.dns_name = Some("Kube-DNS.kube-system.svc.cluster.local".into());
+        a.dns_server = Some("198.18.96.10".into());
+        a.service = Some("[fd00::14]:9464".into());
+        let c = AgentConfig::resolve(&a, &env(&[])).unwrap().checks;
+        assert_eq!(
+            c,
+            ChecksConfig {
+                dns_name: Some("kube-dns.kube-system.svc.cluster.local.".into()),
+                dns_server: Some("198.18.96.10:53".parse().unwrap()),
+                service: Some("[fd00::14]:9464".parse().unwrap()),
+            }
+        );
+        let c = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_DNS_SERVER", "127.0.0.1:5353")]))
+            .unwrap()
+            .checks;
+        assert_eq!(c.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+
+        type Case = (fn(&mut AgentArgs), &'static str);
+        let bad: &[Case] = &[
+            (
+                |a| a.dns_name = Some("a..b".into()),
+                "--dns-name (or MESHPROBE_DNS_NAME) \"a..b\"",
+            ),
+            (
+                |a| a.dns_name = Some("".into()),
+                "--dns-name (or MESHPROBE_DNS_NAME) \"\"",
+            ),
+            (|a| a.dns_name = Some("bad name.local".into()), "--dns-name"),
+            (|a| a.dns_name = Some("-x.local".into()), "--dns-name"),
+            (
+                |a| a.dns_name = Some(format!("{}.local", "a".repeat(64))),
+                "--dns-name",
+            ),
+            (|a| a.dns_name = Some(["abc"; 70].join(".")), "--dns-name"),
+            (|a| a.dns_name = Some("ä.local".into()), "--dns-name"),
+            (
+                |a| a.dns_server = Some("kube-dns".into()),
+                "--dns-server (or MESHPROBE_DNS_SERVER) \"kube-dns\"",
+            ),
+            (|a| a.dns_server = Some("10.0.0.1:0".into()), "--dns-server"),
+            (
+                |a| a.dns_server = Some("10.0.0.1:99999".into()),
+                "--dns-server",
+            ),
+            (
+                |a| a.service = Some("10.96.0.20".into()),
+                "--service (or MESHPROBE_SERVICE) \"10.96.0.20\": expected IP:PORT",
+            ),
+            (
+                |a| a.service = Some("meshprobe-vip:9464".into()),
+                "--service",
+            ),
+            (|a| a.service = Some("0.0.0.0:9464".into()), "--service"),
+            (|a| a.service = Some("10.96.0.20:0".into()), "--service"),
+        ];
+        for (mutate, want) in bad {
+            let mut b = args();
+            mutate(&mut b);
+            let err = AgentConfig::resolve(&b, &env(&[])).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+    }
+
     #[test]
     fn durations() {
         let ok = [
@@ -1138,6 +1334,20 @@ pub struct AgentArgs {
     /// [env: MESHPROBE_PROBE_POD_NAMESPACES] [default: any].
     #[arg(long)]
     pub probe_pod_namespaces: Option<String>,
+    /// The `dns` check: resolve this name (A; AAAA with `--ip-family ipv6`) every interval,
+    /// one query, no cache; `none` for no check [env: MESHPROBE_DNS_NAME] [default: with
+    /// `--discovery kubernetes` the agents' Service, meshprobe.NAMESPACE.svc.cluster.local.;
+    /// else none].
+    #[arg(long)]
+    pub dns_name: Option<String>,
+    /// The DNS server the `dns` check asks, IP or IP:PORT [env: MESHPROBE_DNS_SERVER]
+    /// [default: the name servers of /etc/resolv.conf].
+    #[arg(long)]
+    pub dns_server: Option<String>,
+    /// The `service` check: TCP connect and `GET /ping` to this Service ClusterIP:PORT every
+    /// interval; any agent answering is a success [env: MESHPROBE_SERVICE] [default: none].
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 /// What to watch.

@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod checks;
 pub mod cli;
 pub mod compress;
 pub mod config;

@@ -57,6 +57,13 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
+    // hickory-server (the lab's DNS pod) logs every query at info: with the agents' dns check
+    // that is two lines per agent per interval in `lab up`'s output. Quiet unless asked for.
+    let filter = if filter.contains("hickory") {
+        filter.to_string()
+    } else {
+        format!("{filter},hickory_server=warn")
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

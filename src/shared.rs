@@ -40,6 +40,8 @@ pub struct Shared {
     pub kube_facts: Option<crate::k8s::FactsSource>,
     /// `POST /api/v1/probe`: limits, allowed CIDRs, the probers it runs checks with.
     pub ondemand: crate::ondemand::OnDemand,
+    /// The per-source checks (`dns`, `service`) and their windows.
+    pub checks: Arc<crate::checks::Checks>,
 }
 
 /// The `/api/v1/results` document.
@@ -60,6 +62,9 @@ pub struct Results {
     /// The address facts of the current peer set (pod CIDRs, targets' nodes), so every reader
     /// of this document builds the same ownership map.
     pub owners: AddressFacts,
+    /// The per-source checks by kind (`dns`, `service`), each with its window's figures; empty
+    /// when none is configured. Added after the pairs: readers that predate it ignore it.
+    pub checks: BTreeMap<&'static str, crate::checks::CheckReport>,
 }
 
 pub fn results_of(s: &Shared) -> Results {
@@ -82,6 +87,7 @@ pub fn results_of(s: &Shared) -> Results {
         peers: snap.peers,
         targets: snap.targets,
         owners,
+        checks: s.checks.reports(Instant::now()),
     }
 }
 
@@ -449,7 +455,34 @@ mod tests {
             peers: snap.peers,
             targets: snap.targets,
             owners: crate::diagnosis::AddressFacts::of(&set),
+            // The checks section is read by nobody yet: the lenient reader skips it.
+            checks: [(
+                "dns",
+                crate::checks::CheckReport {
+                    target: "meshprobe.mp.svc.cluster.local.".into(),
+                    record_type: Some("A"),
+                    reachable: Some(false),
+                    consecutive_failures: 1,
+                    probes: 2,
+                    successes: 1,
+                    success_ratio: Some(0.5),
+                    rtt_seconds: None,
+                    last_result: Some("nxdomain"),
+                    answers: Some(3),
+                    last_error: Some(crate::checks::CheckError {
+                        kind: "nxdomain",
+                        detail: "no records".into(),
+                        age_seconds: 1.0,
+                    }),
+                    last_probe_age_seconds: Some(1.0),
+                },
+            )]
+            .into_iter()
+            .collect(),
         };
+        assert!(serde_json::to_string(&results)
+            .unwrap()
+            .contains(r#""checks":{"dns":{"target":"meshprobe.mp.svc.cluster.local.""#));
         let own = results.report();
         let doc = AgentReport::from_json(&serde_json::to_string(&results).unwrap()).unwrap();
         assert_eq!(own, doc);

@@ -18,6 +18,7 @@ use meshprobe::lab::plan::services::{AGENTS_NAME, AGENTS_VIP_NAME, DNS_NAME, DNS
 use meshprobe::lab::plan::{IpFamily, Topology, AGENT_PORT};
 use support::eventually;
 use support::lab::Lab;
+use support::net::metric;
 use support::sys::root_or_skip;
 
 /// A check expected to fail fails within this (a dropped packet is a timeout).
@@ -378,6 +379,87 @@ fn services_and_dns_answer_and_each_service_fault_breaks_only_its_place() {
     eprintln!("services suite: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
+/// Node `node`'s `meshprobe_check_up` for `dns` and `service` (None: no series, or no answer).
+fn checks_up(lab: &Lab, node: u16) -> (Option<f64>, Option<f64>) {
+    let text = lab
+        .get(&format!("node-{node}"), "/metrics", Duration::from_secs(3))
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    (
+        metric(&text, "meshprobe_check_up", r#"check="dns""#),
+        metric(&text, "meshprobe_check_up", r#"check="service""#),
+    )
+}
+
+/// Every node's checks as `want`, except `node`'s as `theirs`.
+fn checks_are(lab: &Lab, node: u16, theirs: (f64, f64), want: (f64, f64)) -> bool {
+    (1..=lab.nodes).all(|n| {
+        let (d, s) = if n == node { theirs } else { want };
+        checks_up(lab, n) == (Some(d), Some(s))
+    })
+}
+
+/// The agents' own `dns` and `service` checks (issue 25, steps 1-2) through the lab's DNS VIP
+/// and agents' VIP: all up on a clean lab; `dns-from node-3` takes node-3's `dns` check down
+/// and nothing else; `kube-proxy node-2` both of node-2's (its DNS goes through a ClusterIP
+/// too); `lab clear` brings them back.
+#[test]
+fn the_agents_checks_go_down_on_the_faulted_node_only() {
+    if !root_or_skip("the lab's Services suite needs root (network namespaces)") {
+        return;
+    }
+    let t0 = Instant::now();
+    let prefix = format!("mpk{}", std::process::id() % 100_000);
+    let lab = Lab::up_with(&prefix, 4, 2, &["--mtu-interval", "0s"]);
+    let up = (1.0, 1.0);
+    // A check runs every 1 s interval and fails within its 500 ms timeout.
+    let within = Duration::from_secs(15);
+    eventually(within, "every node's checks up on a clean lab", || {
+        checks_are(&lab, 1, up, up)
+    });
+    let r = lab.get_json("node-1", "/api/v1/results", Duration::from_secs(3));
+    assert_eq!(r["checks"]["dns"]["target"], AGENTS_NAME, "{r}");
+    assert_eq!(r["checks"]["dns"]["answers"], 4, "the 4 agents: {r}");
+    assert_eq!(r["checks"]["service"]["target"], "198.18.96.20:9464", "{r}");
+
+    lab.ok(&["fault", "dns-from", "node-3"]);
+    let faulted = Instant::now();
+    eventually(
+        within,
+        "dns-from node-3: node-3's dns check down only",
+        || checks_are(&lab, 3, (0.0, 1.0), up),
+    );
+    eprintln!(
+        "dns-from node-3 seen in {:.1}s",
+        faulted.elapsed().as_secs_f64()
+    );
+    let r = lab.get_json("node-3", "/api/v1/results", Duration::from_secs(3));
+    assert_eq!(r["checks"]["dns"]["last_error"]["kind"], "timeout", "{r}");
+    lab.ok(&["clear"]);
+    eventually(within, "dns-from cleared: all up", || {
+        checks_are(&lab, 1, up, up)
+    });
+
+    lab.ok(&["fault", "kube-proxy", "node-2"]);
+    let faulted = Instant::now();
+    eventually(
+        within,
+        "kube-proxy node-2: node-2's checks down only",
+        || checks_are(&lab, 2, (0.0, 0.0), up),
+    );
+    eprintln!(
+        "kube-proxy node-2 seen in {:.1}s",
+        faulted.elapsed().as_secs_f64()
+    );
+    let r = lab.get_json("node-2", "/api/v1/results", Duration::from_secs(3));
+    eprintln!("node-2 checks under kube-proxy: {}", r["checks"]);
+    lab.ok(&["clear"]);
+    eventually(within, "kube-proxy cleared: all up", || {
+        checks_are(&lab, 1, up, up)
+    });
+    eprintln!("agents' checks suite: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
 /// The same Services in an IPv6 lab (`ip6 mplab_svc`, AAAA records): the VIPs answer from every
 /// node, the headless name is every agent's IPv6 address, and `kube-proxy` and `dns-from` break
 /// their node only.
@@ -408,6 +490,14 @@ fn ipv6_services_answer_and_break_per_node() {
     });
     let agents: Vec<IpAddr> = topo.all_nodes().iter().map(|n| n.probe_ip).collect();
     assert_eq!(ips(&a.ips), ips(&agents));
+    // The agents' checks ask AAAA of the IPv6 DNS VIP, and reach the IPv6 agents' VIP.
+    eventually(
+        Duration::from_secs(15),
+        "ipv6: every node's checks up",
+        || checks_are(&lab, 1, (1.0, 1.0), (1.0, 1.0)),
+    );
+    let r = lab.get_json("node-2", "/api/v1/results", Duration::from_secs(3));
+    assert_eq!(r["checks"]["dns"]["record_type"], "AAAA", "{r}");
 
     lab.ok(&["fault", "kube-proxy", "node-2"]);
     assert_fails(

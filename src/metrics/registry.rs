@@ -166,6 +166,16 @@ impl Metrics {
         }
     }
 
+    /// Add the per-source checks' series ([`crate::checks`]) to this registry.
+    pub fn register_checks(
+        &mut self,
+        checks: &std::sync::Arc<crate::checks::Checks>,
+        node: String,
+        zone: String,
+    ) {
+        checks.register(&mut self.registry, node, zone);
+    }
+
     /// Count one completed probe.
     pub fn observe(&self, layer: Layer, result: &ProbeResult) {
         let l = layer.as_str();

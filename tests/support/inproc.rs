@@ -39,6 +39,7 @@ pub fn config(node: &str, listen: SocketAddr, peers: &Path) -> AgentConfig {
         mtu_search_interval: Duration::from_secs(600),
         probe: ProbeConfig::default(),
         prometheus: None,
+        checks: Default::default(),
     }
 }
 

@@ -11,11 +11,13 @@
 //! * [`lab`]: the lab driver (`meshprobe lab up` … `down`);
 //! * [`promlint`]: `promtool check metrics` over a scrape, less the tolerated OpenMetrics line;
 //! * [`prometheus`]: Debian's Prometheus started with a given config, killed on drop.
+//! * [`dns`]: a DNS responder on a loopback address (records, an rcode or silence).
 //!
 //! Each suite uses part of it, so unused items are not warned about here.
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod dns;
 pub mod fakeapi;
 pub mod inproc;
 pub mod lab;

@@ -35,6 +35,7 @@ pub(crate) async fn build(
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
         start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name, false)?;
     }
+    let checks = topo.agent_check_args();
     for n in topo.all_nodes() {
         let listen = listen_on(topo, n.probe_ip, AGENT_PORT);
         let peers_s = peers.display().to_string();
@@ -57,6 +58,7 @@ pub(crate) async fn build(
             "--mtu-interval",
             &a.mtu_interval,
         ];
+        args.extend(checks.iter().map(String::as_str));
         let count = a.icmp_count.map(|c| c.to_string());
         if let Some(c) = &count {
             args.extend(["--icmp-count", c.as_str()]);

@@ -61,6 +61,18 @@ pub fn failing(results: &Value) -> Vec<String> {
             }
         }
     }
+    // The agent's own checks (`dns`, `service`) through the lab's Services.
+    for (kind, c) in results["checks"].as_object().into_iter().flatten() {
+        if c["reachable"] == Value::Bool(false) {
+            let target = c["target"].as_str().unwrap_or("?");
+            let err = if c["last_error"].is_null() {
+                "failed".to_string()
+            } else {
+                describe_error(&c["last_error"])
+            };
+            out.push(format!("✗ {kind} check {target}: {err}"));
+        }
+    }
     out
 }
 
@@ -120,6 +132,23 @@ mod tests {
             ]
         );
         assert!(one_line(&serde_json::json!({"error": "refused"})).contains("refused"));
+    }
+
+    #[test]
+    fn a_failing_check_is_named_after_the_pairs() {
+        let v = serde_json::json!({
+            "node": "node-2", "ready": true, "rounds": 3,
+            "peers": [{"node": "node-3", "layers": {"http": {"reachable": true}}}],
+            "checks": {
+                "dns": {"target": "meshprobe.meshprobe.svc.cluster.local.", "reachable": false,
+                        "last_error": {"kind": "timeout", "detail": "request timed out", "age_seconds": 0.1}},
+                "service": {"target": "198.18.96.20:9464", "reachable": true, "last_error": null}}
+        });
+        assert_eq!(
+            failing(&v),
+            ["✗ dns check meshprobe.meshprobe.svc.cluster.local.: timeout (request timed out)"]
+        );
+        assert_eq!(one_line(&v), "ready, 3 rounds: 1/1 checks ok");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! One table per family (`ip` and `ip6`, as kube-proxy has), so a dual lab's rules are the
 //! IPv4 lab's and the IPv6 lab's side by side.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{Addressing, Cmd, Topology, AGENT_PORT, NFT_PREFIX};
 
@@ -307,6 +307,27 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// The agents' per-source checks through the lab's Services, in the primary family (IPv4
+    /// in a dual lab): resolve the agents' headless name at the DNS VIP, `GET /ping` at the
+    /// agents' VIP — so `kube-proxy N` and `dns-from N` show on node N's checks.
+    pub fn agent_check_args(&self) -> Vec<String> {
+        let primary = self
+            .views()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.clone());
+        vec![
+            "--dns-name".into(),
+            AGENTS_NAME.into(),
+            "--dns-server".into(),
+            SocketAddr::new(primary.dns_vip(), DNS_PORT).to_string(),
+            "--service".into(),
+            SocketAddr::new(primary.agents_vip(), AGENT_PORT).to_string(),
+        ]
+    }
+}
+
 /// The DNS zone's address records: (name, address) for every family of the lab, the primary's
 /// first. The agents' headless name (every agent pod), the two ClusterIPs, each node's name.
 pub fn dns_records(topo: &Topology) -> Vec<(String, IpAddr)> {
@@ -581,6 +602,32 @@ mod tests {
             "ip -n mp-n2 route add 198.18.1.250/32 via 198.18.2.1",
         ] {
             assert!(vpc.contains(&line.to_string()), "vpc: missing {line}");
+        }
+    }
+
+    #[test]
+    fn the_agents_check_the_primary_familys_services() {
+        for (f, server, service) in [
+            (IpFamily::Ipv4, "198.18.96.10:53", "198.18.96.20:9464"),
+            (IpFamily::Dual, "198.18.96.10:53", "198.18.96.20:9464"),
+            (
+                IpFamily::Ipv6,
+                "[fd00:198:18:96::10]:53",
+                "[fd00:198:18:96::20]:9464",
+            ),
+        ] {
+            assert_eq!(
+                at(Addressing::Subnet, f).agent_check_args(),
+                [
+                    "--dns-name",
+                    AGENTS_NAME,
+                    "--dns-server",
+                    server,
+                    "--service",
+                    service
+                ],
+                "{f:?}"
+            );
         }
     }
 

@@ -1,0 +1,567 @@
+//! Per-source checks: what one agent checks from its node besides the pairs — a name resolved
+//! (`dns`) and a Service VIP connected to (`service`). Not pairs: each agent runs each
+//! configured check once per round, in its own slot of the round (so `--max-rate` and
+//! `--max-in-flight` count them), keeps a window of outcomes per check and exports per-source
+//! series only (docs/metrics.md: a handful per agent whatever the cluster's size).
+
+pub mod dns;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::ChecksConfig;
+use crate::model::{Check as ProbeCheck, ErrorClass, IpFamilies, ProbeResult};
+use crate::probe::Prober;
+use crate::window::{Quantiles, Window};
+
+/// Longest failure detail kept (from a resolver's or a socket's error text).
+const MAX_DETAIL: usize = 200;
+
+/// The kinds of check (`check` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Dns,
+    Service,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dns => "dns",
+            Kind::Service => "service",
+        }
+    }
+}
+
+/// One check's outcome: `result` is `ok` or a bounded error kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: &'static str,
+    pub duration: Duration,
+    /// `dns`: records of the asked type in the answer.
+    pub answers: Option<u32>,
+    /// `service`: the prober's classified error, as the pair probes report it.
+    pub error: Option<ErrorClass>,
+    /// Why it failed, at most [`MAX_DETAIL`] bytes; empty on success.
+    pub detail: String,
+}
+
+impl Outcome {
+    pub fn ok(duration: Duration) -> Self {
+        Outcome {
+            result: "ok",
+            duration,
+            answers: None,
+            error: None,
+            detail: String::new(),
+        }
+    }
+
+    pub fn failed(
+        result: &'static str,
+        duration: Duration,
+        error: Option<ErrorClass>,
+        detail: impl Into<String>,
+    ) -> Self {
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL {
+            let mut end = MAX_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        Outcome {
+            result,
+            duration,
+            answers: None,
+            error,
+            detail,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.result == "ok"
+    }
+
+    /// The window's view of it: one exchange, answered or not.
+    fn probe_result(&self) -> ProbeResult {
+        if self.success() {
+            ProbeResult::ok(self.duration, None)
+        } else {
+            let error = self.error.clone().unwrap_or(match self.result {
+                "timeout" => ErrorClass::Timeout,
+                kind => ErrorClass::Protocol {
+                    detail: format!("dns {kind}"),
+                },
+            });
+            ProbeResult::failed(1, error)
+        }
+    }
+}
+
+enum Runner {
+    /// Boxed: the resolver is ~400 bytes, the other variant ~100.
+    Dns(Box<dns::DnsCheck>),
+    /// TCP connect and `GET /ping` with the agents' HTTP prober; any agent answering is a
+    /// success (no expected node: the VIP picks one).
+    Service {
+        check: ProbeCheck,
+        http: Arc<dyn Prober>,
+    },
+}
+
+/// One configured check.
+pub struct Check {
+    pub kind: Kind,
+    /// What it checks: the name (`dns`) or `IP:PORT` (`service`).
+    pub target: String,
+    runner: Runner,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("kind", &self.kind)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl Check {
+    pub fn dns(
+        name: &str,
+        server: Option<SocketAddr>,
+        families: IpFamilies,
+        timeout: Duration,
+    ) -> Self {
+        Check {
+            kind: Kind::Dns,
+            target: name.to_string(),
+            runner: Runner::Dns(Box::new(dns::DnsCheck::new(
+                name, server, families, timeout,
+            ))),
+        }
+    }
+
+    pub fn service(addr: SocketAddr, http: Arc<dyn Prober>) -> Self {
+        Check {
+            kind: Kind::Service,
+            target: addr.to_string(),
+            runner: Runner::Service {
+                check: ProbeCheck::Http {
+                    addr,
+                    path: "/ping".into(),
+                    expect_node: None,
+                },
+                http,
+            },
+        }
+    }
+
+    /// Run once, within `timeout`.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        match &self.runner {
+            Runner::Dns(d) => d.run(timeout).await,
+            Runner::Service { check, http } => {
+                let start = Instant::now();
+                // The prober ends by its own deadline; this bound is for a prober that would not.
+                let r = tokio::time::timeout(
+                    timeout + Duration::from_millis(100),
+                    http.probe(check, timeout),
+                )
+                .await
+                .unwrap_or_else(|_| ProbeResult::failed(1, ErrorClass::Timeout));
+                service_outcome(&r, start.elapsed())
+            }
+        }
+    }
+}
+
+/// A `service` probe's result as an outcome, labelled as `meshprobe_probes_total` labels it.
+fn service_outcome(r: &ProbeResult, took: Duration) -> Outcome {
+    if r.success() {
+        return Outcome::ok(r.rtts.first().copied().unwrap_or(took));
+    }
+    let error = r.error.clone().unwrap_or(ErrorClass::Timeout);
+    let detail = error.to_string();
+    Outcome::failed(error.label(), took, Some(error), detail)
+}
+
+/// The checks `config` asks for, in a fixed order. Must run inside a Tokio runtime (the DNS
+/// resolver).
+pub fn from_config(
+    config: &ChecksConfig,
+    families: IpFamilies,
+    timeout: Duration,
+    http: Arc<dyn Prober>,
+) -> Vec<Check> {
+    let mut list = Vec::new();
+    if let Some(name) = &config.dns_name {
+        list.push(Check::dns(name, config.dns_server, families, timeout));
+    }
+    if let Some(addr) = config.service {
+        list.push(Check::service(addr, http));
+    }
+    list
+}
+
+#[derive(Debug)]
+struct State {
+    window: Window,
+    last: Option<Outcome>,
+    /// The last failure: when, its kind and detail.
+    last_error: Option<(Instant, &'static str, String)>,
+    /// `dns`: the last answer's record count.
+    answers: Option<u32>,
+}
+
+type CheckResult = [(&'static str, &'static str); 2];
+type CheckOnly = [(&'static str, &'static str); 1];
+
+/// The configured checks, their windows and their hot-path series.
+pub struct Checks {
+    list: Vec<Check>,
+    state: Mutex<Vec<State>>,
+    window: Duration,
+    total: Family<CheckResult, Counter>,
+    duration: Family<CheckOnly, Histogram, fn() -> Histogram>,
+}
+
+impl fmt::Debug for Checks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checks").field("list", &self.list).finish()
+    }
+}
+
+impl Checks {
+    pub fn new(list: Vec<Check>, window: Duration) -> Self {
+        let state = list
+            .iter()
+            .map(|_| State {
+                window: Window::new(window),
+                last: None,
+                last_error: None,
+                answers: None,
+            })
+            .collect();
+        let duration: Family<CheckOnly, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 12)));
+        // Exported from the start, so a scrape shows zero rather than nothing.
+        for c in &list {
+            let _ = duration.get_or_create(&[("check", c.kind.as_str())]);
+        }
+        Checks {
+            list,
+            state: Mutex::new(state),
+            window,
+            total: Family::default(),
+            duration,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn list(&self) -> &[Check] {
+        &self.list
+    }
+
+    /// Run check `i` once and record its outcome.
+    pub async fn run(&self, i: usize, timeout: Duration) -> Option<Outcome> {
+        let outcome = self.list.get(i)?.run(timeout).await;
+        self.record(i, Instant::now(), outcome.clone());
+        Some(outcome)
+    }
+
+    /// Record check `i`'s outcome at `at`: its window, its last error, its series.
+    pub fn record(&self, i: usize, at: Instant, outcome: Outcome) {
+        let Some(check) = self.list.get(i) else {
+            return;
+        };
+        let kind = check.kind.as_str();
+        self.total
+            .get_or_create(&[("check", kind), ("result", outcome.result)])
+            .inc();
+        self.duration
+            .get_or_create(&[("check", kind)])
+            .observe(outcome.duration.as_secs_f64());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = state.get_mut(i) else { return };
+        s.window.record(at, &outcome.probe_result());
+        if outcome.success() {
+            if outcome.answers.is_some() {
+                s.answers = outcome.answers;
+            }
+        } else {
+            s.last_error = Some((at, outcome.result, outcome.detail.clone()));
+        }
+        s.last = Some(outcome);
+    }
+
+    /// Each check's figures now, by check kind (the `checks` section of `/api/v1/results`).
+    pub fn reports(&self, now: Instant) -> BTreeMap<&'static str, CheckReport> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.list
+            .iter()
+            .zip(state.iter())
+            .map(|(c, s)| {
+                let w = s.window.stats(now);
+                let last_error = s.last_error.as_ref().and_then(|(at, kind, detail)| {
+                    let age = now.saturating_duration_since(*at);
+                    (age <= self.window).then(|| CheckError {
+                        kind,
+                        detail: detail.clone(),
+                        age_seconds: age.as_secs_f64(),
+                    })
+                });
+                let report = CheckReport {
+                    target: c.target.clone(),
+                    record_type: match &c.runner {
+                        Runner::Dns(d) => Some(d.record_type()),
+                        Runner::Service { .. } => None,
+                    },
+                    reachable: w.reachable,
+                    consecutive_failures: w.consecutive_failures,
+                    probes: w.probes,
+                    successes: w.successes,
+                    success_ratio: w.success_ratio,
+                    rtt_seconds: w.rtt_seconds,
+                    last_result: s.last.as_ref().map(|o| o.result),
+                    answers: s.answers,
+                    last_error,
+                    last_probe_age_seconds: w.last_probe_age_seconds,
+                };
+                (c.kind.as_str(), report)
+            })
+            .collect()
+    }
+
+    /// Each check's `(kind, target, up)` after its last run; nothing before the first.
+    fn up(&self) -> Vec<(&'static str, String, bool)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.list
+            .iter()
+            .zip(state.iter())
+            .filter_map(|(c, s)| {
+                let last = s.last.as_ref()?;
+                Some((c.kind.as_str(), c.target.clone(), last.success()))
+            })
+            .collect()
+    }
+
+    /// Register the checks' series: the hot-path families and the scrape-time `up` gauge.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry, node: String, zone: String) {
+        registry.register(
+            "meshprobe_check",
+            "Per-source checks completed, by check (dns, service) and result (ok or the error kind)",
+            self.total.clone(),
+        );
+        registry.register(
+            "meshprobe_check_duration_seconds",
+            "Time each per-source check took, answered or not, by check",
+            self.duration.clone(),
+        );
+        registry.register_collector(Box::new(UpCollector {
+            checks: self.clone(),
+            node,
+            zone,
+        }));
+    }
+}
+
+/// `meshprobe_check_up`, rendered at scrape time from the checks' last outcomes.
+#[derive(Debug)]
+struct UpCollector {
+    checks: Arc<Checks>,
+    node: String,
+    zone: String,
+}
+
+impl Collector for UpCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "meshprobe_check_up",
+            "1 if the last run of a per-source check succeeded, else 0; absent before its first run",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (check, target, up) in self.checks.up() {
+            let labels: Vec<(&str, String)> = vec![
+                ("src_node", self.node.clone()),
+                ("src_zone", self.zone.clone()),
+                ("check", check.to_string()),
+                ("target", target),
+            ];
+            ConstGauge::new(if up { 1.0 } else { 0.0 }).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// One check's figures in `/api/v1/results` (`checks.dns`, `checks.service`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub target: String,
+    /// `dns`: the record type asked for (A, AAAA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<&'static str>,
+    /// Whether the last run succeeded; `None` before the first.
+    pub reachable: Option<bool>,
+    pub consecutive_failures: u32,
+    /// Runs and successes over the window.
+    pub probes: u32,
+    pub successes: u32,
+    pub success_ratio: Option<f64>,
+    /// Durations of the successful runs over the window.
+    pub rtt_seconds: Option<Quantiles>,
+    /// `ok` or the error kind of the last run.
+    pub last_result: Option<&'static str>,
+    /// `dns`: records in the last successful answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    /// The last failure inside the window.
+    pub last_error: Option<CheckError>,
+    pub last_probe_age_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckError {
+    pub kind: &'static str,
+    pub detail: String,
+    pub age_seconds: f64,
+}
+
+/// Which of a round's `total` slots check `j` of `checks` takes: slot `j × total / checks`,
+/// spread over the round instead of bunched at its start (distinct while `total ≥ checks`).
+pub fn slot_of(i: usize, total: usize, checks: usize) -> Option<usize> {
+    if checks == 0 || total < checks {
+        return None;
+    }
+    // Slot i is check j's when j·total/checks == i; j is the smallest with j·total ≥ i·checks.
+    let j = (i * checks).div_ceil(total);
+    (j < checks && j * total / checks == i).then_some(j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_take_distinct_spread_slots() {
+        for total in 1..40 {
+            for checks in 0..=total.min(4) {
+                let slots: Vec<(usize, usize)> = (0..total)
+                    .filter_map(|i| slot_of(i, total, checks).map(|j| (i, j)))
+                    .collect();
+                assert_eq!(slots.len(), checks, "total {total} checks {checks}");
+                for (n, (_, j)) in slots.iter().enumerate() {
+                    assert_eq!(*j, n, "checks in order: {slots:?}");
+                }
+                if checks == 2 && total >= 4 {
+                    // The second check starts in the round's second half.
+                    assert!(slots[1].0 >= total / 2, "{slots:?}");
+                }
+            }
+        }
+    }
+
+    /// A `service` probe's result keeps the pair probes' error kinds as its result label.
+    #[test]
+    fn service_results_are_labelled_as_the_pair_probes_label_them() {
+        let ms = Duration::from_millis;
+        let ok = service_outcome(&ProbeResult::ok(ms(2), None), ms(3));
+        assert_eq!(
+            (ok.result, ok.duration, ok.detail.as_str()),
+            ("ok", ms(2), "")
+        );
+        for (error, label) in [
+            (ErrorClass::Refused, "refused"),
+            (ErrorClass::Timeout, "timeout"),
+            (ErrorClass::NetUnreachable { from: None }, "net_unreachable"),
+            (ErrorClass::HttpStatus { code: 503 }, "http_status"),
+        ] {
+            let o = service_outcome(&ProbeResult::failed(1, error.clone()), ms(1));
+            assert_eq!(o.result, label);
+            assert_eq!(o.error, Some(error.clone()));
+            assert_eq!(o.detail, error.to_string());
+            assert!(!o.success());
+            assert_eq!(o.probe_result().error, Some(error));
+        }
+        // A DNS failure reaches the window as a failed exchange, a timeout as a timeout.
+        let t = Outcome::failed("timeout", ms(500), None, "");
+        assert_eq!(t.probe_result().error, Some(ErrorClass::Timeout));
+        let nx = Outcome::failed("nxdomain", ms(1), None, "");
+        assert!(!nx.probe_result().success());
+    }
+
+    /// A window per check: failures counted in a row, the last error kept with its kind and
+    /// bounded detail, the answer count of the last success, `up` from the last run.
+    #[test]
+    fn the_window_and_the_reports_follow_the_outcomes() {
+        let http: Arc<dyn Prober> = Arc::new(crate::probe::http::HttpProber::new());
+        let addr: SocketAddr = "192.0.2.1:9464".parse().unwrap();
+        let checks = Checks::new(vec![Check::service(addr, http)], Duration::from_secs(10));
+        assert!(checks.up().is_empty(), "nothing before the first run");
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        checks.record(0, t0, Outcome::ok(ms(2)));
+        let long = "x".repeat(1000);
+        checks.record(
+            0,
+            t0 + ms(100),
+            Outcome::failed("refused", ms(1), Some(ErrorClass::Refused), long),
+        );
+        checks.record(
+            0,
+            t0 + ms(200),
+            Outcome::failed("timeout", ms(500), None, ""),
+        );
+        let r = &checks.reports(t0 + ms(300))["service"];
+        assert_eq!(r.target, "192.0.2.1:9464");
+        assert_eq!(
+            (r.reachable, r.consecutive_failures, r.probes, r.successes),
+            (Some(false), 2, 3, 1)
+        );
+        assert_eq!(r.last_result, Some("timeout"));
+        let e = r.last_error.as_ref().unwrap();
+        assert_eq!(e.kind, "timeout");
+        assert_eq!(
+            checks.up(),
+            vec![("service", "192.0.2.1:9464".into(), false)]
+        );
+        checks.record(0, t0 + ms(300), Outcome::ok(ms(3)));
+        assert_eq!(
+            checks.up(),
+            vec![("service", "192.0.2.1:9464".into(), true)]
+        );
+        // Past the window the last error is gone.
+        let later = &checks.reports(t0 + Duration::from_secs(11))["service"];
+        assert_eq!(later.last_error, None);
+        assert!(
+            Outcome::failed("io", ms(1), None, "é".repeat(200))
+                .detail
+                .len()
+                <= MAX_DETAIL
+        );
+    }
+}
