@@ -540,7 +540,11 @@ impl Prom {
     /// Scrapes `targets` (node → agent address) with the ServiceMonitor's relabelings, each
     /// target carrying its node as `__meta_kubernetes_pod_node_name` as Kubernetes discovery would.
     fn start(targets: &BTreeMap<String, SocketAddr>) -> Prom {
-        let dir = scratch_dir("prom");
+        // One directory per Prometheus: the tests of this binary share its pid, and two
+        // Prometheus on one directory wipe each other's config and data (one then exits).
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = scratch_dir(&format!("prom{n}"));
         let port = free_port(ip(1));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let statics: String = targets
