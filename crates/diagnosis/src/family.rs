@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use meshprobe_core::model::Family;
 
 use crate::engine::{diagnose_with, Params};
-use crate::input::{FamilyReport, Inputs, NodeMeta, PeerReport, TargetReport};
+use crate::input::{Inputs, NodeMeta, PeerReport, TargetReport};
 use crate::matrix::Matrix;
 use crate::report::{Diagnosis, Finding};
 
@@ -111,13 +111,6 @@ fn project_node(n: &mut NodeMeta, family: Family) {
     }
 }
 
-fn take_family(
-    families: &mut BTreeMap<String, FamilyReport>,
-    family: Family,
-) -> Option<FamilyReport> {
-    families.remove(family.as_str())
-}
-
 fn project_peer(mut p: PeerReport, family: Family) -> Option<PeerReport> {
     let top = primary(p.family.as_deref(), p.pod_ip);
     if top.is_none_or(|f| f == family) {
@@ -125,7 +118,7 @@ fn project_peer(mut p: PeerReport, family: Family) -> Option<PeerReport> {
         p.families.clear();
         return Some(p);
     }
-    let f = take_family(&mut p.families, family)?;
+    let f = p.families.remove(family.as_str())?;
     Some(PeerReport {
         node: p.node,
         zone: p.zone,
@@ -148,7 +141,7 @@ fn project_target(mut t: TargetReport, family: Family) -> Option<TargetReport> {
         t.families.clear();
         return Some(t);
     }
-    let f = take_family(&mut t.families, family)?;
+    let f = t.families.remove(family.as_str())?;
     Some(TargetReport {
         name: t.name,
         ip: f.ip,
