@@ -103,6 +103,10 @@ pub fn cell_state(c: &Cell, interval: Option<f64>, window: Option<f64>, p: &Para
             CellState::Lossy
         };
     }
+    // The last probe failed whole, too few in a row to be down: no answer, so no contrast.
+    if c.reachable == Some(false) {
+        return CellState::Unknown;
+    }
     CellState::Ok
 }
 

@@ -12,7 +12,16 @@ fn cleaning_rules() {
     let st = |s: LayerStats| cell_state(&Cell::from(&s), Some(1.0), Some(10.0), &p);
     let table: Vec<(&str, LayerStats, CellState)> = vec![
         ("clean", ok(), CellState::Ok),
-        ("one lost probe, the last one", one_lost(), CellState::Ok),
+        ("one lost probe, the last one: no answer yet", one_lost(), CellState::Unknown),
+        (
+            "one lost probe, answered since",
+            LayerStats {
+                reachable: Some(true),
+                consecutive_failures: 0,
+                ..one_lost()
+            },
+            CellState::Ok,
+        ),
         (
             "two failures in a row",
             LayerStats {

@@ -595,3 +595,27 @@ fn a_probe_sent_into_an_outage_that_times_out_after_it_is_held() {
         d.to_text()
     );
 }
+
+/// Fixture `tests/fixtures/views/cni6-onset-unconfirmed-dual.json` (a saved dual-stack lab
+/// view ~1.5 s into `cni node-3 --family ipv6`): node-1 has confirmed its failures toward
+/// node-3, node-2 and node-4 have seen only their first. An unconfirmed failure is no answer:
+/// read as one, node-2's and node-4's paths "reached" node-3's pods and node-1 took the blame
+/// (`routing` node-1). No finding yet, or node-3's CNI; nothing at node-1.
+#[test]
+fn an_unconfirmed_failure_is_no_contrast() {
+    let path = format!(
+        "{}/tests/fixtures/views/cni6-onset-unconfirmed-dual.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
+    let d = crate::diagnose_inputs(&inputs, &crate::Params::default());
+    for f in &d.findings {
+        assert!(
+            f.cause == Cause::Cni && f.nodes == ["node-3"],
+            "{}",
+            d.to_text()
+        );
+    }
+}
