@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::config::AgentConfig;
 use crate::diagnosis::input::{
-    AddressFacts, ErrorCountInfo, ErrorInfo, FamilyReport, LayerStats, MtuReport, MtuState,
-    PeerReport, RttSeconds, TargetReport,
+    AddressFacts, CheckErrorInfo, CheckStats, ErrorCountInfo, ErrorInfo, FamilyReport, LayerStats,
+    MtuReport, MtuState, PeerReport, RttSeconds, TargetReport,
 };
 use crate::diagnosis::{diagnose_inputs, AgentReport, Params};
 use crate::discovery::DiscoveryStatus;
@@ -370,7 +370,31 @@ impl Results {
                 })
                 .collect(),
             owners: self.owners.clone(),
+            checks: self
+                .checks
+                .iter()
+                .map(|(kind, c)| (kind.to_string(), check_stats(c)))
+                .collect(),
         }
+    }
+}
+
+/// One check's figures in the engine's terms (the fields of the results document).
+fn check_stats(c: &crate::checks::CheckReport) -> CheckStats {
+    CheckStats {
+        target: c.target.clone(),
+        reachable: c.reachable,
+        consecutive_failures: c.consecutive_failures,
+        probes: c.probes,
+        successes: c.successes,
+        success_ratio: c.success_ratio,
+        last_result: c.last_result.map(str::to_string),
+        last_error: c.last_error.as_ref().map(|e| CheckErrorInfo {
+            kind: e.kind.to_string(),
+            detail: e.detail.clone(),
+            age_seconds: Some(e.age_seconds),
+        }),
+        last_probe_age_seconds: c.last_probe_age_seconds,
     }
 }
 
@@ -455,7 +479,7 @@ mod tests {
             peers: snap.peers,
             targets: snap.targets,
             owners: crate::diagnosis::AddressFacts::of(&set),
-            // The checks section is read by nobody yet: the lenient reader skips it.
+            // The checks section: the own report carries it as the document does.
             checks: [(
                 "dns",
                 crate::checks::CheckReport {

@@ -1945,6 +1945,40 @@ fn the_dual_stack_lab_places_faults_right() {
     assert_placed(&rows);
 }
 
+/// The faults one layer above the pod network (issue 25), each placed by the agents'
+/// per-source checks: a node's Service rules gone (its DNS, behind a ClusterIP too, with
+/// them) or stale, one node's DNS traffic dropped, the DNS server down. The lab's agents
+/// check the agents' ClusterIP and resolve through the DNS ClusterIP
+/// (`Topology::agent_check_args`).
+fn service_faults() -> Vec<Placed> {
+    vec![
+        placed(
+            &["kube-proxy", "node-3"],
+            want("service", &["node-3"]),
+            &[3],
+        ),
+        placed(
+            &["kube-proxy", "node-2", "stale"],
+            want("service", &["node-2"]),
+            &[2],
+        ),
+        placed(&["dns-from", "node-3"], want("dns", &["node-3"]), &[3]),
+        placed(&["dns-down"], want("dns", &[]), &[]),
+    ]
+}
+
+/// Issue 25: each Service/DNS fault read as `service` or `dns` at its place (and, with the
+/// other tests, no pod-network fault read as either: their findings must match exactly).
+#[test]
+fn the_service_and_dns_faults_are_placed_right() {
+    require_root!();
+    let t = Instant::now();
+    let rows = addressing_run("subnet", "ipv4", &service_faults(), "s");
+    eprintln!("{}", addressing_table(&rows));
+    eprintln!("service suite: {:.1}s", t.elapsed().as_secs_f64());
+    assert_placed(&rows);
+}
+
 /// The bench's matrix (`bench/addressing.sh`): every fault kind under every addressing mode,
 /// in each IP family.
 #[test]

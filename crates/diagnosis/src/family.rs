@@ -16,17 +16,19 @@ use crate::input::{Inputs, NodeMeta, PeerReport, TargetReport};
 use crate::matrix::Matrix;
 use crate::report::{Diagnosis, Finding};
 
-/// The engine over every family the inputs hold, merged.
+/// The engine over every family the inputs hold, merged, then the per-source checks.
 pub fn diagnose_inputs(inp: &Inputs, p: &Params) -> Diagnosis {
     let fams = families(inp);
-    if fams.len() < 2 {
-        return diagnose_with(&Matrix::build(inp), p);
-    }
-    let per: Vec<(Family, Diagnosis)> = fams
-        .into_iter()
-        .map(|f| (f, diagnose_with(&Matrix::build(&project(inp, f)), p)))
-        .collect();
-    merge(&per)
+    let d = if fams.len() < 2 {
+        diagnose_with(&Matrix::build(inp), p)
+    } else {
+        let per: Vec<(Family, Diagnosis)> = fams
+            .into_iter()
+            .map(|f| (f, diagnose_with(&Matrix::build(&project(inp, f)), p)))
+            .collect();
+        merge(&per)
+    };
+    crate::checks::with_checks(inp, d, p)
 }
 
 /// A family word as agents write it; anything else reads as none (lenient, like all input).

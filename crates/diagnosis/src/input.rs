@@ -29,6 +29,34 @@ pub struct AgentReport {
     pub targets: Vec<TargetReport>,
     /// What the agent knows about addresses (its peer set's facts): absent from older agents.
     pub owners: AddressFacts,
+    /// Its per-source checks by kind (`dns`, `service`); other kinds are kept, not read.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, CheckStats>,
+}
+
+/// One per-source check's figures (`checks.dns`, `checks.service` of `/api/v1/results`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CheckStats {
+    /// The name resolved (`dns`) or the `IP:PORT` connected to (`service`).
+    pub target: String,
+    pub reachable: Option<bool>,
+    pub consecutive_failures: u32,
+    pub probes: u32,
+    pub successes: u32,
+    pub success_ratio: Option<f64>,
+    pub last_result: Option<String>,
+    pub last_error: Option<CheckErrorInfo>,
+    pub last_probe_age_seconds: Option<f64>,
+}
+
+/// A check's last failure inside the window.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CheckErrorInfo {
+    pub kind: String,
+    pub detail: String,
+    pub age_seconds: Option<f64>,
 }
 
 /// The facts behind the ownership map ([`meshprobe_core::owners`]) as agents publish them in

@@ -15,6 +15,8 @@
 //! * [`matrix`]: the indexed matrix of (source, destination, layer) cells.
 //! * [`family`]: the engine per address family and the merge of the answers
 //!   ([`diagnose_inputs`], the entry point for documents that may hold two families).
+//! * [`checks`]: the per-source checks (`service`, `dns`) read after the network engine, on
+//!   every family's findings.
 //! * [`engine`]: the entry points ([`diagnose`], [`diagnose_with`], [`Params`]) and one module
 //!   per stage: `clean` (cell states, onset rules), `mtu`, `network` (greedy network
 //!   localisation) and `network_drafts` (its findings), `application` (policy/application),
@@ -31,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod engine;
 pub mod family;
 pub mod input;
@@ -44,9 +47,9 @@ mod tests;
 pub use engine::{cell_state, diagnose, diagnose_with, CellState, Params};
 pub use family::diagnose_inputs;
 pub use input::{
-    AddressFacts, AgentReport, CniPodFacts, ErrorCountInfo, ErrorInfo, FamilyReport, Inputs,
-    KubeFacts, LayerStats, MtuState, NodeFacts, NodeMeta, PeerReport, PodEvent, PodFacts,
-    PolicyFacts, TargetPlace, TargetReport,
+    AddressFacts, AgentReport, CheckErrorInfo, CheckStats, CniPodFacts, ErrorCountInfo, ErrorInfo,
+    FamilyReport, Inputs, KubeFacts, LayerStats, MtuState, NodeFacts, NodeMeta, PeerReport,
+    PodEvent, PodFacts, PolicyFacts, TargetPlace, TargetReport,
 };
 pub use matrix::{Cell, Matrix};
 pub use report::{Cause, Diagnosis, Finding};

@@ -26,10 +26,12 @@ pub enum Cause {
     Policy,
     Application,
     PacketLoss,
+    Service,
+    Dns,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 8] = [
+    pub const ALL: [Cause; 10] = [
         Cause::NodeDown,
         Cause::Cni,
         Cause::Routing,
@@ -38,6 +40,8 @@ impl Cause {
         Cause::Policy,
         Cause::Application,
         Cause::PacketLoss,
+        Cause::Service,
+        Cause::Dns,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +54,8 @@ impl Cause {
             Cause::Policy => "policy",
             Cause::Application => "application",
             Cause::PacketLoss => "packet_loss",
+            Cause::Service => "service",
+            Cause::Dns => "dns",
         }
     }
 }

@@ -381,6 +381,7 @@ fn run_engine(plan: &Plan, fault: &Fault, interval: f64, window: f64) -> Diagnos
                 .collect(),
             targets: Vec::new(),
             owners: Default::default(),
+            checks: BTreeMap::new(),
         })
         .collect();
     let nodes = (0..n)

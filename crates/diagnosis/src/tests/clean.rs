@@ -12,7 +12,11 @@ fn cleaning_rules() {
     let st = |s: LayerStats| cell_state(&Cell::from(&s), Some(1.0), Some(10.0), &p);
     let table: Vec<(&str, LayerStats, CellState)> = vec![
         ("clean", ok(), CellState::Ok),
-        ("one lost probe, the last one: no answer yet", one_lost(), CellState::Unknown),
+        (
+            "one lost probe, the last one: no answer yet",
+            one_lost(),
+            CellState::Unknown,
+        ),
         (
             "one lost probe, answered since",
             LayerStats {

@@ -362,6 +362,7 @@ impl Mesh {
                     peers,
                     targets,
                     owners: self.owners(),
+                    checks: Default::default(),
                 };
                 serde_json::to_string(&r).unwrap()
             })

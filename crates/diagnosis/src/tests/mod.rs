@@ -10,6 +10,7 @@ mod helpers;
 mod scenarios;
 
 mod application;
+mod checks;
 mod clean;
 mod family;
 mod finish;
