@@ -1947,7 +1947,8 @@ fn the_dual_stack_lab_places_faults_right() {
 
 /// The faults one layer above the pod network (issue 25), each placed by the agents'
 /// per-source checks: a node's Service rules gone (its DNS, behind a ClusterIP too, with
-/// them) or stale, one node's DNS traffic dropped, the DNS server down. The lab's agents
+/// them) or stale, one node's DNS traffic dropped, the DNS server down; and a node whose
+/// conntrack table takes no new flow, placed by the pair probes. The lab's agents
 /// check the agents' ClusterIP and resolve through the DNS ClusterIP
 /// (`Topology::agent_check_args`).
 fn service_faults() -> Vec<Placed> {
@@ -1964,11 +1965,20 @@ fn service_faults() -> Vec<Placed> {
         ),
         placed(&["dns-from", "node-3"], want("dns", &["node-3"]), &[3]),
         placed(&["dns-down"], want("dns", &[]), &[]),
+        placed(
+            &["conntrack", "node-2"],
+            Want {
+                targets: &["web-node-2"],
+                ..want("conntrack", &["node-2"])
+            },
+            &[2],
+        ),
     ]
 }
 
-/// Issue 25: each Service/DNS fault read as `service` or `dns` at its place (and, with the
-/// other tests, no pod-network fault read as either: their findings must match exactly).
+/// Issue 25: each Service/DNS fault read as `service` or `dns` at its place, `conntrack` as
+/// `conntrack` (and, with the other tests, no pod-network fault read as any of them: their
+/// findings must match exactly).
 #[test]
 fn the_service_and_dns_faults_are_placed_right() {
     require_root!();

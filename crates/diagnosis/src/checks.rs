@@ -23,7 +23,13 @@ const POD_NET_OK: f64 = 0.75;
 const DOWN_RATIO_IN_FAULT: f64 = 0.5;
 
 /// The causes that break a node's pod network (a check failing behind them is theirs).
-const NETWORK: [Cause; 4] = [Cause::NodeDown, Cause::Cni, Cause::Routing, Cause::Vpc];
+const NETWORK: [Cause; 5] = [
+    Cause::NodeDown,
+    Cause::Cni,
+    Cause::Routing,
+    Cause::Vpc,
+    Cause::Conntrack,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {

@@ -28,10 +28,11 @@ pub enum Cause {
     PacketLoss,
     Service,
     Dns,
+    Conntrack,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 10] = [
+    pub const ALL: [Cause; 11] = [
         Cause::NodeDown,
         Cause::Cni,
         Cause::Routing,
@@ -42,6 +43,7 @@ impl Cause {
         Cause::PacketLoss,
         Cause::Service,
         Cause::Dns,
+        Cause::Conntrack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +58,7 @@ impl Cause {
             Cause::PacketLoss => "packet_loss",
             Cause::Service => "service",
             Cause::Dns => "dns",
+            Cause::Conntrack => "conntrack",
         }
     }
 }

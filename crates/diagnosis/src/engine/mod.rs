@@ -22,11 +22,13 @@
 //! 4. **Targets and agents' HTTP**: failures not explained by stage 2/3 become `policy` (SYN
 //!    timeouts with ICMP fine, or a NetworkPolicy that does not admit the port) or `application`
 //!    (refused/reset/HTTP status, pod not Ready), or `cni` when the pod IP itself is dead.
+//!    A node whose every TCP endpoint (its agent and its targets) drops connections that way,
+//!    while most other agents accept them, is `conntrack` (`node_drops`).
 //! 5. **Packet loss**: partial loss concentrated on a node's pairs (in or out), greedy by node;
 //!    strong leftover loss per pair.
 //!
 //! One module per stage: `clean`, `mtu`, `network` (with `network_drafts`, its findings'
-//! text), `application`, `loss`; `finish` turns the drafts into the report. This module holds
+//! text), `application`, `node_drops`, `loss`; `finish` turns the drafts into the report. This module holds
 //! the entry points and the stage order ([`diagnose_with`]); `state` the thresholds ([`Params`]) and
 //! the shared state every stage reads and extends. Why
 //! each rule exists, and the incident behind it: `docs/design/diagnosis.md`.
@@ -38,6 +40,7 @@ mod loss;
 mod mtu;
 mod network;
 mod network_drafts;
+mod node_drops;
 mod state;
 
 use crate::matrix::Matrix;
@@ -58,6 +61,7 @@ pub fn diagnose_with(m: &Matrix, p: &Params) -> Diagnosis {
     e.mtu_stage();
     e.network_stage();
     e.app_stage();
+    e.node_drops_stage();
     e.loss_stage();
     Diagnosis::new(e.finish())
 }

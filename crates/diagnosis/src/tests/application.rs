@@ -128,3 +128,85 @@ fn policy_right_after_a_cleared_loss_is_policy() {
         assert_eq!(x.pairs.len(), 4, "{f}: {}", d.to_text());
     }
 }
+
+/// A node that drops new connections (`conntrack`): every TCP endpoint on it — its agent and
+/// its target — drops them while answering ICMP, the other agents accept them. Not a
+/// NetworkPolicy (which selects pods, not a node): one `conntrack` finding at the node. Its
+/// look-alikes stay what they were: one target dropping (`policy`), the agents of every node
+/// dropping (a policy on the agents), one agent alone (no target to tell the node from it).
+#[test]
+fn a_node_dropping_every_new_connection_is_conntrack() {
+    let conntrack = || {
+        vec![Expect {
+            targets: &["web-node-2"],
+            ..ex(Cause::Conntrack, &["node-2"])
+        }]
+    };
+    let agents_everywhere = |m: &mut Mesh| {
+        for s in 1..=N {
+            for d in 1..=N {
+                if s != d {
+                    m.p(s, d, &["http"], timeout());
+                }
+            }
+        }
+        policy_web2(m);
+    };
+    let agent_2_only = |m: &mut Mesh| {
+        for s in [1, 3, 4] {
+            m.p(s, 2, &["http"], timeout());
+        }
+    };
+    let cases: Vec<(&str, Scenario, Vec<Expect>)> = vec![
+        (
+            "conntrack node-2, its agent silent",
+            conntrack_node2,
+            conntrack(),
+        ),
+        (
+            "conntrack node-2, its agent reporting",
+            conntrack_node2_reporting,
+            conntrack(),
+        ),
+        (
+            "policy on web-node-2",
+            policy_web2,
+            vec![Expect {
+                targets: &["web-node-2"],
+                ..ex(Cause::Policy, &["node-2"])
+            }],
+        ),
+        (
+            "node-2's agent alone",
+            agent_2_only,
+            vec![ex(Cause::Policy, &["node-2"])],
+        ),
+    ];
+    for (label, scenario, want) in cases {
+        let d = Mesh::new().tap(scenario).diagnose();
+        check(label, &d, &want);
+        if label.starts_with("conntrack") {
+            let f = &d.findings[0];
+            assert!(
+                f.evidence
+                    .iter()
+                    .any(|e| e.contains("NetworkPolicy selects pods")),
+                "{label}: {}",
+                d.to_text()
+            );
+            assert!(
+                f.next_steps
+                    .iter()
+                    .any(|s| s.contains("nf_conntrack_count")),
+                "{label}: {}",
+                d.to_text()
+            );
+        }
+    }
+    let d = Mesh::new().tap(agents_everywhere).diagnose();
+    assert!(
+        d.findings.iter().all(|f| f.cause != Cause::Conntrack),
+        "every agent dropping: {}",
+        d.to_text()
+    );
+}

@@ -190,3 +190,24 @@ pub(super) fn loss_node2_real(m: &mut Mesh) {
         },
     );
 }
+
+/// `conntrack node-2` as the lab shows it: every new connection to node-2's pods (its agent,
+/// web-node-2) silently dropped, ICMP (flows already tracked) answering; node-2's agent cannot
+/// be asked for its results (its HTTP server takes no new connection).
+pub(super) fn conntrack_node2(m: &mut Mesh) {
+    for s in [1, 3, 4] {
+        m.p(s, 2, &["http"], timeout());
+        m.t(s, 2, &["http"], timeout());
+    }
+    m.missing.insert(2);
+}
+
+/// The same while node-2's agent still reports: its own new connections fail too.
+pub(super) fn conntrack_node2_reporting(m: &mut Mesh) {
+    for s in [1, 3, 4] {
+        m.p(s, 2, &["http"], timeout());
+        m.t(s, 2, &["http"], timeout());
+        m.p(2, s, &["http"], timeout());
+        m.t(2, s, &["http"], timeout());
+    }
+}
