@@ -158,6 +158,36 @@ add(timeseries("Packets sent and received per second", [
     "pps", "Echoes/exchanges sent and answered, and Don't-Fragment path-MTU probes."), 12, 8, 12)
 y[0] += 8
 
+# The agents' per-source checks (`dns`, `service`; docs/metrics.md "Per-source checks"): no
+# pair, no family; meshprobe_check_up carries the source's labels, the others join them.
+CHECK = 'src_zone=~"$zone", src_node=~"$node"'
+row("Service and DNS checks")
+add({"type": "state-timeline", "title": "Check up per node",
+     "description": "Per node and check, whether its last run passed (meshprobe_check_up): dns resolves the agents' "
+                    "Service name through cluster DNS, service connects to a ClusterIP through the node's Service rules. "
+                    "One node red: its kube-proxy or its path to DNS; every node red: the Service or DNS itself. "
+                    "Empty when no check is configured.",
+     "targets": [target(f'meshprobe_check_up{{{CHECK}}}', "{{src_node}} {{check}}")],
+     "fieldConfig": {"defaults": {
+         "color": {"mode": "thresholds"}, "thresholds": thresholds([("red", None), ("green", 1)]),
+         "mappings": [{"type": "value", "options": {"0": {"text": "failing", "color": "red", "index": 0},
+                                                    "1": {"text": "ok", "color": "green", "index": 1}}}],
+         "custom": {"fillOpacity": 80, "lineWidth": 0}}, "overrides": []},
+     "options": {"showValue": "never", "mergeValues": True, "rowHeight": 0.9, "alignValue": "left",
+                 "legend": {"showLegend": False, "displayMode": "list", "placement": "bottom"},
+                 "tooltip": {"mode": "single", "sort": "none"}}}, 12, 8, 0)
+add(timeseries("Check duration p50 / p99", [
+    target(f'histogram_quantile({q}, sum by (le, check) (rate(meshprobe_check_duration_seconds_bucket[$__rate_interval]) {JOIN}))',
+           f"p{int(float(q) * 100)} {{{{check}}}}", ref=r)
+    for q, r in [("0.5", "A"), ("0.99", "B")]],
+    "s", "Time each check run took, answered or not (a timeout shows as the agents' --timeout), across the selected agents."), 6, 8, 12)
+add(timeseries("Checks per second by result", [target(
+    f'sum by (check, result) (rate(meshprobe_check_total[$__rate_interval]) {JOIN})',
+    "{{check}} {{result}}")], "ops",
+    "Check runs per second: ok, or the error kind (dns: nxdomain, servfail, timeout, …; service: refused, timeout, net_unreachable, …).",
+    stack=True), 6, 8, 18)
+y[0] += 8
+
 row("Findings")
 add({"type": "table", "title": "Alerts firing or pending",
      "description": "meshprobe's alerts; the agents' own diagnosis with evidence is at /api/v1/diagnosis and on each agent's page.",
@@ -201,7 +231,7 @@ def var_query(name, label, query, multi=True):
 dashboard = {
     "uid": "meshprobe-mesh",
     "title": "meshprobe: pod network mesh",
-    "description": "Which pods cannot reach which, and why: node-pair matrices per layer, loss, latency, path MTU, probe volume, findings and agent health.",
+    "description": "Which pods cannot reach which, and why: node-pair matrices per layer, loss, latency, path MTU, probe volume, Service and DNS checks, findings and agent health.",
     "tags": ["meshprobe", "network", "kubernetes"],
     "timezone": "browser",
     "editable": True,

@@ -326,6 +326,9 @@ fn dashboard_json_is_current_schema_with_variables_and_what_the_generator_writes
         "Probes per second by layer and result",
         "Alerts firing or pending",
         "Scrape up",
+        "Check up per node",
+        "Check duration p50 / p99",
+        "Checks per second by result",
     ] {
         assert!(titles.contains(&want), "no panel {want:?}");
     }

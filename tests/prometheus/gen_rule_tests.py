@@ -85,6 +85,16 @@ def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES, family=""):
     }
 
 
+# The agents' per-source checks (meshprobe_check_up) and their targets, as under Kubernetes
+# discovery: the agents' Service name, and the agents' ClusterIP (`--service`).
+CHECKS = {"dns": "meshprobe.meshprobe.svc.cluster.local.", "service": "10.96.0.20:9464"}
+
+
+def check_labels(src, check, nodes=NODES):
+    return {"job": "meshprobe", "instance": f"{src}:9464", "src_node": src, "src_zone": nodes[src],
+            "check": check, "target": CHECKS[check]}
+
+
 class Scenario:
     """A mesh over `minutes`; `fails(t, src, dst, layer)` gives consecutive failures or None.
 
@@ -93,7 +103,7 @@ class Scenario:
     """
 
     def __init__(self, name, minutes, fails=None, agent_up=None, nodes=NODES, extra=None, plan=None,
-                 families=None):
+                 families=None, check_fails=None):
         self.name, self.minutes, self.nodes = name, minutes, nodes
         self.families = families
         # plan: None, a full mesh exporting every pair (--pair-metrics all); else src -> the
@@ -105,6 +115,10 @@ class Scenario:
         self.fails = fails if families else (lambda t, s, d, l, f="": fails(t, s, d, l))
         self.agent_up = agent_up or (lambda t, n: True)
         self.extra = extra or []
+        # check_fails: None, no per-source check configured (no meshprobe_check_up at all);
+        # else (t, node, check) -> True (the last run failed), False (passed), None (not
+        # configured on that node); exported while the node's agent is scraped.
+        self.check_fails = check_fails
         self.checks = []
         self.exprs = []
 
@@ -132,6 +146,12 @@ class Scenario:
                             vals.append(self.fails(t, src, dst, layer, fam) if shown else None)
                         lb = pair_labels(src, dst, layer, nodes=self.nodes, family=fam)
                         out.append((f"meshprobe_pair_consecutive_failures{labels(lb)}", with_stale(vals)))
+            for check in CHECKS if self.check_fails else []:
+                vals = []
+                for i in range(n):
+                    f = self.check_fails(i * STEP, src, check) if up[i] else None
+                    vals.append(None if f is None else (0 if f else 1))
+                out.append((f"meshprobe_check_up{labels(check_labels(src, check, self.nodes))}", with_stale(vals)))
         for name, fn in self.extra:
             vals = with_stale([fn(i * STEP) for i in range(n)])
             out.append((name, vals))
@@ -556,6 +576,119 @@ sc.expect("2m", "MeshprobeNodeDown", [({"dst": "node-7", "dst_zone": S_NODES["no
 sc.quiet("9m", except_=["MeshprobeNodeDown", "MeshprobeAgentDown", "MeshprobeAgentMissing"])
 sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-7:9464"}, 0)])
 sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 4)])
+scenarios.append(sc)
+
+# Per-source checks (`dns`, `service`; meshprobe_check_up). Every scenario above exports none
+# (checks not configured): their quiet() covers the check alerts too, so those never fire on a
+# cluster without checks, CNI and node-down faults included.
+def checks(name, minutes, check_fails, fails=None, agent_up=None):
+    return Scenario("checks: " + name, minutes, fails, agent_up=agent_up, check_fails=check_fails)
+
+
+scenarios.append(checks("healthy, both checks configured: no alert", 6, lambda t, n, c: False)
+                 .quiet("3m").quiet("5m"))
+
+# One failed run (one scrape at 0) and a 45 s outage: neither fires (for: 1m).
+sc = checks("one failed run and a 45 s outage do not fire", 8,
+            lambda t, n, c: (n, c) == ("node-1", "dns") and t == 60 or (n, c) == ("node-2", "service") and 120 <= t < 165)
+sc.quiet("1m15s").quiet("2m30s").quiet("4m")
+scenarios.append(sc)
+
+# `lab fault kube-proxy 2`: node-2's Service rules gone. Its Service check fails, and its DNS
+# check too (the DNS server is a ClusterIP); the pod-IP mesh is untouched. One alert: the
+# Service one for node-2 (its DNS alert is left to it).
+sc = checks("kube-proxy broken on node-2: MeshprobeServiceUnreachableFromNode for node-2 only", 6,
+            lambda t, n, c: t >= 60 and n == "node-2")
+sc.quiet("1m45s")  # pending, not firing yet
+sc.quiet("3m", except_=["MeshprobeServiceUnreachableFromNode"])
+sc.expect("3m", "MeshprobeServiceUnreachableFromNode", [(check_labels("node-2", "service"), 1)])
+scenarios.append(sc)
+
+# `lab fault dns-from 3`: node-3's DNS traffic dropped, its Service check fine.
+sc = checks("DNS dropped from node-3: MeshprobeDnsFailingFromNode for node-3 only", 6,
+            lambda t, n, c: t >= 60 and (n, c) == ("node-3", "dns"))
+sc.quiet("1m45s")
+sc.quiet("3m", except_=["MeshprobeDnsFailingFromNode"])
+sc.expect("3m", "MeshprobeDnsFailingFromNode", [(check_labels("node-3", "dns"), 1)])
+scenarios.append(sc)
+
+# CNI on node-3 (its pod IP dead both ways): its checks fail too, from its broken pod network;
+# only the CNI alert fires.
+sc = checks("CNI broken on node-3, its checks failing: MeshprobeNodePodNetworkIsolated only", 6,
+            lambda t, n, c: t >= 60 and n == "node-3", fails=cni)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-3", "dst_kind": "peer", "dst_zone": "zone-a", "layer": "icmp_pod"}, 1.0)])
+scenarios.append(sc)
+
+# Traffic into node-3's pods dropped (its own probes out pass: the peers' to it fail): its
+# checks fail (their answers come back in); left to the CNI alert through node-3's pod IP
+# down from its peers, the second pod-network test of meshprobe:check_failing:bool.
+def cni_in(t, s, d, l):
+    return 3 if t >= 60 and l in ("icmp_pod", "http") and d == "node-3" else 0
+sc = checks("traffic into node-3's pods dropped, its checks failing: MeshprobeNodePodNetworkIsolated only", 6,
+            lambda t, n, c: t >= 60 and n == "node-3", fails=cni_in)
+sc.quiet("3m", except_=["MeshprobeNodePodNetworkIsolated"])
+sc.expect("3m", "MeshprobeNodePodNetworkIsolated", [(
+    {"dst": "node-3", "dst_kind": "peer", "dst_zone": "zone-a", "layer": "icmp_pod"}, 1.0)])
+scenarios.append(sc)
+
+# New connections out of node-3's pods dropped (an egress policy: the peers' probes to it are
+# answered, its own fail): its pod IP answers, so no pod-network alert fires, and its checks
+# are not left out — the Service one names node-3 (its DNS alert is left to it).
+def egress(t, s, d, l):
+    return 3 if t >= 60 and l in ("icmp_pod", "http") and s == "node-3" else 0
+sc = checks("node-3's pods cannot connect out: MeshprobeServiceUnreachableFromNode for node-3", 6,
+            lambda t, n, c: t >= 60 and n == "node-3", fails=egress)
+sc.quiet("3m", except_=["MeshprobeServiceUnreachableFromNode"])
+sc.expect("3m", "MeshprobeServiceUnreachableFromNode", [(check_labels("node-3", "service"), 1)])
+scenarios.append(sc)
+
+# node-4 down with checks configured: its check series end with its agent; the others pass.
+sc = checks("node-4 down: no check alert (its checks end with its agent)", 6,
+            lambda t, n, c: False, fails=node4_down, agent_up=lambda t, n: not (n == "node-4" and t >= 60))
+sc.quiet("1m45s", except_=["MeshprobeNodeDown"])
+sc.quiet("5m", except_=["MeshprobeNodeDown", "MeshprobeAgentDown", "MeshprobeAgentMissing"])
+scenarios.append(sc)
+
+# `lab fault dns-down`: the DNS pod gone, every node's DNS check fails: one cluster-wide alert.
+sc = checks("DNS down everywhere: MeshprobeDnsFailing once, no per-node or zone alert", 6,
+            lambda t, n, c: t >= 60 and c == "dns")
+sc.quiet("1m45s")
+sc.quiet("3m", except_=["MeshprobeDnsFailing"])
+sc.expect("3m", "MeshprobeDnsFailing", [({"check": "dns"}, 1.0)])
+scenarios.append(sc)
+
+# DNS failing from both nodes of zone-a (half the cluster, one zone): the zone's alert.
+sc = checks("DNS failing from zone-a: MeshprobeDnsFailingFromZone for zone-a only", 6,
+            lambda t, n, c: t >= 60 and c == "dns" and zone(n) == "zone-a")
+sc.quiet("3m", except_=["MeshprobeDnsFailingFromZone"])
+sc.expect("3m", "MeshprobeDnsFailingFromZone", [({"check": "dns", "src_zone": "zone-a"}, 2)])
+scenarios.append(sc)
+
+# The Service check failing from node-1 and node-2 (half the nodes, both zones): cluster-wide.
+sc = checks("Service failing from half the nodes in both zones: MeshprobeServiceUnreachable once", 6,
+            lambda t, n, c: t >= 60 and c == "service" and n in ("node-1", "node-2"))
+sc.quiet("3m", except_=["MeshprobeServiceUnreachable", "MeshprobeDnsFailingFromNode"])
+sc.expect("3m", "MeshprobeServiceUnreachable", [({"check": "service"}, 0.5)])
+sc.expect("3m", "MeshprobeDnsFailingFromNode", [])
+scenarios.append(sc)
+
+# The Service check failing from both nodes of zone-b: the zone's alert.
+sc = checks("Service failing from zone-b: MeshprobeServiceUnreachableFromZone for zone-b only", 6,
+            lambda t, n, c: t >= 60 and c == "service" and zone(n) == "zone-b")
+sc.quiet("3m", except_=["MeshprobeServiceUnreachableFromZone"])
+sc.expect("3m", "MeshprobeServiceUnreachableFromZone", [({"check": "service", "src_zone": "zone-b"}, 2)])
+scenarios.append(sc)
+
+# Checks configured on some agents only (node-2's has none): the share counts reporting nodes;
+# node-4's DNS failing is 1 of 3, its own alert.
+sc = checks("checks on three agents, DNS failing on node-4: MeshprobeDnsFailingFromNode for node-4", 6,
+            lambda t, n, c: None if n == "node-2" else (t >= 60 and (n, c) == ("node-4", "dns")))
+sc.quiet("3m", except_=["MeshprobeDnsFailingFromNode"])
+sc.expect("3m", "MeshprobeDnsFailingFromNode", [(check_labels("node-4", "dns"), 1)])
+sc.exprs.append({"expr": 'count by (check) (meshprobe:check_failing:bool)', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"check": c}), "value": 3} for c in ("dns", "service")]})
 scenarios.append(sc)
 
 doc = {
