@@ -858,4 +858,31 @@ async fn the_service_check_follows_the_agents_clusterip_service() {
     assert_eq!(c.targets().len(), 1, "the check goes on at the last target");
     let why = s.lock().unwrap().service.clone().unwrap().reason.unwrap();
     assert!(why.contains("keeping the last target"), "{why}");
+
+    // The periodic re-read: a new ClusterIP is followed without any failure, on the period.
+    let api = FakeApi::start().await;
+    api.put("services", vip("10.96.0.20"));
+    let (lookup, c, _) = start(&api).await;
+    let lookup = VipLookup {
+        schedule: Schedule {
+            period: Duration::from_millis(400),
+            ..schedule
+        },
+        ..lookup
+    };
+    let task = tokio::spawn(lookup.run());
+    // After the task's first read (the second in all), so only the period brings the change.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while vip_reads(&api) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no first read");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    api.put("services", vip("10.96.0.22"));
+    while c.targets().first().map(|(_, t)| t.as_str()) != Some("10.96.0.22:9464") {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", c.targets());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.failures_in_row(Kind::Service), 0);
+    assert!(vip_reads(&api) >= 3, "{}", vip_reads(&api));
+    task.abort();
 }

@@ -215,9 +215,8 @@ impl VipLookup {
     /// once (not every read).
     pub fn apply(&self, read: &Read) {
         let service = self.service.to_string();
-        let Ok(mut st) = self.status.lock() else {
-            return;
-        };
+        // A panic elsewhere while holding the status must not stop the check's updates.
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let before = st.service.clone();
         let kept = before.as_ref().and_then(|b| b.target.clone());
         let now = match read {
