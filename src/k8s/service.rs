@@ -172,7 +172,9 @@ pub fn pick(svc: &Service, pref: FamilyPref) -> Result<SocketAddr, String> {
 pub enum Read {
     /// The check's address.
     Target(SocketAddr),
-    /// No check, and why: the Service is missing or unusable.
+    /// No check: the Service does not exist (a deployment may leave it out).
+    Missing(String),
+    /// No check, and why: the Service is unusable.
     NoCheck(String),
     /// The read failed (the API server, a timeout): the last target, if any, is kept.
     Failed(String),
@@ -200,7 +202,7 @@ impl VipLookup {
                 self.schedule.timeout.as_secs()
             )),
             Ok(Err(e)) => Read::Failed(super::explain_client_error(&what, &e)),
-            Ok(Ok(None)) => Read::NoCheck(format!(
+            Ok(Ok(None)) => Read::Missing(format!(
                 "Service {} not found (deploy/base/service-vip.yaml; --service-name names another, none turns the check off)",
                 self.service
             )),
@@ -231,7 +233,7 @@ impl VipLookup {
                     reason: None,
                 }
             }
-            Read::NoCheck(why) => {
+            Read::Missing(why) | Read::NoCheck(why) => {
                 self.checks.set(Kind::Service, None);
                 VipStatus {
                     service,
@@ -254,7 +256,7 @@ impl VipLookup {
                     tracing::info!(service = %now.service, target = %t, "service check: the Service's ClusterIP")
                 }
                 // A missing Service is a deployment's choice (no service-vip.yaml).
-                (Read::NoCheck(why), _) if why.contains("not found") => {
+                (Read::Missing(why), _) => {
                     tracing::info!(service = %now.service, reason = %why, "no service check: {why}")
                 }
                 (Read::NoCheck(why), _) => {
