@@ -227,7 +227,7 @@ pub struct PromSource {
     pub matchers: Option<String>,
 }
 
-/// Every query of [`crate::promsource::QUERIES`], all at once (20 connections), each within
+/// Every query of [`crate::promsource::QUERIES`], all at once (one connection each), each within
 /// `timeout`, each answer capped at [`MAX_ANSWER_BYTES`] and parsed. The first error, in
 /// query order, names the URL and the query.
 pub async fn answers(

@@ -57,9 +57,13 @@ pub const TARGET_INFO: &str = "meshprobe_target_info";
 /// cell, not an unknown one.
 pub const PLANNED: &str = "meshprobe_pair_planned";
 pub const DESTINATIONS: &str = "meshprobe_destinations";
+/// The per-source checks (`dns`, `service`): per agent, by `check` and `target`.
+pub const CHECK_UP: &str = "meshprobe_check_up";
+pub const CHECK_CONSECUTIVE: &str = "meshprobe_check_consecutive_failures";
+pub const CHECK_SUCCESS_RATIO: &str = "meshprobe_check_success_ratio";
 
 /// Every metric asked for, one instant query each (a selector, see [`query_for`]).
-pub const QUERIES: [&str; 20] = [
+pub const QUERIES: [&str; 23] = [
     AGENT_INFO,
     AGENT_READY,
     ROUNDS,
@@ -80,6 +84,9 @@ pub const QUERIES: [&str; 20] = [
     TARGET_INFO,
     PLANNED,
     DESTINATIONS,
+    CHECK_UP,
+    CHECK_CONSECUTIVE,
+    CHECK_SUCCESS_RATIO,
 ];
 
 /// The ages among [`QUERIES`]: asked for as of the query's evaluation time (see [`query_for`]).
@@ -401,6 +408,8 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             }
         }
     }
+
+    checks(&mut agents, &get, &mut notes);
 
     // Cells.
     let mut cells: BTreeMap<CellKey, CellAcc> = BTreeMap::new();
@@ -756,6 +765,59 @@ fn fill_unexported(
 }
 
 /// Set `slot` once: `Some(true)` when set, `Some(false)` for a duplicate, `None` for no value.
+/// The per-source checks of each answering agent, by its `src_node` and the `check` label
+/// (`dns`, `service`; others ignored). A check with no `meshprobe_check_up` has not run.
+fn checks<'a>(
+    agents: &mut BTreeMap<String, AgentReport>,
+    get: &dyn Fn(&str) -> &'a Vec<Sample>,
+    notes: &mut Vec<String>,
+) {
+    let mut odd = 0usize;
+    for (metric, set) in [
+        (
+            CHECK_UP,
+            (|c, v| c.reachable = finite(v, 0.0, 1.0).map(|v| v >= 0.5)) as SetCheck,
+        ),
+        (CHECK_CONSECUTIVE, |c, v| {
+            c.consecutive_failures = count(v).unwrap_or(0)
+        }),
+        (CHECK_SUCCESS_RATIO, |c, v| {
+            c.success_ratio = finite(v, 0.0, 1.0)
+        }),
+    ] {
+        for s in get(metric) {
+            let kind = s.label("check");
+            let Some(a) = agents.get_mut(s.label("src_node")) else {
+                continue;
+            };
+            if !matches!(kind, "dns" | "service") {
+                odd += 1;
+                continue;
+            }
+            let target = s.label("target");
+            let c = a.checks.entry(kind.to_string()).or_default();
+            if c.target.is_empty() {
+                c.target = target.chars().take(MAX_CHECK_TARGET).collect();
+            }
+            set(c, s.value);
+        }
+    }
+    // Figures without the `up` gauge (a series set torn mid-scrape): not a check's reading.
+    for a in agents.values_mut() {
+        a.checks.retain(|_, c| c.reachable.is_some());
+    }
+    if odd > 0 {
+        notes.push(format!(
+            "meshprobe_check_*: {odd} series of a check kind other than dns or service skipped"
+        ));
+    }
+}
+
+/// Longest `target` label kept from a check's series (a name is at most 253 bytes).
+const MAX_CHECK_TARGET: usize = 256;
+
+type SetCheck = fn(&mut crate::diagnosis::CheckStats, f64);
+
 fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<bool> {
     let v = v?;
     if slot.is_some() {

@@ -213,6 +213,24 @@ async fn an_agent_runs_both_checks_and_reports_them() {
     };
     assert_eq!(series("meshprobe_check_duration_seconds"), 30, "{m}");
     assert_eq!(series("meshprobe_check_up"), 2, "{m}");
+    // The window's figures `diagnose --prometheus` reads: the silent DNS server's timeouts in
+    // a row, the service answering.
+    assert_eq!(series("meshprobe_check_consecutive_failures"), 2, "{m}");
+    assert_eq!(series("meshprobe_check_success_ratio"), 2, "{m}");
+    assert!(
+        metric(&m, "meshprobe_check_consecutive_failures", r#"check="dns""#)
+            .is_some_and(|v| v >= 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "meshprobe_check_consecutive_failures",
+            r#"check="service""#
+        ),
+        Some(0.0),
+        "{m}"
+    );
     for seen in [
         r#"check="dns",result="ok""#,
         r#"check="dns",result="nxdomain""#,

@@ -485,6 +485,14 @@ struct UpCollector {
 
 impl Collector for UpCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let labels = |check: &str, target: &str| -> Vec<(&str, String)> {
+            vec![
+                ("src_node", self.node.clone()),
+                ("src_zone", self.zone.clone()),
+                ("check", check.to_string()),
+                ("target", target.to_string()),
+            ]
+        };
         let mut m = enc.encode_descriptor(
             "meshprobe_check_up",
             "1 if the last run of a per-source check succeeded, else 0; absent before its first run",
@@ -492,13 +500,37 @@ impl Collector for UpCollector {
             MetricType::Gauge,
         )?;
         for (check, target, up) in self.checks.up() {
-            let labels: Vec<(&str, String)> = vec![
-                ("src_node", self.node.clone()),
-                ("src_zone", self.zone.clone()),
-                ("check", check.to_string()),
-                ("target", target),
-            ];
-            ConstGauge::new(if up { 1.0 } else { 0.0 }).encode(m.encode_family(&labels)?)?;
+            ConstGauge::new(if up { 1.0 } else { 0.0 })
+                .encode(m.encode_family(&labels(check, &target))?)?;
+        }
+        // The window's figures the diagnosis reads through Prometheus (`diagnose
+        // --prometheus`): a check is down after failed runs in a row, not one.
+        let reports: Vec<(&str, CheckReport)> = self
+            .checks
+            .reports(Instant::now())
+            .into_iter()
+            .filter(|(_, r)| r.reachable.is_some())
+            .collect();
+        let mut m = enc.encode_descriptor(
+            "meshprobe_check_consecutive_failures",
+            "Failed runs in a row of a per-source check (0 after a success)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (check, r) in &reports {
+            ConstGauge::new(i64::from(r.consecutive_failures))
+                .encode(m.encode_family(&labels(check, &r.target))?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "meshprobe_check_success_ratio",
+            "Share of a per-source check's runs in the window that succeeded",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (check, r) in &reports {
+            if let Some(ratio) = r.success_ratio {
+                ConstGauge::new(ratio).encode(m.encode_family(&labels(check, &r.target))?)?;
+            }
         }
         Ok(())
     }

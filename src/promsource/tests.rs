@@ -1,5 +1,5 @@
 use super::*;
-use crate::diagnosis::{diagnose, Cause, Diagnosis, Matrix};
+use crate::diagnosis::{diagnose, Cause, Diagnosis, Matrix, Params};
 
 /// One probed cell of a synthetic mesh: `None` healthy, `Some((kind, reporter))` down.
 type Fault = Option<(&'static str, &'static str)>;
@@ -1267,4 +1267,97 @@ fn a_dual_stack_fleet_is_diagnosed_per_family_from_prometheus() {
         want.sort();
         assert_eq!(got, want, "{what}\n{d}");
     }
+}
+
+/// The per-source checks through Prometheus: `meshprobe_check_up`,
+/// `meshprobe_check_consecutive_failures` and `meshprobe_check_success_ratio` per agent become
+/// each report's `checks`, and the diagnosis reads them as from the agents: node-3's DNS
+/// failing 3 runs in a row is `dns` at node-3; one failed run, or a kind other than dns and
+/// service, says nothing.
+#[test]
+fn the_checks_series_give_the_agents_dns_and_service_findings() {
+    let with_checks = |dns3: (&str, &str, &str), extra_kind: bool| -> Answers {
+        let mut a = mesh_answers(&[], |_, _, _| None);
+        let mut up = Vec::new();
+        let mut cf = Vec::new();
+        let mut ratio = Vec::new();
+        for (node, zone) in NODES {
+            for (check, target) in [
+                ("dns", "meshprobe.mp.svc.cluster.local."),
+                ("service", "198.18.96.20:9464"),
+            ] {
+                let (u, c, r) = if node == "node-3" && check == "dns" {
+                    dns3
+                } else {
+                    ("1", "0", "1")
+                };
+                let l = [
+                    ("src_node", node),
+                    ("src_zone", zone),
+                    ("check", check),
+                    ("target", target),
+                ];
+                up.push(series(CHECK_UP, &l, u));
+                cf.push(series(CHECK_CONSECUTIVE, &l, c));
+                ratio.push(series(CHECK_SUCCESS_RATIO, &l, r));
+            }
+        }
+        if extra_kind {
+            let l = [
+                ("src_node", "node-2"),
+                ("src_zone", "zone-a"),
+                ("check", "apiserver"),
+                ("target", "x"),
+            ];
+            up.push(series(CHECK_UP, &l, "0"));
+        }
+        for (q, v) in [
+            (CHECK_UP, up),
+            (CHECK_CONSECUTIVE, cf),
+            (CHECK_SUCCESS_RATIO, ratio),
+        ] {
+            a.insert(
+                q,
+                parse_response(q, vector(&v).as_bytes(), MAX_SERIES).unwrap(),
+            );
+        }
+        a
+    };
+    let diagnose_prom = |a: &Answers| {
+        let built = build(a, None).unwrap();
+        (
+            crate::diagnosis::diagnose_inputs(&built.inputs, &Params::default()),
+            built,
+        )
+    };
+    let (d, built) = diagnose_prom(&with_checks(("0", "3", "0.7"), true));
+    let node3 = built
+        .inputs
+        .agents
+        .iter()
+        .find(|a| a.node == "node-3")
+        .unwrap();
+    assert_eq!(node3.checks["dns"].consecutive_failures, 3);
+    assert_eq!(node3.checks["dns"].reachable, Some(false));
+    assert_eq!(node3.checks["service"].target, "198.18.96.20:9464");
+    assert!(
+        built
+            .notes
+            .iter()
+            .any(|n| n.contains("other than dns or service")),
+        "{:?}",
+        built.notes
+    );
+    assert_eq!(
+        d.findings
+            .iter()
+            .map(|f| (f.cause, f.nodes.clone()))
+            .collect::<Vec<_>>(),
+        [(Cause::Dns, vec!["node-3".to_string()])],
+        "{d}"
+    );
+    let (d, _) = diagnose_prom(&with_checks(("0", "1", "0.9"), false));
+    assert!(d.healthy, "one failed run: {d}");
+    let (d, _) = diagnose_prom(&with_checks(("1", "0", "1"), false));
+    assert!(d.healthy, "{d}");
 }
