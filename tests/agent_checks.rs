@@ -213,24 +213,21 @@ async fn an_agent_runs_both_checks_and_reports_them() {
     };
     assert_eq!(series("meshprobe_check_duration_seconds"), 30, "{m}");
     assert_eq!(series("meshprobe_check_up"), 2, "{m}");
-    // The window's figures `diagnose --prometheus` reads: the silent DNS server's timeouts in
-    // a row, the service answering.
+    // The window's figures `diagnose --prometheus` reads: both checks failing in a row now
+    // (the DNS server silent, the service refusing), each after answering earlier.
     assert_eq!(series("meshprobe_check_consecutive_failures"), 2, "{m}");
     assert_eq!(series("meshprobe_check_success_ratio"), 2, "{m}");
-    assert!(
-        metric(&m, "meshprobe_check_consecutive_failures", r#"check="dns""#)
-            .is_some_and(|v| v >= 1.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "meshprobe_check_consecutive_failures",
-            r#"check="service""#
-        ),
-        Some(0.0),
-        "{m}"
-    );
+    for check in ["dns", "service"] {
+        let sel = format!(r#"check="{check}""#);
+        assert!(
+            metric(&m, "meshprobe_check_consecutive_failures", &sel).is_some_and(|v| v >= 1.0),
+            "{check}: {m}"
+        );
+        assert!(
+            metric(&m, "meshprobe_check_success_ratio", &sel).is_some_and(|v| v > 0.0 && v < 1.0),
+            "{check}: {m}"
+        );
+    }
     for seen in [
         r#"check="dns",result="ok""#,
         r#"check="dns",result="nxdomain""#,
