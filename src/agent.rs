@@ -228,6 +228,7 @@ pub async fn run(
                 probers: probers.clone(),
                 pmtu: PmtuProber::new().ok().map(Arc::new),
                 timeout: config.timeout,
+                ip_family: config.ip_family,
                 on_probe: Arc::new(move |check: &'static str| {
                     counter.get_or_create(&[("check", check)]).inc();
                 }),

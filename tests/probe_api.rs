@@ -247,6 +247,141 @@ async fn streams_one_line_per_source_then_the_verdict() {
     b.stop().await;
 }
 
+/// `dns/NAME` (`meshprobe probe dns NAME --server …`): each source's agent sends one query to
+/// a responder on loopback, with its own `dns` check; the verdict names the source it fails
+/// from. A server outside the allowed ranges or a bad name is refused and nothing is sent.
+#[tokio::test]
+async fn dns_names_resolve_from_each_source_with_a_verdict() {
+    use support::dns::{Mode, Responder};
+    let (a, b, fa, fb) = pair("dns", allow_loopback()).await;
+    let web: std::net::Ipv4Addr = "198.19.2.11".parse().unwrap();
+    let dns = Responder::start("127.0.0.53".parse().unwrap(), Mode::Answer(vec![web])).await;
+    let server = dns.addr.to_string();
+    let body = |name: &str, server: &str| {
+        format!(r#"{{"target":"dns/{name}","checks":[{{"kind":"dns","server":"{server}"}}]}}"#)
+    };
+    // Both resolve: one query each, A, one answer.
+    let (status, lines) = post(a.addr, &body("Web.Shop.svc.cluster.local", &server), &[]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0]["target"]["label"],
+        "dns/web.shop.svc.cluster.local."
+    );
+    assert_eq!(
+        lines[0]["checks"],
+        serde_json::json!([{"kind": "dns", "server": server}])
+    );
+    for l in &lines[1..3] {
+        assert_eq!(l["ok"], true, "{l}");
+        let c = &l["checks"][0];
+        assert_eq!(
+            (&c["check"], &c["result"], &c["answers"], &c["record_type"]),
+            (
+                &Value::from("dns"),
+                &Value::from("ok"),
+                &Value::from(1),
+                &Value::from("A")
+            ),
+            "{l}"
+        );
+        assert!(c["rtt_seconds"].as_f64().unwrap() < 0.5, "{l}");
+    }
+    let v = &lines[3];
+    assert_eq!(
+        (&v["reachable"], &v["healthy"]),
+        (&Value::from(true), &Value::from(true)),
+        "{v}"
+    );
+    assert_eq!(dns.queries(), 2);
+    // The query is the only packet to the server: no ICMP, TCP or HTTP probe went there.
+    assert_eq!(fa.to("127.0.0.53") + fb.to("127.0.0.53"), 0);
+
+    // It answers one source and not the other: not reachable from that one, `dns` there (its
+    // agent answered the fan-out: its pod network works).
+    dns.set(Mode::Once(vec![web]));
+    let (status, lines) = post(a.addr, &body("web.shop.svc.cluster.local", &server), &[]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    let failed: Vec<&Value> = lines[1..3].iter().filter(|l| l["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    let bad = failed[0]["node"].as_str().unwrap();
+    assert_eq!(failed[0]["checks"][0]["result"], "timeout", "{lines:?}");
+    assert_eq!(v["unreachable_from"], serde_json::json!([bad]), "{v}");
+    assert_eq!(v["findings"][0]["cause"], "dns", "{v}");
+    assert_eq!(v["findings"][0]["nodes"], serde_json::json!([bad]), "{v}");
+    // One lookup per source, no resolver retry; hickory's UDP client retransmits an unanswered
+    // query once 333 ms have passed, so the silent source's lookup sent 2 within its 500 ms.
+    let after = dns.queries();
+    assert!((5..=6).contains(&after), "{after}");
+
+    // Refused, naming the field; nothing sent.
+    let cases = [
+        (
+            body("web", "10.96.0.10"),
+            403,
+            "checks[0].server 10.96.0.10:53: outside the allowed CIDRs",
+        ),
+        (body("web..local", &server), 400, "expected a DNS name"),
+        (
+            r#"{"target":"dns/web","checks":[{"kind":"tcp","port":53}]}"#.to_string(),
+            400,
+            "takes only the dns check",
+        ),
+    ];
+    for (body, want, part) in cases {
+        let (status, lines) = post(a.addr, &body, &[]).await;
+        assert_eq!(status, want, "{body}: {lines:?}");
+        let error = lines[0]["error"].as_str().unwrap();
+        assert!(error.contains(part), "{body}: {error}");
+    }
+    assert_eq!(dns.queries(), after, "refused: nothing sent");
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(m["meshprobe_ondemand_probes_total{check=\"dns\"}"], 2.0);
+
+    // The CLI: `probe dns NAME --server`, exit 0 when it resolves from every source, 1 with
+    // the `dns` finding when not.
+    let url = format!("http://{}", a.addr);
+    let cli = |server: String, url: String| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(EXE)
+                .args(["probe", "dns", "web.shop.svc.cluster.local", "--server"])
+                .args([&server, "--agent", &url])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            (out.status.code(), text)
+        })
+    };
+    dns.set(Mode::Answer(vec![web]));
+    let (code, text) = cli(server.clone(), url.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("resolving web.shop.svc.cluster.local. from 2 node(s)"),
+        "{text}"
+    );
+    assert!(text.contains("dns A (1 answer)"), "{text}");
+    assert!(
+        text.contains("verdict: web.shop.svc.cluster.local. resolves from every source (2 of 2)"),
+        "{text}"
+    );
+    dns.set(Mode::Once(vec![web]));
+    let (code, text) = cli(server, url).await.unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    for want in [
+        "verdict: web.shop.svc.cluster.local. does NOT resolve from",
+        "(1 of 2 sources); it resolves from",
+        "[dns] cluster DNS fails from",
+        "node-b       FAIL       dns: timeout",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
     let (a, b, fa, fb) = pair("refuse", allow_loopback()).await;

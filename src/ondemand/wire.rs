@@ -66,6 +66,16 @@ pub struct CheckOutcome {
     pub error: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_text: Option<String>,
+    /// `dns`: how the query ended (`ok`, `nxdomain`, `servfail`, `refused`, `no_answer`,
+    /// `timeout`, …: [`crate::checks::dns::RESULTS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// `dns`: records of the type asked for in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    /// `dns`: the record type asked for (`A` or `AAAA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<String>,
 }
 
 /// One source node's answer.

@@ -7,8 +7,9 @@ mod spec;
 mod validate;
 
 pub use parse::{
-    body, parse_body, parse_target, ProbeRequest, RawCheck, TargetSpec, MAX_BODY_BYTES, MAX_CHECKS,
-    MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
+    body, parse_body, parse_dns_server, parse_target, ProbeRequest, RawCheck, TargetSpec,
+    DNS_PREFIX, MAX_BODY_BYTES, MAX_CHECKS, MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE,
+    MAX_PATH_LEN, MAX_TARGET_LEN,
 };
 pub use spec::{CheckSpec, Refusal, OUTCOMES};
 pub use validate::{

@@ -136,8 +136,15 @@ pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
     }
 }
 
-/// The checks a request runs: as written, ports completed with the target's `port`.
+/// The checks a request runs: as written, ports completed with the target's `port`. A
+/// `dns/NAME` target takes the `dns` check only (one query from each source, by default
+/// through its own resolver) and no other target takes it: a query has a name, a packet an
+/// address.
 fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Refusal> {
+    let dns_name = match &req.target {
+        TargetSpec::Dns { name } => Some(name.as_str()),
+        _ => None,
+    };
     let need_port = |i: usize, what: &str, p: Option<u16>| {
         p.or(port).ok_or_else(|| {
             Refusal::bad(format!(
@@ -145,31 +152,50 @@ fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Re
             ))
         })
     };
-    Ok(match &req.checks {
-        None => {
+    Ok(match (&req.checks, dns_name) {
+        (None, Some(name)) => vec![CheckSpec::Dns {
+            name: name.to_string(),
+            server: None,
+        }],
+        (None, None) => {
             let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
             if let Some(p) = port {
                 c.push(CheckSpec::Tcp { port: p });
             }
             c
         }
-        Some(list) => list
+        (Some(list), _) => list
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                Ok(match c {
-                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
+                Ok(match (c, dns_name) {
+                    (RawCheck::Dns { server }, Some(name)) => CheckSpec::Dns {
+                        name: name.to_string(),
+                        server: *server,
+                    },
+                    (RawCheck::Dns { .. }, None) => {
+                        return Err(Refusal::bad(format!(
+                            "checks[{i}]: the dns check needs a dns/NAME target"
+                        )))
+                    }
+                    (other, Some(_)) => {
+                        return Err(Refusal::bad(format!(
+                            "checks[{i}]: a dns/NAME target takes only the dns check, not {}",
+                            super::parse::raw_kind(other)
+                        )))
+                    }
+                    (RawCheck::Icmp { count, size }, None) => CheckSpec::Icmp {
                         count: *count,
                         size: *size,
                     },
-                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
+                    (RawCheck::Tcp { port: p }, None) => CheckSpec::Tcp {
                         port: need_port(i, "tcp", *p)?,
                     },
-                    RawCheck::Http { port: p, path } => CheckSpec::Http {
+                    (RawCheck::Http { port: p, path }, None) => CheckSpec::Http {
                         port: need_port(i, "http", *p)?,
                         path: path.clone(),
                     },
-                    RawCheck::Mtu => CheckSpec::Mtu,
+                    (RawCheck::Mtu, None) => CheckSpec::Mtu,
                 })
             })
             .collect::<Result<Vec<_>, Refusal>>()?,
@@ -266,6 +292,7 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
             (p.node_ip, None, Some(p.node.clone()))
         }
         TargetSpec::Addr { ip, port } => (*ip, *port, None),
+        TargetSpec::Dns { .. } => return validate_dns(req, cx),
     };
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
@@ -310,6 +337,45 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         checks,
         sources,
         context,
+    })
+}
+
+/// A `dns/NAME` request: the `dns` check from every source. A server the caller names is an
+/// address every node sends a query to, so it passes the same fence as a target; without one,
+/// each source asks its own resolver (its /etc/resolv.conf: the cluster DNS) and the target's
+/// address is the unspecified one (no packet goes to it). No context checks: the verdict reads
+/// whether each source's pod network works from the fan-out itself.
+fn validate_dns(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    let mut checks = checks_of(req, None)?;
+    let mut server_at = None;
+    for (i, c) in checks.iter_mut().enumerate() {
+        if let CheckSpec::Dns {
+            server: Some(addr), ..
+        } = c
+        {
+            let what = format!("checks[{i}].server {addr}");
+            let ip = fenced(&what, addr.ip(), &allowed)?;
+            *addr = SocketAddr::new(ip, addr.port());
+            server_at = Some(*addr);
+        }
+    }
+    let sources = sources_of(req, cx, &allowed)?;
+    let label = match &req.target {
+        TargetSpec::Dns { name } => format!("{}{name}", super::parse::DNS_PREFIX),
+        _ => req.target_text.clone(),
+    };
+    Ok(Plan {
+        target: Resolved {
+            label,
+            ip: server_at.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+            port: server_at.map(|a| a.port()),
+            node: None,
+        },
+        checks,
+        sources,
+        context: Vec::new(),
     })
 }
 
@@ -555,5 +621,144 @@ mod tests {
         assert_eq!(r.code, "target_not_allowed");
         let r = validate(&req, &cx(None)).unwrap_err();
         assert_eq!((r.status, r.code), (501, "kubernetes_unavailable"));
+    }
+
+    /// `dns/NAME`: the name checked and made absolute, the `dns` check the only one, a named
+    /// server fenced like a target.
+    #[test]
+    fn dns_targets() {
+        let ok = |body: &str, extra: &[&str]| {
+            plan(body, extra).unwrap_or_else(|r| panic!("{body}: {r:?}"))
+        };
+        let p = ok(
+            r#"{"target":"dns/Kube-DNS.kube-system.svc.cluster.local"}"#,
+            &[],
+        );
+        assert_eq!(
+            p.target.label,
+            "dns/kube-dns.kube-system.svc.cluster.local."
+        );
+        assert!(p.target.ip.is_unspecified() && p.target.node.is_none());
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Dns {
+                name: "kube-dns.kube-system.svc.cluster.local.".into(),
+                server: None
+            }]
+        );
+        assert!(p.context.is_empty());
+        assert_eq!(p.sources.len(), 2);
+        // A server inside the allowed ranges (port 53 unless given), canonicalised.
+        let p = ok(
+            r#"{"target":"dns/web.","checks":[{"kind":"dns","server":"::ffff:198.19.2.53"}],"from":["node-2"]}"#,
+            &[],
+        );
+        let server: SocketAddr = "198.19.2.53:53".parse().unwrap();
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Dns {
+                name: "web.".into(),
+                server: Some(server)
+            }]
+        );
+        assert_eq!((p.target.ip, p.target.port), (server.ip(), Some(53)));
+        assert_eq!(p.sources[0].node, "node-2");
+        let p = ok(
+            r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.96.0.10:5353"}]}"#,
+            &["10.96.0.0/12"],
+        );
+        assert_eq!(p.target.port, Some(5353));
+        // What a forwarding agent sends parses back to the same plan.
+        let b = super::super::body(&p.target.label, &p.checks, None).to_string();
+        let again = plan(&b, &["10.96.0.0/12"]).unwrap();
+        assert_eq!(again.checks, p.checks);
+        assert_eq!(again.target, p.target);
+        // The longest name a resolver sends: 253 characters, labels of 63.
+        let l63 = "a".repeat(63);
+        let longest = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
+        assert_eq!(longest.len(), 253);
+        ok(&format!(r#"{{"target":"dns/{longest}"}}"#), &[]);
+        // Refused, naming the field.
+        let table: &[(&str, u16, &str)] = &[
+            (r#"{"target":"dns/"}"#, 400, "target \"dns/\": name"),
+            (r#"{"target":"dns/a..b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/-a.b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/a b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/ä.local"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/a/b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/1.2.3.4:53"}"#, 400, "expected a DNS name"),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"dns.local"}]}"#,
+                400,
+                "checks[0].server: \"dns.local\" is not IP or IP:PORT",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.0.0.1:0"}]}"#,
+                400,
+                "checks[0].server",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":53}]}"#,
+                400,
+                "checks[0].server: expected",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","type":"MX"}]}"#,
+                400,
+                "checks[0]: unknown field \"type\"",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"icmp"}]}"#,
+                400,
+                "checks[0]: a dns/NAME target takes only the dns check, not icmp",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns"},{"kind":"dns"}]}"#,
+                400,
+                "checks[1]: a second dns check",
+            ),
+            (
+                r#"{"target":"198.19.1.11","checks":[{"kind":"dns"}]}"#,
+                400,
+                "checks[0]: the dns check needs a dns/NAME target",
+            ),
+            (
+                r#"{"target":"dns/web","from":["node-9"]}"#,
+                404,
+                "from[0] \"node-9\"",
+            ),
+            // A server is an address every node sends to: fenced like a target.
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.96.0.10"}]}"#,
+                403,
+                "checks[0].server 10.96.0.10:53: outside the allowed CIDRs",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"169.254.169.254"}]}"#,
+                403,
+                "is never probed",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"127.0.0.53"}]}"#,
+                403,
+                "loopback",
+            ),
+        ];
+        for (body, status, part) in table {
+            let r = plan(body, &[]).expect_err(body);
+            assert_eq!(r.status, *status, "{body}: {r:?}");
+            assert!(
+                r.error.contains(part),
+                "{body}: {:?} lacks {part:?}",
+                r.error
+            );
+        }
+        let long = format!(r#"{{"target":"dns/{longest}b"}}"#);
+        assert!(plan(&long, &[]).unwrap_err().error.contains("253 in all"));
+        let label = format!(r#"{{"target":"dns/{l63}a.b"}}"#);
+        assert!(plan(&label, &[])
+            .unwrap_err()
+            .error
+            .contains("1-63 characters"));
     }
 }
