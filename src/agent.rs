@@ -243,6 +243,15 @@ pub async fn run(
                     p.pod_namespaces.clone(),
                 )
             }),
+            // And for svc/NAMESPACE/NAME targets, in the same namespaces.
+            services: kube_facts.as_ref().map(|f: &crate::k8s::FactsSource| {
+                crate::ondemand::services::Services::new(
+                    Arc::new(crate::k8s::ondemand_svc::KubeServiceResolver {
+                        client: f.client.clone(),
+                    }),
+                    p.pod_namespaces.clone(),
+                )
+            }),
         }
     };
     let shared = Arc::new(Shared {

@@ -378,6 +378,7 @@ pub fn ondemand(data: &[u8]) {
                 extra_allowed: &extra,
                 default_port: 9464,
                 pod: None,
+                service: None,
             };
             match request::validate(&req, &cx) {
                 Err(r) => {

@@ -19,8 +19,8 @@ use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// What to probe: IP, IP:PORT, a node name, pod/NAMESPACE/NAME (with --kube), or `dns NAME`
-    /// (every source resolves NAME now).
+    /// What to probe: IP, IP:PORT, a node name, pod/NAMESPACE/NAME (with --kube),
+    /// svc/NAMESPACE/NAME (a Service's ClusterIP), or `dns NAME` (every source resolves NAME).
     pub target: String,
     /// With `dns`: the name to resolve.
     pub name: Option<String>,
@@ -90,6 +90,7 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
         }
         // The agent resolves it (an agent running --discovery kubernetes).
         TargetSpec::Pod { .. } => {}
+        TargetSpec::Service { .. } => return service_request_of(a, from),
         _ => {}
     }
     let icmp = a.icmp.unwrap_or(3);
@@ -110,16 +111,7 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
         checks.push(CheckSpec::Tcp { port });
     }
     if let Some(h) = &a.http {
-        let (port, path) = match h.split_once('/') {
-            Some((p, rest)) => (p, format!("/{rest}")),
-            None => (h.as_str(), "/".to_string()),
-        };
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("--http {h:?}: expected PORT/PATH, e.g. 8080/healthz"))?;
-        checks.push(CheckSpec::Http { port, path });
+        checks.push(http_check(h)?);
     }
     if a.mtu {
         checks.push(CheckSpec::Mtu);
@@ -128,6 +120,52 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
         return Err("no checks: --icmp 0 and no --tcp, --http or --mtu".into());
     }
     Ok(body(a.target.trim(), &checks, from))
+}
+
+/// `probe svc/NAMESPACE/NAME [--tcp PORT] [--http PORT/PATH]`: the agents look the Service up
+/// (its ClusterIP; by default a TCP connect to its first TCP port).
+fn service_request_of(
+    a: &ProbeArgs,
+    from: Option<&[String]>,
+) -> std::result::Result<serde_json::Value, String> {
+    if a.icmp.is_some_and(|n| n > 0) || a.mtu {
+        return Err(format!(
+            "{}: --icmp and --mtu do not apply (a ClusterIP answers no ICMP); --tcp PORT or --http PORT/PATH",
+            a.target.trim()
+        ));
+    }
+    let mut checks = Vec::new();
+    if let Some(port) = a.tcp {
+        if port == 0 {
+            return Err("--tcp 0: port must be 1-65535".into());
+        }
+        checks.push(CheckSpec::Tcp { port });
+    }
+    if let Some(h) = &a.http {
+        checks.push(http_check(h)?);
+    }
+    let mut b = body(a.target.trim(), &checks, from);
+    if checks.is_empty() {
+        // The agent's default: TCP to the Service's first TCP port.
+        if let Some(o) = b.as_object_mut() {
+            o.remove("checks");
+        }
+    }
+    Ok(b)
+}
+
+/// `--http PORT/PATH` (PORT alone: path /).
+fn http_check(h: &str) -> std::result::Result<CheckSpec, String> {
+    let (port, path) = match h.split_once('/') {
+        Some((p, rest)) => (p, format!("/{rest}")),
+        None => (h, "/".to_string()),
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("--http {h:?}: expected PORT/PATH, e.g. 8080/healthz"))?;
+    Ok(CheckSpec::Http { port, path })
 }
 
 /// `probe dns NAME [--server IP[:PORT]]`: one `dns` check, the name in the target.
@@ -546,6 +584,14 @@ mod tests {
             r["checks"],
             serde_json::json!([{"kind": "dns", "server": "10.96.0.10:53"}])
         );
+        // A Service: as written, the agents look it up; TCP to its first port by default.
+        let r = request_of(&args(&["svc/shop/web"])).unwrap();
+        assert_eq!(r, serde_json::json!({"target": "svc/shop/web"}));
+        let r = request_of(&args(&["svc/shop/web", "--http", "8080/healthz"])).unwrap();
+        assert_eq!(
+            r["checks"],
+            serde_json::json!([{"kind": "http", "port": 8080, "path": "/healthz"}])
+        );
         // A pod target goes to the agent as written; it resolves it.
         let r = request_of(&args(&["pod/default/web", "--kube"])).unwrap();
         assert_eq!(r["target"], "pod/default/web");
@@ -571,6 +617,12 @@ mod tests {
             ),
             (&["10.0.0.1", "web"], "one target only"),
             (&["10.0.0.1", "--server", "10.0.0.2"], "--server: only with"),
+            (
+                &["svc/shop/web", "--icmp", "3"],
+                "a ClusterIP answers no ICMP",
+            ),
+            (&["svc/shop/web", "--mtu"], "do not apply"),
+            (&["svc/shop"], "expected svc/NAMESPACE/NAME"),
         ];
         for (v, want) in bad {
             let e = request_of(&args(v)).unwrap_err();

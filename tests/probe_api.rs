@@ -329,6 +329,12 @@ async fn dns_names_resolve_from_each_source_with_a_verdict() {
             400,
             "takes only the dns check",
         ),
+        // A peers-file agent has no Kubernetes to look a Service up in.
+        (
+            r#"{"target":"svc/shop/web"}"#.to_string(),
+            501,
+            "resolving Services needs an agent running with --discovery kubernetes",
+        ),
     ];
     for (body, want, part) in cases {
         let (status, lines) = post(a.addr, &body, &[]).await;
@@ -380,6 +386,175 @@ async fn dns_names_resolve_from_each_source_with_a_verdict() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// Fails TCP and HTTP to one address (a ClusterIP whose rules are broken on this node);
+/// everything else succeeds at once.
+struct BrokenVip(Option<IpAddr>);
+
+impl Prober for BrokenVip {
+    fn probe<'a>(&'a self, check: &'a Check, _timeout: Duration) -> BoxFuture<'a, ProbeResult> {
+        Box::pin(async move {
+            match check {
+                Check::Tcp { addr } | Check::Http { addr, .. } if Some(addr.ip()) == self.0 => {
+                    ProbeResult::failed(1, ErrorClass::Timeout)
+                }
+                Check::Icmp { count, .. } => ProbeResult {
+                    sent: *count,
+                    received: *count,
+                    rtts: vec![Duration::from_micros(200); usize::from(*count)],
+                    phases: None,
+                    error: None,
+                },
+                _ => ProbeResult::ok(Duration::from_micros(500), None),
+            }
+        })
+    }
+}
+
+/// `svc/NAMESPACE/NAME` on two agents with Kubernetes discovery (the fake API server): each
+/// agent looks the Service up itself (once per 30 s), connects to its ClusterIP's first TCP
+/// port, and the verdict names `service` at the node where the ClusterIP fails while it works
+/// from the other. Refusals name the field; the namespace allow-list applies to Services too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_looked_up_and_the_verdict_names_the_node() {
+    use meshprobe::config::Discovery;
+    use support::fakeapi::{agent_pod, kube_settings, node_at, FakeApi};
+    use support::net::{free_port, ip};
+    let api = FakeApi::start().await;
+    for i in 1..=2u8 {
+        api.put("nodes", node_at(&format!("node-{i}"), ip(80 + i)));
+        api.put("pods", agent_pod(i, ip(80 + i)));
+    }
+    let vip = ip(90);
+    api.put(
+        "services",
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"type": "ClusterIP", "clusterIP": vip.to_string(),
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                               {"name": "http", "port": 80, "protocol": "TCP"},
+                               {"name": "https", "port": 443, "protocol": "TCP"}]}}),
+    );
+    let port = free_port(ip(81));
+    let mut agents = Vec::new();
+    for i in 1..=2u8 {
+        let listen = SocketAddr::new(ip(80 + i), port);
+        let cfg = AgentConfig {
+            discovery: Discovery::Kubernetes(kube_settings(
+                Some(api.url()),
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )),
+            probe: ProbeConfig {
+                token: Some(TOKEN.into()),
+                pod_namespaces: Some(vec!["shop".into()]),
+                ..allow_loopback()
+            },
+            ..inproc::config(&format!("node-{i}"), listen, std::path::Path::new(""))
+        };
+        let listener = TcpListener::bind(listen).await.unwrap();
+        // node-2's Service rules are broken: its connects to the ClusterIP time out.
+        let broken = BrokenVip((i == 2).then_some(vip));
+        agents.push(inproc::spawn(
+            cfg,
+            listener,
+            inproc::fake_probers(Arc::new(broken)),
+        ));
+    }
+    let a1 = SocketAddr::new(ip(81), port);
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    // Once node-1 knows node-2 (discovery), the request goes to both.
+    let mut lines = Vec::new();
+    support::eventually_async(
+        Duration::from_secs(20),
+        "node-1 discovers node-2",
+        async || {
+            let (status, l) = post(a1, r#"{"target":"svc/shop/web"}"#, &auth).await;
+            lines = l;
+            status == 200 && lines[0]["sources"].as_array().map(Vec::len) == Some(2)
+        },
+    )
+    .await;
+    assert_eq!(
+        lines[0]["checks"],
+        serde_json::json!([{"kind": "tcp", "port": 80}])
+    );
+    assert_eq!(lines[0]["target"]["ip"], vip.to_string());
+    let by_node = |n: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "source" && l["node"] == n)
+    };
+    assert_eq!(by_node("node-1").unwrap()["ok"], true, "{lines:?}");
+    let n2 = by_node("node-2").unwrap();
+    assert_eq!(n2["ok"], false, "{n2}");
+    assert_eq!(n2["checks"][0]["ip"], vip.to_string(), "{n2}");
+    assert_eq!(n2["checks"][0]["port"], 80, "{n2}");
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    assert_eq!(v["unreachable_from"], serde_json::json!(["node-2"]), "{v}");
+    assert_eq!(v["findings"][0]["cause"], "service", "{v}");
+    assert_eq!(
+        v["findings"][0]["nodes"],
+        serde_json::json!(["node-2"]),
+        "{v}"
+    );
+    assert!(
+        v["findings"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ClusterIP 127.0.0.90:80 fails from node-2"),
+        "{v}"
+    );
+
+    // HTTP to its other port; the Service is looked up once per agent however often asked.
+    let (status, lines) = post(
+        a1,
+        r#"{"target":"svc/shop/web","checks":[{"kind":"http","port":443,"path":"/healthz"}]}"#,
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap()["unreachable_from"],
+        serde_json::json!(["node-2"])
+    );
+    let lookups = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/services/web"))
+        .count();
+    assert_eq!(lookups, 2, "one per agent: {:?}", api.requests());
+
+    // Refused, naming the field.
+    let cases = [
+        (
+            r#"{"target":"svc/shop/web","checks":[{"kind":"tcp","port":22}]}"#,
+            400,
+            "checks[0].port: 22 is not a TCP port of svc/shop/web (80, 443)",
+        ),
+        (
+            r#"{"target":"svc/shop/web","checks":[{"kind":"icmp"}]}"#,
+            400,
+            "takes tcp and http checks, not icmp",
+        ),
+        (
+            r#"{"target":"svc/kube-system/kube-dns"}"#,
+            403,
+            "namespace \"kube-system\" is not one this agent resolves Services in (--probe-pod-namespaces)",
+        ),
+        (r#"{"target":"svc/shop/nope"}"#, 502, "get service shop/nope"),
+    ];
+    for (body, want, part) in cases {
+        let (status, lines) = post(a1, body, &auth).await;
+        assert_eq!(status, want, "{body}: {lines:?}");
+        let error = lines[0]["error"].as_str().unwrap();
+        assert!(error.contains(part), "{body}: {error}");
+    }
+    for a in agents {
+        a.stop().await;
+    }
 }
 
 #[tokio::test]

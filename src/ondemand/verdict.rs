@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use super::request::{Resolved, DNS_PREFIX};
+use super::request::{Resolved, DNS_PREFIX, SVC_PREFIX};
 use super::wire::{CheckOutcome, SourceLine, Verdict};
 use crate::diagnosis::input::{CheckErrorInfo, CheckStats, MtuReport};
 use crate::diagnosis::{
-    diagnose_inputs, diagnose_with, AddressFacts, AgentReport, ErrorCountInfo, Inputs, KubeFacts,
-    LayerStats, Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
+    diagnose_inputs, diagnose_with, AddressFacts, AgentReport, Cause, Diagnosis, ErrorCountInfo,
+    Inputs, KubeFacts, LayerStats, Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
 };
 use crate::peers::PeerSet;
 
@@ -286,7 +286,12 @@ pub fn check_inputs(kind: &str, target: &str, lines: &[SourceLine], me: &str) ->
         } else {
             vec![peer(me, true)]
         };
-        let checks = pick(&l.checks, kind)
+        // `service`: the TCP and HTTP checks to the ClusterIP, the worst of them.
+        let o = match kind {
+            "service" => l.checks.iter().find(|c| !c.ok).or(l.checks.first()),
+            _ => pick(&l.checks, kind),
+        };
+        let checks = o
             .map(|o| BTreeMap::from([(kind.to_string(), check_stats(target, o))]))
             .unwrap_or_default();
         agents.push(AgentReport {
@@ -306,6 +311,28 @@ pub fn check_inputs(kind: &str, target: &str, lines: &[SourceLine], me: &str) ->
     }
 }
 
+/// The engine words `service` findings for the agents' own check (`GET /ping` to their own
+/// Service, whose backends are the agents): said of any Service probed on demand.
+fn service_wording(mut d: Diagnosis, label: &str) -> Diagnosis {
+    for f in &mut d.findings {
+        if f.cause != Cause::Service {
+            continue;
+        }
+        let fix = |t: &str| {
+            t.replace("TCP + GET /ping to ClusterIP", "TCP/HTTP to ClusterIP")
+                .replace(
+                    "while the agents behind it answer by pod IP",
+                    "while the agents there answer by pod IP",
+                )
+        };
+        f.summary = format!("{} ({label})", fix(&f.summary));
+        for e in &mut f.evidence {
+            *e = fix(e);
+        }
+    }
+    d
+}
+
 /// The verdict for these answers; `me` is the agent that fanned out.
 pub fn verdict(
     target: &Resolved,
@@ -319,6 +346,16 @@ pub fn verdict(
         Some(name) => {
             let inp = check_inputs("dns", name, lines, me);
             let d = diagnose_inputs(&inp, &params());
+            (inp, d)
+        }
+        // A Service: its ClusterIP's checks read as the `service` check.
+        None if target.label.starts_with(SVC_PREFIX) => {
+            let vip = match target.port {
+                Some(p) => std::net::SocketAddr::new(target.ip, p).to_string(),
+                None => target.ip.to_string(),
+            };
+            let inp = check_inputs("service", &vip, lines, me);
+            let d = service_wording(diagnose_inputs(&inp, &params()), &target.label);
             (inp, d)
         }
         None => {
@@ -802,5 +839,64 @@ mod tests {
         assert_eq!(s.last_result.as_deref(), Some("other"));
         let e = s.last_error.unwrap();
         assert!(e.detail.len() <= MAX_CHECK_DETAIL && !e.detail.contains('\n'));
+    }
+
+    /// `svc/NAMESPACE/NAME`: the ClusterIP's checks read as the `service` check.
+    #[test]
+    fn service_verdicts_from_one_shot_answers() {
+        let set = parse(SET).unwrap();
+        let target = Resolved {
+            label: "svc/shop/web".into(),
+            ip: "10.96.0.20".parse().unwrap(),
+            port: Some(80),
+            node: None,
+        };
+        let line = |node: &str, zone: &str, ok: bool| SourceLine {
+            node: node.into(),
+            zone: Some(zone.into()),
+            answered: true,
+            error: None,
+            ok,
+            elapsed_seconds: 0.01,
+            checks: vec![o("tcp", None, ok, (!ok).then_some("timeout"))],
+            context: Vec::new(),
+        };
+        // (sources ok?, causes, nodes, part of the summary)
+        type Row<'a> = (&'a [bool], &'a [&'a str], &'a [&'a str], &'a str);
+        let table: &[Row] = &[
+            (&[true, true, true, true], &[], &[], ""),
+            (
+                &[true, false, true, true],
+                &["service"],
+                &["node-2"],
+                "node-2's Service rules (kube-proxy) are broken: ClusterIP 10.96.0.20:80 fails from node-2 while the agents there answer by pod IP (svc/shop/web)",
+            ),
+            (
+                &[false, false, false, false],
+                &["service"],
+                &[],
+                "the Service at ClusterIP 10.96.0.20:80 fails from 4 of 4 nodes",
+            ),
+        ];
+        let zones = ["zone-a", "zone-b", "zone-a", "zone-b"];
+        for (oks, want, nodes, summary) in table {
+            let lines: Vec<SourceLine> = oks
+                .iter()
+                .enumerate()
+                .map(|(i, ok)| line(&format!("node-{}", i + 1), zones[i], *ok))
+                .collect();
+            let v = verdict(&target, &lines, &set, None, "node-1");
+            assert_eq!(causes(&v), *want, "{oks:?}: {:#?}", v.diagnosis.findings);
+            assert_eq!(v.reachable, oks.iter().all(|o| *o));
+            if let Some(f) = v.diagnosis.findings.first() {
+                assert_eq!(f.nodes, *nodes);
+                assert!(f.summary.contains(summary), "{}", f.summary);
+                assert!(
+                    f.evidence.iter().all(|e| !e.contains("/ping")),
+                    "{:?}",
+                    f.evidence
+                );
+            }
+        }
     }
 }

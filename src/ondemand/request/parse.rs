@@ -42,10 +42,18 @@ pub enum TargetSpec {
     Dns {
         name: String,
     },
+    /// `svc/NAMESPACE/NAME`: a Service's ClusterIP, looked up through Kubernetes.
+    Service {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// The prefix of a name to resolve: `dns/NAME`.
 pub const DNS_PREFIX: &str = "dns/";
+
+/// The prefix of a Service target: `svc/NAMESPACE/NAME`.
+pub const SVC_PREFIX: &str = "svc/";
 
 /// `IP`, `IP:PORT` (`[v6]:PORT`), `pod/NAMESPACE/NAME`, `dns/NAME` or a node name.
 pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
@@ -63,6 +71,17 @@ pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
         validate_name(ns).map_err(|e| format!("target {s:?}: namespace {e}"))?;
         validate_name(name).map_err(|e| format!("target {s:?}: pod name {e}"))?;
         return Ok(TargetSpec::Pod {
+            namespace: ns.into(),
+            name: name.into(),
+        });
+    }
+    if let Some(rest) = s.strip_prefix(SVC_PREFIX) {
+        let (ns, name) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("target {s:?}: expected svc/NAMESPACE/NAME"))?;
+        validate_name(ns).map_err(|e| format!("target {s:?}: namespace {e}"))?;
+        validate_name(name).map_err(|e| format!("target {s:?}: Service name {e}"))?;
+        return Ok(TargetSpec::Service {
             namespace: ns.into(),
             name: name.into(),
         });
@@ -86,7 +105,7 @@ pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
     }
     if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!(
-            "target {s:?}: not an IP, IP:PORT, pod/NAMESPACE/NAME, dns/NAME or node name"
+            "target {s:?}: not an IP, IP:PORT, pod/NAMESPACE/NAME, svc/NAMESPACE/NAME, dns/NAME or node name"
         ));
     }
     validate_name(s).map_err(|e| {

@@ -26,6 +26,8 @@ pub struct Context<'a> {
     pub default_port: u16,
     /// A `pod/…` target as Kubernetes resolved it (`None`: no Kubernetes support, refused).
     pub pod: Option<&'a ResolvedPod>,
+    /// A `svc/…` target as Kubernetes resolved it (`None`: not looked up, refused).
+    pub service: Option<&'a ResolvedService>,
 }
 
 /// The target, resolved to an address.
@@ -261,7 +263,10 @@ fn sources_of(req: &ProbeRequest, cx: &Context, allowed: &[Cidr]) -> Result<Vec<
 pub fn precheck(req: &ProbeRequest, cx: &Context) -> Result<(), Refusal> {
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
-    checks_of(req, None)?;
+    match &req.target {
+        TargetSpec::Service { .. } => drop(service_checks(req, None)?),
+        _ => drop(checks_of(req, None)?),
+    }
     sources_of(req, cx, &allowed)?;
     Ok(())
 }
@@ -293,6 +298,7 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         }
         TargetSpec::Addr { ip, port } => (*ip, *port, None),
         TargetSpec::Dns { .. } => return validate_dns(req, cx),
+        TargetSpec::Service { .. } => return validate_service(req, cx),
     };
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
@@ -377,6 +383,113 @@ fn validate_dns(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         sources,
         context: Vec::new(),
     })
+}
+
+/// The checks of a `svc/NAMESPACE/NAME` request: TCP connect and HTTP GET only (a ClusterIP
+/// is a forwarding rule: it answers no ICMP, and its path MTU is its backends'), by default a
+/// TCP connect to the Service's first TCP port, and only to ports the Service has — a
+/// ClusterIP forwards those alone, and the Service, not the caller, names what is probed.
+/// `svc` `None`: before the lookup (the kinds only).
+fn service_checks(
+    req: &ProbeRequest,
+    svc: Option<&ResolvedService>,
+) -> Result<Vec<CheckSpec>, Refusal> {
+    let label = &req.target_text;
+    let first = svc.and_then(|s| s.ports.first().copied());
+    let port_of = |i: usize, what: &str, p: Option<u16>| -> Result<u16, Refusal> {
+        let Some(s) = svc else {
+            return Ok(p.unwrap_or(0));
+        };
+        let p = p.or(first).ok_or_else(|| {
+            Refusal::bad(format!(
+                "checks[{i}].port: {label} has no TCP port; {what} needs one"
+            ))
+        })?;
+        if !s.ports.contains(&p) {
+            let list: Vec<String> = s.ports.iter().map(u16::to_string).collect();
+            return Err(Refusal::bad(format!(
+                "checks[{i}].port: {p} is not a TCP port of {label} ({})",
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            )));
+        }
+        Ok(p)
+    };
+    match &req.checks {
+        None => Ok(vec![CheckSpec::Tcp {
+            port: port_of(0, "tcp", None)?,
+        }]),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                RawCheck::Tcp { port } => Ok(CheckSpec::Tcp {
+                    port: port_of(i, "tcp", *port)?,
+                }),
+                RawCheck::Http { port, path } => Ok(CheckSpec::Http {
+                    port: port_of(i, "http", *port)?,
+                    path: path.clone(),
+                }),
+                other => Err(Refusal::bad(format!(
+                    "checks[{i}]: a svc/NAMESPACE/NAME target takes tcp and http checks, not {} (a ClusterIP answers no ICMP)",
+                    super::parse::raw_kind(other)
+                ))),
+            })
+            .collect(),
+    }
+}
+
+/// A `svc/NAMESPACE/NAME` request, its Service looked up: its ClusterIP, probed from every
+/// source. The address is Kubernetes' fact, not the caller's choice, so it needs no allowed
+/// range (the namespace allow-list fenced the lookup) — but the never-list and loopback still
+/// refuse it: nothing read from the API is sent to blindly.
+fn validate_service(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    let Some(svc) = cx.service else {
+        return Err(Refusal::new(
+            501,
+            "kubernetes_unavailable",
+            format!(
+                "target {}: resolving Services needs an agent running with --discovery kubernetes; give the ClusterIP as IP:PORT (inside an --allow-cidr range)",
+                req.target_text
+            ),
+        ));
+    };
+    // Any address but the never-list; loopback only through an --allow-cidr inside it.
+    let mut any: Vec<Cidr> = [Cidr::parse("0.0.0.0/0"), Cidr::parse("::/0")]
+        .into_iter()
+        .flatten()
+        .collect();
+    any.extend_from_slice(cx.extra_allowed);
+    let what = format!("target {}", req.target_text);
+    let ip = fenced(&what, svc.ip, &any)?;
+    let checks = service_checks(req, Some(svc))?;
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    let sources = sources_of(req, cx, &allowed)?;
+    Ok(Plan {
+        target: Resolved {
+            label: req.target_text.clone(),
+            ip,
+            port: checks.iter().find_map(|c| match c {
+                CheckSpec::Tcp { port } | CheckSpec::Http { port, .. } => Some(*port),
+                _ => None,
+            }),
+            node: None,
+        },
+        checks,
+        sources,
+        context: Vec::new(),
+    })
+}
+
+/// A Service, as Kubernetes knows it: its ClusterIP and TCP ports (in the Service's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedService {
+    pub ip: IpAddr,
+    pub ports: Vec<u16>,
 }
 
 /// A pod, as Kubernetes knows it: where to probe it and the facts the diagnosis reads (pod
@@ -510,6 +623,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let go = |t: &str| validate(&parse_body(t.as_bytes()).unwrap(), &cx);
         assert_eq!(
@@ -526,6 +640,7 @@ mod tests {
             extra_allowed: &wide,
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let p = validate(&parse_body(br#"{"target":"198.19.0.11"}"#).unwrap(), &cx).unwrap();
         assert!(p.target.node.is_none() && p.context.is_empty(), "{p:?}");
@@ -543,6 +658,7 @@ mod tests {
             extra_allowed: extra,
             default_port: 9464,
             pod: None,
+            service: None,
         };
         assert_eq!(
             validate(&req, &cx(&[])).unwrap_err().code,
@@ -580,6 +696,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let req = parse_body(br#"{"target":"198.19.0.9","from":["b"]}"#).unwrap();
         let r = validate(&req, &cx).unwrap_err();
@@ -608,6 +725,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9000,
             pod: p,
+            service: None,
         };
         let inside = pod("198.19.2.33");
         let p = validate(&req, &cx(Some(&inside))).unwrap();
@@ -760,5 +878,130 @@ mod tests {
             .unwrap_err()
             .error
             .contains("1-63 characters"));
+    }
+
+    /// `svc/NAMESPACE/NAME`: looked up (the seam), its ClusterIP fenced by the never-list only,
+    /// TCP/HTTP checks to the Service's own ports.
+    #[test]
+    fn service_targets() {
+        let set = parse(SET).unwrap();
+        let web = ResolvedService {
+            ip: "10.96.0.20".parse().unwrap(),
+            ports: vec![80, 443],
+        };
+        let go = |body: &str, svc: Option<&ResolvedService>| {
+            let req = parse_body(body.as_bytes())?;
+            let cx = Context {
+                me: "node-1",
+                peers: &set,
+                extra_allowed: &[],
+                default_port: 9000,
+                pod: None,
+                service: svc,
+            };
+            precheck(&req, &cx)?;
+            validate(&req, &cx)
+        };
+        // Default: TCP to the first TCP port, from every node, no context.
+        let p = go(r#"{"target":"svc/shop/web"}"#, Some(&web)).unwrap();
+        assert_eq!(p.target.label, "svc/shop/web");
+        assert_eq!((p.target.ip, p.target.port), (web.ip, Some(80)));
+        assert_eq!(p.checks, [CheckSpec::Tcp { port: 80 }]);
+        assert!(p.context.is_empty() && p.target.node.is_none());
+        assert_eq!(p.sources.len(), 2);
+        // HTTP to another of its ports.
+        let p = go(
+            r#"{"target":"svc/shop/web","checks":[{"kind":"http","port":443,"path":"/healthz"}],"from":["node-2"]}"#,
+            Some(&web),
+        )
+        .unwrap();
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Http {
+                port: 443,
+                path: "/healthz".into()
+            }]
+        );
+        assert_eq!(p.target.port, Some(443));
+        // Refused, naming the field.
+        let no_tcp = ResolvedService {
+            ip: "10.96.0.10".parse().unwrap(),
+            ports: vec![],
+        };
+        let metadata = ResolvedService {
+            ip: "169.254.169.254".parse().unwrap(),
+            ports: vec![80],
+        };
+        let lo = ResolvedService {
+            ip: "127.0.0.1".parse().unwrap(),
+            ports: vec![80],
+        };
+        let table: &[(&str, Option<&ResolvedService>, u16, &str)] = &[
+            (
+                r#"{"target":"svc/shop"}"#,
+                Some(&web),
+                400,
+                "expected svc/NAMESPACE/NAME",
+            ),
+            (
+                r#"{"target":"svc/shop/a b"}"#,
+                Some(&web),
+                400,
+                "Service name",
+            ),
+            (r#"{"target":"svc//web"}"#, Some(&web), 400, "namespace"),
+            (
+                r#"{"target":"svc/shop/web"}"#,
+                None,
+                501,
+                "resolving Services needs an agent running with --discovery kubernetes",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"tcp","port":22}]}"#,
+                Some(&web),
+                400,
+                "checks[0].port: 22 is not a TCP port of svc/shop/web (80, 443)",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"icmp"}]}"#,
+                Some(&web),
+                400,
+                "checks[0]: a svc/NAMESPACE/NAME target takes tcp and http checks, not icmp",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"mtu"}]}"#,
+                None,
+                400,
+                "not mtu",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"dns"}]}"#,
+                Some(&web),
+                400,
+                "not dns",
+            ),
+            (
+                r#"{"target":"svc/kube-system/kube-dns"}"#,
+                Some(&no_tcp),
+                400,
+                "has no TCP port",
+            ),
+            (
+                r#"{"target":"svc/x/meta"}"#,
+                Some(&metadata),
+                403,
+                "is never probed",
+            ),
+            (r#"{"target":"svc/x/lo"}"#, Some(&lo), 403, "loopback"),
+        ];
+        for (body, svc, status, part) in table {
+            let r = go(body, *svc).expect_err(body);
+            assert_eq!(r.status, *status, "{body}: {r:?}");
+            assert!(
+                r.error.contains(part),
+                "{body}: {:?} lacks {part:?}",
+                r.error
+            );
+        }
     }
 }
