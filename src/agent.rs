@@ -120,6 +120,7 @@ pub async fn run(
     // One seam: every source publishes whole peer sets on the same watch channel.
     let mut kube_facts = None;
     let mut publisher = None;
+    let mut kube_client = None;
     let (discovery_task, peers_rx) = match &config.discovery {
         Discovery::File => {
             let (d, tx, rx) = FileDiscovery::start(
@@ -134,6 +135,7 @@ pub async fn run(
             if settings.publish_events {
                 publisher = Some(client.clone());
             }
+            kube_client = Some(client.clone());
             kube_facts = Some(crate::k8s::FactsSource::new(
                 client.clone(),
                 settings.selector.clone(),
@@ -184,7 +186,7 @@ pub async fn run(
         None => None,
     };
     let pmtu_socket = pmtu_prober.as_ref().map_or("off", |p| p.kind().label());
-    let checks = Arc::new(Checks::new(
+    let mut checks = Checks::new(
         crate::checks::from_config(
             &config.checks,
             config.ip_family,
@@ -192,10 +194,36 @@ pub async fn run(
             probers.http.clone(),
         ),
         config.window,
-    ));
-    for c in checks.list() {
-        tracing::info!(check = c.kind.as_str(), target = %c.target, "per-source check on");
+    );
+    // The `service` check's ClusterIP read from the API: its slot waits (skipped, not
+    // reported) until the first read finds one.
+    let vip_lookup = match (&config.checks.service_lookup, kube_client) {
+        (Some(service), Some(client)) => {
+            checks = checks.with_pending(checks::Kind::Service);
+            let own_pod_ip = peers_rx.borrow().peer(&config.node_name).map(|p| p.pod_ip);
+            Some((service.clone(), client, own_pod_ip))
+        }
+        _ => None,
+    };
+    let checks = Arc::new(checks);
+    for (kind, target) in checks.targets() {
+        tracing::info!(check = kind.as_str(), target = %target, "per-source check on");
     }
+    let vip_task = vip_lookup.map(|(service, client, own_pod_ip)| {
+        tracing::info!(%service, "service check: reading the ClusterIP of Service {service}");
+        tokio::spawn(
+            crate::k8s::service::VipLookup {
+                client,
+                service,
+                pref: crate::k8s::service::FamilyPref::of(config.ip_family, own_pod_ip),
+                http: probers.http.clone(),
+                checks: checks.clone(),
+                status: status.clone(),
+                schedule: Default::default(),
+            }
+            .run(),
+        )
+    });
     let mut metrics = Metrics::new(StoreCollector {
         identity: identity.clone(),
         store: store.clone(),
@@ -310,6 +338,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     discovery_task.abort();
+    if let Some(t) = vip_task {
+        t.abort();
+    }
     if let Some(t) = events_task {
         t.abort();
     }
@@ -418,7 +449,8 @@ async fn probe_loop(
 
         // The per-source checks take slots of the round like the pair probes: --max-rate and
         // --max-in-flight bound them too.
-        let n_checks = shared.checks.len();
+        let active_checks = shared.checks.active();
+        let n_checks = active_checks.len();
         let plan =
             schedule::plan_round(tasks.len() + n_checks, cfg.interval, cfg.max_rate, &mut rng);
         if plan.stretched {
@@ -462,10 +494,10 @@ async fn probe_loop(
                 .lateness
                 .observe(Instant::now().saturating_duration_since(at).as_secs_f64());
             if let Some(j) = checks::slot_of(slot, plan.offsets.len(), n_checks) {
-                let shared = shared.clone();
+                let (i, shared) = (active_checks[j], shared.clone());
                 tokio::spawn(async move {
                     // One attempt: a check's failure is confirmed by the next round's.
-                    shared.checks.run(j, shared.config.timeout).await;
+                    shared.checks.run(i, shared.config.timeout).await;
                     drop(permit);
                 });
                 continue;

@@ -85,13 +85,49 @@ pub struct ChecksConfig {
     pub dns_name: Option<String>,
     /// `--dns-server`; `None`: the name servers of `/etc/resolv.conf`.
     pub dns_server: Option<SocketAddr>,
-    /// `--service`: a ClusterIP and port answering `GET /ping`; `None`: no `service` check.
+    /// `--service`: a ClusterIP and port answering `GET /ping`; `None`: no fixed address.
     pub service: Option<SocketAddr>,
+    /// Under Kubernetes discovery without `--service`: the Service whose ClusterIP the
+    /// `service` check connects to, read from the API (`--service-name`); `None`: none read.
+    pub service_lookup: Option<ServiceRef>,
+}
+
+/// A Service by namespace and name (`--service-name` in the agents' namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// The agents' Service in deploy/base/service.yaml: its cluster name is the `dns` check's
 /// default under Kubernetes discovery.
 pub const AGENT_SERVICE_NAME: &str = "meshprobe";
+
+/// The agents' ClusterIP Service in deploy/base/service-vip.yaml: `--service-name`'s default.
+pub const VIP_SERVICE_NAME: &str = "meshprobe-vip";
+
+/// A Service name as `--service-name` takes it (an RFC 1035 label, what the API server
+/// accepts for a Service), or the tail of an error message.
+fn service_name(s: &str) -> std::result::Result<String, String> {
+    let ok = (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?}: expected a Service name (lowercase letters, digits and '-', starting with a letter, at most 63 characters) or none"
+        ))
+    }
+}
 
 /// A DNS name as `--dns-name` takes it, made absolute (a trailing dot: one query, no search
 /// list), or the tail of an error message. Letters, digits, `-` and `_` in labels of 1-63
@@ -162,10 +198,60 @@ fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Resu
     let service = lookup(env, &args.service, "service", None, |s| {
         service_addr(s).map(Some)
     })?;
+    // `None`: not given; `Some(None)`: `none`.
+    let named = lookup(env, &args.service_name, "service-name", None, |s| {
+        match s.trim() {
+            "none" => Ok(Some(None)),
+            s => service_name(s).map(|n| Some(Some(n))),
+        }
+    })?;
+    const NAME: &str = "--service-name (or MESHPROBE_SERVICE_NAME)";
+    let service_lookup = match (discovery, service, named) {
+        (_, _, Some(None)) => None,
+        (_, Some(_), Some(Some(n))) => {
+            return Err(Error::Config(format!(
+                "{NAME} {n:?} and --service (or MESHPROBE_SERVICE) exclude each other: the check has one address"
+            )))
+        }
+        (_, Some(_), None) => None,
+        (Discovery::File, None, Some(Some(n))) => {
+            return Err(Error::Config(format!(
+                "{NAME} {n:?} needs --discovery kubernetes (the Service is read from the API); with the peers file give --service IP:PORT"
+            )))
+        }
+        (Discovery::File, None, None) => None,
+        (Discovery::Kubernetes(k), None, named) => {
+            // The agents' namespace, as the `dns` check's default name.
+            let ns = match (&k.namespace, env.var("POD_NAMESPACE")) {
+                (Some(ns), _) => Some(ns.clone()),
+                (None, Some(ns)) => {
+                    validate_name(&ns)
+                        .map_err(|e| Error::Config(format!("POD_NAMESPACE {ns:?}: {e}")))?;
+                    Some(ns)
+                }
+                (None, None) => None,
+            };
+            match (ns, named) {
+                (Some(namespace), named) => Some(ServiceRef {
+                    namespace,
+                    name: named.flatten().unwrap_or_else(|| VIP_SERVICE_NAME.into()),
+                }),
+                // --all-namespaces outside a pod: no namespace to look in; off unless asked.
+                (None, None) => None,
+                (None, Some(n)) => {
+                    let n = n.unwrap_or_default();
+                    return Err(Error::Config(format!(
+                        "{NAME} {n:?} needs the agents' namespace to read it in: --namespace or POD_NAMESPACE"
+                    )))
+                }
+            }
+        }
+    };
     Ok(ChecksConfig {
         dns_name,
         dns_server,
         service,
+        service_lookup,
     })
 }
 
@@ -1117,6 +1203,100 @@ mod tests {
         )
         .unwrap();
         assert_eq!(off.checks.dns_name, None);
+        // The `service` check's ClusterIP: the agents' meshprobe-vip under Kubernetes, read
+        // from the API; another name; `none`; a fixed --service instead.
+        let vip = |ns: &str, name: &str| {
+            Some(ServiceRef {
+                namespace: ns.into(),
+                name: name.into(),
+            })
+        };
+        let k = AgentConfig::resolve(&kube, &env(&[("POD_NAMESPACE", "mp")])).unwrap();
+        assert_eq!(k.checks.service_lookup, vip("mp", "meshprobe-vip"));
+        assert_eq!(k.checks.service, None);
+        let k = AgentConfig::resolve(&named, &env(&[("POD_NAMESPACE", "mp")])).unwrap();
+        assert_eq!(
+            k.checks.service_lookup,
+            vip("probes", "meshprobe-vip"),
+            "the agents' namespace, not the pod's own"
+        );
+        let k = AgentConfig::resolve(
+            &kube,
+            &env(&[("POD_NAMESPACE", "mp"), ("MESHPROBE_SERVICE_NAME", "vip-2")]),
+        )
+        .unwrap();
+        assert_eq!(k.checks.service_lookup, vip("mp", "vip-2"));
+        for (var, value) in [
+            ("MESHPROBE_SERVICE_NAME", "none"),
+            ("MESHPROBE_SERVICE", "10.96.0.20:9464"),
+        ] {
+            let k = AgentConfig::resolve(&kube, &env(&[("POD_NAMESPACE", "mp"), (var, value)]))
+                .unwrap();
+            assert_eq!(k.checks.service_lookup, None, "{var}={value}");
+        }
+        let all = AgentArgs {
+            all_namespaces: true,
+            ..kube.clone()
+        };
+        let k = AgentConfig::resolve(&all, &env(&[("POD_NAMESPACE", "mp")])).unwrap();
+        assert_eq!(k.checks.service_lookup, vip("mp", "meshprobe-vip"));
+        let k = AgentConfig::resolve(&all, &env(&[])).unwrap();
+        assert_eq!(
+            k.checks.service_lookup, None,
+            "no namespace: off by default"
+        );
+        // Refused, naming the flags: with the peers file, beside --service, without a
+        // namespace, a name the API server would refuse.
+        type Refused<'a> = (AgentArgs, &'a [(&'a str, &'a str)], &'a str);
+        let refused: &[Refused] = &[
+            (
+                AgentArgs {
+                    service_name: Some("vip".into()),
+                    ..args()
+                },
+                &[],
+                "--service-name (or MESHPROBE_SERVICE_NAME) \"vip\" needs --discovery kubernetes",
+            ),
+            (
+                AgentArgs {
+                    service_name: Some("vip".into()),
+                    service: Some("10.96.0.20:9464".into()),
+                    ..kube.clone()
+                },
+                &[("POD_NAMESPACE", "mp")],
+                "and --service (or MESHPROBE_SERVICE) exclude each other",
+            ),
+            (
+                AgentArgs {
+                    service_name: Some("vip".into()),
+                    ..all.clone()
+                },
+                &[],
+                "--service-name (or MESHPROBE_SERVICE_NAME) \"vip\" needs the agents' namespace",
+            ),
+            (
+                kube.clone(),
+                &[("POD_NAMESPACE", "mp"), ("MESHPROBE_SERVICE_NAME", "Meshprobe_VIP")],
+                "--service-name (or MESHPROBE_SERVICE_NAME) \"Meshprobe_VIP\": expected a Service name",
+            ),
+            (
+                all.clone(),
+                &[("POD_NAMESPACE", "a/b")],
+                "POD_NAMESPACE \"a/b\"",
+            ),
+        ];
+        for (a, vars, want) in refused {
+            let err = AgentConfig::resolve(a, &env(vars)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+        for bad in ["", "-vip", "vip-", "1vip", "vip.x", &"v".repeat(64)] {
+            assert!(service_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(service_name(&"v".repeat(63)).map(|n| n.len()), Ok(63));
         let mut a = args();
         a.dns_name = Some("Kube-DNS.kube-system.svc.cluster.local".into());
         a.dns_server = Some("198.18.96.10".into());
@@ -1128,6 +1308,7 @@ mod tests {
                 dns_name: Some("kube-dns.kube-system.svc.cluster.local.".into()),
                 dns_server: Some("198.18.96.10:53".parse().unwrap()),
                 service: Some("[fd00::14]:9464".parse().unwrap()),
+                service_lookup: None,
             }
         );
         let c = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_DNS_SERVER", "127.0.0.1:5353")]))
@@ -1345,9 +1526,15 @@ pub struct AgentArgs {
     #[arg(long)]
     pub dns_server: Option<String>,
     /// The `service` check: TCP connect and `GET /ping` to this Service ClusterIP:PORT every
-    /// interval; any agent answering is a success [env: MESHPROBE_SERVICE] [default: none].
+    /// interval; any agent answering is a success [env: MESHPROBE_SERVICE] [default: with
+    /// `--discovery kubernetes` the ClusterIP of `--service-name`; else none].
     #[arg(long)]
     pub service: Option<String>,
+    /// With `--discovery kubernetes` and no `--service`: the Service in the agents' namespace
+    /// whose ClusterIP the `service` check connects to (read from the API every 5 minutes);
+    /// `none` for no check [env: MESHPROBE_SERVICE_NAME] [default: meshprobe-vip].
+    #[arg(long)]
+    pub service_name: Option<String>,
 }
 
 /// What to watch.

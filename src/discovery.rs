@@ -34,6 +34,22 @@ pub struct DiscoveryStatus {
     /// Kubernetes discovery: pods whose `meshprobe.io/probe` annotation was ignored, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bad_targets: Vec<crate::k8s::peers::BadAnnotation>,
+    /// Kubernetes discovery: the Service the `service` check's ClusterIP is read from, and the
+    /// target found or why there is none (`k8s::service`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<VipStatus>,
+}
+
+/// Where the `service` check's ClusterIP comes from under Kubernetes discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VipStatus {
+    /// The Service read, `NAMESPACE/NAME`.
+    pub service: String,
+    /// The check's `IP:PORT` from it; `None`: no `service` check.
+    pub target: Option<String>,
+    /// Why there is no check (no such Service, headless, no usable address or port, the API
+    /// refusing), or why the last read failed while the last target is kept.
+    pub reason: Option<String>,
 }
 
 /// Read and parse a peers file; errors name the file and the line or field.

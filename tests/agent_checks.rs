@@ -112,6 +112,7 @@ async fn an_agent_runs_both_checks_and_reports_them() {
             dns_name: Some(NAME.into()),
             dns_server: Some(dns.addr),
             service: Some(vip),
+            service_lookup: None,
         },
         ..inproc::config("a", listen, &peers)
     })

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use meshprobe::config::{AgentConfig, Discovery};
+use meshprobe::config::{AgentConfig, ChecksConfig, Discovery, ServiceRef};
 use serde_json::{json, Value};
 use support::eventually_async;
 use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
@@ -28,6 +28,8 @@ fn node(name: &str, addr: IpAddr, ready: bool) -> Value {
     n
 }
 
+/// An agent as deploy/base runs it: Kubernetes discovery, and the `service` check's ClusterIP
+/// read from the Service meshprobe-vip in its namespace (`--service-name`'s default).
 fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
     AgentConfig {
         discovery: Discovery::Kubernetes(kube_settings(
@@ -36,8 +38,24 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
             Duration::from_secs(30),
         )),
         icmp_count: 2,
+        checks: ChecksConfig {
+            service_lookup: Some(ServiceRef {
+                namespace: "meshprobe".into(),
+                name: "meshprobe-vip".into(),
+            }),
+            ..ChecksConfig::default()
+        },
         ..inproc::config(&format!("node-{i}"), listen, Path::new(""))
     }
+}
+
+/// The agents' ClusterIP Service (tests/fixtures/k8s/service-vip.json) at `ip`:`port`.
+fn vip(ip: IpAddr, port: u16) -> Value {
+    let mut s = fixture("service-vip.json");
+    s["spec"]["clusterIP"] = json!(ip.to_string());
+    s["spec"]["clusterIPs"] = json!([ip.to_string()]);
+    s["spec"]["ports"][0]["port"] = json!(port);
+    s
 }
 
 /// The watchers' node lists so far (kube-rs pages by 500; the facts fetch asks 5000 at a
@@ -85,6 +103,8 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     target["metadata"]["annotations"]["meshprobe.io/probe"] =
         json!(format!("http:{web_port}/healthz"));
     api.put("pods", target);
+    // The agents' ClusterIP "Service": node-1's agent stands in for the VIP on loopback.
+    api.put("services", vip(ip(61), port));
 
     let mut agents: Vec<Running> = Vec::new();
     for i in 1..=3u8 {
@@ -117,6 +137,41 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         },
     )
     .await;
+    // Every agent's `service` check targets the Service's ClusterIP:port, read from the API,
+    // and it answers; discovery says where the target came from.
+    let want = format!("{}:{port}", ip(61));
+    for i in 1..=3u8 {
+        let a = SocketAddr::new(ip(60 + i), port);
+        eventually_async(
+            Duration::from_secs(20),
+            &format!("node-{i}'s service check up at {want}"),
+            async || {
+                get_json(a, "/api/v1/results").await.is_some_and(|r| {
+                    r["checks"]["service"]["target"] == want.as_str()
+                        && r["checks"]["service"]["reachable"] == true
+                        && r["discovery"]["service"]
+                            == json!({"service": "meshprobe/meshprobe-vip", "target": want, "reason": null})
+                })
+            },
+        )
+        .await;
+    }
+    let m = get_within(a1, "/metrics", Duration::from_secs(5))
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let up = format!("check=\"service\",target=\"{want}\"}} ");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("meshprobe_check_up{src_node=\"node-1\",")
+                && l.split_once(&up)
+                    .is_some_and(|(_, v)| v.parse::<f64>() == Ok(1.0))),
+        "{up} not in {}",
+        m.lines()
+            .filter(|l| l.starts_with("meshprobe_check_up"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let r = get_json(a1, "/api/v1/results").await.unwrap();
     // The address facts published with the results: the target's node from spec.nodeName.
     let places = r["owners"]["targets"]
@@ -212,8 +267,16 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     );
 
     // Every call the agents made is one deploy/base/rbac.yaml grants (the agents publish no
-    // events here, so the publish-events component's create is not counted).
-    rbac_grants_every_request(&api.requests());
+    // events here, so the publish-events component's create is not counted), the Service's
+    // GET (the Role's one name in the agents' namespace) among them.
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "GET /api/v1/namespaces/meshprobe/services/meshprobe-vip"),
+        "the Service was not read"
+    );
+    rbac_grants_every_request(&requests);
 
     // `meshprobe diagnose --agents … --kube` from "a workstation": gathers here, adds facts.
     let before = api.requests().len();
@@ -293,10 +356,22 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     }
 }
 
-/// (apiGroup, resource, verb) for `METHOD /api/v1/…` or `METHOD /apis/GROUP/VERSION/…` as the
-/// fake API server logs it: a GET of a named object is get, of a collection list, or watch
-/// with `watch=true`/`watch=1`.
-fn rbac_triple(request: &str) -> (String, String, String) {
+/// One API call as RBAC sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    group: String,
+    resource: String,
+    verb: String,
+    /// The namespace of a namespaced path.
+    namespace: Option<String>,
+    /// The object of a get.
+    name: Option<String>,
+}
+
+/// The call `METHOD /api/v1/…` or `METHOD /apis/GROUP/VERSION/…` is, as the fake API server
+/// logs it: a GET of a named object is get, of a collection list, or watch with
+/// `watch=true`/`watch=1`.
+fn rbac_call(request: &str) -> Call {
     let (method, uri) = request.split_once(' ').expect("METHOD URI");
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -305,58 +380,254 @@ fn rbac_triple(request: &str) -> (String, String, String) {
         ["apis", g, _v, rest @ ..] => (*g, rest),
         _ => panic!("not an API path: {request}"),
     };
-    let rest = match rest {
-        ["namespaces", _ns, r @ ..] if !r.is_empty() => r,
-        r => r,
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r @ ..] if !r.is_empty() => (Some(ns.to_string()), r),
+        r => (None, r),
     };
-    let (resource, named) = match rest {
-        [r] => (*r, false),
-        [r, _name] => (*r, true),
+    let (resource, name) = match rest {
+        [r] => (*r, None),
+        [r, name] => (*r, Some(name.to_string())),
         _ => panic!("unexpected API path: {request}"),
     };
     let watch = query
         .split('&')
         .any(|kv| kv == "watch=true" || kv == "watch=1");
-    let verb = match (method, named, watch) {
+    let verb = match (method, name.is_some(), watch) {
         ("GET", true, _) => "get",
         ("GET", false, true) => "watch",
         ("GET", false, false) => "list",
         ("POST", _, _) => "create",
         (m, _, _) => panic!("unexpected method {m}: {request}"),
     };
-    (group.into(), resource.into(), verb.into())
+    Call {
+        group: group.into(),
+        resource: resource.into(),
+        verb: verb.into(),
+        namespace,
+        name,
+    }
+}
+
+/// One rule of a role bound to the agents' ServiceAccount.
+#[derive(Debug)]
+struct Grant {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    /// Empty: any object.
+    names: Vec<String>,
+    /// A Role's namespace; `None`: a ClusterRole's, every namespace.
+    namespace: Option<String>,
+}
+
+impl Grant {
+    fn allows(&self, c: &Call) -> bool {
+        self.groups.contains(&c.group)
+            && self.resources.contains(&c.resource)
+            && self.verbs.contains(&c.verb)
+            && (self.names.is_empty() || c.name.as_ref().is_some_and(|n| self.names.contains(n)))
+            && (self.namespace.is_none() || self.namespace == c.namespace)
+    }
+}
+
+/// The rules deploy/base/rbac.yaml grants the ServiceAccount meshprobe/meshprobe: those of
+/// the ClusterRoles and Roles a binding there gives it.
+fn granted() -> Vec<Grant> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/rbac.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let ns = |v: &Value| v["metadata"]["namespace"].as_str().map(str::to_string);
+    let bound = |kind: &str, name: &str, role_ns: Option<String>| {
+        docs.iter().any(|b| {
+            let binding = match kind {
+                "ClusterRole" => b["kind"] == "ClusterRoleBinding",
+                _ => b["kind"] == "RoleBinding" && ns(b) == role_ns,
+            };
+            binding
+                && b["roleRef"]["kind"] == kind
+                && b["roleRef"]["name"] == name
+                && b["subjects"].as_array().into_iter().flatten().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == "meshprobe"
+                        && s["namespace"] == "meshprobe"
+                })
+        })
+    };
+    let mut out = Vec::new();
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        if !matches!(kind, "ClusterRole" | "Role") {
+            continue;
+        }
+        let namespace = (kind == "Role").then(|| ns(d).expect("a Role's namespace"));
+        if !bound(
+            kind,
+            d["metadata"]["name"].as_str().unwrap(),
+            namespace.clone(),
+        ) {
+            continue;
+        }
+        for rule in d["rules"].as_array().unwrap() {
+            out.push(Grant {
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                names: strings(&rule["resourceNames"]),
+                namespace: namespace.clone(),
+            });
+        }
+    }
+    out
 }
 
 fn rbac_grants_every_request(requests: &[String]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/rbac.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut granted = std::collections::BTreeSet::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        if v["kind"] != "ClusterRole" {
-            continue;
-        }
-        for rule in v["rules"].as_array().unwrap() {
-            for g in rule["apiGroups"].as_array().unwrap() {
-                for r in rule["resources"].as_array().unwrap() {
-                    for verb in rule["verbs"].as_array().unwrap() {
-                        granted.insert((
-                            g.as_str().unwrap().to_string(),
-                            r.as_str().unwrap().to_string(),
-                            verb.as_str().unwrap().to_string(),
-                        ));
-                    }
-                }
-            }
-        }
-    }
+    let granted = granted();
     assert!(!requests.is_empty(), "the agents made no API request");
-    let used: std::collections::BTreeSet<_> = requests.iter().map(|r| rbac_triple(r)).collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
+    let used: std::collections::BTreeSet<Call> = requests.iter().map(|r| rbac_call(r)).collect();
+    let missing: Vec<&Call> = used
+        .iter()
+        .filter(|c| !granted.iter().any(|g| g.allows(c)))
+        .collect();
     assert!(
         missing.is_empty(),
-        "{}: the agents called {missing:?}, which it does not grant (granted: {granted:?})",
-        path.display()
+        "deploy/base/rbac.yaml: the agents called {missing:#?}, which it does not grant (granted: {granted:#?})"
     );
     eprintln!("API calls the agents made (all granted): {used:?}");
+}
+
+/// The RBAC check itself: a Role grants in its namespace only, `resourceNames` only those
+/// objects, and the shipped rules grant the agents' calls and nothing near them.
+#[test]
+fn the_rbac_check_reads_roles_names_and_namespaces() {
+    let allowed = |r: &str| granted().iter().any(|g| g.allows(&rbac_call(r)));
+    for ok in [
+        "GET /api/v1/namespaces/meshprobe/services/meshprobe-vip",
+        "GET /api/v1/pods?labelSelector=x&watch=true",
+        "GET /api/v1/nodes/node-1",
+        "GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+    ] {
+        assert!(allowed(ok), "{ok} should be granted");
+    }
+    for refused in [
+        "GET /api/v1/namespaces/meshprobe/services/other",
+        "GET /api/v1/namespaces/default/services/meshprobe-vip",
+        "GET /api/v1/namespaces/meshprobe/services",
+        "GET /api/v1/services?watch=true",
+        "GET /api/v1/namespaces/meshprobe/secrets/meshprobe-vip",
+        "POST /api/v1/namespaces/meshprobe/events",
+    ] {
+        assert!(!allowed(refused), "{refused} should not be granted");
+    }
+}
+
+/// A log writer into a shared buffer, for the tests that read what the agent logged.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process's log, captured from the first call on (one subscriber for the test binary).
+fn logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let w = logs.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || w.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sub);
+        logs
+    })
+    .clone()
+}
+
+/// Without a usable ClusterIP Service the agent runs on without the `service` check, says why
+/// in its results (`discovery.service.reason`) and logs it once: the Service missing, headless,
+/// or with a clusterIP that is no address. One agent per case, each with its own API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_usable_clusterip_service_no_service_check() {
+    let logs = logs();
+    let port = free_port(ip(71));
+    let mut headless = vip(ip(71), port);
+    headless["spec"]["clusterIP"] = json!("None");
+    headless["spec"]["clusterIPs"] = json!(["None"]);
+    let mut garbage = vip(ip(71), port);
+    garbage["spec"]["clusterIP"] = json!("10.96.0.999");
+    garbage["spec"]["clusterIPs"] = json!(["10.96.0.999"]);
+    let cases: [(Option<Value>, &str); 3] = [
+        (None, "Service meshprobe/meshprobe-vip not found"),
+        (
+            Some(headless),
+            "Service meshprobe/meshprobe-vip: headless (spec.clusterIP: None): no ClusterIP",
+        ),
+        (
+            Some(garbage),
+            "Service meshprobe/meshprobe-vip: spec.clusterIP \"10.96.0.999\" is not a usable IP address",
+        ),
+    ];
+    for (n, (service, want)) in cases.into_iter().enumerate() {
+        let i = 1 + n as u8;
+        let api = FakeApi::start().await;
+        api.put("nodes", node(&format!("node-{i}"), ip(70 + i), true));
+        api.put("pods", agent_pod(i, ip(70 + i)));
+        if let Some(s) = service {
+            api.put("services", s);
+        }
+        let a = SocketAddr::new(ip(70 + i), port);
+        let Some(agent) = inproc::start(config(i, a, &api)).await else {
+            return;
+        };
+        eventually_async(
+            Duration::from_secs(20),
+            &format!("case {n}: the reason in the results"),
+            async || {
+                get_json(a, "/api/v1/results").await.is_some_and(|r| {
+                    r["discovery"]["service"]["reason"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(want))
+                        && r["discovery"]["service"]["target"].is_null()
+                        && r["rounds"].as_u64() >= Some(1)
+                })
+            },
+        )
+        .await;
+        let r = get_json(a, "/api/v1/results").await.unwrap();
+        assert_eq!(r["checks"], json!({}), "case {n}: no check: {r}");
+        let m = get_within(a, "/metrics", Duration::from_secs(5))
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        assert!(
+            !m.contains("check=\"service\""),
+            "case {n}: a service series without a service check"
+        );
+        let said = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+        let lines: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains(&format!("no service check: {want}")))
+            .collect();
+        assert_eq!(lines.len(), 1, "case {n}: logged once: {lines:#?}");
+        let level = if n == 0 { "INFO" } else { "WARN" };
+        assert!(lines[0].contains(level), "case {n}: {}", lines[0]);
+        agent.stop().await;
+    }
 }

@@ -690,3 +690,199 @@ async fn scale_1000_nodes() {
     assert!(grown < 128 * 1024, "RSS grew {grown} KiB");
     task.abort();
 }
+
+/// The ClusterIP Service of the agents (tests/fixtures/k8s/service-vip.json) at `ip`, port 9464.
+fn vip(ip: &str) -> Value {
+    let mut s = fixture("service-vip.json");
+    s["spec"]["clusterIP"] = json!(ip);
+    s["spec"]["clusterIPs"] = json!([ip]);
+    s
+}
+
+/// GETs of the agents' Service so far.
+fn vip_reads(api: &FakeApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| *r == "GET /api/v1/namespaces/meshprobe/services/meshprobe-vip")
+        .count()
+}
+
+/// The `service` check's ClusterIP read from the API (src/k8s/service.rs), on a schedule
+/// shortened for the test: the target follows the Service; it is re-read on the period and,
+/// sooner, while the check fails in a row, not otherwise; a deleted Service turns the check
+/// off; an API server gone or refusing keeps the last target and says why.
+#[tokio::test]
+async fn the_service_check_follows_the_agents_clusterip_service() {
+    use meshprobe::checks::{Checks, Kind, Outcome};
+    use meshprobe::config::ServiceRef;
+    use meshprobe::k8s::service::{FamilyPref, Schedule, VipLookup};
+
+    let api = FakeApi::start().await;
+    api.put("services", vip("10.96.0.20"));
+    let client = meshprobe::k8s::client(Some(&api.url())).await.unwrap();
+    let checks = Arc::new(Checks::new(vec![], Duration::from_secs(10)).with_pending(Kind::Service));
+    let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
+    let schedule = Schedule {
+        period: Duration::from_secs(3600),
+        after_failures: 2,
+        min_gap: Duration::from_millis(300),
+        retry: Duration::from_millis(200),
+        tick: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+    };
+    let lookup = VipLookup {
+        client,
+        service: ServiceRef {
+            namespace: "meshprobe".into(),
+            name: "meshprobe-vip".into(),
+        },
+        pref: FamilyPref::Primary,
+        http: Arc::new(meshprobe::probe::http::HttpProber::new()),
+        checks: checks.clone(),
+        status: status.clone(),
+        schedule,
+    };
+    let task = tokio::spawn(lookup.run());
+    let target = || checks.targets().first().map(|(_, t)| t.clone());
+    let vip_status = || {
+        status
+            .lock()
+            .unwrap()
+            .service
+            .clone()
+            .unwrap_or_else(|| panic!("no discovery.service status"))
+    };
+    let until = async |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}; status {:?}, targets {:?}",
+                status.lock().unwrap().service,
+                checks.targets()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    until("the first read", &|| target().is_some()).await;
+    assert_eq!(target().as_deref(), Some("10.96.0.20:9464"));
+    let s = vip_status();
+    assert_eq!(
+        (s.service.as_str(), s.target.as_deref(), s.reason),
+        ("meshprobe/meshprobe-vip", Some("10.96.0.20:9464"), None)
+    );
+
+    // Recreated with a new ClusterIP: while the check succeeds, nothing is read before the
+    // period (an hour here).
+    api.put("services", vip("10.96.0.21"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(vip_reads(&api), 1, "re-read without a reason");
+    assert_eq!(target().as_deref(), Some("10.96.0.20:9464"));
+    // One failure is not enough; a second in a row re-reads (min_gap past), and the check
+    // moves to the new address with a fresh window.
+    let i = checks.active()[0];
+    let failed = || Outcome::failed("timeout", Duration::from_millis(1), None, "");
+    checks.record(i, tokio::time::Instant::now(), failed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(vip_reads(&api), 1, "re-read after one failure");
+    checks.record(i, tokio::time::Instant::now(), failed());
+    until("the new ClusterIP", &|| {
+        target().as_deref() == Some("10.96.0.21:9464")
+    })
+    .await;
+    assert_eq!(vip_reads(&api), 2);
+    assert_eq!(checks.failures_in_row(Kind::Service), 0, "a new window");
+
+    // Headless now: no check, and the status says why.
+    let mut headless = vip("None");
+    headless["spec"]["clusterIPs"] = json!(["None"]);
+    api.put("services", headless);
+    let i = checks.active()[0];
+    checks.record(i, tokio::time::Instant::now(), failed());
+    checks.record(i, tokio::time::Instant::now(), failed());
+    until("headless: no check", &|| target().is_none()).await;
+    let why = vip_status().reason.unwrap();
+    assert!(why.contains("headless"), "{why}");
+    assert!(checks.reports(tokio::time::Instant::now()).is_empty());
+
+    task.abort();
+    // A deleted Service, then an API server refusing or gone: each read once at start.
+    let start = async |api: &FakeApi| {
+        let checks =
+            Arc::new(Checks::new(vec![], Duration::from_secs(10)).with_pending(Kind::Service));
+        let status = Arc::new(Mutex::new(DiscoveryStatus::default()));
+        let lookup = VipLookup {
+            client: meshprobe::k8s::client(Some(&api.url())).await.unwrap(),
+            service: ServiceRef {
+                namespace: "meshprobe".into(),
+                name: "meshprobe-vip".into(),
+            },
+            pref: FamilyPref::Primary,
+            http: Arc::new(meshprobe::probe::http::HttpProber::new()),
+            checks: checks.clone(),
+            status: status.clone(),
+            schedule,
+        };
+        let read = lookup.read().await;
+        lookup.apply(&read);
+        (lookup, checks, status)
+    };
+    api.delete("services", "meshprobe", "meshprobe-vip");
+    let (_, c, s) = start(&api).await;
+    assert!(c.targets().is_empty());
+    let why = s.lock().unwrap().service.clone().unwrap().reason.unwrap();
+    assert!(
+        why.contains("Service meshprobe/meshprobe-vip not found"),
+        "{why}"
+    );
+
+    api.put("services", vip("10.96.0.20"));
+    let (lookup, c, s) = start(&api).await;
+    assert_eq!(c.targets().len(), 1);
+    api.forbid("services");
+    let read = lookup.read().await;
+    lookup.apply(&read);
+    let st = s.lock().unwrap().service.clone().unwrap();
+    assert_eq!(st.target.as_deref(), Some("10.96.0.20:9464"), "kept");
+    let why = st.reason.unwrap();
+    assert!(
+        why.contains("forbidden to get services meshprobe/meshprobe-vip")
+            && why.contains("deploy/base/rbac.yaml")
+            && why.contains("keeping the last target 10.96.0.20:9464"),
+        "{why}"
+    );
+    assert_eq!(c.targets().len(), 1, "the check goes on at the last target");
+    api.down();
+    let read = lookup.read().await;
+    lookup.apply(&read);
+    assert_eq!(c.targets().len(), 1, "the check goes on at the last target");
+    let why = s.lock().unwrap().service.clone().unwrap().reason.unwrap();
+    assert!(why.contains("keeping the last target"), "{why}");
+
+    // The periodic re-read: a new ClusterIP is followed without any failure, on the period.
+    let api = FakeApi::start().await;
+    api.put("services", vip("10.96.0.20"));
+    let (lookup, c, _) = start(&api).await;
+    let lookup = VipLookup {
+        schedule: Schedule {
+            period: Duration::from_millis(400),
+            ..schedule
+        },
+        ..lookup
+    };
+    let task = tokio::spawn(lookup.run());
+    // After the task's first read (the second in all), so only the period brings the change.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while vip_reads(&api) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no first read");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    api.put("services", vip("10.96.0.22"));
+    while c.targets().first().map(|(_, t)| t.as_str()) != Some("10.96.0.22:9464") {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", c.targets());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.failures_in_row(Kind::Service), 0);
+    assert!(vip_reads(&api) >= 3, "{}", vip_reads(&api));
+    task.abort();
+}

@@ -1188,7 +1188,7 @@ fn sampled_faults() -> Vec<Placed> {
 /// Faults of one family in a dual-stack lab: found in that family, named by it, and nothing
 /// said of the other (whose paths work).
 fn one_family_faults() -> Vec<Placed> {
-    vec![
+    let mut v = vec![
         placed(
             &["route", "node-1", "node-3", "--family", "ipv6"],
             Want {
@@ -1223,7 +1223,22 @@ fn one_family_faults() -> Vec<Placed> {
             },
             &[2],
         ),
-    ]
+    ];
+    // Every other kind on one family each, alternating (both families of every kind:
+    // `one_family_matrix`).
+    let pick = |family: &'static str, kind: &str| {
+        every_one_family_fault(family)
+            .into_iter()
+            .find(|p| p.fault[0] == kind)
+            .unwrap_or_else(|| panic!("no one-family {kind}"))
+    };
+    v.extend([
+        pick("ipv4", "policy"),
+        pick("ipv6", "partition"),
+        pick("ipv4", "loss"),
+        pick("ipv6", "pmtu-blackhole"),
+    ]);
+    v
 }
 
 /// Every fault kind that acts on one family (`--family`), on `family` (the bench's matrix).

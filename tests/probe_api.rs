@@ -464,15 +464,22 @@ async fn services_are_looked_up_and_the_verdict_names_the_node() {
     }
     let a1 = SocketAddr::new(ip(81), port);
     let auth = [("authorization", format!("Bearer {TOKEN}"))];
-    // Once node-1 knows node-2 (discovery), the request goes to both.
+    // Once each agent has discovered both (node-2 must know itself to run a forwarded
+    // request), the request goes to both and both answer.
     let mut lines = Vec::new();
     support::eventually_async(
         Duration::from_secs(20),
-        "node-1 discovers node-2",
+        "node-1 and node-2 discover each other",
         async || {
             let (status, l) = post(a1, r#"{"target":"svc/shop/web"}"#, &auth).await;
             lines = l;
-            status == 200 && lines[0]["sources"].as_array().map(Vec::len) == Some(2)
+            let answered = lines
+                .iter()
+                .filter(|l| l["type"] == "source" && l["answered"] == true)
+                .count();
+            status == 200
+                && lines[0]["sources"].as_array().map(Vec::len) == Some(2)
+                && answered == 2
         },
     )
     .await;

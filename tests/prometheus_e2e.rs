@@ -1048,6 +1048,48 @@ fn every_expression_works_against_a_real_prometheus_and_faults_show_and_alert() 
         |r| r.len() == 1,
     );
 
+    // One layer up (issue 25): node-3's DNS traffic dropped names node-3's DNS; node-2's
+    // Service rules gone name node-2's Service, not also its DNS (a ClusterIP too).
+    lab.ok(&["fault", "dns-from", "node-3"]);
+    prom.wait(
+        "dns-from node-3: MeshprobeDnsFailingFromNode pending for node-3 only",
+        r#"ALERTS{alertname="MeshprobeDnsFailingFromNode"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "src_node") == "node-3",
+    );
+    lab.ok(&["clear"]);
+    prom.wait(
+        "dns-from cleared: no check failing",
+        "sum(meshprobe:check_failing:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+    lab.ok(&["fault", "kube-proxy", "node-2"]);
+    prom.wait(
+        "kube-proxy node-2: MeshprobeServiceUnreachableFromNode pending for node-2 only",
+        r#"ALERTS{alertname="MeshprobeServiceUnreachableFromNode"}"#,
+        PHASE,
+        |r| r.len() == 1 && label(&r[0], "src_node") == "node-2",
+    );
+    prom.wait(
+        "kube-proxy node-2: its DNS fails too (through the DNS ClusterIP)",
+        r#"meshprobe:check_failing:bool{check="dns", src_node="node-2"} == 1"#,
+        PHASE,
+        |r| r.len() == 1,
+    );
+    let dns = alerts(&prom, "MeshprobeDnsFailingFromNode");
+    assert!(
+        dns.is_empty(),
+        "kube-proxy node-2: the DNS alert is the Service one's: {dns:?}"
+    );
+    lab.ok(&["clear"]);
+    prom.wait(
+        "kube-proxy cleared: no check failing",
+        "sum(meshprobe:check_failing:bool) == 0",
+        PHASE,
+        |r| r.len() == 1,
+    );
+
     // Zone partition: cross-zone blocks dead on every layer, inside each zone fine.
     lab.ok(&["fault", "partition", "zone-a", "zone-b"]);
     prom.wait(

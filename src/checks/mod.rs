@@ -222,20 +222,41 @@ pub fn from_config(
 
 #[derive(Debug)]
 struct State {
+    kind: Kind,
+    /// `None` while the check's target is not known (a `service` check waiting for its
+    /// Service's ClusterIP): not run, not reported, no `up` series.
+    check: Option<Arc<Check>>,
     window: Window,
     last: Option<Outcome>,
     /// The last failure: when, its kind and detail.
     last_error: Option<(Instant, &'static str, String)>,
     /// `dns`: the last answer's record count.
     answers: Option<u32>,
+    /// Failed runs since the last success.
+    failures_in_row: u32,
+}
+
+impl State {
+    fn new(kind: Kind, check: Option<Arc<Check>>, window: Duration) -> Self {
+        State {
+            kind,
+            check,
+            window: Window::new(window),
+            last: None,
+            last_error: None,
+            answers: None,
+            failures_in_row: 0,
+        }
+    }
 }
 
 type CheckResult = [(&'static str, &'static str); 2];
 type CheckOnly = [(&'static str, &'static str); 1];
 
-/// The configured checks, their windows and their hot-path series.
+/// The configured checks, their windows and their hot-path series. One slot per check kind,
+/// fixed at start; a slot's check (its target) may be set later and changed
+/// ([`Checks::set`]: the `service` check's ClusterIP found by Kubernetes discovery).
 pub struct Checks {
-    list: Vec<Check>,
     state: Mutex<Vec<State>>,
     window: Duration,
     total: Family<CheckResult, Counter>,
@@ -244,29 +265,25 @@ pub struct Checks {
 
 impl fmt::Debug for Checks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Checks").field("list", &self.list).finish()
+        f.debug_struct("Checks")
+            .field("targets", &self.targets())
+            .finish()
     }
 }
 
 impl Checks {
     pub fn new(list: Vec<Check>, window: Duration) -> Self {
-        let state = list
-            .iter()
-            .map(|_| State {
-                window: Window::new(window),
-                last: None,
-                last_error: None,
-                answers: None,
-            })
-            .collect();
         let duration: Family<CheckOnly, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 12)));
         // Exported from the start, so a scrape shows zero rather than nothing.
         for c in &list {
             let _ = duration.get_or_create(&[("check", c.kind.as_str())]);
         }
+        let state = list
+            .into_iter()
+            .map(|c| State::new(c.kind, Some(Arc::new(c)), window))
+            .collect();
         Checks {
-            list,
             state: Mutex::new(state),
             window,
             total: Family::default(),
@@ -274,30 +291,99 @@ impl Checks {
         }
     }
 
+    /// A slot for a `kind` check whose target comes later ([`Checks::set`]); skipped until then.
+    pub fn with_pending(self, kind: Kind) -> Self {
+        {
+            let mut state = self.lock();
+            if !state.iter().any(|s| s.kind == kind) {
+                state.push(State::new(kind, None, self.window));
+            }
+        }
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<State>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set (or clear, `None`) the `kind` slot's check. A new target starts a new window: the
+    /// old target's outcomes say nothing of the new one (and its `up` series goes). The same
+    /// target again changes nothing. False when there is no such slot.
+    pub fn set(&self, kind: Kind, check: Option<Check>) -> bool {
+        let mut state = self.lock();
+        let Some(s) = state.iter_mut().find(|s| s.kind == kind) else {
+            return false;
+        };
+        let same = match (&s.check, &check) {
+            (Some(a), Some(b)) => a.target == b.target,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return true;
+        }
+        if check.is_some() {
+            let _ = self.duration.get_or_create(&[("check", kind.as_str())]);
+        }
+        *s = State::new(kind, check.map(Arc::new), self.window);
+        true
+    }
+
+    /// The checks that run now (their target known), by slot: what a round schedules.
+    pub fn active(&self) -> Vec<usize> {
+        let state = self.lock();
+        (0..state.len())
+            .filter(|&i| state[i].check.is_some())
+            .collect()
+    }
+
+    /// Checks that run now.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.active().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.len() == 0
     }
 
-    pub fn list(&self) -> &[Check] {
-        &self.list
+    /// `(kind, target)` of each check that runs now.
+    pub fn targets(&self) -> Vec<(Kind, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|s| Some((s.kind, s.check.as_ref()?.target.clone())))
+            .collect()
     }
 
-    /// Run check `i` once and record its outcome.
+    /// The `kind` check's failed runs since its last success (0 without a target).
+    pub fn failures_in_row(&self, kind: Kind) -> u32 {
+        self.lock()
+            .iter()
+            .find(|s| s.kind == kind && s.check.is_some())
+            .map_or(0, |s| s.failures_in_row)
+    }
+
+    /// Run slot `i`'s check once and record its outcome; `None` when it has no target.
     pub async fn run(&self, i: usize, timeout: Duration) -> Option<Outcome> {
-        let outcome = self.list.get(i)?.run(timeout).await;
-        self.record(i, Instant::now(), outcome.clone());
+        let check = self.lock().get(i)?.check.clone()?;
+        let outcome = check.run(timeout).await;
+        self.record_for(i, Instant::now(), outcome.clone(), Some(&check));
         Some(outcome)
     }
 
-    /// Record check `i`'s outcome at `at`: its window, its last error, its series.
+    /// Record slot `i`'s outcome at `at`: its window, its last error, its series.
     pub fn record(&self, i: usize, at: Instant, outcome: Outcome) {
-        let Some(check) = self.list.get(i) else {
+        self.record_for(i, at, outcome, None);
+    }
+
+    /// As [`record`](Self::record); with `ran`, only while that check is still the slot's (a
+    /// run that outlived its target's change is dropped).
+    fn record_for(&self, i: usize, at: Instant, outcome: Outcome, ran: Option<&Arc<Check>>) {
+        let mut state = self.lock();
+        let Some(s) = state.get_mut(i) else { return };
+        let Some(check) = &s.check else { return };
+        if ran.is_some_and(|r| !Arc::ptr_eq(r, check)) {
             return;
-        };
+        }
         let kind = check.kind.as_str();
         self.total
             .get_or_create(&[("check", kind), ("result", outcome.result)])
@@ -305,26 +391,27 @@ impl Checks {
         self.duration
             .get_or_create(&[("check", kind)])
             .observe(outcome.duration.as_secs_f64());
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = state.get_mut(i) else { return };
         s.window.record(at, &outcome.probe_result());
         if outcome.success() {
+            s.failures_in_row = 0;
             if outcome.answers.is_some() {
                 s.answers = outcome.answers;
             }
         } else {
+            s.failures_in_row = s.failures_in_row.saturating_add(1);
             s.last_error = Some((at, outcome.result, outcome.detail.clone()));
         }
         s.last = Some(outcome);
     }
 
-    /// Each check's figures now, by check kind (the `checks` section of `/api/v1/results`).
+    /// Each check's figures now, by check kind (the `checks` section of `/api/v1/results`);
+    /// a check without a target is not there.
     pub fn reports(&self, now: Instant) -> BTreeMap<&'static str, CheckReport> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.list
+        let state = self.lock();
+        state
             .iter()
-            .zip(state.iter())
-            .map(|(c, s)| {
+            .filter_map(|s| {
+                let c = s.check.as_ref()?;
                 let w = s.window.stats(now);
                 let last_error = s.last_error.as_ref().and_then(|(at, kind, detail)| {
                     let age = now.saturating_duration_since(*at);
@@ -351,18 +438,17 @@ impl Checks {
                     last_error,
                     last_probe_age_seconds: w.last_probe_age_seconds,
                 };
-                (c.kind.as_str(), report)
+                Some((c.kind.as_str(), report))
             })
             .collect()
     }
 
     /// Each check's `(kind, target, up)` after its last run; nothing before the first.
     fn up(&self) -> Vec<(&'static str, String, bool)> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.list
+        self.lock()
             .iter()
-            .zip(state.iter())
-            .filter_map(|(c, s)| {
+            .filter_map(|s| {
+                let c = s.check.as_ref()?;
                 let last = s.last.as_ref()?;
                 Some((c.kind.as_str(), c.target.clone(), last.success()))
             })
@@ -512,6 +598,49 @@ mod tests {
         assert_eq!(t.probe_result().error, Some(ErrorClass::Timeout));
         let nx = Outcome::failed("nxdomain", ms(1), None, "");
         assert!(!nx.probe_result().success());
+    }
+
+    /// A `service` check waiting for its ClusterIP is neither run nor reported nor exported;
+    /// set, it is; the same target again keeps its window, a new one starts a new window (and
+    /// drops a run of the old target that ends after the change); cleared, it is gone again.
+    #[tokio::test]
+    async fn a_pending_check_runs_once_its_target_is_set() {
+        let http: Arc<dyn Prober> = Arc::new(crate::probe::http::HttpProber::new());
+        let svc = |a: &str| Some(Check::service(a.parse().unwrap(), http.clone()));
+        let checks = Checks::new(vec![], Duration::from_secs(10)).with_pending(Kind::Service);
+        assert!(checks.active().is_empty() && checks.is_empty());
+        assert!(checks.reports(Instant::now()).is_empty());
+        assert_eq!(checks.run(0, Duration::from_millis(10)).await, None);
+        checks.record(0, Instant::now(), Outcome::ok(Duration::from_millis(1)));
+        assert!(checks.up().is_empty(), "nothing recorded without a target");
+        assert!(!checks.set(Kind::Dns, None), "no dns slot");
+
+        assert!(checks.set(Kind::Service, svc("192.0.2.1:9464")));
+        assert_eq!(checks.active(), vec![0]);
+        assert_eq!(
+            checks.targets(),
+            vec![(Kind::Service, "192.0.2.1:9464".to_string())]
+        );
+        let t0 = Instant::now();
+        let fail = || Outcome::failed("refused", Duration::from_millis(1), None, "");
+        checks.record(0, t0, fail());
+        checks.record(0, t0, fail());
+        assert_eq!(checks.failures_in_row(Kind::Service), 2);
+        checks.set(Kind::Service, svc("192.0.2.1:9464"));
+        assert_eq!(checks.reports(t0)["service"].probes, 2, "same target: kept");
+
+        // A run of the old target outlives the change: dropped.
+        let old = checks.lock()[0].check.clone().unwrap();
+        checks.set(Kind::Service, svc("192.0.2.2:9464"));
+        checks.record_for(0, t0, fail(), Some(&old));
+        let r = &checks.reports(t0)["service"];
+        assert_eq!((r.target.as_str(), r.probes), ("192.0.2.2:9464", 0));
+        assert_eq!(checks.failures_in_row(Kind::Service), 0);
+        assert!(checks.up().is_empty(), "the old target's up series is gone");
+
+        checks.set(Kind::Service, None);
+        assert!(checks.active().is_empty() && checks.reports(t0).is_empty());
+        assert_eq!(checks.failures_in_row(Kind::Service), 0);
     }
 
     /// A window per check: failures counted in a row, the last error kept with its kind and

@@ -1,7 +1,7 @@
 //! Kubernetes: discovery of the agents and annotated targets, facts for the diagnosis, events.
 //! Pure functions over typed k8s-openapi objects ([`peers`], [`targets`], [`facts`],
-//! [`policy`], the planning in [`events`]) and a thin kube-rs layer ([`watch`], [`fetch`],
-//! [`events::run`]).
+//! [`policy`], the planning in [`events`], [`service::pick`]) and a thin kube-rs layer
+//! ([`watch`], [`fetch`], [`events::run`], [`service::VipLookup`]).
 
 pub mod cap;
 pub mod events;
@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod ondemand_svc;
 pub mod peers;
 pub mod policy;
+pub mod service;
 pub mod targets;
 #[cfg(test)]
 mod testobj;

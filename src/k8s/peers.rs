@@ -286,6 +286,7 @@ pub fn peer_set(
                 })
                 .unwrap_or_default(),
             pod_gateway: None,
+            pod_gateways: Vec::new(),
         };
         let key = pod_key(p);
         let better = match by_node.get(&node) {

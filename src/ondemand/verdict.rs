@@ -241,7 +241,9 @@ pub fn check_stats(target: &str, o: &CheckOutcome) -> CheckStats {
             age_seconds: None,
         }),
         last_result: Some(result),
-        last_probe_age_seconds: Some(0.0),
+        // Every source ran once, at the same time: no age, so no source reads as having run
+        // before another's failure began (the engine's fresh-contrast rule is for windows).
+        last_probe_age_seconds: None,
     }
 }
 

@@ -189,6 +189,7 @@ pub fn count_series(peers: usize, sampled: bool, one_failing: bool) -> usize {
                 port: None,
                 pod_cidrs: Vec::new(),
                 pod_gateway: None,
+                pod_gateways: Vec::new(),
                 node_ips: Vec::new(),
                 pod_ips: Vec::new(),
             })

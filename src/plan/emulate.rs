@@ -313,6 +313,7 @@ pub async fn serve(
                     len: 24,
                 }],
                 pod_gateway: Some(pod_gateway(i)),
+                pod_gateways: Vec::new(),
                 node_ips: Vec::new(),
                 pod_ips: Vec::new(),
             })

@@ -55,6 +55,28 @@ for d in docs:
     rules = s.get("ingress") or []
     need(d, "spec.ingress", any("ports" not in r and any(f.get("podSelector", {}).get("matchLabels") == sel and "namespaceSelector" not in f for f in r.get("from", [])) for r in rules), "no rule admitting the agents themselves on every port")
     need(d, "spec.ingress[].ports", any(p.get("port") in ports for r in rules for p in r.get("ports", [])), f"no rule for the agent port {ports}")
+# A ServiceMonitor selects exactly one Service of its namespaces: two with the same endpoints
+# (the headless one and the ClusterIP one, deploy/base/service-vip.yaml) would scrape every
+# agent twice and double every series.
+def selects(sel, labels):
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
+        return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": k in labels and labels[k] in vals, "NotIn": labels.get(k) not in vals,
+              "Exists": k in labels, "DoesNotExist": k not in labels}.get(op)
+        if not ok:
+            return False
+    return True
+for d in docs:
+    if d.get("kind") != "ServiceMonitor":
+        continue
+    s = d.get("spec", {})
+    names = (s.get("namespaceSelector") or {}).get("matchNames") or [d["metadata"].get("namespace")]
+    hit = [o["metadata"]["name"] for o in docs if o.get("kind") == "Service"
+           and o["metadata"].get("namespace") in names
+           and selects(s.get("selector") or {}, o["metadata"].get("labels") or {})]
+    need(d, "spec.selector", len(hit) == 1, f"selects {len(hit)} Services {hit}, not one: agents scraped {len(hit)} times")
 # The Grafana dashboard shipped as a ConfigMap (components/kube-prometheus-stack) is
 # dashboards/meshprobe.json exactly (kustomize can only read a copy inside the component), and
 # it comes with the `release` label kube-prometheus-stack selects on the Prometheus objects.

@@ -27,6 +27,8 @@ pub struct NodeAddrs {
     /// Every family's pod address, when known.
     pub pod_ips: Vec<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
+    /// Every family's pod gateway, when known.
+    pub pod_gateways: Vec<IpAddr>,
     pub pod_cidrs: Vec<Cidr>,
 }
 
@@ -121,6 +123,9 @@ impl OwnerMap {
             }
             for &ip in &n.pod_ips {
                 m.claim(ip, i, Role::PodIp);
+            }
+            for &ip in &n.pod_gateways {
+                m.claim(ip, i, Role::PodGateway);
             }
         }
         let mut by_cidr: HashMap<(IpAddr, u8), Option<usize>> = HashMap::new();

@@ -11,6 +11,7 @@
 //!     pod_gateway: 169.254.1.1 # optional: the pods' default gateway on this node
 //!     node_ips: [198.18.0.12, "2001:db8::12"]  # optional, dual-stack: every family's node
 //!     pod_ips: [198.19.2.10, "2001:db8:2::10"] # and pod address, the first = node_ip / pod_ip
+//!     pod_gateways: [169.254.1.1, "fe80::1"]   # and gateway, the first = pod_gateway
 //! targets:                    # selected target pods every agent probes
 //!   - name: web-2
 //!     ip: 198.19.2.11
@@ -61,6 +62,10 @@ pub struct Peer {
     /// Every family's pod address, `pod_ip` first (empty: `pod_ip` alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pod_ips: Vec<IpAddr>,
+    /// Every family's pod gateway, `pod_gateway` first (empty: `pod_gateway` alone). An ICMP
+    /// error from a gateway outside every pod CIDR is placed on its node only if stated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_gateways: Vec<IpAddr>,
 }
 
 impl Peer {
@@ -154,6 +159,7 @@ impl PeerSet {
                 node_ips: p.node_ips.clone(),
                 pod_ips: p.pod_ips.clone(),
                 pod_gateway: p.pod_gateway,
+                pod_gateways: p.pod_gateways.clone(),
                 pod_cidrs: p.pod_cidrs.clone(),
             })
             .collect();
@@ -234,6 +240,14 @@ pub fn validate(set: &PeerSet) -> Result<(), String> {
         }
         check_family_list(&at, "node_ips", p.node_ip, &p.node_ips)?;
         check_family_list(&at, "pod_ips", p.pod_ip, &p.pod_ips)?;
+        if !p.pod_gateways.is_empty() {
+            let Some(gw) = p.pod_gateway else {
+                return Err(format!(
+                    "{at}.pod_gateways: needs pod_gateway (the primary family's, listed first)"
+                ));
+            };
+            check_family_list(&at, "pod_gateways", gw, &p.pod_gateways)?;
+        }
         if p.pod_cidrs.len() > MAX_POD_CIDRS {
             return Err(format!(
                 "{at}.pod_cidrs: {} entries, at most {MAX_POD_CIDRS} allowed",
@@ -517,6 +531,18 @@ targets:
                 "targets[1].name \"t\": duplicate",
             ),
             ("peer: []\n", "unknown field `peer`"),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_gateways: [10.1.0.1]}\n",
+                "peers[0].pod_gateways: needs pod_gateway",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_gateway: 10.1.0.254, pod_gateways: ['fd00::1', 10.1.0.254]}\n",
+                "peers[0].pod_gateways: the first entry must be the primary address 10.1.0.254",
+            ),
+            (
+                "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_gateway: 10.1.0.254, pod_gateways: [10.1.0.254, 10.1.0.253]}\n",
+                "peers[0].pod_gateways: 10.1.0.254 and 10.1.0.253 are of one family",
+            ),
             (
                 "peers:\n  - {node: a, node_ip: 10.0.0.1, pod_ip: 10.1.0.1, pod_cidrs: [10.1.0.0/33]}\n",
                 "peers[0].pod_cidrs: \"10.1.0.0/33\" is not a CIDR (ADDRESS/LENGTH",

@@ -447,6 +447,7 @@ targets:
             port: None,
             pod_cidrs: Vec::new(),
             pod_gateway: None,
+            pod_gateways: Vec::new(),
             node_ips: Vec::new(),
             pod_ips: Vec::new(),
         });

@@ -79,6 +79,8 @@ fn pod_net(a: &AgentReport) -> (usize, usize) {
 struct Source<'a> {
     node: &'a str,
     zone: Option<&'a str>,
+    /// The agent's probe interval (the checks run once per round).
+    interval: f64,
     /// Peer probes answered / known.
     pod_net: (usize, usize),
     checks: BTreeMap<&'a str, (Verdict, &'a CheckStats)>,
@@ -118,6 +120,7 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
         .map(|a| Source {
             node: &a.node,
             zone: a.zone.as_deref(),
+            interval: a.interval_seconds.unwrap_or(0.0),
             pod_net: pod_net(a),
             checks: a
                 .checks
@@ -141,18 +144,26 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
     let mut out = Vec::new();
     let mut service_nodes: BTreeSet<&str> = BTreeSet::new();
     for kind in ["service", "dns"] {
-        let known: Vec<&Source> = sources
+        let down: Vec<&Source> = sources
             .iter()
-            .filter(|s| s.verdict(kind) != Verdict::Unknown)
-            .collect();
-        let down: Vec<&Source> = known
-            .iter()
-            .copied()
             .filter(|s| s.verdict(kind) == Verdict::Down)
             .collect();
         if down.is_empty() {
             continue;
         }
+        // Answering sources count only as fresh contrasts (see `fresh_contrast`).
+        let onset = down
+            .iter()
+            .filter_map(|s| streak_age(s, kind))
+            .fold(0.0, f64::max);
+        let known: Vec<&Source> = sources
+            .iter()
+            .filter(|s| match s.verdict(kind) {
+                Verdict::Down => true,
+                Verdict::Ok => fresh_contrast(s, kind, onset),
+                Verdict::Unknown => false,
+            })
+            .collect();
         // Most sources fail: the layer itself, unless a network fault could be behind it
         // (where the Service's or the DNS' pods run is not known here).
         if down.len() >= 2 && 2 * down.len() > known.len() {
@@ -168,6 +179,10 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
             if kind == "service" {
                 service_nodes.extend(down.iter().map(|s| s.node));
             }
+            continue;
+        }
+        // Some nodes only: only against a source that answered since (else wait a round).
+        if !known.iter().any(|s| s.verdict(kind) == Verdict::Ok) {
             continue;
         }
         let mut own: Vec<&Source> = down
@@ -188,6 +203,31 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
         out.push(per_node(kind, &own, &known));
     }
     out
+}
+
+/// How long ago the source's failure streak began: its first failed run, `consecutive_failures
+/// - 1` rounds before the last.
+fn streak_age(s: &Source, kind: &str) -> Option<f64> {
+    let c = check_of(s, kind)?;
+    let last = c.last_probe_age_seconds?;
+    Some(last + f64::from(c.consecutive_failures.saturating_sub(1)) * s.interval)
+}
+
+/// An answering source contrasts failures that began `onset` s ago only if it ran since and
+/// has not failed since: at a fault's onset the others have not run yet, and right after it
+/// clears the first to recover are no contrast for those not re-run (they read as "fails from
+/// node-1 and node-4 only" for a round).
+fn fresh_contrast(s: &Source, kind: &str, onset: f64) -> bool {
+    let Some(c) = check_of(s, kind) else {
+        return false;
+    };
+    let ran_since = c.last_probe_age_seconds.is_none_or(|age| age < onset);
+    let failed_since = c
+        .last_error
+        .as_ref()
+        .and_then(|e| e.age_seconds)
+        .is_some_and(|age| age <= onset);
+    ran_since && !failed_since
 }
 
 fn check_of<'a>(s: &Source<'a>, kind: &str) -> Option<&'a CheckStats> {

@@ -83,8 +83,8 @@ pub fn project(inp: &Inputs, family: Family) -> Inputs {
 }
 
 /// A node's facts with its addresses of `family` first: its node and pod address of that
-/// family (when it has one), only that family's pod CIDRs (when it has any) and no gateway of
-/// the other. The lists keep both families, so the ownership map still knows every address.
+/// family (when it has one), only that family's pod CIDRs (when it has any) and its gateway of
+/// that family (none when it states none). The lists keep both families, so the ownership map still knows every address.
 fn project_node(n: &mut NodeMeta, family: Family) {
     let pick = |primary: Option<IpAddr>, all: &[IpAddr]| {
         primary
@@ -98,9 +98,7 @@ fn project_node(n: &mut NodeMeta, family: Family) {
     if let Some(ip) = pick(n.pod_ip, &n.pod_ips) {
         n.pod_ip = Some(ip);
     }
-    if n.pod_gateway.is_some_and(|g| Family::of(g) != family) {
-        n.pod_gateway = None;
-    }
+    n.pod_gateway = pick(n.pod_gateway, &n.pod_gateways);
     // A CIDR's family by its text: only IPv6 has a colon.
     let own: Vec<String> = n
         .pod_cidrs

@@ -117,6 +117,7 @@ impl AddressFacts {
                     node_ips: p.node_ips.clone(),
                     pod_ips: p.pod_ips.clone(),
                     pod_gateway: p.pod_gateway,
+                    pod_gateways: p.pod_gateways.clone(),
                     pod_cidr: None,
                     pod_cidrs: p.pod_cidrs.iter().map(ToString::to_string).collect(),
                 })
@@ -373,6 +374,9 @@ pub struct NodeMeta {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pod_ips: Vec<IpAddr>,
     pub pod_gateway: Option<IpAddr>,
+    /// Dual-stack: every family's pod gateway, `pod_gateway` first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_gateways: Vec<IpAddr>,
     /// e.g. `198.19.3.0/24` (one CIDR; older form of `pod_cidrs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
@@ -400,6 +404,7 @@ impl NodeMeta {
             node_ips: self.node_ips.clone(),
             pod_ips: self.pod_ips.clone(),
             pod_gateway: self.pod_gateway,
+            pod_gateways: self.pod_gateways.clone(),
             pod_cidrs: self.cidrs(),
         }
     }

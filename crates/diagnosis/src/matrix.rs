@@ -197,6 +197,7 @@ impl NodeInfo {
             node_ips: self.node_ips.clone(),
             pod_ips: self.pod_ips.clone(),
             pod_gateway: self.pod_gateway,
+            pod_gateways: Vec::new(),
             pod_cidrs: self.pod_cidrs.clone(),
         }
     }

@@ -859,8 +859,8 @@ pub fn down_cmds(prefix: &str, existing: &[String]) -> Vec<Cmd> {
 }
 
 /// The peers file every agent reads (JSON): every agent as a peer, every web pod as a target.
-/// A `dual` lab states both families as Kubernetes' `podIPs` do: `node_ips`, `pod_ips` and a
-/// target's `ips`, the primary (IPv4) first, and every family's pod CIDRs.
+/// A `dual` lab states both families as Kubernetes' `podIPs` do: `node_ips`, `pod_ips`,
+/// `pod_gateways` and a target's `ips`, the primary (IPv4) first, and every family's pod CIDRs.
 pub fn peers_file(topo: &Topology) -> serde_json::Value {
     let nodes = topo.all_nodes();
     let dual = topo.family == IpFamily::Dual;
@@ -884,6 +884,7 @@ pub fn peers_file(topo: &Topology) -> serde_json::Value {
             if dual {
                 p["node_ips"] = serde_json::json!(texts(&all, |m| m.node_ip));
                 p["pod_ips"] = serde_json::json!(texts(&all, |m| m.probe_ip));
+                p["pod_gateways"] = serde_json::json!(texts(&all, |m| m.pod_gateway));
             }
             p
         }).collect::<Vec<_>>(),
@@ -1420,6 +1421,13 @@ mod tests {
                 assert_eq!(
                     v["targets"][i]["ips"],
                     serde_json::json!([n.web_ip.to_string(), n6.web_ip.to_string()])
+                );
+                // Each family's gateway: an IPv6 "net unreachable" from a gateway outside every
+                // pod CIDR (blocks, vpc) is placed on the node only by this fact.
+                assert_eq!(
+                    p["pod_gateways"],
+                    serde_json::json!([n.pod_gateway.to_string(), n6.pod_gateway.to_string()]),
+                    "{a:?}"
                 );
                 let cidrs = p["pod_cidrs"].as_array().map_or(0, Vec::len);
                 assert_eq!(cidrs, n.pod_cidrs.len() + n6.pod_cidrs.len(), "{a:?}");

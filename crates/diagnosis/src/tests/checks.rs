@@ -207,3 +207,44 @@ fn stale_checks_and_new_sources_say_nothing() {
         &[],
     );
 }
+
+/// Answering sources are contrasts only when they ran since the failures began and have not
+/// failed since. Right after `dns-down` clears, node-2 and node-3 have resolved again while
+/// node-1's and node-4's checks have not re-run: not "DNS fails from node-1 and node-4" (the
+/// lab read that for 0.3 s) but the same cluster-wide reading until they run. At a fault's
+/// onset, others not run since say nothing yet.
+#[test]
+fn answering_sources_are_contrasts_only_when_fresh() {
+    let mut inp = inputs(None, &[(1, 0, 8), (4, 0, 8)]);
+    for a in &mut inp.agents {
+        if a.node == "node-2" || a.node == "node-3" {
+            let c = a.checks.get_mut("dns").unwrap();
+            c.last_error = Some(CheckErrorInfo {
+                kind: "timeout".into(),
+                detail: String::new(),
+                age_seconds: Some(0.5),
+            });
+        }
+    }
+    let d = diagnose_inputs(&inp, &Params::default());
+    check("dns-down clearing", &d, &[ex(Cause::Dns, &[])]);
+
+    let mut inp = inputs(None, &[(3, 0, 2)]);
+    for a in &mut inp.agents {
+        if a.node != "node-3" {
+            a.checks.get_mut("dns").unwrap().last_probe_age_seconds = Some(1.5);
+        }
+    }
+    check(
+        "onset: the others last ran before node-3's failures began",
+        &diagnose_inputs(&inp, &Params::default()),
+        &[],
+    );
+    // The same a round later: they ran since, and resolve.
+    let inp = inputs(None, &[(3, 0, 2)]);
+    check(
+        "a round later",
+        &diagnose_inputs(&inp, &Params::default()),
+        &[ex(Cause::Dns, &["node-3"])],
+    );
+}
