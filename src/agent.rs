@@ -256,6 +256,7 @@ pub async fn run(
                 probers: probers.clone(),
                 pmtu: PmtuProber::new().ok().map(Arc::new),
                 timeout: config.timeout,
+                ip_family: config.ip_family,
                 on_probe: Arc::new(move |check: &'static str| {
                     counter.get_or_create(&[("check", check)]).inc();
                 }),
@@ -265,6 +266,15 @@ pub async fn run(
             pods: kube_facts.as_ref().map(|f: &crate::k8s::FactsSource| {
                 crate::ondemand::pods::Pods::new(
                     Arc::new(crate::k8s::fetch::KubePodResolver {
+                        client: f.client.clone(),
+                    }),
+                    p.pod_namespaces.clone(),
+                )
+            }),
+            // And for svc/NAMESPACE/NAME targets, in the same namespaces.
+            services: kube_facts.as_ref().map(|f: &crate::k8s::FactsSource| {
+                crate::ondemand::services::Services::new(
+                    Arc::new(crate::k8s::ondemand_svc::KubeServiceResolver {
                         client: f.client.clone(),
                     }),
                     p.pod_namespaces.clone(),

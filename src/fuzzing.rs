@@ -378,6 +378,7 @@ pub fn ondemand(data: &[u8]) {
                 extra_allowed: &extra,
                 default_port: 9464,
                 pod: None,
+                service: None,
             };
             match request::validate(&req, &cx) {
                 Err(r) => {
@@ -386,13 +387,18 @@ pub fn ondemand(data: &[u8]) {
                 }
                 Ok(plan) => {
                     let ip = plan.target.ip;
-                    let allowed = request::derived_cidrs(set())
-                        .iter()
-                        .chain(&extra)
-                        .any(|c| c.contains(ip));
-                    assert!(allowed, "accepted {ip} outside the allowed CIDRs");
-                    assert!(!ip.is_unspecified() && !ip.is_multicast() && !ip.is_loopback());
-                    assert_ne!(ip, IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)));
+                    // A name resolved through each source's own resolver has no address.
+                    let dns_own =
+                        plan.target.label.starts_with(request::DNS_PREFIX) && ip.is_unspecified();
+                    if !dns_own {
+                        let allowed = request::derived_cidrs(set())
+                            .iter()
+                            .chain(&extra)
+                            .any(|c| c.contains(ip));
+                        assert!(allowed, "accepted {ip} outside the allowed CIDRs");
+                        assert!(!ip.is_unspecified() && !ip.is_multicast() && !ip.is_loopback());
+                        assert_ne!(ip, IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)));
+                    }
                     assert!(!plan.checks.is_empty() && plan.checks.len() <= request::MAX_CHECKS);
                     assert!(!plan.sources.is_empty());
                     for c in &plan.checks {
@@ -411,6 +417,13 @@ pub fn ondemand(data: &[u8]) {
                                 assert!(path.parse::<hyper::Uri>().is_ok(), "{path:?}");
                             }
                             CheckSpec::Mtu => {}
+                            CheckSpec::Dns { name, server } => {
+                                assert!(name.ends_with('.') && name.len() <= 254, "{name:?}");
+                                assert!(name
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+                                assert_eq!(server.map(|a| a.ip()).unwrap_or(ip), ip);
+                            }
                         }
                     }
                     // What a forwarding agent sends on parses back to the same checks.

@@ -11,20 +11,29 @@ use clap::ValueEnum;
 
 use crate::error::{Error, Result};
 use crate::gather::parse_agent_addr;
-use crate::ondemand::request::{body, parse_target, CheckSpec, TargetSpec, MAX_ICMP_COUNT};
+use crate::ondemand::request::{
+    body, parse_dns_server, parse_target, CheckSpec, TargetSpec, DNS_PREFIX, MAX_ICMP_COUNT,
+};
 use crate::ondemand::{client, Accepted, CheckOutcome, Line, SourceLine, Verdict};
 use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// What to probe: IP, IP:PORT, a node name, or pod/NAMESPACE/NAME (with --kube).
+    /// What to probe: IP, IP:PORT, a node name, pod/NAMESPACE/NAME (with --kube),
+    /// svc/NAMESPACE/NAME (a Service's ClusterIP), or `dns NAME` (every source resolves NAME).
     pub target: String,
+    /// With `dns`: the name to resolve.
+    pub name: Option<String>,
+    /// With `dns`: ask this server (IP or IP:PORT) instead of each source's own resolver.
+    #[arg(long)]
+    pub server: Option<String>,
     /// The agent to ask.
     #[arg(long, env = "MESHPROBE_AGENT", default_value = "http://127.0.0.1:9464")]
     pub agent: String,
-    /// ICMP echoes per source (0: no ICMP; ICMP lets the verdict tell the network from the service).
-    #[arg(long, default_value_t = 3)]
-    pub icmp: u16,
+    /// ICMP echoes per source (default 3; 0: no ICMP; ICMP lets the verdict tell the network
+    /// from the service).
+    #[arg(long)]
+    pub icmp: Option<u16>,
     /// TCP connect to this port.
     #[arg(long)]
     pub tcp: Option<u16>,
@@ -60,6 +69,18 @@ pub enum Output {
 
 /// The request body the arguments mean, or what is wrong with them.
 pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, String> {
+    let from = (!a.from.is_empty()).then_some(a.from.as_slice());
+    if a.target.trim() == "dns" {
+        return dns_request_of(a, from);
+    }
+    if let Some(n) = &a.name {
+        return Err(format!(
+            "{n:?}: one target only (a second argument follows only `dns`, as in `probe dns NAME`)"
+        ));
+    }
+    if a.server.is_some() {
+        return Err("--server: only with `probe dns NAME`".into());
+    }
     match parse_target(&a.target)? {
         TargetSpec::Pod { .. } if !a.kube => {
             return Err(format!(
@@ -69,15 +90,17 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
         }
         // The agent resolves it (an agent running --discovery kubernetes).
         TargetSpec::Pod { .. } => {}
+        TargetSpec::Service { .. } => return service_request_of(a, from),
         _ => {}
     }
-    if a.icmp > MAX_ICMP_COUNT {
-        return Err(format!("--icmp {}: at most {MAX_ICMP_COUNT}", a.icmp));
+    let icmp = a.icmp.unwrap_or(3);
+    if icmp > MAX_ICMP_COUNT {
+        return Err(format!("--icmp {icmp}: at most {MAX_ICMP_COUNT}"));
     }
     let mut checks = Vec::new();
-    if a.icmp > 0 {
+    if icmp > 0 {
         checks.push(CheckSpec::Icmp {
-            count: a.icmp,
+            count: icmp,
             size: 56,
         });
     }
@@ -88,16 +111,7 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
         checks.push(CheckSpec::Tcp { port });
     }
     if let Some(h) = &a.http {
-        let (port, path) = match h.split_once('/') {
-            Some((p, rest)) => (p, format!("/{rest}")),
-            None => (h.as_str(), "/".to_string()),
-        };
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("--http {h:?}: expected PORT/PATH, e.g. 8080/healthz"))?;
-        checks.push(CheckSpec::Http { port, path });
+        checks.push(http_check(h)?);
     }
     if a.mtu {
         checks.push(CheckSpec::Mtu);
@@ -105,8 +119,79 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
     if checks.is_empty() {
         return Err("no checks: --icmp 0 and no --tcp, --http or --mtu".into());
     }
-    let from = (!a.from.is_empty()).then_some(a.from.as_slice());
     Ok(body(a.target.trim(), &checks, from))
+}
+
+/// `probe svc/NAMESPACE/NAME [--tcp PORT] [--http PORT/PATH]`: the agents look the Service up
+/// (its ClusterIP; by default a TCP connect to its first TCP port).
+fn service_request_of(
+    a: &ProbeArgs,
+    from: Option<&[String]>,
+) -> std::result::Result<serde_json::Value, String> {
+    if a.icmp.is_some_and(|n| n > 0) || a.mtu {
+        return Err(format!(
+            "{}: --icmp and --mtu do not apply (a ClusterIP answers no ICMP); --tcp PORT or --http PORT/PATH",
+            a.target.trim()
+        ));
+    }
+    let mut checks = Vec::new();
+    if let Some(port) = a.tcp {
+        if port == 0 {
+            return Err("--tcp 0: port must be 1-65535".into());
+        }
+        checks.push(CheckSpec::Tcp { port });
+    }
+    if let Some(h) = &a.http {
+        checks.push(http_check(h)?);
+    }
+    let mut b = body(a.target.trim(), &checks, from);
+    if checks.is_empty() {
+        // The agent's default: TCP to the Service's first TCP port.
+        if let Some(o) = b.as_object_mut() {
+            o.remove("checks");
+        }
+    }
+    Ok(b)
+}
+
+/// `--http PORT/PATH` (PORT alone: path /).
+fn http_check(h: &str) -> std::result::Result<CheckSpec, String> {
+    let (port, path) = match h.split_once('/') {
+        Some((p, rest)) => (p, format!("/{rest}")),
+        None => (h, "/".to_string()),
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("--http {h:?}: expected PORT/PATH, e.g. 8080/healthz"))?;
+    Ok(CheckSpec::Http { port, path })
+}
+
+/// `probe dns NAME [--server IP[:PORT]]`: one `dns` check, the name in the target.
+fn dns_request_of(
+    a: &ProbeArgs,
+    from: Option<&[String]>,
+) -> std::result::Result<serde_json::Value, String> {
+    let name = a
+        .name
+        .as_deref()
+        .ok_or("dns: the name to resolve is missing, e.g. `probe dns kubernetes.default.svc.cluster.local`")?;
+    if a.icmp.is_some() || a.tcp.is_some() || a.http.is_some() || a.mtu || a.kube {
+        return Err("dns NAME: --icmp, --tcp, --http, --mtu and --kube do not apply (one DNS query from each source)".into());
+    }
+    let target = format!("{DNS_PREFIX}{name}");
+    // Checked here for a clear message; the agent checks it again.
+    parse_target(&target)?;
+    let server = match &a.server {
+        Some(s) => Some(parse_dns_server(s).map_err(|e| format!("--server {e}"))?),
+        None => None,
+    };
+    let checks = [CheckSpec::Dns {
+        name: String::new(),
+        server,
+    }];
+    Ok(body(&target, &checks, from))
 }
 
 /// Everything the agent answered.
@@ -212,11 +297,23 @@ fn check_label(c: &CheckSpec) -> String {
         CheckSpec::Tcp { port } => format!("tcp :{port}"),
         CheckSpec::Http { port, path } => format!("http :{port}{path}"),
         CheckSpec::Mtu => "path MTU".into(),
+        CheckSpec::Dns { server: None, .. } => "dns (its resolver)".into(),
+        CheckSpec::Dns {
+            server: Some(s), ..
+        } => format!("dns @{s}"),
     }
 }
 
 pub fn accepted_text(a: &Accepted) -> String {
     let checks: Vec<String> = a.checks.iter().map(check_label).collect();
+    if let Some(name) = a.target.label.strip_prefix(DNS_PREFIX) {
+        return format!(
+            "resolving {name} from {} node(s): {}; answers within {:.0}s",
+            a.sources.len(),
+            checks.join(", "),
+            a.deadline_seconds.ceil()
+        );
+    }
     format!(
         "probing {} ({}{}) from {} node(s): {}; answers within {:.0}s",
         a.target.label,
@@ -272,6 +369,14 @@ fn outcome_label(c: &CheckOutcome) -> String {
             c.path.as_deref().unwrap_or("")
         ),
         "icmp" => format!("icmp ×{}", c.sent),
+        "dns" => format!(
+            "dns {}{}",
+            c.record_type.as_deref().unwrap_or("?"),
+            c.answers.map_or(String::new(), |n| format!(
+                " ({n} answer{})",
+                if n == 1 { "" } else { "s" }
+            ))
+        ),
         other => other.to_string(),
     }
 }
@@ -343,7 +448,32 @@ pub fn table(sources: &[SourceLine]) -> String {
 pub fn verdict_text(v: &Verdict) -> String {
     let mut out = String::new();
     let total = v.reachable_from.len() + v.unreachable_from.len();
-    if v.reachable {
+    let dns = v.target.label.strip_prefix(DNS_PREFIX);
+    if let (Some(name), true) = (dns, v.reachable) {
+        let _ = writeln!(
+            out,
+            "verdict: {name} resolves from every source ({total} of {total})"
+        );
+    } else if let Some(name) = dns {
+        let _ = writeln!(
+            out,
+            "verdict: {name} does NOT resolve from {} ({} of {total} sources){}",
+            v.unreachable_from.join(", "),
+            v.unreachable_from.len(),
+            if v.reachable_from.is_empty() {
+                String::new()
+            } else {
+                format!("; it resolves from {}", v.reachable_from.join(", "))
+            }
+        );
+        if !v.agents_unreachable.is_empty() {
+            let _ = writeln!(
+                out,
+                "  agents that did not answer (evidence, e.g. node down): {}",
+                v.agents_unreachable.join(", ")
+            );
+        }
+    } else if v.reachable {
         let _ = writeln!(
             out,
             "verdict: {} is reachable from every source ({total} of {total})",
@@ -436,6 +566,32 @@ mod tests {
         assert!(r.get("from").is_none());
         let r = request_of(&args(&["10.0.0.1", "--http", "80"])).unwrap();
         assert_eq!(r["checks"][1]["path"], "/");
+        // `dns NAME`: one dns check, the name in the target; --server with port 53 by default.
+        let r = request_of(&args(&[
+            "dns",
+            "Web.Shop.svc.cluster.local",
+            "--from",
+            "node-2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"target": "dns/Web.Shop.svc.cluster.local",
+                "checks": [{"kind": "dns"}], "from": ["node-2"]})
+        );
+        let r = request_of(&args(&["dns", "web.", "--server", "10.96.0.10"])).unwrap();
+        assert_eq!(
+            r["checks"],
+            serde_json::json!([{"kind": "dns", "server": "10.96.0.10:53"}])
+        );
+        // A Service: as written, the agents look it up; TCP to its first port by default.
+        let r = request_of(&args(&["svc/shop/web"])).unwrap();
+        assert_eq!(r, serde_json::json!({"target": "svc/shop/web"}));
+        let r = request_of(&args(&["svc/shop/web", "--http", "8080/healthz"])).unwrap();
+        assert_eq!(
+            r["checks"],
+            serde_json::json!([{"kind": "http", "port": 8080, "path": "/healthz"}])
+        );
         // A pod target goes to the agent as written; it resolves it.
         let r = request_of(&args(&["pod/default/web", "--kube"])).unwrap();
         assert_eq!(r["target"], "pod/default/web");
@@ -451,6 +607,22 @@ mod tests {
             (&["10.0.0.1", "--tcp", "0"], "--tcp 0"),
             (&["1.2.3"], "not an IP"),
             (&["a b"], "as a node name"),
+            (&["dns"], "the name to resolve is missing"),
+            (&["dns", "a..b"], "expected a DNS name"),
+            (&["dns", "web", "--tcp", "80"], "do not apply"),
+            (&["dns", "web", "--icmp", "3"], "do not apply"),
+            (
+                &["dns", "web", "--server", "dns.local"],
+                "--server \"dns.local\" is not IP",
+            ),
+            (&["10.0.0.1", "web"], "one target only"),
+            (&["10.0.0.1", "--server", "10.0.0.2"], "--server: only with"),
+            (
+                &["svc/shop/web", "--icmp", "3"],
+                "a ClusterIP answers no ICMP",
+            ),
+            (&["svc/shop/web", "--mtu"], "do not apply"),
+            (&["svc/shop"], "expected svc/NAMESPACE/NAME"),
         ];
         for (v, want) in bad {
             let e = request_of(&args(v)).unwrap_err();
@@ -478,6 +650,9 @@ mod tests {
             mtu_state: None,
             error: None,
             error_text: None,
+            result: None,
+            answers: None,
+            record_type: None,
         };
         let failed = CheckOutcome {
             check: "http".into(),

@@ -247,6 +247,323 @@ async fn streams_one_line_per_source_then_the_verdict() {
     b.stop().await;
 }
 
+/// `dns/NAME` (`meshprobe probe dns NAME --server …`): each source's agent sends one query to
+/// a responder on loopback, with its own `dns` check; the verdict names the source it fails
+/// from. A server outside the allowed ranges or a bad name is refused and nothing is sent.
+#[tokio::test]
+async fn dns_names_resolve_from_each_source_with_a_verdict() {
+    use support::dns::{Mode, Responder};
+    let (a, b, fa, fb) = pair("dns", allow_loopback()).await;
+    let web: std::net::Ipv4Addr = "198.19.2.11".parse().unwrap();
+    let dns = Responder::start("127.0.0.53".parse().unwrap(), Mode::Answer(vec![web])).await;
+    let server = dns.addr.to_string();
+    let body = |name: &str, server: &str| {
+        format!(r#"{{"target":"dns/{name}","checks":[{{"kind":"dns","server":"{server}"}}]}}"#)
+    };
+    // Both resolve: one query each, A, one answer.
+    let (status, lines) = post(a.addr, &body("Web.Shop.svc.cluster.local", &server), &[]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0]["target"]["label"],
+        "dns/web.shop.svc.cluster.local."
+    );
+    assert_eq!(
+        lines[0]["checks"],
+        serde_json::json!([{"kind": "dns", "server": server}])
+    );
+    for l in &lines[1..3] {
+        assert_eq!(l["ok"], true, "{l}");
+        let c = &l["checks"][0];
+        assert_eq!(
+            (&c["check"], &c["result"], &c["answers"], &c["record_type"]),
+            (
+                &Value::from("dns"),
+                &Value::from("ok"),
+                &Value::from(1),
+                &Value::from("A")
+            ),
+            "{l}"
+        );
+        assert!(c["rtt_seconds"].as_f64().unwrap() < 0.5, "{l}");
+    }
+    let v = &lines[3];
+    assert_eq!(
+        (&v["reachable"], &v["healthy"]),
+        (&Value::from(true), &Value::from(true)),
+        "{v}"
+    );
+    assert_eq!(dns.queries(), 2);
+    // The query is the only packet to the server: no ICMP, TCP or HTTP probe went there.
+    assert_eq!(fa.to("127.0.0.53") + fb.to("127.0.0.53"), 0);
+
+    // It answers one source and not the other: not reachable from that one, `dns` there (its
+    // agent answered the fan-out: its pod network works).
+    dns.set(Mode::Once(vec![web]));
+    let (status, lines) = post(a.addr, &body("web.shop.svc.cluster.local", &server), &[]).await;
+    assert_eq!(status, 200, "{lines:?}");
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    let failed: Vec<&Value> = lines[1..3].iter().filter(|l| l["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    let bad = failed[0]["node"].as_str().unwrap();
+    assert_eq!(failed[0]["checks"][0]["result"], "timeout", "{lines:?}");
+    assert_eq!(v["unreachable_from"], serde_json::json!([bad]), "{v}");
+    assert_eq!(v["findings"][0]["cause"], "dns", "{v}");
+    assert_eq!(v["findings"][0]["nodes"], serde_json::json!([bad]), "{v}");
+    // One lookup per source, no resolver retry; hickory's UDP client retransmits an unanswered
+    // query once 333 ms have passed, so the silent source's lookup sent 2 within its 500 ms.
+    let after = dns.queries();
+    assert!((5..=6).contains(&after), "{after}");
+
+    // Refused, naming the field; nothing sent.
+    let cases = [
+        (
+            body("web", "10.96.0.10"),
+            403,
+            "checks[0].server 10.96.0.10:53: outside the allowed CIDRs",
+        ),
+        (body("web..local", &server), 400, "expected a DNS name"),
+        (
+            r#"{"target":"dns/web","checks":[{"kind":"tcp","port":53}]}"#.to_string(),
+            400,
+            "takes only the dns check",
+        ),
+        // A peers-file agent has no Kubernetes to look a Service up in.
+        (
+            r#"{"target":"svc/shop/web"}"#.to_string(),
+            501,
+            "resolving Services needs an agent running with --discovery kubernetes",
+        ),
+    ];
+    for (body, want, part) in cases {
+        let (status, lines) = post(a.addr, &body, &[]).await;
+        assert_eq!(status, want, "{body}: {lines:?}");
+        let error = lines[0]["error"].as_str().unwrap();
+        assert!(error.contains(part), "{body}: {error}");
+    }
+    assert_eq!(dns.queries(), after, "refused: nothing sent");
+    let m = ondemand_metrics(a.addr).await;
+    assert_eq!(m["meshprobe_ondemand_probes_total{check=\"dns\"}"], 2.0);
+
+    // The CLI: `probe dns NAME --server`, exit 0 when it resolves from every source, 1 with
+    // the `dns` finding when not.
+    let url = format!("http://{}", a.addr);
+    let cli = |server: String, url: String| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(EXE)
+                .args(["probe", "dns", "web.shop.svc.cluster.local", "--server"])
+                .args([&server, "--agent", &url])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            (out.status.code(), text)
+        })
+    };
+    dns.set(Mode::Answer(vec![web]));
+    let (code, text) = cli(server.clone(), url.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("resolving web.shop.svc.cluster.local. from 2 node(s)"),
+        "{text}"
+    );
+    assert!(text.contains("dns A (1 answer)"), "{text}");
+    assert!(
+        text.contains("verdict: web.shop.svc.cluster.local. resolves from every source (2 of 2)"),
+        "{text}"
+    );
+    dns.set(Mode::Once(vec![web]));
+    let (code, text) = cli(server, url).await.unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    for want in [
+        "verdict: web.shop.svc.cluster.local. does NOT resolve from",
+        "(1 of 2 sources); it resolves from",
+        "[dns] cluster DNS fails from",
+        "node-b       FAIL       dns: timeout",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Fails TCP and HTTP to one address (a ClusterIP whose rules are broken on this node);
+/// everything else succeeds at once.
+struct BrokenVip(Option<IpAddr>);
+
+impl Prober for BrokenVip {
+    fn probe<'a>(&'a self, check: &'a Check, _timeout: Duration) -> BoxFuture<'a, ProbeResult> {
+        Box::pin(async move {
+            match check {
+                Check::Tcp { addr } | Check::Http { addr, .. } if Some(addr.ip()) == self.0 => {
+                    ProbeResult::failed(1, ErrorClass::Timeout)
+                }
+                Check::Icmp { count, .. } => ProbeResult {
+                    sent: *count,
+                    received: *count,
+                    rtts: vec![Duration::from_micros(200); usize::from(*count)],
+                    phases: None,
+                    error: None,
+                },
+                _ => ProbeResult::ok(Duration::from_micros(500), None),
+            }
+        })
+    }
+}
+
+/// `svc/NAMESPACE/NAME` on two agents with Kubernetes discovery (the fake API server): each
+/// agent looks the Service up itself (once per 30 s), connects to its ClusterIP's first TCP
+/// port, and the verdict names `service` at the node where the ClusterIP fails while it works
+/// from the other. Refusals name the field; the namespace allow-list applies to Services too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_looked_up_and_the_verdict_names_the_node() {
+    use meshprobe::config::Discovery;
+    use support::fakeapi::{agent_pod, kube_settings, node_at, FakeApi};
+    use support::net::{free_port, ip};
+    let api = FakeApi::start().await;
+    for i in 1..=2u8 {
+        api.put("nodes", node_at(&format!("node-{i}"), ip(80 + i)));
+        api.put("pods", agent_pod(i, ip(80 + i)));
+    }
+    let vip = ip(90);
+    api.put(
+        "services",
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"type": "ClusterIP", "clusterIP": vip.to_string(),
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                               {"name": "http", "port": 80, "protocol": "TCP"},
+                               {"name": "https", "port": 443, "protocol": "TCP"}]}}),
+    );
+    let port = free_port(ip(81));
+    let mut agents = Vec::new();
+    for i in 1..=2u8 {
+        let listen = SocketAddr::new(ip(80 + i), port);
+        let cfg = AgentConfig {
+            discovery: Discovery::Kubernetes(kube_settings(
+                Some(api.url()),
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )),
+            probe: ProbeConfig {
+                token: Some(TOKEN.into()),
+                pod_namespaces: Some(vec!["shop".into()]),
+                ..allow_loopback()
+            },
+            ..inproc::config(&format!("node-{i}"), listen, std::path::Path::new(""))
+        };
+        let listener = TcpListener::bind(listen).await.unwrap();
+        // node-2's Service rules are broken: its connects to the ClusterIP time out.
+        let broken = BrokenVip((i == 2).then_some(vip));
+        agents.push(inproc::spawn(
+            cfg,
+            listener,
+            inproc::fake_probers(Arc::new(broken)),
+        ));
+    }
+    let a1 = SocketAddr::new(ip(81), port);
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    // Once each agent has discovered both (node-2 must know itself to run a forwarded
+    // request), the request goes to both and both answer.
+    let mut lines = Vec::new();
+    support::eventually_async(
+        Duration::from_secs(20),
+        "node-1 and node-2 discover each other",
+        async || {
+            let (status, l) = post(a1, r#"{"target":"svc/shop/web"}"#, &auth).await;
+            lines = l;
+            let answered = lines
+                .iter()
+                .filter(|l| l["type"] == "source" && l["answered"] == true)
+                .count();
+            status == 200
+                && lines[0]["sources"].as_array().map(Vec::len) == Some(2)
+                && answered == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        lines[0]["checks"],
+        serde_json::json!([{"kind": "tcp", "port": 80}])
+    );
+    assert_eq!(lines[0]["target"]["ip"], vip.to_string());
+    let by_node = |n: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "source" && l["node"] == n)
+    };
+    assert_eq!(by_node("node-1").unwrap()["ok"], true, "{lines:?}");
+    let n2 = by_node("node-2").unwrap();
+    assert_eq!(n2["ok"], false, "{n2}");
+    assert_eq!(n2["checks"][0]["ip"], vip.to_string(), "{n2}");
+    assert_eq!(n2["checks"][0]["port"], 80, "{n2}");
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    assert_eq!(v["unreachable_from"], serde_json::json!(["node-2"]), "{v}");
+    assert_eq!(v["findings"][0]["cause"], "service", "{v}");
+    assert_eq!(
+        v["findings"][0]["nodes"],
+        serde_json::json!(["node-2"]),
+        "{v}"
+    );
+    assert!(
+        v["findings"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ClusterIP 127.0.0.90:80 fails from node-2"),
+        "{v}"
+    );
+
+    // HTTP to its other port; the Service is looked up once per agent however often asked.
+    let (status, lines) = post(
+        a1,
+        r#"{"target":"svc/shop/web","checks":[{"kind":"http","port":443,"path":"/healthz"}]}"#,
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap()["unreachable_from"],
+        serde_json::json!(["node-2"])
+    );
+    let lookups = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/services/web"))
+        .count();
+    assert_eq!(lookups, 2, "one per agent: {:?}", api.requests());
+
+    // Refused, naming the field.
+    let cases = [
+        (
+            r#"{"target":"svc/shop/web","checks":[{"kind":"tcp","port":22}]}"#,
+            400,
+            "checks[0].port: 22 is not a TCP port of svc/shop/web (80, 443)",
+        ),
+        (
+            r#"{"target":"svc/shop/web","checks":[{"kind":"icmp"}]}"#,
+            400,
+            "takes tcp and http checks, not icmp",
+        ),
+        (
+            r#"{"target":"svc/kube-system/kube-dns"}"#,
+            403,
+            "namespace \"kube-system\" is not one this agent resolves Services in (--probe-pod-namespaces)",
+        ),
+        (r#"{"target":"svc/shop/nope"}"#, 502, "get service shop/nope"),
+    ];
+    for (body, want, part) in cases {
+        let (status, lines) = post(a1, body, &auth).await;
+        assert_eq!(status, want, "{body}: {lines:?}");
+        let error = lines[0]["error"].as_str().unwrap();
+        assert!(error.contains(part), "{body}: {error}");
+    }
+    for a in agents {
+        a.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn refused_requests_get_a_clear_4xx_and_send_nothing() {
     let (a, b, fa, fb) = pair("refuse", allow_loopback()).await;

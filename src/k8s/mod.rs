@@ -7,6 +7,7 @@ pub mod cap;
 pub mod events;
 pub mod facts;
 pub mod fetch;
+pub mod ondemand_svc;
 pub mod peers;
 pub mod policy;
 pub mod service;

@@ -142,7 +142,7 @@ impl Metrics {
         for outcome in crate::ondemand::request::OUTCOMES {
             let _ = ondemand_requests.get_or_create(&[("outcome", outcome)]);
         }
-        for check in ["icmp", "tcp", "http", "mtu"] {
+        for check in ["icmp", "tcp", "http", "mtu", "dns"] {
             let _ = ondemand_probes.get_or_create(&[("check", check)]);
         }
         registry.register_collector(Box::new(collector));

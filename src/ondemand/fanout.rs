@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 use super::client;
 use super::limits::{check_token, client_key, Pool};
-use super::request::ResolvedPod;
 use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BODY_BYTES};
 use super::request::{RawCheck, TargetSpec};
+use super::request::{ResolvedPod, ResolvedService};
 use super::run::{local_deadline, run_local};
 use super::wire::{Accepted, Line, SourceLine, CLIENT_HEADER, FORWARDED_HEADER};
 use crate::peers::PeerSet;
@@ -147,6 +147,7 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         extra_allowed: &s.ondemand.extra_allowed,
         default_port: s.config.listen.port(),
         pod: None,
+        service: None,
     };
     // A pod is looked up last: after everything else about the request is valid and a slot is
     // held, so a refused or surplus request costs the Kubernetes API nothing.
@@ -162,8 +163,21 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
         _ => None,
     };
-    if pod_target.is_none() {
-        // Refused here without a slot (a pod target without Kubernetes: 501).
+    // A Service likewise: its namespace and checks first, the lookup after the slot.
+    let svc_target = match (&parsed.target, &s.ondemand.services) {
+        (TargetSpec::Service { namespace, name }, Some(svcs)) => {
+            let checked = svcs
+                .admit(namespace, &parsed.target_text)
+                .and_then(|()| request::precheck(&parsed, &cx));
+            if let Err(r) = checked {
+                return refuse(&s, r);
+            }
+            Some((svcs, namespace.clone(), name.clone()))
+        }
+        _ => None,
+    };
+    if pod_target.is_none() && svc_target.is_none() {
+        // Refused here without a slot (a pod or Service target without Kubernetes: 501).
         if let Err(r) = validate(&parsed, &cx) {
             return refuse(&s, r);
         }
@@ -212,10 +226,39 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
         None => None,
     };
+    let service: Option<ResolvedService> = match svc_target {
+        Some((svcs, namespace, name)) => {
+            let target = &parsed.target_text;
+            match tokio::time::timeout(RESOLVE_TIMEOUT, svcs.resolve(&namespace, &name)).await {
+                Ok(Ok(x)) => Some(x),
+                Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
+                Ok(Err(e)) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(502, "kubernetes_error", format!("target {target}: {e}")),
+                    )
+                }
+                Err(_) => {
+                    return refuse(
+                        &s,
+                        Refusal::new(
+                            504,
+                            "kubernetes_error",
+                            format!("target {target}: the Kubernetes API did not answer within 5s"),
+                        ),
+                    )
+                }
+            }
+        }
+        None => None,
+    };
     cx.pod = pod.as_ref();
+    cx.service = service.as_ref();
     let plan = match validate(&parsed, &cx) {
         Ok(p) => p,
-        Err(_) if pod.is_some() && open => return refuse(&s, pod_hidden(&parsed.target_text)),
+        Err(_) if (pod.is_some() || service.is_some()) && open => {
+            return refuse(&s, pod_hidden(&parsed.target_text))
+        }
         Err(r) => return refuse(&s, r),
     };
     s.ondemand
@@ -236,7 +279,9 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let shared = s.clone();
-    // Peers get what they can resolve themselves: a pod as its (canonical) address.
+    // Peers get what they can resolve themselves: a pod as its (canonical) address; a Service
+    // as written — each agent looks it up and fences it itself (a ClusterIP is in no range a
+    // peer admits, and a forwarder's word for an address is not trusted).
     let target_text = match &pod {
         Some(_) => match plan.target.port {
             Some(port) => SocketAddr::new(plan.target.ip, port).to_string(),

@@ -2,7 +2,8 @@
 //!
 //! `POST /api/v1/probe` on any agent: the request is validated ([`request`], pure; addresses
 //! through core's `net::fence`) and fenced ([`limits`]: per-client rate and one request in
-//! flight, token, per-agent budgets, slots; [`pods`]: pod lookups); the agent fans it out to the
+//! flight, token, per-agent budgets, slots; [`pods`], [`services`]: pod and Service lookups);
+//! the agent fans it out to the
 //! chosen source agents, itself included ([`fanout`]), each runs the checks now with the agent's
 //! own probers ([`run`]), and the answer streams back as NDJSON — an `accepted` line, one
 //! `source` line per node as it arrives, then a `verdict` line: the diagnosis engine fed with
@@ -17,10 +18,11 @@ pub mod limits;
 pub mod pods;
 pub mod request;
 pub mod run;
+pub mod services;
 pub mod state;
 pub mod verdict;
 pub mod wire;
 
-pub use request::{CheckSpec, Plan, Refusal, Resolved, ResolvedPod};
+pub use request::{CheckSpec, Plan, Refusal, Resolved, ResolvedPod, ResolvedService};
 pub use state::{OnDemand, OutcomeCounter};
 pub use wire::*;

@@ -11,8 +11,9 @@ use tokio::task::JoinSet;
 
 use super::request::{CheckSpec, ContextCheck, Plan, CONTEXT_ECHOES};
 use super::wire::{CheckOutcome, SourceLine};
+use crate::checks::dns::DnsCheck;
 use crate::diagnosis::ErrorInfo;
-use crate::model::{Check, ProbeResult};
+use crate::model::{Check, IpFamilies, ProbeResult};
 use crate::mtu::{MtuState, OnDemandParams, OnDemandSearch};
 use crate::probe::pmtu::{local_mtu, PmtuProber};
 use crate::probe::Probers;
@@ -36,6 +37,8 @@ pub struct Runner {
     /// `None` without CAP_NET_RAW: the `mtu` check then says so.
     pub pmtu: Option<Arc<PmtuProber>>,
     pub timeout: Duration,
+    /// `--ip-family`: the record type a `dns` check asks (AAAA for IPv6, else A).
+    pub ip_family: IpFamilies,
     /// Called once per check started (the probes-sent counter), with the check's name.
     pub on_probe: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
@@ -85,6 +88,62 @@ pub fn outcome_of(
         mtu_state: None,
         error: r.error.as_ref().map(ErrorInfo::from),
         error_text: r.error.as_ref().map(|e| e.to_string()),
+        result: None,
+        answers: None,
+        record_type: None,
+    }
+}
+
+/// The `dns` results that mean a server answered (an rcode, or records): the query got there.
+const DNS_ANSWERED: [&str; 6] = [
+    "ok",
+    "nxdomain",
+    "no_answer",
+    "servfail",
+    "refused",
+    "rcode_other",
+];
+
+/// One query for `name` through `server` (or this agent's resolver), with the agent's own
+/// `dns` check ([`DnsCheck`]): no cache, one attempt, the whole bounded by `timeout`.
+async fn dns_check(
+    name: &str,
+    server: Option<SocketAddr>,
+    families: IpFamilies,
+    timeout: Duration,
+) -> CheckOutcome {
+    let check = DnsCheck::new(name, server, families, timeout);
+    let o = check.run(timeout).await;
+    let answered = DNS_ANSWERED.contains(&o.result);
+    let ok = o.result == "ok";
+    CheckOutcome {
+        check: "dns".into(),
+        layer: None,
+        ip: server.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+        port: server.map(|a| a.port()),
+        path: None,
+        ok,
+        sent: 1,
+        received: u32::from(answered),
+        rtt_seconds: Some(o.duration.as_secs_f64()),
+        loss_ratio: Some(if answered { 0.0 } else { 1.0 }),
+        path_mtu: None,
+        expected_mtu: None,
+        mtu_state: None,
+        error: (!ok).then(|| ErrorInfo {
+            kind: o.result.to_string(),
+            ..ErrorInfo::default()
+        }),
+        error_text: (!ok).then(|| {
+            if o.detail.is_empty() {
+                o.result.to_string()
+            } else {
+                format!("{}: {}", o.result, o.detail)
+            }
+        }),
+        result: Some(o.result.to_string()),
+        answers: o.answers,
+        record_type: Some(check.record_type().to_string()),
     }
 }
 
@@ -105,6 +164,9 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
         mtu_state: None,
         error: None,
         error_text: None,
+        result: None,
+        answers: None,
+        record_type: None,
     };
     let Some(prober) = prober else {
         let e = crate::model::ErrorClass::LocalError {
@@ -256,6 +318,9 @@ pub async fn run_local(
                     }
                 }
                 CheckSpec::Mtu => mtu_check(r.pmtu.clone(), ip, r.timeout).await,
+                CheckSpec::Dns { name, server } => {
+                    dns_check(name, *server, r.ip_family, r.timeout).await
+                }
             };
             (i, false, o)
         });

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use super::limits::Limits;
 use super::pods::Pods;
 use super::run::Runner;
+use super::services::Services;
 use crate::net::Cidr;
 
 /// `meshprobe_ondemand_requests_total{outcome}`.
@@ -22,4 +23,7 @@ pub struct OnDemand {
     /// Resolves `pod/NAMESPACE/NAME` targets (cached, namespaces fenced); `None` without
     /// Kubernetes discovery (refused with 501).
     pub pods: Option<Pods>,
+    /// Resolves `svc/NAMESPACE/NAME` targets (cached, namespaces fenced); `None` without
+    /// Kubernetes discovery (refused with 501).
+    pub services: Option<Services>,
 }

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use super::request::Resolved;
+use super::request::{Resolved, DNS_PREFIX, SVC_PREFIX};
 use super::wire::{CheckOutcome, SourceLine, Verdict};
-use crate::diagnosis::input::MtuReport;
+use crate::diagnosis::input::{CheckErrorInfo, CheckStats, MtuReport};
 use crate::diagnosis::{
-    diagnose_with, AddressFacts, AgentReport, ErrorCountInfo, Inputs, KubeFacts, LayerStats,
-    Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
+    diagnose_inputs, diagnose_with, AddressFacts, AgentReport, Cause, Diagnosis, ErrorCountInfo,
+    Inputs, KubeFacts, LayerStats, Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
 };
 use crate::peers::PeerSet;
 
@@ -206,6 +206,135 @@ pub fn zone_silence(me: &str, lines: &[SourceLine], peers: &PeerSet) -> Option<S
     ))
 }
 
+/// Longest error detail carried into a finding's evidence from a source's answer.
+const MAX_CHECK_DETAIL: usize = 200;
+
+/// One source's `dns` or `service` outcome as the per-source check figures the diagnosis
+/// reads (one run: down on its first failure). Read from a peer agent's answer, so the result
+/// label is kept only when it is one of the bounded labels and the detail is cut short.
+pub fn check_stats(target: &str, o: &CheckOutcome) -> CheckStats {
+    let result = o
+        .result
+        .as_deref()
+        .filter(|r| crate::checks::dns::RESULTS.contains(r))
+        .or_else(|| o.error.as_ref().map(|e| e.kind.as_str()))
+        .unwrap_or(if o.ok { "ok" } else { "other" });
+    let result: String = result.chars().take(32).collect();
+    let detail = o.error_text.as_deref().unwrap_or("");
+    let detail = detail
+        .strip_prefix(&format!("{result}: "))
+        .unwrap_or(detail)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CHECK_DETAIL)
+        .collect();
+    CheckStats {
+        target: target.to_string(),
+        reachable: Some(o.ok),
+        consecutive_failures: u32::from(!o.ok),
+        probes: 1,
+        successes: u32::from(o.ok),
+        success_ratio: Some(if o.ok { 1.0 } else { 0.0 }),
+        last_error: (!o.ok).then(|| CheckErrorInfo {
+            kind: result.clone(),
+            detail,
+            age_seconds: None,
+        }),
+        last_result: Some(result),
+        // Every source ran once, at the same time: no age, so no source reads as having run
+        // before another's failure began (the engine's fresh-contrast rule is for windows).
+        last_probe_age_seconds: None,
+    }
+}
+
+/// The engine's input for a per-source check request (`dns/NAME`: kind `dns`): each answering
+/// source's outcome as its `checks[kind]`, and, as the evidence that its pod network works,
+/// the fan-out itself — the asked agent (`me`) reached that source's agent by pod IP over HTTP
+/// and got its answer, so each answering source reports `me` as an answering peer, and `me`
+/// every other answering source (with none, its own pod network is not known to work). A check that fails where the pod network
+/// works is the checked layer's fault (crates/diagnosis/src/checks.rs).
+pub fn check_inputs(kind: &str, target: &str, lines: &[SourceLine], me: &str) -> Inputs {
+    let stats = |ok: bool| LayerStats {
+        reachable: Some(ok),
+        consecutive_failures: u32::from(!ok),
+        probes: 1,
+        successes: u32::from(ok),
+        sent: 1,
+        received: u32::from(ok),
+        success_ratio: Some(if ok { 1.0 } else { 0.0 }),
+        last_probe_age_seconds: Some(0.0),
+        ..LayerStats::default()
+    };
+    let peer = |node: &str, ok: bool| PeerReport {
+        node: node.to_string(),
+        layers: BTreeMap::from([("http".to_string(), stats(ok))]),
+        ..PeerReport::default()
+    };
+    let mut agents = Vec::new();
+    let mut unreachable = Vec::new();
+    for l in lines {
+        if !l.answered {
+            unreachable.push(l.node.clone());
+            continue;
+        }
+        // Only answers count: a silent agent is already `unreachable_agents`, and one missed
+        // forward is no evidence of a routing fault for the network engine to name.
+        let peers: Vec<PeerReport> = if l.node == me {
+            lines
+                .iter()
+                .filter(|o| o.node != me && o.answered)
+                .map(|o| peer(&o.node, true))
+                .collect()
+        } else {
+            vec![peer(me, true)]
+        };
+        // `service`: the TCP and HTTP checks to the ClusterIP, the worst of them.
+        let o = match kind {
+            "service" => l.checks.iter().find(|c| !c.ok).or(l.checks.first()),
+            _ => pick(&l.checks, kind),
+        };
+        let checks = o
+            .map(|o| BTreeMap::from([(kind.to_string(), check_stats(target, o))]))
+            .unwrap_or_default();
+        agents.push(AgentReport {
+            node: l.node.clone(),
+            zone: l.zone.clone(),
+            ready: Some(true),
+            peers,
+            checks,
+            ..AgentReport::default()
+        });
+    }
+    Inputs {
+        agents,
+        unreachable_agents: unreachable,
+        nodes: Vec::new(),
+        kube: None,
+    }
+}
+
+/// The engine words `service` findings for the agents' own check (`GET /ping` to their own
+/// Service, whose backends are the agents): said of any Service probed on demand.
+fn service_wording(mut d: Diagnosis, label: &str) -> Diagnosis {
+    for f in &mut d.findings {
+        if f.cause != Cause::Service {
+            continue;
+        }
+        let fix = |t: &str| {
+            t.replace("TCP + GET /ping to ClusterIP", "TCP/HTTP to ClusterIP")
+                .replace(
+                    "while the agents behind it answer by pod IP",
+                    "while the agents there answer by pod IP",
+                )
+        };
+        f.summary = format!("{} ({label})", fix(&f.summary));
+        for e in &mut f.evidence {
+            *e = fix(e);
+        }
+    }
+    d
+}
+
 /// The verdict for these answers; `me` is the agent that fanned out.
 pub fn verdict(
     target: &Resolved,
@@ -214,8 +343,29 @@ pub fn verdict(
     kube: Option<KubeFacts>,
     me: &str,
 ) -> Verdict {
-    let inp = inputs(target, lines, peers, kube);
-    let diagnosis = diagnose_with(&Matrix::build(&inp), &params());
+    let (inp, diagnosis) = match target.label.strip_prefix(DNS_PREFIX) {
+        // A name: the per-source checks reader of the engine (no target address to diagnose).
+        Some(name) => {
+            let inp = check_inputs("dns", name, lines, me);
+            let d = diagnose_inputs(&inp, &params());
+            (inp, d)
+        }
+        // A Service: its ClusterIP's checks read as the `service` check.
+        None if target.label.starts_with(SVC_PREFIX) => {
+            let vip = match target.port {
+                Some(p) => std::net::SocketAddr::new(target.ip, p).to_string(),
+                None => target.ip.to_string(),
+            };
+            let inp = check_inputs("service", &vip, lines, me);
+            let d = service_wording(diagnose_inputs(&inp, &params()), &target.label);
+            (inp, d)
+        }
+        None => {
+            let inp = inputs(target, lines, peers, kube);
+            let d = diagnose_with(&Matrix::build(&inp), &params());
+            (inp, d)
+        }
+    };
     let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
     Verdict {
         caution: caution(me, lines).or_else(|| zone_silence(me, lines, peers)),
@@ -261,6 +411,9 @@ mod tests {
                 ..ErrorInfo::default()
             }),
             error_text: err.map(str::to_string),
+            result: None,
+            answers: None,
+            record_type: None,
         }
     }
 
@@ -512,5 +665,240 @@ mod tests {
         assert_eq!(v.unreachable_from, ["node-2"]);
         assert_eq!(v.agents_unreachable, ["node-2"]);
         assert!(!verdict(&target(), &[], &set, None, "node-1").reachable);
+    }
+
+    /// A source's answer to `dns/NAME`: the query's result (`ok` or a failure label), or
+    /// silence.
+    fn dns_line(node: &str, zone: &str, result: Option<&str>) -> SourceLine {
+        let Some(result) = result else {
+            return SourceLine::silent(node, Some(zone.into()), "timeout".into(), 2.0);
+        };
+        let ok = result == "ok";
+        let c = CheckOutcome {
+            check: "dns".into(),
+            layer: None,
+            ip: "0.0.0.0".parse().unwrap(),
+            port: None,
+            result: Some(result.into()),
+            answers: ok.then_some(1),
+            record_type: Some("A".into()),
+            error_text: (!ok).then(|| format!("{result}: no answer within 500 ms")),
+            ..o("dns", None, ok, (!ok).then_some(result))
+        };
+        SourceLine {
+            node: node.into(),
+            zone: Some(zone.into()),
+            answered: true,
+            error: None,
+            ok,
+            elapsed_seconds: 0.01,
+            checks: vec![c],
+            context: Vec::new(),
+        }
+    }
+
+    fn dns_target() -> Resolved {
+        Resolved {
+            label: "dns/web.shop.svc.cluster.local.".into(),
+            ip: "0.0.0.0".parse().unwrap(),
+            port: None,
+            node: None,
+        }
+    }
+
+    /// `dns/NAME` through the engine's per-source checks reader, the pod network's evidence
+    /// being the fan-out itself: (sources as (node, zone, result), causes, where, what the
+    /// summary says).
+    #[test]
+    fn dns_verdicts_from_one_shot_answers() {
+        let set = parse(SET).unwrap();
+        type Row<'a> = (
+            &'a [(&'a str, &'a str, Option<&'a str>)],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a str,
+        );
+        // (sources, causes, nodes, zones, part of the first summary)
+        let table: &[Row] = &[
+            // Resolves everywhere: healthy.
+            (
+                &[
+                    ("node-1", "zone-a", Some("ok")),
+                    ("node-2", "zone-b", Some("ok")),
+                    ("node-3", "zone-a", Some("ok")),
+                ],
+                &[],
+                &[],
+                &[],
+                "",
+            ),
+            // One node times out while its agent answered the fan-out: dns at that node.
+            (
+                &[
+                    ("node-1", "zone-a", Some("ok")),
+                    ("node-2", "zone-b", Some("timeout")),
+                    ("node-3", "zone-a", Some("ok")),
+                    ("node-4", "zone-b", Some("ok")),
+                ],
+                &["dns"],
+                &["node-2"],
+                &[],
+                "cluster DNS fails from node-2",
+            ),
+            // A whole zone fails while the other resolves: dns in that zone.
+            (
+                &[
+                    ("node-1", "zone-a", Some("ok")),
+                    ("node-2", "zone-b", Some("servfail")),
+                    ("node-3", "zone-a", Some("ok")),
+                    ("node-4", "zone-b", Some("timeout")),
+                ],
+                &["dns"],
+                &[],
+                &["zone-b"],
+                "cluster DNS fails from zone-b",
+            ),
+            // Every node: NXDOMAIN everywhere reads as the DNS itself (cluster-wide).
+            (
+                &[
+                    ("node-1", "zone-a", Some("nxdomain")),
+                    ("node-2", "zone-b", Some("nxdomain")),
+                    ("node-3", "zone-a", Some("nxdomain")),
+                ],
+                &["dns"],
+                &[],
+                &[],
+                "cluster DNS fails from 3 of 3 nodes",
+            ),
+            // A silent agent is no evidence about its DNS: no finding for it, the rest resolve.
+            (
+                &[
+                    ("node-1", "zone-a", Some("ok")),
+                    ("node-2", "zone-b", None),
+                    ("node-3", "zone-a", Some("ok")),
+                ],
+                &[],
+                &[],
+                &[],
+                "",
+            ),
+            // The asked agent fails and reached no other agent: its pod network is not known
+            // to work, so its failure is not called DNS.
+            (
+                &[
+                    ("node-1", "zone-a", Some("timeout")),
+                    ("node-2", "zone-b", None),
+                    ("node-3", "zone-a", None),
+                ],
+                &[],
+                &[],
+                &[],
+                "",
+            ),
+        ];
+        for (srcs, want_causes, nodes, zones, summary) in table {
+            let lines: Vec<SourceLine> = srcs.iter().map(|(n, z, r)| dns_line(n, z, *r)).collect();
+            let v = verdict(&dns_target(), &lines, &set, None, "node-1");
+            let dns: Vec<&crate::diagnosis::Finding> = v
+                .diagnosis
+                .findings
+                .iter()
+                .filter(|f| f.cause == crate::diagnosis::Cause::Dns)
+                .collect();
+            let got: Vec<String> = dns.iter().map(|f| f.cause.as_str().to_string()).collect();
+            assert_eq!(got, *want_causes, "{srcs:?}: {:#?}", v.diagnosis.findings);
+            assert_eq!(
+                causes(&v),
+                *want_causes,
+                "{srcs:?}: {:#?}",
+                v.diagnosis.findings
+            );
+            let failing = srcs.iter().filter(|(_, _, r)| *r != Some("ok")).count();
+            assert_eq!(v.reachable, failing == 0, "{srcs:?}");
+            assert_eq!(v.unreachable_from.len(), failing, "{srcs:?}");
+            if let Some(f) = dns.first() {
+                assert_eq!(f.nodes, *nodes, "{srcs:?}");
+                assert_eq!(f.zones, *zones, "{srcs:?}");
+                assert!(f.summary.contains(summary), "{srcs:?}: {}", f.summary);
+                assert!(
+                    f.summary.contains("web.shop.svc.cluster.local."),
+                    "{}",
+                    f.summary
+                );
+            }
+        }
+    }
+
+    /// What a peer's answer carries is bounded before it reaches a finding.
+    #[test]
+    fn a_peers_dns_answer_is_not_trusted() {
+        let mut l = dns_line("node-2", "zone-b", Some("timeout"));
+        l.checks[0].result = Some("<script>".repeat(50));
+        l.checks[0].error = None;
+        l.checks[0].error_text = Some(format!("x\n{}", "y".repeat(5000)));
+        let s = check_stats("n.", &l.checks[0]);
+        assert_eq!(s.last_result.as_deref(), Some("other"));
+        let e = s.last_error.unwrap();
+        assert!(e.detail.len() <= MAX_CHECK_DETAIL && !e.detail.contains('\n'));
+    }
+
+    /// `svc/NAMESPACE/NAME`: the ClusterIP's checks read as the `service` check.
+    #[test]
+    fn service_verdicts_from_one_shot_answers() {
+        let set = parse(SET).unwrap();
+        let target = Resolved {
+            label: "svc/shop/web".into(),
+            ip: "10.96.0.20".parse().unwrap(),
+            port: Some(80),
+            node: None,
+        };
+        let line = |node: &str, zone: &str, ok: bool| SourceLine {
+            node: node.into(),
+            zone: Some(zone.into()),
+            answered: true,
+            error: None,
+            ok,
+            elapsed_seconds: 0.01,
+            checks: vec![o("tcp", None, ok, (!ok).then_some("timeout"))],
+            context: Vec::new(),
+        };
+        // (sources ok?, causes, nodes, part of the summary)
+        type Row<'a> = (&'a [bool], &'a [&'a str], &'a [&'a str], &'a str);
+        let table: &[Row] = &[
+            (&[true, true, true, true], &[], &[], ""),
+            (
+                &[true, false, true, true],
+                &["service"],
+                &["node-2"],
+                "node-2's Service rules (kube-proxy) are broken: ClusterIP 10.96.0.20:80 fails from node-2 while the agents there answer by pod IP (svc/shop/web)",
+            ),
+            (
+                &[false, false, false, false],
+                &["service"],
+                &[],
+                "the Service at ClusterIP 10.96.0.20:80 fails from 4 of 4 nodes",
+            ),
+        ];
+        let zones = ["zone-a", "zone-b", "zone-a", "zone-b"];
+        for (oks, want, nodes, summary) in table {
+            let lines: Vec<SourceLine> = oks
+                .iter()
+                .enumerate()
+                .map(|(i, ok)| line(&format!("node-{}", i + 1), zones[i], *ok))
+                .collect();
+            let v = verdict(&target, &lines, &set, None, "node-1");
+            assert_eq!(causes(&v), *want, "{oks:?}: {:#?}", v.diagnosis.findings);
+            assert_eq!(v.reachable, oks.iter().all(|o| *o));
+            if let Some(f) = v.diagnosis.findings.first() {
+                assert_eq!(f.nodes, *nodes);
+                assert!(f.summary.contains(summary), "{}", f.summary);
+                assert!(
+                    f.evidence.iter().all(|e| !e.contains("/ping")),
+                    "{:?}",
+                    f.evidence
+                );
+            }
+        }
     }
 }

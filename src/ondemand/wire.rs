@@ -30,6 +30,18 @@ pub trait PodResolver: Send + Sync {
     ) -> crate::probe::BoxFuture<'a, Result<ResolvedPod, String>>;
 }
 
+/// The seam for `svc/NAMESPACE/NAME` targets: the Service's ClusterIP and TCP ports. The
+/// Kubernetes support (src/k8s) implements it and sets [`super::OnDemand::services`]; without
+/// one such targets are refused with 501. Implementations bound their own waits; the handler
+/// also gives up after [`super::fanout::RESOLVE_TIMEOUT`].
+pub trait ServiceResolver: Send + Sync {
+    fn resolve<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> crate::probe::BoxFuture<'a, Result<super::request::ResolvedService, String>>;
+}
+
 /// Whether an address passes the on-demand fence.
 pub type Admit<'a> = &'a (dyn Fn(IpAddr) -> bool + Send + Sync);
 
@@ -66,6 +78,16 @@ pub struct CheckOutcome {
     pub error: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_text: Option<String>,
+    /// `dns`: how the query ended (`ok`, `nxdomain`, `servfail`, `refused`, `no_answer`,
+    /// `timeout`, …: [`crate::checks::dns::RESULTS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// `dns`: records of the type asked for in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    /// `dns`: the record type asked for (`A` or `AAAA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<String>,
 }
 
 /// One source node's answer.

@@ -23,6 +23,10 @@ pub enum Mode {
     Refused,
     /// No reply at all.
     Silent,
+    /// These A records to the next query, then silence (the mode becomes [`Mode::Silent`]):
+    /// of two sources asking at once, one is answered and the other not (its resolver's
+    /// retransmissions included).
+    Once(Vec<Ipv4Addr>),
 }
 
 pub struct Responder {
@@ -52,7 +56,16 @@ impl Responder {
                     continue;
                 };
                 q.fetch_add(1, Ordering::SeqCst);
-                let mode = m.lock().unwrap().clone();
+                let mode = {
+                    let mut now = m.lock().unwrap();
+                    match now.clone() {
+                        Mode::Once(ips) => {
+                            *now = Mode::Silent;
+                            Mode::Answer(ips)
+                        }
+                        other => other,
+                    }
+                };
                 if let Some(reply) = answer(&request, &mode) {
                     let _ = socket.send_to(&reply, from).await;
                 }
@@ -84,7 +97,7 @@ impl Drop for Responder {
 
 fn answer(request: &Message, mode: &Mode) -> Option<Vec<u8>> {
     let code = match mode {
-        Mode::Silent => return None,
+        Mode::Silent | Mode::Once(_) => return None,
         Mode::Answer(_) | Mode::NoAnswer => ResponseCode::NoError,
         Mode::NxDomain => ResponseCode::NXDomain,
         Mode::ServFail => ResponseCode::ServFail,

@@ -7,13 +7,14 @@ mod spec;
 mod validate;
 
 pub use parse::{
-    body, parse_body, parse_target, ProbeRequest, RawCheck, TargetSpec, MAX_BODY_BYTES, MAX_CHECKS,
-    MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE, MAX_PATH_LEN, MAX_TARGET_LEN,
+    body, parse_body, parse_dns_server, parse_target, ProbeRequest, RawCheck, TargetSpec,
+    DNS_PREFIX, MAX_BODY_BYTES, MAX_CHECKS, MAX_ECHOES_PER_REQUEST, MAX_ICMP_COUNT, MAX_ICMP_SIZE,
+    MAX_PATH_LEN, MAX_TARGET_LEN, SVC_PREFIX,
 };
 pub use spec::{CheckSpec, Refusal, OUTCOMES};
 pub use validate::{
     derived_cidrs, fenced, owner_of, precheck, validate, Context, ContextCheck, Plan, Resolved,
-    ResolvedPod, Source, CONTEXT_ECHOES,
+    ResolvedPod, ResolvedService, Source, CONTEXT_ECHOES,
 };
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ mod tests {
                 extra_allowed: &extra,
                 default_port: 9000,
                 pod: None,
+                service: None,
             },
         )
     }
@@ -268,6 +270,12 @@ mod tests {
                 501,
                 "kubernetes_unavailable",
                 "pod/x/y",
+            ),
+            (
+                r#"{"target":"svc/shop/web"}"#,
+                501,
+                "kubernetes_unavailable",
+                "resolving Services needs an agent running with --discovery kubernetes",
             ),
             (&big, 413, "too_large", "larger than 16384 bytes"),
         ];

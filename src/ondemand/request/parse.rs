@@ -29,12 +29,33 @@ pub const MAX_TARGET_LEN: usize = 300;
 /// What the caller wrote as the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSpec {
-    Addr { ip: IpAddr, port: Option<u16> },
+    Addr {
+        ip: IpAddr,
+        port: Option<u16>,
+    },
     Node(String),
-    Pod { namespace: String, name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
+    /// `dns/NAME`: a name each source resolves (absolute, lower case).
+    Dns {
+        name: String,
+    },
+    /// `svc/NAMESPACE/NAME`: a Service's ClusterIP, looked up through Kubernetes.
+    Service {
+        namespace: String,
+        name: String,
+    },
 }
 
-/// `IP`, `IP:PORT` (`[v6]:PORT`), `pod/NAMESPACE/NAME` or a node name.
+/// The prefix of a name to resolve: `dns/NAME`.
+pub const DNS_PREFIX: &str = "dns/";
+
+/// The prefix of a Service target: `svc/NAMESPACE/NAME`.
+pub const SVC_PREFIX: &str = "svc/";
+
+/// `IP`, `IP:PORT` (`[v6]:PORT`), `pod/NAMESPACE/NAME`, `dns/NAME` or a node name.
 pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -54,6 +75,22 @@ pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
             name: name.into(),
         });
     }
+    if let Some(rest) = s.strip_prefix(SVC_PREFIX) {
+        let (ns, name) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("target {s:?}: expected svc/NAMESPACE/NAME"))?;
+        validate_name(ns).map_err(|e| format!("target {s:?}: namespace {e}"))?;
+        validate_name(name).map_err(|e| format!("target {s:?}: Service name {e}"))?;
+        return Ok(TargetSpec::Service {
+            namespace: ns.into(),
+            name: name.into(),
+        });
+    }
+    if let Some(name) = s.strip_prefix(DNS_PREFIX) {
+        // Only what a resolver would send: DNS name syntax, made absolute (no search list).
+        let name = crate::config::dns_name(name).map_err(|e| format!("target {s:?}: name {e}"))?;
+        return Ok(TargetSpec::Dns { name });
+    }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(TargetSpec::Addr { ip, port: None });
     }
@@ -68,7 +105,7 @@ pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
     }
     if s.contains(':') || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!(
-            "target {s:?}: not an IP, IP:PORT, pod/NAMESPACE/NAME or node name"
+            "target {s:?}: not an IP, IP:PORT, pod/NAMESPACE/NAME, svc/NAMESPACE/NAME, dns/NAME or node name"
         ));
     }
     validate_name(s).map_err(|e| {
@@ -90,10 +127,49 @@ pub struct ProbeRequest {
 /// A check as written: ports may be missing (the target's port is used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawCheck {
-    Icmp { count: u16, size: u16 },
-    Tcp { port: Option<u16> },
-    Http { port: Option<u16>, path: String },
+    Icmp {
+        count: u16,
+        size: u16,
+    },
+    Tcp {
+        port: Option<u16>,
+    },
+    Http {
+        port: Option<u16>,
+        path: String,
+    },
     Mtu,
+    /// `server`: `None` is the source agent's own resolver (its /etc/resolv.conf).
+    Dns {
+        server: Option<SocketAddr>,
+    },
+}
+
+/// A DNS server: `IP` (port 53) or `IP:PORT`, or the tail of an error message.
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "{s:?} is not IP or IP:PORT of a DNS server (e.g. 10.96.0.10 or [fd00::a]:53)"
+        )),
+    }
+}
+
+/// A check's `server` field.
+fn dns_server(at: &str, v: &Value) -> Result<Option<SocketAddr>, Refusal> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => parse_dns_server(s)
+            .map(Some)
+            .map_err(|e| Refusal::bad(format!("{at}.server: {e}"))),
+        other => Err(Refusal::bad(format!(
+            "{at}.server: expected \"IP\" or \"IP:PORT\", got {other}"
+        ))),
+    }
 }
 
 fn field_u16(
@@ -144,7 +220,7 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
     let kind = obj
         .get("kind")
         .and_then(Value::as_str)
-        .ok_or_else(|| Refusal::bad(format!("{at}.kind: missing (icmp, tcp, http or mtu)")))?;
+        .ok_or_else(|| Refusal::bad(format!("{at}.kind: missing (icmp, tcp, http, mtu or dns)")))?;
     match kind {
         "icmp" => {
             only_keys(obj, &at, &["kind", "count", "size"])?;
@@ -186,18 +262,25 @@ fn parse_check(v: &Value, i: usize) -> Result<RawCheck, Refusal> {
             only_keys(obj, &at, &["kind"])?;
             Ok(RawCheck::Mtu)
         }
+        "dns" => {
+            only_keys(obj, &at, &["kind", "server"])?;
+            Ok(RawCheck::Dns {
+                server: dns_server(&at, obj.get("server").unwrap_or(&Value::Null))?,
+            })
+        }
         other => Err(Refusal::bad(format!(
-            "{at}.kind: {other:?} is not a check (icmp, tcp, http or mtu)"
+            "{at}.kind: {other:?} is not a check (icmp, tcp, http, mtu or dns)"
         ))),
     }
 }
 
-fn raw_kind(c: &RawCheck) -> &'static str {
+pub(super) fn raw_kind(c: &RawCheck) -> &'static str {
     match c {
         RawCheck::Icmp { .. } => "icmp",
         RawCheck::Tcp { .. } => "tcp",
         RawCheck::Http { .. } => "http",
         RawCheck::Mtu => "mtu",
+        RawCheck::Dns { .. } => "dns",
     }
 }
 
@@ -220,7 +303,9 @@ pub fn parse_body(body: &[u8]) -> Result<ProbeRequest, Refusal> {
         .get("target")
         .and_then(Value::as_str)
         .ok_or_else(|| {
-            Refusal::bad("target: missing (an IP, IP:PORT, pod/NAMESPACE/NAME or node name)")
+            Refusal::bad(
+                "target: missing (an IP, IP:PORT, pod/NAMESPACE/NAME, dns/NAME or node name)",
+            )
         })?
         .trim()
         .to_string();

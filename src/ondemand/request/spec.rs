@@ -20,6 +20,14 @@ pub enum CheckSpec {
     },
     /// A Don't-Fragment path-MTU search toward the target.
     Mtu,
+    /// One DNS query for a `dns/NAME` target's name, through `server` or, when `None`, the
+    /// source agent's own resolver. The name travels in the target, not in the check.
+    Dns {
+        #[serde(skip)]
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<std::net::SocketAddr>,
+    },
 }
 
 impl CheckSpec {
@@ -29,6 +37,7 @@ impl CheckSpec {
             CheckSpec::Tcp { .. } => "tcp",
             CheckSpec::Http { .. } => "http",
             CheckSpec::Mtu => "mtu",
+            CheckSpec::Dns { .. } => "dns",
         }
     }
 }

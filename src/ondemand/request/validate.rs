@@ -26,6 +26,8 @@ pub struct Context<'a> {
     pub default_port: u16,
     /// A `pod/…` target as Kubernetes resolved it (`None`: no Kubernetes support, refused).
     pub pod: Option<&'a ResolvedPod>,
+    /// A `svc/…` target as Kubernetes resolved it (`None`: not looked up, refused).
+    pub service: Option<&'a ResolvedService>,
 }
 
 /// The target, resolved to an address.
@@ -136,8 +138,15 @@ pub fn owner_of(peers: &PeerSet, ip: IpAddr) -> Option<&crate::peers::Peer> {
     }
 }
 
-/// The checks a request runs: as written, ports completed with the target's `port`.
+/// The checks a request runs: as written, ports completed with the target's `port`. A
+/// `dns/NAME` target takes the `dns` check only (one query from each source, by default
+/// through its own resolver) and no other target takes it: a query has a name, a packet an
+/// address.
 fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Refusal> {
+    let dns_name = match &req.target {
+        TargetSpec::Dns { name } => Some(name.as_str()),
+        _ => None,
+    };
     let need_port = |i: usize, what: &str, p: Option<u16>| {
         p.or(port).ok_or_else(|| {
             Refusal::bad(format!(
@@ -145,31 +154,50 @@ fn checks_of(req: &ProbeRequest, port: Option<u16>) -> Result<Vec<CheckSpec>, Re
             ))
         })
     };
-    Ok(match &req.checks {
-        None => {
+    Ok(match (&req.checks, dns_name) {
+        (None, Some(name)) => vec![CheckSpec::Dns {
+            name: name.to_string(),
+            server: None,
+        }],
+        (None, None) => {
             let mut c = vec![CheckSpec::Icmp { count: 3, size: 56 }];
             if let Some(p) = port {
                 c.push(CheckSpec::Tcp { port: p });
             }
             c
         }
-        Some(list) => list
+        (Some(list), _) => list
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                Ok(match c {
-                    RawCheck::Icmp { count, size } => CheckSpec::Icmp {
+                Ok(match (c, dns_name) {
+                    (RawCheck::Dns { server }, Some(name)) => CheckSpec::Dns {
+                        name: name.to_string(),
+                        server: *server,
+                    },
+                    (RawCheck::Dns { .. }, None) => {
+                        return Err(Refusal::bad(format!(
+                            "checks[{i}]: the dns check needs a dns/NAME target"
+                        )))
+                    }
+                    (other, Some(_)) => {
+                        return Err(Refusal::bad(format!(
+                            "checks[{i}]: a dns/NAME target takes only the dns check, not {}",
+                            super::parse::raw_kind(other)
+                        )))
+                    }
+                    (RawCheck::Icmp { count, size }, None) => CheckSpec::Icmp {
                         count: *count,
                         size: *size,
                     },
-                    RawCheck::Tcp { port: p } => CheckSpec::Tcp {
+                    (RawCheck::Tcp { port: p }, None) => CheckSpec::Tcp {
                         port: need_port(i, "tcp", *p)?,
                     },
-                    RawCheck::Http { port: p, path } => CheckSpec::Http {
+                    (RawCheck::Http { port: p, path }, None) => CheckSpec::Http {
                         port: need_port(i, "http", *p)?,
                         path: path.clone(),
                     },
-                    RawCheck::Mtu => CheckSpec::Mtu,
+                    (RawCheck::Mtu, None) => CheckSpec::Mtu,
                 })
             })
             .collect::<Result<Vec<_>, Refusal>>()?,
@@ -235,7 +263,10 @@ fn sources_of(req: &ProbeRequest, cx: &Context, allowed: &[Cidr]) -> Result<Vec<
 pub fn precheck(req: &ProbeRequest, cx: &Context) -> Result<(), Refusal> {
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
-    checks_of(req, None)?;
+    match &req.target {
+        TargetSpec::Service { .. } => drop(service_checks(req, None)?),
+        _ => drop(checks_of(req, None)?),
+    }
     sources_of(req, cx, &allowed)?;
     Ok(())
 }
@@ -266,6 +297,8 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
             (p.node_ip, None, Some(p.node.clone()))
         }
         TargetSpec::Addr { ip, port } => (*ip, *port, None),
+        TargetSpec::Dns { .. } => return validate_dns(req, cx),
+        TargetSpec::Service { .. } => return validate_service(req, cx),
     };
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
@@ -311,6 +344,152 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         sources,
         context,
     })
+}
+
+/// A `dns/NAME` request: the `dns` check from every source. A server the caller names is an
+/// address every node sends a query to, so it passes the same fence as a target; without one,
+/// each source asks its own resolver (its /etc/resolv.conf: the cluster DNS) and the target's
+/// address is the unspecified one (no packet goes to it). No context checks: the verdict reads
+/// whether each source's pod network works from the fan-out itself.
+fn validate_dns(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    let mut checks = checks_of(req, None)?;
+    let mut server_at = None;
+    for (i, c) in checks.iter_mut().enumerate() {
+        if let CheckSpec::Dns {
+            server: Some(addr), ..
+        } = c
+        {
+            let what = format!("checks[{i}].server {addr}");
+            let ip = fenced(&what, addr.ip(), &allowed)?;
+            *addr = SocketAddr::new(ip, addr.port());
+            server_at = Some(*addr);
+        }
+    }
+    let sources = sources_of(req, cx, &allowed)?;
+    let label = match &req.target {
+        TargetSpec::Dns { name } => format!("{}{name}", super::parse::DNS_PREFIX),
+        _ => req.target_text.clone(),
+    };
+    Ok(Plan {
+        target: Resolved {
+            label,
+            ip: server_at.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+            port: server_at.map(|a| a.port()),
+            node: None,
+        },
+        checks,
+        sources,
+        context: Vec::new(),
+    })
+}
+
+/// The checks of a `svc/NAMESPACE/NAME` request: TCP connect and HTTP GET only (a ClusterIP
+/// is a forwarding rule: it answers no ICMP, and its path MTU is its backends'), by default a
+/// TCP connect to the Service's first TCP port, and only to ports the Service has — a
+/// ClusterIP forwards those alone, and the Service, not the caller, names what is probed.
+/// `svc` `None`: before the lookup (the kinds only).
+fn service_checks(
+    req: &ProbeRequest,
+    svc: Option<&ResolvedService>,
+) -> Result<Vec<CheckSpec>, Refusal> {
+    let label = &req.target_text;
+    let first = svc.and_then(|s| s.ports.first().copied());
+    let port_of = |i: usize, what: &str, p: Option<u16>| -> Result<u16, Refusal> {
+        let Some(s) = svc else {
+            return Ok(p.unwrap_or(0));
+        };
+        let p = p.or(first).ok_or_else(|| {
+            Refusal::bad(format!(
+                "checks[{i}].port: {label} has no TCP port; {what} needs one"
+            ))
+        })?;
+        if !s.ports.contains(&p) {
+            let list: Vec<String> = s.ports.iter().map(u16::to_string).collect();
+            return Err(Refusal::bad(format!(
+                "checks[{i}].port: {p} is not a TCP port of {label} ({})",
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            )));
+        }
+        Ok(p)
+    };
+    match &req.checks {
+        None => Ok(vec![CheckSpec::Tcp {
+            port: port_of(0, "tcp", None)?,
+        }]),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                RawCheck::Tcp { port } => Ok(CheckSpec::Tcp {
+                    port: port_of(i, "tcp", *port)?,
+                }),
+                RawCheck::Http { port, path } => Ok(CheckSpec::Http {
+                    port: port_of(i, "http", *port)?,
+                    path: path.clone(),
+                }),
+                other => Err(Refusal::bad(format!(
+                    "checks[{i}]: a svc/NAMESPACE/NAME target takes tcp and http checks, not {} (a ClusterIP answers no ICMP)",
+                    super::parse::raw_kind(other)
+                ))),
+            })
+            .collect(),
+    }
+}
+
+/// A `svc/NAMESPACE/NAME` request, its Service looked up: its ClusterIP, probed from every
+/// source. The address is Kubernetes' fact, not the caller's choice, so it needs no allowed
+/// range (the namespace allow-list fenced the lookup) — but the never-list and loopback still
+/// refuse it: nothing read from the API is sent to blindly.
+fn validate_service(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    let Some(svc) = cx.service else {
+        return Err(Refusal::new(
+            501,
+            "kubernetes_unavailable",
+            format!(
+                "target {}: resolving Services needs an agent running with --discovery kubernetes; give the ClusterIP as IP:PORT (inside an --allow-cidr range)",
+                req.target_text
+            ),
+        ));
+    };
+    // Any address but the never-list; loopback only through an --allow-cidr inside it.
+    let mut any: Vec<Cidr> = [Cidr::parse("0.0.0.0/0"), Cidr::parse("::/0")]
+        .into_iter()
+        .flatten()
+        .collect();
+    any.extend_from_slice(cx.extra_allowed);
+    let what = format!("target {}", req.target_text);
+    let ip = fenced(&what, svc.ip, &any)?;
+    let checks = service_checks(req, Some(svc))?;
+    let mut allowed = derived_cidrs(cx.peers);
+    allowed.extend_from_slice(cx.extra_allowed);
+    let sources = sources_of(req, cx, &allowed)?;
+    Ok(Plan {
+        target: Resolved {
+            label: req.target_text.clone(),
+            ip,
+            port: checks.iter().find_map(|c| match c {
+                CheckSpec::Tcp { port } | CheckSpec::Http { port, .. } => Some(*port),
+                _ => None,
+            }),
+            node: None,
+        },
+        checks,
+        sources,
+        context: Vec::new(),
+    })
+}
+
+/// A Service, as Kubernetes knows it: its ClusterIP and TCP ports (in the Service's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedService {
+    pub ip: IpAddr,
+    pub ports: Vec<u16>,
 }
 
 /// A pod, as Kubernetes knows it: where to probe it and the facts the diagnosis reads (pod
@@ -444,6 +623,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let go = |t: &str| validate(&parse_body(t.as_bytes()).unwrap(), &cx);
         assert_eq!(
@@ -460,6 +640,7 @@ mod tests {
             extra_allowed: &wide,
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let p = validate(&parse_body(br#"{"target":"198.19.0.11"}"#).unwrap(), &cx).unwrap();
         assert!(p.target.node.is_none() && p.context.is_empty(), "{p:?}");
@@ -477,6 +658,7 @@ mod tests {
             extra_allowed: extra,
             default_port: 9464,
             pod: None,
+            service: None,
         };
         assert_eq!(
             validate(&req, &cx(&[])).unwrap_err().code,
@@ -514,6 +696,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9464,
             pod: None,
+            service: None,
         };
         let req = parse_body(br#"{"target":"198.19.0.9","from":["b"]}"#).unwrap();
         let r = validate(&req, &cx).unwrap_err();
@@ -542,6 +725,7 @@ mod tests {
             extra_allowed: &[],
             default_port: 9000,
             pod: p,
+            service: None,
         };
         let inside = pod("198.19.2.33");
         let p = validate(&req, &cx(Some(&inside))).unwrap();
@@ -555,5 +739,269 @@ mod tests {
         assert_eq!(r.code, "target_not_allowed");
         let r = validate(&req, &cx(None)).unwrap_err();
         assert_eq!((r.status, r.code), (501, "kubernetes_unavailable"));
+    }
+
+    /// `dns/NAME`: the name checked and made absolute, the `dns` check the only one, a named
+    /// server fenced like a target.
+    #[test]
+    fn dns_targets() {
+        let ok = |body: &str, extra: &[&str]| {
+            plan(body, extra).unwrap_or_else(|r| panic!("{body}: {r:?}"))
+        };
+        let p = ok(
+            r#"{"target":"dns/Kube-DNS.kube-system.svc.cluster.local"}"#,
+            &[],
+        );
+        assert_eq!(
+            p.target.label,
+            "dns/kube-dns.kube-system.svc.cluster.local."
+        );
+        assert!(p.target.ip.is_unspecified() && p.target.node.is_none());
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Dns {
+                name: "kube-dns.kube-system.svc.cluster.local.".into(),
+                server: None
+            }]
+        );
+        assert!(p.context.is_empty());
+        assert_eq!(p.sources.len(), 2);
+        // A server inside the allowed ranges (port 53 unless given), canonicalised.
+        let p = ok(
+            r#"{"target":"dns/web.","checks":[{"kind":"dns","server":"::ffff:198.19.2.53"}],"from":["node-2"]}"#,
+            &[],
+        );
+        let server: SocketAddr = "198.19.2.53:53".parse().unwrap();
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Dns {
+                name: "web.".into(),
+                server: Some(server)
+            }]
+        );
+        assert_eq!((p.target.ip, p.target.port), (server.ip(), Some(53)));
+        assert_eq!(p.sources[0].node, "node-2");
+        let p = ok(
+            r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.96.0.10:5353"}]}"#,
+            &["10.96.0.0/12"],
+        );
+        assert_eq!(p.target.port, Some(5353));
+        // What a forwarding agent sends parses back to the same plan.
+        let b = super::super::body(&p.target.label, &p.checks, None).to_string();
+        let again = plan(&b, &["10.96.0.0/12"]).unwrap();
+        assert_eq!(again.checks, p.checks);
+        assert_eq!(again.target, p.target);
+        // The longest name a resolver sends: 253 characters, labels of 63.
+        let l63 = "a".repeat(63);
+        let longest = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
+        assert_eq!(longest.len(), 253);
+        ok(&format!(r#"{{"target":"dns/{longest}"}}"#), &[]);
+        // Refused, naming the field.
+        let table: &[(&str, u16, &str)] = &[
+            (r#"{"target":"dns/"}"#, 400, "target \"dns/\": name"),
+            (r#"{"target":"dns/a..b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/-a.b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/a b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/ä.local"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/a/b"}"#, 400, "expected a DNS name"),
+            (r#"{"target":"dns/1.2.3.4:53"}"#, 400, "expected a DNS name"),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"dns.local"}]}"#,
+                400,
+                "checks[0].server: \"dns.local\" is not IP or IP:PORT",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.0.0.1:0"}]}"#,
+                400,
+                "checks[0].server",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":53}]}"#,
+                400,
+                "checks[0].server: expected",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","type":"MX"}]}"#,
+                400,
+                "checks[0]: unknown field \"type\"",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"icmp"}]}"#,
+                400,
+                "checks[0]: a dns/NAME target takes only the dns check, not icmp",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns"},{"kind":"dns"}]}"#,
+                400,
+                "checks[1]: a second dns check",
+            ),
+            (
+                r#"{"target":"198.19.1.11","checks":[{"kind":"dns"}]}"#,
+                400,
+                "checks[0]: the dns check needs a dns/NAME target",
+            ),
+            (
+                r#"{"target":"dns/web","from":["node-9"]}"#,
+                404,
+                "from[0] \"node-9\"",
+            ),
+            // A server is an address every node sends to: fenced like a target.
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"10.96.0.10"}]}"#,
+                403,
+                "checks[0].server 10.96.0.10:53: outside the allowed CIDRs",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"169.254.169.254"}]}"#,
+                403,
+                "is never probed",
+            ),
+            (
+                r#"{"target":"dns/web","checks":[{"kind":"dns","server":"127.0.0.53"}]}"#,
+                403,
+                "loopback",
+            ),
+        ];
+        for (body, status, part) in table {
+            let r = plan(body, &[]).expect_err(body);
+            assert_eq!(r.status, *status, "{body}: {r:?}");
+            assert!(
+                r.error.contains(part),
+                "{body}: {:?} lacks {part:?}",
+                r.error
+            );
+        }
+        let long = format!(r#"{{"target":"dns/{longest}b"}}"#);
+        assert!(plan(&long, &[]).unwrap_err().error.contains("253 in all"));
+        let label = format!(r#"{{"target":"dns/{l63}a.b"}}"#);
+        assert!(plan(&label, &[])
+            .unwrap_err()
+            .error
+            .contains("1-63 characters"));
+    }
+
+    /// `svc/NAMESPACE/NAME`: looked up (the seam), its ClusterIP fenced by the never-list only,
+    /// TCP/HTTP checks to the Service's own ports.
+    #[test]
+    fn service_targets() {
+        let set = parse(SET).unwrap();
+        let web = ResolvedService {
+            ip: "10.96.0.20".parse().unwrap(),
+            ports: vec![80, 443],
+        };
+        let go = |body: &str, svc: Option<&ResolvedService>| {
+            let req = parse_body(body.as_bytes())?;
+            let cx = Context {
+                me: "node-1",
+                peers: &set,
+                extra_allowed: &[],
+                default_port: 9000,
+                pod: None,
+                service: svc,
+            };
+            precheck(&req, &cx)?;
+            validate(&req, &cx)
+        };
+        // Default: TCP to the first TCP port, from every node, no context.
+        let p = go(r#"{"target":"svc/shop/web"}"#, Some(&web)).unwrap();
+        assert_eq!(p.target.label, "svc/shop/web");
+        assert_eq!((p.target.ip, p.target.port), (web.ip, Some(80)));
+        assert_eq!(p.checks, [CheckSpec::Tcp { port: 80 }]);
+        assert!(p.context.is_empty() && p.target.node.is_none());
+        assert_eq!(p.sources.len(), 2);
+        // HTTP to another of its ports.
+        let p = go(
+            r#"{"target":"svc/shop/web","checks":[{"kind":"http","port":443,"path":"/healthz"}],"from":["node-2"]}"#,
+            Some(&web),
+        )
+        .unwrap();
+        assert_eq!(
+            p.checks,
+            [CheckSpec::Http {
+                port: 443,
+                path: "/healthz".into()
+            }]
+        );
+        assert_eq!(p.target.port, Some(443));
+        // Refused, naming the field.
+        let no_tcp = ResolvedService {
+            ip: "10.96.0.10".parse().unwrap(),
+            ports: vec![],
+        };
+        let metadata = ResolvedService {
+            ip: "169.254.169.254".parse().unwrap(),
+            ports: vec![80],
+        };
+        let lo = ResolvedService {
+            ip: "127.0.0.1".parse().unwrap(),
+            ports: vec![80],
+        };
+        let table: &[(&str, Option<&ResolvedService>, u16, &str)] = &[
+            (
+                r#"{"target":"svc/shop"}"#,
+                Some(&web),
+                400,
+                "expected svc/NAMESPACE/NAME",
+            ),
+            (
+                r#"{"target":"svc/shop/a b"}"#,
+                Some(&web),
+                400,
+                "Service name",
+            ),
+            (r#"{"target":"svc//web"}"#, Some(&web), 400, "namespace"),
+            (
+                r#"{"target":"svc/shop/web"}"#,
+                None,
+                501,
+                "resolving Services needs an agent running with --discovery kubernetes",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"tcp","port":22}]}"#,
+                Some(&web),
+                400,
+                "checks[0].port: 22 is not a TCP port of svc/shop/web (80, 443)",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"icmp"}]}"#,
+                Some(&web),
+                400,
+                "checks[0]: a svc/NAMESPACE/NAME target takes tcp and http checks, not icmp",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"mtu"}]}"#,
+                None,
+                400,
+                "not mtu",
+            ),
+            (
+                r#"{"target":"svc/shop/web","checks":[{"kind":"dns"}]}"#,
+                Some(&web),
+                400,
+                "not dns",
+            ),
+            (
+                r#"{"target":"svc/kube-system/kube-dns"}"#,
+                Some(&no_tcp),
+                400,
+                "has no TCP port",
+            ),
+            (
+                r#"{"target":"svc/x/meta"}"#,
+                Some(&metadata),
+                403,
+                "is never probed",
+            ),
+            (r#"{"target":"svc/x/lo"}"#, Some(&lo), 403, "loopback"),
+        ];
+        for (body, svc, status, part) in table {
+            let r = go(body, *svc).expect_err(body);
+            assert_eq!(r.status, *status, "{body}: {r:?}");
+            assert!(
+                r.error.contains(part),
+                "{body}: {:?} lacks {part:?}",
+                r.error
+            );
+        }
     }
 }
