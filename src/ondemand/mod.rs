@@ -2,7 +2,8 @@
 //!
 //! `POST /api/v1/probe` on any agent: the request is validated ([`request`], pure; addresses
 //! through core's `net::fence`) and fenced ([`limits`]: per-client rate and one request in
-//! flight, token, per-agent budgets, slots; [`pods`], [`services`]: pod and Service lookups);
+//! flight, token, per-agent budgets, slots; [`pods`], [`services`]: pod and Service lookups,
+//! their allow-list and cache in [`lookups`]);
 //! the agent fans it out to the
 //! chosen source agents, itself included ([`fanout`]), each runs the checks now with the agent's
 //! own probers ([`run`]), and the answer streams back as NDJSON — an `accepted` line, one
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod fanout;
 pub mod limits;
+pub mod lookups;
 pub mod pods;
 pub mod request;
 pub mod run;

@@ -1,107 +1,49 @@
-//! `pod/NAMESPACE/NAME` lookups, bounded: an optional namespace allow-list checked before any
-//! lookup, and answers (found or not) cached for [`POD_CACHE_TTL`] in a table of at most
-//! [`POD_CACHE_MAX`] pods, so repeated requests cost the Kubernetes API nothing more.
+//! `pod/NAMESPACE/NAME` lookups, bounded by [`super::lookups`]: the namespace allow-list, and
+//! answers (found or not) cached for 30 s in a table of at most 256.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::time::Instant;
-
+use super::lookups::Lookups;
 use super::request::{Refusal, ResolvedPod};
 use super::wire::{Admit, PodResolver};
 
-/// How long a lookup's answer is reused.
-pub const POD_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Pods remembered at most; beyond, expired answers and then the oldest are forgotten.
-pub const POD_CACHE_MAX: usize = 256;
-
-type Key = (String, String);
-/// A lookup's answer and when it was had.
-type Entry = (Instant, Result<ResolvedPod, String>);
-
-/// The resolver behind a cache and a namespace allow-list.
+/// The resolver behind the shared allow-list and cache ([`super::lookups`]).
 pub struct Pods {
     resolver: Arc<dyn PodResolver>,
-    /// `--probe-pod-namespaces`: `None` allows every namespace.
-    namespaces: Option<Vec<String>>,
-    cache: Mutex<HashMap<Key, Entry>>,
+    lookups: Lookups<ResolvedPod>,
 }
 
 impl Pods {
     pub fn new(resolver: Arc<dyn PodResolver>, namespaces: Option<Vec<String>>) -> Pods {
         Pods {
             resolver,
-            namespaces,
-            cache: Mutex::new(HashMap::new()),
+            lookups: Lookups::new("pods", namespaces),
         }
     }
 
     /// Refused when `namespace` is not on the allow-list (nothing is looked up).
     pub fn admit(&self, namespace: &str, target: &str) -> Result<(), Refusal> {
-        match &self.namespaces {
-            Some(list) if !list.iter().any(|n| n == namespace) => Err(Refusal::new(
-                403,
-                "target_not_allowed",
-                format!(
-                    "target {target}: namespace {namespace:?} is not one this agent resolves pods in (--probe-pod-namespaces)"
-                ),
-            )),
-            _ => Ok(()),
-        }
+        self.lookups.admit(namespace, target)
     }
 
-    /// The pod, from the cache when looked up less than [`POD_CACHE_TTL`] ago.
+    /// The pod, from the cache when looked up less than [`super::lookups::CACHE_TTL`] ago.
     pub async fn resolve(
         &self,
         namespace: &str,
         name: &str,
         admit: Admit<'_>,
     ) -> Result<ResolvedPod, String> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(hit) = self.cached(&key) {
-            return hit;
-        }
-        let answer = self.resolver.resolve(namespace, name, admit).await;
-        self.store(key, answer.clone());
-        answer
-    }
-
-    fn cached(&self, key: &Key) -> Option<Result<ResolvedPod, String>> {
-        let cache = self.cache.lock().ok()?;
-        let (at, answer) = cache.get(key)?;
-        (at.elapsed() < POD_CACHE_TTL).then(|| answer.clone())
-    }
-
-    fn store(&self, key: Key, answer: Result<ResolvedPod, String>) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        if cache.len() >= POD_CACHE_MAX && !cache.contains_key(&key) {
-            cache.retain(|_, (at, _)| at.elapsed() < POD_CACHE_TTL);
-            if cache.len() >= POD_CACHE_MAX {
-                let oldest = cache
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    cache.remove(&k);
-                }
-            }
-        }
-        cache.insert(key, (Instant::now(), answer));
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.cache.lock().unwrap().len()
+        let lookup = || self.resolver.resolve(namespace, name, admit);
+        self.lookups.resolve(namespace, name, lookup).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ondemand::lookups::CACHE_MAX;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     /// Knows one pod, shop/web at 198.19.2.11; counts lookups.
     #[derive(Default)]
@@ -145,10 +87,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(pods.resolve("shop", "web", &|_| true).await.is_ok());
         assert_eq!(lookups(), 3, "looked up again after 30 s");
-        for i in 0..POD_CACHE_MAX + 50 {
+        for i in 0..CACHE_MAX + 50 {
             let _ = pods.resolve("shop", &format!("p-{i}"), &|_| true).await;
         }
-        assert!(pods.len() <= POD_CACHE_MAX, "{}", pods.len());
+        assert!(pods.lookups.len() <= CACHE_MAX, "{}", pods.lookups.len());
     }
 
     #[test]

@@ -1,92 +1,39 @@
 //! `svc/NAMESPACE/NAME` lookups, bounded like pods' ([`super::pods`]): the namespace
 //! allow-list (`--probe-pod-namespaces`, the same list: a namespace whose pods may be named may
 //! have its Services named) checked before any lookup, and answers (found or not) cached for
-//! [`SERVICE_CACHE_TTL`] in a table of at most [`SERVICE_CACHE_MAX`] Services: each source
+//! 30 s in a table of at most 256 Services: each source
 //! agent looks the Service up itself, so one request costs the API one call per agent at most
 //! every 30 s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::time::Instant;
-
+use super::lookups::Lookups;
 use super::request::{Refusal, ResolvedService};
 use super::wire::ServiceResolver;
 
-/// How long a lookup's answer is reused.
-pub const SERVICE_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Services remembered at most; beyond, expired answers and then the oldest are forgotten.
-pub const SERVICE_CACHE_MAX: usize = 256;
-
-type Key = (String, String);
-type Entry = (Instant, Result<ResolvedService, String>);
-
-/// The resolver behind a cache and the namespace allow-list.
+/// The resolver behind the shared allow-list and cache ([`super::lookups`]).
 pub struct Services {
     resolver: Arc<dyn ServiceResolver>,
-    /// `--probe-pod-namespaces`: `None` allows every namespace.
-    namespaces: Option<Vec<String>>,
-    cache: Mutex<HashMap<Key, Entry>>,
+    lookups: Lookups<ResolvedService>,
 }
 
 impl Services {
     pub fn new(resolver: Arc<dyn ServiceResolver>, namespaces: Option<Vec<String>>) -> Services {
         Services {
             resolver,
-            namespaces,
-            cache: Mutex::new(HashMap::new()),
+            lookups: Lookups::new("Services", namespaces),
         }
     }
 
     /// Refused when `namespace` is not on the allow-list (nothing is looked up).
     pub fn admit(&self, namespace: &str, target: &str) -> Result<(), Refusal> {
-        match &self.namespaces {
-            Some(list) if !list.iter().any(|n| n == namespace) => Err(Refusal::new(
-                403,
-                "target_not_allowed",
-                format!(
-                    "target {target}: namespace {namespace:?} is not one this agent resolves Services in (--probe-pod-namespaces)"
-                ),
-            )),
-            _ => Ok(()),
-        }
+        self.lookups.admit(namespace, target)
     }
 
-    /// The Service, from the cache when looked up less than [`SERVICE_CACHE_TTL`] ago.
+    /// The Service, from the cache when looked up less than [`super::lookups::CACHE_TTL`] ago.
     pub async fn resolve(&self, namespace: &str, name: &str) -> Result<ResolvedService, String> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(hit) = self.cached(&key) {
-            return hit;
-        }
-        let answer = self.resolver.resolve(namespace, name).await;
-        self.store(key, answer.clone());
-        answer
-    }
-
-    fn cached(&self, key: &Key) -> Option<Result<ResolvedService, String>> {
-        let cache = self.cache.lock().ok()?;
-        let (at, answer) = cache.get(key)?;
-        (at.elapsed() < SERVICE_CACHE_TTL).then(|| answer.clone())
-    }
-
-    fn store(&self, key: Key, answer: Result<ResolvedService, String>) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        if cache.len() >= SERVICE_CACHE_MAX && !cache.contains_key(&key) {
-            cache.retain(|_, (at, _)| at.elapsed() < SERVICE_CACHE_TTL);
-            if cache.len() >= SERVICE_CACHE_MAX {
-                let oldest = cache
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    cache.remove(&k);
-                }
-            }
-        }
-        cache.insert(key, (Instant::now(), answer));
+        let lookup = || self.resolver.resolve(namespace, name);
+        self.lookups.resolve(namespace, name, lookup).await
     }
 }
 
@@ -112,7 +59,9 @@ impl ServiceResolver for StaticServices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ondemand::lookups::{CACHE_MAX, CACHE_TTL};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     struct Counting(StaticServices, AtomicUsize);
 
@@ -149,12 +98,12 @@ mod tests {
         assert!(svcs.resolve("shop", "nope").await.is_err());
         assert!(svcs.resolve("shop", "nope").await.is_err());
         assert_eq!(r.1.load(Ordering::SeqCst), 2, "one lookup per Service");
-        tokio::time::advance(SERVICE_CACHE_TTL + Duration::from_secs(1)).await;
+        tokio::time::advance(CACHE_TTL + Duration::from_secs(1)).await;
         let _ = svcs.resolve("shop", "web").await;
         assert_eq!(r.1.load(Ordering::SeqCst), 3, "looked up again after 30 s");
-        for i in 0..SERVICE_CACHE_MAX + 20 {
+        for i in 0..CACHE_MAX + 20 {
             let _ = svcs.resolve("shop", &format!("s-{i}")).await;
         }
-        assert!(svcs.cache.lock().unwrap().len() <= SERVICE_CACHE_MAX);
+        assert!(svcs.lookups.len() <= CACHE_MAX);
     }
 }
