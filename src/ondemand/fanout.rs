@@ -77,6 +77,32 @@ fn ndjson(line: &Line) -> Bytes {
 }
 
 /// `POST /api/v1/probe`.
+/// A pod or Service lookup within [`RESOLVE_TIMEOUT`]; its failure is the refusal (on an
+/// open agent a hidden "not found": without a token, which names exist is not told).
+async fn looked_up<T>(
+    lookup: impl std::future::Future<Output = Result<T, String>>,
+    target: &str,
+    open: bool,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(_)) if open => Err(pod_hidden(target)),
+        Ok(Err(e)) => Err(Refusal::new(
+            502,
+            "kubernetes_error",
+            format!("target {target}: {e}"),
+        )),
+        Err(_) => Err(Refusal::new(
+            504,
+            "kubernetes_error",
+            format!(
+                "target {target}: the Kubernetes API did not answer within {}s",
+                RESOLVE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
 pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     // Canonical: with `--listen [::]:PORT` an IPv4 peer arrives as `::ffff:a.b.c.d`.
     let client_ip: Option<IpAddr> = req
@@ -195,59 +221,24 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
     // Without a token anyone may ask: whether a pod exists, and where, is not told.
     let open = s.ondemand.limits.token.is_none();
+    let target = &parsed.target_text;
     let pod: Option<ResolvedPod> = match pod_target {
         Some((pods, namespace, name)) => {
-            let target = &parsed.target_text;
             let mut allowed = request::derived_cidrs(&peers);
             allowed.extend_from_slice(&s.ondemand.extra_allowed);
             let admit = move |ip: IpAddr| crate::net::fence(ip, &allowed).is_ok();
-            match tokio::time::timeout(RESOLVE_TIMEOUT, pods.resolve(&namespace, &name, &admit))
-                .await
-            {
-                Ok(Ok(p)) => Some(p),
-                Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
-                Ok(Err(e)) => {
-                    return refuse(
-                        &s,
-                        Refusal::new(502, "kubernetes_error", format!("target {target}: {e}")),
-                    )
-                }
-                Err(_) => {
-                    return refuse(
-                        &s,
-                        Refusal::new(
-                            504,
-                            "kubernetes_error",
-                            format!("target {target}: the Kubernetes API did not answer within 5s"),
-                        ),
-                    )
-                }
+            match looked_up(pods.resolve(&namespace, &name, &admit), target, open).await {
+                Ok(p) => Some(p),
+                Err(r) => return refuse(&s, r),
             }
         }
         None => None,
     };
     let service: Option<ResolvedService> = match svc_target {
         Some((svcs, namespace, name)) => {
-            let target = &parsed.target_text;
-            match tokio::time::timeout(RESOLVE_TIMEOUT, svcs.resolve(&namespace, &name)).await {
-                Ok(Ok(x)) => Some(x),
-                Ok(Err(_)) if open => return refuse(&s, pod_hidden(target)),
-                Ok(Err(e)) => {
-                    return refuse(
-                        &s,
-                        Refusal::new(502, "kubernetes_error", format!("target {target}: {e}")),
-                    )
-                }
-                Err(_) => {
-                    return refuse(
-                        &s,
-                        Refusal::new(
-                            504,
-                            "kubernetes_error",
-                            format!("target {target}: the Kubernetes API did not answer within 5s"),
-                        ),
-                    )
-                }
+            match looked_up(svcs.resolve(&namespace, &name), target, open).await {
+                Ok(x) => Some(x),
+                Err(r) => return refuse(&s, r),
             }
         }
         None => None,
