@@ -96,7 +96,7 @@ impl<T: Clone> Lookups<T> {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.cache.lock().unwrap().len()
     }
 }
