@@ -83,6 +83,8 @@ struct Source<'a> {
     interval: f64,
     /// Peer probes answered / known.
     pod_net: (usize, usize),
+    /// Per peer probe (as `pod_net` counts them), its last error's age, if any.
+    peer_error_ages: Vec<Option<f64>>,
     checks: BTreeMap<&'a str, (Verdict, &'a CheckStats)>,
 }
 
@@ -90,6 +92,21 @@ impl Source<'_> {
     fn pod_net_ok(&self) -> bool {
         let (ok, known) = self.pod_net;
         known > 0 && ok as f64 >= POD_NET_OK * known as f64
+    }
+
+    /// The pod network answered throughout `kind`'s failure streak: at most half of the peer
+    /// probes failed since it began. Right after a `cni` fault clears, the peers answer again
+    /// while the check's failures from during the fault still stand (it read as `service`).
+    fn pod_net_ok_during(&self, kind: &str) -> bool {
+        let Some(streak) = streak_age(self, kind) else {
+            return self.pod_net_ok();
+        };
+        let troubled = self
+            .peer_error_ages
+            .iter()
+            .filter(|age| age.is_some_and(|a| a <= streak))
+            .count();
+        self.pod_net_ok() && 2 * troubled <= self.peer_error_ages.len()
     }
 
     fn verdict(&self, kind: &str) -> Verdict {
@@ -122,6 +139,13 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
             zone: a.zone.as_deref(),
             interval: a.interval_seconds.unwrap_or(0.0),
             pod_net: pod_net(a),
+            peer_error_ages: a
+                .peers
+                .iter()
+                .filter_map(|p| p.layers.get("http").or_else(|| p.layers.get("icmp_pod")))
+                .filter(|l| l.reachable.is_some())
+                .map(|l| l.last_error_age_seconds)
+                .collect(),
             checks: a
                 .checks
                 .iter()
@@ -170,7 +194,7 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
             let usable: Vec<&Source> = down
                 .iter()
                 .copied()
-                .filter(|s| s.pod_net_ok() && !implicated(s))
+                .filter(|s| s.pod_net_ok_during(kind) && !implicated(s))
                 .collect();
             if network_fault || 2 * usable.len() <= down.len() {
                 continue;
@@ -188,7 +212,7 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
         let mut own: Vec<&Source> = down
             .iter()
             .copied()
-            .filter(|s| s.pod_net_ok() && !implicated(s))
+            .filter(|s| s.pod_net_ok_during(kind) && !implicated(s))
             .collect();
         // `dns` at a node whose Service rules fail: the DNS is behind a ClusterIP too.
         if kind == "dns" {

@@ -248,3 +248,42 @@ fn answering_sources_are_contrasts_only_when_fresh() {
         &[ex(Cause::Dns, &["node-3"])],
     );
 }
+
+/// Right after `cni node-3` clears (CI, dual lab, the next fault's first poll): node-3's agent
+/// reaches every agent again, but its `service` check has not run since it failed 6 times
+/// during the fault. Its peers' probes failed within that streak: the pod network did not
+/// answer throughout, so no `service` finding; once the check answers, nothing to say.
+#[test]
+fn a_check_that_failed_while_the_pod_network_did_is_not_the_layers() {
+    let mut inp = inputs(None, &[(3, 6, 0)]);
+    for a in &mut inp.agents {
+        if a.node == "node-3" {
+            for p in &mut a.peers {
+                for l in p.layers.values_mut() {
+                    l.last_error_age_seconds = Some(0.8);
+                }
+            }
+        }
+    }
+    check(
+        "cni node-3 just cleared",
+        &diagnose_inputs(&inp, &Params::default()),
+        &[],
+    );
+    // The same check with the peers' errors older than its streak: the pod network answered
+    // all along, the ClusterIP did not.
+    for a in &mut inp.agents {
+        if a.node == "node-3" {
+            for p in &mut a.peers {
+                for l in p.layers.values_mut() {
+                    l.last_error_age_seconds = Some(30.0);
+                }
+            }
+        }
+    }
+    check(
+        "errors from long before",
+        &diagnose_inputs(&inp, &Params::default()),
+        &[ex(Cause::Service, &["node-3"])],
+    );
+}
