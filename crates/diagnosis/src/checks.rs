@@ -18,8 +18,9 @@ use crate::Params;
 /// a failing check is not told apart from the pod network's own trouble.
 const POD_NET_OK: f64 = 0.75;
 
-/// While some fault stands (any finding), a check is down only when at most this share of its
-/// window succeeded: loss, or a VIP drawing a dead backend now and then, fails single runs.
+/// While some fault stands or sets in (any finding, or any probe failing now), a check is down
+/// only when at most this share of its window succeeded: loss, or a VIP drawing a dead backend
+/// now and then, fails single runs.
 const DOWN_RATIO_IN_FAULT: f64 = 0.5;
 
 /// The causes that break a node's pod network (a check failing behind them is theirs).
@@ -128,7 +129,14 @@ pub fn with_checks(inp: &Inputs, d: Diagnosis, p: &Params) -> Diagnosis {
 
 /// The `service` and `dns` findings of `inp`'s checks, given the findings already made.
 pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Finding> {
-    let in_fault = !found.is_empty();
+    // A fault stands, or may be setting in: a finding, or any probe failing now (at a fault's
+    // onset its finding waits while a VIP already draws the broken backend now and then).
+    let in_fault = !found.is_empty()
+        || inp.agents.iter().any(|a| {
+            let peers = a.peers.iter().flat_map(|p| p.layers.values());
+            let targets = a.targets.iter().flat_map(|t| t.layers.values());
+            peers.chain(targets).any(|l| l.reachable == Some(false))
+        });
     let sources: Vec<Source> = inp
         .agents
         .iter()

@@ -287,3 +287,28 @@ fn a_check_that_failed_while_the_pod_network_did_is_not_the_layers() {
         &[ex(Cause::Service, &["node-3"])],
     );
 }
+
+/// At a fault's onset, before its finding (CI, vpc lab, `cni node-3` at +1.6 s): node-1's
+/// `service` check drew node-3's dead agent behind the VIP twice in a row (8 of 10 runs
+/// answered) while node-3's cells already failed: no finding for it. The same check failing
+/// that way with nothing else failing is the Service's.
+#[test]
+fn a_vip_drawing_a_broken_backend_at_a_faults_onset_is_not_the_service() {
+    let mut inp = inputs(None, &[(1, 2, 0)]);
+    for a in &mut inp.agents {
+        if a.node == "node-2" {
+            let p = a.peers.iter_mut().find(|p| p.node == "node-3").unwrap();
+            p.layers.get_mut("icmp_pod").unwrap().reachable = Some(false);
+        }
+    }
+    check(
+        "onset elsewhere",
+        &diagnose_inputs(&inp, &Params::default()),
+        &[],
+    );
+    check(
+        "nothing else failing",
+        &diagnose_inputs(&inputs(None, &[(1, 2, 0)]), &Params::default()),
+        &[ex(Cause::Service, &["node-1"])],
+    );
+}
