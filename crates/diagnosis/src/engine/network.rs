@@ -3,7 +3,7 @@
 //! per node or reported per pair.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use super::clean::{max_age, net_failing, pod_layers, pod_state, NetUnreachableFrom};
 use super::state::*;
@@ -181,6 +181,23 @@ impl Engine<'_> {
                 candidates.push(CandidateCover::new(Candidate::ZoneIsolated(z), mine, 1));
             }
         }
+        // Sources whose own stack or pod gateway says "net unreachable" toward a node's pods,
+        // on any pair (targets too, and pairs not failing yet): their replies to that node's
+        // pods have no route either, so the reverse pairs fail with them (node IPs included).
+        let no_route: HashSet<(usize, usize)> = self
+            .peer_pairs
+            .iter()
+            .chain(&self.target_pairs)
+            .filter_map(|&i| {
+                let src = self.m.pairs[i].src;
+                match self.net_unreachable_from(i) {
+                    Some(NetUnreachableFrom::Node { node, .. }) if node == src => {
+                        Some((src, self.dst_node(i)?))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
         // Per-node covers.
         let mut touching: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut egress: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -190,6 +207,9 @@ impl Engine<'_> {
             let Dest::Node(d) = pc.dst else { continue };
             touching[pc.src].push(k);
             touching[d].push(k);
+            if no_route.contains(&(d, pc.src)) {
+                egress.entry(d).or_default().push(k);
+            }
             match self.net_unreachable_from(i) {
                 Some(NetUnreachableFrom::Node { node: owner, .. }) => {
                     let v = egress.entry(owner).or_default();

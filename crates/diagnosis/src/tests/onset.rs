@@ -619,3 +619,35 @@ fn an_unconfirmed_failure_is_no_contrast() {
         );
     }
 }
+
+/// Fixture `tests/fixtures/views/route6-reapplied-dual.json` (a saved dual-stack lab view
+/// just after `route node-1 node-3 --family ipv6` was applied again, seconds after the same
+/// fault cleared): node-1's pod probe to node-3 has failed once since ("net unreachable" from
+/// its own gateway, unconfirmed), its probe to web-node-3 is down with the same answer, and
+/// node-3 -> node-1 is down on every layer (node-1's replies have no route). Without the target
+/// pair's evidence that reverse pair read as a second finding, `vpc` node-3 -> node-1.
+#[test]
+fn a_missing_route_seen_on_a_target_pair_explains_the_reverse_peer_pair() {
+    let path = format!(
+        "{}/tests/fixtures/views/route6-reapplied-dual.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
+    let d = crate::diagnose_inputs(&inputs, &crate::Params::default());
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    let f = &d.findings[0];
+    assert!(
+        f.cause == Cause::Routing
+            && f.nodes == ["node-1"]
+            && f.family == Some(meshprobe_core::model::Family::Ipv6),
+        "{}",
+        d.to_text()
+    );
+    assert!(
+        f.pairs.iter().any(|p| p[0] == "node-3" && p[1] == "node-1"),
+        "the reverse pair is the routing finding's: {}",
+        d.to_text()
+    );
+}
