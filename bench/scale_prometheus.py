@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """bench/scale-prometheus.sh's driver: a fleet emulator and a real Prometheus per cluster size.
 
-For each N: the emulator (`meshprobe plan --simulate --serve`, 3 zones, the agents' defaults:
-5 s interval, 60 s window, sampled plan, --pair-metrics auto) with node-down, cni, partition and
-route switched on in turn (ON seconds each, OFF seconds apart, after WARM seconds); Debian's
-Prometheus scraping one target per zone at SCRAPE with the shipped rules; `meshprobe diagnose
---prometheus` every POLL seconds. Per fault: seconds from its start to the first exactly right
-answer (cause and place) and to the matching alert firing, and the distinct wrong answers seen.
+For each N: the emulator (`meshprobe plan --simulate --serve`, 3 zones, TARGETS target pods, the
+agents' defaults: 5 s interval, 60 s window, sampled plan, --pair-metrics auto) with node-down, cni,
+partition, route, policy (on a target), loss (30 % at a node) and mtu (a 1,400-byte black hole at
+a node) switched on in turn (ON seconds each, longer where an alert's `for` needs it, OFF
+seconds apart, after WARM seconds); Debian's Prometheus scraping one target per zone at SCRAPE
+with the shipped rules; `meshprobe diagnose --prometheus` every POLL seconds. Per fault: seconds
+from its start to the first exactly right answer (cause and place) and to the matching alert
+firing, and the distinct wrong answers seen.
 Then CLEAN seconds without faults: polls with any finding or firing alert. At the end: the
 queries one diagnose makes (Prometheus' own request counter), diagnose wall times, Prometheus'
 head series and RSS, the emulator's scrape size.
@@ -35,7 +37,9 @@ ON = int(os.environ.get("ON", "180"))
 OFF = int(os.environ.get("OFF", "150"))
 CLEAN = int(os.environ.get("CLEAN", "600"))
 POLL = float(os.environ.get("POLL", "5"))
-FAULTS = os.environ.get("FAULTS", "node-down,cni,partition,route").split(",")
+FAULTS = os.environ.get("FAULTS", "node-down,cni,partition,route,policy,loss,mtu").split(",")
+# Target pods every agent probes (the emulator's --targets; policy acts on the second).
+TARGETS = int(os.environ.get("TARGETS", "3"))
 
 
 def free_port():
@@ -77,7 +81,7 @@ def _stop_all():
 
 def emulator(bin_, n, port, injects, log):
     args = [bin_, "plan", "--simulate", "--serve", f"127.0.0.1:{port}", "--nodes", str(n),
-            "--zones", "3", "--interval", INTERVAL, "--window", WINDOW]
+            "--zones", "3", "--interval", INTERVAL, "--window", WINDOW, "--targets", str(TARGETS)]
     for i in injects:
         args += ["--inject", i]
     p = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
@@ -128,11 +132,23 @@ def run_n(bin_, n, work):
                       "MeshprobeZonePartition", {}),
         "route": (f"route:{name(1, n)},{peer}", "routing", [name(1, n)], [],
                   "MeshprobePodToPodUnreachable", {"src_node": name(1, n)}),
+        # web-00002 runs on the first node of the fleet's second third (the emulator's spread).
+        "policy": ("policy:web-00002", "policy", [name(n // TARGETS + 1, n)], [],
+                   "MeshprobeTargetUnreachable", {"dst": "web-00002"}),
+        "loss": (f"loss:{name(n // 2, n)},30", "packet_loss", [name(n // 2, n)], [],
+                 "MeshprobePacketLoss", {}),
+        "mtu": (f"mtu:{name(2 * n // 3, n)},1400", "mtu", [name(2 * n // 3, n)], [],
+                "MeshprobeMtuBlackHole", {}),
     }
+    # A fault stays on at least its alert's `for` plus 3 scrapes, so the alert can fire.
+    alert_for = {"loss": 300, "mtu": 120}
+    scrape_s = float(SCRAPE.rstrip("s"))
     schedule = []
-    for k, f in enumerate(FAULTS):
-        start = WARM + k * (ON + OFF)
-        schedule.append((f, start, start + ON))
+    start = WARM
+    for f in FAULTS:
+        on = max(ON, int(alert_for.get(f, 60) + 3 * scrape_s))
+        schedule.append((f, start, start + on))
+        start += on + OFF
     end_faults = schedule[-1][2] + OFF if schedule else WARM
     injects = [f"{places[f][0]}@{s}s-{e}s" for f, s, e in schedule]
     p = emulator(bin_, n, emu_port, injects, log)

@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod emulate;
+pub mod faults;
 
 pub use meshprobe_core::plan::*;
 pub use meshprobe_diagnosis::simulate;

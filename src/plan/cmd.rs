@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::simulate::{simulate, FaultKind, SimParams, SimReport, MAX_NODES};
+
+/// `--targets` at most: every emulated agent probes every target.
+const MAX_TARGETS: usize = 100;
 use super::PlanParams;
 use crate::config::PairMetrics;
 use crate::diagnose::Output;
@@ -65,10 +68,14 @@ pub struct PlanArgs {
     #[arg(long, value_name = "ADDR", requires = "simulate")]
     pub serve: Option<String>,
     /// With --serve: a fault to switch on, `KIND:WHERE[@START[-END]]` — node-down:NODE,
-    /// cni:NODE, partition:ZONE,ZONE or route:NODE,NODE, from START to END after start
-    /// (e.g. cni:node-00017@30s-2m); repeatable.
+    /// cni:NODE, partition:ZONE,ZONE, route:NODE,NODE, loss:NODE,PERCENT, mtu:NODE,BYTES or
+    /// policy:TARGET, from START to END after start (e.g. cni:node-00017@30s-2m); repeatable.
     #[arg(long, value_name = "SPEC", requires = "serve")]
     pub inject: Vec<String>,
+    /// With --serve: target pods every agent probes (ICMP and HTTP), `web-00001` … spread
+    /// evenly over the nodes.
+    #[arg(long, default_value_t = 0, requires = "serve")]
+    pub targets: usize,
     /// With --serve: the agents' --window.
     #[arg(long, default_value = "60s", requires = "serve")]
     pub window: String,
@@ -145,11 +152,17 @@ pub async fn run(args: PlanArgs) -> Result<u8> {
         let injected = args
             .inject
             .iter()
-            .map(|s| super::emulate::Injected::parse(s).map_err(Error::Config))
+            .map(|s| super::faults::Injected::parse(s).map_err(Error::Config))
             .collect::<Result<Vec<_>>>()?;
         let nodes = super::simulate::cluster(params.nodes, params.zones, params.seed);
         let plan = super::Plan::build(&nodes, &params.plan, 0);
-        return super::emulate::serve(plan, addr, interval, window, injected).await;
+        if args.targets > MAX_TARGETS {
+            return Err(Error::Config(format!(
+                "--targets {}: at most {MAX_TARGETS} (every agent probes every target)",
+                args.targets
+            )));
+        }
+        return super::emulate::serve(plan, addr, interval, window, args.targets, injected).await;
     }
     let started = std::time::Instant::now();
     let mut report = simulate(&params);
@@ -484,6 +497,7 @@ mod tests {
             output: Output::Text,
             serve: None,
             inject: Vec::new(),
+            targets: 0,
             window: "60s".into(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()

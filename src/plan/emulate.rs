@@ -18,144 +18,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::faults::{effect, path_mtu, silent, Dst, Effect, EmuFault, Injected, Names, LINK_MTU};
 use super::Plan;
 use crate::config::PairMetrics;
 use crate::discovery::DiscoveryStatus;
 use crate::error::{Error, Result};
 use crate::metrics::{Identity, Metrics, PlanStatus, StoreCollector};
-use crate::model::IpFamilies;
-use crate::model::{ErrorClass, Layer, ProbeResult};
-use crate::peers::{Peer, PeerSet};
+use crate::model::{DestKind, ErrorClass, IpFamilies, Layer, ProbeResult};
+use crate::mtu::{MtuReport, MtuState};
+use crate::peers::{Peer, PeerSet, Protocol, Target};
 use crate::schedule::{tasks, Task, TaskParams};
 use crate::store::Store;
-use meshprobe_core::parse::parse_duration;
 use meshprobe_diagnosis::simulate::{node_ip, pod_base, pod_gateway, pod_ip};
-
-/// A fault the emulator switches on and off (`--inject KIND:WHERE[@START[-END]]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Injected {
-    pub fault: EmuFault,
-    /// Seconds after start when it begins, and ends (none: never).
-    pub start: f64,
-    pub end: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EmuFault {
-    /// Nothing reaches the node; its agent is not scraped.
-    NodeDown(String),
-    /// The node's pod network is cut off: its pod IP and agent fail, its node IP answers.
-    Cni(String),
-    /// Nothing crosses between the two zones.
-    Partition(String, String),
-    /// The first node lost its route to the second's pod subnet: net unreachable from its pod
-    /// gateway one way, silence the other.
-    Route(String, String),
-}
-
-impl Injected {
-    /// `node-down:NODE`, `cni:NODE`, `partition:ZONE,ZONE` or `route:NODE,NODE`, optionally
-    /// `@START` or `@START-END` (durations after start, e.g. `@30s-2m`).
-    pub fn parse(spec: &str) -> std::result::Result<Injected, String> {
-        let bad = |why: &str| format!("--inject {spec:?}: {why}");
-        let (what, when) = spec.split_once('@').unwrap_or((spec, ""));
-        let (kind, place) = what
-            .split_once(':')
-            .ok_or_else(|| bad("expected KIND:WHERE, e.g. cni:node-00017"))?;
-        let two = || {
-            place
-                .split_once(',')
-                .filter(|(a, b)| !a.is_empty() && !b.is_empty() && a != b)
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| bad("expected two different names, comma-separated"))
-        };
-        if place.is_empty() {
-            return Err(bad("no node or zone given"));
-        }
-        let fault = match kind {
-            "node-down" => EmuFault::NodeDown(place.to_string()),
-            "cni" => EmuFault::Cni(place.to_string()),
-            "partition" => {
-                let (a, b) = two()?;
-                EmuFault::Partition(a, b)
-            }
-            "route" => {
-                let (a, b) = two()?;
-                EmuFault::Route(a, b)
-            }
-            _ => {
-                return Err(bad(
-                    "unknown kind; expected node-down, cni, partition or route",
-                ))
-            }
-        };
-        let secs = |s: &str| {
-            parse_duration(s)
-                .map(|d| d.as_secs_f64())
-                .map_err(|e| bad(&format!("{s:?}: {e}")))
-        };
-        let (start, end) = match when.split_once('-') {
-            _ if when.is_empty() => (0.0, None),
-            Some((a, b)) => (secs(a)?, Some(secs(b)?)),
-            None => (secs(when)?, None),
-        };
-        if end.is_some_and(|e| e <= start) {
-            return Err(bad("the end must come after the start"));
-        }
-        Ok(Injected { fault, start, end })
-    }
-
-    pub fn on_at(&self, secs: f64) -> bool {
-        secs >= self.start && self.end.is_none_or(|e| secs < e)
-    }
-}
-
-/// Names and zones of the cluster, for [`effect`].
-pub struct Names<'a> {
-    pub names: &'a [String],
-    pub zone_of: &'a dyn Fn(usize) -> &'a str,
-}
-
-/// What the faults `on` make of the probe from `src` to `dst` on `layer`: `None` when it
-/// succeeds. The first fault that touches the cell decides.
-pub fn effect(
-    on: &[&EmuFault],
-    n: &Names,
-    src: usize,
-    dst: usize,
-    layer: Layer,
-) -> Option<ErrorClass> {
-    let name = |i: usize| n.names[i].as_str();
-    let pod_layer = matches!(layer, Layer::IcmpPod | Layer::Http);
-    for f in on {
-        match f {
-            EmuFault::NodeDown(x) if name(dst) == x => return Some(ErrorClass::Timeout),
-            EmuFault::Cni(x) if name(dst) == x && pod_layer => return Some(ErrorClass::Timeout),
-            EmuFault::Partition(a, b) => {
-                let (zs, zd) = ((n.zone_of)(src), (n.zone_of)(dst));
-                if (zs == a && zd == b) || (zs == b && zd == a) {
-                    return Some(ErrorClass::Timeout);
-                }
-            }
-            EmuFault::Route(a, b) if pod_layer && name(src) == a && name(dst) == b => {
-                return Some(ErrorClass::NetUnreachable {
-                    from: Some(pod_gateway(src)),
-                })
-            }
-            EmuFault::Route(a, b) if pod_layer && name(src) == b && name(dst) == a => {
-                return Some(ErrorClass::Timeout)
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Whether the faults `on` cut `node`'s agent off from Prometheus.
-pub fn silent(on: &[&EmuFault], node: &str) -> bool {
-    on.iter()
-        .any(|f| matches!(f, EmuFault::NodeDown(x) | EmuFault::Cni(x) if x == node))
-}
 
 /// The agent's exposition text as one target of a fleet: `# ` lines dropped (the families of
 /// many agents share one answer), `instance="NODE"` added to every sample.
@@ -188,8 +62,60 @@ struct Agent {
 struct Fleet {
     plan: Plan,
     agents: Vec<Agent>,
+    /// The emulated target pods: name, node index.
+    targets: Vec<(String, usize)>,
     injected: Vec<Injected>,
     started: std::time::Instant,
+}
+
+/// The emulated agents' ICMP echoes per probe (the agent's `--icmp-count` default).
+const ICMP_COUNT: u16 = 3;
+
+/// One probe's result under `effect`; `draw` gives uniform samples in [0, 1) for loss.
+fn outcome(effect: Option<Effect>, layer: Layer, mut draw: impl FnMut() -> f64) -> ProbeResult {
+    let rtt = Duration::from_micros(300);
+    let icmp = matches!(layer, Layer::IcmpPod | Layer::IcmpNode);
+    match effect {
+        None => ProbeResult::ok(rtt, None),
+        Some(Effect::Fail(e)) => ProbeResult::failed(if icmp { ICMP_COUNT } else { 1 }, e),
+        // An exchange (TCP, HTTP) fails when its one attempt is lost: the agents' timeout is
+        // below TCP's first retransmission.
+        Some(Effect::Lossy(p)) if !icmp => {
+            if draw() < p {
+                ProbeResult::failed(1, ErrorClass::Timeout)
+            } else {
+                ProbeResult::ok(rtt, None)
+            }
+        }
+        Some(Effect::Lossy(p)) => {
+            let received = (0..ICMP_COUNT).filter(|_| draw() >= p).count() as u16;
+            ProbeResult {
+                sent: ICMP_COUNT,
+                received,
+                rtts: vec![rtt; usize::from(received)],
+                phases: None,
+                error: (received < ICMP_COUNT).then_some(ErrorClass::Timeout),
+            }
+        }
+    }
+}
+
+/// What an agent's path-MTU search concludes toward a destination whose path carries `mtu`.
+fn mtu_report(mtu: u32) -> MtuReport {
+    let (path_mtu, state) = if mtu < LINK_MTU {
+        (mtu, MtuState::Blackhole)
+    } else {
+        (LINK_MTU, MtuState::Ok)
+    };
+    MtuReport {
+        path_mtu: Some(path_mtu),
+        expected_mtu: LINK_MTU,
+        state,
+        searching: false,
+        reported_by: None,
+        probes_sent: 0,
+        searches: 1,
+    }
 }
 
 impl Fleet {
@@ -208,34 +134,45 @@ impl Fleet {
 
     /// One interval's probes of every agent.
     fn round(&self) {
+        use rand::RngExt;
         let on = self.on();
         let zone_of = |i: usize| self.zone(i);
         let names = Names {
             names: &self.plan.names,
             zone_of: &zone_of,
+            targets: &self.targets,
         };
         let now = Instant::now();
-        let index: BTreeMap<&str, usize> = self
+        let index: BTreeMap<(DestKind, &str), Dst> = self
             .plan
             .names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
+            .map(|(i, n)| ((DestKind::Peer, n.as_str()), Dst::Node(i)))
+            .chain(
+                self.targets
+                    .iter()
+                    .enumerate()
+                    .map(|(t, (n, _))| ((DestKind::Target, n.as_str()), Dst::Target(t))),
+            )
             .collect();
+        let mut rng = rand::rng();
         for a in &self.agents {
             let Ok(mut store) = a.store.lock() else {
                 continue;
             };
             for t in &a.tasks {
-                let Some(&dst) = index.get(t.key.name.as_str()) else {
+                let Some(&dst) = index.get(&(t.key.kind, t.key.name.as_str())) else {
                     continue;
                 };
-                let r = match effect(&on, &names, a.index, dst, t.key.layer) {
-                    Some(e) => ProbeResult::failed(1, e),
-                    None => ProbeResult::ok(Duration::from_micros(300), None),
-                };
+                let e = effect(&on, &names, a.index, dst, t.key.layer);
+                let r = outcome(e, t.key.layer, || rng.random::<f64>());
                 store.record(&t.key, now, &r);
                 a.metrics.observe(t.key.layer, &r);
+                // The agents search the path MTU of every pod-IP echo destination.
+                if t.key.layer == Layer::IcmpPod {
+                    store.set_mtu(&t.key, mtu_report(path_mtu(&on, &names, a.index, dst)));
+                }
             }
             drop(store);
             a.metrics.rounds.inc();
@@ -262,21 +199,28 @@ impl Fleet {
     }
 }
 
-/// Build the fleet of `plan` and serve it on `addr` until Ctrl-C, one round every `interval`.
+/// The emulated target pods: `web-00001` … spread evenly over the nodes, each at its node's
+/// pod base + 11, answering HTTP on 8080 (as the lab's `web-node-N`).
+pub fn targets(plan: &Plan, count: usize) -> Vec<(String, usize)> {
+    let n = plan.names.len();
+    (0..count.min(n))
+        .map(|t| (format!("web-{:05}", t + 1), t * n / count.min(n).max(1)))
+        .collect()
+}
+
+/// Build the fleet of `plan` with `targets` target pods and serve it on `addr` until Ctrl-C,
+/// one round every `interval`.
 pub async fn serve(
     plan: Plan,
     addr: SocketAddr,
     interval: Duration,
     window: Duration,
+    targets: usize,
     injected: Vec<Injected>,
 ) -> Result<u8> {
+    let target_list = self::targets(&plan, targets);
     for i in &injected {
-        let names: Vec<&str> = match &i.fault {
-            EmuFault::NodeDown(x) | EmuFault::Cni(x) => vec![x],
-            EmuFault::Route(a, b) => vec![a, b],
-            EmuFault::Partition(..) => vec![],
-        };
-        for n in names {
+        for n in i.fault.nodes() {
             if plan.index(n).is_none() {
                 return Err(Error::Config(format!(
                     "--inject: no node {n:?} in the simulated cluster (names run node-{:05} …)",
@@ -292,6 +236,18 @@ pub async fn serve(
                         plan.zones.join(", ")
                     )));
                 }
+            }
+        }
+        if let EmuFault::Policy(t) = &i.fault {
+            if !target_list.iter().any(|(n, _)| n == t) {
+                return Err(Error::Config(format!(
+                    "--inject: no target {t:?} (--targets {targets}: {})",
+                    if targets == 0 {
+                        "none; give --targets N".to_string()
+                    } else {
+                        format!("web-00001 … web-{targets:05}")
+                    }
+                )));
             }
         }
     }
@@ -318,7 +274,18 @@ pub async fn serve(
                 pod_ips: Vec::new(),
             })
             .collect(),
-        targets: Vec::new(),
+        targets: target_list
+            .iter()
+            .map(|(name, node)| Target {
+                name: name.clone(),
+                ip: IpAddr::V4(Ipv4Addr::from(pod_base(*node) + 11)),
+                port: 8080,
+                protocol: Protocol::Http,
+                path: None,
+                node: Some(plan.names[*node].clone()),
+                ips: Vec::new(),
+            })
+            .collect(),
     });
     let params = TaskParams {
         default_port: crate::config::DEFAULT_PORT,
@@ -337,9 +304,11 @@ pub async fn serve(
     let agents = (0..plan.names.len())
         .map(|s| {
             let me = &plan.names[s];
+            // Its planned peers, and every target (targets are never sampled).
             let mine: Vec<Task> = plan
                 .peers_of(me)
                 .into_iter()
+                .chain(target_list.iter().map(|(n, _)| n.as_str()))
                 .flat_map(|d| by_dst.get(d).into_iter().flatten())
                 .map(|t| (*t).clone())
                 .collect();
@@ -356,7 +325,7 @@ pub async fn serve(
                 ready: Arc::new(AtomicBool::new(true)),
                 pair_metrics: PairMetrics::Auto,
                 icmp_socket: "raw",
-                pmtu_socket: "off",
+                pmtu_socket: "raw",
                 interval,
                 window,
                 plan: Arc::new(PlanStatus {
@@ -376,6 +345,7 @@ pub async fn serve(
     let fleet = Arc::new(Fleet {
         plan,
         agents,
+        targets: target_list,
         injected,
         started: std::time::Instant::now(),
     });
@@ -468,71 +438,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn faults_parse_with_schedules_and_bad_ones_are_named() {
-        let f = Injected::parse("cni:node-00017@30s-2m").unwrap();
-        assert_eq!(f.fault, EmuFault::Cni("node-00017".into()));
-        assert_eq!((f.start, f.end), (30.0, Some(120.0)));
-        assert!(!f.on_at(29.9) && f.on_at(30.0) && f.on_at(119.0) && !f.on_at(120.0));
-        let f = Injected::parse("partition:zone-a,zone-c").unwrap();
-        assert_eq!(
-            f.fault,
-            EmuFault::Partition("zone-a".into(), "zone-c".into())
+    fn a_lossy_probe_loses_each_packet_by_its_own_draw() {
+        // Draws below p are losses.
+        let mut draws = [0.1, 0.9, 0.2].into_iter();
+        let r = outcome(Some(Effect::Lossy(0.3)), Layer::IcmpPod, || {
+            draws.next().unwrap()
+        });
+        assert_eq!((r.sent, r.received, r.rtts.len()), (3, 1, 1));
+        assert!(r.success() && r.error == Some(ErrorClass::Timeout), "{r:?}");
+        let r = outcome(Some(Effect::Lossy(0.3)), Layer::IcmpNode, || 0.0);
+        assert!(!r.success() && r.received == 0, "{r:?}");
+        let r = outcome(Some(Effect::Lossy(0.3)), Layer::IcmpNode, || 0.5);
+        assert_eq!((r.received, &r.error), (3, &None));
+        let r = outcome(Some(Effect::Lossy(0.3)), Layer::Http, || 0.2);
+        assert!(!r.success());
+        assert!(outcome(Some(Effect::Lossy(0.3)), Layer::Http, || 0.4).success());
+        assert!(outcome(None, Layer::Http, || unreachable!()).success());
+        let r = outcome(
+            Some(Effect::Fail(ErrorClass::Timeout)),
+            Layer::IcmpPod,
+            || unreachable!(),
         );
-        assert!(f.on_at(0.0) && f.on_at(1e9));
-        for (bad, why) in [
-            ("cni", "expected KIND:WHERE"),
-            ("cni:", "no node or zone"),
-            ("loss:node-1", "unknown kind"),
-            ("route:node-1", "two different names"),
-            ("route:node-1,node-1", "two different names"),
-            ("cni:n@soon", "\"soon\""),
-            ("cni:n@2m-1m", "end must come after"),
-        ] {
-            let e = Injected::parse(bad).unwrap_err();
-            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
-        }
+        assert_eq!((r.sent, r.received), (ICMP_COUNT, 0));
+        assert_eq!(mtu_report(1400).state, MtuState::Blackhole);
+        assert_eq!(mtu_report(1400).path_mtu, Some(1400));
+        assert_eq!(mtu_report(LINK_MTU).state, MtuState::Ok);
     }
 
     #[test]
-    fn each_fault_fails_exactly_its_cells() {
-        let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
-        let zones = ["z1", "z1", "z2", "z2"];
-        let zone_of = |i: usize| zones[i];
-        let n = Names {
-            names: &names,
-            zone_of: &zone_of,
-        };
-        let cell = |f: &EmuFault, s, d, l| effect(&[f], &n, s, d, l);
-        let down = EmuFault::NodeDown("c".into());
-        assert_eq!(
-            cell(&down, 0, 2, Layer::IcmpNode),
-            Some(ErrorClass::Timeout)
+    fn targets_spread_over_the_fleet() {
+        let plan = crate::plan::Plan::build(
+            &crate::plan::simulate::cluster(60, 3, 1),
+            &crate::plan::PlanParams::default(),
+            0,
         );
-        assert_eq!(cell(&down, 2, 0, Layer::IcmpNode), None);
-        assert!(silent(&[&down], "c") && !silent(&[&down], "a"));
-        let cni = EmuFault::Cni("c".into());
-        assert_eq!(cell(&cni, 0, 2, Layer::IcmpPod), Some(ErrorClass::Timeout));
-        assert_eq!(cell(&cni, 0, 2, Layer::Http), Some(ErrorClass::Timeout));
-        assert_eq!(cell(&cni, 0, 2, Layer::IcmpNode), None);
-        assert!(silent(&[&cni], "c"));
-        let part = EmuFault::Partition("z1".into(), "z2".into());
-        assert_eq!(
-            cell(&part, 0, 3, Layer::IcmpNode),
-            Some(ErrorClass::Timeout)
-        );
-        assert_eq!(cell(&part, 3, 1, Layer::Http), Some(ErrorClass::Timeout));
-        assert_eq!(cell(&part, 0, 1, Layer::IcmpNode), None);
-        assert!(!silent(&[&part], "a"));
-        let route = EmuFault::Route("a".into(), "b".into());
-        assert_eq!(
-            cell(&route, 0, 1, Layer::IcmpPod),
-            Some(ErrorClass::NetUnreachable {
-                from: Some(pod_gateway(0))
-            })
-        );
-        assert_eq!(cell(&route, 1, 0, Layer::Http), Some(ErrorClass::Timeout));
-        assert_eq!(cell(&route, 0, 1, Layer::IcmpNode), None);
-        assert_eq!(cell(&route, 0, 2, Layer::IcmpPod), None);
+        let t = targets(&plan, 3);
+        let names: Vec<&str> = t.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["web-00001", "web-00002", "web-00003"]);
+        assert_eq!(t.iter().map(|x| x.1).collect::<Vec<_>>(), [0, 20, 40]);
+        assert!(targets(&plan, 0).is_empty());
+        assert_eq!(targets(&plan, 500).len(), 60, "at most one per node");
     }
 
     #[test]
