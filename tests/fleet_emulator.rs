@@ -249,6 +249,36 @@ const DOWN: (u64, u64) = (140, 170);
 const CNI_NODE: &str = "node-00017";
 const DOWN_NODE: &str = "node-00030";
 
+/// `@START-END` of a fault on at those seconds after the emulator's start.
+fn at((s, e): (u64, u64)) -> String {
+    format!("@{s}s-{e}s")
+}
+
+/// The emulator's arguments for the 60-node sampled fleet (1 s interval, 8 s window): `extra`,
+/// and each of `faults` injected.
+fn sixty(extra: &[&str], faults: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--nodes",
+        &NODES.to_string(),
+        "--zones",
+        "3",
+        "--full-mesh-max",
+        &FULL_MESH_MAX.to_string(),
+        "--interval",
+        "1s",
+        "--window",
+        "8s",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    for f in faults {
+        v.extend(["--inject".to_string(), f.clone()]);
+    }
+    v
+}
+
 #[test]
 fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts() {
     if !have_or_skip("prometheus", "prometheus") {
@@ -271,28 +301,14 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
     let ib = plan.index(&b).unwrap() as u32;
     let probers_of_b = plan.core.iter().filter(|c| c.contains(&ib)).count();
     assert!(probers_of_b >= 3, "{probers_of_b}");
-    let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
-    let args: Vec<String> = [
-        "--nodes",
-        &NODES.to_string(),
-        "--zones",
-        "3",
-        "--full-mesh-max",
-        &FULL_MESH_MAX.to_string(),
-        "--interval",
-        "1s",
-        "--window",
-        "8s",
-        "--inject",
-        &format!("route:{a},{b}{}", at(ROUTE)),
-        "--inject",
-        &format!("cni:{CNI_NODE}{}", at(CNI)),
-        "--inject",
-        &format!("node-down:{DOWN_NODE}{}", at(DOWN)),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = sixty(
+        &[],
+        &[
+            format!("route:{a},{b}{}", at(ROUTE)),
+            format!("cni:{CNI_NODE}{}", at(CNI)),
+            format!("node-down:{DOWN_NODE}{}", at(DOWN)),
+        ],
+    );
     let fleet = Fleet::start("fleet-emulator", &args, "1s", "900ms");
     let (emu, prom, t0) = (fleet.emu, fleet.prom, fleet.t0);
     let after = |s: u64| fleet.at(s);
@@ -476,7 +492,6 @@ fn a_thousand_node_fleet_through_prometheus_gives_the_right_answers() {
     assert!(plan.sampled);
     let (a, b) = ("node-00001", one_way_peer(&plan, "node-00001"));
     assert!(![CNI_NODE, DOWN_NODE].contains(&b.as_str()), "{b}");
-    let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
     let args: Vec<String> = [
         "--nodes",
         &N.to_string(),
@@ -614,30 +629,14 @@ fn the_emulated_fleet_places_policy_loss_and_mtu() {
     if !have_or_skip("prometheus", "prometheus") {
         return;
     }
-    let at = |(s, e): (u64, u64)| format!("@{s}s-{e}s");
-    let args: Vec<String> = [
-        "--nodes",
-        &NODES.to_string(),
-        "--zones",
-        "3",
-        "--full-mesh-max",
-        &FULL_MESH_MAX.to_string(),
-        "--interval",
-        "1s",
-        "--window",
-        "8s",
-        "--targets",
-        "3",
-        "--inject",
-        &format!("policy:{POLICY_TARGET}{}", at(POLICY)),
-        "--inject",
-        &format!("loss:{LOSS_NODE},30{}", at(LOSS)),
-        "--inject",
-        &format!("mtu:{MTU_NODE},1400{}", at(MTU)),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = sixty(
+        &["--targets", "3"],
+        &[
+            format!("policy:{POLICY_TARGET}{}", at(POLICY)),
+            format!("loss:{LOSS_NODE},30{}", at(LOSS)),
+            format!("mtu:{MTU_NODE},1400{}", at(MTU)),
+        ],
+    );
     let fleet = Fleet::start("fleet-emulator-plm", &args, "1s", "900ms");
     let (prom, t0) = (fleet.prom, fleet.t0);
     let after = |s: u64| fleet.at(s);
