@@ -379,6 +379,7 @@ pub fn ondemand(data: &[u8]) {
                 default_port: 9464,
                 pod: None,
                 service: None,
+                also: None,
             };
             match request::validate(&req, &cx) {
                 Err(r) => {
@@ -427,7 +428,8 @@ pub fn ondemand(data: &[u8]) {
                         }
                     }
                     // What a forwarding agent sends on parses back to the same checks.
-                    let body = request::body(&plan.target.label, &plan.checks, None).to_string();
+                    let body =
+                        request::body(&plan.target.label, &plan.checks, None, None).to_string();
                     let again = request::parse_body(body.as_bytes()).expect("own body parses");
                     let again = request::validate(&again, &cx).expect("own body validates");
                     assert_eq!(again.checks, plan.checks);
@@ -443,6 +445,7 @@ pub fn ondemand(data: &[u8]) {
         let target = request::Resolved {
             label: "198.19.1.11:8080".into(),
             ip: IpAddr::V4(Ipv4Addr::new(198, 19, 1, 11)),
+            ips: Vec::new(),
             port: Some(8080),
             node: Some("node-1".into()),
         };

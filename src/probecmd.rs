@@ -15,6 +15,7 @@ use crate::ondemand::request::{
     body, parse_dns_server, parse_target, CheckSpec, TargetSpec, DNS_PREFIX, MAX_ICMP_COUNT,
 };
 use crate::ondemand::{client, Accepted, CheckOutcome, Line, SourceLine, Verdict};
+use meshprobe_core::model::IpFamilies;
 use meshprobe_core::parse::parse_duration;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +60,11 @@ pub struct ProbeArgs {
     /// Longest wait for the whole answer.
     #[arg(long, default_value = "60s")]
     pub timeout: String,
+    /// Address families to probe a dual-stack target at: ipv4, ipv6, dual (both; refused
+    /// when the target lacks one) or auto (default: every family the target has; a bare IP
+    /// is one family).
+    #[arg(long = "ip-family")]
+    pub ip_family: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,9 +76,28 @@ pub enum Output {
 /// The request body the arguments mean, or what is wrong with them.
 pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, String> {
     let from = (!a.from.is_empty()).then_some(a.from.as_slice());
+    let family = match &a.ip_family {
+        Some(w) => Some(IpFamilies::parse(w).map_err(|e| format!("--ip-family {e}"))?),
+        None => None,
+    };
     if a.target.trim() == "dns" {
+        if family.is_some() {
+            return Err("dns NAME: --ip-family does not apply (a name is resolved, not probed at an address)".into());
+        }
         return dns_request_of(a, from);
     }
+    let mut b = address_request_of(a, from)?;
+    if let Some(f) = family.filter(|f| *f != IpFamilies::Auto) {
+        b["family"] = serde_json::json!(f.as_str());
+    }
+    Ok(b)
+}
+
+/// The request of an address, node, pod or Service target (its family added by the caller).
+fn address_request_of(
+    a: &ProbeArgs,
+    from: Option<&[String]>,
+) -> std::result::Result<serde_json::Value, String> {
     if let Some(n) = &a.name {
         return Err(format!(
             "{n:?}: one target only (a second argument follows only `dns`, as in `probe dns NAME`)"
@@ -119,7 +144,7 @@ pub fn request_of(a: &ProbeArgs) -> std::result::Result<serde_json::Value, Strin
     if checks.is_empty() {
         return Err("no checks: --icmp 0 and no --tcp, --http or --mtu".into());
     }
-    Ok(body(a.target.trim(), &checks, from))
+    Ok(body(a.target.trim(), &checks, from, None))
 }
 
 /// `probe svc/NAMESPACE/NAME [--tcp PORT] [--http PORT/PATH]`: the agents look the Service up
@@ -144,7 +169,7 @@ fn service_request_of(
     if let Some(h) = &a.http {
         checks.push(http_check(h)?);
     }
-    let mut b = body(a.target.trim(), &checks, from);
+    let mut b = body(a.target.trim(), &checks, from, None);
     if checks.is_empty() {
         // The agent's default: TCP to the Service's first TCP port.
         if let Some(o) = b.as_object_mut() {
@@ -191,7 +216,7 @@ fn dns_request_of(
         name: String::new(),
         server,
     }];
-    Ok(body(&target, &checks, from))
+    Ok(body(&target, &checks, from, None))
 }
 
 /// Everything the agent answered.
@@ -317,7 +342,12 @@ pub fn accepted_text(a: &Accepted) -> String {
     format!(
         "probing {} ({}{}) from {} node(s): {}; answers within {:.0}s",
         a.target.label,
-        a.target.ip,
+        a.target
+            .addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         a.target
             .node
             .as_ref()
@@ -347,8 +377,9 @@ pub fn progress(s: &SourceLine) -> String {
         .filter(|c| !c.ok)
         .map(|c| {
             format!(
-                "{}: {}",
+                "{}{}: {}",
                 c.check,
+                fam_suffix(c),
                 c.error_text.as_deref().unwrap_or("failed")
             )
         })
@@ -360,8 +391,15 @@ pub fn progress(s: &SourceLine) -> String {
     }
 }
 
+/// ` (ipv6)` on an outcome of a target probed at two families; nothing otherwise.
+fn fam_suffix(c: &CheckOutcome) -> String {
+    c.family
+        .as_deref()
+        .map_or(String::new(), |f| format!(" ({f})"))
+}
+
 fn outcome_label(c: &CheckOutcome) -> String {
-    match c.check.as_str() {
+    let label = match c.check.as_str() {
         "tcp" | "http" => format!(
             "{} :{}{}",
             c.check,
@@ -378,7 +416,8 @@ fn outcome_label(c: &CheckOutcome) -> String {
             ))
         ),
         other => other.to_string(),
-    }
+    };
+    format!("{label}{}", fam_suffix(c))
 }
 
 /// Source node × check: result, RTT, loss, MTU, error.
@@ -495,6 +534,24 @@ pub fn verdict_text(v: &Verdict) -> String {
             );
         }
     }
+    // Dual-stack: each family's part ("reachable" above is on every family).
+    for f in &v.families {
+        if f.reachable {
+            let _ = writeln!(
+                out,
+                "  {} ({}): reachable from every source",
+                f.family, f.ip
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {} ({}): NOT reachable from {}",
+                f.family,
+                f.ip,
+                f.unreachable_from.join(", ")
+            );
+        }
+    }
     if let Some(c) = &v.caution {
         let _ = writeln!(out, "  CAUTION: {c}");
     }
@@ -509,8 +566,9 @@ pub fn verdict_text(v: &Verdict) -> String {
     for f in &v.diagnosis.findings {
         let _ = writeln!(
             out,
-            "\n[{}] {} (confidence {:.0}%)",
+            "\n[{}{}] {} (confidence {:.0}%)",
             f.cause,
+            f.family.map_or(String::new(), |x| format!(", {x}")),
             f.summary,
             f.confidence * 100.0
         );
@@ -653,6 +711,7 @@ mod tests {
             result: None,
             answers: None,
             record_type: None,
+            family: None,
         };
         let failed = CheckOutcome {
             check: "http".into(),
@@ -712,6 +771,7 @@ mod tests {
             target: Resolved {
                 label: "198.19.3.11:8080".into(),
                 ip: "198.19.3.11".parse().unwrap(),
+                ips: Vec::new(),
                 port: Some(8080),
                 node: Some("node-3".into()),
             },
@@ -720,6 +780,7 @@ mod tests {
             unreachable_from: vec!["node-1".into(), "node-3".into()],
             agents_unreachable: vec!["node-3".into()],
             caution: None,
+            families: Vec::new(),
             diagnosis: Diagnosis::new(vec![]),
         };
         let text = verdict_text(&v);

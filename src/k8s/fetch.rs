@@ -194,10 +194,13 @@ impl crate::ondemand::PodResolver for KubePodResolver {
                     )
                 })?;
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            // Dual-stack: every family's address (`status.podIPs`), each fenced by the caller.
+            let ips = super::peers::pod_ips(&pod);
             if !admit(ip) {
                 // It will be refused: no more API calls for it.
                 return Ok(crate::ondemand::ResolvedPod {
                     ip,
+                    ips,
                     node,
                     facts: KubeFacts::default(),
                 });
@@ -258,7 +261,12 @@ impl crate::ondemand::PodResolver for KubePodResolver {
                 facts.nodes = nf;
                 facts.cni_pods = cf;
             }
-            Ok(crate::ondemand::ResolvedPod { ip, node, facts })
+            Ok(crate::ondemand::ResolvedPod {
+                ip,
+                ips,
+                node,
+                facts,
+            })
         })
     }
 }

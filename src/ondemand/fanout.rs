@@ -27,7 +27,7 @@ use super::request::{self, parse_body, validate, Context, Plan, Refusal, MAX_BOD
 use super::request::{RawCheck, TargetSpec};
 use super::request::{ResolvedPod, ResolvedService};
 use super::run::{local_deadline, run_local};
-use super::wire::{Accepted, Line, SourceLine, CLIENT_HEADER, FORWARDED_HEADER};
+use super::wire::{Accepted, Line, SourceLine, ALSO_HEADER, CLIENT_HEADER, FORWARDED_HEADER};
 use crate::peers::PeerSet;
 use crate::shared::Shared;
 
@@ -174,6 +174,12 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         default_port: s.config.listen.port(),
         pod: None,
         service: None,
+        // A forwarding agent's dual-stack pod: its other family's address (fenced in validate).
+        also: headers
+            .get(ALSO_HEADER)
+            .filter(|_| forwarded)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok()),
     };
     // A pod is looked up last: after everything else about the request is valid and a slot is
     // held, so a refused or surplus request costs the Kubernetes API nothing.
@@ -202,10 +208,13 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
         _ => None,
     };
+    // The families a target is probed at, when known before a lookup (a pod's: after it).
+    let mut families = 1;
     if pod_target.is_none() && svc_target.is_none() {
         // Refused here without a slot (a pod or Service target without Kubernetes: 501).
-        if let Err(r) = validate(&parsed, &cx) {
-            return refuse(&s, r);
+        match validate(&parsed, &cx) {
+            Ok(p) => families = p.target.addrs().len() as u32,
+            Err(r) => return refuse(&s, r),
         }
     }
     let slot = match s.ondemand.limits.slot(pool, origin) {
@@ -216,7 +225,7 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         .checks
         .as_ref()
         .is_some_and(|l| l.iter().any(|c| matches!(c, RawCheck::Mtu)));
-    if let Err(r) = s.ondemand.limits.agent_rate(mtu) {
+    if let Err(r) = s.ondemand.limits.agent_rate(families, mtu) {
         return refuse(&s, r);
     }
     // Without a token anyone may ask: whether a pod exists, and where, is not told.
@@ -252,6 +261,13 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
         Err(r) => return refuse(&s, r),
     };
+    // A dual-stack pod costs its second family now that it is known.
+    let more = (plan.target.addrs().len() as u32).saturating_sub(families);
+    if more > 0 {
+        if let Err(r) = s.ondemand.limits.agent_rate(more, mtu) {
+            return refuse(&s, r);
+        }
+    }
     s.ondemand
         .requests
         .get_or_create(&[("outcome", "accepted")])
@@ -280,17 +296,43 @@ pub async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         },
         None => parsed.target_text.clone(),
     };
+    // A dual-stack pod's other family travels in a header (see ALSO_HEADER).
+    let also = pod
+        .as_ref()
+        .and_then(|_| plan.target.addrs().get(1).copied());
     let kube = pod.map(|p| p.facts);
     // What every forwarded request carries besides the mark: the token, and who asked.
     let mut pass_on = vec![(CLIENT_HEADER, origin.to_string())];
     if let Some(a) = auth {
         pass_on.push(("authorization", a));
     }
+    if let Some(ip) = also {
+        pass_on.push((ALSO_HEADER, ip.to_string()));
+    }
+    // A node target is resolved by each peer: the narrowing goes with it. Other targets are
+    // sent as the addresses already narrowed (an older agent refuses the field).
+    let family = match &parsed.target {
+        TargetSpec::Node(_) => parsed.family,
+        _ => None,
+    };
     tokio::spawn(async move {
         let _slot = slot;
-        stream(shared, plan, peers, target_text, pass_on, kube, &mut tx).await;
+        let fwd = Forward {
+            target_text,
+            family,
+            pass_on,
+        };
+        stream(shared, plan, peers, fwd, kube, &mut tx).await;
     });
     (ndjson_type, Body::new(body)).into_response()
+}
+
+/// What a forwarded request carries: the target as peers resolve it, the family narrowing
+/// (node targets), and the headers besides the mark (token, client, a pod's other address).
+struct Forward {
+    target_text: String,
+    family: Option<crate::model::IpFamilies>,
+    pass_on: Vec<(&'static str, String)>,
 }
 
 /// Fan out, send each source's line as it arrives, then the verdict.
@@ -298,8 +340,7 @@ async fn stream(
     s: Arc<Shared>,
     plan: Plan,
     peers: Arc<PeerSet>,
-    target_text: String,
-    pass_on: Vec<(&'static str, String)>,
+    fwd: Forward,
     kube: Option<crate::diagnosis::KubeFacts>,
     tx: &mut http_body_util::channel::Sender<Bytes, Infallible>,
 ) {
@@ -338,12 +379,13 @@ async fn stream(
             continue;
         }
         let body = request::body(
-            &target_text,
+            &fwd.target_text,
             &plan.checks,
             Some(std::slice::from_ref(&src.node)),
+            fwd.family,
         );
         let mut headers = vec![(FORWARDED_HEADER, s.identity.node.clone())];
-        headers.extend(pass_on.iter().cloned());
+        headers.extend(fwd.pass_on.iter().cloned());
         let permits = permits.clone();
         set.spawn(async move {
             let t0 = Instant::now();

@@ -193,25 +193,29 @@ impl Limits {
     }
 
     /// Charge one request to this agent's per-minute budget, and its path-MTU search (`mtu`)
-    /// to the search budget.
-    pub fn agent_rate(&self, mtu: bool) -> Result<(), Refusal> {
+    /// to the search budget — `families` times: a dual-stack request runs every check once
+    /// per family, so it costs what two requests cost and the per-minute bounds stay put.
+    pub fn agent_rate(&self, families: u32, mtu: bool) -> Result<(), Refusal> {
         let now = Instant::now();
-        if mtu {
+        for _ in 0..families {
+            if mtu {
+                charge_agent(
+                    &self.agent_mtu,
+                    now,
+                    "path-MTU searches",
+                    AGENT_MTU_PER_MINUTE,
+                    AGENT_MTU_BURST,
+                )?;
+            }
             charge_agent(
-                &self.agent_mtu,
+                &self.agent_rate,
                 now,
-                "path-MTU searches",
-                AGENT_MTU_PER_MINUTE,
-                AGENT_MTU_BURST,
+                "on-demand probes",
+                AGENT_PER_MINUTE,
+                AGENT_BURST,
             )?;
         }
-        charge_agent(
-            &self.agent_rate,
-            now,
-            "on-demand probes",
-            AGENT_PER_MINUTE,
-            AGENT_BURST,
-        )
+        Ok(())
     }
 
     /// A slot for one request of `client` (its key) from `pool`, held until the answer is
@@ -383,9 +387,9 @@ mod tests {
         let l = Limits::new(None, 6000, 100, 4);
         // Path-MTU searches: 6 at once, then refused while other checks still run.
         for _ in 0..AGENT_MTU_BURST {
-            assert!(l.agent_rate(true).is_ok());
+            assert!(l.agent_rate(1, true).is_ok());
         }
-        let e = l.agent_rate(true).unwrap_err();
+        let e = l.agent_rate(1, true).unwrap_err();
         assert_eq!((e.status, e.code), (429, "rate_limited"));
         assert!(
             e.error.contains("at most 12 path-MTU searches"),
@@ -393,9 +397,9 @@ mod tests {
             e.error
         );
         for _ in AGENT_MTU_BURST..AGENT_BURST {
-            assert!(l.agent_rate(false).is_ok());
+            assert!(l.agent_rate(1, false).is_ok());
         }
-        let e = l.agent_rate(false).unwrap_err();
+        let e = l.agent_rate(1, false).unwrap_err();
         assert_eq!((e.status, e.code), (429, "rate_limited"));
         assert!(
             e.error.contains("at most 60 on-demand probes per minute"),

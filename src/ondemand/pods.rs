@@ -61,6 +61,7 @@ mod tests {
                 if (namespace, name) == ("shop", "web") {
                     Ok(ResolvedPod {
                         ip: "198.19.2.11".parse().unwrap(),
+                        ips: Vec::new(),
                         node: Some("node-2".into()),
                         facts: Default::default(),
                     })

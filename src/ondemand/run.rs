@@ -13,7 +13,7 @@ use super::request::{CheckSpec, ContextCheck, Plan, CONTEXT_ECHOES};
 use super::wire::{CheckOutcome, SourceLine};
 use crate::checks::dns::DnsCheck;
 use crate::diagnosis::ErrorInfo;
-use crate::model::{Check, IpFamilies, ProbeResult};
+use crate::model::{Check, Family, IpFamilies, ProbeResult};
 use crate::mtu::{MtuState, OnDemandParams, OnDemandSearch};
 use crate::probe::pmtu::{local_mtu, PmtuProber};
 use crate::probe::Probers;
@@ -91,6 +91,7 @@ pub fn outcome_of(
         result: None,
         answers: None,
         record_type: None,
+        family: None,
     }
 }
 
@@ -144,6 +145,7 @@ async fn dns_check(
         result: Some(o.result.to_string()),
         answers: o.answers,
         record_type: Some(check.record_type().to_string()),
+        family: None,
     }
 }
 
@@ -167,6 +169,7 @@ async fn mtu_check(prober: Option<Arc<PmtuProber>>, ip: IpAddr, timeout: Duratio
         result: None,
         answers: None,
         record_type: None,
+        family: None,
     };
     let Some(prober) = prober else {
         let e = crate::model::ErrorClass::LocalError {
@@ -266,9 +269,17 @@ pub async fn run_local(
     zone: Option<String>,
 ) -> SourceLine {
     let start = Instant::now();
-    let ip = plan.target.ip;
+    // Dual-stack: every check once per family, each outcome tagged with its family.
+    let dual = plan.target.dual();
+    let tag = move |ip: IpAddr| dual.then(|| Family::of(ip).as_str().to_string());
     let mut set: JoinSet<(usize, bool, CheckOutcome)> = JoinSet::new();
-    for (i, c) in plan.checks.iter().enumerate() {
+    let per_family = plan.checks.iter().enumerate();
+    let jobs = plan
+        .target
+        .addrs()
+        .into_iter()
+        .flat_map(|ip| per_family.clone().map(move |(i, c)| (ip, i, c)));
+    for (n, (ip, _, c)) in jobs.enumerate() {
         let r = runner.clone();
         let c = c.clone();
         (r.on_probe)(c.name());
@@ -322,7 +333,14 @@ pub async fn run_local(
                     dns_check(name, *server, r.ip_family, r.timeout).await
                 }
             };
-            (i, false, o)
+            (
+                n,
+                false,
+                CheckOutcome {
+                    family: tag(ip),
+                    ..o
+                },
+            )
         });
     }
     for (i, ContextCheck { layer, ip, .. }) in plan.context.iter().cloned().enumerate() {
@@ -335,10 +353,14 @@ pub async fn run_local(
                 size: 56,
             };
             let res = r.probers.run(&check, r.timeout).await;
+            let o = outcome_of("icmp", Some(layer.as_str()), ip, None, &res);
             (
                 i,
                 true,
-                outcome_of("icmp", Some(layer.as_str()), ip, None, &res),
+                CheckOutcome {
+                    family: tag(ip),
+                    ..o
+                },
             )
         });
     }

@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 
 use super::request::{Resolved, DNS_PREFIX, SVC_PREFIX};
-use super::wire::{CheckOutcome, SourceLine, Verdict};
+use super::wire::{CheckOutcome, FamilyVerdict, SourceLine, Verdict};
 use crate::diagnosis::input::{CheckErrorInfo, CheckStats, MtuReport};
 use crate::diagnosis::{
-    diagnose_inputs, diagnose_with, AddressFacts, AgentReport, Cause, Diagnosis, ErrorCountInfo,
-    Inputs, KubeFacts, LayerStats, Matrix, MtuState, Params, PeerReport, TargetPlace, TargetReport,
+    diagnose_inputs, AddressFacts, AgentReport, Cause, Diagnosis, ErrorCountInfo, FamilyReport,
+    Inputs, KubeFacts, LayerStats, MtuState, Params, PeerReport, TargetPlace, TargetReport,
 };
+use crate::model::Family;
 use crate::peers::PeerSet;
+use std::net::IpAddr;
 
 /// The engine's thresholds for one-shot results.
 pub fn params() -> Params {
@@ -75,13 +77,61 @@ fn pick<'a>(checks: &'a [CheckOutcome], kind: &str) -> Option<&'a CheckOutcome> 
     of_kind.find(|c| !c.ok).or(first)
 }
 
-/// The engine's input for these answers.
+/// One family's checks of one source as a target's layers and path-MTU report.
+fn target_layers(
+    checks: &[CheckOutcome],
+) -> (BTreeMap<String, LayerStats>, BTreeMap<String, MtuReport>) {
+    let mut layers = BTreeMap::new();
+    for (kind, layer) in [("icmp", "icmp_pod"), ("tcp", "tcp"), ("http", "http")] {
+        if let Some(o) = pick(checks, kind) {
+            layers.insert(layer.to_string(), layer_stats(o));
+        }
+    }
+    let mut mtu = BTreeMap::new();
+    if let Some(m) = pick(checks, "mtu") {
+        mtu.insert(
+            "icmp_pod".to_string(),
+            MtuReport {
+                path_mtu: m.path_mtu,
+                state: m.mtu_state.as_deref().map(mtu_state),
+            },
+        );
+    }
+    (layers, mtu)
+}
+
+/// The outcomes of `family` (untagged ones are the primary family's).
+fn of_family(list: &[CheckOutcome], family: Family, primary: Family) -> Vec<CheckOutcome> {
+    list.iter()
+        .filter(|c| c.family_or(primary) == family)
+        .cloned()
+        .collect()
+}
+
+/// The families probed, the primary first.
+fn families_of(target: &Resolved) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for ip in target.addrs() {
+        if !out.contains(&Family::of(ip)) {
+            out.push(Family::of(ip));
+        }
+    }
+    out
+}
+
+/// The engine's input for these answers. Dual-stack: each destination's primary family's
+/// figures at the top with `family` set, the other's under `families`, so
+/// [`diagnose_inputs`] runs the engine per family and merges.
 pub fn inputs(
     target: &Resolved,
     lines: &[SourceLine],
     peers: &PeerSet,
     kube: Option<KubeFacts>,
 ) -> Inputs {
+    let fams = families_of(target);
+    let primary = fams[0];
+    let dual = fams.len() > 1;
+    let addr_of = |f: Family| target.addrs().into_iter().find(|ip| Family::of(*ip) == f);
     let mut agents = Vec::new();
     let mut unreachable = Vec::new();
     for l in lines {
@@ -89,22 +139,7 @@ pub fn inputs(
             unreachable.push(l.node.clone());
             continue;
         }
-        let mut layers = BTreeMap::new();
-        for (kind, layer) in [("icmp", "icmp_pod"), ("tcp", "tcp"), ("http", "http")] {
-            if let Some(o) = pick(&l.checks, kind) {
-                layers.insert(layer.to_string(), layer_stats(o));
-            }
-        }
-        let mut mtu = BTreeMap::new();
-        if let Some(m) = pick(&l.checks, "mtu") {
-            mtu.insert(
-                "icmp_pod".to_string(),
-                MtuReport {
-                    path_mtu: m.path_mtu,
-                    state: m.mtu_state.as_deref().map(mtu_state),
-                },
-            );
-        }
+        let (layers, mtu) = target_layers(&of_family(&l.checks, primary, primary));
         let protocol = if layers.contains_key("http") {
             Some("http".to_string())
         } else if layers.contains_key("tcp") {
@@ -112,28 +147,76 @@ pub fn inputs(
         } else {
             None
         };
-        let mut ctx: BTreeMap<String, BTreeMap<String, LayerStats>> = BTreeMap::new();
+        let mut families = BTreeMap::new();
+        for &f in &fams[1..] {
+            let (layers, mtu) = target_layers(&of_family(&l.checks, f, primary));
+            if !layers.is_empty() || !mtu.is_empty() {
+                families.insert(
+                    f.as_str().to_string(),
+                    FamilyReport {
+                        node_ip: None,
+                        ip: addr_of(f),
+                        layers,
+                        mtu,
+                    },
+                );
+            }
+        }
+        // The context checks: the target node as a peer, per family likewise.
+        let mut peer_reports = Vec::new();
         if let Some(n) = &target.node {
-            for c in &l.context {
-                if let Some(layer) = &c.layer {
-                    ctx.entry(n.clone())
-                        .or_default()
-                        .insert(layer.clone(), layer_stats(c));
-                }
+            let ctx_layers =
+                |f: Family| -> (BTreeMap<String, LayerStats>, Option<IpAddr>, Option<IpAddr>) {
+                    let mut layers = BTreeMap::new();
+                    let (mut pod_ip, mut node_ip) = (None, None);
+                    for c in of_family(&l.context, f, primary) {
+                        if let Some(layer) = &c.layer {
+                            layers.insert(layer.clone(), layer_stats(&c));
+                            match layer.as_str() {
+                                "icmp_pod" => pod_ip = Some(c.ip),
+                                "icmp_node" => node_ip = Some(c.ip),
+                                _ => {}
+                            }
+                        }
+                    }
+                    (layers, pod_ip, node_ip)
+                };
+            let with: Vec<(Family, _)> = fams
+                .iter()
+                .map(|f| (*f, ctx_layers(*f)))
+                .filter(|(_, (layers, _, _))| !layers.is_empty())
+                .collect();
+            if let Some(((top, (layers, pod_ip, node_ip)), rest)) = with.split_first() {
+                peer_reports.push(PeerReport {
+                    node: n.clone(),
+                    layers: layers.clone(),
+                    // One family: as before dual-stack (the engine places the peer by name).
+                    pod_ip: pod_ip.filter(|_| dual),
+                    node_ip: node_ip.filter(|_| dual),
+                    family: dual.then(|| top.as_str().to_string()),
+                    families: rest
+                        .iter()
+                        .map(|(f, (layers, pod_ip, node_ip))| {
+                            (
+                                f.as_str().to_string(),
+                                FamilyReport {
+                                    node_ip: *node_ip,
+                                    ip: *pod_ip,
+                                    layers: layers.clone(),
+                                    mtu: BTreeMap::new(),
+                                },
+                            )
+                        })
+                        .collect(),
+                    ..PeerReport::default()
+                });
             }
         }
         agents.push(AgentReport {
             node: l.node.clone(),
             zone: l.zone.clone(),
             ready: Some(true),
-            peers: ctx
-                .into_iter()
-                .map(|(node, layers)| PeerReport {
-                    node,
-                    layers,
-                    ..PeerReport::default()
-                })
-                .collect(),
+            peers: peer_reports,
             targets: vec![TargetReport {
                 name: target.label.clone(),
                 ip: Some(target.ip),
@@ -141,6 +224,8 @@ pub fn inputs(
                 protocol,
                 layers,
                 mtu,
+                family: dual.then(|| primary.as_str().to_string()),
+                families,
                 ..TargetReport::default()
             }],
             // Where the request resolved the target (a node name, a pod's `spec.nodeName`,
@@ -148,7 +233,7 @@ pub fn inputs(
             owners: AddressFacts {
                 nodes: Vec::new(),
                 targets: vec![TargetPlace {
-                    ips: Vec::new(),
+                    ips: target.ips.clone(),
                     name: target.label.clone(),
                     ip: Some(target.ip),
                     node: target.node.clone(),
@@ -164,6 +249,35 @@ pub fn inputs(
         nodes: AddressFacts::of(peers).nodes,
         kube,
     }
+}
+
+/// Dual-stack: reachable per family (a source is reachable on a family when it answered and
+/// every check of that family passed). Empty for one family.
+pub fn family_verdicts(target: &Resolved, lines: &[SourceLine]) -> Vec<FamilyVerdict> {
+    let fams = families_of(target);
+    if fams.len() < 2 {
+        return Vec::new();
+    }
+    let primary = fams[0];
+    fams.iter()
+        .map(|&f| {
+            let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| {
+                let mine = of_family(&l.checks, f, primary);
+                l.answered && !mine.is_empty() && mine.iter().all(|c| c.ok)
+            });
+            FamilyVerdict {
+                family: f.as_str().to_string(),
+                ip: target
+                    .addrs()
+                    .into_iter()
+                    .find(|ip| Family::of(*ip) == f)
+                    .unwrap_or(target.ip),
+                reachable: !lines.is_empty() && bad.is_empty(),
+                reachable_from: good.iter().map(|l| l.node.clone()).collect(),
+                unreachable_from: bad.iter().map(|l| l.node.clone()).collect(),
+            }
+        })
+        .collect()
 }
 
 /// The asked agent (`me`) answered but reached none of the other sources (at least two), and
@@ -360,15 +474,17 @@ pub fn verdict(
             let d = service_wording(diagnose_inputs(&inp, &params()), &target.label);
             (inp, d)
         }
+        // An address (or two: the engine per family, merged).
         None => {
             let inp = inputs(target, lines, peers, kube);
-            let d = diagnose_with(&Matrix::build(&inp), &params());
+            let d = diagnose_inputs(&inp, &params());
             (inp, d)
         }
     };
     let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| l.ok);
     Verdict {
         caution: caution(me, lines).or_else(|| zone_silence(me, lines, peers)),
+        families: family_verdicts(target, lines),
         target: target.clone(),
         reachable: !lines.is_empty() && bad.is_empty(),
         reachable_from: good.iter().map(|l| l.node.clone()).collect(),
@@ -414,6 +530,7 @@ mod tests {
             result: None,
             answers: None,
             record_type: None,
+            family: None,
         }
     }
 
@@ -458,6 +575,7 @@ mod tests {
         Resolved {
             label: "198.19.3.11:8080".into(),
             ip: "198.19.3.11".parse().unwrap(),
+            ips: Vec::new(),
             port: Some(8080),
             node: Some("node-3".into()),
         }
@@ -682,6 +800,7 @@ mod tests {
             result: Some(result.into()),
             answers: ok.then_some(1),
             record_type: Some("A".into()),
+            family: None,
             error_text: (!ok).then(|| format!("{result}: no answer within 500 ms")),
             ..o("dns", None, ok, (!ok).then_some(result))
         };
@@ -701,6 +820,7 @@ mod tests {
         Resolved {
             label: "dns/web.shop.svc.cluster.local.".into(),
             ip: "0.0.0.0".parse().unwrap(),
+            ips: Vec::new(),
             port: None,
             node: None,
         }
@@ -850,6 +970,7 @@ mod tests {
         let target = Resolved {
             label: "svc/shop/web".into(),
             ip: "10.96.0.20".parse().unwrap(),
+            ips: Vec::new(),
             port: Some(80),
             node: None,
         };

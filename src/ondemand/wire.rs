@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::{CheckSpec, Resolved, ResolvedPod};
 use crate::diagnosis::{Diagnosis, ErrorInfo};
+use crate::model::Family;
 
 /// Marks a request one agent forwards to another: run here, do not fan out again.
 pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
@@ -14,6 +15,12 @@ pub const FORWARDED_HEADER: &str = "x-meshprobe-forwarded";
 /// On a forwarded request, the address of the client that asked the forwarding agent: the
 /// receiving agent charges the work to that client (read only from a peer agent's address).
 pub const CLIENT_HEADER: &str = "x-meshprobe-client";
+
+/// On a forwarded request for a dual-stack pod (sent as its primary address): the pod's
+/// address of the other family. A header, not a body field, so an agent from before
+/// dual-stack probes ignores it and probes the primary family (its line reads as that family);
+/// the receiving agent fences it like any target address.
+pub const ALSO_HEADER: &str = "x-meshprobe-also";
 
 /// The seam for `pod/NAMESPACE/NAME` targets. The Kubernetes support (src/k8s) implements it
 /// and sets [`super::OnDemand::pods`]; without one (this build) pod targets are refused with
@@ -88,6 +95,20 @@ pub struct CheckOutcome {
     /// `dns`: the record type asked for (`A` or `AAAA`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_type: Option<String>,
+    /// The address family (`ipv4`, `ipv6`) of a target probed at two; absent: the target's
+    /// primary family (one family, or an agent from before dual-stack probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+}
+
+impl CheckOutcome {
+    /// The family this outcome stands for: as tagged, else the target's primary family.
+    pub fn family_or(&self, primary: Family) -> Family {
+        self.family
+            .as_deref()
+            .and_then(|w| Family::ALL.into_iter().find(|f| f.as_str() == w))
+            .unwrap_or(primary)
+    }
 }
 
 /// One source node's answer.
@@ -150,8 +171,22 @@ pub struct Verdict {
     /// reached no other agent and its own checks fail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caution: Option<String>,
+    /// Dual-stack: the same per family probed (empty: one family). `reachable` above is
+    /// reachable on every family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<FamilyVerdict>,
     #[serde(flatten)]
     pub diagnosis: Diagnosis,
+}
+
+/// One family's part of a dual-stack verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyVerdict {
+    pub family: String,
+    pub ip: IpAddr,
+    pub reachable: bool,
+    pub reachable_from: Vec<String>,
+    pub unreachable_from: Vec<String>,
 }
 
 /// One NDJSON line of the answer.

@@ -38,6 +38,7 @@ mod tests {
                 default_port: 9000,
                 pod: None,
                 service: None,
+                also: None,
             },
         )
     }

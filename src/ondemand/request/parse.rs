@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde_json::Value;
 
 use super::spec::{CheckSpec, Refusal};
+use meshprobe_core::model::IpFamilies;
 use meshprobe_core::parse::validate_name;
 
 /// Largest request body accepted.
@@ -122,6 +123,9 @@ pub struct ProbeRequest {
     /// `None`: the defaults (ICMP ×3, plus TCP to the target's port when it has one).
     pub checks: Option<Vec<RawCheck>>,
     pub from: Option<Vec<String>>,
+    /// `family`: the address families to probe (`ipv4`, `ipv6`, `dual`); `None` (or `auto`):
+    /// every family the target has.
+    pub family: Option<IpFamilies>,
 }
 
 /// A check as written: ports may be missing (the target's port is used).
@@ -298,7 +302,7 @@ pub fn parse_body(body: &[u8]) -> Result<ProbeRequest, Refusal> {
     let obj = v
         .as_object()
         .ok_or_else(|| Refusal::bad("request body: expected a JSON object"))?;
-    only_keys(obj, "request", &["target", "checks", "from"])?;
+    only_keys(obj, "request", &["target", "checks", "from", "family"])?;
     let target_text = obj
         .get("target")
         .and_then(Value::as_str)
@@ -372,19 +376,46 @@ pub fn parse_body(body: &[u8]) -> Result<ProbeRequest, Refusal> {
             )))
         }
     };
+    let family = match obj.get("family") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(w)) => match IpFamilies::parse(w) {
+            Ok(IpFamilies::Auto) => None,
+            Ok(f) => Some(f),
+            Err(_) => {
+                return Err(Refusal::bad(format!(
+                    "family: {w:?} is not a family (ipv4, ipv6 or dual)"
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(Refusal::bad(format!(
+                "family: expected \"ipv4\", \"ipv6\" or \"dual\", got {other}"
+            )))
+        }
+    };
     Ok(ProbeRequest {
         target,
         target_text,
         checks,
         from,
+        family,
     })
 }
 
-/// The request body for a plan's checks, as the CLI and forwarding agents send it.
-pub fn body(target: &str, checks: &[CheckSpec], from: Option<&[String]>) -> Value {
+/// The request body for a plan's checks, as the CLI and forwarding agents send it. `family`
+/// only when it narrows (an agent before it refuses the field; without it, every family).
+pub fn body(
+    target: &str,
+    checks: &[CheckSpec],
+    from: Option<&[String]>,
+    family: Option<IpFamilies>,
+) -> Value {
     let mut v = serde_json::json!({ "target": target, "checks": checks });
     if let Some(f) = from {
         v["from"] = serde_json::json!(f);
+    }
+    if let Some(f) = family.filter(|f| *f != IpFamilies::Auto) {
+        v["family"] = serde_json::json!(f.as_str());
     }
     v
 }
@@ -404,7 +435,7 @@ mod tests {
             },
             CheckSpec::Mtu,
         ];
-        let b = body("198.19.1.11", &checks, Some(&["node-2".to_string()]));
+        let b = body("198.19.1.11", &checks, Some(&["node-2".to_string()]), None);
         let p = plan(&b.to_string(), &[]).unwrap();
         assert_eq!(p.checks, checks);
         assert_eq!(p.sources[0].node, "node-2");

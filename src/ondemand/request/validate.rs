@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::parse::{ProbeRequest, RawCheck, TargetSpec};
 use super::spec::{CheckSpec, Refusal};
-use crate::model::Layer;
+use crate::model::{Family, IpFamilies, Layer};
 use crate::net::{fence, Cidr, Fenced};
 use crate::owners::Owner;
 use crate::peers::PeerSet;
@@ -28,6 +28,9 @@ pub struct Context<'a> {
     pub pod: Option<&'a ResolvedPod>,
     /// A `svc/…` target as Kubernetes resolved it (`None`: not looked up, refused).
     pub service: Option<&'a ResolvedService>,
+    /// On a request a peer agent forwards: the target's address of the other family, as the
+    /// forwarding agent resolved a dual-stack pod (fenced here like any address).
+    pub also: Option<IpAddr>,
 }
 
 /// The target, resolved to an address.
@@ -35,11 +38,31 @@ pub struct Context<'a> {
 pub struct Resolved {
     /// As the caller wrote it.
     pub label: String,
+    /// The primary family's address (a pod's `status.podIP`, a node's first node IP).
     pub ip: IpAddr,
+    /// Dual-stack: every family's address probed, `ip` first (empty: `ip` alone, one family).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
     pub port: Option<u16>,
     /// The node the address belongs to (by the ownership map: a node, pod or target address, a
     /// known pod CIDR, or the node a pod runs on), when known.
     pub node: Option<String>,
+}
+
+impl Resolved {
+    /// Every address probed, one per family, the primary first.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        if self.ips.is_empty() {
+            vec![self.ip]
+        } else {
+            self.ips.clone()
+        }
+    }
+
+    /// Whether more than one family is probed (outcomes then carry a `family`).
+    pub fn dual(&self) -> bool {
+        self.ips.len() > 1
+    }
 }
 
 /// A source agent to run the checks.
@@ -271,11 +294,54 @@ pub fn precheck(req: &ProbeRequest, cx: &Context) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The target's addresses, one per family (the first usable of each, canonical), the
+/// primary first.
+fn one_per_family(all: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in all.into_iter().map(|ip| ip.to_canonical()) {
+        if !out.iter().any(|o| Family::of(*o) == Family::of(ip)) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// The addresses `family` keeps (`None`: every family the target has). Asking for a family
+/// the target lacks is refused, naming the field: a silent fallback would answer another
+/// question than the one asked.
+fn narrow(
+    addrs: Vec<IpAddr>,
+    family: Option<IpFamilies>,
+    label: &str,
+) -> Result<Vec<IpAddr>, Refusal> {
+    let Some(want) = family.filter(|f| *f != IpFamilies::Auto) else {
+        return Ok(addrs);
+    };
+    let have = |f: Family| addrs.iter().any(|ip| Family::of(*ip) == f);
+    let needed: Vec<Family> = Family::ALL.into_iter().filter(|f| want.wants(*f)).collect();
+    if let Some(missing) = needed.iter().find(|f| !have(**f)) {
+        let has: Vec<&str> = addrs.iter().map(|ip| Family::of(*ip).as_str()).collect();
+        return Err(Refusal::bad(format!(
+            "family: {} asked, but target {label} has no {missing} address (it has {})",
+            want.as_str(),
+            has.join(", ")
+        )));
+    }
+    Ok(addrs
+        .into_iter()
+        .filter(|ip| want.wants(Family::of(*ip)))
+        .collect())
+}
+
 /// Validate and resolve a parsed request.
 pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
-    let (ip, port, named_node) = match &req.target {
+    let (addrs, port, named_node) = match &req.target {
         TargetSpec::Pod { namespace, name } => match cx.pod {
-            Some(p) => (p.ip, None, p.node.clone()),
+            Some(p) => (
+                one_per_family(std::iter::once(p.ip).chain(p.ips.iter().copied())),
+                None,
+                p.node.clone(),
+            ),
             None => {
                 return Err(Refusal::new(
                     501,
@@ -294,20 +360,34 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
                     format!("target {n:?}: no such node in this agent's peer set"),
                 )
             })?;
-            (p.node_ip, None, Some(p.node.clone()))
+            let all = std::iter::once(p.node_ip).chain(p.node_ips.iter().copied());
+            (one_per_family(all), None, Some(p.node.clone()))
         }
-        TargetSpec::Addr { ip, port } => (*ip, *port, None),
+        // A bare address is one family; a forwarding agent adds a dual-stack pod's other one.
+        TargetSpec::Addr { ip, port } => (
+            one_per_family(std::iter::once(*ip).chain(cx.also)),
+            *port,
+            None,
+        ),
         TargetSpec::Dns { .. } => return validate_dns(req, cx),
         TargetSpec::Service { .. } => return validate_service(req, cx),
     };
+    let addrs = narrow(addrs, req.family, &req.target_text)?;
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
-    // A pod's address is not the caller's to learn: its refusals name the pod only.
-    let what = match &req.target {
-        TargetSpec::Pod { .. } => format!("target {}", req.target_text),
-        _ => format!("target {ip}"),
-    };
-    let ip = fenced(&what, ip, &allowed)?;
+    // Every address passes the fence. A pod's address is not the caller's to learn: its
+    // refusals name the pod only.
+    let addrs = addrs
+        .into_iter()
+        .map(|ip| {
+            let what = match &req.target {
+                TargetSpec::Pod { .. } => format!("target {}", req.target_text),
+                _ => format!("target {ip}"),
+            };
+            fenced(&what, ip, &allowed)
+        })
+        .collect::<Result<Vec<IpAddr>, Refusal>>()?;
+    let ip = addrs[0];
     let checks = checks_of(req, port)?;
     let sources = sources_of(req, cx, &allowed)?;
     let owner = match &named_node {
@@ -315,28 +395,43 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         None => owner_of(cx.peers, ip),
     };
     let mut context = Vec::new();
-    // Context checks are packets too: only to addresses the fence admits.
+    // Context checks are packets too: only to addresses the fence admits. One pair per
+    // family probed, each at the owner's address of that family.
     let admitted = |ip: IpAddr| fence(ip, &allowed).is_ok();
     if let Some(o) = owner {
-        if o.pod_ip != ip && admitted(o.pod_ip) {
-            context.push(ContextCheck {
-                node: o.node.clone(),
-                layer: Layer::IcmpPod,
-                ip: o.pod_ip,
-            });
-        }
-        if (o.node_ip != ip || named_node.is_some()) && admitted(o.node_ip) {
-            context.push(ContextCheck {
-                node: o.node.clone(),
-                layer: Layer::IcmpNode,
-                ip: o.node_ip,
-            });
+        for &target_ip in &addrs {
+            let v6 = Family::of(target_ip).is_v6();
+            let fam = |primary: IpAddr, all: &[IpAddr]| {
+                std::iter::once(primary)
+                    .chain(all.iter().copied())
+                    .map(|ip| ip.to_canonical())
+                    .find(|ip| ip.is_ipv6() == v6)
+            };
+            if let Some(pod_ip) = fam(o.pod_ip, &o.pod_ips) {
+                if pod_ip != target_ip && admitted(pod_ip) {
+                    context.push(ContextCheck {
+                        node: o.node.clone(),
+                        layer: Layer::IcmpPod,
+                        ip: pod_ip,
+                    });
+                }
+            }
+            if let Some(node_ip) = fam(o.node_ip, &o.node_ips) {
+                if (node_ip != target_ip || named_node.is_some()) && admitted(node_ip) {
+                    context.push(ContextCheck {
+                        node: o.node.clone(),
+                        layer: Layer::IcmpNode,
+                        ip: node_ip,
+                    });
+                }
+            }
         }
     }
     Ok(Plan {
         target: Resolved {
             label: req.target_text.clone(),
             ip,
+            ips: if addrs.len() > 1 { addrs } else { Vec::new() },
             port,
             node: owner.map(|o| o.node.clone()).or(named_node),
         },
@@ -352,6 +447,11 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
 /// address is the unspecified one (no packet goes to it). No context checks: the verdict reads
 /// whether each source's pod network works from the fan-out itself.
 fn validate_dns(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
+    if req.family.is_some() {
+        return Err(Refusal::bad(
+            "family: a dns/NAME target is resolved, not probed at an address; leave family out",
+        ));
+    }
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
     let mut checks = checks_of(req, None)?;
@@ -376,6 +476,7 @@ fn validate_dns(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         target: Resolved {
             label,
             ip: server_at.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+            ips: Vec::new(),
             port: server_at.map(|a| a.port()),
             node: None,
         },
@@ -465,6 +566,7 @@ fn validate_service(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
     any.extend_from_slice(cx.extra_allowed);
     let what = format!("target {}", req.target_text);
     let ip = fenced(&what, svc.ip, &any)?;
+    narrow(vec![ip], req.family, &req.target_text)?;
     let checks = service_checks(req, Some(svc))?;
     let mut allowed = derived_cidrs(cx.peers);
     allowed.extend_from_slice(cx.extra_allowed);
@@ -473,6 +575,7 @@ fn validate_service(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
         target: Resolved {
             label: req.target_text.clone(),
             ip,
+            ips: Vec::new(),
             port: checks.iter().find_map(|c| match c {
                 CheckSpec::Tcp { port } | CheckSpec::Http { port, .. } => Some(*port),
                 _ => None,
@@ -496,7 +599,10 @@ pub struct ResolvedService {
 /// Ready and events, NetworkPolicies selecting it, the CNI pod on its node).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedPod {
+    /// `status.podIP`: the primary family's address.
     pub ip: IpAddr,
+    /// Dual-stack: every family's address (`status.podIPs`, the first usable per family).
+    pub ips: Vec<IpAddr>,
     /// The node it runs on.
     pub node: Option<String>,
     pub facts: crate::diagnosis::KubeFacts,
@@ -624,6 +730,7 @@ mod tests {
             default_port: 9464,
             pod: None,
             service: None,
+            also: None,
         };
         let go = |t: &str| validate(&parse_body(t.as_bytes()).unwrap(), &cx);
         assert_eq!(
@@ -641,6 +748,7 @@ mod tests {
             default_port: 9464,
             pod: None,
             service: None,
+            also: None,
         };
         let p = validate(&parse_body(br#"{"target":"198.19.0.11"}"#).unwrap(), &cx).unwrap();
         assert!(p.target.node.is_none() && p.context.is_empty(), "{p:?}");
@@ -659,6 +767,7 @@ mod tests {
             default_port: 9464,
             pod: None,
             service: None,
+            also: None,
         };
         assert_eq!(
             validate(&req, &cx(&[])).unwrap_err().code,
@@ -697,6 +806,7 @@ mod tests {
             default_port: 9464,
             pod: None,
             service: None,
+            also: None,
         };
         let req = parse_body(br#"{"target":"198.19.0.9","from":["b"]}"#).unwrap();
         let r = validate(&req, &cx).unwrap_err();
@@ -716,6 +826,7 @@ mod tests {
                 .unwrap();
         let pod = |ip: &str| ResolvedPod {
             ip: ip.parse().unwrap(),
+            ips: Vec::new(),
             node: Some("node-2".into()),
             facts: Default::default(),
         };
@@ -726,6 +837,7 @@ mod tests {
             default_port: 9000,
             pod: p,
             service: None,
+            also: None,
         };
         let inside = pod("198.19.2.33");
         let p = validate(&req, &cx(Some(&inside))).unwrap();
@@ -787,7 +899,7 @@ mod tests {
         );
         assert_eq!(p.target.port, Some(5353));
         // What a forwarding agent sends parses back to the same plan.
-        let b = super::super::body(&p.target.label, &p.checks, None).to_string();
+        let b = super::super::body(&p.target.label, &p.checks, None, None).to_string();
         let again = plan(&b, &["10.96.0.0/12"]).unwrap();
         assert_eq!(again.checks, p.checks);
         assert_eq!(again.target, p.target);
@@ -898,6 +1010,7 @@ mod tests {
                 default_port: 9000,
                 pod: None,
                 service: svc,
+                also: None,
             };
             precheck(&req, &cx)?;
             validate(&req, &cx)
