@@ -261,10 +261,17 @@ pub fn family_verdicts(target: &Resolved, lines: &[SourceLine]) -> Vec<FamilyVer
     let primary = fams[0];
     fams.iter()
         .map(|&f| {
-            let (good, bad): (Vec<&SourceLine>, Vec<&SourceLine>) = lines.iter().partition(|l| {
+            // A silent agent fails every family; one that ran no check of this family (an
+            // agent from before dual-stack probes) is neither.
+            let (mut good, mut bad) = (Vec::new(), Vec::new());
+            for l in lines {
                 let mine = of_family(&l.checks, f, primary);
-                l.answered && !mine.is_empty() && mine.iter().all(|c| c.ok)
-            });
+                if !l.answered || mine.iter().any(|c| !c.ok) {
+                    bad.push(l);
+                } else if !mine.is_empty() {
+                    good.push(l);
+                }
+            }
             FamilyVerdict {
                 family: f.as_str().to_string(),
                 ip: target
@@ -493,6 +500,9 @@ pub fn verdict(
         diagnosis,
     }
 }
+
+#[cfg(test)]
+mod dual_tests;
 
 #[cfg(test)]
 mod tests {
