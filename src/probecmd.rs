@@ -566,9 +566,8 @@ pub fn verdict_text(v: &Verdict) -> String {
     for f in &v.diagnosis.findings {
         let _ = writeln!(
             out,
-            "\n[{}{}] {} (confidence {:.0}%)",
+            "\n[{}] {} (confidence {:.0}%)",
             f.cause,
-            f.family.map_or(String::new(), |x| format!(", {x}")),
             f.summary,
             f.confidence * 100.0
         );

@@ -18,6 +18,9 @@ pub use validate::{
 };
 
 #[cfg(test)]
+mod family_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::Cidr;

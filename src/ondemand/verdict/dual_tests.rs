@@ -189,13 +189,16 @@ fn one_family_failing_is_a_finding_naming_it_both_one_without() {
             vec![("policy", Some("ipv4"))],
         ),
         (
-            "an agent from before dual-stack probes: its line reads as IPv4",
+            "cni on IPv4, node-4's agent from before dual-stack probes: its line reads as IPv4",
             ALL.iter()
-                .map(|n| line(n, FINE, FINE, *n == "node-4"))
+                .map(|n| match *n {
+                    "node-3" => line(n, FINE, FINE, false),
+                    _ => line(n, CNI, FINE, *n == "node-4"),
+                })
                 .collect(),
-            true,
-            [true, true],
-            vec![],
+            false,
+            [false, true],
+            vec![("cni", Some("ipv4"))],
         ),
     ];
     for (name, lines, reachable, per_family, want) in table {
