@@ -649,6 +649,13 @@ mod tests {
             r["checks"],
             serde_json::json!([{"kind": "http", "port": 8080, "path": "/healthz"}])
         );
+        // --ip-family narrows a dual-stack target; auto (every family it has) is the default.
+        let r = request_of(&args(&["pod/shop/web", "--kube", "--ip-family", "ipv6"])).unwrap();
+        assert_eq!(r["family"], "ipv6");
+        let r = request_of(&args(&["node-2", "--ip-family", "dual"])).unwrap();
+        assert_eq!(r["family"], "dual");
+        let r = request_of(&args(&["node-2", "--ip-family", "auto"])).unwrap();
+        assert!(r.get("family").is_none());
         // A pod target goes to the agent as written; it resolves it.
         let r = request_of(&args(&["pod/default/web", "--kube"])).unwrap();
         assert_eq!(r["target"], "pod/default/web");
@@ -680,6 +687,14 @@ mod tests {
             ),
             (&["svc/shop/web", "--mtu"], "do not apply"),
             (&["svc/shop"], "expected svc/NAMESPACE/NAME"),
+            (
+                &["node-2", "--ip-family", "both"],
+                "--ip-family \"both\": unknown IP family",
+            ),
+            (
+                &["dns", "web", "--ip-family", "ipv6"],
+                "--ip-family does not apply",
+            ),
         ];
         for (v, want) in bad {
             let e = request_of(&args(v)).unwrap_err();
@@ -766,6 +781,14 @@ mod tests {
         );
         assert!(progress(&sources[0]).contains("FAIL       http: timeout"));
         assert!(progress(&sources[1]).contains("NO ANSWER"));
+        // Two families: each row and failure says which.
+        let mut dual = sources[0].clone();
+        dual.checks[0].family = Some("ipv4".into());
+        dual.checks[1].family = Some("ipv6".into());
+        let t = table(std::slice::from_ref(&dual));
+        assert!(t.contains("node-1  icmp ×3 (ipv4)  "), "{t}");
+        assert!(t.contains("node-1  http :8080/healthz (ipv6)  FAIL"), "{t}");
+        assert!(progress(&dual).contains("FAIL       http (ipv6): timeout"));
         let v = Verdict {
             target: Resolved {
                 label: "198.19.3.11:8080".into(),

@@ -407,4 +407,18 @@ mod tests {
             e.error
         );
     }
+
+    #[test]
+    fn a_dual_stack_request_costs_one_per_family() {
+        let l = Limits::new(None, 6000, 100, 4);
+        // Probed at two families, a request costs two: the per-minute bounds hold.
+        for _ in 0..AGENT_MTU_BURST / 2 {
+            assert!(l.agent_rate(2, true).is_ok());
+        }
+        assert!(l.agent_rate(1, true).is_err());
+        for _ in 0..(AGENT_BURST - AGENT_MTU_BURST) / 2 {
+            assert!(l.agent_rate(2, false).is_ok());
+        }
+        assert!(l.agent_rate(1, false).is_err());
+    }
 }
