@@ -1056,3 +1056,159 @@ async fn one_client_cannot_make_another_busy() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A dual-stack pod (`status.podIPs` of both families) through the fake API server: by
+/// default every source probes it at each family — the asked agent resolves it and passes the
+/// other family's address on to the peer agent — and each outcome says its family. TCP fails
+/// at the IPv6 address only (as a NetworkPolicy for one family would): unreachable, reachable
+/// on IPv4, and every finding names IPv6. `family` narrows; a family the pod lacks is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_pod_is_probed_at_each_family() {
+    use meshprobe::config::Discovery;
+    use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
+    use support::net::{free_port, ip};
+    let api = FakeApi::start().await;
+    for i in 1..=2u8 {
+        api.put("nodes", node_at(&format!("node-{i}"), ip(100 + i)));
+        api.put("pods", agent_pod(i, ip(100 + i)));
+    }
+    let v4 = ip(105);
+    let v6: IpAddr = "fd00:19:2::105".parse().unwrap();
+    let pod = |name: &str, ips: &[IpAddr]| {
+        let mut p = fixture("pod-target.json");
+        p["metadata"]["name"] = serde_json::json!(name);
+        p["metadata"]["labels"] = serde_json::json!({"app": "web"});
+        p["metadata"]["annotations"] = serde_json::json!({});
+        p["status"]["podIP"] = serde_json::json!(ips[0].to_string());
+        p["status"]["podIPs"] = ips
+            .iter()
+            .map(|i| serde_json::json!({"ip": i.to_string()}))
+            .collect();
+        p
+    };
+    api.put("pods", pod("web", &[v4, v6]));
+    api.put("pods", pod("web-v4", &[v4]));
+    let port = free_port(ip(101));
+    let mut agents = Vec::new();
+    for i in 1..=2u8 {
+        let listen = SocketAddr::new(ip(100 + i), port);
+        let cfg = AgentConfig {
+            discovery: Discovery::Kubernetes(kube_settings(
+                Some(api.url()),
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )),
+            probe: ProbeConfig {
+                token: Some(TOKEN.into()),
+                pod_namespaces: Some(vec!["shop".into()]),
+                allow_cidrs: ["127.0.0.0/24", "fd00:19::/32"]
+                    .iter()
+                    .map(|c| meshprobe::net::Cidr::parse(c).unwrap())
+                    .collect(),
+                ..ProbeConfig::default()
+            },
+            ..inproc::config(&format!("node-{i}"), listen, std::path::Path::new(""))
+        };
+        let listener = TcpListener::bind(listen).await.unwrap();
+        // TCP to the pod's IPv6 address fails from every node; ICMP answers at both.
+        let probers = inproc::fake_probers(Arc::new(BrokenVip(Some(v6))));
+        agents.push(inproc::spawn(cfg, listener, probers));
+    }
+    let a1 = SocketAddr::new(ip(101), port);
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    let body = r#"{"target":"pod/shop/web","checks":[{"kind":"icmp","count":2},{"kind":"tcp","port":8080}]}"#;
+    let mut lines = Vec::new();
+    support::eventually_async(
+        Duration::from_secs(20),
+        "node-1 and node-2 discover each other",
+        async || {
+            let (status, l) = post(a1, body, &auth).await;
+            lines = l;
+            let answered = lines
+                .iter()
+                .filter(|l| l["type"] == "source" && l["answered"] == true)
+                .count();
+            status == 200
+                && lines[0]["sources"].as_array().map(Vec::len) == Some(2)
+                && answered == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        lines[0]["target"]["ips"],
+        serde_json::json!([v4.to_string(), v6.to_string()]),
+        "{lines:?}"
+    );
+    for node in ["node-1", "node-2"] {
+        let l = lines
+            .iter()
+            .find(|l| l["type"] == "source" && l["node"] == node)
+            .unwrap();
+        // Each check once per family, tagged; TCP fails at IPv6 only.
+        let got: Vec<(String, String, String, bool)> = l["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+                (s("check"), s("family"), s("ip"), c["ok"] == true)
+            })
+            .collect();
+        let want = |check: &str, fam: &str, at: IpAddr, ok: bool| {
+            (check.to_string(), fam.to_string(), at.to_string(), ok)
+        };
+        assert_eq!(
+            got,
+            [
+                want("icmp", "ipv4", v4, true),
+                want("tcp", "ipv4", v4, true),
+                want("icmp", "ipv6", v6, true),
+                want("tcp", "ipv6", v6, false),
+            ],
+            "{node}: {l}"
+        );
+    }
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], false, "{v}");
+    assert_eq!(
+        v["families"],
+        serde_json::json!([
+            {"family": "ipv4", "ip": v4.to_string(), "reachable": true,
+             "reachable_from": ["node-1", "node-2"], "unreachable_from": []},
+            {"family": "ipv6", "ip": v6.to_string(), "reachable": false,
+             "reachable_from": [], "unreachable_from": ["node-1", "node-2"]},
+        ]),
+        "{v}"
+    );
+    let findings = v["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{v}");
+    for f in findings {
+        assert_eq!(f["family"], "ipv6", "{f}");
+    }
+
+    // Narrowed to IPv4: one family, the shape it always had, reachable.
+    let narrowed = body.replace(r#""checks""#, r#""family":"ipv4","checks""#);
+    let (status, lines) = post(a1, &narrowed, &auth).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert!(lines[0]["target"].get("ips").is_none(), "{lines:?}");
+    let v = lines.last().unwrap();
+    assert_eq!(v["reachable"], true, "{v}");
+    assert!(v.get("families").is_none(), "{v}");
+    for l in lines.iter().filter(|l| l["type"] == "source") {
+        for c in l["checks"].as_array().unwrap() {
+            assert_eq!(c["ip"], v4.to_string(), "{l}");
+            assert!(c.get("family").is_none(), "{l}");
+        }
+    }
+    // A family the pod lacks: refused, naming the field, nothing sent.
+    let (status, lines) = post(a1, r#"{"target":"pod/shop/web-v4","family":"ipv6"}"#, &auth).await;
+    assert_eq!(status, 400, "{lines:?}");
+    let error = lines[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("family: ipv6 asked, but target pod/shop/web-v4 has no ipv6 address"),
+        "{error}"
+    );
+    for a in agents {
+        a.stop().await;
+    }
+}
