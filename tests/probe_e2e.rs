@@ -312,3 +312,71 @@ fn on_demand_mtu_check_on_the_lab() {
         eprintln!("on-demand MTU check, {what}: {took:.2}s");
     }
 }
+
+/// The families of each finding in `doc`: (cause, nodes, family or "").
+fn findings(doc: &Value) -> Vec<(String, Value, String)> {
+    doc["verdict"]["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| {
+                    (
+                        x["cause"].as_str().unwrap_or("?").to_string(),
+                        x["nodes"].clone(),
+                        x["family"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A dual-stack lab (`lab up --ip-family dual`): `probe node-2` probes node-2 at both
+/// families (its node IPs, and its agent's pod IPs as context) from every node; with node-2's
+/// IPv6 pod network broken (`fault cni node-2 --family ipv6`) the verdict is `cni` on node-2
+/// for IPv6 alone, and `--ip-family ipv4` narrows the probe to the family that works.
+#[test]
+fn on_demand_probe_per_family_on_a_dual_lab() {
+    if !root_or_skip("the dual-stack on-demand end-to-end test needs root (network namespaces)") {
+        return;
+    }
+    let prefix = format!("mpf{}", std::process::id() % 100_000);
+    let lab = Lab::up_with(&prefix, 4, 2, &["--ip-family", "dual"]);
+    let n1 = lab.proxies["node-1"];
+
+    // Healthy: every source ran its checks at both families, no finding.
+    let (code, doc, err) = probe(n1, &["node-2"]);
+    assert_eq!(code, Some(0), "{doc:#}\n{err}");
+    assert_eq!(
+        doc["accepted"]["target"]["ips"].as_array().map(Vec::len),
+        Some(2),
+        "{doc:#}"
+    );
+    for s in doc["sources"].as_array().expect("sources") {
+        let fams: Vec<&str> = s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["family"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(fams, ["ipv4", "ipv6"], "{s:#}");
+    }
+    assert_eq!(doc["verdict"]["healthy"], true, "{doc:#}");
+
+    lab.ok(&["fault", "cni", "node-2", "--family", "ipv6"]);
+    let (_, doc, err) = probe(n1, &["node-2"]);
+    assert_eq!(
+        findings(&doc),
+        [(
+            "cni".to_string(),
+            serde_json::json!(["node-2"]),
+            "ipv6".to_string()
+        )],
+        "{doc:#}\n{err}"
+    );
+    // Narrowed to IPv4, node-2 is fine.
+    let (code, doc, err) = probe(n1, &["node-2", "--ip-family", "ipv4"]);
+    assert_eq!(code, Some(0), "{doc:#}\n{err}");
+    assert_eq!(doc["verdict"]["healthy"], true, "{doc:#}");
+    lab.ok(&["clear"]);
+}
