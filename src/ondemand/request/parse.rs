@@ -14,8 +14,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// ICMP echoes per ICMP check, at most: with the context checks' 2 × 3 echoes, a request
 /// makes each source send at most [`MAX_ECHOES_PER_REQUEST`].
 pub const MAX_ICMP_COUNT: u16 = 14;
-/// Echo requests one request makes each source send, at most (the ICMP check and the context
-/// checks).
+/// Echo requests one request makes each source send per family probed, at most (the ICMP
+/// check and the context checks): a dual-stack target, twice this.
 pub const MAX_ECHOES_PER_REQUEST: u16 = 20;
 /// ICMP payload bytes, at most (a 1500-byte IPv4 packet).
 pub const MAX_ICMP_SIZE: u16 = 1472;
