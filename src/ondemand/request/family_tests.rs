@@ -60,7 +60,8 @@ fn every_family_by_default_and_family_narrows() {
     let dual_pod: &[&str] = &["198.19.2.33", "fd00:19:2::33"];
     let pod = r#"{"target":"pod/shop/web"}"#;
     // (body, pod, the addresses probed)
-    let table: &[(&str, Option<&[&str]>, &[&str])] = &[
+    type Case<'a> = (&'a str, Option<&'a [&'a str]>, &'a [&'a str]);
+    let table: &[Case] = &[
         (pod, Some(dual_pod), &["198.19.2.33", "fd00:19:2::33"]),
         (
             r#"{"target":"pod/shop/web","family":"dual"}"#,
@@ -137,7 +138,8 @@ fn context_checks_per_family() {
 fn a_family_the_target_lacks_is_refused_naming_the_field() {
     let v4_pod: &[&str] = &["198.19.2.33"];
     // (body, pod, what the message holds)
-    let table: &[(&str, Option<&[&str]>, &str)] = &[
+    type Case<'a> = (&'a str, Option<&'a [&'a str]>, &'a str);
+    let table: &[Case] = &[
         (
             r#"{"target":"pod/shop/web","family":"ipv6"}"#,
             Some(v4_pod),

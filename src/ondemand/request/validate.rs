@@ -387,7 +387,14 @@ pub fn validate(req: &ProbeRequest, cx: &Context) -> Result<Plan, Refusal> {
             fenced(&what, ip, &allowed)
         })
         .collect::<Result<Vec<IpAddr>, Refusal>>()?;
-    let ip = addrs[0];
+    // Never empty (one address per family the target has, narrowed or refused); no panic on
+    // input all the same.
+    let Some(&ip) = addrs.first() else {
+        return Err(Refusal::bad(format!(
+            "target {}: no address",
+            req.target_text
+        )));
+    };
     let checks = checks_of(req, port)?;
     let sources = sources_of(req, cx, &allowed)?;
     let owner = match &named_node {
