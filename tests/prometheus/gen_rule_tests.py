@@ -86,8 +86,10 @@ def pair_labels(src, dst, layer, dst_kind="peer", nodes=NODES, family=""):
 
 
 # The agents' per-source checks (meshprobe_check_up) and their targets, as under Kubernetes
-# discovery: the agents' Service name, and the agents' ClusterIP (`--service`).
-CHECKS = {"dns": "meshprobe.meshprobe.svc.cluster.local.", "service": "10.96.0.20:9464"}
+# discovery: the agents' Service name, the agents' ClusterIP (`--service`), the `kubernetes`
+# Service's ClusterIP and the API server's endpoint addresses (two control-plane nodes).
+CHECKS = {"dns": "meshprobe.meshprobe.svc.cluster.local.", "service": "10.96.0.20:9464",
+          "apiserver": "10.96.0.1:443", "apiserver_endpoints": "172.16.0.10:6443,172.16.0.11:6443"}
 
 
 def check_labels(src, check, nodes=NODES):
@@ -595,10 +597,10 @@ sc.quiet("1m15s").quiet("2m30s").quiet("4m")
 scenarios.append(sc)
 
 # `lab fault kube-proxy 2`: node-2's Service rules gone. Its Service check fails, and its DNS
-# check too (the DNS server is a ClusterIP); the pod-IP mesh is untouched. One alert: the
-# Service one for node-2 (its DNS alert is left to it).
+# and API-server-through-the-ClusterIP checks too (ClusterIPs both); the API server's endpoints
+# and the pod-IP mesh are untouched. One alert: the Service one for node-2.
 sc = checks("kube-proxy broken on node-2: MeshprobeServiceUnreachableFromNode for node-2 only", 6,
-            lambda t, n, c: t >= 60 and n == "node-2")
+            lambda t, n, c: t >= 60 and n == "node-2" and c != "apiserver_endpoints")
 sc.quiet("1m45s")  # pending, not firing yet
 sc.quiet("3m", except_=["MeshprobeServiceUnreachableFromNode"])
 sc.expect("3m", "MeshprobeServiceUnreachableFromNode", [(check_labels("node-2", "service"), 1)])
@@ -635,7 +637,7 @@ scenarios.append(sc)
 
 # New connections out of node-3's pods dropped (an egress policy: the peers' probes to it are
 # answered, its own fail): its pod IP answers, so no pod-network alert fires, and its checks
-# are not left out — the Service one names node-3 (its DNS alert is left to it).
+# are not left out — the Service one names node-3 (its DNS and API server alerts are left to it).
 def egress(t, s, d, l):
     return 3 if t >= 60 and l in ("icmp_pod", "http") and s == "node-3" else 0
 sc = checks("node-3's pods cannot connect out: MeshprobeServiceUnreachableFromNode for node-3", 6,
@@ -688,7 +690,32 @@ sc = checks("checks on three agents, DNS failing on node-4: MeshprobeDnsFailingF
 sc.quiet("3m", except_=["MeshprobeDnsFailingFromNode"])
 sc.expect("3m", "MeshprobeDnsFailingFromNode", [(check_labels("node-4", "dns"), 1)])
 sc.exprs.append({"expr": 'count by (check) (meshprobe:check_failing:bool)', "eval_time": "3m",
-                 "exp_samples": [{"labels": labels({"check": c}), "value": 3} for c in ("dns", "service")]})
+                 "exp_samples": [{"labels": labels({"check": c}), "value": 3} for c in sorted(CHECKS)]})
+scenarios.append(sc)
+
+# `lab fault apiserver-from 3`: node-3's pods' traffic to the API server's port dropped (after
+# the Service DNAT): both API server checks fail there, nothing else. One alert, for node-3.
+sc = checks("API server unreachable from node-3: MeshprobeApiServerUnreachableFromNode for node-3 only", 6,
+            lambda t, n, c: t >= 60 and n == "node-3" and c.startswith("apiserver"))
+sc.quiet("1m45s")
+sc.quiet("3m", except_=["MeshprobeApiServerUnreachableFromNode"])
+sc.expect("3m", "MeshprobeApiServerUnreachableFromNode", [(check_labels("node-3", "apiserver_endpoints"), 1)])
+scenarios.append(sc)
+
+# The API server down: every node's API server checks fail. One cluster-wide alert.
+sc = checks("API server down: MeshprobeApiServerUnreachable once, no per-node or zone alert", 6,
+            lambda t, n, c: t >= 60 and c.startswith("apiserver"))
+sc.quiet("1m45s")
+sc.quiet("3m", except_=["MeshprobeApiServerUnreachable"])
+sc.expect("3m", "MeshprobeApiServerUnreachable", [({"check": "apiserver_endpoints"}, 1.0)])
+scenarios.append(sc)
+
+# zone-b's route to the control plane lost: its nodes fail the endpoints check (and the
+# ClusterIP one, which leads to the same endpoints). The zone's alert.
+sc = checks("API server unreachable from zone-b: MeshprobeApiServerUnreachableFromZone for zone-b only", 6,
+            lambda t, n, c: t >= 60 and c.startswith("apiserver") and zone(n) == "zone-b")
+sc.quiet("3m", except_=["MeshprobeApiServerUnreachableFromZone"])
+sc.expect("3m", "MeshprobeApiServerUnreachableFromZone", [({"check": "apiserver_endpoints", "src_zone": "zone-b"}, 2)])
 scenarios.append(sc)
 
 doc = {
