@@ -39,10 +39,7 @@ const PORT_NAME: &str = "https";
 
 /// An endpoint address as the check may connect to it.
 fn usable(ip: IpAddr) -> bool {
-    !ip.is_unspecified()
-        && !ip.is_multicast()
-        && !ip.is_loopback()
-        && ip != IpAddr::from([255, 255, 255, 255])
+    !ip.is_unspecified() && !ip.is_multicast() && ip != IpAddr::from([255, 255, 255, 255])
 }
 
 /// The check's addresses from the slices, or why there are none: each IPv4/IPv6 slice's port
@@ -303,15 +300,15 @@ mod tests {
         );
     }
 
-    /// Nothing from the API on trust: garbage addresses, wrong families, loopback, bad ports,
-    /// FQDN slices are skipped; none left is no check, with a bounded reason.
+    /// Nothing from the API on trust: garbage addresses, wrong families, bad ports,
+    /// FQDN slices are skipped; none left is no check, with a bounded reason. (Loopback is not
+    /// refused: the agent dials it from its own pod, and the tests' API servers live there.)
     #[test]
     fn unusable_slices_give_no_check_and_say_why() {
         let long = "x".repeat(5000);
         let s = v4(json!([
             {"addresses": [long]},
             {"addresses": ["fd00::1"]},
-            {"addresses": ["127.0.0.1"]},
             {"addresses": ["0.0.0.0"]},
             {"addresses": []},
             {"addresses": ["10.0.0.9"], "conditions": {"ready": false}},
