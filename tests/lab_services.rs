@@ -487,6 +487,28 @@ fn the_agents_checks_go_down_on_the_faulted_node_only() {
     eventually(within, "kube-proxy cleared: all up", || {
         checks_are(&lab, 1, up, up) && api_is(&lab, 1, up)
     });
+
+    // Node-3's pods cut off from the API server: both its API server checks, nothing else.
+    lab.ok(&["fault", "apiserver-from", "node-3"]);
+    let faulted = Instant::now();
+    eventually(
+        within,
+        "apiserver-from node-3: node-3's API server checks down only",
+        || checks_are(&lab, 1, up, up) && api_is(&lab, 3, (0.0, 0.0)),
+    );
+    eprintln!(
+        "apiserver-from node-3 seen in {:.1}s",
+        faulted.elapsed().as_secs_f64()
+    );
+    let r = lab.get_json("node-3", "/api/v1/results", Duration::from_secs(3));
+    assert_eq!(
+        r["checks"]["apiserver_endpoints"]["last_error"]["kind"], "timeout",
+        "{r}"
+    );
+    lab.ok(&["clear"]);
+    eventually(within, "apiserver-from cleared: all up", || {
+        checks_are(&lab, 1, up, up) && api_is(&lab, 1, up)
+    });
     eprintln!("agents' checks suite: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
