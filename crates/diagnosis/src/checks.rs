@@ -7,9 +7,10 @@
 //! cluster DNS or the path to it for `dns`. A check that fails where the pod network does not
 //! answer, or where a network finding already stands, is that fault's and adds nothing.
 //!
-//! The API server's checks ([`apiserver_findings`]): through its ClusterIP (`apiserver`) it is
-//! one more Service check (a node's kube-proxy rules gone fail it too), at its endpoints
-//! (`apiserver_endpoints`) it tells whether the node reaches the control plane at all.
+//! The API server's checks: through its ClusterIP (`apiserver`, [`apiserver_vip`]) it is one
+//! more Service check (a node's kube-proxy rules gone fail it too), at its endpoints
+//! (`apiserver_endpoints`, [`apiserver_endpoints`]) it tells whether the node reaches the
+//! control plane at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,7 +180,13 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
     let network_fault = found.iter().any(|f| NETWORK.contains(&f.cause));
     let mut out = Vec::new();
     let mut service_nodes: BTreeSet<&str> = BTreeSet::new();
-    for kind in ["service", "dns"] {
+    // `apiserver` between the two: its ClusterIP is one more Service, and a node whose Service
+    // rules it finds broken has its DNS failure folded in as `service`'s is.
+    for kind in ["service", "apiserver", "dns"] {
+        if kind == "apiserver" {
+            service_nodes.extend(apiserver_vip(&sources, &implicated, &mut out));
+            continue;
+        }
         let down: Vec<&Source> = sources
             .iter()
             .filter(|s| s.verdict(kind) == Verdict::Down)
@@ -238,7 +245,7 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
         }
         out.push(per_node(kind, &own, &known));
     }
-    apiserver_findings(&sources, &implicated, network_fault, &mut out);
+    apiserver_endpoints(&sources, &implicated, network_fault, &mut out);
     out
 }
 
@@ -267,24 +274,17 @@ fn down_and_known<'a, 'b>(
     (down, known)
 }
 
-/// The API server's checks, after `service` and `dns`:
-/// - `apiserver` (through the ClusterIP) down at nodes whose pod network answers and where the
-///   API server answers at its endpoints, while other nodes reach it: those nodes' Service
-///   rules. A `service` finding at the node already says so (the API server's failure joins
-///   its evidence: one fault); else a `service` finding of its own.
-/// - `apiserver_endpoints` down at some nodes whose pod network answers while others reach
-///   it: `apiserver` at those nodes — the path between them and the control plane (a firewall,
-///   a security group, a route), since the pod network and the other nodes' paths work. Down
-///   from most nodes while the pod network answers: `apiserver` without nodes (the API server
-///   not ready, or unreachable from the whole pod network), unless a network fault stands.
-fn apiserver_findings(
+/// `apiserver_endpoints` down at some nodes whose pod network answers while others reach it:
+/// `apiserver` at those nodes — the path between them and the control plane (a firewall, a
+/// security group, a route), since the pod network and the other nodes' paths work. Down from
+/// most nodes while the pod network answers: `apiserver` without nodes (the API server not
+/// ready, or unreachable from the whole pod network), unless a network fault stands.
+fn apiserver_endpoints(
     sources: &[Source],
     implicated: &dyn Fn(&Source) -> bool,
     network_fault: bool,
     out: &mut Vec<Finding>,
 ) {
-    // The endpoints first: a node that cannot reach them fails the ClusterIP too, and that is
-    // this finding's, not its Service rules'.
     let kind = "apiserver_endpoints";
     let (down, known) = down_and_known(sources, kind);
     if down.len() >= 2 && 2 * down.len() > known.len() {
@@ -305,17 +305,29 @@ fn apiserver_findings(
             out.push(per_node(kind, &own, &known));
         }
     }
+}
 
+/// `apiserver` (through the ClusterIP) down at nodes whose pod network answers and where the
+/// API server is not down at its endpoints (then the path to it is at fault, not the rules:
+/// [`apiserver_endpoints`]), while other nodes reach it: those nodes' Service rules. A
+/// `service` finding at the node already says so (the API server's failure joins its evidence:
+/// one fault); else a `service` finding of its own. Returns the nodes it names.
+fn apiserver_vip<'a>(
+    sources: &[Source<'a>],
+    implicated: &dyn Fn(&Source) -> bool,
+    out: &mut Vec<Finding>,
+) -> Vec<&'a str> {
     let kind = "apiserver";
     let (down, known) = down_and_known(sources, kind);
     // Most nodes failing: the `kubernetes` Service everywhere, or the API server itself (the
-    // endpoints' finding above) — not a node's rules.
+    // endpoints' finding) — not a node's rules.
     if (down.len() >= 2 && 2 * down.len() > known.len())
         || !known.iter().any(|s| s.verdict(kind) == Verdict::Ok)
     {
-        return;
+        return Vec::new();
     }
     let mut own = Vec::new();
+    let mut named = Vec::new();
     for s in down {
         if !s.pod_net_ok_during(kind)
             || implicated(s)
@@ -323,6 +335,7 @@ fn apiserver_findings(
         {
             continue;
         }
+        named.push(s.node);
         let at_node = |f: &Finding| {
             f.cause == Cause::Service
                 && (f.nodes.iter().any(|n| n == s.node)
@@ -343,6 +356,7 @@ fn apiserver_findings(
     if !own.is_empty() {
         out.push(per_node(kind, &own, &known));
     }
+    named
 }
 
 /// "the API server answers at its endpoints (…) from node-3", when its check says so.
@@ -484,6 +498,15 @@ fn per_node(kind: &str, own: &[&Source], known: &[&Source]) -> Finding {
         }
         "apiserver" => {
             evidence.extend(own.iter().filter_map(|s| endpoints_answer(s)));
+            for s in own {
+                if s.verdict("dns") == Verdict::Down {
+                    let name = check_of(s, "dns").map_or("?", |c| c.target.as_str());
+                    evidence.push(format!(
+                        "resolving {name} fails from {} too: the cluster DNS is reached through a ClusterIP as well",
+                        s.node
+                    ));
+                }
+            }
             Finding {
                 cause: Cause::Service,
                 summary: format!(

@@ -360,6 +360,14 @@ fn the_api_servers_checks_are_read_as_service_and_apiserver() {
             &[(3, 3, 3, 3, 0)],
             vec![ex(Cause::Service, &["node-3"])],
         ),
+        // kube-proxy node-3 while the agents' Service check has failed once only (the checks
+        // run in different slots): the API server's ClusterIP and DNS down, one `service`.
+        (
+            "kube-proxy node-3, the service check one run behind",
+            None,
+            &[(3, 1, 3, 3, 0)],
+            vec![ex(Cause::Service, &["node-3"])],
+        ),
         (
             "only the kubernetes Service's rules on node-3",
             None,
