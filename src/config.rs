@@ -254,11 +254,9 @@ fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Resu
         }
     };
     let apiserver = apiserver::config(
-        args,
-        env,
-        discovery,
-        std::path::Path::new(crate::checks::apiserver::IN_CLUSTER_CA),
-        std::path::Path::new(crate::checks::apiserver::IN_CLUSTER_TOKEN),
+        &apiserver_raw(args, env, discovery),
+        std::path::Path::new(apiserver::IN_CLUSTER_CA),
+        std::path::Path::new(apiserver::IN_CLUSTER_TOKEN),
     )?;
     Ok(ChecksConfig {
         dns_name,
@@ -267,6 +265,27 @@ fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Resu
         service_lookup,
         apiserver,
     })
+}
+
+/// What the API server checks' settings are made from (`config::apiserver`).
+fn apiserver_raw(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> apiserver::Raw {
+    apiserver::Raw {
+        apiserver: args
+            .apiserver
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER")),
+        endpoints: args
+            .apiserver_endpoints
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER_ENDPOINTS")),
+        ca: args
+            .apiserver_ca
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER_CA").map(PathBuf::from)),
+        service_host: env.var("KUBERNETES_SERVICE_HOST"),
+        service_port: env.var("KUBERNETES_SERVICE_PORT"),
+        kube: matches!(discovery, Discovery::Kubernetes(_)),
+    }
 }
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,

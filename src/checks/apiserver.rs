@@ -34,17 +34,13 @@ use crate::model::ErrorClass;
 pub const SERVER_NAME: &str = "kubernetes.default.svc";
 
 /// The endpoints one `apiserver_endpoints` check asks, at most (a control plane has 1-5).
-pub const MAX_ENDPOINTS: usize = 8;
+pub use crate::config::apiserver::MAX_ENDPOINTS;
 
 /// The body read of a failed `/readyz`, at most (for the detail: "etcd failed").
 pub const MAX_BODY: usize = 4096;
 
 /// The token file read, at most (a projected token is ~1 KiB).
 const MAX_TOKEN: u64 = 16 * 1024;
-
-/// In a pod: the service account's CA bundle and token (mounted by the kubelet).
-pub const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// The result labels these checks can report (`meshprobe_check_total{check,result}`): the pair
 /// probes' connect errors (`timeout`, `refused`, `reset`, `net_unreachable`, …), and `tls`

@@ -10,10 +10,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{lookup, AgentArgs, Discovery, Env};
-use crate::checks::apiserver::MAX_ENDPOINTS;
 use crate::error::{Error, Result};
 use crate::promclient::Tls;
+
+/// The endpoints one `apiserver_endpoints` check asks, at most (a control plane has 1-5).
+/// Here, not in `checks`: the checks read the configuration, not the reverse.
+pub const MAX_ENDPOINTS: usize = 8;
+
+/// In a pod: the service account's CA bundle and token (mounted by the kubelet).
+pub const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// The API server checks (`None` in [`super::ChecksConfig`]: both off).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +39,23 @@ pub struct ApiserverConfig {
     pub token: Option<PathBuf>,
 }
 
+/// What the settings are made from: the flags (else their variables) as given, the pod's
+/// variables, the discovery. The caller reads them, so this module needs nothing of its parent.
+#[derive(Debug, Clone, Default)]
+pub struct Raw {
+    /// `--apiserver` / `MESHPROBE_APISERVER`.
+    pub apiserver: Option<String>,
+    /// `--apiserver-endpoints` / `MESHPROBE_APISERVER_ENDPOINTS`.
+    pub endpoints: Option<String>,
+    /// `--apiserver-ca` / `MESHPROBE_APISERVER_CA`.
+    pub ca: Option<PathBuf>,
+    /// `KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`.
+    pub service_host: Option<String>,
+    pub service_port: Option<String>,
+    /// `--discovery kubernetes`.
+    pub kube: bool,
+}
+
 /// `IP:PORT` of an API server address, or the tail of an error message.
 fn addr(s: &str) -> std::result::Result<SocketAddr, String> {
     match s.trim().parse::<SocketAddr>() {
@@ -43,51 +66,46 @@ fn addr(s: &str) -> std::result::Result<SocketAddr, String> {
     }
 }
 
-/// The settings from the flags, the environment and the in-cluster files at `ca_default` and
-/// `token_default` (parameters so tests need no pod).
-pub(super) fn config(
-    args: &AgentArgs,
-    env: &dyn Env,
-    discovery: &Discovery,
+const APISERVER: &str = "--apiserver (or MESHPROBE_APISERVER)";
+const ENDPOINTS: &str = "--apiserver-endpoints (or MESHPROBE_APISERVER_ENDPOINTS)";
+const CA: &str = "--apiserver-ca (or MESHPROBE_APISERVER_CA)";
+
+/// The settings from `raw` and the in-cluster files at `ca_default` and `token_default`
+/// (parameters so tests need no pod).
+pub fn config(
+    raw: &Raw,
     ca_default: &Path,
     token_default: &Path,
 ) -> Result<Option<ApiserverConfig>> {
-    let kube = matches!(discovery, Discovery::Kubernetes(_));
+    let cfg = |flag: &str, tail: String| Error::Config(format!("{flag} {tail}"));
     // `None`: not given; `Some(None)`: `none`.
-    let vip_flag = lookup(env, &args.apiserver, "apiserver", None, |s| {
-        match s.trim() {
-            "none" => Ok(Some(None)),
-            s => addr(s).map(|a| Some(Some(a))),
-        }
-    })?;
-    let eps_flag = lookup(
-        env,
-        &args.apiserver_endpoints,
-        "apiserver-endpoints",
-        None,
-        |s| match s.trim() {
-            "none" => Ok(Some(None)),
-            s => {
-                let list = s
-                    .split(',')
-                    .filter(|p| !p.trim().is_empty())
-                    .map(addr)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                if list.is_empty() || list.len() > MAX_ENDPOINTS {
-                    return Err(format!(
-                        "{s:?}: expected 1 to {MAX_ENDPOINTS} IP:PORT, comma-separated"
-                    ));
-                }
-                Ok(Some(Some(list)))
+    let vip_flag = match raw.apiserver.as_deref().map(str::trim) {
+        None => None,
+        Some("none") => Some(None),
+        Some(s) => Some(Some(addr(s).map_err(|t| cfg(APISERVER, t))?)),
+    };
+    let eps_flag = match raw.endpoints.as_deref().map(str::trim) {
+        None => None,
+        Some("none") => Some(None),
+        Some(s) => {
+            let list = s
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(addr)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|t| cfg(ENDPOINTS, t))?;
+            if list.is_empty() || list.len() > MAX_ENDPOINTS {
+                return Err(cfg(
+                    ENDPOINTS,
+                    format!("{s:?}: expected 1 to {MAX_ENDPOINTS} IP:PORT, comma-separated"),
+                ));
             }
-        },
-    )?;
+            Some(Some(list))
+        }
+    };
     // The pod's own view of the ClusterIP, as client-go's in-cluster config reads it.
     let vip_env = || -> Result<Option<SocketAddr>> {
-        let (Some(host), Some(port)) = (
-            env.var("KUBERNETES_SERVICE_HOST"),
-            env.var("KUBERNETES_SERVICE_PORT"),
-        ) else {
+        let (Some(host), Some(port)) = (&raw.service_host, &raw.service_port) else {
             return Ok(None);
         };
         let joined = match host.parse::<std::net::IpAddr>() {
@@ -102,34 +120,27 @@ pub(super) fn config(
     };
     let vip = match vip_flag {
         Some(v) => v,
-        None if kube => vip_env()?,
+        None if raw.kube => vip_env()?,
         None => None,
     };
     let named = matches!(vip_flag, Some(Some(_))) || matches!(eps_flag, Some(Some(_)));
     let (endpoints, endpoints_lookup) = match eps_flag {
         Some(Some(list)) => (list, false),
         Some(None) => (Vec::new(), false),
-        None => (Vec::new(), kube),
+        None => (Vec::new(), raw.kube),
     };
     if vip.is_none() && endpoints.is_empty() && !endpoints_lookup {
         return Ok(None);
     }
-    let ca_flag = args
-        .apiserver_ca
-        .clone()
-        .or_else(|| env.var("MESHPROBE_APISERVER_CA").map(PathBuf::from));
-    const CA: &str = "--apiserver-ca (or MESHPROBE_APISERVER_CA)";
-    let ca = match ca_flag {
-        Some(p) => p,
+    let ca = match &raw.ca {
+        Some(p) => p.clone(),
         None if ca_default.exists() => ca_default.to_path_buf(),
         // Outside a pod the defaults have nothing to verify against: off.
         None if !named => return Ok(None),
-        None => {
-            return Err(Error::Config(format!(
+        None => return Err(Error::Config(format!(
             "the API server checks need the CA to verify it: {CA} FILE ({} exists only in a pod)",
             ca_default.display()
-        )))
-        }
+        ))),
     };
     let tls = crate::promclient::ca_file_config(&ca, CA).map_err(Error::Config)?;
     Ok(Some(ApiserverConfig {
@@ -145,8 +156,23 @@ pub(super) fn config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AgentConfig, KubeSettings};
+    use crate::config::{AgentArgs, AgentConfig, Discovery, Env};
     use std::collections::HashMap;
+
+    /// As the agent resolves it: the flags, the environment, the discovery.
+    fn config(
+        a: &AgentArgs,
+        env: &dyn Env,
+        d: &Discovery,
+        ca_default: &Path,
+        token_default: &Path,
+    ) -> Result<Option<ApiserverConfig>> {
+        super::config(
+            &crate::config::apiserver_raw(a, env, d),
+            ca_default,
+            token_default,
+        )
+    }
 
     fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
         vars.iter()
@@ -313,7 +339,6 @@ mod tests {
         };
         let c = config(&eight, &env(&[]), &Discovery::File, &none, &none).unwrap();
         assert_eq!(c.unwrap().endpoints.len(), 8, "8 is the cap, allowed");
-        let _ = KubeSettings::clone;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
