@@ -454,17 +454,19 @@ mod tests {
         // A certificate for another name (the address dialled, say) from the trusted CA, and
         // one for the right name from another CA: tls.
         let (cert2, key2) = leaf(&issuer, &["127.0.0.1", "kubernetes.example"]);
-        let (wrong_name, _) = server(&cert2, &key2, Answer::Status(200, "ok")).await;
+        let (wrong_name, heard_a) = server(&cert2, &key2, Answer::Status(200, "ok")).await;
         let (_, other) = new_ca();
         let (cert3, key3) = leaf(&other, &[SERVER_NAME]);
-        let (wrong_ca, _) = server(&cert3, &key3, Answer::Status(200, "ok")).await;
+        let (wrong_ca, heard_b) = server(&cert3, &key3, Answer::Status(200, "ok")).await;
         for addr in [wrong_ca, wrong_name] {
-            let o = ApiserverCheck::new(vec![addr], tls.clone(), None)
+            let o = ApiserverCheck::new(vec![addr], tls.clone(), Some(token.clone()))
                 .run(t)
                 .await;
             assert_eq!(o.result, "tls", "{o:?}");
             assert!(o.detail.contains("TLS"), "{}", o.detail);
         }
+        // Neither heard a request: the token goes only after a verified handshake.
+        assert!(heard_a.lock().unwrap().is_empty() && heard_b.lock().unwrap().is_empty());
 
         // A closed port: refused; silence after the handshake: a timeout, within the timeout.
         let closed = {

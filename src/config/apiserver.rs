@@ -137,10 +137,12 @@ pub fn config(
         None if ca_default.exists() => ca_default.to_path_buf(),
         // Outside a pod the defaults have nothing to verify against: off.
         None if !named => return Ok(None),
-        None => return Err(Error::Config(format!(
+        None => {
+            return Err(Error::Config(format!(
             "the API server checks need the CA to verify it: {CA} FILE ({} exists only in a pod)",
             ca_default.display()
-        ))),
+        )))
+        }
     };
     let tls = crate::promclient::ca_file_config(&ca, CA).map_err(Error::Config)?;
     Ok(Some(ApiserverConfig {

@@ -271,7 +271,7 @@ mod tests {
             {"addresses": ["10.0.0.1"]},
         ]));
         assert_eq!(
-            pick(&[s.clone()], FamilyPref::Primary),
+            pick(std::slice::from_ref(&s), FamilyPref::Primary),
             Ok(addrs(&["10.0.0.1:6443", "10.0.0.3:6443"]))
         );
         // The port named https, else the first TCP one.
