@@ -197,6 +197,14 @@ pub async fn run(
     );
     // The `service` check's ClusterIP read from the API: its slot waits (skipped, not
     // reported) until the first read finds one.
+    // The `apiserver_endpoints` check's addresses read from the API: the same, its own slot.
+    let endpoints_lookup = match (&config.checks.apiserver, &kube_client) {
+        (Some(api), Some(client)) if api.endpoints_lookup => {
+            checks = checks.with_pending(checks::Kind::ApiserverEndpoints);
+            Some((api.clone(), client.clone()))
+        }
+        _ => None,
+    };
     let vip_lookup = match (&config.checks.service_lookup, kube_client) {
         (Some(service), Some(client)) => {
             checks = checks.with_pending(checks::Kind::Service);
@@ -217,6 +225,24 @@ pub async fn run(
                 service,
                 pref: crate::k8s::service::FamilyPref::of(config.ip_family, own_pod_ip),
                 http: probers.http.clone(),
+                checks: checks.clone(),
+                status: status.clone(),
+                schedule: Default::default(),
+            }
+            .run(),
+        )
+    });
+    let endpoints_task = endpoints_lookup.map(|(api, client)| {
+        tracing::info!(
+            "apiserver_endpoints check: reading the API server's endpoints from the EndpointSlices of default/kubernetes"
+        );
+        let own_pod_ip = peers_rx.borrow().peer(&config.node_name).map(|p| p.pod_ip);
+        tokio::spawn(
+            crate::k8s::apiserver::EndpointsLookup {
+                client,
+                pref: crate::k8s::service::FamilyPref::of(config.ip_family, own_pod_ip),
+                tls: api.tls.0.clone(),
+                token: api.token.clone(),
                 checks: checks.clone(),
                 status: status.clone(),
                 schedule: Default::default(),
@@ -338,6 +364,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     discovery_task.abort();
+    if let Some(t) = endpoints_task {
+        t.abort();
+    }
     if let Some(t) = vip_task {
         t.abort();
     }

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::model::{IpFamilies, Layers};
 use meshprobe_core::parse::{fmt_duration, parse_duration, validate_name};
 
+pub mod apiserver;
+pub use apiserver::ApiserverConfig;
+
 /// A source of environment variables.
 pub trait Env {
     fn var(&self, key: &str) -> Option<String>;
@@ -90,6 +93,9 @@ pub struct ChecksConfig {
     /// Under Kubernetes discovery without `--service`: the Service whose ClusterIP the
     /// `service` check connects to, read from the API (`--service-name`); `None`: none read.
     pub service_lookup: Option<ServiceRef>,
+    /// The `apiserver` and `apiserver_endpoints` checks (`--apiserver`,
+    /// `--apiserver-endpoints`, `--apiserver-ca`); `None`: both off.
+    pub apiserver: Option<ApiserverConfig>,
 }
 
 /// A Service by namespace and name (`--service-name` in the agents' namespace).
@@ -247,12 +253,39 @@ fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Resu
             }
         }
     };
+    let apiserver = apiserver::config(
+        &apiserver_raw(args, env, discovery),
+        std::path::Path::new(apiserver::IN_CLUSTER_CA),
+        std::path::Path::new(apiserver::IN_CLUSTER_TOKEN),
+    )?;
     Ok(ChecksConfig {
         dns_name,
         dns_server,
         service,
         service_lookup,
+        apiserver,
     })
+}
+
+/// What the API server checks' settings are made from (`config::apiserver`).
+fn apiserver_raw(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> apiserver::Raw {
+    apiserver::Raw {
+        apiserver: args
+            .apiserver
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER")),
+        endpoints: args
+            .apiserver_endpoints
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER_ENDPOINTS")),
+        ca: args
+            .apiserver_ca
+            .clone()
+            .or_else(|| env.var("MESHPROBE_APISERVER_CA").map(PathBuf::from)),
+        service_host: env.var("KUBERNETES_SERVICE_HOST"),
+        service_port: env.var("KUBERNETES_SERVICE_PORT"),
+        kube: matches!(discovery, Discovery::Kubernetes(_)),
+    }
 }
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
@@ -1309,6 +1342,7 @@ mod tests {
                 dns_server: Some("198.18.96.10:53".parse().unwrap()),
                 service: Some("[fd00::14]:9464".parse().unwrap()),
                 service_lookup: None,
+                apiserver: None,
             }
         );
         let c = AgentConfig::resolve(&args(), &env(&[("MESHPROBE_DNS_SERVER", "127.0.0.1:5353")]))
@@ -1535,6 +1569,24 @@ pub struct AgentArgs {
     /// `none` for no check [env: MESHPROBE_SERVICE_NAME] [default: meshprobe-vip].
     #[arg(long)]
     pub service_name: Option<String>,
+    /// The `apiserver` check: TCP, TLS and `GET /readyz` to the API server through this
+    /// ClusterIP:PORT every interval (HTTP 200 is a success); `none` for no check
+    /// [env: MESHPROBE_APISERVER] [default: with `--discovery kubernetes` the pod's
+    /// KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; else none].
+    #[arg(long)]
+    pub apiserver: Option<String>,
+    /// The `apiserver_endpoints` check: the same to each of these IP:PORT (at most 8,
+    /// comma-separated) directly; `none` for no check [env: MESHPROBE_APISERVER_ENDPOINTS]
+    /// [default: with `--discovery kubernetes` the `default/kubernetes` EndpointSlices' addresses,
+    /// read every 5 minutes; else none].
+    #[arg(long)]
+    pub apiserver_endpoints: Option<String>,
+    /// The CA certificates (PEM) the API server's certificate is verified against, for the name
+    /// kubernetes.default.svc [env: MESHPROBE_APISERVER_CA] [default:
+    /// /var/run/secrets/kubernetes.io/serviceaccount/ca.crt when it exists; without a CA the
+    /// checks are off].
+    #[arg(long, value_name = "FILE")]
+    pub apiserver_ca: Option<PathBuf>,
 }
 
 /// What to watch.

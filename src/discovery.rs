@@ -38,6 +38,11 @@ pub struct DiscoveryStatus {
     /// target found or why there is none (`k8s::service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<VipStatus>,
+    /// Kubernetes discovery: the EndpointSlices the `apiserver_endpoints` check's addresses
+    /// are read from (`default/kubernetes`), the target found or why there is none
+    /// (`k8s::apiserver`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apiserver_endpoints: Option<VipStatus>,
 }
 
 /// Where the `service` check's ClusterIP comes from under Kubernetes discovery.

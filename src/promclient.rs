@@ -54,23 +54,9 @@ impl std::fmt::Debug for Tls {
 /// The TLS client settings: trust the certificates of the PEM file `ca` (`--prometheus-ca`),
 /// else the system's trust store. Errors name the file, or say that the system has none.
 pub fn tls_config(ca: Option<&Path>) -> Result<Tls, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
     match ca {
-        Some(path) => {
-            let what = format!("--prometheus-ca {}", path.display());
-            let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{what}: a certificate rustls rejects: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("{what}: no certificate in the file"));
-            }
-        }
+        Some(path) => return ca_file_config(path, "--prometheus-ca"),
         None => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
@@ -87,6 +73,38 @@ pub fn tls_config(ca: Option<&Path>) -> Result<Tls, String> {
             }
         }
     }
+    client_config(roots)
+}
+
+/// The TLS client settings trusting only the CA certificates of the PEM file `path` (at most
+/// 1 MiB); errors name `flag` and the file.
+pub fn ca_file_config(path: &Path, flag: &str) -> Result<Tls, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::io::Read;
+    const MAX_CA_BYTES: u64 = 1024 * 1024;
+    let what = format!("{flag} {}", path.display());
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_BYTES + 1).read_to_end(&mut pem))
+        .map_err(|e| format!("{what}: {e}"))?;
+    if pem.len() as u64 > MAX_CA_BYTES {
+        return Err(format!("{what}: larger than {MAX_CA_BYTES} bytes"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{what}: a certificate rustls rejects: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{what}: no certificate in the file"));
+    }
+    client_config(roots)
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Result<Tls, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -113,6 +113,7 @@ async fn an_agent_runs_both_checks_and_reports_them() {
             dns_server: Some(dns.addr),
             service: Some(vip),
             service_lookup: None,
+            apiserver: None,
         },
         ..inproc::config("a", listen, &peers)
     })

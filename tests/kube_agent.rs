@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use meshprobe::config::{AgentConfig, ChecksConfig, Discovery, ServiceRef};
+use meshprobe::config::{AgentConfig, ApiserverConfig, ChecksConfig, Discovery, ServiceRef};
 use serde_json::{json, Value};
 use support::eventually_async;
 use support::fakeapi::{agent_pod, fixture, kube_settings, node_at, FakeApi};
@@ -47,6 +47,45 @@ fn config(i: u8, listen: SocketAddr, api: &FakeApi) -> AgentConfig {
         },
         ..inproc::config(&format!("node-{i}"), listen, Path::new(""))
     }
+}
+
+/// An API server stand-in (the lab's: TLS `/readyz`, a certificate for kubernetes.default.svc
+/// from a fresh CA) on `at`, and the `apiserver_endpoints` check's settings reading its
+/// addresses from the EndpointSlices (`k8s::apiserver`), verifying against that CA.
+fn apiserver_stand_in(at: IpAddr, dir: &Path) -> (u16, ApiserverConfig) {
+    let pki = meshprobe::lab::apiserver::make_pki(&[at]).unwrap();
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let l = std::net::TcpListener::bind((at, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    meshprobe::lab::apiserver::serve_on(l, &pki, ready).unwrap();
+    let tls = meshprobe::promclient::ca_file_config(&ca, "--apiserver-ca").unwrap();
+    let cfg = ApiserverConfig {
+        vip: None,
+        endpoints: Vec::new(),
+        endpoints_lookup: true,
+        ca,
+        tls,
+        token: None,
+    };
+    (port, cfg)
+}
+
+/// The `default/kubernetes` EndpointSlice as the API servers keep it, one endpoint.
+fn kubernetes_slice(ip: IpAddr, port: u16) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+    })
 }
 
 /// The agents' ClusterIP Service (tests/fixtures/k8s/service-vip.json) at `ip`:`port`.
@@ -105,11 +144,18 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
     api.put("pods", target);
     // The agents' ClusterIP "Service": node-1's agent stands in for the VIP on loopback.
     api.put("services", vip(ip(61), port));
+    // The API server's endpoints, read from its EndpointSlice: a TLS stand-in on 127.0.0.65.
+    let tmp = std::env::temp_dir().join(format!("mp-kube-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (api_port, api_check) = apiserver_stand_in(ip(65), &tmp);
+    api.put("endpointslices", kubernetes_slice(ip(65), api_port));
 
     let mut agents: Vec<Running> = Vec::new();
     for i in 1..=3u8 {
         let listen = SocketAddr::new(ip(60 + i), port);
-        let Some(agent) = inproc::start(config(i, listen, &api)).await else {
+        let mut c = config(i, listen, &api);
+        c.checks.apiserver = Some(api_check.clone());
+        let Some(agent) = inproc::start(c).await else {
             return;
         };
         agents.push(agent);
@@ -156,6 +202,26 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
         )
         .await;
     }
+    // And the `apiserver_endpoints` check, at the slice's endpoint, verified and answered.
+    let want_api = format!("{}:{api_port}", ip(65));
+    for i in 1..=3u8 {
+        let a = SocketAddr::new(ip(60 + i), port);
+        eventually_async(
+            Duration::from_secs(20),
+            &format!("node-{i}'s apiserver_endpoints check up at {want_api}"),
+            async || {
+                get_json(a, "/api/v1/results").await.is_some_and(|r| {
+                    let c = &r["checks"]["apiserver_endpoints"];
+                    assert!(c["last_error"].is_null(), "{c}");
+                    c["target"] == want_api.as_str()
+                        && c["reachable"] == true
+                        && r["discovery"]["apiserver_endpoints"]["target"] == want_api.as_str()
+                })
+            },
+        )
+        .await;
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
     let m = get_within(a1, "/metrics", Duration::from_secs(5))
         .await
         .map(|(_, body)| body)
@@ -268,8 +334,18 @@ async fn agents_discover_each_other_through_the_kubernetes_api() {
 
     // Every call the agents made is one deploy/base/rbac.yaml grants (the agents publish no
     // events here, so the publish-events component's create is not counted), the Service's
-    // GET (the Role's one name in the agents' namespace) among them.
+    // GET (the Role's one name in the agents' namespace) and the EndpointSlices' list among them.
     let requests = api.requests();
+    assert!(
+        requests.iter().any(|r| r
+            .starts_with("GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices?")
+            && r.contains("labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes")),
+        "the EndpointSlices were not listed: {:?}",
+        requests
+            .iter()
+            .filter(|r| r.contains("endpointslices"))
+            .collect::<Vec<_>>()
+    );
     assert!(
         requests
             .iter()
@@ -514,6 +590,7 @@ fn the_rbac_check_reads_roles_names_and_namespaces() {
         "GET /api/v1/pods?labelSelector=x&watch=true",
         "GET /api/v1/nodes/node-1",
         "GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+        "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=x",
     ] {
         assert!(allowed(ok), "{ok} should be granted");
     }
@@ -524,6 +601,9 @@ fn the_rbac_check_reads_roles_names_and_namespaces() {
         "GET /api/v1/services?watch=true",
         "GET /api/v1/namespaces/meshprobe/secrets/meshprobe-vip",
         "POST /api/v1/namespaces/meshprobe/events",
+        "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=true",
+        "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+        "GET /api/v1/namespaces/default/endpoints",
     ] {
         assert!(!allowed(refused), "{refused} should not be granted");
     }

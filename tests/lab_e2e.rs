@@ -1980,6 +1980,12 @@ fn service_faults() -> Vec<Placed> {
         ),
         placed(&["dns-from", "node-3"], want("dns", &["node-3"]), &[3]),
         placed(&["dns-down"], want("dns", &[]), &[]),
+        // Node-3's pods cut off from the API server (its endpoint, so its ClusterIP too).
+        placed(
+            &["apiserver-from", "node-3"],
+            want("apiserver", &["node-3"]),
+            &[3],
+        ),
         placed(
             &["conntrack", "node-2"],
             Want {

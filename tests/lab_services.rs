@@ -391,6 +391,30 @@ fn checks_up(lab: &Lab, node: u16) -> (Option<f64>, Option<f64>) {
     )
 }
 
+/// One node's `apiserver` (through the ClusterIP) and `apiserver_endpoints` checks.
+fn api_up(lab: &Lab, node: u16) -> (Option<f64>, Option<f64>) {
+    let text = lab
+        .get(&format!("node-{node}"), "/metrics", Duration::from_secs(3))
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    (
+        metric(&text, "meshprobe_check_up", r#"check="apiserver""#),
+        metric(
+            &text,
+            "meshprobe_check_up",
+            r#"check="apiserver_endpoints""#,
+        ),
+    )
+}
+
+/// Every node's API server checks up, except `node`'s as `theirs`.
+fn api_is(lab: &Lab, node: u16, theirs: (f64, f64)) -> bool {
+    (1..=lab.nodes).all(|n| {
+        let (v, e) = if n == node { theirs } else { (1.0, 1.0) };
+        api_up(lab, n) == (Some(v), Some(e))
+    })
+}
+
 /// Every node's checks as `want`, except `node`'s as `theirs`.
 fn checks_are(lab: &Lab, node: u16, theirs: (f64, f64), want: (f64, f64)) -> bool {
     (1..=lab.nodes).all(|n| {
@@ -415,9 +439,15 @@ fn the_agents_checks_go_down_on_the_faulted_node_only() {
     // A check runs every 1 s interval and fails within its 500 ms timeout.
     let within = Duration::from_secs(15);
     eventually(within, "every node's checks up on a clean lab", || {
-        checks_are(&lab, 1, up, up)
+        checks_are(&lab, 1, up, up) && api_is(&lab, 1, up)
     });
     let r = lab.get_json("node-1", "/api/v1/results", Duration::from_secs(3));
+    // The API server stand-in, verified for kubernetes.default.svc with the lab's CA.
+    assert_eq!(r["checks"]["apiserver"]["target"], "198.18.96.1:443", "{r}");
+    assert_eq!(
+        r["checks"]["apiserver_endpoints"]["target"], "198.18.1.11:6443",
+        "{r}"
+    );
     assert_eq!(r["checks"]["dns"]["target"], AGENTS_NAME, "{r}");
     assert_eq!(r["checks"]["dns"]["answers"], 4, "the 4 agents: {r}");
     assert_eq!(r["checks"]["service"]["target"], "198.18.96.20:9464", "{r}");
@@ -427,7 +457,7 @@ fn the_agents_checks_go_down_on_the_faulted_node_only() {
     eventually(
         within,
         "dns-from node-3: node-3's dns check down only",
-        || checks_are(&lab, 3, (0.0, 1.0), up),
+        || checks_are(&lab, 3, (0.0, 1.0), up) && api_is(&lab, 3, up),
     );
     eprintln!(
         "dns-from node-3 seen in {:.1}s",
@@ -444,8 +474,8 @@ fn the_agents_checks_go_down_on_the_faulted_node_only() {
     let faulted = Instant::now();
     eventually(
         within,
-        "kube-proxy node-2: node-2's checks down only",
-        || checks_are(&lab, 2, (0.0, 0.0), up),
+        "kube-proxy node-2: node-2's checks down only (the API server's ClusterIP too, not its endpoint)",
+        || checks_are(&lab, 2, (0.0, 0.0), up) && api_is(&lab, 2, (0.0, 1.0)),
     );
     eprintln!(
         "kube-proxy node-2 seen in {:.1}s",
@@ -455,7 +485,29 @@ fn the_agents_checks_go_down_on_the_faulted_node_only() {
     eprintln!("node-2 checks under kube-proxy: {}", r["checks"]);
     lab.ok(&["clear"]);
     eventually(within, "kube-proxy cleared: all up", || {
-        checks_are(&lab, 1, up, up)
+        checks_are(&lab, 1, up, up) && api_is(&lab, 1, up)
+    });
+
+    // Node-3's pods cut off from the API server: both its API server checks, nothing else.
+    lab.ok(&["fault", "apiserver-from", "node-3"]);
+    let faulted = Instant::now();
+    eventually(
+        within,
+        "apiserver-from node-3: node-3's API server checks down only",
+        || checks_are(&lab, 1, up, up) && api_is(&lab, 3, (0.0, 0.0)),
+    );
+    eprintln!(
+        "apiserver-from node-3 seen in {:.1}s",
+        faulted.elapsed().as_secs_f64()
+    );
+    let r = lab.get_json("node-3", "/api/v1/results", Duration::from_secs(3));
+    assert_eq!(
+        r["checks"]["apiserver_endpoints"]["last_error"]["kind"], "timeout",
+        "{r}"
+    );
+    lab.ok(&["clear"]);
+    eventually(within, "apiserver-from cleared: all up", || {
+        checks_are(&lab, 1, up, up) && api_is(&lab, 1, up)
     });
     eprintln!("agents' checks suite: {:.1}s", t0.elapsed().as_secs_f64());
 }

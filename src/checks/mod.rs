@@ -1,9 +1,11 @@
 //! Per-source checks: what one agent checks from its node besides the pairs — a name resolved
-//! (`dns`) and a Service VIP connected to (`service`). Not pairs: each agent runs each
+//! (`dns`), a Service VIP connected to (`service`), the API server's `/readyz` through its
+//! ClusterIP (`apiserver`) and at its endpoints (`apiserver_endpoints`). Not pairs: each agent runs each
 //! configured check once per round, in its own slot of the round (so `--max-rate` and
 //! `--max-in-flight` count them), keeps a window of outcomes per check and exports per-source
 //! series only (docs/metrics.md: a handful per agent whatever the cluster's size).
 
+pub mod apiserver;
 pub mod dns;
 
 use std::collections::BTreeMap;
@@ -36,6 +38,10 @@ const MAX_DETAIL: usize = 200;
 pub enum Kind {
     Dns,
     Service,
+    /// `/readyz` through the API server's ClusterIP (`kubernetes.default.svc`).
+    Apiserver,
+    /// `/readyz` at each of the API server's endpoint addresses, one check for all.
+    ApiserverEndpoints,
 }
 
 impl Kind {
@@ -43,6 +49,8 @@ impl Kind {
         match self {
             Kind::Dns => "dns",
             Kind::Service => "service",
+            Kind::Apiserver => "apiserver",
+            Kind::ApiserverEndpoints => "apiserver_endpoints",
         }
     }
 }
@@ -123,6 +131,8 @@ enum Runner {
         check: ProbeCheck,
         http: Arc<dyn Prober>,
     },
+    /// TCP, TLS and `GET /readyz` to one or more API server addresses.
+    Apiserver(apiserver::ApiserverCheck),
 }
 
 /// One configured check.
@@ -173,10 +183,27 @@ impl Check {
         }
     }
 
+    /// An `apiserver` (`kind` [`Kind::Apiserver`], one address: the ClusterIP) or
+    /// `apiserver_endpoints` check (every endpoint, at most [`apiserver::MAX_ENDPOINTS`]).
+    pub fn apiserver(
+        kind: Kind,
+        addrs: Vec<SocketAddr>,
+        tls: Arc<rustls::ClientConfig>,
+        token: Option<std::path::PathBuf>,
+    ) -> Self {
+        let check = apiserver::ApiserverCheck::new(addrs, tls, token);
+        Check {
+            kind,
+            target: check.target(),
+            runner: Runner::Apiserver(check),
+        }
+    }
+
     /// Run once, within `timeout`.
     pub async fn run(&self, timeout: Duration) -> Outcome {
         match &self.runner {
             Runner::Dns(d) => d.run(timeout).await,
+            Runner::Apiserver(a) => a.run(timeout).await,
             Runner::Service { check, http } => {
                 let start = Instant::now();
                 // The prober ends by its own deadline; this bound is for a prober that would not.
@@ -216,6 +243,24 @@ pub fn from_config(
     }
     if let Some(addr) = config.service {
         list.push(Check::service(addr, http));
+    }
+    if let Some(api) = &config.apiserver {
+        if let Some(addr) = api.vip {
+            list.push(Check::apiserver(
+                Kind::Apiserver,
+                vec![addr],
+                api.tls.0.clone(),
+                api.token.clone(),
+            ));
+        }
+        if !api.endpoints.is_empty() {
+            list.push(Check::apiserver(
+                Kind::ApiserverEndpoints,
+                api.endpoints.clone(),
+                api.tls.0.clone(),
+                api.token.clone(),
+            ));
+        }
     }
     list
 }
@@ -425,7 +470,7 @@ impl Checks {
                     target: c.target.clone(),
                     record_type: match &c.runner {
                         Runner::Dns(d) => Some(d.record_type()),
-                        Runner::Service { .. } => None,
+                        Runner::Service { .. } | Runner::Apiserver(_) => None,
                     },
                     reachable: w.reachable,
                     consecutive_failures: w.consecutive_failures,
@@ -459,7 +504,7 @@ impl Checks {
     pub fn register(self: &Arc<Self>, registry: &mut Registry, node: String, zone: String) {
         registry.register(
             "meshprobe_check",
-            "Per-source checks completed, by check (dns, service) and result (ok or the error kind)",
+            "Per-source checks completed, by check (dns, service, apiserver, apiserver_endpoints) and result (ok or the error kind)",
             self.total.clone(),
         );
         registry.register(

@@ -3,6 +3,7 @@
 //! [`policy`], the planning in [`events`], [`service::pick`]) and a thin kube-rs layer
 //! ([`watch`], [`fetch`], [`events::run`], [`service::VipLookup`]).
 
+pub mod apiserver;
 pub mod cap;
 pub mod events;
 pub mod facts;

@@ -301,7 +301,7 @@ impl VipLookup {
 }
 
 /// `period` ± 10 %: agents started together (a rollout) do not read together.
-fn jitter(period: Duration) -> Duration {
+pub(super) fn jitter(period: Duration) -> Duration {
     use rand::RngExt;
     super::watch::resync_delay(period, rand::rng().random::<f64>())
 }

@@ -1,4 +1,4 @@
-//! The per-source checks (`dns`, `service`) from their series: `meshprobe_check_up`,
+//! The per-source checks (`dns`, `service`, `apiserver`, `apiserver_endpoints`) from their series: `meshprobe_check_up`,
 //! `…_consecutive_failures`, `…_success_ratio`.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use super::{count, finite, Sample, CHECK_CONSECUTIVE, CHECK_SUCCESS_RATIO, CHECK
 use crate::diagnosis::AgentReport;
 
 /// The per-source checks of each answering agent, by its `src_node` and the `check` label
-/// (`dns`, `service`; others ignored). A check with no `meshprobe_check_up` has not run.
+/// (the four the agent runs; others ignored). A check with no `meshprobe_check_up` has not run.
 pub(super) fn read<'a>(
     agents: &mut BTreeMap<String, AgentReport>,
     get: &dyn Fn(&str) -> &'a Vec<Sample>,
@@ -31,7 +31,10 @@ pub(super) fn read<'a>(
             let Some(a) = agents.get_mut(s.label("src_node")) else {
                 continue;
             };
-            if !matches!(kind, "dns" | "service") {
+            if !matches!(
+                kind,
+                "dns" | "service" | "apiserver" | "apiserver_endpoints"
+            ) {
                 odd += 1;
                 continue;
             }
@@ -49,12 +52,13 @@ pub(super) fn read<'a>(
     }
     if odd > 0 {
         notes.push(format!(
-            "meshprobe_check_*: {odd} series of a check kind other than dns or service skipped"
+            "meshprobe_check_*: {odd} series of a check kind other than dns, service, apiserver or apiserver_endpoints skipped"
         ));
     }
 }
 
-/// Longest `target` label kept from a check's series (a name is at most 253 bytes).
-const MAX_CHECK_TARGET: usize = 256;
+/// Longest `target` label kept from a check's series (a name is at most 253 bytes, 8
+/// endpoints `[v6]:port` joined ~380).
+const MAX_CHECK_TARGET: usize = 512;
 
 type SetCheck = fn(&mut crate::diagnosis::CheckStats, f64);

@@ -1272,8 +1272,8 @@ fn a_dual_stack_fleet_is_diagnosed_per_family_from_prometheus() {
 /// The per-source checks through Prometheus: `meshprobe_check_up`,
 /// `meshprobe_check_consecutive_failures` and `meshprobe_check_success_ratio` per agent become
 /// each report's `checks`, and the diagnosis reads them as from the agents: node-3's DNS
-/// failing 3 runs in a row is `dns` at node-3; one failed run, or a kind other than dns and
-/// service, says nothing.
+/// failing 3 runs in a row is `dns` at node-3; one failed run, or a kind the agent does not
+/// run, says nothing; the API server's checks are read.
 #[test]
 fn the_checks_series_give_the_agents_dns_and_service_findings() {
     let with_checks = |dns3: (&str, &str, &str), extra_kind: bool| -> Answers {
@@ -1306,10 +1306,18 @@ fn the_checks_series_give_the_agents_dns_and_service_findings() {
             let l = [
                 ("src_node", "node-2"),
                 ("src_zone", "zone-a"),
-                ("check", "apiserver"),
+                ("check", "kubelet"),
                 ("target", "x"),
             ];
             up.push(series(CHECK_UP, &l, "0"));
+            // The API server's checks are read like the others.
+            let l = [
+                ("src_node", "node-2"),
+                ("src_zone", "zone-a"),
+                ("check", "apiserver_endpoints"),
+                ("target", "10.0.0.1:6443,10.0.0.2:6443"),
+            ];
+            up.push(series(CHECK_UP, &l, "1"));
         }
         for (q, v) in [
             (CHECK_UP, up),
@@ -1340,11 +1348,25 @@ fn the_checks_series_give_the_agents_dns_and_service_findings() {
     assert_eq!(node3.checks["dns"].consecutive_failures, 3);
     assert_eq!(node3.checks["dns"].reachable, Some(false));
     assert_eq!(node3.checks["service"].target, "198.18.96.20:9464");
+    let node2 = built
+        .inputs
+        .agents
+        .iter()
+        .find(|a| a.node == "node-2")
+        .unwrap();
+    assert_eq!(
+        (
+            node2.checks["apiserver_endpoints"].target.as_str(),
+            node2.checks["apiserver_endpoints"].reachable
+        ),
+        ("10.0.0.1:6443,10.0.0.2:6443", Some(true))
+    );
+    assert!(!node2.checks.contains_key("kubelet"));
     assert!(
         built
             .notes
             .iter()
-            .any(|n| n.contains("other than dns or service")),
+            .any(|n| n.contains("other than dns, service, apiserver or apiserver_endpoints")),
         "{:?}",
         built.notes
     );

@@ -6,6 +6,11 @@
 //! fault of the layer it checks: the node's Service rules (kube-proxy) for `service`, the
 //! cluster DNS or the path to it for `dns`. A check that fails where the pod network does not
 //! answer, or where a network finding already stands, is that fault's and adds nothing.
+//!
+//! The API server's checks: through its ClusterIP (`apiserver`, [`apiserver_vip`]) it is one
+//! more Service check (a node's kube-proxy rules gone fail it too), at its endpoints
+//! (`apiserver_endpoints`, [`apiserver_endpoints`]) it tells whether the node reaches the
+//! control plane at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -175,7 +180,13 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
     let network_fault = found.iter().any(|f| NETWORK.contains(&f.cause));
     let mut out = Vec::new();
     let mut service_nodes: BTreeSet<&str> = BTreeSet::new();
-    for kind in ["service", "dns"] {
+    // `apiserver` between the two: its ClusterIP is one more Service, and a node whose Service
+    // rules it finds broken has its DNS failure folded in as `service`'s is.
+    for kind in ["service", "apiserver", "dns"] {
+        if kind == "apiserver" {
+            service_nodes.extend(apiserver_vip(&sources, &implicated, &mut out));
+            continue;
+        }
         let down: Vec<&Source> = sources
             .iter()
             .filter(|s| s.verdict(kind) == Verdict::Down)
@@ -234,7 +245,129 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
         }
         out.push(per_node(kind, &own, &known));
     }
+    apiserver_endpoints(&sources, &implicated, network_fault, &mut out);
     out
+}
+
+/// The sources down on `kind`, and those that count as its contrast (down, or answering and
+/// fresh: see [`fresh_contrast`]).
+fn down_and_known<'a, 'b>(
+    sources: &'b [Source<'a>],
+    kind: &str,
+) -> (Vec<&'b Source<'a>>, Vec<&'b Source<'a>>) {
+    let down: Vec<&Source> = sources
+        .iter()
+        .filter(|s| s.verdict(kind) == Verdict::Down)
+        .collect();
+    let onset = down
+        .iter()
+        .filter_map(|s| streak_age(s, kind))
+        .fold(0.0, f64::max);
+    let known = sources
+        .iter()
+        .filter(|s| match s.verdict(kind) {
+            Verdict::Down => true,
+            Verdict::Ok => fresh_contrast(s, kind, onset),
+            Verdict::Unknown => false,
+        })
+        .collect();
+    (down, known)
+}
+
+/// `apiserver_endpoints` down at some nodes whose pod network answers while others reach it:
+/// `apiserver` at those nodes — the path between them and the control plane (a firewall, a
+/// security group, a route), since the pod network and the other nodes' paths work. Down from
+/// most nodes while the pod network answers: `apiserver` without nodes (the API server not
+/// ready, or unreachable from the whole pod network), unless a network fault stands.
+fn apiserver_endpoints(
+    sources: &[Source],
+    implicated: &dyn Fn(&Source) -> bool,
+    network_fault: bool,
+    out: &mut Vec<Finding>,
+) {
+    let kind = "apiserver_endpoints";
+    let (down, known) = down_and_known(sources, kind);
+    if down.len() >= 2 && 2 * down.len() > known.len() {
+        let usable = down
+            .iter()
+            .filter(|s| s.pod_net_ok_during(kind) && !implicated(s))
+            .count();
+        if !network_fault && 2 * usable > down.len() {
+            out.push(cluster_wide(kind, &down, &known));
+        }
+    } else if known.iter().any(|s| s.verdict(kind) == Verdict::Ok) {
+        let own: Vec<&Source> = down
+            .iter()
+            .copied()
+            .filter(|s| s.pod_net_ok_during(kind) && !implicated(s))
+            .collect();
+        if !own.is_empty() {
+            out.push(per_node(kind, &own, &known));
+        }
+    }
+}
+
+/// `apiserver` (through the ClusterIP) down at nodes whose pod network answers and where the
+/// API server is not down at its endpoints (then the path to it is at fault, not the rules:
+/// [`apiserver_endpoints`]), while other nodes reach it: those nodes' Service rules. A
+/// `service` finding at the node already says so (the API server's failure joins its evidence:
+/// one fault); else a `service` finding of its own. Returns the nodes it names.
+fn apiserver_vip<'a>(
+    sources: &[Source<'a>],
+    implicated: &dyn Fn(&Source) -> bool,
+    out: &mut Vec<Finding>,
+) -> Vec<&'a str> {
+    let kind = "apiserver";
+    let (down, known) = down_and_known(sources, kind);
+    // Most nodes failing: the `kubernetes` Service everywhere, or the API server itself (the
+    // endpoints' finding) — not a node's rules.
+    if (down.len() >= 2 && 2 * down.len() > known.len())
+        || !known.iter().any(|s| s.verdict(kind) == Verdict::Ok)
+    {
+        return Vec::new();
+    }
+    let mut own = Vec::new();
+    let mut named = Vec::new();
+    for s in down {
+        if !s.pod_net_ok_during(kind)
+            || implicated(s)
+            || s.verdict("apiserver_endpoints") == Verdict::Down
+        {
+            continue;
+        }
+        named.push(s.node);
+        let at_node = |f: &Finding| {
+            f.cause == Cause::Service
+                && (f.nodes.iter().any(|n| n == s.node)
+                    || s.zone.is_some_and(|z| f.zones.iter().any(|x| x == z)))
+        };
+        match out.iter_mut().find(|f| at_node(f)) {
+            Some(f) => {
+                f.evidence.push(format!(
+                    "the `apiserver` check ({}) {} too",
+                    describe(kind, &target_of(&[s], kind)),
+                    failure_text(s, kind)
+                ));
+                f.evidence.extend(endpoints_answer(s));
+            }
+            None => own.push(s),
+        }
+    }
+    if !own.is_empty() {
+        out.push(per_node(kind, &own, &known));
+    }
+    named
+}
+
+/// "the API server answers at its endpoints (…) from node-3", when its check says so.
+fn endpoints_answer(s: &Source) -> Option<String> {
+    let c = check_of(s, "apiserver_endpoints")?;
+    (s.verdict("apiserver_endpoints") == Verdict::Ok).then(|| {
+        format!(
+            "the API server answers at its endpoints ({}) from {}: the node reaches it, its ClusterIP's rules do not",
+            c.target, s.node
+        )
+    })
 }
 
 /// How long ago the source's failure streak began: its first failed run, `consecutive_failures
@@ -363,6 +496,46 @@ fn per_node(kind: &str, own: &[&Source], known: &[&Source]) -> Finding {
                 ..empty()
             }
         }
+        "apiserver" => {
+            evidence.extend(own.iter().filter_map(|s| endpoints_answer(s)));
+            for s in own {
+                if s.verdict("dns") == Verdict::Down {
+                    let name = check_of(s, "dns").map_or("?", |c| c.target.as_str());
+                    evidence.push(format!(
+                        "resolving {name} fails from {} too: the cluster DNS is reached through a ClusterIP as well",
+                        s.node
+                    ));
+                }
+            }
+            Finding {
+                cause: Cause::Service,
+                summary: format!(
+                    "{whose} Service rules (kube-proxy) are broken: the API server's ClusterIP {target} (kubernetes.default.svc) fails from {from} while the API server answers at its endpoints from there"
+                ),
+                confidence: 0.8,
+                next_steps: service_steps(&names, &target),
+                ..empty()
+            }
+        }
+        "apiserver_endpoints" => {
+            for s in own {
+                if s.verdict("apiserver") == Verdict::Down {
+                    evidence.push(format!(
+                        "the API server's ClusterIP fails from {} too: it leads to the same endpoints",
+                        s.node
+                    ));
+                }
+            }
+            Finding {
+                cause: Cause::Apiserver,
+                summary: format!(
+                    "{from} cannot reach the API server at its endpoints ({target}) while {whose} pod network answers and other nodes reach it: a firewall, security group or route between {from} and the control plane"
+                ),
+                confidence: 0.7,
+                next_steps: apiserver_steps(&names, &target),
+                ..empty()
+            }
+        }
         _ => Finding {
             cause: Cause::Dns,
             summary: format!(
@@ -418,6 +591,15 @@ fn cluster_wide(kind: &str, down: &[&Source], known: &[&Source]) -> Finding {
             ),
             service_steps(&[], &target),
         ),
+        "apiserver_endpoints" => (
+            Cause::Apiserver,
+            format!(
+                "the API server fails at its endpoints ({target}) from {} of {} nodes while the pod network answers: the API server not ready (its /readyz), or its endpoints unreachable from the nodes",
+                down.len(),
+                known.len()
+            ),
+            apiserver_steps(&[], &target),
+        ),
         _ => (
             Cause::Dns,
             format!(
@@ -441,6 +623,10 @@ fn cluster_wide(kind: &str, down: &[&Source], known: &[&Source]) -> Finding {
 fn describe(kind: &str, target: &str) -> String {
     match kind {
         "service" => format!("TCP + GET /ping to ClusterIP {target}"),
+        "apiserver" => format!("TCP + TLS + GET /readyz to the API server's ClusterIP {target}"),
+        "apiserver_endpoints" => {
+            format!("TCP + TLS + GET /readyz to each API server endpoint, {target}")
+        }
         _ => format!("resolve {target}"),
     }
 }
@@ -486,6 +672,29 @@ fn service_steps(nodes: &[String], target: &str) -> Vec<String> {
         steps.push(format!(
             "stale endpoints: compare the rule's backends with `kubectl get endpointslices -A -l kubernetes.io/service-name=<name>`; `conntrack -L -d {vip}` on the node for old entries"
         ));
+    }
+    steps
+}
+
+fn apiserver_steps(nodes: &[String], targets: &str) -> Vec<String> {
+    let first = targets.split(',').next().unwrap_or(targets);
+    let mut steps = vec![format!(
+        "`kubectl get --raw='/readyz?verbose'` and `kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes`: is every API server ready, are these its addresses ({targets})?"
+    )];
+    match nodes.first() {
+        Some(n) => {
+            steps.push(format!(
+                "from {n} (a pod there, or the node): `curl -k https://{first}/readyz` — a timeout or refusal here and not from other nodes is the path: security groups / firewall rules between {n}'s network and the control plane, its routes (`ip route get {}`)",
+                first.rsplit_once(':').map_or(first, |(ip, _)| ip.trim_matches(['[', ']']))
+            ));
+            steps.push(format!(
+                "managed control plane: is {n}'s subnet among the API server's allowed networks (authorized networks, endpoint access rules)?"
+            ));
+        }
+        None => steps.push(
+            "`kubectl -n kube-system get pods -l component=kube-apiserver -o wide` and their logs (etcd, certificates); the API server's own /readyz from a control-plane node"
+                .into(),
+        ),
     }
     steps
 }

@@ -29,10 +29,13 @@ pub enum Cause {
     Service,
     Dns,
     Conntrack,
+    /// Nodes that cannot reach the API server at its endpoints while their pod network answers
+    /// (or the API server failing at its endpoints from most nodes).
+    Apiserver,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 11] = [
+    pub const ALL: [Cause; 12] = [
         Cause::NodeDown,
         Cause::Cni,
         Cause::Routing,
@@ -44,6 +47,7 @@ impl Cause {
         Cause::Service,
         Cause::Dns,
         Cause::Conntrack,
+        Cause::Apiserver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Cause {
             Cause::Service => "service",
             Cause::Dns => "dns",
             Cause::Conntrack => "conntrack",
+            Cause::Apiserver => "apiserver",
         }
     }
 }

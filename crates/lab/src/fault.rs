@@ -76,6 +76,11 @@ pub const KINDS: &[(&str, &str, &str)] = &[
         "NODE",
         "the node's conntrack table full: new flows dropped, established ones pass",
     ),
+    (
+        "apiserver-from",
+        "NODE",
+        "drop the node's pods' traffic to the API server (its endpoint, port 6443; so its ClusterIP too)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +98,7 @@ pub enum Fault {
     DnsDown,
     DnsFrom { node: u16 },
     Conntrack { node: u16 },
+    ApiserverFrom { node: u16 },
 }
 
 fn usage(kind: &str) -> String {
@@ -240,6 +246,10 @@ impl Fault {
                 arity(1, 1)?;
                 Fault::DnsFrom { node: node(0)? }
             }
+            "apiserver-from" => {
+                arity(1, 1)?;
+                Fault::ApiserverFrom { node: node(0)? }
+            }
             "conntrack" => {
                 arity(1, 1)?;
                 Fault::Conntrack { node: node(0)? }
@@ -287,6 +297,7 @@ impl Fault {
             Fault::DnsDown => vec!["dns-down".into()],
             Fault::DnsFrom { node } => vec!["dns-from".into(), n(node)],
             Fault::Conntrack { node } => vec!["conntrack".into(), n(node)],
+            Fault::ApiserverFrom { node } => vec!["apiserver-from".into(), n(node)],
         }
     }
 
@@ -305,6 +316,7 @@ impl Fault {
             Fault::DnsDown => "dns-down".into(),
             Fault::DnsFrom { node } => format!("dns-from {node}"),
             Fault::Conntrack { node } => format!("conntrack {node}"),
+            Fault::ApiserverFrom { node } => format!("apiserver-from {node}"),
         }
     }
 
@@ -479,6 +491,20 @@ impl Fault {
                      add rule inet {t}dnsfrom{sfx} forward {inet}iifname \"cni0\" meta l4proto {{ tcp, udp }} th dport {DNS_PORT} drop"
                 ),
             )],
+            // The node's pods (`cni0` in) to the API server's port, after the Service DNAT
+            // (so its ClusterIP too): forward to another node's address, input to this
+            // node's own (node-1 is the stand-in's).
+            Fault::ApiserverFrom { node } => vec![Cmd::nft(
+                &topo.node(node).ns,
+                &format!(
+                    "add table inet {t}apifrom{sfx}; \
+                     add chain inet {t}apifrom{sfx} forward {{ type filter hook forward priority 0 ; }} ; \
+                     add chain inet {t}apifrom{sfx} input {{ type filter hook input priority 0 ; }} ; \
+                     add rule inet {t}apifrom{sfx} forward {inet}iifname \"cni0\" tcp dport {api} drop; \
+                     add rule inet {t}apifrom{sfx} input {inet}iifname \"cni0\" tcp dport {api} drop",
+                    api = crate::apiserver::ENDPOINT_PORT
+                ),
+            )],
             // `nf_conntrack_max` is read-only outside the host's namespace (0444 in every other
             // namespace, kernel 6.18), so the full table is what the kernel then does: a packet
             // that would add an entry is dropped, one of an entry already there passes.
@@ -571,6 +597,7 @@ impl Fault {
             Fault::DnsDown => vec![del(&topo.dns_ns(), "inet", "dnsdown")],
             Fault::DnsFrom { node } => vec![del(&topo.node(node).ns, "inet", "dnsfrom")],
             Fault::Conntrack { node } => vec![del(&topo.node(node).ns, "inet", "conntrack")],
+            Fault::ApiserverFrom { node } => vec![del(&topo.node(node).ns, "inet", "apifrom")],
         }
     }
 }
@@ -629,7 +656,7 @@ fn only(family: IpFamily) -> Only {
 /// What `--family` says about each kind, for help and errors: the kinds that take it, and why
 /// the others refuse it.
 pub const FAMILY_KINDS: &str = "route, cni, pmtu-blackhole, policy, reject, loss, partition, \
-     kube-proxy, dns-down, dns-from, conntrack (not mtu or node-down)";
+     kube-proxy, dns-down, dns-from, conntrack, apiserver-from (not mtu or node-down)";
 
 /// A fault as the lab applies and records it: the fault, and the one family it is confined to
 /// (`lab fault … --family`), if any.
@@ -1538,6 +1565,22 @@ mod tests {
                 &[
                     "ip netns exec mp-router nft delete table inet mplab_partition_1_2_ipv6",
                 ],
+            ),
+            (
+                "apiserver-from node-2",
+                "ipv4",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_apifrom_ipv4; add chain inet mplab_apifrom_ipv4 forward { type filter hook forward priority 0 ; } ; add chain inet mplab_apifrom_ipv4 input { type filter hook input priority 0 ; } ; add rule inet mplab_apifrom_ipv4 forward meta nfproto ipv4 iifname \"cni0\" tcp dport 6443 drop; add rule inet mplab_apifrom_ipv4 input meta nfproto ipv4 iifname \"cni0\" tcp dport 6443 drop'",
+                ],
+                &["ip netns exec mp-n2 nft delete table inet mplab_apifrom_ipv4"],
+            ),
+            (
+                "apiserver-from node-2",
+                "ipv6",
+                &[
+                    "ip netns exec mp-n2 nft 'add table inet mplab_apifrom_ipv6; add chain inet mplab_apifrom_ipv6 forward { type filter hook forward priority 0 ; } ; add chain inet mplab_apifrom_ipv6 input { type filter hook input priority 0 ; } ; add rule inet mplab_apifrom_ipv6 forward meta nfproto ipv6 iifname \"cni0\" tcp dport 6443 drop; add rule inet mplab_apifrom_ipv6 input meta nfproto ipv6 iifname \"cni0\" tcp dport 6443 drop'",
+                ],
+                &["ip netns exec mp-n2 nft delete table inet mplab_apifrom_ipv6"],
             ),
         ];
         for (line, fam, apply, clear) in table {

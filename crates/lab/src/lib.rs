@@ -30,6 +30,7 @@ macro_rules! errln {
     }};
 }
 
+pub mod apiserver;
 pub mod dns;
 pub mod fault;
 pub mod netns;

@@ -325,7 +325,7 @@ impl Topology {
     }
 
     /// Each family's view, the primary first.
-    fn views(&self) -> Vec<Topology> {
+    pub(crate) fn views(&self) -> Vec<Topology> {
         self.families()
             .into_iter()
             .map(|f| self.in_family(f))

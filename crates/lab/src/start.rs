@@ -28,6 +28,8 @@ pub(crate) async fn build(
         .map_err(|e| Error::Lab(format!("services file: {e}")))?;
     std::fs::write(dir.join("services.json"), services)?;
     crate::dns::serve(topo).await?;
+    let ca = dir.join(crate::apiserver::CA_FILE);
+    crate::apiserver::serve(topo, &ca)?;
 
     let exe_s = exe.display().to_string();
     for n in topo.all_nodes() {
@@ -35,7 +37,8 @@ pub(crate) async fn build(
         let args = ["serve", "--listen", &listen, "--name", &n.web_name];
         start(st, &n.web_ns, &exe_s, &args, &logs, "web", &n.name, false)?;
     }
-    let checks = topo.agent_check_args();
+    let mut checks = topo.agent_check_args();
+    checks.extend(["--apiserver-ca".to_string(), ca.display().to_string()]);
     for n in topo.all_nodes() {
         let listen = listen_on(topo, n.probe_ip, AGENT_PORT);
         let peers_s = peers.display().to_string();

@@ -145,6 +145,13 @@ async fn status_into(o: &mut String, prefix: &str, json: bool) -> Result<u8> {
             t.nft_family(),
             t.service_table(),
         );
+        outln!(
+            o,
+            "          kubernetes {} tcp -> API server stand-in {} (TLS /readyz, CA {})",
+            SocketAddr::new(t.apiserver_vip(), crate::apiserver::VIP_PORT),
+            t.apiserver_endpoint(),
+            crate::apiserver::CA_FILE,
+        );
     }
     outln!(
         o,

@@ -175,6 +175,7 @@ mod tests {
             "dns-down",
             "dns-from node-1",
             "conntrack node-3",
+            "apiserver-from node-2",
         ];
         for (kind, _, _) in KINDS {
             let line = samples

@@ -330,6 +330,13 @@ fn print_guidance(
             "  meshprobe-vip  {:<24} tcp     -> every agent pod, drawn at random",
             SocketAddr::new(t.agents_vip(), AGENT_PORT).to_string()
         );
+        outln!(
+            "  kubernetes     {:<24} tcp     -> the API server stand-in {} (TLS /readyz for {}, CA {})",
+            SocketAddr::new(t.apiserver_vip(), crate::apiserver::VIP_PORT).to_string(),
+            t.apiserver_endpoint(),
+            crate::apiserver::SERVER_NAME,
+            crate::apiserver::CA_FILE
+        );
     }
     outln!(
         "  names: {} (every agent pod), {}, {}, node-N.nodes.{}",

@@ -312,3 +312,151 @@ fn a_vip_drawing_a_broken_backend_at_a_faults_onset_is_not_the_service() {
         &[ex(Cause::Service, &["node-1"])],
     );
 }
+
+const API_VIP: &str = "198.18.96.1:443";
+const API_EPS: &str = "198.18.1.11:6443";
+
+/// Each node's checks with the API server's: `(node, service, dns, apiserver,
+/// apiserver_endpoints)` failing runs of the last 10, 0 = answering.
+type ApiChecks = &'static [(usize, u32, u32, u32, u32)];
+
+fn api_inputs(scenario: Option<Scenario>, failing: ApiChecks) -> Inputs {
+    let plain: Vec<(usize, u32, u32)> = failing.iter().map(|&(n, s, d, _, _)| (n, s, d)).collect();
+    let mut inp = inputs(scenario, Box::leak(plain.into_boxed_slice()));
+    for a in &mut inp.agents {
+        let i: usize = a.node.trim_start_matches("node-").parse().unwrap();
+        let (vip, eps) = failing
+            .iter()
+            .find(|f| f.0 == i)
+            .map_or((0, 0), |&(_, _, _, v, e)| (v, e));
+        let of = |target: &str, n: u32, kind: &str| {
+            if n == 0 {
+                check_ok(target)
+            } else {
+                check_failing(target, n, kind)
+            }
+        };
+        a.checks
+            .insert("apiserver".into(), of(API_VIP, vip, "timeout"));
+        a.checks
+            .insert("apiserver_endpoints".into(), of(API_EPS, eps, "timeout"));
+    }
+    inp
+}
+
+/// The API server's checks: through its ClusterIP one more Service check (kube-proxy's rules
+/// gone fail it with the agents' Service: one `service` finding); at its endpoints, from some
+/// nodes `apiserver` there, from most `apiserver` without nodes; behind a network fault
+/// nothing more.
+#[test]
+fn the_api_servers_checks_are_read_as_service_and_apiserver() {
+    let z = &[];
+    type Case = (&'static str, Option<Scenario>, ApiChecks, Vec<Expect>);
+    let cases: Vec<Case> = vec![
+        ("all answering", None, &[], vec![]),
+        (
+            "kube-proxy node-3: both ClusterIPs and DNS fail, the endpoints answer",
+            None,
+            &[(3, 3, 3, 3, 0)],
+            vec![ex(Cause::Service, &["node-3"])],
+        ),
+        // kube-proxy node-3 while the agents' Service check has failed once only (the checks
+        // run in different slots): the API server's ClusterIP and DNS down, one `service`.
+        (
+            "kube-proxy node-3, the service check one run behind",
+            None,
+            &[(3, 1, 3, 3, 0)],
+            vec![ex(Cause::Service, &["node-3"])],
+        ),
+        (
+            "only the kubernetes Service's rules on node-3",
+            None,
+            &[(3, 0, 0, 3, 0)],
+            vec![ex(Cause::Service, &["node-3"])],
+        ),
+        (
+            "node-3 cut off from the control plane",
+            None,
+            &[(3, 0, 0, 3, 3)],
+            vec![ex(Cause::Apiserver, &["node-3"])],
+        ),
+        (
+            "the API server not ready: every node",
+            None,
+            &[
+                (1, 0, 0, 3, 3),
+                (2, 0, 0, 3, 3),
+                (3, 0, 0, 3, 3),
+                (4, 0, 0, 3, 3),
+            ],
+            vec![ex(Cause::Apiserver, z)],
+        ),
+        (
+            "cni node-3: its checks fail with its pod network",
+            Some(node3_cni),
+            &[(3, 8, 8, 8, 8)],
+            vec![ex(Cause::Cni, &["node-3"])],
+        ),
+    ];
+    for (label, scenario, failing, want) in cases {
+        let d = diagnose_inputs(&api_inputs(scenario, failing), &Params::default());
+        check(label, &d, &want);
+    }
+
+    // kube-proxy node-3: one finding, the API server's failure and its endpoints answering in
+    // its evidence.
+    let d = diagnose_inputs(&api_inputs(None, &[(3, 3, 3, 3, 0)]), &Params::default());
+    let text = d.to_text();
+    let f = &d.findings[0];
+    assert!(f.summary.contains(SVC), "{text}");
+    for want in [
+        format!("the `apiserver` check (TCP + TLS + GET /readyz to the API server's ClusterIP {API_VIP}) failed on node-3's last 3 runs"),
+        format!("the API server answers at its endpoints ({API_EPS}) from node-3"),
+    ] {
+        assert!(f.evidence.iter().any(|e| e.contains(&want)), "{want}\n{text}");
+    }
+    // Only the API server's ClusterIP: a `service` finding of its own, worded for it.
+    let d = diagnose_inputs(&api_inputs(None, &[(3, 0, 0, 3, 0)]), &Params::default());
+    let text = d.to_text();
+    assert!(
+        d.findings[0]
+            .summary
+            .contains(&format!("API server's ClusterIP {API_VIP}")),
+        "{text}"
+    );
+    assert!(
+        d.findings[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("answers at its endpoints")),
+        "{text}"
+    );
+    // Cut off: the endpoints named, the path to the control plane as the cause.
+    let d = diagnose_inputs(&api_inputs(None, &[(3, 0, 0, 3, 3)]), &Params::default());
+    let text = d.to_text();
+    let f = &d.findings[0];
+    assert!(
+        f.summary.contains(API_EPS) && f.summary.contains("control plane"),
+        "{text}"
+    );
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("reaches 3/3 agents by pod IP")),
+        "{text}"
+    );
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("ClusterIP fails from node-3 too")),
+        "{text}"
+    );
+    assert!(text.contains("[apiserver]"), "{text}");
+    // A whole zone cut off is named as the zone.
+    let d = diagnose_inputs(
+        &api_inputs(None, &[(3, 0, 0, 3, 3), (4, 0, 0, 3, 3)]),
+        &Params::default(),
+    );
+    check("zone-b cut off", &d, &[ex(Cause::Apiserver, z)]);
+    assert_eq!(d.findings[0].zones, ["zone-b"], "{}", d.to_text());
+}

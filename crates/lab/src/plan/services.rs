@@ -6,6 +6,8 @@
 //!  (198.18.1-26.0/24) and the pods (198.19.0.0/16, or the zones' underlays with `vpc`):
 //!    198.18.96.10  kube-dns   udp+tcp 53  -> the DNS pod
 //!    198.18.96.20  meshprobe-vip tcp 9464 -> every agent pod, numgen random (kube-proxy's LB)
+//!    198.18.96.1   kubernetes tcp 443 -> node-1's node address :6443 (the API server stand-in,
+//!                  crate::apiserver)
 //!  mp-n1-dns: the DNS pod on node-1, 198.19.1.12 (blocks: 198.19.0.12/32, vpc: 198.18.1.250/32)
 //!  mp-nI: table ip mplab_svc (ip6 in IPv6), its nat chains hooked at prerouting (the pods'
 //!         traffic) and output (the node's own), a route to the Service CIDR via the zone router
@@ -72,6 +74,20 @@ impl Topology {
     /// The agents' ClusterIP (`meshprobe-vip`).
     pub fn agents_vip(&self) -> IpAddr {
         self.vip(20)
+    }
+
+    /// The API server's ClusterIP (`kubernetes.default.svc`: the Service CIDR's first address,
+    /// as the API server allocates it).
+    pub fn apiserver_vip(&self) -> IpAddr {
+        self.vip(1)
+    }
+
+    /// The API server's endpoint in this family: node-1's node address, port 6443.
+    pub fn apiserver_endpoint(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.node(crate::apiserver::APISERVER_NODE).node_ip,
+            crate::apiserver::ENDPOINT_PORT,
+        )
     }
 
     /// The DNS pod's address: node-1's third pod (`.12` beside the agent's `.10` and the
@@ -269,9 +285,16 @@ impl Topology {
         ];
         // (Service chain, its endpoints, the protocols it takes, the target port).
         let dns = [self.dns_pod_ip()];
-        let services: [(&str, &[IpAddr], &str, u16); 2] = [
+        let api = [self.apiserver_endpoint().ip()];
+        let services: [(&str, &[IpAddr], &str, u16); 3] = [
             ("svc-dns", &dns, "{ tcp, udp }", DNS_PORT),
             ("svc-agents", agents, "tcp", AGENT_PORT),
+            (
+                "svc-apiserver",
+                &api,
+                "tcp",
+                crate::apiserver::ENDPOINT_PORT,
+            ),
         ];
         for (chain, backends, proto, port) in services {
             s.push(format!("add chain {f} {t} {chain}"));
@@ -298,10 +321,12 @@ impl Topology {
                 )),
             }
         }
-        let (dv, av) = (self.dns_vip(), self.agents_vip());
+        let (dv, av, kv) = (self.dns_vip(), self.agents_vip(), self.apiserver_vip());
+        let kp = crate::apiserver::VIP_PORT;
         s.push(format!(
             "add element {f} {t} service-ips {{ {dv} . udp . {DNS_PORT} : goto svc-dns, \
-             {dv} . tcp . {DNS_PORT} : goto svc-dns, {av} . tcp . {AGENT_PORT} : goto svc-agents }}"
+             {dv} . tcp . {DNS_PORT} : goto svc-dns, {av} . tcp . {AGENT_PORT} : goto svc-agents, \
+             {kv} . tcp . {kp} : goto svc-apiserver }}"
         ));
         s.join("; ")
     }
@@ -310,7 +335,8 @@ impl Topology {
 impl Topology {
     /// The agents' per-source checks through the lab's Services, in the primary family (IPv4
     /// in a dual lab): resolve the agents' headless name at the DNS VIP, `GET /ping` at the
-    /// agents' VIP — so `kube-proxy N` and `dns-from N` show on node N's checks.
+    /// agents' VIP, `/readyz` at the API server's VIP and at its endpoint (the CA file is the
+    /// caller's: `--apiserver-ca`) — so `kube-proxy N` and `dns-from N` show on node N's checks.
     pub fn agent_check_args(&self) -> Vec<String> {
         let primary = self
             .views()
@@ -324,6 +350,10 @@ impl Topology {
             SocketAddr::new(primary.dns_vip(), DNS_PORT).to_string(),
             "--service".into(),
             SocketAddr::new(primary.agents_vip(), AGENT_PORT).to_string(),
+            "--apiserver".into(),
+            SocketAddr::new(primary.apiserver_vip(), crate::apiserver::VIP_PORT).to_string(),
+            "--apiserver-endpoints".into(),
+            primary.apiserver_endpoint().to_string(),
         ]
     }
 }
@@ -364,6 +394,11 @@ pub fn services_file(topo: &Topology) -> serde_json::Value {
                     "protocol": "tcp",
                     "endpoints": t.agent_backends().iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                 },
+                "apiserver": {
+                    "name": crate::apiserver::SERVER_NAME, "vip": t.apiserver_vip().to_string(),
+                    "port": crate::apiserver::VIP_PORT, "protocol": "tcp",
+                    "endpoints": [t.apiserver_endpoint().to_string()],
+                },
             })
         })
         .collect();
@@ -373,6 +408,7 @@ pub fn services_file(topo: &Topology) -> serde_json::Value {
         "dns_namespace": topo.dns_ns(),
         "headless": AGENTS_NAME,
         "nft_table": topo.service_table(),
+        "apiserver_ca": crate::apiserver::CA_FILE,
         "families": fams,
     })
 }
@@ -539,7 +575,12 @@ mod tests {
             add rule ip mplab_svc svc-agents-ep4 ip saddr 198.19.4.10 meta mark set meta mark | 0x4000; \
             add rule ip mplab_svc svc-agents-ep4 meta l4proto tcp dnat to 198.19.4.10:9464; \
             add rule ip mplab_svc svc-agents numgen random mod 4 vmap { 0 : goto svc-agents-ep1, 1 : goto svc-agents-ep2, 2 : goto svc-agents-ep3, 3 : goto svc-agents-ep4 }; \
-            add element ip mplab_svc service-ips { 198.18.96.10 . udp . 53 : goto svc-dns, 198.18.96.10 . tcp . 53 : goto svc-dns, 198.18.96.20 . tcp . 9464 : goto svc-agents }";
+            add chain ip mplab_svc svc-apiserver; \
+            add chain ip mplab_svc svc-apiserver-ep1; \
+            add rule ip mplab_svc svc-apiserver-ep1 ip saddr 198.18.1.11 meta mark set meta mark | 0x4000; \
+            add rule ip mplab_svc svc-apiserver-ep1 meta l4proto tcp dnat to 198.18.1.11:6443; \
+            add rule ip mplab_svc svc-apiserver goto svc-apiserver-ep1; \
+            add element ip mplab_svc service-ips { 198.18.96.10 . udp . 53 : goto svc-dns, 198.18.96.10 . tcp . 53 : goto svc-dns, 198.18.96.20 . tcp . 9464 : goto svc-agents, 198.18.96.1 . tcp . 443 : goto svc-apiserver }";
         assert_eq!(topo().service_script(&topo().agent_backends()), script);
         for i in 1..=4 {
             for line in [
@@ -607,13 +648,28 @@ mod tests {
 
     #[test]
     fn the_agents_check_the_primary_familys_services() {
-        for (f, server, service) in [
-            (IpFamily::Ipv4, "198.18.96.10:53", "198.18.96.20:9464"),
-            (IpFamily::Dual, "198.18.96.10:53", "198.18.96.20:9464"),
+        // (family, DNS server, agents' VIP, API server's VIP, its endpoint: node-1:6443)
+        for (f, server, service, api, endpoint) in [
+            (
+                IpFamily::Ipv4,
+                "198.18.96.10:53",
+                "198.18.96.20:9464",
+                "198.18.96.1:443",
+                "198.18.1.11:6443",
+            ),
+            (
+                IpFamily::Dual,
+                "198.18.96.10:53",
+                "198.18.96.20:9464",
+                "198.18.96.1:443",
+                "198.18.1.11:6443",
+            ),
             (
                 IpFamily::Ipv6,
                 "[fd00:198:18:96::10]:53",
                 "[fd00:198:18:96::20]:9464",
+                "[fd00:198:18:96::1]:443",
+                "[fd00:198:18:1::11]:6443",
             ),
         ] {
             assert_eq!(
@@ -624,7 +680,11 @@ mod tests {
                     "--dns-server",
                     server,
                     "--service",
-                    service
+                    service,
+                    "--apiserver",
+                    api,
+                    "--apiserver-endpoints",
+                    endpoint,
                 ],
                 "{f:?}"
             );
