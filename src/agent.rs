@@ -409,6 +409,8 @@ async fn probe_loop(
     // epoch through their clocks.
     let epoch_len = cfg.window.max(cfg.interval);
     let mut planned_epoch: Option<u64> = None;
+    // Nodes in the current peer set (the API server checks' period scales with it).
+    let mut current_nodes = 0usize;
     let mut watching = true;
 
     'round: loop {
@@ -428,6 +430,7 @@ async fn probe_loop(
                 }
             }
             let nodes = Plan::nodes_in(&latest, &cfg.node_name);
+            current_nodes = nodes;
             // A full mesh is planned without a plan: its every-pair matrix would be the
             // agent's largest allocation (32 MB at 2,000 nodes) and says only "everyone".
             let sampled = nodes > plan_params.full_mesh_max;
@@ -478,7 +481,15 @@ async fn probe_loop(
 
         // The per-source checks take slots of the round like the pair probes: --max-rate and
         // --max-in-flight bound them too.
-        let active_checks = shared.checks.active();
+        let api_period =
+            checks::apiserver_period(current_nodes, cfg.interval, shared.config.window);
+        let active_checks = shared.checks.due(Instant::now(), |k| {
+            if k.is_apiserver() {
+                api_period
+            } else {
+                Duration::ZERO
+            }
+        });
         let n_checks = active_checks.len();
         let plan =
             schedule::plan_round(tasks.len() + n_checks, cfg.interval, cfg.max_rate, &mut rng);

@@ -45,6 +45,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The API server's checks: each run is a new TLS connection to the control plane, so the
+    /// fleet's runs are spaced by [`apiserver_period`].
+    pub fn is_apiserver(self) -> bool {
+        matches!(self, Kind::Apiserver | Kind::ApiserverEndpoints)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dns => "dns",
@@ -279,6 +285,8 @@ struct State {
     answers: Option<u32>,
     /// Failed runs since the last success.
     failures_in_row: u32,
+    /// When its last run was scheduled ([`Checks::due`]).
+    last_started: Option<Instant>,
 }
 
 impl State {
@@ -291,8 +299,23 @@ impl State {
             last_error: None,
             answers: None,
             failures_in_row: 0,
+            last_started: None,
         }
     }
+}
+
+/// New TLS connections per second the whole fleet's API server checks may open, counted per
+/// check kind: each agent runs them at most every `nodes / APISERVER_RUNS_PER_SECOND` seconds.
+pub const APISERVER_RUNS_PER_SECOND: f64 = 25.0;
+
+/// How often an agent runs the API server checks in a cluster of `nodes`: every round up to
+/// 25 × the interval's seconds nodes (125 at the 5 s default), then spaced so the fleet opens
+/// at most [`APISERVER_RUNS_PER_SECOND`] connections per second per endpoint and check kind;
+/// never longer than `window`, so a window always holds a run (the diagnosis reads an older
+/// check as stale). 5,000 nodes, 5 s, 60 s window: every 60 s, about 83 per second.
+pub fn apiserver_period(nodes: usize, interval: Duration, window: Duration) -> Duration {
+    let spread = Duration::from_secs_f64(nodes as f64 / APISERVER_RUNS_PER_SECOND);
+    spread.min(window).max(interval)
 }
 
 type CheckResult = [(&'static str, &'static str); 2];
@@ -380,6 +403,28 @@ impl Checks {
         (0..state.len())
             .filter(|&i| state[i].check.is_some())
             .collect()
+    }
+
+    /// The active checks due in the round starting `now`, marked as started: every check each
+    /// round, but a kind whose `period_of` is longer at most once per that period (a quarter
+    /// of it early, so a period of whole rounds is not missed by the rounds' jitter).
+    pub fn due(&self, now: Instant, period_of: impl Fn(Kind) -> Duration) -> Vec<usize> {
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for (i, s) in state.iter_mut().enumerate() {
+            if s.check.is_none() {
+                continue;
+            }
+            let period = period_of(s.kind);
+            let waited = s
+                .last_started
+                .map(|t| now.saturating_duration_since(t) + period / 4);
+            if waited.is_none_or(|w| w >= period) {
+                s.last_started = Some(now);
+                out.push(i);
+            }
+        }
+        out
     }
 
     /// Checks that run now.
@@ -718,6 +763,50 @@ mod tests {
         checks.set(Kind::Service, None);
         assert!(checks.active().is_empty() && checks.reports(t0).is_empty());
         assert_eq!(checks.failures_in_row(Kind::Service), 0);
+    }
+
+    /// The API server checks' period grows with the fleet (the fleet's new TLS connections
+    /// per second bounded), between the interval and the window.
+    #[test]
+    fn the_api_server_checks_are_spaced_by_the_fleets_size() {
+        let s = Duration::from_secs;
+        let p = |nodes| apiserver_period(nodes, s(5), s(60));
+        assert_eq!(p(4), s(5), "a small cluster: every round");
+        assert_eq!(p(125), s(5));
+        assert_eq!(p(1000), s(40), "1,000 nodes: 25 runs per second fleet-wide");
+        assert_eq!(p(5000), s(60), "capped at the window");
+        assert_eq!(
+            apiserver_period(4, s(1), s(8)),
+            s(1),
+            "the lab: every round"
+        );
+    }
+
+    /// A check with a period runs once per period (a quarter early allowed), the others every
+    /// round; a check without a target never.
+    #[test]
+    fn a_check_with_a_period_is_due_once_per_period() {
+        let http: Arc<dyn Prober> = Arc::new(crate::probe::http::HttpProber::new());
+        let addr: SocketAddr = "192.0.2.1:9464".parse().unwrap();
+        let checks = Checks::new(vec![Check::service(addr, http)], Duration::from_secs(10))
+            .with_pending(Kind::Dns);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let every_20s = |k: Kind| if k == Kind::Service { s(20) } else { s(0) };
+        assert_eq!(checks.due(t0, every_20s), vec![0], "the first round");
+        assert!(checks.due(t0 + s(5), every_20s).is_empty());
+        assert!(checks.due(t0 + s(14), every_20s).is_empty());
+        assert_eq!(
+            checks.due(t0 + s(15), every_20s),
+            vec![0],
+            "a quarter early"
+        );
+        assert!(checks.due(t0 + s(20), every_20s).is_empty());
+        assert_eq!(
+            checks.due(t0 + s(20), |_| s(0)),
+            vec![0],
+            "no period: every round"
+        );
     }
 
     /// A window per check: failures counted in a row, the last error kept with its kind and
