@@ -161,7 +161,7 @@ y[0] += 8
 # The agents' per-source checks (`dns`, `service`; docs/metrics.md "Per-source checks"): no
 # pair, no family; meshprobe_check_up carries the source's labels, the others join them.
 CHECK = 'src_zone=~"$zone", src_node=~"$node"'
-row("Service and DNS checks")
+row("Per-source checks: Service, DNS, API server")
 add({"type": "state-timeline", "title": "Check up per node",
      "description": "Per node and check, whether its last run passed (meshprobe_check_up): dns resolves the agents' "
                     "Service name through cluster DNS, service connects to a ClusterIP through the node's Service rules. "
@@ -231,7 +231,7 @@ def var_query(name, label, query, multi=True):
 dashboard = {
     "uid": "meshprobe-mesh",
     "title": "meshprobe: pod network mesh",
-    "description": "Which pods cannot reach which, and why: node-pair matrices per layer, loss, latency, path MTU, probe volume, Service and DNS checks, findings and agent health.",
+    "description": "Which pods cannot reach which, and why: node-pair matrices per layer, loss, latency, path MTU, probe volume, Service, DNS and API server checks, findings and agent health.",
     "tags": ["meshprobe", "network", "kubernetes"],
     "timezone": "browser",
     "editable": True,
