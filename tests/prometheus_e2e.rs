@@ -726,6 +726,16 @@ fn touches(s: &Value, node: &str) -> bool {
         || label(s, "dst") == format!("web-{node}")
 }
 
+/// Three rule evaluations (2 s each): a pair alert may go pending for an evaluation or two as
+/// a node's pairs go down one by one (its share of down peers still ≤ 0.5, or the recording
+/// rules one evaluation behind the alerts' group), and is gone once the share is in; the
+/// "must not fire" checks of the dual-stack test (made right after the right alert went
+/// pending) wait that out. CI (2026-12-07): `cni node-3 --family ipv6` showed node-3's pair
+/// alerts pending at that moment.
+fn settle_onset() {
+    std::thread::sleep(Duration::from_secs(6));
+}
+
 fn alerts(p: &Prom, name: &str) -> Vec<Value> {
     p.must(&format!("ALERTS{{alertname=\"{name}\"}}"))
 }
@@ -1438,6 +1448,7 @@ fn a_dual_stack_lab_alerts_per_family() {
         |r| r.len() == 1 && label(&r[0], "dst") == "node-3" && label(&r[0], "family") == "ipv6",
     );
     quiet_in("ipv6", "dual cni node-3 ipv6");
+    settle_onset();
     for quiet in ["MeshprobePodToPodUnreachable", "MeshprobeNodeDown"] {
         assert!(
             alerts(&prom, quiet).is_empty(),
@@ -1485,6 +1496,7 @@ fn a_dual_stack_lab_alerts_per_family() {
         PHASE,
         |r| r.len() == 2 && families(r) == both && r.iter().all(|s| label(s, "dst") == "node-4"),
     );
+    settle_onset();
     for quiet in ["MeshprobeZonePartition", "MeshprobeNodePodNetworkIsolated"] {
         assert!(
             alerts(&prom, quiet).is_empty(),
