@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use tokio::time::Instant;
 
-use super::service::{reread_now, FamilyPref, Schedule};
+use super::service::{on_schedule, FamilyPref, Schedule};
 use crate::checks::apiserver::MAX_ENDPOINTS;
 use crate::checks::{Check, Checks, Kind};
 use crate::discovery::{DiscoveryStatus, VipStatus};
@@ -214,29 +213,14 @@ impl EndpointsLookup {
 
     /// Read now, then on the schedule, until the task is dropped.
     pub async fn run(self) {
-        let s = self.schedule;
-        let mut retry = s.retry;
-        loop {
-            let read = self.read().await;
-            self.apply(&read);
-            let last = Instant::now();
-            let next = if matches!(read, Read::Failed(_)) {
-                let wait = retry;
-                retry = (retry * 2).min(s.period);
-                last + wait
-            } else {
-                retry = s.retry;
-                last + super::service::jitter(s.period)
-            };
-            loop {
-                tokio::time::sleep_until(next.min(Instant::now() + s.tick)).await;
-                let now = Instant::now();
-                let failing = self.checks.failures_in_row(Kind::ApiserverEndpoints);
-                if now >= next || reread_now(failing, now - last, &s) {
-                    break;
-                }
-            }
-        }
+        let this = &self;
+        let kind = Kind::ApiserverEndpoints;
+        on_schedule(self.schedule, &self.checks, kind, move || async move {
+            let read = this.read().await;
+            this.apply(&read);
+            matches!(read, Read::Failed(_))
+        })
+        .await
     }
 }
 

@@ -273,28 +273,46 @@ impl VipLookup {
 
     /// Read now, then on the schedule, until the task is dropped (the agent stops).
     pub async fn run(self) {
-        let s = self.schedule;
-        let mut retry = s.retry;
+        let this = &self;
+        on_schedule(
+            self.schedule,
+            &self.checks,
+            Kind::Service,
+            move || async move {
+                let read = this.read().await;
+                this.apply(&read);
+                matches!(read, Read::Failed(_))
+            },
+        )
+        .await
+    }
+}
+
+/// Run `read_once` (true: the read failed) now and then on `s`, until the task is dropped:
+/// every period (± 10 %), sooner after a failed read (`retry`, doubling up to the period) or
+/// while the `kind` check keeps failing ([`reread_now`]).
+pub(super) async fn on_schedule<F, Fut>(s: Schedule, checks: &Checks, kind: Kind, mut read_once: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut retry = s.retry;
+    loop {
+        let failed = read_once().await;
+        let last = Instant::now();
+        let next = if failed {
+            let wait = retry;
+            retry = (retry * 2).min(s.period);
+            last + wait
+        } else {
+            retry = s.retry;
+            last + jitter(s.period)
+        };
         loop {
-            let read = self.read().await;
-            self.apply(&read);
-            let last = Instant::now();
-            let next = if matches!(read, Read::Failed(_)) {
-                let wait = retry;
-                retry = (retry * 2).min(s.period);
-                last + wait
-            } else {
-                retry = s.retry;
-                last + jitter(s.period)
-            };
-            loop {
-                tokio::time::sleep_until(next.min(Instant::now() + s.tick)).await;
-                let now = Instant::now();
-                if now >= next
-                    || reread_now(self.checks.failures_in_row(Kind::Service), now - last, &s)
-                {
-                    break;
-                }
+            tokio::time::sleep_until(next.min(Instant::now() + s.tick)).await;
+            let now = Instant::now();
+            if now >= next || reread_now(checks.failures_in_row(kind), now - last, &s) {
+                break;
             }
         }
     }

@@ -359,6 +359,18 @@ fn apiserver_vip<'a>(
     named
 }
 
+/// "resolving NAME fails from node-3 too", when its `dns` check is down: the DNS server is a
+/// ClusterIP as well, so it fails with the node's Service rules.
+fn dns_too(s: &Source) -> Option<String> {
+    (s.verdict("dns") == Verdict::Down).then(|| {
+        let name = check_of(s, "dns").map_or("?", |c| c.target.as_str());
+        format!(
+            "resolving {name} fails from {} too: the cluster DNS is reached through a ClusterIP as well",
+            s.node
+        )
+    })
+}
+
 /// "the API server answers at its endpoints (…) from node-3", when its check says so.
 fn endpoints_answer(s: &Source) -> Option<String> {
     let c = check_of(s, "apiserver_endpoints")?;
@@ -477,15 +489,7 @@ fn per_node(kind: &str, own: &[&Source], known: &[&Source]) -> Finding {
     let mut f = match kind {
         "service" => {
             // The same node's DNS, behind a ClusterIP too, fails with it: one fault.
-            for s in own {
-                if s.verdict("dns") == Verdict::Down {
-                    let name = check_of(s, "dns").map_or("?", |c| c.target.as_str());
-                    evidence.push(format!(
-                        "resolving {name} fails from {} too: the cluster DNS is reached through a ClusterIP as well",
-                        s.node
-                    ));
-                }
-            }
+            evidence.extend(own.iter().filter_map(|s| dns_too(s)));
             Finding {
                 cause: Cause::Service,
                 summary: format!(
@@ -498,15 +502,7 @@ fn per_node(kind: &str, own: &[&Source], known: &[&Source]) -> Finding {
         }
         "apiserver" => {
             evidence.extend(own.iter().filter_map(|s| endpoints_answer(s)));
-            for s in own {
-                if s.verdict("dns") == Verdict::Down {
-                    let name = check_of(s, "dns").map_or("?", |c| c.target.as_str());
-                    evidence.push(format!(
-                        "resolving {name} fails from {} too: the cluster DNS is reached through a ClusterIP as well",
-                        s.node
-                    ));
-                }
-            }
+            evidence.extend(own.iter().filter_map(|s| dns_too(s)));
             Finding {
                 cause: Cause::Service,
                 summary: format!(
