@@ -187,26 +187,10 @@ pub fn check_findings(inp: &Inputs, found: &[Finding], p: &Params) -> Vec<Findin
             service_nodes.extend(apiserver_vip(&sources, &implicated, &mut out));
             continue;
         }
-        let down: Vec<&Source> = sources
-            .iter()
-            .filter(|s| s.verdict(kind) == Verdict::Down)
-            .collect();
+        let (down, known) = down_and_known(&sources, kind);
         if down.is_empty() {
             continue;
         }
-        // Answering sources count only as fresh contrasts (see `fresh_contrast`).
-        let onset = down
-            .iter()
-            .filter_map(|s| streak_age(s, kind))
-            .fold(0.0, f64::max);
-        let known: Vec<&Source> = sources
-            .iter()
-            .filter(|s| match s.verdict(kind) {
-                Verdict::Down => true,
-                Verdict::Ok => fresh_contrast(s, kind, onset),
-                Verdict::Unknown => false,
-            })
-            .collect();
         // Most sources fail: the layer itself, unless a network fault could be behind it
         // (where the Service's or the DNS' pods run is not known here).
         if down.len() >= 2 && 2 * down.len() > known.len() {
