@@ -727,8 +727,8 @@ fn touches(s: &Value, node: &str) -> bool {
 }
 
 /// Three rule evaluations (2 s each): a pair alert may go pending for an evaluation or two as
-/// a node's pairs go down one by one (its share of down peers still ≤ 0.5, or the recording
-/// rules one evaluation behind the alerts' group), and is gone once the share is in; the
+/// a node's pairs go down one by one (its share of down peers still ≤ 0.5 at that evaluation),
+/// and is gone once the share is in; the
 /// "must not fire" checks of the dual-stack test (made right after the right alert went
 /// pending) wait that out. CI (2026-12-07): `cni node-3 --family ipv6` showed node-3's pair
 /// alerts pending at that moment.
