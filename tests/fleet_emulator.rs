@@ -254,12 +254,12 @@ fn at((s, e): (u64, u64)) -> String {
     format!("@{s}s-{e}s")
 }
 
-/// The emulator's arguments for the 60-node sampled fleet (1 s interval, 8 s window): `extra`,
-/// and each of `faults` injected.
-fn sixty(extra: &[&str], faults: &[String]) -> Vec<String> {
+/// The emulator's arguments for a sampled fleet of `nodes` (1 s interval, 8 s window):
+/// `extra`, and each of `faults` injected.
+fn sampled_fleet(nodes: usize, extra: &[&str], faults: &[String]) -> Vec<String> {
     let mut v: Vec<String> = [
         "--nodes",
-        &NODES.to_string(),
+        &nodes.to_string(),
         "--zones",
         "3",
         "--full-mesh-max",
@@ -301,7 +301,8 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
     let ib = plan.index(&b).unwrap() as u32;
     let probers_of_b = plan.core.iter().filter(|c| c.contains(&ib)).count();
     assert!(probers_of_b >= 3, "{probers_of_b}");
-    let args = sixty(
+    let args = sampled_fleet(
+        NODES,
         &[],
         &[
             format!("route:{a},{b}{}", at(ROUTE)),
@@ -615,11 +616,13 @@ fn a_thousand_node_fleet_through_prometheus_gives_the_right_answers() {
     );
 }
 
-/// A policy on a target, packet loss at a node and an MTU black hole at a node, on the
-/// 60-node sampled fleet with 3 targets: `diagnose --prometheus` gives exactly the one right
-/// finding for each, and its alert's condition holds (pending: their `for` is not waited for).
+/// A policy on a target, packet loss at a node and an MTU black hole at a node, on a
+/// 200-node sampled fleet with 3 targets, scraped and evaluated every 2 s: `diagnose
+/// --prometheus` gives exactly the one right finding for each, and its alert's condition holds
+/// (pending: their `for` is not waited for).
 #[test]
 fn the_emulated_fleet_places_policy_loss_and_mtu() {
+    const NODES: usize = 200;
     const POLICY: (u64, u64) = (20, 55);
     const POLICY_TARGET: &str = "web-00002";
     const LOSS: (u64, u64) = (60, 100);
@@ -629,7 +632,8 @@ fn the_emulated_fleet_places_policy_loss_and_mtu() {
     if !have_or_skip("prometheus", "prometheus") {
         return;
     }
-    let args = sixty(
+    let args = sampled_fleet(
+        NODES,
         &["--targets", "3"],
         &[
             format!("policy:{POLICY_TARGET}{}", at(POLICY)),
@@ -637,14 +641,14 @@ fn the_emulated_fleet_places_policy_loss_and_mtu() {
             format!("mtu:{MTU_NODE},1400{}", at(MTU)),
         ],
     );
-    let fleet = Fleet::start("fleet-emulator-plm", &args, "1s", "900ms");
+    let fleet = Fleet::start("fleet-emulator-plm", &args, "2s", "1800ms");
     let (prom, t0) = (fleet.prom, fleet.t0);
     let after = |s: u64| fleet.at(s);
     // web-00002 runs on the node the emulator spreads it to: the second third of the fleet.
     let target_node = format!("node-{:05}", NODES / 3 + 1);
     until(
         prom,
-        "healthy with 60 agents and 3 targets",
+        &format!("healthy with {NODES} agents and 3 targets"),
         t0,
         after(POLICY.0),
         |code, d| {

@@ -280,8 +280,11 @@ impl Engine<'_> {
             let fine = self.p.node_ip_fine_max;
             let node_fine = a.in_node.fresh_ratio().is_some_and(|r| r <= fine)
                 || (a.in_node.known == 0 && agent == AgentStatus::Reporting);
+            // Node IPs that answer their last probes but are still unknown (an outage's marks,
+            // e.g. the node just came back) may be fine: the pod failures wait for them.
             let maybe_fine = (a.in_node.known > 0 && a.in_node.ratio() <= fine)
-                || (a.in_node.known == 0 && agent == AgentStatus::Reporting);
+                || (a.in_node.known == 0
+                    && (agent == AgentStatus::Reporting || a.in_node_answering > 0));
             // Inbound: pod layers only (node IPs answer). Outbound: everything, since the
             // agent itself lives on the broken pod network.
             let cover: Vec<usize> = touch

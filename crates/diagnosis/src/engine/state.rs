@@ -166,6 +166,9 @@ pub(super) struct NodeTally {
     pub(super) out_pod: Tally,
     /// Outbound pod failures answered net unreachable by this node's own addresses.
     pub(super) out_own_net_unreachable: u32,
+    /// Inbound node-IP cells unknown while their last probe answered (an outage's marks still
+    /// in the window): the node IP may be fine, not yet a contrast.
+    pub(super) in_node_answering: u32,
 }
 
 pub(super) struct Draft {

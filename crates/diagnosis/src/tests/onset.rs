@@ -570,8 +570,10 @@ fn a_destination_back_from_an_outage_holds_paths_to_it_not_yet_probed_again() {
 /// HTTP probe, sent into the outage, timed out just after. Counted from when it ended, that
 /// timeout read as a fresh failure (`routing` node-3 -> node-4, naming uninvolved node-3); it
 /// was sent before node-4 came back, so it is held like any failure from before. The same
-/// view without the probe timeout known keeps the old reading: the rule needs the agents'
-/// `timeout_seconds`.
+/// view without the probe timeout known reads that timeout as fresh again (a finding on node-3
+/// -> node-4): the rule needs the agents' `timeout_seconds`. In that control node-4's node IP
+/// is made settled (its outage 5 s old), or the pod failures would wait for it anyway
+/// (`pod_failures_wait_while_the_node_ip_answers_but_is_still_unknown`).
 #[test]
 fn a_probe_sent_into_an_outage_that_times_out_after_it_is_held() {
     let d = view_fixture("node-down-clear-blocks.json");
@@ -585,12 +587,18 @@ fn a_probe_sent_into_an_outage_that_times_out_after_it_is_held() {
     let mut inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
     for a in &mut inputs.agents {
         a.timeout_seconds = None;
+        for p in a.peers.iter_mut().filter(|p| p.node == "node-4") {
+            let n = p.layers.get_mut("icmp_node").unwrap();
+            if n.reachable == Some(true) {
+                n.last_error_age_seconds = Some(5.0);
+            }
+        }
     }
     let d = diagnose(&Matrix::build(&inputs));
     assert!(
         d.findings
             .iter()
-            .any(|f| f.cause == Cause::Routing && f.nodes.contains(&"node-3".to_string())),
+            .any(|f| f.pairs.iter().any(|p| p[0] == "node-3" && p[1] == "node-4")),
         "{}",
         d.to_text()
     );
@@ -650,4 +658,30 @@ fn a_missing_route_seen_on_a_target_pair_explains_the_reverse_peer_pair() {
         "the reverse pair is the routing finding's: {}",
         d.to_text()
     );
+}
+
+/// Fixture `tests/fixtures/views/cni-after-node-down-clear.json` (a lab's mesh view gathered
+/// from node-1..3 ~1.6 s into `cni node-4`, which was injected as soon as a `node-down node-4`
+/// had cleared; node-4's agent not waited for): node-4's node IP answers every source again,
+/// but its cells are unknown (the outage's marks, last error 2.5–2.9 s ago, under 3
+/// intervals); its pod IP is down from node-2 and node-3 and unknown from node-1. With no
+/// node-IP contrast either way, the pod failures read as `routing` at node-4 ("node IPs
+/// answer"). They wait for the node IP now: no finding, or node-4's CNI.
+#[test]
+fn pod_failures_wait_while_the_node_ip_answers_but_is_still_unknown() {
+    let path = format!(
+        "{}/tests/fixtures/views/cni-after-node-down-clear.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
+    let d = crate::diagnose_inputs(&inputs, &crate::Params::default());
+    for f in &d.findings {
+        assert!(
+            f.cause == Cause::Cni && f.nodes == ["node-4"],
+            "{}",
+            d.to_text()
+        );
+    }
 }
