@@ -13,7 +13,12 @@ use crate::model::{IpFamilies, Layers};
 use meshprobe_core::parse::{fmt_duration, parse_duration, validate_name};
 
 pub mod apiserver;
+mod checks;
+mod probe;
 pub use apiserver::ApiserverConfig;
+pub use checks::{dns_name, ChecksConfig, ServiceRef, AGENT_SERVICE_NAME, VIP_SERVICE_NAME};
+use checks::{dns_server, service_addr, service_name};
+pub use probe::{ProbeConfig, MIN_TOKEN_LEN};
 
 /// A source of environment variables.
 pub trait Env {
@@ -79,104 +84,6 @@ pub struct AgentConfig {
     pub prometheus: Option<crate::promclient::PromSource>,
     /// The per-source checks (`--dns-name`, `--dns-server`, `--service`).
     pub checks: ChecksConfig,
-}
-
-/// The per-source checks: one name resolved and one Service VIP connected to, every interval.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChecksConfig {
-    /// `--dns-name`, absolute (ends in a dot); `None`: no `dns` check.
-    pub dns_name: Option<String>,
-    /// `--dns-server`; `None`: the name servers of `/etc/resolv.conf`.
-    pub dns_server: Option<SocketAddr>,
-    /// `--service`: a ClusterIP and port answering `GET /ping`; `None`: no fixed address.
-    pub service: Option<SocketAddr>,
-    /// Under Kubernetes discovery without `--service`: the Service whose ClusterIP the
-    /// `service` check connects to, read from the API (`--service-name`); `None`: none read.
-    pub service_lookup: Option<ServiceRef>,
-    /// The `apiserver` and `apiserver_endpoints` checks (`--apiserver`,
-    /// `--apiserver-endpoints`, `--apiserver-ca`); `None`: both off.
-    pub apiserver: Option<ApiserverConfig>,
-}
-
-/// A Service by namespace and name (`--service-name` in the agents' namespace).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// The agents' Service in deploy/base/service.yaml: its cluster name is the `dns` check's
-/// default under Kubernetes discovery.
-pub const AGENT_SERVICE_NAME: &str = "meshprobe";
-
-/// The agents' ClusterIP Service in deploy/base/service-vip.yaml: `--service-name`'s default.
-pub const VIP_SERVICE_NAME: &str = "meshprobe-vip";
-
-/// A Service name as `--service-name` takes it (an RFC 1035 label, what the API server
-/// accepts for a Service), or the tail of an error message.
-fn service_name(s: &str) -> std::result::Result<String, String> {
-    let ok = (1..=63).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?}: expected a Service name (lowercase letters, digits and '-', starting with a letter, at most 63 characters) or none"
-        ))
-    }
-}
-
-/// A DNS name as `--dns-name` takes it, made absolute (a trailing dot: one query, no search
-/// list), or the tail of an error message. Letters, digits, `-` and `_` in labels of 1-63
-/// characters, 253 in all: what a resolver sends, so nothing else reaches the wire.
-pub fn dns_name(s: &str) -> std::result::Result<String, String> {
-    let bare = s.strip_suffix('.').unwrap_or(s);
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if bare.is_empty() || bare.len() > 253 || !bare.split('.').all(label_ok) {
-        return Err(format!(
-            "{s:?}: expected a DNS name like meshprobe.meshprobe.svc.cluster.local. (labels of letters, digits, '-' and '_', 1-63 characters each, 253 in all)"
-        ));
-    }
-    Ok(format!("{}.", bare.to_ascii_lowercase()))
-}
-
-/// `IP` (port 53) or `IP:PORT`, or the tail of an error message.
-fn dns_server(s: &str) -> std::result::Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    match s.parse::<SocketAddr>() {
-        Ok(a) if a.port() != 0 => Ok(a),
-        _ => Err(format!(
-            "{s:?}: expected IP or IP:PORT of a DNS server, e.g. 10.96.0.10 or [fd00::a]:53"
-        )),
-    }
-}
-
-/// `IP:PORT` of a ClusterIP, or the tail of an error message.
-fn service_addr(s: &str) -> std::result::Result<SocketAddr, String> {
-    match s.trim().parse::<SocketAddr>() {
-        Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Ok(a),
-        _ => Err(format!(
-            "{s:?}: expected IP:PORT of a Service's ClusterIP, e.g. 10.96.0.20:9464 or [fd00::14]:9464"
-        )),
-    }
 }
 
 /// `--dns-name`, `--dns-server`, `--service`. Under Kubernetes discovery the `dns` check is on by
@@ -268,7 +175,11 @@ fn checks_config(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> Resu
 }
 
 /// What the API server checks' settings are made from (`config::apiserver`).
-fn apiserver_raw(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> apiserver::Raw {
+pub(crate) fn apiserver_raw(
+    args: &AgentArgs,
+    env: &dyn Env,
+    discovery: &Discovery,
+) -> apiserver::Raw {
     apiserver::Raw {
         apiserver: args
             .apiserver
@@ -287,49 +198,6 @@ fn apiserver_raw(args: &AgentArgs, env: &dyn Env, discovery: &Discovery) -> apis
         kube: matches!(discovery, Discovery::Kubernetes(_)),
     }
 }
-
-/// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
-/// `--probe-rate`).
-#[derive(Clone, PartialEq)]
-pub struct ProbeConfig {
-    /// Allowed besides the peer set's pod and node subnets.
-    pub allow_cidrs: Vec<crate::net::Cidr>,
-    pub token: Option<String>,
-    pub max_concurrent: usize,
-    pub rate_per_minute: u32,
-    pub burst: u32,
-    /// `--probe-pod-namespaces`: the namespaces `pod/NS/NAME` targets may name (`None`: any).
-    pub pod_namespaces: Option<Vec<String>>,
-}
-
-impl Default for ProbeConfig {
-    fn default() -> Self {
-        ProbeConfig {
-            allow_cidrs: Vec::new(),
-            token: None,
-            max_concurrent: 4,
-            rate_per_minute: 30,
-            burst: 10,
-            pod_namespaces: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for ProbeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProbeConfig")
-            .field("allow_cidrs", &self.allow_cidrs)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_concurrent", &self.max_concurrent)
-            .field("rate_per_minute", &self.rate_per_minute)
-            .field("burst", &self.burst)
-            .field("pod_namespaces", &self.pod_namespaces)
-            .finish()
-    }
-}
-
-/// Shortest `--probe-token` accepted (bytes).
-pub const MIN_TOKEN_LEN: usize = 16;
 
 fn probe_config(args: &AgentArgs, env: &dyn Env) -> Result<ProbeConfig> {
     let d = ProbeConfig::default();

@@ -320,3 +320,29 @@ fn the_cycle_finder_finds_circles() {
     let code = code_of(code);
     assert_eq!(paths_after(&code, "crate::"), ["x", "y::z", "w::g"]);
 }
+
+/// The binary defines `pow` and `exp` itself (src/main.rs) so that libm.so is not linked: its
+/// mapping cost the agent ~0.5 MiB resident. A new libm function called anywhere brings it
+/// back; this names it. Needs `readelf` (binutils, beside the linker).
+#[test]
+fn the_binary_does_not_link_libm() {
+    let exe = env!("CARGO_BIN_EXE_meshprobe");
+    let out = std::process::Command::new("readelf")
+        .args(["--dynamic", "--dyn-syms", "--wide", exe])
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf {exe}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(
+        !needed.is_empty(),
+        "readelf found no NEEDED entries in {exe}"
+    );
+    assert!(
+        !needed.iter().any(|l| l.contains("libm.so")),
+        "{exe} links libm again; its undefined functions: {:?}",
+        text.lines()
+            .filter(|l| l.contains(" UND ") && l.contains("GLIBC"))
+            .collect::<Vec<_>>()
+    );
+}

@@ -462,19 +462,19 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
     );
 }
 
-/// The CI-sized scale run, not in the default suite (`cargo test --test fleet_emulator --
-/// --ignored`): 1,000 emulated agents in 3 zones at the agents' own defaults (a sampled plan
-/// above `--full-mesh-max` 200; `--pair-metrics auto`), 2 s interval, 10 s window, scraped and
-/// the shipped rules evaluated every 5 s (a debug emulator's three zone scrapes took 3.3–3.6 s
-/// at once on a loaded 2-core VM: a 2 s scrape timed out). A lost route (one probed direction),
-/// a CNI fault and a node down in turn, 40 s each: `diagnose --prometheus` names each, cause
-/// and place, and the matching alert's condition holds (pending: its `for: 1m` is not waited
-/// for; the 60-node test waits for one firing), no node or zone alert for the route.
-/// Why ignored: on the shared 2-core runner, next to the other suites, a debug 1,000-agent
-/// emulator and Prometheus took 12–45 s to the first healthy answer and 3–40 s to the route's
-/// (2026-12-06): 25 s fault windows failed, and 40 s ones make a 3½-minute test.
+/// The CI-sized scale run: 1,000 emulated agents in 3 zones at the agents' own defaults (a
+/// sampled plan above `--full-mesh-max` 200; `--pair-metrics auto`), 2 s interval, 10 s window,
+/// scraped and the shipped rules evaluated every 5 s (a debug emulator's three zone scrapes took
+/// 3.3–3.6 s at once on a loaded 2-core VM: a 2 s scrape timed out). A lost route (one probed
+/// direction), a CNI fault and a node down in turn, 40 s each: `diagnose --prometheus` names
+/// each, cause and place, and the matching alert's condition holds (pending: its `for: 1m` is
+/// not waited for; the 60-node test waits for one firing), no node or zone alert for the route.
+/// Ignored in the default run, and run alone by `tests/run.sh` after the other suites (`cargo
+/// test --test fleet_emulator -- --ignored`): next to them on the shared 2-core runner a debug
+/// 1,000-agent emulator and Prometheus took 12–45 s to the first healthy answer and 3–40 s to
+/// the route's (2026-12-06): 25 s fault windows failed, and 40 s ones make a 3½-minute test.
 #[test]
-#[ignore = "CI-sized scale run, about 3.5 minutes: cargo test --test fleet_emulator -- --ignored"]
+#[ignore = "CI-sized scale run, about 3.5 minutes, run alone by tests/run.sh: cargo test --test fleet_emulator -- --ignored"]
 fn a_thousand_node_fleet_through_prometheus_gives_the_right_answers() {
     const N: usize = 1000;
     const ROUTE: (u64, u64) = (30, 70);

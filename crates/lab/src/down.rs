@@ -99,7 +99,7 @@ pub(crate) async fn remove_everything(
     for &p in pids.iter().filter(|&&p| alive(p)) {
         state::signal(p, libc::SIGKILL);
     }
-    run::run_all(&plan::down_cmds(prefix, &namespaces)).await?;
+    run::run_all(&plan::cmds::down_cmds(prefix, &namespaces)).await?;
     let left: Vec<String> = run::list_namespaces()
         .await?
         .into_iter()

@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn every_lab_command_runs_a_listed_tool() {
         use crate::fault::{Fault, KINDS};
-        use crate::plan::{down_cmds, Topology};
+        use crate::plan::{cmds::down_cmds, Topology};
         let topo = Topology::new("mp", 4, 2).unwrap();
         let mut cmds = topo.up_cmds();
         cmds.extend(topo.flush_cache_cmds());

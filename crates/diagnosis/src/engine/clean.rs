@@ -651,7 +651,11 @@ impl<'a> Engine<'a> {
             self.node_tally[b]
                 .in_node
                 .add_cell(node_known, node_bad, stale_in_node, pending);
-            if !node_known && pc.layers[NODE].as_ref().is_some_and(|c| c.reachable == Some(true)) {
+            if !node_known
+                && pc.layers[NODE]
+                    .as_ref()
+                    .is_some_and(|c| c.reachable == Some(true))
+            {
                 self.node_tally[b].in_node_answering += 1;
             }
             self.node_tally[b].in_pod.add_cell(
