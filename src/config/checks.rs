@@ -1,5 +1,6 @@
 //! The per-source checks' settings (`--dns-name`, `--dns-server`, `--service`, the API
-//! server's): parsed and validated, each error naming its flag.
+//! server's) and the parsers of their values; `config` reads the flags and names them in
+//! errors.
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,4 @@
-//! On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
-//! `--probe-rate`): parsed and validated, each error naming its flag.
+//! The on-demand probe's settings, as `config` resolves them from the flags and environment.
 
 /// On-demand probe settings (`--allow-cidr`, `--probe-token`, `--probe-max-concurrent`,
 /// `--probe-rate`).
