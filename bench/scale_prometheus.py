@@ -176,9 +176,10 @@ def run_n(bin_, n, work):
     STARTED.append(prom_p)
     wait_http(f"http://{prom}/-/ready", "prometheus")
 
-    seen = {f: {"right": None, "alert": None, "wrong": set()} for f, _, _ in schedule}
+    seen = {f: {"right": None, "alert": None, "wrong": set(), "failed": 0} for f, _, _ in schedule}
     clean = {"polls": 0, "findings": 0, "alerts": 0, "what": set()}
     walls = []
+    failures = []
     end = end_faults + CLEAN
     while True:
         t = time.time() - t_start
@@ -192,6 +193,7 @@ def run_n(bin_, n, work):
             d = json.loads(out.stdout)
         except ValueError:
             d = None
+            failures.append(f"{t:.0f}s: exit {out.returncode}: {out.stderr.strip()[-300:]}")
         try:
             alerts = [a for a in json.loads(get(f"http://{prom}/api/v1/alerts"))["data"]["alerts"]
                       if a["state"] == "firing"]
@@ -214,7 +216,9 @@ def run_n(bin_, n, work):
                 continue  # cleared: the tail is for the next fault's baseline
             _, cause, nodes, zones, alert, labels = places[f]
             got = seen[f]
-            if findings is not None:
+            if findings is None:
+                got["failed"] += 1
+            else:
                 # The place: its nodes (node faults, routing) or its zones (a partition).
                 right = (len(findings) == 1 and findings[0]["cause"] == cause
                          and (not nodes or sorted(findings[0]["nodes"]) == sorted(nodes))
@@ -242,6 +246,8 @@ def run_n(bin_, n, work):
                    capture_output=True)
     per_diagnose = own("prometheus_http_requests_total", 'handler="/api/v1/query"') - q0
     head_series = int(own("prometheus_tsdb_head_series "))
+    rule_eval = own("prometheus_rule_group_last_duration_seconds")
+    rule_missed = own("prometheus_rule_group_iterations_missed_total")
     mem = rss_mib(prom_p.pid)
     scrape_bytes = sum(len(get(f"http://{emu_addr}/metrics/{z}", timeout=120))
                        for z in ("zone-a", "zone-b", "zone-c"))
@@ -250,7 +256,8 @@ def run_n(bin_, n, work):
     stop(p)
     return {
         "n": n, "schedule": schedule, "seen": seen, "clean": clean, "walls": walls,
-        "queries_per_diagnose": per_diagnose, "head_series": head_series,
+        "queries_per_diagnose": per_diagnose, "head_series": head_series, "failures": failures,
+        "rule_eval_seconds": rule_eval, "rule_iterations_missed": rule_missed,
         "prometheus_rss_mib": mem, "scrape_bytes": scrape_bytes, "emulator_rss_mib": emu_mem,
     }
 
@@ -258,13 +265,13 @@ def run_n(bin_, n, work):
 def report(r):
     print(f"\n## N = {r['n']:,} (3 zones; scrape {SCRAPE}, agents {INTERVAL} / {WINDOW}; "
           f"faults on {ON} s, {OFF} s apart)\n")
-    print("| fault | start → right `diagnose --prometheus` | start → alert firing | wrong answers seen |")
-    print("|---|---|---|---|")
+    print("| fault | start → right `diagnose --prometheus` | start → alert firing | wrong answers seen | failed diagnoses |")
+    print("|---|---|---|---|---|")
     fmt = lambda v: "-" if v is None else f"{v:.0f} s"
     for f, s, e in r["schedule"]:
         g = r["seen"][f]
         wrong = "; ".join(sorted(g["wrong"])) or "none"
-        print(f"| {f} | {fmt(g['right'])} | {fmt(g['alert'])} | {wrong} |")
+        print(f"| {f} | {fmt(g['right'])} | {fmt(g['alert'])} | {wrong} | {g['failed']} |")
     c = r["clean"]
     w = r["walls"]
     print(f"\nclean polls: {c['polls']} ({WARM} s before the faults and {CLEAN} s after), "
@@ -273,6 +280,10 @@ def report(r):
     if w:
         print(f"diagnose --prometheus: {r['queries_per_diagnose']:.0f} queries, wall time median "
               f"{statistics.median(w):.2f} s, max {max(w):.2f} s over {len(w)} runs")
+    if r["failures"]:
+        print(f"diagnose --prometheus failed {len(r['failures'])} times, e.g. {r['failures'][0]}")
+    print(f"rule group: last evaluation {r['rule_eval_seconds']:.2f} s, iterations missed "
+          f"{r['rule_iterations_missed']:.0f}")
     pm = r["prometheus_rss_mib"]
     print(f"Prometheus: {r['head_series']:,} head series, RSS {pm.get('VmRSS', 0):.0f} MiB "
           f"(peak {pm.get('VmHWM', 0):.0f} MiB)")

@@ -96,7 +96,7 @@ pub const MAX_SERIES: usize = 2_000_000;
 /// The PromQL for `metric`, scoped by optional extra label matchers (e.g. `cluster="prod"`).
 /// An age ([`AGES`]) is the value as scraped plus the time since that sample, `time() -
 /// timestamp(…)`: its age at the query's evaluation time (the answer's series lose
-/// `__name__`, which nothing reads).
+/// `__name__`, which nothing reads). [`DESTINATIONS`] is asked for its non-zero series only.
 pub fn query_for(metric: &str, matchers: Option<&str>) -> String {
     let selector = match matchers.map(str::trim).filter(|m| !m.is_empty()) {
         Some(m) => format!("{metric}{{{m}}}"),
@@ -104,6 +104,10 @@ pub fn query_for(metric: &str, matchers: Option<&str>) -> String {
     };
     if AGES.contains(&metric) {
         format!("{selector} + (time() - timestamp({selector}))")
+    } else if metric == DESTINATIONS {
+        // Only the layers an agent probes are read (a non-zero count in some state): the
+        // zeros are two thirds of the series (13 MB of 75,000 series at 5,000 agents).
+        format!("{selector} > 0")
     } else {
         selector
     }

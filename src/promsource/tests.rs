@@ -748,7 +748,7 @@ fn interval_and_window_per_agent_from_their_gauges() {
 }
 
 #[test]
-fn ages_are_asked_for_as_of_the_query() {
+fn ages_are_asked_for_as_of_the_query_and_destinations_non_zero() {
     for &q in &QUERIES {
         let plain = query_for(q, None);
         let scoped = query_for(q, Some(r#" cluster="prod" "#));
@@ -757,6 +757,11 @@ fn ages_are_asked_for_as_of_the_query() {
             assert_eq!(
                 scoped,
                 format!(r#"{q}{{cluster="prod"}} + (time() - timestamp({q}{{cluster="prod"}}))"#)
+            );
+        } else if q == DESTINATIONS {
+            assert_eq!(
+                (plain, scoped),
+                (format!("{q} > 0"), format!(r#"{q}{{cluster="prod"}} > 0"#))
             );
         } else {
             assert_eq!(
