@@ -180,6 +180,9 @@ def run_n(bin_, n, work):
     clean = {"polls": 0, "findings": 0, "alerts": 0, "what": set()}
     walls = []
     failures = []
+    # Per fault: the slowest rules' evaluation times (Prometheus' /api/v1/rules), every 60 s.
+    rule_costs = {f: {} for f, _, _ in schedule}
+    last_rules = 0.0
     end = end_faults + CLEAN
     while True:
         t = time.time() - t_start
@@ -202,6 +205,19 @@ def run_n(bin_, n, work):
         if d is not None:
             walls.append(wall)
         active = [(f, s, e) for f, s, e in schedule if s <= t < e + OFF]
+        live = [f for f, s, e in schedule if s <= t < e]
+        if live and time.time() - last_rules >= 60:
+            last_rules = time.time()
+            try:
+                groups = json.loads(get(f"http://{prom}/api/v1/rules"))["data"]["groups"]
+            except Exception:
+                groups = []
+            costs = rule_costs[live[0]]
+            for g in groups:
+                costs["(group)"] = max(costs.get("(group)", 0.0), g.get("evaluationTime", 0.0))
+                for rule in g["rules"]:
+                    name = rule.get("name", "?")
+                    costs[name] = max(costs.get(name, 0.0), rule.get("evaluationTime", 0.0))
         findings = d["findings"] if d else None
         if not active and t > WARM / 2 and (t < WARM or t >= end_faults):
             clean["polls"] += 1
@@ -258,6 +274,7 @@ def run_n(bin_, n, work):
         "n": n, "schedule": schedule, "seen": seen, "clean": clean, "walls": walls,
         "queries_per_diagnose": per_diagnose, "head_series": head_series, "failures": failures,
         "rule_eval_seconds": rule_eval, "rule_iterations_missed": rule_missed,
+        "rule_costs": rule_costs,
         "prometheus_rss_mib": mem, "scrape_bytes": scrape_bytes, "emulator_rss_mib": emu_mem,
     }
 
@@ -284,6 +301,11 @@ def report(r):
         print(f"diagnose --prometheus failed {len(r['failures'])} times, e.g. {r['failures'][0]}")
     print(f"rule group: last evaluation {r['rule_eval_seconds']:.2f} s, iterations missed "
           f"{r['rule_iterations_missed']:.0f}")
+    for f, costs in r["rule_costs"].items():
+        top = sorted(costs.items(), key=lambda kv: -kv[1])[:6]
+        if top:
+            print(f"slowest rules during {f} (max evaluation time, s): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in top))
     pm = r["prometheus_rss_mib"]
     print(f"Prometheus: {r['head_series']:,} head series, RSS {pm.get('VmRSS', 0):.0f} MiB "
           f"(peak {pm.get('VmHWM', 0):.0f} MiB)")

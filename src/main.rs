@@ -94,15 +94,16 @@ pub extern "C" fn exp(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    /// The process-wide `pow` and `exp` agree with the exact values to within 1 ulp.
+    /// The process-wide `pow` and `exp` agree with the exact (or correctly rounded) values to
+    /// within 2 ulp.
     #[test]
     fn pow_and_exp_are_libm_accurate() {
         let close = |a: f64, b: f64| a == b || ((a - b) / b).abs() <= 2.0 * f64::EPSILON;
         for (x, y, want) in [
             (2.0, 10.0, 1024.0),
             (10.0, -3.0, 0.001),
-            (0.7, 9.0, 0.040_353_607),
-            (1.5, 0.5, 1.224_744_871_391_589),
+            (0.5, 9.0, 0.001_953_125),
+            (1.5, 0.5, 1.5_f64.sqrt()),
             (0.0, 0.0, 1.0),
         ] {
             assert!(
