@@ -216,8 +216,8 @@ def run_n(bin_, n, work):
             for g in groups:
                 costs["(group)"] = max(costs.get("(group)", 0.0), g.get("evaluationTime", 0.0))
                 for rule in g["rules"]:
-                    name = rule.get("name", "?")
-                    costs[name] = max(costs.get(name, 0.0), rule.get("evaluationTime", 0.0))
+                    rname = rule.get("name", "?")
+                    costs[rname] = max(costs.get(rname, 0.0), rule.get("evaluationTime", 0.0))
         findings = d["findings"] if d else None
         if not active and t > WARM / 2 and (t < WARM or t >= end_faults):
             clean["polls"] += 1
