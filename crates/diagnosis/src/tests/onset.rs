@@ -669,14 +669,7 @@ fn a_missing_route_seen_on_a_target_pair_explains_the_reverse_peer_pair() {
 /// answer"). They wait for the node IP now: no finding, or node-4's CNI.
 #[test]
 fn pod_failures_wait_while_the_node_ip_answers_but_is_still_unknown() {
-    let path = format!(
-        "{}/tests/fixtures/views/cni-after-node-down-clear.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let inputs: Inputs = serde_json::from_value(v["inputs"].clone()).unwrap();
-    let d = crate::diagnose_inputs(&inputs, &crate::Params::default());
+    let d = view_fixture("cni-after-node-down-clear.json");
     for f in &d.findings {
         assert!(
             f.cause == Cause::Cni && f.nodes == ["node-4"],
