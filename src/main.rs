@@ -80,7 +80,7 @@ fn init_logging(format: LogFormat, filter: &str) {
 /// they are the only libm functions the binary calls (prometheus-client's buckets, Tokio's
 /// scheduler, the store's loss figures), and defining them here lets the linker drop libm.so,
 /// whose mapping cost the agent ~0.5 MiB resident (bench/README.md, "Footprint").
-/// `tests/binary.rs` checks that the binary needs no libm.
+/// `tests/architecture.rs` checks that the binary needs no libm.
 #[no_mangle]
 pub extern "C" fn pow(x: f64, y: f64) -> f64 {
     libm::pow(x, y)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables promtool:prometheus openssl:openssl chromium:chromium faketime:faketime setcap:libcap2-bin setpriv:util-linux; do
+for pair in ip:iproute2 ping:iputils-ping iptables:iptables nft:nftables promtool:prometheus openssl:openssl chromium:chromium faketime:faketime setcap:libcap2-bin setpriv:util-linux readelf:binutils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
