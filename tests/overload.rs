@@ -380,9 +380,12 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
         );
     }
     // Bounds below: measured 2026-12-06 on this 2-core machine while two other cargo builds
-    // ran (6 runs, 4 when the bounds were set and 2 at c7c9d3d: 693-870 answered 200 in the
-    // first 4, rounds = the schedule's every time, p99 lateness 32-128 ms, mean 4-9 ms, RSS
-    // +48-51 MiB after the first burst, +0-4 MiB after the second), each set so that half the throughput, half the rounds or twice the memory fails.
+    // ran (6 runs: 693-870 answered 200 in the first 4, rounds = the schedule's every time,
+    // RSS +48-51 MiB after the first burst, +0-4 MiB after the second). Lateness re-measured
+    // 2026-12-07 on a quiet machine, 11 runs and CI's: mean 8-51 ms, p99 64-512 ms (the code of
+    // 12-06, c7c9d3d, 5 runs the same day: mean 10-68 ms, p99 64-512 ms: the machine, not the
+    // code, moved). Each bound is set so that half the throughput, half the rounds, twice the
+    // memory or a prober stalled for a second fails.
     let served = outcomes.get(&Outcome::Status(200)).copied().unwrap_or(0);
     assert!(served >= 400, "{served} clients answered 200: {outcomes:?}");
     assert_eq!(slow_cut, 40, "every slowloris/silent client is cut");
@@ -398,9 +401,9 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
         rounds + 1 >= expected,
         "{rounds} rounds in {burst_took:?} (expected {expected})"
     );
-    // One histogram bucket above the worst measured p99 (128 ms); a starved loop is seconds.
-    assert!(p99 <= 0.256, "p99 schedule lateness {p99} s");
-    assert!(mean <= 0.025, "mean schedule lateness {mean} s");
+    // One histogram bucket above the worst measured p99 (512 ms); a starved loop is seconds.
+    assert!(p99 <= 1.024, "p99 schedule lateness {p99} s");
+    assert!(mean <= 0.128, "mean schedule lateness {mean} s");
     assert!(rss1 <= rss0 + 80 * 1024, "RSS grew {rss0} -> {rss1} KiB");
     // After a burst the allocator keeps a working set of ~50 MiB above the start (measured:
     // 24 -> 73 -> 78 MiB, and 26 -> 62 -> 79 MiB when the first burst happened to end lower):
