@@ -282,12 +282,27 @@ def run_n(bin_, n, work):
 def report(r):
     print(f"\n## N = {r['n']:,} (3 zones; scrape {SCRAPE}, agents {INTERVAL} / {WINDOW}; "
           f"faults on {ON} s, {OFF} s apart)\n")
+    def summarise_wrong(answers):
+        """Distinct wrong answers, by cause: how many answers named it, the most findings one
+        answer held, and the shortest answer as an example (a partition's can hold hundreds)."""
+        if not answers:
+            return "none"
+        by_cause = {}
+        for a in answers:
+            parts = a.split(";")
+            for c in {p.split(":", 1)[0] for p in parts}:
+                n, most = by_cause.get(c, (0, 0))
+                by_cause[c] = (n + 1, max(most, sum(p.startswith(c + ":") for p in parts)))
+        causes = ", ".join(f"{c} in {n} (up to {m} findings)" for c, (n, m) in sorted(by_cause.items()))
+        example = min(answers, key=len)
+        return f"{len(answers)} distinct: {causes}; e.g. {example[:80]}"
+
     print("| fault | start → right `diagnose --prometheus` | start → alert firing | wrong answers seen | failed diagnoses |")
     print("|---|---|---|---|---|")
     fmt = lambda v: "-" if v is None else f"{v:.0f} s"
     for f, s, e in r["schedule"]:
         g = r["seen"][f]
-        wrong = "; ".join(sorted(g["wrong"])) or "none"
+        wrong = summarise_wrong(g["wrong"])
         print(f"| {f} | {fmt(g['right'])} | {fmt(g['alert'])} | {wrong} | {g['failed']} |")
     c = r["clean"]
     w = r["walls"]

@@ -416,9 +416,9 @@ fn prometheus_scraping_the_emulated_fleet_gives_the_right_diagnosis_and_alerts()
     }
     // The recording rules over the planned pairs have data here (the lab's full mesh has none).
     for r in [
-        "meshprobe:pair_planned:bool",
-        "meshprobe:pair_planned:intra_zone",
-        "meshprobe:pair_planned:cross_zone",
+        "meshprobe:dst_planned_by_src_zone:count",
+        "meshprobe:src_planned:count",
+        "meshprobe:zone_planned:count",
     ] {
         assert!(
             !query(prom, &format!("count({r})")).is_empty(),

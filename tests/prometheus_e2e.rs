@@ -745,9 +745,9 @@ fn alerts(p: &Prom, name: &str) -> Vec<Value> {
 /// pair, so they return nothing here; `tests/fleet_emulator.rs` checks them on a sampled plan.
 const SAMPLED_ONLY: &[&str] = &[
     "meshprobe_pair_planned",
-    "meshprobe:pair_planned:bool",
-    "meshprobe:pair_planned:intra_zone",
-    "meshprobe:pair_planned:cross_zone",
+    "meshprobe:dst_planned_by_src_zone:count",
+    "meshprobe:src_planned:count",
+    "meshprobe:zone_planned:count",
 ];
 
 /// What each expression and selector returned so far: expression → returned data once.

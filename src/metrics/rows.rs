@@ -141,10 +141,9 @@ pub(super) fn collect(
         .filter(|p| p.node != own_node)
         .count();
     rows.targets = store.peers().targets.len();
-    // At most one ownership map per scrape, O(peers + targets), built only when a target or
-    // an exported error needs it: a healthy agent of a sampled plan exports no pair.
-    let owners = std::cell::OnceCell::new();
-    let owners = || owners.get_or_init(|| store.peers().owners());
+    // The store's ownership map: built once per peer set, when a target or an exported error
+    // first needs it (a healthy agent of a sampled plan without targets never does).
+    let owners = || store.owners();
     rows.target_nodes = store
         .peers()
         .targets

@@ -301,6 +301,9 @@ pub async fn serve(
     }
     // Every agent's collector reads the shared plan (its stable peers get planned series).
     let shared_plan = Arc::new(plan.clone());
+    // One ownership map for the fleet (they share one peer set): one per emulated agent
+    // would be N² entries.
+    let mut first: Option<Arc<Mutex<Store>>> = None;
     let agents = (0..plan.names.len())
         .map(|s| {
             let me = &plan.names[s];
@@ -314,7 +317,11 @@ pub async fn serve(
                 .collect();
             let mut store = Store::new(me.clone(), window);
             store.set_peers(set.clone(), &mine);
+            if let Some(f) = &first {
+                store.share_owners(&f.lock().unwrap());
+            }
             let store = Arc::new(Mutex::new(store));
+            first.get_or_insert_with(|| store.clone());
             let metrics = Metrics::new(StoreCollector {
                 identity: Identity {
                     node: me.clone(),

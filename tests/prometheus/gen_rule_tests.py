@@ -309,6 +309,15 @@ sc.quiet("3m", except_=["MeshprobeZonePartition"])
 sc.expect("3m", "MeshprobeZonePartition", [
     ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
     ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+# The zone ratios: cross-zone keys only in the cross ratio (4 pairs each way, all down), and
+# each zone's 2 same-zone pairs up.
+sc.exprs.append({"expr": 'meshprobe:zone_pair_down:ratio{layer="icmp_node"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:zone_pair_down:ratio", "layer": "icmp_node",
+                                                    "src_zone": a, "dst_zone": b}), "value": 1.0}
+                                 for a, b in (("zone-a", "zone-b"), ("zone-b", "zone-a"))]})
+sc.exprs.append({"expr": 'meshprobe:zone_intra_down:ratio{layer="icmp_node"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:zone_intra_down:ratio", "layer": "icmp_node",
+                                                    "src_zone": z}), "value": 0.0} for z in ("zone-a", "zone-b")]})
 scenarios.append(sc)
 
 # Agent restart: node-2's agent is gone for 45 s (up 0, no series), then back with fresh windows.
@@ -425,6 +434,13 @@ sc.exprs.append({"expr": 'meshprobe:dst_down_sources:ratio{dst="node-2", layer="
                  "exp_samples": [{"labels": labels({"__name__": "meshprobe:dst_down_sources:ratio", "dst": "node-2",
                                                     "dst_kind": "peer", "dst_zone": S_NODES["node-2"], "layer": "icmp_pod"}),
                                   "value": 0.25}]})
+# Its zone pair's ratio: the one down pair over every planned pair from its source zone to its
+# destination zone (only that zone pair has an exported pair: the others have no series).
+S_ZB, S_ZC = S_NODES["node-1"], S_NODES["node-2"]
+S_BC = sum(S_NODES[s] == S_ZB and S_NODES[d] == S_ZC for s in S_PLAN for d in S_PLAN[s])
+sc.exprs.append({"expr": 'meshprobe:zone_pair_down:ratio{layer="icmp_pod"}', "eval_time": "3m",
+                 "exp_samples": [{"labels": labels({"__name__": "meshprobe:zone_pair_down:ratio", "layer": "icmp_pod",
+                                                    "src_zone": S_ZB, "dst_zone": S_ZC}), "value": 1 / S_BC}]})
 scenarios.append(sc)
 
 # CNI on node-5: its pod IP dead both ways, its node IP fine, its agent still scraped.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::window::{Window, WindowStats};
 use meshprobe_core::model::{DestKind, Family, Layer, ProbeKey, ProbeResult};
 use meshprobe_core::mtu::MtuReport;
+use meshprobe_core::owners::OwnerMap;
 use meshprobe_core::peers::PeerSet;
 use meshprobe_core::schedule::{families_of, Task};
 
@@ -22,6 +23,9 @@ pub struct Store {
     span: Duration,
     me: String,
     peers: Arc<PeerSet>,
+    /// The ownership map of `peers`, built at first use after each new peer set: a scrape
+    /// asks for it, and rebuilding it is O(peers) each time.
+    owners: OnceLock<Arc<OwnerMap>>,
     active: HashSet<ProbeKey>,
     /// Peers with at least one task: on a sampled plan, the ones this agent probes.
     active_peers: HashSet<String>,
@@ -105,6 +109,7 @@ impl Store {
             span,
             me: me.into(),
             peers: Arc::new(PeerSet::default()),
+            owners: OnceLock::new(),
             active: HashSet::new(),
             active_peers: HashSet::new(),
             probed: Vec::new(),
@@ -130,7 +135,24 @@ impl Store {
             .filter(|p| p.node != self.me && self.active_peers.contains(&p.node))
             .map(|p| (p.node.clone(), p.zone.clone()))
             .collect();
+        if !Arc::ptr_eq(&self.peers, &peers) {
+            self.owners = OnceLock::new();
+        }
         self.peers = peers;
+    }
+
+    /// The ownership map of the current peer set (built once per peer set).
+    pub fn owners(&self) -> &OwnerMap {
+        self.owners.get_or_init(|| Arc::new(self.peers.owners()))
+    }
+
+    /// Takes `other`'s ownership map when both hold the same peer set (the same `Arc`), so
+    /// stores of one set share one map; else nothing changes.
+    pub fn share_owners(&mut self, other: &Store) {
+        if Arc::ptr_eq(&self.peers, &other.peers) {
+            let map = other.owners.get_or_init(|| Arc::new(other.peers.owners()));
+            self.owners = OnceLock::from(map.clone());
+        }
     }
 
     /// The peers this agent probes (at least one task each: on a sampled plan, its share of
@@ -423,6 +445,42 @@ mod tests {
             .collect();
         assert_eq!(names, ["b"]);
         assert_eq!(s.probed_peers(), [("b".to_string(), Some("z".to_string()))]);
+    }
+
+    #[test]
+    fn the_ownership_map_is_built_once_per_peer_set_and_shared_by_stores_of_one_set() {
+        use meshprobe_core::owners::Owner;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (mut s, t) = setup(ABC);
+        let first: *const OwnerMap = s.owners();
+        assert!(matches!(
+            s.owners().lookup(ip("10.1.0.2")),
+            Owner::Node { .. }
+        ));
+        // The same set again (a new epoch's tasks): the same map.
+        s.set_peers(s.peers().clone(), &t);
+        assert!(std::ptr::eq(first, s.owners()));
+        // A new set: b's pod moved; the old address is no longer b's.
+        let moved = ABC.replace("10.1.0.2", "10.1.0.9");
+        let set = Arc::new(parse(&moved).unwrap());
+        s.set_peers(set.clone(), &tasks(&set, "a", PARAMS));
+        assert!(matches!(
+            s.owners().lookup(ip("10.1.0.9")),
+            Owner::Node { .. }
+        ));
+        assert!(matches!(s.owners().lookup(ip("10.1.0.2")), Owner::Unknown));
+        // Another store of the same set shares its map; one of another set does not.
+        let mut other = Store::new("b", Duration::from_secs(60));
+        other.set_peers(set.clone(), &tasks(&set, "b", PARAMS));
+        other.share_owners(&s);
+        assert!(std::ptr::eq(other.owners(), s.owners()));
+        let (mut third, _) = setup(ABC);
+        third.share_owners(&s);
+        assert!(!std::ptr::eq(third.owners(), s.owners()));
+        assert!(matches!(
+            third.owners().lookup(ip("10.1.0.2")),
+            Owner::Node { .. }
+        ));
     }
 
     #[test]
