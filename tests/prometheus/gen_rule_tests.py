@@ -464,6 +464,14 @@ sc.expect("9m", "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-7
 sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 4)])
 scenarios.append(sc)
 
+# node-7's agent pod gone (no scrape target at all) while its network is fine: no pair to it
+# fails, so only the planned pairs say that 4 agents probe it.
+sc = sampled("node-7's agent missing, its network fine: MeshprobeAgentMissing only", 10,
+             agent_up=lambda t, n: None if (n == "node-7" and t >= 60) else True)
+sc.quiet("9m", except_=["MeshprobeAgentMissing"])
+sc.expect("9m", "MeshprobeAgentMissing", [({"dst": "node-7", "dst_zone": S_NODES["node-7"]}, 4)])
+scenarios.append(sc)
+
 # zone-a | zone-b partition: every pair between them dead; zone-c reaches both.
 def s_partition(t, s, d, l):
     return 3 if t >= 60 and {S_NODES[s], S_NODES[d]} == {"zone-a", "zone-b"} else 0
