@@ -8,7 +8,7 @@
 # to the matching alert firing, then a clean period's findings and alerts, the queries and wall
 # time of a diagnose, Prometheus' head series and RSS, the emulator's scrape size.
 # bench/scale_prometheus.py does the work; its header lists the variables (SCRAPE, INTERVAL,
-# WINDOW, WARM, ON, OFF, CLEAN, POLL, FAULTS, TARGETS).
+# WINDOW, WARM, ON, OFF, CLEAN, POLL, FAULTS, TARGETS, SAVE_WRONG).
 #
 #   bench/scale-prometheus.sh [BINARY] [N ...]      default: target/release/meshprobe 1000 5000
 #   e.g. cargo build --release && bench/scale-prometheus.sh target/release/meshprobe 1000 5000

@@ -40,6 +40,12 @@ POLL = float(os.environ.get("POLL", "5"))
 FAULTS = os.environ.get("FAULTS", "node-down,cni,partition,route,policy,loss,mtu").split(",")
 # Target pods every agent probes (the emulator's --targets; policy acts on the second).
 TARGETS = int(os.environ.get("TARGETS", "3"))
+# SAVE_WRONG=DIR: every diagnose also writes what it rested on (--save-inputs; tens of MB at
+# 5,000 nodes, so off by default), and the first 3 wrong answers per fault are kept in DIR as
+# wrong-FAULT-SECONDS.json, for `meshprobe diagnose --results FILE`.
+SAVE_WRONG = os.environ.get("SAVE_WRONG", "")
+if SAVE_WRONG:
+    os.makedirs(SAVE_WRONG, exist_ok=True)
 
 
 def free_port():
@@ -189,8 +195,9 @@ def run_n(bin_, n, work):
         if t > end:
             break
         t0 = time.time()
+        save = ["--save-inputs", os.path.join(SAVE_WRONG, "last.json")] if SAVE_WRONG else []
         out = subprocess.run([bin_, "diagnose", "--prometheus", f"http://{prom}", "-o", "json",
-                              "--timeout", "30s"], capture_output=True, text=True)
+                              "--timeout", "30s"] + save, capture_output=True, text=True)
         wall = time.time() - t0
         try:
             d = json.loads(out.stdout)
@@ -242,6 +249,11 @@ def run_n(bin_, n, work):
                 if right and got["right"] is None:
                     got["right"] = t - s
                 elif not right and findings:
+                    kept = got.setdefault("kept", 0)
+                    if SAVE_WRONG and kept < 3 and os.path.exists(os.path.join(SAVE_WRONG, "last.json")):
+                        got["kept"] = kept + 1
+                        os.replace(os.path.join(SAVE_WRONG, "last.json"),
+                                   os.path.join(SAVE_WRONG, f"wrong-{f}-{t:.0f}.json"))
                     got["wrong"].add(";".join(f"{x['cause']}:{','.join(x['nodes'] or x['zones'])}"
                                               for x in findings))
             if got["alert"] is None and any(

@@ -188,17 +188,7 @@ async fn diagnosis(State(s): State<Arc<Shared>>, Query(q): Query<DiagnosisQuery>
     if !with_inputs {
         return Json(mesh.as_ref().clone()).into_response();
     }
-    #[derive(serde::Serialize)]
-    struct WithInputs<'a> {
-        #[serde(flatten)]
-        view: &'a MeshDiagnosis,
-        inputs: &'a crate::diagnosis::Inputs,
-    }
-    Json(WithInputs {
-        view: mesh.as_ref(),
-        inputs: &mesh.inputs,
-    })
-    .into_response()
+    Json(crate::mesh::WithInputs::of(mesh.as_ref())).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]

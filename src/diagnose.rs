@@ -72,6 +72,11 @@ pub struct DiagnoseArgs {
     /// With --kube: label selector of the agent pods (the sources NetworkPolicies must admit).
     #[arg(long, default_value = crate::config::DEFAULT_SELECTOR)]
     pub selector: String,
+    /// Also write the answer with what it rested on (every agent's results as read, the agents
+    /// that did not answer, the facts) to FILE, as `/api/v1/diagnosis?include=inputs` does:
+    /// `diagnose --results FILE` replays it, for a bug report or a post-mortem.
+    #[arg(long, value_name = "FILE", conflicts_with = "agent")]
+    pub save_inputs: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +125,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<u8> {
             gather_here(addrs, timeout, kube.map(|c| (c, args.selector.clone()))).await?
         }
     };
+    if let Some(f) = &args.save_inputs {
+        save_view(f, &d)?;
+    }
     match args.output {
         Output::Json => println!(
             "{}",
@@ -195,6 +203,17 @@ fn from_files(files: &[std::path::PathBuf]) -> Result<MeshDiagnosis> {
         scope: None,
         inputs,
     })
+}
+
+/// Writes `d` with its inputs (the `?include=inputs` document) to `f`; a file that cannot be
+/// written is an error naming it.
+fn save_view(f: &std::path::Path, d: &MeshDiagnosis) -> Result<()> {
+    let bad = |e: String| Error::Config(format!("--save-inputs {}: {e}", f.display()));
+    let file = std::fs::File::create(f).map_err(|e| bad(e.to_string()))?;
+    let mut w = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut w, &crate::mesh::WithInputs::of(d))
+        .map_err(|e| bad(e.to_string()))?;
+    std::io::Write::flush(&mut w).map_err(|e| bad(e.to_string()))
 }
 
 /// The `inputs` of a saved mesh view, if `text` is one (a JSON object with an `inputs` key).
@@ -514,6 +533,17 @@ mod results_files {
             e.contains("view.json: a saved mesh view") && e.contains("alone"),
             "{e}"
         );
+        // What --save-inputs writes replays to the same answer from the same inputs; a file
+        // that cannot be written is named.
+        let saved = dir.join("saved.json");
+        save_view(&saved, &got).unwrap();
+        let again = from_files(std::slice::from_ref(&saved)).unwrap();
+        assert_eq!(again.diagnosis, want);
+        assert_eq!(again.inputs, inputs);
+        let e = save_view(&dir.join("no/such/dir.json"), &got)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--save-inputs") && e.contains("dir.json"), "{e}");
         let broken = dir.join("broken.json");
         std::fs::write(&broken, r#"{"inputs": {"agents": 7}}"#).unwrap();
         let e = from_files(&[broken]).unwrap_err().to_string();

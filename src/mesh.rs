@@ -38,6 +38,24 @@ pub struct MeshDiagnosis {
     pub inputs: Inputs,
 }
 
+/// A mesh view with what it rests on: the `?include=inputs` document, which
+/// `diagnose --results FILE` replays.
+#[derive(Serialize)]
+pub struct WithInputs<'a> {
+    #[serde(flatten)]
+    view: &'a MeshDiagnosis,
+    inputs: &'a Inputs,
+}
+
+impl<'a> WithInputs<'a> {
+    pub fn of(view: &'a MeshDiagnosis) -> Self {
+        WithInputs {
+            view,
+            inputs: &view.inputs,
+        }
+    }
+}
+
 /// Where a mesh view above `--full-mesh-max` comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
