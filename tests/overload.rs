@@ -394,11 +394,12 @@ async fn a_burst_of_clients_does_not_stop_probing_and_leaks_nothing() {
         matches!(head_outcome, Outcome::Status(431) | Outcome::Closed),
         "64 KiB head: {head_outcome:?}"
     );
-    // Rounds keep completing on schedule: at most one fewer than the burst's length asks for
-    // (the snapshots and the burst do not start on a round boundary).
+    // Rounds keep completing: at least half of what the burst's length asks for, one spared
+    // (the snapshots and the burst do not start on a round boundary). A round late by the
+    // p99 measured here (512 ms) skips two of 250 ms; a stopped prober completes none.
     let expected = (burst_took.as_secs_f64() / INTERVAL.as_secs_f64()) as u64;
     assert!(
-        rounds + 1 >= expected,
+        2 * (rounds + 1) >= expected,
         "{rounds} rounds in {burst_took:?} (expected {expected})"
     );
     // One histogram bucket above the worst measured p99 (512 ms); a starved loop is seconds.
