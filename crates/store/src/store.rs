@@ -143,6 +143,10 @@ impl Store {
 
     /// The ownership map of the current peer set (built once per peer set).
     pub fn owners(&self) -> &OwnerMap {
+        self.owners_shared()
+    }
+
+    fn owners_shared(&self) -> &Arc<OwnerMap> {
         self.owners.get_or_init(|| Arc::new(self.peers.owners()))
     }
 
@@ -150,8 +154,7 @@ impl Store {
     /// stores of one set share one map; else nothing changes.
     pub fn share_owners(&mut self, other: &Store) {
         if Arc::ptr_eq(&self.peers, &other.peers) {
-            let map = other.owners.get_or_init(|| Arc::new(other.peers.owners()));
-            self.owners = OnceLock::from(map.clone());
+            self.owners = OnceLock::from(other.owners_shared().clone());
         }
     }
 
