@@ -378,9 +378,6 @@ pub async fn run(
     served.map_err(|e| Error::Socket(format!("HTTP server failed: {e}")))
 }
 
-/// Probes planned this close together share one timer wake-up.
-const COALESCE: Duration = Duration::from_millis(5);
-
 async fn probe_loop(
     shared: Arc<Shared>,
     probers: Probers,
@@ -506,12 +503,13 @@ async fn probe_loop(
             }
         }
         let start = Instant::now();
+        let coalesce = schedule::coalesce_window(plan.round_len);
         let mut next_task = tasks.iter();
         for (slot, offset) in plan.offsets.iter().enumerate() {
             let at = start + *offset;
-            // Probes due within COALESCE of now start with this wake-up instead of their own:
-            // fewer timer wake-ups, at most COALESCE early.
-            if at > Instant::now() + COALESCE {
+            // Probes due within the coalescing window start with this wake-up instead of
+            // their own (`schedule::coalesce_window`: fewer wake-ups, a little early).
+            if at > Instant::now() + coalesce {
                 loop {
                     tokio::select! {
                         _ = sleep_until(at) => break,
