@@ -18,6 +18,7 @@ head series and RSS, the emulator's scrape size.
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -182,7 +183,8 @@ def run_n(bin_, n, work):
     STARTED.append(prom_p)
     wait_http(f"http://{prom}/-/ready", "prometheus")
 
-    seen = {f: {"right": None, "alert": None, "wrong": set(), "failed": 0} for f, _, _ in schedule}
+    seen = {f: {"right": None, "alert": None, "wrong": set(), "failed": 0, "others": {}}
+            for f, _, _ in schedule}
     clean = {"polls": 0, "findings": 0, "alerts": 0, "what": set()}
     walls = []
     failures = []
@@ -221,7 +223,8 @@ def run_n(bin_, n, work):
                 groups = []
             costs = rule_costs[live[0]]
             for g in groups:
-                costs["(group)"] = max(costs.get("(group)", 0.0), g.get("evaluationTime", 0.0))
+                key = f"(group {g.get('name', '?')})"
+                costs[key] = max(costs.get(key, 0.0), g.get("evaluationTime", 0.0))
                 for rule in g["rules"]:
                     rname = rule.get("name", "?")
                     costs[rname] = max(costs.get(rname, 0.0), rule.get("evaluationTime", 0.0))
@@ -256,6 +259,13 @@ def run_n(bin_, n, work):
                                    os.path.join(SAVE_WRONG, f"wrong-{f}-{t:.0f}.json"))
                     got["wrong"].add(";".join(f"{x['cause']}:{','.join(x['nodes'] or x['zones'])}"
                                               for x in findings))
+            # Alerts firing besides the fault's own: the most instances of each name at once.
+            others = {}
+            for a in alerts:
+                if a["labels"]["alertname"] != alert:
+                    others[a["labels"]["alertname"]] = others.get(a["labels"]["alertname"], 0) + 1
+            for k, v in others.items():
+                got["others"][k] = max(got["others"].get(k, 0), v)
             if got["alert"] is None and any(
                     a["labels"]["alertname"] == alert
                     and all(a["labels"].get(k) == v for k, v in labels.items()) for a in alerts):
@@ -274,8 +284,16 @@ def run_n(bin_, n, work):
                    capture_output=True)
     per_diagnose = own("prometheus_http_requests_total", 'handler="/api/v1/query"') - q0
     head_series = int(own("prometheus_tsdb_head_series "))
-    rule_eval = own("prometheus_rule_group_last_duration_seconds")
-    rule_missed = own("prometheus_rule_group_iterations_missed_total")
+    # Per rule group (the rules file has two, evaluated side by side).
+    def per_group(metric):
+        out = {}
+        for line in get(f"http://{prom}/metrics").decode().splitlines():
+            m = re.match(metric + r'\{.*rule_group="[^"]*;([^"]+)".*\} (\S+)$', line)
+            if m:
+                out[m.group(1)] = float(m.group(2))
+        return out
+    rule_eval = per_group("prometheus_rule_group_last_duration_seconds")
+    rule_missed = per_group("prometheus_rule_group_iterations_missed_total")
     mem = rss_mib(prom_p.pid)
     scrape_bytes = sum(len(get(f"http://{emu_addr}/metrics/{z}", timeout=120))
                        for z in ("zone-a", "zone-b", "zone-c"))
@@ -309,13 +327,14 @@ def report(r):
         example = min(answers, key=len)
         return f"{len(answers)} distinct: {causes}; e.g. {example[:80]}"
 
-    print("| fault | start → right `diagnose --prometheus` | start → alert firing | wrong answers seen | failed diagnoses |")
-    print("|---|---|---|---|---|")
+    print("| fault | start → right `diagnose --prometheus` | start → alert firing | wrong answers seen | failed diagnoses | other alerts firing (most instances) |")
+    print("|---|---|---|---|---|---|")
     fmt = lambda v: "-" if v is None else f"{v:.0f} s"
     for f, s, e in r["schedule"]:
         g = r["seen"][f]
         wrong = summarise_wrong(g["wrong"])
-        print(f"| {f} | {fmt(g['right'])} | {fmt(g['alert'])} | {wrong} | {g['failed']} |")
+        others = ", ".join(f"{k} ({v})" for k, v in sorted(g["others"].items())) or "none"
+        print(f"| {f} | {fmt(g['right'])} | {fmt(g['alert'])} | {wrong} | {g['failed']} | {others} |")
     c = r["clean"]
     w = r["walls"]
     print(f"\nclean polls: {c['polls']} ({WARM} s before the faults and {CLEAN} s after), "
@@ -326,8 +345,9 @@ def report(r):
               f"{statistics.median(w):.2f} s, max {max(w):.2f} s over {len(w)} runs")
     if r["failures"]:
         print(f"diagnose --prometheus failed {len(r['failures'])} times, e.g. {r['failures'][0]}")
-    print(f"rule group: last evaluation {r['rule_eval_seconds']:.2f} s, iterations missed "
-          f"{r['rule_iterations_missed']:.0f}")
+    for g, secs in sorted(r["rule_eval_seconds"].items()):
+        print(f"rule group {g}: last evaluation {secs:.2f} s, iterations missed "
+              f"{r['rule_iterations_missed'].get(g, 0):.0f}")
     for f, costs in r["rule_costs"].items():
         top = sorted(costs.items(), key=lambda kv: -kv[1])[:6]
         if top:

@@ -90,6 +90,49 @@ fn prometheus_rule_holds_exactly_the_plain_rules() {
     );
 }
 
+/// The recorded names (`meshprobe:…`) an expression reads.
+fn recorded_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("meshprobe:") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}
+
+#[test]
+fn every_rule_reads_only_what_its_own_group_recorded_before_it() {
+    // Groups are evaluated concurrently at unrelated offsets: a rule reading another group's
+    // record, or one recorded after it, reads last evaluation's value.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (group, r) in rules() {
+        let name = r
+            .get("alert")
+            .or(r.get("record"))
+            .and_then(|n| n.as_str())
+            .unwrap();
+        for read in recorded_names(r["expr"].as_str().unwrap()) {
+            assert!(
+                seen.iter().any(|(g, n)| *g == group && *n == read),
+                "{RULES}: rule {group}/{name} reads {read}, which its group `{group}` does not record before it"
+            );
+        }
+        if let Some(rec) = r.get("record").and_then(|n| n.as_str()) {
+            seen.push((group.clone(), rec.to_string()));
+        }
+    }
+    assert!(
+        seen.len() >= 20,
+        "{} recording rules found: is the parser right?",
+        seen.len()
+    );
+}
+
 #[test]
 fn every_alert_has_severity_for_templated_text_and_an_existing_runbook() {
     let alerts: Vec<Yaml> = rules()
