@@ -301,14 +301,19 @@ for at in ["4m", "9m"]:
     sc.expect(at, "MeshprobeAgentDown", [({"job": "meshprobe", "instance": "node-4:9464"}, 0)])
 scenarios.append(sc)
 
+def expect_ab_partition(sc):
+    """At 3m: MeshprobeZonePartition zone-a -> zone-b and back, fully down, and no other alert."""
+    sc.quiet("3m", except_=["MeshprobeZonePartition"])
+    sc.expect("3m", "MeshprobeZonePartition", [
+        ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
+        ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+
+
 # Zone partition: every cross-zone pair dead on every layer.
 def partition(t, s, d, l):
     return 3 if t >= 60 and zone(s) != zone(d) else 0
 sc = Scenario("zone-a | zone-b partition: MeshprobeZonePartition both ways, no node alerts", 6, partition)
-sc.quiet("3m", except_=["MeshprobeZonePartition"])
-sc.expect("3m", "MeshprobeZonePartition", [
-    ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
-    ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+expect_ab_partition(sc)
 # The zone ratios: cross-zone keys only in the cross ratio (4 pairs each way, all down), and
 # each zone's 2 same-zone pairs up.
 sc.exprs.append({"expr": 'meshprobe:zone_pair_down:ratio{layer="icmp_node"}', "eval_time": "3m",
@@ -476,10 +481,7 @@ scenarios.append(sc)
 def s_partition(t, s, d, l):
     return 3 if t >= 60 and {S_NODES[s], S_NODES[d]} == {"zone-a", "zone-b"} else 0
 sc = sampled("zone-a | zone-b partition: MeshprobeZonePartition both ways only", 6, s_partition)
-sc.quiet("3m", except_=["MeshprobeZonePartition"])
-sc.expect("3m", "MeshprobeZonePartition", [
-    ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
-    ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+expect_ab_partition(sc)
 scenarios.append(sc)
 
 # A partition on a sampled plan where node-4 (zone-b) has most of its probers in zone-a: 3 of
@@ -494,10 +496,7 @@ def p_partition(t, s, d, l):
     return 3 if t >= 60 and P_NODES[s] != P_NODES[d] else 0
 sc = Scenario("sampled plan, zone-a | zone-b partition, node-4 probed mostly across it: MeshprobeZonePartition only",
               6, p_partition, nodes=P_NODES, plan=P_PLAN)
-sc.quiet("3m", except_=["MeshprobeZonePartition"])
-sc.expect("3m", "MeshprobeZonePartition", [
-    ({"layer": "icmp_node", "src_zone": "zone-a", "dst_zone": "zone-b"}, 1.0),
-    ({"layer": "icmp_node", "src_zone": "zone-b", "dst_zone": "zone-a"}, 1.0)])
+expect_ab_partition(sc)
 sc.exprs.append({"expr": 'meshprobe:dst_down_sources:ratio{dst="node-4", layer="icmp_node"}', "eval_time": "3m",
                  "exp_samples": [{"labels": labels({"__name__": "meshprobe:dst_down_sources:ratio", "dst": "node-4",
                                                     "dst_kind": "peer", "dst_zone": "zone-b", "layer": "icmp_node"}),
