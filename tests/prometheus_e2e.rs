@@ -90,21 +90,6 @@ fn prometheus_rule_holds_exactly_the_plain_rules() {
     );
 }
 
-/// The recorded names (`meshprobe:…`) an expression reads.
-fn recorded_names(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("meshprobe:") {
-        let name: String = rest[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        rest = &rest[i + name.len()..];
-        out.push(name);
-    }
-    out
-}
-
 #[test]
 fn every_rule_reads_only_what_its_own_group_recorded_before_it() {
     // Groups are evaluated concurrently at unrelated offsets: a rule reading another group's
@@ -116,7 +101,12 @@ fn every_rule_reads_only_what_its_own_group_recorded_before_it() {
             .or(r.get("record"))
             .and_then(|n| n.as_str())
             .unwrap();
-        for read in recorded_names(r["expr"].as_str().unwrap()) {
+        // The recorded names (`meshprobe:…`) among the expression's selectors.
+        let reads = selectors(r["expr"].as_str().unwrap())
+            .into_iter()
+            .map(|s| s.split('{').next().unwrap_or(&s).to_string())
+            .filter(|n| n.starts_with("meshprobe:"));
+        for read in reads {
             assert!(
                 seen.iter().any(|(g, n)| *g == group && *n == read),
                 "{RULES}: rule {group}/{name} reads {read}, which its group `{group}` does not record before it"
