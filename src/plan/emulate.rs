@@ -76,6 +76,15 @@ fn outcome(effect: Option<Effect>, layer: Layer, mut draw: impl FnMut() -> f64) 
     let rtt = Duration::from_micros(300);
     let icmp = matches!(layer, Layer::IcmpPod | Layer::IcmpNode);
     match effect {
+        // An answered echo probe sends and gets back all its echoes, as the agent's does: the
+        // diagnosis reads lost packets per probe only when every probe sent the same number.
+        None if icmp => ProbeResult {
+            sent: ICMP_COUNT,
+            received: ICMP_COUNT,
+            rtts: vec![rtt; usize::from(ICMP_COUNT)],
+            phases: None,
+            error: None,
+        },
         None => ProbeResult::ok(rtt, None),
         Some(Effect::Fail(e)) => ProbeResult::failed(if icmp { ICMP_COUNT } else { 1 }, e),
         // An exchange (TCP, HTTP) fails when its one attempt is lost: the agents' timeout is
@@ -461,6 +470,13 @@ mod tests {
         assert!(!r.success());
         assert!(outcome(Some(Effect::Lossy(0.3)), Layer::Http, || 0.4).success());
         assert!(outcome(None, Layer::Http, || unreachable!()).success());
+        // Healthy, failed and lossy echo probes all send the agent's echo count.
+        for layer in [Layer::IcmpPod, Layer::IcmpNode] {
+            let r = outcome(None, layer, || unreachable!());
+            assert_eq!((r.sent, r.received, r.rtts.len()), (3, 3, 3), "{r:?}");
+            assert!(r.success() && r.error.is_none());
+        }
+        assert_eq!(outcome(None, Layer::Http, || unreachable!()).sent, 1);
         let r = outcome(
             Some(Effect::Fail(ErrorClass::Timeout)),
             Layer::IcmpPod,
