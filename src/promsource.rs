@@ -22,7 +22,8 @@ use crate::diagnosis::{
 };
 use crate::mesh::Unanswered;
 
-/// Agents: identity (`node`, `zone`) — its absence is "no meshprobe series".
+/// Agents: identity (`node`, `zone`) — its absence is "no meshprobe series". Asked for as the
+/// age of its sample (see [`query_for`]): when each agent was last scraped.
 pub const AGENT_INFO: &str = "meshprobe_agent_info";
 pub const AGENT_READY: &str = "meshprobe_agent_ready";
 pub const ROUNDS: &str = "meshprobe_rounds_total";
@@ -96,13 +97,17 @@ pub const MAX_SERIES: usize = 2_000_000;
 /// The PromQL for `metric`, scoped by optional extra label matchers (e.g. `cluster="prod"`).
 /// An age ([`AGES`]) is the value as scraped plus the time since that sample, `time() -
 /// timestamp(…)`: its age at the query's evaluation time (the answer's series lose
-/// `__name__`, which nothing reads). [`DESTINATIONS`] is asked for its non-zero series only.
+/// `__name__`, which nothing reads). [`AGENT_INFO`] (always 1) is asked for the age of its
+/// sample, `time() - timestamp(…)`: how long ago its agent was scraped. [`DESTINATIONS`] is
+/// asked for its non-zero series only.
 pub fn query_for(metric: &str, matchers: Option<&str>) -> String {
     let selector = match matchers.map(str::trim).filter(|m| !m.is_empty()) {
         Some(m) => format!("{metric}{{{m}}}"),
         None => metric.to_string(),
     };
-    if AGES.contains(&metric) {
+    if metric == AGENT_INFO {
+        format!("time() - timestamp({selector})")
+    } else if AGES.contains(&metric) {
         format!("{selector} + (time() - timestamp({selector}))")
     } else if metric == DESTINATIONS {
         // Only the layers an agent probes are read (a non-zero count in some state): the
@@ -259,6 +264,8 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
     // Agents.
     let mut agents: BTreeMap<String, AgentReport> = BTreeMap::new();
     let mut by_target: HashMap<Vec<(String, String)>, String> = HashMap::new();
+    // Agent → seconds since its last scrape.
+    let mut scraped: HashMap<String, f64> = HashMap::new();
     for s in get(AGENT_INFO) {
         let node = s.label("node");
         if node.is_empty() {
@@ -266,6 +273,9 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
                 "{AGENT_INFO}: a series without a node label was skipped"
             ));
             continue;
+        }
+        if let Some(age) = finite(s.value, 0.0, 1e9) {
+            scraped.insert(node.to_string(), age);
         }
         by_target.insert(target_key(s, &OWN_INFO_LABELS), node.to_string());
         let a = agents
@@ -411,7 +421,9 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
             "{metric}: the same pair came more than once (scraped by two jobs?); the first was used"
         ));
     }
-    fill_unexported(answers, &agents, &by_target, &mut cells, &mut notes);
+    fill_unexported(
+        answers, &agents, &by_target, &scraped, &mut cells, &mut notes,
+    );
     let without_probes = cells.values().filter(|c| c.probes.is_none()).count();
     if without_probes > 0 {
         notes.push(format!(
@@ -566,13 +578,17 @@ pub fn build(answers: &Answers, matchers: Option<&str>) -> Result<Built, String>
 /// series of its own, on every layer the agent probes that kind of destination on
 /// (`meshprobe_destinations`). Such a pair was probed and had no failure in its window (a
 /// failure exports every layer of the destination): a full window of successes
-/// (`--window` ÷ `--interval` probes), last-probe age unknown.
+/// (`--window` ÷ `--interval` probes), last probed at most an `--interval` before the agent's
+/// last scrape — the age given, so it contradicts only failures that began before that.
 /// Why: without them a destination's one failing source reads as every source failing, and a
-/// lost route from one node reads as the far node's CNI (bench/README.md, scale-prometheus.sh).
+/// lost route from one node reads as the far node's CNI (bench/README.md, scale-prometheus.sh);
+/// without the age, a zone scraped before a fault began contradicts the zones scraped after
+/// it (a policy's onset read as `application`, tests: `zones_scraped_before_a_fault_*`).
 fn fill_unexported(
     answers: &Answers,
     agents: &BTreeMap<String, AgentReport>,
     by_target: &HashMap<Vec<(String, String)>, String>,
+    scraped: &HashMap<String, f64>,
     cells: &mut BTreeMap<CellKey, CellAcc>,
     notes: &mut Vec<String>,
 ) {
@@ -638,6 +654,7 @@ fn fill_unexported(
             continue;
         };
         let probes = ((window / interval).floor() as u32).max(1);
+        let last_probe_age = scraped.get(&src).map(|age| age + interval);
         for layer in layers.get(&(src.as_str(), kind)).into_iter().flatten() {
             cells.insert(
                 (
@@ -653,6 +670,7 @@ fn fill_unexported(
                     success_ratio: Some(1.0),
                     consecutive: Some(0),
                     probes: Some(probes),
+                    last_probe_age,
                     ..CellAcc::default()
                 },
             );

@@ -467,6 +467,74 @@ fn failing_pairs_plus_the_planned_ones_give_the_agents_answer() {
     );
 }
 
+/// A fault seen by the zone scraped since it began, not yet by the zone scraped before: that
+/// zone's unexported healthy cells were last probed before it (their agent's scrape age plus
+/// an interval), so they do not contradict it. Without those ages, a policy on a target of a
+/// 5,000-node emulated fleet read as `application` ("from some sources only") while one zone of
+/// three had been scraped since it began (bench/README.md, scale-prometheus.sh, session 18).
+#[test]
+fn zones_scraped_before_a_fault_do_not_contradict_it() {
+    // web-node-2's HTTP fails from zone-a (node-1, node-3): three probes in a row, the first
+    // 14 s ago, scraped 1 s ago; zone-b's agents were scraped `b_age` s ago.
+    let answers = |b_age: f64| {
+        let fault = |s: &str, d: &str, l: &str| {
+            (d == "web-node-2" && l == "http" && matches!(s, "node-1" | "node-3"))
+                .then_some(("timeout", "none"))
+        };
+        let mut a = failing_export(&mesh_answers(&[], fault), true);
+        let failing: Vec<Sample> = a[REACHABLE]
+            .iter()
+            .filter(|s| s.value < 0.5)
+            .cloned()
+            .collect();
+        assert_eq!(failing.len(), 2);
+        for (m, v) in [(CONSECUTIVE, 3.0), (SUCCESS_RATIO, 12.0 / 15.0)] {
+            for s in a.get_mut(m).unwrap() {
+                if s.label("layer") == "http" && s.label("dst") == "web-node-2" {
+                    s.value = v;
+                }
+            }
+        }
+        for s in a.get_mut(ERRORS).unwrap() {
+            s.value = 3.0;
+        }
+        for (m, age) in [(FAILING_FOR, 14.0), (LAST_PROBE_AGE, 4.0)] {
+            a.insert(
+                m,
+                failing
+                    .iter()
+                    .map(|s| {
+                        let mut s = s.clone();
+                        s.labels.remove("__name__");
+                        s.value = age;
+                        s
+                    })
+                    .collect(),
+            );
+        }
+        for s in a.get_mut(AGENT_INFO).unwrap() {
+            s.value = if s.label("zone") == "zone-b" {
+                b_age
+            } else {
+                1.0
+            };
+        }
+        a
+    };
+    let causes = |b_age: f64| {
+        let d = from_prom(&answers(b_age));
+        d.findings
+            .iter()
+            .map(|f| format!("{}:{}", f.cause.as_str(), f.targets.join(",")))
+            .collect::<Vec<_>>()
+    };
+    // Scraped 25 s ago: last probed 25–30 s ago, before the failures began: no contrast, and
+    // half the sources unknown: no answer yet (zone-b's next scrape settles it).
+    assert_eq!(causes(25.0), Vec::<String>::new());
+    // Scraped 1 s ago, healthy: probed since, a real contrast (the test can fail).
+    assert_eq!(causes(1.0), ["application:web-node-2"]);
+}
+
 #[test]
 fn a_stale_agent_is_evidence_not_an_error() {
     let answers = mesh_answers(&["node-4"], |_, d, _| {
@@ -752,7 +820,13 @@ fn ages_are_asked_for_as_of_the_query_and_destinations_non_zero() {
     for &q in &QUERIES {
         let plain = query_for(q, None);
         let scoped = query_for(q, Some(r#" cluster="prod" "#));
-        if AGES.contains(&q) {
+        if q == AGENT_INFO {
+            assert_eq!(plain, format!("time() - timestamp({q})"));
+            assert_eq!(
+                scoped,
+                format!(r#"time() - timestamp({q}{{cluster="prod"}})"#)
+            );
+        } else if AGES.contains(&q) {
             assert_eq!(plain, format!("{q} + (time() - timestamp({q}))"));
             assert_eq!(
                 scoped,
