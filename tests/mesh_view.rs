@@ -150,14 +150,14 @@ async fn fake_prometheus(fixture: &str) -> SocketAddr {
                     }
                 }
                 let head = String::from_utf8_lossy(&head).into_owned();
-                // GET /api/v1/query?query=METRIC… : the metric is the query's first word.
+                // GET /api/v1/query?query=…METRIC… : the query's first `meshprobe_` name.
                 let q = head
                     .split_whitespace()
                     .nth(1)
                     .and_then(|p| p.split_once("query="))
                     .map(|(_, q)| q.to_string())
                     .unwrap_or_default();
-                let metric: String = q
+                let metric: String = q[q.find("meshprobe_").unwrap_or(q.len())..]
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();

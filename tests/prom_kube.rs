@@ -25,8 +25,9 @@ async fn fake_prometheus(answers: Value) -> (String, Arc<Mutex<Vec<String>>>) {
     ) -> axum::Json<Value> {
         let q = q.get("query").cloned().unwrap_or_default();
         seen.lock().unwrap().push(q.clone());
-        // The metric: the query's leading name (ages are `M + (time() - timestamp(M))`).
-        let metric: String = q
+        // The metric: the query's first `meshprobe_` name (ages are `M + (time() -
+        // timestamp(M))`, the agents' scrape ages `time() - timestamp(M)`).
+        let metric: String = q[q.find("meshprobe_").unwrap_or(q.len())..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
             .collect();
