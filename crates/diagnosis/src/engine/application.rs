@@ -116,8 +116,29 @@ impl Engine<'_> {
                 by_src.entry(src).or_default().push(i);
             }
         }
-        for (x, mut pairs) in by_src {
-            let far: BTreeSet<usize> = pairs.iter().filter_map(|&i| self.dst_node(i)).collect();
+        // Sources with a routing finding from the network stage too: a route lost toward a node
+        // with no target is seen on the peer pair alone, and that node's probes of the
+        // source's targets time out all the same.
+        let sources: BTreeSet<usize> = by_src
+            .keys()
+            .chain(self.egress_finding.keys())
+            .copied()
+            .collect();
+        for x in sources {
+            let mut pairs = by_src.remove(&x).unwrap_or_default();
+            let mut far: BTreeSet<usize> = pairs.iter().filter_map(|&i| self.dst_node(i)).collect();
+            if let Some(f) = self.egress_finding.get(&x) {
+                // The other end of each of its pairs (its replies to them have no route either).
+                far.extend(f.pairs.iter().filter_map(|&i| {
+                    let pc = &self.m.pairs[i];
+                    if pc.src == x {
+                        self.dst_node(i)
+                    } else {
+                        Some(pc.src)
+                    }
+                }));
+                far.remove(&x);
+            }
             for &j in &self.target_pairs {
                 let pc = &self.m.pairs[j];
                 let s = self.states[j];
@@ -128,6 +149,9 @@ impl Engine<'_> {
                 {
                     pairs.push(j);
                 }
+            }
+            if pairs.is_empty() {
+                continue;
             }
             if let Some(RoutingFinding {
                 draft: idx,

@@ -76,6 +76,38 @@ fn route_without_its_icmp_error_points_at_the_source_table() {
     );
 }
 
+/// A lost route seen on a peer pair only (no target on the far node), on a sampled plan where
+/// the far node probes the source's target but not its agent: that target pair times out (its
+/// replies have no route) and belongs to the routing finding. Seen at 5,000 emulated nodes
+/// (bench/README.md, session 18): `route node-00001 node-00125` answered `routing` node-00001
+/// plus `cni` for web-00001 "from 1 of 5000 sources" (node-00125's).
+#[test]
+fn a_route_seen_on_a_peer_pair_takes_the_far_nodes_target_pair_back() {
+    let mut m = Mesh::new();
+    m.unprobed.extend([(3, 1), (2, 4), (4, 2)]);
+    let nu = down(err_from("net_unreachable", &m.gw(1)));
+    m.p(1, 3, &["icmp_pod", "http"], nu);
+    m.t(3, 1, &TARGET_LAYERS, timeout());
+    let mut inputs = m.inputs();
+    // No target runs on node-3.
+    for a in &mut inputs.agents {
+        a.targets.retain(|t| t.name != web(3));
+    }
+    let d = crate::diagnose_inputs(&inputs, &crate::Params::default());
+    assert_eq!(d.findings.len(), 1, "{}", d.to_text());
+    let f = &d.findings[0];
+    assert!(
+        f.cause == Cause::Routing && f.nodes == [name(1)],
+        "{}",
+        d.to_text()
+    );
+    assert!(
+        f.pairs.iter().any(|p| p[0] == name(3) && p[1] == web(1)),
+        "node-3's pair to node-1's target is the route's: {}",
+        d.to_text()
+    );
+}
+
 /// A sampled plan (issue 9): node pairs nobody probes, in both directions; targets are always
 /// probed. Node-level faults and partitions are localised from the pairs that remain; a lost
 /// route whose peer pairs are unprobed is still pinned on its node through the targets.
