@@ -7,7 +7,9 @@
 //! selector ([`QUERIES`]) — but for the ages ([`AGES`]): an age is exported as of the scrape, and
 //! is read as of the query (its value plus the time since the sample), so ages from agents
 //! scraped at different moments compare as `--agents`' do (the onset rule compares a failure's
-//! `failing_for_seconds` with other cells' last-probe ages). What the metrics cannot say: the
+//! `failing_for_seconds` with other cells' last-probe ages), and `meshprobe_agent_info`, asked
+//! for as the age of its sample: when each agent was last scraped, which dates the healthy
+//! cells rebuilt from the plan (`unexported`). What the metrics cannot say: the
 //! address that sent an ICMP error (labels carry no addresses; `reporter` says `source`,
 //! `destination`, `peer`, `other` or `none` instead). A node that peers probe but whose agent
 //! has no `meshprobe_agent_info` (not scraped, its series stale) is an unreachable agent:

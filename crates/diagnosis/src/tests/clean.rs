@@ -129,6 +129,23 @@ fn loss_is_what_answered_probes_lost() {
         ),
         ("steady loss", steady_pair_loss(), CellState::Lossy),
         (
+            "steady loss read from a scrape 5 s old (last probe 5.2 s ago, its loss 5.3 s ago): loss, not quiet",
+            LayerStats {
+                last_error_age_seconds: Some(5.3),
+                last_probe_age_seconds: Some(5.2),
+                ..steady_pair_loss()
+            },
+            CellState::Lossy,
+        ),
+        (
+            "... the same loss 5.3 s ago, probed since (last probe 0.1 s ago): quiet, recovered",
+            LayerStats {
+                last_error_age_seconds: Some(5.3),
+                ..steady_pair_loss()
+            },
+            CellState::Unknown,
+        ),
+        (
             "steady loss with a whole failure too",
             echo_cell(1, 3, 4, false),
             CellState::Lossy,
